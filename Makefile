@@ -1,0 +1,88 @@
+# Makefile: build, run and test socklab. `make run` and `make test` do everything
+# on a fresh Debian 12 machine (they install what is missing first).
+
+CC      ?= cc
+PKGS    := libmicrohttpd libwebsockets jansson
+WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ilabs -Iserver -Ibuild \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+LIB_SRC := $(wildcard labs/*.c labs/*/*.c) $(filter-out server/main.c,$(wildcard server/*.c))
+WEB     := $(shell find web -type f ! -name '*~' 2>/dev/null | LC_ALL=C sort)
+UNIT    := $(wildcard tests/unit/test_*.c)
+
+OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o
+ASAN_OBJ := $(LIB_SRC:%.c=build/asan/obj/%.o) build/asan/obj/assets.o
+
+.PHONY: all run deps test-deps test asan unit lint bench clean
+all: build/socklab
+
+build/tools/embed: server/tools/embed.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) -O2 -o $@ $<
+
+# The dashboard is compiled into the binary: one file serves a classroom offline.
+build/assets.c: build/tools/embed $(WEB)
+	build/tools/embed web $(WEB) > $@.tmp && mv $@.tmp $@
+
+build/obj/%.o: %.c $(wildcard labs/*.h labs/*/*.h server/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+build/obj/assets.o: build/assets.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+build/libsocklab.a: $(OBJ)
+	ar rcs $@ $^
+build/socklab: build/obj/server/main.o build/libsocklab.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/asan/obj/%.o: %.c $(wildcard labs/*.h labs/*/*.h server/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ASAN) -c -o $@ $<
+build/asan/obj/assets.o: build/assets.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ASAN) -c -o $@ $<
+build/asan/libsocklab.a: $(ASAN_OBJ)
+	ar rcs $@ $^
+build/asan/socklab: build/asan/obj/server/main.o build/asan/libsocklab.a
+	$(CC) $(ALL_CFLAGS) $(ASAN) -o $@ $^ $(LDLIBS)
+
+# One small binary per module test, in a normal and a sanitizer build.
+build/tests/%: tests/unit/%.c tests/unit/unit.h build/libsocklab.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< build/libsocklab.a $(LDLIBS) -lcmocka
+build/asan/tests/%: tests/unit/%.c tests/unit/unit.h build/asan/libsocklab.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ASAN) -Itests/unit -o $@ $< build/asan/libsocklab.a $(LDLIBS) -lcmocka
+
+unit: $(UNIT:tests/unit/%.c=build/tests/%)
+asan: build/asan/socklab $(UNIT:tests/unit/%.c=build/asan/tests/%)
+
+deps:
+	@server/tools/install-deps.sh build
+
+test-deps:
+	@server/tools/install-deps.sh test
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	build/socklab serve $(ARGS)
+
+test: test-deps
+	@$(MAKE) --no-print-directory all unit asan lint
+	@tests/run
+
+# Banned functions (STYLE.md): each has a bounded or safer replacement.
+lint:
+	@! grep -nwE 'gets|sprintf|vsprintf|strcpy|strcat|strncpy|strtok|atoi|atol|sscanf' \
+	    --include='*.c' --include='*.h' -r server labs tests/unit \
+	  || { echo "lint: banned function used (see STYLE.md)"; exit 1; }
+
+bench: all
+	@bench/run
+
+clean:
+	rm -rf build

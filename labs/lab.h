@@ -1,0 +1,161 @@
+/* lab.h: the lab plug-in interface: descriptor, parameter schema and run context. */
+#ifndef SOCKLAB_LAB_H
+#define SOCKLAB_LAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "event.h"
+
+/*
+ * A lab is a static const struct lab_desc registered in labs/registry.c. The
+ * descriptor carries everything a front end needs to show a form and validate
+ * input (the parameter schema); the run function does the exercise and reports
+ * only through the event emitter in its context. The CLI (`socklab run`) and
+ * the server (which spawns `socklab run --json` per run) share this code, so a
+ * run looks the same everywhere.
+ */
+
+enum lab_ptype {
+	LAB_P_INT,    /* signed integer within [min, max] */
+	LAB_P_BOOL,   /* true/false (also accepts 1/0, yes/no, on/off on the CLI) */
+	LAB_P_ENUM,   /* one of choices[] */
+	LAB_P_STRING, /* printable UTF-8 text of at most max_len bytes */
+};
+
+/* Flags on a parameter definition. */
+enum {
+	/* The server assigns this parameter itself for browser runs; a browser
+	 * client may not set it (for example the bring-your-own-client port). */
+	LAB_PF_SERVER = 1u << 0,
+	/* Shown under "advanced" in the dashboard form. */
+	LAB_PF_ADVANCED = 1u << 1,
+};
+
+struct lab_param_def {
+	const char *name;  /* [a-z_]+, the key in -p KEY=VALUE and in JSON */
+	enum lab_ptype type;
+	const char *title; /* short label for forms */
+	const char *help;  /* one sentence for forms and `socklab labs` */
+	const char *unit;  /* "ms", "bytes", ... or NULL */
+	const char *def;   /* default, written as on the CLI */
+	long long min, max;          /* LAB_P_INT range; LAB_P_STRING: max = max bytes */
+	const char *const *choices;  /* LAB_P_ENUM: NULL-terminated */
+	unsigned flags;
+};
+
+/* Parsed, validated values, indexed like the descriptor's params[]. */
+#define LAB_MAX_PARAMS 32
+#define LAB_STR_MAX 1024
+
+struct lab_value {
+	long long i;          /* LAB_P_INT, LAB_P_BOOL (0/1), LAB_P_ENUM (index) */
+	char s[LAB_STR_MAX];  /* canonical text form of every type */
+	int set;              /* given explicitly (not the default) */
+};
+
+struct lab_params {
+	const struct lab_desc *lab;
+	struct lab_value v[LAB_MAX_PARAMS];
+};
+
+struct lab_ctx;
+
+/* Which network a run needs, decided from its parameters before it starts. */
+enum lab_net {
+	LAB_NET_PRIVATE, /* its own network namespace when permitted (the normal case) */
+	LAB_NET_HOST,    /* the host's network: a port a student's own program can reach */
+};
+
+struct lab_desc {
+	const char *name;     /* "tcp-echo": CLI name, URL and event "lab" field */
+	const char *title;    /* "TCP echo" */
+	const char *summary;  /* one sentence for the catalogue */
+	const struct lab_param_def *params;
+	size_t n_params;
+	/* Cross-parameter checks after every value is in range. On failure write a
+	 * message to err, set *param to the offending name, return negative. May be
+	 * NULL. */
+	int (*check)(const struct lab_params *p, const char **param, char *err, size_t errlen);
+	/* Which network this run needs. NULL means LAB_NET_PRIVATE. */
+	enum lab_net (*network)(const struct lab_params *p);
+	/* Do the exercise. Emit events through ctx->em; return 0 on success or a
+	 * negative code after emitting an "error" event. Must return promptly once
+	 * lab_cancelled(ctx) is true. */
+	int (*run)(struct lab_ctx *ctx);
+};
+
+/* What a run function gets. Owned by the caller of run(). */
+struct lab_ctx {
+	const struct lab_params *p;
+	struct ev_emitter *em;
+	int cancel_fd;           /* eventfd, readable once the run is cancelled */
+	int64_t deadline_us;     /* t_us (run clock) by which the lab must end */
+	int netns;               /* 1 when the run has a private network namespace */
+	json_t *summary;         /* object the lab fills; emitted in run.end */
+};
+
+/* ---- registry (labs/registry.c) ---- */
+
+/* The registered labs, NULL-terminated. */
+extern const struct lab_desc *const lab_registry[];
+
+/* The lab called name, or NULL. */
+const struct lab_desc *lab_find(const char *name);
+
+/* New JSON description of one lab (name, title, summary, params with type,
+ * default, range or choices, unit, help, flags). Caller owns the reference. */
+json_t *lab_describe(const struct lab_desc *lab);
+
+/* New JSON array describing every lab. Caller owns the reference. */
+json_t *lab_describe_all(void);
+
+/* ---- parameters (labs/params.c) ---- */
+
+/* Fill p with every default of lab. */
+void lab_params_init(struct lab_params *p, const struct lab_desc *lab);
+
+/* Set one parameter from its text form. On error returns negative and writes
+ * a message naming the parameter and what is allowed into err. */
+int lab_param_set(struct lab_params *p, const char *name, const char *value, char *err,
+		  size_t errlen);
+
+/* Set one parameter from a JSON value (number, string or boolean). */
+int lab_param_set_json(struct lab_params *p, const char *name, const json_t *value, char *err,
+		       size_t errlen);
+
+/* Parse "KEY=VALUE" as given to -p. */
+int lab_param_set_kv(struct lab_params *p, const char *kv, char *err, size_t errlen);
+
+/* Run the descriptor's cross-parameter check. *param is set to the offending
+ * name on failure (may be NULL when no single parameter is to blame). */
+int lab_params_check(const struct lab_params *p, const char **param, char *err, size_t errlen);
+
+/* Lookups by name; the name must exist in the descriptor (a programming error
+ * otherwise, so these abort). */
+long long lab_int(const struct lab_params *p, const char *name);
+const char *lab_str(const struct lab_params *p, const char *name);
+int lab_is_set(const struct lab_params *p, const char *name);
+
+/* Index of name in the descriptor, or -1. */
+int lab_param_index(const struct lab_desc *lab, const char *name);
+
+/* New JSON object of every parameter's applied value (typed). */
+json_t *lab_params_json(const struct lab_params *p);
+
+/* ---- run context helpers (labs/labrun.c) ---- */
+
+/* Nonzero once the run has been cancelled (signal) or has passed its deadline. */
+int lab_cancelled(struct lab_ctx *ctx);
+
+/* Wait until fd has any of events (POLLIN/POLLOUT), the run is cancelled, or
+ * timeout_ms passes (-1: no timeout other than the run's deadline). Returns
+ * 1 when ready, 0 on timeout, -ECANCELED when cancelled, -errno on error. */
+int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms);
+
+/* Sleep for ms unless cancelled first. Returns 0, or -ECANCELED. */
+int lab_sleep_ms(struct lab_ctx *ctx, int ms);
+
+#endif

@@ -1,0 +1,69 @@
+/* labrun.c: cancellation-aware waiting for lab code (poll on the fd and the cancel eventfd). */
+#include "lab.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <unistd.h>
+
+static int cancel_signalled(int cancel_fd)
+{
+	struct pollfd p = {.fd = cancel_fd, .events = POLLIN};
+
+	return cancel_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+int lab_cancelled(struct lab_ctx *ctx)
+{
+	if (cancel_signalled(ctx->cancel_fd))
+		return 1;
+	return ctx->deadline_us > 0 && ev_now_us(ctx->em) >= ctx->deadline_us;
+}
+
+int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms)
+{
+	int64_t start = ev_now_us(ctx->em);
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{.fd = fd, .events = events},
+			{.fd = ctx->cancel_fd, .events = POLLIN},
+		};
+		int64_t now = ev_now_us(ctx->em);
+		int64_t wait_us = -1;
+		int n;
+
+		if (timeout_ms >= 0)
+			wait_us = start + (int64_t)timeout_ms * 1000 - now;
+		if (ctx->deadline_us > 0) {
+			int64_t left = ctx->deadline_us - now;
+			if (left <= 0)
+				return -ECANCELED;
+			if (wait_us < 0 || left < wait_us)
+				wait_us = left;
+		}
+		if (timeout_ms >= 0 && wait_us <= 0 && now >= start + (int64_t)timeout_ms * 1000)
+			return 0;
+		n = poll(p, ctx->cancel_fd >= 0 ? 2 : 1,
+			 wait_us < 0 ? -1 : (int)((wait_us + 999) / 1000));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (ctx->cancel_fd >= 0 && (p[1].revents & POLLIN))
+			return -ECANCELED;
+		if (p[0].revents)
+			return 1;
+		/* Timed out: either ours (0) or the deadline's (loop reports it). */
+		if (timeout_ms >= 0 && ev_now_us(ctx->em) >= start + (int64_t)timeout_ms * 1000)
+			return 0;
+	}
+}
+
+int lab_sleep_ms(struct lab_ctx *ctx, int ms)
+{
+	int rc = lab_wait_fd(ctx, -1, 0, ms);
+
+	return rc < 0 ? rc : 0;
+}

@@ -1,0 +1,32 @@
+/* registry.c: the table of labs every front end lists and runs. */
+#include "lab.h"
+
+#include <string.h>
+
+extern const struct lab_desc lab_tcp_echo;
+
+/* Add a lab: define its descriptor in its own file and list it here. */
+const struct lab_desc *const lab_registry[] = {
+	&lab_tcp_echo,
+	NULL,
+};
+
+const struct lab_desc *lab_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; lab_registry[i]; i++)
+		if (strcmp(lab_registry[i]->name, name) == 0)
+			return lab_registry[i];
+	return NULL;
+}
+
+json_t *lab_describe_all(void)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && lab_registry[i]; i++)
+		json_array_append_new(a, lab_describe(lab_registry[i]));
+	return a;
+}

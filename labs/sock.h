@@ -1,0 +1,66 @@
+/* sock.h: socket calls that do the real syscall and report it as a "syscall" event. */
+#ifndef SOCKLAB_SOCK_H
+#define SOCKLAB_SOCK_H
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "lab.h"
+
+/*
+ * Each wrapper makes one real call and emits one event
+ *   {"type":"syscall","who":WHO,"conn":N,"call":NAME,"fd":FD,"args":{...},
+ *    "ret":R,"errno":E,"errno_name":"ECONNRESET","error":"Connection reset by peer",
+ *    "bytes":B,"data":"preview","t_call_us":T0,"blocked_us":D}
+ * where t_call_us is when the program made the call and blocked_us how long it
+ * waited in it. Calls that block in a classic program (accept, connect, recv,
+ * send) first wait with poll() on the socket and the run's cancel fd, so a run
+ * can always be cancelled; the event still describes the one call the program
+ * made, with the time it spent blocked.
+ *
+ * who names the side ("server", "client"); conn is the connection number the
+ * call belongs to (1, 2, ...), or 0 for calls on no connection (the listener).
+ * Return values follow the call (fd, byte count, 0) or are -errno; the wait
+ * helpers also return -ECANCELED (run cancelled) and -ETIMEDOUT (timeout_ms).
+ */
+
+struct lsock_who {
+	const char *who;
+	int conn;
+};
+
+int lsock_socket(struct lab_ctx *ctx, struct lsock_who w, int domain, int type);
+int lsock_setsockopt_int(struct lab_ctx *ctx, struct lsock_who w, int fd, int level, int name,
+			 int value);
+int lsock_bind(struct lab_ctx *ctx, struct lsock_who w, int fd, const struct sockaddr *sa,
+	       socklen_t len);
+int lsock_listen(struct lab_ctx *ctx, struct lsock_who w, int fd, int backlog);
+/* Accept one connection; peer is filled when not NULL. */
+int lsock_accept(struct lab_ctx *ctx, struct lsock_who w, int lfd, struct sockaddr_storage *peer,
+		 int timeout_ms);
+int lsock_connect(struct lab_ctx *ctx, struct lsock_who w, int fd, const struct sockaddr *sa,
+		  socklen_t len, int timeout_ms);
+ssize_t lsock_send(struct lab_ctx *ctx, struct lsock_who w, int fd, const void *buf, size_t len,
+		   int timeout_ms);
+/* send() until all of buf is sent (each send() is its own event). */
+ssize_t lsock_send_all(struct lab_ctx *ctx, struct lsock_who w, int fd, const void *buf,
+		       size_t len, int timeout_ms);
+ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, size_t len,
+		   int timeout_ms);
+int lsock_shutdown(struct lab_ctx *ctx, struct lsock_who w, int fd, int how);
+int lsock_close(struct lab_ctx *ctx, struct lsock_who w, int fd);
+
+/* {"addr":"127.0.0.1","port":5000} for an AF_INET/AF_INET6 address. */
+json_t *lsock_addr_json(const struct sockaddr *sa);
+
+/* Parse an IPv4 or IPv6 literal and port into ss. 0 or -EINVAL. */
+int lsock_parse_addr(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len);
+
+/* The symbolic errno name ("ECONNRESET") of a positive errno value. */
+const char *lsock_errno_name(int e);
+
+/* Printable preview of bytes: text as is, other bytes as \xNN, at most max
+ * input bytes (the event says "data_truncated" beyond). Caller owns the json. */
+json_t *lsock_preview(const void *buf, size_t len, size_t max);
+
+#endif

@@ -1,0 +1,44 @@
+/* main.c: socklab's entry point: dispatch to the labs, run and serve subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "serve.h"
+#include "version.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: socklab COMMAND [ARGS]\n"
+		"\n"
+		"  labs [--json]                      list the labs and their parameters\n"
+		"  run LAB [-p KEY=VALUE]... [--json] run one lab in this terminal\n"
+		"  serve [--listen ADDR] [--http-port N] [--ws-port N] [--data DIR] ...\n"
+		"                                     serve the dashboard and the API\n"
+		"  version                            print the version\n"
+		"\n"
+		"`socklab COMMAND --help` explains each command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	if (!cmd || !strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		usage(cmd ? stdout : stderr);
+		return cmd ? 0 : 2;
+	}
+	if (!strcmp(cmd, "labs"))
+		return cli_labs(argc - 1, argv + 1);
+	if (!strcmp(cmd, "run"))
+		return cli_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "serve"))
+		return serve_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("socklab %s\n", SOCKLAB_VERSION);
+		return 0;
+	}
+	fprintf(stderr, "socklab: unknown command '%s' (expected labs, run, serve or version)\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# install-deps.sh: install what socklab needs on Debian 12, only what is missing.
+#   install-deps.sh build   compilers and libraries to build and run the server
+#   install-deps.sh test    plus what the test suite needs (Chromium, node, python)
+set -euo pipefail
+
+mode=${1:-build}
+build_pkgs=(gcc make pkg-config libc6-dev libmicrohttpd-dev libwebsockets-dev libjansson-dev
+	libpcap-dev iproute2 procps)
+test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl)
+
+want=("${build_pkgs[@]}")
+[ "$mode" = test ] && want+=("${test_pkgs[@]}")
+# node and npm drive the browser tests; keep an existing install (it may not be Debian's).
+if [ "$mode" = test ] && ! command -v npm >/dev/null 2>&1; then
+	want+=(nodejs npm)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$st" = "install ok installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-deps: installing ${missing[*]}"
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || {
+			echo "install-deps: run as root: apt-get install ${missing[*]}" >&2
+			exit 1
+		}
+		sudo=(sudo)
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo[@]}" apt-get update -q
+	"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$mode" = test ]; then
+	here=$(cd "$(dirname "$0")/../.." && pwd)
+	if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
+		echo "install-deps: npm ci in tests/e2e"
+		(cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+fi
