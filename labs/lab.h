@@ -91,7 +91,7 @@ struct lab_desc {
 struct lab_ctx {
 	const struct lab_params *p;
 	struct ev_emitter *em;
-	int cancel_fd;           /* eventfd, readable once the run is cancelled */
+	int cancel_fd;           /* eventfd, readable once the run is cancelled or aborted */
 	int64_t deadline_us;     /* t_us (run clock) by which the lab must end */
 	int netns;               /* 1 when the run has a private network namespace */
 	json_t *summary;         /* object the lab fills; emitted in run.end */
@@ -154,6 +154,10 @@ int lab_cancelled(struct lab_ctx *ctx);
  * timeout_ms passes (-1: no timeout other than the run's deadline). Returns
  * 1 when ready, 0 on timeout, -ECANCELED when cancelled, -errno on error. */
 int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms);
+
+/* Stop the run from inside (a lab thread failed): every lab_wait_fd returns
+ * -ECANCELED from now on. The front end still reports the run as an error. */
+void lab_abort(struct lab_ctx *ctx);
 
 /* Sleep for ms unless cancelled first. Returns 0, or -ECANCELED. */
 int lab_sleep_ms(struct lab_ctx *ctx, int ms);

@@ -61,6 +61,15 @@ int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms)
 	}
 }
 
+void lab_abort(struct lab_ctx *ctx)
+{
+	uint64_t one = 1;
+
+	if (ctx->cancel_fd >= 0 && write(ctx->cancel_fd, &one, sizeof one) < 0) {
+		/* The counter cannot overflow from this; nothing else to do. */
+	}
+}
+
 int lab_sleep_ms(struct lab_ctx *ctx, int ms)
 {
 	int rc = lab_wait_fd(ctx, -1, 0, ms);

@@ -1,0 +1,713 @@
+/* tcp_echo.c: the tcp-echo lab: an echo server that answers in upper case and its clients. */
+#include "tcp_echo.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lab.h"
+#include "sock.h"
+
+/*
+ * Two shapes of run:
+ *  - mode=both: server and clients in this process (threads), inside the run's
+ *    private network namespace, talking over its loopback;
+ *  - mode=server: only the server, on a port of the host that the student's own
+ *    client (nc, a Python script) connects to. It stops after idle_timeout.
+ * Both use the same server loop. Every socket call is a syscall event.
+ */
+
+#define MAX_CLIENTS 4
+#define MAX_BYO_CONNS 8              /* concurrent connections in mode=server */
+#define BYO_MAX_BYTES (1024 * 1024)  /* per connection in mode=server */
+#define MAX_MSG 65536
+
+static const char *const mode_choices[] = {"both", "server", NULL};
+static const char *const transform_choices[] = {"upper", "echo", NULL};
+static const char *const closer_choices[] = {"client", "server", NULL};
+static const char *const style_choices[] = {"iterative", "concurrent", NULL};
+
+static const struct lab_param_def echo_params[] = {
+	{"mode", LAB_P_ENUM, "Mode",
+	 "both: the lab runs the server and its clients; server: only the server, for your own "
+	 "client (nc, Python)",
+	 NULL, "both", 0, 0, mode_choices, 0},
+	{"messages", LAB_P_INT, "Messages", "How many messages each client sends", NULL, "3", 1,
+	 1000, NULL, 0},
+	{"size", LAB_P_INT, "Message size",
+	 "Bytes per message; 0 sends the text exactly as written", "bytes", "0", 0, MAX_MSG, NULL,
+	 0},
+	{"text", LAB_P_STRING, "Text", "What the client sends (repeated to fill size)", NULL,
+	 "hello, socklab", 1, 512, NULL, 0},
+	{"transform", LAB_P_ENUM, "Server reply",
+	 "upper: answer in upper case, as the course's server does; echo: the same bytes", NULL,
+	 "upper", 0, 0, transform_choices, 0},
+	{"closer", LAB_P_ENUM, "Who closes first",
+	 "The side that closes first sends the first FIN (and later waits in TIME_WAIT)", NULL,
+	 "client", 0, 0, closer_choices, 0},
+	{"server_style", LAB_P_ENUM, "Server style",
+	 "iterative: one client at a time, later ones wait in the accept queue; concurrent: a "
+	 "thread per client",
+	 NULL, "iterative", 0, 0, style_choices, 0},
+	{"clients", LAB_P_INT, "Clients", "How many clients connect, one after another", NULL, "1",
+	 1, MAX_CLIENTS, NULL, 0},
+	{"interval_ms", LAB_P_INT, "Pause between messages", "Client pause after each reply", "ms",
+	 "0", 0, 5000, NULL, LAB_PF_ADVANCED},
+	{"bufsize", LAB_P_INT, "Server recv() size", "The buffer size the server passes to recv()",
+	 "bytes", "1024", 1, MAX_MSG, NULL, LAB_PF_ADVANCED},
+	{"backlog", LAB_P_INT, "listen() backlog", "The backlog the server passes to listen()", NULL,
+	 "5", 1, 128, NULL, LAB_PF_ADVANCED},
+	{"idle_timeout", LAB_P_INT, "Idle timeout",
+	 "mode=server: stop after this long with no client activity", "s", "60", 1, 600, NULL,
+	 LAB_PF_ADVANCED},
+	{"port", LAB_P_INT, "Port", "The server's port; 0 lets the kernel choose", NULL, "0", 0,
+	 65535, NULL, LAB_PF_SERVER | LAB_PF_ADVANCED},
+	{"bind", LAB_P_STRING, "Listen address",
+	 "The address the server binds (an IPv4 or IPv6 literal)", NULL, "127.0.0.1", 2, 45, NULL,
+	 LAB_PF_SERVER | LAB_PF_ADVANCED},
+};
+
+void echo_transform(char *buf, size_t n, enum echo_transform t)
+{
+	size_t i;
+
+	if (t != ECHO_UPPER)
+		return;
+	for (i = 0; i < n; i++)
+		if (buf[i] >= 'a' && buf[i] <= 'z')
+			buf[i] = (char)(buf[i] - 'a' + 'A');
+}
+
+size_t echo_message(char *out, size_t cap, int index, size_t size, const char *text)
+{
+	size_t tl = strlen(text), n, i;
+	int w;
+
+	if (cap == 0)
+		return 0;
+	if (size == 0) {
+		n = tl < cap ? tl : cap;
+		memcpy(out, text, n);
+		return n;
+	}
+	if (size > cap)
+		size = cap;
+	w = snprintf(out, cap, "[%d] ", index);
+	n = w < 0 ? 0 : ((size_t)w < size ? (size_t)w : size);
+	for (i = 0; n < size; i++, n++)
+		out[n] = tl ? (i % (tl + 1) == tl ? ' ' : text[i % (tl + 1)]) : '.';
+	return n;
+}
+
+struct echo_run {
+	struct lab_ctx *ctx;
+	int byo;        /* mode=server */
+	int messages;
+	size_t size;
+	const char *text;
+	enum echo_transform transform;
+	int server_closes;
+	int concurrent;
+	int clients;
+	int interval_ms;
+	size_t bufsize;
+	int backlog;
+	int idle_ms;
+	struct sockaddr_storage addr; /* where the server listens, after bind */
+	socklen_t addrlen;
+	int lfd;
+
+	pthread_mutex_t lock; /* guards everything below */
+	pthread_cond_t cond;
+	int connected[MAX_CLIENTS + 2];   /* client k has connected */
+	int first_reply[MAX_CLIENTS + 2]; /* client k got its first reply */
+	int active;                       /* server connections being served */
+	int64_t last_activity_us;
+	int failed;
+	long long c_bytes_sent, c_bytes_recv, replies_ok, replies_bad, split_replies;
+	long long s_bytes_in, s_bytes_out, conns, resets, peer_closes, idle_closes, max_queue;
+};
+
+static void touch(struct echo_run *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->last_activity_us = ev_now_us(r->ctx->em);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void add(struct echo_run *r, long long *field, long long v)
+{
+	pthread_mutex_lock(&r->lock);
+	*field += v;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void fail(struct echo_run *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->failed = 1;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Wait until flags[k] is set (or the run fails or is cancelled). */
+static int wait_flag(struct echo_run *r, int *flags, int k)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&r->lock);
+	while (!flags[k] && !r->failed) {
+		struct timespec ts;
+		pthread_mutex_unlock(&r->lock);
+		if (lab_cancelled(r->ctx))
+			return -ECANCELED;
+		pthread_mutex_lock(&r->lock);
+		/* Wake at least every 100 ms to notice cancellation. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+	}
+	if (!flags[k])
+		rc = -ECANCELED;
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+static void set_flag(struct echo_run *r, int *flags, int k)
+{
+	pthread_mutex_lock(&r->lock);
+	flags[k] = 1;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- server side ---- */
+
+static size_t echo_message_len(const struct echo_run *r)
+{
+	return r->size ? r->size : strlen(r->text);
+}
+
+
+struct conn_arg {
+	struct echo_run *r;
+	int fd;
+	int conn;
+	pthread_t tid;
+	int started;
+};
+
+/* Serve one connection until the peer closes, resets, idles out, or (when the
+ * server closes first) every expected byte has been answered. */
+static void serve_conn(struct echo_run *r, int fd, int conn)
+{
+	struct lab_ctx *ctx = r->ctx;
+	struct lsock_who w = {"server", conn};
+	long long expected = r->byo ? -1 : (long long)r->messages * (long long)echo_message_len(r);
+	long long echoed = 0, conn_in = 0;
+	char *buf = malloc(r->bufsize);
+
+	if (!buf) {
+		fail(r);
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = lsock_recv(ctx, w, fd, buf, r->bufsize, r->byo ? r->idle_ms : -1);
+		if (n == -ETIMEDOUT) {
+			add(r, &r->idle_closes, 1);
+			ev_note(ctx->em, "echo.idle_close", json_pack("{s:i, s:i}", "conn", conn,
+				"idle_s", r->idle_ms / 1000),
+				"The client sent nothing for the idle timeout, so the server closes "
+				"its connection.");
+			break;
+		}
+		if (n == -ECANCELED)
+			break;
+		if (n == 0) {
+			add(r, &r->peer_closes, 1);
+			ev_note(ctx->em, "echo.peer_closed", json_pack("{s:i}", "conn", conn),
+				"recv() returned 0: the client closed its side (its FIN arrived). "
+				"The server has nothing more to read, so it closes too.");
+			break;
+		}
+		if (n < 0) {
+			if (n == -ECONNRESET) {
+				add(r, &r->resets, 1);
+				ev_note(ctx->em, "echo.reset", json_pack("{s:i}", "conn", conn),
+					"recv() failed with ECONNRESET: the client aborted the "
+					"connection with a RST instead of closing it normally. Any data "
+					"still in flight is lost.");
+			} else if (!r->byo) {
+				fail(r);
+			}
+			break;
+		}
+		touch(r);
+		add(r, &r->s_bytes_in, n);
+		conn_in += n;
+		if (r->byo && conn_in > BYO_MAX_BYTES) {
+			ev_note(ctx->em, "echo.byo_limit", json_pack("{s:i}", "conn", conn),
+				"This connection reached the lab's data limit, so the server closes it.");
+			break;
+		}
+		echo_transform(buf, (size_t)n, r->transform);
+		n = lsock_send_all(ctx, w, fd, buf, (size_t)n, r->byo ? r->idle_ms : -1);
+		if (n < 0) {
+			if (n == -ECONNRESET || n == -EPIPE)
+				add(r, &r->resets, 1);
+			else if (!r->byo && n != -ECANCELED)
+				fail(r);
+			break;
+		}
+		add(r, &r->s_bytes_out, n);
+		echoed += n;
+		if (expected > 0 && r->server_closes && echoed >= expected) {
+			ev_note(ctx->em, "echo.server_closes", json_pack("{s:i}", "conn", conn),
+				"The server has answered every message and closes first: its FIN "
+				"goes out before the client's, so it is the server's socket that "
+				"will wait in TIME_WAIT.");
+			break;
+		}
+	}
+out:
+	free(buf);
+	lsock_close(ctx, w, fd);
+	pthread_mutex_lock(&r->lock);
+	r->active--;
+	r->last_activity_us = ev_now_us(ctx->em);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void *conn_thread(void *arg)
+{
+	struct conn_arg *a = arg;
+
+	serve_conn(a->r, a->fd, a->conn);
+	return NULL;
+}
+
+/* Accept and serve until every lab client was served (mode=both) or nobody
+ * has been active for idle_timeout (mode=server). */
+static void *server_thread(void *arg)
+{
+	struct echo_run *r = arg;
+	struct lab_ctx *ctx = r->ctx;
+	struct conn_arg conns[MAX_BYO_CONNS + MAX_CLIENTS];
+	int n_conns = 0, served = 0, i;
+
+	memset(conns, 0, sizeof conns);
+	for (;;) {
+		int fd, timeout = -1, active;
+		int64_t idle_for;
+
+		if (!r->byo && served == r->clients)
+			break;
+		pthread_mutex_lock(&r->lock);
+		active = r->active;
+		idle_for = ev_now_us(ctx->em) - r->last_activity_us;
+		pthread_mutex_unlock(&r->lock);
+		if (r->byo) {
+			if (active == 0 && idle_for >= (int64_t)r->idle_ms * 1000) {
+				ev_note(ctx->em, "echo.idle_stop",
+					json_pack("{s:i}", "idle_s", r->idle_ms / 1000),
+					"No client activity for the idle timeout: the server stops.");
+				break;
+			}
+			timeout = active ? 200 : (int)((int64_t)r->idle_ms - idle_for / 1000);
+			if (timeout < 1)
+				timeout = 1;
+		}
+		/* In mode=server the number of connections served one after another
+		 * is unbounded, but only MAX_BYO_CONNS run at once. */
+		if (r->concurrent && n_conns == (int)(sizeof conns / sizeof conns[0])) {
+			for (i = 0; i < n_conns; i++)
+				pthread_join(conns[i].tid, NULL);
+			n_conns = 0;
+		}
+		if (r->byo && r->concurrent && active >= MAX_BYO_CONNS) {
+			if (lab_sleep_ms(ctx, 50) < 0)
+				break;
+			continue;
+		}
+		fd = lsock_accept(ctx, (struct lsock_who){"server", 0}, r->lfd, NULL, timeout);
+		if (fd == -ETIMEDOUT)
+			continue;
+		if (fd < 0) {
+			if (fd != -ECANCELED)
+				fail(r);
+			break;
+		}
+		served++;
+		pthread_mutex_lock(&r->lock);
+		r->active++;
+		r->conns++;
+		r->last_activity_us = ev_now_us(ctx->em);
+		pthread_mutex_unlock(&r->lock);
+		if (!r->concurrent) {
+			serve_conn(r, fd, served);
+			continue;
+		}
+		conns[n_conns] = (struct conn_arg){r, fd, served, 0, 0};
+		if (pthread_create(&conns[n_conns].tid, NULL, conn_thread, &conns[n_conns]) != 0) {
+			serve_conn(r, fd, served);
+			continue;
+		}
+		n_conns++;
+	}
+	for (i = 0; i < n_conns; i++)
+		pthread_join(conns[i].tid, NULL);
+	return NULL;
+}
+
+/* ---- client side (mode=both) ---- */
+
+struct client_arg {
+	struct echo_run *r;
+	int k;
+	pthread_t tid;
+};
+
+/* Report how many connections the kernel holds in the listener's accept queue
+ * (TCP_INFO on a listening socket gives the queue length and its limit). */
+static void report_accept_queue(struct echo_run *r, int k)
+{
+	struct tcp_info ti;
+	socklen_t tl = sizeof ti;
+
+	/* The handshake's last ACK is processed right after connect() returns;
+	 * wait until the listener is readable, i.e. the connection is queued. */
+	if (lab_wait_fd(r->ctx, r->lfd, POLLIN, 1000) <= 0)
+		return;
+	if (getsockopt(r->lfd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0)
+		return;
+	pthread_mutex_lock(&r->lock);
+	if ((long long)ti.tcpi_unacked > r->max_queue)
+		r->max_queue = ti.tcpi_unacked;
+	pthread_mutex_unlock(&r->lock);
+	ev_emit(r->ctx->em, "metric",
+		json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", "accept_queue", "who", "server",
+			  "value", (int)ti.tcpi_unacked, "max", (int)ti.tcpi_sacked, "after_client",
+			  k));
+	ev_note(r->ctx->em, "echo.accept_queue",
+		json_pack("{s:i, s:i, s:i}", "client", k, "busy_with", k - 1, "queued",
+			  (int)ti.tcpi_unacked),
+		"connect() has returned for this client: the kernel finished the three-way "
+		"handshake and put the connection in the listener's accept queue. The iterative "
+		"server is still busy with the previous client, so nobody calls accept() for it "
+		"yet; its messages wait in the kernel's receive buffer.");
+}
+
+static int client_session(struct echo_run *r, int k)
+{
+	struct lab_ctx *ctx = r->ctx;
+	struct lsock_who w = {"client", k};
+	size_t len = echo_message_len(r);
+	char *msg = malloc(len), *want = malloc(len), *got = malloc(len);
+	int fd = -1, rc = 0, i;
+
+	if (!msg || !want || !got) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (k > 1) {
+		rc = wait_flag(r, r->first_reply, k - 1);
+		if (rc < 0)
+			goto out;
+	}
+	fd = lsock_socket(ctx, w, r->addr.ss_family, SOCK_STREAM);
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	rc = lsock_connect(ctx, w, fd, (struct sockaddr *)&r->addr, r->addrlen, 5000);
+	if (rc < 0)
+		goto out;
+	set_flag(r, r->connected, k);
+	if (k > 1 && !r->concurrent)
+		report_accept_queue(r, k);
+	for (i = 1; i <= r->messages; i++) {
+		int64_t t0 = ev_now_us(ctx->em);
+		size_t have = 0;
+		int pieces = 0;
+		ssize_t n;
+		json_t *f;
+
+		echo_message(msg, len, i, r->size, r->text);
+		n = lsock_send_all(ctx, w, fd, msg, len, -1);
+		if (n < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		add(r, &r->c_bytes_sent, n);
+		/* A byte stream keeps no message boundaries: read until the whole
+		 * reply is here, however many recv() calls that takes. */
+		while (have < len) {
+			n = lsock_recv(ctx, w, fd, got + have, len - have, -1);
+			if (n <= 0) {
+				rc = n == 0 ? -ECONNRESET : (int)n;
+				goto out;
+			}
+			have += (size_t)n;
+			pieces++;
+		}
+		add(r, &r->c_bytes_recv, (long long)have);
+		memcpy(want, msg, len);
+		echo_transform(want, len, r->transform);
+		f = json_pack("{s:i, s:i, s:o, s:o, s:I, s:I, s:b, s:i}", "conn", k, "index", i,
+			      "sent", lsock_preview(msg, len, 256), "reply",
+			      lsock_preview(got, len, 256), "bytes", (json_int_t)len, "rtt_us",
+			      (json_int_t)(ev_now_us(ctx->em) - t0), "ok",
+			      memcmp(want, got, len) == 0, "recv_calls", pieces);
+		ev_emit(ctx->em, "echo", f);
+		add(r, memcmp(want, got, len) == 0 ? &r->replies_ok : &r->replies_bad, 1);
+		if (pieces > 1 && r->split_replies++ == 0)
+			ev_note(ctx->em, "echo.split_reply",
+				json_pack("{s:i, s:i, s:i}", "conn", k, "index", i, "recv_calls",
+					  pieces),
+				"This reply needed more than one recv(): TCP delivers a stream of "
+				"bytes, not messages, so a reader must loop until it has them all.");
+		if (i == 1) {
+			set_flag(r, r->first_reply, k);
+			/* Hold this connection until the next client has connected, so
+			 * an iterative server is visibly busy while it waits. */
+			if (k < r->clients) {
+				rc = wait_flag(r, r->connected, k + 1);
+				if (rc < 0)
+					goto out;
+			}
+		}
+		if (r->interval_ms && i < r->messages && lab_sleep_ms(ctx, r->interval_ms) < 0) {
+			rc = -ECANCELED;
+			goto out;
+		}
+	}
+	if (r->server_closes) {
+		/* Wait for the server's FIN: recv() returns 0. */
+		ssize_t n = lsock_recv(ctx, w, fd, got, len, -1);
+		if (n > 0)
+			rc = -EPROTO;
+	}
+out:
+	if (fd >= 0)
+		lsock_close(ctx, w, fd);
+	if (rc < 0 && rc != -ECANCELED)
+		fail(r);
+	/* Never leave the next client waiting on a client that gave up. */
+	set_flag(r, r->first_reply, k);
+	free(msg);
+	free(want);
+	free(got);
+	return rc;
+}
+
+static void *client_thread(void *arg)
+{
+	struct client_arg *a = arg;
+
+	client_session(a->r, a->k);
+	return NULL;
+}
+
+/* ---- the run ---- */
+
+static int open_listener(struct echo_run *r)
+{
+	struct lab_ctx *ctx = r->ctx;
+	struct lsock_who w = {"server", 0};
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, rc;
+	char err[160];
+
+	if (lsock_parse_addr(lab_str(ctx->p, "bind"), (int)lab_int(ctx->p, "port"), &ss, &sl) < 0)
+		return -EINVAL; /* check() already refused this */
+	fd = lsock_socket(ctx, w, ss.ss_family, SOCK_STREAM);
+	if (fd < 0)
+		return fd;
+	/* A restarted server may rebind while old connections sit in TIME_WAIT. */
+	lsock_setsockopt_int(ctx, w, fd, SOL_SOCKET, SO_REUSEADDR, 1);
+	rc = lsock_bind(ctx, w, fd, (struct sockaddr *)&ss, sl);
+	if (rc == 0)
+		rc = lsock_listen(ctx, w, fd, r->backlog);
+	if (rc < 0) {
+		snprintf(err, sizeof err, "the server could not listen on %s port %lld: %s",
+			 lab_str(ctx->p, "bind"), lab_int(ctx->p, "port"), strerror(-rc));
+		ev_error(ctx->em, rc == -EADDRINUSE ? "port_in_use" : "listen_failed",
+			 rc == -EADDRINUSE ? "port" : NULL, err);
+		lsock_close(ctx, w, fd);
+		return rc;
+	}
+	r->addrlen = sizeof r->addr;
+	getsockname(fd, (struct sockaddr *)&r->addr, &r->addrlen);
+	r->lfd = fd;
+	{
+		json_t *a = lsock_addr_json((struct sockaddr *)&r->addr);
+		json_object_set_new(a, "who", json_string("server"));
+		json_object_set_new(a, "backlog", json_integer(r->backlog));
+		json_object_set_new(a, "idle_timeout_s", json_integer(r->idle_ms / 1000));
+		json_object_set_new(a, "byo", json_boolean(r->byo));
+		ev_emit(ctx->em, "listening", a);
+	}
+	return 0;
+}
+
+static json_t *summary(struct echo_run *r)
+{
+	json_t *s;
+
+	pthread_mutex_lock(&r->lock);
+	s = json_pack("{s:I, s:I, s:I, s:I, s:I}", "connections", (json_int_t)r->conns,
+		      "server_bytes_in", (json_int_t)r->s_bytes_in, "server_bytes_out",
+		      (json_int_t)r->s_bytes_out, "peer_closes", (json_int_t)r->peer_closes,
+		      "resets", (json_int_t)r->resets);
+	if (r->byo) {
+		json_object_set_new(s, "idle_closes", json_integer(r->idle_closes));
+	} else {
+		json_object_set_new(s, "messages", json_integer((json_int_t)r->messages * r->clients));
+		json_object_set_new(s, "client_bytes_sent", json_integer(r->c_bytes_sent));
+		json_object_set_new(s, "client_bytes_received", json_integer(r->c_bytes_recv));
+		json_object_set_new(s, "replies_ok", json_integer(r->replies_ok));
+		json_object_set_new(s, "replies_bad", json_integer(r->replies_bad));
+		json_object_set_new(s, "max_accept_queue", json_integer(r->max_queue));
+	}
+	pthread_mutex_unlock(&r->lock);
+	return s;
+}
+
+static int echo_run(struct lab_ctx *ctx)
+{
+	const struct lab_params *p = ctx->p;
+	struct echo_run r;
+	struct client_arg ca[MAX_CLIENTS];
+	pthread_t srv;
+	int i, n_clients = 0, rc = 0;
+
+	memset(&r, 0, sizeof r);
+	r.ctx = ctx;
+	r.byo = lab_int(p, "mode") == 1;
+	r.messages = (int)lab_int(p, "messages");
+	r.size = (size_t)lab_int(p, "size");
+	r.text = lab_str(p, "text");
+	r.transform = lab_int(p, "transform") == 0 ? ECHO_UPPER : ECHO_PLAIN;
+	r.server_closes = lab_int(p, "closer") == 1;
+	r.concurrent = lab_int(p, "server_style") == 1;
+	r.clients = (int)lab_int(p, "clients");
+	r.interval_ms = (int)lab_int(p, "interval_ms");
+	r.bufsize = (size_t)lab_int(p, "bufsize");
+	r.backlog = (int)lab_int(p, "backlog");
+	r.idle_ms = (int)lab_int(p, "idle_timeout") * 1000;
+	r.lfd = -1;
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.cond, NULL);
+
+	rc = open_listener(&r);
+	if (rc < 0)
+		goto out;
+	if (r.byo)
+		ev_note(ctx->em, "echo.byo_ready",
+			json_pack("{s:s, s:I}", "addr", lab_str(p, "bind"),
+				  "port", (json_int_t)ntohs(((struct sockaddr_in *)&r.addr)->sin_port)),
+			"The server is listening. Connect your own client (nc, or a Python "
+			"script) and watch what the server sees: accept(), each recv() and send(), "
+			"and how your client leaves (recv() returning 0 for a normal close, "
+			"ECONNRESET for an abort).");
+	else if (r.clients > 1 && !r.concurrent)
+		ev_note(ctx->em, "echo.iterative",
+			json_pack("{s:i}", "clients", r.clients),
+			"An iterative server serves one client at a time, like the course's "
+			"example: while it talks to one, the next client's connection is completed "
+			"by the kernel and waits in the accept queue.");
+	r.last_activity_us = ev_now_us(ctx->em);
+	if (pthread_create(&srv, NULL, server_thread, &r) != 0) {
+		rc = -EAGAIN;
+		ev_error(ctx->em, "internal", NULL, "could not start the server thread");
+		lsock_close(ctx, (struct lsock_who){"server", 0}, r.lfd);
+		goto out;
+	}
+	for (i = 0; !r.byo && i < r.clients; i++) {
+		ca[i] = (struct client_arg){&r, i + 1, 0};
+		if (pthread_create(&ca[i].tid, NULL, client_thread, &ca[i]) != 0) {
+			fail(&r);
+			break;
+		}
+		n_clients++;
+	}
+	for (i = 0; i < n_clients; i++)
+		pthread_join(ca[i].tid, NULL);
+	if (r.failed)
+		lab_abort(ctx); /* a client gave up: wake the server out of accept() */
+	pthread_join(srv, NULL);
+	lsock_close(ctx, (struct lsock_who){"server", 0}, r.lfd);
+	if (r.failed && !lab_cancelled(ctx)) {
+		rc = -EIO;
+		ev_error(ctx->em, "lab_failed", NULL,
+			 "a socket call failed unexpectedly; see the failed call above");
+	}
+out:
+	{
+		json_t *s = summary(&r);
+		json_object_update(ctx->summary, s);
+		json_decref(s);
+	}
+	pthread_cond_destroy(&r.cond);
+	pthread_mutex_destroy(&r.lock);
+	return rc;
+}
+
+static int echo_check(const struct lab_params *p, const char **param, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const char *bind = lab_str(p, "bind");
+	int byo = lab_int(p, "mode") == 1;
+
+	if (lsock_parse_addr(bind, 0, &ss, &sl) < 0) {
+		*param = "bind";
+		snprintf(err, errlen,
+			 "parameter 'bind': must be an IPv4 or IPv6 address literal (got \"%.45s\")",
+			 bind);
+		return -EINVAL;
+	}
+	if (!byo && lab_int(p, "messages") * (lab_int(p, "size") ? lab_int(p, "size") : 512) >
+			    64LL * 1024 * 1024) {
+		*param = "messages";
+		snprintf(err, errlen,
+			 "parameter 'messages': messages x size must stay within 64 MiB per client");
+		return -EINVAL;
+	}
+	if (byo && lab_is_set(p, "clients")) {
+		*param = "clients";
+		snprintf(err, errlen,
+			 "parameter 'clients': not used with mode=server (your own client "
+			 "connects instead)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static enum lab_net echo_network(const struct lab_params *p)
+{
+	return lab_int(p, "mode") == 1 ? LAB_NET_HOST : LAB_NET_PRIVATE;
+}
+
+const struct lab_desc lab_tcp_echo = {
+	.name = "tcp-echo",
+	.title = "TCP echo",
+	.summary = "A server answers each message in upper case; watch both sides' socket calls, "
+		   "or connect your own client.",
+	.params = echo_params,
+	.n_params = sizeof echo_params / sizeof echo_params[0],
+	.check = echo_check,
+	.network = echo_network,
+	.run = echo_run,
+};

@@ -1,0 +1,515 @@
+/* cli.c: `socklab labs` and `socklab run`: the terminal front ends of the lab engine. */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "lab.h"
+#include "sandbox.h"
+#include "version.h"
+
+#define MAX_TIMEOUT_S 3600
+#define DEFAULT_TIMEOUT_S 120
+
+/* ---- socklab labs ---- */
+
+static void print_param(const json_t *pj)
+{
+	const char *type = json_string_value(json_object_get(pj, "type"));
+	char range[256] = "";
+	char def[128];
+	json_t *d = json_object_get(pj, "default");
+
+	if (json_is_integer(d))
+		snprintf(def, sizeof def, "%lld", (long long)json_integer_value(d));
+	else if (json_is_boolean(d))
+		snprintf(def, sizeof def, "%s", json_is_true(d) ? "true" : "false");
+	else
+		snprintf(def, sizeof def, "\"%s\"", json_string_value(d));
+	if (!strcmp(type, "integer")) {
+		snprintf(range, sizeof range, "%lld..%lld%s%s",
+			 (long long)json_integer_value(json_object_get(pj, "min")),
+			 (long long)json_integer_value(json_object_get(pj, "max")),
+			 json_object_get(pj, "unit") ? " " : "",
+			 json_object_get(pj, "unit")
+				 ? json_string_value(json_object_get(pj, "unit"))
+				 : "");
+	} else if (!strcmp(type, "choice")) {
+		size_t i, off = 0;
+		json_t *c;
+		json_array_foreach(json_object_get(pj, "choices"), i, c) {
+			int w = snprintf(range + off, sizeof range - off, "%s%s", i ? "|" : "",
+					 json_string_value(c));
+			if (w < 0 || (size_t)w >= sizeof range - off)
+				break;
+			off += (size_t)w;
+		}
+	} else if (!strcmp(type, "string")) {
+		snprintf(range, sizeof range, "text, %lld..%lld bytes",
+			 (long long)json_integer_value(json_object_get(pj, "min_len")),
+			 (long long)json_integer_value(json_object_get(pj, "max_len")));
+	} else {
+		snprintf(range, sizeof range, "true|false");
+	}
+	printf("    %-14s %-28s default %-18s %s\n", json_string_value(json_object_get(pj, "name")),
+	       range, def, json_string_value(json_object_get(pj, "help")));
+}
+
+int cli_labs(int argc, char **argv)
+{
+	int as_json = 0, i;
+	json_t *all, *lab;
+	size_t k;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			as_json = 1;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			printf("usage: socklab labs [--json]\n");
+			return 0;
+		} else {
+			fprintf(stderr, "socklab labs: unknown option '%s' (allowed: --json)\n",
+				argv[i]);
+			return 2;
+		}
+	}
+	all = lab_describe_all();
+	if (as_json) {
+		char *s = json_dumps(all, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		puts(s ? s : "[]");
+		free(s);
+		json_decref(all);
+		return 0;
+	}
+	json_array_foreach(all, k, lab) {
+		size_t j;
+		json_t *pj;
+
+		printf("%s  %s\n  %s\n  parameters (-p NAME=VALUE):\n",
+		       json_string_value(json_object_get(lab, "name")),
+		       json_string_value(json_object_get(lab, "title")),
+		       json_string_value(json_object_get(lab, "summary")));
+		json_array_foreach(json_object_get(lab, "params"), j, pj)
+			print_param(pj);
+		printf("\n");
+	}
+	json_decref(all);
+	return 0;
+}
+
+/* ---- socklab run: the human-readable trace ---- */
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static long long jint(const json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void fmt_addr(const json_t *a, char *buf, size_t len)
+{
+	const char *h = jstr(a, "addr");
+
+	if (strchr(h, ':'))
+		snprintf(buf, len, "[%s]:%lld", h, jint(a, "port"));
+	else
+		snprintf(buf, len, "%s:%lld", h, jint(a, "port"));
+}
+
+/* The call as the program wrote it: "bind(3, 127.0.0.1:0)". */
+static void fmt_call(const json_t *ev, char *buf, size_t len)
+{
+	const char *call = jstr(ev, "call");
+	const json_t *a = json_object_get(ev, "args");
+	long long fd = jint(ev, "fd");
+	char addr[80];
+
+	if (!strcmp(call, "socket")) {
+		snprintf(buf, len, "socket(%s, %s)", jstr(a, "domain"), jstr(a, "type"));
+	} else if (!strcmp(call, "setsockopt")) {
+		snprintf(buf, len, "setsockopt(%lld, %s, %s, %lld)", fd, jstr(a, "level"),
+			 jstr(a, "name"), jint(a, "value"));
+	} else if (!strcmp(call, "bind") || !strcmp(call, "connect")) {
+		fmt_addr(a, addr, sizeof addr);
+		snprintf(buf, len, "%s(%lld, %s)", call, fd, addr);
+	} else if (!strcmp(call, "listen")) {
+		snprintf(buf, len, "listen(%lld, %lld)", fd, jint(a, "backlog"));
+	} else if (!strcmp(call, "send")) {
+		snprintf(buf, len, "send(%lld, %lld bytes)", fd, jint(a, "len"));
+	} else if (!strcmp(call, "recv")) {
+		snprintf(buf, len, "recv(%lld, %lld)", fd, jint(a, "len"));
+	} else if (!strcmp(call, "shutdown")) {
+		snprintf(buf, len, "shutdown(%lld, %s)", fd, jstr(a, "how"));
+	} else {
+		snprintf(buf, len, "%s(%lld)", call, fd);
+	}
+}
+
+static void print_syscall(const json_t *ev, double ms)
+{
+	char call[160], who[32], extra[400] = "", addr[80];
+	long long ret = jint(ev, "ret"), blocked = jint(ev, "blocked_us");
+	const char *c = jstr(ev, "call");
+
+	if (jint(ev, "conn") > 0)
+		snprintf(who, sizeof who, "%s#%lld", jstr(ev, "who"), jint(ev, "conn"));
+	else
+		snprintf(who, sizeof who, "%s", jstr(ev, "who"));
+	fmt_call(ev, call, sizeof call);
+	if (ret < 0) {
+		snprintf(extra, sizeof extra, " %s (%s)", jstr(ev, "errno_name"), jstr(ev, "error"));
+	} else if (json_object_get(ev, "peer")) {
+		fmt_addr(json_object_get(ev, "peer"), addr, sizeof addr);
+		snprintf(extra, sizeof extra, "  from %s", addr);
+	} else if (json_object_get(ev, "local") && strcmp(c, "bind") == 0) {
+		fmt_addr(json_object_get(ev, "local"), addr, sizeof addr);
+		snprintf(extra, sizeof extra, "  bound to %s", addr);
+	} else if (json_object_get(ev, "local")) {
+		fmt_addr(json_object_get(ev, "local"), addr, sizeof addr);
+		snprintf(extra, sizeof extra, "  local %s", addr);
+	} else if (json_is_true(json_object_get(ev, "eof"))) {
+		snprintf(extra, sizeof extra, "  end of stream: the peer closed");
+	} else if (json_object_get(ev, "data")) {
+		snprintf(extra, sizeof extra, "  \"%.60s%s\"", jstr(ev, "data"),
+			 strlen(jstr(ev, "data")) > 60 ? "..." : "");
+	}
+	printf("%10.3f  %-10s %-40s = %lld%s", ms, who, call, ret, extra);
+	if (blocked >= 1000)
+		printf("  [blocked %.1f ms]", (double)blocked / 1000.0);
+	printf("\n");
+}
+
+static int human_sink(void *arg, const json_t *ev, const char *line)
+{
+	const char *type = jstr(ev, "type");
+	double ms = (double)jint(ev, "t_us") / 1000.0;
+	char addr[80];
+
+	(void)arg;
+	if (!strcmp(type, "run.start")) {
+		const json_t *sb = json_object_get(ev, "sandbox");
+		printf("socklab %s: run %s\n", jstr(ev, "lab"), jstr(ev, "run"));
+		printf("network: %s\n", jstr(sb, "note"));
+		printf("%10s  %-10s %-40s   %s\n", "time(ms)", "who", "call", "result");
+	} else if (!strcmp(type, "syscall")) {
+		print_syscall(ev, ms);
+	} else if (!strcmp(type, "listening")) {
+		fmt_addr(ev, addr, sizeof addr);
+		printf("%10.3f  %-10s listening on %s (backlog %lld)\n", ms, jstr(ev, "who"), addr,
+		       jint(ev, "backlog"));
+		if (json_is_true(json_object_get(ev, "byo")))
+			printf("            connect your own client:  nc %s %lld\n", jstr(ev, "addr"),
+			       jint(ev, "port"));
+	} else if (!strcmp(type, "echo")) {
+		printf("%10.3f  %-10s echo #%lld.%lld  \"%.40s\" -> \"%.40s\"  %lld bytes  rtt %lld us  "
+		       "%s\n",
+		       ms, "client", jint(ev, "conn"), jint(ev, "index"), jstr(ev, "sent"),
+		       jstr(ev, "reply"), jint(ev, "bytes"), jint(ev, "rtt_us"),
+		       json_is_true(json_object_get(ev, "ok")) ? "ok" : "MISMATCH");
+	} else if (!strcmp(type, "note")) {
+		printf("%10.3f  note: %s\n", ms, jstr(ev, "text"));
+	} else if (!strcmp(type, "metric")) {
+		printf("%10.3f  %-10s %s = %lld (max %lld)\n", ms, jstr(ev, "who"), jstr(ev, "name"),
+		       jint(ev, "value"), jint(ev, "max"));
+	} else if (!strcmp(type, "error")) {
+		printf("%10.3f  error [%s]%s%s: %s\n", ms, jstr(ev, "code"),
+		       json_object_get(ev, "param") ? " parameter " : "", jstr(ev, "param"),
+		       jstr(ev, "message"));
+	} else if (!strcmp(type, "run.end")) {
+		char *s = json_dumps(json_object_get(ev, "summary"), JSON_COMPACT);
+		printf("--- %s %s after %.1f ms ---\nsummary: %s\n", jstr(ev, "lab"),
+		       jstr(ev, "status"), ms, s ? s : "{}");
+		free(s);
+	} else {
+		printf("%10.3f  %s\n", ms, line);
+	}
+	fflush(stdout);
+	return 0;
+}
+
+/* ---- socklab run ---- */
+
+static volatile sig_atomic_t got_signal;
+static int cancel_fd = -1;
+
+/* JSON Lines to stdout. When the reader goes away (the server died, a pipe
+ * closed) nobody can see the run any more: cancel it. */
+static int json_sink(void *arg, const json_t *ev, const char *line)
+{
+	uint64_t one = 1;
+	int rc = ev_sink_fd(arg, ev, line);
+
+	if (rc < 0) {
+		got_signal = SIGPIPE;
+		if (write(cancel_fd, &one, sizeof one) < 0)
+			return rc;
+	}
+	return rc;
+}
+
+static void on_signal(int sig)
+{
+	uint64_t one = 1;
+	int saved = errno;
+
+	got_signal = sig;
+	if (write(cancel_fd, &one, sizeof one) < 0) {
+		/* Nothing async-signal-safe left to do. */
+	}
+	errno = saved;
+}
+
+static void run_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: socklab run LAB [-p KEY=VALUE]... [--json] [--timeout SEC]\n"
+		"                   [--netns auto|on|off] [--bundle DIR] [--run-id ID]\n"
+		"\n"
+		"  -p KEY=VALUE   set a lab parameter (`socklab labs` lists them)\n"
+		"  --json         print events as JSON Lines instead of a readable trace\n"
+		"  --timeout SEC  stop the run after SEC seconds (1..%d, default %d)\n"
+		"  --netns MODE   auto: a private network namespace when permitted (default);\n"
+		"                 on: fail without one; off: use the host's network\n"
+		"  --bundle DIR   also save the run (events.jsonl, meta.json) in DIR\n"
+		"  --run-id ID    use this run id (16 hex digits) instead of a random one\n",
+		MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S);
+}
+
+struct bundle {
+	int fd;
+	char dir[512];
+};
+
+static int bundle_sink(void *arg, const json_t *ev, const char *line)
+{
+	struct bundle *b = arg;
+
+	(void)ev;
+	if (ev_write_all(b->fd, line, strlen(line)) < 0 || ev_write_all(b->fd, "\n", 1) < 0)
+		return -EIO;
+	return 0;
+}
+
+static int bundle_open(struct bundle *b, const char *dir)
+{
+	char path[600];
+
+	snprintf(b->dir, sizeof b->dir, "%s", dir);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	snprintf(path, sizeof path, "%s/events.jsonl", dir);
+	b->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	return b->fd < 0 ? -errno : 0;
+}
+
+static void bundle_finish(struct bundle *b, const struct ev_emitter *em, const char *status,
+			  const struct lab_params *p)
+{
+	char path[600];
+	json_t *meta = json_pack("{s:s, s:s, s:s, s:o, s:I}", "id", em->run_id, "lab", em->lab,
+				 "status", status, "params", lab_params_json(p), "events",
+				 (json_int_t)em->seq);
+
+	close(b->fd);
+	snprintf(path, sizeof path, "%s/meta.json", b->dir);
+	json_dump_file(meta, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(meta);
+}
+
+static int parse_timeout(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < 1 || v > MAX_TIMEOUT_S) {
+		fprintf(stderr, "socklab run: --timeout must be an integer from 1 to %d seconds "
+				"(got \"%s\")\n",
+			MAX_TIMEOUT_S, s);
+		return -EINVAL;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static json_t *sandbox_facts(int netns, const char *note)
+{
+	struct utsname u;
+
+	uname(&u);
+	return json_pack("{s:b, s:s, s:s, s:i}", "netns", netns, "note", note, "kernel", u.release,
+			 "euid", (int)geteuid());
+}
+
+int cli_run(int argc, char **argv)
+{
+	const struct lab_desc *lab;
+	struct lab_params params;
+	struct lab_ctx ctx;
+	struct ev_emitter em;
+	struct bundle bundle = {.fd = -1};
+	const char *run_id = NULL, *netns_mode = "auto", *bundle_dir = NULL, *bad = NULL;
+	int as_json = 0, timeout_s = DEFAULT_TIMEOUT_S, netns = 0, rc, i;
+	char err[512], note[300];
+	const char *status;
+	json_t *start;
+
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		run_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	lab = lab_find(argv[1]);
+	if (!lab) {
+		size_t k, off;
+		off = (size_t)snprintf(err, sizeof err, "socklab run: unknown lab '%.60s'; labs: ",
+				       argv[1]);
+		for (k = 0; lab_registry[k] && off < sizeof err; k++)
+			off += (size_t)snprintf(err + off, sizeof err - off, "%s%s", k ? ", " : "",
+						lab_registry[k]->name);
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	lab_params_init(&params, lab);
+	for (i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		int takes = !strcmp(a, "-p") || !strcmp(a, "--timeout") || !strcmp(a, "--netns") ||
+			    !strcmp(a, "--bundle") || !strcmp(a, "--run-id") || !strcmp(a, "--pcap");
+
+		if (takes && !val) {
+			fprintf(stderr, "socklab run: %s needs a value\n", a);
+			return 2;
+		}
+		if (!strcmp(a, "--json")) {
+			as_json = 1;
+		} else if (!strcmp(a, "-p")) {
+			if (lab_param_set_kv(&params, val, err, sizeof err) < 0) {
+				fprintf(stderr, "socklab run %s: %s\n", lab->name, err);
+				return 2;
+			}
+		} else if (!strcmp(a, "--timeout")) {
+			if (parse_timeout(val, &timeout_s) < 0)
+				return 2;
+		} else if (!strcmp(a, "--netns")) {
+			if (strcmp(val, "auto") && strcmp(val, "on") && strcmp(val, "off")) {
+				fprintf(stderr, "socklab run: --netns must be auto, on or off "
+						"(got \"%s\")\n", val);
+				return 2;
+			}
+			netns_mode = val;
+		} else if (!strcmp(a, "--bundle")) {
+			bundle_dir = val;
+		} else if (!strcmp(a, "--run-id")) {
+			if (!ev_valid_run_id(val)) {
+				fprintf(stderr, "socklab run: --run-id must be 16 lowercase hex digits\n");
+				return 2;
+			}
+			run_id = val;
+		} else if (!strcmp(a, "--pcap")) {
+			fprintf(stderr, "socklab run: --pcap: lab %s captures no packets\n", lab->name);
+			return 2;
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			run_usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "socklab run: unknown option '%s'\n", a);
+			run_usage(stderr);
+			return 2;
+		}
+		if (takes)
+			i++;
+	}
+	if (lab_params_check(&params, &bad, err, sizeof err) < 0) {
+		fprintf(stderr, "socklab run %s: %s\n", lab->name, err);
+		return 2;
+	}
+
+	/* The namespace must be entered before any thread exists, so every lab
+	 * thread lives in it. */
+	if (lab->network && lab->network(&params) == LAB_NET_HOST) {
+		snprintf(note, sizeof note,
+			 "the host's network (this lab serves clients from outside the sandbox)");
+	} else if (!strcmp(netns_mode, "off")) {
+		snprintf(note, sizeof note, "the host's network (--netns off), ephemeral ports");
+	} else if (sandbox_netns_enter(err, sizeof err) == 0) {
+		netns = 1;
+		snprintf(note, sizeof note, "a private network namespace with its own loopback");
+	} else if (!strcmp(netns_mode, "on")) {
+		fprintf(stderr, "socklab run: %s\n", err);
+		return 1;
+	} else {
+		snprintf(note, sizeof note, "the host's loopback with ephemeral ports (%.200s)", err);
+	}
+
+	cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (cancel_fd < 0 || ev_init(&em, run_id, lab->name) < 0) {
+		fprintf(stderr, "socklab run: cannot set up the run: %s\n", strerror(errno));
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	{
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_signal;
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	}
+	if (as_json)
+		ev_add_sink(&em, json_sink, (void *)(intptr_t)STDOUT_FILENO);
+	else
+		ev_add_sink(&em, human_sink, NULL);
+	if (bundle_dir) {
+		if (bundle_open(&bundle, bundle_dir) < 0) {
+			fprintf(stderr, "socklab run: --bundle %s: %s\n", bundle_dir, strerror(errno));
+			return 2;
+		}
+		ev_add_sink(&em, bundle_sink, &bundle);
+	}
+
+	memset(&ctx, 0, sizeof ctx);
+	ctx.p = &params;
+	ctx.em = &em;
+	ctx.cancel_fd = cancel_fd;
+	ctx.deadline_us = (int64_t)timeout_s * 1000000;
+	ctx.netns = netns;
+	ctx.summary = json_object();
+
+	start = json_pack("{s:s, s:s, s:o, s:o, s:i}", "title", lab->title, "version",
+			  SOCKLAB_VERSION, "params", lab_params_json(&params), "sandbox",
+			  sandbox_facts(netns, note), "timeout_s", timeout_s);
+	ev_emit(&em, "run.start", start);
+
+	rc = lab->run(&ctx);
+
+	if (got_signal)
+		status = "cancelled";
+	else if (rc < 0)
+		status = "error";
+	else if (ev_now_us(&em) >= ctx.deadline_us)
+		status = "timeout";
+	else
+		status = "ok";
+	if (!strcmp(status, "timeout"))
+		ev_error(&em, "timeout", NULL, "the run reached its time limit and was stopped");
+	ev_emit(&em, "run.end", json_pack("{s:s, s:O}", "status", status, "summary", ctx.summary));
+	if (bundle_dir)
+		bundle_finish(&bundle, &em, status, &params);
+	json_decref(ctx.summary);
+	ev_cleanup(&em);
+	close(cancel_fd);
+	return strcmp(status, "ok") == 0 ? 0 : 1;
+}
