@@ -283,6 +283,25 @@ def host_network_fallback_is_stated():
 
 
 @test
+def unprivileged_run_falls_back_to_host_loopback():
+    if os.geteuid() != 0:
+        raise Skip("needs root to drop to an unprivileged user")
+    drop = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", BIN]
+    r = subprocess.run(drop + ["run", "tcp-echo", "-p", "messages=2", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    ev = [json.loads(line) for line in r.stdout.splitlines()]
+    check_contract(ev)
+    eq(ev[0]["sandbox"]["netns"], False, "no namespace without privileges")
+    check("CAP_SYS_ADMIN" in ev[0]["sandbox"]["note"], "the note names the missing capability")
+    eq(ev[-1]["summary"]["replies_ok"], 2, "the lab still works on the host loopback")
+    r = subprocess.run(drop + ["run", "tcp-echo", "--netns", "on"], capture_output=True,
+                       text=True, timeout=60)
+    eq(r.returncode, 1, "--netns on without privileges fails")
+    check("needs CAP_SYS_ADMIN" in r.stderr, f"message: {r.stderr!r}")
+
+
+@test
 def human_trace_is_readable():
     r = sl("run", "tcp-echo", "-p", "messages=5", "-p", "size=64")
     eq(r.returncode, 0, "exit")
