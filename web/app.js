@@ -1,0 +1,392 @@
+// app.js: the dashboard: lab catalogue, parameter form, live run view, recent runs.
+//
+// Data flow: GET /api/config and /api/labs build the catalogue and forms; a run
+// is started over the WebSocket ({"op":"run"}); its events arrive one message
+// each and are queued, and the lab's renderer gets them in batches once per
+// animation frame, so thousands of events per second do not freeze the page.
+// A finished run is reopened from GET /api/runs/ID/events with the same
+// renderer; a run still going is followed with {"op":"watch"}.
+
+import { t, has, applyI18n } from './i18n.js';
+import { h, clear, replace } from './dom.js';
+import { getJSON, getRunEvents, eventsURL, wsURL, LiveSocket } from './api.js';
+import { buildForm } from './form.js';
+import { rendererFor } from './labs/index.js';
+
+// Events handed to a renderer per frame at most; the rest wait for the next one.
+const MAX_PER_FRAME = 3000;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+	config: null,
+	labs: [],
+	lab: null,       // the selected lab's descriptor
+	form: null,      // its form controller
+	socket: null,
+	live: null,      // the run this page started: {tag, runId, lab, ended, pending[]}
+	view: null,      // what the view area shows: {runId, lab, renderer, pump, live}
+	tagSeq: 0,
+	runsTimer: null,
+};
+
+// Queue of events for one renderer, drained once per animation frame.
+class Pump {
+	constructor(renderer) {
+		this.renderer = renderer;
+		this.queue = [];
+		this.head = 0;
+		this.scheduled = false;
+		this.dead = false;
+	}
+
+	add(ev) {
+		this.queue.push(ev);
+		this.schedule();
+	}
+
+	addAll(evs) {
+		for (const ev of evs) this.queue.push(ev);
+		this.schedule();
+	}
+
+	schedule() {
+		if (this.scheduled || this.dead) return;
+		this.scheduled = true;
+		requestAnimationFrame(() => this.drain());
+	}
+
+	drain() {
+		this.scheduled = false;
+		if (this.dead) return;
+		const end = Math.min(this.queue.length, this.head + MAX_PER_FRAME);
+		const batch = this.queue.slice(this.head, end);
+		this.head = end;
+		if (this.head === this.queue.length) {
+			this.queue = [];
+			this.head = 0;
+		} else {
+			this.schedule();
+		}
+		if (batch.length) this.renderer.push(batch);
+	}
+
+	stop() {
+		this.dead = true;
+		if (this.renderer.destroy) this.renderer.destroy();
+	}
+}
+
+function statusText(status) {
+	return has(`run.status.${status}`) ? t(`run.status.${status}`) : String(status);
+}
+
+function setStatus(text, kind = '') {
+	const el = $('run-status');
+	el.textContent = text;
+	el.dataset.kind = kind;
+}
+
+function byoHost() {
+	const b = state.config && state.config.byo_host;
+	if (!b || b === '0.0.0.0' || b === '::' || b === '[::]') return location.hostname;
+	return b;
+}
+
+// ---- the view area ----
+
+function showPlaceholder() {
+	if (state.view) state.view.pump.stop();
+	state.view = null;
+	replace($('view'), h('p', { class: 'empty', text: t('run.none') }));
+}
+
+// Replace the view with a fresh renderer for run id of lab.
+function openView(runId, lab, live) {
+	if (state.view) state.view.pump.stop();
+	const root = $('view');
+	clear(root);
+	const mod = rendererFor(lab);
+	const renderer = mod.create(root, {
+		runId, lab, live, byoHost: byoHost(), eventsURL: runId ? eventsURL(runId) : null,
+		config: state.config,
+	});
+	state.view = { runId, lab, renderer, pump: new Pump(renderer), live };
+	return state.view;
+}
+
+// ---- the WebSocket ----
+
+function onSocketState(s, retryS) {
+	const el = $('conn');
+	el.dataset.state = s;
+	$('conn-text').textContent = s === 'open' ? t('conn.open')
+		: s === 'closed' ? t('conn.closed', { s: retryS }) : t('conn.connecting');
+	if (s === 'open') resume();
+	updateButtons();
+}
+
+// After a reconnect, follow again whatever live run was on screen (watch
+// replays from the first event, so the view starts afresh).
+function resume() {
+	const v = state.view;
+	if (v && v.live && v.runId && v.renderer.status === 'running') {
+		openView(v.runId, v.lab, true);
+		state.socket.send({ op: 'watch', run: v.runId });
+	}
+}
+
+function onMessage(m) {
+	if (m && typeof m.seq === 'number' && m.run) {
+		onRunEvent(m);
+		return;
+	}
+	const live = state.live;
+	if (m && m.type === 'run.accepted' && live && m.tag === live.tag) {
+		live.runId = m.run;
+		const v = openView(m.run, live.lab, true);
+		const card = $('view').firstElementChild;
+		if (card && card.getBoundingClientRect().top > window.innerHeight / 2) {
+			card.scrollIntoView({ block: 'start', behavior: 'smooth' });
+		}
+		setStatus(t('status.running'));
+		history.replaceState(null, '', `#/run/${encodeURIComponent(m.run)}`);
+		for (const ev of live.pending) if (ev.run === m.run) v.pump.add(ev);
+		live.pending = [];
+		updateButtons();
+		return;
+	}
+	if (m && m.type === 'error' && live && !live.runId && (m.tag === live.tag || m.tag === undefined)) {
+		state.live = null;
+		const shown = state.form.showServerError(m.param, m.message || m.code || '');
+		setStatus(shown ? t('status.rejected_field') : t('status.rejected', { message: m.message || m.code || '' }), 'error');
+		state.form.setDisabled(false);
+		updateButtons();
+		return;
+	}
+	// Anything else (an error about a cancel or watch, a message type this page
+	// does not know) is shown, not dropped.
+	if (m && m.type === 'error') setStatus(`${m.code || 'error'}: ${m.message || ''}`, 'error');
+	if (state.view) state.view.pump.add(m);
+}
+
+function onRunEvent(ev) {
+	const live = state.live;
+	if (live && !live.runId) {
+		live.pending.push(ev);
+		return;
+	}
+	if (state.view && ev.run === state.view.runId) state.view.pump.add(ev);
+	if (live && ev.run === live.runId && ev.type === 'run.end') {
+		live.ended = true;
+		state.live = null;
+		setStatus(t('status.finished', { status: statusText(ev.status) }), ev.status === 'ok' ? 'ok' : 'error');
+		state.form.setDisabled(false);
+		updateButtons();
+		refreshRuns();
+	}
+}
+
+// ---- running ----
+
+function startRun(ev) {
+	ev.preventDefault();
+	if (state.live || !state.lab) return;
+	const values = state.form.collect();
+	if (!values) return;
+	if (!state.socket || !state.socket.open) {
+		state.form.showFormError(t('conn.not_open'));
+		return;
+	}
+	const tag = `t${++state.tagSeq}`;
+	state.live = { tag, runId: null, lab: state.lab.name, ended: false, pending: [] };
+	state.socket.send({ op: 'run', lab: state.lab.name, params: values, tag });
+	state.form.setDisabled(true);
+	setStatus(t('status.starting'));
+	updateButtons();
+}
+
+function cancelRun() {
+	const live = state.live;
+	if (!live || !live.runId) return;
+	state.socket.send({ op: 'cancel', run: live.runId });
+	setStatus(t('status.cancelling'));
+}
+
+function updateButtons() {
+	const live = state.live;
+	$('run-btn').disabled = !!live || !state.lab;
+	$('cancel-btn').disabled = !(live && live.runId);
+	$('reset-btn').disabled = !!live;
+	document.body.classList.toggle('running', !!live);
+}
+
+// ---- catalogue and form ----
+
+function renderCatalogue() {
+	const ul = $('catalogue');
+	clear(ul);
+	if (!state.labs.length) {
+		ul.appendChild(h('li', { class: 'muted', text: t('catalogue.empty') }));
+		return;
+	}
+	for (const lab of state.labs) {
+		const btn = h('button', {
+			class: 'lab-item', attrs: { type: 'button', 'data-lab': lab.name },
+			on: { click: () => selectLab(lab.name, true) },
+		}, h('span', { class: 'lab-name', text: lab.title || lab.name }),
+		h('span', { class: 'lab-summary', text: lab.summary || '' }));
+		ul.appendChild(h('li', {}, btn));
+	}
+}
+
+function selectLab(name, userAction) {
+	const lab = state.labs.find((l) => l.name === name);
+	if (!lab) return;
+	const changed = !state.lab || state.lab.name !== name;
+	state.lab = lab;
+	for (const b of document.querySelectorAll('.lab-item')) {
+		if (b.dataset.lab === name) b.setAttribute('aria-current', 'true');
+		else b.removeAttribute('aria-current');
+	}
+	$('lab-title').textContent = lab.title || lab.name;
+	$('lab-summary').textContent = lab.summary || '';
+	$('lab-card').hidden = false;
+	const mod = rendererFor(lab.name);
+	state.form = buildForm($('form-fields'), lab, mod.formHints || {});
+	state.form.setDisabled(!!state.live);
+	if (changed && userAction && (!state.view || state.view.lab !== name)) showPlaceholder();
+	if (userAction) history.replaceState(null, '', `#/lab/${encodeURIComponent(name)}`);
+	setStatus(state.live ? t('status.running') : t('status.idle'));
+	updateButtons();
+}
+
+// ---- recent runs ----
+
+function runList(data) {
+	if (Array.isArray(data)) return data;
+	if (data && Array.isArray(data.runs)) return data.runs;
+	return [];
+}
+
+function runId(r) {
+	return r.id ?? r.run;
+}
+
+function fmtWhen(r) {
+	const v = r.started ?? r.started_at ?? r.start ?? r.created ?? r.time;
+	if (v === undefined || v === null) return '';
+	const d = typeof v === 'number' ? new Date(v > 1e12 ? v : v * 1000) : new Date(v);
+	return Number.isNaN(d.getTime()) ? String(v) : d.toLocaleTimeString();
+}
+
+async function refreshRuns() {
+	const ul = $('runs');
+	let runs;
+	try {
+		runs = runList(await getJSON('/api/runs'));
+	} catch (e) {
+		replace(ul, h('li', { class: 'muted', text: t('app.load_failed', { what: '/api/runs', reason: e.message }) }));
+		return;
+	}
+	clear(ul);
+	if (!runs.length) {
+		ul.appendChild(h('li', { class: 'muted', text: t('runs.empty') }));
+		return;
+	}
+	for (const r of runs.slice(0, 50)) {
+		const id = runId(r);
+		if (!id) continue;
+		const status = String(r.status || 'running');
+		const st = status.replace(/[^a-z]/g, '');
+		ul.appendChild(h('li', {}, h('button', {
+			class: 'run-item', attrs: { type: 'button', 'data-run': id, title: t('runs.open', { id }) },
+			on: { click: () => openRun(id, r.lab, status) },
+		},
+		h('span', { class: 'run-item-top' },
+			h('span', { class: 'run-lab', text: r.lab || '' }),
+			h('span', { class: `pill pill-${st}`, text: statusText(status) })),
+		h('span', { class: 'run-item-bottom' },
+			h('code', { class: 'run-id', text: id }),
+			h('span', { class: 'muted', text: fmtWhen(r) })))));
+	}
+}
+
+// Show a past or running run: a running one is followed live over the
+// WebSocket, a finished one is read from its events file.
+async function openRun(id, lab, status) {
+	history.replaceState(null, '', `#/run/${encodeURIComponent(id)}`);
+	if (!status) {
+		try {
+			const info = await getJSON(`/api/runs/${encodeURIComponent(id)}`);
+			status = info.status;
+			lab = lab || info.lab;
+		} catch {
+			status = 'finished';
+		}
+	}
+	if (status === 'running') {
+		// Followed live; if the socket is not open yet, resume() sends the
+		// watch once it is.
+		openView(id, lab || (state.lab && state.lab.name) || '', true);
+		if (state.socket && state.socket.open) state.socket.send({ op: 'watch', run: id });
+		setStatus(t('status.replaying', { id }));
+		return;
+	}
+	setStatus(t('status.loading_run', { id }));
+	let events;
+	try {
+		events = await getRunEvents(id);
+	} catch (e) {
+		setStatus(t('app.load_failed', { what: id, reason: e.message }), 'error');
+		return;
+	}
+	const first = events.find((e) => e && e.lab);
+	const labName = lab || (first && first.lab) || '';
+	if (labName && state.labs.some((l) => l.name === labName) && (!state.lab || state.lab.name !== labName)) {
+		selectLab(labName, false);
+	}
+	const v = openView(id, labName, false);
+	v.pump.addAll(events);
+	if (!state.live) setStatus(t('status.replaying', { id }));
+}
+
+// ---- start-up ----
+
+function route() {
+	const m = /^#\/(lab|run)\/(.+)$/.exec(location.hash);
+	if (m && m[1] === 'run') {
+		openRun(decodeURIComponent(m[2]), null, null);
+		return null;
+	}
+	return m ? decodeURIComponent(m[2]) : null;
+}
+
+async function main() {
+	applyI18n(document);
+	$('run-form').addEventListener('submit', startRun);
+	$('cancel-btn').addEventListener('click', cancelRun);
+	$('reset-btn').addEventListener('click', () => state.form && state.form.resetDefaults());
+	$('runs-refresh').addEventListener('click', refreshRuns);
+	showPlaceholder();
+
+	try {
+		const [config, labs] = await Promise.all([getJSON('/api/config'), getJSON('/api/labs')]);
+		state.config = config;
+		state.labs = Array.isArray(labs) ? labs : [];
+	} catch (e) {
+		replace($('view'), h('p', { class: 'callout callout-error', text: t('app.load_failed', { what: 'the lab list', reason: e.message }) }));
+		return;
+	}
+	if (state.config.version) $('version').textContent = t('app.version', { version: state.config.version });
+	renderCatalogue();
+	state.socket = new LiveSocket(wsURL(state.config), state.config.ws_protocol || 'socklab.v1', {
+		onMessage, onState: onSocketState,
+	});
+	const want = route();
+	if (state.labs.length) selectLab(want && state.labs.some((l) => l.name === want) ? want : state.labs[0].name, false);
+	refreshRuns();
+	document.body.classList.add('ready');
+}
+
+main();

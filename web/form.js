@@ -1,0 +1,245 @@
+// form.js: the parameter form of one lab, generated from its schema in GET /api/labs.
+//
+// Integer parameters become number inputs with min/max, choices become selects,
+// booleans checkboxes and strings text inputs with a byte limit. Parameters the
+// server assigns itself are not shown; advanced ones sit in a collapsible
+// section. The browser checks values first, but the server checks them again and
+// its error (which names the parameter) is shown next to that field.
+
+import { h, clear } from './dom.js';
+import { t } from './i18n.js';
+
+const utf8 = new TextEncoder();
+
+// Build the form into container. byo, when given, is {param, value}: a
+// "connect my own client" checkbox that sets that choice parameter.
+export function buildForm(container, lab, { byo } = {}) {
+	clear(container);
+	const fields = new Map(); // param name -> {def, input, errorEl, wrap}
+	const visible = (lab.params || []).filter((p) => !p.server_assigned);
+	const basic = visible.filter((p) => !p.advanced);
+	const advanced = visible.filter((p) => p.advanced);
+	const formError = h('p', { class: 'form-error', attrs: { id: `form-error-${lab.name}`, role: 'alert' } });
+	formError.hidden = true;
+
+	let byoBox = null;
+	const byoDef = byo && visible.find((p) => p.name === byo.param && p.type === 'choice'
+		&& (p.choices || []).includes(byo.value));
+	if (byoDef) {
+		byoBox = h('input', { attrs: { type: 'checkbox', id: 'byo', name: 'byo' } });
+		const wrap = h('div', { class: 'byo-toggle' },
+			byoBox,
+			h('div', {},
+				h('label', { attrs: { for: 'byo' }, text: t('form.byo') }),
+				h('p', { class: 'help', text: t('form.byo_help') })));
+		container.appendChild(wrap);
+	}
+
+	const grid = h('div', { class: 'fields' });
+	for (const p of basic) grid.appendChild(makeField(p, fields));
+	if (visible.length === 0) grid.appendChild(h('p', { class: 'help', text: t('form.no_params') }));
+	container.appendChild(grid);
+
+	if (advanced.length) {
+		const agrid = h('div', { class: 'fields' });
+		for (const p of advanced) agrid.appendChild(makeField(p, fields));
+		container.appendChild(h('details', { class: 'advanced' },
+			h('summary', { text: t('form.advanced') }), agrid));
+	}
+	container.appendChild(formError);
+
+	if (byoBox) {
+		const f = fields.get(byoDef.name);
+		// With two choices the checkbox says everything the select would.
+		if ((byoDef.choices || []).length === 2) f.wrap.hidden = true;
+		const other = (byoDef.choices || []).find((c) => c !== byo.value) ?? byoDef.default;
+		const sync = () => {
+			if (byoBox.checked) f.input.value = byo.value;
+			else if (f.input.value === byo.value) f.input.value = other;
+		};
+		byoBox.addEventListener('change', sync);
+		f.input.addEventListener('change', () => { byoBox.checked = f.input.value === byo.value; });
+		byoBox.checked = f.input.value === byo.value;
+	}
+
+	function clearErrors() {
+		for (const f of fields.values()) setFieldError(f, null);
+		formError.hidden = true;
+		formError.textContent = '';
+	}
+
+	// Validate every field; on success return the typed values that differ
+	// from their defaults (the server applies the rest, and some labs refuse a
+	// parameter set explicitly where it does not apply), else null with the
+	// errors shown and the first bad field focused.
+	function collect() {
+		clearErrors();
+		const values = {};
+		let first = null;
+		for (const f of fields.values()) {
+			const r = readField(f);
+			if (r.error) {
+				setFieldError(f, r.error);
+				first = first || f;
+			} else if (!sameAsDefault(f.def, r.value)) {
+				values[f.def.name] = r.value;
+			}
+		}
+		if (first) {
+			openAdvancedFor(first);
+			first.input.focus();
+			showFormError(t('form.fix_errors'));
+			return null;
+		}
+		return values;
+	}
+
+	function showFormError(msg) {
+		formError.textContent = msg;
+		formError.hidden = false;
+	}
+
+	// Show a server error: next to its field when the parameter is in the form
+	// (then true), else under the form.
+	function showServerError(param, message) {
+		const f = param && fields.get(param);
+		if (f) {
+			setFieldError(f, t('form.err_server', { field: f.def.title || f.def.name, message }));
+			openAdvancedFor(f);
+			f.input.focus();
+			showFormError(t('form.fix_errors'));
+			return true;
+		}
+		showFormError(message);
+		return false;
+	}
+
+	function resetDefaults() {
+		clearErrors();
+		for (const f of fields.values()) setInput(f, f.def.default);
+		if (byoBox) byoBox.checked = fields.get(byoDef.name).input.value === byo.value;
+	}
+
+	function setDisabled(disabled) {
+		for (const el of container.querySelectorAll('input, select')) el.disabled = disabled;
+	}
+
+	return {
+		collect, showServerError, showFormError, clearErrors, resetDefaults, setDisabled,
+		byoChecked: () => !!(byoBox && byoBox.checked),
+	};
+}
+
+function makeField(p, fields) {
+	const id = `p-${p.name}`;
+	const helpId = `${id}-help`;
+	const errId = `${id}-error`;
+	let input;
+	const describedBy = `${helpId} ${errId}`;
+
+	switch (p.type) {
+	case 'integer':
+		input = h('input', {
+			attrs: {
+				type: 'number', id, name: p.name, step: 1, inputmode: 'numeric',
+				min: p.min, max: p.max, required: true, 'aria-describedby': describedBy,
+			},
+		});
+		break;
+	case 'boolean':
+		input = h('input', { attrs: { type: 'checkbox', id, name: p.name, 'aria-describedby': describedBy } });
+		break;
+	case 'choice':
+		input = h('select', { attrs: { id, name: p.name, 'aria-describedby': describedBy } },
+			(p.choices || []).map((c) => h('option', { attrs: { value: c }, text: c })));
+		break;
+	default:
+		input = h('input', {
+			attrs: {
+				type: 'text', id, name: p.name, spellcheck: 'false', autocomplete: 'off',
+				maxlength: p.max_len, minlength: p.min_len, 'aria-describedby': describedBy,
+			},
+		});
+	}
+
+	const label = h('label', { attrs: { for: id } }, p.title || p.name,
+		p.unit ? h('span', { class: 'unit', text: ` (${p.unit})` }) : null);
+	const hints = [];
+	if (p.type === 'integer' && p.min !== undefined && p.max !== undefined) {
+		hints.push(t('form.range', { min: p.min, max: p.max }));
+	}
+	if (p.type === 'string' && p.max_len !== undefined) hints.push(t('form.len', { max: p.max_len }));
+	if (p.default !== undefined && p.default !== null && p.default !== '') {
+		hints.push(t('form.default', { value: p.default }));
+	}
+	const help = h('p', { class: 'help', attrs: { id: helpId } }, p.help || '',
+		hints.length ? h('span', { class: 'hint', text: hints.join(' · ') }) : null);
+	const errorEl = h('p', { class: 'field-error', attrs: { id: errId, 'aria-live': 'polite' } });
+	errorEl.hidden = true;
+
+	const wrap = p.type === 'boolean'
+		? h('div', { class: 'field field-bool', dataset: { param: p.name } },
+			h('div', { class: 'bool-row' }, input, label), help, errorEl)
+		: h('div', { class: 'field', dataset: { param: p.name } }, label, input, help, errorEl);
+	const f = { def: p, input, errorEl, wrap };
+	fields.set(p.name, f);
+	setInput(f, p.default);
+	return wrap;
+}
+
+function sameAsDefault(p, v) {
+	if (p.default === undefined || p.default === null) return false;
+	if (p.type === 'boolean') return v === (p.default === true || p.default === 'true');
+	return String(v) === String(p.default);
+}
+
+function setInput(f, v) {
+	if (f.def.type === 'boolean') f.input.checked = v === true || v === 'true' || v === 1;
+	else f.input.value = v === undefined || v === null ? '' : String(v);
+}
+
+function setFieldError(f, msg) {
+	f.errorEl.textContent = msg || '';
+	f.errorEl.hidden = !msg;
+	f.wrap.classList.toggle('invalid', !!msg);
+	if (msg) f.input.setAttribute('aria-invalid', 'true');
+	else f.input.removeAttribute('aria-invalid');
+}
+
+function openAdvancedFor(f) {
+	const d = f.wrap.closest('details');
+	if (d) d.open = true;
+}
+
+// {value} or {error} for one field, checked against its schema.
+function readField(f) {
+	const p = f.def;
+	const field = p.title || p.name;
+	if (p.type === 'boolean') return { value: f.input.checked };
+	const raw = f.input.value.trim();
+	if (p.type === 'integer') {
+		// A number input reports "" for text it cannot parse: say so.
+		if (raw === '') {
+			return { error: f.input.validity.badInput
+				? t('form.err_integer', { field }) : t('form.err_required', { field }) };
+		}
+		if (!/^-?\d+$/.test(raw)) return { error: t('form.err_integer', { field }) };
+		const n = Number(raw);
+		if ((p.min !== undefined && n < p.min) || (p.max !== undefined && n > p.max)) {
+			return { error: t('form.err_range', { field, min: p.min, max: p.max, value: raw }) };
+		}
+		return { value: n };
+	}
+	if (p.type === 'choice') {
+		if (!(p.choices || []).includes(f.input.value)) {
+			return { error: t('form.err_choice', { field, choices: (p.choices || []).join(', ') }) };
+		}
+		return { value: f.input.value };
+	}
+	const v = f.input.value;
+	const len = utf8.encode(v).length;
+	const min = p.min_len ?? 0;
+	const max = p.max_len ?? Infinity;
+	if (len < min || len > max) return { error: t('form.err_len', { field, min, max, len }) };
+	return { value: v };
+}

@@ -1,0 +1,180 @@
+// i18n.js: every string the dashboard shows, one table per language, and t() to look them up.
+//
+// Keys are stable names; values may hold {placeholders} filled from t()'s second
+// argument. A later translation adds a table (for example zh-CN) with the same
+// keys; a key missing from it falls back to English, and a key missing from
+// English is shown as the key itself so the gap is visible, not silent.
+
+export const en = {
+	'app.title': 'socklab',
+	'app.tagline': 'an interactive TCP/IP lab',
+	'app.skip': 'Skip to the lab',
+	'app.loading': 'Loading…',
+	'app.load_failed': 'Could not load {what} from the server: {reason}',
+	'app.version': 'version {version}',
+
+	'conn.connecting': 'Connecting…',
+	'conn.open': 'Live',
+	'conn.closed': 'Disconnected, retrying in {s} s',
+	'conn.not_open': 'The live connection to the server is not open yet; try again in a moment.',
+	'conn.title': 'Live connection to the server (WebSocket)',
+
+	'catalogue.heading': 'Labs',
+	'catalogue.empty': 'The server has no labs.',
+
+	'runs.heading': 'Recent runs',
+	'runs.refresh': 'Refresh',
+	'runs.empty': 'No runs yet.',
+	'runs.open': 'Open run {id}',
+	'runs.running': 'running',
+
+	'form.heading': 'Parameters',
+	'form.advanced': 'Advanced',
+	'form.run': 'Run',
+	'form.cancel': 'Cancel',
+	'form.reset': 'Defaults',
+	'form.byo': 'Let me connect my own client',
+	'form.byo_help': 'The server listens and waits for your program (nc, Python, your own code) instead of running its own client.',
+	'form.default': 'default {value}',
+	'form.range': '{min} to {max}',
+	'form.len': 'up to {max} bytes',
+	'form.fix_errors': 'Please fix the highlighted field.',
+	'form.err_required': '{field}: enter a value.',
+	'form.err_integer': '{field}: enter a whole number.',
+	'form.err_range': '{field}: must be between {min} and {max} (you entered {value}).',
+	'form.err_choice': '{field}: choose one of {choices}.',
+	'form.err_len': '{field}: must be {min} to {max} bytes long (this is {len}).',
+	'form.err_server': '{field}: {message}',
+	'form.no_params': 'This lab has no parameters.',
+
+	'status.idle': 'Ready.',
+	'status.starting': 'Starting…',
+	'status.running': 'Running…',
+	'status.finished': 'Finished: {status}.',
+	'status.cancelling': 'Cancelling…',
+	'status.rejected': 'The server refused the run: {message}',
+	'status.rejected_field': 'The server refused the run: see the highlighted field.',
+	'status.loading_run': 'Loading run {id}…',
+	'status.replaying': 'Showing run {id}.',
+
+	'run.status.running': 'running',
+	'run.status.ok': 'ok',
+	'run.status.error': 'error',
+	'run.status.cancelled': 'cancelled',
+	'run.status.timeout': 'timed out',
+	'run.heading': 'Run {id}',
+	'run.lab': 'Lab',
+	'run.events': 'Events',
+	'run.elapsed': 'Time',
+	'run.params': 'Parameters as applied',
+	'run.sandbox': 'Sandbox',
+	'run.sandbox.netns': 'Private network namespace: nothing else on the machine sees this run’s sockets.',
+	'run.sandbox.host': 'No private network namespace: the run uses the host’s network.',
+	'run.summary': 'Summary',
+	'run.gap': '{n} event(s) missing before #{seq}: the view may be incomplete.',
+	'run.download': 'Events as JSON Lines',
+	'run.error': 'Error {code}',
+	'run.truncated': '{n} more row(s) not shown here; the full record is in the events file.',
+	'run.none': 'Choose a lab and press Run. The socket calls appear here as they happen.',
+
+	'raw.heading': 'Events',
+	'raw.unknown': 'event',
+
+	'echo.trace': 'Socket calls',
+	'echo.trace_help': 'Every socket call of both programs, in the order the kernel completed them. Time is milliseconds since the run started.',
+	'echo.col.time': 'ms',
+	'echo.col.server': 'Server',
+	'echo.col.client': 'Client',
+	'echo.col.client_byo': 'Your client (not traced: only the server side is visible)',
+	'echo.messages': 'Echoed messages',
+	'echo.messages_empty': 'No message has been echoed yet.',
+	'echo.m.index': '#',
+	'echo.m.sent': 'Sent',
+	'echo.m.reply': 'Reply',
+	'echo.m.bytes': 'Bytes',
+	'echo.m.rtt': 'Round trip',
+	'echo.m.ok': 'OK',
+	'echo.ok_yes': '✓',
+	'echo.ok_no': '✗',
+	'echo.ok_yes_label': 'reply matches',
+	'echo.ok_no_label': 'reply does not match',
+	'echo.metrics': 'Measurements',
+	'echo.metric_max': 'max {max}',
+	'echo.listening': 'listening on {addr}:{port}, backlog {backlog}',
+	'echo.blocked': 'blocked {t}',
+	'echo.bytes': '{n} B',
+	'echo.truncated_data': '(preview truncated)',
+	'echo.bound_to': 'bound to {addr}',
+	'echo.from': 'from {addr}',
+	'echo.conn': 'connection {n}',
+	'echo.eof': 'peer closed the connection (recv returned 0: end of file)',
+	'echo.eof_server': 'the client closed the connection (recv returned 0: end of file)',
+	'echo.eof_client': 'the server closed the connection (recv returned 0: end of file)',
+	'echo.failed': 'failed',
+
+	'errno.ECONNRESET.server': 'the client reset the connection',
+	'errno.ECONNRESET.client': 'the server reset the connection',
+	'errno.ECONNREFUSED': 'nobody is listening on that address and port',
+	'errno.EADDRINUSE': 'another socket already uses this address and port',
+	'errno.EPIPE': 'the peer has closed; the kernel refuses to send more',
+	'errno.ETIMEDOUT': 'no answer before the time limit',
+	'errno.ECANCELED': 'the run was cancelled',
+
+	'byo.heading': 'Connect your own client',
+	'byo.waiting': 'Waiting for the server to listen…',
+	'byo.intro': 'The server is listening. Connect from a terminal on this machine or the classroom network:',
+	'byo.nc': 'netcat: type a line, press Enter, see it echoed',
+	'byo.python': 'Python: send one line and print the reply',
+	'byo.copy': 'Copy',
+	'byo.copied': 'Copied',
+	'byo.copy_failed': 'Select and copy by hand',
+	'byo.idle': 'The run stops by itself after {s} s without activity.',
+	'byo.idle_left': 'Stops in {s} s without activity.',
+	'byo.ended': 'The run has ended: the server no longer listens on this port.',
+	'byo.trace_hint': 'Everything your client makes the server do appears below as it happens.',
+};
+
+const tables = { en };
+let lang = 'en';
+
+// Choose the language for later t() calls; unknown languages keep English.
+export function setLang(code) {
+	lang = Object.hasOwn(tables, code) ? code : 'en';
+	return lang;
+}
+
+export function currentLang() {
+	return lang;
+}
+
+// The string for key in the current language with {name} placeholders replaced
+// from vars. Values are inserted as text by the callers (textContent), so no
+// escaping is needed here.
+export function t(key, vars) {
+	const table = tables[lang];
+	let s = Object.hasOwn(table, key) ? table[key] : Object.hasOwn(en, key) ? en[key] : key;
+	if (vars) {
+		s = s.replace(/\{([a-z_]+)\}/g, (m, name) =>
+			Object.hasOwn(vars, name) ? String(vars[name]) : m);
+	}
+	return s;
+}
+
+// True when key has a string in the current language or in English.
+export function has(key) {
+	return Object.hasOwn(tables[lang], key) || Object.hasOwn(en, key);
+}
+
+// Fill every element that carries data-i18n="key" (its text) or
+// data-i18n-attr="attr:key,attr:key" (attributes) under root.
+export function applyI18n(root) {
+	for (const el of root.querySelectorAll('[data-i18n]')) {
+		el.textContent = t(el.dataset.i18n);
+	}
+	for (const el of root.querySelectorAll('[data-i18n-attr]')) {
+		for (const pair of el.dataset.i18nAttr.split(',')) {
+			const [attr, key] = pair.split(':');
+			el.setAttribute(attr.trim(), t(key.trim()));
+		}
+	}
+}

@@ -1,0 +1,159 @@
+// common.js: the part of a run's view every lab shares: status, sandbox, parameters, errors, summary.
+//
+// A lab renderer creates one RunFrame and passes it every event first; the
+// frame takes run.start, run.end and error, counts events, notices gaps in
+// seq (the event model promises none, so a gap means the view lost events)
+// and keeps the elapsed time. Everything is updated once per batch.
+
+import { h, replace, fmtDuration, fmtValue } from '../dom.js';
+import { t } from '../i18n.js';
+
+export class RunFrame {
+	constructor(root, ctx) {
+		this.ctx = ctx;
+		this.count = 0;
+		this.lastSeq = -1;
+		this.lastT = 0;
+		this.status = 'running';
+		this.params = null;
+		this.dirty = true;
+
+		this.pill = h('span', { class: 'pill pill-running', attrs: { 'data-status': 'running' }, text: t('run.status.running') });
+		this.elapsedEl = h('dd', { text: '0' });
+		this.countEl = h('dd', { text: '0' });
+		this.labEl = h('dd', { text: ctx.lab || '' });
+		const title = h('h2', { class: 'run-title', text: t('run.heading', { id: ctx.runId || '' }) });
+		const dl = h('dl', { class: 'run-stats' },
+			h('dt', { text: t('run.lab') }), this.labEl,
+			h('dt', { text: t('run.elapsed') }), this.elapsedEl,
+			h('dt', { text: t('run.events') }), this.countEl);
+		const links = ctx.eventsURL
+			? h('a', { class: 'download', attrs: { href: ctx.eventsURL, download: `${ctx.runId}.jsonl` }, text: t('run.download') })
+			: null;
+		this.sandboxEl = h('div', { class: 'sandbox' });
+		this.sandboxEl.hidden = true;
+		this.paramsEl = h('details', { class: 'params' });
+		this.paramsEl.hidden = true;
+		this.gapEl = h('p', { class: 'callout callout-warn' });
+		this.gapEl.hidden = true;
+		this.errorsEl = h('div', { class: 'run-errors', attrs: { role: 'alert' } });
+		this.summaryEl = h('section', { class: 'run-summary' });
+		this.summaryEl.hidden = true;
+
+		this.el = h('section', { class: 'card run-card' },
+			h('header', { class: 'run-head' }, title, this.pill, dl, links),
+			this.sandboxEl, this.paramsEl, this.gapEl, this.errorsEl);
+		if (ctx.runId) this.el.dataset.run = ctx.runId;
+		root.appendChild(this.el);
+		this.gaps = 0;
+	}
+
+	// The summary goes last in the page, after the lab's own panels.
+	attachSummary(root) {
+		root.appendChild(this.summaryEl);
+	}
+
+	// Look at one event. Returns true when the frame fully handled it.
+	take(ev) {
+		this.count++;
+		this.dirty = true;
+		if (typeof ev.seq === 'number') {
+			if (this.lastSeq >= 0 && ev.seq > this.lastSeq + 1) {
+				this.gaps += ev.seq - this.lastSeq - 1;
+				this.gapEl.textContent = t('run.gap', { n: this.gaps, seq: ev.seq });
+				this.gapEl.hidden = false;
+			}
+			if (ev.seq > this.lastSeq) this.lastSeq = ev.seq;
+		}
+		if (typeof ev.t_us === 'number' && ev.t_us > this.lastT) this.lastT = ev.t_us;
+		switch (ev.type) {
+		case 'run.start':
+			this.showStart(ev);
+			return true;
+		case 'run.end':
+			this.showEnd(ev);
+			return true;
+		case 'error':
+			this.showError(ev);
+			return false; // labs may also show it in place
+		default:
+			return false;
+		}
+	}
+
+	// Update the counters once per batch.
+	flush() {
+		if (!this.dirty) return;
+		this.dirty = false;
+		this.countEl.textContent = String(this.count);
+		this.elapsedEl.textContent = fmtDuration(this.lastT);
+	}
+
+	showStart(ev) {
+		this.params = ev.params || {};
+		if (ev.lab) this.labEl.textContent = ev.lab;
+		const sb = ev.sandbox;
+		if (sb && typeof sb === 'object') {
+			const facts = [];
+			for (const [k, v] of Object.entries(sb)) {
+				if (k === 'netns' || k === 'note') continue;
+				facts.push(h('span', { class: 'fact' }, h('span', { class: 'k', text: k }), ' ', fmtValue(v)));
+			}
+			replace(this.sandboxEl,
+				h('p', { class: sb.netns ? 'sb-netns' : 'sb-host',
+					text: t(sb.netns ? 'run.sandbox.netns' : 'run.sandbox.host') }),
+				sb.note ? h('p', { class: 'sb-note', text: sb.note }) : null,
+				facts.length ? h('p', { class: 'sb-facts' }, facts) : null);
+			this.sandboxEl.classList.toggle('netns', !!sb.netns);
+			this.sandboxEl.hidden = false;
+		}
+		const entries = Object.entries(this.params);
+		if (entries.length) {
+			replace(this.paramsEl,
+				h('summary', { text: t('run.params') }),
+				h('dl', { class: 'kv' }, entries.map(([k, v]) => h('div', {},
+					h('dt', { text: k }), h('dd', { text: fmtValue(v) })))));
+			this.paramsEl.hidden = false;
+		}
+	}
+
+	showEnd(ev) {
+		const st = typeof ev.status === 'string' ? ev.status : 'error';
+		this.status = st;
+		this.pill.textContent = t(`run.status.${st}`);
+		this.pill.className = `pill pill-${st.replace(/[^a-z]/g, '')}`;
+		this.pill.dataset.status = st;
+		const sum = ev.summary && typeof ev.summary === 'object' ? Object.entries(ev.summary) : [];
+		replace(this.summaryEl,
+			h('h3', {},
+				t('run.summary'), ' ',
+				h('span', { class: `pill pill-${st.replace(/[^a-z]/g, '')}`, attrs: { 'data-status': st }, text: t(`run.status.${st}`) })),
+			sum.length ? h('dl', { class: 'tiles' }, sum.map(([k, v]) => h('div', { class: 'tile', dataset: { key: k } },
+				h('dt', { text: k.replace(/_/g, ' ') }), h('dd', { text: fmtValue(v) })))) : null);
+		this.summaryEl.classList.add('card');
+		this.summaryEl.hidden = false;
+	}
+
+	showError(ev) {
+		this.errorsEl.appendChild(errorCallout(ev));
+	}
+}
+
+// An "error" event as a callout: code, message, parameter.
+export function errorCallout(ev) {
+	return h('div', { class: 'callout callout-error' },
+		h('strong', { text: t('run.error', { code: ev.code || '?' }) }),
+		ev.param ? h('code', { class: 'param', text: ` ${ev.param}` }) : null,
+		h('span', { text: `: ${ev.message || ''}` }));
+}
+
+// A "note" event as an explanation callout.
+export function noteCallout(ev) {
+	return h('div', { class: 'callout callout-note', dataset: { key: ev.key || '' } },
+		h('span', { class: 'note-icon', attrs: { 'aria-hidden': 'true' }, text: 'i' }),
+		h('p', { text: ev.text || ev.key || '' }));
+}
+
+// Rows beyond this many are counted, not drawn: the page stays responsive and
+// the full record remains in the run's events file.
+export const MAX_ROWS = 5000;

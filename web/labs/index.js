@@ -1,0 +1,16 @@
+// index.js: the renderer registry: one view per lab, mirroring labs/registry.c.
+//
+// A lab without an entry here is shown by the raw renderer (every event as
+// JSON), so a new lab on the server is usable before it has its own view.
+
+import * as raw from './raw.js';
+import * as tcpEcho from './tcp-echo.js';
+
+const renderers = {
+	'tcp-echo': tcpEcho,
+};
+
+// The renderer module for a lab: {create(root, ctx), formHints?}.
+export function rendererFor(lab) {
+	return Object.hasOwn(renderers, lab) ? renderers[lab] : raw;
+}

@@ -1,0 +1,345 @@
+// tcp-echo.js: the view of the tcp-echo lab: server and client socket calls side by side, echoed messages.
+//
+// One table, one row per event in seq order (the run's single clock), server
+// calls on the left and client calls on the right, so cause and effect line up:
+// the client's connect() next to the server's accept(), a send() next to the
+// recv() that got its bytes. Notes are explanation rows across both sides.
+// In "bring your own client" mode (mode=server) the panel above the trace says
+// exactly how to connect, and only the server side is traced.
+
+import { h, replace, fmtMs, fmtDuration, fmtAddr, fmtValue } from '../dom.js';
+import { t } from '../i18n.js';
+import { RunFrame, errorCallout, noteCallout, MAX_ROWS } from './common.js';
+import { syscallCell } from './syscall.js';
+import { rawBlock } from './raw.js';
+
+// The form shows "Let me connect my own client" as a checkbox setting this.
+export const formHints = { byo: { param: 'mode', value: 'server' } };
+
+const SIDES = ['server', 'client'];
+
+export function create(root, ctx) {
+	const frame = new RunFrame(root, ctx);
+	const view = new EchoView(root, ctx, frame);
+	frame.attachSummary(root);
+	return view;
+}
+
+class EchoView {
+	constructor(root, ctx, frame) {
+		this.ctx = ctx;
+		this.frame = frame;
+		this.conns = new Set();
+		this.rows = 0;
+		this.hiddenRows = 0;
+		this.echoes = [];
+		this.echoRows = 0;
+		this.metrics = new Map();
+		this.byo = false;
+		this.idleS = 0;
+		this.lastActivity = 0;
+		this.timer = null;
+		this.born = performance.now();
+
+		this.byoEl = h('section', { class: 'card byo', attrs: { 'aria-live': 'polite' } });
+		this.byoEl.hidden = true;
+		root.appendChild(this.byoEl);
+
+		this.body = h('tbody');
+		this.clientHead = h('th', { class: 'c-client', attrs: { scope: 'col' }, text: t('echo.col.client') });
+		this.table = h('table', { class: 'trace echo-trace' },
+			h('colgroup', {}, h('col', { class: 'col-time' }), h('col', { class: 'col-server' }), h('col', { class: 'col-client' })),
+			h('thead', {}, h('tr', {},
+				h('th', { class: 'c-time', attrs: { scope: 'col' }, text: t('echo.col.time') }),
+				h('th', { class: 'c-server', attrs: { scope: 'col' }, text: t('echo.col.server') }),
+				this.clientHead)),
+			this.body);
+		this.scroller = h('div', { class: 'scroll trace-scroll', attrs: { tabindex: '0', 'aria-label': t('echo.trace') } }, this.table);
+		this.moreEl = h('p', { class: 'muted' });
+		this.moreEl.hidden = true;
+
+		this.echoBody = h('tbody');
+		this.echoEmpty = h('p', { class: 'muted', text: t('echo.messages_empty') });
+		this.echoStats = h('p', { class: 'echo-stats' });
+		this.echoTable = h('table', { class: 'echo-table' },
+			h('thead', {}, h('tr', {},
+				h('th', { attrs: { scope: 'col' }, text: t('echo.m.index') }),
+				h('th', { attrs: { scope: 'col' }, text: t('echo.m.sent') }),
+				h('th', { attrs: { scope: 'col' }, text: t('echo.m.reply') }),
+				h('th', { class: 'num', attrs: { scope: 'col' }, text: t('echo.m.bytes') }),
+				h('th', { class: 'num', attrs: { scope: 'col' }, text: t('echo.m.rtt') }),
+				h('th', { class: 'ok', attrs: { scope: 'col' }, text: t('echo.m.ok') }))),
+			this.echoBody);
+		this.echoTable.hidden = true;
+		this.echoMore = h('p', { class: 'muted' });
+		this.echoMore.hidden = true;
+		this.echoCard = h('section', { class: 'card echo-card' },
+			h('h3', { text: t('echo.messages') }), this.echoStats, this.echoEmpty,
+			h('div', { class: 'scroll echo-scroll' }, this.echoTable), this.echoMore);
+
+		this.metricsList = h('dl', { class: 'metrics' });
+		this.metricsCard = h('section', { class: 'card metrics-card' },
+			h('h3', { text: t('echo.metrics') }), this.metricsList);
+		this.metricsCard.hidden = true;
+
+		root.appendChild(h('div', { class: 'echo-layout' },
+			h('section', { class: 'card trace-card' },
+				h('h3', { text: t('echo.trace') }),
+				h('p', { class: 'help', text: t('echo.trace_help') }),
+				this.scroller, this.moreEl),
+			h('div', { class: 'side-panels' }, this.echoCard, this.metricsCard)));
+	}
+
+	push(events) {
+		// Follow a live run at the bottom of the trace, unless the reader has
+		// scrolled up. A run that is over in a blink (or a replay) stays at the
+		// top, where its story starts.
+		const s = this.scroller;
+		const atBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 40;
+		const follow = this.ctx.live && atBottom && (s.scrollTop > 0 || performance.now() - this.born > 1500);
+		const frag = document.createDocumentFragment();
+		const echoFrag = document.createDocumentFragment();
+		let metricsChanged = false;
+		let activity = false;
+
+		for (const ev of events) {
+			if (this.frame.take(ev)) {
+				if (ev.type === 'run.start') this.onStart(ev);
+				if (ev.type === 'run.end') {
+					this.addRow(frag, ev, 'r-end', null, h('div', { class: 'end-mark' },
+						h('span', { class: `pill pill-${String(ev.status).replace(/[^a-z]/g, '')}`, text: t(`run.status.${ev.status}`) })));
+					this.onEnd();
+				}
+				continue;
+			}
+			if (ev.who === 'server') activity = true;
+			switch (ev.type) {
+			case 'syscall':
+				if (typeof ev.conn === 'number' && ev.conn > 0) this.conns.add(ev.conn);
+				this.addRow(frag, ev, `r-sc r-${sideOf(ev)}`, sideOf(ev), syscallCell(ev));
+				break;
+			case 'listening':
+				this.addRow(frag, ev, 'r-listen', sideOf(ev) || 'server', h('div', { class: 'sc sc-event' },
+					h('span', { class: 'ev-mark', text: t('echo.listening', {
+						addr: fmtAddr({ addr: ev.addr }), port: ev.port, backlog: ev.backlog ?? '?' }) })));
+				this.onListening(ev);
+				break;
+			case 'note':
+				this.addRow(frag, ev, 'r-note', null, noteCallout(ev));
+				break;
+			case 'error':
+				this.addRow(frag, ev, 'r-error', null, errorCallout(ev));
+				break;
+			case 'metric':
+				this.metrics.set(`${ev.who || ''}:${ev.name}`, ev);
+				metricsChanged = true;
+				this.addRow(frag, ev, 'r-metric', sideOf(ev), h('div', { class: 'sc sc-event' },
+					h('span', { class: 'ev-mark', text: metricText(ev) })));
+				break;
+			case 'echo':
+				this.addEcho(echoFrag, ev);
+				break;
+			default:
+				this.addRow(frag, ev, 'r-raw', null, rawBlock(ev));
+			}
+		}
+
+		this.body.appendChild(frag);
+		if (this.hiddenRows) {
+			this.moreEl.textContent = t('run.truncated', { n: this.hiddenRows });
+			this.moreEl.hidden = false;
+		}
+		this.table.classList.toggle('multi-conn', this.conns.size > 1);
+		if (echoFrag.firstChild) {
+			this.echoBody.appendChild(echoFrag);
+			this.updateEchoStats();
+		}
+		if (metricsChanged) this.updateMetrics();
+		if (activity) this.lastActivity = performance.now();
+		this.frame.flush();
+		if (follow) s.scrollTop = s.scrollHeight;
+	}
+
+	addRow(frag, ev, cls, side, content) {
+		if (this.rows >= MAX_ROWS) {
+			this.hiddenRows++;
+			return;
+		}
+		this.rows++;
+		const time = h('td', { class: 'c-time', text: fmtMs(ev.t_us) });
+		let tr;
+		if (side === 'server' || side === 'client') {
+			tr = h('tr', { class: cls },
+				time,
+				h('td', { class: 'c-server' }, side === 'server' ? content : null),
+				h('td', { class: 'c-client' }, side === 'client' ? content : null));
+		} else {
+			tr = h('tr', { class: cls }, time, h('td', { class: 'c-span', attrs: { colspan: 2 } }, content));
+		}
+		tr.dataset.seq = ev.seq ?? '';
+		frag.appendChild(tr);
+	}
+
+	addEcho(frag, ev) {
+		this.echoes.push(ev);
+		if (this.echoRows >= MAX_ROWS) {
+			this.echoMore.textContent = t('run.truncated', { n: this.echoes.length - this.echoRows });
+			this.echoMore.hidden = false;
+			return;
+		}
+		this.echoRows++;
+		const ok = ev.ok === true;
+		frag.appendChild(h('tr', { class: ok ? 'echo-ok' : 'echo-bad' },
+			h('td', {},
+				typeof ev.conn === 'number' ? h('span', { class: 'conn-tag', text: `#${ev.conn}` }) : null,
+				String(ev.index ?? '')),
+			h('td', {}, h('code', { class: 'data', text: fmtValue(ev.sent) })),
+			h('td', {}, h('code', { class: 'data reply', text: fmtValue(ev.reply) })),
+			h('td', { class: 'num', text: fmtValue(ev.bytes) }),
+			h('td', { class: 'num', text: fmtDuration(ev.rtt_us) }),
+			h('td', { class: 'ok' },
+				h('span', { class: ok ? 'tick' : 'cross', attrs: { 'aria-label': t(ok ? 'echo.ok_yes_label' : 'echo.ok_no_label'), role: 'img' },
+					text: t(ok ? 'echo.ok_yes' : 'echo.ok_no') }))));
+		this.echoEmpty.hidden = true;
+		this.echoTable.hidden = false;
+	}
+
+	updateEchoStats() {
+		const n = this.echoes.length;
+		const good = this.echoes.filter((e) => e.ok === true).length;
+		const rtts = this.echoes.map((e) => e.rtt_us).filter((x) => typeof x === 'number').sort((a, b) => a - b);
+		const parts = [`${good}/${n} ✓`];
+		if (rtts.length) {
+			parts.push(`RTT min ${fmtDuration(rtts[0])}`,
+				`median ${fmtDuration(rtts[Math.floor(rtts.length / 2)])}`,
+				`max ${fmtDuration(rtts[rtts.length - 1])}`);
+		}
+		this.echoStats.textContent = parts.join(' · ');
+		this.echoTable.classList.toggle('multi-conn', new Set(this.echoes.map((e) => e.conn)).size > 1);
+	}
+
+	updateMetrics() {
+		const items = [];
+		for (const ev of this.metrics.values()) {
+			const label = ev.who ? `${ev.name.replace(/_/g, ' ')} (${ev.who})` : ev.name.replace(/_/g, ' ');
+			const dd = h('dd', {}, h('span', { class: 'metric-value', text: fmtValue(ev.value) }));
+			if (typeof ev.max === 'number' && typeof ev.value === 'number' && ev.max > 0) {
+				dd.appendChild(h('meter', { attrs: { min: 0, max: ev.max, value: Math.min(ev.value, ev.max), 'aria-label': label } }));
+				dd.appendChild(h('span', { class: 'muted', text: t('echo.metric_max', { max: ev.max }) }));
+			}
+			items.push(h('dt', { text: label }), dd);
+		}
+		replace(this.metricsList, items);
+		this.metricsCard.hidden = items.length === 0;
+	}
+
+	onStart(ev) {
+		const p = ev.params || {};
+		this.byo = p[formHints.byo.param] === formHints.byo.value;
+		this.table.classList.toggle('trace-byo', this.byo);
+		this.echoCard.hidden = this.byo;
+		if (this.byo) {
+			this.clientHead.textContent = t('echo.col.client_byo');
+			replace(this.byoEl, h('h3', { text: t('byo.heading') }), h('p', { class: 'muted', text: t('byo.waiting') }));
+			this.byoEl.hidden = false;
+		}
+	}
+
+	onListening(ev) {
+		if (!this.byo && ev.byo !== true) return;
+		this.byo = true;
+		this.table.classList.add('trace-byo');
+		this.echoCard.hidden = true;
+		this.clientHead.textContent = t('echo.col.client_byo');
+		const host = this.ctx.byoHost || ev.addr || '127.0.0.1';
+		const port = Number(ev.port);
+		const nc = `nc ${host} ${port}`;
+		const py = `python3 -c "import socket; s=socket.create_connection(('${host}', ${port})); s.sendall(b'hello\\n'); print(s.recv(1024))"`;
+		this.idleS = typeof ev.idle_timeout_s === 'number' ? ev.idle_timeout_s : 0;
+		this.lastActivity = performance.now();
+		this.idleEl = h('p', { class: 'idle', attrs: { 'aria-live': 'off' } });
+		replace(this.byoEl,
+			h('h3', { text: t('byo.heading') }),
+			h('p', { text: t('byo.intro') }),
+			h('div', { class: 'byo-target' },
+				h('span', { class: 'big-addr', dataset: { host, port: String(port) } },
+					h('span', { class: 'byo-host', text: host }), ':', h('span', { class: 'byo-port', text: String(port) }))),
+			commandBox(t('byo.nc'), nc, 'cmd-nc'),
+			commandBox(t('byo.python'), py, 'cmd-python'),
+			h('p', { class: 'help', text: t('byo.trace_hint') }),
+			this.idleEl);
+		this.byoEl.hidden = false;
+		if (this.ctx.live && this.idleS > 0) {
+			this.tick();
+			this.timer = setInterval(() => this.tick(), 1000);
+		}
+	}
+
+	tick() {
+		if (!this.idleEl) return;
+		const left = Math.max(0, Math.ceil(this.idleS - (performance.now() - this.lastActivity) / 1000));
+		this.idleEl.textContent = `${t('byo.idle', { s: this.idleS })} ${t('byo.idle_left', { s: left })}`;
+	}
+
+	onEnd() {
+		clearInterval(this.timer);
+		this.timer = null;
+		if (!this.byoEl.hidden) {
+			this.byoEl.classList.add('ended');
+			if (this.idleEl) this.idleEl.textContent = t('byo.ended');
+		}
+	}
+
+	destroy() {
+		clearInterval(this.timer);
+		this.timer = null;
+	}
+
+	get status() {
+		return this.frame.status;
+	}
+}
+
+function sideOf(ev) {
+	return SIDES.includes(ev.who) ? ev.who : null;
+}
+
+function metricText(ev) {
+	let s = `${String(ev.name).replace(/_/g, ' ')}: ${fmtValue(ev.value)}`;
+	if (ev.max !== undefined) s += ` (${t('echo.metric_max', { max: ev.max })})`;
+	return s;
+}
+
+// A command with a copy button.
+function commandBox(label, cmd, cls) {
+	const code = h('code', { class: `cmd ${cls}`, text: cmd });
+	const btn = h('button', { class: 'btn btn-small copy', attrs: { type: 'button' }, text: t('byo.copy') });
+	btn.addEventListener('click', async () => {
+		let ok = false;
+		try {
+			if (navigator.clipboard && window.isSecureContext) {
+				await navigator.clipboard.writeText(cmd);
+				ok = true;
+			}
+		} catch {
+			ok = false;
+		}
+		if (!ok) {
+			const range = document.createRange();
+			range.selectNodeContents(code);
+			const sel = window.getSelection();
+			sel.removeAllRanges();
+			sel.addRange(range);
+			try {
+				ok = document.execCommand('copy');
+			} catch {
+				ok = false;
+			}
+		}
+		btn.textContent = t(ok ? 'byo.copied' : 'byo.copy_failed');
+		setTimeout(() => { btn.textContent = t('byo.copy'); }, 2000);
+	});
+	return h('div', { class: 'cmd-box' },
+		h('p', { class: 'cmd-label', text: label }),
+		h('div', { class: 'cmd-row' }, h('pre', { class: 'cmd-pre' }, code), btn));
+}
