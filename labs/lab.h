@@ -87,7 +87,7 @@ struct lab_desc {
 	int (*run)(struct lab_ctx *ctx);
 };
 
-/* What a run function gets. Owned by the caller of run(). */
+/* What a run function receives. Owned by the caller of run(). */
 struct lab_ctx {
 	const struct lab_params *p;
 	struct ev_emitter *em;
