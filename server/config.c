@@ -1,0 +1,472 @@
+/* config.c: parse and validate `socklab serve` flags and SOCKLAB_* environment variables. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char config_usage[] =
+	"usage: socklab serve [OPTIONS]\n"
+	"\n"
+	"Serve the dashboard (HTTP) and live runs (WebSocket). Each option can also be\n"
+	"set with the environment variable in brackets; a flag wins over its variable.\n"
+	"\n"
+	"  --listen ADDR            address to listen on [SOCKLAB_LISTEN] (127.0.0.1)\n"
+	"  --http-port N            HTTP port, 0 picks a free one [SOCKLAB_HTTP_PORT] (8080)\n"
+	"  --ws-port N              WebSocket port, 0 picks a free one [SOCKLAB_WS_PORT] (8081)\n"
+	"  --data DIR               run bundles directory [SOCKLAB_DATA] (./socklab-data)\n"
+	"  --port-file FILE         write {\"http_port\":N,\"ws_port\":M} once listening\n"
+	"                           [SOCKLAB_PORT_FILE]\n"
+	"  --origin URL             also accept WebSocket clients from this page origin\n"
+	"                           (repeatable; '*' accepts any) [SOCKLAB_ORIGINS, comma-separated]\n"
+	"  --byo-ports LO-HI        ports for bring-your-own-client runs [SOCKLAB_BYO_PORTS]\n"
+	"                           (9000-9019)\n"
+	"  --byo-bind ADDR          address those runs listen on [SOCKLAB_BYO_BIND] (--listen)\n"
+	"  --max-runs N             runs at once, 1-1024 [SOCKLAB_MAX_RUNS] (16)\n"
+	"  --max-runs-per-conn N    runs at once per connection, 1-64\n"
+	"                           [SOCKLAB_MAX_RUNS_PER_CONN] (3)\n"
+	"  --max-byo N              bring-your-own-client runs at once, 0-1000 [SOCKLAB_MAX_BYO] (8)\n"
+	"  --max-byo-per-conn N     ... per connection, 0-64 [SOCKLAB_MAX_BYO_PER_CONN] (1)\n"
+	"  --run-timeout SEC        wall-clock limit of one run, 1-3600 [SOCKLAB_RUN_TIMEOUT] (120)\n"
+	"  --public-ws-url URL      WebSocket URL browsers should use (behind a proxy)\n"
+	"                           [SOCKLAB_PUBLIC_WS_URL]\n"
+	"  -h, --help               this text\n";
+
+enum opt_kind {
+	OPT_ADDR,
+	OPT_PORT,
+	OPT_PATH,
+	OPT_INT,
+	OPT_ORIGINS,
+	OPT_RANGE,
+	OPT_WSURL,
+};
+
+struct opt_def {
+	const char *flag;
+	const char *env;
+	enum opt_kind kind;
+	size_t off;   /* field in struct serve_config */
+	size_t size;  /* for text fields */
+	long min, max;
+};
+
+#define F(field) offsetof(struct serve_config, field), sizeof(((struct serve_config *)0)->field)
+
+static const struct opt_def opts[] = {
+	{"--listen", "SOCKLAB_LISTEN", OPT_ADDR, F(listen), 0, 0},
+	{"--http-port", "SOCKLAB_HTTP_PORT", OPT_PORT, F(http_port), 0, 65535},
+	{"--ws-port", "SOCKLAB_WS_PORT", OPT_PORT, F(ws_port), 0, 65535},
+	{"--data", "SOCKLAB_DATA", OPT_PATH, F(data), 0, 0},
+	{"--port-file", "SOCKLAB_PORT_FILE", OPT_PATH, F(port_file), 0, 0},
+	{"--origin", "SOCKLAB_ORIGINS", OPT_ORIGINS, F(origins), 0, 0},
+	{"--byo-ports", "SOCKLAB_BYO_PORTS", OPT_RANGE, F(byo_lo), 1, 65535},
+	{"--byo-bind", "SOCKLAB_BYO_BIND", OPT_ADDR, F(byo_bind), 0, 0},
+	{"--max-runs", "SOCKLAB_MAX_RUNS", OPT_INT, F(max_runs), 1, 1024},
+	{"--max-runs-per-conn", "SOCKLAB_MAX_RUNS_PER_CONN", OPT_INT, F(max_runs_per_conn), 1, 64},
+	{"--max-byo", "SOCKLAB_MAX_BYO", OPT_INT, F(max_byo), 0, 1000},
+	{"--max-byo-per-conn", "SOCKLAB_MAX_BYO_PER_CONN", OPT_INT, F(max_byo_per_conn), 0, 64},
+	{"--run-timeout", "SOCKLAB_RUN_TIMEOUT", OPT_INT, F(run_timeout_s), 1, 3600},
+	{"--public-ws-url", "SOCKLAB_PUBLIC_WS_URL", OPT_WSURL, F(public_ws_url), 0, 0},
+	{NULL, NULL, 0, 0, 0, 0, 0},
+};
+
+/* Largest bring-your-own-client pool: one bookkeeping byte per port. */
+#define BYO_POOL_MAX 1000
+
+static int parse_long(const char *s, long *out)
+{
+	char *end = NULL;
+	long v;
+
+	if (!*s || s[0] == ' ' || s[0] == '+' || s[0] == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int addr_family(const char *s)
+{
+	unsigned char buf[16];
+
+	if (inet_pton(AF_INET, s, buf) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, s, buf) == 1)
+		return AF_INET6;
+	return 0;
+}
+
+int config_is_loopback(const char *addr)
+{
+	unsigned char b[16];
+	static const unsigned char v6_lo[16] = {[15] = 1};
+
+	if (inet_pton(AF_INET, addr, b) == 1)
+		return b[0] == 127;
+	if (inet_pton(AF_INET6, addr, b) == 1)
+		return memcmp(b, v6_lo, 16) == 0;
+	return 0;
+}
+
+int config_is_wildcard(const char *addr)
+{
+	unsigned char b[16];
+	static const unsigned char zero[16];
+
+	if (inet_pton(AF_INET, addr, b) == 1)
+		return memcmp(b, zero, 4) == 0;
+	if (inet_pton(AF_INET6, addr, b) == 1)
+		return memcmp(b, zero, 16) == 0;
+	return 0;
+}
+
+void config_url_host(const char *addr, char *out, size_t outlen)
+{
+	if (strchr(addr, ':'))
+		snprintf(out, outlen, "[%s]", addr);
+	else
+		snprintf(out, outlen, "%s", addr);
+}
+
+/* A host name or address as it may appear in a URL or Host header: letters,
+ * digits, '.', '-', or a bracketed IPv6 literal. */
+static int host_ok(const char *h, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 253)
+		return 0;
+	if (h[0] == '[') {
+		if (n < 3 || h[n - 1] != ']')
+			return 0;
+		for (i = 1; i + 1 < n; i++)
+			if (!strchr("0123456789abcdefABCDEF:.", h[i]))
+				return 0;
+		return 1;
+	}
+	for (i = 0; i < n; i++) {
+		char ch = h[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '.' || ch == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* scheme://host[:port] with nothing after it; schemes is NULL-terminated. */
+static int url_ok(const char *u, const char *const *schemes, int allow_path)
+{
+	const char *rest = NULL, *end, *colon;
+	size_t i;
+
+	for (i = 0; schemes[i]; i++) {
+		size_t n = strlen(schemes[i]);
+		if (strncasecmp(u, schemes[i], n) == 0 && strncmp(u + n, "://", 3) == 0) {
+			rest = u + n + 3;
+			break;
+		}
+	}
+	if (!rest)
+		return 0;
+	end = rest + strcspn(rest, "/");
+	if (*end && !allow_path)
+		return 0;
+	/* The port follows the last ':' outside brackets. */
+	colon = NULL;
+	if (rest[0] == '[') {
+		const char *rb = memchr(rest, ']', (size_t)(end - rest));
+		if (!rb)
+			return 0;
+		if (rb + 1 < end) {
+			if (rb[1] != ':')
+				return 0;
+			colon = rb + 1;
+		}
+	} else {
+		colon = memchr(rest, ':', (size_t)(end - rest));
+	}
+	if (colon) {
+		const char *p;
+		long port = 0;
+		if (colon + 1 == end || end - colon > 6)
+			return 0;
+		for (p = colon + 1; p < end; p++) {
+			if (*p < '0' || *p > '9')
+				return 0;
+			port = port * 10 + (*p - '0');
+		}
+		if (port < 1 || port > 65535)
+			return 0;
+	}
+	if (!host_ok(rest, (size_t)((colon ? colon : end) - rest)))
+		return 0;
+	/* Whatever follows (a path) must be plain printable text with no
+	 * characters that would matter in a header value. */
+	for (; *end; end++)
+		if ((unsigned char)*end <= 0x20 || (unsigned char)*end >= 0x7f ||
+		    strchr("\"';,\\", *end))
+			return 0;
+	return 1;
+}
+
+static const char *const origin_schemes[] = {"http", "https", NULL};
+static const char *const ws_schemes[] = {"ws", "wss", NULL};
+
+static int add_origin(struct serve_config *c, const char *o, size_t n, char *err, size_t errlen,
+		      const char *who)
+{
+	char buf[CONFIG_URL_MAX];
+
+	if (n >= sizeof buf) {
+		snprintf(err, errlen, "%s: origin too long (at most %zu bytes)", who, sizeof buf - 1);
+		return -EINVAL;
+	}
+	memcpy(buf, o, n);
+	buf[n] = '\0';
+	if (strcmp(buf, "*") == 0) {
+		c->any_origin = 1;
+		return 0;
+	}
+	/* Browsers send the origin without a trailing slash; accept one here. */
+	if (n > 0 && buf[n - 1] == '/')
+		buf[--n] = '\0';
+	if (!url_ok(buf, origin_schemes, 0)) {
+		snprintf(err, errlen,
+			 "%s: must be an origin like http://host:port or https://host, or '*' "
+			 "(got \"%.60s\")",
+			 who, buf);
+		return -EINVAL;
+	}
+	if (c->n_origins >= CONFIG_MAX_ORIGINS) {
+		snprintf(err, errlen, "%s: at most %d origins", who, CONFIG_MAX_ORIGINS);
+		return -EINVAL;
+	}
+	memcpy(c->origins[c->n_origins++], buf, n + 1);
+	return 0;
+}
+
+/* Apply one value of option d; who is the flag or variable, for messages. */
+static int apply(struct serve_config *c, const struct opt_def *d, const char *v, const char *who,
+		 char *err, size_t errlen)
+{
+	char *field = (char *)c + d->off;
+	long n, lo, hi;
+	const char *dash;
+
+	switch (d->kind) {
+	case OPT_ADDR:
+		if (!addr_family(v) || strlen(v) >= d->size) {
+			snprintf(err, errlen,
+				 "%s: must be an IPv4 or IPv6 address such as 127.0.0.1, 0.0.0.0 or ::1 "
+				 "(got \"%.60s\")",
+				 who, v);
+			return -EINVAL;
+		}
+		snprintf(field, d->size, "%s", v);
+		return 0;
+	case OPT_PORT:
+	case OPT_INT:
+		if (parse_long(v, &n) < 0 || n < d->min || n > d->max) {
+			snprintf(err, errlen, "%s: must be an integer from %ld to %ld (got \"%.40s\")",
+				 who, d->min, d->max, v);
+			return -EINVAL;
+		}
+		*(int *)(void *)field = (int)n;
+		return 0;
+	case OPT_PATH:
+		if (!*v || strlen(v) >= d->size - 64) {
+			snprintf(err, errlen, "%s: must be a path of 1 to %zu bytes", who,
+				 d->size - 65);
+			return -EINVAL;
+		}
+		snprintf(field, d->size, "%s", v);
+		return 0;
+	case OPT_ORIGINS: {
+		/* One origin per flag; the variable is a comma-separated list. */
+		int is_env = strncmp(who, "--", 2) != 0;
+		const char *p = v;
+		if (!is_env)
+			return add_origin(c, v, strlen(v), err, errlen, who);
+		while (*p) {
+			size_t len = strcspn(p, ",");
+			while (len > 0 && *p == ' ') {
+				p++;
+				len--;
+			}
+			while (len > 0 && p[len - 1] == ' ')
+				len--;
+			if (len > 0 && add_origin(c, p, len, err, errlen, who) < 0)
+				return -EINVAL;
+			p += strcspn(p, ",");
+			if (*p == ',')
+				p++;
+		}
+		return 0;
+	}
+	case OPT_RANGE: {
+		char a[16], b[16];
+		size_t la;
+		dash = strchr(v, '-');
+		la = dash ? (size_t)(dash - v) : 0;
+		if (!dash || la == 0 || la >= sizeof a || strlen(dash + 1) >= sizeof b)
+			goto bad_range;
+		memcpy(a, v, la);
+		a[la] = '\0';
+		snprintf(b, sizeof b, "%s", dash + 1);
+		if (parse_long(a, &lo) < 0 || parse_long(b, &hi) < 0 || lo < d->min || hi > d->max ||
+		    lo > hi || hi - lo + 1 > BYO_POOL_MAX)
+			goto bad_range;
+		c->byo_lo = (int)lo;
+		c->byo_hi = (int)hi;
+		return 0;
+	bad_range:
+		snprintf(err, errlen,
+			 "%s: must be LO-HI with 1 <= LO <= HI <= 65535 and at most %d ports "
+			 "(got \"%.40s\")",
+			 who, BYO_POOL_MAX, v);
+		return -EINVAL;
+	}
+	case OPT_WSURL:
+		if (strlen(v) >= d->size || !url_ok(v, ws_schemes, 1)) {
+			snprintf(err, errlen,
+				 "%s: must be a ws:// or wss:// URL such as wss://lab.example/ws "
+				 "(at most %zu bytes; got \"%.60s\")",
+				 who, d->size - 1, v);
+			return -EINVAL;
+		}
+		snprintf(field, d->size, "%s", v);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void defaults(struct serve_config *c)
+{
+	memset(c, 0, sizeof *c);
+	snprintf(c->listen, sizeof c->listen, "127.0.0.1");
+	c->http_port = 8080;
+	c->ws_port = 8081;
+	snprintf(c->data, sizeof c->data, "./socklab-data");
+	c->byo_lo = 9000;
+	c->byo_hi = 9019;
+	c->max_runs = 16;
+	c->max_runs_per_conn = 3;
+	c->max_byo = 8;
+	c->max_byo_per_conn = 1;
+	c->run_timeout_s = 120;
+}
+
+int config_parse(struct serve_config *c, int argc, char **argv,
+		 const char *(*env)(const char *name), char *err, size_t errlen)
+{
+	const struct opt_def *d;
+	int byo_bind_set = 0, origin_flag_seen = 0;
+	int i, rc;
+
+	defaults(c);
+	for (d = opts; env && d->flag; d++) {
+		const char *v = env(d->env);
+		if (!v)
+			continue;
+		rc = apply(c, d, v, d->env, err, errlen);
+		if (rc < 0)
+			return rc;
+		if (d->off == offsetof(struct serve_config, byo_bind))
+			byo_bind_set = 1;
+	}
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *val = NULL;
+		size_t flen;
+
+		if (!strcmp(arg, "-h") || !strcmp(arg, "--help"))
+			return CONFIG_HELP;
+		flen = strcspn(arg, "=");
+		for (d = opts; d->flag; d++)
+			if (strlen(d->flag) == flen && strncmp(arg, d->flag, flen) == 0)
+				break;
+		if (!d->flag) {
+			snprintf(err, errlen, "unknown option '%.60s' (see socklab serve --help)", arg);
+			return -EINVAL;
+		}
+		if (arg[flen] == '=') {
+			val = arg + flen + 1;
+		} else if (i + 1 < argc) {
+			val = argv[++i];
+		} else {
+			snprintf(err, errlen, "%s needs a value (see socklab serve --help)", d->flag);
+			return -EINVAL;
+		}
+		if (d->kind == OPT_ORIGINS && !origin_flag_seen) {
+			/* Flags replace the variable's list rather than adding to it. */
+			origin_flag_seen = 1;
+			c->n_origins = 0;
+			c->any_origin = 0;
+		}
+		rc = apply(c, d, val, d->flag, err, errlen);
+		if (rc < 0)
+			return rc;
+		if (d->off == offsetof(struct serve_config, byo_bind))
+			byo_bind_set = 1;
+	}
+	if (!byo_bind_set)
+		snprintf(c->byo_bind, sizeof c->byo_bind, "%s", c->listen);
+	c->listen_v6 = addr_family(c->listen) == AF_INET6;
+	return 0;
+}
+
+/* Compare an Origin with "http://" + host + ":" + port. */
+static int origin_is(const char *origin, const char *host, int port)
+{
+	char want[CONFIG_URL_MAX + 32];
+
+	snprintf(want, sizeof want, "http://%s:%d", host, port);
+	return strcasecmp(origin, want) == 0;
+}
+
+int config_origin_allowed(const struct serve_config *c, int http_port, const char *origin,
+			  const char *host)
+{
+	char h[CONFIG_URL_MAX];
+	int i;
+
+	if (!origin)
+		return 1;
+	if (c->any_origin)
+		return 1;
+	for (i = 0; i < c->n_origins; i++)
+		if (strcasecmp(origin, c->origins[i]) == 0)
+			return 1;
+	config_url_host(c->listen, h, sizeof h);
+	if (origin_is(origin, h, http_port))
+		return 1;
+	if (config_is_loopback(c->listen) &&
+	    (origin_is(origin, "localhost", http_port) || origin_is(origin, "127.0.0.1", http_port) ||
+	     origin_is(origin, "[::1]", http_port)))
+		return 1;
+	if (config_is_wildcard(c->listen) && host) {
+		/* The host part of the Host header, without its port. */
+		size_t n;
+		if (host[0] == '[') {
+			const char *rb = strchr(host, ']');
+			n = rb ? (size_t)(rb - host) + 1 : 0;
+		} else {
+			n = strcspn(host, ":");
+		}
+		if (n == 0 || n >= sizeof h || !host_ok(host, n))
+			return 0;
+		memcpy(h, host, n);
+		h[n] = '\0';
+		if (origin_is(origin, h, http_port))
+			return 1;
+	}
+	return 0;
+}

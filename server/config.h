@@ -1,0 +1,76 @@
+/* config.h: `socklab serve` settings from flags and environment variables, and the Origin policy. */
+#ifndef SOCKLAB_CONFIG_H
+#define SOCKLAB_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFIG_ADDR_MAX 64
+#define CONFIG_PATH_MAX 1024
+#define CONFIG_URL_MAX 256
+#define CONFIG_MAX_ORIGINS 16
+
+/* Largest client -> server WebSocket message (bytes). */
+#define CONFIG_MAX_MESSAGE_BYTES 65536
+
+/*
+ * Every setting of `socklab serve`. Filled once by config_parse() on the main
+ * thread before any other thread starts, then read-only: the HTTP thread and
+ * the lws thread read it without a lock.
+ */
+struct serve_config {
+	char listen[CONFIG_ADDR_MAX];   /* IPv4 or IPv6 literal */
+	int listen_v6;                  /* listen is an IPv6 literal */
+	int http_port, ws_port;         /* 0: pick a free port */
+	char data[CONFIG_PATH_MAX];     /* run bundles live in data/runs/ID/ */
+	char port_file[CONFIG_PATH_MAX];/* "" when not wanted */
+	char origins[CONFIG_MAX_ORIGINS][CONFIG_URL_MAX]; /* extra allowed Origins */
+	int n_origins;
+	int any_origin;                 /* --origin '*' was given */
+	int byo_lo, byo_hi;             /* bring-your-own-client port pool */
+	char byo_bind[CONFIG_ADDR_MAX]; /* address BYO runs listen on */
+	int max_runs, max_runs_per_conn;
+	int max_byo, max_byo_per_conn;
+	int run_timeout_s;
+	char public_ws_url[CONFIG_URL_MAX]; /* "" when not set */
+};
+
+/* config_parse() returns this when --help was given (usage is not an error). */
+#define CONFIG_HELP 1
+
+/* Fill c from defaults, then the environment (looked up through env, which
+ * may be NULL for none; pass getenv normally), then argv (argv[0] is the
+ * command name "serve"). A flag wins over its environment variable. Returns
+ * 0, CONFIG_HELP, or -EINVAL with a message naming the flag or variable and
+ * what it allows in err. */
+int config_parse(struct serve_config *c, int argc, char **argv,
+		 const char *(*env)(const char *name), char *err, size_t errlen);
+
+/* The usage text of `socklab serve --help`. */
+extern const char config_usage[];
+
+/* 1 when addr (an IPv4 or IPv6 literal) is a loopback address. */
+int config_is_loopback(const char *addr);
+
+/* 1 when addr is the IPv4 or IPv6 wildcard (0.0.0.0, ::). */
+int config_is_wildcard(const char *addr);
+
+/* Write addr as it appears in a URL ("[::1]" for IPv6) into out. */
+void config_url_host(const char *addr, char *out, size_t outlen);
+
+/*
+ * The WebSocket Origin policy (browsers send Origin; libwebsockets does not
+ * check it). origin is the request's Origin header or NULL when absent; host
+ * is its Host header or NULL. Allowed:
+ *   - no Origin at all: a non-browser client, which cross-site WebSocket
+ *     hijacking cannot come from;
+ *   - http://LISTEN:HTTP_PORT, and on a loopback listener also the localhost,
+ *     127.0.0.1 and [::1] spellings of it;
+ *   - on a wildcard listener (0.0.0.0, ::), http://H:HTTP_PORT where H is the
+ *     host the client connected to (the Host header);
+ *   - every --origin given (exact match), or anything after --origin '*'.
+ * Returns 1 when allowed.
+ */
+int config_origin_allowed(const struct serve_config *c, int http_port, const char *origin,
+			  const char *host);
+
+#endif
