@@ -1,0 +1,1487 @@
+/* runs.c: the run manager: spawn `socklab run --json` children, stream and record their events. */
+#include "runs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lab.h"
+#include "sock.h"
+
+/* ======================================================================
+ * The state machine
+ * ====================================================================== */
+
+void run_sm_init(struct run_sm *sm)
+{
+	memset(sm, 0, sizeof *sm);
+	sm->state = RUN_STARTING;
+}
+
+/* Begin stopping a run that is still going; the first reason sticks. */
+static unsigned sm_stop(struct run_sm *sm, enum run_reason why, unsigned acts)
+{
+	if (sm->state != RUN_STARTING && sm->state != RUN_RUNNING)
+		return 0;
+	sm->state = RUN_CANCELLING;
+	sm->reason = why;
+	return acts;
+}
+
+/* Both ends are done: the output is closed and the process reaped. */
+static unsigned sm_maybe_finish(struct run_sm *sm, unsigned otherwise)
+{
+	if (sm->eof && sm->exited) {
+		sm->state = RUN_FINISHED;
+		return RUN_ACT_FINISH;
+	}
+	return otherwise;
+}
+
+unsigned run_sm_step(struct run_sm *sm, enum run_input in)
+{
+	if (sm->state == RUN_FINISHED)
+		return 0;
+	switch (in) {
+	case RUN_IN_SPAWN_OK:
+		if (sm->state != RUN_STARTING)
+			return 0;
+		sm->state = RUN_RUNNING;
+		return RUN_ACT_ARM_TIMEOUT;
+	case RUN_IN_SPAWN_FAIL:
+		if (sm->state != RUN_STARTING)
+			return 0;
+		sm->reason = RUN_R_SPAWN;
+		sm->eof = sm->exited = 1;
+		sm->state = RUN_FINISHED;
+		return RUN_ACT_FINISH;
+	case RUN_IN_END_SEEN:
+		sm->end_seen = 1;
+		return 0;
+	case RUN_IN_BAD_OUTPUT:
+		/* Output we cannot trust: no grace period. */
+		if (sm->state == RUN_CANCELLING)
+			return sm->exited ? 0 : RUN_ACT_KILL;
+		return sm_stop(sm, RUN_R_BAD_OUTPUT, RUN_ACT_KILL | RUN_ACT_ARM_KILL);
+	case RUN_IN_CANCEL:
+		return sm_stop(sm, RUN_R_CANCELLED, RUN_ACT_TERM | RUN_ACT_ARM_KILL);
+	case RUN_IN_TIMEOUT:
+		return sm_stop(sm, RUN_R_TIMEOUT, RUN_ACT_TERM | RUN_ACT_ARM_KILL);
+	case RUN_IN_KILL_TIMER:
+		if (!sm->exited)
+			return RUN_ACT_KILL | RUN_ACT_ARM_KILL;
+		/* Reaped, but something still holds the pipe open. */
+		return sm->eof ? 0 : RUN_ACT_CLOSE_PIPE;
+	case RUN_IN_EOF:
+		sm->eof = 1;
+		/* The process should exit right after closing its output. */
+		return sm_maybe_finish(sm, RUN_ACT_ARM_KILL);
+	case RUN_IN_EXITED:
+		sm->exited = 1;
+		/* Whatever else is in its process group goes too; give the pipe a
+		 * moment to deliver what is buffered and close. */
+		return sm_maybe_finish(sm, RUN_ACT_KILL | RUN_ACT_ARM_KILL);
+	}
+	return 0;
+}
+
+const char *run_sm_status(const struct run_sm *sm)
+{
+	switch (sm->reason) {
+	case RUN_R_CANCELLED:
+		return "cancelled";
+	case RUN_R_TIMEOUT:
+		return "timeout";
+	default:
+		return "error";
+	}
+}
+
+const char *run_sm_error_code(const struct run_sm *sm)
+{
+	static const char *const codes[] = {
+		[RUN_R_NONE] = "run_died",
+		[RUN_R_CANCELLED] = "cancelled",
+		[RUN_R_TIMEOUT] = "timeout",
+		[RUN_R_BAD_OUTPUT] = "bad_output",
+		[RUN_R_SPAWN] = "spawn_failed",
+	};
+	return codes[sm->reason];
+}
+
+/* ======================================================================
+ * The line splitter
+ * ====================================================================== */
+
+void run_linebuf_init(struct run_linebuf *lb, size_t max)
+{
+	memset(lb, 0, sizeof *lb);
+	lb->max = max;
+}
+
+void run_linebuf_cleanup(struct run_linebuf *lb)
+{
+	free(lb->buf);
+	memset(lb, 0, sizeof *lb);
+}
+
+int run_linebuf_feed(struct run_linebuf *lb, const char *data, size_t n, run_line_fn fn,
+		     void *arg)
+{
+	while (n > 0) {
+		const char *nl = memchr(data, '\n', n);
+		size_t take = nl ? (size_t)(nl - data) : n;
+		int rc;
+
+		/* The limit is checked before anything is buffered. */
+		if (lb->len + take > lb->max) {
+			lb->len = 0;
+			return -E2BIG;
+		}
+		if (lb->len + take + 1 > lb->cap) {
+			size_t cap = lb->cap ? lb->cap : 4096;
+			char *nb;
+			while (cap < lb->len + take + 1)
+				cap *= 2;
+			if (cap > lb->max + 1)
+				cap = lb->max + 1;
+			nb = realloc(lb->buf, cap);
+			if (!nb)
+				return -ENOMEM;
+			lb->buf = nb;
+			lb->cap = cap;
+		}
+		memcpy(lb->buf + lb->len, data, take);
+		lb->len += take;
+		if (!nl)
+			return 0;
+		lb->buf[lb->len] = '\0';
+		rc = fn(arg, lb->buf, lb->len);
+		lb->len = 0;
+		if (rc < 0)
+			return rc;
+		data += take + 1;
+		n -= take + 1;
+	}
+	return 0;
+}
+
+/* ======================================================================
+ * Files
+ * ====================================================================== */
+
+int runs_bundle_path(const char *data, const char *id, const char *file, char *out,
+		     size_t outlen)
+{
+	int n;
+
+	if (file)
+		n = snprintf(out, outlen, "%s/runs/%s/%s", data, id, file);
+	else
+		n = snprintf(out, outlen, "%s/runs/%s", data, id);
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* Write buf to path atomically: a temporary file renamed over it. */
+static int write_file_atomic(const char *path, const char *buf, size_t len)
+{
+	char tmp[PATH_MAX];
+	int fd, rc;
+
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	rc = ev_write_all(fd, buf, len);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
+}
+
+static int write_json_atomic(const char *path, const json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	rc = write_file_atomic(path, s, strlen(s));
+	free(s);
+	return rc;
+}
+
+/* Append line and a newline with one writev, finishing partial writes. */
+static int append_line(int fd, const char *line, size_t len)
+{
+	struct iovec iov[2] = {
+		{.iov_base = (void *)line, .iov_len = len},
+		{.iov_base = (void *)"\n", .iov_len = 1},
+	};
+	int i = 0;
+
+	while (i < 2) {
+		ssize_t n = writev(fd, iov + i, 2 - i);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		while (i < 2 && (size_t)n >= iov[i].iov_len) {
+			n -= (ssize_t)iov[i].iov_len;
+			i++;
+		}
+		if (i < 2) {
+			iov[i].iov_base = (char *)iov[i].iov_base + n;
+			iov[i].iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t i, n = strlen(path);
+
+	if (n == 0 || n >= sizeof buf)
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = path[i];
+	}
+	return 0;
+}
+
+static void iso_now(char *out, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	char base[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, len, "%.20s.%03dZ", base, (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ======================================================================
+ * The manager
+ * ====================================================================== */
+
+struct run {
+	struct run_mgr *m;
+	struct run *next;
+	char id[EV_RUN_ID_LEN + 1];
+	const struct lab_desc *lab;
+	json_t *params; /* applied values, for meta.json */
+	char tag[RUN_TAG_MAX + 1];
+	int has_tag;
+	uint64_t owner;
+	uint64_t watchers[RUN_MAX_WATCHERS];
+	size_t n_watchers;
+	pid_t pid;
+	int wstatus;
+	struct lws *wsi; /* the adopted stdout pipe; NULL once closed */
+	int pipe_fd;     /* its fd, owned by lws once adopted */
+	int events_fd;   /* events.jsonl; -1 once finished */
+	struct run_sm sm;
+	struct run_linebuf lb;
+	int64_t next_seq;
+	int64_t last_t_us;
+	long long bytes;
+	int discard;     /* refuse further output (after bad output) */
+	char status[16]; /* run.end status as delivered */
+	char why[256];   /* what was wrong with the output */
+	int byo_port;    /* 0 unless a bring-your-own-client run */
+	int64_t t0_us;
+	char created[64];
+	lws_sorted_usec_list_t sul_timeout, sul_kill;
+};
+
+struct run_mgr {
+	const struct serve_config *cfg;
+	struct lws_context *ctx;
+	struct lws_vhost *vh;
+	struct run_hooks hooks;
+	struct http_counters *ctr;
+	struct run *runs; /* every run not yet freed, newest first */
+	int n_active;
+	int n_byo;
+	unsigned char *byo_used; /* one byte per pool port */
+	int shutting_down;
+	lws_sorted_usec_list_t sul_gc;
+};
+
+static void run_input(struct run *r, enum run_input in);
+
+const char *run_id(const struct run *r)
+{
+	return r->id;
+}
+
+uint64_t run_owner(const struct run *r)
+{
+	return r->owner;
+}
+
+size_t run_watchers(const struct run *r, const uint64_t **ids)
+{
+	*ids = r->watchers;
+	return r->n_watchers;
+}
+
+int runs_active(const struct run_mgr *m)
+{
+	return m->n_active;
+}
+
+struct run *runs_find(struct run_mgr *m, const char *id)
+{
+	struct run *r;
+
+	for (r = m->runs; r; r = r->next)
+		if (r->sm.state != RUN_FINISHED && strcmp(r->id, id) == 0)
+			return r;
+	return NULL;
+}
+
+int runs_watch(struct run *r, uint64_t session)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_watchers; i++)
+		if (r->watchers[i] == session)
+			return 0;
+	if (r->n_watchers >= RUN_MAX_WATCHERS)
+		return -ENOSPC;
+	r->watchers[r->n_watchers++] = session;
+	return 0;
+}
+
+void runs_unwatch(struct run *r, uint64_t session)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_watchers; i++) {
+		if (r->watchers[i] != session)
+			continue;
+		memmove(&r->watchers[i], &r->watchers[i + 1],
+			(r->n_watchers - i - 1) * sizeof r->watchers[0]);
+		r->n_watchers--;
+		return;
+	}
+}
+
+static void run_free(struct run *r)
+{
+	lws_sul_cancel(&r->sul_timeout);
+	lws_sul_cancel(&r->sul_kill);
+	if (r->wsi)
+		lws_set_opaque_user_data(r->wsi, NULL);
+	if (r->events_fd >= 0)
+		close(r->events_fd);
+	run_linebuf_cleanup(&r->lb);
+	json_decref(r->params);
+	free(r);
+}
+
+/* Free finished runs at a safe point: never inside a callback using them. */
+static void gc_cb(lws_sorted_usec_list_t *sul)
+{
+	struct run_mgr *m = lws_container_of(sul, struct run_mgr, sul_gc);
+	struct run **pp = &m->runs;
+
+	while (*pp) {
+		struct run *r = *pp;
+		if (r->sm.state == RUN_FINISHED && !r->wsi) {
+			*pp = r->next;
+			run_free(r);
+			continue;
+		}
+		pp = &r->next;
+	}
+}
+
+static void signal_group(struct run *r, int sig)
+{
+	if (r->pid <= 0)
+		return;
+	/* The child made itself a process group leader with setsid(); before it
+	 * reaches it the group does not exist yet and the pid is signalled. A
+	 * reaped pid is never signalled on its own: it may belong to someone
+	 * else by now. */
+	if (kill(-r->pid, sig) == 0)
+		return;
+	if (!r->sm.exited)
+		kill(r->pid, sig);
+}
+
+static void exit_text(const struct run *r, char *buf, size_t len)
+{
+	if (r->pid <= 0 || !r->sm.exited)
+		snprintf(buf, len, "no exit status");
+	else if (WIFEXITED(r->wstatus))
+		snprintf(buf, len, "its process exited with status %d", WEXITSTATUS(r->wstatus));
+	else if (WIFSIGNALED(r->wstatus)) {
+		const char *name = sigabbrev_np(WTERMSIG(r->wstatus));
+		snprintf(buf, len, "its process was killed by signal %d (SIG%s)",
+			 WTERMSIG(r->wstatus), name ? name : "?");
+	} else
+		snprintf(buf, len, "its process ended with wait status %d", r->wstatus);
+}
+
+static void run_meta(struct run *r, const char *status, int final)
+{
+	struct run_mgr *m = r->m;
+	char path[PATH_MAX];
+	json_t *o;
+	int rc;
+
+	if (runs_bundle_path(m->cfg->data, r->id, "meta.json", path, sizeof path) < 0)
+		return;
+	o = json_pack("{s:s, s:s, s:O, s:s, s:s, s:I, s:I, s:o}", "id", r->id, "lab",
+		      r->lab->name, "params", r->params, "status", status, "created", r->created,
+		      "duration_ms", (json_int_t)(final ? (mono_us() - r->t0_us) / 1000 : 0),
+		      "events", (json_int_t)r->next_seq, "tag",
+		      r->has_tag ? json_string(r->tag) : json_null());
+	if (!o)
+		return;
+	if (r->byo_port)
+		json_object_set_new(o, "byo", json_pack("{s:s, s:i}", "host", m->cfg->byo_bind,
+							"port", r->byo_port));
+	if (final && r->pid > 0 && r->sm.exited) {
+		if (WIFEXITED(r->wstatus))
+			json_object_set_new(o, "exit", json_pack("{s:i}", "code",
+								 WEXITSTATUS(r->wstatus)));
+		else if (WIFSIGNALED(r->wstatus))
+			json_object_set_new(o, "exit", json_pack("{s:i}", "signal",
+								 WTERMSIG(r->wstatus)));
+	}
+	rc = write_json_atomic(path, o);
+	if (rc < 0)
+		http_count(m->ctr, HTTP_C_BUNDLE_ERRORS, 1);
+	json_decref(o);
+}
+
+/* Record one event line and hand it to the owner and watchers. */
+static void run_deliver(struct run *r, const char *line, size_t len)
+{
+	struct run_mgr *m = r->m;
+
+	if (r->events_fd >= 0 && append_line(r->events_fd, line, len) < 0)
+		http_count(m->ctr, HTTP_C_BUNDLE_ERRORS, 1);
+	r->bytes += (long long)len + 1;
+	if (m->hooks.line)
+		m->hooks.line(m->hooks.arg, r, line, len);
+}
+
+/* Emit an event the child did not: same envelope, the next seq. */
+static void run_synth(struct run *r, const char *type, json_t *fields)
+{
+	int64_t t = mono_us() - r->t0_us;
+	json_t *ev;
+	char *line;
+
+	if (t < r->last_t_us)
+		t = r->last_t_us;
+	ev = json_pack("{s:i, s:s, s:I, s:I, s:s, s:s}", "v", EV_VERSION, "run", r->id, "seq",
+		       (json_int_t)r->next_seq, "t_us", (json_int_t)t, "lab", r->lab->name, "type",
+		       type);
+	if (ev && fields)
+		json_object_update(ev, fields);
+	json_decref(fields);
+	line = ev ? json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII) : NULL;
+	json_decref(ev);
+	if (!line)
+		return;
+	r->next_seq++;
+	r->last_t_us = t;
+	run_deliver(r, line, strlen(line));
+	free(line);
+}
+
+static void run_finish(struct run *r)
+{
+	struct run_mgr *m = r->m;
+	char detail[128], msg[512];
+
+	lws_sul_cancel(&r->sul_timeout);
+	lws_sul_cancel(&r->sul_kill);
+	if (!r->sm.end_seen) {
+		exit_text(r, detail, sizeof detail);
+		switch (r->sm.reason) {
+		case RUN_R_CANCELLED:
+			snprintf(msg, sizeof msg, "the run was cancelled (%s)", detail);
+			break;
+		case RUN_R_TIMEOUT:
+			snprintf(msg, sizeof msg, "the run passed its time limit of %d s (%s)",
+				 m->cfg->run_timeout_s, detail);
+			break;
+		case RUN_R_BAD_OUTPUT:
+			snprintf(msg, sizeof msg, "%s (%s)", r->why, detail);
+			break;
+		default:
+			snprintf(msg, sizeof msg, "the run ended without reporting run.end: %s",
+				 detail);
+			break;
+		}
+		snprintf(r->status, sizeof r->status, "%s", run_sm_status(&r->sm));
+		run_synth(r, "error",
+			  json_pack("{s:s, s:s}", "code", run_sm_error_code(&r->sm), "message", msg));
+		run_synth(r, "run.end", json_pack("{s:s, s:{}}", "status", r->status, "summary"));
+	}
+	if (r->events_fd >= 0) {
+		close(r->events_fd);
+		r->events_fd = -1;
+	}
+	if (r->byo_port) {
+		m->byo_used[r->byo_port - m->cfg->byo_lo] = 0;
+		m->n_byo--;
+	}
+	m->n_active--;
+	http_count(m->ctr, HTTP_C_RUNS_ACTIVE, -1);
+	run_meta(r, r->status, 1);
+	if (m->hooks.finished)
+		m->hooks.finished(m->hooks.arg, r);
+	r->n_watchers = 0;
+	lws_sul_schedule(m->ctx, 0, &m->sul_gc, gc_cb, 1);
+}
+
+static void on_timeout(lws_sorted_usec_list_t *sul)
+{
+	run_input(lws_container_of(sul, struct run, sul_timeout), RUN_IN_TIMEOUT);
+}
+
+static void on_kill_timer(lws_sorted_usec_list_t *sul)
+{
+	run_input(lws_container_of(sul, struct run, sul_kill), RUN_IN_KILL_TIMER);
+}
+
+static void run_input(struct run *r, enum run_input in)
+{
+	struct run_mgr *m = r->m;
+	unsigned acts = run_sm_step(&r->sm, in);
+
+	if (acts & RUN_ACT_ARM_TIMEOUT)
+		lws_sul_schedule(m->ctx, 0, &r->sul_timeout, on_timeout,
+				 (lws_usec_t)(m->cfg->run_timeout_s + RUN_TIMEOUT_GRACE_S) *
+					 LWS_US_PER_SEC);
+	if (acts & RUN_ACT_TERM)
+		signal_group(r, SIGTERM);
+	if (acts & RUN_ACT_KILL)
+		signal_group(r, SIGKILL);
+	if (acts & RUN_ACT_ARM_KILL)
+		lws_sul_schedule(m->ctx, 0, &r->sul_kill, on_kill_timer,
+				 (lws_usec_t)RUN_KILL_GRACE_S * LWS_US_PER_SEC);
+	if ((acts & RUN_ACT_CLOSE_PIPE) && r->wsi)
+		lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	if (acts & RUN_ACT_FINISH)
+		run_finish(r);
+}
+
+/* Refuse the rest of the run's output and end it; fmt says what was wrong. */
+static void run_bad_output(struct run *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void run_bad_output(struct run *r, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	n = snprintf(r->why, sizeof r->why, "event %lld: ", (long long)r->next_seq);
+	va_start(ap, fmt);
+	vsnprintf(r->why + n, sizeof r->why - (size_t)n, fmt, ap);
+	va_end(ap);
+	r->discard = 1;
+	http_count(r->m->ctr, HTTP_C_BAD_OUTPUT, 1);
+	run_input(r, RUN_IN_BAD_OUTPUT);
+}
+
+/* The run.end status s as one of our static strings, or NULL if unknown. */
+static const char *status_static(const char *s)
+{
+	static const char *const known[] = {"ok", "error", "cancelled", "timeout", NULL};
+	int i;
+
+	for (i = 0; s && known[i]; i++)
+		if (!strcmp(s, known[i]))
+			return known[i];
+	return NULL;
+}
+
+/* One line of the child's stdout. */
+static int run_line(void *arg, char *line, size_t len)
+{
+	struct run *r = arg;
+	json_error_t jerr;
+	json_t *ev, *seq, *id, *type, *t;
+	char *rewritten = NULL;
+	int is_end;
+
+	if (r->discard || r->sm.end_seen)
+		return 0;
+	if (r->bytes + (long long)len + 1 > RUN_BUNDLE_MAX) {
+		run_bad_output(r, "the run wrote more than 256 MiB of events");
+		return 0;
+	}
+	ev = json_loadb(line, len, 0, &jerr);
+	if (!ev || !json_is_object(ev)) {
+		run_bad_output(r, "the run printed something that is not a JSON object (%s)",
+			       ev ? "another JSON value" : jerr.text);
+		json_decref(ev);
+		return 0;
+	}
+	seq = json_object_get(ev, "seq");
+	id = json_object_get(ev, "run");
+	type = json_object_get(ev, "type");
+	t = json_object_get(ev, "t_us");
+	if (!json_is_integer(seq) || json_integer_value(seq) != r->next_seq) {
+		run_bad_output(r, "seq missing or not %lld", (long long)r->next_seq);
+		goto out;
+	}
+	if (!json_is_string(id) || strcmp(json_string_value(id), r->id) != 0) {
+		run_bad_output(r, "run id missing or not this run's");
+		goto out;
+	}
+	if (!json_is_string(type)) {
+		run_bad_output(r, "type missing");
+		goto out;
+	}
+	if (json_is_integer(t) && json_integer_value(t) > r->last_t_us)
+		r->last_t_us = json_integer_value(t);
+	is_end = strcmp(json_string_value(type), "run.end") == 0;
+	if (is_end) {
+		const char *st = status_static(json_string_value(json_object_get(ev, "status")));
+		if (!st)
+			st = "error";
+		/* The server's own time limit stopped it with SIGTERM, which the
+		 * child reports as cancelled: say what really happened. */
+		if (r->sm.reason == RUN_R_TIMEOUT && !strcmp(st, "cancelled")) {
+			st = "timeout";
+			json_object_set_new(ev, "status", json_string(st));
+			rewritten = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER |
+							   JSON_ENSURE_ASCII);
+		}
+		snprintf(r->status, sizeof r->status, "%s", st);
+	}
+	r->next_seq++;
+	if (rewritten)
+		run_deliver(r, rewritten, strlen(rewritten));
+	else
+		run_deliver(r, line, len);
+	if (is_end)
+		run_input(r, RUN_IN_END_SEEN);
+out:
+	free(rewritten);
+	json_decref(ev);
+	return 0;
+}
+
+/* Read once from the pipe. Returns 2 after data, 1 when nothing is there
+ * now, 0 at end of file, -1 on error. */
+static int run_read(struct run *r)
+{
+	char buf[65536];
+	ssize_t n = read(r->pipe_fd, buf, sizeof buf);
+	int rc;
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 1 : -1;
+	if (n == 0)
+		return 0;
+	if (r->discard)
+		return 2;
+	rc = run_linebuf_feed(&r->lb, buf, (size_t)n, run_line, r);
+	if (rc == -E2BIG)
+		run_bad_output(r, "longer than 1 MiB");
+	else if (rc < 0)
+		run_bad_output(r, "could not be buffered");
+	return 2;
+}
+
+int runs_pipe_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		       size_t len)
+{
+	struct run *r = lws_get_opaque_user_data(wsi);
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (!r)
+			return -1;
+		return run_read(r) > 0 ? 0 : -1;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		if (!r)
+			return 0;
+		/* lws closes on hang-up; take whatever is still buffered first
+		 * (bounded: a straggler may still be writing). */
+		for (int i = 0; i < 64 && run_read(r) == 2; i++)
+			;
+		lws_set_opaque_user_data(wsi, NULL);
+		r->wsi = NULL;
+		r->pipe_fd = -1; /* lws closes it */
+		run_input(r, RUN_IN_EOF);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* ======================================================================
+ * Spawning
+ * ====================================================================== */
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child_exec(int out_fd, int err_fd, char *const argv[], pid_t parent)
+{
+	static const struct {
+		int res;
+		rlim_t lim;
+	} limits[] = {
+		{RLIMIT_NOFILE, 256},
+		{RLIMIT_CPU, 60},
+		{RLIMIT_FSIZE, 64ull * 1024 * 1024},
+		{RLIMIT_CORE, 0},
+	};
+	static const char msg[] = "socklab serve: could not start the run (exec failed)\n";
+	struct sigaction dfl;
+	sigset_t none;
+	size_t i;
+	int devnull, sig;
+
+	/* Signals as a freshly started program has them: default actions
+	 * (the server ignores SIGPIPE) and nothing blocked (it blocks the
+	 * signals it reads through a signalfd). */
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &dfl, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Its own session and process group: a cancel signals the group. */
+	setsid();
+	/* Die with the server, even if it is killed without ceremony. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);
+	for (i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+		struct rlimit rl = {.rlim_cur = limits[i].lim, .rlim_max = limits[i].lim};
+		setrlimit(limits[i].res, &rl);
+	}
+	devnull = open("/dev/null", O_RDONLY);
+	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+		_exit(127);
+	close_range(3, ~0u, 0);
+	execv("/proc/self/exe", argv);
+	if (write(2, msg, sizeof msg - 1) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+#define ARGV_MAX (10 + 2 * LAB_MAX_PARAMS)
+
+/* Build `socklab run LAB --json --run-id ID --timeout SEC -p K=V...` for the
+ * parameters given explicitly (and those the server assigned), so the child
+ * applies its own defaults exactly as on the command line. Strings are
+ * allocated into store (freed by the caller). */
+static int build_argv(const struct run *r, const struct lab_params *p, int timeout_s,
+		      char *argv[ARGV_MAX], char *store[LAB_MAX_PARAMS + 1])
+{
+	size_t i;
+	int n = 0, k = 0;
+
+	argv[n++] = "socklab";
+	argv[n++] = "run";
+	argv[n++] = (char *)r->lab->name;
+	argv[n++] = "--json";
+	argv[n++] = "--run-id";
+	argv[n++] = (char *)r->id;
+	argv[n++] = "--timeout";
+	if (asprintf(&store[k], "%d", timeout_s) < 0)
+		return -ENOMEM;
+	argv[n++] = store[k++];
+	for (i = 0; i < r->lab->n_params && i < LAB_MAX_PARAMS; i++) {
+		if (!p->v[i].set)
+			continue;
+		if (asprintf(&store[k], "%s=%s", r->lab->params[i].name, p->v[i].s) < 0)
+			return -ENOMEM;
+		argv[n++] = "-p";
+		argv[n++] = store[k++];
+	}
+	argv[n] = NULL;
+	return 0;
+}
+
+/* Create the bundle directory under a fresh id. */
+static int make_bundle(struct run_mgr *m, struct run *r, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	int tries;
+
+	for (tries = 0; tries < 8; tries++) {
+		if (ev_random_id(r->id) < 0 ||
+		    runs_bundle_path(m->cfg->data, r->id, NULL, dir, sizeof dir) < 0) {
+			snprintf(err, errlen, "could not make a run id");
+			return -EIO;
+		}
+		if (mkdir(dir, 0700) == 0)
+			return 0;
+		if (errno != EEXIST) {
+			int e = errno;
+			snprintf(err, errlen, "could not create %.200s: %s", dir, strerror(e));
+			return -e;
+		}
+	}
+	snprintf(err, errlen, "could not find an unused run id");
+	return -EEXIST;
+}
+
+static int run_spawn(struct run_mgr *m, struct run *r, const struct lab_params *p, char *err,
+		     size_t errlen)
+{
+	char path[PATH_MAX];
+	char *argv[ARGV_MAX];
+	char *store[LAB_MAX_PARAMS + 1] = {0};
+	int pfd[2] = {-1, -1};
+	int err_fd = -1, rc, i;
+	lws_adopt_desc_t ad;
+	pid_t pid, self = getpid();
+
+	rc = make_bundle(m, r, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = runs_bundle_path(m->cfg->data, r->id, "events.jsonl", path, sizeof path);
+	if (rc == 0) {
+		r->events_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+		if (r->events_fd < 0)
+			rc = -errno;
+	}
+	if (rc == 0)
+		rc = runs_bundle_path(m->cfg->data, r->id, "stderr.log", path, sizeof path);
+	if (rc == 0) {
+		err_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (err_fd < 0)
+			rc = -errno;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "could not create the run's bundle files: %s", strerror(-rc));
+		goto out;
+	}
+	rc = build_argv(r, p, m->cfg->run_timeout_s, argv, store);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	iso_now(r->created, sizeof r->created);
+	r->t0_us = mono_us();
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		child_exec(pfd[1], err_fd, argv, self);
+	r->pid = pid;
+	close(pfd[1]);
+	pfd[1] = -1;
+	fcntl(pfd[0], F_SETFL, fcntl(pfd[0], F_GETFL) | O_NONBLOCK);
+	memset(&ad, 0, sizeof ad);
+	ad.vh = m->vh;
+	ad.type = LWS_ADOPT_RAW_FILE_DESC;
+	ad.fd.filefd = pfd[0];
+	ad.vh_prot_name = RUNS_PIPE_PROTOCOL;
+	ad.opaque = r;
+	r->pipe_fd = pfd[0];
+	r->wsi = lws_adopt_descriptor_vhost_via_info(&ad);
+	pfd[0] = -1; /* adopted, or closed by lws on failure */
+	if (!r->wsi) {
+		int st;
+		r->pipe_fd = -1;
+		kill(pid, SIGKILL);
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		r->pid = 0;
+		rc = -EIO;
+		snprintf(err, errlen, "could not watch the run's output");
+		goto out;
+	}
+	rc = 0;
+out:
+	for (i = 0; store[i]; i++)
+		free(store[i]);
+	if (pfd[0] >= 0)
+		close(pfd[0]);
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	if (err_fd >= 0)
+		close(err_fd);
+	if (rc < 0) {
+		char dir[PATH_MAX];
+		if (r->events_fd >= 0) {
+			close(r->events_fd);
+			r->events_fd = -1;
+		}
+		/* Leave no half-made bundle behind. */
+		if (runs_bundle_path(m->cfg->data, r->id, "events.jsonl", path, sizeof path) == 0)
+			unlink(path);
+		if (runs_bundle_path(m->cfg->data, r->id, "stderr.log", path, sizeof path) == 0)
+			unlink(path);
+		if (runs_bundle_path(m->cfg->data, r->id, NULL, dir, sizeof dir) == 0)
+			rmdir(dir);
+	}
+	return rc;
+}
+
+/* ======================================================================
+ * Requests
+ * ====================================================================== */
+
+static int refuse(struct run_error *e, const char *code, const char *param, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int refuse(struct run_error *e, const char *code, const char *param, const char *fmt, ...)
+{
+	va_list ap;
+
+	e->code = code;
+	snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof e->message, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int port_bindable(const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, ok;
+
+	if (lsock_parse_addr(addr, port, &ss, &len) < 0)
+		return 0;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+	close(fd);
+	return ok;
+}
+
+/* The first pool port that no run of ours holds and nothing else has bound. */
+static int byo_pick(struct run_mgr *m)
+{
+	int port;
+
+	for (port = m->cfg->byo_lo; port <= m->cfg->byo_hi; port++)
+		if (!m->byo_used[port - m->cfg->byo_lo] && port_bindable(m->cfg->byo_bind, port))
+			return port;
+	return -1;
+}
+
+static void count_owned(const struct run_mgr *m, uint64_t owner, int *runs, int *byo)
+{
+	const struct run *r;
+
+	*runs = *byo = 0;
+	for (r = m->runs; r; r = r->next) {
+		if (r->sm.state == RUN_FINISHED || r->owner != owner)
+			continue;
+		(*runs)++;
+		if (r->byo_port)
+			(*byo)++;
+	}
+}
+
+static void known_labs(char *buf, size_t len)
+{
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; lab_registry[i] && off < len; i++) {
+		int w = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", lab_registry[i]->name);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+/* Check the request and fill p; on success *byo says whether the run needs
+ * a bring-your-own-client port. */
+static int check_request(struct run_mgr *m, uint64_t owner, const struct lab_desc *lab,
+			 const json_t *params, struct lab_params *p, int *byo, struct run_error *e)
+{
+	const struct serve_config *c = m->cfg;
+	const char *key;
+	json_t *val;
+	char msg[512];
+	int n_runs, n_byo;
+
+	lab_params_init(p, lab);
+	if (params && !json_is_object(params))
+		return refuse(e, "bad_request", "params", "'params' must be a JSON object");
+	json_object_foreach((json_t *)params, key, val) {
+		int idx = lab_param_index(lab, key);
+		if (idx >= 0 && (lab->params[idx].flags & LAB_PF_SERVER))
+			return refuse(e, "bad_param", key, "parameter '%s' is assigned by the server",
+				      lab->params[idx].name);
+		if (lab_param_set_json(p, key, val, msg, sizeof msg) < 0)
+			return refuse(e, "bad_param", idx >= 0 ? lab->params[idx].name : key, "%s",
+				      msg);
+	}
+	*byo = lab->network && lab->network(p) == LAB_NET_HOST;
+	if (m->shutting_down)
+		return refuse(e, "limit", NULL, "the server is shutting down");
+	count_owned(m, owner, &n_runs, &n_byo);
+	if (n_runs >= c->max_runs_per_conn)
+		return refuse(e, "limit", NULL,
+			      "this connection already has %d runs in progress (the limit is %d)",
+			      n_runs, c->max_runs_per_conn);
+	if (m->n_active >= c->max_runs)
+		return refuse(e, "limit", NULL,
+			      "the server is running %d runs, its limit; try again when one ends",
+			      m->n_active);
+	if (*byo) {
+		if (c->max_byo == 0 || c->max_byo_per_conn == 0)
+			return refuse(e, "limit", NULL,
+				      "bring-your-own-client runs are disabled on this server");
+		if (n_byo >= c->max_byo_per_conn)
+			return refuse(e, "limit", NULL,
+				      "this connection already has %d bring-your-own-client run%s "
+				      "(the limit is %d)",
+				      n_byo, n_byo == 1 ? "" : "s", c->max_byo_per_conn);
+		if (m->n_byo >= c->max_byo)
+			return refuse(e, "limit", NULL,
+				      "the server allows at most %d bring-your-own-client runs at "
+				      "once; try again when one ends",
+				      c->max_byo);
+	}
+	return 0;
+}
+
+int runs_start(struct run_mgr *m, uint64_t owner, const char *lab_name, const json_t *params,
+	       const char *tag, char id[EV_RUN_ID_LEN + 1], struct run_error *e)
+{
+	const struct lab_desc *lab;
+	struct lab_params *p = NULL;
+	struct run *r = NULL;
+	const char *bad = NULL;
+	char msg[512], labs[256], portbuf[16];
+	int byo = 0, port = 0, rc;
+
+	memset(e, 0, sizeof *e);
+	lab = lab_name ? lab_find(lab_name) : NULL;
+	if (!lab) {
+		known_labs(labs, sizeof labs);
+		return refuse(e, "unknown_lab", "lab", "unknown lab '%.64s'; known: %s",
+			      lab_name ? lab_name : "", labs);
+	}
+	p = calloc(1, sizeof *p);
+	r = calloc(1, sizeof *r);
+	if (!p || !r) {
+		rc = refuse(e, "internal", NULL, "out of memory");
+		goto out;
+	}
+	rc = check_request(m, owner, lab, params, p, &byo, e);
+	if (rc < 0)
+		goto out;
+	if (byo) {
+		port = byo_pick(m);
+		if (port < 0) {
+			rc = refuse(e, "limit", NULL,
+				    "all %d bring-your-own-client ports are in use (%d-%d)",
+				    m->cfg->byo_hi - m->cfg->byo_lo + 1, m->cfg->byo_lo,
+				    m->cfg->byo_hi);
+			goto out;
+		}
+		snprintf(portbuf, sizeof portbuf, "%d", port);
+		if ((lab_param_index(lab, "port") >= 0 &&
+		     lab_param_set(p, "port", portbuf, msg, sizeof msg) < 0) ||
+		    (lab_param_index(lab, "bind") >= 0 &&
+		     lab_param_set(p, "bind", m->cfg->byo_bind, msg, sizeof msg) < 0)) {
+			rc = refuse(e, "internal", NULL, "could not assign the run's address: %s",
+				    msg);
+			goto out;
+		}
+	}
+	if (lab_params_check(p, &bad, msg, sizeof msg) < 0) {
+		rc = refuse(e, "bad_param", bad, "%s", msg);
+		goto out;
+	}
+	r->m = m;
+	r->lab = lab;
+	r->owner = owner;
+	r->events_fd = -1;
+	r->pipe_fd = -1;
+	r->params = lab_params_json(p);
+	if (tag) {
+		r->has_tag = 1;
+		snprintf(r->tag, sizeof r->tag, "%s", tag);
+	}
+	run_sm_init(&r->sm);
+	run_linebuf_init(&r->lb, RUN_LINE_MAX);
+	rc = run_spawn(m, r, p, msg, sizeof msg);
+	if (rc < 0) {
+		run_linebuf_cleanup(&r->lb);
+		json_decref(r->params);
+		rc = refuse(e, "internal", NULL, "%s", msg);
+		goto out;
+	}
+	if (port) {
+		r->byo_port = port;
+		m->byo_used[port - m->cfg->byo_lo] = 1;
+		m->n_byo++;
+	}
+	r->next = m->runs;
+	m->runs = r;
+	m->n_active++;
+	http_count(m->ctr, HTTP_C_RUNS_ACTIVE, 1);
+	http_count(m->ctr, HTTP_C_RUNS_STARTED, 1);
+	snprintf(r->status, sizeof r->status, "running");
+	run_meta(r, "running", 0);
+	run_input(r, RUN_IN_SPAWN_OK);
+	memcpy(id, r->id, EV_RUN_ID_LEN + 1);
+	r = NULL;
+	rc = 0;
+out:
+	free(r);
+	free(p);
+	return rc;
+}
+
+int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_error *e)
+{
+	struct run *r;
+	char path[PATH_MAX];
+
+	memset(e, 0, sizeof *e);
+	if (!ev_valid_run_id(id))
+		return refuse(e, "bad_request", "run", "run id must be 16 lowercase hex digits");
+	r = runs_find(m, id);
+	if (!r) {
+		if (runs_bundle_path(m->cfg->data, id, "meta.json", path, sizeof path) == 0 &&
+		    access(path, F_OK) == 0)
+			return refuse(e, "not_running", "run", "run %s has already ended", id);
+		return refuse(e, "unknown_run", "run", "no run %s", id);
+	}
+	if (r->owner != session)
+		return refuse(e, "not_owner", "run",
+			      "run %s was started by another connection; only it may cancel it", id);
+	run_input(r, RUN_IN_CANCEL);
+	return 0;
+}
+
+void runs_session_closed(struct run_mgr *m, uint64_t session)
+{
+	struct run *r;
+
+	for (r = m->runs; r; r = r->next) {
+		if (r->sm.state == RUN_FINISHED)
+			continue;
+		runs_unwatch(r, session);
+		if (r->owner == session)
+			run_input(r, RUN_IN_CANCEL);
+	}
+}
+
+void runs_reap(struct run_mgr *m)
+{
+	struct run *r;
+
+	for (r = m->runs; r; r = r->next) {
+		int st;
+		pid_t w;
+
+		if (r->pid <= 0 || r->sm.exited)
+			continue;
+		w = waitpid(r->pid, &st, WNOHANG);
+		if (w == r->pid) {
+			r->wstatus = st;
+			run_input(r, RUN_IN_EXITED);
+		}
+	}
+}
+
+void runs_shutdown(struct run_mgr *m)
+{
+	struct run *r;
+
+	m->shutting_down = 1;
+	for (r = m->runs; r; r = r->next)
+		run_input(r, RUN_IN_CANCEL);
+}
+
+int runs_create(struct run_mgr **out, const struct serve_config *cfg, struct lws_context *ctx,
+		struct lws_vhost *vh, const struct run_hooks *hooks, struct http_counters *counters,
+		char *err, size_t errlen)
+{
+	struct run_mgr *m = calloc(1, sizeof *m);
+
+	if (m)
+		m->byo_used = calloc((size_t)(cfg->byo_hi - cfg->byo_lo + 1), 1);
+	if (!m || !m->byo_used) {
+		free(m);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	m->cfg = cfg;
+	m->ctx = ctx;
+	m->vh = vh;
+	m->hooks = *hooks;
+	m->ctr = counters;
+	*out = m;
+	return 0;
+}
+
+void runs_destroy(struct run_mgr *m)
+{
+	struct run *r;
+
+	if (!m)
+		return;
+	/* Normally every run has finished by now. Any that has not is killed
+	 * and recorded as cancelled, with nobody left to tell. */
+	m->hooks.line = NULL;
+	m->hooks.finished = NULL;
+	for (r = m->runs; r; r = r->next) {
+		if (r->sm.state == RUN_FINISHED)
+			continue;
+		if (r->pid > 0 && !r->sm.exited) {
+			signal_group(r, SIGKILL);
+			while (waitpid(r->pid, &r->wstatus, 0) < 0 && errno == EINTR)
+				;
+		}
+		if (r->sm.reason == RUN_R_NONE)
+			r->sm.reason = RUN_R_CANCELLED;
+		r->sm.exited = 1;
+		r->sm.eof = 1;
+		r->sm.state = RUN_FINISHED;
+		run_finish(r);
+	}
+	lws_sul_cancel(&m->sul_gc);
+	while (m->runs) {
+		r = m->runs;
+		m->runs = r->next;
+		run_free(r);
+	}
+	free(m->byo_used);
+	free(m);
+}
+
+/* ======================================================================
+ * Start-up repair of bundles left by a crashed server
+ * ====================================================================== */
+
+/* Read a small file (at most max bytes) into a new NUL-terminated buffer. */
+static char *read_small(const char *path, size_t max)
+{
+	char *buf = NULL;
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && st.st_size >= 0 && (size_t)st.st_size <= max)
+		buf = malloc((size_t)st.st_size + 1);
+	if (buf) {
+		n = pread(fd, buf, (size_t)st.st_size, 0);
+		if (n < 0) {
+			free(buf);
+			buf = NULL;
+		} else {
+			buf[n] = '\0';
+		}
+	}
+	close(fd);
+	return buf;
+}
+
+/* Close the event stream of a run that died with the server: drop a torn
+ * last line, then append error and run.end unless the stream already ended.
+ * Returns the final status through status (static string). */
+static int repair_events(const char *path, const char *id, const char *lab, json_int_t *count,
+			 const char **status)
+{
+	off_t size, keep, start, tail_off;
+	size_t tail_len;
+	char *tail = NULL;
+	json_int_t seq = -1, t_us = 0;
+	int fd, rc = 0;
+
+	*status = "error";
+	fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size = lseek(fd, 0, SEEK_END);
+	if (size < 0) {
+		rc = -errno;
+		goto out;
+	}
+	/* Lines are at most RUN_LINE_MAX (or a little more, rewritten), so
+	 * the last two newlines lie in the last 2 MiB + a bit. */
+	tail_off = size > (off_t)(2 * RUN_LINE_MAX + 4096) ? size - (2 * RUN_LINE_MAX + 4096) : 0;
+	tail_len = (size_t)(size - tail_off);
+	tail = malloc(tail_len + 1);
+	if (!tail || pread(fd, tail, tail_len, tail_off) != (ssize_t)tail_len) {
+		rc = -EIO;
+		goto out;
+	}
+	tail[tail_len] = '\0';
+	keep = (off_t)tail_len;
+	while (keep > 0 && tail[keep - 1] != '\n')
+		keep--;
+	if (keep == 0 && tail_off > 0) {
+		rc = -EINVAL; /* no newline in the tail: not our file */
+		goto out;
+	}
+	if (tail_off + keep < size && ftruncate(fd, tail_off + keep) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (keep > 0) {
+		json_t *ev;
+		start = keep - 1;
+		while (start > 0 && tail[start - 1] != '\n')
+			start--;
+		ev = json_loadb(tail + start, (size_t)(keep - 1 - start), 0, NULL);
+		if (ev) {
+			const char *type = json_string_value(json_object_get(ev, "type"));
+			seq = json_integer_value(json_object_get(ev, "seq"));
+			t_us = json_integer_value(json_object_get(ev, "t_us"));
+			if (type && !strcmp(type, "run.end")) {
+				const char *st =
+					status_static(json_string_value(json_object_get(ev, "status")));
+				*status = st ? st : "error";
+				*count = seq + 1;
+				json_decref(ev);
+				goto out;
+			}
+			json_decref(ev);
+		}
+	}
+	{
+		static const char *const types[] = {"error", "run.end"};
+		int i;
+		for (i = 0; i < 2; i++) {
+			json_t *ev = json_pack("{s:i, s:s, s:I, s:I, s:s, s:s}", "v", EV_VERSION, "run",
+					       id, "seq", seq + 1 + i, "t_us", t_us, "lab", lab,
+					       "type", types[i]);
+			char *line;
+			if (i == 0)
+				json_object_update_new(
+					ev, json_pack("{s:s, s:s}", "code", "server_restart",
+						      "message",
+						      "the server stopped while this run was in "
+						      "progress"));
+			else
+				json_object_update_new(ev, json_pack("{s:s, s:{}}", "status",
+								     "error", "summary"));
+			line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER |
+						      JSON_ENSURE_ASCII);
+			json_decref(ev);
+			if (!line || append_line(fd, line, strlen(line)) < 0)
+				rc = -EIO;
+			free(line);
+		}
+		*count = seq + 3;
+	}
+out:
+	free(tail);
+	close(fd);
+	return rc;
+}
+
+int runs_recover(const char *data, char *err, size_t errlen)
+{
+	char path[PATH_MAX], runs_dir[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int rc, repaired = 0;
+
+	rc = mkdir_p(data, 0700);
+	if (rc == 0 && snprintf(runs_dir, sizeof runs_dir, "%s/runs", data) >= (int)sizeof runs_dir)
+		rc = -ENAMETOOLONG;
+	if (rc == 0 && mkdir(runs_dir, 0700) < 0 && errno != EEXIST)
+		rc = -errno;
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot create data directory %s: %s", data, strerror(-rc));
+		return rc;
+	}
+	d = opendir(runs_dir);
+	if (!d) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot read %s: %s", runs_dir, strerror(errno));
+		return rc;
+	}
+	while ((de = readdir(d))) {
+		const char *status = NULL, *lab;
+		json_int_t count = 0;
+		json_t *meta;
+		char *text;
+
+		if (!ev_valid_run_id(de->d_name))
+			continue;
+		if (runs_bundle_path(data, de->d_name, "meta.json", path, sizeof path) < 0)
+			continue;
+		text = read_small(path, 1024 * 1024);
+		meta = text ? json_loads(text, 0, NULL) : NULL;
+		free(text);
+		status = meta ? json_string_value(json_object_get(meta, "status")) : NULL;
+		if (!status || strcmp(status, "running") != 0) {
+			json_decref(meta);
+			continue;
+		}
+		lab = json_string_value(json_object_get(meta, "lab"));
+		status = "error";
+		if (runs_bundle_path(data, de->d_name, "events.jsonl", path, sizeof path) == 0 &&
+		    repair_events(path, de->d_name, lab ? lab : "", &count, &status) == 0)
+			json_object_set_new(meta, "events", json_integer(count));
+		json_object_set_new(meta, "status", json_string(status));
+		json_object_set_new(meta, "recovered", json_true());
+		if (runs_bundle_path(data, de->d_name, "meta.json", path, sizeof path) == 0 &&
+		    write_json_atomic(path, meta) == 0)
+			repaired++;
+		json_decref(meta);
+	}
+	closedir(d);
+	return repaired;
+}

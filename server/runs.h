@@ -1,0 +1,193 @@
+/* runs.h: the run manager: one `socklab run --json` child per run, its output, bundle and limits. */
+#ifndef SOCKLAB_RUNS_H
+#define SOCKLAB_RUNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "config.h"
+#include "event.h"
+#include "http.h"
+
+/*
+ * Everything here runs in the lws service thread (the main thread) unless a
+ * function says otherwise. A run is a child process started with fork+exec
+ * of /proc/self/exe; its stdout (one JSON event per line) is a pipe adopted
+ * into the lws loop. Each line is checked (JSON object, the run's id, the next
+ * seq), appended to DATA/runs/ID/events.jsonl and handed to the hooks, which
+ * deliver it to the run's owner and watchers. Runs refer to WebSocket
+ * sessions only by their 64-bit id, never by pointer.
+ */
+
+#define RUNS_PIPE_PROTOCOL "socklab-run-pipe"
+#define RUN_TAG_MAX 64
+#define RUN_MAX_WATCHERS 32
+/* Longest event line a child may print; a longer one ends the run. */
+#define RUN_LINE_MAX (1024 * 1024)
+/* Largest events.jsonl one run may write; more ends the run. */
+#define RUN_BUNDLE_MAX (256LL * 1024 * 1024)
+/* Seconds between SIGTERM and SIGKILL. */
+#define RUN_KILL_GRACE_S 2
+/* Seconds the server waits past the child's own --timeout before it steps in. */
+#define RUN_TIMEOUT_GRACE_S 3
+
+/* ---- the run state machine (pure; tests/unit/test_runs.c) ---- */
+
+enum run_state {
+	RUN_STARTING,   /* forked, not yet confirmed */
+	RUN_RUNNING,    /* the child runs; its output is streamed */
+	RUN_CANCELLING, /* SIGTERM (or SIGKILL) sent; waiting for it to go */
+	RUN_FINISHED,   /* output closed and process reaped; run.end written */
+};
+
+enum run_input {
+	RUN_IN_SPAWN_OK,
+	RUN_IN_SPAWN_FAIL,
+	RUN_IN_END_SEEN,   /* the child printed run.end */
+	RUN_IN_BAD_OUTPUT, /* a line was malformed, out of sequence or too long */
+	RUN_IN_CANCEL,     /* the owner asked, its connection closed, or shutdown */
+	RUN_IN_TIMEOUT,    /* the wall-clock limit passed */
+	RUN_IN_KILL_TIMER, /* the grace timer armed by RUN_ACT_ARM_KILL fired */
+	RUN_IN_EOF,        /* the child's stdout reached end of file */
+	RUN_IN_EXITED,     /* the child was reaped */
+};
+
+/* Why a run ended early, for the synthesized error and status. */
+enum run_reason {
+	RUN_R_NONE,
+	RUN_R_CANCELLED,
+	RUN_R_TIMEOUT,
+	RUN_R_BAD_OUTPUT,
+	RUN_R_SPAWN,
+};
+
+/* Actions run_sm_step() asks the caller to take, as bits, in this order. */
+enum {
+	RUN_ACT_ARM_TIMEOUT = 1u << 0, /* start the wall-clock timer */
+	RUN_ACT_TERM = 1u << 1,        /* SIGTERM the process group */
+	RUN_ACT_KILL = 1u << 2,        /* SIGKILL the process group */
+	RUN_ACT_ARM_KILL = 1u << 3,    /* (re)arm the grace timer */
+	RUN_ACT_CLOSE_PIPE = 1u << 4,  /* stop waiting for EOF: close the pipe */
+	RUN_ACT_FINISH = 1u << 5,      /* synthesize run.end if missing, write meta */
+};
+
+struct run_sm {
+	enum run_state state;
+	enum run_reason reason;
+	unsigned eof : 1, exited : 1, end_seen : 1;
+};
+
+void run_sm_init(struct run_sm *sm);
+
+/* Feed one input; returns the RUN_ACT_* bits to carry out. Inputs that make
+ * no sense in a state (a second cancel, anything after FINISHED) are no-ops. */
+unsigned run_sm_step(struct run_sm *sm, enum run_input in);
+
+/* The run.end status the server writes when the child did not: "cancelled",
+ * "timeout" or "error"; and the error code that goes with it. */
+const char *run_sm_status(const struct run_sm *sm);
+const char *run_sm_error_code(const struct run_sm *sm);
+
+/* ---- the line splitter (pure; tests/unit/test_runs.c) ---- */
+
+/* Splits a byte stream into '\n'-terminated lines of at most max bytes. */
+struct run_linebuf {
+	char *buf;
+	size_t len, cap, max;
+};
+
+typedef int (*run_line_fn)(void *arg, char *line, size_t len);
+
+void run_linebuf_init(struct run_linebuf *lb, size_t max);
+void run_linebuf_cleanup(struct run_linebuf *lb);
+
+/* Feed n bytes; calls fn once per complete line (without the '\n', NUL-
+ * terminated in place). Returns 0; -E2BIG once a line exceeds max (nothing
+ * more is buffered); -ENOMEM; or the first negative value fn returned. */
+int run_linebuf_feed(struct run_linebuf *lb, const char *data, size_t n, run_line_fn fn,
+		     void *arg);
+
+/* ---- the manager ---- */
+
+struct run;
+struct run_mgr;
+
+struct run_hooks {
+	/* A run's event line (no trailing newline), in seq order. */
+	void (*line)(void *arg, const struct run *r, const char *line, size_t len);
+	/* The run finished; its last line has been delivered. */
+	void (*finished)(void *arg, const struct run *r);
+	void *arg;
+};
+
+/* Why a request was refused: code is one of "bad_param", "unknown_lab",
+ * "bad_request", "limit", "unknown_run", "not_owner", "not_running",
+ * "internal"; param names the offending parameter or "" when none. */
+struct run_error {
+	const char *code;
+	char param[64];
+	char message[512];
+};
+
+/* Create the manager. The data directory (and data/runs) must exist. ctx and
+ * vh are the lws context and the vhost carrying RUNS_PIPE_PROTOCOL. */
+int runs_create(struct run_mgr **out, const struct serve_config *cfg, struct lws_context *ctx,
+		struct lws_vhost *vh, const struct run_hooks *hooks, struct http_counters *counters,
+		char *err, size_t errlen);
+
+/* Free the manager. Every run must have finished (runs_active() == 0);
+ * remaining ones are killed without ceremony. */
+void runs_destroy(struct run_mgr *m);
+
+/* Validate a client's request (lab, params, server-assigned params, limits)
+ * and start the run. On success writes its id and returns 0; otherwise fills
+ * e and returns negative. tag may be NULL. */
+int runs_start(struct run_mgr *m, uint64_t owner, const char *lab, const json_t *params,
+	       const char *tag, char id[EV_RUN_ID_LEN + 1], struct run_error *e);
+
+/* Cancel run id on behalf of session (only its own runs). */
+int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_error *e);
+
+/* The session closed: cancel the runs it owns and stop sending it events. */
+void runs_session_closed(struct run_mgr *m, uint64_t session);
+
+/* An unfinished run, or NULL. */
+struct run *runs_find(struct run_mgr *m, const char *id);
+
+/* Add or remove a live watcher of r. Adding fails with -ENOSPC when full. */
+int runs_watch(struct run *r, uint64_t session);
+void runs_unwatch(struct run *r, uint64_t session);
+
+/* Called after SIGCHLD: reap every child that exited. */
+void runs_reap(struct run_mgr *m);
+
+/* Cancel every run and refuse new ones (server shutdown). */
+void runs_shutdown(struct run_mgr *m);
+
+/* Runs not yet finished. */
+int runs_active(const struct run_mgr *m);
+
+/* The lws callback of RUNS_PIPE_PROTOCOL: reads a run's stdout. */
+int runs_pipe_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		       size_t len);
+
+/* Accessors for the hooks. */
+const char *run_id(const struct run *r);
+uint64_t run_owner(const struct run *r);
+size_t run_watchers(const struct run *r, const uint64_t **ids);
+
+/* ---- bundles on disk (any thread) ---- */
+
+/* DATA/runs/ID/FILE (file may be NULL for the directory). 0, or -ENAMETOOLONG. */
+int runs_bundle_path(const char *data, const char *id, const char *file, char *out,
+		     size_t outlen);
+
+/* Create DATA and DATA/runs (mode 0700) and mark the bundles of runs a
+ * crashed server left "running" as "error", closing their event streams with
+ * an error and a run.end. Returns the number of bundles repaired, or -errno. */
+int runs_recover(const char *data, char *err, size_t errlen);
+
+#endif
