@@ -1,12 +1,132 @@
-/* serve.c: placeholder until the server lands. */
-#include <stdio.h>
-
+/* serve.c: `socklab serve`: configuration, start-up order, port file and shutdown. */
 #include "serve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+#include "runs.h"
+#include "ws.h"
+
+static const char *env_lookup(const char *name)
+{
+	return getenv(name);
+}
+
+/* Children get stdin, stdout and stderr by number: make sure all three are
+ * open so no pipe or file of ours lands on one of them. */
+static void ensure_std_fds(void)
+{
+	int fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+		;
+	if (fd > 2)
+		close(fd);
+}
+
+/* {"http_port":N,"ws_port":M}, written to a temporary file renamed over
+ * path, so a reader never sees it half written. */
+static int write_port_file(const char *path, int http_port, int ws_port, char *err,
+			   size_t errlen)
+{
+	char tmp[CONFIG_PATH_MAX + 16], buf[64];
+	int fd, n, rc = 0;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	n = snprintf(buf, sizeof buf, "{\"http_port\":%d,\"ws_port\":%d}\n", http_port, ws_port);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		rc = -errno;
+	if (rc == 0 && write(fd, buf, (size_t)n) != n)
+		rc = -EIO;
+	if (fd >= 0 && close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		snprintf(err, errlen, "cannot write --port-file %.300s: %s", path, strerror(-rc));
+	}
+	return rc;
+}
 
 int serve_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "socklab serve: not built yet\n");
-	return 1;
+	struct serve_config cfg;
+	struct http_counters counters;
+	struct ws_server *ws = NULL;
+	struct http_server *http = NULL;
+	char err[512], host[CONFIG_ADDR_MAX + 2];
+	sigset_t mask;
+	int rc, sfd, status = 1;
+
+	rc = config_parse(&cfg, argc, argv, env_lookup, err, sizeof err);
+	if (rc == CONFIG_HELP) {
+		fputs(config_usage, stdout);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "socklab serve: %s\n", err);
+		return 2;
+	}
+	ensure_std_fds();
+	rc = runs_recover(cfg.data, err, sizeof err);
+	if (rc < 0) {
+		fprintf(stderr, "socklab serve: %s\n", err);
+		return 1;
+	}
+	if (rc > 0)
+		fprintf(stderr, "socklab serve: %d run(s) were in progress when the server last "
+				"stopped; marked as error\n", rc);
+
+	/* Signals are read in the lws loop through a signalfd; block them
+	 * before any thread exists so every thread inherits the mask. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0) {
+		fprintf(stderr, "socklab serve: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
+
+	http_counters_init(&counters);
+	rc = ws_create(&ws, &cfg, &counters, sfd, err, sizeof err);
+	if (rc == 0)
+		rc = http_start(&http, &cfg, ws_port(ws), &counters, err, sizeof err);
+	if (rc == 0) {
+		ws_set_http_port(ws, http_port(http));
+		if (cfg.port_file[0])
+			rc = write_port_file(cfg.port_file, http_port(http), ws_port(ws), err,
+					     sizeof err);
+	}
+	if (rc < 0) {
+		fprintf(stderr, "socklab serve: %s\n", err);
+		goto out;
+	}
+	config_url_host(cfg.listen, host, sizeof host);
+	printf("socklab serving http://%s:%d/ (WebSocket ws://%s:%d/)\n", host, http_port(http),
+	       host, ws_port(ws));
+	fflush(stdout);
+
+	ws_run(ws);
+	status = 0;
+out:
+	/* HTTP first: it reads bundles the run manager is finishing. */
+	http_stop(http);
+	ws_destroy(ws);
+	http_counters_cleanup(&counters);
+	return status;
 }

@@ -1,0 +1,60 @@
+/* http.h: the HTTP half of `socklab serve`: dashboard assets and the REST API (libmicrohttpd). */
+#ifndef SOCKLAB_HTTP_H
+#define SOCKLAB_HTTP_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/*
+ * Counters shown by GET /api/health. Written by the lws thread (runs and
+ * WebSocket sessions), read by the HTTP thread; every field is guarded by
+ * lock. Use http_count() and http_counters_get() rather than the fields.
+ */
+enum http_counter {
+	HTTP_C_RUNS_ACTIVE,      /* runs whose process has not finished */
+	HTTP_C_RUNS_STARTED,     /* runs started since the server started */
+	HTTP_C_SESSIONS,         /* WebSocket connections open now */
+	HTTP_C_QUEUE_OVERFLOWS,  /* connections closed because they read too slowly */
+	HTTP_C_MESSAGES_DROPPED, /* messages not delivered because of those */
+	HTTP_C_BAD_OUTPUT,       /* runs killed for malformed or oversized output */
+	HTTP_C_BUNDLE_ERRORS,    /* failed writes to run bundles */
+	HTTP_C_COUNT
+};
+
+struct http_counters {
+	pthread_mutex_t lock;
+	long v[HTTP_C_COUNT]; /* guarded by lock */
+};
+
+void http_counters_init(struct http_counters *c);
+void http_counters_cleanup(struct http_counters *c);
+void http_count(struct http_counters *c, enum http_counter which, long delta);
+long http_counters_get(struct http_counters *c, enum http_counter which);
+
+struct http_server;
+
+/* Start the HTTP server on cfg->listen:cfg->http_port (0: a free port) with
+ * its own polling thread. ws_port is the WebSocket port the pages connect to.
+ * cfg and counters must outlive the server. 0 or -errno with err. */
+int http_start(struct http_server **out, const struct serve_config *cfg, int ws_port,
+	       struct http_counters *counters, char *err, size_t errlen);
+
+/* The port it listens on. */
+int http_port(const struct http_server *h);
+
+/* Stop the thread, close the socket and free h. NULL is fine. */
+void http_stop(struct http_server *h);
+
+/* ---- pure helpers, exposed for tests ---- */
+
+/* Content-Type for a path by its extension (application/octet-stream when unknown). */
+const char *http_content_type(const char *path);
+
+/* The host part of a Host header ("example.org:8080" -> "example.org",
+ * "[::1]:80" -> "[::1]") when it is a well-formed name or address. 0, or
+ * -EINVAL when it is not (the caller then uses the listen address). */
+int http_host_from_header(const char *host, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,49 @@
+/* ws.h: the WebSocket half of `socklab serve` (libwebsockets): sessions, ops and event fan-out. */
+#ifndef SOCKLAB_WS_H
+#define SOCKLAB_WS_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "http.h"
+
+/* WebSocket subprotocol every client must ask for. */
+#define WS_PROTOCOL "socklab.v1"
+
+/* Per-connection outgoing queue bound: messages and bytes. A connection that
+ * reads so slowly that either is reached is closed (counted in /api/health). */
+#define WS_QUEUE_MAX 4096
+#define WS_QUEUE_BYTES (8u * 1024 * 1024)
+
+/* Concurrent connections. */
+#define WS_MAX_SESSIONS 1024
+
+/* Runs one connection may watch at once. */
+#define WS_MAX_WATCHES 8
+
+struct ws_server;
+
+/*
+ * Create the lws context on the calling thread, which becomes the service
+ * thread: listen on cfg->listen:cfg->ws_port (0: a free port) and adopt
+ * signal_fd, a signalfd for SIGINT, SIGTERM and SIGCHLD (blocked in every
+ * thread), into the loop; signal_fd is taken over even on failure. Creates
+ * the run manager. 0 or -errno with err.
+ */
+int ws_create(struct ws_server **out, const struct serve_config *cfg,
+	      struct http_counters *counters, int signal_fd, char *err, size_t errlen);
+
+/* The port the WebSocket listener got. */
+int ws_port(const struct ws_server *w);
+
+/* The HTTP port, for the Origin check (pages come from it). */
+void ws_set_http_port(struct ws_server *w, int port);
+
+/* Serve until SIGINT or SIGTERM, then cancel every run, wait until each has
+ * finished (bounded), and return 0. */
+int ws_run(struct ws_server *w);
+
+/* Destroy the context and free w (on the service thread). NULL is fine. */
+void ws_destroy(struct ws_server *w);
+
+#endif
