@@ -122,14 +122,14 @@ export const en = {
 
 	'byo.heading': 'Connect your own client',
 	'byo.waiting': 'Waiting for the server to listen…',
-	'byo.intro': 'The server is listening. Connect from a terminal on this machine or the classroom network:',
+	'byo.intro': 'The server is listening. Connect from a terminal on this machine or another one on the classroom network:',
+	'byo.intro_local': 'The server is listening on a loopback address: connect from a terminal on the machine that runs socklab:',
 	'byo.nc': 'netcat: type a line, press Enter, see it echoed',
 	'byo.python': 'Python: send one line and print the reply',
 	'byo.copy': 'Copy',
 	'byo.copied': 'Copied',
 	'byo.copy_failed': 'Select and copy by hand',
-	'byo.idle': 'The run stops by itself after {s} s without activity.',
-	'byo.idle_left': 'Stops in {s} s without activity.',
+	'byo.idle': 'The run stops by itself after {idle} s without activity ({s} s left).',
 	'byo.ended': 'The run has ended: the server no longer listens on this port.',
 	'byo.trace_hint': 'Everything your client makes the server do appears below as it happens.',
 };

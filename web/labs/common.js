@@ -157,3 +157,6 @@ export function noteCallout(ev) {
 // Rows beyond this many are counted, not drawn: the page stays responsive and
 // the full record remains in the run's events file.
 export const MAX_ROWS = 5000;
+
+// Past this many rows a trace is "long": its off-screen rows skip rendering.
+export const LONG_ROWS = 200;

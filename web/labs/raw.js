@@ -5,7 +5,7 @@
 
 import { h, fmtMs } from '../dom.js';
 import { t } from '../i18n.js';
-import { RunFrame, MAX_ROWS } from './common.js';
+import { RunFrame, MAX_ROWS, LONG_ROWS } from './common.js';
 
 // The event as compact JSON text, without the envelope fields every event has.
 export function rawText(ev) {
@@ -22,20 +22,21 @@ export function rawBlock(ev) {
 
 export function create(root, ctx) {
 	const frame = new RunFrame(root, ctx);
-	const body = h('tbody');
+	const body = h('div', { class: 'trace-body', attrs: { role: 'rowgroup' } });
 	const more = h('p', { class: 'muted' });
 	more.hidden = true;
 	let rows = 0;
 	let hidden = 0;
+	const cell = (cls, kids) => h('div', { class: `tcell ${cls}`, attrs: { role: 'cell' } }, kids);
+	const table = h('div', { class: 'trace raw-trace', attrs: { role: 'table', 'aria-label': t('raw.heading') } },
+		h('div', { class: 'trace-head', attrs: { role: 'rowgroup' } }, h('div', { class: 'trow', attrs: { role: 'row' } },
+			h('div', { class: 'tcell c-seq', attrs: { role: 'columnheader' }, text: '#' }),
+			h('div', { class: 'tcell c-time', attrs: { role: 'columnheader' }, text: t('echo.col.time') }),
+			h('div', { class: 'tcell', attrs: { role: 'columnheader' }, text: t('raw.unknown') }))),
+		body);
 	root.appendChild(h('section', { class: 'card' },
 		h('h3', { text: t('raw.heading') }),
-		h('div', { class: 'scroll' },
-			h('table', { class: 'trace raw-table' },
-				h('thead', {}, h('tr', {},
-					h('th', { class: 'c-seq', attrs: { scope: 'col' }, text: '#' }),
-					h('th', { class: 'c-time', attrs: { scope: 'col' }, text: t('echo.col.time') }),
-					h('th', { attrs: { scope: 'col' }, text: t('raw.unknown') }))),
-				body)),
+		h('div', { class: 'scroll trace-scroll', attrs: { tabindex: '0', 'aria-label': t('raw.heading') } }, table),
 		more));
 	frame.attachSummary(root);
 
@@ -49,12 +50,13 @@ export function create(root, ctx) {
 					continue;
 				}
 				rows++;
-				frag.appendChild(h('tr', {},
-					h('td', { class: 'c-seq', text: ev.seq ?? '' }),
-					h('td', { class: 'c-time', text: fmtMs(ev.t_us) }),
-					h('td', {}, rawBlock(ev))));
+				frag.appendChild(h('div', { class: 'trow', attrs: { role: 'row' }, dataset: { seq: ev.seq ?? '' } },
+					cell('c-seq', String(ev.seq ?? '')),
+					cell('c-time', fmtMs(ev.t_us)),
+					cell('c-raw', rawBlock(ev))));
 			}
 			body.appendChild(frag);
+			table.classList.toggle('long', rows > LONG_ROWS);
 			if (hidden) {
 				more.textContent = t('run.truncated', { n: hidden });
 				more.hidden = false;

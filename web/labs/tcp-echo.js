@@ -1,6 +1,6 @@
 // tcp-echo.js: the view of the tcp-echo lab: server and client socket calls side by side, echoed messages.
 //
-// One table, one row per event in seq order (the run's single clock), server
+// One trace, one row per event in seq order (the run's single clock), server
 // calls on the left and client calls on the right, so cause and effect line up:
 // the client's connect() next to the server's accept(), a send() next to the
 // recv() that got its bytes. Notes are explanation rows across both sides.
@@ -9,8 +9,8 @@
 
 import { h, replace, fmtMs, fmtDuration, fmtAddr, fmtValue } from '../dom.js';
 import { t } from '../i18n.js';
-import { RunFrame, errorCallout, noteCallout, MAX_ROWS } from './common.js';
-import { syscallCell } from './syscall.js';
+import { RunFrame, errorCallout, noteCallout, MAX_ROWS, LONG_ROWS } from './common.js';
+import { syscallCell, failed, isEof } from './syscall.js';
 import { rawBlock } from './raw.js';
 
 // The form shows "Let me connect my own client" as a checkbox setting this.
@@ -45,30 +45,29 @@ class EchoView {
 		this.byoEl.hidden = true;
 		root.appendChild(this.byoEl);
 
-		this.body = h('tbody');
-		this.clientHead = h('th', { class: 'c-client', attrs: { scope: 'col' }, text: t('echo.col.client') });
-		this.table = h('table', { class: 'trace echo-trace' },
-			h('colgroup', {}, h('col', { class: 'col-time' }), h('col', { class: 'col-server' }), h('col', { class: 'col-client' })),
-			h('thead', {}, h('tr', {},
-				h('th', { class: 'c-time', attrs: { scope: 'col' }, text: t('echo.col.time') }),
-				h('th', { class: 'c-server', attrs: { scope: 'col' }, text: t('echo.col.server') }),
+		// A grid of rows rather than a <table>: appending rows to a table
+		// re-lays out all of it, while block rows with content-visibility let
+		// the browser skip every row that is off screen.
+		this.body = h('div', { class: 'trace-body', attrs: { role: 'rowgroup' } });
+		this.clientHead = h('div', { class: 'tcell c-client', attrs: { role: 'columnheader' }, text: t('echo.col.client') });
+		this.table = h('div', { class: 'trace echo-trace', attrs: { role: 'table', 'aria-label': t('echo.trace') } },
+			h('div', { class: 'trace-head', attrs: { role: 'rowgroup' } }, h('div', { class: 'trow', attrs: { role: 'row' } },
+				h('div', { class: 'tcell c-time', attrs: { role: 'columnheader' }, text: t('echo.col.time') }),
+				h('div', { class: 'tcell c-server', attrs: { role: 'columnheader' }, text: t('echo.col.server') }),
 				this.clientHead)),
 			this.body);
 		this.scroller = h('div', { class: 'scroll trace-scroll', attrs: { tabindex: '0', 'aria-label': t('echo.trace') } }, this.table);
 		this.moreEl = h('p', { class: 'muted' });
 		this.moreEl.hidden = true;
 
-		this.echoBody = h('tbody');
+		this.echoBody = h('div', { class: 'trace-body', attrs: { role: 'rowgroup' } });
 		this.echoEmpty = h('p', { class: 'muted', text: t('echo.messages_empty') });
 		this.echoStats = h('p', { class: 'echo-stats' });
-		this.echoTable = h('table', { class: 'echo-table' },
-			h('thead', {}, h('tr', {},
-				h('th', { attrs: { scope: 'col' }, text: t('echo.m.index') }),
-				h('th', { attrs: { scope: 'col' }, text: t('echo.m.sent') }),
-				h('th', { attrs: { scope: 'col' }, text: t('echo.m.reply') }),
-				h('th', { class: 'num', attrs: { scope: 'col' }, text: t('echo.m.bytes') }),
-				h('th', { class: 'num', attrs: { scope: 'col' }, text: t('echo.m.rtt') }),
-				h('th', { class: 'ok', attrs: { scope: 'col' }, text: t('echo.m.ok') }))),
+		const head = (cls, key) => h('div', { class: `tcell ${cls}`, attrs: { role: 'columnheader' }, text: t(key) });
+		this.echoTable = h('div', { class: 'echo-table', attrs: { role: 'table', 'aria-label': t('echo.messages') } },
+			h('div', { class: 'echo-head', attrs: { role: 'rowgroup' } }, h('div', { class: 'erow', attrs: { role: 'row' } },
+				head('', 'echo.m.index'), head('', 'echo.m.sent'), head('', 'echo.m.reply'),
+				head('num', 'echo.m.bytes'), head('num', 'echo.m.rtt'), head('ok', 'echo.m.ok'))),
 			this.echoBody);
 		this.echoTable.hidden = true;
 		this.echoMore = h('p', { class: 'muted' });
@@ -116,7 +115,8 @@ class EchoView {
 			switch (ev.type) {
 			case 'syscall':
 				if (typeof ev.conn === 'number' && ev.conn > 0) this.conns.add(ev.conn);
-				this.addRow(frag, ev, `r-sc r-${sideOf(ev)}`, sideOf(ev), syscallCell(ev));
+				this.addRow(frag, ev, `r-sc r-${sideOf(ev)}`, sideOf(ev), syscallCell(ev),
+					failed(ev) ? 'cell-failed' : isEof(ev) ? 'cell-eof' : 'cell-call');
 				break;
 			case 'listening':
 				this.addRow(frag, ev, 'r-listen', sideOf(ev) || 'server', h('div', { class: 'sc sc-event' },
@@ -134,7 +134,7 @@ class EchoView {
 				this.metrics.set(`${ev.who || ''}:${ev.name}`, ev);
 				metricsChanged = true;
 				this.addRow(frag, ev, 'r-metric', sideOf(ev), h('div', { class: 'sc sc-event' },
-					h('span', { class: 'ev-mark', text: metricText(ev) })));
+					h('span', { class: 'ev-mark', text: metricText(ev) })), 'cell-event');
 				break;
 			case 'echo':
 				this.addEcho(echoFrag, ev);
@@ -150,6 +150,8 @@ class EchoView {
 			this.moreEl.hidden = false;
 		}
 		this.table.classList.toggle('multi-conn', this.conns.size > 1);
+		this.table.classList.toggle('long', this.rows > LONG_ROWS);
+		this.echoTable.classList.toggle('long', this.echoRows > LONG_ROWS);
 		if (echoFrag.firstChild) {
 			this.echoBody.appendChild(echoFrag);
 			this.updateEchoStats();
@@ -160,21 +162,23 @@ class EchoView {
 		if (follow) s.scrollTop = s.scrollHeight;
 	}
 
-	addRow(frag, ev, cls, side, content) {
+	addRow(frag, ev, cls, side, content, cellCls = '') {
 		if (this.rows >= MAX_ROWS) {
 			this.hiddenRows++;
 			return;
 		}
 		this.rows++;
-		const time = h('td', { class: 'c-time', text: fmtMs(ev.t_us) });
+		const cell = (c, kids) => h('div', { class: `tcell ${c}`, attrs: { role: 'cell' } }, kids);
+		const time = cell('c-time', fmtMs(ev.t_us));
 		let tr;
 		if (side === 'server' || side === 'client') {
-			tr = h('tr', { class: cls },
+			tr = h('div', { class: `trow ${cls}`, attrs: { role: 'row' } },
 				time,
-				h('td', { class: 'c-server' }, side === 'server' ? content : null),
-				h('td', { class: 'c-client' }, side === 'client' ? content : null));
+				cell(side === 'server' ? `c-server ${cellCls}` : 'c-server', side === 'server' ? content : null),
+				cell(side === 'client' ? `c-client ${cellCls}` : 'c-client', side === 'client' ? content : null));
 		} else {
-			tr = h('tr', { class: cls }, time, h('td', { class: 'c-span', attrs: { colspan: 2 } }, content));
+			tr = h('div', { class: `trow ${cls}`, attrs: { role: 'row' } }, time,
+				h('div', { class: 'tcell c-span', attrs: { role: 'cell', 'aria-colspan': 2 } }, content));
 		}
 		tr.dataset.seq = ev.seq ?? '';
 		frag.appendChild(tr);
@@ -189,17 +193,20 @@ class EchoView {
 		}
 		this.echoRows++;
 		const ok = ev.ok === true;
-		frag.appendChild(h('tr', { class: ok ? 'echo-ok' : 'echo-bad' },
-			h('td', {},
+		const cell = (cls, ...kids) => h('div', { class: `tcell ${cls}`, attrs: { role: 'cell' } }, ...kids);
+		frag.appendChild(h('div', { class: `erow ${ok ? 'echo-ok' : 'echo-bad'}`, attrs: { role: 'row' } },
+			cell('',
 				typeof ev.conn === 'number' ? h('span', { class: 'conn-tag', text: `#${ev.conn}` }) : null,
 				String(ev.index ?? '')),
-			h('td', {}, h('code', { class: 'data', text: fmtValue(ev.sent) })),
-			h('td', {}, h('code', { class: 'data reply', text: fmtValue(ev.reply) })),
-			h('td', { class: 'num', text: fmtValue(ev.bytes) }),
-			h('td', { class: 'num', text: fmtDuration(ev.rtt_us) }),
-			h('td', { class: 'ok' },
-				h('span', { class: ok ? 'tick' : 'cross', attrs: { 'aria-label': t(ok ? 'echo.ok_yes_label' : 'echo.ok_no_label'), role: 'img' },
-					text: t(ok ? 'echo.ok_yes' : 'echo.ok_no') }))));
+			cell('sent', h('code', { class: 'data', text: fmtValue(ev.sent) })),
+			cell('reply', h('code', { class: 'data', text: fmtValue(ev.reply) })),
+			cell('num', fmtValue(ev.bytes)),
+			cell('num', fmtDuration(ev.rtt_us)),
+			cell('ok', h('span', {
+				class: ok ? 'tick' : 'cross',
+				attrs: { 'aria-label': t(ok ? 'echo.ok_yes_label' : 'echo.ok_no_label'), role: 'img' },
+				text: t(ok ? 'echo.ok_yes' : 'echo.ok_no'),
+			}))));
 		this.echoEmpty.hidden = true;
 		this.echoTable.hidden = false;
 	}
@@ -260,7 +267,7 @@ class EchoView {
 		this.idleEl = h('p', { class: 'idle', attrs: { 'aria-live': 'off' } });
 		replace(this.byoEl,
 			h('h3', { text: t('byo.heading') }),
-			h('p', { text: t('byo.intro') }),
+			h('p', { text: t(isLoopback(host) ? 'byo.intro_local' : 'byo.intro') }),
 			h('div', { class: 'byo-target' },
 				h('span', { class: 'big-addr', dataset: { host, port: String(port) } },
 					h('span', { class: 'byo-host', text: host }), ':', h('span', { class: 'byo-port', text: String(port) }))),
@@ -278,7 +285,7 @@ class EchoView {
 	tick() {
 		if (!this.idleEl) return;
 		const left = Math.max(0, Math.ceil(this.idleS - (performance.now() - this.lastActivity) / 1000));
-		this.idleEl.textContent = `${t('byo.idle', { s: this.idleS })} ${t('byo.idle_left', { s: left })}`;
+		this.idleEl.textContent = t('byo.idle', { idle: this.idleS, s: left });
 	}
 
 	onEnd() {
@@ -302,6 +309,10 @@ class EchoView {
 
 function sideOf(ev) {
 	return SIDES.includes(ev.who) ? ev.who : null;
+}
+
+function isLoopback(host) {
+	return /^127\./.test(host) || host === '::1' || host === 'localhost';
 }
 
 function metricText(ev) {
