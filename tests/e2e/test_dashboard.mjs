@@ -1,0 +1,382 @@
+// test_dashboard.mjs: the dashboard in a real Chromium against a real `socklab serve` (TAP output).
+//
+// Run as `node tests/e2e/test_dashboard.mjs` with SOCKLAB=path/to/build/socklab.
+// The server runs with ports 0 and tells its ports through --port-file; the
+// browser is headless Chromium driven by playwright-core. Every wait has a
+// deadline; screenshots go to build/test-logs/e2e-*.png.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const SOCKLAB = process.env.SOCKLAB || path.join(repo, 'build', 'socklab');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const LOGS = path.join(repo, 'build', 'test-logs');
+const WAIT = 20000; // ms for anything the page should show
+const RUN_WAIT = 60000; // ms for a lab run to finish
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+function assert(cond, msg) {
+	if (!cond) throw new Error(msg);
+}
+
+function assertEq(got, want, what) {
+	if (JSON.stringify(got) !== JSON.stringify(want)) {
+		throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+	}
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Poll fn until it returns a truthy value or the deadline passes.
+async function until(fn, ms, what) {
+	const end = Date.now() + ms;
+	let last;
+	for (;;) {
+		try {
+			const v = await fn();
+			if (v) return v;
+		} catch (e) {
+			last = e;
+		}
+		if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (${last.message})` : ''}`);
+		await sleep(50);
+	}
+}
+
+// ---- the server ----
+
+async function startServer(tmp) {
+	const portFile = path.join(tmp, 'ports.json');
+	const log = fs.openSync(path.join(LOGS, 'e2e-server.log'), 'w');
+	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--ws-port', '0', '--port-file', portFile,
+		'--data', path.join(tmp, 'data')], { stdio: ['ignore', log, log] });
+	let exited = null;
+	child.on('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
+	child.on('error', (e) => { exited = e.message; });
+	const ports = await until(() => {
+		if (exited) throw new Error(`socklab serve ${exited} (see build/test-logs/e2e-server.log)`);
+		if (!fs.existsSync(portFile)) return null;
+		const p = JSON.parse(fs.readFileSync(portFile, 'utf8'));
+		return p.http_port > 0 && p.ws_port > 0 ? p : null;
+	}, 15000, 'the port file of socklab serve');
+	return { child, ports, base: `http://127.0.0.1:${ports.http_port}` };
+}
+
+async function stopServer(srv) {
+	if (!srv || srv.child.exitCode !== null || srv.child.signalCode !== null) return;
+	const gone = new Promise((r) => srv.child.once('exit', r));
+	srv.child.kill('SIGTERM');
+	const t = setTimeout(() => srv.child.kill('SIGKILL'), 5000);
+	await gone;
+	clearTimeout(t);
+}
+
+// ---- a TCP client like a student's, on the loopback only ----
+
+function echoClient(host, port, text) {
+	return new Promise((resolve, reject) => {
+		const s = net.connect({ host, port });
+		let got = '';
+		const timer = setTimeout(() => {
+			s.destroy();
+			reject(new Error(`no complete reply within 10 s (got ${JSON.stringify(got)})`));
+		}, 10000);
+		s.on('connect', () => s.write(text));
+		s.on('data', (d) => {
+			got += d.toString('latin1');
+			if (got.length >= text.length) s.end();
+		});
+		s.on('close', () => {
+			clearTimeout(timer);
+			resolve(got);
+		});
+		s.on('error', (e) => {
+			clearTimeout(timer);
+			reject(e);
+		});
+	});
+}
+
+// ---- the tests ----
+
+let srv;
+let page;
+let labs;
+const problems = []; // console errors, page errors, CSP violations
+let okRunId = null;
+
+async function shot(name) {
+	await page.screenshot({ path: path.join(LOGS, `e2e-${name}.png`), fullPage: true });
+}
+
+async function texts(selector) {
+	return page.locator(selector).allTextContents();
+}
+
+async function waitVisible(selector, timeout = WAIT) {
+	await page.locator(selector).first().waitFor({ state: 'visible', timeout });
+}
+
+async function setDefaults() {
+	await page.click('#reset-btn');
+	if (await page.isChecked('#byo')) await page.uncheck('#byo');
+}
+
+test('the catalogue lists tcp-echo from /api/labs and the live connection opens', async () => {
+	await page.goto(`${srv.base}/`);
+	const echo = labs.find((l) => l.name === 'tcp-echo');
+	assert(echo, '/api/labs has no tcp-echo');
+	const item = page.locator('.lab-item[data-lab="tcp-echo"]');
+	await item.waitFor({ state: 'visible', timeout: WAIT });
+	const txt = await item.textContent();
+	assert(txt.includes(echo.title), `catalogue entry "${txt}" lacks the title "${echo.title}"`);
+	assert(txt.includes(echo.summary), 'catalogue entry lacks the summary');
+	await waitVisible('#conn[data-state="open"]');
+	await page.click('.lab-item[data-lab="tcp-echo"]');
+	await waitVisible('#lab-card');
+	assertEq(await page.textContent('#lab-title'), echo.title, 'lab heading');
+});
+
+test('the form has the parameters of /api/labs with their limits', async () => {
+	const echo = labs.find((l) => l.name === 'tcp-echo');
+	for (const p of echo.params) {
+		const n = await page.locator(`#p-${p.name}`).count();
+		if (p.server_assigned) {
+			assertEq(n, 0, `server-assigned parameter ${p.name} in the form`);
+			continue;
+		}
+		assertEq(n, 1, `inputs for parameter ${p.name}`);
+		const inAdvanced = await page.locator(`details.advanced #p-${p.name}`).count();
+		assertEq(inAdvanced, p.advanced ? 1 : 0, `${p.name} inside the advanced section`);
+		if (p.type === 'integer') {
+			const el = page.locator(`#p-${p.name}`);
+			assertEq(await el.getAttribute('type'), 'number', `${p.name} input type`);
+			assertEq(await el.getAttribute('min'), String(p.min), `${p.name} min`);
+			assertEq(await el.getAttribute('max'), String(p.max), `${p.name} max`);
+		}
+		if (p.type === 'choice') {
+			const opts = await page.locator(`#p-${p.name} option`).evaluateAll((os) => os.map((o) => o.value));
+			assertEq(opts, p.choices, `${p.name} choices`);
+		}
+		if (p.type === 'string' && p.max_len !== undefined) {
+			assertEq(await page.getAttribute(`#p-${p.name}`, 'maxlength'), String(p.max_len), `${p.name} maxlength`);
+		}
+	}
+	const messages = echo.params.find((p) => p.name === 'messages');
+	assert(messages && !messages.advanced, 'messages is a basic parameter');
+	await waitVisible('#p-messages');
+	const help = await page.textContent('#p-messages-help');
+	assert(help.includes(messages.help), `help text "${help}" lacks "${messages.help}"`);
+	assert(await page.isVisible('#byo'), 'no "connect my own client" option');
+});
+
+test('an out-of-range value shows an error naming the field, and no run starts', async () => {
+	const messages = labs.find((l) => l.name === 'tcp-echo').params.find((p) => p.name === 'messages');
+	await page.fill('#p-messages', String(messages.max + 1));
+	await page.click('#run-btn');
+	await waitVisible('#p-messages-error');
+	const err = await page.textContent('#p-messages-error');
+	assert(err.includes(messages.title), `error "${err}" does not name the field "${messages.title}"`);
+	assert(err.includes(String(messages.max)), `error "${err}" does not give the limit`);
+	assertEq(await page.getAttribute('#p-messages', 'aria-invalid'), 'true', 'aria-invalid');
+	assertEq(await page.locator('.run-card').count(), 0, 'run views after a refused form');
+	await shot('form-error');
+	await page.fill('#p-messages', '3');
+	await page.click('#reset-btn');
+	assertEq(await page.isVisible('#p-messages-error'), false, 'error still shown after reset');
+});
+
+test("the server's own refusal is shown next to the parameter it names", async () => {
+	// The browser cannot know that tcp-echo refuses `clients` with mode=server;
+	// the server says so, naming the parameter.
+	await page.check('#byo');
+	await page.fill('#p-clients', '2');
+	await page.click('#run-btn');
+	await waitVisible('#p-clients-error');
+	const err = await page.textContent('#p-clients-error');
+	assert(err.startsWith('Clients'), `error "${err}" does not start with the field's title`);
+	assert(await page.isEnabled('#run-btn'), 'Run stays disabled after a refusal');
+	await setDefaults();
+});
+
+test('a tcp-echo run shows both sides, the echoes and the end status', async () => {
+	await page.fill('#p-messages', '3');
+	await page.click('#run-btn');
+	await waitVisible('.run-card');
+	await waitVisible('.run-summary .pill-ok', RUN_WAIT);
+	okRunId = await page.getAttribute('.run-card', 'data-run');
+	assert(/^[0-9a-f]+$/i.test(okRunId), `run id "${okRunId}"`);
+
+	const server = new Set(await texts('.echo-trace .c-server .fn'));
+	const client = new Set(await texts('.echo-trace .c-client .fn'));
+	for (const c of ['socket', 'bind', 'listen', 'accept', 'recv', 'send', 'close']) {
+		assert(server.has(c), `server column lacks ${c} (has ${[...server]})`);
+	}
+	for (const c of ['socket', 'connect', 'send', 'recv', 'close']) {
+		assert(client.has(c), `client column lacks ${c} (has ${[...client]})`);
+	}
+	// The server's last recv returned 0 when the client closed: highlighted.
+	await waitVisible('.echo-trace .c-server .sc-eof');
+	// Rows are in seq order on one time axis.
+	const seqs = await page.locator('.echo-trace .trace-body .trow').evaluateAll((rs) => rs.map((r) => Number(r.dataset.seq)));
+	assert(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), `rows out of seq order: ${seqs}`);
+
+	const rows = page.locator('.echo-table .trace-body .erow');
+	assertEq(await rows.count(), 3, 'echoed messages');
+	for (let i = 0; i < 3; i++) {
+		const sent = await rows.nth(i).locator('.sent').textContent();
+		const reply = await rows.nth(i).locator('.reply').textContent();
+		assertEq(reply, sent.toUpperCase(), `reply ${i + 1}`);
+		assert(sent !== reply, `message ${i + 1} has no lower case to upper-case ("${sent}")`);
+		assertEq(await rows.nth(i).locator('.tick').count(), 1, `reply ${i + 1} marked ok`);
+	}
+	assert(await page.isVisible('.sandbox'), 'no sandbox facts');
+	assert((await page.textContent('.run-summary')).includes('replies ok'), 'summary lacks replies_ok');
+	assert(await page.isEnabled('#run-btn'), 'Run not enabled again after the run');
+	await shot('run');
+});
+
+test('bring your own client: the page shows where to connect and what the server did', async () => {
+	await page.check('#byo');
+	await page.click('#run-btn');
+	await waitVisible('.byo .byo-port');
+	const host = await page.textContent('.byo .byo-host');
+	const port = Number(await page.textContent('.byo .byo-port'));
+	assert(port > 0 && port < 65536, `port "${port}"`);
+	assert(/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(host), `host "${host}" is not a loopback address`);
+	const nc = await page.textContent('.byo .cmd-nc');
+	assertEq(nc, `nc ${host} ${port}`, 'nc command');
+	const py = await page.textContent('.byo .cmd-python');
+	assert(py.includes(`('${host}', ${port})`), `python command "${py}"`);
+	assert(await page.isEnabled('#cancel-btn'), 'Cancel not enabled during the run');
+
+	const reply = await echoClient(host, port, 'hello\n');
+	assertEq(reply, 'HELLO\n', 'reply from the server');
+
+	await waitVisible('.echo-trace .c-server .sc-accept');
+	await until(async () => (await texts('.echo-trace .c-server .sc-recv .data')).includes('"hello\\n"'), WAIT,
+		'the server recv of "hello\\n"');
+	await waitVisible('.echo-trace .c-server .sc-eof');
+	const eof = await page.textContent('.echo-trace .c-server .sc-eof');
+	assert(/closed/.test(eof), `eof row "${eof}"`);
+	await shot('byo');
+
+	await page.click('#cancel-btn');
+	await waitVisible('.run-summary .pill', RUN_WAIT);
+	const status = await page.getAttribute('.run-summary .pill', 'data-status');
+	assertEq(status, 'cancelled', 'status after Cancel');
+	assert(await page.isEnabled('#run-btn'), 'Run not enabled again after cancel');
+	await setDefaults();
+});
+
+test('recent runs lists the finished run and reopens it with the same view', async () => {
+	assert(okRunId, 'no finished run from an earlier test');
+	await page.click('#runs-refresh');
+	const item = page.locator(`.run-item[data-run="${okRunId}"]`);
+	await item.waitFor({ state: 'visible', timeout: WAIT });
+	await item.click();
+	await waitVisible(`.run-card[data-run="${okRunId}"]`);
+	await waitVisible('.run-summary .pill-ok');
+	assertEq(await page.locator('.echo-table .trace-body .erow').count(), 3, 'echoed messages of the reopened run');
+	const client = new Set(await texts('.echo-trace .c-client .fn'));
+	assert(client.has('connect'), 'reopened run lacks the client connect');
+	await shot('reopened');
+});
+
+test('no console errors, page errors or CSP violations', async () => {
+	assert(problems.length === 0, problems.join(' | '));
+});
+
+// ---- runner ----
+
+async function main() {
+	fs.mkdirSync(LOGS, { recursive: true });
+	console.log(`1..${tests.length + 1}`);
+	let n = 1;
+	let failed = 0;
+	const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'socklab-e2e-'));
+	let ctx = null;
+	try {
+		try {
+			const { chromium } = await import('playwright-core').catch((e) => {
+				throw new Error(`playwright-core is not installed (make test-deps): ${e.message}`);
+			});
+			srv = await startServer(tmp);
+			labs = await (await fetch(`${srv.base}/api/labs`)).json();
+			ctx = await chromium.launchPersistentContext(path.join(tmp, 'chromium'), {
+				executablePath: CHROMIUM,
+				headless: true,
+				viewport: { width: 1440, height: 1000 },
+				args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+					'--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+			});
+			page = ctx.pages()[0] || await ctx.newPage();
+			page.setDefaultTimeout(WAIT);
+			page.on('console', (m) => {
+				if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) {
+					problems.push(`console ${m.type()}: ${m.text()}`);
+				}
+			});
+			page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+			console.log(`ok ${n++} - setup: socklab serve on ports ${srv.ports.http_port}/${srv.ports.ws_port}, Chromium`);
+		} catch (e) {
+			console.log(`not ok ${n++} - setup: ${oneLine(e)}`);
+			for (const t of tests) console.log(`not ok ${n++} - ${t.name}: setup failed`);
+			return 1;
+		}
+		for (const t of tests) {
+			try {
+				await t.fn();
+				console.log(`ok ${n++} - ${t.name}`);
+			} catch (e) {
+				failed++;
+				console.log(`not ok ${n++} - ${t.name}: ${oneLine(e)}`);
+				await page.screenshot({ path: path.join(LOGS, `e2e-fail-${n - 1}.png`), fullPage: true })
+					.catch(() => {});
+			}
+		}
+		return failed ? 1 : 0;
+	} finally {
+		try {
+			if (ctx) await ctx.close();
+		} catch (e) {
+			console.log(`# closing Chromium: ${oneLine(e)}`);
+		}
+		try {
+			await stopServer(srv);
+		} catch (e) {
+			console.log(`# stopping the server: ${oneLine(e)}`);
+		}
+		fs.rmSync(tmp, { recursive: true, force: true });
+	}
+}
+
+function oneLine(e) {
+	return String(e && e.message ? e.message : e).split('\n')[0];
+}
+
+// If this process is stopped (tests/run's timeout sends SIGTERM), the server
+// must not outlive it.
+function killServerNow() {
+	if (srv && srv.child.exitCode === null && srv.child.signalCode === null) srv.child.kill('SIGKILL');
+}
+process.on('exit', killServerNow);
+for (const sig of ['SIGTERM', 'SIGINT']) {
+	process.on(sig, () => {
+		console.log(`# stopped by ${sig}`);
+		process.exit(1);
+	});
+}
+
+main().then((rc) => process.exit(rc), (e) => {
+	console.log(`not ok 999 - unexpected: ${oneLine(e)}`);
+	process.exit(1);
+});
