@@ -475,6 +475,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		*con_cls = &first_call_seen;
 		return MHD_YES;
 	}
+	/* A body is never wanted: let it pass (MHD refuses a response queued
+	 * while upload data is pending) and answer once it is through. */
+	if (*upload_data_size) {
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return respond_error(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
 				     "only GET and HEAD are supported");

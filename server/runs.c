@@ -371,8 +371,10 @@ struct run *runs_find(struct run_mgr *m, const char *id)
 {
 	struct run *r;
 
+	/* A run whose run.end has been delivered is over for its clients,
+	 * even if its process has not been reaped yet. */
 	for (r = m->runs; r; r = r->next)
-		if (r->sm.state != RUN_FINISHED && strcmp(r->id, id) == 0)
+		if (r->sm.state != RUN_FINISHED && !r->sm.end_seen && strcmp(r->id, id) == 0)
 			return r;
 	return NULL;
 }
@@ -701,8 +703,13 @@ static int run_line(void *arg, char *line, size_t len)
 		run_deliver(r, rewritten, strlen(rewritten));
 	else
 		run_deliver(r, line, len);
-	if (is_end)
+	if (is_end) {
+		/* The outcome is known: record it before any client can see the
+		 * run.end (sends happen later, in this same thread). The exit
+		 * status is added when the process is reaped. */
+		run_meta(r, r->status, 1);
 		run_input(r, RUN_IN_END_SEEN);
+	}
 out:
 	free(rewritten);
 	json_decref(ev);

@@ -154,7 +154,7 @@ int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_
 /* The session closed: cancel the runs it owns and stop sending it events. */
 void runs_session_closed(struct run_mgr *m, uint64_t session);
 
-/* An unfinished run, or NULL. */
+/* A run whose event stream is still open (no run.end yet), or NULL. */
 struct run *runs_find(struct run_mgr *m, const char *id);
 
 /* Add or remove a live watcher of r. Adding fails with -ENOSPC when full. */
