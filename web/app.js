@@ -24,7 +24,8 @@ const state = {
 	lab: null,       // the selected lab's descriptor
 	form: null,      // its form controller
 	socket: null,
-	live: null,      // the run this page started: {tag, runId, lab, ended, pending[]}
+	live: null,      // the run this page started: {tag, runId, lab, pending[]}
+	streams: new Map(), // runs followed over the WebSocket: id -> {lab, events[]}
 	view: null,      // what the view area shows: {runId, lab, renderer, pump, live}
 	tagSeq: 0,
 	runsTimer: null,
@@ -126,65 +127,96 @@ function onSocketState(s, retryS) {
 	updateButtons();
 }
 
-// After a reconnect, follow again whatever live run was on screen (watch
-// replays from the first event, so the view starts afresh).
+// After a reconnect, follow again every run this page was following. The
+// server forgets a connection's watches when it closes (and cancels the runs
+// it owned), so each is watched anew; watch replays from the first event, so
+// the stream and the view start afresh.
 function resume() {
-	const v = state.view;
-	if (v && v.live && v.runId && v.renderer.status === 'running') {
-		openView(v.runId, v.lab, true);
-		state.socket.send({ op: 'watch', run: v.runId });
+	for (const [id, st] of state.streams) {
+		st.events = [];
+		if (state.view && state.view.runId === id) openView(id, st.lab, true);
+		state.socket.send({ op: 'watch', run: id });
 	}
 }
 
 function onMessage(m) {
-	if (m && typeof m.seq === 'number' && m.run) {
+	if (!m || typeof m !== 'object') return;
+	if (typeof m.seq === 'number' && m.run) {
 		onRunEvent(m);
 		return;
 	}
 	const live = state.live;
-	if (m && m.type === 'run.accepted' && live && m.tag === live.tag) {
-		live.runId = m.run;
-		const v = openView(m.run, live.lab, true);
-		const card = $('view').firstElementChild;
-		if (card && card.getBoundingClientRect().top > window.innerHeight / 2) {
-			card.scrollIntoView({ block: 'start', behavior: 'smooth' });
+	switch (m.type) {
+	case 'run.accepted':
+		if (live && m.tag === live.tag) {
+			onAccepted(live, m);
+			return;
 		}
-		setStatus(t('status.running'));
-		history.replaceState(null, '', `#/run/${encodeURIComponent(m.run)}`);
-		for (const ev of live.pending) if (ev.run === m.run) v.pump.add(ev);
-		live.pending = [];
-		updateButtons();
+		break;
+	case 'error':
+		if (live && !live.runId && (m.tag === live.tag || m.tag === undefined || m.tag === null)) {
+			state.live = null;
+			const shown = state.form.showServerError(m.param, m.message || m.code || '');
+			setStatus(shown ? t('status.rejected_field')
+				: t('status.rejected', { message: m.message || m.code || '' }), 'error');
+			state.form.setDisabled(false);
+			updateButtons();
+			return;
+		}
+		if (m.run) state.streams.delete(m.run);
+		setStatus(`${m.code || 'error'}: ${m.message || ''}`, 'error');
+		break;
+	case 'cancel.accepted':
+		setStatus(t('status.cancelling'));
 		return;
-	}
-	if (m && m.type === 'error' && live && !live.runId && (m.tag === live.tag || m.tag === undefined)) {
-		state.live = null;
-		const shown = state.form.showServerError(m.param, m.message || m.code || '');
-		setStatus(shown ? t('status.rejected_field') : t('status.rejected', { message: m.message || m.code || '' }), 'error');
-		state.form.setDisabled(false);
-		updateButtons();
+	case 'watch.accepted':
+	case 'pong':
 		return;
+	default:
+		break;
 	}
-	// Anything else (an error about a cancel or watch, a message type this page
-	// does not know) is shown, not dropped.
-	if (m && m.type === 'error') setStatus(`${m.code || 'error'}: ${m.message || ''}`, 'error');
+	// Anything else (an error about a cancel or a watch, a message type this
+	// page does not know) is shown in the view, not dropped.
 	if (state.view) state.view.pump.add(m);
 }
 
+function onAccepted(live, m) {
+	live.runId = m.run;
+	const st = { lab: live.lab, events: live.pending.filter((ev) => ev.run === m.run) };
+	live.pending = [];
+	state.streams.set(m.run, st);
+	const v = openView(m.run, live.lab, true);
+	v.pump.addAll(st.events);
+	const card = $('view').firstElementChild;
+	if (card && card.getBoundingClientRect().top > window.innerHeight / 2) {
+		card.scrollIntoView({ block: 'start', behavior: 'smooth' });
+	}
+	setStatus(t('status.running'));
+	history.replaceState(null, '', `#/run/${encodeURIComponent(m.run)}`);
+	updateButtons();
+}
+
+// Every event of a run this page follows: kept in its stream (so the run can
+// be shown again while it goes on), and handed to the view when it shows it.
 function onRunEvent(ev) {
 	const live = state.live;
 	if (live && !live.runId) {
 		live.pending.push(ev);
 		return;
 	}
+	const st = state.streams.get(ev.run);
+	if (st) st.events.push(ev);
 	if (state.view && ev.run === state.view.runId) state.view.pump.add(ev);
-	if (live && ev.run === live.runId && ev.type === 'run.end') {
-		live.ended = true;
+	if (ev.type !== 'run.end') return;
+	// Once a run has ended its record is on the server: stop keeping it here.
+	state.streams.delete(ev.run);
+	if (live && ev.run === live.runId) {
 		state.live = null;
 		setStatus(t('status.finished', { status: statusText(ev.status) }), ev.status === 'ok' ? 'ok' : 'error');
 		state.form.setDisabled(false);
 		updateButtons();
-		refreshRuns();
 	}
+	refreshRuns();
 }
 
 // ---- running ----
@@ -199,7 +231,7 @@ function startRun(ev) {
 		return;
 	}
 	const tag = `t${++state.tagSeq}`;
-	state.live = { tag, runId: null, lab: state.lab.name, ended: false, pending: [] };
+	state.live = { tag, runId: null, lab: state.lab.name, pending: [] };
 	state.socket.send({ op: 'run', lab: state.lab.name, params: values, tag });
 	state.form.setDisabled(true);
 	setStatus(t('status.starting'));
@@ -308,7 +340,8 @@ async function refreshRuns() {
 			h('span', { class: `pill pill-${st}`, text: statusText(status) })),
 		h('span', { class: 'run-item-bottom' },
 			h('code', { class: 'run-id', text: id }),
-			h('span', { class: 'muted', text: fmtWhen(r) })))));
+			h('span', { class: 'muted', text: [fmtWhen(r), typeof r.events === 'number' ? t('runs.events', { n: r.events }) : '']
+				.filter(Boolean).join(' · ') })))));
 	}
 }
 
@@ -325,10 +358,19 @@ async function openRun(id, lab, status) {
 			status = 'finished';
 		}
 	}
+	const st = state.streams.get(id);
+	if (st) {
+		// Already followed here: show what has arrived, then the rest live.
+		openView(id, st.lab, true).pump.addAll(st.events);
+		setStatus(t('status.replaying', { id }));
+		return;
+	}
 	if (status === 'running') {
 		// Followed live; if the socket is not open yet, resume() sends the
 		// watch once it is.
-		openView(id, lab || (state.lab && state.lab.name) || '', true);
+		const labName = lab || (state.lab && state.lab.name) || '';
+		state.streams.set(id, { lab: labName, events: [] });
+		openView(id, labName, true);
 		if (state.socket && state.socket.open) state.socket.send({ op: 'watch', run: id });
 		setStatus(t('status.replaying', { id }));
 		return;

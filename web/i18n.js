@@ -26,7 +26,7 @@ export const en = {
 	'runs.refresh': 'Refresh',
 	'runs.empty': 'No runs yet.',
 	'runs.open': 'Open run {id}',
-	'runs.running': 'running',
+	'runs.events': '{n} events',
 
 	'form.heading': 'Parameters',
 	'form.advanced': 'Advanced',
@@ -92,7 +92,7 @@ export const en = {
 	'echo.m.sent': 'Sent',
 	'echo.m.reply': 'Reply',
 	'echo.m.bytes': 'Bytes',
-	'echo.m.rtt': 'Round trip',
+	'echo.m.rtt': 'RTT',
 	'echo.m.ok': 'OK',
 	'echo.ok_yes': '✓',
 	'echo.ok_no': '✗',

@@ -105,6 +105,27 @@ function echoClient(host, port, text) {
 	});
 }
 
+// Connect, send text, wait for the echo, then abort the connection (RST).
+function resetClient(host, port, text) {
+	return new Promise((resolve, reject) => {
+		const s = net.connect({ host, port });
+		const timer = setTimeout(() => {
+			s.destroy();
+			reject(new Error('no echo within 10 s before the reset'));
+		}, 10000);
+		s.on('connect', () => s.write(text));
+		s.once('data', () => {
+			clearTimeout(timer);
+			s.resetAndDestroy();
+			resolve();
+		});
+		s.on('error', (e) => {
+			clearTimeout(timer);
+			reject(e);
+		});
+	});
+}
+
 // ---- the tests ----
 
 let srv;
@@ -260,6 +281,8 @@ test('bring your own client: the page shows where to connect and what the server
 
 	const reply = await echoClient(host, port, 'hello\n');
 	assertEq(reply, 'HELLO\n', 'reply from the server');
+	// A second client aborts with a RST: the server's recv fails with ECONNRESET.
+	await resetClient(host, port, 'bye\n');
 
 	await waitVisible('.echo-trace .c-server .sc-accept');
 	await until(async () => (await texts('.echo-trace .c-server .sc-recv .data')).includes('"hello\\n"'), WAIT,
@@ -267,6 +290,10 @@ test('bring your own client: the page shows where to connect and what the server
 	await waitVisible('.echo-trace .c-server .sc-eof');
 	const eof = await page.textContent('.echo-trace .c-server .sc-eof');
 	assert(/closed/.test(eof), `eof row "${eof}"`);
+	await waitVisible('.echo-trace .c-server.cell-failed');
+	const reset = await page.textContent('.echo-trace .c-server.cell-failed');
+	assert(reset.includes('ECONNRESET') && /client reset the connection/.test(reset), `reset row "${reset}"`);
+	await page.$eval('.trace-scroll', (el) => { el.scrollTop = el.scrollHeight; });
 	await shot('byo');
 
 	await page.click('#cancel-btn');
@@ -289,6 +316,44 @@ test('recent runs lists the finished run and reopens it with the same view', asy
 	const client = new Set(await texts('.echo-trace .c-client .fn'));
 	assert(client.has('connect'), 'reopened run lacks the client connect');
 	await shot('reopened');
+});
+
+test('the tcp-echo view highlights failures and shows unknown events as raw JSON', async () => {
+	// Events a run can produce but the labs above did not: fed to the real
+	// renderer module as the server serves it.
+	const r = await page.evaluate(async () => {
+		const mod = await import('/labs/tcp-echo.js');
+		const root = document.createElement('div');
+		root.id = 'fixture';
+		document.querySelector('#view').appendChild(root);
+		const env = (seq, type, f) => ({ v: 1, run: 'feedfacefeedface', seq, t_us: seq * 1000, lab: 'tcp-echo', type, ...f });
+		const view = mod.create(root, { runId: 'feedfacefeedface', lab: 'tcp-echo', live: false });
+		view.push([
+			env(0, 'run.start', { params: { mode: 'both' }, sandbox: { netns: true, note: 'test' } }),
+			env(1, 'syscall', { who: 'client', conn: 1, call: 'connect', fd: 5, args: { addr: '127.0.0.1', port: 9 },
+				ret: -1, errno: 111, errno_name: 'ECONNREFUSED', error: 'Connection refused', t_call_us: 900, blocked_us: 100 }),
+			env(2, 'segment', { dir: 'out', flags: 'SYN' }),
+			env(4, 'error', { code: 'connect_failed', message: 'the client could not connect' }),
+			env(5, 'run.end', { status: 'error', summary: {} }),
+		]);
+		const text = (sel) => [...root.querySelectorAll(sel)].map((e) => e.textContent);
+		const out = {
+			failed: text('.c-client.cell-failed'),
+			raw: text('.raw'),
+			errors: text('.callout-error'),
+			gap: text('.callout-warn').join(''),
+			status: root.querySelector('.run-summary .pill').dataset.status,
+		};
+		root.remove();
+		return out;
+	});
+	assert(r.failed.length === 1 && r.failed[0].includes('ECONNREFUSED') && r.failed[0].includes('Connection refused'),
+		`failed connect row ${JSON.stringify(r.failed)}`);
+	assert(r.raw.length === 1 && r.raw[0].includes('segment') && r.raw[0].includes('"flags":"SYN"'),
+		`unknown event row ${JSON.stringify(r.raw)}`);
+	assert(r.errors.some((e) => e.includes('connect_failed')), `error event ${JSON.stringify(r.errors)}`);
+	assert(/1 event/.test(r.gap), `missing seq 3 not reported: "${r.gap}"`);
+	assertEq(r.status, 'error', 'run.end status');
 });
 
 test('no console errors, page errors or CSP violations', async () => {

@@ -66,7 +66,7 @@ class EchoView {
 		const head = (cls, key) => h('div', { class: `tcell ${cls}`, attrs: { role: 'columnheader' }, text: t(key) });
 		this.echoTable = h('div', { class: 'echo-table', attrs: { role: 'table', 'aria-label': t('echo.messages') } },
 			h('div', { class: 'echo-head', attrs: { role: 'rowgroup' } }, h('div', { class: 'erow', attrs: { role: 'row' } },
-				head('', 'echo.m.index'), head('', 'echo.m.sent'), head('', 'echo.m.reply'),
+				head('idx', 'echo.m.index'), head('', 'echo.m.sent'), head('', 'echo.m.reply'),
 				head('num', 'echo.m.bytes'), head('num', 'echo.m.rtt'), head('ok', 'echo.m.ok'))),
 			this.echoBody);
 		this.echoTable.hidden = true;
@@ -95,7 +95,8 @@ class EchoView {
 		// top, where its story starts.
 		const s = this.scroller;
 		const atBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 40;
-		const follow = this.ctx.live && atBottom && (s.scrollTop > 0 || performance.now() - this.born > 1500);
+		const follow = this.ctx.live && atBottom
+			&& (this.byo || s.scrollTop > 0 || performance.now() - this.born > 1500);
 		const frag = document.createDocumentFragment();
 		const echoFrag = document.createDocumentFragment();
 		let metricsChanged = false;
@@ -195,7 +196,7 @@ class EchoView {
 		const ok = ev.ok === true;
 		const cell = (cls, ...kids) => h('div', { class: `tcell ${cls}`, attrs: { role: 'cell' } }, ...kids);
 		frag.appendChild(h('div', { class: `erow ${ok ? 'echo-ok' : 'echo-bad'}`, attrs: { role: 'row' } },
-			cell('',
+			cell('idx',
 				typeof ev.conn === 'number' ? h('span', { class: 'conn-tag', text: `#${ev.conn}` }) : null,
 				String(ev.index ?? '')),
 			cell('sent', h('code', { class: 'data', text: fmtValue(ev.sent) })),
