@@ -328,7 +328,7 @@ static enum MHD_Result api_runs(struct http_server *h, struct MHD_Connection *c)
 
 	snprintf(dir, sizeof dir, "%s/runs", h->cfg->data);
 	d = opendir(dir);
-	while (d && (de = readdir(d))) {
+	for (de = d ? readdir(d) : NULL; de; de = readdir(d)) {
 		json_t *m;
 		if (!ev_valid_run_id(de->d_name))
 			continue;

@@ -716,6 +716,19 @@ out:
 	return 0;
 }
 
+/* Reap r's process if it has exited. */
+static void run_try_reap(struct run *r)
+{
+	int st;
+
+	if (r->pid <= 0 || r->sm.exited)
+		return;
+	if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
+		r->wstatus = st;
+		run_input(r, RUN_IN_EXITED);
+	}
+}
+
 /* Read once from the pipe. Returns 2 after data, 1 when nothing is there
  * now, 0 at end of file, -1 on error. */
 static int run_read(struct run *r)
@@ -759,6 +772,9 @@ int runs_pipe_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		r->wsi = NULL;
 		r->pipe_fd = -1; /* lws closes it */
 		run_input(r, RUN_IN_EOF);
+		/* Usually the process has just exited: reap it now rather than
+		 * on the next turn of the loop. */
+		run_try_reap(r);
 		return 0;
 	default:
 		return 0;
@@ -1233,18 +1249,8 @@ void runs_reap(struct run_mgr *m)
 {
 	struct run *r;
 
-	for (r = m->runs; r; r = r->next) {
-		int st;
-		pid_t w;
-
-		if (r->pid <= 0 || r->sm.exited)
-			continue;
-		w = waitpid(r->pid, &st, WNOHANG);
-		if (w == r->pid) {
-			r->wstatus = st;
-			run_input(r, RUN_IN_EXITED);
-		}
-	}
+	for (r = m->runs; r; r = r->next)
+		run_try_reap(r);
 }
 
 void runs_shutdown(struct run_mgr *m)
@@ -1459,7 +1465,7 @@ int runs_recover(const char *data, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot read %s: %s", runs_dir, strerror(errno));
 		return rc;
 	}
-	while ((de = readdir(d))) {
+	for (de = readdir(d); de; de = readdir(d)) {
 		const char *status = NULL, *lab;
 		json_int_t count = 0;
 		json_t *meta;

@@ -26,10 +26,10 @@ static const char *env_lookup(const char *name)
  * open so no pipe or file of ours lands on one of them. */
 static void ensure_std_fds(void)
 {
-	int fd;
+	int fd = open("/dev/null", O_RDWR);
 
-	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
-		;
+	while (fd >= 0 && fd <= 2)
+		fd = open("/dev/null", O_RDWR);
 	if (fd > 2)
 		close(fd);
 }

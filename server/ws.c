@@ -661,7 +661,7 @@ static void lws_log(int level, const char *line)
 	fprintf(stderr, "socklab serve: lws: %s", line);
 }
 
-int ws_create(struct ws_server **out, const struct serve_config *cfg,
+int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 	      struct http_counters *counters, int signal_fd, char *err, size_t errlen)
 {
 	struct lws_context_creation_info info;
@@ -691,7 +691,7 @@ int ws_create(struct ws_server **out, const struct serve_config *cfg,
 	if (!srv->ctx) {
 		snprintf(err, errlen, "could not create the WebSocket context");
 		rc = -EIO;
-		goto fail;
+		goto out;
 	}
 
 	memset(&info, 0, sizeof info);
@@ -709,7 +709,7 @@ int ws_create(struct ws_server **out, const struct serve_config *cfg,
 		snprintf(err, errlen, "cannot listen for WebSocket on %s port %d", cfg->listen,
 			 cfg->ws_port);
 		rc = -EADDRINUSE;
-		goto fail;
+		goto out;
 	}
 
 	memset(&info, 0, sizeof info);
@@ -721,7 +721,7 @@ int ws_create(struct ws_server **out, const struct serve_config *cfg,
 	if (!srv->internal) {
 		snprintf(err, errlen, "could not create the internal vhost");
 		rc = -EIO;
-		goto fail;
+		goto out;
 	}
 
 	hooks.line = hook_line;
@@ -729,7 +729,7 @@ int ws_create(struct ws_server **out, const struct serve_config *cfg,
 	hooks.arg = srv;
 	rc = runs_create(&srv->runs, cfg, srv->ctx, srv->internal, &hooks, counters, err, errlen);
 	if (rc < 0)
-		goto fail;
+		goto out;
 
 	fd.filefd = signal_fd;
 	srv->signal_fd = -1; /* lws owns it now, or has closed it */
@@ -737,14 +737,17 @@ int ws_create(struct ws_server **out, const struct serve_config *cfg,
 					"socklab-signal", NULL)) {
 		snprintf(err, errlen, "could not watch signals");
 		rc = -EIO;
-		goto fail;
+		goto out;
 	}
-	*out = srv;
-	return 0;
-fail:
-	if (srv->signal_fd >= 0)
-		close(srv->signal_fd);
-	ws_destroy(srv);
+	rc = 0;
+out:
+	if (rc < 0) {
+		if (srv->signal_fd >= 0)
+			close(srv->signal_fd);
+		ws_destroy(srv);
+		srv = NULL;
+	}
+	*out_srv = srv;
 	return rc;
 }
 
