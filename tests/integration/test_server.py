@@ -3,6 +3,7 @@ import asyncio
 import atexit
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -402,6 +403,37 @@ def watch_follows_a_live_run():
     lines = s.get(f"/api/runs/{run_id}/events").body.decode().splitlines()
     eq(seen, [json.loads(line) for line in lines], "watcher saw exactly the bundle")
     s.wait_no_children()
+
+
+# ---- a client that does not read ----
+
+@test
+def slow_reader_is_disconnected_with_counted_drops():
+    s = srv()
+    before = s.get_json("/api/health")["counters"]
+
+    async def go():
+        # A tiny receive buffer and no reading: the server's bounded queue
+        # must fill (the run below prints far more than kernel buffers hold).
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", s.ws_port))
+        async with s.connect(sock=sock, max_queue=1, read_limit=4096) as ws:
+            await send(ws, {"op": "run", "lab": "tcp-echo",
+                            "params": {"clients": 4, "messages": 1000, "size": 1000}})
+            wait_for(lambda: s.get_json("/api/health")["counters"]["ws_queue_overflows"]
+                     > before["ws_queue_overflows"], 60, "a queue overflow")
+            try:
+                while True:
+                    await recv(ws, 30)
+            except websockets.exceptions.ConnectionClosed as e:
+                eq(e.code, 1008, "close code (policy violation)")
+                check("reads too slowly" in e.reason, f"close reason {e.reason!r}")
+
+    arun(go())
+    after = s.get_json("/api/health")["counters"]
+    check(after["ws_messages_dropped"] > before["ws_messages_dropped"], "drops counted")
+    s.wait_no_children()  # closing the connection cancelled its run
 
 
 # ---- shutdown (last: it stops the shared server) ----
