@@ -7,7 +7,7 @@
 // A finished run is reopened from GET /api/runs/ID/events with the same
 // renderer; a run still going is followed with {"op":"watch"}.
 
-import { t, has, applyI18n } from './i18n.js';
+import { t, has, setLang, applyI18n } from './i18n.js';
 import { h, clear, replace } from './dom.js';
 import { getJSON, getRunEvents, eventsURL, wsURL, LiveSocket } from './api.js';
 import { buildForm } from './form.js';
@@ -15,6 +15,8 @@ import { rendererFor } from './labs/index.js';
 
 // Events handed to a renderer per frame at most; the rest wait for the next one.
 const MAX_PER_FRAME = 3000;
+// How often the recent runs list is read again.
+const RUNS_REFRESH_MS = 15000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -28,7 +30,6 @@ const state = {
 	streams: new Map(), // runs followed over the WebSocket: id -> {lab, events[]}
 	view: null,      // what the view area shows: {runId, lab, renderer, pump, live}
 	tagSeq: 0,
-	runsTimer: null,
 };
 
 // Queue of events for one renderer, drained once per animation frame.
@@ -113,6 +114,7 @@ function openView(runId, lab, live) {
 		config: state.config,
 	});
 	state.view = { runId, lab, renderer, pump: new Pump(renderer), live };
+	markCurrentRun();
 	return state.view;
 }
 
@@ -295,6 +297,14 @@ function selectLab(name, userAction) {
 
 // ---- recent runs ----
 
+function markCurrentRun() {
+	const id = state.view && state.view.runId;
+	for (const b of document.querySelectorAll('.run-item')) {
+		if (id && b.dataset.run === id) b.setAttribute('aria-current', 'true');
+		else b.removeAttribute('aria-current');
+	}
+}
+
 function runList(data) {
 	if (Array.isArray(data)) return data;
 	if (data && Array.isArray(data.runs)) return data.runs;
@@ -343,6 +353,7 @@ async function refreshRuns() {
 			h('span', { class: 'muted', text: [fmtWhen(r), typeof r.events === 'number' ? t('runs.events', { n: r.events }) : '']
 				.filter(Boolean).join(' · ') })))));
 	}
+	markCurrentRun();
 }
 
 // Show a past or running run: a running one is followed live over the
@@ -405,6 +416,7 @@ function route() {
 }
 
 async function main() {
+	document.documentElement.lang = setLang(navigator.language || 'en');
 	applyI18n(document);
 	$('run-form').addEventListener('submit', startRun);
 	$('cancel-btn').addEventListener('click', cancelRun);
@@ -428,6 +440,10 @@ async function main() {
 	const want = route();
 	if (state.labs.length) selectLab(want && state.labs.some((l) => l.name === want) ? want : state.labs[0].name, false);
 	refreshRuns();
+	// Runs started elsewhere (another student, the instructor) appear by themselves.
+	setInterval(() => {
+		if (!document.hidden) refreshRuns();
+	}, RUNS_REFRESH_MS);
 	document.body.classList.add('ready');
 }
 

@@ -1,7 +1,9 @@
 // i18n.js: every string the dashboard shows, one table per language, and t() to look them up.
 //
 // Keys are stable names; values may hold {placeholders} filled from t()'s second
-// argument. A later translation adds a table (for example zh-CN) with the same
+// argument. Optional keys a translation may add: "note.KEY" (a lab's note,
+// filled from its params; English shows the lab's own text), "summary.NAME"
+// and "metric.NAME" (labels; English shows the name with spaces). A later translation adds a table (for example zh-CN) with the same
 // keys; a key missing from it falls back to English, and a key missing from
 // English is shown as the key itself so the gap is visible, not silent.
 
@@ -98,6 +100,8 @@ export const en = {
 	'echo.ok_no': '✗',
 	'echo.ok_yes_label': 'reply matches',
 	'echo.ok_no_label': 'reply does not match',
+	'echo.stats_ok': '{good}/{n} ✓',
+	'echo.stats_rtt': 'RTT min {min} · median {median} · max {max}',
 	'echo.metrics': 'Measurements',
 	'echo.metric_max': 'max {max}',
 	'echo.listening': 'listening on {addr}:{port}, backlog {backlog}',
@@ -137,9 +141,12 @@ export const en = {
 const tables = { en };
 let lang = 'en';
 
-// Choose the language for later t() calls; unknown languages keep English.
+// Choose the language for later t() calls ("zh-CN", or "zh" for the first zh-*
+// table); unknown languages get English. Returns the language chosen.
 export function setLang(code) {
-	lang = Object.hasOwn(tables, code) ? code : 'en';
+	const c = String(code || '');
+	const base = c.split('-')[0];
+	lang = Object.hasOwn(tables, c) ? c : Object.keys(tables).find((k) => k.split('-')[0] === base) || 'en';
 	return lang;
 }
 

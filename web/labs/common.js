@@ -6,7 +6,7 @@
 // and keeps the elapsed time. Everything is updated once per batch.
 
 import { h, replace, fmtDuration, fmtValue } from '../dom.js';
-import { t } from '../i18n.js';
+import { t, has } from '../i18n.js';
 
 export class RunFrame {
 	constructor(root, ctx) {
@@ -129,7 +129,7 @@ export class RunFrame {
 				t('run.summary'), ' ',
 				h('span', { class: `pill pill-${st.replace(/[^a-z]/g, '')}`, attrs: { 'data-status': st }, text: t(`run.status.${st}`) })),
 			sum.length ? h('dl', { class: 'tiles' }, sum.map(([k, v]) => h('div', { class: 'tile', dataset: { key: k } },
-				h('dt', { text: k.replace(/_/g, ' ') }), h('dd', { text: fmtValue(v) })))) : null);
+				h('dt', { text: label('summary', k) }), h('dd', { text: fmtValue(v) })))) : null);
 		this.summaryEl.classList.add('card');
 		this.summaryEl.hidden = false;
 	}
@@ -147,11 +147,22 @@ export function errorCallout(ev) {
 		h('span', { text: `: ${ev.message || ''}` }));
 }
 
-// A "note" event as an explanation callout.
+// A "note" event as an explanation callout. The lab's English text is shown
+// unless the current language has the note's key ("note.KEY", filled from the
+// note's params).
 export function noteCallout(ev) {
+	const key = `note.${ev.key}`;
+	const text = ev.key && has(key) ? t(key, ev.params || {}) : ev.text || ev.key || '';
 	return h('div', { class: 'callout callout-note', dataset: { key: ev.key || '' } },
 		h('span', { class: 'note-icon', attrs: { 'aria-hidden': 'true' }, text: 'i' }),
-		h('p', { text: ev.text || ev.key || '' }));
+		h('p', { text }));
+}
+
+// A label for a name that comes from a lab (a summary key, a metric name):
+// the table's "PREFIX.NAME" when there is one, else the name with spaces.
+export function label(prefix, name) {
+	const key = `${prefix}.${name}`;
+	return has(key) ? t(key) : String(name).replace(/_/g, ' ');
 }
 
 // Rows beyond this many are counted, not drawn: the page stays responsive and

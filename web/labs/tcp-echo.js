@@ -9,7 +9,7 @@
 
 import { h, replace, fmtMs, fmtDuration, fmtAddr, fmtValue } from '../dom.js';
 import { t } from '../i18n.js';
-import { RunFrame, errorCallout, noteCallout, MAX_ROWS, LONG_ROWS } from './common.js';
+import { RunFrame, errorCallout, noteCallout, label, MAX_ROWS, LONG_ROWS } from './common.js';
 import { syscallCell, failed, isEof } from './syscall.js';
 import { rawBlock } from './raw.js';
 
@@ -41,7 +41,7 @@ class EchoView {
 		this.timer = null;
 		this.born = performance.now();
 
-		this.byoEl = h('section', { class: 'card byo', attrs: { 'aria-live': 'polite' } });
+		this.byoEl = h('section', { class: 'card byo' });
 		this.byoEl.hidden = true;
 		root.appendChild(this.byoEl);
 
@@ -216,11 +216,13 @@ class EchoView {
 		const n = this.echoes.length;
 		const good = this.echoes.filter((e) => e.ok === true).length;
 		const rtts = this.echoes.map((e) => e.rtt_us).filter((x) => typeof x === 'number').sort((a, b) => a - b);
-		const parts = [`${good}/${n} ✓`];
+		const parts = [t('echo.stats_ok', { good, n })];
 		if (rtts.length) {
-			parts.push(`RTT min ${fmtDuration(rtts[0])}`,
-				`median ${fmtDuration(rtts[Math.floor(rtts.length / 2)])}`,
-				`max ${fmtDuration(rtts[rtts.length - 1])}`);
+			parts.push(t('echo.stats_rtt', {
+				min: fmtDuration(rtts[0]),
+				median: fmtDuration(rtts[Math.floor(rtts.length / 2)]),
+				max: fmtDuration(rtts[rtts.length - 1]),
+			}));
 		}
 		this.echoStats.textContent = parts.join(' · ');
 		this.echoTable.classList.toggle('multi-conn', new Set(this.echoes.map((e) => e.conn)).size > 1);
@@ -229,13 +231,14 @@ class EchoView {
 	updateMetrics() {
 		const items = [];
 		for (const ev of this.metrics.values()) {
-			const label = ev.who ? `${ev.name.replace(/_/g, ' ')} (${ev.who})` : ev.name.replace(/_/g, ' ');
+			const name = label('metric', ev.name);
+			const title = ev.who ? `${name} (${ev.who})` : name;
 			const dd = h('dd', {}, h('span', { class: 'metric-value', text: fmtValue(ev.value) }));
 			if (typeof ev.max === 'number' && typeof ev.value === 'number' && ev.max > 0) {
-				dd.appendChild(h('meter', { attrs: { min: 0, max: ev.max, value: Math.min(ev.value, ev.max), 'aria-label': label } }));
+				dd.appendChild(h('meter', { attrs: { min: 0, max: ev.max, value: Math.min(ev.value, ev.max), 'aria-label': title } }));
 				dd.appendChild(h('span', { class: 'muted', text: t('echo.metric_max', { max: ev.max }) }));
 			}
-			items.push(h('dt', { text: label }), dd);
+			items.push(h('dt', { text: title }), dd);
 		}
 		replace(this.metricsList, items);
 		this.metricsCard.hidden = items.length === 0;
@@ -265,13 +268,16 @@ class EchoView {
 		const py = `python3 -c "import socket; s=socket.create_connection(('${host}', ${port})); s.sendall(b'hello\\n'); print(s.recv(1024))"`;
 		this.idleS = typeof ev.idle_timeout_s === 'number' ? ev.idle_timeout_s : 0;
 		this.lastActivity = performance.now();
-		this.idleEl = h('p', { class: 'idle', attrs: { 'aria-live': 'off' } });
+		// The countdown changes every second, so it stays out of the status
+		// region that announces the address.
+		this.idleEl = h('p', { class: 'idle' });
 		replace(this.byoEl,
 			h('h3', { text: t('byo.heading') }),
-			h('p', { text: t(isLoopback(host) ? 'byo.intro_local' : 'byo.intro') }),
-			h('div', { class: 'byo-target' },
-				h('span', { class: 'big-addr', dataset: { host, port: String(port) } },
-					h('span', { class: 'byo-host', text: host }), ':', h('span', { class: 'byo-port', text: String(port) }))),
+			h('div', { attrs: { role: 'status' } },
+				h('p', { text: t(isLoopback(host) ? 'byo.intro_local' : 'byo.intro') }),
+				h('div', { class: 'byo-target' },
+					h('span', { class: 'big-addr', dataset: { host, port: String(port) } },
+						h('span', { class: 'byo-host', text: host }), ':', h('span', { class: 'byo-port', text: String(port) })))),
 			commandBox(t('byo.nc'), nc, 'cmd-nc'),
 			commandBox(t('byo.python'), py, 'cmd-python'),
 			h('p', { class: 'help', text: t('byo.trace_hint') }),
@@ -317,7 +323,7 @@ function isLoopback(host) {
 }
 
 function metricText(ev) {
-	let s = `${String(ev.name).replace(/_/g, ' ')}: ${fmtValue(ev.value)}`;
+	let s = `${label('metric', String(ev.name))}: ${fmtValue(ev.value)}`;
 	if (ev.max !== undefined) s += ` (${t('echo.metric_max', { max: ev.max })})`;
 	return s;
 }
