@@ -452,7 +452,7 @@ int config_origin_allowed(const struct serve_config *c, int http_port, const cha
 	    (origin_is(origin, "localhost", http_port) || origin_is(origin, "127.0.0.1", http_port) ||
 	     origin_is(origin, "[::1]", http_port)))
 		return 1;
-	if (config_is_wildcard(c->listen) && host) {
+	if (!config_is_loopback(c->listen) && host) {
 		/* The host part of the Host header, without its port. */
 		size_t n;
 		if (host[0] == '[') {

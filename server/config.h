@@ -65,8 +65,10 @@ void config_url_host(const char *addr, char *out, size_t outlen);
  *     hijacking cannot come from;
  *   - http://LISTEN:HTTP_PORT, and on a loopback listener also the localhost,
  *     127.0.0.1 and [::1] spellings of it;
- *   - on a wildcard listener (0.0.0.0, ::), http://H:HTTP_PORT where H is the
- *     host the client connected to (the Host header);
+ *   - on any other listener (0.0.0.0, ::, a LAN address), http://H:HTTP_PORT
+ *     where H is the host the client connected to (its Host header), so the
+ *     page works under whatever name or address students use. A loopback
+ *     listener does not do this: a name there could be DNS rebinding;
  *   - every --origin given (exact match), or anything after --origin '*'.
  * Returns 1 when allowed.
  */

@@ -7,6 +7,23 @@
 #include "config.h"
 #include "http.h"
 
+/*
+ * The socklab.v1 protocol. Client -> server, one JSON object per text
+ * message (at most CONFIG_MAX_MESSAGE_BYTES; larger: an error, then close
+ * 1009); "tag" (a string of at most 64 bytes) is optional and echoed:
+ *   {"op":"run","lab":L,"params":{...}}  -> {"type":"run.accepted","run":ID,"tag","lab"}
+ *                                           then every event of the run
+ *   {"op":"cancel","run":ID}             -> {"type":"cancel.accepted","run":ID,"tag"}
+ *                                           (only the connection's own runs)
+ *   {"op":"watch","run":ID}              -> {"type":"watch.accepted","run":ID,"tag","live"}
+ *                                           then the run's events from seq 0, live
+ *                                           after the replay while it is going
+ *   {"op":"ping"}                        -> {"type":"pong","tag"}
+ * Any refusal is {"type":"error","code","message","tag"[,"param"][,"run"]}
+ * with code bad_request, bad_param, unknown_lab, unknown_run, not_owner,
+ * not_running, limit or internal; the connection stays usable.
+ */
+
 /* WebSocket subprotocol every client must ask for. */
 #define WS_PROTOCOL "socklab.v1"
 

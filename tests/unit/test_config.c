@@ -228,6 +228,11 @@ static void test_origin_wildcard_and_extra(void **state)
 	assert_false(config_origin_allowed(&c, 80, "http://a b:80", "a b:8081"));
 	assert_true(config_origin_allowed(&c, 80, "https://lab.example", "x"));
 	assert_false(config_origin_allowed(&c, 80, "https://lab.example.evil", "x"));
+	/* So does a listener on one LAN address, reached by name. */
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--listen", "10.1.2.3", NULL), 0);
+	assert_true(config_origin_allowed(&c, 80, "http://10.1.2.3:80", NULL));
+	assert_true(config_origin_allowed(&c, 80, "http://lab-pc:80", "lab-pc:8081"));
+	assert_false(config_origin_allowed(&c, 80, "http://lab-pc:81", "lab-pc:8081"));
 	/* --origin '*' accepts anything. */
 	assert_int_equal(parse(&c, NULL, err, sizeof err, "--origin", "*", NULL), 0);
 	assert_true(config_origin_allowed(&c, 8080, "http://evil.example", NULL));
