@@ -126,6 +126,12 @@ function onSocketState(s, retryS) {
 	$('conn-text').textContent = s === 'open' ? t('conn.open')
 		: s === 'closed' ? t('conn.closed', { s: retryS }) : t('conn.connecting');
 	if (s === 'open') resume();
+	// A run asked for but not yet accepted is lost with the connection.
+	if (s === 'closed' && state.live && !state.live.runId) {
+		state.live = null;
+		setStatus(t('status.lost'), 'error');
+		if (state.form) state.form.setDisabled(false);
+	}
 	updateButtons();
 }
 

@@ -53,6 +53,7 @@ export const en = {
 	'status.starting': 'Starting…',
 	'status.running': 'Running…',
 	'status.finished': 'Finished: {status}.',
+	'status.lost': 'The connection to the server was lost before the run started; press Run again.',
 	'status.cancelling': 'Cancelling…',
 	'status.rejected': 'The server refused the run: {message}',
 	'status.rejected_field': 'The server refused the run: see the highlighted field.',
