@@ -274,13 +274,13 @@ class EchoView {
 		replace(this.byoEl,
 			h('h3', { text: t('byo.heading') }),
 			h('div', { attrs: { role: 'status' } },
-				h('p', { text: t(isLoopback(host) ? 'byo.intro_local' : 'byo.intro') }),
+				h('p', { class: 'while-live', text: t(isLoopback(host) ? 'byo.intro_local' : 'byo.intro') }),
 				h('div', { class: 'byo-target' },
 					h('span', { class: 'big-addr', dataset: { host, port: String(port) } },
 						h('span', { class: 'byo-host', text: host }), ':', h('span', { class: 'byo-port', text: String(port) })))),
 			commandBox(t('byo.nc'), nc, 'cmd-nc'),
 			commandBox(t('byo.python'), py, 'cmd-python'),
-			h('p', { class: 'help', text: t('byo.trace_hint') }),
+			h('p', { class: 'help while-live', text: t('byo.trace_hint') }),
 			this.idleEl);
 		this.byoEl.hidden = false;
 		if (this.ctx.live && this.idleS > 0) {
