@@ -75,7 +75,10 @@ export class LiveSocket {
 			} catch {
 				msg = { type: 'invalid-message', line: m.data };
 			}
-			this.onMessage(msg);
+			// One event per message is the protocol; an array of events in
+			// one message (a batching server) is taken as well.
+			if (Array.isArray(msg)) for (const one of msg) this.onMessage(one);
+			else this.onMessage(msg);
 		});
 		ws.addEventListener('close', () => {
 			if (this.ws === ws) this.retry();
