@@ -362,6 +362,7 @@ static void defaults(struct serve_config *c)
 	c->max_byo = 8;
 	c->max_byo_per_conn = 1;
 	c->run_timeout_s = 120;
+	snprintf(c->run_exe, sizeof c->run_exe, "/proc/self/exe");
 }
 
 int config_parse(struct serve_config *c, int argc, char **argv,
@@ -419,6 +420,14 @@ int config_parse(struct serve_config *c, int argc, char **argv,
 	}
 	if (!byo_bind_set)
 		snprintf(c->byo_bind, sizeof c->byo_bind, "%s", c->listen);
+	if (env && env("SOCKLAB_TEST_RUN_EXE")) {
+		const char *exe = env("SOCKLAB_TEST_RUN_EXE");
+		if (exe[0] != '/' || strlen(exe) >= sizeof c->run_exe) {
+			snprintf(err, errlen, "SOCKLAB_TEST_RUN_EXE: must be an absolute path");
+			return -EINVAL;
+		}
+		snprintf(c->run_exe, sizeof c->run_exe, "%s", exe);
+	}
 	c->listen_v6 = addr_family(c->listen) == AF_INET6;
 	return 0;
 }

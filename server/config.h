@@ -32,6 +32,10 @@ struct serve_config {
 	int max_byo, max_byo_per_conn;
 	int run_timeout_s;
 	char public_ws_url[CONFIG_URL_MAX]; /* "" when not set */
+	/* The program each run executes: /proc/self/exe (this binary's
+	 * `run` command). Tests replace it through SOCKLAB_TEST_RUN_EXE with a
+	 * fake that misbehaves on purpose; there is no flag for it. */
+	char run_exe[CONFIG_PATH_MAX];
 };
 
 /* config_parse() returns this when --help was given (usage is not an error). */

@@ -786,7 +786,8 @@ int runs_pipe_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
  * ====================================================================== */
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child_exec(int out_fd, int err_fd, char *const argv[], pid_t parent)
+static void child_exec(const char *exe, int out_fd, int err_fd, char *const argv[],
+		       pid_t parent)
 {
 	static const struct {
 		int res;
@@ -827,7 +828,7 @@ static void child_exec(int out_fd, int err_fd, char *const argv[], pid_t parent)
 	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
 		_exit(127);
 	close_range(3, ~0u, 0);
-	execv("/proc/self/exe", argv);
+	execv(exe, argv);
 	if (write(2, msg, sizeof msg - 1) < 0)
 		_exit(127);
 	_exit(127);
@@ -941,7 +942,7 @@ static int run_spawn(struct run_mgr *m, struct run *r, const struct lab_params *
 		goto out;
 	}
 	if (pid == 0)
-		child_exec(pfd[1], err_fd, argv, self);
+		child_exec(m->cfg->run_exe, pfd[1], err_fd, argv, self);
 	r->pid = pid;
 	close(pfd[1]);
 	pfd[1] = -1;

@@ -15,7 +15,7 @@
 /*
  * Everything here runs in the lws service thread (the main thread) unless a
  * function says otherwise. A run is a child process started with fork+exec
- * of /proc/self/exe; its stdout (one JSON event per line) is a pipe adopted
+ * of cfg->run_exe (this binary, /proc/self/exe); its stdout (one JSON event per line) is a pipe adopted
  * into the lws loop. Each line is checked (JSON object, the run's id, the next
  * seq), appended to DATA/runs/ID/events.jsonl and handed to the hooks, which
  * deliver it to the run's owner and watchers. Runs refer to WebSocket

@@ -62,6 +62,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.n_origins, 0);
 	assert_false(c.any_origin);
 	assert_false(c.listen_v6);
+	assert_string_equal(c.run_exe, "/proc/self/exe");
 }
 
 static void test_flags(void **state)
