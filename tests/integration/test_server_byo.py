@@ -10,7 +10,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (Server, binary, check_stream, events_until_end, free_port_range,  # noqa: E402
-                     request, send, start_run, wait_for)
+                     request, send, start_run)
 from tap import check, eq, run, test  # noqa: E402
 
 
