@@ -20,6 +20,8 @@
 #define WS_REPLAY_BATCH 256
 /* Seconds the shutdown waits for runs to end after SIGKILL is due. */
 #define WS_SHUTDOWN_EXTRA_S 3
+/* Seconds it then waits for queued messages to reach their connections. */
+#define WS_DRAIN_S 1
 
 struct ws_msg {
 	size_t len;
@@ -761,13 +763,39 @@ void ws_set_http_port(struct ws_server *w, int port)
 	w->http_port = port;
 }
 
+/* Messages still queued for any connection. */
+static int queued_anywhere(const struct ws_server *w)
+{
+	size_t i;
+
+	for (i = 0; i < WS_MAX_SESSIONS; i++)
+		if (w->slots[i] && w->slots[i]->q_count > 0 && !w->slots[i]->overflowed)
+			return 1;
+	return 0;
+}
+
 int ws_run(struct ws_server *w)
 {
+	int draining = 0;
+
 	for (;;) {
 		if (lws_service(w->ctx, 0) < 0)
 			break;
-		if (w->stopping && (runs_active(w->runs) == 0 || w->stop_now))
+		if (!w->stopping)
+			continue;
+		if (w->stop_now)
 			break;
+		if (runs_active(w->runs) > 0)
+			continue;
+		/* Every run has ended: give connections a moment to receive
+		 * the last events (each run's run.end) before closing. */
+		if (!queued_anywhere(w))
+			break;
+		if (!draining) {
+			draining = 1;
+			lws_sul_schedule(w->ctx, 0, &w->sul_stop, stop_deadline,
+					 (lws_usec_t)WS_DRAIN_S * LWS_US_PER_SEC);
+		}
 	}
 	return 0;
 }

@@ -448,6 +448,9 @@ def sigterm_cancels_runs_and_exits_zero():
             await events_until_end(ws, run_id, until=lambda e: e["type"] == "echo")
             kids = s.children()
             s.stop()  # SIGTERM; asserts exit 0 and no sanitizer report
+            # The connection still got the run's end before the server closed it.
+            end = (await events_until_end(ws, run_id, timeout=10))[-1]
+            eq((end["type"], end["status"]), ("run.end", "cancelled"), "last event received")
             return run_id, kids
 
     run_id, kids = arun(go())
