@@ -441,6 +441,21 @@ static int origin_is(const char *origin, const char *host, int port)
 	return strcasecmp(origin, want) == 0;
 }
 
+static int host_is_ip_literal(const char *h)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	char inner[INET6_ADDRSTRLEN + 2];
+	size_t n = strlen(h);
+
+	if (h[0] == '[' && n >= 3 && n - 2 < sizeof inner && h[n - 1] == ']') {
+		memcpy(inner, h + 1, n - 2);
+		inner[n - 2] = '\0';
+		return inet_pton(AF_INET6, inner, &a6) == 1;
+	}
+	return inet_pton(AF_INET, h, &a4) == 1;
+}
+
 int config_origin_allowed(const struct serve_config *c, int http_port, const char *origin,
 			  const char *host)
 {
@@ -474,7 +489,10 @@ int config_origin_allowed(const struct serve_config *c, int http_port, const cha
 			return 0;
 		memcpy(h, host, n);
 		h[n] = '\0';
-		if (origin_is(origin, h, http_port))
+		/* Only an IP literal: a name in Host could be an attacker's domain
+		 * rebound to this machine's address (DNS rebinding), and its page
+		 * would then pass as same-origin. Names must be listed with --origin. */
+		if (host_is_ip_literal(h) && origin_is(origin, h, http_port))
 			return 1;
 	}
 	return 0;

@@ -223,15 +223,21 @@ static void test_origin_wildcard_and_extra(void **state)
 			 0);
 	/* The page came from the host the client connected to. */
 	assert_true(config_origin_allowed(&c, 80, "http://10.1.2.3:80", "10.1.2.3:8081"));
-	assert_true(config_origin_allowed(&c, 80, "http://lab-pc:80", "lab-pc:8081"));
+	/* A name in Host is not trusted (DNS rebinding): list it with --origin. */
+	assert_false(config_origin_allowed(&c, 80, "http://lab-pc:80", "lab-pc:8081"));
+	assert_false(config_origin_allowed(&c, 80, "http://evil.example:80", "evil.example:8081"));
+	assert_true(config_origin_allowed(&c, 80, "http://[fd00::1]:80", "[fd00::1]:8081"));
 	assert_false(config_origin_allowed(&c, 80, "http://other:80", "lab-pc:8081"));
 	assert_false(config_origin_allowed(&c, 80, "http://10.1.2.3:80", NULL));
 	assert_false(config_origin_allowed(&c, 80, "http://a b:80", "a b:8081"));
 	assert_true(config_origin_allowed(&c, 80, "https://lab.example", "x"));
 	assert_false(config_origin_allowed(&c, 80, "https://lab.example.evil", "x"));
-	/* So does a listener on one LAN address, reached by name. */
+	/* So does a listener on one LAN address; a name needs --origin. */
 	assert_int_equal(parse(&c, NULL, err, sizeof err, "--listen", "10.1.2.3", NULL), 0);
 	assert_true(config_origin_allowed(&c, 80, "http://10.1.2.3:80", NULL));
+	assert_false(config_origin_allowed(&c, 80, "http://lab-pc:80", "lab-pc:8081"));
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--listen", "10.1.2.3", "--origin",
+			       "http://lab-pc:80", NULL), 0);
 	assert_true(config_origin_allowed(&c, 80, "http://lab-pc:80", "lab-pc:8081"));
 	assert_false(config_origin_allowed(&c, 80, "http://lab-pc:81", "lab-pc:8081"));
 	/* --origin '*' accepts anything. */
