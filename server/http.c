@@ -259,31 +259,6 @@ static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *
 				      limits, "byo_host", cfg->byo_bind));
 }
 
-/* Read a small file into a new NUL-terminated buffer, or NULL. */
-static char *slurp(const char *path, size_t max)
-{
-	char *buf = NULL;
-	struct stat st;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size <= max)
-		buf = malloc((size_t)st.st_size + 1);
-	if (buf) {
-		n = pread(fd, buf, (size_t)st.st_size, 0);
-		if (n < 0) {
-			free(buf);
-			buf = NULL;
-		} else {
-			buf[n] = '\0';
-		}
-	}
-	close(fd);
-	return buf;
-}
-
 static json_t *load_meta(struct http_server *h, const char *id)
 {
 	char path[PATH_MAX];
@@ -292,7 +267,7 @@ static json_t *load_meta(struct http_server *h, const char *id)
 
 	if (runs_bundle_path(h->cfg->data, id, "meta.json", path, sizeof path) < 0)
 		return NULL;
-	text = slurp(path, HTTP_META_MAX);
+	text = runs_read_small(path, HTTP_META_MAX);
 	j = text ? json_loads(text, 0, NULL) : NULL;
 	free(text);
 	if (j && !json_is_object(j)) {

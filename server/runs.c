@@ -1324,8 +1324,7 @@ void runs_destroy(struct run_mgr *m)
  * Start-up repair of bundles left by a crashed server
  * ====================================================================== */
 
-/* Read a small file (at most max bytes) into a new NUL-terminated buffer. */
-static char *read_small(const char *path, size_t max)
+char *runs_read_small(const char *path, size_t max)
 {
 	char *buf = NULL;
 	struct stat st;
@@ -1334,7 +1333,7 @@ static char *read_small(const char *path, size_t max)
 
 	if (fd < 0)
 		return NULL;
-	if (fstat(fd, &st) == 0 && st.st_size >= 0 && (size_t)st.st_size <= max)
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size <= max)
 		buf = malloc((size_t)st.st_size + 1);
 	if (buf) {
 		n = pread(fd, buf, (size_t)st.st_size, 0);
@@ -1476,7 +1475,7 @@ int runs_recover(const char *data, char *err, size_t errlen)
 			continue;
 		if (runs_bundle_path(data, de->d_name, "meta.json", path, sizeof path) < 0)
 			continue;
-		text = read_small(path, 1024 * 1024);
+		text = runs_read_small(path, 1024 * 1024);
 		meta = text ? json_loads(text, 0, NULL) : NULL;
 		free(text);
 		status = meta ? json_string_value(json_object_get(meta, "status")) : NULL;

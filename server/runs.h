@@ -190,4 +190,9 @@ int runs_bundle_path(const char *data, const char *id, const char *file, char *o
  * an error and a run.end. Returns the number of bundles repaired, or -errno. */
 int runs_recover(const char *data, char *err, size_t errlen);
 
+/* Read a regular file of at most max bytes into a new NUL-terminated buffer
+ * (the caller frees it), or NULL when it is missing, larger or unreadable.
+ * Thread-agnostic: the HTTP thread uses it for meta.json too. */
+char *runs_read_small(const char *path, size_t max);
+
 #endif
