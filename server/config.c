@@ -34,6 +34,8 @@ const char config_usage[] =
 	"  --run-timeout SEC        wall-clock limit of one run, 1-3600 [SOCKLAB_RUN_TIMEOUT] (120)\n"
 	"  --public-ws-url URL      WebSocket URL browsers should use (behind a proxy)\n"
 	"                           [SOCKLAB_PUBLIC_WS_URL]\n"
+	"  --keep-runs N            saved run bundles to keep, oldest removed first, 10-100000\n"
+	"                           [SOCKLAB_KEEP_RUNS] (1000)\n"
 	"  -h, --help               this text\n";
 
 enum opt_kind {
@@ -72,6 +74,7 @@ static const struct opt_def opts[] = {
 	{"--max-byo-per-conn", "SOCKLAB_MAX_BYO_PER_CONN", OPT_INT, F(max_byo_per_conn), 0, 64},
 	{"--run-timeout", "SOCKLAB_RUN_TIMEOUT", OPT_INT, F(run_timeout_s), 1, 3600},
 	{"--public-ws-url", "SOCKLAB_PUBLIC_WS_URL", OPT_WSURL, F(public_ws_url), 0, 0},
+	{"--keep-runs", "SOCKLAB_KEEP_RUNS", OPT_INT, F(keep_runs), 10, 100000},
 	{NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -362,6 +365,7 @@ static void defaults(struct serve_config *c)
 	c->max_byo = 8;
 	c->max_byo_per_conn = 1;
 	c->run_timeout_s = 120;
+	c->keep_runs = 1000;
 	snprintf(c->run_exe, sizeof c->run_exe, "/proc/self/exe");
 }
 

@@ -31,6 +31,7 @@ struct serve_config {
 	int max_runs, max_runs_per_conn;
 	int max_byo, max_byo_per_conn;
 	int run_timeout_s;
+	int keep_runs;                  /* bundles kept in data/runs (oldest pruned) */
 	char public_ws_url[CONFIG_URL_MAX]; /* "" when not set */
 	/* The program each run executes: /proc/self/exe (this binary's
 	 * `run` command). Tests replace it through SOCKLAB_TEST_RUN_EXE with a

@@ -534,6 +534,89 @@ static void run_synth(struct run *r, const char *type, json_t *fields)
 	free(line);
 }
 
+struct bundle_age {
+	char id[EV_RUN_ID_LEN + 1];
+	struct timespec mtime;
+};
+
+static int older_first(const void *a, const void *b)
+{
+	const struct bundle_age *x = a, *y = b;
+
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+	if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+		return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/* Remove one bundle directory and the files in it (bundles hold no subdirectories). */
+static void remove_bundle(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+	rmdir(dir);
+}
+
+/* Keep at most cfg->keep_runs bundles so a busy classroom cannot fill the disk:
+ * remove the oldest (by the time their bundle last changed). Runs the manager
+ * still holds (running, or watched) are never removed. Runs on the service
+ * thread after a run ends; the scan is one directory of at most a few
+ * thousand entries. */
+static void prune_bundles(struct run_mgr *m)
+{
+	char dir[PATH_MAX];
+	struct bundle_age *all = NULL;
+	size_t n = 0, cap = 0, i, excess;
+	struct dirent *e;
+	DIR *d;
+
+	if (snprintf(dir, sizeof dir, "%s/runs", m->cfg->data) >= (int)sizeof dir)
+		return;
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		struct stat st;
+		if (!ev_valid_run_id(e->d_name) || fstatat(dirfd(d), e->d_name, &st, 0) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			continue;
+		if (n == cap) {
+			struct bundle_age *grown;
+			cap = cap ? cap * 2 : 256;
+			grown = realloc(all, cap * sizeof *all);
+			if (!grown)
+				goto out;
+			all = grown;
+		}
+		memcpy(all[n].id, e->d_name, EV_RUN_ID_LEN + 1);
+		all[n].mtime = st.st_mtim;
+		n++;
+	}
+	if (n <= (size_t)m->cfg->keep_runs)
+		goto out;
+	qsort(all, n, sizeof *all, older_first);
+	excess = n - (size_t)m->cfg->keep_runs;
+	for (i = 0; i < n && excess > 0; i++) {
+		char path[PATH_MAX];
+		if (runs_find(m, all[i].id))
+			continue;
+		if (runs_bundle_path(m->cfg->data, all[i].id, NULL, path, sizeof path) == 0)
+			remove_bundle(path);
+		excess--;
+	}
+out:
+	free(all);
+	closedir(d);
+}
+
 static void run_finish(struct run *r)
 {
 	struct run_mgr *m = r->m;
@@ -575,6 +658,7 @@ static void run_finish(struct run *r)
 	m->n_active--;
 	http_count(m->ctr, HTTP_C_RUNS_ACTIVE, -1);
 	run_meta(r, r->status, 1);
+	prune_bundles(m);
 	if (m->hooks.finished)
 		m->hooks.finished(m->hooks.arg, r);
 	r->n_watchers = 0;

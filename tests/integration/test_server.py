@@ -463,5 +463,39 @@ def sigterm_cancels_runs_and_exits_zero():
     check_stream(events)
 
 
+
+@test
+def old_bundles_are_pruned_to_keep_runs():
+    s = Server("--keep-runs", "10")
+    try:
+        runs_dir = os.path.join(s.data, "runs")
+        old = []
+        for i in range(14):  # finished runs left by earlier sessions, oldest first
+            rid = f"{i:016x}"
+            d = os.path.join(runs_dir, rid)
+            os.makedirs(d)
+            with open(os.path.join(d, "meta.json"), "w") as f:
+                json.dump({"id": rid, "lab": "tcp-echo", "status": "ok"}, f)
+            with open(os.path.join(d, "events.jsonl"), "w") as f:
+                f.write("{}\n")
+            os.utime(d, (1_000_000 + i, 1_000_000 + i))
+            old.append(rid)
+
+        async def go():
+            async with s.connect() as ws:
+                rid = await start_run(ws, {"messages": 1})
+                return rid, await events_until_end(ws, rid)
+
+        new_id, events = arun(go())
+        eq(events[-1]["status"], "ok", "run status")
+        left = sorted(os.listdir(runs_dir))
+        eq(len(left), 10, "bundles kept")
+        check(new_id in left, "the new run is kept")
+        eq(sorted(set(old) - set(left)), old[:5], "the five oldest were removed")
+        eq(s.get_json(f"/api/runs/{new_id}")["status"], "ok", "new run readable")
+    finally:
+        s.cleanup()
+
+
 if __name__ == "__main__":
     run(timeout=120)
