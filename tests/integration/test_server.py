@@ -488,6 +488,9 @@ def old_bundles_are_pruned_to_keep_runs():
 
         new_id, events = arun(go())
         eq(events[-1]["status"], "ok", "run status")
+        # run.end reaches us before the server has reaped the child; pruning
+        # follows the reap.
+        wait_for(lambda: len(os.listdir(runs_dir)) <= 10, 20, "pruning after the run")
         left = sorted(os.listdir(runs_dir))
         eq(len(left), 10, "bundles kept")
         check(new_id in left, "the new run is kept")
