@@ -2,13 +2,13 @@
 # on a fresh Debian 12 machine (they install what is missing first).
 
 CC      ?= cc
-PKGS    := libmicrohttpd libwebsockets jansson
+PKGS    := libmicrohttpd libwebsockets jansson libmnl
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ilabs -Iserver -Ibuild \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRC := $(wildcard labs/*.c labs/*/*.c) $(filter-out server/main.c,$(wildcard server/*.c))

@@ -32,6 +32,9 @@ enum {
 	LAB_PF_SERVER = 1u << 0,
 	/* Shown under "advanced" in the dashboard form. */
 	LAB_PF_ADVANCED = 1u << 1,
+	/* A boolean that, when true, makes the lab network's wire report every
+	 * frame it carries (network=two-hosts then always uses the relay). */
+	LAB_PF_WIRE_TRACE = 1u << 2,
 };
 
 struct lab_param_def {
@@ -62,6 +65,7 @@ struct lab_params {
 };
 
 struct lab_ctx;
+struct net;
 
 /* Which network a run needs, decided from its parameters before it starts. */
 enum lab_net {
@@ -85,6 +89,11 @@ struct lab_desc {
 	 * negative code after emitting an "error" event. Must return promptly once
 	 * lab_cancelled(ctx) is true. */
 	int (*run)(struct lab_ctx *ctx);
+	/* Optional: the lab's own text for one event in the CLI's readable
+	 * output (for example ping-style lines). Write at most len bytes to buf
+	 * (lines end with a newline) and return the length, 0 to show nothing
+	 * for this event, or -1 for the generic line. May be NULL. */
+	int (*format)(const struct lab_params *p, const json_t *ev, char *buf, size_t len);
 };
 
 /* What a run function receives. Owned by the caller of run(). */
@@ -94,6 +103,7 @@ struct lab_ctx {
 	int cancel_fd;           /* eventfd, readable once the run is cancelled or aborted */
 	int64_t deadline_us;     /* t_us (run clock) by which the lab must end */
 	int netns;               /* 1 when the run has a private network namespace */
+	struct net *net;         /* network=two-hosts (labs/net/net.h), else NULL */
 	json_t *summary;         /* object the lab fills; emitted in run.end */
 };
 
@@ -154,6 +164,10 @@ int lab_cancelled(struct lab_ctx *ctx);
  * timeout_ms passes (-1: no timeout other than the run's deadline). Returns
  * 1 when ready, 0 on timeout, -ECANCELED when cancelled, -errno on error. */
 int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms);
+
+/* lab_wait_fd, and also return 2 as soon as wake_fd (an eventfd or pipe a lab
+ * thread signals; -1 for none) is readable. */
+int lab_wait_fd2(struct lab_ctx *ctx, int fd, short events, int wake_fd, int timeout_ms);
 
 /* Stop the run from inside (a lab thread failed): every lab_wait_fd returns
  * -ECANCELED from now on. The front end still reports the run as an error. */

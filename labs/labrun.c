@@ -22,12 +22,18 @@ int lab_cancelled(struct lab_ctx *ctx)
 
 int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms)
 {
+	return lab_wait_fd2(ctx, fd, events, -1, timeout_ms);
+}
+
+int lab_wait_fd2(struct lab_ctx *ctx, int fd, short events, int wake_fd, int timeout_ms)
+{
 	int64_t start = ev_now_us(ctx->em);
 
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 			{.fd = fd, .events = events},
 			{.fd = ctx->cancel_fd, .events = POLLIN},
+			{.fd = wake_fd, .events = POLLIN},
 		};
 		int64_t now = ev_now_us(ctx->em);
 		int64_t wait_us = -1;
@@ -44,8 +50,8 @@ int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms)
 		}
 		if (timeout_ms >= 0 && wait_us <= 0 && now >= start + (int64_t)timeout_ms * 1000)
 			return 0;
-		n = poll(p, ctx->cancel_fd >= 0 ? 2 : 1,
-			 wait_us < 0 ? -1 : (int)((wait_us + 999) / 1000));
+		/* A negative fd is ignored by poll(), so all three can be passed. */
+		n = poll(p, 3, wait_us < 0 ? -1 : (int)((wait_us + 999) / 1000));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -55,6 +61,8 @@ int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms)
 			return -ECANCELED;
 		if (p[0].revents)
 			return 1;
+		if (wake_fd >= 0 && (p[2].revents & POLLIN))
+			return 2;
 		/* Timed out: either ours (0) or the deadline's (loop reports it). */
 		if (timeout_ms >= 0 && ev_now_us(ctx->em) >= start + (int64_t)timeout_ms * 1000)
 			return 0;

@@ -4,10 +4,12 @@
 #include <string.h>
 
 extern const struct lab_desc lab_tcp_echo;
+extern const struct lab_desc lab_udp_ping;
 
 /* Add a lab: define its descriptor in its own file and list it here. */
 const struct lab_desc *const lab_registry[] = {
 	&lab_tcp_echo,
+	&lab_udp_ping,
 	NULL,
 };
 

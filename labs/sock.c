@@ -32,6 +32,9 @@ static const struct name_tok sol_names[] = {
 static const struct name_tok tcp_names[] = {
 	{TCP_NODELAY, "TCP_NODELAY"}, {TCP_CORK, "TCP_CORK"}, {TCP_MAXSEG, "TCP_MAXSEG"},
 	{TCP_QUICKACK, "TCP_QUICKACK"}, {0, NULL}};
+static const struct name_tok ip_names[] = {
+	{IP_MTU_DISCOVER, "IP_MTU_DISCOVER"}, {IP_TTL, "IP_TTL"}, {IP_TOS, "IP_TOS"},
+	{IP_RECVERR, "IP_RECVERR"}, {0, NULL}};
 static const struct name_tok how_names[] = {
 	{SHUT_RD, "SHUT_RD"}, {SHUT_WR, "SHUT_WR"}, {SHUT_RDWR, "SHUT_RDWR"}, {0, NULL}};
 
@@ -166,7 +169,9 @@ int lsock_setsockopt_int(struct lab_ctx *ctx, struct lsock_who w, int fd, int le
 {
 	int64_t t = ev_now_us(ctx->em);
 	int rc = setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
-	const struct name_tok *names = level == IPPROTO_TCP ? tcp_names : sol_names;
+	const struct name_tok *names = level == IPPROTO_TCP  ? tcp_names
+				       : level == IPPROTO_IP ? ip_names
+							     : sol_names;
 	json_t *args = json_pack("{s:s, s:s, s:i}", "level", tok_name(level_names, level), "name",
 				 tok_name(names, name), "value", value);
 
@@ -341,6 +346,96 @@ ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, s
 		json_object_set_new(f, "data_truncated", json_true());
 	if (n == 0)
 		json_object_set_new(f, "eof", json_true());
+	sc_emit(ctx, f, n, t);
+	return n;
+}
+
+ssize_t lsock_sendto(struct lab_ctx *ctx, struct lsock_who w, int fd, const void *buf, size_t len,
+		     const struct sockaddr *to, socklen_t tolen, int timeout_ms, struct lsock_io *io)
+{
+	int64_t t = ev_now_us(ctx->em), t_ret;
+	ssize_t n;
+	json_t *f, *args;
+
+	for (;;) {
+		int rc = lab_wait_fd2(ctx, fd, POLLOUT, io ? io->wake_fd : -1, timeout_ms);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return -ETIMEDOUT;
+		if (rc == 2)
+			return -EINTR;
+		n = sendto(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, tolen);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < 0)
+			n = -errno;
+		break;
+	}
+	t_ret = ev_now_us(ctx->em);
+	if (io) {
+		io->call_us = t;
+		io->ret_us = t_ret;
+	}
+	args = json_pack("{s:I, s:s, s:o}", "len", (json_int_t)len, "flags", "0", "to",
+			 lsock_addr_json(to));
+	f = sc_new(w, "sendto", fd, args);
+	json_object_set_new(f, "bytes", json_integer(n > 0 ? n : 0));
+	if (n > 0)
+		json_object_set_new(f, "data", lsock_preview(buf, (size_t)n, PREVIEW_MAX));
+	if (n > PREVIEW_MAX)
+		json_object_set_new(f, "data_truncated", json_true());
+	sc_emit(ctx, f, n, t);
+	return n;
+}
+
+ssize_t lsock_recvfrom(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, size_t len,
+		       struct sockaddr_storage *from, int timeout_ms, struct lsock_io *io)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	int64_t t = ev_now_us(ctx->em), t_ret;
+	ssize_t n;
+	json_t *f;
+
+	for (;;) {
+		int rc = lab_wait_fd2(ctx, fd, POLLIN, io ? io->wake_fd : -1, timeout_ms);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return -ETIMEDOUT;
+		if (rc == 2)
+			return -EINTR;
+		sl = sizeof ss;
+		/* MSG_TRUNC: the return value is the datagram's real length even
+		 * when it did not fit, so a cut datagram is visible. */
+		n = recvfrom(fd, buf, len, MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&ss, &sl);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < 0)
+			n = -errno;
+		break;
+	}
+	t_ret = ev_now_us(ctx->em);
+	if (io) {
+		io->call_us = t;
+		io->ret_us = t_ret;
+	}
+	f = sc_new(w, "recvfrom", fd, json_pack("{s:I, s:s}", "len", (json_int_t)len, "flags", "0"));
+	if (n >= 0) {
+		size_t got = (size_t)n < len ? (size_t)n : len;
+		json_object_set_new(f, "from", lsock_addr_json((struct sockaddr *)&ss));
+		json_object_set_new(f, "bytes", json_integer((json_int_t)got));
+		json_object_set_new(f, "data", lsock_preview(buf, got, PREVIEW_MAX));
+		if (got > PREVIEW_MAX)
+			json_object_set_new(f, "data_truncated", json_true());
+		if ((size_t)n > len)
+			json_object_set_new(f, "truncated", json_integer((json_int_t)n));
+		if (from)
+			*from = ss;
+		if ((size_t)n > len)
+			n = (ssize_t)len;
+	}
 	sc_emit(ctx, f, n, t);
 	return n;
 }

@@ -3,6 +3,7 @@
 #define SOCKLAB_SOCK_H
 
 #include <sys/socket.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "lab.h"
@@ -47,6 +48,24 @@ ssize_t lsock_send_all(struct lab_ctx *ctx, struct lsock_who w, int fd, const vo
 		       size_t len, int timeout_ms);
 ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, size_t len,
 		   int timeout_ms);
+/* Optional details of one datagram call (may be NULL). */
+struct lsock_io {
+	int wake_fd;      /* in: -1, or an fd whose readability ends the wait with -EINTR
+			   * (no call is made and no event emitted) */
+	int64_t call_us;  /* out: run clock when the program made the call */
+	int64_t ret_us;   /* out: run clock right after the syscall returned */
+};
+
+/* sendto(): one datagram to `to`. The event carries "to" and the data preview. */
+ssize_t lsock_sendto(struct lab_ctx *ctx, struct lsock_who w, int fd, const void *buf, size_t len,
+		     const struct sockaddr *to, socklen_t tolen, int timeout_ms,
+		     struct lsock_io *io);
+/* recvfrom(): one datagram; its source is in *from (when not NULL) and in the
+ * event as "from". A datagram longer than len is cut by the kernel (the event
+ * says "truncated" with the datagram's real length). */
+ssize_t lsock_recvfrom(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, size_t len,
+		       struct sockaddr_storage *from, int timeout_ms, struct lsock_io *io);
+
 int lsock_shutdown(struct lab_ctx *ctx, struct lsock_who w, int fd, int how);
 int lsock_close(struct lab_ctx *ctx, struct lsock_who w, int fd);
 

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "lab.h"
+#include "net/net.h"
 #include "sock.h"
 
 /*
@@ -71,6 +72,7 @@ static const struct lab_param_def echo_params[] = {
 	{"bind", LAB_P_STRING, "Listen address",
 	 "The address the server binds (an IPv4 or IPv6 literal)", NULL, "127.0.0.1", 2, 45, NULL,
 	 LAB_PF_SERVER | LAB_PF_ADVANCED},
+	NET_PARAMS,
 };
 
 void echo_transform(char *buf, size_t n, enum echo_transform t)
@@ -132,6 +134,7 @@ struct echo_run {
 	int failed;
 	long long c_bytes_sent, c_bytes_recv, replies_ok, replies_bad, split_replies;
 	long long s_bytes_in, s_bytes_out, conns, resets, peer_closes, idle_closes, max_queue;
+	long long c_retrans, s_retrans;
 };
 
 static void touch(struct echo_run *r)
@@ -198,6 +201,28 @@ static size_t echo_message_len(const struct echo_run *r)
 	return r->size ? r->size : strlen(r->text);
 }
 
+
+/* Over two hosts, say how many segments the kernel retransmitted on this
+ * connection (TCP_INFO's tcpi_total_retrans): the evidence that a lossy wire
+ * cost TCP retransmissions, not data. */
+static void report_retransmits(struct echo_run *r, int fd, struct lsock_who w)
+{
+	struct tcp_info ti;
+	socklen_t tl = sizeof ti;
+
+	if (!r->ctx->net || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0)
+		return;
+	pthread_mutex_lock(&r->lock);
+	if (!strcmp(w.who, "client"))
+		r->c_retrans += ti.tcpi_total_retrans;
+	else
+		r->s_retrans += ti.tcpi_total_retrans;
+	pthread_mutex_unlock(&r->lock);
+	ev_emit(r->ctx->em, "metric",
+		json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", "tcp_retransmits", "who", w.who,
+			  "conn", w.conn, "value", (int)ti.tcpi_total_retrans, "rto_ms",
+			  (int)(ti.tcpi_rto / 1000)));
+}
 
 struct conn_arg {
 	struct echo_run *r;
@@ -281,6 +306,7 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 	}
 out:
 	free(buf);
+	report_retransmits(r, fd, w);
 	lsock_close(ctx, w, fd);
 	pthread_mutex_lock(&r->lock);
 	r->active--;
@@ -306,6 +332,10 @@ static void *server_thread(void *arg)
 	int n_conns = 0, served = 0, i;
 
 	memset(conns, 0, sizeof conns);
+	if (net_enter(ctx->net, NET_SERVER) < 0) {
+		fail(r);
+		return NULL;
+	}
 	for (;;) {
 		int fd, timeout = -1, active;
 		int64_t idle_for;
@@ -419,6 +449,10 @@ static int client_session(struct echo_run *r, int k)
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* Over two hosts the client is on the other host. */
+	rc = net_enter(ctx->net, NET_CLIENT);
+	if (rc < 0)
+		goto out;
 	if (k > 1) {
 		rc = wait_flag(r, r->first_reply, k - 1);
 		if (rc < 0)
@@ -498,8 +532,10 @@ static int client_session(struct echo_run *r, int k)
 			rc = -EPROTO;
 	}
 out:
-	if (fd >= 0)
+	if (fd >= 0) {
+		report_retransmits(r, fd, w);
 		lsock_close(ctx, w, fd);
+	}
 	if (rc < 0 && rc != -ECANCELED)
 		fail(r);
 	/* Never leave the next client waiting on a client that gave up. */
@@ -529,8 +565,18 @@ static int open_listener(struct echo_run *r)
 	int fd, rc;
 	char err[160];
 
-	if (lsock_parse_addr(lab_str(ctx->p, "bind"), (int)lab_int(ctx->p, "port"), &ss, &sl) < 0)
+	if (ctx->net) {
+		/* Two hosts: the server listens on its host's own address. */
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		memset(&ss, 0, sizeof ss);
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)lab_int(ctx->p, "port"));
+		in->sin_addr.s_addr = htonl(net_addr(ctx->net, NET_SERVER));
+		sl = sizeof *in;
+	} else if (lsock_parse_addr(lab_str(ctx->p, "bind"), (int)lab_int(ctx->p, "port"), &ss,
+				    &sl) < 0) {
 		return -EINVAL; /* check() already refused this */
+	}
 	fd = lsock_socket(ctx, w, ss.ss_family, SOCK_STREAM);
 	if (fd < 0)
 		return fd;
@@ -579,6 +625,10 @@ static json_t *summary(struct echo_run *r)
 		json_object_set_new(s, "replies_ok", json_integer(r->replies_ok));
 		json_object_set_new(s, "replies_bad", json_integer(r->replies_bad));
 		json_object_set_new(s, "max_accept_queue", json_integer(r->max_queue));
+	}
+	if (r->ctx->net) {
+		json_object_set_new(s, "client_retransmits", json_integer(r->c_retrans));
+		json_object_set_new(s, "server_retransmits", json_integer(r->s_retrans));
 	}
 	pthread_mutex_unlock(&r->lock);
 	return s;
@@ -683,6 +733,22 @@ static int echo_check(const struct lab_params *p, const char **param, char *err,
 		*param = "messages";
 		snprintf(err, errlen,
 			 "parameter 'messages': messages x size must stay within 64 MiB per client");
+		return -EINVAL;
+	}
+	if (net_params_check(p, param, err, errlen) < 0)
+		return -EINVAL;
+	if (byo && lab_int(p, "network") != 0) {
+		*param = "network";
+		snprintf(err, errlen,
+			 "parameter 'network': mode=server runs on the host's network so that your "
+			 "own client can reach it; use network=loopback");
+		return -EINVAL;
+	}
+	if (!byo && lab_int(p, "network") == 1 && lab_is_set(p, "bind")) {
+		*param = "bind";
+		snprintf(err, errlen,
+			 "parameter 'bind': with network=two-hosts the server listens on its own "
+			 "host's address (shown in run.start)");
 		return -EINVAL;
 	}
 	if (byo && lab_is_set(p, "clients")) {

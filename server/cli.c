@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lab.h"
+#include "net/net.h"
 #include "sandbox.h"
 #include "version.h"
 
@@ -191,18 +192,64 @@ static void print_syscall(const json_t *ev, double ms)
 	printf("\n");
 }
 
+/* "two-hosts over a relay: client 198.18.0.1, server 198.18.0.2, MTU 1500; c2s loss 10%" */
+static void print_network(const json_t *net)
+{
+	const json_t *imp = json_object_get(net, "impair");
+	static const char *const dirs[] = {"c2s", "s2c"};
+	static const char *const knobs[] = {"delay_ms", "jitter_ms", "loss_pct", "dup_pct",
+					    "reorder_pct", "rate_kbit"};
+	size_t d, k;
+
+	if (strcmp(jstr(net, "kind"), "two-hosts") != 0)
+		return;
+	printf("hosts:   client %s (%s), server %s (%s), MTU %lld, wire: %s, seed %lld\n",
+	       jstr(json_object_get(net, "client"), "addr"),
+	       jstr(json_object_get(net, "client"), "mac"),
+	       jstr(json_object_get(net, "server"), "addr"),
+	       jstr(json_object_get(net, "server"), "mac"), jint(net, "mtu"), jstr(net, "wire"),
+	       jint(net, "seed"));
+	for (d = 0; d < 2; d++) {
+		const json_t *o = json_object_get(imp, dirs[d]);
+		int any = 0;
+		for (k = 0; k < sizeof knobs / sizeof knobs[0]; k++) {
+			if (jint(o, knobs[k]) == 0)
+				continue;
+			printf("%s %s %s=%lld", any ? "," : "impair: ", dirs[d], knobs[k],
+			       jint(o, knobs[k]));
+			any = 1;
+		}
+		if (any)
+			printf("\n");
+	}
+}
+
+static const struct lab_params *human_params; /* the run's parameters, for lab formats */
+
 static int human_sink(void *arg, const json_t *ev, const char *line)
 {
 	const char *type = jstr(ev, "type");
 	double ms = (double)jint(ev, "t_us") / 1000.0;
 	char addr[80];
+	const struct lab_desc *lab = human_params ? human_params->lab : NULL;
 
 	(void)arg;
+	if (lab && lab->format) {
+		char buf[2048];
+		int n = lab->format(human_params, ev, buf, sizeof buf);
+		if (n >= 0) {
+			fwrite(buf, 1, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, stdout);
+			fflush(stdout);
+			return 0;
+		}
+	}
 	if (!strcmp(type, "run.start")) {
 		const json_t *sb = json_object_get(ev, "sandbox");
 		printf("socklab %s: run %s\n", jstr(ev, "lab"), jstr(ev, "run"));
 		printf("network: %s\n", jstr(sb, "note"));
-		printf("%10s  %-10s %-40s   %s\n", "time(ms)", "who", "call", "result");
+		print_network(json_object_get(ev, "network"));
+		if (!lab || !lab->format)
+			printf("%10s  %-10s %-40s   %s\n", "time(ms)", "who", "call", "result");
 	} else if (!strcmp(type, "syscall")) {
 		print_syscall(ev, ms);
 	} else if (!strcmp(type, "listening")) {
@@ -218,11 +265,20 @@ static int human_sink(void *arg, const json_t *ev, const char *line)
 		       ms, "client", jint(ev, "conn"), jint(ev, "index"), jstr(ev, "sent"),
 		       jstr(ev, "reply"), jint(ev, "bytes"), jint(ev, "rtt_us"),
 		       json_is_true(json_object_get(ev, "ok")) ? "ok" : "MISMATCH");
+	} else if (!strcmp(type, "wire")) {
+		printf("%10.3f  %-10s %s frame %lld %s", ms, "wire", jstr(ev, "dir"), jint(ev, "frame"),
+		       jstr(ev, "action"));
+		if (json_object_get(ev, "delay_us") && jint(ev, "delay_us") > 0)
+			printf(" %.3f ms", (double)jint(ev, "delay_us") / 1000.0);
+		printf(": %s\n", jstr(ev, "summary"));
 	} else if (!strcmp(type, "note")) {
 		printf("%10.3f  note: %s\n", ms, jstr(ev, "text"));
 	} else if (!strcmp(type, "metric")) {
-		printf("%10.3f  %-10s %s = %lld (max %lld)\n", ms, jstr(ev, "who"), jstr(ev, "name"),
-		       jint(ev, "value"), jint(ev, "max"));
+		printf("%10.3f  %-10s %s = %lld", ms, jstr(ev, "who"), jstr(ev, "name"),
+		       jint(ev, "value"));
+		if (json_object_get(ev, "max"))
+			printf(" (max %lld)", jint(ev, "max"));
+		printf("\n");
 	} else if (!strcmp(type, "error")) {
 		printf("%10.3f  error [%s]%s%s: %s\n", ms, jstr(ev, "code"),
 		       json_object_get(ev, "param") ? " parameter " : "", jstr(ev, "param"),
@@ -363,9 +419,12 @@ int cli_run(int argc, char **argv)
 	struct bundle bundle = {.fd = -1};
 	const char *run_id = NULL, *netns_mode = "auto", *bundle_dir = NULL, *bad = NULL;
 	int as_json = 0, timeout_s = DEFAULT_TIMEOUT_S, netns = 0, rc, i;
-	char err[512], note[300];
+	char err[512], note[300], net_err[512] = "";
 	const char *status;
-	json_t *start;
+	json_t *start, *net_desc = NULL;
+	struct net_config ncfg;
+	struct net *net = NULL;
+	int has_net, host_net;
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		run_usage(argc < 2 ? stderr : stdout);
@@ -437,16 +496,40 @@ int cli_run(int argc, char **argv)
 		return 2;
 	}
 
-	/* The namespace must be entered before any thread exists, so every lab
-	 * thread lives in it. */
-	if (lab->network && lab->network(&params) == LAB_NET_HOST) {
+	/* The namespaces must be made before any thread exists, so every lab
+	 * thread starts in one. */
+	has_net = net_lab_has_params(lab);
+	host_net = lab->network && lab->network(&params) == LAB_NET_HOST;
+	memset(&ncfg, 0, sizeof ncfg);
+	if (has_net)
+		net_config_read(&params, &ncfg);
+	if (has_net && !host_net && ncfg.kind == NET_TWO_HOSTS && !strcmp(netns_mode, "off")) {
+		fprintf(stderr, "socklab run %s: parameter 'network': two-hosts builds its own "
+				"network namespaces, so it cannot run with --netns off\n",
+			lab->name);
+		return 2;
+	}
+	if (host_net) {
 		snprintf(note, sizeof note,
 			 "the host's network (this lab serves clients from outside the sandbox)");
+	} else if (has_net && ncfg.kind == NET_TWO_HOSTS) {
+		if (net_create(&net, &ncfg, net_err, sizeof net_err) == 0) {
+			netns = 1;
+			snprintf(note, sizeof note,
+				 "two private network namespaces (client and server hosts) joined by "
+				 "a %s",
+				 net_has_relay(net) ? "wire through socklab's relay" : "veth pair");
+			net_desc = net_describe(net);
+		} else {
+			snprintf(note, sizeof note, "no two-hosts network: %.200s", net_err);
+		}
 	} else if (!strcmp(netns_mode, "off")) {
 		snprintf(note, sizeof note, "the host's network (--netns off), ephemeral ports");
 	} else if (sandbox_netns_enter(err, sizeof err) == 0) {
 		netns = 1;
 		snprintf(note, sizeof note, "a private network namespace with its own loopback");
+		if (has_net)
+			net_desc = net_describe_loopback();
 	} else if (!strcmp(netns_mode, "on")) {
 		fprintf(stderr, "socklab run: %s\n", err);
 		return 1;
@@ -468,6 +551,7 @@ int cli_run(int argc, char **argv)
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGHUP, &sa, NULL);
 	}
+	human_params = &params;
 	if (as_json)
 		ev_add_sink(&em, json_sink, (void *)(intptr_t)STDOUT_FILENO);
 	else
@@ -486,14 +570,30 @@ int cli_run(int argc, char **argv)
 	ctx.cancel_fd = cancel_fd;
 	ctx.deadline_us = (int64_t)timeout_s * 1000000;
 	ctx.netns = netns;
+	ctx.net = net;
 	ctx.summary = json_object();
 
 	start = json_pack("{s:s, s:s, s:o, s:o, s:i}", "title", lab->title, "version",
 			  SOCKLAB_VERSION, "params", lab_params_json(&params), "sandbox",
 			  sandbox_facts(netns, note), "timeout_s", timeout_s);
+	if (net_desc)
+		json_object_set_new(start, "network", net_desc);
 	ev_emit(&em, "run.start", start);
 
-	rc = lab->run(&ctx);
+	if (net_err[0]) {
+		ev_error(&em, "network_unavailable", "network", net_err);
+		rc = -1;
+	} else if (net_start(net, &em, err, sizeof err) < 0) {
+		ev_error(&em, "network_unavailable", "network", err);
+		rc = -1;
+	} else {
+		rc = lab->run(&ctx);
+	}
+	if (net) {
+		json_t *w = net_stop(net);
+		if (w)
+			json_object_set_new(ctx.summary, "wire", w);
+	}
 
 	if (got_signal)
 		status = "cancelled";
@@ -509,6 +609,8 @@ int cli_run(int argc, char **argv)
 	if (bundle_dir)
 		bundle_finish(&bundle, &em, status, &params);
 	json_decref(ctx.summary);
+	net_destroy(net);
+	human_params = NULL;
 	ev_cleanup(&em);
 	close(cancel_fd);
 	return strcmp(status, "ok") == 0 ? 0 : 1;

@@ -6,7 +6,7 @@ set -euo pipefail
 
 mode=${1:-build}
 build_pkgs=(gcc make pkg-config libc6-dev libmicrohttpd-dev libwebsockets-dev libjansson-dev
-	libpcap-dev iproute2 procps)
+	libpcap-dev libmnl-dev iproute2 procps)
 test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl)
 
 want=("${build_pkgs[@]}")
