@@ -12,7 +12,12 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRC := $(wildcard labs/*.c labs/*/*.c) $(filter-out server/main.c,$(wildcard server/*.c))
-WEB     := $(shell find web -type f ! -name '*~' 2>/dev/null | LC_ALL=C sort)
+WEB     := $(shell find web -path web/npm -prune -o -type f ! -name '*~' -print 2>/dev/null | LC_ALL=C sort)
+# Libraries the dashboard embeds, from npm with a lock file (web/npm), copied
+# into the binary's assets at /vendor/: the dashboard works offline.
+NPM_DIR  := web/npm
+NPM_DONE := $(NPM_DIR)/node_modules/.package-lock.json
+VENDOR   := build/vendor/vendor/uPlot.esm.js build/vendor/vendor/uPlot.min.css
 UNIT    := $(wildcard tests/unit/test_*.c)
 
 OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o
@@ -25,9 +30,16 @@ build/tools/embed: server/tools/embed.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(WARN) -O2 -o $@ $<
 
+$(NPM_DONE): $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
+	cd $(NPM_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+build/vendor/vendor/%: $(NPM_DONE)
+	@mkdir -p $(@D)
+	cp $(NPM_DIR)/node_modules/uplot/dist/$* $@
+
 # The dashboard is compiled into the binary: one file serves a classroom offline.
-build/assets.c: build/tools/embed $(WEB)
-	build/tools/embed web $(WEB) > $@.tmp && mv $@.tmp $@
+build/assets.c: build/tools/embed $(WEB) $(VENDOR)
+	build/tools/embed web $(WEB) --root build/vendor $(VENDOR) > $@.tmp && mv $@.tmp $@
 
 build/obj/%.o: %.c $(wildcard labs/*.h labs/*/*.h server/*.h)
 	@mkdir -p $(@D)

@@ -111,7 +111,7 @@ function openView(runId, lab, live) {
 	const mod = rendererFor(lab);
 	const renderer = mod.create(root, {
 		runId, lab, live, byoHost: byoHost(), eventsURL: runId ? eventsURL(runId) : null,
-		config: state.config,
+		config: state.config, runLab,
 	});
 	state.view = { runId, lab, renderer, pump: new Pump(renderer), live };
 	markCurrentRun();
@@ -230,7 +230,7 @@ function onRunEvent(ev) {
 // ---- running ----
 
 function startRun(ev) {
-	ev.preventDefault();
+	if (ev) ev.preventDefault();
 	if (state.live || !state.lab) return;
 	const values = state.form.collect();
 	if (!values) return;
@@ -244,6 +244,16 @@ function startRun(ev) {
 	state.form.setDisabled(true);
 	setStatus(t('status.starting'));
 	updateButtons();
+}
+
+// Start another lab with these parameters, as if typed into its form (a view's
+// "same path over TCP" button). False when a run of this page is still going.
+function runLab(lab, params) {
+	if (state.live || !state.labs.some((l) => l.name === lab)) return false;
+	selectLab(lab, true);
+	state.form.setValues(params);
+	startRun(null);
+	return !!state.live;
 }
 
 function cancelRun() {

@@ -120,12 +120,23 @@ export function buildForm(container, lab, { byo } = {}) {
 		if (byoBox) byoBox.checked = fields.get(byoDef.name).input.value === byo.value;
 	}
 
+	// Set fields from a {name: value} object (unknown names are ignored), for
+	// a run started from another lab's view with the same settings.
+	function setValues(values) {
+		clearErrors();
+		for (const [k, v] of Object.entries(values || {})) {
+			const f = fields.get(k);
+			if (f) setInput(f, v);
+		}
+		if (byoBox) byoBox.checked = fields.get(byoDef.name).input.value === byo.value;
+	}
+
 	function setDisabled(disabled) {
 		for (const el of container.querySelectorAll('input, select')) el.disabled = disabled;
 	}
 
 	return {
-		collect, showServerError, showFormError, clearErrors, resetDefaults, setDisabled,
+		collect, showServerError, showFormError, clearErrors, resetDefaults, setDisabled, setValues,
 		byoChecked: () => !!(byoBox && byoBox.checked),
 	};
 }

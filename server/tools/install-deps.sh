@@ -11,8 +11,9 @@ test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
-# node and npm drive the browser tests; keep an existing install (it may not be Debian's).
-if [ "$mode" = test ] && ! command -v npm >/dev/null 2>&1; then
+# npm installs the dashboard's chart library (web/npm) and drives the browser
+# tests; keep an existing install (it may not be Debian's).
+if ! command -v npm >/dev/null 2>&1; then
 	want+=(nodejs npm)
 fi
 
@@ -37,8 +38,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+here=$(cd "$(dirname "$0")/../.." && pwd)
+if [ ! -f "$here/web/npm/node_modules/uplot/dist/uPlot.esm.js" ]; then
+	echo "install-deps: npm ci in web/npm"
+	(cd "$here/web/npm" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 if [ "$mode" = test ]; then
-	here=$(cd "$(dirname "$0")/../.." && pwd)
 	if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
 		echo "install-deps: npm ci in tests/e2e"
 		(cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)

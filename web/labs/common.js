@@ -7,6 +7,7 @@
 
 import { h, replace, fmtDuration, fmtValue } from '../dom.js';
 import { t, has } from '../i18n.js';
+import { networkBlock } from './net.js';
 
 export class RunFrame {
 	constructor(root, ctx) {
@@ -32,6 +33,8 @@ export class RunFrame {
 			: null;
 		this.sandboxEl = h('div', { class: 'sandbox' });
 		this.sandboxEl.hidden = true;
+		this.networkEl = h('div', { class: 'network' });
+		this.networkEl.hidden = true;
 		this.paramsEl = h('details', { class: 'params' });
 		this.paramsEl.hidden = true;
 		this.gapEl = h('p', { class: 'callout callout-warn' });
@@ -42,7 +45,7 @@ export class RunFrame {
 
 		this.el = h('section', { class: 'card run-card' },
 			h('header', { class: 'run-head' }, title, this.pill, dl, links),
-			this.sandboxEl, this.paramsEl, this.gapEl, this.errorsEl);
+			this.sandboxEl, this.networkEl, this.paramsEl, this.gapEl, this.errorsEl);
 		if (ctx.runId) this.el.dataset.run = ctx.runId;
 		root.appendChild(this.el);
 		this.gaps = 0;
@@ -107,6 +110,11 @@ export class RunFrame {
 			this.sandboxEl.classList.toggle('netns', !!sb.netns);
 			this.sandboxEl.hidden = false;
 		}
+		const nb = networkBlock(ev.network);
+		if (nb) {
+			replace(this.networkEl, nb);
+			this.networkEl.hidden = false;
+		}
 		const entries = Object.entries(this.params);
 		if (entries.length) {
 			replace(this.paramsEl,
@@ -128,8 +136,14 @@ export class RunFrame {
 			h('h3', {},
 				t('run.summary'), ' ',
 				h('span', { class: `pill pill-${st.replace(/[^a-z]/g, '')}`, attrs: { 'data-status': st }, text: t(`run.status.${st}`) })),
-			sum.length ? h('dl', { class: 'tiles' }, sum.map(([k, v]) => h('div', { class: 'tile', dataset: { key: k } },
-				h('dt', { text: label('summary', k) }), h('dd', { text: fmtValue(v) })))) : null);
+			sum.length ? h('dl', { class: 'tiles' }, sum.filter(([, v]) => !isObject(v)).map(([k, v]) => h('div', { class: 'tile', dataset: { key: k } },
+				h('dt', { text: label('summary', k) }), h('dd', { text: fmtValue(v) })))) : null,
+			// Nested objects (such as the wire's counters per direction) as small tables.
+			sum.filter(([, v]) => isObject(v)).map(([k, v]) => h('div', { class: 'summary-group', dataset: { key: k } },
+				h('h4', { text: label('summary', k) }),
+				h('dl', { class: 'kv' }, Object.entries(v).map(([k2, v2]) => h('div', {},
+					h('dt', { text: label('summary', k2) }),
+					h('dd', { text: isObject(v2) ? Object.entries(v2).map(([a, b]) => `${String(a).replace(/_/g, ' ')} ${fmtValue(b)}`).join(' · ') : fmtValue(v2) })))))));
 		this.summaryEl.classList.add('card');
 		this.summaryEl.hidden = false;
 	}
@@ -137,6 +151,10 @@ export class RunFrame {
 	showError(ev) {
 		this.errorsEl.appendChild(errorCallout(ev));
 	}
+}
+
+function isObject(v) {
+	return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 // An "error" event as a callout: code, message, parameter.

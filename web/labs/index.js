@@ -5,9 +5,11 @@
 
 import * as raw from './raw.js';
 import * as tcpEcho from './tcp-echo.js';
+import * as udpPing from './udp-ping.js';
 
 const renderers = {
 	'tcp-echo': tcpEcho,
+	'udp-ping': udpPing,
 };
 
 // The renderer module for a lab: {create(root, ctx), formHints?}.

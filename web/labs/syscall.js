@@ -38,6 +38,15 @@ function argPieces(ev) {
 		if (a.len !== undefined) pieces.push(`len ${a.len}`);
 		if (a.flags !== undefined && a.flags !== '0' && a.flags !== 0) pieces.push(`flags ${a.flags}`);
 		return pieces;
+	case 'sendto':
+		if (fd) pieces.push(fd);
+		if (a.len !== undefined) pieces.push(`len ${a.len}`);
+		if (a.to && typeof a.to === 'object') pieces.push(`to ${fmtAddr(a.to)}`);
+		return pieces;
+	case 'recvfrom':
+		if (fd) pieces.push(fd);
+		if (a.len !== undefined) pieces.push(`len ${a.len}`);
+		return pieces;
 	case 'shutdown':
 		if (fd) pieces.push(fd);
 		if (a.how) pieces.push(a.how);
@@ -105,7 +114,7 @@ export function syscallCell(ev) {
 		const key = ev.who === 'server' ? 'echo.eof_server' : ev.who === 'client' ? 'echo.eof_client' : 'echo.eof';
 		details.push(h('div', { class: 'sc-eofmsg', text: t(key) }));
 	}
-	if (!bad && (ev.call === 'send' || ev.call === 'recv') && typeof ev.data === 'string') {
+	if (!bad && ['send', 'recv', 'sendto', 'recvfrom'].includes(ev.call) && typeof ev.data === 'string') {
 		details.push(h('div', { class: 'sc-data' },
 			h('code', { class: 'data', text: `"${ev.data}"` }),
 			h('span', { class: 'bytes', text: t('echo.bytes', { n: ev.bytes ?? ev.ret }) }),
@@ -117,6 +126,8 @@ export function syscallCell(ev) {
 			: t('echo.from', { addr: fmtAddr(ev.local) }));
 	}
 	if (!bad && ev.peer && ev.call === 'accept') facts.push(t('echo.from', { addr: fmtAddr(ev.peer) }));
+	if (!bad && ev.from && ev.call === 'recvfrom') facts.push(t('echo.from', { addr: fmtAddr(ev.from) }));
+	if (!bad && typeof ev.truncated === 'number') facts.push(t('echo.dgram_truncated', { n: ev.truncated }));
 	if (typeof ev.blocked_us === 'number' && ev.blocked_us > 1000) {
 		facts.push(t('echo.blocked', { t: fmtDuration(ev.blocked_us) }));
 	}

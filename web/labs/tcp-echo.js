@@ -12,6 +12,7 @@ import { t } from '../i18n.js';
 import { RunFrame, errorCallout, noteCallout, label, MAX_ROWS, LONG_ROWS } from './common.js';
 import { syscallCell, failed, isEof } from './syscall.js';
 import { rawBlock } from './raw.js';
+import { wireCell } from './net.js';
 
 // The form shows "Let me connect my own client" as a checkbox setting this.
 export const formHints = { byo: { param: 'mode', value: 'server' } };
@@ -139,6 +140,9 @@ class EchoView {
 				break;
 			case 'echo':
 				this.addEcho(echoFrag, ev);
+				break;
+			case 'wire':
+				this.addRow(frag, ev, 'r-wire', null, wireCell(ev));
 				break;
 			default:
 				this.addRow(frag, ev, 'r-raw', null, rawBlock(ev));
