@@ -95,6 +95,7 @@ lint:
 
 bench: all
 	@bench/run
+	@bench/udp-ping
 
 clean:
 	rm -rf build

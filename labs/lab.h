@@ -50,7 +50,7 @@ struct lab_param_def {
 };
 
 /* Parsed, validated values, indexed like the descriptor's params[]. */
-#define LAB_MAX_PARAMS 32
+#define LAB_MAX_PARAMS 48
 #define LAB_STR_MAX 1024
 
 struct lab_value {

@@ -1099,18 +1099,23 @@ static int refuse(struct run_error *e, const char *code, const char *param, cons
 
 static int port_bindable(const char *addr, int port)
 {
+	static const int types[] = {SOCK_STREAM, SOCK_DGRAM};
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int fd, one = 1, ok;
+	size_t i;
+	int fd, one = 1, ok = 1;
 
 	if (lsock_parse_addr(addr, port, &ss, &len) < 0)
 		return 0;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
-	close(fd);
+	/* Labs serve TCP (tcp-echo) or UDP (udp-ping): the port must be free for both. */
+	for (i = 0; ok && i < sizeof types / sizeof types[0]; i++) {
+		fd = socket(ss.ss_family, types[i] | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return 0;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+		close(fd);
+	}
 	return ok;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net/frame.h"
@@ -20,6 +21,7 @@
 #include "sandbox.h"
 
 const char *const net_network_choices[] = {"loopback", "two-hosts", NULL};
+const char *const net_wire_choices[] = {"auto", "relay", NULL};
 
 static const char *const side_names[] = {[NET_SERVER] = "server", [NET_CLIENT] = "client"};
 static const char *const dir_prefix[] = {[WIRE_C2S] = "c2s", [WIRE_S2C] = "s2c"};
@@ -76,6 +78,7 @@ void net_config_read(const struct lab_params *p, struct net_config *cfg)
 	for (d = 0; d < (int)p->lab->n_params; d++)
 		if ((p->lab->params[d].flags & LAB_PF_WIRE_TRACE) && p->v[d].i)
 			cfg->trace_frames = 1;
+	cfg->force_relay = lab_int(p, "wire") == 1;
 	cfg->seed = (uint64_t)lab_int(p, "seed");
 	if (cfg->seed == 0) {
 		cfg->seed = random_seed();
@@ -112,6 +115,11 @@ int net_params_check(const struct lab_params *p, const char **param, char *err, 
 		*param = "wire_trace";
 		snprintf(err, errlen,
 			 "parameter 'wire_trace': needs network=two-hosts (loopback has no wire)");
+		return -EINVAL;
+	}
+	if (!two && lab_int(p, "wire") != 0) {
+		*param = "wire";
+		snprintf(err, errlen, "parameter 'wire': needs network=two-hosts (loopback has no wire)");
 		return -EINVAL;
 	}
 
@@ -296,6 +304,38 @@ static int configure_side(struct net *n, enum net_side side, int set_mac, char *
 	return rc;
 }
 
+/* IF_OPER_UP of <linux/if.h>, which cannot be included with <net/if.h>. */
+#define NET_OPER_UP 6
+
+/* Wait (at most 5 s) until eth0 of the calling thread's namespace is
+ * operationally up. A veth end gets its carrier when its peer comes up, and
+ * the kernel attaches the end's queueing discipline only later, from its
+ * link-watch work; until then every frame sent is dropped, so the first ARP
+ * request would be lost and the first probes would wait the one second ARP
+ * takes to retry. */
+static int wait_oper_up(enum net_side side, char *err, size_t errlen)
+{
+	struct nl nl;
+	struct timespec pause = {0, 2 * 1000 * 1000};
+	int idx = (int)if_nametoindex(NET_IFNAME), state = -1, rc, i;
+
+	rc = nl_open(&nl, err, errlen);
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < 2500; i++) {
+		rc = nl_link_operstate(&nl, idx, &state, err, errlen);
+		if (rc < 0 || state == NET_OPER_UP)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	nl_close(&nl);
+	if (rc == 0 && state != NET_OPER_UP) {
+		snprintf(err, errlen, "the %s's interface did not come up within 5 s", side_names[side]);
+		rc = -ETIMEDOUT;
+	}
+	return rc;
+}
+
 static int enter(struct net *n, enum net_side side, char *err, size_t errlen)
 {
 	if (setns(n->ns_fd[side], CLONE_NEWNET) < 0) {
@@ -376,6 +416,14 @@ int net_create(struct net **out, const struct net_config *cfg, char *err, size_t
 			rc = enter(n, NET_SERVER, err, errlen);
 		if (rc == 0)
 			rc = configure_side(n, NET_SERVER, 0, err, errlen);
+		if (rc == 0)
+			rc = wait_oper_up(NET_SERVER, err, errlen);
+		if (rc == 0)
+			rc = enter(n, NET_CLIENT, err, errlen);
+		if (rc == 0)
+			rc = wait_oper_up(NET_CLIENT, err, errlen);
+		if (rc == 0)
+			rc = enter(n, NET_SERVER, err, errlen);
 	}
 out:
 	if (rc < 0) {

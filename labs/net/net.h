@@ -56,6 +56,7 @@ struct net_config {
 /* ---- the shared parameters ---- */
 
 extern const char *const net_network_choices[];
+extern const char *const net_wire_choices[];
 
 /* Entries for a lab's lab_param_def table: the network and the wire's
  * impairment per direction (c2s_: client to server, s2c_: server to client). */
@@ -88,6 +89,10 @@ extern const char *const net_network_choices[];
 	 NULL, "loopback", 0, 0, net_network_choices, 0},                                      \
 	NET_DIR_PARAMS("c2s", "Client to server", 0),                                          \
 	NET_DIR_PARAMS("s2c", "Server to client", 0),                                          \
+	{"wire", LAB_P_ENUM, "Wire",                                                             \
+	 "two-hosts: auto uses a veth pair when nothing is impaired, else socklab's relay; "       \
+	 "relay always uses the relay (to see or measure it)",                                 \
+	 NULL, "auto", 0, 0, net_wire_choices, LAB_PF_ADVANCED},                               \
 	{"wire_trace", LAB_P_BOOL, "Show every frame",                                           \
 	 "two-hosts: send every frame through socklab's relay and report each one as a wire "     \
 	 "event, not only the impaired ones",                                                  \

@@ -74,6 +74,62 @@ static int nl_talk(struct nl *nl, struct nlmsghdr *nlh, const char *what, char *
 	return rc;
 }
 
+struct oper_arg {
+	int ifindex;
+	int state;
+};
+
+static int oper_attr(const struct nlattr *a, void *data)
+{
+	struct oper_arg *o = data;
+
+	if (mnl_attr_get_type(a) == IFLA_OPERSTATE && mnl_attr_validate(a, MNL_TYPE_U8) >= 0)
+		o->state = mnl_attr_get_u8(a);
+	return MNL_CB_OK;
+}
+
+static int oper_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	struct oper_arg *o = data;
+
+	if (nlh->nlmsg_type != RTM_NEWLINK || ifm->ifi_index != o->ifindex)
+		return MNL_CB_OK;
+	return mnl_attr_parse(nlh, sizeof *ifm, oper_attr, data);
+}
+
+int nl_link_operstate(struct nl *nl, int ifindex, int *state, char *err, size_t errlen)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifinfomsg *ifm;
+	struct oper_arg o = {ifindex, -1};
+	ssize_t n;
+	int rc;
+
+	nlh->nlmsg_type = RTM_GETLINK;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	nlh->nlmsg_seq = ++nl->seq;
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof *ifm);
+	ifm->ifi_family = AF_UNSPEC;
+	ifm->ifi_index = ifindex;
+	if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "reading the link state: %s", strerror(-rc));
+		return rc;
+	}
+	do {
+		n = mnl_socket_recvfrom(nl->sock, buf, sizeof buf);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 || mnl_cb_run(buf, (size_t)n, nl->seq, nl->portid, oper_cb, &o) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "reading the link state: %s", strerror(-rc));
+		return rc;
+	}
+	*state = o.state;
+	return 0;
+}
+
 int nl_veth_create(struct nl *nl, const char *name, const uint8_t mac[6], const char *peer,
 		   const uint8_t peer_mac[6], int peer_ns_fd, int mtu, char *err, size_t errlen)
 {

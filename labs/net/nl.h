@@ -34,6 +34,9 @@ int nl_veth_create(struct nl *nl, const char *name, const uint8_t mac[6], const 
 int nl_link_set(struct nl *nl, int ifindex, const uint8_t *mac, int mtu, int up, char *err,
 		size_t errlen);
 
+/* Read a link's RFC 2863 operational state (IF_OPER_UP, ...) into *state. */
+int nl_link_operstate(struct nl *nl, int ifindex, int *state, char *err, size_t errlen);
+
 /* Add an IPv4 address (host byte order) with its prefix length. */
 int nl_addr_add(struct nl *nl, int ifindex, uint32_t addr, int prefix, char *err, size_t errlen);
 

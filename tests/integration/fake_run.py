@@ -43,9 +43,13 @@ def polite_term(signum, frame):
     sys.exit(1)
 
 
+# Signal dispositions first: the server may cancel as soon as it sees run.start.
+if mode in ("garbage", "hang"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+elif mode not in ("seqgap", "longline", "die"):
+    signal.signal(signal.SIGTERM, polite_term)
 emit("run.start", params=params, sandbox={"netns": False}, fake=mode)
 if mode == "garbage":
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stdout.write("this is not json\n")
     sys.stdout.flush()
     hang()
@@ -59,9 +63,5 @@ elif mode == "longline":
     hang()
 elif mode == "die":
     sys.exit(3)
-elif mode == "hang":
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    hang()
 else:
-    signal.signal(signal.SIGTERM, polite_term)
     hang()
