@@ -308,7 +308,7 @@ static int configure_side(struct net *n, enum net_side side, int set_mac, char *
 #define NET_OPER_UP 6
 
 /* Wait (at most 5 s) until eth0 of the calling thread's namespace is
- * operationally up. A veth end gets its carrier when its peer comes up, and
+ * operationally up. A veth end has its carrier once its peer comes up, and
  * the kernel attaches the end's queueing discipline only later, from its
  * link-watch work; until then every frame sent is dropped, so the first ARP
  * request would be lost and the first probes would wait the one second ARP
