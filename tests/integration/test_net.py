@@ -75,7 +75,8 @@ def start(params, timeout=60):
     args = [BIN, "run", "udp-ping", "--json", "--timeout", str(timeout)]
     for p in params:
         args += ["-p", p]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Unbuffered, so that readline() takes one line and communicate() the rest.
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     first = json.loads(p.stdout.readline())
     eq(first["type"], "run.start", "first event")
     return p, first
@@ -127,7 +128,7 @@ def normal_end_leaves_nothing():
     before = lease_names()
     p, first = start(["count=5", "interval_ms=20", "network=two-hosts", "c2s_loss_pct=10"])
     inodes, _ = check_alive_topology(p, first)
-    out, err = p.communicate(timeout=60)
+    out, err = (x.decode() for x in p.communicate(timeout=60))
     eq(p.returncode, 0, f"exit ({err[-300:]})")
     eq(json.loads(out.splitlines()[-1])["status"], "ok", "status")
     check_gone(p, inodes, before)
@@ -139,7 +140,7 @@ def cancel_with_sigterm_leaves_nothing():
     p, first = start(["count=1000", "interval_ms=20", "network=two-hosts", "s2c_delay_ms=5"])
     inodes, _ = check_alive_topology(p, first)
     p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=30)
+    out, err = (x.decode() for x in p.communicate(timeout=30))
     last = json.loads(out.splitlines()[-1])
     eq((last["type"], last["status"]), ("run.end", "cancelled"), "last event")
     check("wire" in last["summary"], "the relay's counters are reported on cancel")

@@ -98,12 +98,14 @@ def unimpaired_two_hosts_over_veth():
 @test
 def losses_equal_the_wire_drops_and_the_rate_fits():
     n = 300
-    events = ping(f"count={n}", "interval_ms=10", "timeout_ms=300", "network=two-hosts",
+    events = ping(f"count={n}", "interval_ms=10", "timeout_ms=1000", "network=two-hosts",
                   "c2s_loss_pct=20", "s2c_loss_pct=10", "seed=1234")
     s = summary(events)
     drops = of(events, "wire", action="drop")
     check(all("probe" in d for d in drops), "a dropped frame that is not a probe")
-    lost = {e["probe"]: e for e in of(events, "probe", status="lost")}
+    # A reply slower than the timeout (a stalled machine) is late, not lost.
+    late = {e["probe"] for e in of(events, "probe", status="late")}
+    lost = {e["probe"]: e for e in of(events, "probe", status="lost") if e["probe"] not in late}
     dropped = {}
     for d in drops:
         dropped.setdefault(d["probe"], d["dir"])
@@ -116,7 +118,7 @@ def losses_equal_the_wire_drops_and_the_rate_fits():
     eq(s["lost_s2c"], sum(1 for d in dropped.values() if d == "s2c"), "lost s2c")
     eq(s["wire"]["c2s"]["dropped"] + s["wire"]["s2c"]["dropped"], len(drops), "wire counters")
     eq(s["received"] + s["lost"] + s["late"], n, "every probe accounted for")
-    eq(s["late"], 0, "late replies")
+    check(not late & set(dropped), "a probe the wire dropped came back late")
     # c2s: Binomial(n, 0.2); s2c only sees the probes that got through.
     c2s = s["lost_c2s"]
     check_binomial(c2s, n, 0.20, "c2s drops")
@@ -283,17 +285,20 @@ def byo_run(extra, talk):
     lo, _ = free_port_range(1)
     args = [BIN, "run", "udp-ping", "--json", "-p", "mode=server", "-p", f"port={lo}",
             "-p", "idle_timeout=1", *extra]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Unbuffered: readline() then takes exactly one line, and communicate()
+    # gets everything after it.
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     try:
         events = []
-        for line in p.stdout:
-            events.append(json.loads(line))
-            if events[-1]["type"] == "listening":
+        while not events or events[-1]["type"] != "listening":
+            line = p.stdout.readline()
+            if not line:
                 break
+            events.append(json.loads(line))
         eq(events[-1]["type"], "listening", "listening event")
         eq(events[-1]["port"], lo, "port")
         talk(lo)
-        out, err = p.communicate(timeout=30)
+        out, err = (x.decode() for x in p.communicate(timeout=30))
     finally:
         if p.poll() is None:
             p.kill()
