@@ -52,7 +52,8 @@ def held_namespaces():
 
 def netns_names():
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    return set(r.stdout.split())
+    # Lines look like "NAME (id: 0)"; only the name matters.
+    return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
 
 
 def host_links():
