@@ -2,6 +2,7 @@
 #include "sandbox.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
@@ -40,6 +41,10 @@ out:
 
 int sandbox_netns_enter(char *err, size_t errlen)
 {
+	int home, rc;
+
+	/* Where we are now, to come back to if the new namespace is unusable. */
+	home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (unshare(CLONE_NEWNET) < 0) {
 		int e = errno;
 		if (e == EPERM)
@@ -48,7 +53,26 @@ int sandbox_netns_enter(char *err, size_t errlen)
 				 "(run as root, or give the container SYS_ADMIN)");
 		else
 			snprintf(err, errlen, "unshare(CLONE_NEWNET): %s", strerror(e));
+		if (home >= 0)
+			close(home);
 		return -e;
 	}
-	return sandbox_link_up("lo", err, errlen);
+	rc = sandbox_link_up("lo", err, errlen);
+	if (rc < 0) {
+		/* A namespace whose loopback is down is no use (bringing it up
+		 * needs CAP_NET_ADMIN too): go back, so that a fallback to the
+		 * host's loopback is what really happens. */
+		if (rc == -EPERM)
+			snprintf(err, errlen,
+				 "no private network namespace: bringing its loopback up needs "
+				 "CAP_NET_ADMIN as well as CAP_SYS_ADMIN (give the container NET_ADMIN)");
+		if (home < 0 || setns(home, CLONE_NEWNET) < 0) {
+			snprintf(err, errlen, "left in a network namespace without a loopback "
+					      "(could not return to the original one)");
+			rc = -ENOTRECOVERABLE;
+		}
+	}
+	if (home >= 0)
+		close(home);
+	return rc;
 }

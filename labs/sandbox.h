@@ -8,8 +8,11 @@
  * anonymous network namespace and bring its loopback up. The namespace has
  * no name and no mount: the kernel removes it, with everything configured in
  * it, when the last process in it exits, so a crashed or killed run cannot
- * leak it. Returns 0, or -errno with a message in err (EPERM when the process
- * lacks CAP_SYS_ADMIN, in which case the caller falls back to the host). */
+ * leak it. Returns 0, or -errno with a message in err naming what is
+ * missing: EPERM when the process lacks CAP_SYS_ADMIN, or CAP_NET_ADMIN to
+ * bring the loopback up (it is then back in its original namespace, and the
+ * caller may fall back to the host); -ENOTRECOVERABLE when it could not get
+ * back (the caller must not pretend to be on the host). */
 int sandbox_netns_enter(char *err, size_t errlen);
 
 /* Bring interface name up inside the current namespace. 0 or -errno. */

@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include "lab.h"
 #include "net/net.h"
+#include "privs.h"
 #include "sandbox.h"
 #include "version.h"
 
@@ -331,7 +333,7 @@ static void run_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: socklab run LAB [-p KEY=VALUE]... [--json] [--timeout SEC]\n"
-		"                   [--netns auto|on|off] [--bundle DIR] [--run-id ID]\n"
+		"                   [--netns auto|on|off] [--bundle DIR] [--run-id ID] [--parent PID]\n"
 		"\n"
 		"  -p KEY=VALUE   set a lab parameter (`socklab labs` lists them)\n"
 		"  --json         print events as JSON Lines instead of a readable trace\n"
@@ -339,7 +341,9 @@ static void run_usage(FILE *out)
 		"  --netns MODE   auto: a private network namespace when permitted (default);\n"
 		"                 on: fail without one; off: use the host's network\n"
 		"  --bundle DIR   also save the run (events.jsonl, meta.json) in DIR\n"
-		"  --run-id ID    use this run id (16 hex digits) instead of a random one\n",
+		"  --run-id ID    use this run id (16 hex digits) instead of a random one\n"
+		"  --parent PID   stop at once when process PID, which started this run, exits\n"
+		"                 (socklab serve passes its own)\n",
 		MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S);
 }
 
@@ -401,13 +405,38 @@ static int parse_timeout(const char *s, int *out)
 	return 0;
 }
 
+/* The run's sandbox for run.start; caps lists the capabilities a lab can
+ * use (privs_lab_caps) that this run holds. */
 static json_t *sandbox_facts(int netns, const char *note)
 {
 	struct utsname u;
+	uint64_t eff = privs_effective() & privs_lab_caps;
+	json_t *caps = json_array();
+	unsigned i;
 
+	for (i = 0; i < 64; i++)
+		if ((eff & PRIVS_CAP(i)) && privs_cap_name(i))
+			json_array_append_new(caps, json_string(privs_cap_name(i)));
 	uname(&u);
-	return json_pack("{s:b, s:s, s:s, s:i}", "netns", netns, "note", note, "kernel", u.release,
-			 "euid", (int)geteuid());
+	return json_pack("{s:b, s:s, s:s, s:i, s:o}", "netns", netns, "note", note, "kernel",
+			 u.release, "euid", (int)geteuid(), "caps", caps);
+}
+
+static int parse_parent(const char *s, pid_t *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < 1 || v > 4194304) {
+		fprintf(stderr, "socklab run: --parent must be a process id from 1 to 4194304 "
+				"(got \"%s\")\n",
+			s);
+		return -EINVAL;
+	}
+	*out = (pid_t)v;
+	return 0;
 }
 
 int cli_run(int argc, char **argv)
@@ -419,6 +448,7 @@ int cli_run(int argc, char **argv)
 	struct bundle bundle = {.fd = -1};
 	const char *run_id = NULL, *netns_mode = "auto", *bundle_dir = NULL, *bad = NULL;
 	int as_json = 0, timeout_s = DEFAULT_TIMEOUT_S, netns = 0, rc, i;
+	pid_t parent = 0;
 	char err[512], note[300], net_err[512] = "";
 	const char *status;
 	json_t *start, *net_desc = NULL;
@@ -446,7 +476,8 @@ int cli_run(int argc, char **argv)
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 		int takes = !strcmp(a, "-p") || !strcmp(a, "--timeout") || !strcmp(a, "--netns") ||
-			    !strcmp(a, "--bundle") || !strcmp(a, "--run-id") || !strcmp(a, "--pcap");
+			    !strcmp(a, "--bundle") || !strcmp(a, "--run-id") || !strcmp(a, "--pcap") ||
+			    !strcmp(a, "--parent");
 
 		if (takes && !val) {
 			fprintf(stderr, "socklab run: %s needs a value\n", a);
@@ -477,6 +508,9 @@ int cli_run(int argc, char **argv)
 				return 2;
 			}
 			run_id = val;
+		} else if (!strcmp(a, "--parent")) {
+			if (parse_parent(val, &parent) < 0)
+				return 2;
 		} else if (!strcmp(a, "--pcap")) {
 			fprintf(stderr, "socklab run: --pcap: lab %s captures no packets\n", lab->name);
 			return 2;
@@ -495,6 +529,22 @@ int cli_run(int argc, char **argv)
 		fprintf(stderr, "socklab run %s: %s\n", lab->name, err);
 		return 2;
 	}
+
+	if (parent) {
+		/* The kernel clears the parent-death signal the server set when it
+		 * starts a program with file capabilities (the lab program in a
+		 * container): arm it again, then make sure the parent is still
+		 * the one that started us. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent) {
+			fprintf(stderr, "socklab run: process %d, which started this run, has gone\n",
+				(int)parent);
+			return 1;
+		}
+	}
+	/* Started from a program with permitted-only file capabilities, the
+	 * run holds them but not yet as effective ones: raise them (privs.h). */
+	privs_raise();
 
 	/* The namespaces must be made before any thread exists, so every lab
 	 * thread starts in one. */
@@ -525,12 +575,12 @@ int cli_run(int argc, char **argv)
 		}
 	} else if (!strcmp(netns_mode, "off")) {
 		snprintf(note, sizeof note, "the host's network (--netns off), ephemeral ports");
-	} else if (sandbox_netns_enter(err, sizeof err) == 0) {
+	} else if ((rc = sandbox_netns_enter(err, sizeof err)) == 0) {
 		netns = 1;
 		snprintf(note, sizeof note, "a private network namespace with its own loopback");
 		if (has_net)
 			net_desc = net_describe_loopback();
-	} else if (!strcmp(netns_mode, "on")) {
+	} else if (!strcmp(netns_mode, "on") || rc == -ENOTRECOVERABLE) {
 		fprintf(stderr, "socklab run: %s\n", err);
 		return 1;
 	} else {

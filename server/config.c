@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char config_usage[] =
 	"usage: socklab serve [OPTIONS]\n"
@@ -36,6 +38,9 @@ const char config_usage[] =
 	"                           [SOCKLAB_PUBLIC_WS_URL]\n"
 	"  --keep-runs N            saved run bundles to keep, oldest removed first, 10-100000\n"
 	"                           [SOCKLAB_KEEP_RUNS] (1000)\n"
+	"  --lab-exe PATH           program lab runs execute, an absolute path to socklab or\n"
+	"                           a copy with file capabilities [SOCKLAB_LAB_EXE]\n"
+	"                           (this binary)\n"
 	"  -h, --help               this text\n";
 
 enum opt_kind {
@@ -46,6 +51,7 @@ enum opt_kind {
 	OPT_ORIGINS,
 	OPT_RANGE,
 	OPT_WSURL,
+	OPT_EXE,
 };
 
 struct opt_def {
@@ -75,6 +81,7 @@ static const struct opt_def opts[] = {
 	{"--run-timeout", "SOCKLAB_RUN_TIMEOUT", OPT_INT, F(run_timeout_s), 1, 3600},
 	{"--public-ws-url", "SOCKLAB_PUBLIC_WS_URL", OPT_WSURL, F(public_ws_url), 0, 0},
 	{"--keep-runs", "SOCKLAB_KEEP_RUNS", OPT_INT, F(keep_runs), 10, 100000},
+	{"--lab-exe", "SOCKLAB_LAB_EXE", OPT_EXE, F(lab_exe), 0, 0},
 	{NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -347,6 +354,16 @@ static int apply(struct serve_config *c, const struct opt_def *d, const char *v,
 		}
 		snprintf(field, d->size, "%s", v);
 		return 0;
+	case OPT_EXE:
+		if (v[0] != '/' || strlen(v) >= d->size) {
+			snprintf(err, errlen,
+				 "%s: must be an absolute path of at most %zu bytes (got \"%.60s\")",
+				 who, d->size - 1, v);
+			return -EINVAL;
+		}
+		snprintf(field, d->size, "%s", v);
+		snprintf(c->lab_exe_from, sizeof c->lab_exe_from, "%s", who);
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -366,7 +383,7 @@ static void defaults(struct serve_config *c)
 	c->max_byo_per_conn = 1;
 	c->run_timeout_s = 120;
 	c->keep_runs = 1000;
-	snprintf(c->run_exe, sizeof c->run_exe, "/proc/self/exe");
+	snprintf(c->lab_exe, sizeof c->lab_exe, "/proc/self/exe");
 }
 
 int config_parse(struct serve_config *c, int argc, char **argv,
@@ -424,16 +441,29 @@ int config_parse(struct serve_config *c, int argc, char **argv,
 	}
 	if (!byo_bind_set)
 		snprintf(c->byo_bind, sizeof c->byo_bind, "%s", c->listen);
-	if (env && env("SOCKLAB_TEST_RUN_EXE")) {
-		const char *exe = env("SOCKLAB_TEST_RUN_EXE");
-		if (exe[0] != '/' || strlen(exe) >= sizeof c->run_exe) {
-			snprintf(err, errlen, "SOCKLAB_TEST_RUN_EXE: must be an absolute path");
-			return -EINVAL;
-		}
-		snprintf(c->run_exe, sizeof c->run_exe, "%s", exe);
-	}
 	c->listen_v6 = addr_family(c->listen) == AF_INET6;
 	return 0;
+}
+
+int config_check_lab_exe(const struct serve_config *c, char *err, size_t errlen)
+{
+	struct stat st;
+	int rc = 0;
+
+	if (!c->lab_exe_from[0])
+		return 0; /* this binary */
+	if (stat(c->lab_exe, &st) < 0)
+		rc = -errno;
+	else if (!S_ISREG(st.st_mode))
+		rc = -EINVAL;
+	else if (access(c->lab_exe, X_OK) < 0)
+		rc = -errno;
+	if (rc == -EINVAL)
+		snprintf(err, errlen, "%s: %.300s is not a regular file", c->lab_exe_from, c->lab_exe);
+	else if (rc < 0)
+		snprintf(err, errlen, "%s: cannot execute %.300s: %s", c->lab_exe_from, c->lab_exe,
+			 strerror(-rc));
+	return rc;
 }
 
 /* Compare an Origin with "http://" + host + ":" + port. */

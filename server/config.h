@@ -33,10 +33,13 @@ struct serve_config {
 	int run_timeout_s;
 	int keep_runs;                  /* bundles kept in data/runs (oldest pruned) */
 	char public_ws_url[CONFIG_URL_MAX]; /* "" when not set */
-	/* The program each run executes: /proc/self/exe (this binary's
-	 * `run` command). Tests replace it through SOCKLAB_TEST_RUN_EXE with a
-	 * fake that misbehaves on purpose; there is no flag for it. */
-	char run_exe[CONFIG_PATH_MAX];
+	/* The program each run executes as `PROGRAM run LAB --json ...`:
+	 * /proc/self/exe (this binary) unless --lab-exe names another, such
+	 * as a copy carrying file capabilities in a container (privs.h), or
+	 * a fake that misbehaves on purpose in tests. lab_exe_from is the flag
+	 * or variable that set it, for messages ("" for the default). */
+	char lab_exe[CONFIG_PATH_MAX];
+	char lab_exe_from[32];
 };
 
 /* config_parse() returns this when --help was given (usage is not an error). */
@@ -49,6 +52,11 @@ struct serve_config {
  * what it allows in err. */
 int config_parse(struct serve_config *c, int argc, char **argv,
 		 const char *(*env)(const char *name), char *err, size_t errlen);
+
+/* Check that lab_exe is an executable regular file (I/O: called once at
+ * start-up, after config_parse). 0, or -errno with a message naming the
+ * flag or variable in err. */
+int config_check_lab_exe(const struct serve_config *c, char *err, size_t errlen);
 
 /* The usage text of `socklab serve --help`. */
 extern const char config_usage[];

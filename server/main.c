@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "health.h"
 #include "serve.h"
 #include "version.h"
 
@@ -15,6 +16,7 @@ static void usage(FILE *out)
 		"  run LAB [-p KEY=VALUE]... [--json] run one lab in this terminal\n"
 		"  serve [--listen ADDR] [--http-port N] [--ws-port N] [--data DIR] ...\n"
 		"                                     serve the dashboard and the API\n"
+		"  health [URL]                       is the server healthy? (exit 0 yes, 1 no)\n"
 		"  version                            print the version\n"
 		"\n"
 		"`socklab COMMAND --help` explains each command's options.\n");
@@ -34,11 +36,13 @@ int main(int argc, char **argv)
 		return cli_run(argc - 1, argv + 1);
 	if (!strcmp(cmd, "serve"))
 		return serve_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "health"))
+		return health_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("socklab %s\n", SOCKLAB_VERSION);
 		return 0;
 	}
-	fprintf(stderr, "socklab: unknown command '%s' (expected labs, run, serve or version)\n", cmd);
+	fprintf(stderr, "socklab: unknown command '%s' (expected labs, run, serve, health or version)\n", cmd);
 	usage(stderr);
 	return 2;
 }

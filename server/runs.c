@@ -913,19 +913,33 @@ static void child_exec(const char *exe, int out_fd, int err_fd, char *const argv
 		_exit(127);
 	close_range(3, ~0u, 0);
 	execv(exe, argv);
+	if (errno == EPERM && strcmp(exe, "/proc/self/exe") != 0) {
+		/* The lab program carries effective file capabilities the
+		 * container does not grant (the kernel refuses to start it):
+		 * run this binary instead, without privileges. The run's
+		 * run.start says what that costs (no private namespace, ...). */
+		static const char fb[] = "socklab serve: the lab program may not start here (EPERM: "
+					 "its file capabilities are not granted); running the "
+					 "server's own binary without capabilities\n";
+		if (write(2, fb, sizeof fb - 1) < 0)
+			_exit(127);
+		execv("/proc/self/exe", argv);
+	}
 	if (write(2, msg, sizeof msg - 1) < 0)
 		_exit(127);
 	_exit(127);
 }
 
-#define ARGV_MAX (10 + 2 * LAB_MAX_PARAMS)
+#define ARGV_MAX (12 + 2 * LAB_MAX_PARAMS)
 
-/* Build `socklab run LAB --json --run-id ID --timeout SEC -p K=V...` for the
- * parameters given explicitly (and those the server assigned), so the child
- * applies its own defaults exactly as on the command line. Strings are
- * allocated into store (freed by the caller). */
+/* Build `socklab run LAB --json --run-id ID --timeout SEC --parent PID
+ * -p K=V...` for the parameters given explicitly (and those the server
+ * assigned), so the child applies its own defaults exactly as on the command
+ * line. --parent re-arms the parent-death signal, which the kernel clears
+ * when it starts a program with file capabilities. Strings are allocated
+ * into store (freed by the caller). */
 static int build_argv(const struct run *r, const struct lab_params *p, int timeout_s,
-		      char *argv[ARGV_MAX], char *store[LAB_MAX_PARAMS + 1])
+		      char *argv[ARGV_MAX], char *store[LAB_MAX_PARAMS + 2])
 {
 	size_t i;
 	int n = 0, k = 0;
@@ -938,6 +952,10 @@ static int build_argv(const struct run *r, const struct lab_params *p, int timeo
 	argv[n++] = (char *)r->id;
 	argv[n++] = "--timeout";
 	if (asprintf(&store[k], "%d", timeout_s) < 0)
+		return -ENOMEM;
+	argv[n++] = store[k++];
+	argv[n++] = "--parent";
+	if (asprintf(&store[k], "%d", (int)getpid()) < 0)
 		return -ENOMEM;
 	argv[n++] = store[k++];
 	for (i = 0; i < r->lab->n_params && i < LAB_MAX_PARAMS; i++) {
@@ -981,7 +999,7 @@ static int run_spawn(struct run_mgr *m, struct run *r, const struct lab_params *
 {
 	char path[PATH_MAX];
 	char *argv[ARGV_MAX];
-	char *store[LAB_MAX_PARAMS + 1] = {0};
+	char *store[LAB_MAX_PARAMS + 2] = {0};
 	int pfd[2] = {-1, -1};
 	int err_fd = -1, rc, i;
 	lws_adopt_desc_t ad;
@@ -1026,7 +1044,7 @@ static int run_spawn(struct run_mgr *m, struct run *r, const struct lab_params *
 		goto out;
 	}
 	if (pid == 0)
-		child_exec(m->cfg->run_exe, pfd[1], err_fd, argv, self);
+		child_exec(m->cfg->lab_exe, pfd[1], err_fd, argv, self);
 	r->pid = pid;
 	close(pfd[1]);
 	pfd[1] = -1;
@@ -1338,9 +1356,28 @@ void runs_session_closed(struct run_mgr *m, uint64_t session)
 void runs_reap(struct run_mgr *m)
 {
 	struct run *r;
+	int i;
 
 	for (r = m->runs; r; r = r->next)
 		run_try_reap(r);
+	/* As PID 1 of a container the server also inherits orphans (a process
+	 * a run started that outlived it). Reap those too, without touching a
+	 * run's status: look first (WNOWAIT), then reap only strangers. */
+	for (i = 0; i < 64; i++) {
+		siginfo_t si;
+		int st;
+
+		memset(&si, 0, sizeof si);
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+			break;
+		for (r = m->runs; r; r = r->next)
+			if (r->pid == si.si_pid && !r->sm.exited)
+				break;
+		if (r)
+			run_try_reap(r);
+		else
+			waitpid(si.si_pid, &st, WNOHANG);
+	}
 }
 
 void runs_shutdown(struct run_mgr *m)

@@ -15,7 +15,9 @@
 /*
  * Everything here runs in the lws service thread (the main thread) unless a
  * function says otherwise. A run is a child process started with fork+exec
- * of cfg->run_exe (this binary, /proc/self/exe); its stdout (one JSON event per line) is a pipe adopted
+ * of cfg->lab_exe (this binary, /proc/self/exe, unless --lab-exe names
+ * another; if that one may not start for want of capabilities, EPERM, this
+ * binary); its stdout (one JSON event per line) is a pipe adopted
  * into the lws loop. Each line is checked (JSON object, the run's id, the next
  * seq), appended to DATA/runs/ID/events.jsonl and handed to the hooks, which
  * deliver it to the run's owner and watchers. Runs refer to WebSocket
@@ -161,7 +163,8 @@ struct run *runs_find(struct run_mgr *m, const char *id);
 int runs_watch(struct run *r, uint64_t session);
 void runs_unwatch(struct run *r, uint64_t session);
 
-/* Called after SIGCHLD: reap every child that exited. */
+/* Called after SIGCHLD: reap every child that exited, runs and orphans
+ * (as a container's PID 1 the server inherits them). */
 void runs_reap(struct run_mgr *m);
 
 /* Cancel every run and refuse new ones (server shutdown). */

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "privs.h"
 #include "runs.h"
 #include "ws.h"
 
@@ -66,7 +67,7 @@ int serve_main(int argc, char **argv)
 	struct http_counters counters;
 	struct ws_server *ws = NULL;
 	struct http_server *http = NULL;
-	char err[512], host[CONFIG_ADDR_MAX + 2];
+	char err[512], host[CONFIG_ADDR_MAX + 2], lab_note[1024];
 	sigset_t mask;
 	int rc, sfd, status = 1;
 
@@ -79,6 +80,21 @@ int serve_main(int argc, char **argv)
 		fprintf(stderr, "socklab serve: %s\n", err);
 		return 2;
 	}
+	rc = config_check_lab_exe(&cfg, err, sizeof err);
+	if (rc < 0) {
+		fprintf(stderr, "socklab serve: %s\n", err);
+		return 2;
+	}
+	/* The server itself needs no capability: a non-root server gives up
+	 * any it was handed (podman passes --cap-add ones to a non-root user
+	 * as ambient capabilities) before it starts a thread. Lab runs get
+	 * theirs from the lab program's file capabilities (privs.h). A root
+	 * server keeps its own: run as root on a host, it is the host's. */
+	if (geteuid() != 0 && privs_drop(err, sizeof err) < 0) {
+		fprintf(stderr, "socklab serve: %s\n", err);
+		return 1;
+	}
+	privs_describe_exe(cfg.lab_exe, lab_note, sizeof lab_note);
 	ensure_std_fds();
 	rc = runs_recover(cfg.data, err, sizeof err);
 	if (rc < 0) {
@@ -119,6 +135,7 @@ int serve_main(int argc, char **argv)
 	config_url_host(cfg.listen, host, sizeof host);
 	printf("socklab serving http://%s:%d/ (WebSocket ws://%s:%d/)\n", host, http_port(http),
 	       host, ws_port(ws));
+	printf("socklab serve: %s\n", lab_note);
 	fflush(stdout);
 
 	ws_run(ws);

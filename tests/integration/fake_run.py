@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """fake_run.py: a stand-in for `socklab run --json` that misbehaves on purpose (server tests).
 
-`socklab serve` runs it instead of itself when SOCKLAB_TEST_RUN_EXE points here.
-It gets the same arguments (run LAB --json --run-id ID --timeout SEC -p K=V...)
+`socklab serve` runs it instead of itself when SOCKLAB_LAB_EXE points here.
+It gets the same arguments (run LAB --json --run-id ID --timeout SEC --parent PID -p K=V...)
 and picks a behaviour from the text parameter, "fake:MODE":
   garbage   run.start, then a line that is not JSON, then hangs ignoring SIGTERM
   seqgap    run.start, then an event with seq 2

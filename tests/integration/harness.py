@@ -108,7 +108,7 @@ class Response:
 class Server:
     """One `socklab serve` process with its own data directory."""
 
-    def __init__(self, *extra, data=None, env=None):
+    def __init__(self, *extra, data=None, env=None, preexec_fn=None):
         self.tmp = tempfile.mkdtemp(prefix="socklab-it-")
         self.data = data or os.path.join(self.tmp, "data")
         self.port_file = os.path.join(self.tmp, "ports.json")
@@ -121,7 +121,8 @@ class Server:
                      "--port-file", self.port_file, "--data", self.data, *extra]
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL, env=penv)
+                                         stdin=subprocess.DEVNULL, env=penv,
+                                         preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         ports = wait_for(self._read_ports, 30, "the port file")
         self.http_port = ports["http_port"]

@@ -17,7 +17,7 @@ def srv():
     global _srv
     if _srv is None:
         # --run-timeout 1: the server's own limit fires 1 + 3 s after a start.
-        _srv = Server("--run-timeout", "1", env={"SOCKLAB_TEST_RUN_EXE": FAKE})
+        _srv = Server("--run-timeout", "1", env={"SOCKLAB_LAB_EXE": FAKE})
         atexit.register(_srv.cleanup)
     return _srv
 

@@ -62,7 +62,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c.n_origins, 0);
 	assert_false(c.any_origin);
 	assert_false(c.listen_v6);
-	assert_string_equal(c.run_exe, "/proc/self/exe");
+	assert_string_equal(c.lab_exe, "/proc/self/exe");
+	assert_string_equal(c.lab_exe_from, "");
+	assert_int_equal(config_check_lab_exe(&c, err, sizeof err), 0);
 }
 
 static void test_flags(void **state)
@@ -189,6 +191,44 @@ static void test_usage_errors(void **state)
 	assert_non_null(strstr(config_usage, "--max-byo-per-conn"));
 }
 
+static void test_lab_exe(void **state)
+{
+	static const char *const env[] = {"SOCKLAB_LAB_EXE=/bin/sh", NULL};
+	static const char *const relative[] = {"SOCKLAB_LAB_EXE=socklab", NULL};
+	static const char *const old_hook[] = {"SOCKLAB_TEST_RUN_EXE=/bin/true", NULL};
+	struct serve_config c;
+	char err[256];
+
+	(void)state;
+	/* The variable, then a flag winning over it; each remembers its name
+	 * for later messages. */
+	assert_int_equal(parse(&c, env, err, sizeof err, NULL), 0);
+	assert_string_equal(c.lab_exe, "/bin/sh");
+	assert_string_equal(c.lab_exe_from, "SOCKLAB_LAB_EXE");
+	assert_int_equal(config_check_lab_exe(&c, err, sizeof err), 0);
+	assert_int_equal(parse(&c, env, err, sizeof err, "--lab-exe", "/bin/true", NULL), 0);
+	assert_string_equal(c.lab_exe, "/bin/true");
+	assert_string_equal(c.lab_exe_from, "--lab-exe");
+
+	/* Syntax: an absolute path. */
+	assert_int_equal(parse(&c, relative, err, sizeof err, NULL), -EINVAL);
+	assert_non_null(strstr(err, "SOCKLAB_LAB_EXE: must be an absolute path"));
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--lab-exe", "", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--lab-exe: must be an absolute path"));
+
+	/* The file: it must exist, be a regular file and be executable. */
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--lab-exe", "/nonexistent/x", NULL), 0);
+	assert_int_equal(config_check_lab_exe(&c, err, sizeof err), -ENOENT);
+	assert_string_equal(err, "--lab-exe: cannot execute /nonexistent/x: No such file or directory");
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--lab-exe", "/tmp", NULL), 0);
+	assert_int_equal(config_check_lab_exe(&c, err, sizeof err), -EINVAL);
+	assert_string_equal(err, "--lab-exe: /tmp is not a regular file");
+
+	/* The test-only hook it replaced is gone. */
+	assert_int_equal(parse(&c, old_hook, err, sizeof err, NULL), 0);
+	assert_string_equal(c.lab_exe, "/proc/self/exe");
+}
+
 static void test_origin_loopback(void **state)
 {
 	struct serve_config c;
@@ -302,6 +342,7 @@ int main(void)
 		cmocka_unit_test(test_bad_values_name_the_flag),
 		cmocka_unit_test(test_bad_env_names_the_variable),
 		cmocka_unit_test(test_usage_errors),
+		cmocka_unit_test(test_lab_exe),
 		cmocka_unit_test(test_origin_loopback),
 		cmocka_unit_test(test_origin_wildcard_and_extra),
 		cmocka_unit_test(test_addresses),
