@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # install-deps.sh: install what socklab needs on Debian 12, only what is missing.
 #   install-deps.sh build   compilers and libraries to build and run the server
-#   install-deps.sh test    plus what the test suite needs (Chromium, node, python)
+#   install-deps.sh test    plus what the test suite needs (Chromium, node, python, and
+#                           podman with what it needs to build and run the image here)
 set -euo pipefail
 
 mode=${1:-build}
 build_pkgs=(gcc make pkg-config libc6-dev libmicrohttpd-dev libwebsockets-dev libjansson-dev
 	libpcap-dev libmnl-dev iproute2 procps)
-test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl)
+test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl
+	podman runc catatonit debootstrap docker-compose python3-yaml)
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

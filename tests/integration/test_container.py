@@ -1,0 +1,826 @@
+"""test_container.py: the socklab image, built and run with podman.
+
+Builds docker/Dockerfile, then runs the image in the three documented profiles
+(full: SYS_ADMIN + NET_ADMIN + NET_RAW; no-capture: without NET_RAW;
+unprivileged: no capability at all) on random free ports of 127.0.0.1 and,
+through the published HTTP/WebSocket ports, runs every lab /api/labs lists
+(LAB_CASES adds lab-specific cases and checks; a lab it does not know still runs
+with its defaults), bring-your-own-client runs through the published pool
+port, checks the server is neither root nor holding a capability, stops it with
+SIGTERM (timed), and runs docker/compose.yaml (docker-compose against podman's
+Docker API) and docker/k8s/deployment.yaml (podman kube play).
+
+Needs root and podman (server/tools/install-deps.sh test installs them); skips,
+saying why, where podman cannot run. podman reads docker/containers.conf
+(CONTAINERS_CONF). The base image comes from docker/make-base-image and is kept
+for later runs; everything else this test creates carries the label
+io.socklab.test=PID and is removed on every exit path, and leftovers of a run
+that was killed are removed by the next one.
+"""
+import asyncio
+import atexit
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+import websockets  # noqa: E402
+import yaml  # noqa: E402
+
+from harness import (check_stream, events_until_end, free_port_range, request,  # noqa: E402
+                     start_run, wait_for)
+from tap import Skip, check, eq, run, test  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(REPO, "docker", "containers.conf"))
+ME = str(os.getpid())
+LABEL = "io.socklab.test"
+IMAGE = f"localhost/socklab-test:{ME}"
+VOLUME = f"socklab-test-data-{ME}"
+FULL = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW"]
+LAB_CAP_NAMES = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]
+STOP_TIMEOUT = 10
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+state = {"skip": None, "containers": [], "pods": [], "service": None, "compose": None,
+         "tmp": None, "full": None}
+
+
+def diag(text):
+    """A TAP comment: figures the test measured, never pass/fail."""
+    print(f"# {text}", flush=True)
+
+
+# ---------------------------------------------------------------------------
+# podman
+# ---------------------------------------------------------------------------
+
+def podman(*args, check_rc=True, timeout=120, env=None):
+    r = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
+                       env=env or ENV, stdin=subprocess.DEVNULL)
+    if check_rc and r.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args[:4])} ... exited {r.returncode}: "
+                             f"{(r.stderr or r.stdout)[-800:]}")
+    return r
+
+
+def owner_alive(pid):
+    """True while the test run that labelled a resource is still running."""
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+            return b"test_container.py" in f.read()
+    except (OSError, ValueError):
+        return False
+
+
+def remove_stale():
+    """Remove what killed runs of this test left behind (their owner is gone)."""
+    kinds = [
+        (["pod", "ps", "-a"], ["pod", "rm", "-f"]),
+        (["ps", "-a"], ["rm", "-f", "-v"]),
+        (["volume", "ls"], ["volume", "rm", "-f"]),
+        (["images"], ["rmi", "-f"]),
+    ]
+    for ls, rm in kinds:
+        fmt = "{{.Name}}" if ls[0] == "volume" else "{{.ID}}"
+        r = podman(*ls, "--filter", f"label={LABEL}", "--format", fmt + " {{.Labels}}",
+                   check_rc=False)
+        for line in r.stdout.splitlines():
+            ident, _, labels = line.partition(" ")
+            owner = labels.split(f"{LABEL}:", 1)[1].split()[0].rstrip("]") if \
+                f"{LABEL}:" in labels else ""
+            if owner and not owner_alive(owner):
+                podman(*rm, ident, check_rc=False)
+    # Networks docker-compose made for a project socklabtestPID.
+    r = podman("network", "ls", "--format", "{{.Name}}", check_rc=False)
+    for net in r.stdout.split():
+        if net.startswith("socklabtest") and not owner_alive(net[11:].split("_")[0]):
+            podman("network", "rm", "-f", net, check_rc=False)
+    remove_build_leftovers()
+    tmp = tempfile.gettempdir()
+    for d in os.listdir(tmp):
+        if d.startswith("socklab-ct-") and not owner_alive(d.split("-")[2]):
+            subprocess.run(["rm", "-rf", os.path.join(tmp, d)], check=False)
+
+
+def builds_running():
+    """True while any podman or buildah build runs on this machine."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(args[0]) in (b"podman", b"buildah") and b"build" in args[1:4]:
+            return True
+    return False
+
+
+def remove_build_leftovers():
+    """An interrupted `podman build` leaves its working containers behind
+    (they belong to no label). Remove them, but only while no build runs."""
+    if builds_running():
+        return
+    r = podman("ps", "-a", "--external", "--format", "{{.ID}} {{.Names}}", check_rc=False)
+    for line in r.stdout.splitlines():
+        ident, _, name = line.partition(" ")
+        if "-working-container" in name:
+            podman("rm", "-f", ident, check_rc=False)
+
+
+def cleanup():
+    """Remove everything this run created (every exit path goes through here)."""
+    if state.get("cleaned"):
+        return
+    state["cleaned"] = True
+    if state["tmp"]:
+        subprocess.run(["rm", "-rf", state["tmp"]], check=False)
+    if state["skip"] or not shutil.which("podman"):
+        return
+    if state["compose"]:
+        compose("down", "-v", "--timeout", "5", check_rc=False)
+    for pod in state["pods"]:
+        podman("pod", "rm", "-f", pod, check_rc=False)
+    for name in state["containers"]:
+        podman("rm", "-f", "-v", name, check_rc=False)
+    podman("volume", "rm", "-f", VOLUME, check_rc=False)
+    stop_service()
+    remove_stale()
+    podman("rmi", "-f", IMAGE, check_rc=False)
+
+
+def on_term(signum, frame):
+    raise SystemExit(f"killed by signal {signum}")
+
+
+def need_podman():
+    """Skip (saying why) where podman cannot run; otherwise make sure the base
+    image exists."""
+    if state["skip"]:
+        raise Skip(state["skip"])
+    if os.geteuid() != 0:
+        state["skip"] = "needs root: the image test runs rootful podman"
+    elif subprocess.run(["sh", "-c", "command -v podman"], capture_output=True).returncode:
+        state["skip"] = "podman is not installed (server/tools/install-deps.sh test)"
+    else:
+        r = podman("info", "--format", "{{.Host.OCIRuntime.Name}}", check_rc=False)
+        if r.returncode != 0:
+            state["skip"] = f"podman cannot run here: {r.stderr.strip()[-300:]}"
+    if state["skip"]:
+        raise Skip(state["skip"])
+
+
+# ---------------------------------------------------------------------------
+# containers and the API through published ports
+# ---------------------------------------------------------------------------
+
+class Box:
+    """One socklab container on free 127.0.0.1 ports."""
+
+    def __init__(self, name, caps, extra=()):
+        self.name = f"socklab-test-{name}-{ME}"
+        lo, hi = free_port_range(4)
+        self.http, self.ws, self.byo = lo, lo + 1, (lo + 2, hi)
+        args = ["run", "-d", "--name", self.name, "--label", f"{LABEL}={ME}",
+                "--cap-drop", "all", "--read-only", "-v", f"{VOLUME}:/data",
+                "-p", f"127.0.0.1:{self.http}:8080", "-p", f"127.0.0.1:{self.ws}:8081",
+                "-p", f"127.0.0.1:{self.byo[0]}-{self.byo[1]}:{self.byo[0]}-{self.byo[1]}",
+                "-e", f"SOCKLAB_BYO_PORTS={self.byo[0]}-{self.byo[1]}",
+                "--stop-timeout", str(STOP_TIMEOUT)]
+        for c in caps:
+            args += ["--cap-add", c]
+        state["containers"].append(self.name)
+        t0 = time.monotonic()
+        podman(*args, *extra, IMAGE)
+        self.health = wait_for(self.healthy, 30, f"{self.name} to answer /api/health",
+                               interval=0.01)
+        self.start_s = time.monotonic() - t0
+        self.base = f"http://127.0.0.1:{self.http}"
+        self.ws_url = f"ws://127.0.0.1:{self.ws}/"
+
+    def healthy(self):
+        r = podman("inspect", self.name, "--format", "{{.State.Running}}", check_rc=False)
+        if r.stdout.strip() != "true":
+            raise AssertionError(f"{self.name} is not running: {self.logs()[-800:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/api/health",
+                                        timeout=2) as resp:
+                body = json.loads(resp.read())
+                return body if body.get("status") == "ok" else None
+        except (OSError, ValueError):
+            return None
+
+    def get_json(self, path):
+        with urllib.request.urlopen(self.base + path, timeout=20) as resp:
+            return json.loads(resp.read())
+
+    def logs(self):
+        r = podman("logs", self.name, check_rc=False)
+        return r.stdout + r.stderr
+
+    def exec(self, *cmd):
+        return podman("exec", self.name, *cmd).stdout
+
+    def status(self, pid=1):
+        """/proc/PID/status inside the container as a dict."""
+        out = self.exec("cat", f"/proc/{pid}/status")
+        return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+
+    def connect(self, path="/"):
+        return websockets.connect(f"ws://127.0.0.1:{self.ws}{path}",
+                                  subprotocols=["socklab.v1"], max_size=None,
+                                  open_timeout=20, close_timeout=5)
+
+    def remove(self):
+        podman("rm", "-f", "-v", self.name, check_rc=False)
+        state["containers"].remove(self.name)
+
+
+def expand_ports(spec):
+    """["8080/tcp", "9000-9002/tcp"] -> [8080, 9000, 9001, 9002] (podman keeps an
+    EXPOSE range as one entry, docker expands it)."""
+    out = []
+    for p in spec:
+        lo, _, hi = p.split("/")[0].partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return sorted(out)
+
+
+def arun(coro):
+    return asyncio.run(coro)
+
+
+def run_lab(box, lab, params):
+    """One run through the container's WebSocket; its checked event stream."""
+    async def go():
+        async with box.connect() as ws:
+            run_id = await start_run(ws, params, lab=lab)
+            return await events_until_end(ws, run_id, timeout=90)
+    events = arun(go())
+    check_stream(events)
+    return events
+
+
+def error_messages(events):
+    return " | ".join(e.get("message", "") for e in events if e["type"] == "error")
+
+
+# ---------------------------------------------------------------------------
+# Labs: cases and checks beyond the generic ones. A lab missing here runs with
+# its defaults and must end "ok". NEEDS: capabilities without which a lab
+# cannot work at all (it must then fail with an error naming them).
+# ---------------------------------------------------------------------------
+
+def tcp_echo_checks(events, params):
+    echoes = [e for e in events if e["type"] == "echo"]
+    want = params.get("messages", 3) * params.get("clients", 1)
+    eq(len(echoes), want, "echo events")
+    check(all(e["ok"] for e in echoes), f"failed echoes: {[e for e in echoes if not e['ok']]}")
+    if params.get("size"):
+        eq({e["bytes"] for e in echoes}, {params["size"]}, "bytes per echo")
+    sent = sum(e["ret"] for e in events if e["type"] == "syscall" and e["call"] == "send"
+               and e["who"].startswith("client"))
+    got = sum(e["ret"] for e in events if e["type"] == "syscall" and e["call"] == "recv"
+              and e["who"].startswith("client") and e["ret"] > 0)
+    eq(got, sent, "bytes the clients received back")
+
+
+LAB_CASES = {
+    "tcp-echo": [({}, tcp_echo_checks),
+                 ({"clients": 2, "server_style": "concurrent", "messages": 4, "size": 3000},
+                  tcp_echo_checks)],
+}
+NEEDS = {"tcp-echo": []}
+
+
+def tcp_echo_byo(port):
+    """Our own client against a bring-your-own-client run: one line, its echo."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        c.sendall(b"hello from outside\n")
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = c.recv(64)
+            if not chunk:
+                break
+            got += chunk
+        eq(got, b"HELLO FROM OUTSIDE\n", "reply through the published pool port")
+    finally:
+        c.close()
+    return 19  # bytes the run must have received and sent
+
+
+# Labs with server-assigned parameters (a port the student's own program
+# reaches): the parameters that start such a run, and a client for it.
+BYO_CLIENTS = {"tcp-echo": ({"mode": "server", "idle_timeout": 30}, tcp_echo_byo)}
+
+
+def lab_catalogue(box):
+    labs = box.get_json("/api/labs")
+    check(labs, "/api/labs is empty")
+    return labs
+
+
+def every_lab(box, expect):
+    """Run every lab's cases; expect(lab, events, params) judges each run."""
+    for lab in lab_catalogue(box):
+        name = lab["name"]
+        cases = LAB_CASES.get(name)
+        if cases is None:
+            diag(f"{name}: no lab-specific checks in test_container.py; defaults only")
+            cases = [({}, None)]
+        for params, checks in cases:
+            events = run_lab(box, name, params)
+            expect(name, events, params, checks)
+
+
+# ---------------------------------------------------------------------------
+# compose: docker-compose against podman's Docker-compatible API
+# ---------------------------------------------------------------------------
+
+def start_service():
+    sock = os.path.join(state["tmp"], "podman.sock")
+    # It ends with this test however the test ends: a parent-death signal, and
+    # 30 s without a request.
+    proc = subprocess.Popen(["podman", "system", "service", "--time=30", f"unix://{sock}"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM))
+    state["service"] = proc
+    wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, 20, "podman's API socket")
+    check(proc.poll() is None, "podman system service exited")
+    return f"unix://{sock}"
+
+
+def stop_service():
+    proc = state["service"]
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    state["service"] = None
+
+
+def compose(*args, check_rc=True, file=None, env=None):
+    c = state["compose"]
+    r = subprocess.run(["docker-compose", "-p", c["project"], "-f", file or c["file"], *args],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                       env=env or c["env"])
+    if check_rc and r.returncode != 0:
+        raise AssertionError(f"docker-compose {' '.join(args)} exited {r.returncode}: "
+                             f"{(r.stderr or r.stdout)[-800:]}")
+    return r
+
+
+# ===========================================================================
+# The tests
+# ===========================================================================
+
+@test
+def image_builds_from_the_base_image_in_podman():
+    need_podman()
+    remove_stale()
+    t0 = time.monotonic()
+    r = subprocess.run([os.path.join(REPO, "docker", "make-base-image")], capture_output=True,
+                       text=True, timeout=240, env=ENV, stdin=subprocess.DEVNULL)
+    eq(r.returncode, 0, f"make-base-image: {r.stderr[-800:]}")
+    if r.stdout.strip():
+        diag(f"base image: {r.stdout.strip().splitlines()[-1]} in "
+             f"{time.monotonic() - t0:.0f} s")
+    t0 = time.monotonic()
+    # --layers=false: no intermediate images to leave behind.
+    podman("build", "--format", "docker", "--pull=never", "--layers=false", "--force-rm",
+           "--label", f"{LABEL}={ME}", "-f", "docker/Dockerfile", "-t", IMAGE, REPO,
+           timeout=600)
+    size = int(podman("image", "inspect", IMAGE, "--format", "{{.Size}}").stdout)
+    diag(f"image built in {time.monotonic() - t0:.1f} s, {size / 1e6:.1f} MB")
+    cfg = json.loads(podman("image", "inspect", IMAGE, "--format", "{{json .Config}}").stdout)
+    eq(cfg.get("User"), "10001:10001", "USER")
+    eq(cfg.get("Entrypoint"), ["socklab"], "ENTRYPOINT")
+    eq(cfg.get("Cmd"), ["serve"], "CMD")
+    eq(cfg.get("StopSignal"), "SIGTERM", "STOPSIGNAL")
+    hc = json.loads(podman("image", "inspect", IMAGE, "--format",
+                           "{{json .HealthCheck}}").stdout)
+    eq(hc and hc.get("Test"), ["CMD", "socklab", "health"], "HEALTHCHECK (needs --format docker)")
+    eq(expand_ports(cfg.get("ExposedPorts") or {}), [8080, 8081, *range(9000, 9020)], "EXPOSE")
+    eq(set(cfg.get("Volumes") or {}), {"/data"}, "VOLUME")
+    env = dict(e.split("=", 1) for e in cfg.get("Env", []))
+    eq(env.get("SOCKLAB_LISTEN"), "0.0.0.0", "SOCKLAB_LISTEN")
+    eq(env.get("SOCKLAB_LAB_EXE"), "/usr/lib/socklab/socklab-lab", "SOCKLAB_LAB_EXE")
+    secrets = [k for k in env if any(w in k for w in ("SECRET", "PASSWORD", "TOKEN", "KEY"))]
+    eq(secrets, [], "no secret in the image's environment")
+
+
+@test
+def image_has_no_compilers_and_only_the_lab_program_has_capabilities():
+    need_podman()
+    pkgs = podman("run", "--rm", "--label", f"{LABEL}={ME}", "--entrypoint", "dpkg-query",
+                  IMAGE, "-W", "-f=${Package}\n").stdout.split()
+    dev = [p for p in pkgs if p.endswith("-dev") or p in ("gcc", "gcc-12", "cpp", "make",
+                                                         "binutils", "libcap2-bin", "curl")]
+    eq(dev, [], "build tools or -dev packages in the runtime image")
+    for lib in ("libmicrohttpd12", "libwebsockets17", "libjansson4"):
+        check(lib in pkgs, f"{lib} missing from the runtime image")
+    # File capabilities, read from the image's files: the server binary has
+    # none; the lab program has the three, permitted only (no effective bit).
+    root = podman("image", "mount", IMAGE).stdout.strip()
+    try:
+        try:
+            os.getxattr(os.path.join(root, "usr/bin/socklab"), "security.capability")
+            raise AssertionError("/usr/bin/socklab carries file capabilities")
+        except OSError as e:
+            check(e.errno in (61,), f"reading /usr/bin/socklab's capabilities: {e}")
+        raw = os.getxattr(os.path.join(root, "usr/lib/socklab/socklab-lab"), "security.capability")
+        magic, lo = int.from_bytes(raw[0:4], "little"), int.from_bytes(raw[4:8], "little")
+        eq(magic & 1, 0, "effective bit of the lab program's file capabilities")
+        eq(lo, (1 << 12) | (1 << 13) | (1 << 21), "permitted capabilities of the lab program")
+    finally:
+        podman("image", "unmount", IMAGE, check_rc=False)
+
+
+@test
+def full_profile_server_runs_as_non_root_without_capabilities():
+    need_podman()
+    podman("volume", "create", "--label", f"{LABEL}={ME}", VOLUME)
+    box = Box("full", FULL)
+    state["full"] = box
+    diag(f"full profile: container start to healthy in {box.start_s * 1000:.0f} ms")
+    st = box.status(1)
+    uid = st["Uid"].split()
+    check(uid[0] != "0" and len(set(uid)) == 1, f"server uids {uid}")
+    eq(uid[0], "10001", "server uid")
+    for field in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+        eq(int(st[field], 16), 0, f"server {field} (podman hands --cap-add to the user as "
+           "ambient; the server must drop them)")
+    eq(int(st["CapBnd"], 16), (1 << 12) | (1 << 13) | (1 << 21), "container bounding set")
+    eq(st["NoNewPrivs"].strip(), "0", "no_new_privs (it would disable file capabilities)")
+    logs = box.logs()
+    check("lab runs: /usr/lib/socklab/socklab-lab with CAP_NET_ADMIN, CAP_NET_RAW, "
+          "CAP_SYS_ADMIN" in logs, f"startup log: {logs[-600:]}")
+    # The image's own HEALTHCHECK, run by podman in the container.
+    r = podman("healthcheck", "run", box.name, check_rc=False)
+    eq(r.returncode, 0, f"podman healthcheck run: {r.stdout}{r.stderr}")
+    # The root filesystem is read-only; the data volume is the server's.
+    r = podman("exec", box.name, "touch", "/usr/x", check_rc=False)
+    check(r.returncode != 0 and "Read-only" in r.stderr, f"touch /usr/x: {r.stderr}")
+    eq(box.exec("stat", "-c", "%u %a", "/data/runs").split(), ["10001", "700"], "/data/runs")
+
+
+@test
+def full_profile_runs_every_lab_in_a_private_namespace():
+    need_podman()
+    box = state["full"]
+    check(box, "no full-profile container (an earlier test failed)")
+
+    def expect(name, events, params, checks):
+        eq(events[-1]["status"], "ok", f"{name} {params}: {error_messages(events)}")
+        sandbox = events[0]["sandbox"]
+        eq(sandbox["netns"], True, f"{name}: private namespace")
+        eq(sandbox["euid"], 10001, f"{name}: run's euid")
+        eq(sandbox["caps"], LAB_CAP_NAMES, f"{name}: run's capabilities")
+        if checks:
+            checks(events, params)
+    every_lab(box, expect)
+    # The WebSocket also answers on /ws, the path the Ingress example uses.
+    async def ping():
+        async with box.connect("/ws") as ws:
+            return await request(ws, {"op": "ping"})
+    eq(arun(ping()).get("type"), "pong", "ping on /ws")
+
+
+@test
+def bring_your_own_client_through_the_published_pool_port():
+    need_podman()
+    box = state["full"]
+    check(box, "no full-profile container (an earlier test failed)")
+    for lab in lab_catalogue(box):
+        if not any(p.get("server_assigned") for p in lab["params"]):
+            continue
+        name = lab["name"]
+        check(name in BYO_CLIENTS, f"lab {name} has a bring-your-own-client mode: add a "
+              "client for it to BYO_CLIENTS in test_container.py")
+        params, client = BYO_CLIENTS[name]
+
+        async def go():
+            async with box.connect() as ws:
+                run_id = await start_run(ws, params, lab=name)
+                head = await events_until_end(ws, run_id,
+                                              until=lambda e: e["type"] == "listening")
+                port = head[-1]["port"]
+                check(box.byo[0] <= port <= box.byo[1],
+                      f"port {port} outside the published pool {box.byo}")
+                nbytes = client(port)
+                # The run traced what our client did, from the server's side.
+                more = await events_until_end(
+                    ws, run_id, until=lambda e: e["type"] == "syscall"
+                    and e["call"] == "recv" and e.get("eof"))
+                reply = await request(ws, {"op": "cancel", "run": run_id})
+                eq(reply.get("type"), "cancel.accepted", f"cancel: {reply}")
+                rest = await events_until_end(ws, run_id)
+                return head + more + rest, nbytes
+        events, nbytes = arun(go())
+        check_stream(events)
+        eq(events[-1]["status"], "cancelled", f"{name} BYO run end")
+        srv = [e for e in events if e["type"] == "syscall" and e["who"].startswith("server")]
+        eq(len([e for e in srv if e["call"] == "accept" and e["ret"] >= 0]), 1, "accepts")
+        eq(sum(e["ret"] for e in srv if e["call"] == "recv" and e["ret"] > 0), nbytes,
+           "bytes the run received")
+        eq(sum(e["ret"] for e in srv if e["call"] == "send" and e["ret"] > 0), nbytes,
+           "bytes the run sent back")
+
+
+@test
+def sigterm_cancels_runs_and_exits_0_quickly():
+    need_podman()
+    box = state["full"]
+    check(box, "no full-profile container (an earlier test failed)")
+
+    async def go():
+        async with box.connect() as ws:
+            run_id = await start_run(ws, {"messages": 1000, "interval_ms": 100})
+            await events_until_end(ws, run_id, until=lambda e: e["type"] == "echo")
+            t0 = time.monotonic()
+            r = podman("stop", "-t", str(STOP_TIMEOUT), box.name, check_rc=False)
+            took = time.monotonic() - t0
+            eq(r.returncode, 0, f"podman stop: {r.stderr}")
+            return run_id, took
+    run_id, took = arun(go())
+    diag(f"SIGTERM to exit (podman stop) with a run in progress: {took * 1000:.0f} ms")
+    eq(podman("inspect", box.name, "--format", "{{.State.ExitCode}}").stdout.strip(), "0",
+       f"exit code (137 would mean SIGKILL after {STOP_TIMEOUT} s): {box.logs()[-500:]}")
+    check(took < STOP_TIMEOUT, f"stopped after {took:.1f} s, the stop timeout")
+    # The run's bundle, in the volume, ends properly.
+    root = podman("volume", "mount", VOLUME).stdout.strip()
+    try:
+        with open(os.path.join(root, "runs", run_id, "events.jsonl")) as f:
+            last = json.loads(f.read().splitlines()[-1])
+        eq((last["type"], last["status"]), ("run.end", "cancelled"), "last event in the bundle")
+        with open(os.path.join(root, "runs", run_id, "meta.json")) as f:
+            eq(json.load(f)["status"], "cancelled", "meta.json status")
+    finally:
+        podman("volume", "unmount", VOLUME, check_rc=False)
+    state["stopped_run"] = run_id
+    box.remove()
+    state["full"] = None
+
+
+@test
+def no_capture_profile_keeps_namespaces():
+    need_podman()
+    box = Box("nocap", ["SYS_ADMIN", "NET_ADMIN"])
+    try:
+        check("not granted: CAP_NET_RAW" in box.logs(), f"startup log: {box.logs()[-500:]}")
+
+        def expect(name, events, params, checks):
+            sandbox = events[0]["sandbox"]
+            eq(sandbox["caps"], ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"], f"{name}: capabilities")
+            if events[-1]["status"] == "ok" and "CAP_NET_RAW" not in NEEDS.get(name, []):
+                eq(sandbox["netns"], True, f"{name}: private namespace")
+                if checks:
+                    checks(events, params)
+                return
+            check(name not in NEEDS or "CAP_NET_RAW" in NEEDS[name],
+                  f"{name} failed without NET_RAW, which it does not need: "
+                  f"{error_messages(events)}")
+            check("CAP_NET_RAW" in error_messages(events),
+                  f"{name} failed without naming CAP_NET_RAW: {error_messages(events)}")
+        every_lab(box, expect)
+    finally:
+        box.remove()
+
+
+@test
+def unprivileged_profile_falls_back_or_names_the_capability():
+    need_podman()
+    box = Box("unpriv", [])
+    try:
+        check("with none; not granted: CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN"
+              in box.logs(), f"startup log: {box.logs()[-500:]}")
+        # The bundles in the volume outlive the container that wrote them.
+        ids = [m["id"] for m in box.get_json("/api/runs")]
+        check(state.get("stopped_run") in ids, f"earlier run missing from /api/runs: {ids[:5]}")
+
+        def expect(name, events, params, checks):
+            sandbox = events[0]["sandbox"]
+            eq(sandbox["caps"], [], f"{name}: capabilities")
+            needs = NEEDS.get(name)
+            if events[-1]["status"] == "ok":
+                check(not needs, f"{name} claims to need {needs} but ran without them")
+                eq(sandbox["netns"], False, f"{name}: netns")
+                check("CAP_SYS_ADMIN" in sandbox["note"],
+                      f"{name}: the fallback note names no capability: {sandbox['note']!r}")
+                if checks:
+                    checks(events, params)
+                return
+            msgs = error_messages(events)
+            check(needs is None or needs, f"{name} failed unprivileged: {msgs}")
+            for cap in needs or ["CAP_"]:
+                check(cap in msgs, f"{name}: the error does not name {cap}: {msgs!r}")
+        every_lab(box, expect)
+    finally:
+        box.remove()
+
+
+@test
+def compose_file_validates_and_starts_a_classroom():
+    need_podman()
+    src = os.path.join(REPO, "docker", "compose.yaml")
+    secret = f"s3cret-{ME}-{time.time_ns()}"
+    env = dict(ENV, SOCKLAB_INSTRUCTOR_SECRET=secret, SOCKLAB_IMAGE=IMAGE)
+    env.pop("DOCKER_HOST", None)
+    base = ["docker-compose", "-f", src]
+    r = subprocess.run(base + ["config", "-q"], capture_output=True, text=True, env=env,
+                       timeout=60)
+    eq(r.returncode, 0, f"docker-compose config -q: {r.stderr}")
+    no_secret = {k: v for k, v in env.items() if k != "SOCKLAB_INSTRUCTOR_SECRET"}
+    r = subprocess.run(base + ["config", "-q"], capture_output=True, text=True, env=no_secret,
+                       timeout=60)
+    check(r.returncode != 0 and "SOCKLAB_INSTRUCTOR_SECRET" in r.stderr,
+          f"compose without the secret: rc {r.returncode}, {r.stderr[-300:]}")
+    cfg = yaml.safe_load(subprocess.run(base + ["config"], capture_output=True, text=True,
+                                        env=env, timeout=60, check=True).stdout)
+    svc = cfg["services"]["socklab"]
+    eq(svc["cap_drop"], ["ALL"], "cap_drop")
+    eq(sorted(svc["cap_add"]), sorted(FULL), "cap_add")
+    check(not svc.get("privileged"), "privileged")
+    check(not any("no-new-privileges" in o for o in svc.get("security_opt", [])),
+          "no-new-privileges would disable the lab program's file capabilities")
+    eq(sorted(svc["ulimits"]), ["nofile", "nproc"], "ulimits: both or neither")
+    eq(svc["healthcheck"]["test"], ["CMD", "socklab", "health"], "healthcheck")
+    eq(svc["environment"]["SOCKLAB_INSTRUCTOR_SECRET"], secret, "secret from the environment")
+    published = sorted((int(p["published"]), int(p["target"])) for p in svc["ports"])
+    eq(published, [(p, p) for p in (8080, 8081, *range(9000, 9020))], "published ports")
+
+    # Up for real, through podman's Docker API, with only the published
+    # addresses changed: 127.0.0.1 and free ports (the pool keeps its numbers
+    # inside and out, so SOCKLAB_BYO_PORTS moves with it).
+    lo, hi = free_port_range(4)
+    svc["ports"] = [f"127.0.0.1:{lo}:8080", f"127.0.0.1:{lo + 1}:8081",
+                    f"127.0.0.1:{lo + 2}-{hi}:{lo + 2}-{hi}"]
+    svc["environment"]["SOCKLAB_BYO_PORTS"] = f"{lo + 2}-{hi}"
+    svc["labels"] = {LABEL: ME}
+    svc.pop("build", None)
+    cfg["volumes"]["socklab-data"] = {"labels": {LABEL: ME}}
+    path = os.path.join(state["tmp"], "compose.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    state["compose"] = {"project": f"socklabtest{ME}", "file": path,
+                        "env": dict(env, DOCKER_HOST=start_service())}
+    compose("up", "-d", "--no-build")
+    name = podman("ps", "--filter", f"label={LABEL}={ME}", "--filter",
+                  f"label=com.docker.compose.project=socklabtest{ME}",
+                  "--format", "{{.Names}}").stdout.split()
+    eq(len(name), 1, f"compose containers {name}")
+
+    def healthy():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{lo}/api/health", timeout=2) as resp:
+                return json.loads(resp.read()).get("status") == "ok"
+        except (OSError, ValueError):
+            return False
+    wait_for(healthy, 30, "the compose service's /api/health", interval=0.02)
+    status = podman("exec", name[0], "cat", "/proc/1/status").stdout
+    check("Uid:\t10001" in status and "CapEff:\t0000000000000000" in status,
+          f"compose server: {status}")
+    env_in = podman("exec", name[0], "printenv", "SOCKLAB_INSTRUCTOR_SECRET").stdout.strip()
+    eq(env_in, secret, "the secret reaches the container")
+    logs = podman("logs", name[0]).stdout
+    check(secret not in logs, "the secret appears in the log")
+    r = podman("exec", name[0], "touch", "/usr/x", check_rc=False)
+    check(r.returncode != 0, "compose: the root filesystem is writable")
+    limits = podman("exec", name[0], "cat", "/proc/1/limits").stdout
+    check(any(line.startswith("Max open files") and "16384" in line
+              for line in limits.splitlines()), f"nofile limit: {limits}")
+    compose("down", "-v", "--timeout", "5")
+    state["compose"] = None
+    stop_service()
+
+
+def k8s_docs():
+    docs = {}
+    for f in ("deployment.yaml", "service.yaml", "ingress.yaml"):
+        with open(os.path.join(REPO, "docker", "k8s", f)) as fh:
+            for d in yaml.safe_load_all(fh):
+                docs[(d["kind"], d["metadata"]["name"])] = d
+    return docs
+
+
+@test
+def kubernetes_manifests_agree_with_each_other():
+    docs = k8s_docs()
+    dep = docs[("Deployment", "socklab")]
+    pod = dep["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    eq(dep["spec"]["selector"]["matchLabels"], labels, "Deployment selector")
+    eq(dep["spec"]["replicas"], 1, "a classroom is one replica")
+    eq(dep["spec"]["strategy"]["type"], "Recreate", "rollout strategy")
+    ctr = pod["spec"]["containers"][0]
+    sc, psc = ctr["securityContext"], pod["spec"]["securityContext"]
+    eq(psc["runAsNonRoot"], True, "runAsNonRoot")
+    eq(sc["capabilities"], {"drop": ["ALL"], "add": FULL}, "capabilities")
+    eq(sc["readOnlyRootFilesystem"], True, "readOnlyRootFilesystem")
+    eq(sc["allowPrivilegeEscalation"], True, "allowPrivilegeEscalation (file capabilities)")
+    eq(sc.get("privileged", False), False, "privileged")
+    for probe in ("readinessProbe", "livenessProbe"):
+        eq(ctr[probe]["httpGet"]["path"], "/api/health", probe)
+    for kind in ("requests", "limits"):
+        eq(sorted(ctr["resources"][kind]), ["cpu", "memory"], f"resources.{kind}")
+    mounts = {m["mountPath"] for m in ctr["volumeMounts"]}
+    eq(mounts, {"/data", "/tmp"}, "writable mounts")
+    cports = {p["name"]: p["containerPort"] for p in ctr["ports"]}
+    env = {e["name"]: e.get("value") for e in ctr["env"]}
+    lo, hi = (int(x) for x in env["SOCKLAB_BYO_PORTS"].split("-"))
+    for name in ("socklab", "socklab-byo"):
+        svc = docs[("Service", name)]
+        eq(svc["spec"]["selector"], labels, f"Service {name} selector")
+    svc_ports = {p["name"]: p for p in docs[("Service", "socklab")]["spec"]["ports"]}
+    for name in ("http", "ws"):
+        eq(svc_ports[name]["targetPort"], cports[name], f"Service port {name}")
+    byo = docs[("Service", "socklab-byo")]["spec"]["ports"]
+    eq(sorted(p["port"] for p in byo), list(range(lo, hi + 1)), "BYO Service ports")
+    check(all(p["port"] == p["targetPort"] for p in byo), "BYO ports keep their numbers")
+    ing = docs[("Ingress", "socklab")]
+    rule = ing["spec"]["rules"][0]
+    paths = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
+    eq(paths["/ws"], {"name": "socklab", "port": {"name": "ws"}}, "Ingress /ws backend")
+    eq(paths["/"], {"name": "socklab", "port": {"name": "http"}}, "Ingress / backend")
+    eq(env["SOCKLAB_PUBLIC_WS_URL"], f"wss://{rule['host']}/ws", "public WebSocket URL")
+    eq(env["SOCKLAB_ORIGINS"], f"https://{rule['host']}", "allowed page origin")
+    tcp = docs[("ConfigMap", "tcp-services")]["data"]
+    eq(sorted(int(k) for k in tcp), list(range(lo, hi + 1)), "tcp-services ports")
+
+
+@test
+def kubernetes_deployment_runs_with_podman_kube_play():
+    need_podman()
+    dep = k8s_docs()[("Deployment", "socklab")]
+    name = f"socklab-test-{ME}"
+    dep["metadata"]["name"] = name
+    dep["spec"]["template"]["metadata"]["labels"][LABEL] = ME
+    dep["spec"]["selector"]["matchLabels"][LABEL] = ME
+    ctr = dep["spec"]["template"]["spec"]["containers"][0]
+    ctr["image"] = IMAGE
+    path = os.path.join(state["tmp"], "deployment.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(dep, f)
+    pod = f"{name}-pod-0"
+    state["pods"].append(pod)
+    # The default podman network: kube play would otherwise create its own.
+    podman("kube", "play", "--network", "podman", path)
+    infra = podman("pod", "inspect", pod, "--format", "{{.InfraContainerID}}").stdout.strip()
+    nets = json.loads(podman("inspect", infra, "--format",
+                             "{{json .NetworkSettings.Networks}}").stdout)
+    ip = next(iter(nets.values()))["IPAddress"]
+    base = f"http://{ip}:8080"
+
+    def healthy():
+        try:
+            with urllib.request.urlopen(base + "/api/health", timeout=2) as resp:
+                return json.loads(resp.read()).get("status") == "ok"
+        except (OSError, ValueError):
+            return False
+    wait_for(healthy, 30, f"the pod's /api/health at {base}", interval=0.02)
+    app = f"{pod}-{ctr['name']}"
+    status = podman("exec", app, "cat", "/proc/1/status").stdout
+    check("Uid:\t10001" in status and "CapEff:\t0000000000000000" in status
+          and "CapBnd:\t0000000000203000" in status and "NoNewPrivs:\t0" in status,
+          f"pod server: {status}")
+    r = podman("exec", app, "touch", "/usr/x", check_rc=False)
+    check(r.returncode != 0, "pod: the root filesystem is writable")
+    podman("exec", app, "touch", "/data/x", "/tmp/x")
+
+    async def one():
+        async with websockets.connect(f"ws://{ip}:8081/ws", subprotocols=["socklab.v1"],
+                                      max_size=None, open_timeout=20) as ws:
+            run_id = await start_run(ws, {"messages": 2})
+            return await events_until_end(ws, run_id)
+    events = arun(one())
+    check_stream(events)
+    eq(events[-1]["status"], "ok", f"a run in the pod: {error_messages(events)}")
+    eq(events[0]["sandbox"]["netns"], True, "a private namespace in the pod")
+    t0 = time.monotonic()
+    podman("kube", "down", path)
+    diag(f"kube down (SIGTERM to the pod) in {(time.monotonic() - t0) * 1000:.0f} ms")
+    state["pods"].remove(pod)
+
+
+if __name__ == "__main__":
+    state["tmp"] = tempfile.mkdtemp(prefix=f"socklab-ct-{ME}-")
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, on_term)
+    run(timeout=240)
