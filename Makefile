@@ -23,7 +23,7 @@ UNIT    := $(wildcard tests/unit/test_*.c)
 OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o
 ASAN_OBJ := $(LIB_SRC:%.c=build/asan/obj/%.o) build/asan/obj/assets.o
 
-.PHONY: all run deps test-deps test asan unit lint bench clean
+.PHONY: all run deps test-deps test asan unit lint bench image clean
 all: build/socklab
 
 build/tools/embed: server/tools/embed.c
@@ -96,6 +96,13 @@ lint:
 bench: all
 	@bench/run
 	@bench/udp-ping
+
+# The container image with podman, offline (README.md, "Containers"); docker users
+# run `docker build -f docker/Dockerfile -t socklab .`.
+image:
+	docker/make-base-image
+	CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/docker/containers.conf} \
+	  podman build --format docker --pull=never -f docker/Dockerfile -t socklab .
 
 clean:
 	rm -rf build

@@ -187,7 +187,10 @@ def need_podman():
 # ---------------------------------------------------------------------------
 
 class Box:
-    """One socklab container on free 127.0.0.1 ports."""
+    """One socklab container on free 127.0.0.1 ports. As README.md says, the
+    ports keep their numbers inside and outside (the page's WebSocket port and
+    Origin, and the pool port a student is told, are the server's own), so the
+    test moves them with SOCKLAB_*_PORT(S) rather than remapping them."""
 
     def __init__(self, name, caps, extra=()):
         self.name = f"socklab-test-{name}-{ME}"
@@ -195,8 +198,9 @@ class Box:
         self.http, self.ws, self.byo = lo, lo + 1, (lo + 2, hi)
         args = ["run", "-d", "--name", self.name, "--label", f"{LABEL}={ME}",
                 "--cap-drop", "all", "--read-only", "-v", f"{VOLUME}:/data",
-                "-p", f"127.0.0.1:{self.http}:8080", "-p", f"127.0.0.1:{self.ws}:8081",
+                "-p", f"127.0.0.1:{self.http}:{self.http}", "-p", f"127.0.0.1:{self.ws}:{self.ws}",
                 "-p", f"127.0.0.1:{self.byo[0]}-{self.byo[1]}:{self.byo[0]}-{self.byo[1]}",
+                "-e", f"SOCKLAB_HTTP_PORT={self.http}", "-e", f"SOCKLAB_WS_PORT={self.ws}",
                 "-e", f"SOCKLAB_BYO_PORTS={self.byo[0]}-{self.byo[1]}",
                 "--stop-timeout", str(STOP_TIMEOUT)]
         for c in caps:
@@ -239,8 +243,10 @@ class Box:
         return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
 
     def connect(self, path="/"):
+        """A WebSocket as the dashboard opens it: with the page's Origin."""
         return websockets.connect(f"ws://127.0.0.1:{self.ws}{path}",
                                   subprotocols=["socklab.v1"], max_size=None,
+                                  origin=f"http://127.0.0.1:{self.http}",
                                   open_timeout=20, close_timeout=5)
 
     def remove(self):
@@ -469,6 +475,14 @@ def full_profile_server_runs_as_non_root_without_capabilities():
            "ambient; the server must drop them)")
     eq(int(st["CapBnd"], 16), (1 << 12) | (1 << 13) | (1 << 21), "container bounding set")
     eq(st["NoNewPrivs"].strip(), "0", "no_new_privs (it would disable file capabilities)")
+    # What the page is told: the WebSocket port it can reach, where students'
+    # own clients connect (the page's host, as the listener is a wildcard).
+    cfg = box.get_json("/api/config")
+    eq((cfg["ws_port"], cfg["byo_host"], cfg["limits"]["byo_ports"]),
+       (box.ws, "0.0.0.0", list(box.byo)), "/api/config")
+    with urllib.request.urlopen(box.base + "/", timeout=20) as resp:
+        csp = resp.headers["Content-Security-Policy"]
+    check(f"connect-src 'self' ws://127.0.0.1:{box.ws}" in csp, f"CSP {csp!r}")
     logs = box.logs()
     check("lab runs: /usr/lib/socklab/socklab-lab with CAP_NET_ADMIN, CAP_NET_RAW, "
           "CAP_SYS_ADMIN" in logs, f"startup log: {logs[-600:]}")
