@@ -32,7 +32,9 @@ int sandbox_link_up(const char *name, char *err, size_t errlen)
 	ifr.ifr_flags |= IFF_UP;
 	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "bringing %s up: %s", name, strerror(-rc));
+		snprintf(err, errlen, "bringing %s up: %s%s", name, strerror(-rc),
+			 rc == -EPERM ? " (this needs CAP_NET_ADMIN: give the container NET_ADMIN)"
+				      : "");
 	}
 out:
 	close(fd);

@@ -265,7 +265,11 @@ static int tap_open(char *err, size_t errlen)
 		int e = errno;
 		snprintf(err, errlen,
 			 "opening /dev/net/tun: %s (the relay wire needs the TUN/TAP driver%s)",
-			 strerror(e), e == EPERM || e == EACCES ? " and CAP_NET_ADMIN" : "");
+			 strerror(e),
+			 e == EPERM || e == EACCES ? " and CAP_NET_ADMIN"
+			 : e == ENOENT		   ? "; in a container, give it the device: --device "
+						     "/dev/net/tun"
+						   : "");
 		return -e;
 	}
 	memset(&ifr, 0, sizeof ifr);

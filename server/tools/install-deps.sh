@@ -13,9 +13,12 @@ test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
-# npm installs the dashboard's chart library (web/npm) and drives the browser
-# tests; keep an existing install (it may not be Debian's).
-if ! command -v npm >/dev/null 2>&1; then
+here=$(cd "$(dirname "$0")/../.." && pwd)
+# npm installs the dashboard's chart library (web/npm) when it is missing (an
+# image build given a filled web/npm/node_modules needs no npm) and drives the
+# browser tests; keep an existing install (it may not be Debian's).
+if { [ "$mode" = test ] || [ ! -f "$here/web/npm/node_modules/uplot/dist/uPlot.esm.js" ]; } &&
+	! command -v npm >/dev/null 2>&1; then
 	want+=(nodejs npm)
 fi
 
@@ -40,7 +43,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 	"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-here=$(cd "$(dirname "$0")/../.." && pwd)
 if [ ! -f "$here/web/npm/node_modules/uplot/dist/uPlot.esm.js" ]; then
 	echo "install-deps: npm ci in web/npm"
 	(cd "$here/web/npm" && npm ci --no-audit --no-fund --loglevel=error)
