@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/random.h>
 
 const char config_usage[] =
 	"usage: socklab serve [OPTIONS]\n"
@@ -41,6 +42,17 @@ const char config_usage[] =
 	"  --lab-exe PATH           program lab runs execute, an absolute path to socklab or\n"
 	"                           a copy with file capabilities [SOCKLAB_LAB_EXE]\n"
 	"                           (this binary)\n"
+	"  --instructor-secret S    secret that signs an instructor in, 8-128 printable\n"
+	"                           characters [SOCKLAB_INSTRUCTOR_SECRET] (beyond loopback:\n"
+	"                           generated and printed once on stdout)\n"
+	"  --max-classes N          classes open at once, 1-1000 [SOCKLAB_MAX_CLASSES] (8)\n"
+	"  --max-class-viewers N    students per class, 1-20000 [SOCKLAB_MAX_CLASS_VIEWERS] (200)\n"
+	"  --class-buffer N         events kept per class for slow viewers, 16-65536\n"
+	"                           [SOCKLAB_CLASS_BUFFER] (4096)\n"
+	"  --max-conns N            WebSocket connections at once, 16-60000 [SOCKLAB_MAX_CONNS]\n"
+	"                           (1024)\n"
+	"  --msg-rate N             messages per second one connection may send, 1-1000\n"
+	"                           (bursts of twice that) [SOCKLAB_MSG_RATE] (20)\n"
 	"  -h, --help               this text\n";
 
 enum opt_kind {
@@ -52,6 +64,7 @@ enum opt_kind {
 	OPT_RANGE,
 	OPT_WSURL,
 	OPT_EXE,
+	OPT_SECRET,
 };
 
 struct opt_def {
@@ -82,6 +95,14 @@ static const struct opt_def opts[] = {
 	{"--public-ws-url", "SOCKLAB_PUBLIC_WS_URL", OPT_WSURL, F(public_ws_url), 0, 0},
 	{"--keep-runs", "SOCKLAB_KEEP_RUNS", OPT_INT, F(keep_runs), 10, 100000},
 	{"--lab-exe", "SOCKLAB_LAB_EXE", OPT_EXE, F(lab_exe), 0, 0},
+	{"--instructor-secret", "SOCKLAB_INSTRUCTOR_SECRET", OPT_SECRET, F(instructor_secret),
+	 CONFIG_SECRET_MIN, CONFIG_SECRET_MAX},
+	{"--max-classes", "SOCKLAB_MAX_CLASSES", OPT_INT, F(max_classes), 1, 1000},
+	{"--max-class-viewers", "SOCKLAB_MAX_CLASS_VIEWERS", OPT_INT, F(max_class_viewers), 1,
+	 20000},
+	{"--class-buffer", "SOCKLAB_CLASS_BUFFER", OPT_INT, F(class_buffer), 16, 65536},
+	{"--max-conns", "SOCKLAB_MAX_CONNS", OPT_INT, F(max_conns), 16, 60000},
+	{"--msg-rate", "SOCKLAB_MSG_RATE", OPT_INT, F(msg_rate), 1, 1000},
 	{NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -344,6 +365,21 @@ static int apply(struct serve_config *c, const struct opt_def *d, const char *v,
 			 who, BYO_POOL_MAX, v);
 		return -EINVAL;
 	}
+	case OPT_SECRET: {
+		size_t len = strlen(v), k;
+		int ok = len >= (size_t)d->min && len <= (size_t)d->max;
+		for (k = 0; ok && k < len; k++)
+			ok = v[k] > 0x20 && v[k] < 0x7f;
+		if (!ok) {
+			/* The value itself is never repeated back: it is a secret. */
+			snprintf(err, errlen,
+				 "%s: must be %ld to %ld printable characters without spaces", who,
+				 d->min, d->max);
+			return -EINVAL;
+		}
+		snprintf(field, d->size, "%s", v);
+		return 0;
+	}
 	case OPT_WSURL:
 		if (strlen(v) >= d->size || !url_ok(v, ws_schemes, 1)) {
 			snprintf(err, errlen,
@@ -384,6 +420,11 @@ static void defaults(struct serve_config *c)
 	c->run_timeout_s = 120;
 	c->keep_runs = 1000;
 	snprintf(c->lab_exe, sizeof c->lab_exe, "/proc/self/exe");
+	c->max_classes = 8;
+	c->max_class_viewers = 200;
+	c->class_buffer = 4096;
+	c->max_conns = 1024;
+	c->msg_rate = 20;
 }
 
 int config_parse(struct serve_config *c, int argc, char **argv,
@@ -442,6 +483,39 @@ int config_parse(struct serve_config *c, int argc, char **argv,
 	if (!byo_bind_set)
 		snprintf(c->byo_bind, sizeof c->byo_bind, "%s", c->listen);
 	c->listen_v6 = addr_family(c->listen) == AF_INET6;
+	if (!c->instructor_secret[0] && !config_is_loopback(c->listen)) {
+		rc = config_random_text(c->instructor_secret, CONFIG_SECRET_GEN);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot generate an instructor secret: %s",
+				 strerror(-rc));
+			return rc;
+		}
+		c->secret_generated = 1;
+	}
+	return 0;
+}
+
+int config_random_text(char *out, size_t n)
+{
+	/* 32 symbols without look-alikes (0/O, 1/I/L): 5 bits each. */
+	static const char alphabet[] = "23456789ABCDEFGHJKMNPQRSTUVWXYZa";
+	unsigned char raw[256];
+	size_t i, got = 0;
+
+	if (n > sizeof raw)
+		return -EINVAL;
+	while (got < n) {
+		ssize_t r = getrandom(raw + got, n - got, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)r;
+	}
+	for (i = 0; i < n; i++)
+		out[i] = alphabet[raw[i] % 32];
+	out[n] = '\0';
 	return 0;
 }
 

@@ -8,6 +8,10 @@
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_URL_MAX 256
 #define CONFIG_MAX_ORIGINS 16
+#define CONFIG_SECRET_MIN 8
+#define CONFIG_SECRET_MAX 128
+/* Length of a generated instructor secret. */
+#define CONFIG_SECRET_GEN 24
 
 /* Largest client -> server WebSocket message (bytes). */
 #define CONFIG_MAX_MESSAGE_BYTES 65536
@@ -40,6 +44,17 @@ struct serve_config {
 	 * or variable that set it, for messages ("" for the default). */
 	char lab_exe[CONFIG_PATH_MAX];
 	char lab_exe_from[32];
+	/* Classroom mode. The secret signs an instructor in; "" with a
+	 * loopback listener means no secret is needed; beyond loopback
+	 * config_parse() generates one (secret_generated) that the caller
+	 * prints once. Never logged. */
+	char instructor_secret[CONFIG_SECRET_MAX + 1];
+	int secret_generated;
+	int max_classes;                /* classes open at once */
+	int max_class_viewers;          /* students per class */
+	int class_buffer;               /* events kept per class ring */
+	int max_conns;                  /* WebSocket connections at once */
+	int msg_rate;                   /* messages per second per connection (burst 2x) */
 };
 
 /* config_parse() returns this when --help was given (usage is not an error). */
@@ -60,6 +75,10 @@ int config_check_lab_exe(const struct serve_config *c, char *err, size_t errlen)
 
 /* The usage text of `socklab serve --help`. */
 extern const char config_usage[];
+
+/* n random characters from an alphabet without look-alikes (getrandom), then
+ * a NUL: out holds n + 1 bytes, n <= 256. 0 or -errno. */
+int config_random_text(char *out, size_t n);
 
 /* 1 when addr (an IPv4 or IPv6 literal) is a loopback address. */
 int config_is_loopback(const char *addr);

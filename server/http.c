@@ -234,6 +234,17 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 		(json_int_t)http_counters_get(k, HTTP_C_BAD_OUTPUT), "bundle_write_errors",
 		(json_int_t)http_counters_get(k, HTTP_C_BUNDLE_ERRORS));
 
+	json_object_set_new(counters, "classes_open",
+			    json_integer(http_counters_get(k, HTTP_C_CLASSES)));
+	json_object_set_new(counters, "class_viewers",
+			    json_integer(http_counters_get(k, HTTP_C_CLASS_VIEWERS)));
+	json_object_set_new(counters, "class_resyncs",
+			    json_integer(http_counters_get(k, HTTP_C_CLASS_RESYNCS)));
+	json_object_set_new(counters, "signin_failures",
+			    json_integer(http_counters_get(k, HTTP_C_SIGNIN_FAILURES)));
+	json_object_set_new(counters, "messages_rate_limited",
+			    json_integer(http_counters_get(k, HTTP_C_RATE_LIMITED)));
+
 	return respond_json(h, c, MHD_HTTP_OK,
 			    json_pack("{s:s, s:s, s:I, s:I, s:o}", "status", "ok", "version",
 				      SOCKLAB_VERSION, "runs_active",
@@ -251,12 +262,16 @@ static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *
 		"max_message_bytes", CONFIG_MAX_MESSAGE_BYTES, "byo_ports", cfg->byo_lo,
 		cfg->byo_hi);
 
+	json_object_set_new(limits, "max_classes", json_integer(cfg->max_classes));
+	json_object_set_new(limits, "max_class_viewers", json_integer(cfg->max_class_viewers));
+	json_object_set_new(limits, "msg_rate", json_integer(cfg->msg_rate));
 	return respond_json(h, c, MHD_HTTP_OK,
-			    json_pack("{s:s, s:i, s:s, s:s, s:s?, s:o, s:s}", "version",
+			    json_pack("{s:s, s:i, s:s, s:s, s:s?, s:o, s:s, s:{s:b}}", "version",
 				      SOCKLAB_VERSION, "ws_port", h->ws_port, "ws_path", "/",
 				      "ws_protocol", WS_PROTOCOL, "ws_url",
 				      cfg->public_ws_url[0] ? cfg->public_ws_url : NULL, "limits",
-				      limits, "byo_host", cfg->byo_bind));
+				      limits, "byo_host", cfg->byo_bind, "classroom",
+				      "secret_required", cfg->instructor_secret[0] != '\0'));
 }
 
 static json_t *load_meta(struct http_server *h, const char *id)

@@ -20,6 +20,11 @@ enum http_counter {
 	HTTP_C_MESSAGES_DROPPED, /* messages not delivered because of those */
 	HTTP_C_BAD_OUTPUT,       /* runs killed for malformed or oversized output */
 	HTTP_C_BUNDLE_ERRORS,    /* failed writes to run bundles */
+	HTTP_C_CLASSES,          /* classes open now */
+	HTTP_C_CLASS_VIEWERS,    /* students in classes now */
+	HTTP_C_CLASS_RESYNCS,    /* viewers that fell behind a class ring and resynced */
+	HTTP_C_SIGNIN_FAILURES,  /* refused instructor sign-ins */
+	HTTP_C_RATE_LIMITED,     /* messages refused for exceeding --msg-rate */
 	HTTP_C_COUNT
 };
 

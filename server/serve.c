@@ -136,6 +136,11 @@ int serve_main(int argc, char **argv)
 	printf("socklab serving http://%s:%d/ (WebSocket ws://%s:%d/)\n", host, http_port(http),
 	       host, ws_port(ws));
 	printf("socklab serve: %s\n", lab_note);
+	/* A generated instructor secret is said once, here, on stdout, and
+	 * nowhere else (never on stderr or in a log). */
+	if (cfg.secret_generated)
+		printf("instructor secret (sign in on the dashboard to open a class): %s\n",
+		       cfg.instructor_secret);
 	fflush(stdout);
 
 	ws_run(ws);

@@ -7,11 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "class.h"
 #include "runs.h"
 
 /* Queue refills from a watch replay happen when fewer than this are queued. */
@@ -22,6 +25,18 @@
 #define WS_SHUTDOWN_EXTRA_S 3
 /* Seconds it then waits for queued messages to reach their connections. */
 #define WS_DRAIN_S 1
+
+/* Kernel send buffer per connection (bytes; Linux doubles it). */
+#define WS_SNDBUF 65536
+/* Failed sign-ins one connection may make before it is refused outright. */
+#define WS_SIGNIN_FAILS_MAX 5
+/* Server-wide sign-in attempts: per second, and the burst allowed. */
+#define WS_SIGNIN_RATE 1.0
+#define WS_SIGNIN_BURST 10.0
+/* Names listed in a class.members message (the count is always exact). */
+#define WS_MEMBERS_LISTED 100
+/* Bytes a class ring may hold per entry allowed (--class-buffer). */
+#define WS_RING_BYTES_PER_ENTRY 2048
 
 struct ws_msg {
 	size_t len;
@@ -37,6 +52,28 @@ struct ws_watch {
 };
 
 /*
+ * A class: an instructor's session, its students, the view they all follow
+ * and the ring of messages (the class runs' events and class notices) every
+ * one of them reads at its own position. Owned by the service thread; freed
+ * only by class_end(), which first detaches every session.
+ */
+struct ws_class {
+	struct ws_server *srv;
+	char code[CLASS_CODE_LEN + 1];
+	uint64_t instructor;                /* session id */
+	struct class_ring ring;
+	char run[EV_RUN_ID_LEN + 1];        /* the latest class run, "" before the first */
+	int run_live;                       /* it has not ended yet */
+	json_t *run_msg;                    /* its class.run notice (lab, params) */
+	int paused;                         /* the view: paused or playing */
+	json_int_t pos;                     /* events shown; -1: follow live */
+	double speed;                       /* events per second; 0: as they come */
+	unsigned view_ver;                  /* bumped on every change */
+	uint64_t *members;                  /* session ids of its students */
+	size_t n_members;
+};
+
+/*
  * One WebSocket connection: lws allocates and frees it (per-session data).
  * Owned by the service thread. Runs know it only by id; the server's slot
  * table maps ids to live sessions.
@@ -45,7 +82,7 @@ struct ws_session {
 	uint64_t id; /* 0 until registered */
 	struct lws *wsi;
 	struct ws_server *srv;
-	struct ws_msg **q; /* ring of WS_QUEUE_MAX */
+	struct ws_msg **q; /* ring of q_cap slots */
 	size_t q_head, q_count, q_bytes;
 	unsigned char *rx; /* the message being assembled */
 	size_t rx_len;
@@ -58,6 +95,20 @@ struct ws_session {
 	int n_watches;
 	char *line; /* getline buffer for replays */
 	size_t line_cap;
+	size_t q_cap;       /* slots allocated in q (grows up to WS_QUEUE_MAX) */
+	size_t rx_cap;      /* bytes allocated in rx */
+	/* Classroom mode. */
+	int instructor;     /* signed in with the instructor secret */
+	int signin_fails;
+	struct ws_class *cls; /* the class it teaches (teaching) or attends */
+	int teaching;
+	size_t member_idx;  /* its index in cls->members */
+	uint64_t ring_pos;  /* next cls->ring entry to send */
+	unsigned view_sent; /* cls->view_ver last sent */
+	int need_resync;    /* it fell behind the ring: send class.resync */
+	int members_dirty;  /* teaching: send class.members */
+	struct class_bucket rate;
+	char name[CLASS_NAME_BYTES + 1];
 };
 
 /* Owned by the service thread. */
@@ -70,7 +121,10 @@ struct ws_server {
 	struct run_mgr *runs;
 	int http_port;
 	int signal_fd;
-	struct ws_session *slots[WS_MAX_SESSIONS];
+	struct ws_session **slots; /* cfg->max_conns */
+	size_t n_slots, n_sessions;
+	struct ws_class **classes; /* cfg->max_classes */
+	struct class_bucket signin;
 	uint64_t next_serial;
 	int stopping;
 	int stop_now;
@@ -81,20 +135,25 @@ struct ws_server {
 
 static struct ws_session *session_find(struct ws_server *srv, uint64_t id)
 {
-	struct ws_session *s = srv->slots[id % WS_MAX_SESSIONS];
+	struct ws_session *s = srv->slots[id % srv->n_slots];
 
 	return s && s->id == id ? s : NULL;
 }
 
 static int session_register(struct ws_server *srv, struct ws_session *s)
 {
-	size_t i;
+	size_t i, k;
 
-	for (i = 0; i < WS_MAX_SESSIONS; i++) {
+	if (srv->n_sessions >= srv->n_slots)
+		return -ENOSPC;
+	/* Start the search after the last slot handed out: O(1) on average. */
+	for (k = 0; k < srv->n_slots; k++) {
+		i = (size_t)((srv->next_serial + k) % srv->n_slots);
 		if (srv->slots[i])
 			continue;
-		s->id = ++srv->next_serial * WS_MAX_SESSIONS + i;
+		s->id = ++srv->next_serial * srv->n_slots + i;
 		srv->slots[i] = s;
+		srv->n_sessions++;
 		return 0;
 	}
 	return -ENOSPC;
@@ -104,10 +163,29 @@ static void queue_clear(struct ws_session *s)
 {
 	while (s->q_count > 0) {
 		free(s->q[s->q_head]);
-		s->q_head = (s->q_head + 1) % WS_QUEUE_MAX;
+		s->q_head = (s->q_head + 1) % s->q_cap;
 		s->q_count--;
 	}
 	s->q_bytes = 0;
+}
+
+static int queue_grow(struct ws_session *s)
+{
+	size_t cap = s->q_cap ? s->q_cap * 2 : 8, i;
+	struct ws_msg **q;
+
+	if (cap > WS_QUEUE_MAX)
+		cap = WS_QUEUE_MAX;
+	q = malloc(cap * sizeof *q);
+	if (!q)
+		return -ENOMEM;
+	for (i = 0; i < s->q_count; i++)
+		q[i] = s->q[(s->q_head + i) % s->q_cap];
+	free(s->q);
+	s->q = q;
+	s->q_cap = cap;
+	s->q_head = 0;
+	return 0;
 }
 
 static void overflow(struct ws_session *s)
@@ -128,9 +206,15 @@ static void enqueue(struct ws_session *s, const char *data, size_t len)
 		http_count(s->srv->ctr, HTTP_C_MESSAGES_DROPPED, 1);
 		return;
 	}
-	if (s->close_after || !s->q)
+	if (s->close_after)
 		return;
 	if (s->q_count >= WS_QUEUE_MAX || s->q_bytes + len > WS_QUEUE_BYTES) {
+		overflow(s);
+		return;
+	}
+	/* The queue starts small and doubles: a viewer that only follows a
+	 * class never needs more than a few slots. */
+	if (s->q_count == s->q_cap && queue_grow(s) < 0) {
 		overflow(s);
 		return;
 	}
@@ -141,7 +225,7 @@ static void enqueue(struct ws_session *s, const char *data, size_t len)
 	}
 	m->len = len;
 	memcpy(m->buf + LWS_PRE, data, len);
-	s->q[(s->q_head + s->q_count) % WS_QUEUE_MAX] = m;
+	s->q[(s->q_head + s->q_count) % s->q_cap] = m;
 	s->q_count++;
 	s->q_bytes += len;
 	lws_callback_on_writable(s->wsi);
@@ -197,6 +281,236 @@ static void watch_drop(struct ws_session *s, int i)
 	s->n_watches--;
 }
 
+/* ---- classes: fan-out ---- */
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A session reading the class ring: its students and its instructor. */
+static void ring_reader_wake(struct ws_class *c, struct ws_session *s, uint64_t old_head)
+{
+	if (!s)
+		return;
+	if (s->ring_pos < c->ring.tail) {
+		/* It has lost messages: it will be told to resync (re-read the
+		 * run from its bundle) instead of the server keeping more. */
+		if (!s->need_resync) {
+			s->need_resync = 1;
+			http_count(c->srv->ctr, HTTP_C_CLASS_RESYNCS, 1);
+		}
+		lws_callback_on_writable(s->wsi);
+	} else if (s->ring_pos == old_head) {
+		/* It was waiting for exactly this message; the others already
+		 * have a write pending. */
+		lws_callback_on_writable(s->wsi);
+	}
+}
+
+/* Append one message to the class ring and wake the readers that need it. */
+static void class_push(struct ws_class *c, const char *data, size_t len)
+{
+	struct ws_server *srv = c->srv;
+	uint64_t old_head = c->ring.head;
+	size_t i;
+
+	if (class_ring_push(&c->ring, data, len) < 0) {
+		/* Out of memory or a message larger than the ring: everyone
+		 * misses it, so everyone resyncs. */
+		c->ring.tail = c->ring.head = c->ring.head + 1;
+		class_ring_clear(&c->ring);
+	}
+	ring_reader_wake(c, session_find(srv, c->instructor), old_head);
+	for (i = 0; i < c->n_members; i++)
+		ring_reader_wake(c, session_find(srv, c->members[i]), old_head);
+}
+
+static void class_push_json(struct ws_class *c, json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+
+	if (text)
+		class_push(c, text, strlen(text));
+	free(text);
+}
+
+static json_t *class_view_json(const struct ws_class *c)
+{
+	return json_pack("{s:s, s:s, s:s?, s:b, s:o, s:f}", "type", "class.view", "class", c->code,
+			 "run", c->run[0] ? c->run : NULL, "paused", c->paused, "pos",
+			 c->pos < 0 ? json_null() : json_integer(c->pos), "speed", c->speed);
+}
+
+/* Something of the class is still to be sent to s. */
+static int class_pending(const struct ws_session *s)
+{
+	const struct ws_class *c = s->cls;
+
+	return c && (s->need_resync || s->view_sent != c->view_ver || s->members_dirty ||
+		     s->ring_pos < c->ring.head);
+}
+
+/* Write one JSON object (stolen) now, from the writeable callback. */
+static int write_json_now(struct ws_session *s, json_t *o)
+{
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII)
+		       : NULL;
+	unsigned char *buf;
+	size_t len;
+	int n = -1;
+
+	json_decref(o);
+	if (!text)
+		return -1;
+	len = strlen(text);
+	buf = malloc(LWS_PRE + len);
+	if (buf) {
+		memcpy(buf + LWS_PRE, text, len);
+		n = lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
+	}
+	free(buf);
+	free(text);
+	return n < 0 ? -1 : 1;
+}
+
+/* One class message for s, in the writeable callback (one message per
+ * callback). Returns 1 after writing, 0 when nothing was due, -1 to close. */
+static int class_write(struct ws_session *s)
+{
+	struct ws_class *c = s->cls;
+	const struct class_msg *m;
+	json_t *o;
+	size_t i;
+
+	if (s->need_resync || s->ring_pos < c->ring.tail) {
+		s->need_resync = 0;
+		s->ring_pos = c->ring.head;
+		return write_json_now(s, json_pack("{s:s, s:s, s:s?, s:b}", "type", "class.resync",
+						   "class", c->code, "run",
+						   c->run[0] ? c->run : NULL, "live", c->run_live));
+	}
+	if (s->view_sent != c->view_ver) {
+		s->view_sent = c->view_ver;
+		return write_json_now(s, class_view_json(c));
+	}
+	if (s->members_dirty) {
+		s->members_dirty = 0;
+		o = json_pack("{s:s, s:s, s:I, s:[]}", "type", "class.members", "class", c->code,
+			      "count", (json_int_t)c->n_members, "names");
+		for (i = 0; o && i < c->n_members && i < WS_MEMBERS_LISTED; i++) {
+			struct ws_session *m2 = session_find(s->srv, c->members[i]);
+			if (m2)
+				json_array_append_new(json_object_get(o, "names"),
+						      json_string(m2->name));
+		}
+		return write_json_now(s, o);
+	}
+	m = class_ring_get(&c->ring, s->ring_pos);
+	if (!m)
+		return 0;
+	s->ring_pos++;
+	/* The entry is shared by every reader: lws writes the frame header
+	 * into the headroom in front of it and sends it at once (or keeps its
+	 * own copy of what the socket did not take). */
+	return lws_write(s->wsi, (unsigned char *)m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT) < 0
+		       ? -1
+		       : 1;
+}
+
+static void class_bump_view(struct ws_class *c)
+{
+	struct ws_server *srv = c->srv;
+	struct ws_session *s;
+	size_t i;
+
+	c->view_ver++;
+	s = session_find(srv, c->instructor);
+	if (s)
+		lws_callback_on_writable(s->wsi);
+	for (i = 0; i < c->n_members; i++) {
+		s = session_find(srv, c->members[i]);
+		if (s)
+			lws_callback_on_writable(s->wsi);
+	}
+}
+
+static void class_members_changed(struct ws_class *c)
+{
+	struct ws_session *t = session_find(c->srv, c->instructor);
+
+	if (t) {
+		t->members_dirty = 1;
+		lws_callback_on_writable(t->wsi);
+	}
+}
+
+static void member_remove(struct ws_session *s)
+{
+	struct ws_class *c = s->cls;
+	size_t i = s->member_idx;
+
+	if (i < c->n_members && c->members[i] == s->id) {
+		c->members[i] = c->members[--c->n_members];
+		if (i < c->n_members) {
+			struct ws_session *moved = session_find(s->srv, c->members[i]);
+			if (moved)
+				moved->member_idx = i;
+		}
+		http_count(s->srv->ctr, HTTP_C_CLASS_VIEWERS, -1);
+	}
+	s->cls = NULL;
+	s->need_resync = 0;
+	class_members_changed(c);
+}
+
+/* End class c: tell and detach every student, free it. */
+static void class_end(struct ws_class *c, const char *why)
+{
+	struct ws_server *srv = c->srv;
+	struct ws_session *t = session_find(srv, c->instructor);
+	size_t i;
+	int k;
+
+	for (i = 0; i < c->n_members; i++) {
+		struct ws_session *s = session_find(srv, c->members[i]);
+		if (!s)
+			continue;
+		s->cls = NULL;
+		s->need_resync = 0;
+		send_json(s, json_pack("{s:s, s:s, s:s, s:s?}", "type", "class.ended", "class",
+				       c->code, "reason", why, "run", c->run[0] ? c->run : NULL));
+	}
+	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, -(long)c->n_members);
+	http_count(srv->ctr, HTTP_C_CLASSES, -1);
+	if (t) {
+		t->cls = NULL;
+		t->teaching = 0;
+		t->members_dirty = 0;
+	}
+	for (k = 0; k < srv->cfg->max_classes; k++)
+		if (srv->classes[k] == c)
+			srv->classes[k] = NULL;
+	class_ring_cleanup(&c->ring);
+	json_decref(c->run_msg);
+	free(c->members);
+	free(c);
+}
+
+/* The session is going: end the class it teaches, or leave the one it attends. */
+static void class_detach(struct ws_session *s, const char *why)
+{
+	if (!s->cls)
+		return;
+	if (s->teaching)
+		class_end(s->cls, why);
+	else
+		member_remove(s);
+}
+
 static void session_cleanup(struct ws_session *s)
 {
 	struct ws_server *srv = s->srv;
@@ -205,13 +519,15 @@ static void session_cleanup(struct ws_session *s)
 		return;
 	if (srv->runs)
 		runs_session_closed(srv->runs, s->id);
+	class_detach(s, "the instructor left");
 	while (s->n_watches > 0)
 		watch_drop(s, s->n_watches - 1);
 	queue_clear(s);
 	free(s->q);
 	free(s->rx);
 	free(s->line);
-	srv->slots[s->id % WS_MAX_SESSIONS] = NULL;
+	srv->slots[s->id % srv->n_slots] = NULL;
+	srv->n_sessions--;
 	http_count(srv->ctr, HTTP_C_SESSIONS, -1);
 	s->id = 0;
 }
@@ -279,7 +595,11 @@ static void hook_line(void *arg, const struct run *r, const char *line, size_t l
 	const uint64_t *ids;
 	size_t i, n;
 
-	if (s)
+	/* The class run's events go to the class ring, which the instructor
+	 * reads too; everything else straight to the owner's queue. */
+	if (s && s->teaching && s->cls && !strcmp(s->cls->run, run_id(r)))
+		class_push(s->cls, line, len);
+	else if (s)
 		enqueue(s, line, len);
 	n = run_watchers(r, &ids);
 	for (i = 0; i < n; i++) {
@@ -296,10 +616,14 @@ static void hook_finished(void *arg, const struct run *r)
 	struct ws_server *srv = arg;
 	const uint64_t *ids;
 	size_t i, n = run_watchers(r, &ids);
+	int k;
+
+	for (k = 0; k < srv->cfg->max_classes; k++)
+		if (srv->classes[k] && !strcmp(srv->classes[k]->run, run_id(r)))
+			srv->classes[k]->run_live = 0;
 
 	for (i = 0; i < n; i++) {
 		struct ws_session *s = session_find(srv, ids[i]);
-		int k;
 		for (k = 0; s && k < s->n_watches; k++) {
 			if (s->watches[k].live && !strcmp(s->watches[k].run, run_id(r))) {
 				watch_drop(s, k);
@@ -397,6 +721,291 @@ static void op_watch(struct ws_session *s, json_t *msg, const char *tag)
 	lws_callback_on_writable(s->wsi);
 }
 
+/* ---- classes: ops ---- */
+
+static int require_teaching(struct ws_session *s, const char *what, const char *tag)
+{
+	char m[160];
+
+	if (s->cls && s->teaching)
+		return 1;
+	if (s->cls)
+		snprintf(m, sizeof m, "only the class's instructor may %s", what);
+	else if (s->instructor)
+		snprintf(m, sizeof m, "open a class first (class.open) to %s", what);
+	else
+		snprintf(m, sizeof m, "sign in as the instructor to %s", what);
+	send_error(s, "forbidden", NULL, m, tag, NULL);
+	return 0;
+}
+
+static void op_signin(struct ws_session *s, json_t *msg, const char *tag)
+{
+	const char *secret = s->srv->cfg->instructor_secret;
+	const char *given = json_string_value(json_object_get(msg, "secret"));
+	int ok;
+
+	if (s->instructor) {
+		send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "signin.accepted", "role",
+				       "instructor", "tag", tag));
+		return;
+	}
+	/* Failures drain a server-wide bucket (guessing from many connections)
+	 * and a per-connection count. */
+	if (s->signin_fails >= WS_SIGNIN_FAILS_MAX ||
+	    !class_bucket_ready(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now_us())) {
+		http_count(s->srv->ctr, HTTP_C_SIGNIN_FAILURES, 1);
+		send_error(s, "limit", "secret",
+			   "too many sign-in attempts; wait a moment (or reconnect) and try again",
+			   tag, NULL);
+		return;
+	}
+	/* With no secret (a loopback-only server) whoever reaches it may
+	 * teach; otherwise the secret must match, compared in constant time. */
+	ok = !secret[0] || (given && class_secret_equal(secret, given));
+	if (!ok) {
+		class_bucket_take(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now_us());
+		s->signin_fails++;
+		http_count(s->srv->ctr, HTTP_C_SIGNIN_FAILURES, 1);
+		send_error(s, "forbidden", "secret", "wrong instructor secret", tag, NULL);
+		return;
+	}
+	s->instructor = 1;
+	send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "signin.accepted", "role", "instructor",
+			       "tag", tag));
+}
+
+static struct ws_class *class_find(struct ws_server *srv, const char *code)
+{
+	int k;
+
+	for (k = 0; k < srv->cfg->max_classes; k++)
+		if (srv->classes[k] && !strcmp(srv->classes[k]->code, code))
+			return srv->classes[k];
+	return NULL;
+}
+
+static void op_class_open(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_server *srv = s->srv;
+	struct ws_class *c;
+	char m[160];
+	int k, slot = -1, tries;
+
+	if (!s->instructor) {
+		send_error(s, "forbidden", NULL, "sign in as the instructor to open a class", tag,
+			   NULL);
+		return;
+	}
+	if (s->cls) {
+		send_error(s, "bad_request", NULL,
+			   s->teaching ? "this connection already teaches a class"
+				       : "leave the class you attend first",
+			   tag, NULL);
+		return;
+	}
+	for (k = 0; k < srv->cfg->max_classes && slot < 0; k++)
+		if (!srv->classes[k])
+			slot = k;
+	if (slot < 0) {
+		snprintf(m, sizeof m, "the server allows at most %d classes at once",
+			 srv->cfg->max_classes);
+		send_error(s, "limit", NULL, m, tag, NULL);
+		return;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c || class_ring_init(&c->ring, (size_t)srv->cfg->class_buffer,
+				  (size_t)srv->cfg->class_buffer * WS_RING_BYTES_PER_ENTRY,
+				  LWS_PRE) < 0) {
+		free(c);
+		send_error(s, "internal", NULL, "out of memory", tag, NULL);
+		return;
+	}
+	for (tries = 0; tries < 16; tries++)
+		if (class_code_new(c->code) < 0 || !class_find(srv, c->code))
+			break;
+	if (!c->code[0] || class_find(srv, c->code)) {
+		class_ring_cleanup(&c->ring);
+		free(c);
+		send_error(s, "internal", NULL, "could not make a class code", tag, NULL);
+		return;
+	}
+	c->srv = srv;
+	c->instructor = s->id;
+	c->pos = -1;
+	srv->classes[slot] = c;
+	s->cls = c;
+	s->teaching = 1;
+	s->ring_pos = c->ring.head;
+	s->view_sent = c->view_ver;
+	http_count(srv->ctr, HTTP_C_CLASSES, 1);
+	send_json(s, json_pack("{s:s, s:s, s:i, s:s?}", "type", "class.opened", "class", c->code,
+			       "max_viewers", srv->cfg->max_class_viewers, "tag", tag));
+}
+
+static void op_class_join(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_server *srv = s->srv;
+	const char *code_in = json_string_value(json_object_get(msg, "class"));
+	const char *name_in = json_string_value(json_object_get(msg, "name"));
+	char code[CLASS_CODE_LEN + 1], m[200];
+	struct ws_class *c;
+	uint64_t *mem;
+
+	if (s->cls) {
+		send_error(s, "bad_request", NULL,
+			   s->teaching ? "an instructor cannot join a class"
+				       : "this connection already attends a class; leave it first",
+			   tag, NULL);
+		return;
+	}
+	if (!code_in || class_code_parse(code_in, code) < 0) {
+		snprintf(m, sizeof m, "'class' must be a class code of %d letters and digits",
+			 CLASS_CODE_LEN);
+		send_error(s, "bad_request", "class", m, tag, NULL);
+		return;
+	}
+	if (!name_in) {
+		send_error(s, "bad_request", "name", "'name' must be a string (your display name)",
+			   tag, NULL);
+		return;
+	}
+	if (class_name_parse(name_in, s->name, m, sizeof m) < 0) {
+		send_error(s, "bad_param", "name", m, tag, NULL);
+		return;
+	}
+	c = class_find(srv, code);
+	if (!c) {
+		send_error(s, "unknown_class", "class", "no class with that code is open", tag, NULL);
+		return;
+	}
+	if (c->n_members >= (size_t)srv->cfg->max_class_viewers) {
+		snprintf(m, sizeof m, "the class is full (at most %d students)",
+			 srv->cfg->max_class_viewers);
+		send_error(s, "limit", "class", m, tag, NULL);
+		return;
+	}
+	mem = realloc(c->members, (c->n_members + 1) * sizeof *mem);
+	if (!mem) {
+		send_error(s, "internal", NULL, "out of memory", tag, NULL);
+		return;
+	}
+	c->members = mem;
+	s->member_idx = c->n_members;
+	c->members[c->n_members++] = s->id;
+	s->cls = c;
+	s->teaching = 0;
+	/* A new viewer starts at the newest message: what came before is in
+	 * the run's bundle, which the page reads over HTTP. */
+	s->ring_pos = c->ring.head;
+	s->view_sent = c->view_ver;
+	s->need_resync = 0;
+	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, 1);
+	class_members_changed(c);
+	send_json(s, json_pack("{s:s, s:s, s:s, s:s?, s:b, s:O?, s:o, s:s?}", "type",
+			       "class.joined", "class", c->code, "name", s->name, "run",
+			       c->run[0] ? c->run : NULL, "live", c->run_live, "run_info", c->run_msg,
+			       "view", class_view_json(c), "tag", tag));
+}
+
+static void op_class_leave(struct ws_session *s, json_t *msg, const char *tag)
+{
+	if (!s->cls || s->teaching) {
+		send_error(s, "bad_request", NULL, "this connection attends no class", tag, NULL);
+		return;
+	}
+	member_remove(s);
+	send_json(s, json_pack("{s:s, s:s?}", "type", "class.left", "tag", tag));
+}
+
+static void op_class_run(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_class *c = s->cls;
+	json_t *lab = json_object_get(msg, "lab"), *params = json_object_get(msg, "params");
+	struct run_error e;
+	char id[EV_RUN_ID_LEN + 1], m[160];
+
+	if (!require_teaching(s, "run labs in the class", tag))
+		return;
+	if (c->run_live) {
+		snprintf(m, sizeof m, "the class run %s is still going; cancel it or wait", c->run);
+		send_error(s, "limit", NULL, m, tag, c->run);
+		return;
+	}
+	if (!json_is_string(lab)) {
+		send_error(s, "bad_request", "lab", "'lab' must be a string naming a lab", tag, NULL);
+		return;
+	}
+	if (runs_start(s->srv->runs, s->id, json_string_value(lab), params, tag, id, &e) < 0) {
+		send_error(s, e.code, e.param, e.message, tag, NULL);
+		return;
+	}
+	/* Its events start arriving on a later loop turn, after this notice. */
+	memcpy(c->run, id, sizeof c->run);
+	c->run_live = 1;
+	json_decref(c->run_msg);
+	c->run_msg = json_pack("{s:s, s:s, s:s, s:s, s:O}", "type", "class.run", "class", c->code,
+			       "run", id, "lab", json_string_value(lab), "params",
+			       json_is_object(params) ? params : json_object());
+	if (c->run_msg && !json_is_object(params))
+		json_object_set_new(c->run_msg, "params", json_object());
+	c->paused = 0;
+	c->pos = -1;
+	c->speed = 0;
+	class_bump_view(c);
+	if (c->run_msg)
+		class_push_json(c, c->run_msg);
+	send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:s}", "type", "run.accepted", "run", id,
+			       "tag", tag, "lab", json_string_value(lab), "class", c->code));
+}
+
+static void op_class_view(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_class *c = s->cls;
+	json_t *paused = json_object_get(msg, "paused"), *pos = json_object_get(msg, "pos");
+	json_t *speed = json_object_get(msg, "speed");
+
+	if (!require_teaching(s, "control the class view", tag))
+		return;
+	if (paused && !json_is_boolean(paused)) {
+		send_error(s, "bad_request", "paused", "'paused' must be true or false", tag, NULL);
+		return;
+	}
+	if (pos && !json_is_null(pos) &&
+	    (!json_is_integer(pos) || json_integer_value(pos) < 0 ||
+	     json_integer_value(pos) > 100000000)) {
+		send_error(s, "bad_request", "pos",
+			   "'pos' must be null (follow live) or an event count from 0 to 100000000",
+			   tag, NULL);
+		return;
+	}
+	if (speed && (!json_is_number(speed) || json_number_value(speed) < 0 ||
+		      json_number_value(speed) > 1000)) {
+		send_error(s, "bad_request", "speed",
+			   "'speed' must be events per second from 0 to 1000 (0: as they come)",
+			   tag, NULL);
+		return;
+	}
+	if (paused)
+		c->paused = json_is_true(paused);
+	if (pos)
+		c->pos = json_is_null(pos) ? -1 : json_integer_value(pos);
+	if (speed)
+		c->speed = json_number_value(speed);
+	class_bump_view(c);
+}
+
+static void op_class_end(struct ws_session *s, json_t *msg, const char *tag)
+{
+	char code[CLASS_CODE_LEN + 1];
+
+	if (!require_teaching(s, "end the class", tag))
+		return;
+	memcpy(code, s->cls->code, sizeof code);
+	class_end(s->cls, "ended by the instructor");
+	send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "class.ended", "class", code, "tag", tag));
+}
+
 static void op_ping(struct ws_session *s, json_t *msg, const char *tag)
 {
 	send_json(s, json_pack("{s:s, s:s?}", "type", "pong", "tag", tag));
@@ -410,8 +1019,19 @@ static const struct {
 	{"cancel", op_cancel},
 	{"watch", op_watch},
 	{"ping", op_ping},
+	{"signin", op_signin},
+	{"class.open", op_class_open},
+	{"class.join", op_class_join},
+	{"class.leave", op_class_leave},
+	{"class.run", op_class_run},
+	{"class.view", op_class_view},
+	{"class.end", op_class_end},
 	{NULL, NULL},
 };
+
+#define OPS_LIST                                                                               \
+	"run, cancel, watch, ping, signin, class.open, class.join, class.leave, class.run, "  \
+	"class.view or class.end"
 
 static void handle_message(struct ws_session *s, const char *buf, size_t len)
 {
@@ -439,6 +1059,14 @@ static void handle_message(struct ws_session *s, const char *buf, size_t len)
 		goto out;
 	}
 	tag = json_string_value(jtag);
+	if (!class_bucket_take(&s->rate, s->srv->cfg->msg_rate, 2.0 * s->srv->cfg->msg_rate,
+			       now_us())) {
+		http_count(s->srv->ctr, HTTP_C_RATE_LIMITED, 1);
+		snprintf(m, sizeof m, "too many messages: at most %d per second",
+			 s->srv->cfg->msg_rate);
+		send_error(s, "limit", NULL, m, tag, NULL);
+		goto out;
+	}
 	op = json_string_value(json_object_get(msg, "op"));
 	for (i = 0; op && ops[i].name; i++) {
 		if (!strcmp(ops[i].name, op)) {
@@ -447,10 +1075,9 @@ static void handle_message(struct ws_session *s, const char *buf, size_t len)
 		}
 	}
 	if (op)
-		snprintf(m, sizeof m, "unknown op '%.40s'; expected run, cancel, watch or ping", op);
+		snprintf(m, sizeof m, "unknown op '%.40s'; expected %s", op, OPS_LIST);
 	else
-		snprintf(m, sizeof m, "'op' is missing or not a string; expected run, cancel, "
-				      "watch or ping");
+		snprintf(m, sizeof m, "'op' is missing or not a string; expected %s", OPS_LIST);
 	send_error(s, "bad_request", "op", m, tag, NULL);
 out:
 	json_decref(msg);
@@ -497,10 +1124,24 @@ static int on_receive(struct ws_session *s, const void *in, size_t len)
 		close_after_flush(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
 		return 0;
 	}
-	if (!s->rx) {
-		s->rx = malloc(CONFIG_MAX_MESSAGE_BYTES);
-		if (!s->rx)
+	/* A message that arrives whole is handled in place: a viewer that
+	 * only ever sends small ops never holds a receive buffer. */
+	if (final && s->rx_len == 0) {
+		handle_message(s, in, len);
+		return 0;
+	}
+	if (s->rx_len + len > s->rx_cap) {
+		size_t cap = s->rx_cap ? s->rx_cap : 1024;
+		unsigned char *nb;
+		while (cap < s->rx_len + len)
+			cap *= 2;
+		if (cap > CONFIG_MAX_MESSAGE_BYTES)
+			cap = CONFIG_MAX_MESSAGE_BYTES;
+		nb = realloc(s->rx, cap);
+		if (!nb)
 			return -1;
+		s->rx = nb;
+		s->rx_cap = cap;
 	}
 	memcpy(s->rx + s->rx_len, in, len);
 	s->rx_len += len;
@@ -527,16 +1168,26 @@ static int on_writeable(struct ws_session *s)
 		pump_replays(s);
 	if (s->q_count > 0) {
 		m = s->q[s->q_head];
-		s->q_head = (s->q_head + 1) % WS_QUEUE_MAX;
+		s->q_head = (s->q_head + 1) % s->q_cap;
 		s->q_count--;
 		s->q_bytes -= m->len;
 		n = lws_write(s->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
 		free(m);
 		if (n < 0)
 			return -1;
-		if (s->q_count > 0 || has_replay(s) || s->close_after)
+		if (s->q_count > 0 || has_replay(s) || s->close_after || class_pending(s))
 			lws_callback_on_writable(s->wsi);
 		return 0;
+	}
+	if (s->cls) {
+		n = class_write(s);
+		if (n < 0)
+			return -1;
+		if (n > 0) {
+			if (class_pending(s) || has_replay(s) || s->close_after)
+				lws_callback_on_writable(s->wsi);
+			return 0;
+		}
 	}
 	if (s->close_after) {
 		lws_close_reason(s->wsi, s->close_code, (unsigned char *)s->close_reason,
@@ -567,11 +1218,15 @@ static int cb_session(struct lws *wsi, enum lws_callback_reasons reason, void *u
 		memset(s, 0, sizeof *s);
 		s->wsi = wsi;
 		s->srv = srv;
-		s->q = calloc(WS_QUEUE_MAX, sizeof *s->q);
-		if (!s->q || session_register(srv, s) < 0) {
-			free(s->q);
-			s->q = NULL;
+		if (session_register(srv, s) < 0)
 			return -1;
+		/* Bound what the kernel buffers for one connection too: a stalled
+		 * viewer then holds at most this much (twice, in kernel terms)
+		 * plus its read position in a class ring. */
+		{
+			int sndbuf = WS_SNDBUF;
+			setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
+				   sizeof sndbuf);
 		}
 		http_count(srv->ctr, HTTP_C_SESSIONS, 1);
 		return 0;
@@ -682,6 +1337,14 @@ int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 	srv->ctr = counters;
 	srv->signal_fd = signal_fd;
 	srv->http_port = cfg->http_port;
+	srv->n_slots = (size_t)cfg->max_conns;
+	srv->slots = calloc(srv->n_slots, sizeof *srv->slots);
+	srv->classes = calloc((size_t)cfg->max_classes, sizeof *srv->classes);
+	if (!srv->slots || !srv->classes) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
 
 	/* The library is a debug build: quiet it before it says anything. */
 	lws_set_log_level(LLL_ERR, lws_log);
@@ -768,7 +1431,7 @@ static int queued_anywhere(const struct ws_server *w)
 {
 	size_t i;
 
-	for (i = 0; i < WS_MAX_SESSIONS; i++)
+	for (i = 0; i < w->n_slots; i++)
 		if (w->slots[i] && w->slots[i]->q_count > 0 && !w->slots[i]->overflowed)
 			return 1;
 	return 0;
@@ -811,5 +1474,7 @@ void ws_destroy(struct ws_server *w)
 	w->runs = NULL;
 	if (w->ctx)
 		lws_context_destroy(w->ctx);
+	free(w->slots);
+	free(w->classes);
 	free(w);
 }

@@ -12,9 +12,10 @@ import { h, clear, replace } from './dom.js';
 import { getJSON, getRunEvents, eventsURL, wsURL, LiveSocket } from './api.js';
 import { buildForm } from './form.js';
 import { rendererFor } from './labs/index.js';
+import { Player } from './player.js';
+import { exportRun, importBundleFile } from './bundle.js';
+import * as classroom from './classroom.js';
 
-// Events handed to a renderer per frame at most; the rest wait for the next one.
-const MAX_PER_FRAME = 3000;
 // How often the recent runs list is read again.
 const RUNS_REFRESH_MS = 15000;
 
@@ -28,56 +29,12 @@ const state = {
 	socket: null,
 	live: null,      // the run this page started: {tag, runId, lab, pending[]}
 	streams: new Map(), // runs followed over the WebSocket: id -> {lab, events[]}
-	view: null,      // what the view area shows: {runId, lab, renderer, pump, live}
+	view: null,      // the main pane: {runId, lab, player, live}
+	compare: null,   // a student's own run beside the class run: {runId, lab, player, live}
+	cls: null,       // classroom: {role: 'teacher'|'student', code, name, run, lab, params, view, members}
+	instructor: false, // signed in as the instructor
 	tagSeq: 0,
 };
-
-// Queue of events for one renderer, drained once per animation frame.
-class Pump {
-	constructor(renderer) {
-		this.renderer = renderer;
-		this.queue = [];
-		this.head = 0;
-		this.scheduled = false;
-		this.dead = false;
-	}
-
-	add(ev) {
-		this.queue.push(ev);
-		this.schedule();
-	}
-
-	addAll(evs) {
-		for (const ev of evs) this.queue.push(ev);
-		this.schedule();
-	}
-
-	schedule() {
-		if (this.scheduled || this.dead) return;
-		this.scheduled = true;
-		requestAnimationFrame(() => this.drain());
-	}
-
-	drain() {
-		this.scheduled = false;
-		if (this.dead) return;
-		const end = Math.min(this.queue.length, this.head + MAX_PER_FRAME);
-		const batch = this.queue.slice(this.head, end);
-		this.head = end;
-		if (this.head === this.queue.length) {
-			this.queue = [];
-			this.head = 0;
-		} else {
-			this.schedule();
-		}
-		if (batch.length) this.renderer.push(batch);
-	}
-
-	stop() {
-		this.dead = true;
-		if (this.renderer.destroy) this.renderer.destroy();
-	}
-}
 
 function statusText(status) {
 	return has(`run.status.${status}`) ? t(`run.status.${status}`) : String(status);
@@ -97,25 +54,68 @@ function byoHost() {
 
 // ---- the view area ----
 
-function showPlaceholder() {
-	if (state.view) state.view.pump.stop();
-	state.view = null;
-	replace($('view'), h('p', { class: 'empty', text: t('run.none') }));
+function panes() {
+	let main = $('pane-main');
+	if (!main) {
+		main = h('div', { class: 'pane', attrs: { id: 'pane-main' } });
+		replace($('view'), main);
+	}
+	return main;
 }
 
-// Replace the view with a fresh renderer for run id of lab.
-function openView(runId, lab, live) {
-	if (state.view) state.view.pump.stop();
-	const root = $('view');
-	clear(root);
+function showPlaceholder() {
+	if (state.view) state.view.player.stop();
+	state.view = null;
+	closeCompare();
+	replace(panes(), h('p', { class: 'empty', text: t('run.none') }));
+}
+
+function closeCompare() {
+	if (state.compare) state.compare.player.stop();
+	state.compare = null;
+	const c = $('pane-compare');
+	if (c) c.remove();
+	$('view').classList.remove('comparing');
+}
+
+// Replace a pane's view with a fresh player for run id of lab. opts.pane is
+// 'main' (default) or 'compare' (a student's own run beside the class run).
+function openView(runId, lab, live, opts = {}) {
+	const which = opts.pane === 'compare' ? 'compare' : 'view';
+	if (state[which]) state[which].player.stop();
+	let root;
+	if (which === 'compare') {
+		root = $('pane-compare');
+		if (!root) {
+			root = h('div', { class: 'pane', attrs: { id: 'pane-compare' } });
+			$('view').appendChild(root);
+		}
+		$('view').classList.add('comparing');
+		replace(root, h('h2', { class: 'pane-title', text: t('class.mine') }));
+	} else {
+		root = panes();
+		clear(root);
+		if (opts.title) root.appendChild(h('h2', { class: 'pane-title', text: opts.title }));
+	}
 	const mod = rendererFor(lab);
-	const renderer = mod.create(root, {
+	const make = (stage) => mod.create(stage, {
 		runId, lab, live, byoHost: byoHost(), eventsURL: runId ? eventsURL(runId) : null,
 		config: state.config, runLab,
 	});
-	state.view = { runId, lab, renderer, pump: new Pump(renderer), live };
+	const player = new Player(root, make, {
+		runId, lab, readOnly: !!opts.readOnly, onUser: opts.onUser, exportable: true,
+	});
+	player.onExport = exportRun;
+	state[which] = { runId, lab, player, live };
 	markCurrentRun();
-	return state.view;
+	return state[which];
+}
+
+// The pane showing run id, if any.
+function viewOf(id) {
+	if (state.view && state.view.runId === id) return state.view;
+	if (state.compare && state.compare.runId === id) return state.compare;
+	return null;
 }
 
 // ---- the WebSocket ----
@@ -126,6 +126,7 @@ function onSocketState(s, retryS) {
 	$('conn-text').textContent = s === 'open' ? t('conn.open')
 		: s === 'closed' ? t('conn.closed', { s: retryS }) : t('conn.connecting');
 	if (s === 'open') resume();
+	classroom.onSocketState(s);
 	// A run asked for but not yet accepted is lost with the connection.
 	if (s === 'closed' && state.live && !state.live.runId) {
 		state.live = null;
@@ -153,6 +154,8 @@ function onMessage(m) {
 		onRunEvent(m);
 		return;
 	}
+	if (m.type === 'error' && classroom.onError(m)) return;
+	if (typeof m.type === 'string' && classroom.onMessage(m)) return;
 	const live = state.live;
 	switch (m.type) {
 	case 'run.accepted':
@@ -185,7 +188,8 @@ function onMessage(m) {
 	}
 	// Anything else (an error about a cancel or a watch, a message type this
 	// page does not know) is shown in the view, not dropped.
-	if (state.view) state.view.pump.add(m);
+	if (m.run && viewOf(m.run)) viewOf(m.run).player.add(m);
+	else if (state.view) state.view.player.add(m);
 }
 
 function onAccepted(live, m) {
@@ -193,8 +197,8 @@ function onAccepted(live, m) {
 	const st = { lab: live.lab, events: live.pending.filter((ev) => ev.run === m.run) };
 	live.pending = [];
 	state.streams.set(m.run, st);
-	const v = openView(m.run, live.lab, true);
-	v.pump.addAll(st.events);
+	const v = openView(m.run, live.lab, true, live.viewOpts || {});
+	v.player.addAll(st.events);
 	const card = $('view').firstElementChild;
 	if (card && card.getBoundingClientRect().top > window.innerHeight / 2) {
 		card.scrollIntoView({ block: 'start', behavior: 'smooth' });
@@ -207,6 +211,7 @@ function onAccepted(live, m) {
 // Every event of a run this page follows: kept in its stream (so the run can
 // be shown again while it goes on), and handed to the view when it shows it.
 function onRunEvent(ev) {
+	if (classroom.onEvent(ev)) return;
 	const live = state.live;
 	if (live && !live.runId) {
 		live.pending.push(ev);
@@ -214,7 +219,8 @@ function onRunEvent(ev) {
 	}
 	const st = state.streams.get(ev.run);
 	if (st) st.events.push(ev);
-	if (state.view && ev.run === state.view.runId) state.view.pump.add(ev);
+	const v = viewOf(ev.run);
+	if (v) v.player.add(ev);
 	if (ev.type !== 'run.end') return;
 	// Once a run has ended its record is on the server: stop keeping it here.
 	state.streams.delete(ev.run);
@@ -239,8 +245,8 @@ function startRun(ev) {
 		return;
 	}
 	const tag = `t${++state.tagSeq}`;
-	state.live = { tag, runId: null, lab: state.lab.name, pending: [] };
-	state.socket.send({ op: 'run', lab: state.lab.name, params: values, tag });
+	state.live = { tag, runId: null, lab: state.lab.name, pending: [], viewOpts: classroom.viewOpts() };
+	state.socket.send({ op: classroom.runOp(), lab: state.lab.name, params: values, tag });
 	state.form.setDisabled(true);
 	setStatus(t('status.starting'));
 	updateButtons();
@@ -254,6 +260,30 @@ function runLab(lab, params) {
 	state.form.setValues(params);
 	startRun(null);
 	return !!state.live;
+}
+
+// A student's "try it myself": the class run's lab and parameters, run now.
+function tryRun(lab, params) {
+	if (state.live) return;
+	if (!state.labs.some((l) => l.name === lab)) return;
+	selectLab(lab, false);
+	state.form.resetDefaults();
+	state.form.setValues(params);
+	startRun({ preventDefault() {} });
+}
+
+// Open a run file saved with "Export" (validated before it is shown).
+async function openBundleFile(file) {
+	let b;
+	try {
+		b = await importBundleFile(file);
+	} catch (e) {
+		setStatus(t('bundle.refused', { reason: e.message }), 'error');
+		return;
+	}
+	const v = openView(b.meta.id, b.meta.lab, false, { title: t('bundle.title', { name: file.name }) });
+	v.player.addAll(b.events);
+	setStatus(t('bundle.opened', { name: file.name, n: b.events.length }));
 }
 
 function cancelRun() {
@@ -388,7 +418,7 @@ async function openRun(id, lab, status) {
 	const st = state.streams.get(id);
 	if (st) {
 		// Already followed here: show what has arrived, then the rest live.
-		openView(id, st.lab, true).pump.addAll(st.events);
+		openView(id, st.lab, true).player.addAll(st.events);
 		setStatus(t('status.replaying', { id }));
 		return;
 	}
@@ -416,7 +446,7 @@ async function openRun(id, lab, status) {
 		selectLab(labName, false);
 	}
 	const v = openView(id, labName, false);
-	v.pump.addAll(events);
+	v.player.addAll(events);
 	if (!state.live) setStatus(t('status.replaying', { id }));
 }
 
@@ -450,6 +480,19 @@ async function main() {
 	}
 	if (state.config.version) $('version').textContent = t('app.version', { version: state.config.version });
 	renderCatalogue();
+	classroom.init({
+		state, openView, viewOf, tryRun,
+		send: (obj) => !!state.socket && state.socket.send(obj),
+		onClassChange: () => {
+			const teaching = state.cls && state.cls.role === 'teacher';
+			$('run-btn').textContent = t(teaching ? 'class.run_button' : 'form.run');
+		},
+	});
+	$('bundle-file').addEventListener('change', (e) => {
+		const f = e.target.files && e.target.files[0];
+		if (f) openBundleFile(f);
+		e.target.value = '';
+	});
 	state.socket = new LiveSocket(wsURL(state.config), state.config.ws_protocol || 'socklab.v1', {
 		onMessage, onState: onSocketState,
 	});

@@ -333,6 +333,44 @@ static void test_http_helpers(void **state)
 	assert_int_equal(http_host_from_header("a b", h, sizeof h), -EINVAL);
 }
 
+static void test_classroom_settings(void **state)
+{
+	static const char *const env[] = {"SOCKLAB_INSTRUCTOR_SECRET=from-the-env-1",
+					  "SOCKLAB_MAX_CLASS_VIEWERS=9000", NULL};
+	struct serve_config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof err, NULL), 0);
+	assert_string_equal(c.instructor_secret, "");
+	assert_int_equal(c.secret_generated, 0);
+	assert_int_equal(c.max_classes, 8);
+	assert_int_equal(c.max_class_viewers, 200);
+	assert_int_equal(c.class_buffer, 4096);
+	assert_int_equal(c.max_conns, 1024);
+	assert_int_equal(c.msg_rate, 20);
+	assert_int_equal(parse(&c, env, err, sizeof err, NULL), 0);
+	assert_string_equal(c.instructor_secret, "from-the-env-1");
+	assert_int_equal(c.max_class_viewers, 9000);
+	assert_int_equal(parse(&c, env, err, sizeof err, "--instructor-secret", "flag-wins-99",
+			       NULL), 0);
+	assert_string_equal(c.instructor_secret, "flag-wins-99");
+	/* Beyond loopback without a secret one is generated (24 characters). */
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--listen", "0.0.0.0", NULL), 0);
+	assert_int_equal(c.secret_generated, 1);
+	assert_int_equal(strlen(c.instructor_secret), 24);
+	assert_int_equal(parse(&c, env, err, sizeof err, "--listen", "0.0.0.0", NULL), 0);
+	assert_int_equal(c.secret_generated, 0);
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--instructor-secret", "short", NULL),
+			 -EINVAL);
+	assert_non_null(strstr(err, "--instructor-secret: must be 8 to 128 printable"));
+	assert_null(strstr(err, "short"));
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--max-conns", "8", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--max-conns: must be an integer from 16 to 60000"));
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--class-buffer", "0", NULL), -EINVAL);
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--msg-rate", "1001", NULL), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_origin_wildcard_and_extra),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_http_helpers),
+		cmocka_unit_test(test_classroom_settings),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

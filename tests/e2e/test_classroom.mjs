@@ -1,0 +1,308 @@
+// test_classroom.mjs: classroom mode, replay and bundles in real Chromium: an instructor and a student in two browser contexts (TAP).
+//
+// Run as `node tests/e2e/test_classroom.mjs` with SOCKLAB=path/to/build/socklab.
+// Every wait has a deadline; screenshots go to build/test-logs/e2e-class-*.png.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const SOCKLAB = process.env.SOCKLAB || path.join(repo, 'build', 'socklab');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const LOGS = path.join(repo, 'build', 'test-logs');
+const WAIT = 20000;
+const RUN_WAIT = 60000;
+const SECRET = 'e2e-instructor-secret';
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+function assert(cond, msg) {
+	if (!cond) throw new Error(msg);
+}
+
+function assertEq(got, want, what) {
+	if (JSON.stringify(got) !== JSON.stringify(want)) {
+		throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+	}
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(fn, ms, what) {
+	const end = Date.now() + ms;
+	let last;
+	for (;;) {
+		try {
+			const v = await fn();
+			if (v) return v;
+		} catch (e) {
+			last = e;
+		}
+		if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (${last.message})` : ''}`);
+		await sleep(50);
+	}
+}
+
+async function startServer(tmp) {
+	const portFile = path.join(tmp, 'ports.json');
+	const log = fs.openSync(path.join(LOGS, 'e2e-class-server.log'), 'w');
+	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--ws-port', '0', '--port-file', portFile,
+		'--data', path.join(tmp, 'data'), '--instructor-secret', SECRET], { stdio: ['ignore', log, log] });
+	let exited = null;
+	child.on('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
+	const ports = await until(() => {
+		if (exited) throw new Error(`socklab serve ${exited}`);
+		if (!fs.existsSync(portFile)) return null;
+		const p = JSON.parse(fs.readFileSync(portFile, 'utf8'));
+		return p.http_port > 0 && p.ws_port > 0 ? p : null;
+	}, 15000, 'the port file');
+	return { child, ports, base: `http://127.0.0.1:${ports.http_port}` };
+}
+
+async function stopServer(srv) {
+	if (!srv || srv.child.exitCode !== null || srv.child.signalCode !== null) return;
+	const gone = new Promise((r) => srv.child.once('exit', r));
+	srv.child.kill('SIGTERM');
+	const t = setTimeout(() => srv.child.kill('SIGKILL'), 5000);
+	await gone;
+	clearTimeout(t);
+}
+
+let srv;
+let teacher; // page
+let student; // page
+let tmp;
+const problems = [];
+let classCode = '';
+let classRun = '';
+
+function watch(page, who) {
+	page.setDefaultTimeout(WAIT);
+	page.on('console', (m) => {
+		if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) problems.push(`${who} console: ${m.text()}`);
+	});
+	page.on('pageerror', (e) => problems.push(`${who} page error: ${e.message}`));
+}
+
+// The player of the main pane: {pos, total, paused}.
+async function playerState(page, pane = '#pane-main') {
+	return page.$eval(`${pane} .player`, (el) => ({
+		pos: Number(el.dataset.pos), total: Number(el.dataset.total), paused: el.dataset.paused === 'true',
+	}));
+}
+
+async function stageText(page, pane = '#pane-main') {
+	return page.$eval(`${pane} .player-stage`, (el) => el.innerText);
+}
+
+async function rows(page, pane = '#pane-main') {
+	return page.$$eval(`${pane} .player-stage .trace-body .trow`, (els) => els.length);
+}
+
+test('instructor signs in and opens a class: the code is shown large', async () => {
+	await teacher.goto(`${srv.base}/`);
+	await teacher.waitForSelector('body.ready');
+	await teacher.click('#class-panel summary');
+	await teacher.fill('#class-secret', 'wrong-secret-1');
+	await teacher.click('#class-signin');
+	await teacher.waitForFunction(() => /wrong instructor secret/.test(document.getElementById('class-msg').textContent));
+	await teacher.fill('#class-secret', SECRET);
+	await teacher.click('#class-signin');
+	await teacher.click('#class-open');
+	const big = await teacher.waitForSelector('#class-code-big');
+	const text = await big.textContent();
+	assert(/^[2-9A-HJKMNP-Z]{3} [2-9A-HJKMNP-Z]{3}$/.test(text), `code ${text}`);
+	classCode = text.replace(' ', '');
+	const size = await big.evaluate((el) => parseFloat(getComputedStyle(el).fontSize));
+	assert(size >= 36, `code font size ${size}px`);
+	assertEq(await teacher.textContent('#run-btn'), 'Run for the class', 'run button');
+});
+
+test('a student joins with the code and a name; the instructor sees the count', async () => {
+	await student.goto(`${srv.base}/`);
+	await student.waitForSelector('body.ready');
+	await student.fill('#class-code', classCode.toLowerCase());
+	await student.fill('#class-name', 'Ada');
+	await student.click('#class-join');
+	await student.waitForFunction((c) => document.getElementById('class-panel').textContent.includes(`In class ${c} as Ada`), classCode);
+	await teacher.waitForFunction(() => document.getElementById('class-count').textContent === '1 student(s)');
+});
+
+test('the instructor runs a lab in the class: the student follows it live, read-only', async () => {
+	await teacher.fill('#p-messages', '4');
+	await teacher.click('#run-btn');
+	await teacher.waitForSelector('#pane-main .pill[data-status="ok"]', { timeout: RUN_WAIT });
+	classRun = await teacher.$eval('#pane-main .player', (el) => el.dataset.run);
+	assert(/^[0-9a-f]{16}$/.test(classRun), `run id ${classRun}`);
+	await student.waitForSelector('#pane-main .pill[data-status="ok"]', { timeout: RUN_WAIT });
+	assertEq(await student.$eval('#pane-main .player', (el) => el.dataset.run), classRun, 'student shows the class run');
+	const ts = await playerState(teacher);
+	await until(async () => (await playerState(student)).pos === ts.total, WAIT, 'the student at the last event');
+	assert(ts.total > 20, `events ${ts.total}`);
+	assertEq(await rows(student), await rows(teacher), 'same trace rows');
+	assert(await student.$eval('#pane-main .pl-back', (b) => b.disabled), 'student controls are read-only');
+	assert(await student.isVisible('#pane-main .pl-follow'), 'says it follows the instructor');
+});
+
+test('the student view follows the instructor stepping backwards, forwards and jumping', async () => {
+	const live = await stageText(teacher);
+	const total = (await playerState(teacher)).total;
+	await teacher.click('#pane-main .pl-back');
+	await teacher.click('#pane-main .pl-back');
+	await teacher.click('#pane-main .pl-back');
+	await until(async () => (await playerState(teacher)).pos === total - 3, WAIT, 'instructor at total-3');
+	await until(async () => {
+		const s = await playerState(student);
+		return s.pos === total - 3 && s.paused;
+	}, WAIT, 'student at total-3, paused');
+	assertEq(await rows(student), await rows(teacher), 'same rows after stepping back');
+	await teacher.fill('#pane-main .pl-jump', '5');
+	await teacher.click('#pane-main .pl-jump-form button');
+	await until(async () => (await playerState(student)).pos === 5, WAIT, 'student at event 5');
+	assertEq(await stageText(student), await stageText(teacher), 'the same view at event 5');
+	await teacher.click('#pane-main .pl-fwd');
+	await until(async () => (await playerState(student)).pos === 6, WAIT, 'student at event 6');
+	// Forwards again to the end: the view is exactly the live one.
+	await teacher.fill('#pane-main .pl-jump', String(total));
+	await teacher.click('#pane-main .pl-jump-form button');
+	await until(async () => (await playerState(student)).pos === total, WAIT, 'student at the end');
+	assertEq(await stageText(teacher), live, 'stepping reproduces the live view (instructor)');
+	assertEq(await stageText(student), live, 'stepping reproduces the live view (student)');
+	// Speed: playing from 0 at 50 events/s reaches the end by itself.
+	await teacher.selectOption('#pane-main .pl-speed', '50');
+	await teacher.fill('#pane-main .pl-jump', '0');
+	await teacher.click('#pane-main .pl-jump-form button');
+	await teacher.click('#pane-main .pl-play');
+	await until(async () => (await playerState(student)).pos === total, WAIT, 'student played to the end');
+});
+
+test('"Try it myself": the student runs the same lab beside the class run', async () => {
+	await student.click('#class-try');
+	await student.waitForSelector('#pane-compare .pill[data-status="ok"]', { timeout: RUN_WAIT });
+	const own = await student.$eval('#pane-compare .player', (el) => el.dataset.run);
+	assert(own && own !== classRun, `own run ${own}`);
+	const [mine, theirs] = await Promise.all([
+		fetch(`${srv.base}/api/runs/${own}`).then((r) => r.json()),
+		fetch(`${srv.base}/api/runs/${classRun}`).then((r) => r.json()),
+	]);
+	assertEq(mine.params.messages, 4, 'same messages');
+	assertEq(mine.params, theirs.params, 'same parameters');
+	assert(await student.isVisible('#pane-main .player'), 'the class run is still shown');
+	assert(!(await student.$eval('#pane-compare .pl-back', (b) => b.disabled)), 'own run controls work');
+});
+
+test('export a run and open the file again: the same events and view', async () => {
+	const [dl] = await Promise.all([
+		teacher.waitForEvent('download'),
+		teacher.click('#pane-main .pl-export'),
+	]);
+	const file = path.join(tmp, 'bundle.json');
+	await dl.saveAs(file);
+	const bundle = JSON.parse(fs.readFileSync(file, 'utf8'));
+	assertEq(bundle.format, 'socklab-run', 'format');
+	const server = (await (await fetch(`${srv.base}/api/runs/${classRun}/events`)).text())
+		.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+	assertEq(bundle.events, server, 'exported events equal the run bundle');
+	const live = await stageText(teacher);
+	await student.setInputFiles('#bundle-file', file);
+	await student.waitForFunction((n) => document.querySelector('#pane-main .player')?.dataset.total === String(n), server.length);
+	assertEq(await stageText(student), live, 'the imported run shows the same view');
+	// A damaged file is refused with the reason.
+	const bad = path.join(tmp, 'bad.json');
+	bundle.events.splice(3, 1);
+	fs.writeFileSync(bad, JSON.stringify(bundle));
+	await student.setInputFiles('#bundle-file', bad);
+	await student.waitForFunction(() => /event 3 has seq 4/.test(document.getElementById('run-status').textContent));
+});
+
+test('the instructor ends the class: the student is told', async () => {
+	await teacher.click('#class-end');
+	await student.waitForFunction(() => /The class has ended/.test(document.getElementById('class-msg').textContent));
+	await student.waitForSelector('#class-join');
+	assert(await teacher.isHidden('#class-banner'), 'banner gone');
+});
+
+test('no console errors, page errors or CSP violations', async () => {
+	assert(problems.length === 0, problems.join(' | '));
+});
+
+async function main() {
+	fs.mkdirSync(LOGS, { recursive: true });
+	console.log(`1..${tests.length + 1}`);
+	let n = 1;
+	let failed = 0;
+	tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'socklab-e2e-class-'));
+	let browser = null;
+	try {
+		try {
+			const { chromium } = await import('playwright-core');
+			srv = await startServer(tmp);
+			browser = await chromium.launch({
+				executablePath: CHROMIUM, headless: true,
+				args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+					'--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+			});
+			const opts = { viewport: { width: 1440, height: 1000 }, locale: 'en-US', acceptDownloads: true };
+			teacher = await (await browser.newContext(opts)).newPage();
+			student = await (await browser.newContext(opts)).newPage();
+			watch(teacher, 'instructor');
+			watch(student, 'student');
+			console.log(`ok ${n++} - setup: socklab serve with an instructor secret, two browser contexts`);
+		} catch (e) {
+			console.log(`not ok ${n++} - setup: ${oneLine(e)}`);
+			for (const t of tests) console.log(`not ok ${n++} - ${t.name}: setup failed`);
+			return 1;
+		}
+		for (const t of tests) {
+			try {
+				await t.fn();
+				console.log(`ok ${n++} - ${t.name}`);
+			} catch (e) {
+				failed++;
+				console.log(`not ok ${n++} - ${t.name}: ${oneLine(e)}`);
+				await teacher.screenshot({ path: path.join(LOGS, `e2e-class-fail-${n - 1}-instructor.png`), fullPage: true }).catch(() => {});
+				await student.screenshot({ path: path.join(LOGS, `e2e-class-fail-${n - 1}-student.png`), fullPage: true }).catch(() => {});
+			}
+		}
+		await teacher.screenshot({ path: path.join(LOGS, 'e2e-class-instructor.png'), fullPage: true }).catch(() => {});
+		await student.screenshot({ path: path.join(LOGS, 'e2e-class-student.png'), fullPage: true }).catch(() => {});
+		return failed ? 1 : 0;
+	} finally {
+		try {
+			if (browser) await browser.close();
+		} catch (e) {
+			console.log(`# closing Chromium: ${oneLine(e)}`);
+		}
+		try {
+			await stopServer(srv);
+		} catch (e) {
+			console.log(`# stopping the server: ${oneLine(e)}`);
+		}
+		fs.rmSync(tmp, { recursive: true, force: true });
+	}
+}
+
+function oneLine(e) {
+	return String(e && e.message ? e.message : e).split('\n')[0];
+}
+
+function killServerNow() {
+	if (srv && srv.child.exitCode === null && srv.child.signalCode === null) srv.child.kill('SIGKILL');
+}
+process.on('exit', killServerNow);
+for (const sig of ['SIGTERM', 'SIGINT']) {
+	process.on(sig, () => {
+		console.log(`# stopped by ${sig}`);
+		process.exit(1);
+	});
+}
+
+main().then((rc) => process.exit(rc), (e) => {
+	console.log(`not ok 999 - unexpected: ${oneLine(e)}`);
+	process.exit(1);
+});

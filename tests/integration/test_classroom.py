@@ -1,0 +1,443 @@
+"""test_classroom.py: classroom mode over real WebSockets: sign-in, classes, 50 students, roles, fan-out, stalls."""
+import asyncio
+import atexit
+import json
+import os
+import re
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import websockets  # noqa: E402
+from harness import Server, check_stream, recv, send, wait_for  # noqa: E402
+from tap import check, eq, run, test  # noqa: E402
+
+SECRET = "correct-horse-battery"
+CODE_RE = re.compile(r"^[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{6}$")
+STUDENTS = 50
+
+_srv = None
+
+
+def srv():
+    global _srv
+    if _srv is None:
+        # Fifty students and an instructor connect from one address at once.
+        _srv = Server("--instructor-secret", SECRET, "--max-runs-per-conn", "4")
+        atexit.register(_srv.cleanup)
+    return _srv
+
+
+def arun(coro):
+    return asyncio.run(coro)
+
+
+_tags = iter(range(1, 1 << 30))
+
+
+async def ask(ws, obj, timeout=30):
+    """Send one op with a fresh tag and return the reply carrying it; class
+    notices and events that arrive first are held back for recv()."""
+    tag = f"q{next(_tags)}"
+    await send(ws, {**obj, "tag": tag})
+    held = []
+    try:
+        while True:
+            m = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            if m.get("tag") == tag:
+                return m
+            held.append(m)
+    finally:
+        if not hasattr(ws, "socklab_pending"):
+            ws.socklab_pending = []
+        ws.socklab_pending.extend(held)
+
+
+async def signin(ws, secret=SECRET):
+    return await ask(ws, {"op": "signin", "secret": secret})
+
+
+async def open_class(s):
+    ws = await s.connect()
+    eq((await signin(ws))["type"], "signin.accepted", "sign-in")
+    opened = await ask(ws, {"op": "class.open"})
+    eq(opened["type"], "class.opened", f"class.open reply {opened}")
+    check(CODE_RE.match(opened["class"]), f"class code {opened['class']!r}")
+    return ws, opened["class"]
+
+
+async def join(s, code, name, **kw):
+    ws = await s.connect(**kw)
+    reply = await ask(ws, {"op": "class.join", "class": code, "name": name})
+    eq(reply.get("type"), "class.joined", f"join reply {reply}")
+    return ws
+
+
+async def class_run(ws, params, lab="tcp-echo"):
+    reply = await ask(ws, {"op": "class.run", "lab": lab, "params": params})
+    eq(reply.get("type"), "run.accepted", f"class.run reply {reply}")
+    return reply["run"]
+
+
+async def collect_class_run(ws, run_id, timeout=60):
+    """Everything a class member gets up to the run's run.end: notices and events."""
+    got = []
+    while True:
+        m = await recv(ws, timeout)
+        got.append(m)
+        if m.get("run") == run_id and m.get("type") == "run.end" and "seq" in m:
+            return got
+
+
+def events_of(msgs, run_id):
+    return [m for m in msgs if "seq" in m and m.get("run") == run_id]
+
+
+def same_events(got, want, what):
+    """got == want, reported by seq numbers (events are long)."""
+    if got != want:
+        gs = [m["seq"] for m in got]
+        ws = [m["seq"] for m in want]
+        raise AssertionError(f"{what}: got {len(gs)} events (seq {gs[:5]}...{gs[-5:]}, first "
+                             f"difference at index "
+                             f"{next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))}), "
+                             f"want {len(ws)}")
+
+
+def bundle_events(s, run_id):
+    r = s.get(f"/api/runs/{run_id}/events")
+    eq(r.status, 200, "bundle status")
+    return [json.loads(line) for line in r.body.decode().splitlines() if line.strip()]
+
+
+# ---- sign-in and roles ----
+
+@test
+def signin_needs_the_secret_and_is_rate_limited():
+    s = srv()
+
+    async def go():
+        async with s.connect() as ws:
+            for i in range(5):
+                r = await signin(ws, f"wrong-secret-{i}")
+                eq((r["type"], r["code"], r["param"]), ("error", "forbidden", "secret"),
+                   f"wrong secret {i}")
+                check(SECRET not in json.dumps(r), "the reply does not contain the secret")
+            # The connection has used its attempts: even the right secret is refused.
+            r = await signin(ws)
+            eq((r["type"], r["code"]), ("error", "limit"), "sixth attempt")
+            r = await ask(ws, {"op": "class.open"})
+            eq((r["type"], r["code"]), ("error", "forbidden"), "class.open unsigned")
+        async with s.connect() as ws:
+            eq((await signin(ws))["type"], "signin.accepted", "right secret")
+    arun(go())
+    h = s.get_json("/api/health")["counters"]
+    check(h["signin_failures"] >= 6, f"signin_failures {h['signin_failures']}")
+    check(SECRET not in s.stderr() and SECRET not in s.stdout(), "secret never logged")
+
+
+@test
+def join_validates_code_and_name():
+    s = srv()
+
+    async def go():
+        teacher, code = await open_class(s)
+        async with s.connect() as ws:
+            cases = [
+                ({"class": "12345", "name": "ann"}, "bad_request", "class"),
+                ({"class": "ABCDE0", "name": "ann"}, "bad_request", "class"),
+                ({"class": code, "name": ""}, "bad_param", "name"),
+                ({"class": code, "name": "   "}, "bad_param", "name"),
+                ({"class": code, "name": "a\u0007b"}, "bad_param", "name"),
+                ({"class": code, "name": "x" * 33}, "bad_param", "name"),
+                ({"class": code}, "bad_request", "name"),
+            ]
+            other = "22222" + ("3" if code != "222223" else "4")
+            cases.append(({"class": other, "name": "ann"}, "unknown_class", "class"))
+            for body, want_code, want_param in cases:
+                r = await ask(ws, {"op": "class.join", **body})
+                eq((r["type"], r.get("code"), r.get("param")), ("error", want_code, want_param),
+                   f"join {body}")
+            # Lower case, a dash and a 32-character name with CJK are fine.
+            typed = code[:3].lower() + "-" + code[3:].lower()
+            r = await ask(ws, {"op": "class.join", "class": typed, "name": " 张" * 16})
+            eq(r["type"], "class.joined", f"join {typed}: {r}")
+            eq(r["name"], ("张 " * 16).strip(), "name trimmed")
+            eq(r["run"], None, "no class run yet")
+        await teacher.close()
+    arun(go())
+
+
+@test
+def instructor_and_fifty_students_get_every_event_in_order():
+    s = srv()
+
+    async def go():
+        teacher, code = await open_class(s)
+        names = [f"student {i:02d}" for i in range(STUDENTS)]
+        students = await asyncio.gather(*(join(s, code, n) for n in names))
+        try:
+            # The instructor hears about every student (coalesced updates).
+            while True:
+                m = await recv(teacher)
+                if m["type"] == "class.members" and m["count"] == STUDENTS:
+                    break
+            eq(sorted(m["names"]), names, "member names")
+            h = s.get_json("/api/health")["counters"]
+            eq(h["class_viewers"], STUDENTS, "class_viewers")
+            eq(h["classes_open"], 1, "classes_open")
+
+            # A student may neither drive the class nor run in it, nor end it.
+            st = students[0]
+            for op in ({"op": "class.view", "paused": True, "pos": 1},
+                       {"op": "class.run", "lab": "tcp-echo", "params": {}},
+                       {"op": "class.end"}, {"op": "class.open"}):
+                r = await ask(st, op)
+                eq((r["type"], r["code"]), ("error", "forbidden"), f"student {op['op']}")
+            r = await ask(st, {"op": "signin", "secret": "not-the-secret"})
+            eq((r["type"], r["code"]), ("error", "forbidden"), "student sign-in")
+
+            run_id = await class_run(teacher, {"messages": 20, "clients": 2})
+            teacher_msgs = await collect_class_run(teacher, run_id)
+            results = await asyncio.gather(*(collect_class_run(w, run_id) for w in students))
+            bundle = bundle_events(s, run_id)
+            check_stream(bundle)
+            check(len(bundle) > 100, f"a real run has many events ({len(bundle)})")
+            same_events(events_of(teacher_msgs, run_id), bundle, "instructor's events")
+            for i, msgs in enumerate(results):
+                notice = [m for m in msgs if m.get("type") == "class.run"]
+                eq(len(notice), 1, f"student {i} class.run notices")
+                eq((notice[0]["run"], notice[0]["lab"], notice[0]["params"]),
+                   (run_id, "tcp-echo", {"messages": 20, "clients": 2}), "class.run notice")
+                check(msgs.index(notice[0]) < msgs.index(events_of(msgs, run_id)[0]),
+                      "notice before the first event")
+                same_events(events_of(msgs, run_id), bundle, f"student {i}: every event, in order")
+                check(not [m for m in msgs if m.get("type") == "class.resync"],
+                      f"student {i} resynced")
+
+            # Only the instructor drives the view; every student follows.
+            await send(teacher, {"op": "class.view", "paused": True, "pos": 7, "speed": 2})
+            ack = await recv(teacher)
+            eq((ack["type"], ack["pos"]), ("class.view", 7), "the instructor's view")
+            views = await asyncio.gather(*(recv(w) for w in students))
+            for i, v in enumerate(views):
+                eq((v["type"], v["paused"], v["pos"], v["speed"], v["run"]),
+                   ("class.view", True, 7, 2.0, run_id), f"student {i} view")
+            for bad, param in (({"pos": -1}, "pos"), ({"speed": "fast"}, "speed"),
+                               ({"paused": 1}, "paused")):
+                r = await ask(teacher, {"op": "class.view", **bad})
+                eq((r["type"], r["code"], r["param"]), ("error", "bad_request", param),
+                   f"view {bad}")
+
+            # "Try it myself": a student's own run of the same lab and parameters.
+            own = await ask(st, {"op": "run", "lab": "tcp-echo",
+                                     "params": notice[0]["params"]})
+            eq(own["type"], "run.accepted", f"own run {own}")
+            mine = []
+            while not mine or mine[-1]["type"] != "run.end":
+                m = await recv(st)
+                if m.get("run") == own["run"] and "seq" in m:
+                    mine.append(m)
+            check_stream(mine)
+            eq(mine[0]["params"], bundle[0]["params"], "same parameters as the class run")
+            for w in students[1:]:
+                with_timeout = asyncio.wait_for(w.recv(), 0.3)
+                try:
+                    extra = json.loads(await with_timeout)
+                    check(extra.get("run") != own["run"], "another student saw the own run")
+                except asyncio.TimeoutError:
+                    pass
+
+            ended = await ask(teacher, {"op": "class.end"})
+            eq(ended["type"], "class.ended", "end reply")
+            for i, w in enumerate(students):
+                m = await recv(w)
+                while m.get("type") != "class.ended":
+                    m = await recv(w)
+                eq(m["class"], code, f"student {i} told the class ended")
+        finally:
+            await teacher.close()
+            for w in students:
+                await w.close()
+    arun(go())
+    wait_for(lambda: s.get_json("/api/health")["counters"]["class_viewers"] == 0, 10,
+             "class_viewers back to 0")
+    eq(s.get_json("/api/health")["counters"]["classes_open"], 0, "classes_open")
+
+
+@test
+def instructor_leaving_ends_the_class():
+    s = srv()
+
+    async def go():
+        teacher, code = await open_class(s)
+        async with s.connect() as ws:
+            r = await ask(ws, {"op": "class.join", "class": code, "name": "bo"})
+            eq(r["type"], "class.joined", "joined")
+            await teacher.close()
+            m = await recv(ws)
+            eq((m["type"], m["reason"]), ("class.ended", "the instructor left"), "told")
+            r = await ask(ws, {"op": "class.join", "class": code, "name": "bo"})
+            eq(r.get("code"), "unknown_class", "the code is gone")
+    arun(go())
+
+
+def small_rcvbuf_socket(port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+@test
+def stalled_student_is_resynced_and_does_not_hold_back_the_others():
+    s = Server("--instructor-secret", SECRET, "--class-buffer", "256")
+    atexit.register(s.cleanup)
+
+    async def go():
+        teacher, code = await open_class(s)
+        healthy = await asyncio.gather(*(join(s, code, f"ok{i}") for i in range(5)))
+        # This one stops reading: a tiny receive buffer, and the client
+        # library stops taking data off the socket after one message.
+        stalled = await join(s, code, "stalled", sock=small_rcvbuf_socket(s.ws_port),
+                             max_queue=1, read_limit=1024)
+        # Paced, so the burst of one pipe read stays well inside the ring.
+        params = {"messages": 300, "text": "x" * 400, "interval_ms": 5}
+        run_id = await class_run(teacher, params)
+        results = await asyncio.gather(*(collect_class_run(w, run_id, 120)
+                                         for w in healthy + [teacher]))
+        bundle = bundle_events(s, run_id)
+        check_stream(bundle)
+        for i, msgs in enumerate(results):
+            same_events(events_of(msgs, run_id), bundle,
+                        f"healthy student {i}: every event, in order")
+            check(not [m for m in msgs if m.get("type") == "class.resync"],
+                  f"healthy student {i} was not resynced")
+        # The stalled one fell behind the ring: counted, and not waited for.
+        wait_for(lambda: s.get_json("/api/health")["counters"]["class_resyncs"] >= 1, 20,
+                 "a counted resync")
+        # Once it reads again it is told to resync (re-read the run from its
+        # bundle): what it saw directly is a gap-free prefix, and the bundle
+        # has the rest.
+        got = []
+        while not got or got[-1].get("type") != "class.resync":
+            got.append(await recv(stalled, 30))
+        eq(got[-1]["run"], run_id, "resync names the run")
+        before = events_of(got, run_id)
+        check(len(before) < len(bundle), f"it missed events ({len(before)} of {len(bundle)})")
+        same_events(before, bundle[:len(before)], "events before the resync are a prefix")
+        # Then it follows live again: the next class run reaches it whole.
+        run2 = await class_run(teacher, {"messages": 3})
+        again = await collect_class_run(stalled, run2, 60)
+        same_events(events_of(again, run2), bundle_events(s, run2), "the next run, complete")
+        for w in healthy + [stalled, teacher]:
+            await w.close()
+    try:
+        arun(go())
+        s.stop()
+    finally:
+        s.cleanup()
+
+
+@test
+def limits_classes_viewers_and_message_rate():
+    s = Server("--instructor-secret", SECRET, "--max-classes", "1", "--max-class-viewers", "2",
+               "--msg-rate", "5")
+    atexit.register(s.cleanup)
+
+    async def go():
+        teacher, code = await open_class(s)
+        if True:
+            other = await s.connect()
+            eq((await signin(other))["type"], "signin.accepted", "second instructor")
+            r = await ask(other, {"op": "class.open"})
+            eq((r["type"], r["code"]), ("error", "limit"), "second class")
+            await other.close()
+            a = await join(s, code, "a")
+            b = await join(s, code, "b")
+            c = await s.connect()
+            r = await ask(c, {"op": "class.join", "class": code, "name": "c"})
+            eq((r["type"], r["code"]), ("error", "limit"), "third viewer")
+            # 5 per second with bursts of 10: a flood is refused, counted,
+            # and the connection stays usable.
+            for _ in range(30):
+                await send(c, {"op": "ping"})
+            replies = [await recv(c) for _ in range(30)]
+            limited = [m for m in replies if m.get("code") == "limit"]
+            check(len(limited) >= 15, f"{len(limited)} of 30 pings refused")
+            eq(sum(1 for m in replies if m["type"] == "pong") + len(limited), 30, "all answered")
+            for w in (a, b, c, teacher):
+                await w.close()
+    try:
+        arun(go())
+        check(s.get_json("/api/health")["counters"]["messages_rate_limited"] >= 15,
+              "rate-limited messages counted")
+        s.stop()
+    finally:
+        s.cleanup()
+
+
+@test
+def generated_secret_is_printed_once_beyond_loopback():
+    s = Server("--listen", "0.0.0.0", "--byo-bind", "127.0.0.1")
+    atexit.register(s.cleanup)
+    try:
+        out = wait_for(lambda: "instructor secret" in s.stdout() and s.stdout(), 10,
+                       "the secret line")
+        lines = [ln for ln in out.splitlines() if "instructor secret" in ln]
+        eq(len(lines), 1, "printed once")
+        secret = lines[0].rsplit(" ", 1)[1]
+        check(re.match(r"^[2-9A-Za-z]{24}$", secret), f"secret {secret!r}")
+        check(secret not in s.stderr(), "not on stderr")
+        eq(s.get_json("/api/config")["classroom"]["secret_required"], True, "config says so")
+
+        async def go():
+            async with s.connect() as ws:
+                eq((await signin(ws, "x" * 24))["code"], "forbidden", "wrong")
+                eq((await signin(ws, secret))["type"], "signin.accepted", "printed secret")
+        arun(go())
+        s.stop()
+    finally:
+        s.cleanup()
+
+
+@test
+def loopback_without_secret_needs_none():
+    s = srv()
+    eq(s.get_json("/api/config")["classroom"]["secret_required"], True, "with a secret")
+    s2 = Server()
+    atexit.register(s2.cleanup)
+    try:
+        check("instructor secret" not in s2.stdout(), "nothing printed on loopback")
+        eq(s2.get_json("/api/config")["classroom"]["secret_required"], False, "config")
+
+        async def go():
+            async with s2.connect() as ws:
+                eq((await signin(ws, ""))["type"], "signin.accepted", "no secret needed")
+        arun(go())
+        s2.stop()
+    finally:
+        s2.cleanup()
+
+
+@test
+def bad_secret_flag_is_refused_without_echo():
+    import subprocess
+    from harness import binary
+    for bad in ("short", "has space in it", "x" * 129):
+        p = subprocess.run([binary(), "serve", "--instructor-secret", bad, "--http-port", "0"],
+                           capture_output=True, text=True, timeout=20)
+        eq(p.returncode, 2, f"exit status for {bad!r}")
+        check("--instructor-secret: must be 8 to 128 printable characters" in p.stderr,
+              f"message {p.stderr!r}")
+        check(bad not in p.stderr, "the value is not repeated")
+
+
+@test
+def shutdown_is_clean():
+    s = srv()
+    s.stop()
+
+
+if __name__ == "__main__":
+    run(timeout=180)

@@ -1,0 +1,260 @@
+// classroom.js: classroom mode in the page: instructor sign-in, open/end a class, join with a code, follow the class view.
+//
+// The server checks every role; this module only shows what each role may do.
+// An instructor who has opened a class runs labs *in the class* (op
+// class.run): every student sees the run live, read-only, and follows the
+// instructor's player (pause, step, speed, jump), which is sent as class.view.
+// A student sees the class's current run in the main pane; "Try it myself"
+// runs the same lab with the same parameters as the student's own run, shown
+// beside it. A student who falls behind is told to resync and re-reads the
+// run from its bundle (GET /api/runs/ID/events); the player drops duplicates.
+
+import { t } from './i18n.js';
+import { h, replace } from './dom.js';
+import { getRunEvents } from './api.js';
+
+let app = null;
+let tagSeq = 0;
+const $ = (id) => document.getElementById(id);
+
+export function init(a) {
+	app = a;
+	render();
+}
+
+function st() {
+	return app.state;
+}
+
+function send(op) {
+	const tag = `c${++tagSeq}`;
+	if (!app.send({ ...op, tag })) {
+		say(t('conn.not_open'), 'error');
+		return null;
+	}
+	return tag;
+}
+
+function say(text, kind = '') {
+	const el = $('class-msg');
+	if (!el) return;
+	el.textContent = text;
+	el.dataset.kind = kind;
+}
+
+// ---- what the rest of the page asks ----
+
+// The op that the Run button sends.
+export function runOp() {
+	const c = st().cls;
+	return c && c.role === 'teacher' ? 'class.run' : 'run';
+}
+
+// How the view of a run this page starts is shown.
+export function viewOpts() {
+	const c = st().cls;
+	if (c && c.role === 'teacher') return { onUser: broadcast, title: t('class.run_title', { code: c.code }) };
+	if (c && c.role === 'student' && c.run) return { pane: 'compare' };
+	return {};
+}
+
+function broadcast(v) {
+	const c = st().cls;
+	if (!c || c.role !== 'teacher') return;
+	app.send({ op: 'class.view', paused: v.paused, pos: v.pos, speed: v.speed });
+}
+
+// ---- messages ----
+
+// A class run's event for a student: shown in the class pane.
+export function onEvent(ev) {
+	const c = st().cls;
+	if (!c || c.role !== 'student' || ev.run !== c.run) return false;
+	const v = app.viewOf(ev.run);
+	if (v) v.player.add(ev);
+	return true;
+}
+
+export function onError(m) {
+	if (!(typeof m.tag === 'string' && m.tag.startsWith('c'))) return false;
+	say(m.message || m.code || 'error', 'error');
+	const field = m.param === 'class' ? $('class-code') : m.param === 'name' ? $('class-name')
+		: m.param === 'secret' ? $('class-secret') : null;
+	if (field) field.focus();
+	return true;
+}
+
+export function onMessage(m) {
+	const s = st();
+	switch (m.type) {
+	case 'signin.accepted':
+		s.instructor = true;
+		say('');
+		render();
+		return true;
+	case 'class.opened':
+		s.cls = { role: 'teacher', code: m.class, members: 0, names: [], run: null };
+		say('');
+		render();
+		return true;
+	case 'class.joined':
+		s.cls = { role: 'student', code: m.class, name: m.name, run: null, view: m.view };
+		say('');
+		render();
+		if (m.run && m.run_info) showClassRun(m.run_info, m.live, m.view, true);
+		return true;
+	case 'class.run':
+		if (!s.cls) return true;
+		s.cls.run = m.run;
+		s.cls.lab = m.lab;
+		s.cls.params = m.params;
+		if (s.cls.role === 'student') showClassRun(m, true, null, false);
+		render();
+		return true;
+	case 'class.view':
+		if (s.cls && s.cls.role === 'student') {
+			s.cls.view = m;
+			const v = m.run && app.viewOf(m.run);
+			if (v) v.player.setView(m);
+		}
+		return true;
+	case 'class.resync':
+		if (m.run) refill(m.run);
+		return true;
+	case 'class.members':
+		if (s.cls && s.cls.role === 'teacher') {
+			s.cls.members = m.count;
+			s.cls.names = m.names || [];
+			render();
+		}
+		return true;
+	case 'class.ended':
+		if (s.cls && s.cls.role === 'student' && m.reason) say(t('class.ended_by', { reason: m.reason }));
+		if (s.cls) {
+			const v = s.cls.run && app.viewOf(s.cls.run);
+			if (v) v.player.setReadOnly(false);
+		}
+		s.cls = null;
+		render();
+		return true;
+	case 'class.left':
+		s.cls = null;
+		render();
+		return true;
+	default:
+		return false;
+	}
+}
+
+// The connection closed: the server has ended the class or removed the student.
+export function onSocketState(state) {
+	if (state !== 'closed') return;
+	const s = st();
+	if (!s.cls && !s.instructor) return;
+	if (s.cls) say(t('class.lost'), 'error');
+	if (s.cls && s.cls.run) {
+		const v = app.viewOf(s.cls.run);
+		if (v) v.player.setReadOnly(false);
+	}
+	s.cls = null;
+	s.instructor = false;
+	render();
+}
+
+// A student: show the class run `info` ({run, lab, params}) in the main pane,
+// read-only, following the instructor. Events so far come from the bundle.
+function showClassRun(info, live, view, fromBundle) {
+	const c = st().cls;
+	c.run = info.run;
+	c.lab = info.lab;
+	c.params = info.params;
+	const v = app.openView(info.run, info.lab, !!live, {
+		readOnly: true, title: t('class.run_title', { code: c.code }),
+	});
+	if (view) v.player.setView(view);
+	if (fromBundle) refill(info.run);
+}
+
+// Read a run's bundle into its player (after joining late or a resync).
+async function refill(id) {
+	try {
+		const events = await getRunEvents(id);
+		const v = app.viewOf(id);
+		if (v) v.player.addAll(events);
+	} catch (e) {
+		say(t('app.load_failed', { what: id, reason: e.message }), 'error');
+	}
+}
+
+// ---- the panel ----
+
+function render() {
+	const panel = $('class-panel');
+	if (!panel) return;
+	const s = st();
+	const c = s.cls;
+	const banner = $('class-banner');
+	document.body.dataset.classRole = c ? c.role : s.instructor ? 'instructor' : '';
+	if (c && c.role === 'teacher') {
+		replace(banner,
+			h('span', { class: 'class-code-label', text: t('class.code_label') }),
+			h('strong', { class: 'class-code', attrs: { id: 'class-code-big' }, text: `${c.code.slice(0, 3)} ${c.code.slice(3)}` }),
+			h('span', { class: 'class-members', attrs: { id: 'class-count' }, text: t('class.members', { n: c.members }) }));
+		banner.hidden = false;
+		replace(panel,
+			h('p', { text: t('class.teaching', { code: c.code }) }),
+			c.names.length ? h('p', { class: 'muted class-names', text: c.names.join(', ') }) : null,
+			h('p', { class: 'muted', text: t('class.teaching_help') }),
+			h('button', { class: 'btn btn-danger btn-small', attrs: { type: 'button', id: 'class-end' }, text: t('class.end'),
+				on: { click: () => send({ op: 'class.end' }) } }));
+	} else if (c && c.role === 'student') {
+		banner.hidden = true;
+		replace(panel,
+			h('p', { text: t('class.attending', { code: c.code, name: c.name }) }),
+			h('div', { class: 'actions' },
+				h('button', { class: 'btn btn-primary btn-small', attrs: { type: 'button', id: 'class-try' }, text: t('class.try'),
+					on: { click: tryIt } }),
+				h('button', { class: 'btn btn-ghost btn-small', attrs: { type: 'button', id: 'class-leave' }, text: t('class.leave'),
+					on: { click: () => send({ op: 'class.leave' }) } })),
+			h('p', { class: 'muted', text: t('class.try_help') }));
+		$('class-try').disabled = !c.run;
+	} else if (s.instructor) {
+		banner.hidden = true;
+		replace(panel,
+			h('p', { text: t('class.signed_in') }),
+			h('button', { class: 'btn btn-primary btn-small', attrs: { type: 'button', id: 'class-open' }, text: t('class.open'),
+				on: { click: () => send({ op: 'class.open' }) } }));
+	} else {
+		banner.hidden = true;
+		const needSecret = !(app.state.config && app.state.config.classroom && app.state.config.classroom.secret_required === false);
+		const code = h('input', { attrs: { id: 'class-code', autocomplete: 'off', maxlength: '8', placeholder: 'ABC DEF', 'aria-label': t('class.code') } });
+		const name = h('input', { attrs: { id: 'class-name', autocomplete: 'nickname', maxlength: '32', 'aria-label': t('class.name'), placeholder: t('class.name') } });
+		const secret = h('input', { attrs: { id: 'class-secret', type: 'password', autocomplete: 'current-password', 'aria-label': t('class.secret'), placeholder: t('class.secret') } });
+		secret.hidden = !needSecret;
+		replace(panel,
+			h('form', { class: 'class-form', attrs: { id: 'class-join-form' }, on: { submit: (e) => {
+				e.preventDefault();
+				send({ op: 'class.join', class: code.value, name: name.value });
+			} } },
+			h('label', { attrs: { for: 'class-code' }, text: t('class.code') }), code,
+			h('label', { attrs: { for: 'class-name' }, text: t('class.name') }), name,
+			h('button', { class: 'btn btn-primary btn-small', attrs: { type: 'submit', id: 'class-join' }, text: t('class.join') })),
+			h('details', { class: 'class-instructor' },
+				h('summary', { text: t('class.instructor') }),
+				h('form', { class: 'class-form', attrs: { id: 'class-signin-form' }, on: { submit: (e) => {
+					e.preventDefault();
+					send({ op: 'signin', secret: secret.value });
+					secret.value = '';
+				} } }, secret,
+				h('button', { class: 'btn btn-small', attrs: { type: 'submit', id: 'class-signin' }, text: t('class.signin') }))));
+	}
+	if (app.onClassChange) app.onClassChange();
+}
+
+// "Try it myself": the class run's lab and parameters in the form, run as
+// the student's own run; it is shown beside the class run.
+function tryIt() {
+	const c = st().cls;
+	if (!c || !c.run) return;
+	app.tryRun(c.lab, c.params || {});
+}

@@ -1,0 +1,257 @@
+// player.js: one run's view with replay controls: play/pause, step forwards and backwards, speed, jump.
+//
+// A Player keeps every event of its run (in seq order, duplicates dropped,
+// early arrivals held until the gap before them is filled, e.g. by the run's
+// bundle after a resync) and shows the first `shown` of them through the lab's
+// renderer. Renderers only ever append, so stepping backwards rebuilds the
+// view from the first event: the view at position N is always exactly what
+// the live view showed after N events. Updates are batched per animation
+// frame.
+//
+// State: paused, pos (the position asked for; null follows the newest event),
+// speed (events per second when playing; 0 shows events as fast as they
+// come). A class student's player is driven by the instructor (setView); its
+// controls are then read-only.
+
+import { h, clear } from './dom.js';
+import { t } from './i18n.js';
+
+// Events handed to a renderer per frame at most; the rest wait for the next one.
+const MAX_PER_FRAME = 3000;
+export const SPEEDS = [0, 0.5, 1, 2, 5, 10, 20, 50];
+
+export class Player {
+	// root: the element to draw into; make(stage) creates a renderer there.
+	constructor(root, make, { runId, lab, onUser, readOnly, exportable } = {}) {
+		this.make = make;
+		this.runId = runId;
+		this.lab = lab;
+		this.onUser = onUser || null; // called after a control changed the state
+		this.events = [];
+		this.future = new Map(); // seq -> event that arrived before its predecessors
+		this.extras = []; // messages without seq (errors about the run), shown raw
+		this.shown = 0;
+		this.paused = false;
+		this.pos = null;
+		this.speed = 0;
+		this.credit = 0; // fractional events earned while playing at a speed
+		this.lastFrame = 0;
+		this.scheduled = false;
+		this.dead = false;
+
+		this.el = h('section', { class: 'player', dataset: { run: runId || '' } });
+		this.bar = this.buildBar(readOnly, exportable);
+		this.stage = h('div', { class: 'player-stage' });
+		this.el.append(this.bar, this.stage);
+		root.appendChild(this.el);
+		this.renderer = make(this.stage);
+		this.updateBar();
+	}
+
+	buildBar(readOnly, exportable) {
+		const btn = (cls, key, fn, label) => h('button', {
+			class: `btn btn-small ${cls}`, text: label,
+			attrs: { type: 'button', title: t(key), 'aria-label': t(key) },
+			on: { click: fn },
+		});
+		this.backBtn = btn('pl-back', 'player.back', () => this.user(() => this.step(-1)), '«');
+		this.playBtn = btn('pl-play', 'player.pause', () => this.user(() => this.toggle()), '‖');
+		this.fwdBtn = btn('pl-fwd', 'player.forward', () => this.user(() => this.step(1)), '»');
+		this.speedSel = h('select', {
+			class: 'pl-speed', attrs: { 'aria-label': t('player.speed') },
+			on: { change: () => this.user(() => this.setSpeed(Number(this.speedSel.value))) },
+		}, SPEEDS.map((s) => h('option', { attrs: { value: String(s) }, text: s === 0 ? t('player.speed_live') : t('player.speed_n', { n: s }) })));
+		this.posEl = h('span', { class: 'pl-pos', attrs: { 'aria-live': 'off' } });
+		this.jumpIn = h('input', { class: 'pl-jump', attrs: { type: 'number', min: '0', step: '1', 'aria-label': t('player.jump'), placeholder: t('player.jump_ph') } });
+		const jumpForm = h('form', { class: 'pl-jump-form', on: { submit: (e) => {
+			e.preventDefault();
+			const n = Number(this.jumpIn.value);
+			if (Number.isInteger(n) && n >= 0) this.user(() => this.seek(n, true));
+		} } }, this.jumpIn, h('button', { class: 'btn btn-small', attrs: { type: 'submit' }, text: t('player.go') }));
+		this.followEl = h('span', { class: 'pl-follow muted', text: t('player.following') });
+		this.followEl.hidden = !readOnly;
+		this.exportBtn = exportable ? btn('pl-export', 'player.export', () => this.exportBundle(), t('player.export_short')) : null;
+		this.controls = [this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.jumpIn, jumpForm.querySelector('button')];
+		this.setReadOnly(!!readOnly);
+		return h('div', { class: 'player-bar', attrs: { role: 'toolbar', 'aria-label': t('player.controls') } },
+			this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.posEl, jumpForm, this.followEl, this.exportBtn);
+	}
+
+	setReadOnly(ro) {
+		this.readOnly = ro;
+		for (const c of this.controls) c.disabled = ro;
+		if (this.followEl) this.followEl.hidden = !ro;
+		this.el.classList.toggle('player-readonly', ro);
+	}
+
+	// A user action: apply it, then tell the owner (an instructor broadcasts it).
+	user(fn) {
+		if (this.readOnly) return;
+		fn();
+		if (this.onUser) this.onUser(this.state());
+	}
+
+	state() {
+		return { paused: this.paused, pos: this.pos, speed: this.speed };
+	}
+
+	// ---- events ----
+
+	get expected() {
+		return this.events.length ? this.events[this.events.length - 1].seq + 1 : 0;
+	}
+
+	add(ev) {
+		if (typeof ev.seq !== 'number') {
+			this.extras.push(ev);
+			this.renderer.push([ev]);
+			return;
+		}
+		const want = this.expected;
+		if (ev.seq < want) return; // already have it
+		if (ev.seq > want) {
+			this.future.set(ev.seq, ev);
+			return;
+		}
+		this.events.push(ev);
+		for (let next = this.future.get(ev.seq + 1); next; next = this.future.get(next.seq + 1)) {
+			this.future.delete(next.seq);
+			this.events.push(next);
+		}
+		this.schedule();
+	}
+
+	addAll(evs) {
+		for (const ev of evs) this.add(ev);
+		this.schedule();
+	}
+
+	// ---- state changes ----
+
+	target() {
+		const n = this.events.length;
+		if (this.pos === null) return n;
+		return Math.min(this.pos, n);
+	}
+
+	toggle() {
+		if (this.paused) this.play();
+		else this.pause();
+	}
+
+	pause() {
+		this.paused = true;
+		this.pos = this.shown;
+		this.schedule();
+	}
+
+	play() {
+		this.paused = false;
+		// Playing from the end of a finished run starts again from the top.
+		if (this.pos !== null && this.pos >= this.events.length && this.speed > 0) this.pos = 0;
+		if (this.speed === 0) this.pos = null;
+		this.lastFrame = 0;
+		this.credit = 0;
+		this.schedule();
+	}
+
+	step(d) {
+		this.paused = true;
+		const from = this.pos === null ? this.shown : this.pos;
+		this.pos = Math.max(0, Math.min(this.events.length, from + d));
+		this.schedule();
+	}
+
+	seek(n, pause) {
+		if (pause) this.paused = true;
+		this.pos = Math.max(0, Math.min(n, 1e9));
+		this.schedule();
+	}
+
+	setSpeed(s) {
+		this.speed = SPEEDS.includes(s) ? s : 0;
+		if (!this.paused) {
+			if (this.speed === 0) this.pos = null;
+			else if (this.pos === null) this.pos = this.shown;
+		}
+		this.lastFrame = 0;
+		this.schedule();
+	}
+
+	// The instructor's view, for a follower: {paused, pos, speed}.
+	setView(v) {
+		this.paused = !!v.paused;
+		this.speed = SPEEDS.includes(v.speed) ? v.speed : Number(v.speed) || 0;
+		this.pos = v.pos === null || v.pos === undefined ? (this.paused ? this.shown : null) : v.pos;
+		this.lastFrame = 0;
+		this.credit = 0;
+		this.schedule();
+	}
+
+	// ---- drawing ----
+
+	schedule() {
+		if (this.scheduled || this.dead) return;
+		this.scheduled = true;
+		requestAnimationFrame((ts) => this.frame(ts));
+	}
+
+	rebuild() {
+		if (this.renderer.destroy) this.renderer.destroy();
+		clear(this.stage);
+		this.renderer = this.make(this.stage);
+		this.shown = 0;
+		if (this.extras.length) this.renderer.push(this.extras.slice());
+	}
+
+	frame(ts) {
+		this.scheduled = false;
+		if (this.dead) return;
+		// Playing at a speed: the position moves on by speed events a second.
+		if (!this.paused && this.speed > 0 && this.pos !== null) {
+			if (this.lastFrame) this.credit += ((ts - this.lastFrame) / 1000) * this.speed;
+			this.lastFrame = ts;
+			const whole = Math.floor(this.credit);
+			if (whole > 0 && this.pos < this.events.length) {
+				this.credit -= whole;
+				this.pos = Math.min(this.events.length, this.pos + whole);
+			} else if (this.pos >= this.events.length) {
+				this.credit = 0;
+			}
+		}
+		const want = this.target();
+		if (want < this.shown) this.rebuild();
+		const end = Math.min(want, this.shown + MAX_PER_FRAME);
+		if (end > this.shown) {
+			this.renderer.push(this.events.slice(this.shown, end));
+			this.shown = end;
+		}
+		this.updateBar();
+		const playing = !this.paused && this.speed > 0 && this.pos !== null && this.pos < this.events.length;
+		if (this.shown < this.target() || playing) this.schedule();
+	}
+
+	updateBar() {
+		this.posEl.textContent = t('player.pos', { n: this.shown, total: this.events.length });
+		this.el.dataset.pos = String(this.shown);
+		this.el.dataset.total = String(this.events.length);
+		this.el.dataset.paused = String(this.paused);
+		this.playBtn.textContent = this.paused ? '▶' : '‖';
+		const key = this.paused ? 'player.play' : 'player.pause';
+		this.playBtn.title = t(key);
+		this.playBtn.setAttribute('aria-label', t(key));
+		if (Number(this.speedSel.value) !== this.speed) this.speedSel.value = String(this.speed);
+	}
+
+	// ---- export ----
+
+	// The run as one JSON file: {format, meta, events}; see bundle.js.
+	exportBundle() {
+		if (this.onExport) this.onExport(this);
+	}
+
+	stop() {
+		this.dead = true;
+		if (this.renderer.destroy) this.renderer.destroy();
+	}
+}
