@@ -1,5 +1,6 @@
 /* event.c: the event emitter (envelope, sequencing, sinks). */
 #include "event.h"
+#include "i18n.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -166,8 +167,17 @@ int64_t ev_error(struct ev_emitter *em, const char *code, const char *param, con
 
 int64_t ev_note(struct ev_emitter *em, const char *key, json_t *params, const char *text)
 {
-	json_t *f = json_pack("{s:s, s:s}", "key", key, "text", text);
+	char id[128];
+	char *english = NULL;
+	json_t *f;
 
+	/* The English text comes from the translation table (message id
+	 * "note.KEY"), so an event stays self-contained; a lab that still
+	 * passes its own text (not yet moved to the tables) keeps it. */
+	if (snprintf(id, sizeof id, "note.%s", key) < (int)sizeof id)
+		english = i18n_text("en", id, params);
+	f = json_pack("{s:s, s:s}", "key", key, "text", english ? english : text ? text : key);
+	free(english);
 	if (!f) {
 		json_decref(params);
 		return -ENOMEM;

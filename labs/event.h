@@ -60,8 +60,12 @@ int64_t ev_emit(struct ev_emitter *em, const char *type, json_t *fields);
 int64_t ev_error(struct ev_emitter *em, const char *code, const char *param, const char *msg);
 
 /* Emit {"type":"note","key":key,"params":params,"text":text}: an explanation
- * as a message key (for translation) with its English text. params is stolen
- * and may be NULL. */
+ * as a message key with its English text, taken from the translation table
+ * (web/i18n/en.json, id "note.KEY", {placeholders} filled from params; see
+ * labs/i18n.h). Pass text NULL: explanations live in the tables, not in C.
+ * A non-NULL text is only a fallback for a key the tables lack (a lab whose
+ * texts are not moved yet; tests/integration/test_i18n.py flags it). params
+ * is stolen and may be NULL. */
 int64_t ev_note(struct ev_emitter *em, const char *key, json_t *params, const char *text);
 
 /* A sink writing JSON Lines to the fd given as arg (an int cast to pointer). */

@@ -252,8 +252,7 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 			add(r, &r->idle_closes, 1);
 			ev_note(ctx->em, "echo.idle_close", json_pack("{s:i, s:i}", "conn", conn,
 				"idle_s", r->idle_ms / 1000),
-				"The client sent nothing for the idle timeout, so the server closes "
-				"its connection.");
+				NULL);
 			break;
 		}
 		if (n == -ECANCELED)
@@ -261,17 +260,14 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 		if (n == 0) {
 			add(r, &r->peer_closes, 1);
 			ev_note(ctx->em, "echo.peer_closed", json_pack("{s:i}", "conn", conn),
-				"recv() returned 0: the client closed its side (its FIN arrived). "
-				"The server has nothing more to read, so it closes too.");
+				NULL);
 			break;
 		}
 		if (n < 0) {
 			if (n == -ECONNRESET) {
 				add(r, &r->resets, 1);
 				ev_note(ctx->em, "echo.reset", json_pack("{s:i}", "conn", conn),
-					"recv() failed with ECONNRESET: the client aborted the "
-					"connection with a RST instead of closing it normally. Any data "
-					"still in flight is lost.");
+					NULL);
 			} else if (!r->byo) {
 				fail(r);
 			}
@@ -282,7 +278,7 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 		conn_in += n;
 		if (r->byo && conn_in > BYO_MAX_BYTES) {
 			ev_note(ctx->em, "echo.byo_limit", json_pack("{s:i}", "conn", conn),
-				"This connection reached the lab's data limit, so the server closes it.");
+				NULL);
 			break;
 		}
 		echo_transform(buf, (size_t)n, r->transform);
@@ -298,9 +294,7 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 		echoed += n;
 		if (expected > 0 && r->server_closes && echoed >= expected) {
 			ev_note(ctx->em, "echo.server_closes", json_pack("{s:i}", "conn", conn),
-				"The server has answered every message and closes first: its FIN "
-				"goes out before the client's, so it is the server's socket that "
-				"will wait in TIME_WAIT.");
+				NULL);
 			break;
 		}
 	}
@@ -350,7 +344,7 @@ static void *server_thread(void *arg)
 			if (active == 0 && idle_for >= (int64_t)r->idle_ms * 1000) {
 				ev_note(ctx->em, "echo.idle_stop",
 					json_pack("{s:i}", "idle_s", r->idle_ms / 1000),
-					"No client activity for the idle timeout: the server stops.");
+					NULL);
 				break;
 			}
 			timeout = active ? 200 : (int)((int64_t)r->idle_ms - idle_for / 1000);
@@ -431,10 +425,7 @@ static void report_accept_queue(struct echo_run *r, int k)
 	ev_note(r->ctx->em, "echo.accept_queue",
 		json_pack("{s:i, s:i, s:i}", "client", k, "busy_with", k - 1, "queued",
 			  (int)ti.tcpi_unacked),
-		"connect() has returned for this client: the kernel finished the three-way "
-		"handshake and put the connection in the listener's accept queue. The iterative "
-		"server is still busy with the previous client, so nobody calls accept() for it "
-		"yet; its messages wait in the kernel's receive buffer.");
+		NULL);
 }
 
 static int client_session(struct echo_run *r, int k)
@@ -508,8 +499,7 @@ static int client_session(struct echo_run *r, int k)
 			ev_note(ctx->em, "echo.split_reply",
 				json_pack("{s:i, s:i, s:i}", "conn", k, "index", i, "recv_calls",
 					  pieces),
-				"This reply needed more than one recv(): TCP delivers a stream of "
-				"bytes, not messages, so a reader must loop until it has them all.");
+				NULL);
 		if (i == 1) {
 			set_flag(r, r->first_reply, k);
 			/* Hold this connection until the next client has connected, so
@@ -667,16 +657,11 @@ static int echo_run(struct lab_ctx *ctx)
 		ev_note(ctx->em, "echo.byo_ready",
 			json_pack("{s:s, s:I}", "addr", lab_str(p, "bind"),
 				  "port", (json_int_t)ntohs(((struct sockaddr_in *)&r.addr)->sin_port)),
-			"The server is listening. Connect your own client (nc, or a Python "
-			"script) and watch what the server sees: accept(), each recv() and send(), "
-			"and how your client leaves (recv() returning 0 for a normal close, "
-			"ECONNRESET for an abort).");
+			NULL);
 	else if (r.clients > 1 && !r.concurrent)
 		ev_note(ctx->em, "echo.iterative",
 			json_pack("{s:i}", "clients", r.clients),
-			"An iterative server serves one client at a time, like the course's "
-			"example: while it talks to one, the next client's connection is completed "
-			"by the kernel and waits in the accept queue.");
+			NULL);
 	r.last_activity_us = ev_now_us(ctx->em);
 	if (pthread_create(&srv, NULL, server_thread, &r) != 0) {
 		rc = -EAGAIN;

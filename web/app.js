@@ -7,7 +7,7 @@
 // A finished run is reopened from GET /api/runs/ID/events with the same
 // renderer; a run still going is followed with {"op":"watch"}.
 
-import { t, has, setLang, applyI18n } from './i18n.js';
+import { t, tr, has, setLang, applyI18n, loadTranslations, preferredLang, onLangChange, currentLang, LANGS } from './i18n.js';
 import { h, clear, replace } from './dom.js';
 import { getJSON, getRunEvents, eventsURL, wsURL, LiveSocket } from './api.js';
 import { buildForm } from './form.js';
@@ -120,11 +120,15 @@ function viewOf(id) {
 
 // ---- the WebSocket ----
 
+function onSocketStateText(s, retryS) {
+	$('conn-text').textContent = s === 'open' ? t('conn.open')
+		: s === 'closed' ? t('conn.closed', { s: retryS ?? 1 }) : t('conn.connecting');
+}
+
 function onSocketState(s, retryS) {
 	const el = $('conn');
 	el.dataset.state = s;
-	$('conn-text').textContent = s === 'open' ? t('conn.open')
-		: s === 'closed' ? t('conn.closed', { s: retryS }) : t('conn.connecting');
+	onSocketStateText(s, retryS);
 	if (s === 'open') resume();
 	classroom.onSocketState(s);
 	// A run asked for but not yet accepted is lost with the connection.
@@ -314,8 +318,8 @@ function renderCatalogue() {
 		const btn = h('button', {
 			class: 'lab-item', attrs: { type: 'button', 'data-lab': lab.name },
 			on: { click: () => selectLab(lab.name, true) },
-		}, h('span', { class: 'lab-name', text: lab.title || lab.name }),
-		h('span', { class: 'lab-summary', text: lab.summary || '' }));
+		}, h('span', { class: 'lab-name', text: tr(`lab.${lab.name}.title`, lab.title || lab.name) }),
+		h('span', { class: 'lab-summary', text: tr(`lab.${lab.name}.summary`, lab.summary || '') }));
 		ul.appendChild(h('li', {}, btn));
 	}
 }
@@ -329,8 +333,8 @@ function selectLab(name, userAction) {
 		if (b.dataset.lab === name) b.setAttribute('aria-current', 'true');
 		else b.removeAttribute('aria-current');
 	}
-	$('lab-title').textContent = lab.title || lab.name;
-	$('lab-summary').textContent = lab.summary || '';
+	$('lab-title').textContent = tr(`lab.${lab.name}.title`, lab.title || lab.name);
+	$('lab-summary').textContent = tr(`lab.${lab.name}.summary`, lab.summary || '');
 	$('lab-card').hidden = false;
 	const mod = rendererFor(lab.name);
 	state.form = buildForm($('form-fields'), lab, mod.formHints || {});
@@ -461,9 +465,46 @@ function route() {
 	return m ? decodeURIComponent(m[2]) : null;
 }
 
-async function main() {
-	document.documentElement.lang = setLang(navigator.language || 'en');
+// The language changed: every text on the page is drawn again in it.
+function relabel() {
 	applyI18n(document);
+	$('lang-select').value = currentLang();
+	if (state.config && state.config.version) $('version').textContent = t('app.version', { version: state.config.version });
+	renderCatalogue();
+	if (state.lab) {
+		const values = state.form ? state.form.collect() : null;
+		selectLab(state.lab.name, false);
+		if (values) state.form.setValues(values);
+		if (state.form) state.form.clearErrors();
+	}
+	classroom.rerender();
+	for (const v of [state.view, state.compare]) if (v) v.player.relabel();
+	if (!state.view) showPlaceholder();
+	const c = $('conn');
+	if (c.dataset.state) onSocketStateText(c.dataset.state);
+	refreshRuns();
+	setStatus(state.live ? t('status.running') : t('status.idle'));
+}
+
+function buildLangSelect() {
+	const sel = $('lang-select');
+	clear(sel);
+	for (const l of LANGS) sel.appendChild(h('option', { attrs: { value: l.tag, lang: l.tag }, text: l.name }));
+	sel.value = currentLang();
+	sel.addEventListener('change', () => setLang(sel.value, { remember: true }));
+}
+
+async function main() {
+	try {
+		await loadTranslations();
+	} catch (e) {
+		replace($('view'), h('p', { class: 'callout callout-error', text: `Could not load the translations: ${e.message}` }));
+		return;
+	}
+	setLang(preferredLang(navigator.languages || [navigator.language]));
+	applyI18n(document);
+	buildLangSelect();
+	onLangChange(relabel);
 	$('run-form').addEventListener('submit', startRun);
 	$('cancel-btn').addEventListener('click', cancelRun);
 	$('reset-btn').addEventListener('click', () => state.form && state.form.resetDefaults());

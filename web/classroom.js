@@ -188,6 +188,11 @@ async function refill(id) {
 
 // ---- the panel ----
 
+// Draw the panel again (the language changed).
+export function rerender() {
+	render();
+}
+
 function render() {
 	const panel = $('class-panel');
 	if (!panel) return;

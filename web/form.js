@@ -7,7 +7,7 @@
 // its error (which names the parameter) is shown next to that field.
 
 import { h, clear } from './dom.js';
-import { t } from './i18n.js';
+import { t, tr, has } from './i18n.js';
 
 const utf8 = new TextEncoder();
 
@@ -16,7 +16,14 @@ const utf8 = new TextEncoder();
 export function buildForm(container, lab, { byo } = {}) {
 	clear(container);
 	const fields = new Map(); // param name -> {def, input, errorEl, wrap}
-	const visible = (lab.params || []).filter((p) => !p.server_assigned);
+	// Titles, help and units in the current language when the tables have them.
+	const local = (lab.params || []).map((p) => ({
+		...p,
+		title: tr(`param.${lab.name}.${p.name}.title`, p.title),
+		help: tr(`param.${lab.name}.${p.name}.help`, p.help),
+		unit: p.unit && has(`unit.${p.unit}`) ? t(`unit.${p.unit}`) : p.unit,
+	}));
+	const visible = local.filter((p) => !p.server_assigned);
 	const basic = visible.filter((p) => !p.advanced);
 	const advanced = visible.filter((p) => p.advanced);
 	const formError = h('p', { class: 'form-error', attrs: { id: `form-error-${lab.name}`, role: 'alert' } });

@@ -250,6 +250,16 @@ export class Player {
 		if (this.onExport) this.onExport(this);
 	}
 
+	// The language changed: new labels, and the view drawn again in it.
+	relabel() {
+		const bar = this.buildBar(this.readOnly, !!this.exportBtn);
+		this.bar.replaceWith(bar);
+		this.bar = bar;
+		this.rebuild();
+		this.updateBar();
+		this.schedule();
+	}
+
 	stop() {
 		this.dead = true;
 		if (this.renderer.destroy) this.renderer.destroy();

@@ -227,6 +227,26 @@ test('the instructor ends the class: the student is told', async () => {
 	assert(await teacher.isHidden('#class-banner'), 'banner gone');
 });
 
+test('switching to Chinese changes the interface and the explanations, and back', async () => {
+	await student.selectOption('#lang-select', 'zh-CN');
+	await student.waitForFunction(() => document.getElementById('run-btn').textContent === '运行');
+	assertEq(await student.getAttribute('html', 'lang'), 'zh-CN', 'html lang');
+	assertEq(await student.textContent('#class-section h2'), '课堂', 'classroom heading');
+	assertEq(await student.textContent('.lab-item .lab-name'), 'TCP 回显', 'lab title');
+	assert((await student.textContent('label[for="p-messages"]')).includes('消息数'), 'parameter title');
+	// The run in view is drawn again in Chinese, notes included.
+	const notes = await student.$$eval('#pane-main .callout-note p', (els) => els.map((e) => e.textContent));
+	assert(notes.length > 0 && notes.every((n) => /[\u4e00-\u9fff]/.test(n)), `notes ${JSON.stringify(notes.slice(0, 2))}`);
+	assert(await student.isVisible('#pane-main .pl-pos'), 'player bar');
+	assert(/^事件 \d+ \/ \d+$/.test(await student.textContent('#pane-main .pl-pos')), 'player position in Chinese');
+	// Remembered across a reload.
+	await student.reload();
+	await student.waitForSelector('body.ready');
+	assertEq(await student.textContent('#run-btn'), '运行', 'after reload');
+	await student.selectOption('#lang-select', 'en');
+	await student.waitForFunction(() => document.getElementById('run-btn').textContent === 'Run');
+});
+
 test('no console errors, page errors or CSP violations', async () => {
 	assert(problems.length === 0, problems.join(' | '));
 });

@@ -1,0 +1,150 @@
+/* i18n.c: message texts by key from the translation tables compiled into the binary (web/i18n/LANG.json). */
+#include "i18n.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "assets.h"
+
+static const char *const langs[] = {"en", "zh-CN"};
+#define N_LANGS (sizeof langs / sizeof langs[0])
+
+/* Written once under pthread_once, read-only afterwards. */
+static json_t *tables[N_LANGS];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void load_tables(void)
+{
+	size_t i, k;
+	char path[64];
+
+	for (i = 0; i < N_LANGS; i++) {
+		snprintf(path, sizeof path, "/i18n/%s.json", langs[i]);
+		for (k = 0; assets[k].path; k++) {
+			if (strcmp(assets[k].path, path) != 0)
+				continue;
+			tables[i] = json_loadb((const char *)assets[k].data, assets[k].len, 0, NULL);
+			if (tables[i] && !json_is_object(tables[i])) {
+				json_decref(tables[i]);
+				tables[i] = NULL;
+			}
+			break;
+		}
+	}
+}
+
+static const char *lookup(size_t lang, const char *id)
+{
+	return tables[lang] ? json_string_value(json_object_get(tables[lang], id)) : NULL;
+}
+
+/* Append n bytes to a growing buffer; -1 when out of memory. */
+static int put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t c = *cap ? *cap : 128;
+		char *nb;
+		while (c < *len + n + 1)
+			c *= 2;
+		nb = realloc(*buf, c);
+		if (!nb)
+			return -1;
+		*buf = nb;
+		*cap = c;
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return 0;
+}
+
+char *i18n_fill(const char *templ, const json_t *params)
+{
+	char *buf = NULL, num[64];
+	size_t len = 0, cap = 0;
+	const char *p = templ;
+
+	if (put(&buf, &len, &cap, "", 0) < 0)
+		return NULL;
+	while (*p) {
+		const char *open = strchr(p, '{'), *close;
+		const json_t *v;
+		char name[64];
+		size_t n;
+		int ok;
+
+		if (!open) {
+			if (put(&buf, &len, &cap, p, strlen(p)) < 0)
+				goto oom;
+			break;
+		}
+		if (put(&buf, &len, &cap, p, (size_t)(open - p)) < 0)
+			goto oom;
+		close = strchr(open, '}');
+		n = close ? (size_t)(close - open - 1) : 0;
+		ok = close && n > 0 && n < sizeof name && strspn(open + 1, "abcdefghijklmnopqrstuvwxyz_") == n;
+		v = NULL;
+		if (ok) {
+			memcpy(name, open + 1, n);
+			name[n] = '\0';
+			v = params ? json_object_get(params, name) : NULL;
+		}
+		if (!v) {
+			/* Not a placeholder we can fill: keep the text as written. */
+			if (put(&buf, &len, &cap, open, 1) < 0)
+				goto oom;
+			p = open + 1;
+			continue;
+		}
+		if (json_is_string(v)) {
+			if (put(&buf, &len, &cap, json_string_value(v), strlen(json_string_value(v))) < 0)
+				goto oom;
+		} else {
+			if (json_is_integer(v))
+				snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+			else if (json_is_real(v))
+				snprintf(num, sizeof num, "%g", json_real_value(v));
+			else if (json_is_boolean(v))
+				snprintf(num, sizeof num, "%s", json_is_true(v) ? "true" : "false");
+			else
+				snprintf(num, sizeof num, "null");
+			if (put(&buf, &len, &cap, num, strlen(num)) < 0)
+				goto oom;
+		}
+		p = close + 1;
+	}
+	return buf;
+oom:
+	free(buf);
+	return NULL;
+}
+
+char *i18n_text(const char *lang, const char *id, const json_t *params)
+{
+	const char *templ = NULL;
+	size_t i;
+
+	pthread_once(&once, load_tables);
+	for (i = 1; lang && i < N_LANGS && !templ; i++)
+		if (!strcmp(lang, langs[i]))
+			templ = lookup(i, id);
+	if (!templ)
+		templ = lookup(0, id);
+	return templ ? i18n_fill(templ, params) : NULL;
+}
+
+const char *i18n_lang_from_env(const char *(*env)(const char *name))
+{
+	static const char *const vars[] = {"LC_ALL", "LC_MESSAGES", "LANG"};
+	size_t i;
+
+	for (i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+		const char *v = env ? env(vars[i]) : getenv(vars[i]);
+		if (!v || !*v)
+			continue;
+		return !strncmp(v, "zh", 2) ? "zh-CN" : "en";
+	}
+	return I18N_DEFAULT;
+}
