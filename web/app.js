@@ -106,6 +106,7 @@ function openView(runId, lab, live, opts = {}) {
 		runId, lab, readOnly: !!opts.readOnly, onUser: opts.onUser, exportable: true,
 	});
 	player.onExport = exportRun;
+	player.onPresent = () => setPresenter(true);
 	state[which] = { runId, lab, player, live };
 	markCurrentRun();
 	return state[which];
@@ -465,6 +466,42 @@ function route() {
 	return m ? decodeURIComponent(m[2]) : null;
 }
 
+// ---- presenter mode ----
+//
+// Nothing on screen but the lab view, in large type and high contrast, for a
+// projector; the keyboard drives the main pane's player (for an instructor in
+// a class, that drives every student's view too): space play/pause, arrows
+// step, + and - speed, f full screen, Escape leaves.
+
+function setPresenter(on) {
+	document.body.classList.toggle('presenter', on);
+	if (!on && document.fullscreenElement) document.exitFullscreen().catch(() => {});
+	if (on) window.scrollTo(0, 0);
+}
+
+function presenterKey(e) {
+	if (!document.body.classList.contains('presenter')) return;
+	if (e.target && /^(INPUT|SELECT|TEXTAREA)$/.test(e.target.tagName)) return;
+	if (e.ctrlKey || e.metaKey || e.altKey) return;
+	const p = state.view && state.view.player;
+	const act = {
+		' ': () => p && p.user(() => p.toggle()),
+		ArrowLeft: () => p && p.user(() => p.step(-1)),
+		ArrowRight: () => p && p.user(() => p.step(1)),
+		ArrowUp: () => p && p.user(() => p.step(-1)),
+		ArrowDown: () => p && p.user(() => p.step(1)),
+		'+': () => p && p.user(() => p.speedStep(1)),
+		'=': () => p && p.user(() => p.speedStep(1)),
+		'-': () => p && p.user(() => p.speedStep(-1)),
+		f: () => (document.fullscreenElement ? document.exitFullscreen()
+			: document.documentElement.requestFullscreen()).catch(() => {}),
+		Escape: () => setPresenter(false),
+	}[e.key];
+	if (!act) return;
+	e.preventDefault();
+	act();
+}
+
 // The language changed: every text on the page is drawn again in it.
 function relabel() {
 	applyI18n(document);
@@ -505,6 +542,7 @@ async function main() {
 	applyI18n(document);
 	buildLangSelect();
 	onLangChange(relabel);
+	document.addEventListener('keydown', presenterKey);
 	$('run-form').addEventListener('submit', startRun);
 	$('cancel-btn').addEventListener('click', cancelRun);
 	$('reset-btn').addEventListener('click', () => state.form && state.form.resetDefaults());

@@ -71,10 +71,12 @@ export class Player {
 		this.followEl = h('span', { class: 'pl-follow muted', text: t('player.following') });
 		this.followEl.hidden = !readOnly;
 		this.exportBtn = exportable ? btn('pl-export', 'player.export', () => this.exportBundle(), t('player.export_short')) : null;
+		this.presentBtn = btn('pl-present', 'player.present', () => this.onPresent && this.onPresent(), t('player.present_short'));
 		this.controls = [this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.jumpIn, jumpForm.querySelector('button')];
 		this.setReadOnly(!!readOnly);
 		return h('div', { class: 'player-bar', attrs: { role: 'toolbar', 'aria-label': t('player.controls') } },
-			this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.posEl, jumpForm, this.followEl, this.exportBtn);
+			this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.posEl, jumpForm, this.followEl, this.exportBtn,
+			this.presentBtn);
 	}
 
 	setReadOnly(ro) {
@@ -166,6 +168,12 @@ export class Player {
 		if (pause) this.paused = true;
 		this.pos = Math.max(0, Math.min(n, 1e9));
 		this.schedule();
+	}
+
+	// One step up or down the list of speeds (presenter keys + and -).
+	speedStep(d) {
+		const i = Math.max(0, SPEEDS.indexOf(this.speed));
+		this.setSpeed(SPEEDS[Math.max(0, Math.min(SPEEDS.length - 1, i + d))]);
 	}
 
 	setSpeed(s) {
