@@ -43,8 +43,8 @@ const char config_usage[] =
 	"                           a copy with file capabilities [SOCKLAB_LAB_EXE]\n"
 	"                           (this binary)\n"
 	"  --instructor-secret S    secret that signs an instructor in, 8-128 printable\n"
-	"                           characters [SOCKLAB_INSTRUCTOR_SECRET] (beyond loopback:\n"
-	"                           generated and printed once on stdout)\n"
+	"                           characters [SOCKLAB_INSTRUCTOR_SECRET] (beyond loopback or\n"
+	"                           behind a proxy: generated and printed once on stdout)\n"
 	"  --max-classes N          classes open at once, 1-1000 [SOCKLAB_MAX_CLASSES] (8)\n"
 	"  --max-class-viewers N    students per class, 1-20000 [SOCKLAB_MAX_CLASS_VIEWERS] (200)\n"
 	"  --class-buffer N         events kept per class for slow viewers, 16-65536\n"
@@ -483,7 +483,10 @@ int config_parse(struct serve_config *c, int argc, char **argv,
 	if (!byo_bind_set)
 		snprintf(c->byo_bind, sizeof c->byo_bind, "%s", c->listen);
 	c->listen_v6 = addr_family(c->listen) == AF_INET6;
-	if (!c->instructor_secret[0] && !config_is_loopback(c->listen)) {
+	/* Beyond loopback, or behind a reverse proxy (which makes a loopback
+	 * listener reachable from anywhere), teaching needs a secret. */
+	if (!c->instructor_secret[0] && (!config_is_loopback(c->listen) || c->public_ws_url[0] ||
+					 c->n_origins > 0 || c->any_origin)) {
 		rc = config_random_text(c->instructor_secret, CONFIG_SECRET_GEN);
 		if (rc < 0) {
 			snprintf(err, errlen, "cannot generate an instructor secret: %s",

@@ -45,9 +45,9 @@ struct serve_config {
 	char lab_exe[CONFIG_PATH_MAX];
 	char lab_exe_from[32];
 	/* Classroom mode. The secret signs an instructor in; "" with a
-	 * loopback listener means no secret is needed; beyond loopback
-	 * config_parse() generates one (secret_generated) that the caller
-	 * prints once. Never logged. */
+	 * loopback listener and no proxy settings (--origin, --public-ws-url)
+	 * means no secret is needed; otherwise config_parse() generates one
+	 * (secret_generated) that the caller prints once. Never logged. */
 	char instructor_secret[CONFIG_SECRET_MAX + 1];
 	int secret_generated;
 	int max_classes;                /* classes open at once */

@@ -361,6 +361,12 @@ static void test_classroom_settings(void **state)
 	assert_int_equal(strlen(c.instructor_secret), 24);
 	assert_int_equal(parse(&c, env, err, sizeof err, "--listen", "0.0.0.0", NULL), 0);
 	assert_int_equal(c.secret_generated, 0);
+	/* Behind a reverse proxy a loopback listener is reachable from anywhere. */
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--origin", "https://lab.example", NULL), 0);
+	assert_int_equal(c.secret_generated, 1);
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--public-ws-url", "wss://lab.example/ws",
+			       NULL), 0);
+	assert_int_equal(c.secret_generated, 1);
 	assert_int_equal(parse(&c, NULL, err, sizeof err, "--instructor-secret", "short", NULL),
 			 -EINVAL);
 	assert_non_null(strstr(err, "--instructor-secret: must be 8 to 128 printable"));
