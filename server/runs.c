@@ -904,14 +904,17 @@ static void child_exec(const char *exe, int out_fd, int err_fd, char *const argv
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(127);
+	/* Descriptors first, limits after: with many connections open the
+	 * server's lowest free descriptor is far above the run's limit of 256,
+	 * where open() would fail once that limit is set. */
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+		_exit(127);
+	close_range(3, ~0u, 0);
 	for (i = 0; i < sizeof limits / sizeof limits[0]; i++) {
 		struct rlimit rl = {.rlim_cur = limits[i].lim, .rlim_max = limits[i].lim};
 		setrlimit(limits[i].res, &rl);
 	}
-	devnull = open("/dev/null", O_RDONLY);
-	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
-		_exit(127);
-	close_range(3, ~0u, 0);
 	execv(exe, argv);
 	if (errno == EPERM && strcmp(exe, "/proc/self/exe") != 0) {
 		/* The lab program carries effective file capabilities the

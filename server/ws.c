@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +28,8 @@
 /* Seconds it then waits for queued messages to reach their connections. */
 #define WS_DRAIN_S 1
 
+/* Largest frame of batched class messages (a JSON array) for a late reader. */
+#define WS_BATCH_BYTES 16384
 /* Kernel send buffer per connection (bytes; Linux doubles it). */
 #define WS_SNDBUF 65536
 /* Failed sign-ins one connection may make before it is refused outright. */
@@ -125,6 +129,7 @@ struct ws_server {
 	size_t n_slots, n_sessions;
 	struct ws_class **classes; /* cfg->max_classes */
 	struct class_bucket signin;
+	unsigned char batch[LWS_PRE + WS_BATCH_BYTES]; /* one batched frame at a time */
 	uint64_t next_serial;
 	int stopping;
 	int stop_now;
@@ -321,8 +326,9 @@ static void class_push(struct ws_class *c, const char *data, size_t len)
 	if (class_ring_push(&c->ring, data, len) < 0) {
 		/* Out of memory or a message larger than the ring: everyone
 		 * misses it, so everyone resyncs. */
-		c->ring.tail = c->ring.head = c->ring.head + 1;
 		class_ring_clear(&c->ring);
+		c->ring.head++;
+		c->ring.tail = c->ring.head;
 	}
 	ring_reader_wake(c, session_find(srv, c->instructor), old_head);
 	for (i = 0; i < c->n_members; i++)
@@ -382,9 +388,10 @@ static int write_json_now(struct ws_session *s, json_t *o)
 static int class_write(struct ws_session *s)
 {
 	struct ws_class *c = s->cls;
-	const struct class_msg *m;
+	const struct class_msg *m, *next;
+	unsigned char *batch;
 	json_t *o;
-	size_t i;
+	size_t i, len;
 
 	if (s->need_resync || s->ring_pos < c->ring.tail) {
 		s->need_resync = 0;
@@ -413,12 +420,34 @@ static int class_write(struct ws_session *s)
 	if (!m)
 		return 0;
 	s->ring_pos++;
-	/* The entry is shared by every reader: lws writes the frame header
-	 * into the headroom in front of it and sends it at once (or keeps its
-	 * own copy of what the socket did not take). */
-	return lws_write(s->wsi, (unsigned char *)m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT) < 0
-		       ? -1
-		       : 1;
+	next = class_ring_get(&c->ring, s->ring_pos);
+	if (!next || m->len + next->len + 3 > WS_BATCH_BYTES) {
+		/* The usual case: one message. The entry is shared by every
+		 * reader: lws writes the frame header into the headroom in front
+		 * of it and sends it at once (or keeps its own copy of what the
+		 * socket did not take). */
+		return lws_write(s->wsi, (unsigned char *)m->buf + LWS_PRE, m->len,
+				 LWS_WRITE_TEXT) < 0
+			       ? -1
+			       : 1;
+	}
+	/* A reader that is behind is sent what it lacks as one JSON array (up to
+	 * WS_BATCH_BYTES): one frame and one send instead of one per message,
+	 * so it catches up instead of falling further behind. */
+	batch = s->srv->batch + LWS_PRE;
+	len = 0;
+	batch[len++] = '[';
+	for (;;) {
+		memcpy(batch + len, m->buf + LWS_PRE, m->len);
+		len += m->len;
+		m = class_ring_get(&c->ring, s->ring_pos);
+		if (!m || len + m->len + 2 > WS_BATCH_BYTES)
+			break;
+		batch[len++] = ',';
+		s->ring_pos++;
+	}
+	batch[len++] = ']';
+	return lws_write(s->wsi, batch, len, LWS_WRITE_TEXT) < 0 ? -1 : 1;
 }
 
 static void class_bump_view(struct ws_class *c)
@@ -1224,9 +1253,13 @@ static int cb_session(struct lws *wsi, enum lws_callback_reasons reason, void *u
 		 * viewer then holds at most this much (twice, in kernel terms)
 		 * plus its read position in a class ring. */
 		{
-			int sndbuf = WS_SNDBUF;
-			setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf,
-				   sizeof sndbuf);
+			int sndbuf = WS_SNDBUF, one = 1;
+			int fd = lws_get_socket_fd(wsi);
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+			/* Events are small and must go out at once: without this,
+			 * Nagle holds a message back until the viewer's delayed
+			 * ACK of the previous one (tens of ms). */
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		}
 		http_count(srv->ctr, HTTP_C_SESSIONS, 1);
 		return 0;

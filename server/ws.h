@@ -19,6 +19,20 @@
  *                                           then the run's events from seq 0, live
  *                                           after the replay while it is going
  *   {"op":"ping"}                        -> {"type":"pong","tag"}
+ * Classroom mode (roles are checked here, on the server, for every op):
+ *   {"op":"signin","secret":S}           -> {"type":"signin.accepted","role":"instructor"}
+ *   {"op":"class.open"}                  -> {"type":"class.opened","class":CODE}   (instructor)
+ *   {"op":"class.join","class","name"}   -> {"type":"class.joined",...}            (anyone)
+ *   {"op":"class.leave"}                 -> {"type":"class.left"}
+ *   {"op":"class.run","lab","params"}    -> run.accepted; members get class.run
+ *                                           and the run's events (class's instructor)
+ *   {"op":"class.view","paused","pos","speed"} -> members get class.view (instructor)
+ *   {"op":"class.end"}                   -> class.ended to everyone (instructor)
+ * A class's messages go through one ring per class that every member reads
+ * at its own position; one that falls out of the ring is sent class.resync and
+ * re-reads the run's bundle over HTTP. Refusals add the codes forbidden and
+ * unknown_class; every connection is limited to cfg->msg_rate messages a
+ * second (bursts of twice that).
  * Any refusal is {"type":"error","code","message","tag"[,"param"][,"run"]}
  * with code bad_request, bad_param, unknown_lab, unknown_run, not_owner,
  * not_running, limit or internal; the connection stays usable.
@@ -31,9 +45,6 @@
  * reads so slowly that either is reached is closed (counted in /api/health). */
 #define WS_QUEUE_MAX 4096
 #define WS_QUEUE_BYTES (8u * 1024 * 1024)
-
-/* Concurrent connections. */
-#define WS_MAX_SESSIONS 1024
 
 /* Runs one connection may watch at once. */
 #define WS_MAX_WATCHES 8
