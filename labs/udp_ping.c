@@ -374,7 +374,7 @@ static void *server_thread(void *arg)
 			r->idle_stopped = 1;
 			ev_note(ctx->em, "ping.idle_stop",
 				json_pack("{s:i}", "idle_s", r->idle_ms / 1000),
-				"No datagram arrived for the idle timeout: the server stops.");
+				NULL);
 			break;
 		}
 		if (n < 0) {
@@ -390,7 +390,7 @@ static void *server_thread(void *arg)
 			ev_note(ctx->em, "ping.byo_limit",
 				json_pack("{s:i, s:i}", "max_bytes", BYO_MAX_BYTES, "max_datagrams",
 					  BYO_MAX_DATAGRAMS),
-				"The server has echoed as much as this lab allows and stops.");
+				NULL);
 			break;
 		}
 		echo_transform(buf, (size_t)n, r->transform);
@@ -705,17 +705,12 @@ static int ping_run(struct lab_ctx *ctx)
 	if (r.byo) {
 		ev_note(ctx->em, "ping.byo_ready",
 			json_pack("{s:s, s:i}", "addr", lab_str(p, "bind"), "port", r.srv_port),
-			"The UDP echo server is waiting. Send it datagrams from your own client "
-			"(nc -u, or a Python script): each recvfrom() shows who sent how many bytes, "
-			"and each sendto() the reply going back to that address. UDP has no "
-			"connection: there is no accept() and no end of stream.");
+			NULL);
 	} else if (r.fragmented) {
 		ev_note(ctx->em, "ping.fragments",
 			json_pack("{s:i, s:i, s:i}", "size", r.size, "mtu", net_mtu(ctx->net),
 				  "fragments", ping_fragments(r.size, net_mtu(ctx->net))),
-			"A probe this large does not fit one 1500-byte frame, so the sending kernel "
-			"cuts each datagram into IP fragments and the receiving kernel reassembles "
-			"them; losing any one fragment loses the whole datagram.");
+			NULL);
 	}
 	if (r.relay && !r.byo)
 		net_set_frame_hook(ctx->net, ping_hook, &r);

@@ -233,8 +233,6 @@ static int human_sink(void *arg, const json_t *ev, const char *line)
 {
 	const char *lang = i18n_lang_from_env(NULL);
 	const char *type = jstr(ev, "type");
-	char *label_text = i18n_text(lang, "cli.note", NULL);
-	const char *label = label_text ? label_text : "note";
 	double ms = (double)jint(ev, "t_us") / 1000.0;
 	char addr[80];
 	const struct lab_desc *lab = human_params ? human_params->lab : NULL;
@@ -280,12 +278,13 @@ static int human_sink(void *arg, const json_t *ev, const char *line)
 	} else if (!strcmp(type, "note")) {
 		/* The explanation in the terminal's language (LANG), from the
 		 * same tables as the dashboard; the event's own text otherwise. */
-		char id[128], *text = NULL;
+		char id[128], *text = NULL, *label = i18n_text(lang, "cli.note", NULL);
 		if (strcmp(lang, "en") != 0 &&
 		    snprintf(id, sizeof id, "note.%s", jstr(ev, "key")) < (int)sizeof id)
 			text = i18n_text(lang, id, json_object_get(ev, "params"));
-		printf("%10.3f  %s: %s\n", ms, label, text ? text : jstr(ev, "text"));
+		printf("%10.3f  %s: %s\n", ms, label ? label : "note", text ? text : jstr(ev, "text"));
 		free(text);
+		free(label);
 	} else if (!strcmp(type, "metric")) {
 		printf("%10.3f  %-10s %s = %lld", ms, jstr(ev, "who"), jstr(ev, "name"),
 		       jint(ev, "value"));
@@ -304,7 +303,6 @@ static int human_sink(void *arg, const json_t *ev, const char *line)
 	} else {
 		printf("%10.3f  %s\n", ms, line);
 	}
-	free(label_text);
 	fflush(stdout);
 	return 0;
 }

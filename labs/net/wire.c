@@ -459,8 +459,7 @@ static void frame_event(struct wire *w, const struct wire_verdict *v, const uint
 	if (w->events >= WIRE_EVENTS_MAX) {
 		if (w->suppressed++ == 0)
 			ev_note(w->em, "wire.events_capped", json_pack("{s:i}", "max", WIRE_EVENTS_MAX),
-				"The wire has reported its first 20000 frames; from now on it only "
-				"counts what it does (see the wire counters in the summary).");
+				NULL);
 		json_decref(extra);
 		return;
 	}
