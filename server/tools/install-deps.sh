@@ -48,6 +48,17 @@ if [ ! -f "$here/web/npm/node_modules/uplot/dist/uPlot.esm.js" ]; then
 	(cd "$here/web/npm" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if [ "$mode" = test ]; then
+	# The reverse-proxy test runs Debian's nginx from build/, unpacked from its
+	# .deb: installing the package would start a system nginx on port 80.
+	if [ ! -x "$here/build/nginx/usr/sbin/nginx" ]; then
+		echo "install-deps: unpacking Debian's nginx into build/nginx (for the proxy test)"
+		dl=$(mktemp -d)
+		(cd "$dl" && { apt-get download -q nginx >/dev/null 2>&1 ||
+			{ apt-get update -q >/dev/null && apt-get download -q nginx; }; })
+		mkdir -p "$here/build/nginx"
+		dpkg-deb -x "$dl"/nginx_*.deb "$here/build/nginx"
+		rm -rf "$dl"
+	fi
 	if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
 		echo "install-deps: npm ci in tests/e2e"
 		(cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,4 +1,4 @@
-"""test_proxy.py: socklab behind the documented nginx configuration (docs/nginx-socklab.conf), WebSocket upgrade included."""
+"""test_proxy.py: socklab behind the documented nginx configuration (docker/nginx-socklab.conf), WebSocket upgrade included."""
 import asyncio
 import atexit
 import os
@@ -17,7 +17,9 @@ from harness import Server, check_stream, events_until_end, recv, start_run, wai
 from tap import Skip, check, eq, run, test  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+# install-deps.sh unpacks Debian's nginx into build/nginx (no system service).
+_LOCAL_NGINX = os.path.join(ROOT, "build", "nginx", "usr", "sbin", "nginx")
+NGINX = _LOCAL_NGINX if os.access(_LOCAL_NGINX, os.X_OK) else shutil.which("nginx")
 SECRET = "proxy-test-secret"
 
 _state = {}
@@ -37,13 +39,13 @@ def setup():
     if "srv" in _state:
         return _state
     if not NGINX:
-        raise Skip("nginx is not installed (apt-get install nginx-light to run this test)")
+        raise Skip("nginx is missing: `server/tools/install-deps.sh test` unpacks it into build/nginx")
     tmp = tempfile.mkdtemp(prefix="socklab-proxy-")
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     srv = Server("--origin", origin, "--public-ws-url", f"ws://127.0.0.1:{port}/ws",
                  "--instructor-secret", SECRET)
-    with open(os.path.join(ROOT, "docs", "nginx-socklab.conf")) as f:
+    with open(os.path.join(ROOT, "docker", "nginx-socklab.conf")) as f:
         site = f.read()
     lines = [ln for ln in site.splitlines() if not ln.rstrip().endswith("# SSL")]
     site = "\n".join(lines)
@@ -71,7 +73,9 @@ http {{
 	include {tmp}/site.conf;
 }}
 """)
-    proc = subprocess.Popen([NGINX, "-p", tmp, "-c", os.path.join(tmp, "nginx.conf")],
+    # -e: the error log from the start, not the compiled-in /var/log/nginx path.
+    proc = subprocess.Popen([NGINX, "-p", tmp, "-e", os.path.join(tmp, "error.log"),
+                             "-c", os.path.join(tmp, "nginx.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
 
