@@ -2,7 +2,7 @@
 # on a fresh Debian 12 machine (they install what is missing first).
 
 CC      ?= cc
-PKGS    := libmicrohttpd libwebsockets jansson libmnl
+PKGS    := libmicrohttpd libwebsockets jansson libmnl libpcap
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
@@ -23,7 +23,7 @@ UNIT    := $(wildcard tests/unit/test_*.c)
 OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o
 ASAN_OBJ := $(LIB_SRC:%.c=build/asan/obj/%.o) build/asan/obj/assets.o
 
-.PHONY: all run deps test-deps test asan unit lint bench image clean
+.PHONY: all run deps test-deps test asan unit lint bench image clean fuzz
 all: build/socklab
 
 build/tools/embed: server/tools/embed.c
@@ -70,6 +70,18 @@ build/asan/tests/%: tests/unit/%.c tests/unit/unit.h build/asan/libsocklab.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ASAN) -Itests/unit -o $@ $< build/asan/libsocklab.a $(LDLIBS) -lcmocka
 
+# The decoders' libFuzzer target (clang): briefly in `make test`, longer with
+# `make fuzz` (FUZZ_SECONDS, default 300).
+FUZZ_CC ?= clang
+build/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(wildcard labs/decode/*.c labs/decode/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=gnu11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -D_GNU_SOURCE -Ilabs -o $@ tests/fuzz/fuzz_decode.c \
+	  $(wildcard labs/decode/*.c) $(shell pkg-config --cflags --libs jansson)
+
+fuzz: build/fuzz/fuzz_decode
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/run build/fuzz/fuzz_decode
+
 unit: $(UNIT:tests/unit/%.c=build/tests/%)
 asan: build/asan/socklab $(UNIT:tests/unit/%.c=build/asan/tests/%)
 
@@ -84,7 +96,7 @@ run: deps
 	build/socklab serve $(ARGS)
 
 test: test-deps
-	@$(MAKE) --no-print-directory all unit asan lint
+	@$(MAKE) --no-print-directory all unit asan lint build/fuzz/fuzz_decode
 	@tests/run
 
 # Banned functions (STYLE.md): each has a bounded or safer replacement.

@@ -9,7 +9,7 @@ mode=${1:-build}
 build_pkgs=(gcc make pkg-config libc6-dev libmicrohttpd-dev libwebsockets-dev libjansson-dev
 	libpcap-dev libmnl-dev iproute2 procps)
 test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl
-	podman runc catatonit debootstrap docker-compose python3-yaml)
+	podman runc catatonit debootstrap docker-compose python3-yaml clang libclang-rt-14-dev tshark)
 
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

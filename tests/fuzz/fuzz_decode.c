@@ -1,0 +1,59 @@
+/* fuzz_decode.c: libFuzzer target for the packet decoders and their JSON (make fuzz; briefly in make test). */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "decode/decode.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Abort (a finding) when a reported span leaves the captured bytes. */
+static void check_fields(const json_t *fields, size_t caplen)
+{
+	size_t i;
+	json_t *f;
+
+	json_array_foreach(fields, i, f) {
+		json_int_t off = json_integer_value(json_object_get(f, "off"));
+		json_int_t len = json_integer_value(json_object_get(f, "len"));
+		if (off < 0 || len <= 0 || (size_t)(off + len) > caplen)
+			abort();
+		check_fields(json_object_get(f, "children"), caplen);
+	}
+}
+
+/*
+ * The first byte chooses the link type and whether the frame counts as a
+ * short snapshot (its wire length larger than what was captured); the rest
+ * is the frame. libFuzzer hands over a heap buffer of exactly size bytes, so
+ * AddressSanitizer sees any read past the frame.
+ */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const int links[] = {DEC_LINK_ETHERNET, DEC_LINK_RAW, DEC_LINK_SLL, DEC_LINK_IPV4,
+				    DEC_LINK_IPV6, 0};
+	struct dec_packet p;
+	size_t caplen, wirelen, i;
+	json_t *j, *l;
+
+	if (size < 1)
+		return 0;
+	caplen = size - 1;
+	wirelen = caplen + ((data[0] & 0x80) ? 1500 : 0);
+	dec_packet(data + 1, caplen, wirelen, links[(data[0] & 0x7f) % 6], &p);
+	if (p.status > DEC_UNSUPPORTED || p.n_layers > DEC_L_COUNT)
+		abort();
+	j = dec_packet_json(&p);
+	if (!j)
+		abort();
+	json_array_foreach(json_object_get(j, "layers"), i, l) {
+		json_int_t off = json_integer_value(json_object_get(l, "off"));
+		json_int_t len = json_integer_value(json_object_get(l, "len"));
+		if (off < 0 || len < 0 || (size_t)(off + len) > caplen)
+			abort();
+		check_fields(json_object_get(l, "fields"), caplen);
+	}
+	json_decref(j);
+	if (dec_has(&p, DEC_L_TCP))
+		json_decref(dec_tcp_options_json(&p.tcp));
+	return 0;
+}
