@@ -1,0 +1,573 @@
+/* capture.c: AF_PACKET capture with a libpcap-compiled BPF filter, kernel timestamps, pcap files. */
+#include "capture.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <net/if_arp.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <pcap/pcap.h>
+
+#define RCVBUF_BYTES (4 * 1024 * 1024)
+
+struct cap {
+	int fd;
+	int loopback;
+	int link;
+	uint8_t *buf; /* CAP_SNAPLEN bytes; used by whoever reads (one reader) */
+	/* The reader thread (cap_start). */
+	pthread_t tid;
+	int running;
+	int stop_fd;
+	cap_frame_fn fn;
+	void *arg;
+	pthread_mutex_t lock; /* guards stats */
+	struct cap_stats stats;
+};
+
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/* pcap's DLT value for a link type, and back. */
+static int link_to_dlt(int link)
+{
+	switch (link) {
+	case CAP_LINK_RAW:
+		return DLT_RAW;
+	case CAP_LINK_SLL:
+		return DLT_LINUX_SLL;
+	default:
+		return DLT_EN10MB;
+	}
+}
+
+static int dlt_to_link(int dlt)
+{
+	switch (dlt) {
+	case DLT_EN10MB:
+		return CAP_LINK_ETHERNET;
+	case DLT_RAW:
+#ifdef DLT_IPV4
+	case DLT_IPV4:
+	case DLT_IPV6:
+#endif
+		return CAP_LINK_RAW;
+	case DLT_LINUX_SLL:
+		return CAP_LINK_SLL;
+	default:
+		return -1;
+	}
+}
+
+/* Compile expr for link with libpcap (on a dead handle: no device is
+ * opened) into a classic BPF program for SO_ATTACH_FILTER. */
+static int compile_filter(const char *expr, int link, struct sock_fprog *prog, char *err,
+			  size_t errlen)
+{
+	pcap_t *p = pcap_open_dead(link_to_dlt(link), CAP_SNAPLEN);
+	struct bpf_program bp;
+	struct sock_filter *f;
+	u_int i;
+
+	if (!p) {
+		snprintf(err, errlen, "libpcap could not start a filter compiler");
+		return -ENOMEM;
+	}
+	if (pcap_compile(p, &bp, expr, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+		snprintf(err, errlen, "capture filter \"%.200s\": %.200s", expr, pcap_geterr(p));
+		pcap_close(p);
+		return -EINVAL;
+	}
+	f = calloc(bp.bf_len ? bp.bf_len : 1, sizeof *f);
+	if (!f) {
+		pcap_freecode(&bp);
+		pcap_close(p);
+		return -ENOMEM;
+	}
+	/* Copy field by field: struct bpf_insn and struct sock_filter have the
+	 * same meaning but are distinct types. */
+	for (i = 0; i < bp.bf_len; i++) {
+		f[i].code = bp.bf_insns[i].code;
+		f[i].jt = bp.bf_insns[i].jt;
+		f[i].jf = bp.bf_insns[i].jf;
+		f[i].k = bp.bf_insns[i].k;
+	}
+	prog->len = (unsigned short)bp.bf_len;
+	prog->filter = f;
+	pcap_freecode(&bp);
+	pcap_close(p);
+	return 0;
+}
+
+/* Interface facts: index, loopback or not, link type of its frames. */
+static int iface_info(int fd, const char *ifname, int *index, int *loopback, int *link,
+		      char *err, size_t errlen)
+{
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof ifr);
+	if (strlen(ifname) >= sizeof ifr.ifr_name) {
+		snprintf(err, errlen, "interface name \"%.40s\" is too long", ifname);
+		return -ENODEV;
+	}
+	memcpy(ifr.ifr_name, ifname, strlen(ifname));
+	if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "no interface \"%s\" in this network namespace: %s", ifname,
+			 strerror(e));
+		return e == ENODEV ? -ENODEV : -e;
+	}
+	*index = ifr.ifr_ifindex;
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		return -errno;
+	*loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
+	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0)
+		return -errno;
+	switch (ifr.ifr_hwaddr.sa_family) {
+	case ARPHRD_ETHER:
+	case ARPHRD_LOOPBACK:
+		*link = CAP_LINK_ETHERNET;
+		return 0;
+	case ARPHRD_NONE:
+		*link = CAP_LINK_RAW;
+		return 0;
+	default:
+		snprintf(err, errlen, "interface %s has link type %u, which socklab cannot decode",
+			 ifname, ifr.ifr_hwaddr.sa_family);
+		return -EPROTONOSUPPORT;
+	}
+}
+
+int cap_open(struct cap **out, const char *ifname, const char *expr, char *err, size_t errlen)
+{
+	struct cap *c = calloc(1, sizeof *c);
+	struct sock_fprog prog = {0, NULL};
+	struct sockaddr_ll sll;
+	char full[1024];
+	int index = 0, one = 1, rb = RCVBUF_BYTES, rc;
+
+	*out = NULL;
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	c->fd = -1;
+	c->stop_fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	c->buf = malloc(CAP_SNAPLEN);
+	if (!c->buf) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	/* Protocol 0: nothing is queued before bind(), so nothing unfiltered. */
+	c->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0) {
+		rc = -errno;
+		if (rc == -EPERM || rc == -EACCES) {
+			rc = -EPERM;
+			snprintf(err, errlen,
+				 "capturing packets needs the CAP_NET_RAW capability: run as root, "
+				 "or give the container NET_RAW (docker/podman run --cap-add NET_RAW), "
+				 "or study a recorded capture with -p replay=FILE.pcap");
+		} else {
+			snprintf(err, errlen, "socket(AF_PACKET): %s", strerror(-rc));
+		}
+		goto out;
+	}
+	rc = iface_info(c->fd, ifname, &index, &c->loopback, &c->link, err, errlen);
+	if (rc < 0)
+		goto out;
+	/* On loopback keep only the arriving copy of each frame. */
+	if (c->loopback)
+		snprintf(full, sizeof full, "inbound%s%s%s", expr && *expr ? " and (" : "",
+			 expr && *expr ? expr : "", expr && *expr ? ")" : "");
+	else
+		snprintf(full, sizeof full, "%s", expr ? expr : "");
+	rc = compile_filter(full, c->link, &prog, err, errlen);
+	if (rc < 0)
+		goto out;
+	if (setsockopt(c->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "attaching the capture filter: %s", strerror(-rc));
+		goto out;
+	}
+	/* Kernel receive timestamps with nanoseconds. */
+	if (setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "SO_TIMESTAMPNS: %s", strerror(-rc));
+		goto out;
+	}
+	/* A deep queue: a burst must not be dropped while the reader sleeps.
+	 * SO_RCVBUFFORCE passes the sysctl limit when permitted. */
+	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0)
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+	/* Drain anything queued before the filter was attached (nothing can be,
+	 * with protocol 0, but a socket that was ever bound could hold some). */
+	while (recv(c->fd, c->buf, CAP_SNAPLEN, MSG_DONTWAIT) >= 0)
+		;
+	memset(&sll, 0, sizeof sll);
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons(ETH_P_ALL);
+	sll.sll_ifindex = index;
+	if (bind(c->fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "binding the capture to %s: %s", ifname, strerror(-rc));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(prog.filter);
+	if (rc < 0) {
+		cap_close(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+int cap_fd(const struct cap *c)
+{
+	return c->fd;
+}
+
+int cap_link(const struct cap *c)
+{
+	return c->link;
+}
+
+/* The realtime stamp on the monotonic clock: the offset between the clocks
+ * is read now (mono, real, mono: the real reading sits between the two). */
+static int64_t real_to_mono(const struct timespec *real)
+{
+	struct timespec m1, r, m2;
+
+	clock_gettime(CLOCK_MONOTONIC, &m1);
+	clock_gettime(CLOCK_REALTIME, &r);
+	clock_gettime(CLOCK_MONOTONIC, &m2);
+	return ts_ns(real) + (ts_ns(&m1) + ts_ns(&m2)) / 2 - ts_ns(&r);
+}
+
+int cap_read(struct cap *c, cap_frame_fn fn, void *arg)
+{
+	int n = 0;
+
+	for (;;) {
+		struct sockaddr_ll from;
+		char ctrl[CMSG_SPACE(sizeof(struct timespec)) + 64];
+		struct iovec iov = {c->buf, CAP_SNAPLEN};
+		struct msghdr mh;
+		struct cmsghdr *cm;
+		struct cap_frame f;
+		ssize_t got;
+		int rc;
+
+		memset(&mh, 0, sizeof mh);
+		mh.msg_name = &from;
+		mh.msg_namelen = sizeof from;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = ctrl;
+		mh.msg_controllen = sizeof ctrl;
+		got = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_TRUNC);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return n;
+			return -errno;
+		}
+		memset(&f, 0, sizeof f);
+		clock_gettime(CLOCK_REALTIME, &f.ts_real);
+		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS &&
+			    cm->cmsg_len >= CMSG_LEN(sizeof(struct timespec)))
+				memcpy(&f.ts_real, CMSG_DATA(cm), sizeof f.ts_real);
+		f.t_mono_ns = real_to_mono(&f.ts_real);
+		f.outgoing = from.sll_pkttype == PACKET_OUTGOING;
+		if (c->loopback && f.outgoing) {
+			/* The filter's "inbound" already drops these; belt and braces. */
+			pthread_mutex_lock(&c->lock);
+			c->stats.duplicates++;
+			pthread_mutex_unlock(&c->lock);
+			continue;
+		}
+		f.data = c->buf;
+		f.len = (uint32_t)got;
+		f.caplen = got > CAP_SNAPLEN ? CAP_SNAPLEN : (uint32_t)got;
+		f.link = c->link;
+		pthread_mutex_lock(&c->lock);
+		c->stats.frames++;
+		if (f.caplen < f.len)
+			c->stats.truncated++;
+		pthread_mutex_unlock(&c->lock);
+		n++;
+		rc = fn(arg, &f);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+static void *reader(void *arg)
+{
+	struct cap *c = arg;
+
+	for (;;) {
+		struct pollfd p[2] = {{c->fd, POLLIN, 0}, {c->stop_fd, POLLIN, 0}};
+		int n = poll(p, 2, -1);
+
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && (p[0].revents & POLLIN) && cap_read(c, c->fn, c->arg) < 0)
+			break;
+		if (n > 0 && (p[1].revents & POLLIN)) {
+			/* Deliver what was captured before the stop. */
+			cap_read(c, c->fn, c->arg);
+			break;
+		}
+	}
+	return NULL;
+}
+
+int cap_start(struct cap *c, cap_frame_fn fn, void *arg)
+{
+	int rc;
+
+	if (c->running)
+		return -EBUSY;
+	c->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->stop_fd < 0)
+		return -errno;
+	c->fn = fn;
+	c->arg = arg;
+	rc = pthread_create(&c->tid, NULL, reader, c);
+	if (rc != 0) {
+		close(c->stop_fd);
+		c->stop_fd = -1;
+		return -rc;
+	}
+	c->running = 1;
+	return 0;
+}
+
+void cap_stop(struct cap *c)
+{
+	uint64_t one = 1;
+
+	if (!c || !c->running)
+		return;
+	if (write(c->stop_fd, &one, sizeof one) < 0) {
+		/* An eventfd write cannot fail here; the join below would hang
+		 * only if it did, so there is nothing better to do. */
+	}
+	pthread_join(c->tid, NULL);
+	c->running = 0;
+	close(c->stop_fd);
+	c->stop_fd = -1;
+}
+
+void cap_get_stats(struct cap *c, struct cap_stats *st)
+{
+	struct tpacket_stats ks;
+	socklen_t kl = sizeof ks;
+
+	pthread_mutex_lock(&c->lock);
+	/* Reading PACKET_STATISTICS resets the kernel's counters: add them up. */
+	if (c->fd >= 0 && getsockopt(c->fd, SOL_PACKET, PACKET_STATISTICS, &ks, &kl) == 0)
+		c->stats.kernel_drops += ks.tp_drops;
+	*st = c->stats;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cap_close(struct cap *c)
+{
+	if (!c)
+		return;
+	cap_stop(c);
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->buf);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* ---- pcap files ---- */
+
+struct cap_pcap {
+	pcap_t *dead;
+	pcap_dumper_t *dump;
+};
+
+int cap_pcap_open(struct cap_pcap **out, const char *path, int link, char *err, size_t errlen)
+{
+	struct cap_pcap *w = calloc(1, sizeof *w);
+
+	*out = NULL;
+	if (!w) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	w->dead = pcap_open_dead_with_tstamp_precision(link_to_dlt(link), CAP_SNAPLEN,
+						       PCAP_TSTAMP_PRECISION_NANO);
+	if (!w->dead) {
+		free(w);
+		snprintf(err, errlen, "libpcap could not start a pcap writer");
+		return -ENOMEM;
+	}
+	w->dump = pcap_dump_open(w->dead, path);
+	if (!w->dump) {
+		snprintf(err, errlen, "cannot write the pcap file %.200s: %.200s", path,
+			 pcap_geterr(w->dead));
+		pcap_close(w->dead);
+		free(w);
+		return -EIO;
+	}
+	*out = w;
+	return 0;
+}
+
+int cap_pcap_write(struct cap_pcap *w, const struct cap_frame *f)
+{
+	struct pcap_pkthdr h;
+
+	memset(&h, 0, sizeof h);
+	/* With nanosecond precision libpcap reads tv_usec as nanoseconds. */
+	h.ts.tv_sec = f->ts_real.tv_sec;
+	h.ts.tv_usec = (suseconds_t)f->ts_real.tv_nsec;
+	h.caplen = f->caplen;
+	h.len = f->len;
+	pcap_dump((u_char *)w->dump, &h, f->data);
+	return pcap_dump_flush(w->dump) == 0 ? 0 : -EIO;
+}
+
+void cap_pcap_close(struct cap_pcap *w)
+{
+	if (!w)
+		return;
+	pcap_dump_close(w->dump);
+	pcap_close(w->dead);
+	free(w);
+}
+
+/* ---- reading a recorded capture ---- */
+
+struct cap_file {
+	pcap_t *p;
+	int link;
+};
+
+int cap_file_open(struct cap_file **out, const char *path, size_t max_bytes, char *err,
+		  size_t errlen)
+{
+	char perr[PCAP_ERRBUF_SIZE] = "";
+	struct cap_file *f;
+	struct stat st;
+	FILE *fp;
+	int fd, rc;
+
+	*out = NULL;
+	/* One open file for the checks and the reading: no swap in between. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open %.200s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%.200s is not a regular file", path);
+		close(fd);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
+		snprintf(err, errlen, "%.200s is %lld bytes; a replay reads at most %zu", path,
+			 (long long)st.st_size, max_bytes);
+		close(fd);
+		return -EFBIG;
+	}
+	fp = fdopen(fd, "rb");
+	if (!fp) {
+		rc = -errno;
+		close(fd);
+		snprintf(err, errlen, "cannot read %.200s: %s", path, strerror(-rc));
+		return rc;
+	}
+	f = calloc(1, sizeof *f);
+	if (!f) {
+		fclose(fp);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	f->p = pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_NANO, perr);
+	if (!f->p) {
+		fclose(fp);
+		free(f);
+		snprintf(err, errlen, "%.200s is not a pcap or pcapng file libpcap can read: %.200s",
+			 path, perr);
+		return -EINVAL;
+	}
+	f->link = dlt_to_link(pcap_datalink(f->p));
+	if (f->link < 0) {
+		snprintf(err, errlen,
+			 "%.200s has link type %s; socklab reads Ethernet, raw IP and Linux cooked "
+			 "captures",
+			 path, pcap_datalink_val_to_name(pcap_datalink(f->p))
+				       ? pcap_datalink_val_to_name(pcap_datalink(f->p))
+				       : "?");
+		pcap_close(f->p);
+		free(f);
+		return -EPROTONOSUPPORT;
+	}
+	*out = f;
+	return 0;
+}
+
+int cap_file_link(const struct cap_file *f)
+{
+	return f->link;
+}
+
+int cap_file_next(struct cap_file *f, struct cap_frame *out, char *err, size_t errlen)
+{
+	struct pcap_pkthdr *h;
+	const u_char *data;
+	int rc = pcap_next_ex(f->p, &h, &data);
+
+	if (rc == PCAP_ERROR_BREAK)
+		return 0;
+	if (rc != 1) {
+		snprintf(err, errlen, "the capture file is damaged: %.200s", pcap_geterr(f->p));
+		return -EIO;
+	}
+	memset(out, 0, sizeof *out);
+	out->ts_real.tv_sec = h->ts.tv_sec;
+	out->ts_real.tv_nsec = h->ts.tv_usec; /* nanoseconds: opened with NANO precision */
+	out->t_mono_ns = -1;
+	out->data = data;
+	out->caplen = h->caplen;
+	out->len = h->len < h->caplen ? h->caplen : h->len;
+	out->link = f->link;
+	return 1;
+}
+
+void cap_file_close(struct cap_file *f)
+{
+	if (!f)
+		return;
+	pcap_close(f->p);
+	free(f);
+}

@@ -1,0 +1,125 @@
+/* capture.h: packet capture in the current network namespace (AF_PACKET + classic BPF) and pcap files. */
+#ifndef SOCKLAB_CAPTURE_H
+#define SOCKLAB_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/*
+ * A capture is an AF_PACKET socket on one interface of the calling thread's
+ * network namespace, filtered in the kernel by a classic BPF program that
+ * libpcap compiles from a tcpdump expression. It is opened the way libpcap
+ * does it, so no packet slips past the filter: the socket is created with
+ * protocol 0 (it receives nothing yet), the filter is attached, anything
+ * queued is drained, and only then is it bound with ETH_P_ALL.
+ *
+ * On a loopback interface every frame passes the tap twice (once leaving,
+ * once arriving); the capture keeps only the arriving copy ("inbound" in the
+ * filter, and PACKET_OUTGOING frames are dropped again in user space), so
+ * each segment is seen once. On any other interface both directions are
+ * kept: outgoing frames are the ones this host sent.
+ *
+ * Timestamps are the kernel's receive stamps (SO_TIMESTAMPNS, taken on
+ * CLOCK_REALTIME); each frame also carries the stamp converted to
+ * CLOCK_MONOTONIC (the clock every socklab event uses) by the offset
+ * between the two clocks read right after the frame was received.
+ *
+ * Two ways to consume frames: poll cap_fd() and call cap_read() (any
+ * thread, one at a time), or cap_start() a reader thread that calls a
+ * callback for every frame until cap_stop().
+ */
+
+/* Link types, numbered as in pcap files (decode.h uses the same numbers). */
+#define CAP_LINK_ETHERNET 1
+#define CAP_LINK_RAW 101
+#define CAP_LINK_SLL 113
+
+/* Frames larger than this are cut (loopback's MTU is 64 KiB). */
+#define CAP_SNAPLEN 262144
+
+struct cap_frame {
+	struct timespec ts_real; /* the kernel's stamp (CLOCK_REALTIME) */
+	int64_t t_mono_ns;       /* the same instant on CLOCK_MONOTONIC; -1 when unknown */
+	const uint8_t *data;     /* valid only during the callback */
+	uint32_t caplen, len;    /* bytes captured, bytes on the wire */
+	int outgoing;            /* sent by this host (never on loopback: see above) */
+	int link;                /* CAP_LINK_* */
+};
+
+/* Called for every frame; returns 0, or negative to stop reading. */
+typedef int (*cap_frame_fn)(void *arg, const struct cap_frame *f);
+
+struct cap_stats {
+	uint64_t frames;       /* delivered to the callback */
+	uint64_t kernel_drops; /* dropped by the kernel: the socket's queue was full */
+	uint64_t duplicates;   /* loopback's outgoing copies dropped in user space */
+	uint64_t truncated;    /* frames longer than CAP_SNAPLEN */
+};
+
+struct cap;
+
+/* Open a capture on interface ifname with the filter expression expr (tcpdump
+ * syntax; NULL or "" captures everything). On failure returns -errno and a
+ * message for a person in err: -EPERM names CAP_NET_RAW and how to grant it,
+ * -EINVAL a filter libpcap refused, -ENODEV an unknown interface. */
+int cap_open(struct cap **out, const char *ifname, const char *expr, char *err, size_t errlen);
+
+/* The socket to poll for POLLIN. */
+int cap_fd(const struct cap *c);
+
+/* The link type of the frames (CAP_LINK_*). */
+int cap_link(const struct cap *c);
+
+/* Read every frame queued now without blocking, calling fn for each.
+ * Returns the number of frames delivered, or -errno (a callback's negative
+ * return value stops reading and is returned). Not while a reader thread
+ * runs. */
+int cap_read(struct cap *c, cap_frame_fn fn, void *arg);
+
+/* Start a thread that calls fn for every frame until cap_stop(). fn runs on
+ * that thread. 0 or -errno. */
+int cap_start(struct cap *c, cap_frame_fn fn, void *arg);
+
+/* Deliver what is still queued, stop the reader thread and join it. */
+void cap_stop(struct cap *c);
+
+/* Counters so far (the kernel's drop counter included). */
+void cap_get_stats(struct cap *c, struct cap_stats *st);
+
+/* Stop the thread if one runs and close the socket. NULL is fine. */
+void cap_close(struct cap *c);
+
+/* ---- pcap files (libpcap's dump API; nanosecond timestamps) ---- */
+
+struct cap_pcap;
+
+/* Create (truncate) a pcap file for frames of link type link. */
+int cap_pcap_open(struct cap_pcap **out, const char *path, int link, char *err, size_t errlen);
+
+/* Append one frame and flush it to the file, so a killed run still leaves
+ * every frame written so far. 0 or -EIO. */
+int cap_pcap_write(struct cap_pcap *w, const struct cap_frame *f);
+
+/* Flush and close. NULL is fine. */
+void cap_pcap_close(struct cap_pcap *w);
+
+/* ---- reading a recorded capture (replay) ---- */
+
+struct cap_file;
+
+/* Open a pcap or pcapng file of at most max_bytes. -EFBIG when it is larger,
+ * -EPROTONOSUPPORT for a link type the decoders cannot read. */
+int cap_file_open(struct cap_file **out, const char *path, size_t max_bytes, char *err,
+		  size_t errlen);
+
+int cap_file_link(const struct cap_file *f);
+
+/* The next frame: 1, 0 at the end, or -EIO with a message in err for a
+ * damaged file. The frame's data is valid until the next call. t_mono_ns
+ * is -1 (a recorded capture has only its wall-clock stamps). */
+int cap_file_next(struct cap_file *f, struct cap_frame *out, char *err, size_t errlen);
+
+void cap_file_close(struct cap_file *f);
+
+#endif

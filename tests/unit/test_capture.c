@@ -1,0 +1,209 @@
+/* test_capture.c: AF_PACKET capture in a private namespace: filter, one copy per frame, clocks, pcap round trip. */
+#include "unit.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "capture/capture.h"
+#include "decode/decode.h"
+#include "sandbox.h"
+
+#define MAX_SEEN 64
+
+struct seen {
+	int n;
+	uint16_t dport[MAX_SEEN];
+	int64_t t_mono_ns[MAX_SEEN];
+	uint32_t len[MAX_SEEN];
+	uint8_t frames[MAX_SEEN][128];
+	struct timespec ts[MAX_SEEN];
+};
+
+static int privileged;
+
+static int on_frame(void *arg, const struct cap_frame *f)
+{
+	struct seen *s = arg;
+	struct dec_packet p;
+
+	if (s->n == MAX_SEEN)
+		return 0;
+	dec_packet(f->data, f->caplen, f->len, f->link, &p);
+	s->dport[s->n] = dec_has(&p, DEC_L_UDP) ? p.udp.dport : 0;
+	s->t_mono_ns[s->n] = f->t_mono_ns;
+	s->len[s->n] = f->caplen;
+	s->ts[s->n] = f->ts_real;
+	memcpy(s->frames[s->n], f->data, f->caplen < 128 ? f->caplen : 128);
+	s->n++;
+	return 0;
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void send_udp(int port, const char *msg)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	assert_int_equal(sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&a, sizeof a),
+			 (ssize_t)strlen(msg));
+	close(fd);
+}
+
+/* Wait until the capture socket has something, at most 2 s. */
+static void wait_readable(struct cap *c)
+{
+	struct pollfd p = {cap_fd(c), POLLIN, 0};
+
+	assert_int_equal(poll(&p, 1, 2000), 1);
+}
+
+static void filter_keeps_only_matching_frames_once(void **state)
+{
+	struct cap *c;
+	struct seen s;
+	struct cap_stats st;
+	char err[256] = "";
+	int64_t before, after;
+	int i;
+
+	if (!privileged)
+		skip();
+	memset(&s, 0, sizeof s);
+	assert_int_equal(cap_open(&c, "lo", "udp and dst port 40001", err, sizeof err), 0);
+	assert_int_equal(cap_link(c), CAP_LINK_ETHERNET);
+	send_udp(40002, "not me");
+	before = mono_ns();
+	send_udp(40001, "one");
+	send_udp(40001, "two");
+	after = mono_ns();
+	wait_readable(c);
+	assert_int_equal(cap_read(c, on_frame, &s), 2);
+	/* Loopback shows each frame twice; only the arriving copy is kept. */
+	assert_int_equal(s.n, 2);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(s.dport[i], 40001);
+		/* The kernel stamped the frame while sendto() ran. */
+		if (s.t_mono_ns[i] < before - 1000 || s.t_mono_ns[i] > after + 1000)
+			fail_msg("frame %d stamped %lld ns, outside the send window [%lld, %lld]", i,
+				 (long long)s.t_mono_ns[i], (long long)before, (long long)after);
+	}
+	assert_true(s.t_mono_ns[0] <= s.t_mono_ns[1]);
+	cap_get_stats(c, &st);
+	assert_int_equal(st.frames, 2);
+	assert_int_equal(st.kernel_drops, 0);
+	cap_close(c);
+}
+
+static void bad_filter_and_interface_are_reported(void **state)
+{
+	struct cap *c = NULL;
+	char err[256] = "";
+
+	if (!privileged)
+		skip();
+	assert_int_equal(cap_open(&c, "lo", "tcp and port", err, sizeof err), -EINVAL);
+	assert_null(c);
+	assert_non_null(strstr(err, "capture filter \"inbound and (tcp and port)\""));
+	assert_int_equal(cap_open(&c, "nosuch0", "", err, sizeof err), -ENODEV);
+	assert_non_null(strstr(err, "no interface \"nosuch0\""));
+}
+
+struct writer {
+	struct cap_pcap *w;
+	struct seen s;
+};
+
+static int write_frame(void *arg, const struct cap_frame *f)
+{
+	struct writer *wr = arg;
+
+	on_frame(&wr->s, f);
+	return cap_pcap_write(wr->w, f);
+}
+
+static void reader_thread_and_pcap_round_trip(void **state)
+{
+	char path[] = "/tmp/socklab-test-capture-XXXXXX";
+	struct writer wr;
+	struct cap *c;
+	struct cap_file *f;
+	struct cap_frame fr;
+	char err[256] = "";
+	int fd, i, n = 0;
+
+	if (!privileged)
+		skip();
+	memset(&wr, 0, sizeof wr);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(cap_open(&c, "lo", "udp and port 40003", err, sizeof err), 0);
+	assert_int_equal(cap_pcap_open(&wr.w, path, cap_link(c), err, sizeof err), 0);
+	assert_int_equal(cap_start(c, write_frame, &wr), 0);
+	send_udp(40003, "alpha");
+	send_udp(40003, "beta");
+	send_udp(40003, "gamma");
+	/* cap_stop delivers what is queued before it returns. */
+	cap_stop(c);
+	cap_close(c);
+	cap_pcap_close(wr.w);
+	assert_int_equal(wr.s.n, 3);
+
+	assert_int_equal(cap_file_open(&f, path, 1 << 20, err, sizeof err), 0);
+	assert_int_equal(cap_file_link(f), CAP_LINK_ETHERNET);
+	for (;;) {
+		int rc = cap_file_next(f, &fr, err, sizeof err);
+		assert_true(rc >= 0);
+		if (rc == 0)
+			break;
+		assert_true(n < 3);
+		assert_int_equal(fr.caplen, wr.s.len[n]);
+		assert_memory_equal(fr.data, wr.s.frames[n], fr.caplen < 128 ? fr.caplen : 128);
+		/* Nanosecond stamps survive the file. */
+		assert_int_equal(fr.ts_real.tv_sec, wr.s.ts[n].tv_sec);
+		assert_int_equal(fr.ts_real.tv_nsec, wr.s.ts[n].tv_nsec);
+		n++;
+	}
+	assert_int_equal(n, 3);
+	cap_file_close(f);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(wr.s.dport[i], 40003);
+	assert_int_equal(cap_file_open(&f, path, 10, err, sizeof err), -EFBIG);
+	assert_int_equal(cap_file_open(&f, "/etc/hostname", 1 << 20, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "not a pcap"));
+	unlink(path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(filter_keeps_only_matching_frames_once),
+		cmocka_unit_test(bad_filter_and_interface_are_reported),
+		cmocka_unit_test(reader_thread_and_pcap_round_trip),
+	};
+	char err[256];
+
+	/* A private namespace: the test's traffic and capture touch nothing else. */
+	privileged = geteuid() == 0 && sandbox_netns_enter(err, sizeof err) == 0;
+	if (!privileged)
+		fprintf(stderr, "# capture tests skipped: they need root (a private namespace and "
+				"CAP_NET_RAW)\n");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
