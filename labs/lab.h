@@ -85,6 +85,9 @@ struct lab_desc {
 	int (*check)(const struct lab_params *p, const char **param, char *err, size_t errlen);
 	/* Which network this run needs. NULL means LAB_NET_PRIVATE. */
 	enum lab_net (*network)(const struct lab_params *p);
+	/* Nonzero when the lab captures packets: it writes them to ctx->pcap_path
+	 * (`socklab run --pcap FILE`; the server keeps the run's capture.pcap). */
+	int captures;
 	/* Do the exercise. Emit events through ctx->em; return 0 on success or a
 	 * negative code after emitting an "error" event. Must return promptly once
 	 * lab_cancelled(ctx) is true. */
@@ -104,6 +107,7 @@ struct lab_ctx {
 	int64_t deadline_us;     /* t_us (run clock) by which the lab must end */
 	int netns;               /* 1 when the run has a private network namespace */
 	struct net *net;         /* network=two-hosts (labs/net/net.h), else NULL */
+	const char *pcap_path;   /* captures labs: write the frames here; NULL: no file */
 	json_t *summary;         /* object the lab fills; emitted in run.end */
 };
 

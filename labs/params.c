@@ -354,5 +354,7 @@ json_t *lab_describe(const struct lab_desc *lab)
 	}
 	o = json_pack("{s:s, s:s, s:s, s:o}", "name", lab->name, "title", lab->title, "summary",
 		      lab->summary, "params", params);
+	if (o && lab->captures)
+		json_object_set_new(o, "captures", json_true());
 	return o;
 }

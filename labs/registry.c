@@ -5,11 +5,13 @@
 
 extern const struct lab_desc lab_tcp_echo;
 extern const struct lab_desc lab_udp_ping;
+extern const struct lab_desc lab_handshake;
 
 /* Add a lab: define its descriptor in its own file and list it here. */
 const struct lab_desc *const lab_registry[] = {
 	&lab_tcp_echo,
 	&lab_udp_ping,
+	&lab_handshake,
 	NULL,
 };
 

@@ -179,6 +179,18 @@ int lsock_setsockopt_int(struct lab_ctx *ctx, struct lsock_who w, int fd, int le
 	return rc;
 }
 
+int lsock_setsockopt_linger(struct lab_ctx *ctx, struct lsock_who w, int fd, int onoff, int secs)
+{
+	int64_t t = ev_now_us(ctx->em);
+	struct linger l = {.l_onoff = onoff, .l_linger = secs};
+	int rc = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0 ? -errno : 0;
+	json_t *args = json_pack("{s:s, s:s, s:{s:i, s:i}}", "level", "SOL_SOCKET", "name",
+				 "SO_LINGER", "value", "l_onoff", onoff, "l_linger", secs);
+
+	sc_emit(ctx, sc_new(w, "setsockopt", fd, args), rc, t);
+	return rc;
+}
+
 int lsock_bind(struct lab_ctx *ctx, struct lsock_who w, int fd, const struct sockaddr *sa,
 	       socklen_t len)
 {

@@ -33,6 +33,8 @@ struct lsock_who {
 int lsock_socket(struct lab_ctx *ctx, struct lsock_who w, int domain, int type);
 int lsock_setsockopt_int(struct lab_ctx *ctx, struct lsock_who w, int fd, int level, int name,
 			 int value);
+/* setsockopt(SOL_SOCKET, SO_LINGER, {onoff, secs}). */
+int lsock_setsockopt_linger(struct lab_ctx *ctx, struct lsock_who w, int fd, int onoff, int secs);
 int lsock_bind(struct lab_ctx *ctx, struct lsock_who w, int fd, const struct sockaddr *sa,
 	       socklen_t len);
 int lsock_listen(struct lab_ctx *ctx, struct lsock_who w, int fd, int backlog);

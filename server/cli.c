@@ -142,6 +142,10 @@ static void fmt_call(const json_t *ev, char *buf, size_t len)
 
 	if (!strcmp(call, "socket")) {
 		snprintf(buf, len, "socket(%s, %s)", jstr(a, "domain"), jstr(a, "type"));
+	} else if (!strcmp(call, "setsockopt") && json_is_object(json_object_get(a, "value"))) {
+		const json_t *v = json_object_get(a, "value");
+		snprintf(buf, len, "setsockopt(%lld, %s, %s, {%lld, %lld})", fd, jstr(a, "level"),
+			 jstr(a, "name"), jint(v, "l_onoff"), jint(v, "l_linger"));
 	} else if (!strcmp(call, "setsockopt")) {
 		snprintf(buf, len, "setsockopt(%lld, %s, %s, %lld)", fd, jstr(a, "level"),
 			 jstr(a, "name"), jint(a, "value"));
@@ -229,7 +233,7 @@ static void print_network(const json_t *net)
 
 static const struct lab_params *human_params; /* the run's parameters, for lab formats */
 
-static int human_sink(void *arg, const json_t *ev, const char *line)
+static void human_print(const json_t *ev, const char *line)
 {
 	const char *lang = i18n_lang_from_env(NULL);
 	const char *type = jstr(ev, "type");
@@ -237,14 +241,13 @@ static int human_sink(void *arg, const json_t *ev, const char *line)
 	char addr[80];
 	const struct lab_desc *lab = human_params ? human_params->lab : NULL;
 
-	(void)arg;
 	if (lab && lab->format) {
 		char buf[2048];
 		int n = lab->format(human_params, ev, buf, sizeof buf);
 		if (n >= 0) {
 			fwrite(buf, 1, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, stdout);
 			fflush(stdout);
-			return 0;
+			return;
 		}
 	}
 	if (!strcmp(type, "run.start")) {
@@ -304,6 +307,76 @@ static int human_sink(void *arg, const json_t *ev, const char *line)
 		printf("%10.3f  %s\n", ms, line);
 	}
 	fflush(stdout);
+}
+
+/* The human trace prints events in the order things happened: captured
+ * segments and kernel states carry the kernel's own time (t_kernel_us) and
+ * may be reported a few milliseconds after socket calls that returned later.
+ * Once a run shows it observes the kernel (a "capture" event, or any event
+ * with t_kernel_us), events wait in a small buffer and are printed in time
+ * order when nothing earlier can still come (REORDER_US behind the newest
+ * event). Other runs print every event at once. */
+#define REORDER_US 100000
+#define REORDER_MAX 4096
+
+struct reorder {
+	json_t *ev[REORDER_MAX];
+	long long key[REORDER_MAX];
+	int n;
+	int hold; /* the run reports kernel-timed events: keep the window */
+};
+
+static long long sort_key(const json_t *ev)
+{
+	const json_t *k = json_object_get(ev, "t_kernel_us");
+
+	return k ? (long long)json_integer_value(k) : jint(ev, "t_us");
+}
+
+/* Print the first n events (they are in order) and drop them. */
+static void reorder_print(struct reorder *ro, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		char *line = json_dumps(ro->ev[i], JSON_COMPACT);
+		human_print(ro->ev[i], line ? line : "");
+		free(line);
+		json_decref(ro->ev[i]);
+	}
+	memmove(ro->ev, ro->ev + n, (size_t)(ro->n - n) * sizeof ro->ev[0]);
+	memmove(ro->key, ro->key + n, (size_t)(ro->n - n) * sizeof ro->key[0]);
+	ro->n -= n;
+}
+
+static int human_sink(void *arg, const json_t *ev, const char *line)
+{
+	struct reorder *ro = arg;
+	long long key = sort_key(ev), now = jint(ev, "t_us");
+	int i, ready = 0;
+
+	(void)line;
+	if (ro->n == REORDER_MAX)
+		reorder_print(ro, 1);
+	/* Insert after every event with a key not above this one (stable). */
+	i = ro->n;
+	while (i > 0 && ro->key[i - 1] > key)
+		i--;
+	memmove(ro->ev + i + 1, ro->ev + i, (size_t)(ro->n - i) * sizeof ro->ev[0]);
+	memmove(ro->key + i + 1, ro->key + i, (size_t)(ro->n - i) * sizeof ro->key[0]);
+	ro->ev[i] = json_incref((json_t *)ev);
+	ro->key[i] = key;
+	ro->n++;
+	if (json_object_get(ev, "t_kernel_us") || !strcmp(jstr(ev, "type"), "capture"))
+		ro->hold = 1;
+	if (!strcmp(jstr(ev, "type"), "run.end") || !ro->hold) {
+		reorder_print(ro, ro->n);
+		return 0;
+	}
+	while (ready < ro->n && ro->key[ready] <= now - REORDER_US)
+		ready++;
+	if (ready)
+		reorder_print(ro, ready);
 	return 0;
 }
 
@@ -344,6 +417,7 @@ static void run_usage(FILE *out)
 	fprintf(out,
 		"usage: socklab run LAB [-p KEY=VALUE]... [--json] [--timeout SEC]\n"
 		"                   [--netns auto|on|off] [--bundle DIR] [--run-id ID] [--parent PID]\n"
+		"                   [--pcap FILE]\n"
 		"\n"
 		"  -p KEY=VALUE   set a lab parameter (`socklab labs` lists them)\n"
 		"  --json         print events as JSON Lines instead of a readable trace\n"
@@ -352,6 +426,7 @@ static void run_usage(FILE *out)
 		"                 on: fail without one; off: use the host's network\n"
 		"  --bundle DIR   also save the run (events.jsonl, meta.json) in DIR\n"
 		"  --run-id ID    use this run id (16 hex digits) instead of a random one\n"
+		"  --pcap FILE    labs that capture packets: also write them to FILE (pcap)\n"
 		"  --parent PID   stop at once when process PID, which started this run, exits\n"
 		"                 (socklab serve passes its own)\n",
 		MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S);
@@ -457,6 +532,8 @@ int cli_run(int argc, char **argv)
 	struct ev_emitter em;
 	struct bundle bundle = {.fd = -1};
 	const char *run_id = NULL, *netns_mode = "auto", *bundle_dir = NULL, *bad = NULL;
+	const char *pcap_path = NULL;
+	static struct reorder reorder;
 	int as_json = 0, timeout_s = DEFAULT_TIMEOUT_S, netns = 0, rc, i;
 	pid_t parent = 0;
 	char err[512], note[300], net_err[512] = "";
@@ -522,8 +599,12 @@ int cli_run(int argc, char **argv)
 			if (parse_parent(val, &parent) < 0)
 				return 2;
 		} else if (!strcmp(a, "--pcap")) {
-			fprintf(stderr, "socklab run: --pcap: lab %s captures no packets\n", lab->name);
-			return 2;
+			if (!lab->captures) {
+				fprintf(stderr, "socklab run: --pcap: lab %s captures no packets\n",
+					lab->name);
+				return 2;
+			}
+			pcap_path = val;
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			run_usage(stdout);
 			return 0;
@@ -615,7 +696,7 @@ int cli_run(int argc, char **argv)
 	if (as_json)
 		ev_add_sink(&em, json_sink, (void *)(intptr_t)STDOUT_FILENO);
 	else
-		ev_add_sink(&em, human_sink, NULL);
+		ev_add_sink(&em, human_sink, &reorder);
 	if (bundle_dir) {
 		if (bundle_open(&bundle, bundle_dir) < 0) {
 			fprintf(stderr, "socklab run: --bundle %s: %s\n", bundle_dir, strerror(errno));
@@ -631,6 +712,7 @@ int cli_run(int argc, char **argv)
 	ctx.deadline_us = (int64_t)timeout_s * 1000000;
 	ctx.netns = netns;
 	ctx.net = net;
+	ctx.pcap_path = pcap_path;
 	ctx.summary = json_object();
 
 	start = json_pack("{s:s, s:s, s:o, s:o, s:i}", "title", lab->title, "version",
