@@ -404,6 +404,43 @@ static enum MHD_Result api_run_events(struct http_server *h, struct MHD_Connecti
 	return respond(h, c, MHD_HTTP_OK, r, "application/x-ndjson");
 }
 
+/* The run's packet capture (labs that capture write DATA/runs/ID/capture.pcap).
+ * Served once the run has ended: while it runs, the file is still growing. */
+static enum MHD_Result api_run_capture(struct http_server *h, struct MHD_Connection *c,
+				       const char *id, const json_t *meta)
+{
+	char path[PATH_MAX], disp[96];
+	struct MHD_Response *r;
+	struct stat st;
+	int fd = -1;
+
+	if (runs_bundle_path(h->cfg->data, id, "capture.pcap", path, sizeof path) == 0)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "no_capture",
+				     "this run has no packet capture");
+	if (!strcmp(str_field(meta, "status"), "running")) {
+		close(fd);
+		return respond_error(h, c, MHD_HTTP_CONFLICT, "capture_in_progress",
+				     "the run is still going; its capture can be downloaded when "
+				     "it ends");
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return respond_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+				     "cannot read the run's capture");
+	}
+	/* MHD owns fd from here and closes it. */
+	r = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+	if (!r) {
+		close(fd);
+		return MHD_NO;
+	}
+	snprintf(disp, sizeof disp, "attachment; filename=\"socklab-%s.pcap\"", id);
+	MHD_add_response_header(r, "Content-Disposition", disp);
+	return respond(h, c, MHD_HTTP_OK, r, "application/vnd.tcpdump.pcap");
+}
+
 static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, const char *rest)
 {
 	char id[EV_RUN_ID_LEN + 1];
@@ -423,12 +460,14 @@ static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, 
 		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_found", "no such run");
 	if (!*sub)
 		return respond_json(h, c, MHD_HTTP_OK, meta);
+	if (!strcmp(sub, "/capture.pcap")) {
+		enum MHD_Result ret = api_run_capture(h, c, id, meta);
+		json_decref(meta);
+		return ret;
+	}
 	json_decref(meta);
 	if (!strcmp(sub, "/events"))
 		return api_run_events(h, c, id);
-	if (!strcmp(sub, "/capture.pcap"))
-		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "no_capture",
-				     "this run has no packet capture");
 	return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_found", "no such resource");
 bad_id:
 	return respond_error(h, c, MHD_HTTP_BAD_REQUEST, "bad_run_id",

@@ -942,7 +942,7 @@ static void child_exec(const char *exe, int out_fd, int err_fd, char *const argv
  * when it starts a program with file capabilities. Strings are allocated
  * into store (freed by the caller). */
 static int build_argv(const struct run *r, const struct lab_params *p, int timeout_s,
-		      char *argv[ARGV_MAX], char *store[LAB_MAX_PARAMS + 2])
+		      const char *pcap, char *argv[ARGV_MAX], char *store[LAB_MAX_PARAMS + 3])
 {
 	size_t i;
 	int n = 0, k = 0;
@@ -961,6 +961,11 @@ static int build_argv(const struct run *r, const struct lab_params *p, int timeo
 	if (asprintf(&store[k], "%d", (int)getpid()) < 0)
 		return -ENOMEM;
 	argv[n++] = store[k++];
+	/* A lab that captures packets writes them into the bundle. */
+	if (pcap) {
+		argv[n++] = "--pcap";
+		argv[n++] = (char *)pcap;
+	}
 	for (i = 0; i < r->lab->n_params && i < LAB_MAX_PARAMS; i++) {
 		if (!p->v[i].set)
 			continue;
@@ -997,12 +1002,43 @@ static int make_bundle(struct run_mgr *m, struct run *r, char *err, size_t errle
 	return -EEXIST;
 }
 
-static int run_spawn(struct run_mgr *m, struct run *r, const struct lab_params *p, char *err,
-		     size_t errlen)
+/* Write an uploaded capture into the new bundle and point the lab's replay
+ * parameter at it (the only way a browser names a file: the server's own). */
+static int save_upload(struct run_mgr *m, struct run *r, struct lab_params *p,
+		       const struct run_upload *up, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
+	const char *bad = NULL;
+	int fd, rc;
+
+	rc = runs_bundle_path(m->cfg->data, r->id, "upload.pcap", path, sizeof path);
+	if (rc < 0) {
+		snprintf(err, errlen, "bundle path too long");
+		return rc;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || ev_write_all(fd, (const char *)up->data, up->len) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "could not save the uploaded capture: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	close(fd);
+	if (lab_param_set(p, "replay", path, err, errlen) < 0 ||
+	    lab_params_check(p, &bad, err, errlen) < 0)
+		return -EINVAL;
+	json_decref(r->params);
+	r->params = lab_params_json(p);
+	return 0;
+}
+
+static int run_spawn(struct run_mgr *m, struct run *r, struct lab_params *p,
+		     const struct run_upload *up, char *err, size_t errlen)
+{
+	char path[PATH_MAX], pcap[PATH_MAX];
 	char *argv[ARGV_MAX];
-	char *store[LAB_MAX_PARAMS + 2] = {0};
+	char *store[LAB_MAX_PARAMS + 3] = {0};
 	int pfd[2] = {-1, -1};
 	int err_fd = -1, rc, i;
 	lws_adopt_desc_t ad;
@@ -1028,7 +1064,18 @@ static int run_spawn(struct run_mgr *m, struct run *r, const struct lab_params *
 		snprintf(err, errlen, "could not create the run's bundle files: %s", strerror(-rc));
 		goto out;
 	}
-	rc = build_argv(r, p, m->cfg->run_timeout_s, argv, store);
+	if (rc == 0 && up) {
+		rc = save_upload(m, r, p, up, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	if (r->lab->captures &&
+	    runs_bundle_path(m->cfg->data, r->id, "capture.pcap", pcap, sizeof pcap) < 0) {
+		rc = -ENAMETOOLONG;
+		snprintf(err, errlen, "bundle path too long");
+		goto out;
+	}
+	rc = build_argv(r, p, m->cfg->run_timeout_s, r->lab->captures ? pcap : NULL, argv, store);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
@@ -1092,6 +1139,8 @@ out:
 		if (runs_bundle_path(m->cfg->data, r->id, "events.jsonl", path, sizeof path) == 0)
 			unlink(path);
 		if (runs_bundle_path(m->cfg->data, r->id, "stderr.log", path, sizeof path) == 0)
+			unlink(path);
+		if (runs_bundle_path(m->cfg->data, r->id, "upload.pcap", path, sizeof path) == 0)
 			unlink(path);
 		if (runs_bundle_path(m->cfg->data, r->id, NULL, dir, sizeof dir) == 0)
 			rmdir(dir);
@@ -1231,9 +1280,52 @@ static int check_request(struct run_mgr *m, uint64_t owner, const struct lab_des
 	return 0;
 }
 
+int runs_base64_decode(const char *in, uint8_t *out, size_t cap)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint32_t acc = 0;
+	size_t n = 0, len = strlen(in), i;
+	int bits = 0, pad = 0;
+
+	if (len % 4)
+		return -EINVAL;
+	for (i = 0; i < len; i++) {
+		const char *pos;
+		if (in[i] == '=') {
+			/* Padding: at most two, only at the very end. */
+			if (i < len - 2 || ++pad > 2)
+				return -EINVAL;
+			continue;
+		}
+		if (pad)
+			return -EINVAL;
+		pos = memchr(alphabet, in[i], 64);
+		if (!pos || !in[i])
+			return -EINVAL;
+		acc = acc << 6 | (uint32_t)(pos - alphabet);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n == cap)
+				return -E2BIG;
+			out[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	return (int)n;
+}
+
 int runs_start(struct run_mgr *m, uint64_t owner, const char *lab_name, const json_t *params,
 	       const char *tag, char id[EV_RUN_ID_LEN + 1], struct run_error *e)
 {
+	return runs_start_upload(m, owner, lab_name, params, NULL, tag, id, e);
+}
+
+int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
+		      const json_t *params, const char *pcap_b64, const char *tag,
+		      char id[EV_RUN_ID_LEN + 1], struct run_error *e)
+{
+	struct run_upload up = {NULL, 0};
 	const struct lab_desc *lab;
 	struct lab_params *p = NULL;
 	struct run *r = NULL;
@@ -1257,6 +1349,34 @@ int runs_start(struct run_mgr *m, uint64_t owner, const char *lab_name, const js
 	rc = check_request(m, owner, lab, params, p, &byo, e);
 	if (rc < 0)
 		goto out;
+	if (pcap_b64) {
+		int idx = lab_param_index(lab, "replay");
+		int n;
+
+		if (!lab->captures || idx < 0 || !(lab->params[idx].flags & LAB_PF_SERVER)) {
+			rc = refuse(e, "bad_request", "pcap", "lab %s does not replay captures",
+				    lab->name);
+			goto out;
+		}
+		if (strlen(pcap_b64) > (RUN_UPLOAD_MAX + 2) / 3 * 4) {
+			rc = refuse(e, "limit", "pcap",
+				    "the capture is larger than the %d bytes a browser may upload",
+				    RUN_UPLOAD_MAX);
+			goto out;
+		}
+		up.data = malloc(RUN_UPLOAD_MAX);
+		n = up.data ? runs_base64_decode(pcap_b64, up.data, RUN_UPLOAD_MAX) : -ENOMEM;
+		if (n <= 0) {
+			rc = refuse(e, n == -ENOMEM ? "internal" : "bad_request", "pcap",
+				    n == -E2BIG ? "the capture is larger than the %d bytes a browser "
+						  "may upload"
+						: "'pcap' must be a capture file in base64 (at most %d "
+						  "bytes)",
+				    RUN_UPLOAD_MAX);
+			goto out;
+		}
+		up.len = (size_t)n;
+	}
 	if (byo) {
 		port = byo_pick(m);
 		if (port < 0) {
@@ -1292,11 +1412,13 @@ int runs_start(struct run_mgr *m, uint64_t owner, const char *lab_name, const js
 	}
 	run_sm_init(&r->sm);
 	run_linebuf_init(&r->lb, RUN_LINE_MAX);
-	rc = run_spawn(m, r, p, msg, sizeof msg);
+	rc = run_spawn(m, r, p, up.data ? &up : NULL, msg, sizeof msg);
 	if (rc < 0) {
 		run_linebuf_cleanup(&r->lb);
 		json_decref(r->params);
-		rc = refuse(e, "internal", NULL, "%s", msg);
+		/* A refused upload is the client's error; anything else is ours. */
+		rc = rc == -EINVAL ? refuse(e, "bad_param", "pcap", "%s", msg)
+				   : refuse(e, "internal", NULL, "%s", msg);
 		goto out;
 	}
 	if (port) {
@@ -1316,6 +1438,7 @@ int runs_start(struct run_mgr *m, uint64_t owner, const char *lab_name, const js
 	r = NULL;
 	rc = 0;
 out:
+	free(up.data);
 	free(r);
 	free(p);
 	return rc;

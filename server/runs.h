@@ -150,6 +150,27 @@ void runs_destroy(struct run_mgr *m);
 int runs_start(struct run_mgr *m, uint64_t owner, const char *lab, const json_t *params,
 	       const char *tag, char id[EV_RUN_ID_LEN + 1], struct run_error *e);
 
+/* Largest capture a browser may upload for a replay (it travels base64 in
+ * one WebSocket message of at most 64 KiB). */
+#define RUN_UPLOAD_MAX (48 * 1024)
+
+struct run_upload {
+	uint8_t *data;
+	size_t len;
+};
+
+/* runs_start with an uploaded capture (base64, at most RUN_UPLOAD_MAX bytes
+ * decoded): the server saves it as the run's upload.pcap and sets the lab's
+ * server-assigned replay parameter to that file. Only for labs that capture
+ * and have such a parameter. pcap_b64 may be NULL. */
+int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
+		      const json_t *params, const char *pcap_b64, const char *tag,
+		      char id[EV_RUN_ID_LEN + 1], struct run_error *e);
+
+/* Decode standard base64 (with padding) into out; the byte count, or
+ * -EINVAL for bad input, -E2BIG when more than cap bytes. Pure. */
+int runs_base64_decode(const char *in, uint8_t *out, size_t cap);
+
 /* Cancel run id on behalf of session (only its own runs). */
 int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_error *e);
 

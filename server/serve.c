@@ -16,6 +16,7 @@
 #include "http.h"
 #include "privs.h"
 #include "runs.h"
+#include "tcpstate/tcpstate.h"
 #include "ws.h"
 
 static const char *env_lookup(const char *name)
@@ -104,6 +105,8 @@ int serve_main(int argc, char **argv)
 	if (rc > 0)
 		fprintf(stderr, "socklab serve: %d run(s) were in progress when the server last "
 				"stopped; marked as error\n", rc);
+	/* Tracefs instances of runs that were killed (harmless without root). */
+	tcpst_trace_cleanup_stale();
 
 	/* Signals are read in the lws loop through a signalfd; block them
 	 * before any thread exists so every thread inherits the mask. */

@@ -667,6 +667,7 @@ static void hook_finished(void *arg, const struct run *r)
 static void op_run(struct ws_session *s, json_t *msg, const char *tag)
 {
 	json_t *lab = json_object_get(msg, "lab");
+	json_t *pcap = json_object_get(msg, "pcap");
 	struct run_error e;
 	char id[EV_RUN_ID_LEN + 1];
 
@@ -674,8 +675,15 @@ static void op_run(struct ws_session *s, json_t *msg, const char *tag)
 		send_error(s, "bad_request", "lab", "'lab' must be a string naming a lab", tag, NULL);
 		return;
 	}
-	if (runs_start(s->srv->runs, s->id, json_string_value(lab),
-		       json_object_get(msg, "params"), tag, id, &e) < 0) {
+	if (pcap && !json_is_string(pcap)) {
+		send_error(s, "bad_request", "pcap", "'pcap' must be a capture file in base64", tag,
+			   NULL);
+		return;
+	}
+	/* "pcap": a recorded capture for a replay, uploaded with the request. */
+	if (runs_start_upload(s->srv->runs, s->id, json_string_value(lab),
+			      json_object_get(msg, "params"), json_string_value(pcap), tag, id,
+			      &e) < 0) {
 		send_error(s, e.code, e.param, e.message, tag, NULL);
 		return;
 	}
