@@ -240,7 +240,17 @@ function onRunEvent(ev) {
 
 // ---- running ----
 
-function startRun(ev) {
+// A file's bytes as base64 (for an uploaded capture).
+function fileBase64(file) {
+	return file.arrayBuffer().then((buf) => {
+		const bytes = new Uint8Array(buf);
+		let bin = '';
+		for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+		return btoa(bin);
+	});
+}
+
+async function startRun(ev) {
 	if (ev) ev.preventDefault();
 	if (state.live || !state.lab) return;
 	const values = state.form.collect();
@@ -249,9 +259,24 @@ function startRun(ev) {
 		state.form.showFormError(t('conn.not_open'));
 		return;
 	}
+	// A chosen capture is replayed: the server saves it and decodes it; the
+	// live connection's parameters do not apply then.
+	const file = state.form.uploadFile ? state.form.uploadFile() : null;
+	let pcap = null;
+	if (file) {
+		if (file.size > state.form.uploadMax) {
+			state.form.showFormError(t('form.upload_too_big', {
+				size: (file.size / 1024).toFixed(1), max: Math.round(state.form.uploadMax / 1024) }));
+			return;
+		}
+		pcap = await fileBase64(file);
+		if (state.live) return;
+	}
 	const tag = `t${++state.tagSeq}`;
 	state.live = { tag, runId: null, lab: state.lab.name, pending: [], viewOpts: classroom.viewOpts() };
-	state.socket.send({ op: classroom.runOp(), lab: state.lab.name, params: values, tag });
+	const op = { op: classroom.runOp(), lab: state.lab.name, params: pcap ? {} : values, tag };
+	if (pcap) op.pcap = pcap;
+	state.socket.send(op);
 	state.form.setDisabled(true);
 	setStatus(t('status.starting'));
 	updateButtons();

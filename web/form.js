@@ -12,8 +12,10 @@ import { t, tr, has } from './i18n.js';
 const utf8 = new TextEncoder();
 
 // Build the form into container. byo, when given, is {param, value}: a
-// "connect my own client" checkbox that sets that choice parameter.
-export function buildForm(container, lab, { byo } = {}) {
+// "connect my own client" checkbox that sets that choice parameter. upload,
+// when given, is {param, maxBytes, accept}: a file input for a capture the
+// server saves and hands to that (server-assigned) parameter.
+export function buildForm(container, lab, { byo, upload } = {}) {
 	clear(container);
 	const fields = new Map(); // param name -> {def, input, errorEl, wrap}
 	// Titles, help and units in the current language when the tables have them.
@@ -52,6 +54,16 @@ export function buildForm(container, lab, { byo } = {}) {
 		for (const p of advanced) agrid.appendChild(makeField(p, fields));
 		container.appendChild(h('details', { class: 'advanced' },
 			h('summary', { text: t('form.advanced') }), agrid));
+	}
+	let fileInput = null;
+	if (upload && (lab.params || []).some((p) => p.name === upload.param)) {
+		fileInput = h('input', { attrs: { type: 'file', id: 'upload-file', name: 'upload', accept: upload.accept || '' } });
+		const clearBtn = h('button', { class: 'btn btn-small btn-ghost', attrs: { type: 'button' }, text: t('form.upload_clear') });
+		clearBtn.addEventListener('click', () => { fileInput.value = ''; });
+		container.appendChild(h('div', { class: 'field upload-field' },
+			h('label', { attrs: { for: 'upload-file' }, text: t('form.upload') }),
+			h('div', { class: 'upload-row' }, fileInput, clearBtn),
+			h('p', { class: 'help', text: t('form.upload_help', { max: Math.round(upload.maxBytes / 1024) }) })));
 	}
 	container.appendChild(formError);
 
@@ -145,6 +157,9 @@ export function buildForm(container, lab, { byo } = {}) {
 	return {
 		collect, showServerError, showFormError, clearErrors, resetDefaults, setDisabled, setValues,
 		byoChecked: () => !!(byoBox && byoBox.checked),
+		// The capture chosen for upload, or null; and the most it may weigh.
+		uploadFile: () => (fileInput && fileInput.files && fileInput.files[0]) || null,
+		uploadMax: upload ? upload.maxBytes : 0,
 	};
 }
 

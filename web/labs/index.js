@@ -6,10 +6,12 @@
 import * as raw from './raw.js';
 import * as tcpEcho from './tcp-echo.js';
 import * as udpPing from './udp-ping.js';
+import * as handshake from './handshake.js';
 
 const renderers = {
 	'tcp-echo': tcpEcho,
 	'udp-ping': udpPing,
+	handshake,
 };
 
 // The renderer module for a lab: {create(root, ctx), formHints?}.
