@@ -1367,7 +1367,8 @@ int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
 		up.data = malloc(RUN_UPLOAD_MAX);
 		n = up.data ? runs_base64_decode(pcap_b64, up.data, RUN_UPLOAD_MAX) : -ENOMEM;
 		if (n <= 0) {
-			rc = refuse(e, n == -ENOMEM ? "internal" : "bad_request", "pcap",
+			rc = refuse(e, n == -ENOMEM ? "internal" : n == -E2BIG ? "limit" : "bad_request",
+				    "pcap",
 				    n == -E2BIG ? "the capture is larger than the %d bytes a browser "
 						  "may upload"
 						: "'pcap' must be a capture file in base64 (at most %d "

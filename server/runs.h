@@ -151,8 +151,8 @@ int runs_start(struct run_mgr *m, uint64_t owner, const char *lab, const json_t 
 	       const char *tag, char id[EV_RUN_ID_LEN + 1], struct run_error *e);
 
 /* Largest capture a browser may upload for a replay (it travels base64 in
- * one WebSocket message of at most 64 KiB). */
-#define RUN_UPLOAD_MAX (48 * 1024)
+ * one WebSocket message of at most 64 KiB with the rest of the request). */
+#define RUN_UPLOAD_MAX (47 * 1024)
 
 struct run_upload {
 	uint8_t *data;

@@ -1,0 +1,265 @@
+// test_handshake.mjs: the handshake lab's view in a real Chromium against a real `socklab serve` (TAP output).
+//
+// A real run on the server; the page must draw one arrow per captured
+// segment with the right label, select a packet and show its fields and
+// bytes, highlight what happened inside connect(), offer the pcap, and replay
+// that pcap when it is uploaded. Every wait has a deadline; screenshots go to
+// build/test-logs/e2e-handshake-*.png.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const SOCKLAB = process.env.SOCKLAB || path.join(repo, 'build', 'socklab');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const LOGS = path.join(repo, 'build', 'test-logs');
+const WAIT = 20000;
+const RUN_WAIT = 60000;
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+function assert(cond, msg) {
+	if (!cond) throw new Error(msg);
+}
+
+function assertEq(got, want, what) {
+	if (JSON.stringify(got) !== JSON.stringify(want)) {
+		throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+	}
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(fn, ms, what) {
+	const end = Date.now() + ms;
+	let last;
+	for (;;) {
+		try {
+			const v = await fn();
+			if (v) return v;
+		} catch (e) {
+			last = e;
+		}
+		if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (${last.message})` : ''}`);
+		await sleep(50);
+	}
+}
+
+// The label the lab's view must put on a segment's arrow (web/labs/handshake.js).
+function label(s, absolute) {
+	const seq = absolute ? s.seq_raw : s.rel_seq;
+	const ack = absolute ? s.ack_raw : s.rel_ack;
+	const parts = [`[${s.flags.join(', ')}]`, `seq ${seq}`];
+	if (s.flags.includes('ACK')) parts.push(`ack ${ack}`);
+	parts.push(`len ${s.len}`, `win ${s.win}`);
+	return parts.join(' ');
+}
+
+let srv;
+let page;
+let tmp;
+const problems = [];
+let liveRun = null; // {id, events}
+
+async function startServer() {
+	const portFile = path.join(tmp, 'ports.json');
+	const log = fs.openSync(path.join(LOGS, 'e2e-handshake-server.log'), 'w');
+	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--ws-port', '0', '--port-file', portFile,
+		'--data', path.join(tmp, 'data')], { stdio: ['ignore', log, log] });
+	let exited = null;
+	child.on('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
+	const ports = await until(() => {
+		if (exited) throw new Error(`socklab serve ${exited}`);
+		if (!fs.existsSync(portFile)) return null;
+		const p = JSON.parse(fs.readFileSync(portFile, 'utf8'));
+		return p.http_port > 0 && p.ws_port > 0 ? p : null;
+	}, 15000, 'the port file');
+	return { child, base: `http://127.0.0.1:${ports.http_port}` };
+}
+
+async function shot(name) {
+	await page.screenshot({ path: path.join(LOGS, `e2e-handshake-${name}.png`), fullPage: true });
+}
+
+async function events(id) {
+	const r = await fetch(`${srv.base}/api/runs/${id}/events`);
+	return (await r.text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+async function runAndWait() {
+	await page.click('#run-btn');
+	await page.locator('.run-card').first().waitFor({ state: 'visible', timeout: WAIT });
+	await page.locator('.run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
+	const id = await page.getAttribute('.run-card', 'data-run');
+	return { id, status: await page.getAttribute('.run-summary .pill', 'data-status') };
+}
+
+test('the handshake form: scenarios, no replay path field, an upload field', async () => {
+	await page.goto(`${srv.base}/#/lab/handshake`);
+	await page.locator('#conn[data-state="open"]').waitFor({ timeout: WAIT });
+	await page.locator('#p-scenario').waitFor({ timeout: WAIT });
+	const opts = await page.locator('#p-scenario option').evaluateAll((os) => os.map((o) => o.value));
+	assertEq(opts, ['client-closes', 'server-closes', 'simultaneous', 'half-close', 'refused', 'abort', 'data-close'], 'scenarios');
+	assertEq(await page.locator('#p-replay').count(), 0, 'the server-assigned replay path is not in the form');
+	assertEq(await page.locator('#upload-file').count(), 1, 'a capture can be uploaded');
+});
+
+test('a run draws one arrow per segment with flags, seq/ack, len and win', async () => {
+	await page.click('details.advanced summary');
+	await page.fill('#p-observe_ms', '1200');
+	const run = await runAndWait();
+	assertEq(run.status, 'ok', 'run status');
+	const ev = await events(run.id);
+	const segs = ev.filter((e) => e.type === 'segment');
+	liveRun = { id: run.id, segs };
+	assert(segs.length >= 9, `segments in the run: ${segs.length}`);
+	assertEq(await page.locator('.hs-seg').count(), segs.length, 'arrows');
+	assertEq(await page.locator('.hs-seg-label').allTextContents(), segs.map((s) => label(s, false)), 'relative labels');
+	assertEq((await page.locator('.hs-seg-label').first().textContent()), `[SYN] seq 0 len 0 win ${segs[0].win}`, 'the SYN');
+	assertEq(await page.locator('.hs-list tbody tr').count(), segs.length, 'packet list rows');
+	await page.check('#hs-absolute');
+	assertEq(await page.locator('.hs-seg-label').allTextContents(), segs.map((s) => label(s, true)), 'absolute labels');
+	await page.uncheck('#hs-absolute');
+	// Each side's states, with the client left in TIME_WAIT (the kernel's timer).
+	const client = await page.locator('.hs-timeline-client .hs-st').evaluateAll((r) => r.map((x) => x.dataset.state));
+	assertEq(client.slice(-2), ['FIN_WAIT_2', 'TIME_WAIT'], 'client timeline ends in TIME_WAIT');
+	const tw = await page.locator('.hs-timeline-client .hs-tw').textContent();
+	assert(/^TIME_WAIT \d+(\.\d)? s$/.test(tw), `TIME_WAIT countdown "${tw}"`);
+	const server = await page.locator('.hs-timeline-server .hs-st').evaluateAll((r) => r.map((x) => x.dataset.state));
+	for (const st of ['LISTEN', 'ESTABLISHED', 'CLOSE_WAIT', 'LAST_ACK', 'CLOSED']) {
+		assert(server.includes(st), `server timeline lacks ${st}: ${server}`);
+	}
+	await shot('run');
+});
+
+test('selecting a packet shows its layers and fields; a field highlights its bytes', async () => {
+	await page.click('.hs-seg[data-n="1"] .hs-hit');
+	await page.locator('.hs-detail .hs-tree').waitFor({ timeout: WAIT });
+	const layers = await page.locator('.hs-layer-name').allTextContents();
+	assertEq(layers, ['ethernet', 'ipv4', 'tcp'], 'layers of the SYN');
+	const flags = page.locator('.hs-field[data-name="flags"]').last();
+	assertEq(await flags.textContent(), 'flags: 2 (SYN)', 'the TCP flags field');
+	await flags.click();
+	const on = await page.locator('.hs-byte.hs-on').evaluateAll((b) => b.map((x) => Number(x.dataset.off)));
+	assertEq(on, [46, 47], 'the bytes of the flags field');
+	const opts = await page.locator('.hs-field[data-name="options"] + ul .hs-field').allTextContents();
+	assert(opts.some((o) => o.startsWith('mss: ')) && opts.some((o) => o.startsWith('wscale: ')), `options ${opts}`);
+	const mss = page.locator('.hs-field[data-name="mss"]');
+	await mss.click();
+	assertEq(await page.locator('.hs-byte.hs-on').count(), 4, 'the MSS option is 4 bytes');
+	assertEq(await page.getAttribute('.hs-list tbody tr.hs-selected', 'data-n'), '1', 'the list follows');
+	await shot('detail');
+});
+
+test('clicking connect() highlights SYN, SYN-ACK, ACK and SYN_SENT -> ESTABLISHED', async () => {
+	await page.click('.hs-call[data-call="connect"] .hs-hit');
+	const segs = await page.locator('.hs-seg.hs-hl').evaluateAll((g) => g.map((x) => Number(x.dataset.n)));
+	assertEq(segs, [1, 2, 3], 'segments inside connect()');
+	const states = await page.locator('.hs-timeline-client .hs-st.hs-hl').evaluateAll((r) => r.map((x) => x.dataset.state));
+	assertEq(states, ['SYN_SENT', 'ESTABLISHED'], 'the client states connect() went through');
+	const text = await page.textContent('.hs-detail');
+	assert(text.includes('#1 [SYN]') && text.includes('#2 [SYN,ACK]') && text.includes('#3 [ACK]'), `detail "${text}"`);
+});
+
+test('the comparison explains where the kernel and RFC 9293 differ', async () => {
+	const client = await page.locator('.hs-compare-side[data-who="client"] tbody tr').evaluateAll((r) => r.map((x) => x.className));
+	assert(client.includes('hs-match-kernel_only'), `client rows ${client}`);
+	const keys = await page.locator('.hs-notes .callout-note').evaluateAll((n) => n.map((x) => x.dataset.key));
+	for (const k of ['handshake.diff.time_wait', 'handshake.diff.syn_recv']) assert(keys.includes(k), `note ${k} in ${keys}`);
+});
+
+test('the pcap is offered and served', async () => {
+	const href = await page.getAttribute('.hs-pcap-link', 'href');
+	assertEq(href, `/api/runs/${liveRun.id}/capture.pcap`, 'download link');
+	const r = await fetch(srv.base + href);
+	assertEq(r.status, 200, 'capture.pcap status');
+	const buf = Buffer.from(await r.arrayBuffer());
+	assertEq(buf.readUInt32LE(0).toString(16), 'a1b23c4d', 'a nanosecond pcap');
+	fs.writeFileSync(path.join(tmp, 'run.pcap'), buf);
+});
+
+test('uploading that pcap replays it with the same arrows', async () => {
+	await page.setInputFiles('#upload-file', path.join(tmp, 'run.pcap'));
+	const run = await runAndWait();
+	assertEq(run.status, 'ok', 'replay status');
+	assert(run.id !== liveRun.id, 'a new run');
+	assertEq(await page.locator('.hs-seg-label').allTextContents(), liveRun.segs.map((s) => label(s, false)), 'the same segments');
+	assertEq(await page.locator('.hs-pcap-link').count(), 0, 'a replay offers no capture of its own');
+	await shot('replay');
+	await page.setInputFiles('#upload-file', []);
+});
+
+test('no console errors, page errors or CSP violations', async () => {
+	assert(problems.length === 0, problems.join(' | '));
+});
+
+async function main() {
+	fs.mkdirSync(LOGS, { recursive: true });
+	console.log(`1..${tests.length + 1}`);
+	let n = 1;
+	let failed = 0;
+	tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'socklab-e2e-hs-'));
+	let ctx = null;
+	try {
+		try {
+			const { chromium } = await import('playwright-core');
+			srv = await startServer();
+			ctx = await chromium.launchPersistentContext(path.join(tmp, 'chromium'), {
+				executablePath: CHROMIUM, headless: true, viewport: { width: 1440, height: 1000 },
+				args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+			});
+			page = ctx.pages()[0] || await ctx.newPage();
+			page.setDefaultTimeout(WAIT);
+			page.on('console', (m) => {
+				if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) problems.push(`console ${m.type()}: ${m.text()}`);
+			});
+			page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+			console.log(`ok ${n++} - setup: socklab serve and Chromium`);
+		} catch (e) {
+			console.log(`not ok ${n++} - setup: ${String(e.message).split('\n')[0]}`);
+			for (const t of tests) console.log(`not ok ${n++} - ${t.name}: setup failed`);
+			return 1;
+		}
+		for (const t of tests) {
+			try {
+				await t.fn();
+				console.log(`ok ${n++} - ${t.name}`);
+			} catch (e) {
+				failed++;
+				console.log(`not ok ${n++} - ${t.name}: ${String(e.message).split('\n')[0]}`);
+				await page.screenshot({ path: path.join(LOGS, `e2e-handshake-fail-${n - 1}.png`), fullPage: true }).catch(() => {});
+			}
+		}
+		return failed ? 1 : 0;
+	} finally {
+		if (ctx) await ctx.close().catch(() => {});
+		if (srv && srv.child.exitCode === null) {
+			const gone = new Promise((r) => srv.child.once('exit', r));
+			srv.child.kill('SIGTERM');
+			const k = setTimeout(() => srv.child.kill('SIGKILL'), 5000);
+			await gone;
+			clearTimeout(k);
+		}
+		fs.rmSync(tmp, { recursive: true, force: true });
+	}
+}
+
+process.on('exit', () => {
+	if (srv && srv.child.exitCode === null && srv.child.signalCode === null) srv.child.kill('SIGKILL');
+});
+for (const sig of ['SIGTERM', 'SIGINT']) {
+	process.on(sig, () => {
+		console.log(`# stopped by ${sig}`);
+		process.exit(1);
+	});
+}
+
+main().then((rc) => process.exit(rc), (e) => {
+	console.log(`not ok 999 - unexpected: ${String(e && e.message).split('\n')[0]}`);
+	process.exit(1);
+});

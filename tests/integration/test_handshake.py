@@ -1,0 +1,530 @@
+"""test_handshake.py: the handshake lab end to end: real connections, captured segments, kernel states, pcap, replay."""
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tap import Skip, check, eq, run, test  # noqa: E402
+
+BIN = os.environ.get("SOCKLAB_ASAN") or os.environ.get("SOCKLAB", "build/socklab")
+if not os.path.exists(BIN):
+    BIN = os.environ.get("SOCKLAB", "build/socklab")
+TRACEFS = "/sys/kernel/tracing/instances"
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all"]
+TMP = tempfile.mkdtemp(prefix="socklab-hs-")
+os.chmod(TMP, 0o755)  # a replay test reads files from here as nobody
+
+
+def root():
+    if os.geteuid() != 0:
+        raise Skip("needs root (a raw socket, namespaces and the tracepoint)")
+
+
+def sanitizer_clean(stderr, what):
+    for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+        check(bad not in stderr, f"sanitizer report from {what}: {stderr[-800:]}")
+
+
+def hs(*params, extra=(), prefix=(), timeout=60):
+    """Run the lab with --json; return (process result, events)."""
+    args = [*prefix, BIN, "run", "handshake", "--json", *extra]
+    for p in params:
+        args += ["-p", p]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    sanitizer_clean(r.stderr, args)
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    if events:
+        eq([e["seq"] for e in events], list(range(len(events))), "gap-free seq")
+        eq(events[0]["type"], "run.start", "first event")
+        eq(events[-1]["type"], "run.end", "last event")
+    return r, events
+
+
+def segs(events):
+    return [e for e in events if e["type"] == "segment"]
+
+
+def flagseq(events):
+    """"C:S S:S. C:." style: who sent it, tcpdump's flags, (len) when data."""
+    out = []
+    for s in segs(events):
+        f = ("C:" if s["dir"] == "c2s" else "S:") + s["flags_short"]
+        out.append(f + (f"({s['len']})" if s["len"] else ""))
+    return out
+
+
+def kstates(events, who):
+    """A side's kernel-reported changes, "FROM>TO" (sock_diag ones marked *)."""
+    return [f"{e['from']}>{e['to']}" + ("*" if e["source"] == "sock_diag" else "")
+            for e in events if e["type"] == "state" and e["who"] == who
+            and e["source"] != "inferred"]
+
+
+def istates(events, who):
+    return [f"{e['from']}>{e['to']}" for e in events if e["type"] == "state"
+            and e["who"] == who and e["source"] == "inferred"]
+
+
+def in_order(have, want, what):
+    """Every item of want appears in have, in that order."""
+    i = 0
+    for x in have:
+        if i < len(want) and x == want[i]:
+            i += 1
+    check(i == len(want), f"{what}: {want} not in order in {have}")
+
+
+HANDSHAKE = ["C:S", "S:S.", "C:."]
+CLIENT_OPEN = ["CLOSED>SYN_SENT", "SYN_SENT>ESTABLISHED"]
+SERVER_OPEN = ["LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED"]
+ACTIVE = ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>FIN_WAIT_2", "FIN_WAIT_2>CLOSED",
+          "FIN_WAIT_2>TIME_WAIT*"]
+PASSIVE = ["ESTABLISHED>CLOSE_WAIT", "CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSED"]
+
+
+def close_of(events, active):
+    """The close's segments after the data: 3 (ACK with FIN) or 4."""
+    a, p = ("C", "S") if active == "client" else ("S", "C")
+    f = flagseq(events)
+    three = [f"{a}:F.", f"{p}:F.", f"{a}:."]
+    four = [f"{a}:F.", f"{p}:.", f"{p}:F.", f"{a}:."]
+    if f[-3:] == three:
+        return 3
+    check(f[-4:] == four, f"close segments {f[-4:]} are neither {three} nor {four}")
+    return 4
+
+
+def check_time_wait(events, who):
+    tw = [e for e in events if e["type"] == "state" and e["who"] == who
+          and e["source"] == "sock_diag" and e["to"] == "TIME_WAIT"]
+    eq(len(tw), 1, f"{who}: one TIME_WAIT from sock_diag")
+    eq(tw[0]["timer"], "time_wait", "its timer")
+    check(0 < tw[0]["timer_ms"] <= 60000, f"TIME_WAIT timer {tw[0]['timer_ms']} ms")
+
+
+@test
+def labs_lists_handshake_schema():
+    r = subprocess.run([BIN, "labs", "--json"], capture_output=True, text=True, timeout=30)
+    lab = [x for x in json.loads(r.stdout) if x["name"] == "handshake"][0]
+    eq(lab["captures"], True, "captures")
+    p = {x["name"]: x for x in lab["params"]}
+    eq(p["scenario"]["choices"], ["client-closes", "server-closes", "simultaneous",
+                                  "half-close", "refused", "abort", "data-close"], "scenarios")
+    eq((p["data"]["min"], p["data"]["max"]), (0, 65536), "data range")
+    eq(p["replay"]["server_assigned"], True, "a browser may not name a replay file")
+    eq(p["network"]["choices"], ["loopback"], "network")
+
+
+@test
+def client_closes_first():
+    root()
+    r, ev = hs("scenario=client-closes", "observe_ms=300")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    f = flagseq(ev)
+    eq(f[:3], HANDSHAKE, "three-way handshake")
+    eq(f[3:7], ["C:P.(12)", "S:.", "S:P.(12)", "C:."], "data and reply, each ACKed")
+    n = close_of(ev, "client")
+    eq(ev[-1]["summary"]["close"], f"{'three' if n == 3 else 'four'} segments", "summary close")
+    notes = {e["key"] for e in ev if e["type"] == "note"}
+    eq("handshake.close_three" in notes, n == 3, "the three-segment note iff three segments")
+    eq(kstates(ev, "client"), CLIENT_OPEN + ACTIVE, "client's kernel states (TIME_WAIT: sock_diag)")
+    eq(kstates(ev, "server"), SERVER_OPEN + PASSIVE, "server's kernel states")
+    eq(kstates(ev, "listener"), ["CLOSED>LISTEN", "LISTEN>CLOSED"], "listener")
+    eq(istates(ev, "client")[-1], "FIN_WAIT_2>TIME_WAIT", "RFC 9293: the active closer waits")
+    check_time_wait(ev, "client")
+    timers = [e for e in ev if e["type"] == "timer" and e["who"] == "client"]
+    check(timers and all(0 < t["ms_left"] <= 60000 for t in timers), f"TIME_WAIT countdown {timers}")
+    # The comparison explains the tracepoint's CLOSED where RFC says TIME_WAIT.
+    cmp = {e["who"]: e for e in ev if e["type"] == "state.compare"}
+    rows = {(x.get("kernel") or x.get("inferred"))["to"]: x for x in cmp["client"]["rows"]}
+    eq(rows["CLOSED"]["match"], "kernel_only", "tracepoint's FIN_WAIT_2 > CLOSED")
+    eq(rows["CLOSED"]["key"], "handshake.diff.time_wait", "explained")
+    check("handshake.diff.time_wait" in notes, "the TIME_WAIT note")
+    syn_recv = [x for x in cmp["server"]["rows"] if x.get("inferred", {}).get("to") == "SYN_RECV"][0]
+    eq((syn_recv["match"], syn_recv["inferred"]["seg"], syn_recv["kernel"]["after_seg"]),
+       ("different_packet", 1, 3), "Linux's SYN_RECV comes with the third segment")
+    # Relative numbers start at 0 on each side; absolute ones are the wire's.
+    s = segs(ev)
+    eq([(x["rel_seq"], x["rel_ack"]) for x in s[:3]], [(0, None), (0, 1), (1, 1)], "relative seq/ack")
+    eq(s[1]["ack_raw"], (s[0]["seq_raw"] + 1) % 2**32, "SYN-ACK acks the ISN + 1")
+    names = [o["name"] for o in s[0]["options"]]
+    for want in ("mss", "sack_perm", "timestamp", "nop", "wscale"):
+        check(want in names, f"SYN option {want} in {names}")
+    layers = [x["layer"] for x in s[3]["layers"]]
+    eq(layers, ["ethernet", "ipv4", "tcp", "payload"], "layers of a data segment")
+
+
+@test
+def four_segment_close_after_a_delay():
+    root()
+    # 300 ms is longer than Linux's longest delayed ACK (200 ms): the ACK of
+    # the FIN goes out on its own first.
+    r, ev = hs("scenario=client-closes", "close_delay_ms=300", "observe_ms=0")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    eq(close_of(ev, "client"), 4, "four segments")
+    check(any(e["type"] == "note" and e["key"] == "handshake.close_four" for e in ev), "note")
+
+
+@test
+def server_closes_first():
+    root()
+    r, ev = hs("scenario=server-closes", "observe_ms=200")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    eq(flagseq(ev)[:3], HANDSHAKE, "handshake")
+    close_of(ev, "server")
+    eq(kstates(ev, "server"), SERVER_OPEN + ACTIVE, "server: FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT")
+    eq(kstates(ev, "client"), CLIENT_OPEN + PASSIVE, "client: CLOSE_WAIT then LAST_ACK")
+    check_time_wait(ev, "server")
+
+
+@test
+def simultaneous_close_reaches_closing():
+    root()
+    r, ev = hs("scenario=simultaneous", "observe_ms=200")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    k = kstates(ev, "client")
+    in_order(k, ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>CLOSING", "CLOSING>CLOSED",
+                 "CLOSING>TIME_WAIT*"], "client passes CLOSING")
+    in_order(kstates(ev, "server"), ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>FIN_WAIT_2",
+                                     "FIN_WAIT_2>TIME_WAIT*"], "server")
+    check_time_wait(ev, "client")
+    check_time_wait(ev, "server")
+    f = flagseq(ev)
+    # The server's FIN left while the client's FIN still waited behind data.
+    sfin = f.index("S:F.")
+    cfin = [i for i, x in enumerate(f) if x.startswith("C:F")][0]
+    check(sfin < cfin, f"server's FIN first on the wire: {f}")
+    check(f[cfin].startswith("C:FP.("), f"the client's FIN rides on its last data: {f[cfin]}")
+    unsent = [e for e in ev if e["type"] == "metric" and e["name"] == "unsent_bytes"]
+    check(unsent and unsent[0]["value"] > 0, f"data was waiting when the client closed: {unsent}")
+    notes = {e["key"] for e in ev if e["type"] == "note"}
+    check("handshake.diff.unsent_fin" in notes, "the disagreement is explained")
+
+
+@test
+def half_close_keeps_the_other_direction():
+    root()
+    r, ev = hs("scenario=half-close", "reply=100", "observe_ms=200")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    f = flagseq(ev)
+    cfin = f.index("C:F.")
+    check(any(x == "S:P.(100)" for x in f[cfin + 1:]), f"the server sends after the client's FIN: {f}")
+    eq(kstates(ev, "client"), CLIENT_OPEN + ACTIVE, "client")
+    eq(kstates(ev, "server"), SERVER_OPEN + PASSIVE, "server")
+    calls = [(e["who"], e["call"], e["ret"]) for e in ev if e["type"] == "syscall"]
+    i = calls.index(("client", "shutdown", 0))
+    check(("client", "recv", 100) in calls[i:], "the client still receives after shutdown(SHUT_WR)")
+
+
+@test
+def refused_connection_is_reset():
+    root()
+    r, ev = hs("scenario=refused")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    eq(flagseq(ev), ["C:S", "S:R."], "SYN answered by RST")
+    eq(kstates(ev, "client"), ["CLOSED>SYN_SENT", "SYN_SENT>CLOSED"], "client: no FIN, no TIME_WAIT")
+    eq(istates(ev, "client"), ["CLOSED>SYN_SENT", "SYN_SENT>CLOSED"], "RFC agrees")
+    conn = [e for e in ev if e["type"] == "syscall" and e["call"] == "connect"][0]
+    eq(conn["errno_name"], "ECONNREFUSED", "connect fails")
+    eq(kstates(ev, "server"), [], "nobody listens")
+
+
+@test
+def abort_sends_rst_not_fin():
+    root()
+    r, ev = hs("scenario=abort")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    f = flagseq(ev)
+    eq(f[-1], "C:R.", "close() with SO_LINGER 0 sends RST")
+    check(not any("F" in x.split(":")[1] for x in f), f"no FIN: {f}")
+    eq(kstates(ev, "client"), CLIENT_OPEN + ["ESTABLISHED>CLOSED"], "client closes at once")
+    eq(kstates(ev, "server"), SERVER_OPEN + ["ESTABLISHED>CLOSED"], "server too")
+    recv = [e for e in ev if e["type"] == "syscall" and e["who"] == "server" and e["call"] == "recv"]
+    eq(recv[-1]["errno_name"], "ECONNRESET", "server's recv after the RST")
+    linger = [e for e in ev if e["type"] == "syscall" and e["call"] == "setsockopt"
+              and e["args"]["name"] == "SO_LINGER"][0]
+    eq(linger["args"]["value"], {"l_onoff": 1, "l_linger": 0}, "SO_LINGER {1, 0}")
+
+
+@test
+def data_and_fin_in_one_segment():
+    root()
+    r, ev = hs("scenario=data-close", "data=300", "observe_ms=0")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    f = flagseq(ev)
+    eq(f[:3], HANDSHAKE, "handshake")
+    eq(f[3], "C:FP.(300)", "the FIN rides on the data segment")
+    got = [e["ret"] for e in ev if e["type"] == "syscall" and e["who"] == "server" and e["call"] == "recv"]
+    eq((sum(got[:-1]), got[-1]), (300, 0), "every byte read, then end of stream")
+
+
+@test
+def bad_parameters_name_the_field():
+    for params, name in ((["scenario=data-close", "data=0"], "data"),
+                         (["scenario=half-close", "reply=0"], "reply"),
+                         (["scenario=nope"], "scenario"),
+                         (["replay=/nonexistent/x.pcap"], "replay")):
+        r = subprocess.run([BIN, "run", "handshake", *sum((["-p", p] for p in params), [])],
+                           capture_output=True, text=True, timeout=30)
+        eq(r.returncode, 2, f"exit for {params}")
+        check(f"parameter '{name}'" in r.stderr, f"message names {name}: {r.stderr!r}")
+    pcap = os.path.join(TMP, "empty.pcap")
+    with open(pcap, "wb"):
+        pass
+    r = subprocess.run([BIN, "run", "handshake", "-p", f"replay={pcap}", "-p", "scenario=abort"],
+                       capture_output=True, text=True, timeout=30)
+    eq(r.returncode, 2, "replay with a live-only parameter")
+    check("parameter 'scenario'" in r.stderr, r.stderr)
+
+
+def tshark_rows(pcap):
+    r = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "tcp.flags", "-e",
+                        "tcp.seq_raw", "-e", "tcp.ack_raw", "-e", "tcp.len", "-e",
+                        "tcp.window_size_value"], capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 0, f"tshark: {r.stderr[-300:]}")
+    return [line.split("\t") for line in r.stdout.splitlines() if line.strip()]
+
+
+@test
+def tshark_reads_the_same_segments():
+    root()
+    if not shutil.which("tshark"):
+        raise Skip("tshark is not installed (make test-deps installs it)")
+    for sc in ("client-closes", "simultaneous", "abort"):
+        pcap = os.path.join(TMP, f"{sc}.pcap")
+        r, ev = hs(f"scenario={sc}", extra=("--pcap", pcap))
+        eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+        eq(ev[-1]["summary"]["pcap"], pcap, "summary names the file")
+        rows = tshark_rows(pcap)
+        mine = [[f"0x{s['flags_raw']:04x}", str(s["seq_raw"]), str(s["ack_raw"]), str(s["len"]),
+                 str(s["win"])] for s in segs(ev)]
+        check(len(mine) >= 8, f"{sc}: segments {len(mine)}")
+        eq(rows, mine, f"{sc}: tshark's flags, seq, ack, len, win == the lab's segment events")
+
+
+@test
+def human_trace_is_in_time_order():
+    root()
+    pcap = os.path.join(TMP, "human.pcap")
+    r = subprocess.run([BIN, "run", "handshake", "-p", "scenario=client-closes", "-p", "observe_ms=0",
+                        "--pcap", pcap], capture_output=True, text=True, timeout=60)
+    sanitizer_clean(r.stderr, "human trace")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    out = r.stdout.splitlines()
+
+    def line_of(text):
+        for i, line in enumerate(out):
+            if text in line:
+                return i
+        raise AssertionError(f"{text!r} not in the trace:\n" + "\n".join(out[:60]))
+
+    syn = line_of("#1 client > server  Flags [S], seq 0")
+    synack = line_of("#2 server > client  Flags [S.], seq 0, ack 1")
+    connect = line_of("connect(")
+    check(syn < synack < connect, "SYN, SYN-ACK, then connect() returns")
+    check(line_of("state CLOSED -> SYN_SENT  (kernel: tracepoint)") < syn, "SYN_SENT before the SYN")
+    check(line_of("state FIN_WAIT_2 -> TIME_WAIT  (kernel: sock_diag") > line_of("Flags [F.]"),
+          "TIME_WAIT after the FINs")
+    check("options [mss 65495,sackOK,TS val" in out[syn], out[syn])
+    check(os.path.getsize(pcap) > 24, "the pcap has packets")
+
+
+def run_json_popen(*params, extra=()):
+    args = [BIN, "run", "handshake", "--json", *extra]
+    for p in params:
+        args += ["-p", p]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def own_only(ev):
+    summ = ev[-1]["summary"]
+    me = {(summ["client"]["addr"], summ["client"]["port"]), (summ["server"]["addr"], summ["server"]["port"])}
+    for s in segs(ev):
+        check((s["src"]["addr"], s["src"]["port"]) in me and (s["dst"]["addr"], s["dst"]["port"]) in me,
+              f"a segment of another connection: {s['src']} > {s['dst']}")
+    return me
+
+
+@test
+def two_runs_at_once_see_only_their_own():
+    root()
+    # In private namespaces, and on the host's shared loopback (--netns off),
+    # where the capture and the tracepoint really see both runs' traffic.
+    for extra in ((), ("--netns", "off")):
+        procs = [run_json_popen("scenario=client-closes", "observe_ms=700", extra=extra),
+                 run_json_popen("scenario=server-closes", "observe_ms=700", extra=extra)]
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            sanitizer_clean(err, "concurrent run")
+            eq(p.returncode, 0, f"exit ({err[-300:]})")
+            results.append([json.loads(line) for line in out.splitlines()])
+        a, b = results
+        check(own_only(a).isdisjoint(own_only(b)), "different addresses and ports")
+        eq(kstates(a, "client"), CLIENT_OPEN + ACTIVE, f"run A client states {extra}")
+        eq(kstates(a, "server"), SERVER_OPEN + PASSIVE, f"run A server states {extra}")
+        eq(kstates(b, "server"), SERVER_OPEN + ACTIVE, f"run B server states {extra}")
+        eq(kstates(b, "client"), CLIENT_OPEN + PASSIVE, f"run B client states {extra}")
+        for ev in results:
+            check(len(segs(ev)) in (10, 11), f"segment count {len(segs(ev))}")
+
+
+def socklab_instances():
+    try:
+        return {d for d in os.listdir(TRACEFS) if d.startswith("socklab-")}
+    except OSError:
+        return set()
+
+
+@test
+def tracefs_instances_never_outlive_their_run():
+    root()
+    if not os.path.isdir(TRACEFS):
+        raise Skip("tracefs is not mounted")
+    before = socklab_instances()
+    p = run_json_popen("observe_ms=20000")
+    run_id = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        check(line, "the run ended early")
+        ev = json.loads(line)
+        run_id = ev["run"]
+        if ev["type"] == "state" and ev.get("to") == "TIME_WAIT":
+            break
+    mine = [d for d in socklab_instances() if d.startswith(f"socklab-{run_id}-")]
+    eq(len(mine), 1, "the running lab's own instance")
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=30)
+    check(mine[0] in socklab_instances(), "a killed run cannot remove its instance")
+    r, ev = hs("scenario=refused")
+    eq(r.returncode, 0, "the next run")
+    eq(socklab_instances() - before, set(), "the next run removed the leftover and its own")
+
+
+@test
+def without_cap_net_raw_the_lab_says_how_to_grant_it():
+    root()
+    # As root without CAP_NET_RAW (a container without NET_RAW), and as an
+    # unprivileged user.
+    for prefix in (["setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw"], NOBODY):
+        r, ev = hs(prefix=prefix)
+        eq(r.returncode, 1, f"exit status with {prefix[:3]}")
+        err = [e for e in ev if e["type"] == "error"]
+        eq(err[0]["code"], "no_capture_privilege", "error code")
+        check("CAP_NET_RAW" in err[0]["message"] and "--cap-add NET_RAW" in err[0]["message"],
+              f"message names the capability and how to grant it: {err[0]['message']}")
+        eq(ev[-1]["status"], "error", "run status")
+
+
+@test
+def replay_needs_no_privileges():
+    root()
+    pcap = os.path.join(TMP, "replay.pcap")
+    r, live = hs("scenario=half-close", "observe_ms=0", extra=("--pcap", pcap))
+    eq(r.returncode, 0, "live run")
+    os.chmod(pcap, 0o644)
+    r, ev = hs(f"replay={pcap}", prefix=NOBODY)
+    eq(r.returncode, 0, f"replay as nobody ({r.stderr[-300:]})")
+    strip = ("seq_raw", "ack_raw", "rel_seq", "rel_ack", "flags_raw", "len", "win", "dir", "bytes",
+             "layers", "options")
+    eq([{k: s[k] for k in strip} for s in segs(ev)], [{k: s[k] for k in strip} for s in segs(live)],
+       "the replay decodes the same segments")
+    for who in ("client", "server"):
+        eq(istates(ev, who), istates(live, who), f"{who}: the same inferred states")
+    eq(kstates(ev, "client"), [], "a file holds no kernel states")
+    eq(ev[-1]["summary"]["scenario"], "replay", "summary")
+    # Damaged and foreign files are reported, not crashed on.
+    junk = os.path.join(TMP, "junk.pcap")
+    with open(junk, "wb") as f:
+        f.write(b"this is not a capture file at all")
+    os.chmod(junk, 0o644)
+    r, ev = hs(f"replay={junk}", prefix=NOBODY)
+    eq(r.returncode, 1, "a file that is not a capture")
+    err = [e for e in ev if e["type"] == "error"][0]
+    eq((err["code"], err["param"]), ("replay_failed", "replay"), "error names the parameter")
+    with open(pcap, "rb") as f:
+        data = f.read()
+    cut = os.path.join(TMP, "cut.pcap")
+    with open(cut, "wb") as f:
+        f.write(data[:len(data) - 7])
+    os.chmod(cut, 0o644)
+    r, ev = hs(f"replay={cut}", prefix=NOBODY)
+    eq(r.returncode, 1, "a capture cut short")
+    check(len(segs(ev)) == len(segs(live)) - 1, "every whole frame before the cut is decoded")
+
+
+# ---- through the server ----
+
+async def _ws_run(s, msg, timeout=60):
+    from harness import events_until_end, request
+    async with s.connect() as ws:
+        reply = await request(ws, msg)
+        if reply.get("type") != "run.accepted":
+            return reply, None
+        return reply, await events_until_end(ws, reply["run"], timeout=timeout)
+
+
+@test
+def server_serves_the_capture_and_replays_uploads():
+    root()
+    from harness import Server
+    s = Server()
+    try:
+        reply, ev = asyncio.run(_ws_run(s, {"op": "run", "lab": "handshake",
+                                            "params": {"observe_ms": 0}}))
+        eq(reply["type"], "run.accepted", f"reply {reply}")
+        run_id = reply["run"]
+        eq(ev[-1]["status"], "ok", "run status")
+        s.wait_run_status(run_id)
+        r = s.get(f"/api/runs/{run_id}/capture.pcap")
+        eq(r.status, 200, "capture.pcap")
+        eq(r.headers["Content-Type"], "application/vnd.tcpdump.pcap", "type")
+        check(f"socklab-{run_id}.pcap" in r.headers["Content-Disposition"], "attachment name")
+        pcap = os.path.join(TMP, "served.pcap")
+        with open(pcap, "wb") as f:
+            f.write(r.body)
+        if shutil.which("tshark"):
+            eq(len(tshark_rows(pcap)), len(segs(ev)), "every segment is in the served file")
+        # A browser cannot name a file to replay...
+        reply, _ = asyncio.run(_ws_run(s, {"op": "run", "lab": "handshake",
+                                           "params": {"replay": "/etc/passwd"}}))
+        eq((reply["type"], reply["code"], reply["param"]), ("error", "bad_param", "replay"), "refused")
+        # ...but it can upload one, which the server keeps in the run's bundle.
+        b64 = base64.b64encode(r.body).decode()
+        reply, ev2 = asyncio.run(_ws_run(s, {"op": "run", "lab": "handshake", "params": {}, "pcap": b64}))
+        eq(reply["type"], "run.accepted", f"upload {reply}")
+        eq(ev2[-1]["status"], "ok", "replay status")
+        eq([x["flags_short"] for x in segs(ev2)], [x["flags_short"] for x in segs(ev)], "same segments")
+        meta = s.wait_run_status(reply["run"])
+        check(meta["params"]["replay"].endswith(f"/runs/{reply['run']}/upload.pcap"),
+              f"the replayed file is the bundle's: {meta['params']['replay']}")
+        for msg, code, what in (
+                ({"pcap": base64.b64encode(b"\0" * (47 * 1024 + 1)).decode()}, "limit", "too large"),
+                ({"pcap": "not base64!"}, "bad_request", "bad base64"),
+                ({"pcap": 7}, "bad_request", "not a string"),
+                ({"pcap": b64, "params": {"scenario": "abort"}}, "bad_param", "live parameter with a replay"),
+                ({"pcap": b64, "lab": "tcp-echo"}, "bad_request", "a lab without replay")):
+            m = {"op": "run", "lab": "handshake", "params": {}}
+            m.update(msg)
+            reply, _ = asyncio.run(_ws_run(s, m))
+            eq((reply["type"], reply["code"], reply.get("param")), ("error", code, "pcap"), what)
+        s.wait_no_children()
+        runs = [x["id"] for x in s.get_json("/api/runs")]
+        eq(len(runs), 2, "refused requests leave no bundle")
+    finally:
+        s.stop()
+        s.cleanup()
+
+
+try:
+    run(timeout=120)
+finally:
+    shutil.rmtree(TMP, ignore_errors=True)
