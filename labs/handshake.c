@@ -18,6 +18,7 @@
 #include "capture/capture.h"
 #include "decode/decode.h"
 #include "lab.h"
+#include "net/net.h"
 #include "sock.h"
 #include "tcpstate/tcpstate.h"
 
@@ -31,12 +32,16 @@
  * At the end the kernel's and the inferred state sequences are compared
  * side by side, and every disagreement is explained.
  *
- * The network: `loopback` is the run's own namespace and its lo. The client
- * and the server each get a random 127.x.y.z address (lo answers for all of
- * 127/8) and a random port: the tracepoint sees every namespace of the
- * machine, so the run filters it by these, and two runs never see each
- * other. A two-host network would change two things only: the interface the
- * capture opens (the server namespace's) and where the addresses come from.
+ * The network: `two-hosts` (the default) puts the client and the server on
+ * two hosts (namespaces) joined by a wire with a small delay; each host's
+ * eth0 is captured, so every segment is seen leaving one host and arriving at
+ * the other, and each side's RFC machine is fed in the order its own host
+ * saw the segments. `loopback` is the run's own namespace and its lo, where
+ * the client and the server each get a random 127.x.y.z address (lo answers
+ * for all of 127/8); there a segment arrives the instant it leaves. Ports are
+ * random on both: the tracepoint sees every namespace of the machine, so the
+ * run filters it by its own addresses and ports, and two runs never see each
+ * other.
  *
  * Replay (`replay=FILE`) decodes a recorded capture instead: the same segment
  * events and inferred states, no privileges needed.
@@ -52,6 +57,7 @@
 #define TIMER_EVERY_MS 1000
 #define FILL_MIN 8192          /* simultaneous: bytes that overflow the server's window */
 #define SMALL_RCVBUF 4096
+#define SETTLE_MS 5000         /* longest wait for the connection's end to cross the wire */
 
 enum scenario {
 	SC_CLIENT_CLOSES,
@@ -67,7 +73,6 @@ static const char *const scenario_choices[] = {
 	"client-closes", "server-closes", "simultaneous", "half-close", "refused", "abort",
 	"data-close", NULL,
 };
-static const char *const network_choices[] = {"loopback", NULL};
 
 static const struct lab_param_def hs_params[] = {
 	{"scenario", LAB_P_ENUM, "Scenario",
@@ -91,13 +96,13 @@ static const struct lab_param_def hs_params[] = {
 	 "How long to keep watching after the close: the TIME_WAIT countdown (the kernel keeps "
 	 "it 60 s)",
 	 "ms", "1500", 0, 65000, NULL, LAB_PF_ADVANCED},
-	{"network", LAB_P_ENUM, "Network",
-	 "loopback: the run's own namespace and its loopback interface", NULL, "loopback", 0, 0,
-	 network_choices, LAB_PF_ADVANCED},
 	{"replay", LAB_P_STRING, "Replay a capture",
 	 "Decode this recorded pcap or pcapng file instead of opening a connection (needs no "
 	 "privileges)",
 	 NULL, "", 0, 1000, NULL, LAB_PF_SERVER | LAB_PF_ADVANCED},
+	/* Two hosts with a small delay each way by default: transient states
+	 * last long enough to see, and two FINs can really cross. */
+	NET_PARAMS_D("two-hosts", "10"),
 };
 
 enum side { SIDE_CLIENT, SIDE_SERVER, SIDE_LISTENER, SIDE_N };
@@ -113,10 +118,13 @@ static const char *const source_names[] = {
 
 /* A segment as the comparison needs it. */
 struct seg_rec {
-	int64_t t_ns;
-	int dir; /* 0: client to server, 1: server to client */
+	int64_t t_ns;     /* when it left its sender */
+	int64_t t_arr_ns; /* when it reached the receiver (loopback: t_ns); -1: not yet */
+	int dir;          /* 0: client to server, 1: server to client */
 	uint16_t flags;
-	uint32_t ack;
+	uint32_t seq, ack, len;
+	uint16_t ip_id;
+	int arrivals;
 };
 
 /* A state change as the comparison needs it. */
@@ -140,6 +148,8 @@ struct pending {
 			uint32_t caplen, len;
 			struct timespec ts_real;
 			int link;
+			int host;     /* two-hosts: the capture it came from (SIDE_*); -1: loopback */
+			int outgoing; /* sent by that host */
 		} frame;
 		struct tcpst_trace_ev trace;
 		struct {
@@ -150,6 +160,14 @@ struct pending {
 			int side, state;
 		} info;
 	} u;
+};
+
+struct hs_run;
+
+/* Which capture a frame came from (the reader callbacks' argument). */
+struct frame_src {
+	struct hs_run *r;
+	int host; /* SIDE_CLIENT or SIDE_SERVER on two hosts; -1 on loopback */
 };
 
 struct hs_run {
@@ -164,8 +182,11 @@ struct hs_run {
 	char cli_ip[INET_ADDRSTRLEN], srv_ip[INET_ADDRSTRLEN];
 	uint16_t cport, sport;
 
-	struct cap *cap;
+	struct net *net;     /* two-hosts, else NULL */
+	struct cap *cap;     /* loopback: the one capture; two-hosts: the server's eth0 */
+	struct cap *ccap;    /* two-hosts: the client's eth0 */
 	struct cap_pcap *pcap;
+	struct frame_src fsrc[2]; /* for cap and ccap */
 	struct tcpst_trace *trace;
 	char trace_err[256];
 	int link;
@@ -175,7 +196,8 @@ struct hs_run {
 	int running;
 	int stop_fd;
 
-	pthread_mutex_t lock; /* guards pend, n_pend, order, want_diag */
+	pthread_mutex_t lock; /* guards pend, n_pend, order, settled */
+	int settled;          /* both RFC machines have reached CLOSED or TIME_WAIT */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	uint64_t order;
@@ -203,6 +225,7 @@ struct hs_run {
 	struct pending diag[2]; /* the sample being taken (observer thread) */
 	int n_diag;
 	int fin_seg[2], fin_ack_seg[2]; /* per sender: its FIN, the peer's ACK of it */
+	long long arrivals_unmatched;   /* frames received whose sending was not seen */
 	uint32_t fin_end[2];
 	int closes_three;        /* -1 unknown, 0 four, 1 three */
 
@@ -358,42 +381,41 @@ static void track_close(struct hs_run *r, int dir, const struct dec_tcp *t, int 
 	}
 }
 
-static void emit_frame(struct hs_run *r, const struct pending *p)
+/* Feed one side's RFC machine a segment it sent or received (segment n, at
+ * t_ns on that side) and emit the changes. */
+static void feed(struct hs_run *r, int side, int outgoing, const struct seg_rec *sg, int n,
+		 int64_t t_ns)
 {
-	struct dec_packet *d = malloc(sizeof *d);
-	const struct dec_tcp *t;
-	json_t *f, *layers;
-	int dir, n, fam;
-	const uint8_t *sa, *da;
-	char fl[16];
+	struct tcpst_change ch[2];
+	int k, m;
 
-	if (!d)
-		return;
-	if (r->pcap) {
-		struct cap_frame cf = {.ts_real = p->u.frame.ts_real,
-				       .t_mono_ns = p->t_ns,
-				       .data = p->u.frame.data,
-				       .caplen = p->u.frame.caplen,
-				       .len = p->u.frame.len,
-				       .link = p->u.frame.link};
-		cap_pcap_write(r->pcap, &cf);
+	m = tcpst_infer_segment(&r->inf[side], outgoing, sg->flags, sg->seq, sg->ack, sg->len, ch);
+	for (k = 0; k < m; k++) {
+		if (r->n_infd[side] < MAX_TRANS) {
+			struct trans *tr = &r->infd[side][r->n_infd[side]++];
+			memset(tr, 0, sizeof *tr);
+			tr->from = ch[k].from;
+			tr->to = ch[k].to;
+			tr->src = SRC_INFERRED;
+			tr->t_ns = t_ns;
+			tr->seg = n;
+			tr->incoming = !outgoing;
+			tr->why = ch[k].why;
+		}
+		emit_state(r, side, ch[k].from, ch[k].to, SRC_INFERRED, t_ns,
+			   json_pack("{s:i, s:s}", "seg", n, "why", ch[k].why));
 	}
-	dec_packet(p->u.frame.data, p->u.frame.caplen, p->u.frame.len, p->u.frame.link, d);
-	if (!dec_has(d, DEC_L_TCP) || d->layer[DEC_L_TCP].span.len < 20) {
-		/* Not a TCP segment we can place: shown raw, counted apart. */
-		json_t *j = dec_packet_json(d);
-		json_object_set_new(j, "t_kernel_us", json_integer(run_us(r, p->t_ns)));
-		json_object_set_new(j, "bytes", hex_json(p->u.frame.data, p->u.frame.caplen < HEX_MAX
-									   ? p->u.frame.caplen
-									   : HEX_MAX));
-		ev_emit(r->ctx->em, "packet", j);
-		free(d);
-		return;
-	}
-	t = &d->tcp;
-	fam = dec_has(d, DEC_L_IPV6) ? AF_INET6 : AF_INET;
-	sa = fam == AF_INET6 ? d->ip6.src : d->ip4.src;
-	da = fam == AF_INET6 ? d->ip6.dst : d->ip4.dst;
+}
+
+/* The segment's direction in this run's connection, or -1 for another
+ * connection. A replay names the connection from its first segment. */
+static int seg_dir(struct hs_run *r, const struct dec_packet *d)
+{
+	const struct dec_tcp *t = &d->tcp;
+	int fam = dec_has(d, DEC_L_IPV6) ? AF_INET6 : AF_INET;
+	const uint8_t *sa = fam == AF_INET6 ? d->ip6.src : d->ip4.src;
+	const uint8_t *da = fam == AF_INET6 ? d->ip6.dst : d->ip4.dst;
+
 	if (r->replay && r->n_segs == 0 && !r->cport) {
 		/* The first segment names the connection: its sender is the client,
 		 * unless it answers a SYN. */
@@ -408,24 +430,52 @@ static void emit_frame(struct hs_run *r, const struct pending *p)
 									 : TCPST_ESTABLISHED);
 	}
 	if (t->sport == r->cport && t->dport == r->sport)
-		dir = 0;
-	else if (t->sport == r->sport && t->dport == r->cport)
-		dir = 1;
-	else {
-		r->segs_dropped++; /* another connection in a replayed file */
-		free(d);
-		return;
-	}
+		return 0;
+	if (t->sport == r->sport && t->dport == r->cport)
+		return 1;
+	return -1;
+}
+
+/* A segment that left its sender: number it, emit it, and let the sender's
+ * machine see it go (and, on loopback or in a replay, where it arrives the
+ * same instant, the receiver's machine see it come). */
+static void emit_send(struct hs_run *r, const struct pending *p, const struct dec_packet *d,
+		      int dir, int arrives_now)
+{
+	const struct dec_tcp *t = &d->tcp;
+	int fam = dec_has(d, DEC_L_IPV6) ? AF_INET6 : AF_INET;
+	const uint8_t *sa = fam == AF_INET6 ? d->ip6.src : d->ip4.src;
+	const uint8_t *da = fam == AF_INET6 ? d->ip6.dst : d->ip4.dst;
+	struct seg_rec *sg;
+	json_t *f, *dj;
+	char fl[16];
+	int n;
+
 	if (r->n_segs == MAX_SEGS) {
 		r->segs_dropped++;
-		free(d);
 		return;
 	}
+	if (r->pcap) {
+		struct cap_frame cf = {.ts_real = p->u.frame.ts_real,
+				       .t_mono_ns = p->t_ns,
+				       .data = p->u.frame.data,
+				       .caplen = p->u.frame.caplen,
+				       .len = p->u.frame.len,
+				       .link = p->u.frame.link};
+		cap_pcap_write(r->pcap, &cf);
+	}
 	n = ++r->n_segs;
-	r->segs[n - 1].t_ns = p->t_ns;
-	r->segs[n - 1].dir = dir;
-	r->segs[n - 1].flags = t->flags;
-	r->segs[n - 1].ack = t->ack;
+	sg = &r->segs[n - 1];
+	memset(sg, 0, sizeof *sg);
+	sg->t_ns = p->t_ns;
+	sg->t_arr_ns = arrives_now ? p->t_ns : -1;
+	sg->arrivals = arrives_now;
+	sg->dir = dir;
+	sg->flags = t->flags;
+	sg->seq = t->seq;
+	sg->ack = t->ack;
+	sg->len = t->payload_len;
+	sg->ip_id = dec_has(d, DEC_L_IPV4) ? d->ip4.id : 0;
 	if ((t->flags & DEC_TCP_SYN) && !r->isn_known[dir]) {
 		r->isn_known[dir] = 1;
 		r->isn[dir] = t->seq;
@@ -474,40 +524,102 @@ static void emit_frame(struct hs_run *r, const struct pending *p)
 								    : HEX_MAX));
 	if (p->u.frame.caplen > HEX_MAX)
 		json_object_set_new(f, "bytes_truncated", json_true());
-	{
-		json_t *dj = dec_packet_json(d);
-		layers = json_object_get(dj, "layers");
-		json_object_set(f, "layers", layers);
-		json_decref(dj);
-	}
+	dj = dec_packet_json(d);
+	json_object_set(f, "layers", json_object_get(dj, "layers"));
+	json_decref(dj);
+	if (p->u.frame.host >= 0)
+		json_object_set_new(f, "captured_at", json_string(side_names[p->u.frame.host]));
 	ev_emit(r->ctx->em, "segment", f);
 	track_close(r, dir, t, n);
-	/* The sender's machine sees it go out, the receiver's come in. */
-	{
-		struct tcpst_change ch[2];
-		int side, k, m;
-		for (side = SIDE_CLIENT; side <= SIDE_SERVER; side++) {
-			int outgoing = (side == SIDE_CLIENT) == (dir == 0);
-			m = tcpst_infer_segment(&r->inf[side], outgoing, t->flags, t->seq, t->ack,
-						t->payload_len, ch);
-			for (k = 0; k < m; k++) {
-				if (r->n_infd[side] < MAX_TRANS) {
-					struct trans *tr = &r->infd[side][r->n_infd[side]++];
-					memset(tr, 0, sizeof *tr);
-					tr->from = ch[k].from;
-					tr->to = ch[k].to;
-					tr->src = SRC_INFERRED;
-					tr->t_ns = p->t_ns;
-					tr->seg = n;
-					tr->incoming = !outgoing;
-					tr->why = ch[k].why;
-				}
-				emit_state(r, side, ch[k].from, ch[k].to, SRC_INFERRED, p->t_ns,
-					   json_pack("{s:i, s:s}", "seg", n, "why", ch[k].why));
-			}
+	feed(r, dir == 0 ? SIDE_CLIENT : SIDE_SERVER, 1, sg, n, p->t_ns);
+	if (arrives_now)
+		feed(r, dir == 0 ? SIDE_SERVER : SIDE_CLIENT, 0, sg, n, p->t_ns);
+}
+
+/* A segment reaching its receiver (two hosts): find it among those sent (the
+ * same direction, IP id, numbers, flags and length), say when it arrived,
+ * and let the receiver's machine see it. A second arrival is a duplicate the
+ * wire made. */
+static void emit_arrival(struct hs_run *r, const struct pending *p, const struct dec_packet *d,
+			 int dir)
+{
+	const struct dec_tcp *t = &d->tcp;
+	uint16_t id = dec_has(d, DEC_L_IPV4) ? d->ip4.id : 0;
+	int i, n = 0;
+	struct seg_rec *sg;
+
+	for (i = 0; i < r->n_segs; i++) {
+		sg = &r->segs[i];
+		if (sg->dir == dir && sg->ip_id == id && sg->seq == t->seq && sg->ack == t->ack &&
+		    sg->flags == t->flags && sg->len == t->payload_len) {
+			n = i + 1;
+			if (!sg->arrivals)
+				break; /* the first copy not yet arrived */
 		}
 	}
+	if (!n) {
+		r->arrivals_unmatched++;
+		return;
+	}
+	sg = &r->segs[n - 1];
+	sg->arrivals++;
+	ev_emit(r->ctx->em, "arrival",
+		json_pack("{s:i, s:s, s:I, s:I, s:b}", "n", n, "who", dir ? "client" : "server",
+			  "t_kernel_us", run_us(r, p->t_ns), "wire_us",
+			  (json_int_t)((p->t_ns - sg->t_ns) / 1000), "duplicate", sg->arrivals > 1));
+	if (sg->arrivals > 1)
+		return; /* the kernel drops a duplicate as old data; the machine need not see it */
+	sg->t_arr_ns = p->t_ns;
+	feed(r, dir == 0 ? SIDE_SERVER : SIDE_CLIENT, 0, sg, n, p->t_ns);
+}
+
+/* After each segment: has the connection ended on both sides (as far as the
+ * packets tell)? The lab waits for this before it stops watching, so the
+ * last segments still on the wire are seen. */
+static void note_settled(struct hs_run *r)
+{
+	int c = r->inf[SIDE_CLIENT].state, s = r->inf[SIDE_SERVER].state;
+	int done = (c == TCPST_CLOSE || c == TCPST_TIME_WAIT) &&
+		   (s == TCPST_CLOSE || s == TCPST_TIME_WAIT) && r->n_segs > 0;
+
+	pthread_mutex_lock(&r->lock);
+	r->settled = done;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void emit_frame(struct hs_run *r, const struct pending *p)
+{
+	struct dec_packet *d = malloc(sizeof *d);
+	int dir;
+
+	if (!d)
+		return;
+	dec_packet(p->u.frame.data, p->u.frame.caplen, p->u.frame.len, p->u.frame.link, d);
+	if (!dec_has(d, DEC_L_TCP) || d->layer[DEC_L_TCP].span.len < 20) {
+		/* Not a TCP segment we can place: shown raw, counted apart. */
+		if (p->u.frame.host < 0 || p->u.frame.outgoing) {
+			json_t *j = dec_packet_json(d);
+			json_object_set_new(j, "t_kernel_us", json_integer(run_us(r, p->t_ns)));
+			json_object_set_new(j, "bytes",
+					    hex_json(p->u.frame.data, p->u.frame.caplen < HEX_MAX
+									 ? p->u.frame.caplen
+									 : HEX_MAX));
+			ev_emit(r->ctx->em, "packet", j);
+		}
+		free(d);
+		return;
+	}
+	dir = seg_dir(r, d);
+	if (dir < 0)
+		r->segs_dropped++; /* another connection in a replayed file */
+	else if (p->u.frame.host < 0)
+		emit_send(r, p, d, dir, 1); /* loopback or a replay: it arrives as it leaves */
+	else if (p->u.frame.outgoing)
+		emit_send(r, p, d, dir, 0);
+	else
+		emit_arrival(r, p, d, dir);
 	free(d);
+	note_settled(r);
 }
 
 /* ---- emitting: kernel states ---- */
@@ -635,7 +747,8 @@ static void emit_until(struct hs_run *r, int64_t horizon)
 
 static int on_frame(void *arg, const struct cap_frame *f)
 {
-	struct hs_run *r = arg;
+	const struct frame_src *src = arg;
+	struct hs_run *r = src->r;
 	struct pending p;
 
 	memset(&p, 0, sizeof p);
@@ -649,6 +762,8 @@ static int on_frame(void *arg, const struct cap_frame *f)
 	p.u.frame.len = f->len;
 	p.u.frame.ts_real = f->ts_real;
 	p.u.frame.link = f->link;
+	p.u.frame.host = src->host;
+	p.u.frame.outgoing = f->outgoing;
 	if (pend_push(r, &p) < 0) {
 		free(p.u.frame.data);
 		return -ENOMEM;
@@ -718,13 +833,28 @@ static void flush_diag(struct hs_run *r, int64_t t_ns)
 /* One sock_diag sample. Its time is when the dump returned: the kernel
  * walked its socket tables somewhere during the call, so every state it
  * reports was reached by then (the start would put it too early). */
+/* sock_diag lists the sockets of the caller's namespace: on two hosts, ask
+ * in each (this thread moves between them). */
+static void diag_each_host(struct hs_run *r, tcpst_diag_fn fn, void *arg)
+{
+	char err[128];
+
+	if (!r->net) {
+		tcpst_diag_dump(AF_INET, fn, arg, err, sizeof err);
+		return;
+	}
+	if (net_enter(r->net, NET_CLIENT) == 0)
+		tcpst_diag_dump(AF_INET, fn, arg, err, sizeof err);
+	if (net_enter(r->net, NET_SERVER) == 0)
+		tcpst_diag_dump(AF_INET, fn, arg, err, sizeof err);
+}
+
 static void sample_diag(struct hs_run *r)
 {
 	struct diag_ctx d = {r, 0};
-	char err[128];
 
 	r->n_diag = 0;
-	tcpst_diag_dump(AF_INET, on_diag, &d, err, sizeof err);
+	diag_each_host(r, on_diag, &d);
 	d.t_ns = mono_ns();
 	flush_diag(r, d.t_ns);
 	r->last_diag_ns = d.t_ns;
@@ -746,12 +876,20 @@ static void emit_timers(struct hs_run *r)
 	}
 }
 
+/* Read what both captures hold now. */
+static void read_captures(struct hs_run *r)
+{
+	if (r->cap)
+		cap_read(r->cap, on_frame, &r->fsrc[0]);
+	if (r->ccap)
+		cap_read(r->ccap, on_frame, &r->fsrc[1]);
+}
+
 static void observe_once(struct hs_run *r)
 {
 	int64_t now;
 
-	if (r->cap)
-		cap_read(r->cap, on_frame, r);
+	read_captures(r);
 	if (r->trace)
 		tcpst_trace_read(r->trace, on_trace, r);
 	now = mono_ns();
@@ -795,22 +933,23 @@ static void *observer(void *arg)
 	struct hs_run *r = arg;
 
 	for (;;) {
-		struct pollfd p[3];
+		struct pollfd p[4];
 		int n = 0;
 		uint64_t v;
 
 		p[n++] = (struct pollfd){r->stop_fd, POLLIN, 0};
 		if (r->cap)
 			p[n++] = (struct pollfd){cap_fd(r->cap), POLLIN, 0};
+		if (r->ccap)
+			p[n++] = (struct pollfd){cap_fd(r->ccap), POLLIN, 0};
 		if (r->trace)
 			p[n++] = (struct pollfd){tcpst_trace_fd(r->trace), POLLIN, 0};
 		poll(p, (nfds_t)n, OBSERVE_POLL_MS);
 		observe_once(r);
 		if (r->diag_state[SIDE_CLIENT] == TCPST_TIME_WAIT ||
 		    r->diag_state[SIDE_SERVER] == TCPST_TIME_WAIT) {
-			char err[64];
 			if (mono_ns() - r->last_timer_ns >= (int64_t)TIMER_EVERY_MS * 1000000)
-				tcpst_diag_dump(AF_INET, on_diag_tw, r, err, sizeof err);
+				diag_each_host(r, on_diag_tw, r);
 			note_tw_left(r);
 		}
 		if (read(r->stop_fd, &v, sizeof v) == sizeof v)
@@ -873,17 +1012,25 @@ static int same_packet(const struct hs_run *r, int side, const struct trans *inf
 {
 	int seg = inf->seg, i, at = 0;
 	int dir_in = side == SIDE_CLIENT ? 1 : 0; /* the direction this side receives */
+	int64_t best = 0;
 
 	if (seg < 1 || seg > r->n_segs)
 		return 0;
-	if (inf->incoming) {
-		for (i = 0; i < r->n_segs; i++)
-			if (r->segs[i].dir == dir_in && r->segs[i].t_ns <= k->t_ns + 1000)
+	for (i = 0; i < r->n_segs; i++) {
+		const struct seg_rec *sg = &r->segs[i];
+		if (inf->incoming) {
+			/* The last one to arrive here before the change (by arrival
+			 * time: a wire may reorder). */
+			if (sg->dir == dir_in && sg->t_arr_ns >= 0 && sg->t_arr_ns <= k->t_ns + 1000 &&
+			    (!at || sg->t_arr_ns >= best)) {
 				at = i + 1;
-	} else {
-		for (i = r->n_segs - 1; i >= 0; i--)
-			if (r->segs[i].dir != dir_in && r->segs[i].t_ns >= k->t_ns - 1000)
-				at = i + 1;
+				best = sg->t_arr_ns;
+			}
+		} else if (sg->dir != dir_in && sg->t_ns >= k->t_ns - 1000 && (!at || sg->t_ns < best)) {
+			/* The first one this side sent after the change. */
+			at = i + 1;
+			best = sg->t_ns;
+		}
 	}
 	if (at == seg)
 		return 1;
@@ -967,7 +1114,7 @@ static const struct diff_text *explain(const struct hs_run *r, int side, const s
 		for (j = 0; j < r->n_kern[side]; j++)
 			if (r->kern[side][j].to == TCPST_CLOSE && r->kern[side][j].from == f->from)
 				return &diff_timewait;
-	if (r->sc == SC_SIMULTANEOUS && !r->replay && side == SIDE_CLIENT)
+	if (r->sc == SC_SIMULTANEOUS && !r->replay && !r->net && side == SIDE_CLIENT)
 		return &diff_unsent_fin;
 	if (f && !r->trace && !r->replay)
 		return &diff_tcp_info;
@@ -1147,6 +1294,12 @@ static const char *const scenario_notes[] = {
 		"reads every byte before recv() returns 0.",
 };
 
+static const char simultaneous_wire_note[] =
+	"Both sides close at once. Each FIN is on the wire for the wire's delay, so each side "
+	"sends its FIN before the other's arrives: both go from FIN_WAIT_1 to CLOSING (a FIN "
+	"came, but not yet the ACK of their own), then to TIME_WAIT when that ACK arrives. Both "
+	"sides end in TIME_WAIT.";
+
 /* Keep the client sending until some of its data cannot leave (the server's
  * window is full): its FIN will then wait behind that data. */
 static int fill_window(struct hs_run *r, int cfd)
@@ -1194,16 +1347,26 @@ static int run_scenario(struct hs_run *r)
 	int rc = 0;
 	ssize_t n;
 
-	ev_note(ctx->em, "handshake.scenario",
-		json_pack("{s:s}", "scenario", scenario_choices[r->sc]), scenario_notes[r->sc]);
+	ev_note(ctx->em, r->net && r->sc == SC_SIMULTANEOUS ? "handshake.scenario.wire"
+							      : "handshake.scenario",
+		json_pack("{s:s}", "scenario", scenario_choices[r->sc]),
+		r->net && r->sc == SC_SIMULTANEOUS ? simultaneous_wire_note : scenario_notes[r->sc]);
 	data = payload(r->data, "hello, server! ");
 	reply = payload(r->reply, "hello, client! ");
 	if (!data || !reply) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* A socket belongs to the namespace (host) where it is made, whichever
+	 * thread uses it later: make each on its own host. */
 	if (r->sc != SC_REFUSED) {
-		int lfd = lsock_socket(ctx, W_LISTENER, AF_INET, SOCK_STREAM);
+		int lfd;
+
+		if ((rc = net_enter(r->net, NET_SERVER)) < 0) {
+			rc = fail_step(r, "entering the server's host", rc);
+			goto out;
+		}
+		lfd = lsock_socket(ctx, W_LISTENER, AF_INET, SOCK_STREAM);
 		if (lfd < 0) {
 			rc = fail_step(r, "socket()", lfd);
 			goto out;
@@ -1219,6 +1382,10 @@ static int run_scenario(struct hs_run *r)
 			rc = fail_step(r, "the server's bind()/listen()", rc);
 			goto out;
 		}
+	}
+	if ((rc = net_enter(r->net, NET_CLIENT)) < 0) {
+		rc = fail_step(r, "entering the client's host", rc);
+		goto out;
 	}
 	r->fds[SIDE_CLIENT] = lsock_socket(ctx, W_CLIENT, AF_INET, SOCK_STREAM);
 	if (r->fds[SIDE_CLIENT] < 0) {
@@ -1317,6 +1484,13 @@ static int run_scenario(struct hs_run *r)
 		break;
 	}
 	case SC_SIMULTANEOUS:
+		if (r->net) {
+			/* Over the wire: both close, one right after the other; the
+			 * FINs cross. */
+			closefd(r, W_CLIENT, SIDE_CLIENT);
+			closefd(r, W_SERVER, SIDE_SERVER);
+			break;
+		}
 		rc = fill_window(r, r->fds[SIDE_CLIENT]);
 		if (rc < 0) {
 			rc = fail_step(r, "filling the server's window", rc);
@@ -1404,14 +1578,20 @@ static int pick_endpoints(struct hs_run *r)
 	memset(&r->cli, 0, sizeof r->cli);
 	memset(&r->srv, 0, sizeof r->srv);
 	r->cli.sin_family = r->srv.sin_family = AF_INET;
-	/* 127.x.y.z with y, z in 1..254: never a network or broadcast-looking
-	 * address, and x > 0 keeps clear of the busy 127.0.0.0/16. */
-	r->srv.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)(1 + rnd[0] % 254) << 16 |
-				       (uint32_t)(1 + rnd[1] % 254) << 8 | (1 + rnd[2] % 254));
-	r->cli.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)(1 + rnd[3] % 254) << 16 |
-				       (uint32_t)(1 + rnd[4] % 254) << 8 | (1 + rnd[5] % 254));
-	if (r->cli.sin_addr.s_addr == r->srv.sin_addr.s_addr)
-		r->cli.sin_addr.s_addr ^= htonl(1);
+	if (r->net) {
+		/* Two hosts: their own addresses, leased for this run alone. */
+		r->srv.sin_addr.s_addr = htonl(net_addr(r->net, NET_SERVER));
+		r->cli.sin_addr.s_addr = htonl(net_addr(r->net, NET_CLIENT));
+	} else {
+		/* 127.x.y.z with y, z in 1..254: never a network or broadcast-looking
+		 * address, and x > 0 keeps clear of the busy 127.0.0.0/16. */
+		r->srv.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)(1 + rnd[0] % 254) << 16 |
+					       (uint32_t)(1 + rnd[1] % 254) << 8 | (1 + rnd[2] % 254));
+		r->cli.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)(1 + rnd[3] % 254) << 16 |
+					       (uint32_t)(1 + rnd[4] % 254) << 8 | (1 + rnd[5] % 254));
+		if (r->cli.sin_addr.s_addr == r->srv.sin_addr.s_addr)
+			r->cli.sin_addr.s_addr ^= htonl(1);
+	}
 	r->sport = (uint16_t)(20000 + (rnd[6] << 8 | rnd[7]) % 10000);
 	r->cport = (uint16_t)(30000 + (rnd[8] << 8 | rnd[9]) % 30000);
 	r->srv.sin_port = htons(r->sport);
@@ -1424,7 +1604,7 @@ static int pick_endpoints(struct hs_run *r)
 static int start_observers(struct hs_run *r)
 {
 	struct lab_ctx *ctx = r->ctx;
-	char expr[512], filter[256], err[512];
+	char expr[512], filter[256], err[512] = "";
 	int rc;
 
 	tcpst_trace_cleanup_stale();
@@ -1433,8 +1613,22 @@ static int start_observers(struct hs_run *r)
 		 "tcp and ((src host %s and src port %u and dst host %s and dst port %u) or "
 		 "(src host %s and src port %u and dst host %s and dst port %u))",
 		 r->cli_ip, r->cport, r->srv_ip, r->sport, r->srv_ip, r->sport, r->cli_ip, r->cport);
-	rc = cap_open(&r->cap, "lo", expr, err, sizeof err);
+	/* Two hosts: each host's eth0 (a capture opens in the namespace of the
+	 * thread that makes it), so each segment is seen leaving and arriving.
+	 * Loopback: lo. */
+	r->fsrc[0] = (struct frame_src){r, r->net ? SIDE_SERVER : -1};
+	r->fsrc[1] = (struct frame_src){r, SIDE_CLIENT};
+	rc = net_enter(r->net, NET_SERVER);
+	if (rc == 0)
+		rc = cap_open(&r->cap, r->net ? NET_IFNAME : "lo", expr, err, sizeof err);
+	if (rc == 0 && r->net) {
+		rc = net_enter(r->net, NET_CLIENT);
+		if (rc == 0)
+			rc = cap_open(&r->ccap, NET_IFNAME, expr, err, sizeof err);
+	}
 	if (rc < 0) {
+		if (!err[0] || rc == -EBADF)
+			snprintf(err, sizeof err, "entering a host's namespace: %s", strerror(-rc));
 		ev_error(ctx->em, rc == -EPERM ? "no_capture_privilege" : "capture_failed", NULL, err);
 		return rc;
 	}
@@ -1447,8 +1641,9 @@ static int start_observers(struct hs_run *r)
 		}
 	}
 	ev_emit(ctx->em, "capture",
-		json_pack("{s:s, s:s, s:s, s:b}", "interface", "lo", "filter", expr, "link",
-			  r->link == CAP_LINK_ETHERNET ? "ethernet" : "raw", "pcap",
+		json_pack("{s:s, s:[s, s*], s:s, s:s, s:b}", "interface", r->net ? NET_IFNAME : "lo",
+			  "hosts", r->net ? "client" : "loopback", r->net ? "server" : NULL, "filter",
+			  expr, "link", r->link == CAP_LINK_ETHERNET ? "ethernet" : "raw", "pcap",
 			  ctx->pcap_path != NULL));
 	snprintf(filter, sizeof filter, "(sport == %u && dport == %u) || (sport == %u && (dport == %u "
 		 "|| dport == 0))", r->cport, r->sport, r->sport, r->cport);
@@ -1485,13 +1680,30 @@ static void stop_observers(struct hs_run *r)
 		pthread_join(r->tid, NULL);
 		r->running = 0;
 	}
-	if (r->cap)
-		cap_read(r->cap, on_frame, r);
+	read_captures(r);
 	if (r->trace)
 		tcpst_trace_read(r->trace, on_trace, r);
 	if (r->cap)
 		sample_diag(r);
 	emit_until(r, INT64_MAX);
+}
+
+/* The programs are done, but over a wire the last segments may still be
+ * travelling: wait until both sides' machines have ended (CLOSED or
+ * TIME_WAIT), at most SETTLE_MS (a lossy wire may take retransmissions). */
+static void wait_settled(struct hs_run *r)
+{
+	int64_t end = mono_ns() + (int64_t)SETTLE_MS * 1000000;
+
+	for (;;) {
+		int done;
+
+		pthread_mutex_lock(&r->lock);
+		done = r->settled;
+		pthread_mutex_unlock(&r->lock);
+		if (done || mono_ns() >= end || lab_sleep_ms(r->ctx, 5) < 0)
+			return;
+	}
 }
 
 /* ---- replay ---- */
@@ -1541,6 +1753,7 @@ static int run_replay(struct hs_run *r, const char *path)
 		p.u.frame.len = fr.len;
 		p.u.frame.ts_real = fr.ts_real;
 		p.u.frame.link = fr.link;
+		p.u.frame.host = -1; /* one capture point: each frame leaves and arrives */
 		emit_frame(r, &p);
 	}
 	cap_file_close(f);
@@ -1560,7 +1773,8 @@ static void close_note(struct hs_run *r)
 	const char *active = first == 0 ? "client" : "server";
 	const char *passive = first == 0 ? "server" : "client";
 
-	if (r->closes_three < 0)
+	/* A simultaneous close is neither pattern: each side ACKs a FIN. */
+	if (r->closes_three < 0 || (r->sc == SC_SIMULTANEOUS && !r->replay))
 		return;
 	if (r->closes_three)
 		ev_note(r->ctx->em, "handshake.close_three",
@@ -1590,15 +1804,22 @@ static void summary(struct hs_run *r, const int diffs[2])
 			c2s++;
 	}
 	json_object_set_new(s, "scenario", json_string(r->replay ? "replay" : scenario_choices[r->sc]));
+	if (!r->replay)
+		json_object_set_new(s, "network", json_string(r->net ? "two-hosts" : "loopback"));
+	if (r->arrivals_unmatched)
+		json_object_set_new(s, "arrivals_unmatched", json_integer(r->arrivals_unmatched));
 	json_object_set_new(s, "segments", json_integer(r->n_segs));
 	json_object_set_new(s, "client_to_server", json_integer(c2s));
 	json_object_set_new(s, "server_to_client", json_integer(s2c));
 	if (r->segs_dropped)
 		json_object_set_new(s, "segments_not_shown", json_integer(r->segs_dropped));
-	json_object_set_new(s, "close",
-			    r->closes_three < 0 ? json_null()
-						: json_string(r->closes_three ? "three segments"
-									  : "four segments"));
+	if (r->sc == SC_SIMULTANEOUS && !r->replay)
+		json_object_set_new(s, "close", json_string("simultaneous"));
+	else
+		json_object_set_new(s, "close",
+				    r->closes_three < 0 ? json_null()
+							: json_string(r->closes_three ? "three segments"
+										  : "four segments"));
 	json_object_set_new(s, "client_state", json_string(tcpst_name(r->inf[SIDE_CLIENT].state)));
 	json_object_set_new(s, "server_state", json_string(tcpst_name(r->inf[SIDE_SERVER].state)));
 	if (!r->replay) {
@@ -1607,8 +1828,14 @@ static void summary(struct hs_run *r, const int diffs[2])
 		json_object_set_new(s, "disagreements",
 				    json_pack("{s:i, s:i}", "client", diffs[0], "server", diffs[1]));
 		if (r->cap) {
+			uint64_t drops;
 			cap_get_stats(r->cap, &st);
-			json_object_set_new(s, "capture_drops", json_integer((json_int_t)st.kernel_drops));
+			drops = st.kernel_drops;
+			if (r->ccap) {
+				cap_get_stats(r->ccap, &st);
+				drops += st.kernel_drops;
+			}
+			json_object_set_new(s, "capture_drops", json_integer((json_int_t)drops));
 		}
 		for (i = SIDE_CLIENT; i <= SIDE_SERVER; i++)
 			if (r->tw_seen[i])
@@ -1634,6 +1861,7 @@ static int hs_run(struct lab_ctx *ctx)
 		return -ENOMEM;
 	}
 	r->ctx = ctx;
+	r->net = ctx->net;
 	r->sc = (enum scenario)lab_int(p, "scenario");
 	r->data = (size_t)lab_int(p, "data");
 	r->reply = (size_t)lab_int(p, "reply");
@@ -1661,17 +1889,24 @@ static int hs_run(struct lab_ctx *ctx)
 		ev_error(ctx->em, "internal", NULL, "no random numbers for the run's addresses");
 		goto done;
 	}
-	ev_note(ctx->em, "handshake.addresses",
+	ev_note(ctx->em, r->net ? "handshake.addresses.hosts" : "handshake.addresses",
 		json_pack("{s:s, s:i, s:s, s:i}", "client", r->cli_ip, "client_port", r->cport,
 			  "server", r->srv_ip, "server_port", r->sport),
-		"This run's client and server have random loopback addresses (all of 127/8 "
-		"answers on lo) and random ports. The kernel's state tracepoint sees every "
-		"network namespace on the machine; filtering it by these addresses and ports shows "
-		"this run's sockets and nobody else's.");
+		r->net ? "The client and the server are two hosts joined by a wire that delays "
+			 "every frame, so each segment is captured twice: leaving one host and "
+			 "arriving at the other. The kernel's state tracepoint sees every network "
+			 "namespace on the machine; it is filtered by this run's addresses (leased "
+			 "for it alone) and random ports."
+		       : "This run's client and server have random loopback addresses (all of "
+			 "127/8 answers on lo) and random ports. The kernel's state tracepoint sees "
+			 "every network namespace on the machine; filtering it by these addresses and "
+			 "ports shows this run's sockets and nobody else's.");
 	rc = start_observers(r);
 	if (rc < 0)
 		goto done;
 	rc = run_scenario(r);
+	if (rc == 0)
+		wait_settled(r);
 	if (rc == 0 && r->observe_ms > 0 && r->sc != SC_REFUSED && r->sc != SC_ABORT)
 		lab_sleep_ms(ctx, r->observe_ms);
 	stop_observers(r);
@@ -1697,6 +1932,7 @@ done:
 		summary(r, diffs);
 	tcpst_trace_close(r->trace);
 	cap_close(r->cap);
+	cap_close(r->ccap);
 	cap_pcap_close(r->pcap);
 	if (r->stop_fd >= 0)
 		close(r->stop_fd);
@@ -1711,6 +1947,13 @@ done:
 	return rc;
 }
 
+/* A replay reads a file: it needs no network at all (no namespaces, no
+ * privileges). */
+static enum lab_net hs_network(const struct lab_params *p)
+{
+	return lab_str(p, "replay")[0] ? LAB_NET_NONE : LAB_NET_PRIVATE;
+}
+
 static int hs_check(const struct lab_params *p, const char **param, char *err, size_t errlen)
 {
 	const char *replay = lab_str(p, "replay");
@@ -1718,7 +1961,8 @@ static int hs_check(const struct lab_params *p, const char **param, char *err, s
 
 	if (replay[0]) {
 		static const char *const live_only[] = {"scenario", "data", "reply", "close_delay_ms",
-							"observe_ms", NULL};
+							"observe_ms", "network", "c2s_delay_ms",
+							"s2c_delay_ms", NULL};
 		int i;
 		if (access(replay, R_OK) < 0) {
 			*param = "replay";
@@ -1736,6 +1980,26 @@ static int hs_check(const struct lab_params *p, const char **param, char *err, s
 				return -EINVAL;
 			}
 		return 0;
+	}
+	if (lab_int(p, "network") == 0) {
+		/* On loopback the two-hosts default delay is no impairment: only
+		 * a delay asked for explicitly is refused (no wire to delay). */
+		struct lab_params *q = malloc(sizeof *q);
+		int rc;
+
+		if (!q)
+			return -ENOMEM;
+		*q = *p;
+		if (!lab_is_set(p, "c2s_delay_ms"))
+			q->v[lab_param_index(p->lab, "c2s_delay_ms")].i = 0;
+		if (!lab_is_set(p, "s2c_delay_ms"))
+			q->v[lab_param_index(p->lab, "s2c_delay_ms")].i = 0;
+		rc = net_params_check(q, param, err, errlen);
+		free(q);
+		if (rc < 0)
+			return rc;
+	} else if (net_params_check(p, param, err, errlen) < 0) {
+		return -EINVAL;
 	}
 	if (sc == SC_DATA_CLOSE && lab_int(p, "data") < 1) {
 		*param = "data";
@@ -1849,8 +2113,16 @@ static int hs_format(const struct lab_params *p, const json_t *ev, char *buf, si
 		    (double)ji(ev, "t_us") / 1000.0, js(ev, "who"), js(ev, "state"),
 		    (double)ji(ev, "ms_left") / 1000.0, js(ev, "source"));
 	} else if (!strcmp(type, "capture")) {
-		put(buf, len, &off, "%10.3f  capturing on %s: %s\n", (double)ji(ev, "t_us") / 1000.0,
-		    js(ev, "interface"), js(ev, "filter"));
+		put(buf, len, &off, "%10.3f  capturing on %s%s: %s\n", (double)ji(ev, "t_us") / 1000.0,
+		    js(ev, "interface"),
+		    json_array_size(json_object_get(ev, "hosts")) > 1 ? " of both hosts" : "",
+		    js(ev, "filter"));
+	} else if (!strcmp(type, "arrival")) {
+		put(buf, len, &off, "%10.3f  %-10s #%lld reached the %s after %.3f ms on the wire%s\n", ms,
+		    "packet", ji(ev, "n"), js(ev, "who"), (double)ji(ev, "wire_us") / 1000.0,
+		    json_is_true(json_object_get(ev, "duplicate")) ? " (a duplicate)" : "");
+	} else if (!strcmp(type, "wire") && !strcmp(js(ev, "action"), "delay")) {
+		return 0; /* every frame is delayed: the arrival lines say by how much */
 	} else if (!strcmp(type, "state.compare")) {
 		size_t i;
 		const json_t *row;
@@ -1883,6 +2155,7 @@ const struct lab_desc lab_handshake = {
 	.params = hs_params,
 	.n_params = sizeof hs_params / sizeof hs_params[0],
 	.check = hs_check,
+	.network = hs_network,
 	.captures = 1,
 	.run = hs_run,
 	.format = hs_format,

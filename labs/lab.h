@@ -71,6 +71,7 @@ struct net;
 enum lab_net {
 	LAB_NET_PRIVATE, /* its own network namespace when permitted (the normal case) */
 	LAB_NET_HOST,    /* the host's network: a port a student's own program can reach */
+	LAB_NET_NONE,    /* no network at all (a lab that only reads a file, like a replay) */
 };
 
 struct lab_desc {

@@ -541,7 +541,7 @@ int cli_run(int argc, char **argv)
 	json_t *start, *net_desc = NULL;
 	struct net_config ncfg;
 	struct net *net = NULL;
-	int has_net, host_net;
+	int has_net, host_net, no_net;
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		run_usage(argc < 2 ? stderr : stdout);
@@ -639,8 +639,9 @@ int cli_run(int argc, char **argv)
 
 	/* The namespaces must be made before any thread exists, so every lab
 	 * thread starts in one. */
-	has_net = net_lab_has_params(lab);
 	host_net = lab->network && lab->network(&params) == LAB_NET_HOST;
+	no_net = lab->network && lab->network(&params) == LAB_NET_NONE;
+	has_net = net_lab_has_params(lab) && !no_net;
 	memset(&ncfg, 0, sizeof ncfg);
 	if (has_net)
 		net_config_read(&params, &ncfg);
@@ -653,6 +654,8 @@ int cli_run(int argc, char **argv)
 	if (host_net) {
 		snprintf(note, sizeof note,
 			 "the host's network (this lab serves clients from outside the sandbox)");
+	} else if (no_net) {
+		snprintf(note, sizeof note, "no network: this run only reads a file");
 	} else if (has_net && ncfg.kind == NET_TWO_HOSTS) {
 		if (net_create(&net, &ncfg, net_err, sizeof net_err) == 0) {
 			netns = 1;

@@ -60,10 +60,12 @@ extern const char *const net_wire_choices[];
 
 /* Entries for a lab's lab_param_def table: the network and the wire's
  * impairment per direction (c2s_: client to server, s2c_: server to client). */
-#define NET_DIR_PARAMS(d, D, ADV)                                                              \
+#define NET_DIR_PARAMS(d, D, ADV) NET_DIR_PARAMS_D(d, D, ADV, "0")
+/* The same with another default delay (a string, in ms). */
+#define NET_DIR_PARAMS_D(d, D, ADV, DELAY)                                                     \
 	{d "_delay_ms", LAB_P_INT, D ": delay",                                                 \
-	 D ": one-way delay the wire adds to every frame (two-hosts only)", "ms", "0", 0, 10000,  \
-	 NULL, ADV},                                                                           \
+	 D ": one-way delay the wire adds to every frame (two-hosts only)", "ms", DELAY, 0,       \
+	 10000, NULL, ADV},                                                                    \
 	{d "_loss_pct", LAB_P_INT, D ": loss",                                                  \
 	 D ": share of IP frames the wire drops (two-hosts only)", "%", "0", 0, 100, NULL, ADV},   \
 	{d "_jitter_ms", LAB_P_INT, D ": jitter",                                               \
@@ -81,14 +83,18 @@ extern const char *const net_wire_choices[];
 	   "s of backlog, then they are dropped)",                                             \
 	 "kbit/s", "0", 0, 10000000, NULL, LAB_PF_ADVANCED}
 
-#define NET_PARAMS                                                                             \
+#define NET_PARAMS NET_PARAMS_D("loopback", "0")
+/* The same with another default network and one-way delay (both strings),
+ * for a lab best seen over a slow wire. Such a lab's check() must accept
+ * network=loopback with the delays left at their defaults. */
+#define NET_PARAMS_D(NETWORK, DELAY)                                                           \
 	{"network", LAB_P_ENUM, "Network",                                                       \
 	 "loopback: one namespace and its loopback (no wire, 64 KiB MTU); two-hosts: a client "   \
 	 "and a server host with Ethernet interfaces (MTU 1500) joined by a wire you can make "   \
 	 "slow, lossy and jittery",                                                            \
-	 NULL, "loopback", 0, 0, net_network_choices, 0},                                      \
-	NET_DIR_PARAMS("c2s", "Client to server", 0),                                          \
-	NET_DIR_PARAMS("s2c", "Server to client", 0),                                          \
+	 NULL, NETWORK, 0, 0, net_network_choices, 0},                                         \
+	NET_DIR_PARAMS_D("c2s", "Client to server", 0, DELAY),                                 \
+	NET_DIR_PARAMS_D("s2c", "Server to client", 0, DELAY),                                 \
 	{"wire", LAB_P_ENUM, "Wire",                                                             \
 	 "two-hosts: auto uses a veth pair when nothing is impaired, else socklab's relay; "       \
 	 "relay always uses the relay (to see or measure it)",                                 \

@@ -3,6 +3,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -119,13 +120,23 @@ def labs_lists_handshake_schema():
                                   "half-close", "refused", "abort", "data-close"], "scenarios")
     eq((p["data"]["min"], p["data"]["max"]), (0, 65536), "data range")
     eq(p["replay"]["server_assigned"], True, "a browser may not name a replay file")
-    eq(p["network"]["choices"], ["loopback"], "network")
+    eq((p["network"]["choices"], p["network"]["default"]), (["loopback", "two-hosts"], "two-hosts"),
+       "two hosts with a small delay by default")
+    eq((p["c2s_delay_ms"]["default"], p["s2c_delay_ms"]["default"]), (10, 10), "default delay")
+
+
+NETWORKS = ("two-hosts", "loopback")
 
 
 @test
 def client_closes_first():
     root()
-    r, ev = hs("scenario=client-closes", "observe_ms=300")
+    for net in NETWORKS:
+        client_closes_first_on(net)
+
+
+def client_closes_first_on(net):
+    r, ev = hs("scenario=client-closes", "observe_ms=300", f"network={net}")
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
     f = flagseq(ev)
     eq(f[:3], HANDSHAKE, "three-way handshake")
@@ -159,6 +170,20 @@ def client_closes_first():
         check(want in names, f"SYN option {want} in {names}")
     layers = [x["layer"] for x in s[3]["layers"]]
     eq(layers, ["ethernet", "ipv4", "tcp", "payload"], "layers of a data segment")
+    mss = [o["value"] for o in s[0]["options"] if o["name"] == "mss"][0]
+    eq(mss, 1460 if net == "two-hosts" else 65495, "MSS from the interface's MTU")
+    arrivals = [e for e in ev if e["type"] == "arrival"]
+    if net == "loopback":
+        eq(arrivals, [], "on loopback a segment arrives as it leaves")
+        return
+    # Two hosts: every segment leaves one host and reaches the other once,
+    # after the wire's 10 ms.
+    eq(sorted(a["n"] for a in arrivals), [x["n"] for x in s], "one arrival per segment")
+    for a in arrivals:
+        seg = s[a["n"] - 1]
+        eq(a["who"], seg["to"], f"#{a['n']} arrives at its receiver")
+        check(10000 <= a["wire_us"] < 200000, f"#{a['n']} {a['wire_us']} us on the wire")
+        eq(a["duplicate"], False, "no duplicates")
 
 
 @test
@@ -166,10 +191,11 @@ def four_segment_close_after_a_delay():
     root()
     # 300 ms is longer than Linux's longest delayed ACK (200 ms): the ACK of
     # the FIN goes out on its own first.
-    r, ev = hs("scenario=client-closes", "close_delay_ms=300", "observe_ms=0")
-    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
-    eq(close_of(ev, "client"), 4, "four segments")
-    check(any(e["type"] == "note" and e["key"] == "handshake.close_four" for e in ev), "note")
+    for net in NETWORKS:
+        r, ev = hs("scenario=client-closes", "close_delay_ms=300", "observe_ms=0", f"network={net}")
+        eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+        eq(close_of(ev, "client"), 4, f"four segments on {net}")
+        check(any(e["type"] == "note" and e["key"] == "handshake.close_four" for e in ev), "note")
 
 
 @test
@@ -185,9 +211,32 @@ def server_closes_first():
 
 
 @test
-def simultaneous_close_reaches_closing():
+def simultaneous_close_over_the_wire():
     root()
+    # Each FIN is 10 ms on the wire: both leave before either arrives, and
+    # both sides pass CLOSING, by the kernel and by RFC 9293 alike.
     r, ev = hs("scenario=simultaneous", "observe_ms=200")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    both = ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>CLOSING", "CLOSING>CLOSED", "CLOSING>TIME_WAIT*"]
+    eq(kstates(ev, "client"), CLIENT_OPEN + both, "client's kernel states")
+    eq(kstates(ev, "server"), SERVER_OPEN + both, "server's kernel states")
+    for who in ("client", "server"):
+        in_order(istates(ev, who), ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>CLOSING",
+                                    "CLOSING>TIME_WAIT"], f"{who}: RFC 9293")
+        check_time_wait(ev, who)
+    s = segs(ev)
+    fins = [x for x in s if "FIN" in x["flags"]]
+    eq(len(fins), 2, "two FINs")
+    arr = {a["n"]: a for a in ev if a["type"] == "arrival"}
+    check(fins[1]["t_kernel_us"] < arr[fins[0]["n"]]["t_kernel_us"],
+          "the second FIN left before the first one arrived: they crossed")
+    eq(ev[-1]["summary"]["close"], "simultaneous", "summary")
+
+
+@test
+def simultaneous_close_on_loopback_holds_a_fin_back():
+    root()
+    r, ev = hs("scenario=simultaneous", "observe_ms=200", "network=loopback")
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
     k = kstates(ev, "client")
     in_order(k, ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>CLOSING", "CLOSING>CLOSED",
@@ -226,7 +275,12 @@ def half_close_keeps_the_other_direction():
 @test
 def refused_connection_is_reset():
     root()
-    r, ev = hs("scenario=refused")
+    for net in NETWORKS:
+        refused_on(net)
+
+
+def refused_on(net):
+    r, ev = hs("scenario=refused", f"network={net}")
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
     eq(flagseq(ev), ["C:S", "S:R."], "SYN answered by RST")
     eq(kstates(ev, "client"), ["CLOSED>SYN_SENT", "SYN_SENT>CLOSED"], "client: no FIN, no TIME_WAIT")
@@ -239,7 +293,12 @@ def refused_connection_is_reset():
 @test
 def abort_sends_rst_not_fin():
     root()
-    r, ev = hs("scenario=abort")
+    for net in NETWORKS:
+        abort_on(net)
+
+
+def abort_on(net):
+    r, ev = hs("scenario=abort", f"network={net}")
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
     f = flagseq(ev)
     eq(f[-1], "C:R.", "close() with SO_LINGER 0 sends RST")
@@ -256,7 +315,12 @@ def abort_sends_rst_not_fin():
 @test
 def data_and_fin_in_one_segment():
     root()
-    r, ev = hs("scenario=data-close", "data=300", "observe_ms=0")
+    for net in NETWORKS:
+        data_close_on(net)
+
+
+def data_close_on(net):
+    r, ev = hs("scenario=data-close", "data=300", "observe_ms=0", f"network={net}")
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
     f = flagseq(ev)
     eq(f[:3], HANDSHAKE, "handshake")
@@ -270,7 +334,8 @@ def bad_parameters_name_the_field():
     for params, name in ((["scenario=data-close", "data=0"], "data"),
                          (["scenario=half-close", "reply=0"], "reply"),
                          (["scenario=nope"], "scenario"),
-                         (["replay=/nonexistent/x.pcap"], "replay")):
+                         (["replay=/nonexistent/x.pcap"], "replay"),
+                         (["network=loopback", "c2s_delay_ms=5"], "c2s_delay_ms")):
         r = subprocess.run([BIN, "run", "handshake", *sum((["-p", p] for p in params), [])],
                            capture_output=True, text=True, timeout=30)
         eq(r.returncode, 2, f"exit for {params}")
@@ -297,16 +362,18 @@ def tshark_reads_the_same_segments():
     root()
     if not shutil.which("tshark"):
         raise Skip("tshark is not installed (make test-deps installs it)")
-    for sc in ("client-closes", "simultaneous", "abort"):
-        pcap = os.path.join(TMP, f"{sc}.pcap")
-        r, ev = hs(f"scenario={sc}", extra=("--pcap", pcap))
+    for sc, net in (("client-closes", "two-hosts"), ("simultaneous", "two-hosts"),
+                    ("abort", "two-hosts"), ("client-closes", "loopback"),
+                    ("simultaneous", "loopback")):
+        pcap = os.path.join(TMP, f"{sc}-{net}.pcap")
+        r, ev = hs(f"scenario={sc}", f"network={net}", "observe_ms=0", extra=("--pcap", pcap))
         eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
         eq(ev[-1]["summary"]["pcap"], pcap, "summary names the file")
         rows = tshark_rows(pcap)
         mine = [[f"0x{s['flags_raw']:04x}", str(s["seq_raw"]), str(s["ack_raw"]), str(s["len"]),
                  str(s["win"])] for s in segs(ev)]
         check(len(mine) >= 8, f"{sc}: segments {len(mine)}")
-        eq(rows, mine, f"{sc}: tshark's flags, seq, ack, len, win == the lab's segment events")
+        eq(rows, mine, f"{sc} on {net}: tshark's flags, seq, ack, len, win == the lab's segment events")
 
 
 @test
@@ -332,7 +399,8 @@ def human_trace_is_in_time_order():
     check(line_of("state CLOSED -> SYN_SENT  (kernel: tracepoint)") < syn, "SYN_SENT before the SYN")
     check(line_of("state FIN_WAIT_2 -> TIME_WAIT  (kernel: sock_diag") > line_of("Flags [F.]"),
           "TIME_WAIT after the FINs")
-    check("options [mss 65495,sackOK,TS val" in out[syn], out[syn])
+    check(re.search(r"options \[mss 1460,sackOK,TS val \d+ ecr 0,nop,wscale \d+\]", out[syn]), out[syn])
+    check(line_of("#1 reached the server after 10.") > syn, "the SYN's arrival, 10 ms later")
     check(os.path.getsize(pcap) > 24, "the pcap has packets")
 
 
@@ -357,9 +425,9 @@ def two_runs_at_once_see_only_their_own():
     root()
     # In private namespaces, and on the host's shared loopback (--netns off),
     # where the capture and the tracepoint really see both runs' traffic.
-    for extra in ((), ("--netns", "off")):
-        procs = [run_json_popen("scenario=client-closes", "observe_ms=700", extra=extra),
-                 run_json_popen("scenario=server-closes", "observe_ms=700", extra=extra)]
+    for net, extra in (("two-hosts", ()), ("loopback", ()), ("loopback", ("--netns", "off"))):
+        procs = [run_json_popen("scenario=client-closes", "observe_ms=700", f"network={net}", extra=extra),
+                 run_json_popen("scenario=server-closes", "observe_ms=700", f"network={net}", extra=extra)]
         results = []
         for p in procs:
             out, err = p.communicate(timeout=60)
@@ -414,8 +482,9 @@ def without_cap_net_raw_the_lab_says_how_to_grant_it():
     root()
     # As root without CAP_NET_RAW (a container without NET_RAW), and as an
     # unprivileged user.
-    for prefix in (["setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw"], NOBODY):
-        r, ev = hs(prefix=prefix)
+    for prefix, net in ((["setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw"], "two-hosts"),
+                        (NOBODY, "loopback")):
+        r, ev = hs(f"network={net}", prefix=prefix)
         eq(r.returncode, 1, f"exit status with {prefix[:3]}")
         err = [e for e in ev if e["type"] == "error"]
         eq(err[0]["code"], "no_capture_privilege", "error code")

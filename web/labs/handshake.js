@@ -13,6 +13,7 @@ import { h, replace, fmtMs, fmtAddr } from '../dom.js';
 import { t } from '../i18n.js';
 import { RunFrame, errorCallout, noteCallout } from './common.js';
 import { rawBlock } from './raw.js';
+import { wireCell } from './net.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const SIDES = ['client', 'server'];
@@ -22,6 +23,7 @@ const X = { tlClient: 8, callClient: 236, client: 250, server: 610, callServer: 
 const TL_W = 110;
 const SEG_H = 40;
 const CALL_H = 22;
+const ARR_H = 16;
 const TOP = 34;
 
 // Stylesheet of this view, loaded once (no inline styles: strict CSP).
@@ -75,6 +77,9 @@ class HandshakeView {
 		this.ctx = ctx;
 		this.frame = frame;
 		this.segs = [];
+		this.arrivals = new Map(); // segment n -> {t, wire_us, copies}
+		this.twoHosts = false;
+		this.wireDelayed = 0;
 		this.calls = [];
 		this.states = [];
 		this.compare = {};
@@ -128,6 +133,7 @@ class HandshakeView {
 		let changed = false;
 		for (const ev of events) {
 			if (this.frame.take(ev)) {
+				if (ev.type === 'run.start') this.twoHosts = !!(ev.network && ev.network.kind === 'two-hosts');
 				if (ev.type === 'run.end') this.onEnd(ev);
 				changed = true;
 				continue;
@@ -136,6 +142,19 @@ class HandshakeView {
 			switch (ev.type) {
 			case 'segment':
 				this.segs.push(ev);
+				break;
+			case 'arrival': {
+				// Two hosts: when a segment reached the other host.
+				const a = this.arrivals.get(ev.n);
+				if (a) a.copies++;
+				else this.arrivals.set(ev.n, { t: ev.t_kernel_us, wire_us: ev.wire_us, copies: 1 });
+				break;
+			}
+			case 'wire':
+				// Every frame is delayed on purpose: counted; anything else the
+				// wire did (drop, duplicate, reorder) is shown.
+				if (ev.action === 'delay') this.wireDelayed++;
+				else this.notesEl.appendChild(wireCell(ev));
 				break;
 			case 'syscall':
 				if (SIDES.includes(ev.who)) this.calls.push(ev);
@@ -150,7 +169,8 @@ class HandshakeView {
 				this.timer[ev.who] = { ms: ev.ms_left, at: performance.now(), live: this.ctx.live && !this.ended };
 				break;
 			case 'capture':
-				this.captureEl.textContent = t('hs.capture', { iface: ev.interface || '?', filter: ev.filter || '' });
+				this.captureEl.textContent = t(Array.isArray(ev.hosts) && ev.hosts.length > 1 ? 'hs.capture_hosts' : 'hs.capture',
+					{ iface: ev.interface || '?', filter: ev.filter || '' });
 				break;
 			case 'note':
 				this.notesEl.appendChild(noteCallout(ev));
@@ -194,12 +214,15 @@ class HandshakeView {
 	rows() {
 		const items = [];
 		for (const s of this.segs) items.push({ kind: 'seg', t: s.t_kernel_us, ev: s });
+		// Two hosts: a row where each segment reaches the other host.
+		for (const [n, a] of this.arrivals) items.push({ kind: 'arr', t: a.t, n });
 		for (const c of this.calls) items.push({ kind: 'call', t: c.t_call_us ?? c.t_us, ev: c });
-		items.sort((a, b) => a.t - b.t || (a.kind === 'call' ? -1 : 1));
+		const order = { call: 0, arr: 1, seg: 2 };
+		items.sort((a, b) => a.t - b.t || order[a.kind] - order[b.kind]);
 		let y = TOP;
 		for (const it of items) {
 			it.y = y;
-			y += it.kind === 'seg' ? SEG_H : CALL_H;
+			y += it.kind === 'seg' ? SEG_H : it.kind === 'arr' ? ARR_H : CALL_H;
 		}
 		return { items, height: y + 50 };
 	}
@@ -209,7 +232,7 @@ class HandshakeView {
 	yAt(items, us) {
 		let y = TOP - 8;
 		for (const it of items) {
-			if (it.t <= us) y = it.y + (it.kind === 'seg' ? SEG_H / 2 + 4 : CALL_H / 2);
+			if (it.t <= us) y = it.y + (it.kind === 'seg' ? SEG_H / 2 + 4 : it.kind === 'arr' ? ARR_H / 2 : CALL_H / 2);
 			else break;
 		}
 		return y;
@@ -233,9 +256,11 @@ class HandshakeView {
 		root.appendChild(svg('line', { x1: X.server, y1: 24, x2: X.server, y2: height - 10, class: 'hs-lane hs-lane-server' }));
 
 		for (const side of SIDES) this.drawTimeline(root, items, side, height);
+		const arrY = new Map();
+		for (const it of items) if (it.kind === 'arr') arrY.set(it.n, it.y + ARR_H / 2 + 2);
 		for (const it of items) {
-			if (it.kind === 'seg') this.drawSegment(root, it);
-			else this.drawCall(root, items, it);
+			if (it.kind === 'seg') this.drawSegment(root, it, arrY);
+			else if (it.kind === 'call') this.drawCall(root, items, it);
 		}
 		replace(this.ladderBox, root);
 		this.renderList();
@@ -243,13 +268,19 @@ class HandshakeView {
 		this.scheduleTick();
 	}
 
-	drawSegment(root, it) {
+	drawSegment(root, it, arrY) {
 		const s = it.ev;
 		const c2s = s.dir === 'c2s';
 		const x1 = c2s ? X.client : X.server;
-		const x2 = c2s ? X.server : X.client;
+		let x2 = c2s ? X.server : X.client;
 		const y1 = it.y + 14;
-		const y2 = it.y + SEG_H - 6;
+		let y2 = it.y + SEG_H - 6;
+		// Over two hosts the arrow ends where the segment arrived; one that has
+		// not arrived (yet, or ever: the wire lost it) stops half way.
+		const arrived = arrY.get(s.n);
+		const lost = this.twoHosts && arrived === undefined;
+		if (this.twoHosts && arrived !== undefined) y2 = Math.max(y1 + 8, arrived);
+		if (lost) x2 = (x1 + x2) / 2;
 		const flags = new Set(s.flags || []);
 		const cls = ['hs-seg', c2s ? 'hs-c2s' : 'hs-s2c'];
 		if (flags.has('SYN')) cls.push('hs-syn');
@@ -262,10 +293,16 @@ class HandshakeView {
 			'aria-label': t('hs.segment_label', { n: s.n, label: segmentLabel(s, this.absolute) }) });
 		// The whole row answers clicks, not just the thin arrow.
 		g.appendChild(svg('rect', { x: X.client, y: it.y, width: X.server - X.client, height: SEG_H, class: 'hs-hit' }));
-		g.appendChild(svg('line', { x1, y1, x2, y2, class: 'hs-arrow-line', 'marker-end': 'url(#hs-arrow)' }));
+		if (lost) cls.push('hs-lost');
+		g.setAttribute('class', cls.join(' '));
+		g.appendChild(svg('line', { x1, y1, x2, y2, class: 'hs-arrow-line', 'marker-end': lost ? null : 'url(#hs-arrow)' }));
 		g.appendChild(svgText((X.client + X.server) / 2, it.y + 10, segmentLabel(s, this.absolute), 'hs-seg-label', 'middle'));
 		g.appendChild(svgText(c2s ? x1 + 6 : x1 - 6, y1 - 4, `#${s.n}`, 'hs-seg-n', c2s ? 'start' : 'end'));
-		g.appendChild(svgText((X.client + X.server) / 2, y2 + 4, `${fmtMs(s.t_kernel_us)} ms`, 'hs-seg-time', 'middle'));
+		const a = this.arrivals.get(s.n);
+		const when = a ? t('hs.sent_arrived', { sent: fmtMs(s.t_kernel_us), wire: fmtMs(a.wire_us) }) : `${fmtMs(s.t_kernel_us)} ms`;
+		g.appendChild(svgText((X.client + X.server) / 2, Math.min(y2, it.y + SEG_H) + 4, when, 'hs-seg-time', 'middle'));
+		if (lost && this.ended) g.appendChild(svgText(x2, y2 + 4, '✗', 'hs-seg-bad', 'middle'));
+		if (a && a.copies > 1) g.appendChild(svgText(c2s ? X.server - 6 : X.client + 6, y2 - 4, `×${a.copies}`, 'hs-seg-bad', c2s ? 'end' : 'start'));
 		if (s.status && s.status !== 'ok') g.appendChild(svgText(x2, y2 + 4, `⚠ ${s.status}`, 'hs-seg-bad', c2s ? 'end' : 'start'));
 		const pick = () => this.select(s.n);
 		g.addEventListener('click', pick);
@@ -417,7 +454,9 @@ class HandshakeView {
 	highlightCall(c) {
 		const from = c.t_call_us ?? c.t_us;
 		const to = c.t_us;
-		const segs = new Set(this.segs.filter((s) => s.t_kernel_us >= from && s.t_kernel_us <= to).map((s) => s.n));
+		const inside = (us) => typeof us === 'number' && us >= from && us <= to;
+		const segs = new Set(this.segs.filter((s) => inside(s.t_kernel_us)
+			|| inside(this.arrivals.get(s.n)?.t)).map((s) => s.n));
 		const states = new Set(this.states.filter((s) => s.who === c.who && KERNEL.has(s.source)
 			&& s.t_kernel_us >= from && s.t_kernel_us <= to).map((s) => s.seq));
 		this.highlight = { segs, calls: new Set([c.seq]), states };
