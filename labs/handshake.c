@@ -229,8 +229,9 @@ struct hs_run {
 	uint32_t fin_end[2];
 	int closes_three;        /* -1 unknown, 0 four, 1 three */
 
-	/* Where the lab is: the observer samples sock_diag while set. */
-	int fds[3]; /* client, server, listener descriptors, -1 when closed */
+	/* The lab thread's own descriptors (client, server, listener; -1 when
+	 * closed), polled with TCP_INFO by that thread only. */
+	int fds[3];
 };
 
 static int64_t mono_ns(void)

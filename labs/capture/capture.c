@@ -15,19 +15,26 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <pcap/pcap.h>
 
-#define RCVBUF_BYTES (4 * 1024 * 1024)
+/* The receive ring (TPACKET_V2): the kernel copies each frame into the next
+ * free slot with its timestamp, taken when the frame reaches the tap. A slot
+ * holds a loopback frame of 64 KiB; larger ones are cut (tp_len says how
+ * long they were). 32 slots: 2.2 MiB per capture. */
+#define RING_FRAME (17 * 4096)
+#define RING_FRAMES 32
 
 struct cap {
 	int fd;
 	int loopback;
 	int link;
-	uint8_t *buf; /* CAP_SNAPLEN bytes; used by whoever reads (one reader) */
+	uint8_t *ring;   /* RING_FRAMES slots of RING_FRAME bytes (mmap) */
+	unsigned next;   /* the slot to look at next (one reader at a time) */
 	/* The reader thread (cap_start). */
 	pthread_t tid;
 	int running;
@@ -159,7 +166,7 @@ int cap_open(struct cap **out, const char *ifname, const char *expr, char *err, 
 	struct sock_fprog prog = {0, NULL};
 	struct sockaddr_ll sll;
 	char full[1024];
-	int index = 0, one = 1, rb = RCVBUF_BYTES, rc;
+	int index = 0, rc;
 
 	*out = NULL;
 	if (!c) {
@@ -169,12 +176,6 @@ int cap_open(struct cap **out, const char *ifname, const char *expr, char *err, 
 	c->fd = -1;
 	c->stop_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
-	c->buf = malloc(CAP_SNAPLEN);
-	if (!c->buf) {
-		rc = -ENOMEM;
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
 	/* Protocol 0: nothing is queued before bind(), so nothing unfiltered. */
 	c->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (c->fd < 0) {
@@ -207,20 +208,40 @@ int cap_open(struct cap **out, const char *ifname, const char *expr, char *err, 
 		snprintf(err, errlen, "attaching the capture filter: %s", strerror(-rc));
 		goto out;
 	}
-	/* Kernel receive timestamps with nanoseconds. */
-	if (setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "SO_TIMESTAMPNS: %s", strerror(-rc));
-		goto out;
-	}
-	/* A deep queue: a burst must not be dropped while the reader sleeps.
-	 * SO_RCVBUFFORCE passes the sysctl limit when permitted. */
-	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0)
-		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
 	/* Drain anything queued before the filter was attached (nothing can be,
 	 * with protocol 0, but a socket that was ever bound could hold some). */
-	while (recv(c->fd, c->buf, CAP_SNAPLEN, MSG_DONTWAIT) >= 0)
-		;
+	{
+		char scratch[64];
+		while (recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT | MSG_TRUNC) >= 0)
+			;
+	}
+	/* A memory-mapped ring (TPACKET_V2) rather than recvmsg(): the kernel
+	 * stamps every frame as it reaches the tap. With recvmsg() a frame that
+	 * came before the system's timestamping was switched on (the kernel
+	 * turns it on lazily, after a first socket asks) would only be stamped
+	 * when it is read. */
+	{
+		int version = TPACKET_V2;
+		struct tpacket_req req = {.tp_block_size = RING_FRAME,
+					  .tp_block_nr = RING_FRAMES,
+					  .tp_frame_size = RING_FRAME,
+					  .tp_frame_nr = RING_FRAMES};
+
+		if (setsockopt(c->fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0 ||
+		    setsockopt(c->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "setting up the capture ring: %s", strerror(-rc));
+			goto out;
+		}
+		c->ring = mmap(NULL, (size_t)RING_FRAME * RING_FRAMES, PROT_READ | PROT_WRITE,
+			       MAP_SHARED, c->fd, 0);
+		if (c->ring == MAP_FAILED) {
+			c->ring = NULL;
+			rc = -errno;
+			snprintf(err, errlen, "mapping the capture ring: %s", strerror(-rc));
+			goto out;
+		}
+	}
 	memset(&sll, 0, sizeof sll);
 	sll.sll_family = AF_PACKET;
 	sll.sll_protocol = htons(ETH_P_ALL);
@@ -268,56 +289,46 @@ int cap_read(struct cap *c, cap_frame_fn fn, void *arg)
 	int n = 0;
 
 	for (;;) {
-		struct sockaddr_ll from;
-		char ctrl[CMSG_SPACE(sizeof(struct timespec)) + 64];
-		struct iovec iov = {c->buf, CAP_SNAPLEN};
-		struct msghdr mh;
-		struct cmsghdr *cm;
+		struct tpacket2_hdr *h = (struct tpacket2_hdr *)(c->ring + (size_t)c->next * RING_FRAME);
+		const struct sockaddr_ll *from;
 		struct cap_frame f;
-		ssize_t got;
-		int rc;
+		int rc = 0, skip = 0;
 
-		memset(&mh, 0, sizeof mh);
-		mh.msg_name = &from;
-		mh.msg_namelen = sizeof from;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = ctrl;
-		mh.msg_controllen = sizeof ctrl;
-		got = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_TRUNC);
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return n;
-			return -errno;
-		}
+		/* The kernel hands a slot over by setting TP_STATUS_USER last. */
+		if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
+			return n;
+		from = (const struct sockaddr_ll *)((uint8_t *)h +
+						   TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
 		memset(&f, 0, sizeof f);
-		clock_gettime(CLOCK_REALTIME, &f.ts_real);
-		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS &&
-			    cm->cmsg_len >= CMSG_LEN(sizeof(struct timespec)))
-				memcpy(&f.ts_real, CMSG_DATA(cm), sizeof f.ts_real);
+		f.ts_real.tv_sec = h->tp_sec;
+		f.ts_real.tv_nsec = h->tp_nsec;
 		f.t_mono_ns = real_to_mono(&f.ts_real);
-		f.outgoing = from.sll_pkttype == PACKET_OUTGOING;
+		f.outgoing = from->sll_pkttype == PACKET_OUTGOING;
+		f.data = (const uint8_t *)h + h->tp_mac;
+		f.caplen = h->tp_snaplen;
+		f.len = h->tp_len;
+		f.link = c->link;
+		if (h->tp_mac + (size_t)h->tp_snaplen > RING_FRAME)
+			skip = 1; /* cannot happen; never read past the slot */
 		if (c->loopback && f.outgoing) {
 			/* The filter's "inbound" already drops these; belt and braces. */
 			pthread_mutex_lock(&c->lock);
 			c->stats.duplicates++;
 			pthread_mutex_unlock(&c->lock);
-			continue;
+			skip = 1;
 		}
-		f.data = c->buf;
-		f.len = (uint32_t)got;
-		f.caplen = got > CAP_SNAPLEN ? CAP_SNAPLEN : (uint32_t)got;
-		f.link = c->link;
-		pthread_mutex_lock(&c->lock);
-		c->stats.frames++;
-		if (f.caplen < f.len)
-			c->stats.truncated++;
-		pthread_mutex_unlock(&c->lock);
-		n++;
-		rc = fn(arg, &f);
+		if (!skip) {
+			pthread_mutex_lock(&c->lock);
+			c->stats.frames++;
+			if (f.caplen < f.len)
+				c->stats.truncated++;
+			pthread_mutex_unlock(&c->lock);
+			n++;
+			rc = fn(arg, &f);
+		}
+		/* Give the slot back, then move on. */
+		__atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+		c->next = (c->next + 1) % RING_FRAMES;
 		if (rc < 0)
 			return rc;
 	}
@@ -399,9 +410,10 @@ void cap_close(struct cap *c)
 	if (!c)
 		return;
 	cap_stop(c);
+	if (c->ring)
+		munmap(c->ring, (size_t)RING_FRAME * RING_FRAMES);
 	if (c->fd >= 0)
 		close(c->fd);
-	free(c->buf);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

@@ -20,10 +20,10 @@
  * each segment is seen once. On any other interface both directions are
  * kept: outgoing frames are the ones this host sent.
  *
- * Timestamps are the kernel's receive stamps (SO_TIMESTAMPNS, taken on
- * CLOCK_REALTIME); each frame also carries the stamp converted to
- * CLOCK_MONOTONIC (the clock every socklab event uses) by the offset
- * between the two clocks read right after the frame was received.
+ * Frames arrive through a memory-mapped ring (TPACKET_V2), each stamped by
+ * the kernel when it reached the tap (on CLOCK_REALTIME); each frame also
+ * carries the stamp converted to CLOCK_MONOTONIC (the clock every socklab
+ * event uses) by the offset between the two clocks read when it is read.
  *
  * Two ways to consume frames: poll cap_fd() and call cap_read() (any
  * thread, one at a time), or cap_start() a reader thread that calls a
@@ -35,7 +35,8 @@
 #define CAP_LINK_RAW 101
 #define CAP_LINK_SLL 113
 
-/* Frames larger than this are cut (loopback's MTU is 64 KiB). */
+/* Frames larger than about this are cut (loopback's MTU is 64 KiB); the
+ * frame's len still says how long it was. */
 #define CAP_SNAPLEN 262144
 
 struct cap_frame {
