@@ -1038,33 +1038,18 @@ static int same_packet(const struct hs_run *r, int side, const struct trans *inf
 	return at > 0 && same_cause(&r->segs[seg - 1], &r->segs[at - 1]);
 }
 
+/* The kinds of disagreement; each has a note explaining it. */
+enum diff_kind { DIFF_TIME_WAIT, DIFF_SYN_RECV, DIFF_UNSENT_FIN, DIFF_TCP_INFO, DIFF_OTHER };
+
 struct diff_text {
-	const char *key, *text;
+	const char *key;
+	enum diff_kind kind;
 };
 
-static const struct diff_text diff_timewait = {
-	"handshake.diff.time_wait",
-	"The tracepoint shows this socket going to CLOSED where RFC 9293 says TIME_WAIT. Both "
-	"are right: when a socket enters TIME_WAIT, Linux frees the full socket (that is the "
-	"CLOSED the tracepoint reports) and keeps only a small timewait socket for the "
-	"connection's address and ports. TIME_WAIT itself never appears on the tracepoint; "
-	"sock_diag, which lists timewait sockets, shows it with the kernel's timer."};
-static const struct diff_text diff_synrecv = {
-	"handshake.diff.syn_recv",
-	"RFC 9293 puts the server in SYN_RECV when the SYN arrives. Linux answers a SYN with a "
-	"small request socket instead (no state change on the tracepoint) and creates the full "
-	"socket, in SYN_RECV, only when the handshake's last ACK arrives; it becomes ESTABLISHED "
-	"at once. So the kernel's SYN_RECV comes at the third segment, not the first."};
-static const struct diff_text diff_unsent_fin = {
-	"handshake.diff.unsent_fin",
-	"This socket changed state when its program called close() or shutdown(), but its FIN "
-	"could not leave yet: it waits behind data the peer's window does not accept. A capture "
-	"only sees segments that were sent, so the packet-driven model cannot know the close "
-	"happened, while the kernel does."};
-static const struct diff_text diff_generic = {
-	"handshake.diff.other",
-	"The kernel reported a change the packet-driven model did not predict (or the other way "
-	"round)."};
+static const struct diff_text diff_timewait = {"handshake.diff.time_wait", DIFF_TIME_WAIT};
+static const struct diff_text diff_synrecv = {"handshake.diff.syn_recv", DIFF_SYN_RECV};
+static const struct diff_text diff_unsent_fin = {"handshake.diff.unsent_fin", DIFF_UNSENT_FIN};
+static const struct diff_text diff_generic = {"handshake.diff.other", DIFF_OTHER};
 
 static json_t *trans_json(const struct hs_run *r, const struct trans *t)
 {
@@ -1079,11 +1064,7 @@ static json_t *trans_json(const struct hs_run *r, const struct trans *t)
 	return j;
 }
 
-static const struct diff_text diff_tcp_info = {
-	"handshake.diff.tcp_info",
-	"TCP_INFO is read only now and then, between the program's socket calls; a state that "
-	"lasts microseconds (as on loopback) falls between two reads. Without the tracepoint "
-	"(it needs root) the kernel's side of this comparison is incomplete."};
+static const struct diff_text diff_tcp_info = {"handshake.diff.tcp_info", DIFF_TCP_INFO};
 
 struct row {
 	int64_t t_ns;
@@ -1120,6 +1101,31 @@ static const struct diff_text *explain(const struct hs_run *r, int side, const s
 	if (f && !r->trace && !r->replay)
 		return &diff_tcp_info;
 	return &diff_generic;
+}
+
+/* One note per kind of disagreement (the texts are in web/i18n). */
+static void explain_note(struct hs_run *r, enum diff_kind kind, int side)
+{
+	struct ev_emitter *em = r->ctx->em;
+	json_t *p = json_pack("{s:s}", "who", side_names[side]);
+
+	switch (kind) {
+	case DIFF_TIME_WAIT:
+		ev_note(em, "handshake.diff.time_wait", p, NULL);
+		break;
+	case DIFF_SYN_RECV:
+		ev_note(em, "handshake.diff.syn_recv", p, NULL);
+		break;
+	case DIFF_UNSENT_FIN:
+		ev_note(em, "handshake.diff.unsent_fin", p, NULL);
+		break;
+	case DIFF_TCP_INFO:
+		ev_note(em, "handshake.diff.tcp_info", p, NULL);
+		break;
+	default:
+		ev_note(em, "handshake.diff.other", p, NULL);
+		break;
+	}
 }
 
 /* Compare one side's kernel and inferred sequences: changes matched in
@@ -1185,8 +1191,7 @@ static int compare_side(struct hs_run *r, int side)
 			if (seen[j] == seen[i])
 				dup = 1;
 		if (!dup)
-			ev_note(r->ctx->em, seen[i]->key, json_pack("{s:s}", "who", side_names[side]),
-				seen[i]->text);
+			explain_note(r, seen[i]->kind, side);
 	}
 	ev_emit(r->ctx->em, "state.compare",
 		json_pack("{s:s, s:b, s:i, s:o, s:s}", "who", side_names[side], "agree", diffs == 0,
@@ -1262,44 +1267,41 @@ static int close_delay(struct hs_run *r)
 	return r->close_delay_ms ? lab_sleep_ms(r->ctx, r->close_delay_ms) : 0;
 }
 
-static const char *const scenario_notes[] = {
-	[SC_CLIENT_CLOSES] =
-		"The client closes first: its FIN starts the close (FIN_WAIT_1), the server's "
-		"recv() returns 0 (CLOSE_WAIT), then the server closes too (LAST_ACK). The side "
-		"that closed first is the one left in TIME_WAIT.",
-	[SC_SERVER_CLOSES] =
-		"The server closes first this time, so the server goes through FIN_WAIT_1 and "
-		"FIN_WAIT_2 and is left in TIME_WAIT, while the client passes CLOSE_WAIT and "
-		"LAST_ACK.",
-	[SC_SIMULTANEOUS] =
-		"Both sides close at once. On loopback a segment arrives the moment it is sent, so "
-		"two FINs can only cross if one of them is held back: the server's receive buffer "
-		"is made small, the client sends more than fits, and its FIN has to wait behind "
-		"that data. The server's FIN reaches the client while the client's own FIN is "
-		"still unsent: the client goes from FIN_WAIT_1 to CLOSING. Both sides end in "
-		"TIME_WAIT.",
-	[SC_HALF_CLOSE] =
-		"shutdown(SHUT_WR) closes only the client's sending direction: its FIN tells the "
-		"server there is nothing more to read, yet the server can still send, and the "
-		"client still receives (in FIN_WAIT_2) until the server closes too.",
-	[SC_REFUSED] =
-		"Nobody listens on the server's port: the kernel answers the SYN with RST and "
-		"connect() fails with ECONNREFUSED. No FIN, no TIME_WAIT.",
-	[SC_ABORT] =
-		"SO_LINGER with a zero timeout turns close() into an abort: the kernel sends RST "
-		"instead of FIN, discards anything unsent, and skips TIME_WAIT. The server's next "
-		"recv() fails with ECONNRESET.",
-	[SC_DATA_CLOSE] =
-		"The client corks its socket (TCP_CORK), sends its data and closes at once: the "
-		"kernel puts the FIN on the same segment as the last data, and the server still "
-		"reads every byte before recv() returns 0.",
-};
 
-static const char simultaneous_wire_note[] =
-	"Both sides close at once. Each FIN is on the wire for the wire's delay, so each side "
-	"sends its FIN before the other's arrives: both go from FIN_WAIT_1 to CLOSING (a FIN "
-	"came, but not yet the ACK of their own), then to TIME_WAIT when that ACK arrives. Both "
-	"sides end in TIME_WAIT.";
+
+/* What the scenario will show (the texts are in web/i18n). */
+static void scenario_note(struct hs_run *r)
+{
+	struct ev_emitter *em = r->ctx->em;
+	json_t *p = json_pack("{s:s}", "scenario", scenario_choices[r->sc]);
+
+	switch (r->sc) {
+	case SC_CLIENT_CLOSES:
+		ev_note(em, "handshake.scenario.client_closes", p, NULL);
+		break;
+	case SC_SERVER_CLOSES:
+		ev_note(em, "handshake.scenario.server_closes", p, NULL);
+		break;
+	case SC_SIMULTANEOUS:
+		if (r->net)
+			ev_note(em, "handshake.scenario.simultaneous_wire", p, NULL);
+		else
+			ev_note(em, "handshake.scenario.simultaneous", p, NULL);
+		break;
+	case SC_HALF_CLOSE:
+		ev_note(em, "handshake.scenario.half_close", p, NULL);
+		break;
+	case SC_REFUSED:
+		ev_note(em, "handshake.scenario.refused", p, NULL);
+		break;
+	case SC_ABORT:
+		ev_note(em, "handshake.scenario.abort", p, NULL);
+		break;
+	default:
+		ev_note(em, "handshake.scenario.data_close", p, NULL);
+		break;
+	}
+}
 
 /* Keep the client sending until some of its data cannot leave (the server's
  * window is full): its FIN will then wait behind that data. */
@@ -1348,10 +1350,7 @@ static int run_scenario(struct hs_run *r)
 	int rc = 0;
 	ssize_t n;
 
-	ev_note(ctx->em, r->net && r->sc == SC_SIMULTANEOUS ? "handshake.scenario.wire"
-							      : "handshake.scenario",
-		json_pack("{s:s}", "scenario", scenario_choices[r->sc]),
-		r->net && r->sc == SC_SIMULTANEOUS ? simultaneous_wire_note : scenario_notes[r->sc]);
+	scenario_note(r);
 	data = payload(r->data, "hello, server! ");
 	reply = payload(r->reply, "hello, client! ");
 	if (!data || !reply) {
@@ -1652,10 +1651,7 @@ static int start_observers(struct hs_run *r)
 			      sizeof r->trace_err);
 	if (rc < 0) {
 		r->trace = NULL;
-		ev_note(ctx->em, "handshake.no_tracepoint", json_pack("{s:s}", "reason", r->trace_err),
-			"The kernel's state tracepoint is not available here, so kernel states come "
-			"from TCP_INFO, read after each socket call (it misses states that last "
-			"microseconds) and from sock_diag (TIME_WAIT).");
+		ev_note(ctx->em, "handshake.no_tracepoint", json_pack("{s:s}", "reason", r->trace_err), NULL);
 	}
 	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (r->stop_fd < 0)
@@ -1730,10 +1726,7 @@ static int run_replay(struct hs_run *r, const char *path)
 		cap_file_close(f);
 		return -EIO;
 	}
-	ev_note(ctx->em, "handshake.replay", NULL,
-		"A recorded capture, decoded as it was saved: the states shown are what RFC 9293 "
-		"implies from the packets (a file holds no kernel states). Its first TCP "
-		"connection is followed; its first segment's sender is taken as the client.");
+	ev_note(ctx->em, "handshake.replay", NULL, NULL);
 	while ((rc = cap_file_next(f, &fr, err, sizeof err)) == 1) {
 		struct pending p;
 		int64_t ts = (int64_t)fr.ts_real.tv_sec * 1000000000 + fr.ts_real.tv_nsec;
@@ -1780,17 +1773,10 @@ static void close_note(struct hs_run *r)
 	if (r->closes_three)
 		ev_note(r->ctx->em, "handshake.close_three",
 			json_pack("{s:s, s:s, s:i}", "active", active, "passive", passive, "fin_seg",
-				  r->fin_seg[!first]),
-			"The close took three segments, not four: the ACK of the first FIN travelled "
-			"in the same segment as the second FIN. Linux does not ACK a FIN at once: it "
-			"delays the ACK (tens of milliseconds), and the other side called close() "
-			"within that time, so one segment did both jobs. A larger close_delay_ms (300) "
-			"lets the delayed ACK go first: four segments.");
+				  r->fin_seg[!first]), NULL);
 	else
 		ev_note(r->ctx->em, "handshake.close_four",
-			json_pack("{s:s, s:s}", "active", active, "passive", passive),
-			"The close took four segments: the ACK of the first FIN went out on its own "
-			"before the other side closed, then that side's FIN and its ACK.");
+			json_pack("{s:s, s:s}", "active", active, "passive", passive), NULL);
 }
 
 static void summary(struct hs_run *r, const int diffs[2])
@@ -1890,18 +1876,14 @@ static int hs_run(struct lab_ctx *ctx)
 		ev_error(ctx->em, "internal", NULL, "no random numbers for the run's addresses");
 		goto done;
 	}
-	ev_note(ctx->em, r->net ? "handshake.addresses.hosts" : "handshake.addresses",
-		json_pack("{s:s, s:i, s:s, s:i}", "client", r->cli_ip, "client_port", r->cport,
-			  "server", r->srv_ip, "server_port", r->sport),
-		r->net ? "The client and the server are two hosts joined by a wire that delays "
-			 "every frame, so each segment is captured twice: leaving one host and "
-			 "arriving at the other. The kernel's state tracepoint sees every network "
-			 "namespace on the machine; it is filtered by this run's addresses (leased "
-			 "for it alone) and random ports."
-		       : "This run's client and server have random loopback addresses (all of "
-			 "127/8 answers on lo) and random ports. The kernel's state tracepoint sees "
-			 "every network namespace on the machine; filtering it by these addresses and "
-			 "ports shows this run's sockets and nobody else's.");
+	{
+		json_t *ap = json_pack("{s:s, s:i, s:s, s:i}", "client", r->cli_ip, "client_port",
+				       r->cport, "server", r->srv_ip, "server_port", r->sport);
+		if (r->net)
+			ev_note(ctx->em, "handshake.addresses.hosts", ap, NULL);
+		else
+			ev_note(ctx->em, "handshake.addresses", ap, NULL);
+	}
 	rc = start_observers(r);
 	if (rc < 0)
 		goto done;
@@ -1920,12 +1902,7 @@ static int hs_run(struct lab_ctx *ctx)
 			if (r->tw_seen[i])
 				ev_note(ctx->em, "handshake.time_wait_left",
 					json_pack("{s:s, s:i}", "who", side_names[i], "ms_left",
-						  (int)r->tw_ms_left[i]),
-					"The run ends with this socket still in TIME_WAIT (the kernel's "
-					"timer says how long is left of its 60 s). It waits so that a "
-					"late segment of this connection cannot be taken for part of a "
-					"new one with the same addresses and ports. The run's network "
-					"namespace goes away with the run, and the socket with it.");
+						  (int)r->tw_ms_left[i]), NULL);
 	}
 done:
 	stop_observers(r);

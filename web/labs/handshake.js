@@ -281,11 +281,11 @@ class HandshakeView {
 		const lost = this.twoHosts && arrived === undefined;
 		if (this.twoHosts && arrived !== undefined) y2 = Math.max(y1 + 8, arrived);
 		if (lost) x2 = (x1 + x2) / 2;
-		const flags = new Set(s.flags || []);
+		const flags = Array.isArray(s.flags) ? s.flags : [];
 		const cls = ['hs-seg', c2s ? 'hs-c2s' : 'hs-s2c'];
-		if (flags.has('SYN')) cls.push('hs-syn');
-		if (flags.has('FIN')) cls.push('hs-fin');
-		if (flags.has('RST')) cls.push('hs-rst');
+		if (flags.includes('SYN')) cls.push('hs-syn');
+		if (flags.includes('FIN')) cls.push('hs-fin');
+		if (flags.includes('RST')) cls.push('hs-rst');
 		if (s.len > 0) cls.push('hs-data');
 		if (this.selected === s.n) cls.push('hs-selected');
 		if (this.highlight && this.highlight.segs.has(s.n)) cls.push('hs-hl');
