@@ -555,18 +555,8 @@ static int open_listener(struct echo_run *r)
 	int fd, rc;
 	char err[160];
 
-	if (ctx->net) {
-		/* Two hosts: the server listens on its host's own address. */
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-		memset(&ss, 0, sizeof ss);
-		in->sin_family = AF_INET;
-		in->sin_port = htons((uint16_t)lab_int(ctx->p, "port"));
-		in->sin_addr.s_addr = htonl(net_addr(ctx->net, NET_SERVER));
-		sl = sizeof *in;
-	} else if (lsock_parse_addr(lab_str(ctx->p, "bind"), (int)lab_int(ctx->p, "port"), &ss,
-				    &sl) < 0) {
+	if (net_server_addr(ctx, &ss, &sl) < 0)
 		return -EINVAL; /* check() already refused this */
-	}
 	fd = lsock_socket(ctx, w, ss.ss_family, SOCK_STREAM);
 	if (fd < 0)
 		return fd;

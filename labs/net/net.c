@@ -1,6 +1,7 @@
 /* net.c: the two-hosts topology: anonymous namespaces, the address lease, veth or TAP + relay, and the shared parameters. */
 #include "net/net.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -18,6 +19,7 @@
 
 #include "net/frame.h"
 #include "net/nl.h"
+#include "sock.h"
 #include "sandbox.h"
 
 const char *const net_network_choices[] = {"loopback", "two-hosts", NULL};
@@ -550,4 +552,19 @@ void net_set_frame_hook(struct net *n, wire_hook_fn fn, void *arg)
 {
 	if (n && n->wire)
 		wire_set_hook(n->wire, fn, arg);
+}
+
+int net_server_addr(const struct lab_ctx *ctx, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+	if (!ctx->net)
+		return lsock_parse_addr(lab_str(ctx->p, "bind"), (int)lab_int(ctx->p, "port"), ss,
+					sl);
+	memset(ss, 0, sizeof *ss);
+	in->sin_family = AF_INET;
+	in->sin_port = htons((uint16_t)lab_int(ctx->p, "port"));
+	in->sin_addr.s_addr = htonl(net_addr(ctx->net, NET_SERVER));
+	*sl = sizeof *in;
+	return 0;
 }

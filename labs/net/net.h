@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
@@ -158,6 +159,11 @@ int net_enter(const struct net *n, enum net_side side);
 
 /* side's IPv4 address (host byte order); 0 without two hosts. */
 uint32_t net_addr(const struct net *n, enum net_side side);
+
+/* Where a lab's server binds: on two hosts its host's own address and the
+ * lab's "port" parameter; otherwise the lab's "bind" and "port" parameters.
+ * 0, or -EINVAL when "bind" is no IP literal (a lab's check() refuses that). */
+int net_server_addr(const struct lab_ctx *ctx, struct sockaddr_storage *ss, socklen_t *sl);
 
 /* The path MTU between the hosts (1500), or 65536 on loopback. */
 int net_mtu(const struct net *n);
