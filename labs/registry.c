@@ -5,12 +5,14 @@
 
 extern const struct lab_desc lab_tcp_echo;
 extern const struct lab_desc lab_udp_ping;
+extern const struct lab_desc lab_sticky;
 extern const struct lab_desc lab_handshake;
 
 /* Add a lab: define its descriptor in its own file and list it here. */
 const struct lab_desc *const lab_registry[] = {
 	&lab_tcp_echo,
 	&lab_udp_ping,
+	&lab_sticky,
 	&lab_handshake,
 	NULL,
 };

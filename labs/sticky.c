@@ -1,0 +1,1016 @@
+/* sticky.c: the sticky-packet lab (粘包/拆包): send() calls, the segments on the wire and recv() returns on one time axis, and the framing that fixes it. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "capture/capture.h"
+#include "decode/decode.h"
+#include "framing/framing.h"
+#include "lab.h"
+#include "net/net.h"
+#include "sock.h"
+
+/*
+ * The sender (the "client" host) writes count messages with one send() call
+ * each (more when the kernel takes part of one), the receiver (the "server"
+ * host) waits recv_delay_ms and then reads with recv(bufsize) until EOF. A
+ * capture on the sender's interface records every segment it put on the
+ * wire. Each lane event names the application messages its bytes belong to,
+ * by stream offset: a send by the offset the program had reached, a segment
+ * by its sequence number relative to the SYN's, a recv by the bytes read so
+ * far. From these the lab says, from what it measured, whether boundaries
+ * were lost on the wire (one segment carrying bytes of several sends) or
+ * only in the receiver's buffer (one segment per send, fewer recvs).
+ */
+
+enum mode { MODE_STREAM, MODE_FRAMED, MODE_UDP };
+
+static const char *const mode_choices[] = {"stream", "framed", "udp", NULL};
+static const char *const header_choices[] = {"!I", "i", NULL};
+
+#define MAX_COUNT 200
+#define MAX_TOTAL (4u << 20)
+#define MAX_SEGS 20000
+#define SETTLE_MS 3000
+#define MAX_SENDS (MAX_TOTAL / 64 + MAX_COUNT * 4)
+
+static const struct lab_param_def sticky_params[] = {
+	{"mode", LAB_P_ENUM, "Mode",
+	 "stream: raw messages on a TCP byte stream; framed: the same messages, each with a 4-byte "
+	 "header length, a JSON header and the body; udp: the same messages as datagrams",
+	 NULL, "stream", 0, 0, mode_choices, 0},
+	{"count", LAB_P_INT, "Messages", "How many messages the sender sends", NULL, "5", 1,
+	 MAX_COUNT, NULL, 0},
+	{"size", LAB_P_INT, "Message size", "Bytes in each message's body", "bytes", "20", 1, 65536,
+	 NULL, 0},
+	{"nodelay", LAB_P_BOOL, "TCP_NODELAY",
+	 "Turn Nagle's algorithm off on the sender: small segments go out even while earlier data "
+	 "is unacknowledged",
+	 NULL, "false", 0, 0, NULL, 0},
+	{"cork", LAB_P_BOOL, "TCP_CORK",
+	 "Cork the sender: the kernel sends only full segments until the sender uncorks after the "
+	 "last message",
+	 NULL, "false", 0, 0, NULL, 0},
+	{"gap_ms", LAB_P_INT, "Gap between sends", "The sender's pause between two messages", "ms",
+	 "0", 0, 2000, NULL, 0},
+	{"recv_delay_ms", LAB_P_INT, "Receiver delay",
+	 "How long the receiver waits after accept before its first recv", "ms", "100", 0, 5000,
+	 NULL, 0},
+	{"bufsize", LAB_P_INT, "Receive buffer", "The receiver's recv(bufsize)", "bytes", "4096", 1,
+	 262144, NULL, 0},
+	{"mss", LAB_P_INT, "MSS",
+	 "TCP_MAXSEG on the sender before connect (0: the kernel's choice from the MTU; else 88 to "
+	 "32767)",
+	 "bytes", "0", 0, 32767, NULL, 0},
+	{"header", LAB_P_ENUM, "Header format",
+	 "framed: the 4-byte header length as a Python struct code: !I network byte order, i "
+	 "native (little-endian) int",
+	 NULL, "!I", 0, 0, header_choices, 0},
+	{"mismatch", LAB_P_BOOL, "Mismatched formats",
+	 "framed: the sender packs the length with i, the receiver reads it with !I", NULL, "false",
+	 0, 0, NULL, 0},
+	NET_PARAMS,
+};
+
+struct lane_rec {
+	int64_t t_ns;     /* monotonic */
+	uint64_t off;     /* stream offset of the first byte */
+	uint32_t len;
+	uint16_t flags;
+	int retrans;
+};
+
+struct sticky {
+	struct lab_ctx *ctx;
+	enum mode mode;
+	int count, size, nodelay, cork, gap_ms, recv_delay_ms, bufsize, mss, mismatch;
+	enum frm_fmt send_fmt, recv_fmt;
+	struct sockaddr_in srv;
+	char srv_ip[INET_ADDRSTRLEN];
+	int lfd;
+	/* the messages in the stream: [start, start + len) */
+	uint64_t msg_start[MAX_COUNT], msg_len[MAX_COUNT];
+	uint32_t msg_hdr_len[MAX_COUNT];
+	uint64_t total;
+	/* capture */
+	struct cap *cap;
+	struct cap_pcap *pcap;
+	pthread_mutex_t lock;
+	struct lane_rec *segs;
+	size_t n_segs;
+	int have_isn;
+	uint32_t isn;
+	uint64_t wire_end; /* highest stream offset seen on the wire */
+	int offload_off;
+	/* lanes as measured */
+	int n_send, n_recv, n_recv_glued, n_msgs_split, n_seg_multi_send, n_send_split;
+	int recv_msgs[MAX_COUNT]; /* recvs that carried bytes of message k */
+	uint64_t send_bytes, recv_bytes, seg_bytes;
+	uint64_t *send_end; /* stream offset where each send() ended */
+	int framed_ok, framed_err;
+	char framed_errmsg[200];
+	int failed;
+};
+
+static const struct lsock_who W_SEND = {"client", 1};
+static const struct lsock_who W_RECV = {"server", 1};
+static const struct lsock_who W_LISTEN = {"server", 0};
+
+static int64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static json_int_t run_us(const struct sticky *s, int64_t ns)
+{
+	return (json_int_t)((ns - ((int64_t)s->ctx->em->t0.tv_sec * 1000000000 +
+				   s->ctx->em->t0.tv_nsec)) / 1000);
+}
+
+/* The messages whose bytes lie in stream range [a, b): index, the part of
+ * the message (from, to within it) and whether it is whole. */
+static json_t *msgs_json(const struct sticky *s, uint64_t a, uint64_t b)
+{
+	json_t *arr = json_array();
+	int k;
+
+	for (k = 0; k < s->count; k++) {
+		uint64_t ms = s->msg_start[k], me = ms + s->msg_len[k];
+		uint64_t lo = a > ms ? a : ms, hi = b < me ? b : me;
+
+		if (lo >= hi)
+			continue;
+		json_array_append_new(arr, json_pack("{s:i, s:I, s:I, s:b}", "msg", k,
+						     "from", (json_int_t)(lo - ms), "to",
+						     (json_int_t)(hi - ms), "whole",
+						     lo == ms && hi == me));
+	}
+	return arr;
+}
+
+static int msgs_in(const struct sticky *s, uint64_t a, uint64_t b, int *first)
+{
+	int k, n = 0;
+
+	for (k = 0; k < s->count; k++) {
+		uint64_t ms = s->msg_start[k], me = ms + s->msg_len[k];
+
+		if ((a > ms ? a : ms) < (b < me ? b : me)) {
+			if (!n && first)
+				*first = k;
+			n++;
+		}
+	}
+	return n;
+}
+
+static void fail(struct sticky *s)
+{
+	s->failed = 1;
+	lab_abort(s->ctx);
+}
+
+/* ---- the payload ---- */
+
+/* Message k's body: "<k>:" then letters, so a preview shows whose bytes. */
+static void fill_body(uint8_t *b, int size, int k)
+{
+	int i, n = snprintf((char *)b, (size_t)size + 1 > 16 ? 16 : (size_t)size + 1, "<%d>", k);
+
+	if (n < 0 || n > size)
+		n = size < 16 ? size : 15;
+	for (i = n; i < size; i++)
+		b[i] = (uint8_t)('a' + (k + i) % 26);
+}
+
+/* Build the byte stream the sender writes (all messages, framed or not). */
+static uint8_t *build_stream(struct sticky *s)
+{
+	uint8_t *body = malloc((size_t)s->size + 16), *out;
+	uint64_t off = 0;
+	int k;
+
+	if (!body)
+		return NULL;
+	out = malloc(s->mode == MODE_FRAMED ? (size_t)s->count * ((size_t)s->size + 128)
+					    : (size_t)s->count * (size_t)s->size);
+	if (!out) {
+		free(body);
+		return NULL;
+	}
+	for (k = 0; k < s->count; k++) {
+		fill_body(body, s->size, k);
+		s->msg_start[k] = off;
+		if (s->mode == MODE_FRAMED) {
+			size_t fl;
+			uint32_t hl;
+			uint8_t *f = frm_encode(s->send_fmt, k, body, (size_t)s->size, &fl, &hl);
+
+			if (!f) {
+				free(body);
+				free(out);
+				return NULL;
+			}
+			memcpy(out + off, f, fl);
+			free(f);
+			s->msg_len[k] = fl;
+			s->msg_hdr_len[k] = hl;
+		} else {
+			memcpy(out + off, body, (size_t)s->size);
+			s->msg_len[k] = (uint64_t)s->size;
+		}
+		off += s->msg_len[k];
+	}
+	s->total = off;
+	free(body);
+	return out;
+}
+
+static json_t *hex_json(const uint8_t *b, size_t n)
+{
+	char h[3 * 8 + 1];
+	size_t i, o = 0;
+
+	for (i = 0; i < n && i < 8; i++)
+		o += (size_t)snprintf(h + o, sizeof h - o, i ? " %02x" : "%02x", b[i]);
+	h[o] = '\0';
+	return json_string(h);
+}
+
+/* ---- capture ---- */
+
+static int on_frame(void *arg, const struct cap_frame *f)
+{
+	struct sticky *s = arg;
+	struct dec_packet *d = malloc(sizeof *d);
+	struct lane_rec rec;
+
+	if (!d)
+		return 0;
+	dec_packet(f->data, f->caplen, f->len, f->link, d);
+	memset(&rec, 0, sizeof rec);
+	rec.t_ns = f->t_mono_ns >= 0 ? f->t_mono_ns : mono_ns();
+	if (s->pcap)
+		cap_pcap_write(s->pcap, f);
+	pthread_mutex_lock(&s->lock);
+	if (s->mode == MODE_UDP) {
+		if (dec_has(d, DEC_L_UDP)) {
+			rec.len = d->udp.payload_len;
+			rec.off = s->wire_end;
+			s->wire_end += rec.len;
+			goto keep;
+		}
+		goto out;
+	}
+	if (!dec_has(d, DEC_L_TCP) || d->layer[DEC_L_TCP].span.len < 20)
+		goto out;
+	rec.flags = d->tcp.flags;
+	rec.len = d->tcp.payload_len;
+	if (d->tcp.flags & DEC_TCP_SYN) {
+		s->isn = d->tcp.seq;
+		s->have_isn = 1;
+		goto keep;
+	}
+	if (!s->have_isn)
+		goto out;
+	rec.off = (uint32_t)(d->tcp.seq - s->isn - 1);
+	if (rec.len && rec.off + rec.len <= s->wire_end)
+		rec.retrans = 1;
+	if (rec.len && rec.off + rec.len > s->wire_end)
+		s->wire_end = rec.off + rec.len;
+keep:
+	if (s->n_segs < MAX_SEGS)
+		s->segs[s->n_segs++] = rec;
+out:
+	pthread_mutex_unlock(&s->lock);
+	free(d);
+	return 0;
+}
+
+/* Turn segmentation offload off on ifname, so the capture sees the segments
+ * the wire carries rather than the large buffers TCP hands a GSO device.
+ * Returns 1 when both are off. */
+static int offload_off(const char *ifname)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ok = 1;
+	__u32 cmds[] = {ETHTOOL_STSO, ETHTOOL_SGSO};
+	size_t i;
+
+	if (fd < 0)
+		return 0;
+	for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		struct ethtool_value ev = {.cmd = cmds[i], .data = 0};
+		struct ifreq ifr;
+
+		memset(&ifr, 0, sizeof ifr);
+		snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
+		ifr.ifr_data = (char *)&ev;
+		if (ioctl(fd, SIOCETHTOOL, &ifr) < 0)
+			ok = 0;
+	}
+	close(fd);
+	return ok;
+}
+
+static int open_capture(struct sticky *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	const char *ifname = ctx->net ? NET_IFNAME : "lo";
+	char expr[256], err[512] = "";
+	int rc;
+
+	snprintf(expr, sizeof expr, "%s and dst host %s and dst port %u",
+		 s->mode == MODE_UDP ? "udp" : "tcp", s->srv_ip, ntohs(s->srv.sin_port));
+	/* The sender's host: what it put on the wire (on loopback, lo). */
+	rc = net_enter(ctx->net, NET_CLIENT);
+	if (rc == 0) {
+		s->offload_off = offload_off(ifname);
+		rc = cap_open(&s->cap, ifname, expr, err, sizeof err);
+	}
+	if (rc < 0) {
+		if (!err[0])
+			snprintf(err, sizeof err, "entering the sender's namespace: %s",
+				 strerror(-rc));
+		ev_error(ctx->em, rc == -EPERM ? "no_capture_privilege" : "capture_failed", NULL,
+			 err);
+		return rc;
+	}
+	if (ctx->pcap_path) {
+		rc = cap_pcap_open(&s->pcap, ctx->pcap_path, cap_link(s->cap), err, sizeof err);
+		if (rc < 0) {
+			ev_error(ctx->em, "pcap_failed", NULL, err);
+			return rc;
+		}
+	}
+	ev_emit(ctx->em, "capture",
+		json_pack("{s:s, s:s, s:s, s:b, s:b}", "interface", ifname, "host",
+			  ctx->net ? "client" : "loopback", "filter", expr, "offload_off",
+			  s->offload_off, "pcap", ctx->pcap_path != NULL));
+	rc = cap_start(s->cap, on_frame, s);
+	if (rc < 0) {
+		ev_error(ctx->em, "capture_failed", NULL, "could not start the capture thread");
+		return rc;
+	}
+	return 0;
+}
+
+/* Wait (bounded) until the capture has seen every byte the sender sent. */
+static void wait_wire(struct sticky *s, uint64_t want)
+{
+	int64_t end = mono_ns() + (int64_t)SETTLE_MS * 1000000;
+
+	for (;;) {
+		uint64_t got;
+
+		pthread_mutex_lock(&s->lock);
+		got = s->wire_end;
+		pthread_mutex_unlock(&s->lock);
+		if (got >= want || mono_ns() > end || lab_sleep_ms(s->ctx, 2) < 0)
+			return;
+	}
+}
+
+/* ---- the receiver ---- */
+
+static void emit_message(struct sticky *s, const struct frm_msg *m, int64_t t_ns)
+{
+	int k = (int)m->index;
+	int64_t v = frm_get_prefix(s->recv_fmt, m->prefix);
+
+	ev_emit(s->ctx->em, "message",
+		json_pack("{s:i, s:I, s:o, s:s, s:I, s:s, s:I, s:b}", "msg", k, "t_done_us",
+			  run_us(s, t_ns), "header_hex", hex_json(m->prefix, FRM_PREFIX), "format",
+			  frm_fmt_name(s->recv_fmt), "header_len", (json_int_t)v, "header",
+			  m->hdr, "total_size", (json_int_t)m->total_size, "ok",
+			  k >= 0 && k < s->count && m->total_size == (uint64_t)s->size &&
+				  m->hdr_len == s->msg_hdr_len[k]));
+	if (k >= 0 && k < s->count && m->total_size == (uint64_t)s->size)
+		s->framed_ok++;
+}
+
+static void frame_error(struct sticky *s, const struct frm_dec *d)
+{
+	s->framed_err = 1;
+	snprintf(s->framed_errmsg, sizeof s->framed_errmsg, "%s", d->errmsg);
+	ev_emit(s->ctx->em, "frame_error",
+		json_pack("{s:s, s:s, s:I, s:o, s:s, s:I}", "error", frm_err_name(d->err),
+			  "message", d->errmsg, "value", (json_int_t)d->bad_value, "header_hex",
+			  hex_json(d->cur.prefix, FRM_PREFIX), "format",
+			  frm_fmt_name(s->recv_fmt), "at", (json_int_t)d->consumed));
+}
+
+static void receive_tcp(struct sticky *s, int fd)
+{
+	struct lab_ctx *ctx = s->ctx;
+	uint8_t *buf = malloc((size_t)s->bufsize);
+	struct frm_dec dec;
+	uint64_t off = 0;
+
+	if (!buf) {
+		fail(s);
+		return;
+	}
+	frm_dec_init(&dec, s->recv_fmt, 0, 0);
+	for (;;) {
+		int64_t t0 = mono_ns();
+		ssize_t n = lsock_recv(ctx, W_RECV, fd, buf, (size_t)s->bufsize, -1);
+		int first = 0, nm;
+
+		if (n < 0) {
+			if (n != -ECANCELED)
+				fail(s);
+			break;
+		}
+		if (n == 0)
+			break;
+		nm = msgs_in(s, off, off + (uint64_t)n, &first);
+		for (int k = first; k < first + nm; k++)
+			s->recv_msgs[k]++;
+		s->n_recv++;
+		if (nm > 1)
+			s->n_recv_glued++;
+		ev_emit(ctx->em, "recv",
+			json_pack("{s:i, s:I, s:I, s:I, s:i, s:o}", "i", s->n_recv - 1, "t_call_us",
+				  run_us(s, t0), "offset", (json_int_t)off, "bytes", (json_int_t)n,
+				  "bufsize", s->bufsize, "msgs",
+				  msgs_json(s, off, off + (uint64_t)n)));
+		off += (uint64_t)n;
+		s->recv_bytes += (uint64_t)n;
+		if (s->mode == MODE_FRAMED && !s->framed_err) {
+			size_t p = 0;
+
+			while (p < (size_t)n) {
+				struct frm_msg m;
+				size_t used;
+				int rc = frm_dec_feed(&dec, buf + p, (size_t)n - p, &used, &m);
+
+				p += used;
+				if (rc < 0) {
+					frame_error(s, &dec);
+					break;
+				}
+				if (rc == 1) {
+					emit_message(s, &m, mono_ns());
+					frm_msg_free(&m);
+				}
+			}
+			if (s->framed_err)
+				break; /* a real receiver gives up on this connection */
+		}
+	}
+	if (s->mode == MODE_FRAMED && !s->framed_err && frm_dec_finish(&dec) < 0)
+		frame_error(s, &dec);
+	frm_dec_free(&dec);
+	free(buf);
+}
+
+static void receive_udp(struct sticky *s, int fd)
+{
+	struct lab_ctx *ctx = s->ctx;
+	uint8_t *buf = malloc((size_t)s->bufsize);
+	int k;
+
+	if (!buf) {
+		fail(s);
+		return;
+	}
+	for (k = 0; k < s->count; k++) {
+		int64_t t0 = mono_ns();
+		/* The first datagram waits for the sender; later ones at most 2 s. */
+		ssize_t n = lsock_recvfrom(ctx, W_RECV, fd, buf, (size_t)s->bufsize, NULL,
+					   k ? 2000 : 10000, NULL);
+		int idx = -1;
+
+		if (n < 0) {
+			if (n != -ECANCELED && n != -ETIMEDOUT)
+				fail(s);
+			break;
+		}
+		if (n >= 3 && buf[0] == '<')
+			idx = atoi((const char *)buf + 1);
+		s->n_recv++;
+		s->recv_bytes += (uint64_t)n;
+		ev_emit(ctx->em, "recv",
+			json_pack("{s:i, s:I, s:I, s:I, s:i, s:[{s:i, s:i, s:I, s:b}]}", "i", k,
+				  "t_call_us", run_us(s, t0), "offset", (json_int_t)s->recv_bytes - n,
+				  "bytes", (json_int_t)n, "bufsize", s->bufsize, "msgs", "msg", idx,
+				  "from", 0, "to", (json_int_t)n, "whole", n == s->size));
+	}
+	free(buf);
+}
+
+static void *receiver(void *arg)
+{
+	struct sticky *s = arg;
+	struct lab_ctx *ctx = s->ctx;
+	int fd = s->lfd;
+
+	if (net_enter(ctx->net, NET_SERVER) < 0) {
+		fail(s);
+		return NULL;
+	}
+	if (s->mode != MODE_UDP) {
+		fd = lsock_accept(ctx, W_LISTEN, s->lfd, NULL, 10000);
+		if (fd < 0) {
+			if (fd != -ECANCELED)
+				fail(s);
+			return NULL;
+		}
+	}
+	if (lab_sleep_ms(ctx, s->recv_delay_ms) < 0) {
+		if (fd != s->lfd)
+			lsock_close(ctx, W_RECV, fd);
+		return NULL;
+	}
+	if (s->mode == MODE_UDP)
+		receive_udp(s, fd);
+	else
+		receive_tcp(s, fd);
+	if (fd != s->lfd)
+		lsock_close(ctx, W_RECV, fd);
+	return NULL;
+}
+
+/* ---- the sender ---- */
+
+static int sender(struct sticky *s, const uint8_t *stream)
+{
+	struct lab_ctx *ctx = s->ctx;
+	int udp = s->mode == MODE_UDP;
+	int fd, k, rc = 0;
+
+	fd = lsock_socket(ctx, W_SEND, AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM);
+	if (fd < 0)
+		return fd;
+	if (!udp) {
+		if (s->nodelay)
+			rc = lsock_setsockopt_int(ctx, W_SEND, fd, IPPROTO_TCP, TCP_NODELAY, 1);
+		if (rc == 0 && s->cork)
+			rc = lsock_setsockopt_int(ctx, W_SEND, fd, IPPROTO_TCP, TCP_CORK, 1);
+		if (rc == 0 && s->mss)
+			rc = lsock_setsockopt_int(ctx, W_SEND, fd, IPPROTO_TCP, TCP_MAXSEG, s->mss);
+		if (rc == 0)
+			rc = lsock_connect(ctx, W_SEND, fd, (struct sockaddr *)&s->srv,
+					   sizeof s->srv, 10000);
+	}
+	for (k = 0; rc >= 0 && k < s->count; k++) {
+		uint64_t done = 0;
+
+		if (k && s->gap_ms && (rc = lab_sleep_ms(ctx, s->gap_ms)) < 0)
+			break;
+		while (done < s->msg_len[k] && s->n_send < (int)MAX_SENDS) {
+			uint64_t off = s->msg_start[k] + done;
+			int64_t t0 = mono_ns();
+			ssize_t n = udp ? lsock_sendto(ctx, W_SEND, fd, stream + off,
+						       s->msg_len[k], (struct sockaddr *)&s->srv,
+						       sizeof s->srv, 10000, NULL)
+					: lsock_send(ctx, W_SEND, fd, stream + off,
+						     s->msg_len[k] - done, 10000);
+
+			if (n < 0) {
+				rc = (int)n;
+				break;
+			}
+			s->send_end[s->n_send] = off + (uint64_t)n;
+			s->n_send++;
+			s->send_bytes += (uint64_t)n;
+			ev_emit(ctx->em, "send",
+				json_pack("{s:i, s:I, s:I, s:I, s:o}", "i", s->n_send - 1,
+					  "t_call_us", run_us(s, t0), "offset", (json_int_t)off,
+					  "bytes", (json_int_t)n, "msgs",
+					  msgs_json(s, off, off + (uint64_t)n)));
+			done += (uint64_t)n;
+		}
+	}
+	if (rc >= 0 && !udp && s->cork)
+		rc = lsock_setsockopt_int(ctx, W_SEND, fd, IPPROTO_TCP, TCP_CORK, 0);
+	if (rc >= 0 && !udp)
+		rc = lsock_shutdown(ctx, W_SEND, fd, SHUT_WR);
+	lsock_close(ctx, W_SEND, fd);
+	return rc < 0 ? rc : 0;
+}
+
+/* ---- after the run: the wire lane and the verdict ---- */
+
+/* Which send() call wrote stream offset off. */
+static int send_of(const struct sticky *s, uint64_t off)
+{
+	int i;
+
+	for (i = 0; i < s->n_send; i++)
+		if (off < s->send_end[i])
+			return i;
+	return s->n_send - 1;
+}
+
+static void emit_segments(struct sticky *s)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < s->n_segs; i++) {
+		const struct lane_rec *g = &s->segs[i];
+		char fl[16];
+		int sends = 0, first = 0;
+		json_t *ev;
+
+		if (g->len && !g->retrans && s->mode != MODE_UDP) {
+			first = send_of(s, g->off);
+			sends = send_of(s, g->off + g->len - 1) - first + 1;
+			if (sends > 1)
+				s->n_seg_multi_send++;
+		}
+		if (g->len && !g->retrans)
+			s->seg_bytes += g->len;
+		ev = json_pack("{s:i, s:I, s:I, s:I, s:b, s:o}", "i", n++, "t_wire_us",
+			       run_us(s, g->t_ns), "offset", (json_int_t)g->off, "bytes",
+			       (json_int_t)g->len, "retransmit", g->retrans, "msgs",
+			       g->len ? msgs_json(s, g->off, g->off + g->len) : json_array());
+		if (s->mode != MODE_UDP) {
+			json_object_set_new(ev, "flags",
+					    json_string(dec_tcp_flags_short(g->flags, fl, sizeof fl)));
+			if (g->len)
+				json_object_set_new(ev, "sends",
+						    json_pack("[i, i]", first, first + sends - 1));
+		}
+		ev_emit(s->ctx->em, "segment", ev);
+	}
+}
+
+static int data_segments(const struct sticky *s)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < s->n_segs; i++)
+		n += s->segs[i].len && !s->segs[i].retrans;
+	return n;
+}
+
+static void verdict(struct sticky *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	int segs = data_segments(s), k;
+	json_t *np;
+
+	for (k = 0; k < s->count; k++)
+		if (s->recv_msgs[k] > 1)
+			s->n_msgs_split++;
+	np = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "messages", s->count, "sends",
+		       s->n_send, "segments", segs, "recvs", s->n_recv, "glued", s->n_recv_glued,
+		       "split", s->n_msgs_split, "coalesced", s->n_seg_multi_send);
+	if (s->mode == MODE_UDP) {
+		ev_note(ctx->em, s->n_recv == s->n_send ? "sticky.udp.kept" : "sticky.udp.lost", np,
+			NULL);
+		return;
+	}
+	if (s->n_seg_multi_send > 0) {
+		ev_note(ctx->em, "sticky.verdict.wire", json_incref(np), NULL);
+		if (s->cork)
+			ev_note(ctx->em, "sticky.cause.cork", NULL, NULL);
+		else if (!s->nodelay)
+			ev_note(ctx->em, "sticky.cause.nagle", NULL, NULL);
+		else
+			ev_note(ctx->em, "sticky.cause.autocork", NULL, NULL);
+	} else if (s->n_recv_glued > 0) {
+		ev_note(ctx->em, "sticky.verdict.receiver", json_incref(np), NULL);
+		if (!s->nodelay)
+			ev_note(ctx->em, "sticky.cause.not_nagle", NULL, NULL);
+	}
+	if (segs > s->n_send)
+		ev_note(ctx->em, "sticky.verdict.segmented",
+			json_pack("{s:i, s:i, s:i}", "sends", s->n_send, "segments", segs, "mss",
+				  s->mss), NULL);
+	if (s->n_msgs_split > 0)
+		ev_note(ctx->em, "sticky.verdict.split", json_incref(np), NULL);
+	if (!s->n_seg_multi_send && !s->n_recv_glued && !s->n_msgs_split)
+		ev_note(ctx->em, "sticky.verdict.kept", json_incref(np), NULL);
+	json_decref(np);
+	if (s->mode == MODE_FRAMED) {
+		if (s->framed_err && s->mismatch)
+			ev_note(ctx->em, "sticky.framed.mismatch",
+				json_pack("{s:s}", "error", s->framed_errmsg), NULL);
+		else if (s->framed_err)
+			ev_note(ctx->em, "sticky.framed.error",
+				json_pack("{s:s}", "error", s->framed_errmsg), NULL);
+		else
+			ev_note(ctx->em, "sticky.framed.ok",
+				json_pack("{s:i, s:i}", "messages", s->framed_ok, "recvs",
+					  s->n_recv), NULL);
+	}
+}
+
+static void fill_summary(struct sticky *s)
+{
+	json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I}",
+			      "mode", mode_choices[s->mode], "network",
+			      s->ctx->net ? "two-hosts" : "loopback", "messages", s->count,
+			      "sends", s->n_send, "segments", data_segments(s), "recvs", s->n_recv,
+			      "glued_recvs", s->n_recv_glued, "split_messages", s->n_msgs_split,
+			      "coalesced_segments", s->n_seg_multi_send, "stream_bytes",
+			      (json_int_t)s->total, "send_bytes", (json_int_t)s->send_bytes,
+			      "wire_bytes", (json_int_t)s->seg_bytes, "recv_bytes",
+			      (json_int_t)s->recv_bytes);
+
+	if (s->mode != MODE_UDP)
+		json_object_set_new(j, "boundaries_lost",
+				    json_string(s->n_seg_multi_send ? "wire"
+						: s->n_recv_glued ? "receiver"
+						: s->n_msgs_split ? "split" : "none"));
+	if (s->mode == MODE_FRAMED) {
+		json_object_set_new(j, "framed_messages", json_integer(s->framed_ok));
+		if (s->framed_err)
+			json_object_set_new(j, "framing_error", json_string(s->framed_errmsg));
+	}
+	if (s->ctx->pcap_path)
+		json_object_set_new(j, "pcap", json_string(s->ctx->pcap_path));
+	json_object_update(s->ctx->summary, j);
+	json_decref(j);
+}
+
+static int pick_server(struct sticky *s)
+{
+	uint8_t rnd[3];
+
+	memset(&s->srv, 0, sizeof s->srv);
+	s->srv.sin_family = AF_INET;
+	if (s->ctx->net) {
+		s->srv.sin_addr.s_addr = htonl(net_addr(s->ctx->net, NET_SERVER));
+	} else {
+		if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+			return -EIO;
+		/* A random 127.x.y.z: the capture's filter names this run alone. */
+		s->srv.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)(1 + rnd[0] % 254) << 16 |
+					       (uint32_t)(1 + rnd[1] % 254) << 8 |
+					       (1 + rnd[2] % 254));
+	}
+	inet_ntop(AF_INET, &s->srv.sin_addr, s->srv_ip, sizeof s->srv_ip);
+	return 0;
+}
+
+static int open_listener(struct sticky *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	socklen_t sl = sizeof s->srv;
+	int rc;
+
+	rc = net_enter(ctx->net, NET_SERVER);
+	if (rc == 0)
+		rc = s->lfd = lsock_socket(ctx, W_LISTEN, AF_INET,
+					   s->mode == MODE_UDP ? SOCK_DGRAM : SOCK_STREAM);
+	if (rc >= 0)
+		rc = lsock_bind(ctx, W_LISTEN, s->lfd, (struct sockaddr *)&s->srv, sizeof s->srv);
+	if (rc >= 0 && s->mode != MODE_UDP)
+		rc = lsock_listen(ctx, W_LISTEN, s->lfd, 4);
+	if (rc >= 0 && getsockname(s->lfd, (struct sockaddr *)&s->srv, &sl) < 0)
+		rc = -errno;
+	return rc < 0 ? rc : 0;
+}
+
+static int sticky_run(struct lab_ctx *ctx)
+{
+	const struct lab_params *p = ctx->p;
+	struct sticky *s = calloc(1, sizeof *s);
+	uint8_t *stream = NULL;
+	pthread_t rt;
+	int rc, started = 0;
+
+	if (!s) {
+		ev_error(ctx->em, "internal", NULL, "out of memory");
+		return -ENOMEM;
+	}
+	s->ctx = ctx;
+	s->lfd = -1;
+	s->mode = (enum mode)lab_int(p, "mode");
+	s->count = (int)lab_int(p, "count");
+	s->size = (int)lab_int(p, "size");
+	s->nodelay = (int)lab_int(p, "nodelay");
+	s->cork = (int)lab_int(p, "cork");
+	s->gap_ms = (int)lab_int(p, "gap_ms");
+	s->recv_delay_ms = (int)lab_int(p, "recv_delay_ms");
+	s->bufsize = (int)lab_int(p, "bufsize");
+	s->mss = (int)lab_int(p, "mss");
+	s->mismatch = (int)lab_int(p, "mismatch");
+	s->recv_fmt = (enum frm_fmt)lab_int(p, "header");
+	s->send_fmt = s->mismatch ? FRM_NATIVE : s->recv_fmt;
+	if (s->mismatch)
+		s->recv_fmt = FRM_NET;
+	pthread_mutex_init(&s->lock, NULL);
+	s->segs = calloc(MAX_SEGS, sizeof *s->segs);
+	/* A send() may take part of a message: at most one call per MSS-ish piece. */
+	s->send_end = calloc(MAX_SENDS, sizeof *s->send_end);
+	stream = s->segs && s->send_end ? build_stream(s) : NULL;
+	if (!stream) {
+		rc = -ENOMEM;
+		ev_error(ctx->em, "internal", NULL, "out of memory");
+		goto out;
+	}
+	rc = pick_server(s);
+	if (rc == 0)
+		rc = open_listener(s);
+	if (rc < 0) {
+		if (rc != -ECANCELED)
+			ev_error(ctx->em, "lab_failed", NULL, "could not open the receiver's socket");
+		goto out;
+	}
+	if (s->mode == MODE_FRAMED)
+		ev_note(ctx->em, s->mismatch ? "sticky.framed.mismatch_setup" : "sticky.framed.setup",
+			json_pack("{s:s, s:s}", "send", frm_fmt_name(s->send_fmt), "recv",
+				  frm_fmt_name(s->recv_fmt)), NULL);
+	rc = open_capture(s);
+	if (rc < 0)
+		goto out;
+	if (pthread_create(&rt, NULL, receiver, s) != 0) {
+		rc = -EAGAIN;
+		ev_error(ctx->em, "internal", NULL, "could not start the receiver thread");
+		goto out;
+	}
+	started = 1;
+	/* This thread is the sender, on the client host (open_capture entered it). */
+	rc = sender(s, stream);
+	if (rc < 0 && rc != -ECANCELED)
+		fail(s);
+	pthread_join(rt, NULL);
+	started = 0;
+	if (s->failed && !lab_cancelled(ctx)) {
+		rc = -EIO;
+		ev_error(ctx->em, "lab_failed", NULL,
+			 "a socket call failed unexpectedly; see the failed call above");
+		goto out;
+	}
+	if (lab_cancelled(ctx)) {
+		rc = -ECANCELED;
+		goto out;
+	}
+	wait_wire(s, s->send_bytes);
+	cap_stop(s->cap);
+	emit_segments(s);
+	verdict(s);
+out:
+	if (started)
+		pthread_join(rt, NULL);
+	cap_close(s->cap);
+	cap_pcap_close(s->pcap);
+	if (s->lfd >= 0)
+		lsock_close(ctx, W_LISTEN, s->lfd);
+	fill_summary(s);
+	pthread_mutex_destroy(&s->lock);
+	free(stream);
+	free(s->segs);
+	free(s->send_end);
+	free(s);
+	return rc == -ECANCELED ? 0 : rc;
+}
+
+static int sticky_check(const struct lab_params *p, const char **param, char *err, size_t errlen)
+{
+	int mode = (int)lab_int(p, "mode");
+	long long mss = lab_int(p, "mss");
+
+	if (lab_int(p, "count") * lab_int(p, "size") > (long long)MAX_TOTAL) {
+		*param = "size";
+		snprintf(err, errlen, "parameter 'size': count x size must stay within %u bytes",
+			 MAX_TOTAL);
+		return -EINVAL;
+	}
+	if (mss > 0 && mss < 88) {
+		*param = "mss";
+		snprintf(err, errlen, "parameter 'mss': 0 (the kernel's choice) or 88 to 32767");
+		return -EINVAL;
+	}
+	if (mode == MODE_UDP && lab_int(p, "size") > 65507) {
+		*param = "size";
+		snprintf(err, errlen, "parameter 'size': a UDP datagram carries at most 65507 bytes");
+		return -EINVAL;
+	}
+	if (mode == MODE_UDP && (lab_int(p, "nodelay") || lab_int(p, "cork") || mss)) {
+		*param = lab_int(p, "nodelay") ? "nodelay" : lab_int(p, "cork") ? "cork" : "mss";
+		snprintf(err, errlen, "parameter '%s': a TCP option; mode=udp has no TCP", *param);
+		return -EINVAL;
+	}
+	if (mode != MODE_FRAMED && (lab_int(p, "mismatch") || lab_is_set(p, "header"))) {
+		*param = lab_int(p, "mismatch") ? "mismatch" : "header";
+		snprintf(err, errlen, "parameter '%s': only with mode=framed", *param);
+		return -EINVAL;
+	}
+	if (lab_int(p, "mismatch") && lab_is_set(p, "header") && lab_int(p, "header") != 0) {
+		*param = "header";
+		snprintf(err, errlen, "parameter 'header': mismatch=true sends i and reads !I; "
+			 "leave header at !I");
+		return -EINVAL;
+	}
+	if (net_params_check(p, param, err, errlen) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- the CLI's text lanes ---- */
+
+static void msgs_text(const json_t *msgs, char *buf, size_t len)
+{
+	size_t i, off = 0;
+	const json_t *m;
+
+	buf[0] = '\0';
+	json_array_foreach(msgs, i, m) {
+		long long k = json_integer_value(json_object_get(m, "msg"));
+		int whole = json_is_true(json_object_get(m, "whole"));
+		int n;
+
+		if (whole)
+			n = snprintf(buf + off, len - off, "%s#%lld", i ? " " : "", k);
+		else
+			n = snprintf(buf + off, len - off, "%s#%lld[%lld..%lld)", i ? " " : "", k,
+				     json_integer_value(json_object_get(m, "from")),
+				     json_integer_value(json_object_get(m, "to")));
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+}
+
+static int sticky_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)
+{
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	char m[512];
+	long long t;
+
+	if (!type)
+		return -1;
+	if (!strcmp(type, "syscall")) {
+		const char *call = json_string_value(json_object_get(ev, "call"));
+		/* The lanes say what send/recv did; keep the set-up calls. */
+		if (call && (!strcmp(call, "send") || !strcmp(call, "recv") ||
+			     !strcmp(call, "sendto") || !strcmp(call, "recvfrom")))
+			return 0;
+		return -1;
+	}
+	if (!strcmp(type, "message"))
+		return snprintf(buf, len, "%10.3f  framing message #%lld: header %s read as %s = %lld, "
+				"%s, body %lld bytes%s\n",
+				(double)json_integer_value(json_object_get(ev, "t_us")) / 1000.0,
+				json_integer_value(json_object_get(ev, "msg")),
+				json_string_value(json_object_get(ev, "header_hex")),
+				json_string_value(json_object_get(ev, "format")),
+				json_integer_value(json_object_get(ev, "header_len")),
+				json_string_value(json_object_get(ev, "header")),
+				json_integer_value(json_object_get(ev, "total_size")),
+				json_is_true(json_object_get(ev, "ok")) ? "" : " (not as sent)");
+	if (!strcmp(type, "frame_error"))
+		return snprintf(buf, len, "%10.3f  framing error at byte %lld: header %s read as %s: "
+				"%s\n",
+				(double)json_integer_value(json_object_get(ev, "t_us")) / 1000.0,
+				json_integer_value(json_object_get(ev, "at")),
+				json_string_value(json_object_get(ev, "header_hex")),
+				json_string_value(json_object_get(ev, "format")),
+				json_string_value(json_object_get(ev, "message")));
+	if (strcmp(type, "send") && strcmp(type, "segment") && strcmp(type, "recv"))
+		return -1;
+	msgs_text(json_object_get(ev, "msgs"), m, sizeof m);
+	t = json_integer_value(json_object_get(ev, !strcmp(type, "segment") ? "t_wire_us"
+							    : "t_call_us"));
+	if (!strcmp(type, "segment"))
+		return snprintf(buf, len, "%10.3f  wire    segment %-3lld %-4s %6lld bytes at %-7lld %s%s\n",
+				(double)t / 1000.0, json_integer_value(json_object_get(ev, "i")),
+				json_string_value(json_object_get(ev, "flags"))
+					? json_string_value(json_object_get(ev, "flags")) : "udp",
+				json_integer_value(json_object_get(ev, "bytes")),
+				json_integer_value(json_object_get(ev, "offset")), m,
+				json_is_true(json_object_get(ev, "retransmit")) ? " (retransmit)"
+										 : "");
+	return snprintf(buf, len, "%10.3f  %-7s %-7s %-3lld %6lld bytes at %-7lld %s\n",
+			(double)t / 1000.0, !strcmp(type, "send") ? "sender" : "receiver", type,
+			json_integer_value(json_object_get(ev, "i")),
+			json_integer_value(json_object_get(ev, "bytes")),
+			json_integer_value(json_object_get(ev, "offset")), m);
+}
+
+const struct lab_desc lab_sticky = {
+	.name = "sticky",
+	.title = "Sticky packets (message boundaries)",
+	.summary = "Several send() calls, the TCP segments on the wire and the receiver's recv() "
+		   "returns on one time axis: where message boundaries are lost, and framing that "
+		   "restores them.",
+	.params = sticky_params,
+	.n_params = sizeof sticky_params / sizeof sticky_params[0],
+	.check = sticky_check,
+	.captures = 1,
+	.run = sticky_run,
+	.format = sticky_format,
+};
