@@ -378,7 +378,22 @@ def handshake_checks(events, params):
     eq(events[-1]["summary"]["network"], params.get("network", "two-hosts"), "network")
 
 
+def sticky_checks(events, params):
+    summary = events[-1]["summary"]
+    lanes = {t: [e for e in events if e["type"] == t] for t in ("send", "segment", "recv")}
+    eq(summary["sends"], len(lanes["send"]), "send events")
+    eq(summary["recvs"], len(lanes["recv"]), "recv events")
+    for lane in ("send", "recv"):
+        eq(sum(e["bytes"] for e in lanes[lane]), summary["stream_bytes"], f"bytes on the {lane} lane")
+    eq(summary["wire_bytes"], summary["stream_bytes"], "bytes on the wire")
+    if params.get("mode") == "framed":
+        eq(summary["framed_messages"], params["count"], "framed messages reassembled")
+
+
 LAB_CASES = {
+    "sticky": [
+        Case({"mode": "framed", "count": 4, "recv_delay_ms": 50}, sticky_checks, ["CAP_NET_RAW"]),
+    ],
     "handshake": [
         Case({"observe_ms": 0}, handshake_checks, ["CAP_NET_RAW"] + TWO_HOSTS),
         Case({"network": "loopback", "observe_ms": 0}, handshake_checks, ["CAP_NET_RAW"]),

@@ -1,0 +1,148 @@
+"""test_sticky.py: the sticky-packet lab end to end: real sends, captured segments, recvs, framing, UDP."""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tap import Skip, check, eq, run, test  # noqa: E402
+
+BIN = os.environ.get("SOCKLAB_ASAN") or os.environ.get("SOCKLAB", "build/socklab")
+if not os.path.exists(BIN):
+    BIN = os.environ.get("SOCKLAB", "build/socklab")
+SLOW = ["network=two-hosts", "c2s_delay_ms=20", "s2c_delay_ms=20"]
+
+
+def root():
+    if os.geteuid() != 0:
+        raise Skip("needs root (a raw socket for the capture, namespaces for two-hosts)")
+
+
+def sticky(*params, ok=True):
+    """Run the lab with --json; check the lanes agree; return (events, summary)."""
+    root()
+    args = [BIN, "run", "sticky", "--json"]
+    for p in params:
+        args += ["-p", p]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+        check(bad not in r.stderr, f"sanitizer report: {r.stderr[-800:]}")
+    if not ok:
+        return r, None
+    eq(r.returncode, 0, f"exit of {params}: {r.stderr[-400:]}")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    eq([e["seq"] for e in events], list(range(len(events))), "gap-free seq")
+    s = events[-1]["summary"]
+    lanes = {t: [e for e in events if e["type"] == t] for t in ("send", "segment", "recv")}
+    data = [g for g in lanes["segment"] if g["bytes"] and not g["retransmit"]]
+    eq(s["sends"], len(lanes["send"]), "sends in the summary")
+    eq(s["segments"], len(data), "data segments in the summary")
+    eq(s["recvs"], len(lanes["recv"]), "recvs in the summary")
+    # Byte totals equal on all three lanes.
+    total = s["stream_bytes"]
+    eq(sum(e["bytes"] for e in lanes["send"]), total, "bytes sent")
+    eq(sum(g["bytes"] for g in data), total, "bytes on the wire")
+    eq(sum(e["bytes"] for e in lanes["recv"]), total, "bytes received")
+    # Every lane covers every message exactly, in order.
+    for lane in ("send", "segment", "recv"):
+        parts = {}
+        for e in (data if lane == "segment" else lanes[lane]):
+            for m in e["msgs"]:
+                parts.setdefault(m["msg"], []).append((m["from"], m["to"]))
+        for k, p in parts.items():
+            eq(p[0][0], 0, f"{lane}: message {k} starts at 0")
+            check(all(a[1] == b[0] for a, b in zip(p, p[1:])), f"{lane}: message {k} contiguous")
+        eq(sorted(parts), list(range(s["messages"])), f"{lane}: every message")
+    return events, s
+
+
+def notes(events):
+    return [e["key"] for e in events if e["type"] == "note"]
+
+
+@test
+def nagle_coalesces_on_a_slow_wire():
+    ev, s = sticky("count=8", "size=20", "recv_delay_ms=300", *SLOW)
+    check(s["segments"] < s["sends"], f"{s['segments']} segments for {s['sends']} sends")
+    check(s["coalesced_segments"] >= 1, "a segment carries several sends")
+    eq(s["boundaries_lost"], "wire", "where boundaries were lost")
+    check("sticky.verdict.wire" in notes(ev) and "sticky.cause.nagle" in notes(ev), notes(ev))
+    multi = [g for g in ev if g["type"] == "segment" and g.get("sends", [0, 0])[1] > g.get("sends", [0, 0])[0]]
+    check(multi and len(multi[0]["msgs"]) >= 2, "the merged segment names its messages")
+
+
+@test
+def nodelay_on_loopback_glues_only_in_the_receiver():
+    ev, s = sticky("count=5", "size=20", "nodelay=true", "gap_ms=5", "recv_delay_ms=200")
+    eq(s["segments"], s["sends"], "one segment per send")
+    eq(s["coalesced_segments"], 0, "no segment carries two sends")
+    check(s["recvs"] < s["sends"], f"{s['recvs']} recvs for {s['sends']} sends")
+    eq(s["boundaries_lost"], "receiver", "where boundaries were lost")
+    check("sticky.verdict.receiver" in notes(ev), notes(ev))
+    check("sticky.cause.nagle" not in notes(ev), "Nagle is not blamed")
+
+
+@test
+def a_large_message_is_cut_at_the_mss():
+    ev, s = sticky("count=2", "size=5000", "mss=500", "nodelay=true", "bufsize=2048",
+                   "recv_delay_ms=0", "network=two-hosts", "c2s_delay_ms=5")
+    data = [g for g in ev if g["type"] == "segment" and g["bytes"]]
+    check(all(g["bytes"] <= 500 for g in data), f"segment sizes {[g['bytes'] for g in data]}")
+    check(len(data) >= 20, f"{len(data)} segments for 10000 bytes at MSS 500")
+    check(s["recvs"] > s["messages"] and s["split_messages"] >= 1, f"split: {s}")
+    check("sticky.verdict.segmented" in notes(ev) and "sticky.verdict.split" in notes(ev), notes(ev))
+
+
+@test
+def framing_reassembles_every_message():
+    for fmt, hexpat in (("!I", "00 00 00 {:02x}"), ("i", "{:02x} 00 00 00")):
+        ev, s = sticky("mode=framed", f"header={fmt}", "count=6", "size=300", "bufsize=100")
+        msgs = [e for e in ev if e["type"] == "message"]
+        eq([m["msg"] for m in msgs], list(range(6)), f"{fmt}: messages in order")
+        check(all(m["ok"] and m["total_size"] == 300 for m in msgs), f"{fmt}: {msgs[:1]}")
+        eq(msgs[0]["header_hex"], hexpat.format(msgs[0]["header_len"]), f"{fmt}: header bytes")
+        eq(json.loads(msgs[2]["header"]), {"total_size": 300, "index": 2}, "the JSON header")
+        eq(s["framed_messages"], 6, "framed messages")
+        check(s["split_messages"] >= 1, "bufsize 100 splits the messages, framing still works")
+        check("sticky.framed.ok" in notes(ev), notes(ev))
+
+
+@test
+def mismatched_header_formats_are_rejected():
+    ev, s = sticky("mode=framed", "mismatch=true", "count=3")
+    errs = [e for e in ev if e["type"] == "frame_error"]
+    eq(len(errs), 1, "one framing error")
+    e = errs[0]
+    eq((e["error"], e["format"], e["at"]), ("header_too_long", "!I", 4), "the error")
+    raw = bytes.fromhex(e["header_hex"].replace(" ", ""))
+    eq(e["value"], int.from_bytes(raw, "big"), "the value !I reads")
+    check(0 < int.from_bytes(raw, "little") < 100, "what i meant")
+    check("4096" in e["message"], e["message"])
+    eq([x for x in ev if x["type"] == "message"], [], "no message delivered")
+    check("sticky.framed.mismatch" in notes(ev), notes(ev))
+
+
+@test
+def udp_keeps_one_recvfrom_per_sendto():
+    ev, s = sticky("mode=udp", "count=6", "size=100", "recv_delay_ms=100")
+    eq((s["sends"], s["segments"], s["recvs"]), (6, 6, 6), "sendto, datagrams, recvfrom")
+    recvs = [e for e in ev if e["type"] == "recv"]
+    eq([[m["msg"] for m in r["msgs"]] for r in recvs], [[k] for k in range(6)], "one each")
+    check("sticky.udp.kept" in notes(ev), notes(ev))
+
+
+@test
+def bad_parameters_name_the_field():
+    for params, field in ((["mss=50"], "mss"), (["mismatch=true"], "mismatch"),
+                          (["count=200", "size=65536"], "size"), (["bufsize=0"], "bufsize"),
+                          (["mode=udp", "nodelay=true"], "nodelay"), (["mode=tcp"], "mode")):
+        args = [BIN, "run", "sticky"]
+        for p in params:
+            args += ["-p", p]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+        check(r.returncode != 0, f"{params} accepted")
+        check(f"'{field}'" in r.stderr or f"{field}" in r.stderr, f"{params}: {r.stderr}")
+
+
+if __name__ == "__main__":
+    run(timeout=90)
