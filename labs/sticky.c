@@ -502,8 +502,12 @@ static void receive_udp(struct sticky *s, int fd)
 				fail(s);
 			break;
 		}
-		if (n >= 3 && buf[0] == '<')
-			idx = atoi((const char *)buf + 1);
+		if (n >= 3 && buf[0] == '<') {
+			ssize_t j;
+
+			for (j = 1, idx = 0; j < n && buf[j] >= '0' && buf[j] <= '9' && idx < MAX_COUNT; j++)
+				idx = idx * 10 + (buf[j] - '0');
+		}
 		s->n_recv++;
 		s->recv_bytes += (uint64_t)n;
 		ev_emit(ctx->em, "recv",
@@ -676,8 +680,10 @@ static void verdict(struct sticky *s)
 		       s->n_send, "segments", segs, "recvs", s->n_recv, "glued", s->n_recv_glued,
 		       "split", s->n_msgs_split, "coalesced", s->n_seg_multi_send);
 	if (s->mode == MODE_UDP) {
-		ev_note(ctx->em, s->n_recv == s->n_send ? "sticky.udp.kept" : "sticky.udp.lost", np,
-			NULL);
+		if (s->n_recv == s->n_send)
+			ev_note(ctx->em, "sticky.udp.kept", np, NULL);
+		else
+			ev_note(ctx->em, "sticky.udp.lost", np, NULL);
 		return;
 	}
 	if (s->n_seg_multi_send > 0) {
@@ -829,10 +835,15 @@ static int sticky_run(struct lab_ctx *ctx)
 			ev_error(ctx->em, "lab_failed", NULL, "could not open the receiver's socket");
 		goto out;
 	}
-	if (s->mode == MODE_FRAMED)
-		ev_note(ctx->em, s->mismatch ? "sticky.framed.mismatch_setup" : "sticky.framed.setup",
-			json_pack("{s:s, s:s}", "send", frm_fmt_name(s->send_fmt), "recv",
-				  frm_fmt_name(s->recv_fmt)), NULL);
+	if (s->mode == MODE_FRAMED) {
+		json_t *fp = json_pack("{s:s, s:s}", "send", frm_fmt_name(s->send_fmt), "recv",
+				       frm_fmt_name(s->recv_fmt));
+
+		if (s->mismatch)
+			ev_note(ctx->em, "sticky.framed.mismatch_setup", fp, NULL);
+		else
+			ev_note(ctx->em, "sticky.framed.setup", fp, NULL);
+	}
 	rc = open_capture(s);
 	if (rc < 0)
 		goto out;

@@ -7,11 +7,13 @@ import * as raw from './raw.js';
 import * as tcpEcho from './tcp-echo.js';
 import * as udpPing from './udp-ping.js';
 import * as handshake from './handshake.js';
+import * as sticky from './sticky.js';
 
 const renderers = {
 	'tcp-echo': tcpEcho,
 	'udp-ping': udpPing,
 	handshake,
+	sticky,
 };
 
 // The renderer module for a lab: {create(root, ctx), formHints?}.

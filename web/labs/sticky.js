@@ -1,0 +1,202 @@
+// sticky.js: the view of the sticky lab: send() calls, segments on the wire and recv() returns as three lanes on one time axis, one colour per message.
+//
+// Every lane event ("send", "segment", "recv") names the application
+// messages its bytes belong to (msgs: [{msg, from, to, whole}]), so a bar is
+// drawn as one coloured part per message: a bar with several colours glued
+// messages together (粘包), a colour spread over several bars was split
+// (拆包). Bars sit at their time on one axis shared by the three lanes
+// (t_call_us for calls, t_wire_us for segments). Colours and positions are
+// CSS classes and CSSOM properties, never style attributes (strict CSP).
+// Framed runs add the header bytes in hex next to the values they encode.
+
+import { h, replace, fmtMs } from '../dom.js';
+import { t } from '../i18n.js';
+import { RunFrame, errorCallout, noteCallout } from './common.js';
+import { rawBlock } from './raw.js';
+
+const COLOURS = 12;
+const LANES = ['send', 'segment', 'recv'];
+const MAX_BARS = 2000;
+
+function ensureStyles() {
+	if (document.querySelector('link[data-view="sticky"]')) return;
+	document.head.appendChild(h('link', { attrs: { rel: 'stylesheet', href: '/labs/sticky.css', 'data-view': 'sticky' } }));
+}
+
+export function create(root, ctx) {
+	ensureStyles();
+	const frame = new RunFrame(root, ctx);
+	const view = new StickyView(root, ctx, frame);
+	frame.attachSummary(root);
+	return view;
+}
+
+function timeOf(ev) {
+	return ev.type === 'segment' ? ev.t_wire_us : ev.t_call_us ?? ev.t_us;
+}
+
+function msgText(ms) {
+	return (Array.isArray(ms) ? ms : []).map((m) => (m.whole ? `#${m.msg}` : `#${m.msg}[${m.from}..${m.to})`)).join(' ');
+}
+
+class StickyView {
+	constructor(root, ctx, frame) {
+		this.ctx = ctx;
+		this.frame = frame;
+		this.udp = false;
+		this.ev = { send: [], segment: [], recv: [] };
+		this.messages = [];
+		this.lanes = {};
+		this.lists = {};
+		const laneRows = LANES.map((lane) => {
+			const track = h('div', { class: 'stk-track', attrs: { role: 'list' } });
+			const title = h('span', { class: 'stk-lane-title' });
+			const count = h('span', { class: 'stk-lane-count' });
+			const row = h('div', { class: `stk-lane stk-lane-${lane}`, dataset: { lane, count: '0' } },
+				h('div', { class: 'stk-lane-head' }, title, count), track);
+			this.lanes[lane] = { row, track, title, count };
+			return row;
+		});
+		this.axisEl = h('div', { class: 'stk-axis' });
+		this.countsEl = h('p', { class: 'stk-counts' });
+		this.notesEl = h('div', { class: 'stk-notes' });
+		this.framesEl = h('div', { class: 'stk-frames' });
+		this.framesCard = h('section', { class: 'card stk-frames-card' }, h('h3', { text: t('sticky.messages') }), this.framesEl);
+		this.framesCard.hidden = true;
+		this.rawEl = h('div', { class: 'stk-raw' });
+		const listBox = LANES.map((lane) => {
+			const ol = h('ol', { class: `stk-list stk-list-${lane}`, attrs: { start: '0' } });
+			this.lists[lane] = ol;
+			return h('div', { class: 'stk-list-box' }, h('h4', { class: `stk-list-title-${lane}` }), ol);
+		});
+		this.listTitles = listBox.map((b) => b.firstChild);
+		root.appendChild(h('section', { class: 'card stk-card' },
+			h('h3', { text: t('lab.sticky.title') }),
+			h('p', { class: 'help', text: t('sticky.legend') }),
+			this.countsEl,
+			h('div', { class: 'stk-lanes' }, laneRows, this.axisEl),
+			this.notesEl));
+		root.appendChild(this.framesCard);
+		root.appendChild(h('section', { class: 'card stk-lists-card' }, h('div', { class: 'stk-lists' }, listBox), this.rawEl));
+		this.titles();
+	}
+
+	titles() {
+		const sfx = this.udp ? '_udp' : '';
+		const keys = { send: `sticky.lane.send${sfx}`, segment: `sticky.lane.wire${sfx}`, recv: `sticky.lane.recv${sfx}` };
+		LANES.forEach((lane, i) => {
+			this.lanes[lane].title.textContent = t(keys[lane]);
+			this.listTitles[i].textContent = t(keys[lane]);
+		});
+	}
+
+	push(events) {
+		let changed = false;
+		for (const ev of events) {
+			if (this.frame.take(ev)) {
+				if (ev.type === 'run.start') {
+					this.udp = !!(ev.params && ev.params.mode === 'udp');
+					this.titles();
+				}
+				continue;
+			}
+			switch (ev.type) {
+			case 'send':
+			case 'segment':
+			case 'recv':
+				if (this.ev[ev.type].length < MAX_BARS) this.ev[ev.type].push(ev);
+				changed = true;
+				break;
+			case 'message':
+				this.framesCard.hidden = false;
+				this.framesEl.appendChild(this.frameRow(ev));
+				break;
+			case 'frame_error':
+				this.framesCard.hidden = false;
+				this.framesEl.appendChild(h('div', { class: 'callout callout-error stk-frame-error' },
+					h('p', { text: t('sticky.frame_error', { at: ev.at, message: ev.message || '' }) }),
+					h('p', { class: 'stk-hex-line' }, h('code', { class: 'stk-hex', text: ev.header_hex || '' }), ' ',
+						t('sticky.header_value', { format: ev.format || '', value: ev.value }))));
+				break;
+			case 'note':
+				this.notesEl.appendChild(noteCallout(ev));
+				break;
+			case 'error':
+				this.notesEl.appendChild(errorCallout(ev));
+				break;
+			case 'syscall':
+			case 'capture':
+			case 'wire':
+				break; // the lanes say what the calls did
+			default:
+				this.rawEl.appendChild(rawBlock(ev));
+			}
+		}
+		if (changed) this.render();
+		this.frame.flush();
+	}
+
+	frameRow(ev) {
+		return h('div', { class: `stk-frame stk-m${((ev.msg % COLOURS) + COLOURS) % COLOURS}`, dataset: { msg: String(ev.msg) } },
+			h('span', { class: 'stk-frame-idx', text: `#${ev.msg}` }),
+			h('code', { class: 'stk-hex', text: ev.header_hex || '' }),
+			h('span', { text: t('sticky.header_value', { format: ev.format || '', value: ev.header_len }) }),
+			h('code', { class: 'stk-json', text: ev.header || '' }),
+			h('span', { text: t('sticky.bytes', { bytes: ev.total_size }) }));
+	}
+
+	bar(ev) {
+		const parts = (Array.isArray(ev.msgs) ? ev.msgs : []).map((m) => {
+			const p = h('span', { class: `stk-part stk-m${m.msg % COLOURS}`, dataset: { msg: String(m.msg) } });
+			p.style.flexGrow = String(Math.max(1, m.to - m.from));
+			return p;
+		});
+		const cls = ['stk-bar'];
+		if (!parts.length) cls.push('stk-ctl');
+		if (ev.retransmit) cls.push('stk-retrans');
+		if (parts.length > 1) cls.push('stk-glued');
+		const tip = [`${ev.type} ${ev.i}`, fmtMs(timeOf(ev)), t('sticky.bytes', { bytes: ev.bytes })];
+		if (ev.flags) tip.push(ev.flags);
+		if (parts.length) tip.push(msgText(ev.msgs));
+		return h('span', { class: cls.join(' '), attrs: { role: 'listitem', title: tip.join(' · ') }, dataset: { i: String(ev.i) } },
+			parts.length ? parts : h('span', { class: 'stk-flag', text: ev.flags || '' }));
+	}
+
+	render() {
+		const all = LANES.flatMap((l) => this.ev[l]).map(timeOf).filter((x) => typeof x === 'number');
+		if (!all.length) return;
+		const t0 = Math.min(...all);
+		const span = Math.max(1, Math.max(...all) - t0);
+		for (const lane of LANES) {
+			const L = this.lanes[lane];
+			const bars = [];
+			const rowsEnd = [];
+			for (const ev of this.ev[lane]) {
+				const b = this.bar(ev);
+				const x = ((timeOf(ev) - t0) / span) * 94;
+				// Bars that would overlap go one row down (at most 4 rows).
+				let row = rowsEnd.findIndex((end) => end <= x);
+				if (row < 0) row = rowsEnd.length < 4 ? rowsEnd.length : rowsEnd.indexOf(Math.min(...rowsEnd));
+				rowsEnd[row] = x + 5.5;
+				b.style.left = `${x}%`;
+				b.classList.add(`stk-row${row}`);
+				bars.push(b);
+			}
+			replace(L.track, bars);
+			L.track.classList.toggle('stk-tall', rowsEnd.length > 1);
+			const data = lane === 'segment' ? this.ev[lane].filter((e) => e.bytes > 0 && !e.retransmit).length : this.ev[lane].length;
+			L.row.dataset.count = String(data);
+			L.count.textContent = ` · ${data}`;
+			replace(this.lists[lane], this.ev[lane].map((ev) => h('li', { class: ev.bytes ? '' : 'stk-ctl-item' },
+				h('span', { class: 'stk-time', text: fmtMs(timeOf(ev)) }), ' ',
+				h('span', { text: t('sticky.bytes', { bytes: ev.bytes }) }), ev.flags ? ` ${ev.flags}` : '', ' ',
+				(Array.isArray(ev.msgs) ? ev.msgs : []).map((m) => h('span', { class: `stk-chip stk-m${m.msg % COLOURS}`, text: m.whole ? `#${m.msg}` : `#${m.msg}[${m.from}..${m.to})` })))));
+		}
+		replace(this.axisEl, h('span', { class: 'stk-axis-start', text: fmtMs(t0) }), h('span', { class: 'stk-axis-end', text: fmtMs(t0 + span) }));
+		this.countsEl.textContent = t('sticky.counts', {
+			sends: this.ev.send.length,
+			segments: this.ev.segment.filter((e) => e.bytes > 0 && !e.retransmit).length,
+			recvs: this.ev.recv.length,
+		});
+	}
+}
