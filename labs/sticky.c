@@ -915,12 +915,12 @@ static int sticky_check(const struct lab_params *p, const char **param, char *er
 		snprintf(err, errlen, "parameter '%s': a TCP option; mode=udp has no TCP", *param);
 		return -EINVAL;
 	}
-	if (mode != MODE_FRAMED && (lab_int(p, "mismatch") || lab_is_set(p, "header"))) {
+	if (mode != MODE_FRAMED && (lab_int(p, "mismatch") || lab_int(p, "header") != 0)) {
 		*param = lab_int(p, "mismatch") ? "mismatch" : "header";
 		snprintf(err, errlen, "parameter '%s': only with mode=framed", *param);
 		return -EINVAL;
 	}
-	if (lab_int(p, "mismatch") && lab_is_set(p, "header") && lab_int(p, "header") != 0) {
+	if (lab_int(p, "mismatch") && lab_int(p, "header") != 0) {
 		*param = "header";
 		snprintf(err, errlen, "parameter 'header': mismatch=true sends i and reads !I; "
 			 "leave header at !I");
