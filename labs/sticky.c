@@ -36,9 +36,9 @@
  * only in the receiver's buffer (one segment per send, fewer recvs).
  */
 
-enum mode { MODE_STREAM, MODE_FRAMED, MODE_UDP };
+enum mode { MODE_STREAM, MODE_FRAMED, MODE_UDP, MODE_SERVER };
 
-static const char *const mode_choices[] = {"stream", "framed", "udp", NULL};
+static const char *const mode_choices[] = {"stream", "framed", "udp", "server", NULL};
 static const char *const header_choices[] = {"!I", "i", NULL};
 
 #define MAX_COUNT 200
@@ -50,7 +50,8 @@ static const char *const header_choices[] = {"!I", "i", NULL};
 static const struct lab_param_def sticky_params[] = {
 	{"mode", LAB_P_ENUM, "Mode",
 	 "stream: raw messages on a TCP byte stream; framed: the same messages, each with a 4-byte "
-	 "header length, a JSON header and the body; udp: the same messages as datagrams",
+	 "header length, a JSON header and the body; udp: the same messages as datagrams; server: "
+	 "a framing server for your own client",
 	 NULL, "stream", 0, 0, mode_choices, 0},
 	{"count", LAB_P_INT, "Messages", "How many messages the sender sends", NULL, "5", 1,
 	 MAX_COUNT, NULL, 0},
@@ -82,6 +83,14 @@ static const struct lab_param_def sticky_params[] = {
 	{"mismatch", LAB_P_BOOL, "Mismatched formats",
 	 "framed: the sender packs the length with i, the receiver reads it with !I", NULL, "false",
 	 0, 0, NULL, 0},
+	{"idle_timeout", LAB_P_INT, "Idle timeout",
+	 "mode=server: stop after this long with no client activity", "s", "60", 1, 600, NULL,
+	 LAB_PF_ADVANCED},
+	{"port", LAB_P_INT, "Port", "mode=server: the server's port; 0 lets the kernel choose", NULL,
+	 "0", 0, 65535, NULL, LAB_PF_SERVER | LAB_PF_ADVANCED},
+	{"bind", LAB_P_STRING, "Listen address",
+	 "mode=server: the address the server binds (an IPv4 or IPv6 literal)", NULL, "127.0.0.1",
+	 2, 45, NULL, LAB_PF_SERVER | LAB_PF_ADVANCED},
 	NET_PARAMS,
 };
 
@@ -789,6 +798,191 @@ static int open_listener(struct sticky *s)
 	return rc < 0 ? rc : 0;
 }
 
+/* ---- mode=server: a framing server for a student's own client ---- */
+
+#define BYO_MAX_CONNS 50
+#define BYO_BUF 4096
+#define BYO_MAX_REQS 64
+
+/* Answer one request: a framed reply that reports what was received. The
+ * request is data, never a command: nothing is executed. */
+static int byo_reply(struct sticky *s, int fd, int conn, int req, const uint8_t *data, size_t n,
+		     int recv_i)
+{
+	struct lab_ctx *ctx = s->ctx;
+	json_t *body = json_pack("{s:i, s:i, s:I, s:o, s:s}", "request", req, "recv", recv_i,
+				 "bytes", (json_int_t)n, "text", lsock_preview(data, n, 200), "note",
+				 "socklab never runs requests as commands; this reply reports what "
+				 "it received");
+	char *btxt = json_dumps(body, JSON_COMPACT);
+	char hdr[160];
+	uint8_t pre[FRM_PREFIX];
+	size_t bl, total;
+	int hl;
+	uint8_t *out;
+	ssize_t w;
+
+	json_decref(body);
+	if (!btxt)
+		return -ENOMEM;
+	bl = strlen(btxt);
+	hl = snprintf(hdr, sizeof hdr,
+		      "{\"total_size\":%zu,\"request\":%d,\"format\":\"%s\",\"content_type\":"
+		      "\"application/json\"}", bl, req, frm_fmt_name(s->send_fmt));
+	frm_put_prefix(s->send_fmt, (uint32_t)hl, pre);
+	total = FRM_PREFIX + (size_t)hl + bl;
+	out = malloc(total);
+	if (!out) {
+		free(btxt);
+		return -ENOMEM;
+	}
+	memcpy(out, pre, FRM_PREFIX);
+	memcpy(out + FRM_PREFIX, hdr, (size_t)hl);
+	memcpy(out + FRM_PREFIX + hl, btxt, bl);
+	free(btxt);
+	w = lsock_send_all(ctx, (struct lsock_who){"server", conn}, fd, out, total, 10000);
+	free(out);
+	ev_emit(ctx->em, "reply",
+		json_pack("{s:i, s:i, s:o, s:s, s:i, s:s, s:I}", "conn", conn, "request", req,
+			  "header_hex", hex_json(pre, FRM_PREFIX), "format",
+			  frm_fmt_name(s->send_fmt), "header_len", hl, "header", hdr, "total_size",
+			  (json_int_t)bl));
+	return w < 0 ? (int)w : 0;
+}
+
+/* One connection: every recv() return is shown; its bytes are split into
+ * requests at newlines, and bytes without a newline form one request (the
+ * notes' client sends a bare command and waits). Two requests in one recv()
+ * are glued: the view says so. */
+static int byo_conn(struct sticky *s, int fd, int conn, int64_t *last_us)
+{
+	struct lab_ctx *ctx = s->ctx;
+	struct lsock_who w = {"server", conn};
+	uint8_t buf[BYO_BUF];
+	int recv_i = 0, req = 0, rc = 0;
+
+	for (;;) {
+		ssize_t n = lsock_recv(ctx, w, fd, buf, sizeof buf, (int)lab_int(ctx->p, "idle_timeout") * 1000);
+		size_t a = 0, i;
+		int nreq = 0;
+		json_t *reqs;
+
+		if (n <= 0) {
+			rc = n == 0 || n == -ETIMEDOUT || n == -ECONNRESET ? 0 : (int)n;
+			break;
+		}
+		*last_us = ev_now_us(ctx->em);
+		reqs = json_array();
+		for (i = 0; i <= (size_t)n; i++) {
+			if (i < (size_t)n && buf[i] != '\n')
+				continue;
+			{
+				size_t e = i, b = a;
+
+				if (e > b && buf[e - 1] == '\r')
+					e--;
+				if (e > b && nreq < BYO_MAX_REQS) {
+					json_array_append_new(reqs, json_pack("{s:I, s:I, s:o}", "from",
+									      (json_int_t)b, "to",
+									      (json_int_t)e, "text",
+									      lsock_preview(buf + b, e - b, 80)));
+					nreq++;
+				}
+			}
+			a = i + 1;
+		}
+		ev_emit(ctx->em, "request",
+			json_pack("{s:i, s:i, s:I, s:O, s:b}", "conn", conn, "recv", recv_i, "bytes",
+				  (json_int_t)n, "requests", reqs, "glued", nreq > 1));
+		if (nreq > 1)
+			ev_note(ctx->em, "sticky.byo.glued",
+				json_pack("{s:i, s:i, s:i}", "conn", conn, "recv", recv_i,
+					  "requests", nreq), NULL);
+		for (i = 0; i < json_array_size(reqs); i++) {
+			json_t *r = json_array_get(reqs, i);
+			size_t b = (size_t)json_integer_value(json_object_get(r, "from"));
+			size_t e = (size_t)json_integer_value(json_object_get(r, "to"));
+
+			rc = byo_reply(s, fd, conn, req++, buf + b, e - b, recv_i);
+			if (rc < 0)
+				break;
+		}
+		json_decref(reqs);
+		recv_i++;
+		if (rc < 0)
+			break;
+	}
+	lsock_close(ctx, w, fd);
+	return rc == -ECANCELED ? rc : 0;
+}
+
+static int byo_run(struct sticky *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int idle_ms = (int)lab_int(ctx->p, "idle_timeout") * 1000, conns = 0, rc;
+	int64_t last_us;
+	char err[200];
+
+	if (lsock_parse_addr(lab_str(ctx->p, "bind"), (int)lab_int(ctx->p, "port"), &ss, &sl) < 0)
+		return -EINVAL;
+	s->lfd = lsock_socket(ctx, W_LISTEN, ss.ss_family, SOCK_STREAM);
+	if (s->lfd < 0)
+		return s->lfd;
+	lsock_setsockopt_int(ctx, W_LISTEN, s->lfd, SOL_SOCKET, SO_REUSEADDR, 1);
+	rc = lsock_bind(ctx, W_LISTEN, s->lfd, (struct sockaddr *)&ss, sl);
+	if (rc == 0)
+		rc = lsock_listen(ctx, W_LISTEN, s->lfd, 4);
+	if (rc < 0) {
+		snprintf(err, sizeof err, "the server could not listen on %s port %lld: %s",
+			 lab_str(ctx->p, "bind"), lab_int(ctx->p, "port"), strerror(-rc));
+		ev_error(ctx->em, rc == -EADDRINUSE ? "port_in_use" : "listen_failed",
+			 rc == -EADDRINUSE ? "port" : NULL, err);
+		return rc;
+	}
+	sl = sizeof ss;
+	getsockname(s->lfd, (struct sockaddr *)&ss, &sl);
+	{
+		json_t *a = lsock_addr_json((struct sockaddr *)&ss);
+
+		json_object_set_new(a, "who", json_string("server"));
+		json_object_set_new(a, "byo", json_true());
+		json_object_set_new(a, "format", json_string(frm_fmt_name(s->send_fmt)));
+		ev_emit(ctx->em, "listening", a);
+	}
+	ev_note(ctx->em, "sticky.byo.ready",
+		json_pack("{s:s, s:I, s:s}", "addr", lab_str(ctx->p, "bind"), "port",
+			  (json_int_t)ntohs(((struct sockaddr_in *)&ss)->sin_port), "format",
+			  frm_fmt_name(s->send_fmt)), NULL);
+	ev_note(ctx->em, "sticky.byo.no_exec", NULL, NULL);
+	last_us = ev_now_us(ctx->em);
+	while (conns < BYO_MAX_CONNS) {
+		int left = idle_ms - (int)((ev_now_us(ctx->em) - last_us) / 1000), fd;
+
+		if (left <= 0) {
+			ev_note(ctx->em, "sticky.byo.idle_stop",
+				json_pack("{s:i}", "idle_s", idle_ms / 1000), NULL);
+			break;
+		}
+		rc = lab_wait_fd(ctx, s->lfd, POLLIN, left);
+		if (rc == 0)
+			continue;
+		if (rc < 0)
+			return rc;
+		fd = lsock_accept(ctx, W_LISTEN, s->lfd, NULL, 1000);
+		if (fd < 0)
+			continue;
+		conns++;
+		rc = byo_conn(s, fd, conns, &last_us);
+		if (rc < 0)
+			return rc;
+		last_us = ev_now_us(ctx->em);
+	}
+	json_object_set_new(ctx->summary, "connections", json_integer(conns));
+	return 0;
+}
+
 static int sticky_run(struct lab_ctx *ctx)
 {
 	const struct lab_params *p = ctx->p;
@@ -818,6 +1012,15 @@ static int sticky_run(struct lab_ctx *ctx)
 	if (s->mismatch)
 		s->recv_fmt = FRM_NET;
 	pthread_mutex_init(&s->lock, NULL);
+	if (s->mode == MODE_SERVER) {
+		rc = byo_run(s);
+		if (s->lfd >= 0)
+			lsock_close(ctx, W_LISTEN, s->lfd);
+		json_object_set_new(ctx->summary, "mode", json_string("server"));
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return rc == -ECANCELED ? 0 : rc;
+	}
 	s->segs = calloc(MAX_SEGS, sizeof *s->segs);
 	/* A send() may take part of a message: at most one call per MSS-ish piece. */
 	s->send_end = calloc(MAX_SENDS, sizeof *s->send_end);
@@ -915,6 +1118,35 @@ static int sticky_check(const struct lab_params *p, const char **param, char *er
 		snprintf(err, errlen, "parameter '%s': a TCP option; mode=udp has no TCP", *param);
 		return -EINVAL;
 	}
+	if (mode == MODE_SERVER) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+
+		if (lsock_parse_addr(lab_str(p, "bind"), 0, &ss, &sl) < 0) {
+			*param = "bind";
+			snprintf(err, errlen, "parameter 'bind': must be an IPv4 or IPv6 address "
+				 "literal");
+			return -EINVAL;
+		}
+		if (lab_int(p, "network") != 0) {
+			*param = "network";
+			snprintf(err, errlen, "parameter 'network': mode=server runs on the host's "
+				 "network so that your own client can reach it; use network=loopback");
+			return -EINVAL;
+		}
+		if (lab_int(p, "mismatch")) {
+			*param = "mismatch";
+			snprintf(err, errlen, "parameter 'mismatch': not used with mode=server (your "
+				 "client chooses how it reads the header)");
+			return -EINVAL;
+		}
+		return net_params_check(p, param, err, errlen) < 0 ? -EINVAL : 0;
+	}
+	if (lab_int(p, "port") || lab_is_set(p, "bind")) {
+		*param = lab_int(p, "port") ? "port" : "bind";
+		snprintf(err, errlen, "parameter '%s': only with mode=server", *param);
+		return -EINVAL;
+	}
 	if (mode != MODE_FRAMED && (lab_int(p, "mismatch") || lab_int(p, "header") != 0)) {
 		*param = lab_int(p, "mismatch") ? "mismatch" : "header";
 		snprintf(err, errlen, "parameter '%s': only with mode=framed", *param);
@@ -983,6 +1215,43 @@ static int sticky_format(const struct lab_params *p, const json_t *ev, char *buf
 				json_string_value(json_object_get(ev, "header")),
 				json_integer_value(json_object_get(ev, "total_size")),
 				json_is_true(json_object_get(ev, "ok")) ? "" : " (not as sent)");
+	if (!strcmp(type, "request")) {
+		const json_t *rq = json_object_get(ev, "requests");
+		size_t i, off;
+		const json_t *r;
+
+		off = (size_t)snprintf(buf, len, "%10.3f  server  conn %lld recv %lld: %lld bytes, %zu "
+				       "request%s%s\n",
+				       (double)json_integer_value(json_object_get(ev, "t_us")) / 1000.0,
+				       json_integer_value(json_object_get(ev, "conn")),
+				       json_integer_value(json_object_get(ev, "recv")),
+				       json_integer_value(json_object_get(ev, "bytes")),
+				       json_array_size(rq), json_array_size(rq) == 1 ? "" : "s",
+				       json_is_true(json_object_get(ev, "glued")) ? " (glued)" : "");
+		json_array_foreach(rq, i, r) {
+			int n;
+
+			if (off >= len)
+				break;
+			n = snprintf(buf + off, len - off, "                    request: %s\n",
+				     json_string_value(json_object_get(r, "text")));
+			if (n < 0)
+				break;
+			off += (size_t)n;
+		}
+		return off < len ? (int)off : (int)len - 1;
+	}
+	if (!strcmp(type, "reply"))
+		return snprintf(buf, len, "%10.3f  server  conn %lld reply to request %lld: header %s "
+				"(%s) = %lld, %s, body %lld bytes\n",
+				(double)json_integer_value(json_object_get(ev, "t_us")) / 1000.0,
+				json_integer_value(json_object_get(ev, "conn")),
+				json_integer_value(json_object_get(ev, "request")),
+				json_string_value(json_object_get(ev, "header_hex")),
+				json_string_value(json_object_get(ev, "format")),
+				json_integer_value(json_object_get(ev, "header_len")),
+				json_string_value(json_object_get(ev, "header")),
+				json_integer_value(json_object_get(ev, "total_size")));
 	if (!strcmp(type, "frame_error"))
 		return snprintf(buf, len, "%10.3f  framing error at byte %lld: header %s read as %s: "
 				"%s\n",
@@ -1012,6 +1281,11 @@ static int sticky_format(const struct lab_params *p, const json_t *ev, char *buf
 			json_integer_value(json_object_get(ev, "offset")), m);
 }
 
+static enum lab_net sticky_network(const struct lab_params *p)
+{
+	return lab_int(p, "mode") == MODE_SERVER ? LAB_NET_HOST : LAB_NET_PRIVATE;
+}
+
 const struct lab_desc lab_sticky = {
 	.name = "sticky",
 	.title = "Sticky packets (message boundaries)",
@@ -1021,6 +1295,7 @@ const struct lab_desc lab_sticky = {
 	.params = sticky_params,
 	.n_params = sizeof sticky_params / sizeof sticky_params[0],
 	.check = sticky_check,
+	.network = sticky_network,
 	.captures = 1,
 	.run = sticky_run,
 	.format = sticky_format,

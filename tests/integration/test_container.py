@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -467,6 +468,43 @@ def udp_byo_checks(events, nbytes):
     eq(syscall_bytes(events, "server", ("sendto",)), nbytes, "bytes the run sent back")
 
 
+def sticky_byo_client(port):
+    """Our own framing client (struct and json, as a student writes it): a bare request, one reply."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        c.sendall(b"hello from outside")
+        got = b""
+        while len(got) < 4:
+            chunk = c.recv(4 - len(got))
+            check(chunk, "the framed reply's header length")
+            got += chunk
+        (hlen,) = struct.unpack("!I", got)
+        check(0 < hlen < 4096, f"header length {hlen}")
+        rest = b""
+        header = None
+        while header is None or len(rest) < hlen + header["total_size"]:
+            chunk = c.recv(4096)
+            check(chunk, "the rest of the framed reply")
+            rest += chunk
+            if header is None and len(rest) >= hlen:
+                header = json.loads(rest[:hlen])
+        body = json.loads(rest[hlen:hlen + header["total_size"]])
+        eq((body["bytes"], body["text"]), (18, "hello from outside"), "the framed reply's body")
+    finally:
+        c.close()
+    return 18
+
+
+def sticky_byo_done(e):
+    return e["type"] == "reply"
+
+
+def sticky_byo_checks(events, nbytes):
+    reqs = [e for e in events if e["type"] == "request"]
+    eq(sum(e["bytes"] for e in reqs), nbytes, "bytes the run received")
+    eq(len([e for e in events if e["type"] == "reply"]), 1, "framed replies")
+
+
 # Labs with server-assigned parameters (a port the student's own program
 # reaches): the parameters that start such a run, our client (returns the
 # bytes it sent), the event after which the run has answered it, the checks.
@@ -475,6 +513,8 @@ BYO_CLIENTS = {
                  tcp_byo_checks),
     "udp-ping": ({"mode": "server", "idle_timeout": 30}, udp_byo_client, udp_byo_done,
                  udp_byo_checks),
+    "sticky": ({"mode": "server", "idle_timeout": 30}, sticky_byo_client, sticky_byo_done,
+               sticky_byo_checks),
 }
 
 

@@ -1,8 +1,11 @@
 """test_sticky.py: the sticky-packet lab end to end: real sends, captured segments, recvs, framing, UDP."""
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tap import Skip, check, eq, run, test  # noqa: E402
@@ -135,13 +138,92 @@ def udp_keeps_one_recvfrom_per_sendto():
 def bad_parameters_name_the_field():
     for params, field in ((["mss=50"], "mss"), (["mismatch=true"], "mismatch"),
                           (["count=200", "size=65536"], "size"), (["bufsize=0"], "bufsize"),
-                          (["mode=udp", "nodelay=true"], "nodelay"), (["mode=tcp"], "mode")):
+                          (["mode=udp", "nodelay=true"], "nodelay"), (["mode=tcp"], "mode"),
+                          (["mode=server", "network=two-hosts"], "network"),
+                          (["mode=server", "bind=nonsense"], "bind"), (["port=5000"], "port")):
         args = [BIN, "run", "sticky"]
         for p in params:
             args += ["-p", p]
         r = subprocess.run(args, capture_output=True, text=True, timeout=20)
         check(r.returncode != 0, f"{params} accepted")
         check(f"'{field}'" in r.stderr or f"{field}" in r.stderr, f"{params}: {r.stderr}")
+
+
+# ---- bring your own client: a client written as a student would, with struct and json ----
+
+def student_request(sock, fmt, payload):
+    """Send one request, read one framed reply: (header dict, body bytes)."""
+    sock.sendall(payload)
+    return student_read(sock, fmt)
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise AssertionError(f"connection closed after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def student_read(sock, fmt):
+    (hlen,) = struct.unpack(fmt, recv_exact(sock, 4))
+    header = json.loads(recv_exact(sock, hlen).decode())
+    return header, recv_exact(sock, header["total_size"])
+
+
+def byo_server(fmt):
+    """Start `socklab run sticky -p mode=server` on a free port; return (process, port)."""
+    root()
+    args = [BIN, "run", "sticky", "--json", "-p", "mode=server", "-p", "idle_timeout=1",
+            "-p", f"header={fmt}"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 15
+    lines = []
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        ev = json.loads(line)
+        if ev["type"] == "note" and ev["key"] == "sticky.byo.ready":
+            return p, ev["params"]["port"], lines
+    p.kill()
+    p.wait()
+    raise AssertionError(f"the server did not start: {lines[-3:]} {p.stderr.read()[-300:]}")
+
+
+@test
+def byo_server_answers_a_student_client_in_both_formats():
+    for fmt in ("!I", "i"):
+        p, port, lines = byo_server(fmt)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                # As the notes' client: a bare command, no delimiter, then the reply.
+                h, body = student_request(c, fmt, b"ls -l")
+                eq(h["total_size"], len(body), f"{fmt}: total_size")
+                rep = json.loads(body)
+                eq((rep["bytes"], rep["text"], rep["request"]), (5, "ls -l", 0), f"{fmt}: report")
+                # Two requests in one write: two framed replies, and the lab sees the glue.
+                c.sendall(b"first\nsecond\n")
+                replies = [json.loads(student_read(c, fmt)[1]) for _ in range(2)]
+                eq([r["text"] for r in replies], ["first", "second"], f"{fmt}: glued requests")
+            out, err = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        eq(p.returncode, 0, f"exit: {err[-300:]}")
+        events = [json.loads(x) for x in lines + out.splitlines()]
+        reqs = [e for e in events if e["type"] == "request"]
+        eq([len(r["requests"]) for r in reqs], [1, 2], f"{fmt}: requests per recv")
+        check(reqs[1]["glued"], "the second recv is glued")
+        check(any(e["type"] == "note" and e["key"] == "sticky.byo.glued" for e in events), "glued note")
+        replies = [e for e in events if e["type"] == "reply"]
+        eq(len(replies), 3, "reply events")
+        want = struct.pack(fmt, replies[0]["header_len"]).hex(" ")
+        eq(replies[0]["header_hex"], want, f"{fmt}: header bytes")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ function ensureStyles() {
 	document.head.appendChild(h('link', { attrs: { rel: 'stylesheet', href: '/labs/sticky.css', 'data-view': 'sticky' } }));
 }
 
+// The form shows "Let me connect my own client" as a checkbox setting this.
+export const formHints = { byo: { param: 'mode', value: 'server' } };
+
 export function create(root, ctx) {
 	ensureStyles();
 	const frame = new RunFrame(root, ctx);
@@ -64,6 +67,9 @@ class StickyView {
 		this.framesCard = h('section', { class: 'card stk-frames-card' }, h('h3', { text: t('sticky.messages') }), this.framesEl);
 		this.framesCard.hidden = true;
 		this.rawEl = h('div', { class: 'stk-raw' });
+		this.byoEl = h('div', { class: 'stk-byo' });
+		this.byoCard = h('section', { class: 'card stk-byo-card' }, h('h3', { text: t('sticky.byo.requests') }), this.byoEl);
+		this.byoCard.hidden = true;
 		const listBox = LANES.map((lane) => {
 			const ol = h('ol', { class: `stk-list stk-list-${lane}`, attrs: { start: '0' } });
 			this.lists[lane] = ol;
@@ -77,6 +83,7 @@ class StickyView {
 			h('div', { class: 'stk-lanes' }, laneRows, this.axisEl),
 			this.notesEl));
 		root.appendChild(this.framesCard);
+		root.appendChild(this.byoCard);
 		root.appendChild(h('section', { class: 'card stk-lists-card' }, h('div', { class: 'stk-lists' }, listBox), this.rawEl));
 		this.titles();
 	}
@@ -117,6 +124,22 @@ class StickyView {
 					h('p', { text: t('sticky.frame_error', { at: ev.at, message: ev.message || '' }) }),
 					h('p', { class: 'stk-hex-line' }, h('code', { class: 'stk-hex', text: ev.header_hex || '' }), ' ',
 						t('sticky.header_value', { format: ev.format || '', value: ev.value }))));
+				break;
+			case 'request':
+				// mode=server: every recv() boundary of the client's requests.
+				this.byoCard.hidden = false;
+				this.byoEl.appendChild(h('div', { class: `stk-req${ev.glued ? ' stk-glued' : ''}`, dataset: { conn: String(ev.conn), recv: String(ev.recv) } },
+					h('span', { class: 'stk-frame-idx', text: `${ev.conn}/${ev.recv}` }),
+					h('span', { text: t('sticky.bytes', { bytes: ev.bytes }) }),
+					(Array.isArray(ev.requests) ? ev.requests : []).map((r, i) => h('code', { class: `stk-chip stk-m${i % COLOURS}`, text: String(r.text ?? '') }))));
+				break;
+			case 'reply':
+				this.byoCard.hidden = false;
+				this.byoEl.appendChild(h('div', { class: 'stk-frame stk-reply', dataset: { request: String(ev.request) } },
+					h('span', { class: 'stk-frame-idx', text: `→ ${ev.request}` }),
+					h('code', { class: 'stk-hex', text: ev.header_hex || '' }),
+					h('span', { text: t('sticky.header_value', { format: ev.format || '', value: ev.header_len }) }),
+					h('code', { class: 'stk-json', text: ev.header || '' })));
 				break;
 			case 'note':
 				this.notesEl.appendChild(noteCallout(ev));
