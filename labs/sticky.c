@@ -925,8 +925,8 @@ static int byo_run(struct sticky *s)
 	int64_t last_us;
 	char err[200];
 
-	if (lsock_parse_addr(lab_str(ctx->p, "bind"), (int)lab_int(ctx->p, "port"), &ss, &sl) < 0)
-		return -EINVAL;
+	if (net_server_addr(ctx, &ss, &sl) < 0)
+		return -EINVAL; /* check() already refused this */
 	s->lfd = lsock_socket(ctx, W_LISTEN, ss.ss_family, SOCK_STREAM);
 	if (s->lfd < 0)
 		return s->lfd;
