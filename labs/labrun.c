@@ -36,11 +36,17 @@ int lab_wait_fd2(struct lab_ctx *ctx, int fd, short events, int wake_fd, int tim
 			{.fd = wake_fd, .events = POLLIN},
 		};
 		int64_t now = ev_now_us(ctx->em);
-		int64_t wait_us = -1;
+		int64_t wait_us = -1; /* -1: no limit of its own */
 		int n;
 
-		if (timeout_ms >= 0)
+		/* The caller's timeout is spent once now passes start + timeout:
+		 * clamp at 0 (poll once without blocking), never below, since a
+		 * negative value means "no limit" here. */
+		if (timeout_ms >= 0) {
 			wait_us = start + (int64_t)timeout_ms * 1000 - now;
+			if (wait_us < 0)
+				wait_us = 0;
+		}
 		if (ctx->deadline_us > 0) {
 			int64_t left = ctx->deadline_us - now;
 			if (left <= 0)
@@ -48,8 +54,6 @@ int lab_wait_fd2(struct lab_ctx *ctx, int fd, short events, int wake_fd, int tim
 			if (wait_us < 0 || left < wait_us)
 				wait_us = left;
 		}
-		if (timeout_ms >= 0 && wait_us <= 0 && now >= start + (int64_t)timeout_ms * 1000)
-			return 0;
 		/* A negative fd is ignored by poll(), so all three can be passed. */
 		n = poll(p, 3, wait_us < 0 ? -1 : (int)((wait_us + 999) / 1000));
 		if (n < 0) {
