@@ -3,75 +3,13 @@
 // Run as `node tests/e2e/test_classroom.mjs` with SOCKLAB=path/to/build/socklab.
 // Every wait has a deadline; screenshots go to build/test-logs/e2e-class-*.png.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, runTap, startServer, test, until,
+} from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-const SOCKLAB = process.env.SOCKLAB || path.join(repo, 'build', 'socklab');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const LOGS = path.join(repo, 'build', 'test-logs');
-const WAIT = 20000;
-const RUN_WAIT = 60000;
 const SECRET = 'e2e-instructor-secret';
-
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-
-function assert(cond, msg) {
-	if (!cond) throw new Error(msg);
-}
-
-function assertEq(got, want, what) {
-	if (JSON.stringify(got) !== JSON.stringify(want)) {
-		throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
-	}
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(fn, ms, what) {
-	const end = Date.now() + ms;
-	let last;
-	for (;;) {
-		try {
-			const v = await fn();
-			if (v) return v;
-		} catch (e) {
-			last = e;
-		}
-		if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (${last.message})` : ''}`);
-		await sleep(50);
-	}
-}
-
-async function startServer(tmp) {
-	const portFile = path.join(tmp, 'ports.json');
-	const log = fs.openSync(path.join(LOGS, 'e2e-class-server.log'), 'w');
-	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--ws-port', '0', '--port-file', portFile,
-		'--data', path.join(tmp, 'data'), '--instructor-secret', SECRET], { stdio: ['ignore', log, log] });
-	let exited = null;
-	child.on('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
-	const ports = await until(() => {
-		if (exited) throw new Error(`socklab serve ${exited}`);
-		if (!fs.existsSync(portFile)) return null;
-		const p = JSON.parse(fs.readFileSync(portFile, 'utf8'));
-		return p.http_port > 0 && p.ws_port > 0 ? p : null;
-	}, 15000, 'the port file');
-	return { child, ports, base: `http://127.0.0.1:${ports.http_port}` };
-}
-
-async function stopServer(srv) {
-	if (!srv || srv.child.exitCode !== null || srv.child.signalCode !== null) return;
-	const gone = new Promise((r) => srv.child.once('exit', r));
-	srv.child.kill('SIGTERM');
-	const t = setTimeout(() => srv.child.kill('SIGKILL'), 5000);
-	await gone;
-	clearTimeout(t);
-}
 
 let srv;
 let teacher; // page
@@ -314,78 +252,25 @@ test('no console errors, page errors or CSP violations', async () => {
 	assert(problems.length === 0, problems.join(' | '));
 });
 
-async function main() {
-	fs.mkdirSync(LOGS, { recursive: true });
-	console.log(`1..${tests.length + 1}`);
-	let n = 1;
-	let failed = 0;
-	tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'socklab-e2e-class-'));
-	let browser = null;
-	try {
-		try {
-			const { chromium } = await import('playwright-core');
-			srv = await startServer(tmp);
-			browser = await chromium.launch({
-				executablePath: CHROMIUM, headless: true,
-				args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-					'--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-			});
-			const opts = { viewport: { width: 1440, height: 1000 }, locale: 'en-US', acceptDownloads: true };
-			teacher = await (await browser.newContext(opts)).newPage();
-			student = await (await browser.newContext(opts)).newPage();
-			watch(teacher, 'instructor');
-			watch(student, 'student');
-			console.log(`ok ${n++} - setup: socklab serve with an instructor secret, two browser contexts`);
-		} catch (e) {
-			console.log(`not ok ${n++} - setup: ${oneLine(e)}`);
-			for (const t of tests) console.log(`not ok ${n++} - ${t.name}: setup failed`);
-			return 1;
-		}
-		for (const t of tests) {
-			try {
-				await t.fn();
-				console.log(`ok ${n++} - ${t.name}`);
-			} catch (e) {
-				failed++;
-				console.log(`not ok ${n++} - ${t.name}: ${oneLine(e)}`);
-				await teacher.screenshot({ path: path.join(LOGS, `e2e-class-fail-${n - 1}-instructor.png`), fullPage: true }).catch(() => {});
-				await student.screenshot({ path: path.join(LOGS, `e2e-class-fail-${n - 1}-student.png`), fullPage: true }).catch(() => {});
-			}
-		}
+runTap({
+	tmpPrefix: 'socklab-e2e-class-',
+	async setup(chromium, t) {
+		tmp = t;
+		srv = await startServer(tmp, { log: 'e2e-class-server.log', args: ['--instructor-secret', SECRET] });
+		const browser = await launchBrowser(chromium);
+		const opts = { viewport: { width: 1440, height: 1000 }, locale: 'en-US', acceptDownloads: true };
+		teacher = await (await browser.newContext(opts)).newPage();
+		student = await (await browser.newContext(opts)).newPage();
+		watch(teacher, 'instructor');
+		watch(student, 'student');
+		return 'socklab serve with an instructor secret, two browser contexts';
+	},
+	failShots: (n) => [
+		[teacher, `e2e-class-fail-${n}-instructor.png`],
+		[student, `e2e-class-fail-${n}-student.png`],
+	],
+	async after() {
 		await teacher.screenshot({ path: path.join(LOGS, 'e2e-class-instructor.png'), fullPage: true }).catch(() => {});
 		await student.screenshot({ path: path.join(LOGS, 'e2e-class-student.png'), fullPage: true }).catch(() => {});
-		return failed ? 1 : 0;
-	} finally {
-		try {
-			if (browser) await browser.close();
-		} catch (e) {
-			console.log(`# closing Chromium: ${oneLine(e)}`);
-		}
-		try {
-			await stopServer(srv);
-		} catch (e) {
-			console.log(`# stopping the server: ${oneLine(e)}`);
-		}
-		fs.rmSync(tmp, { recursive: true, force: true });
-	}
-}
-
-function oneLine(e) {
-	return String(e && e.message ? e.message : e).split('\n')[0];
-}
-
-function killServerNow() {
-	if (srv && srv.child.exitCode === null && srv.child.signalCode === null) srv.child.kill('SIGKILL');
-}
-process.on('exit', killServerNow);
-for (const sig of ['SIGTERM', 'SIGINT']) {
-	process.on(sig, () => {
-		console.log(`# stopped by ${sig}`);
-		process.exit(1);
-	});
-}
-
-main().then((rc) => process.exit(rc), (e) => {
-	console.log(`not ok 999 - unexpected: ${oneLine(e)}`);
-	process.exit(1);
+	},
 });

@@ -5,79 +5,11 @@
 // browser is headless Chromium driven by playwright-core. Every wait has a
 // deadline; screenshots go to build/test-logs/e2e-*.png.
 
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-const SOCKLAB = process.env.SOCKLAB || path.join(repo, 'build', 'socklab');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const LOGS = path.join(repo, 'build', 'test-logs');
-const WAIT = 20000; // ms for anything the page should show
-const RUN_WAIT = 60000; // ms for a lab run to finish
-
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-
-function assert(cond, msg) {
-	if (!cond) throw new Error(msg);
-}
-
-function assertEq(got, want, what) {
-	if (JSON.stringify(got) !== JSON.stringify(want)) {
-		throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
-	}
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Poll fn until it returns a truthy value or the deadline passes.
-async function until(fn, ms, what) {
-	const end = Date.now() + ms;
-	let last;
-	for (;;) {
-		try {
-			const v = await fn();
-			if (v) return v;
-		} catch (e) {
-			last = e;
-		}
-		if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (${last.message})` : ''}`);
-		await sleep(50);
-	}
-}
-
-// ---- the server ----
-
-async function startServer(tmp) {
-	const portFile = path.join(tmp, 'ports.json');
-	const log = fs.openSync(path.join(LOGS, 'e2e-server.log'), 'w');
-	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--ws-port', '0', '--port-file', portFile,
-		'--data', path.join(tmp, 'data')], { stdio: ['ignore', log, log] });
-	let exited = null;
-	child.on('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
-	child.on('error', (e) => { exited = e.message; });
-	const ports = await until(() => {
-		if (exited) throw new Error(`socklab serve ${exited} (see build/test-logs/e2e-server.log)`);
-		if (!fs.existsSync(portFile)) return null;
-		const p = JSON.parse(fs.readFileSync(portFile, 'utf8'));
-		return p.http_port > 0 && p.ws_port > 0 ? p : null;
-	}, 15000, 'the port file of socklab serve');
-	return { child, ports, base: `http://127.0.0.1:${ports.http_port}` };
-}
-
-async function stopServer(srv) {
-	if (!srv || srv.child.exitCode !== null || srv.child.signalCode !== null) return;
-	const gone = new Promise((r) => srv.child.once('exit', r));
-	srv.child.kill('SIGTERM');
-	const t = setTimeout(() => srv.child.kill('SIGKILL'), 5000);
-	await gone;
-	clearTimeout(t);
-}
+import {
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchPage, runTap, startServer, test, until,
+} from './lib.mjs';
 
 // ---- a TCP client like a student's, on the loopback only ----
 
@@ -362,86 +294,13 @@ test('no console errors, page errors or CSP violations', async () => {
 
 // ---- runner ----
 
-async function main() {
-	fs.mkdirSync(LOGS, { recursive: true });
-	console.log(`1..${tests.length + 1}`);
-	let n = 1;
-	let failed = 0;
-	const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'socklab-e2e-'));
-	let ctx = null;
-	try {
-		try {
-			const { chromium } = await import('playwright-core').catch((e) => {
-				throw new Error(`playwright-core is not installed (make test-deps): ${e.message}`);
-			});
-			srv = await startServer(tmp);
-			labs = await (await fetch(`${srv.base}/api/labs`)).json();
-			ctx = await chromium.launchPersistentContext(path.join(tmp, 'chromium'), {
-				executablePath: CHROMIUM,
-				headless: true,
-				viewport: { width: 1440, height: 1000 },
-				args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-					'--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-			});
-			page = ctx.pages()[0] || await ctx.newPage();
-			page.setDefaultTimeout(WAIT);
-			page.on('console', (m) => {
-				if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) {
-					problems.push(`console ${m.type()}: ${m.text()}`);
-				}
-			});
-			page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-			console.log(`ok ${n++} - setup: socklab serve on ports ${srv.ports.http_port}/${srv.ports.ws_port}, Chromium`);
-		} catch (e) {
-			console.log(`not ok ${n++} - setup: ${oneLine(e)}`);
-			for (const t of tests) console.log(`not ok ${n++} - ${t.name}: setup failed`);
-			return 1;
-		}
-		for (const t of tests) {
-			try {
-				await t.fn();
-				console.log(`ok ${n++} - ${t.name}`);
-			} catch (e) {
-				failed++;
-				console.log(`not ok ${n++} - ${t.name}: ${oneLine(e)}`);
-				await page.screenshot({ path: path.join(LOGS, `e2e-fail-${n - 1}.png`), fullPage: true })
-					.catch(() => {});
-			}
-		}
-		return failed ? 1 : 0;
-	} finally {
-		try {
-			if (ctx) await ctx.close();
-		} catch (e) {
-			console.log(`# closing Chromium: ${oneLine(e)}`);
-		}
-		try {
-			await stopServer(srv);
-		} catch (e) {
-			console.log(`# stopping the server: ${oneLine(e)}`);
-		}
-		fs.rmSync(tmp, { recursive: true, force: true });
-	}
-}
-
-function oneLine(e) {
-	return String(e && e.message ? e.message : e).split('\n')[0];
-}
-
-// If this process is stopped (tests/run's timeout sends SIGTERM), the server
-// must not outlive it.
-function killServerNow() {
-	if (srv && srv.child.exitCode === null && srv.child.signalCode === null) srv.child.kill('SIGKILL');
-}
-process.on('exit', killServerNow);
-for (const sig of ['SIGTERM', 'SIGINT']) {
-	process.on(sig, () => {
-		console.log(`# stopped by ${sig}`);
-		process.exit(1);
-	});
-}
-
-main().then((rc) => process.exit(rc), (e) => {
-	console.log(`not ok 999 - unexpected: ${oneLine(e)}`);
-	process.exit(1);
+runTap({
+	tmpPrefix: 'socklab-e2e-',
+	async setup(chromium, tmp) {
+		srv = await startServer(tmp, { log: 'e2e-server.log' });
+		labs = await (await fetch(`${srv.base}/api/labs`)).json();
+		page = await launchPage(chromium, tmp, problems);
+		return `socklab serve on ports ${srv.ports.http_port}/${srv.ports.ws_port}, Chromium`;
+	},
+	failShots: (n) => [[page, `e2e-fail-${n}.png`]],
 });

@@ -6,70 +6,18 @@
 // hex next to the value they encode. Every wait has a deadline; screenshots
 // go to build/test-logs/e2e-sticky-*.png.
 
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchPage, runTap, startServer, test, until,
+} from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-const SOCKLAB = process.env.SOCKLAB || path.join(repo, 'build', 'socklab');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const LOGS = path.join(repo, 'build', 'test-logs');
-const WAIT = 20000;
-const RUN_WAIT = 60000;
-
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-
-function assert(cond, msg) {
-	if (!cond) throw new Error(msg);
-}
-
-function assertEq(got, want, what) {
-	if (JSON.stringify(got) !== JSON.stringify(want)) {
-		throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
-	}
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(fn, ms, what) {
-	const end = Date.now() + ms;
-	let last;
-	for (;;) {
-		try {
-			const v = await fn();
-			if (v) return v;
-		} catch (e) {
-			last = e;
-		}
-		if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (${last.message})` : ''}`);
-		await sleep(50);
-	}
-}
+// Chromium's flags here are fewer than lib.mjs's default: this test has always
+// run with just these.
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'];
 
 let srv;
 let page;
-let tmp;
 const problems = [];
-
-async function startServer() {
-	const portFile = path.join(tmp, 'ports.json');
-	const log = fs.openSync(path.join(LOGS, 'e2e-sticky-server.log'), 'w');
-	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--ws-port', '0', '--port-file', portFile,
-		'--data', path.join(tmp, 'data')], { stdio: ['ignore', log, log] });
-	let exited = null;
-	child.on('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
-	const ports = await until(() => {
-		if (exited) throw new Error(`socklab serve ${exited}`);
-		if (!fs.existsSync(portFile)) return null;
-		const p = JSON.parse(fs.readFileSync(portFile, 'utf8'));
-		return p.http_port > 0 && p.ws_port > 0 ? p : null;
-	}, 15000, 'the port file');
-	return { child, base: `http://127.0.0.1:${ports.http_port}` };
-}
 
 async function shot(name) {
 	await page.screenshot({ path: path.join(LOGS, `e2e-sticky-${name}.png`), fullPage: true });
@@ -152,68 +100,12 @@ test('no console errors, page errors or CSP violations', async () => {
 	assert(problems.length === 0, problems.join(' | '));
 });
 
-async function main() {
-	fs.mkdirSync(LOGS, { recursive: true });
-	console.log(`1..${tests.length + 1}`);
-	let n = 1;
-	let failed = 0;
-	tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'socklab-e2e-sticky-'));
-	let ctx = null;
-	try {
-		try {
-			const { chromium } = await import('playwright-core');
-			srv = await startServer();
-			ctx = await chromium.launchPersistentContext(path.join(tmp, 'chromium'), {
-				executablePath: CHROMIUM, headless: true, viewport: { width: 1440, height: 1000 },
-				args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-			});
-			page = ctx.pages()[0] || await ctx.newPage();
-			page.setDefaultTimeout(WAIT);
-			page.on('console', (m) => {
-				if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) problems.push(`console ${m.type()}: ${m.text()}`);
-			});
-			page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-			console.log(`ok ${n++} - setup: socklab serve and Chromium`);
-		} catch (e) {
-			console.log(`not ok ${n++} - setup: ${String(e.message).split('\n')[0]}`);
-			for (const t of tests) console.log(`not ok ${n++} - ${t.name}: setup failed`);
-			return 1;
-		}
-		for (const t of tests) {
-			try {
-				await t.fn();
-				console.log(`ok ${n++} - ${t.name}`);
-			} catch (e) {
-				failed++;
-				console.log(`not ok ${n++} - ${t.name}: ${String(e.message).split('\n')[0]}`);
-				await page.screenshot({ path: path.join(LOGS, `e2e-sticky-fail-${n - 1}.png`), fullPage: true }).catch(() => {});
-			}
-		}
-		return failed ? 1 : 0;
-	} finally {
-		if (ctx) await ctx.close().catch(() => {});
-		if (srv && srv.child.exitCode === null) {
-			const gone = new Promise((r) => srv.child.once('exit', r));
-			srv.child.kill('SIGTERM');
-			const k = setTimeout(() => srv.child.kill('SIGKILL'), 5000);
-			await gone;
-			clearTimeout(k);
-		}
-		fs.rmSync(tmp, { recursive: true, force: true });
-	}
-}
-
-process.on('exit', () => {
-	if (srv && srv.child.exitCode === null && srv.child.signalCode === null) srv.child.kill('SIGKILL');
-});
-for (const sig of ['SIGTERM', 'SIGINT']) {
-	process.on(sig, () => {
-		console.log(`# stopped by ${sig}`);
-		process.exit(1);
-	});
-}
-
-main().then((rc) => process.exit(rc), (e) => {
-	console.log(`not ok 999 - unexpected: ${String(e && e.message).split('\n')[0]}`);
-	process.exit(1);
+runTap({
+	tmpPrefix: 'socklab-e2e-sticky-',
+	async setup(chromium, tmp) {
+		srv = await startServer(tmp, { log: 'e2e-sticky-server.log' });
+		page = await launchPage(chromium, tmp, problems, { args: ARGS });
+		return 'socklab serve and Chromium';
+	},
+	failShots: (n) => [[page, `e2e-sticky-fail-${n}.png`]],
 });
