@@ -131,6 +131,17 @@ static json_t *sc_new(struct lsock_who w, const char *call, int fd, json_t *args
 	return f;
 }
 
+/* The bytes a send or receive moved and a printable preview of them
+ * (n <= 0: none). */
+static void sc_data(json_t *f, const void *buf, ssize_t n)
+{
+	json_object_set_new(f, "bytes", json_integer(n > 0 ? n : 0));
+	if (n > 0)
+		json_object_set_new(f, "data", lsock_preview(buf, (size_t)n, PREVIEW_MAX));
+	if (n > PREVIEW_MAX)
+		json_object_set_new(f, "data_truncated", json_true());
+}
+
 /* Finish and emit: ret >= 0 is success, negative is -errno. */
 static void sc_emit(struct lab_ctx *ctx, json_t *f, long long ret, int64_t t_call)
 {
@@ -306,11 +317,7 @@ ssize_t lsock_send(struct lab_ctx *ctx, struct lsock_who w, int fd, const void *
 		break;
 	}
 	f = sc_new(w, "send", fd, json_pack("{s:I, s:s}", "len", (json_int_t)len, "flags", "0"));
-	json_object_set_new(f, "bytes", json_integer(n > 0 ? n : 0));
-	if (n > 0)
-		json_object_set_new(f, "data", lsock_preview(buf, (size_t)n, PREVIEW_MAX));
-	if (n > PREVIEW_MAX)
-		json_object_set_new(f, "data_truncated", json_true());
+	sc_data(f, buf, n);
 	sc_emit(ctx, f, n, t);
 	return n;
 }
@@ -351,11 +358,7 @@ ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, s
 		break;
 	}
 	f = sc_new(w, "recv", fd, json_pack("{s:I, s:s}", "len", (json_int_t)len, "flags", "0"));
-	json_object_set_new(f, "bytes", json_integer(n > 0 ? n : 0));
-	if (n > 0)
-		json_object_set_new(f, "data", lsock_preview(buf, (size_t)n, PREVIEW_MAX));
-	if (n > PREVIEW_MAX)
-		json_object_set_new(f, "data_truncated", json_true());
+	sc_data(f, buf, n);
 	if (n == 0)
 		json_object_set_new(f, "eof", json_true());
 	sc_emit(ctx, f, n, t);
@@ -392,11 +395,7 @@ ssize_t lsock_sendto(struct lab_ctx *ctx, struct lsock_who w, int fd, const void
 	args = json_pack("{s:I, s:s, s:o}", "len", (json_int_t)len, "flags", "0", "to",
 			 lsock_addr_json(to));
 	f = sc_new(w, "sendto", fd, args);
-	json_object_set_new(f, "bytes", json_integer(n > 0 ? n : 0));
-	if (n > 0)
-		json_object_set_new(f, "data", lsock_preview(buf, (size_t)n, PREVIEW_MAX));
-	if (n > PREVIEW_MAX)
-		json_object_set_new(f, "data_truncated", json_true());
+	sc_data(f, buf, n);
 	sc_emit(ctx, f, n, t);
 	return n;
 }
@@ -437,10 +436,9 @@ ssize_t lsock_recvfrom(struct lab_ctx *ctx, struct lsock_who w, int fd, void *bu
 	if (n >= 0) {
 		size_t got = (size_t)n < len ? (size_t)n : len;
 		json_object_set_new(f, "from", lsock_addr_json((struct sockaddr *)&ss));
-		json_object_set_new(f, "bytes", json_integer((json_int_t)got));
-		json_object_set_new(f, "data", lsock_preview(buf, got, PREVIEW_MAX));
-		if (got > PREVIEW_MAX)
-			json_object_set_new(f, "data_truncated", json_true());
+		sc_data(f, buf, (ssize_t)got);
+		if (got == 0) /* an empty datagram is data too */
+			json_object_set_new(f, "data", json_string(""));
 		if ((size_t)n > len)
 			json_object_set_new(f, "truncated", json_integer((json_int_t)n));
 		if (from)
