@@ -189,3 +189,39 @@ export const MAX_ROWS = 5000;
 
 // Past this many rows a trace is "long": its off-screen rows skip rendering.
 export const LONG_ROWS = 200;
+
+// A command a student copies into a terminal, with a copy button (the Clipboard
+// API where the page is a secure context, else select-and-copy: plain-http
+// classrooms are not secure contexts).
+export function commandBox(label, cmd, cls) {
+	const code = h('code', { class: `cmd ${cls}`, text: cmd });
+	const btn = h('button', { class: 'btn btn-small copy', attrs: { type: 'button' }, text: t('byo.copy') });
+	btn.addEventListener('click', async () => {
+		let ok = false;
+		try {
+			if (navigator.clipboard && window.isSecureContext) {
+				await navigator.clipboard.writeText(cmd);
+				ok = true;
+			}
+		} catch {
+			ok = false;
+		}
+		if (!ok) {
+			const range = document.createRange();
+			range.selectNodeContents(code);
+			const sel = window.getSelection();
+			sel.removeAllRanges();
+			sel.addRange(range);
+			try {
+				ok = document.execCommand('copy');
+			} catch {
+				ok = false;
+			}
+		}
+		btn.textContent = t(ok ? 'byo.copied' : 'byo.copy_failed');
+		setTimeout(() => { btn.textContent = t('byo.copy'); }, 2000);
+	});
+	return h('div', { class: 'cmd-box' },
+		h('p', { class: 'cmd-label', text: label }),
+		h('div', { class: 'cmd-row' }, h('pre', { class: 'cmd-pre' }, code), btn));
+}

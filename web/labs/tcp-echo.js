@@ -9,7 +9,7 @@
 
 import { h, replace, fmtMs, fmtDuration, fmtAddr, fmtValue } from '../dom.js';
 import { t } from '../i18n.js';
-import { RunFrame, errorCallout, noteCallout, label, MAX_ROWS, LONG_ROWS } from './common.js';
+import { RunFrame, errorCallout, noteCallout, label, MAX_ROWS, LONG_ROWS, commandBox } from './common.js';
 import { syscallCell, failed, isEof } from './syscall.js';
 import { rawBlock } from './raw.js';
 import { wireCell } from './net.js';
@@ -332,36 +332,3 @@ function metricText(ev) {
 	return s;
 }
 
-// A command with a copy button.
-function commandBox(label, cmd, cls) {
-	const code = h('code', { class: `cmd ${cls}`, text: cmd });
-	const btn = h('button', { class: 'btn btn-small copy', attrs: { type: 'button' }, text: t('byo.copy') });
-	btn.addEventListener('click', async () => {
-		let ok = false;
-		try {
-			if (navigator.clipboard && window.isSecureContext) {
-				await navigator.clipboard.writeText(cmd);
-				ok = true;
-			}
-		} catch {
-			ok = false;
-		}
-		if (!ok) {
-			const range = document.createRange();
-			range.selectNodeContents(code);
-			const sel = window.getSelection();
-			sel.removeAllRanges();
-			sel.addRange(range);
-			try {
-				ok = document.execCommand('copy');
-			} catch {
-				ok = false;
-			}
-		}
-		btn.textContent = t(ok ? 'byo.copied' : 'byo.copy_failed');
-		setTimeout(() => { btn.textContent = t('byo.copy'); }, 2000);
-	});
-	return h('div', { class: 'cmd-box' },
-		h('p', { class: 'cmd-label', text: label }),
-		h('div', { class: 'cmd-row' }, h('pre', { class: 'cmd-pre' }, code), btn));
-}

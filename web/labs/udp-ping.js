@@ -10,7 +10,7 @@
 import uPlot from '../vendor/uPlot.esm.js';
 import { h, replace, fmtMs, fmtDuration, fmtAddr, fmtValue } from '../dom.js';
 import { t } from '../i18n.js';
-import { RunFrame, errorCallout, noteCallout, MAX_ROWS } from './common.js';
+import { RunFrame, errorCallout, noteCallout, MAX_ROWS, commandBox } from './common.js';
 import { syscallCell, failed } from './syscall.js';
 import { rawBlock } from './raw.js';
 import { wireCell, sameNetworkParams } from './net.js';
@@ -480,23 +480,3 @@ function wireText(w) {
 		? `${a} ${fmtDuration(w.delay_us)}` : a;
 }
 
-function commandBox(label, cmd, cls) {
-	const code = h('code', { class: `cmd ${cls}`, text: cmd });
-	const btn = h('button', { class: 'btn btn-small copy', attrs: { type: 'button' }, text: t('byo.copy') });
-	btn.addEventListener('click', async () => {
-		let ok = false;
-		try {
-			if (navigator.clipboard && window.isSecureContext) {
-				await navigator.clipboard.writeText(cmd);
-				ok = true;
-			}
-		} catch {
-			ok = false;
-		}
-		btn.textContent = t(ok ? 'byo.copied' : 'byo.copy_failed');
-		setTimeout(() => { btn.textContent = t('byo.copy'); }, 2000);
-	});
-	return h('div', { class: 'cmd-box' },
-		h('p', { class: 'cmd-label', text: label }),
-		h('div', { class: 'cmd-row' }, h('pre', { class: 'cmd-pre' }, code), btn));
-}
