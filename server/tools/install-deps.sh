@@ -59,8 +59,13 @@ if [ "$mode" = test ]; then
 		dpkg-deb -x "$dl"/nginx_*.deb "$here/build/nginx"
 		rm -rf "$dl"
 	fi
-	if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
-		echo "install-deps: npm ci in tests/e2e"
+	# The browser tests' playwright-core is pinned to a version Debian 12's own
+	# nodejs (18.20) runs; reinstall when what is installed is not the pin.
+	pin=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$here/tests/e2e/package.json")
+	have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+		"$here/tests/e2e/node_modules/playwright-core/package.json" 2>/dev/null | head -1)
+	if [ "$have" != "$pin" ]; then
+		echo "install-deps: npm ci in tests/e2e (playwright-core $pin)"
 		(cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
 	fi
 fi
