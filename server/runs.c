@@ -1,7 +1,6 @@
 /* runs.c: the run manager: spawn `socklab run --json` children, stream and record their events. */
 #include "runs.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,267 +13,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lab.h"
 #include "sock.h"
-
-/* ======================================================================
- * The state machine
- * ====================================================================== */
-
-void run_sm_init(struct run_sm *sm)
-{
-	memset(sm, 0, sizeof *sm);
-	sm->state = RUN_STARTING;
-}
-
-/* Begin stopping a run that is still going; the first reason sticks. */
-static unsigned sm_stop(struct run_sm *sm, enum run_reason why, unsigned acts)
-{
-	if (sm->state != RUN_STARTING && sm->state != RUN_RUNNING)
-		return 0;
-	sm->state = RUN_CANCELLING;
-	sm->reason = why;
-	return acts;
-}
-
-/* Both ends are done: the output is closed and the process reaped. */
-static unsigned sm_maybe_finish(struct run_sm *sm, unsigned otherwise)
-{
-	if (sm->eof && sm->exited) {
-		sm->state = RUN_FINISHED;
-		return RUN_ACT_FINISH;
-	}
-	return otherwise;
-}
-
-unsigned run_sm_step(struct run_sm *sm, enum run_input in)
-{
-	if (sm->state == RUN_FINISHED)
-		return 0;
-	switch (in) {
-	case RUN_IN_SPAWN_OK:
-		if (sm->state != RUN_STARTING)
-			return 0;
-		sm->state = RUN_RUNNING;
-		return RUN_ACT_ARM_TIMEOUT;
-	case RUN_IN_SPAWN_FAIL:
-		if (sm->state != RUN_STARTING)
-			return 0;
-		sm->reason = RUN_R_SPAWN;
-		sm->eof = sm->exited = 1;
-		sm->state = RUN_FINISHED;
-		return RUN_ACT_FINISH;
-	case RUN_IN_END_SEEN:
-		sm->end_seen = 1;
-		return 0;
-	case RUN_IN_BAD_OUTPUT:
-		/* Output we cannot trust: no grace period. */
-		if (sm->state == RUN_CANCELLING)
-			return sm->exited ? 0 : RUN_ACT_KILL;
-		return sm_stop(sm, RUN_R_BAD_OUTPUT, RUN_ACT_KILL | RUN_ACT_ARM_KILL);
-	case RUN_IN_CANCEL:
-		return sm_stop(sm, RUN_R_CANCELLED, RUN_ACT_TERM | RUN_ACT_ARM_KILL);
-	case RUN_IN_TIMEOUT:
-		return sm_stop(sm, RUN_R_TIMEOUT, RUN_ACT_TERM | RUN_ACT_ARM_KILL);
-	case RUN_IN_KILL_TIMER:
-		if (!sm->exited)
-			return RUN_ACT_KILL | RUN_ACT_ARM_KILL;
-		/* Reaped, but something still holds the pipe open. */
-		return sm->eof ? 0 : RUN_ACT_CLOSE_PIPE;
-	case RUN_IN_EOF:
-		sm->eof = 1;
-		/* The process should exit right after closing its output. */
-		return sm_maybe_finish(sm, RUN_ACT_ARM_KILL);
-	case RUN_IN_EXITED:
-		sm->exited = 1;
-		/* Whatever else is in its process group goes too; give the pipe a
-		 * moment to deliver what is buffered and close. */
-		return sm_maybe_finish(sm, RUN_ACT_KILL | RUN_ACT_ARM_KILL);
-	}
-	return 0;
-}
-
-const char *run_sm_status(const struct run_sm *sm)
-{
-	switch (sm->reason) {
-	case RUN_R_CANCELLED:
-		return "cancelled";
-	case RUN_R_TIMEOUT:
-		return "timeout";
-	default:
-		return "error";
-	}
-}
-
-const char *run_sm_error_code(const struct run_sm *sm)
-{
-	static const char *const codes[] = {
-		[RUN_R_NONE] = "run_died",
-		[RUN_R_CANCELLED] = "cancelled",
-		[RUN_R_TIMEOUT] = "timeout",
-		[RUN_R_BAD_OUTPUT] = "bad_output",
-		[RUN_R_SPAWN] = "spawn_failed",
-	};
-	return codes[sm->reason];
-}
-
-/* ======================================================================
- * The line splitter
- * ====================================================================== */
-
-void run_linebuf_init(struct run_linebuf *lb, size_t max)
-{
-	memset(lb, 0, sizeof *lb);
-	lb->max = max;
-}
-
-void run_linebuf_cleanup(struct run_linebuf *lb)
-{
-	free(lb->buf);
-	memset(lb, 0, sizeof *lb);
-}
-
-int run_linebuf_feed(struct run_linebuf *lb, const char *data, size_t n, run_line_fn fn,
-		     void *arg)
-{
-	while (n > 0) {
-		const char *nl = memchr(data, '\n', n);
-		size_t take = nl ? (size_t)(nl - data) : n;
-		int rc;
-
-		/* The limit is checked before anything is buffered. */
-		if (lb->len + take > lb->max) {
-			lb->len = 0;
-			return -E2BIG;
-		}
-		if (lb->len + take + 1 > lb->cap) {
-			size_t cap = lb->cap ? lb->cap : 4096;
-			char *nb;
-			while (cap < lb->len + take + 1)
-				cap *= 2;
-			if (cap > lb->max + 1)
-				cap = lb->max + 1;
-			nb = realloc(lb->buf, cap);
-			if (!nb)
-				return -ENOMEM;
-			lb->buf = nb;
-			lb->cap = cap;
-		}
-		memcpy(lb->buf + lb->len, data, take);
-		lb->len += take;
-		if (!nl)
-			return 0;
-		lb->buf[lb->len] = '\0';
-		rc = fn(arg, lb->buf, lb->len);
-		lb->len = 0;
-		if (rc < 0)
-			return rc;
-		data += take + 1;
-		n -= take + 1;
-	}
-	return 0;
-}
-
-/* ======================================================================
- * Files
- * ====================================================================== */
-
-int runs_bundle_path(const char *data, const char *id, const char *file, char *out,
-		     size_t outlen)
-{
-	int n;
-
-	if (file)
-		n = snprintf(out, outlen, "%s/runs/%s/%s", data, id, file);
-	else
-		n = snprintf(out, outlen, "%s/runs/%s", data, id);
-	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
-}
-
-/* Write buf to path atomically: a temporary file renamed over it. */
-static int write_file_atomic(const char *path, const char *buf, size_t len)
-{
-	char tmp[PATH_MAX];
-	int fd, rc;
-
-	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	rc = ev_write_all(fd, buf, len);
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0)
-		unlink(tmp);
-	return rc;
-}
-
-static int write_json_atomic(const char *path, const json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-	int rc;
-
-	if (!s)
-		return -ENOMEM;
-	rc = write_file_atomic(path, s, strlen(s));
-	free(s);
-	return rc;
-}
-
-/* Append line and a newline with one writev, finishing partial writes. */
-static int append_line(int fd, const char *line, size_t len)
-{
-	struct iovec iov[2] = {
-		{.iov_base = (void *)line, .iov_len = len},
-		{.iov_base = (void *)"\n", .iov_len = 1},
-	};
-	int i = 0;
-
-	while (i < 2) {
-		ssize_t n = writev(fd, iov + i, 2 - i);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		while (i < 2 && (size_t)n >= iov[i].iov_len) {
-			n -= (ssize_t)iov[i].iov_len;
-			i++;
-		}
-		if (i < 2) {
-			iov[i].iov_base = (char *)iov[i].iov_base + n;
-			iov[i].iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t i, n = strlen(path);
-
-	if (n == 0 || n >= sizeof buf)
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		buf[i] = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		buf[i] = path[i];
-	}
-	return 0;
-}
 
 static void iso_now(char *out, size_t len)
 {
@@ -491,7 +235,7 @@ static void run_meta(struct run *r, const char *status, int final)
 			json_object_set_new(o, "exit", json_pack("{s:i}", "signal",
 								 WTERMSIG(r->wstatus)));
 	}
-	rc = write_json_atomic(path, o);
+	rc = bundle_write_json(path, o);
 	if (rc < 0)
 		http_count(m->ctr, HTTP_C_BUNDLE_ERRORS, 1);
 	json_decref(o);
@@ -502,7 +246,7 @@ static void run_deliver(struct run *r, const char *line, size_t len)
 {
 	struct run_mgr *m = r->m;
 
-	if (r->events_fd >= 0 && append_line(r->events_fd, line, len) < 0)
+	if (r->events_fd >= 0 && bundle_append_line(r->events_fd, line, len) < 0)
 		http_count(m->ctr, HTTP_C_BUNDLE_ERRORS, 1);
 	r->bytes += (long long)len + 1;
 	if (m->hooks.line)
@@ -534,87 +278,10 @@ static void run_synth(struct run *r, const char *type, json_t *fields)
 	free(line);
 }
 
-struct bundle_age {
-	char id[EV_RUN_ID_LEN + 1];
-	struct timespec mtime;
-};
-
-static int older_first(const void *a, const void *b)
+/* Runs the manager still holds (running, or watched) are never pruned. */
+static int run_in_use(void *arg, const char *id)
 {
-	const struct bundle_age *x = a, *y = b;
-
-	if (x->mtime.tv_sec != y->mtime.tv_sec)
-		return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
-	if (x->mtime.tv_nsec != y->mtime.tv_nsec)
-		return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
-	return strcmp(x->id, y->id);
-}
-
-/* Remove one bundle directory and the files in it (bundles hold no subdirectories). */
-static void remove_bundle(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-
-	if (!d)
-		return;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-	rmdir(dir);
-}
-
-/* Keep at most cfg->keep_runs bundles so a busy classroom cannot fill the disk:
- * remove the oldest (by the time their bundle last changed). Runs the manager
- * still holds (running, or watched) are never removed. Runs on the service
- * thread after a run ends; the scan is one directory of at most a few
- * thousand entries. */
-static void prune_bundles(struct run_mgr *m)
-{
-	char dir[PATH_MAX];
-	struct bundle_age *all = NULL;
-	size_t n = 0, cap = 0, i, excess;
-	struct dirent *e;
-	DIR *d;
-
-	if (snprintf(dir, sizeof dir, "%s/runs", m->cfg->data) >= (int)sizeof dir)
-		return;
-	d = opendir(dir);
-	if (!d)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		struct stat st;
-		if (!ev_valid_run_id(e->d_name) || fstatat(dirfd(d), e->d_name, &st, 0) < 0 ||
-		    !S_ISDIR(st.st_mode))
-			continue;
-		if (n == cap) {
-			struct bundle_age *grown;
-			cap = cap ? cap * 2 : 256;
-			grown = realloc(all, cap * sizeof *all);
-			if (!grown)
-				goto out;
-			all = grown;
-		}
-		memcpy(all[n].id, e->d_name, EV_RUN_ID_LEN + 1);
-		all[n].mtime = st.st_mtim;
-		n++;
-	}
-	if (n <= (size_t)m->cfg->keep_runs)
-		goto out;
-	qsort(all, n, sizeof *all, older_first);
-	excess = n - (size_t)m->cfg->keep_runs;
-	for (i = 0; i < n && excess > 0; i++) {
-		char path[PATH_MAX];
-		if (runs_find(m, all[i].id))
-			continue;
-		if (runs_bundle_path(m->cfg->data, all[i].id, NULL, path, sizeof path) == 0)
-			remove_bundle(path);
-		excess--;
-	}
-out:
-	free(all);
-	closedir(d);
+	return runs_find(arg, id) != NULL;
 }
 
 static void run_finish(struct run *r)
@@ -658,7 +325,7 @@ static void run_finish(struct run *r)
 	m->n_active--;
 	http_count(m->ctr, HTTP_C_RUNS_ACTIVE, -1);
 	run_meta(r, r->status, 1);
-	prune_bundles(m);
+	bundle_prune(m->cfg->data, m->cfg->keep_runs, run_in_use, m);
 	if (m->hooks.finished)
 		m->hooks.finished(m->hooks.arg, r);
 	r->n_watchers = 0;
@@ -715,18 +382,6 @@ static void run_bad_output(struct run *r, const char *fmt, ...)
 	run_input(r, RUN_IN_BAD_OUTPUT);
 }
 
-/* The run.end status s as one of our static strings, or NULL if unknown. */
-static const char *status_static(const char *s)
-{
-	static const char *const known[] = {"ok", "error", "cancelled", "timeout", NULL};
-	int i;
-
-	for (i = 0; s && known[i]; i++)
-		if (!strcmp(s, known[i]))
-			return known[i];
-	return NULL;
-}
-
 /* One line of the child's stdout. */
 static int run_line(void *arg, char *line, size_t len)
 {
@@ -769,7 +424,7 @@ static int run_line(void *arg, char *line, size_t len)
 		r->last_t_us = json_integer_value(t);
 	is_end = strcmp(json_string_value(type), "run.end") == 0;
 	if (is_end) {
-		const char *st = status_static(json_string_value(json_object_get(ev, "status")));
+		const char *st = bundle_end_status(json_string_value(json_object_get(ev, "status")));
 		if (!st)
 			st = "error";
 		/* The server's own time limit stopped it with SIGTERM, which the
@@ -1571,183 +1226,4 @@ void runs_destroy(struct run_mgr *m)
 	}
 	free(m->byo_used);
 	free(m);
-}
-
-/* ======================================================================
- * Start-up repair of bundles left by a crashed server
- * ====================================================================== */
-
-char *runs_read_small(const char *path, size_t max)
-{
-	char *buf = NULL;
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size <= max)
-		buf = malloc((size_t)st.st_size + 1);
-	if (buf) {
-		n = pread(fd, buf, (size_t)st.st_size, 0);
-		if (n < 0) {
-			free(buf);
-			buf = NULL;
-		} else {
-			buf[n] = '\0';
-		}
-	}
-	close(fd);
-	return buf;
-}
-
-/* Close the event stream of a run that died with the server: drop a torn
- * last line, then append error and run.end unless the stream already ended.
- * Returns the final status through status (static string). */
-static int repair_events(const char *path, const char *id, const char *lab, json_int_t *count,
-			 const char **status)
-{
-	off_t size, keep, start, tail_off;
-	size_t tail_len;
-	char *tail = NULL;
-	json_int_t seq = -1, t_us = 0;
-	int fd, rc = 0;
-
-	*status = "error";
-	fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	size = lseek(fd, 0, SEEK_END);
-	if (size < 0) {
-		rc = -errno;
-		goto out;
-	}
-	/* Lines are at most RUN_LINE_MAX (or a little more, rewritten), so
-	 * the last two newlines lie in the last 2 MiB + a bit. */
-	tail_off = size > (off_t)(2 * RUN_LINE_MAX + 4096) ? size - (2 * RUN_LINE_MAX + 4096) : 0;
-	tail_len = (size_t)(size - tail_off);
-	tail = malloc(tail_len + 1);
-	if (!tail || pread(fd, tail, tail_len, tail_off) != (ssize_t)tail_len) {
-		rc = -EIO;
-		goto out;
-	}
-	tail[tail_len] = '\0';
-	keep = (off_t)tail_len;
-	while (keep > 0 && tail[keep - 1] != '\n')
-		keep--;
-	if (keep == 0 && tail_off > 0) {
-		rc = -EINVAL; /* no newline in the tail: not our file */
-		goto out;
-	}
-	if (tail_off + keep < size && ftruncate(fd, tail_off + keep) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (keep > 0) {
-		json_t *ev;
-		start = keep - 1;
-		while (start > 0 && tail[start - 1] != '\n')
-			start--;
-		ev = json_loadb(tail + start, (size_t)(keep - 1 - start), 0, NULL);
-		if (ev) {
-			const char *type = json_string_value(json_object_get(ev, "type"));
-			seq = json_integer_value(json_object_get(ev, "seq"));
-			t_us = json_integer_value(json_object_get(ev, "t_us"));
-			if (type && !strcmp(type, "run.end")) {
-				const char *st =
-					status_static(json_string_value(json_object_get(ev, "status")));
-				*status = st ? st : "error";
-				*count = seq + 1;
-				json_decref(ev);
-				goto out;
-			}
-			json_decref(ev);
-		}
-	}
-	{
-		static const char *const types[] = {"error", "run.end"};
-		int i;
-		for (i = 0; i < 2; i++) {
-			json_t *ev = json_pack("{s:i, s:s, s:I, s:I, s:s, s:s}", "v", EV_VERSION, "run",
-					       id, "seq", seq + 1 + i, "t_us", t_us, "lab", lab,
-					       "type", types[i]);
-			char *line;
-			if (i == 0)
-				json_object_update_new(
-					ev, json_pack("{s:s, s:s}", "code", "server_restart",
-						      "message",
-						      "the server stopped while this run was in "
-						      "progress"));
-			else
-				json_object_update_new(ev, json_pack("{s:s, s:{}}", "status",
-								     "error", "summary"));
-			line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER |
-						      JSON_ENSURE_ASCII);
-			json_decref(ev);
-			if (!line || append_line(fd, line, strlen(line)) < 0)
-				rc = -EIO;
-			free(line);
-		}
-		*count = seq + 3;
-	}
-out:
-	free(tail);
-	close(fd);
-	return rc;
-}
-
-int runs_recover(const char *data, char *err, size_t errlen)
-{
-	char path[PATH_MAX], runs_dir[PATH_MAX];
-	struct dirent *de;
-	DIR *d;
-	int rc, repaired = 0;
-
-	rc = mkdir_p(data, 0700);
-	if (rc == 0 && snprintf(runs_dir, sizeof runs_dir, "%s/runs", data) >= (int)sizeof runs_dir)
-		rc = -ENAMETOOLONG;
-	if (rc == 0 && mkdir(runs_dir, 0700) < 0 && errno != EEXIST)
-		rc = -errno;
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot create data directory %s: %s", data, strerror(-rc));
-		return rc;
-	}
-	d = opendir(runs_dir);
-	if (!d) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot read %s: %s", runs_dir, strerror(errno));
-		return rc;
-	}
-	for (de = readdir(d); de; de = readdir(d)) {
-		const char *status = NULL, *lab;
-		json_int_t count = 0;
-		json_t *meta;
-		char *text;
-
-		if (!ev_valid_run_id(de->d_name))
-			continue;
-		if (runs_bundle_path(data, de->d_name, "meta.json", path, sizeof path) < 0)
-			continue;
-		text = runs_read_small(path, 1024 * 1024);
-		meta = text ? json_loads(text, 0, NULL) : NULL;
-		free(text);
-		status = meta ? json_string_value(json_object_get(meta, "status")) : NULL;
-		if (!status || strcmp(status, "running") != 0) {
-			json_decref(meta);
-			continue;
-		}
-		lab = json_string_value(json_object_get(meta, "lab"));
-		status = "error";
-		if (runs_bundle_path(data, de->d_name, "events.jsonl", path, sizeof path) == 0 &&
-		    repair_events(path, de->d_name, lab ? lab : "", &count, &status) == 0)
-			json_object_set_new(meta, "events", json_integer(count));
-		json_object_set_new(meta, "status", json_string(status));
-		json_object_set_new(meta, "recovered", json_true());
-		if (runs_bundle_path(data, de->d_name, "meta.json", path, sizeof path) == 0 &&
-		    write_json_atomic(path, meta) == 0)
-			repaired++;
-		json_decref(meta);
-	}
-	closedir(d);
-	return repaired;
 }

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "bundle.h"
 #include "http.h"
 
 /*
@@ -202,21 +203,5 @@ int runs_pipe_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 const char *run_id(const struct run *r);
 uint64_t run_owner(const struct run *r);
 size_t run_watchers(const struct run *r, const uint64_t **ids);
-
-/* ---- bundles on disk (any thread) ---- */
-
-/* DATA/runs/ID/FILE (file may be NULL for the directory). 0, or -ENAMETOOLONG. */
-int runs_bundle_path(const char *data, const char *id, const char *file, char *out,
-		     size_t outlen);
-
-/* Create DATA and DATA/runs (mode 0700) and mark the bundles of runs a
- * crashed server left "running" as "error", closing their event streams with
- * an error and a run.end. Returns the number of bundles repaired, or -errno. */
-int runs_recover(const char *data, char *err, size_t errlen);
-
-/* Read a regular file of at most max bytes into a new NUL-terminated buffer
- * (the caller frees it), or NULL when it is missing, larger or unreadable.
- * Thread-agnostic: the HTTP thread uses it for meta.json too. */
-char *runs_read_small(const char *path, size_t max);
 
 #endif
