@@ -42,13 +42,15 @@ static int parse_ll(const char *s, long long *out)
 	char *end = NULL;
 	long long v;
 
-	if (!*s)
+	/* strtoll would skip leading white space of any kind (a tab, a
+	 * newline) and accept a '+': only a '-' or a digit may start it. */
+	if (!(*s == '-' || (*s >= '0' && *s <= '9')))
 		return -EINVAL;
 	errno = 0;
 	v = strtoll(s, &end, 10);
 	if (errno == ERANGE)
 		return -ERANGE;
-	if (*end || end == s || s[0] == ' ' || s[0] == '+')
+	if (*end || end == s)
 		return -EINVAL;
 	*out = v;
 	return 0;
@@ -71,28 +73,43 @@ static void choices_text(const struct lab_param_def *d, char *buf, size_t len)
 	}
 }
 
-/* Text is valid if it is UTF-8 without control characters. */
+/* Text is valid if it is well-formed UTF-8 (RFC 3629, section 4: no
+ * overlong forms, no UTF-16 surrogates U+D800..U+DFFF, nothing above
+ * U+10FFFF; JSON strings cannot carry those) without control characters. */
 static int text_ok(const char *s)
 {
 	const unsigned char *u = (const unsigned char *)s;
 
 	while (*u) {
+		unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the 2nd byte */
 		int extra;
+
 		if (*u < 0x20 || *u == 0x7f)
 			return 0;
 		if (*u < 0x80) {
 			u++;
 			continue;
 		}
-		if ((*u & 0xe0) == 0xc0 && *u >= 0xc2)
+		if (*u >= 0xc2 && *u <= 0xdf) {
 			extra = 1;
-		else if ((*u & 0xf0) == 0xe0)
+		} else if (*u >= 0xe0 && *u <= 0xef) {
 			extra = 2;
-		else if ((*u & 0xf8) == 0xf0 && *u <= 0xf4)
+			if (*u == 0xe0)
+				lo = 0xa0; /* overlong below U+0800 */
+			else if (*u == 0xed)
+				hi = 0x9f; /* surrogates */
+		} else if (*u >= 0xf0 && *u <= 0xf4) {
 			extra = 3;
-		else
+			if (*u == 0xf0)
+				lo = 0x90; /* overlong below U+10000 */
+			else if (*u == 0xf4)
+				hi = 0x8f; /* above U+10FFFF */
+		} else {
 			return 0;
+		}
 		u++;
+		if (*u < lo || *u > hi)
+			return 0;
 		while (extra-- > 0) {
 			if ((*u & 0xc0) != 0x80)
 				return 0;
@@ -158,7 +175,8 @@ static int set_value(struct lab_params *p, int idx, const char *value, char *err
 		}
 		if (!text_ok(value)) {
 			snprintf(err, errlen,
-				 "parameter '%s': must be printable UTF-8 text without control characters",
+				 "parameter '%s': must be well-formed UTF-8 text (no surrogates, "
+				 "nothing above U+10FFFF) without control characters",
 				 d->name);
 			return -EINVAL;
 		}

@@ -620,6 +620,12 @@ int cli_run(int argc, char **argv)
 		fprintf(stderr, "socklab run %s: %s\n", lab->name, err);
 		return 2;
 	}
+	/* The bundle is opened before anything else is set up, so a bad
+	 * directory is a usage error with nothing to undo. */
+	if (bundle_dir && (rc = bundle_open(&bundle, bundle_dir)) < 0) {
+		fprintf(stderr, "socklab run: --bundle %s: %s\n", bundle_dir, strerror(-rc));
+		return 2;
+	}
 
 	if (parent) {
 		/* The kernel clears the parent-death signal the server set when it
@@ -700,13 +706,8 @@ int cli_run(int argc, char **argv)
 		ev_add_sink(&em, json_sink, (void *)(intptr_t)STDOUT_FILENO);
 	else
 		ev_add_sink(&em, human_sink, &reorder);
-	if (bundle_dir) {
-		if (bundle_open(&bundle, bundle_dir) < 0) {
-			fprintf(stderr, "socklab run: --bundle %s: %s\n", bundle_dir, strerror(errno));
-			return 2;
-		}
+	if (bundle_dir)
 		ev_add_sink(&em, bundle_sink, &bundle);
-	}
 
 	memset(&ctx, 0, sizeof ctx);
 	ctx.p = &params;
