@@ -1943,9 +1943,12 @@ static int hs_check(const struct lab_params *p, const char **param, char *err, s
 							"s2c_delay_ms", NULL};
 		int i;
 		if (access(replay, R_OK) < 0) {
+			/* The file by its name alone: on a server it is the run's
+			 * upload, under a data directory students need not see. */
+			const char *name = strrchr(replay, '/');
 			*param = "replay";
-			snprintf(err, errlen, "parameter 'replay': cannot read %.200s: %s", replay,
-				 strerror(errno));
+			snprintf(err, errlen, "parameter 'replay': cannot read %.200s: %s",
+				 name && name[1] ? name + 1 : replay, strerror(errno));
 			return -EINVAL;
 		}
 		for (i = 0; live_only[i]; i++)

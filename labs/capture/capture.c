@@ -420,6 +420,16 @@ void cap_close(struct cap *c)
 
 /* ---- pcap files ---- */
 
+/* The last component of path. Messages name files by it alone: a run's
+ * files live under the server's data directory, whose absolute path is the
+ * server's business, not a student's. */
+static const char *file_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash && slash[1] ? slash + 1 : path;
+}
+
 struct cap_pcap {
 	pcap_t *dead;
 	pcap_dumper_t *dump;
@@ -428,6 +438,8 @@ struct cap_pcap {
 int cap_pcap_open(struct cap_pcap **out, const char *path, int link, char *err, size_t errlen)
 {
 	struct cap_pcap *w = calloc(1, sizeof *w);
+	FILE *fp = NULL;
+	int fd, rc;
 
 	*out = NULL;
 	if (!w) {
@@ -441,10 +453,27 @@ int cap_pcap_open(struct cap_pcap **out, const char *path, int link, char *err, 
 		snprintf(err, errlen, "libpcap could not start a pcap writer");
 		return -ENOMEM;
 	}
-	w->dump = pcap_dump_open(w->dead, path);
+	/* Our own open, not pcap_dump_open's fopen: a capture holds a run's
+	 * traffic and is private to its owner (0600, like the rest of a
+	 * bundle), whatever the umask. */
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0 && fchmod(fd, 0600) == 0)
+		fp = fdopen(fd, "wb");
+	if (!fp) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot write the pcap file %.200s: %s", file_name(path),
+			 strerror(-rc));
+		if (fd >= 0)
+			close(fd);
+		pcap_close(w->dead);
+		free(w);
+		return rc;
+	}
+	w->dump = pcap_dump_fopen(w->dead, fp);
 	if (!w->dump) {
-		snprintf(err, errlen, "cannot write the pcap file %.200s: %.200s", path,
+		snprintf(err, errlen, "cannot write the pcap file %.200s: %.200s", file_name(path),
 			 pcap_geterr(w->dead));
+		fclose(fp);
 		pcap_close(w->dead);
 		free(w);
 		return -EIO;
@@ -497,16 +526,17 @@ int cap_file_open(struct cap_file **out, const char *path, size_t max_bytes, cha
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "cannot open %.200s: %s", path, strerror(-rc));
+		snprintf(err, errlen, "cannot open %.200s: %s", file_name(path), strerror(-rc));
 		return rc;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%.200s is not a regular file", path);
+		snprintf(err, errlen, "%.200s is not a regular file", file_name(path));
 		close(fd);
 		return -EINVAL;
 	}
 	if ((uint64_t)st.st_size > max_bytes) {
-		snprintf(err, errlen, "%.200s is %lld bytes; a replay reads at most %zu", path,
+		snprintf(err, errlen, "%.200s is %lld bytes; a replay reads at most %zu",
+			 file_name(path),
 			 (long long)st.st_size, max_bytes);
 		close(fd);
 		return -EFBIG;
@@ -515,7 +545,7 @@ int cap_file_open(struct cap_file **out, const char *path, size_t max_bytes, cha
 	if (!fp) {
 		rc = -errno;
 		close(fd);
-		snprintf(err, errlen, "cannot read %.200s: %s", path, strerror(-rc));
+		snprintf(err, errlen, "cannot read %.200s: %s", file_name(path), strerror(-rc));
 		return rc;
 	}
 	f = calloc(1, sizeof *f);
@@ -529,7 +559,7 @@ int cap_file_open(struct cap_file **out, const char *path, size_t max_bytes, cha
 		fclose(fp);
 		free(f);
 		snprintf(err, errlen, "%.200s is not a pcap or pcapng file libpcap can read: %.200s",
-			 path, perr);
+			 file_name(path), perr);
 		return -EINVAL;
 	}
 	f->link = dlt_to_link(pcap_datalink(f->p));
@@ -537,7 +567,7 @@ int cap_file_open(struct cap_file **out, const char *path, size_t max_bytes, cha
 		snprintf(err, errlen,
 			 "%.200s has link type %s; socklab reads Ethernet, raw IP and Linux cooked "
 			 "captures",
-			 path, pcap_datalink_val_to_name(pcap_datalink(f->p))
+			 file_name(path), pcap_datalink_val_to_name(pcap_datalink(f->p))
 				       ? pcap_datalink_val_to_name(pcap_datalink(f->p))
 				       : "?");
 		pcap_close(f->p);
