@@ -1,10 +1,14 @@
-/* net.c: the two-hosts topology: anonymous namespaces, the address lease, veth or TAP + relay, and the shared parameters. */
+/* net.c: the two-hosts topology: anonymous namespaces, the address lease, veth or a relay (packet sockets on veth ends, or TAP), and the shared parameters. */
 #include "net/net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <net/ethernet.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
@@ -31,7 +35,9 @@ static const char *const dir_prefix[] = {[WIRE_C2S] = "c2s", [WIRE_S2C] = "s2c"}
 struct net {
 	struct net_config cfg;
 	int ns_fd[2];   /* by side: holds each namespace */
-	int tap_fd[2];  /* by side, relay only */
+	int wire_ns_fd; /* the relay's own namespace (packet relay only) */
+	int port_fd[2]; /* by side, relay only: a bound packet socket or a TAP fd */
+	int tap;        /* the relay's ports are TAP devices (the fallback) */
 	int lease_fd;   /* the bound abstract socket that holds the addresses */
 	unsigned lease;
 	uint32_t addr[2];
@@ -231,7 +237,7 @@ static void disable_ipv6(void)
 }
 
 /* A fresh namespace for side, held by an fd; the calling thread stays in it. */
-static int make_ns(struct net *n, enum net_side side, char *err, size_t errlen)
+static int make_ns_fd(int *fd, const char *what, char *err, size_t errlen)
 {
 	int rc;
 
@@ -246,15 +252,19 @@ static int make_ns(struct net *n, enum net_side side, char *err, size_t errlen)
 			snprintf(err, errlen, "unshare(CLONE_NEWNET): %s", strerror(-rc));
 		return rc;
 	}
-	n->ns_fd[side] = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (n->ns_fd[side] < 0) {
+	*fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (*fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "opening the %s namespace: %s", side_names[side],
-			 strerror(-rc));
+		snprintf(err, errlen, "opening the %s namespace: %s", what, strerror(-rc));
 		return rc;
 	}
 	disable_ipv6();
 	return sandbox_link_up("lo", err, errlen);
+}
+
+static int make_ns(struct net *n, enum net_side side, char *err, size_t errlen)
+{
+	return make_ns_fd(&n->ns_fd[side], side_names[side], err, errlen);
 }
 
 /* Open a TAP device named eth0 in the calling thread's namespace. */
@@ -284,6 +294,90 @@ static int tap_open(char *err, size_t errlen)
 		return -e;
 	}
 	return fd;
+}
+
+/* Names of the relay's veth ends in its own namespace, by side. */
+static const char *const wire_end[] = {[NET_SERVER] = "wire-s", [NET_CLIENT] = "wire-c"};
+
+/* Switch the offloads off on ifname in the calling thread's namespace, so
+ * every frame that crosses the relay is one real Ethernet frame with its
+ * checksums computed: no GSO/TSO buffers of 64 KiB, no partial checksums
+ * left for hardware that a packet socket would hand over unfinished, no GRO
+ * merging frames on the way in. Best effort: a switch a driver lacks is
+ * already off. */
+static void offloads_off(const char *ifname)
+{
+	static const __u32 cmds[] = {ETHTOOL_STXCSUM, ETHTOOL_SSG, ETHTOOL_STSO, ETHTOOL_SGSO,
+				     ETHTOOL_SGRO};
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	size_t i;
+
+	if (fd < 0)
+		return;
+	for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		struct ethtool_value ev = {.cmd = cmds[i], .data = 0};
+		struct ifreq ifr;
+
+		memset(&ifr, 0, sizeof ifr);
+		snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
+		ifr.ifr_data = (char *)&ev;
+		if (ioctl(fd, SIOCETHTOOL, &ifr) < 0) {
+			/* Not supported by this device: nothing to switch off. */
+		}
+	}
+	close(fd);
+}
+
+/* An unbound packet socket in the calling thread's namespace (the relay's):
+ * it receives nothing until it is bound to a veth end. -EPERM without
+ * CAP_NET_RAW. The frames this socket sends itself are not handed back to it
+ * (PACKET_IGNORE_OUTGOING), and its receive buffer holds a burst of frames. */
+static int port_socket(void)
+{
+	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1,
+	    buf = 4 << 20;
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf) < 0) {
+		/* The default buffer still works; the wire counts what it loses. */
+	}
+	return fd;
+}
+
+/* Bind the relay's packet socket for side to its veth end (in the calling
+ * thread's namespace, the relay's) and bring the end up. */
+static int port_bind(struct net *n, enum net_side side, struct nl *nl, char *err, size_t errlen)
+{
+	struct sockaddr_ll sll;
+	int idx = (int)if_nametoindex(wire_end[side]), rc;
+
+	if (idx == 0) {
+		snprintf(err, errlen, "no %s in the wire's namespace: %s", wire_end[side],
+			 strerror(errno));
+		return -ENODEV;
+	}
+	offloads_off(wire_end[side]);
+	rc = nl_link_set(nl, idx, NULL, NET_MTU, 1, err, errlen);
+	if (rc < 0)
+		return rc;
+	memset(&sll, 0, sizeof sll);
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons(ETH_P_ALL);
+	sll.sll_ifindex = idx;
+	if (bind(n->port_fd[side], (struct sockaddr *)&sll, sizeof sll) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "binding the wire's packet socket to %s: %s", wire_end[side],
+			 strerror(-rc));
+		return rc;
+	}
+	return 0;
 }
 
 /* Give eth0 of the calling thread's namespace side's MAC, MTU and address, and
@@ -352,6 +446,109 @@ static int enter(struct net *n, enum net_side side, char *err, size_t errlen)
 	return 0;
 }
 
+/* The relay's ports as packet sockets: a namespace of the wire's own holds
+ * one end of each host's veth pair (wire-c, wire-s), and a packet socket bound
+ * to each end reads the frames a host sends and writes the frames it
+ * receives. No TUN device is needed (container hosts often give a non-root
+ * process none, or one it may not open), but CAP_NET_RAW is: -EPERM without
+ * it, before anything was created, so the caller can fall back to TAP. The
+ * calling thread is in the client's namespace, and is left in the server's. */
+static int relay_packet(struct net *n, char *err, size_t errlen)
+{
+	static const uint8_t end_last[] = {[NET_SERVER] = 0x12, [NET_CLIENT] = 0x11};
+	int rc, side, fd;
+	struct nl nl;
+
+	rc = make_ns_fd(&n->wire_ns_fd, "wire", err, errlen);
+	if (rc < 0)
+		return rc;
+	for (side = 0; side < 2; side++) {
+		fd = port_socket();
+		if (fd < 0) {
+			if (fd == -EPERM)
+				snprintf(err, errlen, "the wire's packet sockets need CAP_NET_RAW");
+			else
+				snprintf(err, errlen, "the wire's packet socket: %s", strerror(-fd));
+			return fd;
+		}
+		n->port_fd[side] = fd;
+	}
+	for (side = NET_CLIENT; side >= 0; side--) {
+		uint8_t mac[6];
+
+		memcpy(mac, n->mac[side], 6);
+		mac[5] = end_last[side];
+		rc = enter(n, (enum net_side)side, err, errlen);
+		if (rc == 0)
+			rc = nl_open(&nl, err, errlen);
+		if (rc < 0)
+			return rc;
+		rc = nl_veth_create(&nl, NET_IFNAME, n->mac[side], wire_end[side], mac,
+				    n->wire_ns_fd, NET_MTU, err, errlen);
+		nl_close(&nl);
+		if (rc < 0)
+			return rc;
+		offloads_off(NET_IFNAME);
+		rc = configure_side(n, (enum net_side)side, 0, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	if (setns(n->wire_ns_fd, CLONE_NEWNET) < 0) {
+		snprintf(err, errlen, "entering the wire's namespace: %s", strerror(errno));
+		return -errno;
+	}
+	rc = nl_open(&nl, err, errlen);
+	if (rc < 0)
+		return rc;
+	for (side = 0; side < 2 && rc == 0; side++)
+		rc = port_bind(n, (enum net_side)side, &nl, err, errlen);
+	nl_close(&nl);
+	for (side = NET_CLIENT; side >= 0 && rc == 0; side--) {
+		rc = enter(n, (enum net_side)side, err, errlen);
+		if (rc == 0)
+			rc = wait_oper_up((enum net_side)side, err, errlen);
+	}
+	return rc;
+}
+
+/* The relay's ports as TAP devices named eth0 in each host (the fallback
+ * without CAP_NET_RAW). Undoes what relay_packet made first. The calling
+ * thread is left in the server's namespace. */
+static int relay_tap(struct net *n, char *err, size_t errlen)
+{
+	char why[256];
+	int rc, side;
+
+	snprintf(why, sizeof why, "%s", err);
+	for (side = 0; side < 2; side++) {
+		if (n->port_fd[side] >= 0)
+			close(n->port_fd[side]);
+		n->port_fd[side] = -1;
+	}
+	if (n->wire_ns_fd >= 0)
+		close(n->wire_ns_fd);
+	n->wire_ns_fd = -1;
+	n->tap = 1;
+	for (side = NET_CLIENT; side >= 0; side--) {
+		rc = enter(n, (enum net_side)side, err, errlen);
+		if (rc < 0)
+			return rc;
+		n->port_fd[side] = tap_open(err, errlen);
+		if (n->port_fd[side] < 0) {
+			rc = n->port_fd[side];
+			if (strlen(err) + strlen(why) + 8 < errlen) {
+				size_t used = strlen(err);
+				snprintf(err + used, errlen - used, "; and %s", why);
+			}
+			return rc;
+		}
+		rc = configure_side(n, (enum net_side)side, 1, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int net_create(struct net **out, const struct net_config *cfg, char *err, size_t errlen)
 {
 	struct net *n = calloc(1, sizeof *n);
@@ -364,7 +561,8 @@ int net_create(struct net **out, const struct net_config *cfg, char *err, size_t
 		return -ENOMEM;
 	}
 	n->cfg = *cfg;
-	n->ns_fd[0] = n->ns_fd[1] = n->tap_fd[0] = n->tap_fd[1] = n->lease_fd = -1;
+	n->ns_fd[0] = n->ns_fd[1] = n->port_fd[0] = n->port_fd[1] = n->lease_fd = -1;
+	n->wire_ns_fd = -1;
 	n->relay = cfg->force_relay || cfg->trace_frames || net_config_impaired(cfg);
 
 	rc = lease_addresses(n, err, errlen);
@@ -387,27 +585,13 @@ int net_create(struct net **out, const struct net_config *cfg, char *err, size_t
 		goto out;
 	/* The calling thread is in the client's namespace now. */
 	if (n->relay) {
-		n->tap_fd[NET_CLIENT] = tap_open(err, errlen);
-		if (n->tap_fd[NET_CLIENT] < 0) {
-			rc = n->tap_fd[NET_CLIENT];
-			goto out;
-		}
-		rc = configure_side(n, NET_CLIENT, 1, err, errlen);
+		rc = relay_packet(n, err, errlen);
+		if (rc == -EPERM)
+			rc = relay_tap(n, err, errlen);
 		if (rc == 0)
-			rc = enter(n, NET_SERVER, err, errlen);
-		if (rc < 0)
-			goto out;
-		n->tap_fd[NET_SERVER] = tap_open(err, errlen);
-		if (n->tap_fd[NET_SERVER] < 0) {
-			rc = n->tap_fd[NET_SERVER];
-			goto out;
-		}
-		rc = configure_side(n, NET_SERVER, 1, err, errlen);
-		if (rc < 0)
-			goto out;
-		n->wire = wire_create(n->tap_fd[NET_CLIENT], n->tap_fd[NET_SERVER], cfg->dir,
-				      cfg->seed, cfg->trace_frames, err, errlen);
-		if (!n->wire)
+			n->wire = wire_create(n->port_fd[NET_CLIENT], n->port_fd[NET_SERVER],
+					      cfg->dir, cfg->seed, cfg->trace_frames, err, errlen);
+		if (rc == 0 && !n->wire)
 			rc = -ENOMEM;
 	} else {
 		rc = nl_open(&nl, err, errlen);
@@ -436,6 +620,8 @@ out:
 		net_destroy(n);
 		return rc;
 	}
+	if (errlen)
+		err[0] = '\0'; /* a fallback's first failure is not an error */
 	*out = n;
 	return 0;
 }
@@ -462,11 +648,13 @@ void net_destroy(struct net *n)
 		return;
 	wire_destroy(n->wire);
 	for (i = 0; i < 2; i++) {
-		if (n->tap_fd[i] >= 0)
-			close(n->tap_fd[i]);
+		if (n->port_fd[i] >= 0)
+			close(n->port_fd[i]);
 		if (n->ns_fd[i] >= 0)
 			close(n->ns_fd[i]);
 	}
+	if (n->wire_ns_fd >= 0)
+		close(n->wire_ns_fd);
 	if (n->lease_fd >= 0)
 		close(n->lease_fd);
 	free(n);
@@ -503,6 +691,8 @@ json_t *net_describe(const struct net *n)
 		      json_pack("{s:o, s:o}", "c2s", impair_json(&n->cfg.dir[WIRE_C2S]), "s2c",
 				impair_json(&n->cfg.dir[WIRE_S2C])),
 		      "seed", (json_int_t)n->cfg.seed, "seed_chosen", n->cfg.seed_chosen);
+	if (o && n->relay)
+		json_object_set_new(o, "relay_ports", json_string(n->tap ? "tap" : "packet"));
 	if (o && n->cfg.trace_frames)
 		json_object_set_new(o, "trace_frames", json_true());
 	return o;

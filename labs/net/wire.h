@@ -1,4 +1,4 @@
-/* wire.h: the impairment wire: a seeded per-frame scheduler (pure) and the relay thread between two TAP devices. */
+/* wire.h: the impairment wire: a seeded per-frame scheduler (pure) and the relay thread between two frame ports (packet sockets on veth ends, or TAP devices). */
 #ifndef SOCKLAB_NET_WIRE_H
 #define SOCKLAB_NET_WIRE_H
 
@@ -139,7 +139,8 @@ typedef json_t *(*wire_hook_fn)(void *arg, const struct wire_verdict *v, const u
 
 struct wire;
 
-/* A relay between tap_c (the client's TAP fd) and tap_s (the server's). The
+/* A relay between tap_c (the client's port: a packet socket bound to its veth end,
+ * or its TAP fd; one frame per read and write) and tap_s (the server's). The
  * fds stay owned by the caller. trace: an event for every frame, including
  * those that pass untouched. */
 struct wire *wire_create(int tap_c, int tap_s, const struct wire_dir_cfg cfg[2], uint64_t seed,

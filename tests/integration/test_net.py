@@ -1,7 +1,9 @@
 """test_net.py: the lab network's lifetime and tcp-echo over two hosts.
 
-A two-hosts run holds two anonymous namespaces, two TAP devices (or a veth
-pair) and an address lease, all by file descriptors of its process. After a
+A two-hosts run holds two anonymous namespaces (three when the relay's ports
+are packet sockets: the wire has a namespace of its own), a veth pair per host
+(or two TAP devices, the relay's fallback without CAP_NET_RAW) and an address
+lease, all by file descriptors of its process. After a
 normal end, a cancel (SIGTERM) and a SIGKILL, nothing may be left: no process,
 no namespace any process holds, nothing named in `ip netns`, no interface of
 ours in the host namespace, no lease. While the run goes on, the test checks
@@ -72,23 +74,36 @@ def links_in(path):
     return r.stdout
 
 
-def start(params, timeout=60):
+PR_CAPBSET_DROP, CAP_NET_RAW = 24, 13
+
+
+def without_net_raw():
+    """A preexec_fn: the child (root) runs without CAP_NET_RAW, which a root
+    exec keeps only while it is in the bounding set."""
+    import ctypes
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_CAPBSET_DROP, CAP_NET_RAW, 0, 0, 0) != 0:
+        os._exit(121)
+
+
+def start(params, timeout=60, preexec_fn=None):
     args = [BIN, "run", "udp-ping", "--json", "--timeout", str(timeout)]
     for p in params:
         args += ["-p", p]
     # Unbuffered, so that readline() takes one line and communicate() the rest.
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                         preexec_fn=preexec_fn)
     first = json.loads(p.stdout.readline())
     eq(first["type"], "run.start", "first event")
     return p, first
 
 
 def check_alive_topology(p, first):
-    """While the run goes on: its two namespaces exist with eth0 of the right kind."""
-    wire = first["network"]["wire"]
-    inodes = wait_for(lambda: len(net_inodes_of(p.pid)) >= 2 and net_inodes_of(p.pid), 10,
-                      "the run's two namespaces")
-    check(len(inodes) == 2, f"the run holds {inodes}, expected two namespaces")
+    """While the run goes on: its namespaces exist with eth0 of the right kind."""
+    ports = first["network"].get("relay_ports")
+    want = 3 if ports == "packet" else 2
+    inodes = wait_for(lambda: len(net_inodes_of(p.pid)) >= want and net_inodes_of(p.pid), 10,
+                      f"the run's {want} namespaces")
+    check(len(inodes) == want, f"the run holds {inodes}, expected {want} namespaces")
     # The process holds each namespace by an fd: one has the client's eth0,
     # the other the server's, of the wire's kind.
     links = ""
@@ -100,8 +115,11 @@ def check_alive_topology(p, first):
             continue
     for side in ("client", "server"):
         check(first["network"][side]["mac"] in links, f"{side} eth0 missing: {links}")
-    kind = "tun type tap" if wire == "relay" else "veth"
+    kind = "tun type tap" if ports == "tap" else "veth"
     check(kind in links, f"eth0 is not {kind}: {links}")
+    if ports == "packet":
+        for end in ("wire-c", "wire-s"):
+            check(f": {end}@" in links, f"the wire's end {end} missing: {links}")
     lease = lease_names()
     check(any(n.startswith("@socklab-net-") for n in lease), "no address lease while running")
     return inodes, lease
@@ -133,6 +151,33 @@ def normal_end_leaves_nothing():
     eq(p.returncode, 0, f"exit ({err[-300:]})")
     eq(json.loads(out.splitlines()[-1])["status"], "ok", "status")
     check_gone(p, inodes, before)
+
+
+@test
+def relay_needs_no_tun_device_and_falls_back_to_tap_without_net_raw():
+    """The relay's ports are packet sockets on veth ends (no /dev/net/tun,
+    which container hosts often deny); without CAP_NET_RAW the run falls back
+    to TAP devices. Both carry the same impaired traffic to the same end."""
+    for preexec, ports in ((None, "packet"), (without_net_raw, "tap")):
+        before = lease_names()
+        p, first = start(["count=5", "interval_ms=20", "network=two-hosts", "c2s_loss_pct=10",
+                          "seed=5"], preexec_fn=preexec)
+        eq(first["network"]["wire"], "relay", "wire")
+        eq(first["network"]["relay_ports"], ports, "the relay's ports")
+        inodes, _ = check_alive_topology(p, first)
+        out, err = (x.decode() for x in p.communicate(timeout=60))
+        eq(p.returncode, 0, f"exit ({err[-300:]})")
+        events = [json.loads(line) for line in out.splitlines()]
+        end = events[-1]
+        eq(end["status"], "ok", "status")
+        wire = end["summary"]["wire"]
+        dropped = wire["c2s"]["dropped"]
+        # The seed decides the drops: the same ones whichever ports carry them.
+        eq(end["summary"]["lost"], dropped, f"probes lost = frames the wire dropped ({ports})")
+        eq(wire["c2s"]["delivered"] + dropped, wire["c2s"]["frames"], f"c2s frames ({ports})")
+        check(wire.get("read_errors", 0) == 0 and wire.get("write_errors", 0) == 0,
+              f"wire errors ({ports}): {wire}")
+        check_gone(p, inodes, before)
 
 
 @test

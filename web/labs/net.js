@@ -53,7 +53,7 @@ export function networkBlock(net) {
 		h('div', { class: 'net-topo' },
 			host(t('net.client'), 'net-client', net.client),
 			h('div', { class: 'net-wire' },
-				h('span', { class: 'net-wire-kind', text: t(net.wire === 'relay' ? 'net.wire_relay' : 'net.wire_veth') }),
+				h('span', { class: 'net-wire-kind', text: t(net.wire !== 'relay' ? 'net.wire_veth' : net.relay_ports === 'tap' ? 'net.wire_relay_tap' : 'net.wire_relay') }),
 				h('span', { class: 'net-dir', dataset: { dir: 'c2s' }, text: `→ ${impairText(imp.c2s)}` }),
 				h('span', { class: 'net-dir', dataset: { dir: 's2c' }, text: `← ${impairText(imp.s2c)}` })),
 			host(t('net.server'), 'net-server', net.server)),
