@@ -53,6 +53,16 @@ const char config_usage[] =
 	"                           (1024)\n"
 	"  --msg-rate N             messages per second one connection may send, 1-1000\n"
 	"                           (bursts of twice that) [SOCKLAB_MSG_RATE] (20)\n"
+	"  --http-max-conns N       HTTP connections at once, 16-60000 [SOCKLAB_HTTP_MAX_CONNS]\n"
+	"                           (1024)\n"
+	"  --max-conns-per-addr N   HTTP connections, and WebSocket connections, from one\n"
+	"                           client address at once, 1-60000\n"
+	"                           [SOCKLAB_MAX_CONNS_PER_ADDR] (64)\n"
+	"  --header-timeout SEC     time a client has to send a whole request (the clock is\n"
+	"                           not reset by trickled bytes), 1-300\n"
+	"                           [SOCKLAB_HEADER_TIMEOUT] (10)\n"
+	"  --queue-total MIB        outgoing WebSocket messages queued for all connections\n"
+	"                           together, 1-4096 MiB [SOCKLAB_QUEUE_TOTAL] (64)\n"
 	"  -h, --help               this text\n";
 
 enum opt_kind {
@@ -103,6 +113,11 @@ static const struct opt_def opts[] = {
 	{"--class-buffer", "SOCKLAB_CLASS_BUFFER", OPT_INT, F(class_buffer), 16, 65536},
 	{"--max-conns", "SOCKLAB_MAX_CONNS", OPT_INT, F(max_conns), 16, 60000},
 	{"--msg-rate", "SOCKLAB_MSG_RATE", OPT_INT, F(msg_rate), 1, 1000},
+	{"--http-max-conns", "SOCKLAB_HTTP_MAX_CONNS", OPT_INT, F(http_max_conns), 16, 60000},
+	{"--max-conns-per-addr", "SOCKLAB_MAX_CONNS_PER_ADDR", OPT_INT, F(max_conns_per_addr), 1,
+	 60000},
+	{"--header-timeout", "SOCKLAB_HEADER_TIMEOUT", OPT_INT, F(header_timeout_s), 1, 300},
+	{"--queue-total", "SOCKLAB_QUEUE_TOTAL", OPT_INT, F(queue_total_mib), 1, 4096},
 	{NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -425,6 +440,10 @@ static void defaults(struct serve_config *c)
 	c->class_buffer = 4096;
 	c->max_conns = 1024;
 	c->msg_rate = 20;
+	c->http_max_conns = 1024;
+	c->max_conns_per_addr = 64;
+	c->header_timeout_s = 10;
+	c->queue_total_mib = 64;
 }
 
 int config_parse(struct serve_config *c, int argc, char **argv,
@@ -606,5 +625,88 @@ int config_origin_allowed(const struct serve_config *c, int http_port, const cha
 		if (host_is_ip_literal(h) && origin_is(origin, h, http_port))
 			return 1;
 	}
+	return 0;
+}
+
+/* Equal host parts, ignoring case: host is n bytes, name is NUL-terminated. */
+static int host_is(const char *host, size_t n, const char *name)
+{
+	return strlen(name) == n && strncasecmp(host, name, n) == 0;
+}
+
+/* The host part of URL u (scheme://host[:port][/...]) equals host[0..n). */
+static int url_host_is(const char *u, const char *host, size_t n)
+{
+	const char *p = strstr(u, "://"), *end;
+
+	if (!p)
+		return 0;
+	p += 3;
+	if (*p == '[') {
+		end = strchr(p, ']');
+		end = end ? end + 1 : p + strlen(p);
+	} else {
+		end = p + strcspn(p, ":/");
+	}
+	return (size_t)(end - p) == n && strncasecmp(p, host, n) == 0;
+}
+
+int config_host_allowed(const struct serve_config *c, const char *host)
+{
+	char h[CONFIG_URL_MAX];
+	size_t n;
+	int i;
+
+	if (!host)
+		return 1;
+	if (c->any_origin)
+		return 1;
+	if (host[0] == '[') {
+		const char *rb = strchr(host, ']');
+		n = rb ? (size_t)(rb - host) + 1 : 0;
+	} else {
+		n = strcspn(host, ":");
+	}
+	if (n == 0 || n >= sizeof h || !host_ok(host, n))
+		return 0;
+	/* Whatever follows the host is a port: digits only. */
+	if (host[n] && (host[n] != ':' || !host[n + 1] ||
+			strspn(host + n + 1, "0123456789") != strlen(host + n + 1)))
+		return 0;
+	memcpy(h, host, n);
+	h[n] = '\0';
+	/* Names the operator gave for this server: the pages' origins and the
+	 * public WebSocket URL (a reverse proxy forwards the name browsers use). */
+	for (i = 0; i < c->n_origins; i++)
+		if (url_host_is(c->origins[i], h, n))
+			return 1;
+	if (c->public_ws_url[0] && url_host_is(c->public_ws_url, h, n))
+		return 1;
+	if (host_is_ip_literal(h)) {
+		/* An address cannot be rebound: whatever reaches a wildcard
+		 * listener by address is fine; otherwise the listen address (any
+		 * loopback address for a loopback listener). */
+		unsigned char a[16], b[16];
+		char inner[INET6_ADDRSTRLEN + 2];
+		int fam = h[0] == '[' ? AF_INET6 : AF_INET;
+		if (config_is_wildcard(c->listen))
+			return 1;
+		if (fam == AF_INET6) {
+			memcpy(inner, h + 1, n - 2);
+			inner[n - 2] = '\0';
+		} else {
+			memcpy(inner, h, n + 1);
+		}
+		if (config_is_loopback(c->listen) && config_is_loopback(inner))
+			return 1;
+		return fam == (c->listen_v6 ? AF_INET6 : AF_INET) &&
+		       inet_pton(fam, inner, a) == 1 && inet_pton(fam, c->listen, b) == 1 &&
+		       memcmp(a, b, fam == AF_INET6 ? 16 : 4) == 0;
+	}
+	/* A name: only localhost, and only where the server can be reached that
+	 * way. Any other name could be an attacker's domain rebound to this
+	 * machine's address (DNS rebinding). */
+	if (host_is(h, n, "localhost") || host_is(h, n, "localhost."))
+		return config_is_loopback(c->listen) || config_is_wildcard(c->listen);
 	return 0;
 }

@@ -55,6 +55,10 @@ struct serve_config {
 	int class_buffer;               /* events kept per class ring */
 	int max_conns;                  /* WebSocket connections at once */
 	int msg_rate;                   /* messages per second per connection (burst 2x) */
+	int http_max_conns;             /* HTTP connections at once */
+	int max_conns_per_addr;         /* HTTP, and WebSocket, connections per client address */
+	int header_timeout_s;           /* a whole request must arrive within this */
+	int queue_total_mib;            /* WebSocket bytes queued for all connections */
 };
 
 /* config_parse() returns this when --help was given (usage is not an error). */
@@ -106,5 +110,17 @@ void config_url_host(const char *addr, char *out, size_t outlen);
  */
 int config_origin_allowed(const struct serve_config *c, int http_port, const char *origin,
 			  const char *host);
+
+/*
+ * The HTTP Host policy against DNS rebinding: a page on an attacker's domain
+ * whose name is made to resolve to this server would otherwise read it as
+ * same-origin. host is the request's Host header (with or without a port) or
+ * NULL when absent (not a browser: allowed). Allowed: the host of any
+ * --origin or --public-ws-url; an IP literal that is the listen address (any
+ * loopback address on a loopback listener, any address on a wildcard one);
+ * localhost on a loopback or wildcard listener; anything after --origin '*'.
+ * Returns 1 when allowed.
+ */
+int config_host_allowed(const struct serve_config *c, const char *host);
 
 #endif

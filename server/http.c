@@ -32,6 +32,10 @@
 #define HTTP_RUNS_LIST_MAX 100
 /* Largest meta.json read. */
 #define HTTP_META_MAX (256 * 1024)
+/* Most query arguments a request may carry (the API takes none). */
+#define HTTP_ARGS_MAX 100
+/* How often the watchdog looks for requests past their deadline (ms). */
+#define HTTP_WATCHDOG_MS 200
 
 /* ---- counters ---- */
 
@@ -135,6 +139,22 @@ int http_host_from_header(const char *host, char *out, size_t outlen)
 
 /* ---- the server ---- */
 
+/*
+ * One open HTTP connection, for the request deadline. MHD resets its own
+ * idle timeout on every byte, so a client trickling one byte a second would
+ * hold a connection for ever; here each connection has a deadline by which a
+ * whole request must have arrived, set when it opens and again when a
+ * response is done (the next request on a kept-alive connection), cleared
+ * when a response is queued. The watchdog thread answers a connection past
+ * its deadline with 408 and shuts the socket down; MHD then sees the end of
+ * the stream and closes it itself (the fd is never closed here).
+ */
+struct http_conn {
+	int fd;              /* -1 when the slot is free */
+	int64_t deadline_us; /* CLOCK_MONOTONIC; 0: none */
+	struct http_conn *next_free;
+};
+
 struct http_server {
 	struct MHD_Daemon *d;
 	const struct serve_config *cfg; /* read-only */
@@ -142,13 +162,166 @@ struct http_server {
 	int ws_port;
 	int port;
 	struct timespec started;
+	/* The request deadlines: written by the MHD thread, read by the
+	 * watchdog; every field below is guarded by lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct http_conn *conns; /* cfg->http_max_conns slots */
+	struct http_conn *free_conns;
+	int stop;
+	pthread_t watchdog;
+	int watchdog_started;
 };
+
+/* Two addresses that mark a request's state in MHD's per-request pointer. */
+static int req_fresh, req_too_many_args;
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static struct http_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* Set (a deadline from now) or clear (0) the connection's request deadline. */
+static void conn_deadline(struct http_server *h, struct MHD_Connection *c, int arm)
+{
+	struct http_conn *k = conn_of(c);
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&h->lock);
+	k->deadline_us = arm ? mono_us() + (int64_t)h->cfg->header_timeout_s * 1000000 : 0;
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Runs on the HTTP thread: a connection opened or closed. MHD calls CLOSED
+ * before it closes the fd, so the watchdog never touches a reused fd. */
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	struct http_server *h = cls;
+	struct http_conn *k;
+
+	pthread_mutex_lock(&h->lock);
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		k = h->free_conns;
+		if (k && ci) {
+			h->free_conns = k->next_free;
+			k->fd = ci->connect_fd;
+			k->deadline_us =
+				mono_us() + (int64_t)h->cfg->header_timeout_s * 1000000;
+			*socket_context = k;
+		}
+	} else {
+		k = *socket_context;
+		if (k) {
+			k->fd = -1;
+			k->deadline_us = 0;
+			k->next_free = h->free_conns;
+			h->free_conns = k;
+			*socket_context = NULL;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Runs on the HTTP thread: a response was sent (or the request failed). The
+ * next request on a kept-alive connection has a fresh deadline. */
+static void notify_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			     enum MHD_RequestTerminationCode toe)
+{
+	conn_deadline(cls, c, 1);
+}
+
+/* The watchdog thread: answers connections past their deadline. */
+static void *watchdog(void *arg)
+{
+	static const char body[] = "{\"error\":{\"code\":\"request_timeout\",\"message\":"
+				   "\"the request did not arrive in time\"}}";
+	char answer[256];
+	int alen;
+	struct http_server *h = arg;
+	struct timespec ts;
+	size_t i;
+
+	alen = snprintf(answer, sizeof answer,
+			"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+			"Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+			sizeof body - 1, body);
+	pthread_mutex_lock(&h->lock);
+	while (!h->stop) {
+		int64_t now = mono_us();
+		long expired = 0;
+		for (i = 0; i < (size_t)h->cfg->http_max_conns; i++) {
+			struct http_conn *k = &h->conns[i];
+			if (k->fd < 0 || !k->deadline_us || now < k->deadline_us)
+				continue;
+			k->deadline_us = 0;
+			/* MHD has sent nothing on this connection since its last
+			 * response, so this is a whole answer; a short send just
+			 * means the client is not reading either. */
+			if (send(k->fd, answer, (size_t)alen, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+				(void)0;
+			shutdown(k->fd, SHUT_RDWR);
+			expired++;
+		}
+		if (expired)
+			http_count(h->ctr, HTTP_C_HEADER_TIMEOUTS, expired);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += HTTP_WATCHDOG_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->wake, &h->lock, &ts);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+/* Runs on the HTTP thread, with the raw request target before MHD parses its
+ * query string. MHD 0.9.75 keeps every argument in the connection's small
+ * memory pool; a few hundred exhaust it and the request is then dropped with
+ * no answer at all. So a request with more than HTTP_ARGS_MAX arguments has
+ * its query string cut here (MHD parses the arguments from this very buffer,
+ * right after this call) and is marked for a 400 answer. */
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	char *q = strchr(uri, '?');
+	size_t n = 0;
+
+	if (!q)
+		return &req_fresh;
+	for (n = 1; (q = strchr(q + 1, '&')) != NULL && n <= HTTP_ARGS_MAX; n++)
+		;
+	if (n <= HTTP_ARGS_MAX)
+		return &req_fresh;
+	q = strchr(uri, '?');
+	q[1] = '\0';
+	return &req_too_many_args;
+}
 
 static void add_common_headers(struct http_server *h, struct MHD_Connection *c,
 			       struct MHD_Response *r)
 {
 	char csp[CONFIG_URL_MAX + 512], host[300];
 	const char *hh = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+
+	/* Only a host this server answers to ever appears in the policy. */
+	if (hh && !config_host_allowed(h->cfg, hh))
+		hh = NULL;
 
 	if (h->cfg->public_ws_url[0]) {
 		snprintf(csp, sizeof csp,
@@ -185,6 +358,7 @@ static enum MHD_Result respond(struct http_server *h, struct MHD_Connection *c, 
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
+	conn_deadline(h, c, 0);
 	return ret;
 }
 
@@ -244,6 +418,22 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 			    json_integer(http_counters_get(k, HTTP_C_SIGNIN_FAILURES)));
 	json_object_set_new(counters, "messages_rate_limited",
 			    json_integer(http_counters_get(k, HTTP_C_RATE_LIMITED)));
+	json_object_set_new(counters, "http_header_timeouts",
+			    json_integer(http_counters_get(k, HTTP_C_HEADER_TIMEOUTS)));
+	json_object_set_new(counters, "http_bad_host",
+			    json_integer(http_counters_get(k, HTTP_C_BAD_HOST)));
+	json_object_set_new(counters, "http_too_many_args",
+			    json_integer(http_counters_get(k, HTTP_C_TOO_MANY_ARGS)));
+	json_object_set_new(counters, "ws_refused",
+			    json_integer(http_counters_get(k, HTTP_C_WS_REFUSED)));
+	json_object_set_new(counters, "ws_queued_bytes",
+			    json_integer(http_counters_get(k, HTTP_C_QUEUED_BYTES)));
+	json_object_set_new(counters, "ws_memory_closes",
+			    json_integer(http_counters_get(k, HTTP_C_MEMORY_CLOSES)));
+	json_object_set_new(counters, "runs_throttled",
+			    json_integer(http_counters_get(k, HTTP_C_RUNS_THROTTLED)));
+	json_object_set_new(counters, "run_pauses",
+			    json_integer(http_counters_get(k, HTTP_C_RUN_PAUSES)));
 
 	return respond_json(h, c, MHD_HTTP_OK,
 			    json_pack("{s:s, s:s, s:I, s:I, s:o}", "status", "ok", "version",
@@ -497,10 +687,27 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 {
 	static int first_call_seen;
 	struct http_server *h = cls;
+	const char *host;
 
-	/* Answering on the first call makes MHD close the connection; the
-	 * second call is where a keep-alive response goes. */
-	if (!*con_cls) {
+	/* Answering on the first call makes MHD close the connection: right
+	 * for a request that is refused outright. */
+	if (*con_cls == &req_too_many_args) {
+		char m[96];
+		http_count(h->ctr, HTTP_C_TOO_MANY_ARGS, 1);
+		snprintf(m, sizeof m, "too many query arguments: at most %d", HTTP_ARGS_MAX);
+		return respond_error(h, c, MHD_HTTP_BAD_REQUEST, "too_many_arguments", m);
+	}
+	/* DNS rebinding: a page of another site whose name now resolves to
+	 * this server must not read it. */
+	host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	if (!config_host_allowed(h->cfg, host)) {
+		http_count(h->ctr, HTTP_C_BAD_HOST, 1);
+		return respond_error(h, c, MHD_HTTP_MISDIRECTED_REQUEST, "bad_host",
+				     "this server does not answer to that Host name; use its address "
+				     "or a name given with --origin or --public-ws-url");
+	}
+	/* The second call is where a keep-alive response goes. */
+	if (*con_cls != &first_call_seen) {
 		*con_cls = &first_call_seen;
 		return MHD_YES;
 	}
@@ -549,6 +756,7 @@ int http_start(struct http_server **out, const struct serve_config *cfg, int ws_
 	struct sockaddr_storage ss;
 	struct http_server *h;
 	const union MHD_DaemonInfo *info;
+	int i;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 
 	memset(&ss, 0, sizeof ss);
@@ -573,18 +781,43 @@ int http_start(struct http_server **out, const struct serve_config *cfg, int ws_
 	h->ctr = counters;
 	h->ws_port = ws_port;
 	clock_gettime(CLOCK_MONOTONIC, &h->started);
-	/* The logger must be the first option to catch every message. */
-	h->d = MHD_start_daemon(flags, (uint16_t)cfg->http_port, NULL, NULL, handler, h,
-				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->wake, NULL);
+	h->conns = calloc((size_t)cfg->http_max_conns, sizeof *h->conns);
+	if (!h->conns) {
+		snprintf(err, errlen, "out of memory");
+		http_stop(h);
+		return -ENOMEM;
+	}
+	for (i = cfg->http_max_conns - 1; i >= 0; i--) {
+		h->conns[i].fd = -1;
+		h->conns[i].next_free = h->free_conns;
+		h->free_conns = &h->conns[i];
+	}
+	/* The logger must be the first option to catch every message. The
+	 * per-address limit keeps one client from taking every connection;
+	 * the request deadline (the watchdog) keeps a slow one from holding
+	 * its connections. */
+	h->d = MHD_start_daemon(
+		flags, (uint16_t)cfg->http_port, NULL, NULL, handler, h, MHD_OPTION_EXTERNAL_LOGGER,
+		mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_conns,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_conns_per_addr,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_NOTIFY_CONNECTION,
+		notify_connection, h, MHD_OPTION_NOTIFY_COMPLETED, notify_completed, h,
+		MHD_OPTION_URI_LOG_CALLBACK, uri_log, h, MHD_OPTION_END);
 	if (!h->d) {
 		snprintf(err, errlen, "cannot listen for HTTP on %s port %d", cfg->listen,
 			 cfg->http_port);
-		free(h);
+		http_stop(h);
 		return -EADDRINUSE;
 	}
+	if (pthread_create(&h->watchdog, NULL, watchdog, h) != 0) {
+		snprintf(err, errlen, "cannot start the HTTP watchdog thread");
+		http_stop(h);
+		return -EAGAIN;
+	}
+	h->watchdog_started = 1;
 	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
 	h->port = info ? info->port : cfg->http_port;
 	*out = h;
@@ -600,6 +833,17 @@ void http_stop(struct http_server *h)
 {
 	if (!h)
 		return;
-	MHD_stop_daemon(h->d);
+	if (h->watchdog_started) {
+		pthread_mutex_lock(&h->lock);
+		h->stop = 1;
+		pthread_cond_signal(&h->wake);
+		pthread_mutex_unlock(&h->lock);
+		pthread_join(h->watchdog, NULL);
+	}
+	if (h->d)
+		MHD_stop_daemon(h->d);
+	pthread_cond_destroy(&h->wake);
+	pthread_mutex_destroy(&h->lock);
+	free(h->conns);
 	free(h);
 }

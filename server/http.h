@@ -25,6 +25,14 @@ enum http_counter {
 	HTTP_C_CLASS_RESYNCS,    /* viewers that fell behind a class ring and resynced */
 	HTTP_C_SIGNIN_FAILURES,  /* refused instructor sign-ins */
 	HTTP_C_RATE_LIMITED,     /* messages refused for exceeding --msg-rate */
+	HTTP_C_HEADER_TIMEOUTS,  /* HTTP connections closed by --header-timeout (408) */
+	HTTP_C_BAD_HOST,         /* HTTP requests and WebSocket upgrades refused for their Host */
+	HTTP_C_TOO_MANY_ARGS,    /* HTTP requests refused for too many query arguments */
+	HTTP_C_WS_REFUSED,       /* WebSocket upgrades refused (server or address full, Origin) */
+	HTTP_C_QUEUED_BYTES,     /* bytes queued for all WebSocket connections now */
+	HTTP_C_MEMORY_CLOSES,    /* connections closed because --queue-total was reached */
+	HTTP_C_RUNS_THROTTLED,   /* runs whose output is paused for a lagging owner now */
+	HTTP_C_RUN_PAUSES,       /* times a run's output was paused that way */
 	HTTP_C_COUNT
 };
 

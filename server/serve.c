@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -34,6 +35,27 @@ static void ensure_std_fds(void)
 		fd = open("/dev/null", O_RDWR);
 	if (fd > 2)
 		close(fd);
+}
+
+/* Every connection the limits allow is an fd: raise the soft fd limit to
+ * what they add up to (within the hard limit), and say so when it cannot be.
+ * Runs are unaffected: each child sets its own limit. */
+static void raise_fd_limit(const struct serve_config *c)
+{
+	rlim_t want = (rlim_t)c->http_max_conns + (rlim_t)c->max_conns +
+		      (rlim_t)c->max_runs * 8 + 256;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < want)
+		fprintf(stderr,
+			"socklab serve: the fd limit (ulimit -n %llu) is below what --http-max-conns, "
+			"--max-conns and --max-runs add up to (%llu): connections beyond it are "
+			"refused\n",
+			(unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
 /* {"http_port":N,"ws_port":M}, written to a temporary file renamed over
@@ -97,6 +119,7 @@ int serve_main(int argc, char **argv)
 	}
 	privs_describe_exe(cfg.lab_exe, lab_note, sizeof lab_note);
 	ensure_std_fds();
+	raise_fd_limit(&cfg);
 	rc = runs_recover(cfg.data, err, sizeof err);
 	if (rc < 0) {
 		fprintf(stderr, "socklab serve: %s\n", err);

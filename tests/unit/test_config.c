@@ -377,6 +377,55 @@ static void test_classroom_settings(void **state)
 	assert_int_equal(parse(&c, NULL, err, sizeof err, "--msg-rate", "1001", NULL), -EINVAL);
 }
 
+static void test_host_policy(void **state)
+{
+	struct serve_config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof err, NULL), 0);
+	assert_int_equal(c.http_max_conns, 1024);
+	assert_int_equal(c.max_conns_per_addr, 64);
+	assert_int_equal(c.header_timeout_s, 10);
+	assert_int_equal(c.queue_total_mib, 64);
+	assert_true(config_host_allowed(&c, NULL));
+	assert_true(config_host_allowed(&c, "127.0.0.1"));
+	assert_true(config_host_allowed(&c, "127.0.0.1:8080"));
+	assert_true(config_host_allowed(&c, "127.9.9.9:8080"));
+	assert_true(config_host_allowed(&c, "[::1]:8080"));
+	assert_true(config_host_allowed(&c, "LocalHost:8080"));
+	assert_false(config_host_allowed(&c, "evil.example"));
+	assert_false(config_host_allowed(&c, "evil.example:8080"));
+	assert_false(config_host_allowed(&c, "localhost.evil.example"));
+	assert_false(config_host_allowed(&c, "10.0.0.1"));
+	assert_false(config_host_allowed(&c, "127.0.0.1:80x"));
+	assert_false(config_host_allowed(&c, "127.0.0.1:"));
+	assert_false(config_host_allowed(&c, ""));
+	assert_false(config_host_allowed(&c, "[::1"));
+
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--listen", "192.0.2.7", "--origin",
+			       "https://lab.example.edu", "--public-ws-url",
+			       "wss://ws.example.edu/ws", NULL),
+			 0);
+	assert_true(config_host_allowed(&c, "192.0.2.7:8080"));
+	assert_true(config_host_allowed(&c, "LAB.example.edu"));
+	assert_true(config_host_allowed(&c, "ws.example.edu:443"));
+	assert_false(config_host_allowed(&c, "192.0.2.8"));
+	assert_false(config_host_allowed(&c, "127.0.0.1"));
+	assert_false(config_host_allowed(&c, "localhost"));
+	assert_false(config_host_allowed(&c, "example.edu"));
+
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--listen", "0.0.0.0", NULL), 0);
+	assert_true(config_host_allowed(&c, "198.51.100.3:8080"));
+	assert_true(config_host_allowed(&c, "localhost"));
+	assert_false(config_host_allowed(&c, "lab.example.edu"));
+
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--origin", "*", NULL), 0);
+	assert_true(config_host_allowed(&c, "anything.example"));
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--header-timeout", "0", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--header-timeout: must be an integer from 1 to 300"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +441,7 @@ int main(void)
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_http_helpers),
 		cmocka_unit_test(test_classroom_settings),
+		cmocka_unit_test(test_host_policy),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
