@@ -150,6 +150,7 @@ struct pending {
 			int link;
 			int host;     /* two-hosts: the capture it came from (SIDE_*); -1: loopback */
 			int outgoing; /* sent by that host */
+			unsigned csum_flags; /* CAP_CSUM_* */
 		} frame;
 		struct tcpst_trace_ev trace;
 		struct {
@@ -515,6 +516,7 @@ static void emit_send(struct hs_run *r, const struct pending *p, const struct de
 							     ? r->wscale[dir]
 							     : 0)));
 	json_object_set_new(f, "options", dec_tcp_options_json(t));
+	json_object_set_new(f, "checksums", dec_checksums_json(&d->ip4.csum, &t->csum, DEC_L_TCP));
 	json_object_set_new(f, "status", json_string(dec_status_name(d->status)));
 	if (d->why)
 		json_object_set_new(f, "why", json_string(d->why));
@@ -565,9 +567,10 @@ static void emit_arrival(struct hs_run *r, const struct pending *p, const struct
 	sg = &r->segs[n - 1];
 	sg->arrivals++;
 	ev_emit(r->ctx->em, "arrival",
-		json_pack("{s:i, s:s, s:I, s:I, s:b}", "n", n, "who", dir ? "client" : "server",
+		json_pack("{s:i, s:s, s:I, s:I, s:b, s:o}", "n", n, "who", dir ? "client" : "server",
 			  "t_kernel_us", run_us(r, p->t_ns), "wire_us",
-			  (json_int_t)((p->t_ns - sg->t_ns) / 1000), "duplicate", sg->arrivals > 1));
+			  (json_int_t)((p->t_ns - sg->t_ns) / 1000), "duplicate", sg->arrivals > 1,
+			  "checksums", dec_checksums_json(&d->ip4.csum, &t->csum, DEC_L_TCP)));
 	if (sg->arrivals > 1)
 		return; /* the kernel drops a duplicate as old data; the machine need not see it */
 	sg->t_arr_ns = p->t_ns;
@@ -595,7 +598,8 @@ static void emit_frame(struct hs_run *r, const struct pending *p)
 
 	if (!d)
 		return;
-	dec_packet(p->u.frame.data, p->u.frame.caplen, p->u.frame.len, p->u.frame.link, d);
+	dec_packet_rx(p->u.frame.data, p->u.frame.caplen, p->u.frame.len, p->u.frame.link,
+		      p->u.frame.csum_flags, d);
 	if (!dec_has(d, DEC_L_TCP) || d->layer[DEC_L_TCP].span.len < 20) {
 		/* Not a TCP segment we can place: shown raw, counted apart. */
 		if (p->u.frame.host < 0 || p->u.frame.outgoing) {
@@ -765,6 +769,7 @@ static int on_frame(void *arg, const struct cap_frame *f)
 	p.u.frame.link = f->link;
 	p.u.frame.host = src->host;
 	p.u.frame.outgoing = f->outgoing;
+	p.u.frame.csum_flags = f->csum_flags;
 	if (pend_push(r, &p) < 0) {
 		free(p.u.frame.data);
 		return -ENOMEM;
@@ -2078,6 +2083,8 @@ static int hs_format(const struct lab_params *p, const json_t *ev, char *buf, si
 		put(buf, len, &off, ", length %lld", ji(ev, "len"));
 		if (strcmp(js(ev, "status"), "ok") != 0)
 			put(buf, len, &off, "  [%s: %s]", js(ev, "status"), js(ev, "why"));
+		if (dec_checksums_text(json_object_get(ev, "checksums"), opts, sizeof opts)[0])
+			put(buf, len, &off, "  [%s]", opts);
 		put(buf, len, &off, "\n");
 	} else if (!strcmp(type, "state") && !strcmp(js(ev, "source"), "inferred")) {
 		put(buf, len, &off, "%10.3f  %-10s   rfc 9293: %s -> %s  (segment #%lld: %s)\n", ms,

@@ -100,6 +100,7 @@ struct lane_rec {
 	uint32_t len;
 	uint16_t flags;
 	int retrans;
+	struct dec_csum csum_ip, csum_l4; /* the checksums' verdicts (decode.h) */
 };
 
 struct sticky {
@@ -272,8 +273,10 @@ static int on_frame(void *arg, const struct cap_frame *f)
 
 	if (!d)
 		return 0;
-	dec_packet(f->data, f->caplen, f->len, f->link, d);
+	dec_packet_rx(f->data, f->caplen, f->len, f->link, f->csum_flags, d);
 	memset(&rec, 0, sizeof rec);
+	rec.csum_ip = d->ip4.csum;
+	rec.csum_l4 = dec_has(d, DEC_L_UDP) ? d->udp.csum : d->tcp.csum;
 	rec.t_ns = f->t_mono_ns >= 0 ? f->t_mono_ns : mono_ns();
 	if (s->pcap)
 		cap_pcap_write(s->pcap, f);
@@ -662,6 +665,9 @@ static void emit_segments(struct sticky *s)
 				json_object_set_new(ev, "sends",
 						    json_pack("[i, i]", first, first + sends - 1));
 		}
+		json_object_set_new(ev, "checksums",
+				    dec_checksums_json(&g->csum_ip, &g->csum_l4,
+						       s->mode == MODE_UDP ? DEC_L_UDP : DEC_L_TCP));
 		ev_emit(s->ctx->em, "segment", ev);
 	}
 }
@@ -1191,7 +1197,7 @@ static void msgs_text(const json_t *msgs, char *buf, size_t len)
 static int sticky_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)
 {
 	const char *type = json_string_value(json_object_get(ev, "type"));
-	char m[512];
+	char m[512], ck[256];
 	long long t;
 
 	if (!type)
@@ -1265,15 +1271,17 @@ static int sticky_format(const struct lab_params *p, const json_t *ev, char *buf
 	msgs_text(json_object_get(ev, "msgs"), m, sizeof m);
 	t = json_integer_value(json_object_get(ev, !strcmp(type, "segment") ? "t_wire_us"
 							    : "t_call_us"));
+	dec_checksums_text(json_object_get(ev, "checksums"), ck, sizeof ck);
 	if (!strcmp(type, "segment"))
-		return snprintf(buf, len, "%10.3f  wire    segment %-3lld %-4s %6lld bytes at %-7lld %s%s\n",
+		return snprintf(buf, len, "%10.3f  wire    segment %-3lld %-4s %6lld bytes at %-7lld %s%s%s%s%s\n",
 				(double)t / 1000.0, json_integer_value(json_object_get(ev, "i")),
 				json_string_value(json_object_get(ev, "flags"))
 					? json_string_value(json_object_get(ev, "flags")) : "udp",
 				json_integer_value(json_object_get(ev, "bytes")),
 				json_integer_value(json_object_get(ev, "offset")), m,
 				json_is_true(json_object_get(ev, "retransmit")) ? " (retransmit)"
-										 : "");
+										 : "",
+				ck[0] ? "  [" : "", ck, ck[0] ? "]" : "");
 	return snprintf(buf, len, "%10.3f  %-7s %-7s %-3lld %6lld bytes at %-7lld %s\n",
 			(double)t / 1000.0, !strcmp(type, "send") ? "sender" : "receiver", type,
 			json_integer_value(json_object_get(ev, "i")),

@@ -308,6 +308,8 @@ int cap_read(struct cap *c, cap_frame_fn fn, void *arg)
 		f.caplen = h->tp_snaplen;
 		f.len = h->tp_len;
 		f.link = c->link;
+		f.csum_flags = (h->tp_status & TP_STATUS_CSUMNOTREADY ? CAP_CSUM_NOT_READY : 0) |
+			       (h->tp_status & TP_STATUS_CSUM_VALID ? CAP_CSUM_VALID : 0);
 		if (h->tp_mac + (size_t)h->tp_snaplen > RING_FRAME)
 			skip = 1; /* cannot happen; never read past the slot */
 		if (c->loopback && f.outgoing) {

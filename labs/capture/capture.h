@@ -39,6 +39,12 @@
  * frame's len still says how long it was. */
 #define CAP_SNAPLEN 262144
 
+/* What the kernel said about a frame's transport checksum (tp_status), the
+ * same values as decode.h's DEC_RX_CSUM_* so csum_flags can be passed to
+ * dec_packet_rx() as they are. */
+#define CAP_CSUM_NOT_READY 1u /* TP_STATUS_CSUMNOTREADY: only the partial sum (offload) */
+#define CAP_CSUM_VALID 2u     /* TP_STATUS_CSUM_VALID: verified on receipt */
+
 struct cap_frame {
 	struct timespec ts_real; /* the kernel's stamp (CLOCK_REALTIME) */
 	int64_t t_mono_ns;       /* the same instant on CLOCK_MONOTONIC; -1 when unknown */
@@ -46,6 +52,7 @@ struct cap_frame {
 	uint32_t caplen, len;    /* bytes captured, bytes on the wire */
 	int outgoing;            /* sent by this host (never on loopback: see above) */
 	int link;                /* CAP_LINK_* */
+	unsigned csum_flags;     /* CAP_CSUM_*; 0 from a file */
 };
 
 /* Called for every frame; returns 0, or negative to stop reading. */

@@ -675,11 +675,293 @@ static enum dec_status dec_sll(struct dec_packet *p, struct cur *c)
 	return dec_ethertype(p, c, s->type);
 }
 
+/* ---- checksums ---- */
+
+static const char *const csum_status_names[] = {
+	[DEC_CSUM_UNCHECKED] = "unchecked",
+	[DEC_CSUM_GOOD] = "good",
+	[DEC_CSUM_BAD] = "bad",
+	[DEC_CSUM_NOT_COMPUTED] = "not_computed",
+	[DEC_CSUM_UNVERIFIABLE] = "unverifiable",
+	[DEC_CSUM_NONE] = "none",
+};
+
+static const struct {
+	const char *name, *why;
+} csum_reasons[DEC_CSUM_R_COUNT] = {
+	[DEC_CSUM_R_NONE] = {"none", ""},
+	[DEC_CSUM_R_MATCH] = {"match", "the checksum matches the bytes it covers"},
+	[DEC_CSUM_R_MISMATCH] = {"mismatch", "the checksum does not match the bytes it covers: a "
+					     "receiver discards this packet"},
+	[DEC_CSUM_R_UDP6_ZERO] = {"udp6_zero", "checksum 0 over IPv6, where RFC 8200 requires a UDP "
+					       "checksum: a receiver discards this datagram"},
+	[DEC_CSUM_R_OFFLOAD] = {"offload",
+				"checksum offload: the kernel stored only the pseudo-header sum and "
+				"marked the frame for the device to finish (on loopback and veth "
+				"nothing finishes it: the bytes never leave memory)"},
+	[DEC_CSUM_R_OFFLOAD_INFERRED] = {"offload_inferred",
+					 "the value is the pseudo-header sum a kernel leaves for "
+					 "checksum offload (inferred: a recorded capture carries no "
+					 "offload flag)"},
+	[DEC_CSUM_R_TRUNCATED] = {"truncated",
+				  "the capture does not hold every byte the checksum covers"},
+	[DEC_CSUM_R_FRAGMENT] = {"fragment",
+				 "a fragment: the checksum covers the whole reassembled datagram"},
+	[DEC_CSUM_R_ROUTING] = {"routing", "an IPv6 routing header: the checksum is over the final "
+					   "destination, not the address in this header"},
+	[DEC_CSUM_R_MALFORMED] = {"malformed", "the header is malformed, so its checksum is not "
+					       "checked"},
+	[DEC_CSUM_R_UDP_ZERO] = {"udp_zero", "checksum 0: the sender computed none (allowed for UDP "
+					     "over IPv4, RFC 768)"},
+};
+
+const char *dec_csum_status_name(enum dec_csum_status s)
+{
+	return (unsigned)s < sizeof csum_status_names / sizeof csum_status_names[0]
+		       ? csum_status_names[s]
+		       : "?";
+}
+
+const char *dec_csum_reason_name(enum dec_csum_reason r)
+{
+	return (unsigned)r < DEC_CSUM_R_COUNT ? csum_reasons[r].name : "?";
+}
+
+const char *dec_csum_why(enum dec_csum_reason r)
+{
+	return (unsigned)r < DEC_CSUM_R_COUNT ? csum_reasons[r].why : "";
+}
+
+/* Add n bytes at off to the ones' complement sum acc (RFC 1071), reading
+ * through the cursor; -1 when they were not all captured. An odd last byte
+ * is padded with a zero byte. */
+static int cur_sum(struct cur *c, uint32_t off, uint32_t n, uint64_t *acc)
+{
+	uint32_t i;
+
+	c->pos = off;
+	c->end = NO_END;
+	if (!cur_has(c, n))
+		return -1;
+	for (i = 0; i + 1 < n; i += 2)
+		*acc += (uint32_t)(c->buf[off + i] << 8 | c->buf[off + i + 1]);
+	if (n & 1)
+		*acc += (uint32_t)c->buf[off + n - 1] << 8;
+	return 0;
+}
+
+static uint16_t fold(uint64_t acc)
+{
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return (uint16_t)acc;
+}
+
+static void csum_set(struct dec_csum *k, enum dec_csum_status st, enum dec_csum_reason r)
+{
+	k->status = st;
+	k->reason = r;
+}
+
+/* Verify a checksum over n bytes at off whose own field holds k->found,
+ * with pseudo the pseudo-header's sum (0 for the IPv4 header): sets status,
+ * reason and the expected value. Returns 0, or -1 when the bytes were not
+ * all captured. */
+static int csum_verify(struct cur *c, uint32_t off, uint32_t n, uint64_t pseudo,
+		       struct dec_csum *k)
+{
+	uint64_t acc = pseudo;
+
+	if (cur_sum(c, off, n, &acc) < 0)
+		return -1;
+	/* The sum with the checksum field taken out (adding its complement
+	 * subtracts it in ones' complement), complemented: the right value. */
+	k->expected = (uint16_t)~fold(acc + (uint16_t)~k->found);
+	k->has_expected = 1;
+	if (fold(acc) == 0xffff)
+		csum_set(k, DEC_CSUM_GOOD, DEC_CSUM_R_MATCH);
+	else
+		csum_set(k, DEC_CSUM_BAD, DEC_CSUM_R_MISMATCH);
+	return 0;
+}
+
+/* RFC 791 3.1: the ones' complement sum of the header is all ones. */
+static void verify_ipv4(struct dec_packet *p, struct cur *c)
+{
+	struct dec_ipv4 *ip = &p->ip4;
+	uint32_t off = p->layer[DEC_L_IPV4].span.off;
+
+	if (ip->at[DEC_IP4_CSUM].len == 0)
+		return;
+	ip->csum.found = ip->checksum;
+	if (ip->at[DEC_IP4_DST].len == 0) {
+		csum_set(&ip->csum, DEC_CSUM_UNVERIFIABLE, DEC_CSUM_R_TRUNCATED);
+		return;
+	}
+	if (ip->version != 4 || ip->ihl < 5 || ip->total_len < ip->ihl * 4u) {
+		csum_set(&ip->csum, DEC_CSUM_UNVERIFIABLE, DEC_CSUM_R_MALFORMED);
+		return;
+	}
+	if (csum_verify(c, off, ip->ihl * 4u, 0, &ip->csum) < 0)
+		csum_set(&ip->csum, DEC_CSUM_UNVERIFIABLE, DEC_CSUM_R_TRUNCATED);
+}
+
+/* The pseudo-header's sum for a transport segment of len bytes: RFC 9293
+ * 3.1 and RFC 768 over IPv4 (addresses, zero, protocol, 16-bit length),
+ * RFC 8200 8.1 over IPv6 (addresses, 32-bit length, next header). */
+static uint64_t pseudo_sum(const struct dec_packet *p, uint8_t proto, uint32_t len)
+{
+	uint64_t acc = 0;
+	const uint8_t *a;
+	int i, n;
+
+	if (dec_has(p, DEC_L_IPV6)) {
+		a = p->ip6.src;
+		n = 16;
+	} else {
+		a = p->ip4.src;
+		n = 4;
+	}
+	for (i = 0; i < n; i += 2)
+		acc += (uint32_t)(a[i] << 8 | a[i + 1]);
+	a = dec_has(p, DEC_L_IPV6) ? p->ip6.dst : p->ip4.dst;
+	for (i = 0; i < n; i += 2)
+		acc += (uint32_t)(a[i] << 8 | a[i + 1]);
+	return acc + proto + (len >> 16) + (len & 0xffff);
+}
+
+/* Why the transport checksum cannot be checked from this IP header, or
+ * DEC_CSUM_R_NONE when it can. */
+static enum dec_csum_reason ip_blocks_l4(const struct dec_packet *p, struct cur *c)
+{
+	unsigned i;
+
+	if (dec_has(p, DEC_L_IPV4))
+		return p->ip4.flags & 1 ? DEC_CSUM_R_FRAGMENT : DEC_CSUM_R_NONE; /* MF */
+	for (i = 0; i < p->ip6.n_ext; i++) {
+		const struct dec_ip6_ext *e = &p->ip6.ext[i];
+		uint8_t left;
+
+		if (e->type == 44 && (e->more || e->frag_off))
+			return DEC_CSUM_R_FRAGMENT; /* an atomic fragment (RFC 6946) holds it all */
+		c->pos = e->span.off + 3;
+		c->end = NO_END;
+		if (e->type == 43 && peek8(c, &left) == 0 && left != 0)
+			return DEC_CSUM_R_ROUTING; /* segments left: not the final address */
+	}
+	return DEC_CSUM_R_NONE;
+}
+
+/* The TCP or UDP checksum (k) over len bytes at off. */
+static void verify_l4(struct dec_packet *p, struct cur *c, enum dec_layer_kind kind,
+		      uint32_t len, unsigned rx, struct dec_csum *k)
+{
+	uint8_t proto = kind == DEC_L_TCP ? 6 : 17;
+	uint32_t off = p->layer[kind].span.off;
+	int v6 = dec_has(p, DEC_L_IPV6);
+	enum dec_csum_reason r;
+	uint64_t pseudo;
+
+	if (p->layer[kind].status != DEC_OK) {
+		csum_set(k, DEC_CSUM_UNVERIFIABLE,
+			 p->layer[kind].status == DEC_TRUNCATED ? DEC_CSUM_R_TRUNCATED
+								: DEC_CSUM_R_MALFORMED);
+		return;
+	}
+	if (kind == DEC_L_UDP && k->found == 0 && !v6) {
+		csum_set(k, DEC_CSUM_NONE, DEC_CSUM_R_UDP_ZERO);
+		return;
+	}
+	r = ip_blocks_l4(p, c);
+	if (r != DEC_CSUM_R_NONE) {
+		csum_set(k, DEC_CSUM_UNVERIFIABLE, r);
+		return;
+	}
+	pseudo = pseudo_sum(p, proto, len);
+	if (csum_verify(c, off, len, pseudo, k) < 0) {
+		csum_set(k, rx & DEC_RX_CSUM_NOT_READY ? DEC_CSUM_NOT_COMPUTED : DEC_CSUM_UNVERIFIABLE,
+			 rx & DEC_RX_CSUM_NOT_READY ? DEC_CSUM_R_OFFLOAD : DEC_CSUM_R_TRUNCATED);
+		return;
+	}
+	if (kind == DEC_L_UDP && k->expected == 0)
+		k->expected = 0xffff; /* RFC 768: a computed 0 is sent as all ones */
+	if (rx & DEC_RX_CSUM_NOT_READY) {
+		csum_set(k, DEC_CSUM_NOT_COMPUTED, DEC_CSUM_R_OFFLOAD);
+		return;
+	}
+	if (kind == DEC_L_UDP && k->found == 0) {
+		csum_set(k, DEC_CSUM_BAD, DEC_CSUM_R_UDP6_ZERO); /* over IPv4 it was none, above */
+		return;
+	}
+	if (k->status == DEC_CSUM_GOOD)
+		return;
+	/* What a kernel leaves for the device under checksum offload: the
+	 * folded pseudo-header sum, not complemented (Linux's
+	 * tcp_v4_send_check, udp4_hwcsum; Wireshark's "partial checksum"). */
+	if (k->found == fold(pseudo))
+		csum_set(k, DEC_CSUM_NOT_COMPUTED, DEC_CSUM_R_OFFLOAD_INFERRED);
+}
+
+/* Verify every checksum of a decoded packet. */
+static void verify_checksums(struct dec_packet *p, struct cur *c, unsigned rx)
+{
+	if (dec_has(p, DEC_L_IPV4))
+		verify_ipv4(p, c);
+	if (dec_has(p, DEC_L_TCP) && p->tcp.at[DEC_TCP_CSUM].len) {
+		p->tcp.csum.found = p->tcp.checksum;
+		verify_l4(p, c, DEC_L_TCP, (uint32_t)p->tcp.doff * 4 + p->tcp.payload_len, rx,
+			  &p->tcp.csum);
+	}
+	if (dec_has(p, DEC_L_UDP) && p->udp.at[DEC_UDP_CSUM].len) {
+		p->udp.csum.found = p->udp.checksum;
+		verify_l4(p, c, DEC_L_UDP, p->udp.len, rx, &p->udp.csum);
+	}
+}
+
+static enum dec_status decode_link(struct dec_packet *out, struct cur *c, int link)
+{
+	uint8_t v;
+
+	switch (link) {
+	case DEC_LINK_ETHERNET:
+		return dec_eth(out, c);
+	case DEC_LINK_SLL:
+		return dec_sll(out, c);
+	case DEC_LINK_IPV4:
+		return dec_ipv4(out, c);
+	case DEC_LINK_IPV6:
+		return dec_ipv6(out, c);
+	case DEC_LINK_RAW:
+		if (peek8(c, &v) < 0) {
+			out->status = DEC_TRUNCATED;
+			out->why = "an empty frame";
+			return out->status;
+		}
+		if (v >> 4 == 4)
+			return dec_ipv4(out, c);
+		if (v >> 4 == 6)
+			return dec_ipv6(out, c);
+		out->status = DEC_INVALID;
+		out->why = "a raw IP frame whose version is neither 4 nor 6";
+		return out->status;
+	default:
+		out->status = DEC_UNSUPPORTED;
+		out->why = "a link type these decoders do not read";
+		return out->status;
+	}
+}
+
 enum dec_status dec_packet(const uint8_t *data, size_t caplen, size_t wirelen, int link,
 			   struct dec_packet *out)
 {
+	return dec_packet_rx(data, caplen, wirelen, link, 0, out);
+}
+
+enum dec_status dec_packet_rx(const uint8_t *data, size_t caplen, size_t wirelen, int link,
+			      unsigned rx, struct dec_packet *out)
+{
 	struct cur c;
-	uint8_t v;
+	enum dec_status st;
 
 	memset(out, 0, sizeof *out);
 	/* Frames beyond 4 GiB do not exist; clamp so offsets fit 32 bits. */
@@ -697,33 +979,9 @@ enum dec_status dec_packet(const uint8_t *data, size_t caplen, size_t wirelen, i
 	c.pos = 0;
 	c.cap = (uint32_t)caplen;
 	c.end = NO_END;
-	switch (link) {
-	case DEC_LINK_ETHERNET:
-		return dec_eth(out, &c);
-	case DEC_LINK_SLL:
-		return dec_sll(out, &c);
-	case DEC_LINK_IPV4:
-		return dec_ipv4(out, &c);
-	case DEC_LINK_IPV6:
-		return dec_ipv6(out, &c);
-	case DEC_LINK_RAW:
-		if (peek8(&c, &v) < 0) {
-			out->status = DEC_TRUNCATED;
-			out->why = "an empty frame";
-			return out->status;
-		}
-		if (v >> 4 == 4)
-			return dec_ipv4(out, &c);
-		if (v >> 4 == 6)
-			return dec_ipv6(out, &c);
-		out->status = DEC_INVALID;
-		out->why = "a raw IP frame whose version is neither 4 nor 6";
-		return out->status;
-	default:
-		out->status = DEC_UNSUPPORTED;
-		out->why = "a link type these decoders do not read";
-		return out->status;
-	}
+	st = decode_link(out, &c, link);
+	verify_checksums(out, &c, rx);
+	return st;
 }
 
 int dec_has(const struct dec_packet *p, enum dec_layer_kind k)

@@ -24,7 +24,55 @@
  * The first layer that is not ok sets the packet's status; layers after it
  * are not decoded. dec_packet_json() (decode_json.c) is the one place that
  * turns the struct into JSON.
+ *
+ * Checksums (the IPv4 header's, RFC 791; TCP's and UDP's over their
+ * pseudo-headers, RFC 9293 3.1, RFC 768, RFC 8200 8.1) are verified after
+ * decoding, from the bytes, and never change the packet's status: a frame
+ * with a bad checksum is still a well-formed frame. Each has one
+ * dec_csum_status and the reason for it (struct dec_csum below).
  */
+
+/* What the capture knew about a frame's transport checksum: the rx flags of
+ * dec_packet_rx(), the same values as capture.h's CAP_CSUM_*. */
+enum {
+	DEC_RX_CSUM_NOT_READY = 1, /* the kernel left a partial sum for the device (offload) */
+	DEC_RX_CSUM_VALID = 2,     /* the receiving kernel (or its NIC) verified it */
+};
+
+enum dec_csum_status {
+	DEC_CSUM_UNCHECKED = 0, /* the field was not reached */
+	DEC_CSUM_GOOD,          /* it matches the bytes it covers */
+	DEC_CSUM_BAD,           /* it does not: expected holds the right value */
+	DEC_CSUM_NOT_COMPUTED,  /* a partial (pseudo-header) sum left for checksum offload */
+	DEC_CSUM_UNVERIFIABLE,  /* bytes it covers are missing (short capture, fragment, ...) */
+	DEC_CSUM_NONE,          /* UDP over IPv4 with checksum 0: the sender computed none */
+};
+
+enum dec_csum_reason {
+	DEC_CSUM_R_NONE = 0,
+	DEC_CSUM_R_MATCH,            /* good */
+	DEC_CSUM_R_MISMATCH,         /* bad */
+	DEC_CSUM_R_UDP6_ZERO,        /* bad: 0 over IPv6, which RFC 8200 forbids */
+	DEC_CSUM_R_OFFLOAD,          /* not computed: the capture's flag says so (the kernel) */
+	DEC_CSUM_R_OFFLOAD_INFERRED, /* not computed: the value is the partial sum (no flag) */
+	DEC_CSUM_R_TRUNCATED,        /* unverifiable: the capture holds part of the bytes */
+	DEC_CSUM_R_FRAGMENT,         /* unverifiable: it covers the reassembled datagram */
+	DEC_CSUM_R_ROUTING,          /* unverifiable: an IPv6 routing header changes the address */
+	DEC_CSUM_R_MALFORMED,        /* unverifiable: the header itself is invalid */
+	DEC_CSUM_R_UDP_ZERO,         /* none */
+	DEC_CSUM_R_COUNT,
+};
+
+/* A checksum's verdict. found is the header's value; expected (when
+ * has_expected) is what a complete, correct checksum over these bytes is:
+ * for a bad one the value it should have had, for a not-computed one the
+ * value the device would have written. */
+struct dec_csum {
+	enum dec_csum_status status;
+	enum dec_csum_reason reason;
+	uint16_t found, expected;
+	uint8_t has_expected;
+};
 
 enum dec_status {
 	DEC_OK = 0,
@@ -99,6 +147,7 @@ struct dec_ipv4 {
 	uint16_t total_len, id, frag_off, checksum;
 	uint8_t src[4], dst[4];
 	uint8_t options[40]; /* (ihl - 5) * 4 bytes */
+	struct dec_csum csum;
 	struct dec_span at[DEC_IP4_N];
 };
 
@@ -179,6 +228,7 @@ struct dec_tcp {
 	struct dec_tcp_opt opt[DEC_TCP_MAX_OPTS];
 	unsigned n_opts;
 	uint32_t payload_len; /* from the IP length; may exceed what was captured */
+	struct dec_csum csum;
 	struct dec_span at[DEC_TCP_N];
 };
 
@@ -186,6 +236,7 @@ enum dec_udp_field { DEC_UDP_SPORT, DEC_UDP_DPORT, DEC_UDP_LEN, DEC_UDP_CSUM, DE
 struct dec_udp {
 	uint16_t sport, dport, len, checksum;
 	uint32_t payload_len;
+	struct dec_csum csum;
 	struct dec_span at[DEC_UDP_N];
 };
 
@@ -210,9 +261,17 @@ struct dec_packet {
 
 /* Decode caplen captured bytes of a frame that was wirelen bytes long on the
  * wire (wirelen < caplen is corrected to caplen). Returns the packet's status
- * (also in out->status). Never reads outside data[0..caplen). */
+ * (also in out->status). Never reads outside data[0..caplen). A frame from a
+ * file: a transport checksum equal to the partial pseudo-header sum is
+ * reported as not computed, inferred (as Wireshark's "partial checksum"). */
 enum dec_status dec_packet(const uint8_t *data, size_t caplen, size_t wirelen, int link,
 			   struct dec_packet *out);
+
+/* The same for a live frame whose capture said what it knows about the
+ * transport checksum (DEC_RX_CSUM_* flags): with DEC_RX_CSUM_NOT_READY it is
+ * reported as not computed on the kernel's word, never as bad. */
+enum dec_status dec_packet_rx(const uint8_t *data, size_t caplen, size_t wirelen, int link,
+			      unsigned rx, struct dec_packet *out);
 
 /* 1 when the layer was reached (decoded fully or partly). */
 int dec_has(const struct dec_packet *p, enum dec_layer_kind k);
@@ -221,6 +280,12 @@ int dec_has(const struct dec_packet *p, enum dec_layer_kind k);
 const char *dec_status_name(enum dec_status s);
 const char *dec_layer_name(enum dec_layer_kind k);
 const char *dec_tcpopt_name(uint8_t kind);
+/* "good", "bad", "not_computed", "unverifiable", "none" ("unchecked"). */
+const char *dec_csum_status_name(enum dec_csum_status s);
+/* "match", "mismatch", "offload", "offload_inferred", "truncated", ... */
+const char *dec_csum_reason_name(enum dec_csum_reason r);
+/* One line of English saying what the reason means. */
+const char *dec_csum_why(enum dec_csum_reason r);
 /* "SYN, ACK" style list into buf; returns buf. */
 const char *dec_tcp_flags_text(uint16_t flags, char *buf, size_t len);
 /* tcpdump's compact form: "S.", "F.", "P.", "R", "." into buf; returns buf. */
@@ -230,6 +295,22 @@ const char *dec_tcp_flags_short(uint16_t flags, char *buf, size_t len);
  * "wirelen", "layers":[{"layer","status",["why"],"off","len","fields":[
  * {"name","value",["text"],"off","len",["children"]}]}]}. Caller owns it. */
 json_t *dec_packet_json(const struct dec_packet *p);
+
+/* New JSON of one checksum's verdict: {"status", "reason", "source"
+ * ("computed" from the bytes, "kernel" from the capture's flag, or
+ * "inferred"), "value", ["expected"], "why"}; NULL when unchecked. */
+json_t *dec_csum_json(const struct dec_csum *c);
+
+/* New JSON object for an event: {"ipv4": verdict, "tcp"|"udp": verdict}
+ * with the checked ones (ip4 and l4 may be NULL; l4_kind is DEC_L_TCP or
+ * DEC_L_UDP). Caller owns it. */
+json_t *dec_checksums_json(const struct dec_csum *ip4, const struct dec_csum *l4,
+			   enum dec_layer_kind l4_kind);
+
+/* The CLI's words for an event's "checksums" object: "" when every one is
+ * good or none, else e.g. "tcp checksum 0x8e2c not computed (offload)" or
+ * "ipv4 checksum 0x1234 bad, should be 0x1235", joined by "; ". Returns buf. */
+const char *dec_checksums_text(const json_t *checksums, char *buf, size_t len);
 
 /* New JSON array of a TCP header's options as compact objects ({"kind",
  * "name", value fields}) for event summaries. Caller owns it. */

@@ -94,6 +94,96 @@ static const char *hex16(uint16_t v, char *buf, size_t len)
 	return buf;
 }
 
+static const char *csum_source(enum dec_csum_reason r)
+{
+	if (r == DEC_CSUM_R_OFFLOAD)
+		return "kernel";
+	if (r == DEC_CSUM_R_OFFLOAD_INFERRED)
+		return "inferred";
+	return "computed";
+}
+
+json_t *dec_csum_json(const struct dec_csum *c)
+{
+	json_t *o;
+
+	if (!c || c->status == DEC_CSUM_UNCHECKED)
+		return NULL;
+	o = json_object();
+	json_object_set_new(o, "status", json_string(dec_csum_status_name(c->status)));
+	json_object_set_new(o, "reason", json_string(dec_csum_reason_name(c->reason)));
+	json_object_set_new(o, "source", json_string(csum_source(c->reason)));
+	json_object_set_new(o, "value", json_integer(c->found));
+	if (c->has_expected && c->status != DEC_CSUM_GOOD)
+		json_object_set_new(o, "expected", json_integer(c->expected));
+	json_object_set_new(o, "why", json_string(dec_csum_why(c->reason)));
+	return o;
+}
+
+/* The checksum field of the tree with its verdict under "check". */
+static void csum_field(json_t *a, uint16_t v, const struct dec_csum *c, struct dec_span at)
+{
+	char t[16];
+	json_t *f = field(a, "checksum", num(v), hex16(v, t, sizeof t), at);
+	json_t *k = dec_csum_json(c);
+
+	if (f && k)
+		json_object_set_new(f, "check", k);
+	else
+		json_decref(k);
+}
+
+json_t *dec_checksums_json(const struct dec_csum *ip4, const struct dec_csum *l4,
+			   enum dec_layer_kind l4_kind)
+{
+	json_t *o = json_object(), *k;
+
+	k = dec_csum_json(ip4);
+	if (k)
+		json_object_set_new(o, "ipv4", k);
+	k = dec_csum_json(l4);
+	if (k)
+		json_object_set_new(o, dec_layer_name(l4_kind), k);
+	return o;
+}
+
+const char *dec_checksums_text(const json_t *checksums, char *buf, size_t len)
+{
+	const char *layer;
+	const json_t *k;
+	size_t off = 0;
+
+	if (len == 0)
+		return buf;
+	buf[0] = '\0';
+	json_object_foreach((json_t *)checksums, layer, k) {
+		const char *st = json_string_value(json_object_get(k, "status"));
+		const char *why = json_string_value(json_object_get(k, "reason"));
+		json_int_t v = json_integer_value(json_object_get(k, "value"));
+		const json_t *e = json_object_get(k, "expected");
+		int w;
+
+		if (!st || !why || !strcmp(st, "good") || !strcmp(st, "none"))
+			continue;
+		if (!strcmp(st, "bad") && e)
+			w = snprintf(buf + off, len - off, "%s%s checksum 0x%04llx bad, should be 0x%04llx",
+				     off ? "; " : "", layer, (long long)v,
+				     (long long)json_integer_value(e));
+		else if (!strcmp(st, "not_computed"))
+			w = snprintf(buf + off, len - off, "%s%s checksum 0x%04llx not computed (%s)",
+				     off ? "; " : "", layer, (long long)v,
+				     !strcmp(why, "offload") ? "offload"
+							     : "offload, inferred from the value");
+		else
+			w = snprintf(buf + off, len - off, "%s%s checksum 0x%04llx %s (%s)",
+				     off ? "; " : "", layer, (long long)v, st, why);
+		if (w < 0 || (size_t)w >= len - off)
+			break;
+		off += (size_t)w;
+	}
+	return buf;
+}
+
 static void sll_fields(json_t *a, const struct dec_sll *s)
 {
 	char t[16];
@@ -160,8 +250,7 @@ static void ip4_fields(json_t *a, const struct dec_ipv4 *ip)
 	field(a, "fragment_offset", num(ip->frag_off), t, ip->at[DEC_IP4_FRAG]);
 	field(a, "ttl", num(ip->ttl), NULL, ip->at[DEC_IP4_TTL]);
 	field(a, "protocol", num(ip->proto), tok_name(ipprotos, ip->proto), ip->at[DEC_IP4_PROTO]);
-	field(a, "checksum", num(ip->checksum), hex16(ip->checksum, t, sizeof t),
-	      ip->at[DEC_IP4_CSUM]);
+	csum_field(a, ip->checksum, &ip->csum, ip->at[DEC_IP4_CSUM]);
 	field(a, "src", ip_json(AF_INET, ip->src), NULL, ip->at[DEC_IP4_SRC]);
 	field(a, "dst", ip_json(AF_INET, ip->dst), NULL, ip->at[DEC_IP4_DST]);
 	if (ip->at[DEC_IP4_OPTIONS].len)
@@ -264,8 +353,7 @@ static void tcp_fields(json_t *a, const struct dec_tcp *t)
 	field(a, "flags", num(t->flags), dec_tcp_flags_text(t->flags, txt, sizeof txt),
 	      t->at[DEC_TCP_FLAGS]);
 	field(a, "window", num(t->window), NULL, t->at[DEC_TCP_WIN]);
-	field(a, "checksum", num(t->checksum), hex16(t->checksum, txt, sizeof txt),
-	      t->at[DEC_TCP_CSUM]);
+	csum_field(a, t->checksum, &t->csum, t->at[DEC_TCP_CSUM]);
 	field(a, "urgent_pointer", num(t->urgent), NULL, t->at[DEC_TCP_URGPTR]);
 	f = field(a, "options", num(t->n_opts), NULL, t->at[DEC_TCP_OPTIONS]);
 	if (f) {
@@ -291,12 +379,10 @@ static void tcp_fields(json_t *a, const struct dec_tcp *t)
 
 static void udp_fields(json_t *a, const struct dec_udp *u)
 {
-	char t[16];
-
 	field(a, "sport", num(u->sport), NULL, u->at[DEC_UDP_SPORT]);
 	field(a, "dport", num(u->dport), NULL, u->at[DEC_UDP_DPORT]);
 	field(a, "length", num(u->len), NULL, u->at[DEC_UDP_LEN]);
-	field(a, "checksum", num(u->checksum), hex16(u->checksum, t, sizeof t), u->at[DEC_UDP_CSUM]);
+	csum_field(a, u->checksum, &u->csum, u->at[DEC_UDP_CSUM]);
 }
 
 static const char *link_name(int link)

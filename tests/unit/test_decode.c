@@ -10,8 +10,9 @@
 #include "decode/decode.h"
 
 /*
- * Each case is NAME.hex (comment lines "# ...", optional "# link: NAME" and
- * "# wirelen: N", then hex bytes) and NAME.json, the decoded packet exactly
+ * Each case is NAME.hex (comment lines "# ...", optional "# link: NAME",
+ * "# wirelen: N" and "# rx: csum_not_ready" (the capture's offload flag),
+ * then hex bytes) and NAME.json, the decoded packet exactly
  * as dec_packet_json() must produce it. With SOCKLAB_GOLDEN_WRITE=1 the
  * runner writes NAME.json from the decoder instead (to start a new case;
  * review the file before committing it).
@@ -25,6 +26,7 @@ struct gcase {
 	uint8_t frame[MAX_FRAME];
 	size_t len, wirelen;
 	int link;
+	unsigned rx; /* DEC_RX_CSUM_* */
 };
 
 static const struct {
@@ -65,6 +67,7 @@ static int load_hex(const char *path, struct gcase *c, char *err, size_t errlen)
 	}
 	c->len = 0;
 	c->link = DEC_LINK_ETHERNET;
+	c->rx = 0;
 	while (fgets(line, sizeof line, f)) {
 		char *p = line;
 		if (line[0] == '#') {
@@ -83,6 +86,12 @@ static int load_hex(const char *path, struct gcase *c, char *err, size_t errlen)
 				}
 			} else if (!strncmp(line, "# wirelen: ", 11)) {
 				wl = strtol(line + 11, NULL, 10);
+			} else if (!strcmp(line, "# rx: csum_not_ready\n")) {
+				c->rx |= DEC_RX_CSUM_NOT_READY;
+			} else if (!strncmp(line, "# rx: ", 6)) {
+				snprintf(err, errlen, "%.200s: unknown rx flag '%.30s'", path, line + 6);
+				fclose(f);
+				return -1;
 			}
 			continue;
 		}
@@ -116,7 +125,7 @@ static void golden_case(void **state)
 	json_t *got, *want;
 	json_error_t jerr;
 
-	dec_packet(c->frame, c->len, c->wirelen, c->link, &p);
+	dec_packet_rx(c->frame, c->len, c->wirelen, c->link, c->rx, &p);
 	got = dec_packet_json(&p);
 	assert_non_null(got);
 	snprintf(path, sizeof path, "%s/%s.json", data_dir(), c->name);
@@ -273,9 +282,86 @@ static void flag_names(void **state)
 	assert_string_equal(dec_tcpopt_name(200), "unknown");
 }
 
+/* A checksum over bytes the capture does not hold is unverifiable, never
+ * bad or good: cut a frame with correct checksums anywhere. */
+static void truncation_never_makes_a_checksum_bad(void **state)
+{
+	static const char *const names[] = {"csum_ipv4_tcp_good", "csum_ipv4_udp_good",
+					    "csum_ipv6_tcp_good", "csum_ipv6_hbh_udp_good"};
+	struct gcase *c = malloc(sizeof *c);
+	char path[512], err[256];
+	size_t k, n;
+
+	assert_non_null(c);
+	for (k = 0; k < sizeof names / sizeof names[0]; k++) {
+		snprintf(path, sizeof path, "%s/%s.hex", data_dir(), names[k]);
+		assert_int_equal(load_hex(path, c, err, sizeof err), 0);
+		for (n = 0; n <= c->len; n++) {
+			struct dec_packet p;
+			uint8_t *cut = malloc(n ? n : 1);
+			const struct dec_csum *l4;
+
+			memcpy(cut, c->frame, n);
+			dec_packet(cut, n, c->len, c->link, &p);
+			l4 = dec_has(&p, DEC_L_UDP) ? &p.udp.csum : &p.tcp.csum;
+			if (n < c->len && l4->status != DEC_CSUM_UNCHECKED &&
+			    l4->status != DEC_CSUM_UNVERIFIABLE)
+				fail_msg("%s cut to %zu of %zu bytes: transport checksum %s, want "
+					 "unverifiable or unchecked",
+					 names[k], n, c->len, dec_csum_status_name(l4->status));
+			if (n == c->len)
+				assert_int_equal(l4->status, DEC_CSUM_GOOD);
+			if (p.ip4.csum.status == DEC_CSUM_BAD)
+				fail_msg("%s cut to %zu bytes: IPv4 checksum bad", names[k], n);
+			free(cut);
+		}
+	}
+	free(c);
+}
+
+/* The CLI's one line: only what is not good, with the expected value. */
+static void checksum_text_for_the_cli(void **state)
+{
+	struct dec_csum ip = {DEC_CSUM_BAD, DEC_CSUM_R_MISMATCH, 0x9352, 0x9253, 1};
+	struct dec_csum tcp = {DEC_CSUM_NOT_COMPUTED, DEC_CSUM_R_OFFLOAD, 0x8c51, 0x3c49, 1};
+	struct dec_csum good = {DEC_CSUM_GOOD, DEC_CSUM_R_MATCH, 0x3c49, 0x3c49, 1};
+	struct dec_csum none = {DEC_CSUM_NONE, DEC_CSUM_R_UDP_ZERO, 0, 0, 0};
+	struct dec_csum unchecked = {DEC_CSUM_UNCHECKED, DEC_CSUM_R_NONE, 0, 0, 0};
+	char b[256];
+	json_t *j;
+
+	j = dec_checksums_json(&ip, &tcp, DEC_L_TCP);
+	assert_string_equal(dec_checksums_text(j, b, sizeof b),
+			    "ipv4 checksum 0x9352 bad, should be 0x9253; "
+			    "tcp checksum 0x8c51 not computed (offload)");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "ipv4"), "expected")),
+			 0x9253);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "tcp"), "source")),
+			    "kernel");
+	json_decref(j);
+	tcp.reason = DEC_CSUM_R_OFFLOAD_INFERRED;
+	j = dec_checksums_json(&good, &tcp, DEC_L_TCP);
+	assert_string_equal(dec_checksums_text(j, b, sizeof b),
+			    "tcp checksum 0x8c51 not computed (offload, inferred from the value)");
+	assert_null(json_object_get(json_object_get(j, "ipv4"), "expected"));
+	json_decref(j);
+	j = dec_checksums_json(&good, &none, DEC_L_UDP);
+	assert_string_equal(dec_checksums_text(j, b, sizeof b), "");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "udp"), "status")),
+			    "none");
+	json_decref(j);
+	j = dec_checksums_json(&unchecked, NULL, DEC_L_TCP);
+	assert_int_equal(json_object_size(j), 0);
+	/* A short buffer is cut, never overrun. */
+	assert_string_equal(dec_checksums_text(j, b, 1), "");
+	json_decref(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest fixed[] = {
+		cmocka_unit_test(truncation_never_makes_a_checksum_bad),
+		cmocka_unit_test(checksum_text_for_the_cli),
 		cmocka_unit_test(every_prefix_is_truncated),
 		cmocka_unit_test(every_byte_flip_is_safe),
 		cmocka_unit_test(flag_names),
@@ -305,7 +391,7 @@ int main(void)
 	closedir(d);
 	qsort(names, n, sizeof *names, cmp_names);
 	cases = calloc(n ? n : 1, sizeof *cases);
-	tests = calloc(n + 3, sizeof *tests);
+	tests = calloc(n + sizeof fixed / sizeof fixed[0], sizeof *tests);
 	for (i = 0; i < n; i++) {
 		char path[512], err[256];
 		snprintf(cases[i].name, sizeof cases[i].name, "%s", names[i]);
@@ -319,7 +405,7 @@ int main(void)
 		tests[i].initial_state = &cases[i];
 	}
 	memcpy(tests + n, fixed, sizeof fixed);
-	rc = _cmocka_run_group_tests("decode", tests, n + 3, NULL, NULL);
+	rc = _cmocka_run_group_tests("decode", tests, n + sizeof fixed / sizeof fixed[0], NULL, NULL);
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
