@@ -349,12 +349,35 @@ def bad_parameters_name_the_field():
     check("parameter 'scenario'" in r.stderr, r.stderr)
 
 
-def tshark_rows(pcap):
-    r = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "tcp.flags", "-e",
-                        "tcp.seq_raw", "-e", "tcp.ack_raw", "-e", "tcp.len", "-e",
-                        "tcp.window_size_value"], capture_output=True, text=True, timeout=60)
+TSHARK_CSUM = ["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-o",
+               "udp.check_checksum:TRUE"]
+# tshark's checksum.status: 0 bad, 1 good, 2 unverified.
+CSUM_FIELDS = ["ip.checksum.status", "ip.checksum_calculated", "tcp.checksum.status",
+               "tcp.checksum_calculated"]
+
+
+def tshark_rows(pcap, fields=("tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.len",
+                              "tcp.window_size_value")):
+    args = ["tshark", "-r", pcap, *TSHARK_CSUM, "-T", "fields"]
+    for f in fields:
+        args += ["-e", f]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
     eq(r.returncode, 0, f"tshark: {r.stderr[-300:]}")
     return [line.split("\t") for line in r.stdout.splitlines() if line.strip()]
+
+
+def csum_rows(events):
+    """The lab's checksum verdicts in tshark's terms: status (1 good, 0 bad or
+    not computed: tshark calls a partial sum bad) and the calculated value."""
+    out = []
+    for s in segs(events):
+        row = []
+        for layer in ("ipv4", "tcp"):
+            k = s["checksums"][layer]
+            row.append({"good": "1", "bad": "0", "not_computed": "0"}.get(k["status"], k["status"]))
+            row.append(f"0x{k.get('expected', k['value']):04x}")
+        out.append(row)
+    return out
 
 
 @test
@@ -374,6 +397,57 @@ def tshark_reads_the_same_segments():
                  str(s["win"])] for s in segs(ev)]
         check(len(mine) >= 8, f"{sc}: segments {len(mine)}")
         eq(rows, mine, f"{sc} on {net}: tshark's flags, seq, ack, len, win == the lab's segment events")
+        eq(tshark_rows(pcap, CSUM_FIELDS), csum_rows(ev),
+           f"{sc} on {net}: tshark's checksum status and calculated value == the lab's")
+
+
+def csum_statuses(events, where):
+    """{(layer, status, source)} over every segment; fails on any bad one."""
+    seen = set()
+    for s in segs(events):
+        for layer, k in s["checksums"].items():
+            check(k["status"] != "bad", f"{where}: segment #{s['n']} {layer} checksum bad: {k}")
+            seen.add((layer, k["status"], k["source"]))
+    return seen
+
+
+@test
+def offload_is_not_computed_never_bad():
+    """On loopback and veth the kernel leaves TCP checksums as partial sums
+    and flags them (TP_STATUS_CSUMNOTREADY): the lab says not computed, on
+    the kernel's word; the relay's TAP devices get complete ones: good. A
+    replay of the same frames has no flag: not computed, inferred."""
+    root()
+    pcap = os.path.join(TMP, "csum-lo.pcap")
+    runs = (("loopback", ("network=loopback",)),
+            ("veth", ("network=two-hosts", "c2s_delay_ms=0", "s2c_delay_ms=0")),
+            ("relay", ("network=two-hosts", "c2s_delay_ms=1", "s2c_delay_ms=1")))
+    for name, params in runs:
+        extra = ("--pcap", pcap) if name == "loopback" else ()
+        r, ev = hs("observe_ms=0", "data=3000", *params, extra=extra)
+        eq(r.returncode, 0, f"{name}: exit ({r.stderr[-300:]})")
+        seen = csum_statuses(ev, name)
+        check(("ipv4", "good", "computed") in seen and not any(
+            la == "ipv4" and st != "good" for la, st, _ in seen), f"{name}: IPv4 all good: {seen}")
+        tcp = {(st, src) for la, st, src in seen if la == "tcp"}
+        if name == "relay":
+            eq(tcp, {("good", "computed")}, f"{name}: a TAP device gets complete checksums")
+        else:
+            check(tcp <= {("not_computed", "kernel"), ("good", "computed")} and
+                  ("not_computed", "kernel") in tcp, f"{name}: TCP not computed (kernel): {tcp}")
+        if name == "veth":
+            arr = [e for e in ev if e["type"] == "arrival"]
+            check(arr and all(e["checksums"]["tcp"]["status"] != "bad" for e in arr),
+                  "veth: the receiver's copies are never bad")
+    r, ev = hs(f"replay={pcap}")
+    eq(r.returncode, 0, f"replay: exit ({r.stderr[-300:]})")
+    tcp = {(st, src) for la, st, src in csum_statuses(ev, "replay") if la == "tcp"}
+    check(tcp <= {("not_computed", "inferred"), ("good", "computed")} and
+          ("not_computed", "inferred") in tcp, f"replay: TCP not computed (inferred): {tcp}")
+    r = subprocess.run([BIN, "run", "handshake", "-p", f"replay={pcap}"], capture_output=True,
+                       text=True, timeout=60)
+    check(re.search(r"Flags \[S\].*\[tcp checksum 0x[0-9a-f]{4} not computed \(offload, inferred",
+                    r.stdout), f"the CLI names it: {r.stdout[:800]}")
 
 
 @test

@@ -135,6 +135,23 @@ def udp_keeps_one_recvfrom_per_sendto():
 
 
 @test
+def wire_checksums_are_never_bad():
+    """Loopback leaves TCP and UDP checksums to offload and says so in the
+    capture: each segment event names it not computed (kernel), or good."""
+    for mode in ("udp", "stream"):
+        ev, s = sticky(f"mode={mode}", "count=3", "size=100")
+        l4 = "udp" if mode == "udp" else "tcp"
+        seen = set()
+        for g in (e for e in ev if e["type"] == "segment"):
+            eq(g["checksums"]["ipv4"]["status"], "good", f"{mode}: segment {g['i']} IPv4")
+            k = g["checksums"][l4]
+            check(k["status"] != "bad", f"{mode}: segment {g['i']} {l4} checksum bad: {k}")
+            seen.add((k["status"], k["source"]))
+        check(seen <= {("not_computed", "kernel"), ("good", "computed")} and
+              ("not_computed", "kernel") in seen, f"{mode}: {l4} checksums {seen}")
+
+
+@test
 def bad_parameters_name_the_field():
     for params, field in ((["mss=50"], "mss"), (["mismatch=true"], "mismatch"),
                           (["count=200", "size=65536"], "size"), (["bufsize=0"], "bufsize"),
