@@ -103,6 +103,13 @@ test('selecting a packet shows its layers and fields; a field highlights its byt
 	await mss.click();
 	assertEq(await page.locator('.hs-byte.hs-on').count(), 4, 'the MSS option is 4 bytes');
 	assertEq(await page.getAttribute('.hs-list tbody tr.hs-selected', 'data-n'), '1', 'the list follows');
+	// Each checksum field carries the decoder's verdict and one line of why.
+	const syn = liveRun.segs[0].checksums;
+	const verdicts = await page.locator('.hs-tree .csum-badge').evaluateAll((b) => b.map((x) => x.dataset.status));
+	assertEq(verdicts, [syn.ipv4.status, syn.tcp.status], 'checksum verdicts of the SYN');
+	assertEq(await page.locator('.hs-layer-ipv4 .csum-badge').textContent(), 'good', 'the IPv4 header checksum');
+	const why = await page.locator('.hs-layer-tcp .csum-why').textContent();
+	assert(why.length > 20 && !why.includes('csum.'), `the TCP checksum's explanation "${why}"`);
 	await shot('detail');
 });
 

@@ -14,6 +14,7 @@ import { t } from '../i18n.js';
 import { RunFrame, errorCallout, noteCallout } from './common.js';
 import { rawBlock } from './raw.js';
 import { wireCell } from './net.js';
+import { checksumVerdict } from './checksum.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const SIDES = ['client', 'server'];
@@ -529,7 +530,7 @@ class HandshakeView {
 			if (Array.isArray(f.children) && f.children.length) {
 				return h('li', {}, line, h('ul', {}, f.children.map(fieldEl)));
 			}
-			return h('li', {}, line);
+			return h('li', {}, line, checksumVerdict(f.check));
 		};
 		const tree = h('div', { class: 'hs-tree' }, (s.layers || []).map((l) => h('details', { class: `hs-layer hs-layer-${l.layer}`, attrs: { open: true } },
 			h('summary', {}, h('span', { class: 'hs-layer-name', text: l.layer }),
@@ -540,6 +541,7 @@ class HandshakeView {
 		replace(this.detailEl,
 			h('p', { class: 'hs-detail-head' }, h('strong', { text: `#${s.n}` }), ` ${addr} · ${segmentLabel(s, this.absolute)}`),
 			s.status !== 'ok' ? h('p', { class: 'callout callout-warn', text: `${s.status}: ${s.why || ''}` }) : null,
+			Object.values(s.checksums || {}).some((k) => k && k.status === 'bad') ? h('p', { class: 'callout callout-warn', text: t('hs.csum_bad') }) : null,
 			tree,
 			h('h4', { text: t('hs.bytes') }),
 			hex,
