@@ -415,7 +415,7 @@ def csum_statuses(events, where):
 def offload_is_not_computed_never_bad():
     """On loopback and veth the kernel leaves TCP checksums as partial sums
     and flags them (TP_STATUS_CSUMNOTREADY): the lab says not computed, on
-    the kernel's word; the relay's TAP devices get complete ones: good. A
+    the kernel's word; behind the relay offload is switched off: good. A
     replay of the same frames has no flag: not computed, inferred."""
     root()
     pcap = os.path.join(TMP, "csum-lo.pcap")
@@ -431,7 +431,7 @@ def offload_is_not_computed_never_bad():
             la == "ipv4" and st != "good" for la, st, _ in seen), f"{name}: IPv4 all good: {seen}")
         tcp = {(st, src) for la, st, src in seen if la == "tcp"}
         if name == "relay":
-            eq(tcp, {("good", "computed")}, f"{name}: a TAP device gets complete checksums")
+            eq(tcp, {("good", "computed")}, f"{name}: without offload the kernel completes them")
         else:
             check(tcp <= {("not_computed", "kernel"), ("good", "computed")} and
                   ("not_computed", "kernel") in tcp, f"{name}: TCP not computed (kernel): {tcp}")
