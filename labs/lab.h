@@ -72,6 +72,10 @@ enum lab_net {
 	LAB_NET_PRIVATE, /* its own network namespace when permitted (the normal case) */
 	LAB_NET_HOST,    /* the host's network: a port a student's own program can reach */
 	LAB_NET_NONE,    /* no network at all (a lab that only reads a file, like a replay) */
+	/* The lab builds its own topology (labs/net/topo.h) from the namespace
+	 * the run started in, where its address leases are held; the front end
+	 * creates no namespace for it. */
+	LAB_NET_TOPOLOGY,
 };
 
 struct lab_desc {

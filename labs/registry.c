@@ -7,6 +7,7 @@ extern const struct lab_desc lab_tcp_echo;
 extern const struct lab_desc lab_udp_ping;
 extern const struct lab_desc lab_sticky;
 extern const struct lab_desc lab_handshake;
+extern const struct lab_desc lab_layers;
 
 /* Add a lab: define its descriptor in its own file and list it here. */
 const struct lab_desc *const lab_registry[] = {
@@ -14,6 +15,7 @@ const struct lab_desc *const lab_registry[] = {
 	&lab_udp_ping,
 	&lab_sticky,
 	&lab_handshake,
+	&lab_layers,
 	NULL,
 };
 

@@ -541,7 +541,7 @@ int cli_run(int argc, char **argv)
 	json_t *start, *net_desc = NULL;
 	struct net_config ncfg;
 	struct net *net = NULL;
-	int has_net, host_net, no_net;
+	int has_net, host_net, no_net, topo_net;
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		run_usage(argc < 2 ? stderr : stdout);
@@ -647,6 +647,7 @@ int cli_run(int argc, char **argv)
 	 * thread starts in one. */
 	host_net = lab->network && lab->network(&params) == LAB_NET_HOST;
 	no_net = lab->network && lab->network(&params) == LAB_NET_NONE;
+	topo_net = lab->network && lab->network(&params) == LAB_NET_TOPOLOGY;
 	has_net = net_lab_has_params(lab) && !no_net;
 	memset(&ncfg, 0, sizeof ncfg);
 	if (has_net)
@@ -662,6 +663,16 @@ int cli_run(int argc, char **argv)
 			 "the host's network (this lab serves clients from outside the sandbox)");
 	} else if (no_net) {
 		snprintf(note, sizeof note, "no network: this run only reads a file");
+	} else if (topo_net) {
+		if (!strcmp(netns_mode, "off")) {
+			fprintf(stderr, "socklab run %s: this lab builds its own network namespaces, so "
+					"it cannot run with --netns off\n",
+				lab->name);
+			return 2;
+		}
+		netns = 1;
+		snprintf(note, sizeof note,
+			 "private network namespaces the lab builds: hosts, a switch and a router");
 	} else if (has_net && ncfg.kind == NET_TWO_HOSTS) {
 		if (net_create(&net, &ncfg, net_err, sizeof net_err) == 0) {
 			netns = 1;
