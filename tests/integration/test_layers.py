@@ -1,0 +1,314 @@
+"""test_layers.py: the layers lab on real frames, and its topology's lifetime.
+
+Each scenario's assertions are about frames captured on the bridge ports
+(ARP opcodes, MACs, TTL, ICMP type and code, fragment offsets and MF) and
+about the kernel's own neighbour reports; tshark decodes the run's pcap
+independently and must agree. The topology (five namespaces, two bridges,
+five veth pairs, two address leases) must be gone after a normal end,
+SIGTERM and SIGKILL, and two runs at once must share nothing.
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import wait_for  # noqa: E402
+from tap import check, eq, run, test  # noqa: E402
+
+BIN = os.environ.get("SOCKLAB_ASAN") or os.environ.get("SOCKLAB", "build/socklab")
+if not os.path.exists(BIN):
+    BIN = os.environ.get("SOCKLAB", "build/socklab")
+
+
+def layers(*params, pcap=None):
+    args = [BIN, "run", "layers", "--json", "--timeout", "60"]
+    for p in params:
+        args += ["-p", p]
+    if pcap:
+        args += ["--pcap", pcap]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    check("AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr[-500:])
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    eq(events[-1]["status"], "ok", "status")
+    return events
+
+
+def topo(events):
+    t = [e for e in events if e["type"] == "topology"][0]
+    hosts = {h["name"]: h for h in t["hosts"]}
+    return {n: h["ifs"] for n, h in hosts.items()}
+
+
+def frames(events, scenario=None, port=None, direction=None):
+    return [e for e in events if e["type"] == "frame"
+            and (scenario is None or e["scenario"] == scenario)
+            and (port is None or e["port"] == port)
+            and (direction is None or e["dir"] == direction)]
+
+
+def scenario_end(events, n):
+    return [e for e in events if e["type"] == "scenario" and e["n"] == n and e["phase"] == "end"][0]
+
+
+def neigh(events, host, ip, scenario):
+    return [e["to"] for e in events if e["type"] == "neigh" and e["host"] == host and e["ip"] == ip
+            and e["scenario"] == scenario]
+
+
+BCAST = "ff:ff:ff:ff:ff:ff"
+
+
+@test
+def same_subnet_one_broadcast_request_one_reply_then_b_mac():
+    ev = layers("scenario=same-subnet")
+    t = topo(ev)
+    a, b, r = t["A"][0], t["B"][0], t["R"][0]
+    arp = [f for f in frames(ev, 1) if "arp" in f]
+    reqs = [f for f in arp if f["arp"]["op"] == 1]
+    reps = [f for f in arp if f["arp"]["op"] == 2]
+    # Sent once by A, delivered to every other port of the segment, none of the other.
+    eq([(f["port"], f["dir"]) for f in reqs if f["dir"] == "from_host"], [("a-eth0", "from_host")], "request sent")
+    eq(sorted(f["port"] for f in reqs if f["dir"] == "to_host"), ["b-eth0", "r-eth0"], "request delivered to")
+    check(all(f["eth"]["dst"] == BCAST and f["arp"]["tpa"] == b["addr"] and f["arp"]["spa"] == a["addr"]
+              for f in reqs), f"requests {reqs}")
+    eq(frames(ev, 1, "c-eth0") + frames(ev, 1, "r-eth1"), [], "frames on the other segment")
+    # One reply, B's, unicast to A only.
+    eq([(f["port"], f["dir"]) for f in reps], [("b-eth0", "from_host"), ("a-eth0", "to_host")], "reply path")
+    check(all(f["arp"]["sha"] == b["mac"] and f["eth"]["dst"] == a["mac"] for f in reps), f"replies {reps}")
+    data = [f for f in frames(ev, 1, "a-eth0", "from_host") if "udp" in f]
+    eq(len(data), 1, "data frames A sent")
+    eq((data[0]["eth"]["dst"], data[0]["ip"]["dst"]), (b["mac"], b["addr"]), "first data frame's addresses")
+    check(data[0]["n"] > max(f["n"] for f in reps), "the data frame left after the reply")
+    # The kernel's reports: A's entry REACHABLE (no INCOMPLETE report), B learned A as STALE.
+    eq(neigh(ev, "A", b["addr"], 1), ["REACHABLE"], "A's entry for B")
+    eq(neigh(ev, "B", a["addr"], 1), ["STALE"], "B's entry for A")
+    eq(neigh(ev, "R", a["addr"], 1), [], "R learned nothing from a request not for it")
+    f = scenario_end(ev, 1)["findings"]
+    eq((f["first_data_dst"], f["first_data_after_reply"], f["delivered"]), (b["mac"], True, True), "findings")
+    route = [e for e in ev if e["type"] == "route" and e["host"] == "A"][0]
+    eq((route["via"], route["prefix_len"], route["dev"]), ("direct", 29, "eth0"), "A's route to B")
+
+
+@test
+def other_subnet_arps_for_the_gateway_and_the_router_rewrites():
+    with tempfile.TemporaryDirectory() as d:
+        pcap = os.path.join(d, "l.pcap")
+        ev = layers("scenario=other-subnet", pcap=pcap)
+        t = topo(ev)
+        a, c, r0, r1 = t["A"][0], t["C"][0], t["R"][0], t["R"][1]
+        route = [e for e in ev if e["type"] == "route" and e["host"] == "A"][0]
+        eq((route["matched"], route["gateway"], route["dev"]), ("0.0.0.0/0", r0["addr"], "eth0"), "A's route")
+        asked = [f["arp"]["tpa"] for f in frames(ev, 2, "a-eth0", "from_host") if "arp" in f and f["arp"]["op"] == 1]
+        eq(asked, [r0["addr"]], "A asked only for the gateway")
+        r_asked = [f["arp"]["tpa"] for f in frames(ev, 2, "r-eth1", "from_host") if "arp" in f and f["arp"]["op"] == 1]
+        eq(r_asked, [c["addr"]], "R asked for C on its other side")
+        sent = [f for f in frames(ev, 2, "a-eth0", "from_host") if "udp" in f][0]
+        eq((sent["eth"]["dst"], sent["ip"]["dst"]), (r0["mac"], c["addr"]), "A's frame: R's MAC, C's IP")
+        inn = [f for f in frames(ev, 2, "r-eth0", "to_host") if "udp" in f][0]
+        out = [f for f in frames(ev, 2, "r-eth1", "from_host") if "udp" in f][0]
+        eq(out["ip"]["id"], inn["ip"]["id"], "the same packet")
+        eq(out["ip"]["ttl"], inn["ip"]["ttl"] - 1, "TTL one lower")
+        check(out["ip"]["checksum"] != inn["ip"]["checksum"], "checksum recomputed")
+        eq((out["eth"]["src"], out["eth"]["dst"]), (r1["mac"], c["mac"]), "new MACs")
+        hop = [e for e in ev if e["type"] == "hop"][0]
+        eq(sorted(x["field"] for x in hop["changes"]),
+           ["destination MAC", "header checksum", "source MAC", "ttl"], "what changed")
+        eq(hop["other_changed_offsets"], [], "nothing else changed")
+        eq((hop["checksum_ok_in"], hop["checksum_ok_out"]), (True, True), "both checksums valid")
+        # tshark reads the same frames from the pcap: every IPv4 frame's TTL,
+        # checksum and MACs agree with the events, in order.
+        tsh = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "frame.number", "-e", "eth.src",
+                              "-e", "eth.dst", "-e", "ip.ttl", "-e", "ip.checksum", "-e", "arp.opcode"],
+                             capture_output=True, text=True, timeout=60)
+        eq(tsh.returncode, 0, tsh.stderr[-300:])
+        rows = [line.split("\t") for line in tsh.stdout.splitlines()]
+        fr = frames(ev)
+        eq(len(rows), len(fr), "frames in the pcap")
+        for row, f in zip(rows, fr):
+            eq((row[1], row[2]), (f["eth"]["src"], f["eth"]["dst"]), f"MACs of frame {f['n']}")
+            if "ip" in f:
+                eq(int(row[3]), f["ip"]["ttl"], f"TTL of frame {f['n']}")
+                eq(int(row[4], 16), f["ip"]["checksum"], f"checksum of frame {f['n']}")
+            if "arp" in f:
+                eq(int(row[5]), f["arp"]["op"], f"ARP opcode of frame {f['n']}")
+
+
+@test
+def ttl_one_dies_at_the_router_with_time_exceeded():
+    ev = layers("scenario=ttl", "ttl=1")
+    t = topo(ev)
+    a, r0 = t["A"][0], t["R"][0]
+    eq(frames(ev, 3, "r-eth1") + frames(ev, 3, "c-eth0"), [], "nothing forwarded")
+    sent = [f for f in frames(ev, 3, "a-eth0", "from_host") if "udp" in f]
+    eq([f["ip"]["ttl"] for f in sent], [1], "TTL A sent")
+    icmp = [f for f in frames(ev, 3, "a-eth0", "to_host") if "icmp" in f]
+    eq([(f["ip"]["src"], f["icmp"]["type"], f["icmp"]["code"]) for f in icmp], [(r0["addr"], 11, 0)], "ICMP")
+    err = [e for e in ev if e["type"] == "syscall" and e.get("icmp_error")][0]["icmp_error"]
+    eq((err["type"], err["code"], err["offender"]), (11, 0, r0["addr"]), "A's error queue")
+
+
+@test
+def ttl_two_reaches_c():
+    ev = layers("scenario=ttl", "ttl=2")
+    f = scenario_end(ev, 3)["findings"]
+    eq(f.get("delivered"), True, "delivered")
+    eq([x["ip"]["ttl"] for x in frames(ev, 3, "c-eth0", "to_host") if "udp" in x], [1], "TTL at C")
+
+
+@test
+def fragments_have_one_id_offsets_mf_and_reassemble():
+    ev = layers("scenario=fragment", "frag_size=3000", "mtu2=1000")
+    f = scenario_end(ev, 4)["findings"]
+    sent, got = f["sent_by_a"], f["received_by_c"]
+    eq([(x["offset"], x["mf"]) for x in sent], [(0, True), (1480, True), (2960, False)], "A's fragments")
+    eq(len({x["id"] for x in sent + got}), 1, "one IP ID")
+    eq(f["ip_payload_a"], 3008, "UDP header + payload across A's fragments")
+    eq(f["ip_payload_c"], 3008, "the same bytes reached C")
+    check(len(got) > len(sent), f"the router fragmented again for the 1000-byte MTU: {got}")
+    check(all(x["frame_len"] <= 1014 for x in got), f"a frame above C's MTU: {got}")
+    check(all(x["offset"] % 8 == 0 for x in got), "offsets are multiples of 8")
+    eq([x["mf"] for x in got].count(False), 1, "one last fragment")
+    eq(f["c_recvfrom"], 3000, "C's recvfrom() got the whole datagram")
+
+
+@test
+def ageing_reachable_stale_probe_reachable():
+    ev = layers("scenario=ageing", "reachable_ms=1000", "delay_probe_ms=300")
+    t = topo(ev)
+    a, b = t["A"][0], t["B"][0]
+    timers = [e for e in ev if e["type"] == "neigh.timers"][0]
+    eq((timers["base_reachable_ms"], timers["delay_probe_ms"]), (1000, 300), "timers in force")
+    states = [s for s in neigh(ev, "A", b["addr"], 5)]
+    # The lab removed the old entry first; from then on the kernel reports these.
+    check(states[-4:] == ["REACHABLE", "STALE", "PROBE", "REACHABLE"], f"A's entry: {states}")
+    sample = [e for e in ev if e["type"] == "neigh.sample" and "STALE" in e["when"]][0]
+    eq(sample["state"], "DELAY", "sampled right after using the stale entry")
+    f = scenario_end(ev, 5)["findings"]
+    eq(f["probe_dst"], b["mac"], "the probe is unicast to the known MAC")
+    check(len(f["reply_frames"]) >= 1, "B answered the probe")
+
+
+def net_fds(pid):
+    out = set()
+    for fd in glob.glob(f"/proc/{pid}/fd/*") + glob.glob(f"/proc/{pid}/task/*/ns/net"):
+        try:
+            t = os.readlink(fd)
+        except OSError:
+            continue
+        if t.startswith("net:["):
+            out.add(t)
+    return out
+
+
+def held():
+    out = set()
+    for fd in glob.glob("/proc/[0-9]*/fd/*") + glob.glob("/proc/[0-9]*/task/*/ns/net"):
+        try:
+            t = os.readlink(fd)
+        except OSError:
+            continue
+        if t.startswith("net:["):
+            out.add(t)
+    return out
+
+
+def leases():
+    with open("/proc/net/unix") as f:
+        return {line.split()[-1] for line in f if "@socklab-net-" in line}
+
+
+def leases_of(topo_ev):
+    """The lease names a run holds: two /30 blocks per segment's /29."""
+    names = set()
+    for s in topo_ev["segments"]:
+        a, b, c, d = (int(x) for x in s["subnet"].split("."))
+        idx = (((a << 24) | (b << 16) | (c << 8) | d) - 0xC6120000) // 4
+        names |= {f"@socklab-net-{idx}", f"@socklab-net-{idx + 1}"}
+    return names
+
+
+def start_ageing():
+    args = [BIN, "run", "layers", "--json", "--timeout", "60", "-p", "scenario=ageing",
+            "-p", "reachable_ms=30000", "-p", "delay_probe_ms=300"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    first = json.loads(p.stdout.readline())
+    eq(first["type"], "run.start", "first event")
+    topo_ev = json.loads(p.stdout.readline())
+    eq(topo_ev["type"], "topology", "second event")
+    # The switch and four hosts: five namespaces held by the run's fds.
+    inodes = wait_for(lambda: len(net_fds(p.pid)) >= 5 and net_fds(p.pid), 10, "the namespaces")
+    mine = leases_of(topo_ev)
+    eq(mine - leases(), set(), "the run's leases while it runs")
+    return p, inodes, topo_ev
+
+
+def check_gone(p, inodes, mine):
+    wait_for(lambda: p.poll() is not None, 30, "the run to end")
+    left = held() & inodes
+    check(not left, f"namespaces still held: {left}")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    check("02:73:6c:" not in links, "an interface of ours in the host namespace")
+    eq(leases() & mine, set(), "leases left")
+
+
+@test
+def sigterm_and_sigkill_and_normal_end_leave_nothing():
+    for how in ("term", "kill"):
+        p, inodes, topo_ev = start_ageing()
+        if how == "term":
+            p.send_signal(signal.SIGTERM)
+        else:
+            p.kill()
+        out, _ = p.communicate(timeout=30)
+        if how == "term":
+            last = json.loads(out.decode().splitlines()[-1])
+            eq((last["type"], last["status"]), ("run.end", "cancelled"), "cancelled")
+        else:
+            eq(p.returncode, -signal.SIGKILL, "killed")
+        check_gone(p, inodes, leases_of(topo_ev))
+    args = [BIN, "run", "layers", "--json", "-p", "scenario=same-subnet"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    inodes = wait_for(lambda: len(net_fds(p.pid)) >= 5 and net_fds(p.pid), 10, "the namespaces")
+    out, _ = p.communicate(timeout=60)
+    eq(p.returncode, 0, "normal end")
+    topo_ev = [json.loads(x) for x in out.decode().splitlines() if '"topology"' in x][0]
+    check_gone(p, inodes, leases_of(topo_ev))
+
+
+@test
+def two_runs_at_once_share_nothing():
+    runs = [start_ageing() for _ in range(2)]
+    try:
+        (p1, i1, t1), (p2, i2, t2) = runs
+        eq(i1 & i2, set(), "shared namespaces")
+        s1 = {s["subnet"] for s in t1["segments"]}
+        s2 = {s["subnet"] for s in t2["segments"]}
+        eq(s1 & s2, set(), "shared subnets")
+        m1 = {i["mac"] for h in t1["hosts"] for i in h["ifs"]}
+        m2 = {i["mac"] for h in t2["hosts"] for i in h["ifs"]}
+        eq(m1 & m2, set(), "shared MACs")
+    finally:
+        for p, _, _ in runs:
+            p.kill()
+            p.communicate(timeout=30)
+
+
+@test
+def bad_parameters_are_refused_by_name():
+    for params, field in ((["delay_probe_ms=600", "reachable_ms=1000"], "delay_probe_ms"),
+                          (["mtu2=100"], "mtu2"), (["scenario=nope"], "scenario")):
+        args = [BIN, "run", "layers"]
+        for p in params:
+            args += ["-p", p]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        eq(r.returncode, 2, f"exit for {params}")
+        check(f"'{field}'" in r.stderr, f"{params}: {r.stderr!r}")
+
+
+if __name__ == "__main__":
+    run(timeout=120)
