@@ -248,8 +248,9 @@ static void plan(struct topo *t, const struct topo_spec *spec)
 			for (k = 0; hs->name[k] && k < 7; k++)
 				low[k] = (char)tolower((unsigned char)hs->name[k]);
 			low[k] = 0;
-			snprintf(ti->name, sizeof ti->name, "eth%d", i);
-			snprintf(ti->port, sizeof ti->port, "%s-eth%d", low, i);
+			/* i < TOPO_MAX_IFS (at most 9): one digit. */
+			snprintf(ti->name, sizeof ti->name, "eth%c", '0' + i);
+			snprintf(ti->port, sizeof ti->port, "%.3s-eth%c", low, '0' + i);
 			ti->seg = s;
 			ti->mtu = t->seg_mtu[s];
 			ti->addr = t->seg_base[s] + (uint32_t)octet;
@@ -334,7 +335,7 @@ static int build(struct topo *t, const struct topo_spec *spec, char *err, size_t
 		return rc;
 	rc = nl_open(&nl, err, errlen);
 	for (s = 0; s < t->n_segs && rc == 0; s++) {
-		snprintf(bridge, sizeof bridge, "br%d", s);
+		snprintf(bridge, sizeof bridge, "br%c", '0' + s);
 		rc = nl_bridge_create(&nl, bridge, err, errlen);
 		br[s] = rc == 0 ? (int)if_nametoindex(bridge) : 0;
 		if (rc == 0)
@@ -475,10 +476,10 @@ json_t *topo_describe(const struct topo *t)
 	int h, i, s;
 
 	for (s = 0; s < t->n_segs; s++) {
-		char br[8];
+		char br[16];
 
 		frame_ip_str(t->seg_base[s], ip);
-		snprintf(br, sizeof br, "br%d", s);
+		snprintf(br, sizeof br, "br%c", '0' + s);
 		json_array_append_new(segs, json_pack("{s:i, s:s, s:i, s:i, s:s}", "seg", s, "subnet",
 						      ip, "prefix", TOPO_PREFIX, "mtu",
 						      t->seg_mtu[s], "bridge", br));
