@@ -36,7 +36,8 @@
  * dec_packet_rx(), the same values as capture.h's CAP_CSUM_*. */
 enum {
 	DEC_RX_CSUM_NOT_READY = 1, /* the kernel left a partial sum for the device (offload) */
-	DEC_RX_CSUM_VALID = 2,     /* the receiving kernel (or its NIC) verified it */
+	DEC_RX_CSUM_VALID = 2,     /* the receiving kernel (or its NIC) verified it; the
+				    * verdict still comes from the bytes */
 };
 
 enum dec_csum_status {
