@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static const char *const header_choices[] = {"!I", "i", NULL};
 
 #define MAX_COUNT 200
 #define MAX_TOTAL (4u << 20)
-#define MAX_SEGS 20000
+#define MAX_SEGS 40000
 #define SETTLE_MS 3000
 #define MAX_SENDS (MAX_TOTAL / 64 + MAX_COUNT * 4)
 
@@ -94,13 +95,76 @@ static const struct lab_param_def sticky_params[] = {
 	NET_PARAMS,
 };
 
+/* One captured TCP segment (or UDP datagram), in either direction. */
 struct lane_rec {
-	int64_t t_ns;     /* monotonic */
-	uint64_t off;     /* stream offset of the first byte */
-	uint32_t len;
+	int64_t t_ns;     /* monotonic, the kernel's stamp at the tap */
+	uint64_t off;     /* c2s: stream offset of the first byte; s2c: the offset the ACK
+			   * acknowledges up to (bytes of the client's stream received) */
+	uint32_t len;     /* payload bytes */
+	uint32_t win;     /* the window field as sent (not scaled) */
 	uint16_t flags;
-	int retrans;
-	struct dec_csum csum_ip, csum_l4; /* the checksums' verdicts (decode.h) */
+	uint16_t mss_opt; /* SYN: the MSS option, 0 when none */
+	uint8_t s2c;      /* sent by the receiver (an ACK back to the sender) */
+	uint8_t hdr_len;  /* TCP header bytes, options included */
+	int8_t wscale;    /* SYN: the window scale option, -1 when none */
+	uint8_t retrans;
+	uint8_t ts;       /* carries the timestamp option (RFC 7323) */
+};
+
+/*
+ * What the sender's kernel said at one instant: getsockopt(TCP_INFO) and the
+ * socket's send queue (SIOCOUTQ, SIOCOUTQNSD), read directly (not traced as
+ * calls: a sample costs about a microsecond and must not disturb the timing
+ * it describes). Taken before and after every send().
+ */
+struct tcpi_snap {
+	int64_t t_ns;      /* when it was read */
+	int ok;
+	uint32_t cwnd;     /* tcpi_snd_cwnd, in segments */
+	uint32_t in_flight;   /* tcpi_unacked: segments sent and not yet acknowledged */
+	uint32_t in_flight_b; /* bytes sent and not yet acknowledged (SIOCOUTQ - SIOCOUTQNSD) */
+	uint32_t notsent;  /* bytes written but not yet sent (SIOCOUTQNSD) */
+	uint32_t snd_wnd;  /* tcpi_snd_wnd: the receiver's window, scaled, in bytes */
+	uint32_t mss;      /* tcpi_snd_mss: the largest payload a segment carries now */
+};
+
+/* Why a segment's first bytes waited in the sender after the send() that
+ * wrote them returned, as far as this run's evidence tells. */
+enum hold_cause {
+	HOLD_NONE,
+	HOLD_NAGLE,
+	HOLD_CORK,
+	HOLD_CWND,
+	HOLD_RWND,
+	HOLD_ZERO_WINDOW,
+	HOLD_UNKNOWN,
+	HOLD_N
+};
+
+static const char *const hold_names[HOLD_N] = {
+	[HOLD_NONE] = "none",	      [HOLD_NAGLE] = "nagle",	  [HOLD_CORK] = "cork",
+	[HOLD_CWND] = "cwnd",	      [HOLD_RWND] = "rwnd",	  [HOLD_ZERO_WINDOW] = "zero_window",
+	[HOLD_UNKNOWN] = "undecided",
+};
+
+/* What let a held segment go. */
+enum hold_release { REL_NONE, REL_ACK, REL_UNCORK, REL_CLOSE };
+
+static const char *const release_names[] = {
+	[REL_NONE] = "not seen", [REL_ACK] = "ack", [REL_UNCORK] = "uncork", [REL_CLOSE] = "close",
+};
+
+/* One held segment and its evidence (indices are segment events' "i"). */
+struct hold {
+	enum hold_cause cause;
+	enum hold_release release;
+	int seg, send, last_send; /* the segment and the sends whose bytes it carries */
+	int small_seg;            /* Nagle: the earlier small segment still unacknowledged */
+	int ack_seg;              /* release by ACK: the ACK captured last before the segment */
+	int then_seg;             /* an earlier ACK after which the receiver's window held it */
+	int64_t wait_ns;          /* from the sample to the segment's departure */
+	int64_t after_rel_ns;     /* from the release to the segment's departure */
+	struct tcpi_snap at;      /* the sample after send() `send` returned */
 };
 
 struct sticky {
@@ -120,9 +184,11 @@ struct sticky {
 	struct cap_pcap *pcap;
 	pthread_mutex_t lock;
 	struct lane_rec *segs;
-	size_t n_segs;
+	size_t n_segs, segs_lost; /* segs_lost: captured but not kept (MAX_SEGS) */
 	int have_isn;
 	uint32_t isn;
+	int cli_wscale, srv_wscale; /* from the SYN and the SYN-ACK; -1 when absent */
+	uint16_t cli_mss_opt, srv_mss_opt;
 	uint64_t wire_end; /* highest stream offset seen on the wire */
 	int offload_off;
 	/* lanes as measured */
@@ -130,9 +196,17 @@ struct sticky {
 	int recv_msgs[MAX_COUNT]; /* recvs that carried bytes of message k */
 	uint64_t send_bytes, recv_bytes, seg_bytes;
 	uint64_t *send_end; /* stream offset where each send() ended */
+	struct tcpi_snap *snap_before, *snap_after; /* per send() */
+	int64_t t_uncork_ns;   /* when the sender uncorked (TCP_CORK 0), 0 if it did not */
+	int64_t t_shutdown_ns; /* when the sender shut its side down */
+	int first_glued_recv;  /* the first recv() holding bytes of several messages, -1 */
+	int64_t first_glued_t_ns;
+	uint64_t first_glued_off, first_glued_len;
 	int framed_ok, framed_err;
 	char framed_errmsg[200];
 	int failed;
+	int causes[HOLD_N];  /* held segments by cause */
+	int merged[HOLD_N];  /* held segments carrying several sends, by cause */
 };
 
 static const struct lsock_who W_SEND = {"client", 1};
@@ -265,6 +339,25 @@ static json_t *hex_json(const uint8_t *b, size_t n)
 
 /* ---- capture ---- */
 
+/* The MSS and window scale options of a SYN (0 and -1 when absent). */
+static void syn_opts(const struct dec_tcp *t, uint16_t *mss, int8_t *wscale)
+{
+	unsigned i;
+
+	*mss = 0;
+	*wscale = -1;
+	for (i = 0; i < t->n_opts; i++) {
+		if (t->opt[i].status != DEC_OK)
+			continue;
+		if (t->opt[i].kind == 2)
+			*mss = t->opt[i].u.mss;
+		else if (t->opt[i].kind == 3)
+			*wscale = (int8_t)t->opt[i].u.wscale;
+	}
+}
+
+/* Runs on the capture thread. Data segments of the sender and the
+ * receiver's ACKs are both kept: an ACK is what releases held data. */
 static int on_frame(void *arg, const struct cap_frame *f)
 {
 	struct sticky *s = arg;
@@ -275,8 +368,7 @@ static int on_frame(void *arg, const struct cap_frame *f)
 		return 0;
 	dec_packet_rx(f->data, f->caplen, f->len, f->link, f->csum_flags, d);
 	memset(&rec, 0, sizeof rec);
-	rec.csum_ip = d->ip4.csum;
-	rec.csum_l4 = dec_has(d, DEC_L_UDP) ? d->udp.csum : d->tcp.csum;
+	rec.wscale = -1;
 	rec.t_ns = f->t_mono_ns >= 0 ? f->t_mono_ns : mono_ns();
 	if (s->pcap)
 		cap_pcap_write(s->pcap, f);
@@ -294,9 +386,29 @@ static int on_frame(void *arg, const struct cap_frame *f)
 		goto out;
 	rec.flags = d->tcp.flags;
 	rec.len = d->tcp.payload_len;
+	rec.win = d->tcp.window;
+	rec.hdr_len = (uint8_t)(d->tcp.doff * 4);
+	rec.s2c = d->tcp.sport == ntohs(s->srv.sin_port);
+	if (d->tcp.flags & DEC_TCP_SYN)
+		syn_opts(&d->tcp, &rec.mss_opt, &rec.wscale);
+	for (unsigned o = 0; o < d->tcp.n_opts; o++)
+		rec.ts |= d->tcp.opt[o].kind == 8;
+	if (rec.s2c) {
+		if (!s->have_isn)
+			goto out;
+		if (d->tcp.flags & DEC_TCP_SYN) {
+			s->srv_wscale = rec.wscale;
+			s->srv_mss_opt = rec.mss_opt;
+		}
+		if (d->tcp.flags & DEC_TCP_ACK)
+			rec.off = (uint32_t)(d->tcp.ack - s->isn - 1);
+		goto keep;
+	}
 	if (d->tcp.flags & DEC_TCP_SYN) {
 		s->isn = d->tcp.seq;
 		s->have_isn = 1;
+		s->cli_wscale = rec.wscale;
+		s->cli_mss_opt = rec.mss_opt;
 		goto keep;
 	}
 	if (!s->have_isn)
@@ -309,6 +421,8 @@ static int on_frame(void *arg, const struct cap_frame *f)
 keep:
 	if (s->n_segs < MAX_SEGS)
 		s->segs[s->n_segs++] = rec;
+	else
+		s->segs_lost++;
 out:
 	pthread_mutex_unlock(&s->lock);
 	free(d);
@@ -347,8 +461,10 @@ static int open_capture(struct sticky *s)
 	char expr[256], err[512] = "";
 	int rc;
 
-	snprintf(expr, sizeof expr, "%s and dst host %s and dst port %u",
-		 s->mode == MODE_UDP ? "udp" : "tcp", s->srv_ip, ntohs(s->srv.sin_port));
+	/* UDP: the datagrams sent; TCP: both directions, for the receiver's ACKs. */
+	snprintf(expr, sizeof expr, "%s and %shost %s and %sport %u",
+		 s->mode == MODE_UDP ? "udp" : "tcp", s->mode == MODE_UDP ? "dst " : "",
+		 s->srv_ip, s->mode == MODE_UDP ? "dst " : "", ntohs(s->srv.sin_port));
 	/* The sender's host: what it put on the wire (on loopback, lo). */
 	rc = net_enter(ctx->net, NET_CLIENT);
 	if (rc == 0) {
@@ -455,8 +571,12 @@ static void receive_tcp(struct sticky *s, int fd)
 		for (int k = first; k < first + nm; k++)
 			s->recv_msgs[k]++;
 		s->n_recv++;
-		if (nm > 1)
-			s->n_recv_glued++;
+		if (nm > 1 && !s->n_recv_glued++) {
+			s->first_glued_recv = s->n_recv - 1;
+			s->first_glued_t_ns = t0;
+			s->first_glued_off = off;
+			s->first_glued_len = (uint64_t)n;
+		}
 		ev_emit(ctx->em, "recv",
 			json_pack("{s:i, s:I, s:I, s:I, s:i, s:o}", "i", s->n_recv - 1, "t_call_us",
 				  run_us(s, t0), "offset", (json_int_t)off, "bytes", (json_int_t)n,
@@ -565,6 +685,56 @@ static void *receiver(void *arg)
 
 /* ---- the sender ---- */
 
+/* Linux's struct tcp_info (uapi <linux/tcp.h>) up to tcpi_snd_wnd (Linux
+ * 6.2): glibc's <netinet/tcp.h> declares only the part up to
+ * tcpi_total_retrans, and the two headers cannot both be included. */
+struct tcp_info_ext {
+	struct tcp_info base;
+	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+	uint32_t segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out;
+	uint64_t delivery_rate, busy_time, rwnd_limited, sndbuf_limited;
+	uint32_t delivered, delivered_ce;
+	uint64_t bytes_sent, bytes_retrans;
+	uint32_t dsack_dups, reord_seen, rcv_ooopack, snd_wnd;
+};
+
+_Static_assert(sizeof(struct tcp_info) == 104 && offsetof(struct tcp_info_ext, snd_wnd) == 228,
+	       "the uapi layout of struct tcp_info");
+
+/* Read the sender's TCP_INFO and send queue now (see struct tcpi_snap). A
+ * kernel too old to report the receiver's window gives no sample. */
+
+static void snap(int fd, struct tcpi_snap *o)
+{
+	struct tcp_info_ext ti;
+	socklen_t l = sizeof ti;
+	int outq = 0, nsd = 0;
+
+	memset(o, 0, sizeof *o);
+	memset(&ti, 0, sizeof ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0 && l >= sizeof ti &&
+	    ioctl(fd, SIOCOUTQ, &outq) == 0 && ioctl(fd, SIOCOUTQNSD, &nsd) == 0) {
+		o->ok = 1;
+		o->cwnd = ti.base.tcpi_snd_cwnd;
+		o->in_flight = ti.base.tcpi_unacked;
+		o->in_flight_b = outq > nsd ? (uint32_t)(outq - nsd) : 0;
+		o->notsent = nsd > 0 ? (uint32_t)nsd : 0;
+		o->snd_wnd = ti.snd_wnd;
+		o->mss = ti.base.tcpi_snd_mss;
+	}
+	o->t_ns = mono_ns();
+}
+
+static json_t *snap_json(const struct sticky *s, const struct tcpi_snap *o)
+{
+	if (!o->ok)
+		return json_null();
+	return json_pack("{s:I, s:i, s:i, s:i, s:i, s:i, s:i}", "t_us", run_us(s, o->t_ns),
+			 "cwnd", (int)o->cwnd, "in_flight", (int)o->in_flight, "in_flight_bytes",
+			 (int)o->in_flight_b, "notsent_bytes", (int)o->notsent, "snd_wnd",
+			 (int)o->snd_wnd, "mss", (int)o->mss);
+}
+
 static int sender(struct sticky *s, const uint8_t *stream)
 {
 	struct lab_ctx *ctx = s->ctx;
@@ -592,32 +762,53 @@ static int sender(struct sticky *s, const uint8_t *stream)
 			break;
 		while (done < s->msg_len[k] && s->n_send < (int)MAX_SENDS) {
 			uint64_t off = s->msg_start[k] + done;
-			int64_t t0 = mono_ns();
-			ssize_t n = udp ? lsock_sendto(ctx, W_SEND, fd, stream + off,
-						       s->msg_len[k], (struct sockaddr *)&s->srv,
-						       sizeof s->srv, 10000, NULL)
-					: lsock_send(ctx, W_SEND, fd, stream + off,
-						     s->msg_len[k] - done, 10000);
+			struct tcpi_snap *before = &s->snap_before[s->n_send];
+			struct tcpi_snap *after = &s->snap_after[s->n_send];
+			int64_t t0;
+			ssize_t n;
+			json_t *ev;
 
+			if (!udp)
+				snap(fd, before);
+			t0 = mono_ns();
+			n = udp ? lsock_sendto(ctx, W_SEND, fd, stream + off, s->msg_len[k],
+					       (struct sockaddr *)&s->srv, sizeof s->srv, 10000, NULL)
+				: lsock_send(ctx, W_SEND, fd, stream + off, s->msg_len[k] - done,
+					     10000);
 			if (n < 0) {
 				rc = (int)n;
 				break;
 			}
+			if (!udp)
+				snap(fd, after);
 			s->send_end[s->n_send] = off + (uint64_t)n;
 			s->n_send++;
 			s->send_bytes += (uint64_t)n;
-			ev_emit(ctx->em, "send",
-				json_pack("{s:i, s:I, s:I, s:I, s:o}", "i", s->n_send - 1,
-					  "t_call_us", run_us(s, t0), "offset", (json_int_t)off,
-					  "bytes", (json_int_t)n, "msgs",
-					  msgs_json(s, off, off + (uint64_t)n)));
+			ev = json_pack("{s:i, s:I, s:I, s:I, s:o}", "i", s->n_send - 1, "t_call_us",
+				       run_us(s, t0), "offset", (json_int_t)off, "bytes",
+				       (json_int_t)n, "msgs", msgs_json(s, off, off + (uint64_t)n));
+			if (!udp)
+				json_object_set_new(ev, "tcp_info",
+						    json_pack("{s:o, s:o}", "before",
+							      snap_json(s, before), "after",
+							      snap_json(s, after)));
+			ev_emit(ctx->em, "send", ev);
 			done += (uint64_t)n;
 		}
 	}
-	if (rc >= 0 && !udp && s->cork)
+	if (rc >= 0 && !udp && s->cork) {
+		s->t_uncork_ns = mono_ns();
 		rc = lsock_setsockopt_int(ctx, W_SEND, fd, IPPROTO_TCP, TCP_CORK, 0);
+	}
+	/* A FIN pushes out whatever the kernel still holds (Nagle does not apply
+	 * to it), which would hide why the bytes were held: close only after the
+	 * capture has seen every byte leave (bounded by SETTLE_MS). */
 	if (rc >= 0 && !udp)
+		wait_wire(s, s->send_bytes);
+	if (rc >= 0 && !udp) {
+		s->t_shutdown_ns = mono_ns();
 		rc = lsock_shutdown(ctx, W_SEND, fd, SHUT_WR);
+	}
 	lsock_close(ctx, W_SEND, fd);
 	return rc < 0 ? rc : 0;
 }
@@ -635,10 +826,26 @@ static int send_of(const struct sticky *s, uint64_t off)
 	return s->n_send - 1;
 }
 
+/* The window the receiver advertised in segment g, in bytes (RFC 7323: the
+ * field is scaled in every segment but the SYN's when both sides sent the
+ * window scale option). */
+static uint64_t rwnd_of(const struct sticky *s, const struct lane_rec *g)
+{
+	if ((g->flags & DEC_TCP_SYN) || s->srv_wscale < 0 || s->cli_wscale < 0)
+		return g->win;
+	return (uint64_t)g->win << s->srv_wscale;
+}
+
+static int is_data(const struct lane_rec *g)
+{
+	return !g->s2c && g->len && !g->retrans;
+}
+
+/* Every captured segment, in capture order; a segment's "i" is its index in
+ * s->segs, which the verdict's evidence refers to. */
 static void emit_segments(struct sticky *s)
 {
 	size_t i;
-	int n = 0;
 
 	for (i = 0; i < s->n_segs; i++) {
 		const struct lane_rec *g = &s->segs[i];
@@ -646,7 +853,16 @@ static void emit_segments(struct sticky *s)
 		int sends = 0, first = 0;
 		json_t *ev;
 
-		if (g->len && !g->retrans && s->mode != MODE_UDP) {
+		if (s->mode != MODE_UDP && g->s2c) {
+			ev = json_pack("{s:i, s:I, s:s, s:s, s:I, s:b, s:I, s:I, s:[]}", "i", (int)i,
+				       "t_wire_us", run_us(s, g->t_ns), "dir", "s2c", "flags",
+				       dec_tcp_flags_short(g->flags, fl, sizeof fl), "bytes",
+				       (json_int_t)g->len, "retransmit", 0, "ack",
+				       (json_int_t)g->off, "win", (json_int_t)rwnd_of(s, g), "msgs");
+			ev_emit(s->ctx->em, "segment", ev);
+			continue;
+		}
+		if (is_data(g) && s->mode != MODE_UDP) {
 			first = send_of(s, g->off);
 			sends = send_of(s, g->off + g->len - 1) - first + 1;
 			if (sends > 1)
@@ -654,14 +870,16 @@ static void emit_segments(struct sticky *s)
 		}
 		if (g->len && !g->retrans)
 			s->seg_bytes += g->len;
-		ev = json_pack("{s:i, s:I, s:I, s:I, s:b, s:o}", "i", n++, "t_wire_us",
+		ev = json_pack("{s:i, s:I, s:I, s:I, s:b, s:o}", "i", (int)i, "t_wire_us",
 			       run_us(s, g->t_ns), "offset", (json_int_t)g->off, "bytes",
 			       (json_int_t)g->len, "retransmit", g->retrans, "msgs",
 			       g->len ? msgs_json(s, g->off, g->off + g->len) : json_array());
 		if (s->mode != MODE_UDP) {
+			json_object_set_new(ev, "dir", json_string("c2s"));
 			json_object_set_new(ev, "flags",
 					    json_string(dec_tcp_flags_short(g->flags, fl, sizeof fl)));
-			if (g->len)
+			json_object_set_new(ev, "tcp_header", json_integer(g->hdr_len));
+			if (is_data(g))
 				json_object_set_new(ev, "sends",
 						    json_pack("[i, i]", first, first + sends - 1));
 		}
@@ -678,8 +896,386 @@ static int data_segments(const struct sticky *s)
 	int n = 0;
 
 	for (i = 0; i < s->n_segs; i++)
-		n += s->segs[i].len && !s->segs[i].retrans;
+		n += s->mode == MODE_UDP ? s->segs[i].len > 0 : is_data(&s->segs[i]);
 	return n;
+}
+
+/* ---- the evidence: why a segment's bytes waited ---- */
+
+/* Nagle in Linux (Minshall's variant, tcp_nagle_check): a segment smaller
+ * than the MSS waits while an earlier small segment is unacknowledged. The
+ * last small data segment sent before t, if no captured ACK before t covers
+ * it; else -1. */
+static int small_unacked(const struct sticky *s, int64_t t, uint32_t mss)
+{
+	int64_t i;
+	uint64_t end;
+	size_t j;
+
+	for (i = (int64_t)s->n_segs - 1; i >= 0; i--) {
+		const struct lane_rec *g = &s->segs[i];
+
+		if (g->t_ns <= t && is_data(g) && g->len < mss)
+			break;
+	}
+	if (i < 0)
+		return -1;
+	end = s->segs[i].off + s->segs[i].len;
+	for (j = 0; j < s->n_segs; j++) {
+		const struct lane_rec *a = &s->segs[j];
+
+		if (a->s2c && a->t_ns <= t && (a->flags & DEC_TCP_ACK) && a->off >= end)
+			return -1;
+	}
+	return (int)i;
+}
+
+/* The last ACK from the receiver captured in (from, to], or -1. */
+static int last_ack(const struct sticky *s, int64_t from, int64_t to)
+{
+	int64_t i;
+
+	for (i = (int64_t)s->n_segs - 1; i >= 0; i--) {
+		const struct lane_rec *a = &s->segs[i];
+
+		if (a->t_ns > to || !a->s2c || !(a->flags & DEC_TCP_ACK))
+			continue;
+		return a->t_ns > from ? (int)i : -1;
+	}
+	return -1;
+}
+
+/* Decide why data segment gi's first byte was still unsent when the send()
+ * that wrote it returned, from the TCP_INFO sample taken then and the
+ * capture. Returns 0 and fills h, or -1 when the bytes left during the call
+ * (nothing was held) or there is no sample. */
+static int explain_hold(const struct sticky *s, size_t gi, struct hold *h)
+{
+	const struct lane_rec *g = &s->segs[gi];
+	int fi = send_of(s, g->off);
+	const struct tcpi_snap *S = &s->snap_after[fi];
+	uint32_t need;
+
+	if (!S->ok || !S->notsent || g->off < s->send_end[fi] - S->notsent ||
+	    g->off >= s->send_end[fi])
+		return -1;
+	memset(h, 0, sizeof *h);
+	h->seg = (int)gi;
+	h->send = fi;
+	h->last_send = send_of(s, g->off + g->len - 1);
+	h->small_seg = h->ack_seg = h->then_seg = -1;
+	h->at = *S;
+	h->wait_ns = g->t_ns - S->t_ns;
+	need = S->notsent < S->mss ? S->notsent : S->mss;
+	if (S->snd_wnd == 0)
+		h->cause = HOLD_ZERO_WINDOW;
+	else if ((uint64_t)S->in_flight_b + need > S->snd_wnd)
+		h->cause = HOLD_RWND;
+	else if (S->cwnd && S->in_flight >= S->cwnd)
+		h->cause = HOLD_CWND;
+	else if (s->cork && S->notsent < S->mss)
+		h->cause = HOLD_CORK;
+	else if (!s->nodelay && S->notsent < S->mss &&
+		 (h->small_seg = small_unacked(s, S->t_ns, S->mss)) >= 0)
+		h->cause = HOLD_NAGLE;
+	else
+		h->cause = HOLD_UNKNOWN;
+	/* What let it go: the uncork call, an ACK that arrived while it waited,
+	 * or the sender's FIN. */
+	if (h->cause == HOLD_CORK && s->t_uncork_ns && g->t_ns >= s->t_uncork_ns) {
+		h->release = REL_UNCORK;
+		h->after_rel_ns = g->t_ns - s->t_uncork_ns;
+	} else if ((h->ack_seg = last_ack(s, S->t_ns, g->t_ns)) >= 0) {
+		const struct lane_rec *a = &s->segs[h->ack_seg];
+		int prev = last_ack(s, S->t_ns, a->t_ns - 1);
+
+		h->release = REL_ACK;
+		h->after_rel_ns = g->t_ns - a->t_ns;
+		/* An earlier ACK that let nothing go: if the segment did not fit
+		 * in the window it offered, the receiver's window held it from
+		 * then on, whatever held it first. */
+		if (prev >= 0 && h->cause != HOLD_RWND && h->cause != HOLD_ZERO_WINDOW &&
+		    s->segs[prev].off + rwnd_of(s, &s->segs[prev]) < g->off + g->len)
+			h->then_seg = prev;
+	} else if ((g->flags & DEC_TCP_FIN) ||
+		   (s->t_shutdown_ns && g->t_ns >= s->t_shutdown_ns)) {
+		h->release = REL_CLOSE;
+		h->after_rel_ns = s->t_shutdown_ns ? g->t_ns - s->t_shutdown_ns : 0;
+	}
+	return 0;
+}
+
+/* A run time in milliseconds as a note shows it ("143.326"). */
+static json_t *ms_of(const struct sticky *s, int64_t ns)
+{
+	char b[32];
+
+	snprintf(b, sizeof b, "%.3f", (double)run_us(s, ns) / 1000.0);
+	return json_string(b);
+}
+
+/* The evidence of one hold as note parameters. */
+static json_t *hold_json(const struct sticky *s, const struct hold *h)
+{
+	json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:I}",
+			      "cause", hold_names[h->cause], "seg", h->seg, "send", h->send,
+			      "last_send", h->last_send, "t_ms", ms_of(s, h->at.t_ns), "held",
+			      (int)h->at.notsent, "mss", (int)h->at.mss, "cwnd", (int)h->at.cwnd,
+			      "in_flight", (int)h->at.in_flight, "in_flight_bytes",
+			      (int)h->at.in_flight_b, "snd_wnd", (int)h->at.snd_wnd, "release",
+			      release_names[h->release], "wait_us",
+			      (json_int_t)(h->wait_ns / 1000));
+
+	json_object_set_new(j, "seg_ms", ms_of(s, s->segs[h->seg].t_ns));
+	json_object_set_new(j, "seg_bytes", json_integer(s->segs[h->seg].len));
+	if (h->small_seg >= 0) {
+		const struct lane_rec *p = &s->segs[h->small_seg];
+
+		json_object_set_new(j, "small_seg", json_integer(h->small_seg));
+		json_object_set_new(j, "small_bytes", json_integer(p->len));
+		json_object_set_new(j, "small_end", json_integer((json_int_t)(p->off + p->len)));
+	}
+	if (h->ack_seg >= 0) {
+		const struct lane_rec *a = &s->segs[h->ack_seg];
+
+		json_object_set_new(j, "ack_seg", json_integer(h->ack_seg));
+		json_object_set_new(j, "ack", json_integer((json_int_t)a->off));
+		json_object_set_new(j, "ack_win", json_integer((json_int_t)rwnd_of(s, a)));
+		json_object_set_new(j, "ack_ms", ms_of(s, a->t_ns));
+	}
+	if (h->release != REL_NONE)
+		json_object_set_new(j, "after_us", json_integer((json_int_t)(h->after_rel_ns / 1000)));
+	if (h->then_seg >= 0) {
+		const struct lane_rec *a = &s->segs[h->then_seg];
+
+		json_object_set_new(j, "then_seg", json_integer(h->then_seg));
+		json_object_set_new(j, "then_ack", json_integer((json_int_t)a->off));
+		json_object_set_new(j, "then_win", json_integer((json_int_t)rwnd_of(s, a)));
+		json_object_set_new(j, "then_ms", ms_of(s, a->t_ns));
+	}
+	return j;
+}
+
+/* The note naming one cause, with the evidence of its first segment. The
+ * keys are literal so the translation check finds them. */
+static void cause_note(struct sticky *s, const struct hold *h, int n)
+{
+	struct ev_emitter *em = s->ctx->em;
+	json_t *p = hold_json(s, h);
+
+	json_object_set_new(p, "count", json_integer(n));
+	switch (h->cause) {
+	case HOLD_NAGLE:
+		ev_note(em, "sticky.cause.nagle", p, NULL);
+		break;
+	case HOLD_CORK:
+		ev_note(em, "sticky.cause.cork", p, NULL);
+		break;
+	case HOLD_CWND:
+		ev_note(em, "sticky.cause.cwnd", p, NULL);
+		break;
+	case HOLD_RWND:
+		ev_note(em, "sticky.cause.rwnd", p, NULL);
+		break;
+	case HOLD_ZERO_WINDOW:
+		ev_note(em, "sticky.cause.zero_window", p, NULL);
+		break;
+	default:
+		ev_note(em, "sticky.cause.undecided", p, NULL);
+		break;
+	}
+	p = hold_json(s, h);
+	switch (h->release) {
+	case REL_ACK:
+		ev_note(em, "sticky.release.ack", p, NULL);
+		break;
+	case REL_UNCORK:
+		ev_note(em, "sticky.release.uncork", p, NULL);
+		break;
+	case REL_CLOSE:
+		ev_note(em, "sticky.release.close", p, NULL);
+		break;
+	default:
+		ev_note(em, "sticky.release.none", p, NULL);
+		break;
+	}
+	if (h->then_seg >= 0)
+		ev_note(em, "sticky.release.then_window", hold_json(s, h), NULL);
+}
+
+/* Boundaries lost on the wire: every held segment gets a "hold" event with
+ * its evidence; each cause of a merged segment gets a note. */
+static void explain_wire(struct sticky *s)
+{
+	struct hold first[HOLD_N], h;
+	int *merged = s->merged;
+	size_t i;
+	int c;
+
+	for (i = 0; i < s->n_segs; i++) {
+		if (!is_data(&s->segs[i]) || explain_hold(s, i, &h) < 0)
+			continue;
+		s->causes[h.cause]++;
+		ev_emit(s->ctx->em, "hold", hold_json(s, &h));
+		if (h.last_send > h.send && !merged[h.cause]++)
+			first[h.cause] = h;
+	}
+	for (c = HOLD_NAGLE; c < HOLD_N; c++)
+		if (merged[c])
+			cause_note(s, &first[c], merged[c]);
+	if (s->n_seg_multi_send && !merged[HOLD_NAGLE] && !s->nodelay)
+		ev_note(s->ctx->em, "sticky.cause.not_nagle_wire", NULL, NULL);
+}
+
+/* Boundaries lost only in the receiver: the first glued recv() and the
+ * segments that carried its bytes, all sent one per send(). */
+static void explain_receiver(struct sticky *s)
+{
+	uint64_t a = s->first_glued_off, b = a + s->first_glued_len;
+	int64_t first = -1, last = -1;
+	size_t i;
+	int m0 = 0, nm;
+
+	if (s->first_glued_recv < 0)
+		return;
+	for (i = 0; i < s->n_segs; i++) {
+		const struct lane_rec *g = &s->segs[i];
+
+		if (!is_data(g) || g->off + g->len <= a || g->off >= b)
+			continue;
+		if (first < 0)
+			first = (int64_t)i;
+		last = (int64_t)i;
+	}
+	nm = msgs_in(s, a, b, &m0);
+	if (first < 0)
+		return;
+	ev_note(s->ctx->em, "sticky.evidence.receiver",
+		json_pack("{s:i, s:o, s:I, s:i, s:i, s:i, s:i, s:o, s:o}", "recv",
+			  s->first_glued_recv, "t_ms", ms_of(s, s->first_glued_t_ns), "bytes",
+			  (json_int_t)s->first_glued_len, "first_msg", m0, "last_msg", m0 + nm - 1,
+			  "first_seg", (int)first, "last_seg", (int)last, "first_ms",
+			  ms_of(s, s->segs[first].t_ns), "last_ms", ms_of(s, s->segs[last].t_ns)),
+		NULL);
+}
+
+/* What decided a data segment's size. */
+enum seg_size {
+	SZ_OPTIONS, /* the MSS less the timestamp option */
+	SZ_EXACT,   /* the MSS, no options */
+	SZ_HALF,    /* half the receiver's largest window so far */
+	SZ_EDGE,    /* ended at the receiver's window edge */
+	SZ_OTHER,   /* shorter, for a reason the evidence does not show */
+	SZ_TAIL,    /* ended where a send() ended: the bytes written so far */
+	SZ_N
+};
+
+/* Segment sizes against the MSS: the bytes options take from it, and
+ * segments cut short of it while more bytes were waiting. One note per kind,
+ * with its first segment as the example. */
+static void explain_sizes(struct sticky *s)
+{
+	int first[SZ_N], n[SZ_N] = {0}, k, c;
+	uint64_t maxwin = 0, win_at[SZ_N] = {0};
+	uint32_t limit;
+	size_t i;
+
+	if (!s->srv_mss_opt)
+		return;
+	limit = s->srv_mss_opt;
+	if (s->mss && (uint32_t)s->mss < limit)
+		limit = (uint32_t)s->mss;
+	for (i = 0; i < s->n_segs; i++) {
+		const struct lane_rec *g = &s->segs[i];
+		uint32_t opts = g->hdr_len > 20 ? g->hdr_len - 20u : 0;
+		int ai;
+
+		if (g->s2c && (g->flags & DEC_TCP_ACK) && rwnd_of(s, g) > maxwin)
+			maxwin = rwnd_of(s, g);
+		if (!is_data(g))
+			continue;
+		for (k = 0; k < s->n_send && s->send_end[k] != g->off + g->len; k++)
+			;
+		ai = last_ack(s, 0, g->t_ns);
+		if (g->ts && opts == 12 && g->len + opts == limit)
+			c = SZ_OPTIONS;
+		else if (!opts && g->len == limit)
+			c = SZ_EXACT;
+		else if (maxwin > 536 && g->len == maxwin / 2)
+			c = SZ_HALF;
+		else if (k < s->n_send)
+			c = SZ_TAIL;
+		else if (ai >= 0 && s->segs[ai].off + rwnd_of(s, &s->segs[ai]) == g->off + g->len)
+			c = SZ_EDGE;
+		else
+			c = SZ_OTHER;
+		if (!n[c]++) {
+			first[c] = (int)i;
+			win_at[c] = maxwin;
+		}
+	}
+	for (c = 0; c < SZ_TAIL; c++) {
+		const struct lane_rec *g;
+		int ai;
+		json_t *p;
+
+		if (!n[c])
+			continue;
+		g = &s->segs[first[c]];
+		p = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "seg", first[c],
+			      "segments", n[c], "payload", (int)g->len, "mss", (int)limit,
+			      "options", g->hdr_len > 20 ? g->hdr_len - 20 : 0, "header",
+			      (int)g->hdr_len, "syn_ack_mss", (int)s->srv_mss_opt, "maxseg", s->mss,
+			      "maxwin", (json_int_t)win_at[c]);
+		ai = last_ack(s, 0, g->t_ns);
+		if (ai >= 0) {
+			json_object_set_new(p, "ack_seg", json_integer(ai));
+			json_object_set_new(p, "ack", json_integer((json_int_t)s->segs[ai].off));
+			json_object_set_new(p, "win",
+					    json_integer((json_int_t)rwnd_of(s, &s->segs[ai])));
+			json_object_set_new(p, "edge", json_integer((json_int_t)(g->off + g->len)));
+		}
+		switch (c) {
+		case SZ_OPTIONS:
+			if (s->mss && (uint32_t)s->mss == limit)
+				ev_note(s->ctx->em, "sticky.mss.options_maxseg", p, NULL);
+			else
+				ev_note(s->ctx->em, "sticky.mss.options", p, NULL);
+			break;
+		case SZ_EXACT:
+			ev_note(s->ctx->em, "sticky.mss.exact", p, NULL);
+			break;
+		case SZ_HALF:
+			ev_note(s->ctx->em, "sticky.mss.cut_half_window", p, NULL);
+			break;
+		case SZ_EDGE:
+			ev_note(s->ctx->em, "sticky.mss.cut_window", p, NULL);
+			break;
+		default:
+			ev_note(s->ctx->em, "sticky.mss.cut_unknown", p, NULL);
+			break;
+		}
+	}
+}
+
+/* 1 when the capture saw everything: no frame dropped by the kernel, none
+ * left out for lack of room, every byte sent seen on the wire. Else a note
+ * says what is missing, and no verdict is drawn from the lanes. */
+static int capture_complete(struct sticky *s)
+{
+	struct cap_stats st;
+
+	memset(&st, 0, sizeof st);
+	if (s->cap)
+		cap_get_stats(s->cap, &st);
+	if (!st.kernel_drops && !s->segs_lost && s->seg_bytes >= s->send_bytes)
+		return 1;
+	ev_note(s->ctx->em, "sticky.verdict.incomplete",
+		json_pack("{s:I, s:I, s:I, s:I}", "drops", (json_int_t)st.kernel_drops, "lost",
+			  (json_int_t)s->segs_lost, "wire_bytes", (json_int_t)s->seg_bytes,
+			  "send_bytes", (json_int_t)s->send_bytes),
+		NULL);
+	return 0;
 }
 
 static void verdict(struct sticky *s)
@@ -694,6 +1290,10 @@ static void verdict(struct sticky *s)
 	np = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "messages", s->count, "sends",
 		       s->n_send, "segments", segs, "recvs", s->n_recv, "glued", s->n_recv_glued,
 		       "split", s->n_msgs_split, "coalesced", s->n_seg_multi_send);
+	if (!capture_complete(s)) {
+		json_decref(np);
+		return;
+	}
 	if (s->mode == MODE_UDP) {
 		if (s->n_recv == s->n_send)
 			ev_note(ctx->em, "sticky.udp.kept", np, NULL);
@@ -703,21 +1303,20 @@ static void verdict(struct sticky *s)
 	}
 	if (s->n_seg_multi_send > 0) {
 		ev_note(ctx->em, "sticky.verdict.wire", json_incref(np), NULL);
-		if (s->cork)
-			ev_note(ctx->em, "sticky.cause.cork", NULL, NULL);
-		else if (!s->nodelay)
-			ev_note(ctx->em, "sticky.cause.nagle", NULL, NULL);
-		else
-			ev_note(ctx->em, "sticky.cause.autocork", NULL, NULL);
-	} else if (s->n_recv_glued > 0) {
-		ev_note(ctx->em, "sticky.verdict.receiver", json_incref(np), NULL);
-		if (!s->nodelay)
-			ev_note(ctx->em, "sticky.cause.not_nagle", NULL, NULL);
+		explain_wire(s);
+	} else {
+		explain_wire(s); /* hold events only: no merged segment, no cause note */
+		if (s->n_recv_glued > 0) {
+			ev_note(ctx->em, "sticky.verdict.receiver", json_incref(np), NULL);
+			explain_receiver(s);
+			if (!s->nodelay)
+				ev_note(ctx->em, "sticky.cause.not_nagle", NULL, NULL);
+		}
 	}
 	if (segs > s->n_send)
 		ev_note(ctx->em, "sticky.verdict.segmented",
-			json_pack("{s:i, s:i, s:i}", "sends", s->n_send, "segments", segs, "mss",
-				  s->mss), NULL);
+			json_pack("{s:i, s:i}", "sends", s->n_send, "segments", segs), NULL);
+	explain_sizes(s);
 	if (s->n_msgs_split > 0)
 		ev_note(ctx->em, "sticky.verdict.split", json_incref(np), NULL);
 	if (!s->n_seg_multi_send && !s->n_recv_glued && !s->n_msgs_split)
@@ -758,6 +1357,19 @@ static void fill_summary(struct sticky *s)
 		json_object_set_new(j, "framed_messages", json_integer(s->framed_ok));
 		if (s->framed_err)
 			json_object_set_new(j, "framing_error", json_string(s->framed_errmsg));
+	}
+	if (s->mode != MODE_UDP) {
+		json_t *held = json_object(), *wire = json_object();
+		int c;
+
+		for (c = HOLD_NAGLE; c < HOLD_N; c++) {
+			if (s->causes[c])
+				json_object_set_new(held, hold_names[c], json_integer(s->causes[c]));
+			if (s->merged[c])
+				json_object_set_new(wire, hold_names[c], json_integer(s->merged[c]));
+		}
+		json_object_set_new(j, "held_segments", held);
+		json_object_set_new(j, "wire_causes", wire);
 	}
 	if (s->ctx->pcap_path)
 		json_object_set_new(j, "pcap", json_string(s->ctx->pcap_path));
@@ -1030,7 +1642,12 @@ static int sticky_run(struct lab_ctx *ctx)
 	s->segs = calloc(MAX_SEGS, sizeof *s->segs);
 	/* A send() may take part of a message: at most one call per MSS-ish piece. */
 	s->send_end = calloc(MAX_SENDS, sizeof *s->send_end);
-	stream = s->segs && s->send_end ? build_stream(s) : NULL;
+	s->snap_before = calloc(MAX_SENDS, sizeof *s->snap_before);
+	s->snap_after = calloc(MAX_SENDS, sizeof *s->snap_after);
+	s->cli_wscale = s->srv_wscale = -1;
+	s->first_glued_recv = -1;
+	stream = s->segs && s->send_end && s->snap_before && s->snap_after ? build_stream(s)
+									     : NULL;
 	if (!stream) {
 		rc = -ENOMEM;
 		ev_error(ctx->em, "internal", NULL, "out of memory");
@@ -1094,6 +1711,8 @@ out:
 	free(stream);
 	free(s->segs);
 	free(s->send_end);
+	free(s->snap_before);
+	free(s->snap_after);
 	free(s);
 	return rc == -ECANCELED ? 0 : rc;
 }
@@ -1266,6 +1885,37 @@ static int sticky_format(const struct lab_params *p, const json_t *ev, char *buf
 				json_string_value(json_object_get(ev, "header_hex")),
 				json_string_value(json_object_get(ev, "format")),
 				json_string_value(json_object_get(ev, "message")));
+	if (!strcmp(type, "hold")) {
+		const char *rel = json_string_value(json_object_get(ev, "release"));
+		char by[48];
+
+		if (rel && !strcmp(rel, "ack"))
+			snprintf(by, sizeof by, "ACK segment %lld",
+				 json_integer_value(json_object_get(ev, "ack_seg")));
+		else
+			snprintf(by, sizeof by, "%s", rel ? rel : "?");
+		return snprintf(buf, len, "%10s  held    segment %-3lld waited %lld us after send %lld: "
+				"%s (cwnd %lld, in flight %lld, not sent %lld, window %lld, mss %lld); "
+				"released by %s\n",
+				json_string_value(json_object_get(ev, "seg_ms")),
+				json_integer_value(json_object_get(ev, "seg")),
+				json_integer_value(json_object_get(ev, "wait_us")),
+				json_integer_value(json_object_get(ev, "send")),
+				json_string_value(json_object_get(ev, "cause")),
+				json_integer_value(json_object_get(ev, "cwnd")),
+				json_integer_value(json_object_get(ev, "in_flight")),
+				json_integer_value(json_object_get(ev, "held")),
+				json_integer_value(json_object_get(ev, "snd_wnd")),
+				json_integer_value(json_object_get(ev, "mss")), by);
+	}
+	if (!strcmp(type, "segment") && json_is_string(json_object_get(ev, "dir")) &&
+	    !strcmp(json_string_value(json_object_get(ev, "dir")), "s2c"))
+		return snprintf(buf, len, "%10.3f  wire    ack     %-3lld %-4s ack %-7lld win %lld\n",
+				(double)json_integer_value(json_object_get(ev, "t_wire_us")) / 1000.0,
+				json_integer_value(json_object_get(ev, "i")),
+				json_string_value(json_object_get(ev, "flags")),
+				json_integer_value(json_object_get(ev, "ack")),
+				json_integer_value(json_object_get(ev, "win")));
 	if (strcmp(type, "send") && strcmp(type, "segment") && strcmp(type, "recv"))
 		return -1;
 	msgs_text(json_object_get(ev, "msgs"), m, sizeof m);
