@@ -63,15 +63,114 @@ def notes(events):
     return [e["key"] for e in events if e["type"] == "note"]
 
 
+def note(events, key):
+    """The params of the one note with this key."""
+    found = [e for e in events if e["type"] == "note" and e["key"] == key]
+    eq(len(found), 1, f"one {key} note in {notes(events)}")
+    return found[0]["params"]
+
+
+def segs(events):
+    """Segment events by their index "i", which the evidence refers to."""
+    return {g["i"]: g for g in events if g["type"] == "segment"}
+
+
+def wire(events):
+    """The data segments' (offset, bytes), as the sender put them on the wire."""
+    return [(g["offset"], g["bytes"]) for g in events
+            if g["type"] == "segment" and g.get("dir") == "c2s" and g["bytes"] and not g["retransmit"]]
+
+
+def check_release_by_ack(ev, h):
+    """The hold h was released by a captured ACK from the receiver that came
+    after the sample and before the segment, and the segment named is data."""
+    g = segs(ev)
+    eq(h["release"], "ack", f"released by an ACK: {h}")
+    ack, seg = g[h["ack_seg"]], g[h["seg"]]
+    eq(ack["dir"], "s2c", "the releasing segment comes from the receiver")
+    check("." in ack["flags"], f"it is an ACK: {ack}")
+    check(ack["t_wire_us"] <= seg["t_wire_us"], "the ACK came before the segment left")
+    eq(seg["dir"], "c2s", "the held segment is the sender's")
+    check(seg["bytes"] > 0, "the held segment carries data")
+
+
+# The README's example: 2 x 5000 bytes at MSS 500 over a 5 ms wire.
+README = ["network=two-hosts", "c2s_delay_ms=5", "count=2", "size=5000", "mss=500", "bufsize=2048",
+          "recv_delay_ms=0"]
+
+
+@test
+def the_readme_example_is_the_congestion_window_not_nagle():
+    """All 10000 bytes are written before the first ACK can return (5 ms): ten
+    segments fill the initial congestion window, the rest wait for ACKs, and
+    send 1's first bytes join send 0's tail. Nagle plays no part: the wire is
+    the same with TCP_NODELAY."""
+    runs = {}
+    for nodelay in ("false", "true"):
+        ev, s = sticky(*README, f"nodelay={nodelay}")
+        runs[nodelay] = ev
+        eq(s["boundaries_lost"], "wire", f"nodelay={nodelay}: where boundaries were lost")
+        eq(s["wire_causes"], {"cwnd": 1}, f"nodelay={nodelay}: the merged segment's cause")
+        check("nagle" not in s["held_segments"], f"nodelay={nodelay}: nothing held by Nagle")
+        p = note(ev, "sticky.cause.cwnd")
+        eq(p["in_flight"], p["cwnd"], "the congestion window was full (TCP_INFO)")
+        eq((p["send"], p["last_send"]), (0, 1), "the merged segment carries send 0's tail and send 1")
+        eq(p["held"], 5000 - 10 * 488, "send 0's bytes beyond ten segments of 488 waited")
+        eq(p["in_flight_bytes"], 10 * 488, "ten segments in flight")
+        check(p["snd_wnd"] >= p["in_flight_bytes"] + p["held"], "the receiver's window was not the limit")
+        send0 = [e for e in ev if e["type"] == "send"][0]
+        eq(send0["tcp_info"]["after"]["notsent_bytes"], p["held"], "the send event carries the same sample")
+        check_release_by_ack(ev, p)
+        check("sticky.cause.nagle" not in notes(ev), notes(ev))
+        if nodelay == "false":
+            check("sticky.cause.not_nagle_wire" in notes(ev), "Nagle was on and is cleared")
+    eq(wire(runs["false"]), wire(runs["true"]), "the wire is byte for byte the same with nodelay")
+
+
 @test
 def nagle_coalesces_on_a_slow_wire():
+    """8 small sends at once over a 40 ms round trip: the first leaves, the
+    other seven wait for its ACK (Nagle) and leave together."""
     ev, s = sticky("count=8", "size=20", "recv_delay_ms=300", *SLOW)
     check(s["segments"] < s["sends"], f"{s['segments']} segments for {s['sends']} sends")
     check(s["coalesced_segments"] >= 1, "a segment carries several sends")
     eq(s["boundaries_lost"], "wire", "where boundaries were lost")
+    eq(list(s["wire_causes"]), ["nagle"], "the cause of the merged segments")
     check("sticky.verdict.wire" in notes(ev) and "sticky.cause.nagle" in notes(ev), notes(ev))
-    multi = [g for g in ev if g["type"] == "segment" and g.get("sends", [0, 0])[1] > g.get("sends", [0, 0])[0]]
+    g = segs(ev)
+    holds = [e for e in ev if e["type"] == "hold"]
+    check(holds, "held segments are named")
+    for h in holds:
+        eq(h["cause"], "nagle", f"held by Nagle: {h}")
+        small = g[h["small_seg"]]
+        check(0 < small["bytes"] < h["mss"], f"the unacknowledged segment is small: {small}")
+        check(h["held"] < h["mss"] and h["in_flight"] < h["cwnd"], f"no window was the limit: {h}")
+        check_release_by_ack(ev, h)
+        check(g[h["ack_seg"]]["ack"] >= small["offset"] + small["bytes"],
+              "the releasing ACK acknowledges the small segment")
+    p = note(ev, "sticky.cause.nagle")
+    check(p["last_send"] > p["send"], "the note's segment carries several sends")
+    multi = [x for x in ev if x["type"] == "segment" and x.get("sends", [0, 0])[1] > x.get("sends", [0, 0])[0]]
     check(multi and len(multi[0]["msgs"]) >= 2, "the merged segment names its messages")
+
+
+@test
+def nodelay_on_a_slow_wire_sends_every_write_alone():
+    ev, s = sticky("count=8", "size=20", "recv_delay_ms=300", "nodelay=true", *SLOW)
+    eq(wire(ev), [(20 * k, 20) for k in range(8)], "8 separate segments of 20 bytes")
+    eq(s["held_segments"], {}, "nothing held")
+    check(all(e["tcp_info"]["after"]["notsent_bytes"] == 0 for e in ev if e["type"] == "send"),
+          "TCP_INFO: nothing left unsent after any send()")
+    eq(s["boundaries_lost"], "receiver", "the one recv glued them")
+
+
+@test
+def cork_holds_small_writes_until_uncorked():
+    ev, s = sticky("count=5", "size=20", "cork=true", "recv_delay_ms=100")
+    eq(list(s["wire_causes"]), ["cork"], "the cause of the merged segments")
+    p = note(ev, "sticky.cause.cork")
+    eq(p["release"], "uncork", "released when the sender uncorked")
+    check("sticky.release.uncork" in notes(ev), notes(ev))
 
 
 @test
@@ -83,17 +182,44 @@ def nodelay_on_loopback_glues_only_in_the_receiver():
     eq(s["boundaries_lost"], "receiver", "where boundaries were lost")
     check("sticky.verdict.receiver" in notes(ev), notes(ev))
     check("sticky.cause.nagle" not in notes(ev), "Nagle is not blamed")
+    p = note(ev, "sticky.evidence.receiver")
+    g = segs(ev)
+    check(p["last_seg"] > p["first_seg"], "the glued recv's bytes came in several segments")
+    for i in range(p["first_seg"], p["last_seg"] + 1):
+        if i in g and g[i]["bytes"] and g[i].get("dir") == "c2s":
+            eq(g[i]["sends"][0], g[i]["sends"][1], f"segment {i} carries one send")
 
 
 @test
-def a_large_message_is_cut_at_the_mss():
+def a_large_message_is_cut_at_the_mss_less_its_options():
     ev, s = sticky("count=2", "size=5000", "mss=500", "nodelay=true", "bufsize=2048",
                    "recv_delay_ms=0", "network=two-hosts", "c2s_delay_ms=5")
-    data = [g for g in ev if g["type"] == "segment" and g["bytes"]]
-    check(all(g["bytes"] <= 500 for g in data), f"segment sizes {[g['bytes'] for g in data]}")
+    data = [g for g in ev if g["type"] == "segment" and g.get("dir") == "c2s" and g["bytes"]]
+    check(all(g["bytes"] <= 488 for g in data), f"segment sizes {[g['bytes'] for g in data]}")
     check(len(data) >= 20, f"{len(data)} segments for 10000 bytes at MSS 500")
     check(s["recvs"] > s["messages"] and s["split_messages"] >= 1, f"split: {s}")
     check("sticky.verdict.segmented" in notes(ev) and "sticky.verdict.split" in notes(ev), notes(ev))
+    p = note(ev, "sticky.mss.options_maxseg")
+    eq((p["payload"], p["mss"], p["options"], p["header"]), (488, 500, 12, 32), "488 = 500 - 12")
+    full = [g for g in data if g["bytes"] == 488]
+    eq(p["segments"], len(full), "segments of 488 bytes")
+    check(all(g["tcp_header"] == 32 for g in full), "each with a 32-byte TCP header")
+    send = [e for e in ev if e["type"] == "send"][0]
+    eq(send["tcp_info"]["after"]["mss"], 488, "TCP_INFO snd_mss")
+
+
+@test
+def on_loopback_the_window_cuts_segments():
+    """Loopback's MSS is about 64 KiB, but the first segment is cut to half
+    the receiver's first window (Linux's tcp_bound_to_half_wnd)."""
+    ev, s = sticky("count=3", "size=60000", "bufsize=65536", "recv_delay_ms=100")
+    p = note(ev, "sticky.mss.cut_half_window")
+    g = segs(ev)
+    synack = [x for x in ev if x["type"] == "segment" and x.get("dir") == "s2c" and "S" in x["flags"]][0]
+    eq(p["maxwin"], synack["win"], "the largest window then was the SYN-ACK's")
+    eq(p["payload"], synack["win"] // 2, "the segment is half that window")
+    eq(g[p["seg"]]["bytes"], p["payload"], "the segment named carries that many bytes")
+    check(p["payload"] < p["mss"], f"less than the MSS: {p}")
 
 
 @test
