@@ -1103,8 +1103,8 @@ static void cause_note(struct sticky *s, const struct hold *h, int n)
 		ev_note(em, "sticky.release.then_window", hold_json(s, h), NULL);
 }
 
-/* Boundaries lost on the wire: every held segment gets a "hold" event with
- * its evidence; each cause of a merged segment gets a note. */
+/* Boundaries lost on the wire: every held segment is reported in a "hold" event with
+ * its evidence; each cause of a merged segment in a note. */
 static void explain_wire(struct sticky *s)
 {
 	struct hold first[HOLD_N], h;
