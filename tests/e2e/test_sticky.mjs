@@ -96,6 +96,39 @@ test('a framed run shows each header in hex with the length it encodes', async (
 	await page.screenshot({ path: path.join(LOGS, 'e2e-sticky-framed.png'), fullPage: true });
 });
 
+test('the README example shows the congestion window as the cause, with the held segment and the ACK that released it', async () => {
+	await page.goto(`${srv.base}/#/lab/sticky`);
+	await page.locator('#p-network').waitFor({ timeout: WAIT });
+	await page.selectOption('#p-mode', 'stream');
+	await page.uncheck('#p-nodelay');
+	await page.fill('#p-gap_ms', '0');
+	await page.selectOption('#p-network', 'two-hosts');
+	await page.fill('#p-c2s_delay_ms', '5');
+	await page.fill('#p-count', '2');
+	await page.fill('#p-size', '5000');
+	await page.fill('#p-mss', '500');
+	await page.fill('#p-bufsize', '2048');
+	await page.fill('#p-recv_delay_ms', '0');
+	const { id, status } = await runAndWait();
+	assertEq(status, 'ok', 'run status');
+	const evs = await events(id);
+	const cause = evs.find((e) => e.type === 'note' && e.key === 'sticky.cause.cwnd');
+	assert(cause, 'the run names the congestion window');
+	const p = cause.params;
+	await page.locator('.stk-evidence .stk-cause').waitFor({ timeout: WAIT });
+	assertEq(await page.getAttribute('.stk-evidence .stk-cause', 'data-cause'), 'cwnd', 'the cause shown');
+	const info = await page.locator('.stk-tcpinfo').textContent();
+	assert(info.includes(`cwnd ${p.cwnd}`) && info.includes(`${p.held}`), `the TCP_INFO sample shown: ${info}`);
+	// The marks sit on the very bars the evidence names.
+	assertEq(await page.locator('.stk-lane-segment .stk-bar.stk-ev-held').getAttribute('data-i'), String(p.seg), 'the held segment');
+	assertEq(await page.locator('.stk-lane-ack .stk-bar.stk-ev-release').getAttribute('data-i'), String(p.ack_seg), 'the releasing ACK');
+	const holds = evs.filter((e) => e.type === 'hold').length;
+	assertEq(await page.locator('.stk-lane-segment .stk-bar.stk-held').count(), holds, 'every held segment outlined');
+	const acks = evs.filter((e) => e.type === 'segment' && e.dir === 's2c').length;
+	assertEq(await page.locator('.stk-lane-ack .stk-bar').count(), acks, 'one tick per captured ACK');
+	await page.screenshot({ path: path.join(LOGS, 'e2e-sticky-evidence.png'), fullPage: true });
+});
+
 test('no console errors, page errors or CSP violations', async () => {
 	assert(problems.length === 0, problems.join(' | '));
 });

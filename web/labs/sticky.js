@@ -8,6 +8,12 @@
 // (t_call_us for calls, t_wire_us for segments). Colours and positions are
 // CSS classes and CSSOM properties, never style attributes (strict CSP).
 // Framed runs add the header bytes in hex next to the values they encode.
+//
+// The receiver's ACKs ("segment" events with dir "s2c") have their own lane,
+// and the lab's evidence is drawn on the bars: every segment a "hold" event
+// names as held is outlined, and for the segment a cause note explains, the
+// unacknowledged small segment (Nagle) and the ACK that released it are
+// marked too, with the TCP_INFO sample beside them in the evidence card.
 
 import { h, replace, fmtMs } from '../dom.js';
 import { t } from '../i18n.js';
@@ -15,7 +21,7 @@ import { RunFrame, errorCallout, noteCallout } from './common.js';
 import { rawBlock } from './raw.js';
 
 const COLOURS = 12;
-const LANES = ['send', 'segment', 'recv'];
+const LANES = ['send', 'segment', 'ack', 'recv'];
 const MAX_BARS = 2000;
 
 function ensureStyles() {
@@ -47,7 +53,9 @@ class StickyView {
 		this.ctx = ctx;
 		this.frame = frame;
 		this.udp = false;
-		this.ev = { send: [], segment: [], recv: [] };
+		this.ev = { send: [], segment: [], ack: [], recv: [] };
+		this.held = new Set();
+		this.evidence = null;
 		this.messages = [];
 		this.lanes = {};
 		this.lists = {};
@@ -63,6 +71,8 @@ class StickyView {
 		this.axisEl = h('div', { class: 'stk-axis' });
 		this.countsEl = h('p', { class: 'stk-counts' });
 		this.notesEl = h('div', { class: 'stk-notes' });
+		this.evidenceEl = h('div', { class: 'stk-evidence' });
+		this.evidenceEl.hidden = true;
 		this.framesEl = h('div', { class: 'stk-frames' });
 		this.framesCard = h('section', { class: 'card stk-frames-card' }, h('h3', { text: t('sticky.messages') }), this.framesEl);
 		this.framesCard.hidden = true;
@@ -81,6 +91,7 @@ class StickyView {
 			h('p', { class: 'help', text: t('sticky.legend') }),
 			this.countsEl,
 			h('div', { class: 'stk-lanes' }, laneRows, this.axisEl),
+			this.evidenceEl,
 			this.notesEl));
 		root.appendChild(this.framesCard);
 		root.appendChild(this.byoCard);
@@ -90,11 +101,14 @@ class StickyView {
 
 	titles() {
 		const sfx = this.udp ? '_udp' : '';
-		const keys = { send: `sticky.lane.send${sfx}`, segment: `sticky.lane.wire${sfx}`, recv: `sticky.lane.recv${sfx}` };
+		const keys = { send: `sticky.lane.send${sfx}`, segment: `sticky.lane.wire${sfx}`, ack: 'sticky.lane.ack', recv: `sticky.lane.recv${sfx}` };
 		LANES.forEach((lane, i) => {
 			this.lanes[lane].title.textContent = t(keys[lane]);
 			this.listTitles[i].textContent = t(keys[lane]);
 		});
+		// UDP has no ACKs: its lane and list are hidden.
+		this.lanes.ack.row.hidden = this.udp;
+		this.listTitles[LANES.indexOf('ack')].parentNode.hidden = this.udp;
 	}
 
 	push(events) {
@@ -110,8 +124,14 @@ class StickyView {
 			switch (ev.type) {
 			case 'send':
 			case 'segment':
-			case 'recv':
-				if (this.ev[ev.type].length < MAX_BARS) this.ev[ev.type].push(ev);
+			case 'recv': {
+				const lane = ev.type === 'segment' && ev.dir === 's2c' ? 'ack' : ev.type;
+				if (this.ev[lane].length < MAX_BARS) this.ev[lane].push(ev);
+				changed = true;
+				break;
+			}
+			case 'hold':
+				this.held.add(ev.seg);
 				changed = true;
 				break;
 			case 'message':
@@ -143,6 +163,11 @@ class StickyView {
 				break;
 			case 'note':
 				this.notesEl.appendChild(noteCallout(ev));
+				if (!this.evidence && /^sticky\.cause\./.test(ev.key || '') && ev.params && Number.isInteger(ev.params.seg)) {
+					this.evidence = ev.params;
+					this.showEvidence();
+					changed = true;
+				}
 				break;
 			case 'error':
 				this.notesEl.appendChild(errorCallout(ev));
@@ -168,6 +193,35 @@ class StickyView {
 			h('span', { text: t('sticky.bytes', { bytes: ev.total_size }) }));
 	}
 
+	// The evidence card: the cause of the first merged segment, the TCP_INFO
+	// sample it rests on, and a key to the marks drawn on the lanes.
+	showEvidence() {
+		const p = this.evidence;
+		const marks = [h('span', { class: 'stk-key stk-ev-held', text: t('sticky.evidence.held', { seg: p.seg }) })];
+		if (Number.isInteger(p.small_seg)) marks.push(h('span', { class: 'stk-key stk-ev-small', text: t('sticky.evidence.small', { seg: p.small_seg }) }));
+		if (Number.isInteger(p.ack_seg)) marks.push(h('span', { class: 'stk-key stk-ev-release', text: t('sticky.evidence.release', { seg: p.ack_seg }) }));
+		replace(this.evidenceEl,
+			h('h4', {}, t('sticky.evidence.title'), ': ', h('strong', { class: 'stk-cause', dataset: { cause: String(p.cause || '') }, text: t(`sticky.cause.${p.cause}`) })),
+			h('p', { class: 'stk-tcpinfo', text: t('sticky.evidence.tcp_info', p) }),
+			h('p', { class: 'stk-keys' }, marks));
+		this.evidenceEl.hidden = false;
+	}
+
+	marks(ev) {
+		const out = [];
+		const p = this.evidence;
+		if (ev.dir === 's2c') {
+			if (p && ev.i === p.ack_seg) out.push('stk-ev-release');
+			if (p && ev.i === p.then_seg) out.push('stk-ev-then');
+			return out;
+		}
+		if (ev.type !== 'segment') return out;
+		if (this.held.has(ev.i)) out.push('stk-held');
+		if (p && ev.i === p.seg) out.push('stk-ev-held');
+		if (p && ev.i === p.small_seg) out.push('stk-ev-small');
+		return out;
+	}
+
 	bar(ev) {
 		const parts = (Array.isArray(ev.msgs) ? ev.msgs : []).map((m) => {
 			const p = h('span', { class: `stk-part stk-m${m.msg % COLOURS}`, dataset: { msg: String(m.msg) } });
@@ -178,8 +232,11 @@ class StickyView {
 		if (!parts.length) cls.push('stk-ctl');
 		if (ev.retransmit) cls.push('stk-retrans');
 		if (parts.length > 1) cls.push('stk-glued');
+		if (ev.dir === 's2c') cls.push('stk-ackbar');
+		cls.push(...this.marks(ev));
 		const tip = [`${ev.type} ${ev.i}`, fmtMs(timeOf(ev)), t('sticky.bytes', { bytes: ev.bytes })];
 		if (ev.flags) tip.push(ev.flags);
+		if (ev.dir === 's2c') tip.push(`ack ${ev.ack}`, `win ${ev.win}`);
 		if (parts.length) tip.push(msgText(ev.msgs));
 		return h('span', { class: cls.join(' '), attrs: { role: 'listitem', title: tip.join(' · ') }, dataset: { i: String(ev.i) } },
 			parts.length ? parts : h('span', { class: 'stk-flag', text: ev.flags || '' }));
@@ -210,9 +267,10 @@ class StickyView {
 			const data = lane === 'segment' ? this.ev[lane].filter((e) => e.bytes > 0 && !e.retransmit).length : this.ev[lane].length;
 			L.row.dataset.count = String(data);
 			L.count.textContent = ` · ${data}`;
-			replace(this.lists[lane], this.ev[lane].map((ev) => h('li', { class: ev.bytes ? '' : 'stk-ctl-item' },
+			// A segment's number is its "i", the index the lab's evidence uses.
+			replace(this.lists[lane], this.ev[lane].map((ev) => h('li', { class: [ev.bytes || ev.dir === 's2c' ? '' : 'stk-ctl-item', ...this.marks(ev)].join(' ').trim(), attrs: { value: Number.isInteger(ev.i) ? String(ev.i) : null }, dataset: { i: String(ev.i) } },
 				h('span', { class: 'stk-time', text: fmtMs(timeOf(ev)) }), ' ',
-				h('span', { text: t('sticky.bytes', { bytes: ev.bytes }) }), ev.flags ? ` ${ev.flags}` : '', ' ',
+				ev.dir === 's2c' ? h('span', { text: `ack ${ev.ack} · win ${ev.win}` }) : h('span', { text: t('sticky.bytes', { bytes: ev.bytes }) }), ev.flags ? ` ${ev.flags}` : '', ' ',
 				(Array.isArray(ev.msgs) ? ev.msgs : []).map((m) => h('span', { class: `stk-chip stk-m${m.msg % COLOURS}`, text: m.whole ? `#${m.msg}` : `#${m.msg}[${m.from}..${m.to})` })))));
 		}
 		replace(this.axisEl, h('span', { class: 'stk-axis-start', text: fmtMs(t0) }), h('span', { class: 'stk-axis-end', text: fmtMs(t0 + span) }));
