@@ -109,6 +109,7 @@ struct lane_rec {
 	int8_t wscale;    /* SYN: the window scale option, -1 when none */
 	uint8_t retrans;
 	uint8_t ts;       /* carries the timestamp option (RFC 7323) */
+	struct dec_csum csum_ip, csum_l4; /* the checksums' verdicts (decode.h) */
 };
 
 /*
@@ -368,6 +369,8 @@ static int on_frame(void *arg, const struct cap_frame *f)
 		return 0;
 	dec_packet_rx(f->data, f->caplen, f->len, f->link, f->csum_flags, d);
 	memset(&rec, 0, sizeof rec);
+	rec.csum_ip = d->ip4.csum;
+	rec.csum_l4 = dec_has(d, DEC_L_UDP) ? d->udp.csum : d->tcp.csum;
 	rec.wscale = -1;
 	rec.t_ns = f->t_mono_ns >= 0 ? f->t_mono_ns : mono_ns();
 	if (s->pcap)
@@ -859,6 +862,8 @@ static void emit_segments(struct sticky *s)
 				       dec_tcp_flags_short(g->flags, fl, sizeof fl), "bytes",
 				       (json_int_t)g->len, "retransmit", 0, "ack",
 				       (json_int_t)g->off, "win", (json_int_t)rwnd_of(s, g), "msgs");
+			json_object_set_new(ev, "checksums",
+					    dec_checksums_json(&g->csum_ip, &g->csum_l4, DEC_L_TCP));
 			ev_emit(s->ctx->em, "segment", ev);
 			continue;
 		}
@@ -1908,20 +1913,21 @@ static int sticky_format(const struct lab_params *p, const json_t *ev, char *buf
 				json_integer_value(json_object_get(ev, "snd_wnd")),
 				json_integer_value(json_object_get(ev, "mss")), by);
 	}
+	if (strcmp(type, "send") && strcmp(type, "segment") && strcmp(type, "recv"))
+		return -1;
+	dec_checksums_text(json_object_get(ev, "checksums"), ck, sizeof ck);
 	if (!strcmp(type, "segment") && json_is_string(json_object_get(ev, "dir")) &&
 	    !strcmp(json_string_value(json_object_get(ev, "dir")), "s2c"))
-		return snprintf(buf, len, "%10.3f  wire    ack     %-3lld %-4s ack %-7lld win %lld\n",
+		return snprintf(buf, len, "%10.3f  wire    ack     %-3lld %-4s ack %-7lld win %lld%s%s%s\n",
 				(double)json_integer_value(json_object_get(ev, "t_wire_us")) / 1000.0,
 				json_integer_value(json_object_get(ev, "i")),
 				json_string_value(json_object_get(ev, "flags")),
 				json_integer_value(json_object_get(ev, "ack")),
-				json_integer_value(json_object_get(ev, "win")));
-	if (strcmp(type, "send") && strcmp(type, "segment") && strcmp(type, "recv"))
-		return -1;
+				json_integer_value(json_object_get(ev, "win")), ck[0] ? "  [" : "", ck,
+				ck[0] ? "]" : "");
 	msgs_text(json_object_get(ev, "msgs"), m, sizeof m);
 	t = json_integer_value(json_object_get(ev, !strcmp(type, "segment") ? "t_wire_us"
 							    : "t_call_us"));
-	dec_checksums_text(json_object_get(ev, "checksums"), ck, sizeof ck);
 	if (!strcmp(type, "segment"))
 		return snprintf(buf, len, "%10.3f  wire    segment %-3lld %-4s %6lld bytes at %-7lld %s%s%s%s%s\n",
 				(double)t / 1000.0, json_integer_value(json_object_get(ev, "i")),
