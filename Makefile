@@ -20,8 +20,8 @@ NPM_DONE := $(NPM_DIR)/node_modules/.package-lock.json
 VENDOR   := build/vendor/vendor/uPlot.esm.js build/vendor/vendor/uPlot.min.css
 UNIT    := $(wildcard tests/unit/test_*.c)
 
-OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o
-ASAN_OBJ := $(LIB_SRC:%.c=build/asan/obj/%.o) build/asan/obj/assets.o
+OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o build/obj/own_shim.o
+ASAN_OBJ := $(LIB_SRC:%.c=build/asan/obj/%.o) build/asan/obj/assets.o build/obj/own_shim.o
 
 .PHONY: all run deps test-deps test asan unit lint bench image clean fuzz
 all: build/socklab
@@ -40,6 +40,16 @@ build/vendor/vendor/%: $(NPM_DONE)
 # The dashboard is compiled into the binary: one file serves a classroom offline.
 build/assets.c: build/tools/embed $(WEB) $(VENDOR)
 	build/tools/embed web $(WEB) --root build/vendor $(VENDOR) > $@.tmp && mv $@.tmp $@
+
+# The own lab's call-recording shim: a preloaded library (never sanitized: it
+# runs inside the student's Python), whose bytes are built into the binary.
+build/own/libsocklab-shim.so: labs/own/shim/shim.c labs/own/record.h
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) -O2 -g -fPIC -shared -fvisibility=hidden -D_GNU_SOURCE \
+	  -o $@ $< -lseccomp
+build/obj/own_shim.o: labs/own/shim/blob.S build/own/libsocklab-shim.so
+	@mkdir -p $(@D)
+	$(CC) -c -DSHIM_SO_PATH='"build/own/libsocklab-shim.so"' -o $@ $<
 
 build/obj/%.o: %.c $(wildcard labs/*.h labs/*/*.h server/*.h)
 	@mkdir -p $(@D)

@@ -8,6 +8,7 @@ extern const struct lab_desc lab_udp_ping;
 extern const struct lab_desc lab_sticky;
 extern const struct lab_desc lab_handshake;
 extern const struct lab_desc lab_layers;
+extern const struct lab_desc lab_own;
 
 /* Add a lab: define its descriptor in its own file and list it here. */
 const struct lab_desc *const lab_registry[] = {
@@ -16,6 +17,7 @@ const struct lab_desc *const lab_registry[] = {
 	&lab_sticky,
 	&lab_handshake,
 	&lab_layers,
+	&lab_own,
 	NULL,
 };
 

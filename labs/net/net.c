@@ -723,6 +723,11 @@ int net_enter(const struct net *n, enum net_side side)
 	return setns(n->ns_fd[side], CLONE_NEWNET) < 0 ? -errno : 0;
 }
 
+int net_ns_fd(const struct net *n, enum net_side side)
+{
+	return n ? n->ns_fd[side] : -1;
+}
+
 uint32_t net_addr(const struct net *n, enum net_side side)
 {
 	return n ? n->addr[side] : 0;

@@ -157,6 +157,10 @@ json_t *net_describe_loopback(void);
 /* Move the calling thread into side's namespace. 0 or -errno. */
 int net_enter(const struct net *n, enum net_side side);
 
+/* The fd that holds side's namespace (for a child to setns() into), or -1
+ * without a two-hosts network. Owned by n. */
+int net_ns_fd(const struct net *n, enum net_side side);
+
 /* side's IPv4 address (host byte order); 0 without two hosts. */
 uint32_t net_addr(const struct net *n, enum net_side side);
 

@@ -7,7 +7,7 @@ set -euo pipefail
 
 mode=${1:-build}
 build_pkgs=(gcc make pkg-config libc6-dev libmicrohttpd-dev libwebsockets-dev libjansson-dev
-	libpcap-dev libmnl-dev iproute2 procps)
+	libpcap-dev libmnl-dev iproute2 procps libseccomp-dev bubblewrap python3)
 test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl
 	podman runc catatonit debootstrap docker-compose python3-yaml clang libclang-rt-14-dev tshark)
 
@@ -62,8 +62,11 @@ if [ "$mode" = test ]; then
 	# The browser tests' playwright-core is pinned to a version Debian 12's own
 	# nodejs (18.20) runs; reinstall when what is installed is not the pin.
 	pin=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$here/tests/e2e/package.json")
-	have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
-		"$here/tests/e2e/node_modules/playwright-core/package.json" 2>/dev/null | head -1)
+	have=""
+	if [ -f "$here/tests/e2e/node_modules/playwright-core/package.json" ]; then
+		have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+			"$here/tests/e2e/node_modules/playwright-core/package.json" | head -1)
+	fi
 	if [ "$have" != "$pin" ]; then
 		echo "install-deps: npm ci in tests/e2e (playwright-core $pin)"
 		(cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)

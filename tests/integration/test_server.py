@@ -186,6 +186,10 @@ def bad_requests_are_answered_not_fatal():
          "parameter 'port' is assigned by the server"),
         ({"op": "run", "lab": "tcp-echo", "params": {"bind": "0.0.0.0"}}, "bad_param", "bind",
          "parameter 'bind' is assigned by the server"),
+        # The own lab reads the program files it is given: a browser may not
+        # name a file on the server.
+        ({"op": "run", "lab": "own", "params": {"server": "/etc/shadow"}}, "bad_param",
+         "server", "parameter 'server' is assigned by the server"),
         ({"op": "run", "lab": "tcp-echo", "params": [1]}, "bad_request", "params",
          "must be a JSON object"),
         ({"op": "run", "lab": 5}, "bad_request", "lab", "'lab' must be a string"),

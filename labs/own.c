@@ -1,0 +1,740 @@
+/* own.c: the "own" lab: a student's own Python server and/or client run sandboxed, every socket call traced. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lab.h"
+#include "net/frame.h"
+#include "net/net.h"
+#include "own/record.h"
+#include "own/spawn.h"
+#include "sock.h"
+
+/*
+ * The lab runs up to two programs (a server and a client, each a Python 3
+ * file) in their own sandboxes (own/spawn.h) inside the run's network: the
+ * server first, the client once the server has called listen() (or bind()
+ * for UDP), or has ended, or after server_wait_ms. Every socket call either
+ * program makes arrives as a record from the shim and becomes a `syscall`
+ * event in the same shape as a built-in lab's; each line a program prints is
+ * an `output` event; each program's end is a `program.exit` event. The run
+ * ends when the client ends (the server is then stopped, which a server
+ * looping forever needs) or, with only a server, when it ends or the time
+ * limit passes.
+ *
+ * What the lab explains comes from the records: a bind() that failed with
+ * EADDRINUSE, a connect() refused, a Python traceback on stderr.
+ */
+
+#define OWN_SRC_MAX (64 * 1024)
+#define OWN_OUT_MAX (64 * 1024) /* bytes of output kept per program */
+#define OWN_LINE_MAX 1000
+
+extern const struct lab_desc lab_own;
+
+static const struct lab_param_def params[] = {
+	/* Paths on the machine that runs the lab: only the CLI may name them (a
+	 * browser must never make the lab read a server-side file). */
+	{"server", LAB_P_STRING, "Server program",
+	 "A Python 3 file to run as the server (empty: none)", NULL, "", 0, 512, NULL,
+	 LAB_PF_SERVER},
+	{"client", LAB_P_STRING, "Client program",
+	 "A Python 3 file to run as the client (empty: none)", NULL, "", 0, 512, NULL,
+	 LAB_PF_SERVER},
+	{"time_limit_ms", LAB_P_INT, "Time limit",
+	 "How long the programs may run in all (wall clock)", "ms", "10000", 500, 60000, NULL, 0},
+	{"server_wait_ms", LAB_P_INT, "Server start wait",
+	 "The client starts when the server has called listen() or bind(), or after this long",
+	 "ms", "3000", 0, 10000, NULL, LAB_PF_ADVANCED},
+	{"cpu_s", LAB_P_INT, "CPU limit", "CPU seconds each program may use", "s", "5", 1, 30,
+	 NULL, LAB_PF_ADVANCED},
+	NET_PARAMS,
+};
+
+enum { P_SERVER = 0, P_CLIENT = 1 };
+static const char *const who_names[] = {[P_SERVER] = "server", [P_CLIENT] = "client"};
+static const char *const prog_names[] = {[P_SERVER] = "server.py", [P_CLIENT] = "client.py"};
+
+struct prog {
+	int present;
+	struct own_proc proc;
+	int started, ended, shim_ok, killed_by_lab;
+	uint32_t next_seq;
+	long long calls, bytes_out, bytes_in, bad_records, out_bytes;
+	int listened, status;
+	char line[2][OWN_LINE_MAX + 1]; /* partial output line per stream */
+	size_t line_len[2];
+	int eaddrinuse_noted, refused_noted, traceback_noted;
+};
+
+struct own_run {
+	struct lab_ctx *ctx;
+	struct prog p[2];
+	int64_t off_ns; /* run clock ns = CLOCK_MONOTONIC ns + off_ns */
+};
+
+static int check(const struct lab_params *p, const char **param, char *err, size_t errlen)
+{
+	if (!lab_str(p, "server")[0] && !lab_str(p, "client")[0]) {
+		*param = "server";
+		snprintf(err, errlen, "parameter 'server': give a server or a client program (or both)");
+		return -EINVAL;
+	}
+	return net_params_check(p, param, err, errlen);
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t run_us(const struct own_run *r, int64_t mono)
+{
+	return (mono + r->off_ns) / 1000;
+}
+
+/* ---- records to events ---- */
+
+static const char *const call_names[OWN_CALL_MAX] = {
+	[OWN_HELLO] = "hello",	       [OWN_SOCKET] = "socket",	    [OWN_BIND] = "bind",
+	[OWN_LISTEN] = "listen",       [OWN_ACCEPT] = "accept",	    [OWN_CONNECT] = "connect",
+	[OWN_SEND] = "send",	       [OWN_SENDTO] = "sendto",	    [OWN_SENDMSG] = "sendmsg",
+	[OWN_RECV] = "recv",	       [OWN_RECVFROM] = "recvfrom", [OWN_RECVMSG] = "recvmsg",
+	[OWN_READ] = "read",	       [OWN_WRITE] = "write",	    [OWN_SHUTDOWN] = "shutdown",
+	[OWN_CLOSE] = "close",	       [OWN_SETSOCKOPT] = "setsockopt",
+	[OWN_GETSOCKOPT] = "getsockopt", [OWN_POLL] = "poll",	    [OWN_SELECT] = "select",
+};
+
+struct name_val {
+	int v;
+	const char *name;
+};
+
+static const struct name_val domains[] = {
+	{AF_UNIX, "AF_UNIX"}, {AF_INET, "AF_INET"}, {AF_INET6, "AF_INET6"}, {0, NULL}};
+static const struct name_val types[] = {
+	{SOCK_STREAM, "SOCK_STREAM"}, {SOCK_DGRAM, "SOCK_DGRAM"}, {SOCK_RAW, "SOCK_RAW"}, {0, NULL}};
+static const struct name_val levels[] = {
+	{SOL_SOCKET, "SOL_SOCKET"}, {IPPROTO_TCP, "IPPROTO_TCP"}, {IPPROTO_IP, "IPPROTO_IP"}, {0, NULL}};
+static const struct name_val sol_names[] = {
+	{SO_REUSEADDR, "SO_REUSEADDR"}, {SO_REUSEPORT, "SO_REUSEPORT"}, {SO_KEEPALIVE, "SO_KEEPALIVE"},
+	{SO_RCVBUF, "SO_RCVBUF"}, {SO_SNDBUF, "SO_SNDBUF"}, {SO_LINGER, "SO_LINGER"},
+	{SO_BROADCAST, "SO_BROADCAST"}, {SO_ERROR, "SO_ERROR"}, {SO_TYPE, "SO_TYPE"},
+	{SO_RCVTIMEO, "SO_RCVTIMEO"}, {SO_SNDTIMEO, "SO_SNDTIMEO"}, {0, NULL}};
+static const struct name_val tcp_names[] = {
+	{TCP_NODELAY, "TCP_NODELAY"}, {TCP_CORK, "TCP_CORK"}, {TCP_MAXSEG, "TCP_MAXSEG"},
+	{TCP_QUICKACK, "TCP_QUICKACK"}, {0, NULL}};
+static const struct name_val hows[] = {
+	{SHUT_RD, "SHUT_RD"}, {SHUT_WR, "SHUT_WR"}, {SHUT_RDWR, "SHUT_RDWR"}, {0, NULL}};
+
+/* The name of v, or its number as a JSON integer when the table lacks it. */
+static json_t *named(const struct name_val *t, int v)
+{
+	for (; t->name; t++)
+		if (t->v == v)
+			return json_string(t->name);
+	return json_integer(v);
+}
+
+static json_t *rec_addr_json(const struct own_rec *rec)
+{
+	struct sockaddr_storage ss;
+
+	if (rec->addr_len < sizeof(sa_family_t))
+		return NULL;
+	memset(&ss, 0, sizeof ss);
+	memcpy(&ss, rec->addr, rec->addr_len);
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+		return NULL;
+	return lsock_addr_json((struct sockaddr *)&ss);
+}
+
+static json_t *rec_args(const struct own_rec *rec)
+{
+	json_t *a, *addr = rec_addr_json(rec);
+
+	/* bind() and connect(): the address is the argument, as in sock.c. */
+	if ((rec->call == OWN_BIND || rec->call == OWN_CONNECT) && addr)
+		return addr;
+	a = json_object();
+
+	switch (rec->call) {
+	case OWN_SOCKET:
+		json_object_set_new(a, "domain", named(domains, rec->a[0]));
+		json_object_set_new(a, "type", named(types, rec->a[1] & 0xf));
+		break;
+	case OWN_LISTEN:
+		json_object_set_new(a, "backlog", json_integer(rec->a[0]));
+		break;
+	case OWN_SETSOCKOPT:
+	case OWN_GETSOCKOPT:
+		json_object_set_new(a, "level", named(levels, rec->a[0]));
+		json_object_set_new(a, "name", named(rec->a[0] == IPPROTO_TCP ? tcp_names : sol_names,
+						     rec->a[1]));
+		json_object_set_new(a, "value", json_integer(rec->a[2]));
+		break;
+	case OWN_SHUTDOWN:
+		json_object_set_new(a, "how", named(hows, rec->a[0]));
+		break;
+	case OWN_SEND:
+	case OWN_SENDTO:
+	case OWN_SENDMSG:
+	case OWN_RECV:
+	case OWN_RECVFROM:
+	case OWN_RECVMSG:
+	case OWN_READ:
+	case OWN_WRITE:
+		json_object_set_new(a, "len", json_integer((json_int_t)rec->len));
+		if (rec->a[0])
+			json_object_set_new(a, "flags", json_integer(rec->a[0]));
+		break;
+	case OWN_POLL:
+	case OWN_SELECT:
+		json_object_set_new(a, "nfds", json_integer(rec->a[0]));
+		json_object_set_new(a, "timeout_ms", json_integer(rec->a[1]));
+		break;
+	default:
+		break;
+	}
+	if (addr && rec->call != OWN_ACCEPT) /* accept's peer is the event's own field */
+		json_object_set_new(a,
+				    rec->call == OWN_SENDTO || rec->call == OWN_SENDMSG ? "to"
+				    : rec->call == OWN_RECVFROM || rec->call == OWN_RECVMSG ? "from"
+											     : "addr",
+				    addr);
+	else
+		json_decref(addr);
+	return a;
+}
+
+static int moves_data(int call)
+{
+	return call == OWN_SEND || call == OWN_SENDTO || call == OWN_SENDMSG || call == OWN_WRITE ||
+	       call == OWN_RECV || call == OWN_RECVFROM || call == OWN_RECVMSG || call == OWN_READ;
+}
+
+static int sends(int call)
+{
+	return call == OWN_SEND || call == OWN_SENDTO || call == OWN_SENDMSG || call == OWN_WRITE;
+}
+
+/* Explanations that one call's record decides. */
+static void explain_call(struct own_run *r, int who, const struct own_rec *rec)
+{
+	struct prog *pg = &r->p[who];
+	struct lab_ctx *ctx = r->ctx;
+
+	if (rec->call == OWN_BIND && rec->ret < 0 && rec->err == EADDRINUSE &&
+	    !pg->eaddrinuse_noted) {
+		pg->eaddrinuse_noted = 1;
+		ev_note(ctx->em, "own.eaddrinuse", json_pack("{s:s}", "who", who_names[who]), NULL);
+	}
+	if (rec->call == OWN_CONNECT && rec->ret < 0 && rec->err == ECONNREFUSED &&
+	    !pg->refused_noted) {
+		pg->refused_noted = 1;
+		ev_note(ctx->em, "own.refused", json_pack("{s:s}", "who", who_names[who]), NULL);
+	}
+}
+
+static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
+{
+	struct prog *pg = &r->p[who];
+	json_t *f;
+	int64_t t0 = run_us(r, rec->t0_ns), t1 = run_us(r, rec->t1_ns);
+
+	if (rec->call == OWN_HELLO) {
+		pg->shim_ok = 1;
+		ev_emit(r->ctx->em, "program.start",
+			json_pack("{s:s, s:s, s:I}", "who", who_names[who], "file", prog_names[who],
+				  "t_call_us", (json_int_t)t0));
+		return;
+	}
+	pg->calls++;
+	f = json_pack("{s:s, s:i, s:s, s:i, s:o, s:I, s:I, s:I, s:s}", "who", who_names[who], "conn",
+		      0, "call", call_names[rec->call], "fd", rec->fd, "args", rec_args(rec), "ret",
+		      (json_int_t)(rec->ret < 0 ? -rec->err : rec->ret), "t_call_us",
+		      (json_int_t)t0, "blocked_us", (json_int_t)(t1 - t0), "source", "shim");
+	if (!f)
+		return;
+	if (rec->call == OWN_ACCEPT && rec->ret >= 0) {
+		json_t *peer = rec_addr_json(rec);
+		if (peer)
+			json_object_set_new(f, "peer", peer);
+	}
+	if (rec->ret < 0 && rec->err > 0) {
+		json_object_set_new(f, "errno", json_integer(rec->err));
+		json_object_set_new(f, "errno_name", json_string(lsock_errno_name(rec->err)));
+		json_object_set_new(f, "error", json_string(strerror(rec->err)));
+	}
+	if (moves_data(rec->call) && rec->ret >= 0) {
+		json_object_set_new(f, "bytes", json_integer((json_int_t)rec->ret));
+		if (rec->data_len)
+			json_object_set_new(f, "data", lsock_preview(rec->data, rec->data_len,
+								     OWN_REC_DATA));
+		if (rec->ret > (int64_t)rec->data_len)
+			json_object_set_new(f, "data_truncated", json_true());
+		if (sends(rec->call))
+			pg->bytes_out += rec->ret;
+		else
+			pg->bytes_in += rec->ret;
+		if (rec->call == OWN_RECV || rec->call == OWN_RECVFROM || rec->call == OWN_READ ||
+		    rec->call == OWN_RECVMSG) {
+			if (rec->ret == 0)
+				json_object_set_new(f, "eof", json_true());
+		}
+	}
+	if ((rec->call == OWN_LISTEN && rec->ret == 0) ||
+	    (rec->call == OWN_BIND && rec->ret == 0 && who == P_SERVER))
+		pg->listened = 1;
+	ev_emit(r->ctx->em, "syscall", f);
+	explain_call(r, who, rec);
+}
+
+/* Read every record queued on a program's record socket. A message that is
+ * not one whole record with the magic, or out of sequence, is tampering (or
+ * a broken shim): counted, reported once, never turned into an event. */
+static void drain_records(struct own_run *r, int who)
+{
+	struct prog *pg = &r->p[who];
+	struct own_rec rec;
+
+	for (;;) {
+		ssize_t n = recv(pg->proc.rec_fd, &rec, sizeof rec, MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		if (n != (ssize_t)sizeof rec || rec.magic != OWN_REC_MAGIC ||
+		    rec.seq != pg->next_seq + 1 || rec.call == 0 || rec.call >= OWN_CALL_MAX ||
+		    (rec.call == OWN_HELLO) != (rec.seq == 1) || rec.data_len > OWN_REC_DATA ||
+		    rec.addr_len > OWN_REC_ADDR) {
+			if (pg->bad_records++ == 0)
+				ev_note(r->ctx->em, "own.tampered",
+					json_pack("{s:s, s:I}", "who", who_names[who], "after",
+						  (json_int_t)pg->next_seq),
+					NULL);
+			continue;
+		}
+		pg->next_seq = rec.seq;
+		emit_record(r, who, &rec);
+	}
+}
+
+/* ---- output ---- */
+
+static void emit_line(struct own_run *r, int who, int stream, const char *text, size_t len,
+		      int cut)
+{
+	json_t *f = json_pack("{s:s, s:s, s:s%}", "who", who_names[who], "stream",
+			      stream ? "stderr" : "stdout", "text", text, len);
+
+	if (!f)
+		return;
+	if (cut)
+		json_object_set_new(f, "cut", json_true());
+	if (stream && !r->p[who].traceback_noted &&
+	    (strstr(json_string_value(json_object_get(f, "text")), "Traceback (most recent") ||
+	     strstr(json_string_value(json_object_get(f, "text")), "SyntaxError"))) {
+		r->p[who].traceback_noted = 1;
+		json_object_set_new(f, "traceback", json_true());
+	}
+	ev_emit(r->ctx->em, "output", f);
+}
+
+/* Read what a program printed; whole lines become events. Returns 0 at EOF. */
+static int drain_output(struct own_run *r, int who, int stream)
+{
+	struct prog *pg = &r->p[who];
+	int fd = stream ? pg->proc.err_fd : pg->proc.out_fd;
+	char buf[4096];
+	ssize_t n = read(fd, buf, sizeof buf);
+	ssize_t i;
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 1;
+	if (n <= 0) {
+		if (pg->line_len[stream])
+			emit_line(r, who, stream, pg->line[stream], pg->line_len[stream], 0);
+		pg->line_len[stream] = 0;
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		char c = buf[i];
+		if (pg->out_bytes >= OWN_OUT_MAX) {
+			if (pg->out_bytes++ == OWN_OUT_MAX)
+				ev_note(r->ctx->em, "own.output_capped",
+					json_pack("{s:s, s:i}", "who", who_names[who], "max",
+						  OWN_OUT_MAX),
+					NULL);
+			continue;
+		}
+		pg->out_bytes++;
+		if (c == '\n') {
+			emit_line(r, who, stream, pg->line[stream], pg->line_len[stream], 0);
+			pg->line_len[stream] = 0;
+			continue;
+		}
+		pg->line[stream][pg->line_len[stream]++] = c;
+		if (pg->line_len[stream] == OWN_LINE_MAX) {
+			emit_line(r, who, stream, pg->line[stream], pg->line_len[stream], 1);
+			pg->line_len[stream] = 0;
+		}
+	}
+	return 1;
+}
+
+/* ---- the programs ---- */
+
+static int open_source(struct own_run *r, int who, char *err, size_t errlen)
+{
+	const char *path = lab_str(r->ctx->p, who_names[who]);
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "parameter '%s': cannot open %s: %s", who_names[who], path,
+			 strerror(errno));
+		return -EINVAL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > OWN_SRC_MAX) {
+		snprintf(err, errlen, "parameter '%s': %s must be a regular file of at most %d bytes",
+			 who_names[who], path, OWN_SRC_MAX);
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
+extern const unsigned char own_shim_so[];
+extern const unsigned char own_shim_so_end[];
+
+/* Start one program. bwrap reads the shim and hosts files from the current
+ * offset of their fds, so each program is given fresh ones. */
+static int start_prog(struct own_run *r, int who, const char *srv_ip, char *err, size_t errlen)
+{
+	struct lab_ctx *ctx = r->ctx;
+	char host_env[64], hosts[160];
+	const char *env[] = {host_env, NULL};
+	struct own_spawn s;
+	int src, rc, shim_fd, hosts_fd;
+
+	snprintf(hosts, sizeof hosts, "127.0.0.1 localhost\n%s server\n", srv_ip);
+	src = open_source(r, who, err, errlen);
+	if (src < 0)
+		return src;
+	shim_fd = own_memfd("socklab-shim", own_shim_so, (size_t)(own_shim_so_end - own_shim_so));
+	hosts_fd = own_memfd("socklab-hosts", hosts, strlen(hosts));
+	if (shim_fd < 0 || hosts_fd < 0) {
+		snprintf(err, errlen, "could not prepare the sandbox's files");
+		rc = -EIO;
+		goto out;
+	}
+	snprintf(host_env, sizeof host_env, "SERVER_HOST=%s", srv_ip);
+	memset(&s, 0, sizeof s);
+	s.bwrap = "/usr/bin/bwrap";
+	s.python = "/usr/bin/python3";
+	s.src_fd = src;
+	s.name = prog_names[who];
+	s.shim_fd = shim_fd;
+	s.hosts_fd = hosts_fd;
+	s.netns_fd = ctx->net ? net_ns_fd(ctx->net, who == P_SERVER ? NET_SERVER : NET_CLIENT) : -1;
+	s.cpu_s = (int)lab_int(ctx->p, "cpu_s");
+	s.env = env;
+	rc = own_spawn_start(&s, &r->p[who].proc, err, errlen);
+	if (rc == 0)
+		r->p[who].started = 1;
+out:
+	close(src);
+	if (shim_fd >= 0)
+		close(shim_fd);
+	if (hosts_fd >= 0)
+		close(hosts_fd);
+	return rc;
+}
+
+/* A program ended: its exit event, with what its status means. */
+static void prog_ended(struct own_run *r, int who)
+{
+	struct prog *pg = &r->p[who];
+	int status;
+	json_t *f;
+
+	drain_records(r, who);
+	while (drain_output(r, who, 0) > 0)
+		;
+	while (drain_output(r, who, 1) > 0)
+		;
+	status = own_proc_close(&pg->proc);
+	pg->ended = 1;
+	pg->status = status;
+	f = json_pack("{s:s}", "who", who_names[who]);
+	if (WIFEXITED(status) && WEXITSTATUS(status) > 128 && WEXITSTATUS(status) < 128 + 65 &&
+	    sigabbrev_np(WEXITSTATUS(status) - 128)) {
+		/* bwrap reports a program killed by signal N as exit code 128 + N. */
+		json_object_set_new(f, "code", json_integer(WEXITSTATUS(status)));
+		json_object_set_new(f, "signal", json_string(sigabbrev_np(WEXITSTATUS(status) - 128)));
+		json_object_set_new(f, "how", json_string(pg->killed_by_lab ? "stopped" : "killed"));
+	} else if (WIFEXITED(status)) {
+		json_object_set_new(f, "code", json_integer(WEXITSTATUS(status)));
+		json_object_set_new(f, "how", json_string("exited"));
+	} else if (WIFSIGNALED(status)) {
+		json_object_set_new(f, "signal", json_string(sigabbrev_np(WTERMSIG(status))
+								 ? sigabbrev_np(WTERMSIG(status))
+								 : "?"));
+		json_object_set_new(f, "how", json_string(pg->killed_by_lab ? "stopped" : "killed"));
+	}
+	json_object_set_new(f, "calls", json_integer(pg->calls));
+	json_object_set_new(f, "bytes_sent", json_integer(pg->bytes_out));
+	json_object_set_new(f, "bytes_received", json_integer(pg->bytes_in));
+	ev_emit(r->ctx->em, "program.exit", f);
+	if (!pg->shim_ok && !pg->killed_by_lab)
+		ev_note(r->ctx->em, "own.no_shim", json_pack("{s:s}", "who", who_names[who]), NULL);
+	else if (pg->killed_by_lab && who == P_SERVER)
+		ev_note(r->ctx->em, "own.server_stopped", NULL, NULL);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 125 && !pg->shim_ok)
+		ev_note(r->ctx->em, "own.no_shim", json_pack("{s:s}", "who", who_names[who]), NULL);
+}
+
+static void stop_prog(struct own_run *r, int who)
+{
+	struct prog *pg = &r->p[who];
+
+	if (!pg->started || pg->ended)
+		return;
+	pg->killed_by_lab = 1;
+	kill(pg->proc.pid, SIGKILL);
+	prog_ended(r, who);
+}
+
+/* One turn of the loop: wait for anything from the running programs, at
+ * most timeout_ms. Returns -ECANCELED when the run is cancelled. */
+static int pump(struct own_run *r, int timeout_ms)
+{
+	struct pollfd pfd[9];
+	int map[9][2], n = 0, who, i, rc;
+
+	for (who = 0; who < 2; who++) {
+		struct prog *pg = &r->p[who];
+		if (!pg->started || pg->ended)
+			continue;
+		pfd[n] = (struct pollfd){.fd = pg->proc.rec_fd, .events = POLLIN};
+		map[n][0] = who, map[n++][1] = 0;
+		if (pg->proc.out_fd >= 0) {
+			pfd[n] = (struct pollfd){.fd = pg->proc.out_fd, .events = POLLIN};
+			map[n][0] = who, map[n++][1] = 1;
+		}
+		if (pg->proc.err_fd >= 0) {
+			pfd[n] = (struct pollfd){.fd = pg->proc.err_fd, .events = POLLIN};
+			map[n][0] = who, map[n++][1] = 2;
+		}
+		pfd[n] = (struct pollfd){.fd = pg->proc.pidfd, .events = POLLIN};
+		map[n][0] = who, map[n++][1] = 3;
+	}
+	pfd[n] = (struct pollfd){.fd = r->ctx->cancel_fd, .events = POLLIN};
+	map[n][0] = -1, map[n++][1] = -1;
+	rc = poll(pfd, (nfds_t)n, timeout_ms);
+	if (rc < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (lab_cancelled(r->ctx))
+		return -ECANCELED;
+	/* Records and output first, the exit last, so nothing is lost. */
+	for (i = 0; i < n; i++) {
+		struct prog *pg;
+		if (map[i][0] < 0 || !pfd[i].revents || map[i][1] == 3)
+			continue;
+		pg = &r->p[map[i][0]];
+		if (map[i][1] == 0)
+			drain_records(r, map[i][0]);
+		else if (drain_output(r, map[i][0], map[i][1] - 1) == 0) {
+			int *fd = map[i][1] == 1 ? &pg->proc.out_fd : &pg->proc.err_fd;
+			close(*fd);
+			*fd = -1;
+		}
+	}
+	for (i = 0; i < n; i++)
+		if (map[i][0] >= 0 && map[i][1] == 3 && pfd[i].revents &&
+		    !r->p[map[i][0]].ended)
+			prog_ended(r, map[i][0]);
+	return 0;
+}
+
+static int64_t left_ms(int64_t until_ns)
+{
+	int64_t l = (until_ns - mono_ns()) / 1000000;
+
+	return l < 0 ? 0 : l > INT_MAX ? INT_MAX : l;
+}
+
+static int missing_tools(char *err, size_t errlen)
+{
+	if (access("/usr/bin/bwrap", X_OK) != 0) {
+		snprintf(err, errlen,
+			 "the own lab runs programs in bubblewrap, which is not installed "
+			 "(apt-get install bubblewrap)");
+		return 1;
+	}
+	if (access("/usr/bin/python3", X_OK) != 0) {
+		snprintf(err, errlen,
+			 "the own lab runs Python 3 programs: /usr/bin/python3 is not installed "
+			 "(apt-get install python3)");
+		return 1;
+	}
+	return 0;
+}
+
+static int run(struct lab_ctx *ctx)
+{
+	struct own_run r;
+	char err[512] = "", srv_ip[16] = "127.0.0.1";
+	int rc = 0, who;
+	int64_t until, server_until;
+	json_t *progs;
+
+	memset(&r, 0, sizeof r);
+	r.ctx = ctx;
+	r.off_ns = ev_now_us(ctx->em) * 1000 - mono_ns();
+	r.p[P_SERVER].present = lab_str(ctx->p, "server")[0] != 0;
+	r.p[P_CLIENT].present = lab_str(ctx->p, "client")[0] != 0;
+	for (who = 0; who < 2; who++)
+		r.p[who].proc.pid = -1, r.p[who].proc.pidfd = r.p[who].proc.rec_fd =
+					    r.p[who].proc.out_fd = r.p[who].proc.err_fd = -1;
+	if (missing_tools(err, sizeof err)) {
+		ev_error(ctx->em, "missing_tool", NULL, err);
+		return -ENOENT;
+	}
+	if (ctx->net)
+		frame_ip_str(net_addr(ctx->net, NET_SERVER), srv_ip);
+	ev_note(ctx->em, "own.sandbox", json_pack("{s:s}", "server_host", srv_ip), NULL);
+
+	until = mono_ns() + lab_int(ctx->p, "time_limit_ms") * 1000000;
+	if (r.p[P_SERVER].present) {
+		rc = start_prog(&r, P_SERVER, srv_ip, err, sizeof err);
+		if (rc < 0) {
+			ev_error(ctx->em, "sandbox_failed", "server", err);
+			goto out;
+		}
+		/* The client starts once the server listens (or has bound a UDP
+		 * socket), has ended, or after server_wait_ms. */
+		server_until = mono_ns() + lab_int(ctx->p, "server_wait_ms") * 1000000;
+		while (r.p[P_CLIENT].present && !r.p[P_SERVER].listened && !r.p[P_SERVER].ended &&
+		       left_ms(server_until) > 0 && left_ms(until) > 0) {
+			rc = pump(&r, (int)(left_ms(server_until) < left_ms(until)
+						    ? left_ms(server_until)
+						    : left_ms(until)));
+			if (rc < 0)
+				goto out;
+		}
+	}
+	if (r.p[P_CLIENT].present) {
+		rc = start_prog(&r, P_CLIENT, srv_ip, err, sizeof err);
+		if (rc < 0) {
+			ev_error(ctx->em, "sandbox_failed", "client", err);
+			goto out;
+		}
+	}
+	/* Until the client ends (or, with no client, the server), or time is up. */
+	who = r.p[P_CLIENT].present ? P_CLIENT : P_SERVER;
+	while (!r.p[who].ended && left_ms(until) > 0) {
+		rc = pump(&r, (int)left_ms(until));
+		if (rc < 0)
+			goto out;
+	}
+	if (!r.p[who].ended) {
+		ev_note(ctx->em, "own.time_limit",
+			json_pack("{s:I}", "ms", (json_int_t)lab_int(ctx->p, "time_limit_ms")), NULL);
+	} else if (who == P_CLIENT && r.p[P_SERVER].started && !r.p[P_SERVER].ended) {
+		/* Give a server that ends by itself a moment to do so. */
+		int64_t grace = mono_ns() + 300 * 1000000LL;
+		while (!r.p[P_SERVER].ended && left_ms(grace) > 0)
+			if (pump(&r, (int)left_ms(grace)) < 0)
+				break;
+	}
+	rc = 0;
+out:
+	for (who = 0; who < 2; who++)
+		stop_prog(&r, who);
+	progs = json_object();
+	for (who = 0; who < 2; who++) {
+		struct prog *pg = &r.p[who];
+		if (!pg->present)
+			continue;
+		json_object_set_new(
+			progs, who_names[who],
+			json_pack("{s:b, s:I, s:I, s:I, s:I, s:b}", "traced", pg->shim_ok, "calls",
+				  (json_int_t)pg->calls, "bytes_sent", (json_int_t)pg->bytes_out,
+				  "bytes_received", (json_int_t)pg->bytes_in, "bad_records",
+				  (json_int_t)pg->bad_records, "stopped_by_lab", pg->killed_by_lab));
+		if (pg->ended && WIFEXITED(pg->status))
+			json_object_set_new(json_object_get(progs, who_names[who]), "exit_code",
+					    json_integer(WEXITSTATUS(pg->status)));
+	}
+	json_object_set_new(ctx->summary, "programs", progs);
+	json_object_set_new(ctx->summary, "server_host", json_string(srv_ip));
+	if (rc == -ECANCELED)
+		return 0; /* the front end reports the cancel */
+	return rc;
+}
+
+/* The CLI's readable lines: what a program printed, its start and its end. */
+static int own_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)
+{
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	const char *who = json_string_value(json_object_get(ev, "who"));
+	double t = (double)json_integer_value(json_object_get(ev, "t_us")) / 1000.0;
+
+	if (!type || !who)
+		return -1;
+	if (!strcmp(type, "output"))
+		return snprintf(buf, len, "%10.3f  %-9s  %s| %s\n", t, who,
+				strcmp(json_string_value(json_object_get(ev, "stream")), "stderr")
+					? ""
+					: "stderr ",
+				json_string_value(json_object_get(ev, "text")));
+	if (!strcmp(type, "program.start"))
+		return snprintf(buf, len, "%10.3f  %-9s  python3 %s: started, traced\n", t, who,
+				json_string_value(json_object_get(ev, "file")));
+	if (!strcmp(type, "program.exit")) {
+		const char *how = json_string_value(json_object_get(ev, "how"));
+		char end[64];
+
+		if (how && !strcmp(how, "exited"))
+			snprintf(end, sizeof end, "exited with code %lld",
+				 json_integer_value(json_object_get(ev, "code")));
+		else
+			snprintf(end, sizeof end, "%s by SIG%s", how ? how : "ended",
+				 json_string_value(json_object_get(ev, "signal")));
+		return snprintf(buf, len,
+				"%10.3f  %-9s  %s (%lld socket calls, %lld bytes sent, %lld received)\n",
+				t, who, end, json_integer_value(json_object_get(ev, "calls")),
+				json_integer_value(json_object_get(ev, "bytes_sent")),
+				json_integer_value(json_object_get(ev, "bytes_received")));
+	}
+	return -1;
+}
+
+const struct lab_desc lab_own = {
+	.name = "own",
+	.title = "Your own program",
+	.summary = "Run your own Python server and client in a sandbox and see every socket call "
+		   "they make.",
+	.params = params,
+	.n_params = sizeof params / sizeof params[0],
+	.check = check,
+	.run = run,
+	.format = own_format,
+};

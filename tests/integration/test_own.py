@@ -1,0 +1,428 @@
+"""test_own.py: the own lab: a student's Python server and client run sandboxed, every socket call traced.
+
+The programs are written here the way the course's exercises are (an upper-
+casing echo server and client), plus programs that try to escape the sandbox.
+Each escape must be refused and reported while the run itself ends cleanly.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import wait_for  # noqa: E402
+from tap import Skip, check, eq, run, test  # noqa: E402
+
+BIN = os.environ.get("SOCKLAB_ASAN") or os.environ.get("SOCKLAB", "build/socklab")
+if not os.path.exists(BIN):
+    BIN = os.environ.get("SOCKLAB", "build/socklab")
+TMP = tempfile.mkdtemp(prefix="socklab-own-test-")
+
+SERVER = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080))
+s.listen(5)
+print("listening")
+while True:
+    conn, addr = s.accept()
+    while True:
+        data = conn.recv(1024)
+        if not data:
+            break
+        conn.sendall(data.upper())
+    conn.close()
+"""
+
+CLIENT = """
+import socket
+c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+c.connect(("server", 8080))
+for msg in [b"hello", b"sockets"]:
+    c.sendall(msg)
+    print(c.recv(1024).decode())
+c.close()
+"""
+
+
+def need_tools():
+    if os.geteuid() != 0:
+        raise Skip("needs root (a network namespace per run)")
+    for tool in ("/usr/bin/bwrap", "/usr/bin/python3"):
+        if not os.access(tool, os.X_OK):
+            raise Skip(f"{tool} is missing (server/tools/install-deps.sh installs it)")
+
+
+def write(name, src):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(src))
+    return path
+
+
+def own(server=None, client=None, *params, timeout=60):
+    """Run the lab with --json; return (events, summary)."""
+    need_tools()
+    args = [BIN, "run", "own", "--json"]
+    if server:
+        args += ["-p", f"server={write('server.py', server)}"]
+    if client:
+        args += ["-p", f"client={write('client.py', client)}"]
+    for p in params:
+        args += ["-p", p]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+        check(bad not in r.stderr, f"sanitizer report: {r.stderr[-800:]}")
+    eq(r.returncode, 0, f"exit: {r.stderr[-400:]}")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    eq([e["seq"] for e in events], list(range(len(events))), "gap-free seq")
+    eq(events[-1]["type"], "run.end", "last event")
+    eq(events[-1]["status"], "ok", "status")
+    return events, events[-1]["summary"]
+
+
+def calls(events, who, call=None):
+    return [e for e in events if e["type"] == "syscall" and e["who"] == who
+            and (call is None or e["call"] == call)]
+
+
+def output(events, who, stream="stdout"):
+    return [e["text"] for e in events if e["type"] == "output" and e["who"] == who
+            and e["stream"] == stream]
+
+
+def notes(events):
+    return [e["key"] for e in events if e["type"] == "note"]
+
+
+def program_exit(events, who):
+    ends = [e for e in events if e["type"] == "program.exit" and e["who"] == who]
+    eq(len(ends), 1, f"{who} exit events")
+    return ends[0]
+
+
+def one_program(src, *params):
+    """A client-only run of src; returns (events, the client's stdout lines)."""
+    events, _ = own(None, src, *params)
+    return events, output(events, "client")
+
+
+@test
+def echo_server_and_client_are_traced_call_by_call():
+    events, s = own(SERVER, CLIENT)
+    srv = [e["call"] for e in calls(events, "server")]
+    eq(srv[:4], ["socket", "setsockopt", "bind", "listen"], "the server's set-up calls")
+    eq([e["call"] for e in calls(events, "client")],
+       ["socket", "connect", "send", "recv", "send", "recv", "close"], "the client's calls")
+    bind = calls(events, "server", "bind")[0]
+    eq((bind["args"]["addr"], bind["args"]["port"], bind["ret"]), ("0.0.0.0", 8080, 0), "bind")
+    opt = calls(events, "server", "setsockopt")[0]["args"]
+    eq((opt["level"], opt["name"], opt["value"]), ("SOL_SOCKET", "SO_REUSEADDR", 1), "option")
+    conn = calls(events, "client", "connect")[0]
+    eq((conn["args"]["addr"], conn["args"]["port"], conn["ret"]), ("127.0.0.1", 8080, 0),
+       "connect to the name 'server'")
+    acc = calls(events, "server", "accept")[0]
+    check(acc["ret"] >= 0 and acc["peer"]["addr"] == "127.0.0.1", f"accept: {acc}")
+    # listen() came before the client's connect(), by the call clock.
+    check(calls(events, "server", "listen")[0]["t_call_us"] < conn["t_call_us"], "listen first")
+    # Bytes: each side's sends are the other's receives, and the replies are
+    # the upper-cased requests.
+    sent = [e["data"] for e in calls(events, "client", "send")]
+    got = [e["data"] for e in calls(events, "client", "recv")]
+    eq(sent, ["hello", "sockets"], "the client's data")
+    eq(got, ["HELLO", "SOCKETS"], "the replies")
+    srv_in = sum(e["bytes"] for e in calls(events, "server", "recv"))
+    srv_out = sum(e["bytes"] for e in calls(events, "server", "send"))
+    eq((srv_in, srv_out), (12, 12), "server bytes in and out")
+    eq(s["programs"]["client"]["bytes_sent"], 12, "summary: client bytes sent")
+    eq(s["programs"]["client"]["bytes_received"], 12, "summary: client bytes received")
+    eq(output(events, "client"), ["HELLO", "SOCKETS"], "the client's printed output")
+    eq(output(events, "server"), ["listening"], "the server's printed output")
+    # The server's last recv saw the client's close: 0 bytes, end of stream.
+    eof = [e for e in calls(events, "server", "recv") if e["bytes"] == 0]
+    check(len(eof) == 1 and eof[0].get("eof"), f"end of stream: {eof}")
+    eq(program_exit(events, "client")["code"], 0, "client exit code")
+    eq(program_exit(events, "server")["how"], "stopped", "the server is stopped by the lab")
+    check("own.server_stopped" in notes(events), "says why the server was stopped")
+    eq((s["programs"]["server"]["traced"], s["programs"]["client"]["traced"]), (True, True),
+       "both traced")
+    # Every call carries when it was made and how long it blocked.
+    for e in calls(events, "server") + calls(events, "client"):
+        check(e["t_call_us"] >= 0 and e["blocked_us"] >= 0 and e["source"] == "shim",
+              f"call clock: {e}")
+
+
+@test
+def two_hosts_put_the_programs_on_different_hosts():
+    events, s = own(SERVER, CLIENT, "network=two-hosts", "c2s_delay_ms=5")
+    net = events[0]["network"]
+    srv_ip, cli_ip = net["server"]["addr"], net["client"]["addr"]
+    eq(s["server_host"], srv_ip, "the name 'server'")
+    conn = calls(events, "client", "connect")[0]
+    eq((conn["args"]["addr"], conn["ret"]), (srv_ip, 0), "the client connects across the wire")
+    eq(calls(events, "server", "accept")[0]["peer"]["addr"], cli_ip, "the server sees the client")
+    # One way is 5 ms, so the connect took at least one crossing each way.
+    check(conn["blocked_us"] >= 5000, f"connect blocked {conn['blocked_us']} us")
+    eq(output(events, "client"), ["HELLO", "SOCKETS"], "replies across two hosts")
+
+
+@test
+def a_restarted_server_without_reuseaddr_gets_eaddrinuse():
+    # The server closes first, so its side of the connection waits in
+    # TIME_WAIT; binding the port again without SO_REUSEADDR then fails.
+    server = """
+    import socket
+    s = socket.socket()
+    s.bind(("0.0.0.0", 8080))
+    s.listen(1)
+    c, _ = s.accept()
+    c.recv(100)
+    c.close()
+    s.close()
+    t = socket.socket()
+    try:
+        t.bind(("0.0.0.0", 8080))
+        print("bound")
+    except OSError as e:
+        print("bind failed", e.errno)
+    """
+    client = """
+    import socket, time
+    c = socket.create_connection(("server", 8080))
+    c.sendall(b"bye")
+    time.sleep(0.3)
+    """
+    events, _ = own(server, client)
+    binds = calls(events, "server", "bind")
+    eq([b["ret"] for b in binds], [0, -98], "the second bind fails")
+    eq(binds[1]["errno_name"], "EADDRINUSE", "errno")
+    eq(output(events, "server"), ["bind failed 98"], "what the program saw")
+    check("own.eaddrinuse" in notes(events), f"explained: {notes(events)}")
+
+
+@test
+def a_refused_connect_is_traced_and_explained():
+    events, out = one_program("""
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", 9))
+    except ConnectionRefusedError:
+        print("refused")
+    """)
+    c = calls(events, "client", "connect")
+    eq((c[0]["ret"], c[0]["errno_name"]), (-111, "ECONNREFUSED"), "connect")
+    eq(out, ["refused"], "output")
+    check("own.refused" in notes(events), "explained")
+
+
+@test
+def a_python_error_shows_its_traceback_with_line_numbers():
+    events, _ = one_program("x = 1\nprint(x)\ndef broken(:\n    pass\n")
+    err = output(events, "client", "stderr")
+    check(any('line 3' in line for line in err), f"line number in {err}")
+    check(any("SyntaxError" in line for line in err), f"SyntaxError in {err}")
+    check(any(e.get("traceback") for e in events if e["type"] == "output"), "marked")
+    eq(program_exit(events, "client")["code"], 1, "exit code")
+
+
+# ---- escapes: each refused, reported, and the run still ends cleanly ----
+
+ESCAPES = """
+import os, socket, sys
+def attempt(name, f):
+    try:
+        f()
+        print(name, "ALLOWED")
+    except BaseException as e:
+        print(name, "refused", type(e).__name__)
+attempt("passwd", lambda: open("/etc/passwd").read())
+attempt("root", lambda: os.listdir("/root"))
+attempt("proc", lambda: open("/proc/1/environ").read())
+attempt("write_usr", lambda: open("/usr/x", "w"))
+attempt("write_tmp", lambda: open("/tmp/x", "w"))
+attempt("write_work", lambda: open("/work/x", "w").write("ok"))
+attempt("fork", lambda: os.fork())
+attempt("exec", lambda: os.execv("/usr/bin/python3", ["python3", "-c", "print(1)"]))
+def unpreload():
+    os.environ.pop("LD_PRELOAD", None)
+    os.execve("/usr/bin/python3", ["python3", "-c", "print(1)"], {})
+attempt("unpreload_exec", unpreload)
+attempt("system", lambda: (_ for _ in ()).throw(OSError()) if os.system("true") != 0 else None)
+import subprocess
+attempt("subprocess", lambda: subprocess.run(["true"]))
+attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+attempt("packet", lambda: socket.socket(17, socket.SOCK_RAW, 0))
+attempt("ctypes", lambda: __import__("ctypes"))
+def c_extension():
+    import glob, shutil
+    src = glob.glob("/usr/lib/python3*/lib-dynload/_json.*.so")[0]
+    shutil.copy(src, "/work/" + os.path.basename(src).replace("_json", "evil"))
+    sys.path.insert(0, "/work")
+    __import__("evil")
+attempt("c_extension", c_extension)
+attempt("outside", lambda: socket.create_connection(("198.51.100.1", 80), timeout=1))
+attempt("big_file", lambda: open("/work/big", "wb").write(b"x" * (8 << 20)))
+"""
+
+
+@test
+def escape_attempts_are_refused():
+    events, out = one_program(ESCAPES)
+    got = dict(line.split(" ", 1) for line in out)
+    allowed = {k for k, v in got.items() if v.startswith("ALLOWED")}
+    eq(allowed, {"write_work"}, f"only writing the working directory works: {got}")
+    for k in ("passwd", "root", "proc", "write_usr", "write_tmp", "fork", "exec",
+              "unpreload_exec", "system", "subprocess", "raw", "packet", "ctypes",
+              "c_extension", "outside", "big_file"):
+        check(k in got, f"{k} was not attempted: {got}")
+    # The refused socket calls are in the trace like any other.
+    raw = [e for e in calls(events, "client", "socket") if e["args"]["type"] == "SOCK_RAW"]
+    eq(len(raw), 2, "the raw and packet socket attempts are traced")
+    check(all(e["ret"] < 0 for e in raw), f"refused: {raw}")
+    eq(program_exit(events, "client")["code"], 0, "the program itself ran to its end")
+
+
+@test
+def memory_and_cpu_bombs_are_stopped_by_limits():
+    events, out = one_program("""
+    try:
+        x = bytearray(2 << 30)
+        print("ALLOWED")
+    except MemoryError:
+        print("memory refused")
+    """)
+    eq(out, ["memory refused"], "a 2 GiB allocation")
+    events, _ = one_program("while True:\n    pass\n", "cpu_s=1", "time_limit_ms=20000")
+    end = program_exit(events, "client")
+    eq((end["how"], end["signal"]), ("killed", "XCPU"), "the CPU limit ends a busy loop")
+
+
+@test
+def a_program_that_never_ends_is_stopped_at_the_time_limit():
+    t0 = time.monotonic()
+    events, _ = one_program("import time\ntime.sleep(60)\n", "time_limit_ms=1000")
+    check(time.monotonic() - t0 < 30, "the run ended")
+    check("own.time_limit" in notes(events), "the time limit is named")
+    eq(program_exit(events, "client")["how"], "stopped", "stopped by the lab")
+
+
+@test
+def writing_to_the_record_socket_is_detected():
+    # The program hunts for the record socket and writes junk to every
+    # descriptor it finds: the tracer's records are then out of sequence.
+    events, s = own(None, """
+    import os, socket
+    c = socket.socket()
+    for fd in range(3, 64):
+        try:
+            os.write(fd, b"x" * 168)
+        except OSError:
+            pass
+    print("done")
+    """)
+    check(s["programs"]["client"]["bad_records"] >= 1, f"summary: {s['programs']['client']}")
+    check("own.tampered" in notes(events), "reported")
+    eq(calls(events, "client", "socket")[0]["ret"] >= 0, True, "genuine records still shown")
+
+
+@test
+def host_services_are_out_of_reach():
+    need_tools()
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    port = lst.getsockname()[1]
+    try:
+        events, out = one_program(f"""
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", {port}), timeout=2)
+            print("reached the host")
+        except OSError as e:
+            print("refused", e.errno)
+        """)
+        eq(out, ["refused 111"], "the host's 127.0.0.1 is not the sandbox's")
+    finally:
+        lst.close()
+
+
+def sandbox_pids():
+    r = subprocess.run(["pgrep", "-u", "65534", "-f", "server.py|client.py|bwrap"],
+                       capture_output=True, text=True)
+    return set(r.stdout.split())
+
+
+@test
+def nothing_is_left_after_cancel_and_sigkill():
+    need_tools()
+    before = sandbox_pids()
+    srv = write("server.py", SERVER)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        p = subprocess.Popen([BIN, "run", "own", "--json", "-p", f"server={srv}",
+                              "-p", "time_limit_ms=30000"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, bufsize=0)
+        # Wait until the server program is listening (its listen() record).
+        buf = b""
+        deadline = time.monotonic() + 20
+        while b'"call":"listen"' not in buf and time.monotonic() < deadline:
+            chunk = p.stdout.read1(4096) if hasattr(p.stdout, "read1") else p.stdout.read(4096)
+            if not chunk:
+                break
+            buf += chunk
+        check(b'"call":"listen"' in buf, "the server started")
+        check(sandbox_pids() - before, "the sandbox's processes exist while it runs")
+        p.send_signal(sig)
+        p.wait(timeout=20)
+        wait_for(lambda: not (sandbox_pids() - before), 10,
+                 f"the sandbox's processes to go after {sig.name}")
+
+
+@test
+def two_runs_at_once_never_see_each_other():
+    need_tools()
+    srv = write("server.py", SERVER)
+    cli = write("client.py", CLIENT)
+    ps = [subprocess.Popen([BIN, "run", "own", "--json", "-p", f"server={srv}",
+                            "-p", f"client={cli}"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in ps:
+        out, err = p.communicate(timeout=60)
+        eq(p.returncode, 0, f"exit: {err[-300:]}")
+        events = [json.loads(line) for line in out.splitlines()]
+        eq(events[-1]["status"], "ok", "status")
+        # Both bound port 8080: each in its own network namespace.
+        eq(calls(events, "server", "bind")[0]["ret"], 0, "bind in each run")
+        eq(output(events, "client"), ["HELLO", "SOCKETS"], "each run's own replies")
+
+
+@test
+def bad_parameters_name_the_field():
+    need_tools()
+    r = subprocess.run([BIN, "run", "own"], capture_output=True, text=True, timeout=20)
+    eq(r.returncode, 2, "no program")
+    check("'server'" in r.stderr, f"names the field: {r.stderr}")
+    r = subprocess.run([BIN, "run", "own", "-p", "client=/nonexistent/x.py"],
+                       capture_output=True, text=True, timeout=20)
+    check("'client'" in r.stdout + r.stderr and "cannot open" in r.stdout + r.stderr,
+          f"names the field: {r.stdout[-300:]} {r.stderr[-300:]}")
+    big = write("big.py", "#" * (70 * 1024))
+    r = subprocess.run([BIN, "run", "own", "-p", f"client={big}"], capture_output=True,
+                       text=True, timeout=20)
+    check("at most 65536 bytes" in r.stdout + r.stderr, f"size limit: {r.stdout[-300:]}")
+    r = subprocess.run([BIN, "run", "own", "-p", "client=/tmp/x.py", "-p", "cpu_s=99"],
+                       capture_output=True, text=True, timeout=20)
+    eq(r.returncode, 2, "cpu_s out of range")
+    check("cpu_s" in r.stderr and "30" in r.stderr, f"range named: {r.stderr}")
+
+
+if __name__ == "__main__":
+    try:
+        run(90)
+    finally:
+        subprocess.run(["rm", "-rf", TMP])
