@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,13 @@ const char config_usage[] =
 	"                           [SOCKLAB_PUBLIC_WS_URL]\n"
 	"  --keep-runs N            saved run bundles to keep, oldest removed first, 10-100000\n"
 	"                           [SOCKLAB_KEEP_RUNS] (1000)\n"
+	"  --max-data BYTES         space all run bundles may take, oldest removed first;\n"
+	"                           a number with K, M, G or T (powers of 1024), 16M-1024T\n"
+	"                           [SOCKLAB_MAX_DATA] (a quarter of the data directory's\n"
+	"                           filesystem)\n"
+	"  --max-run-data BYTES     events one run may record; a run that reaches it is\n"
+	"                           stopped as 'truncated', 64K-1024G [SOCKLAB_MAX_RUN_DATA]\n"
+	"                           (--max-data / (2 x --max-runs), 1M to 256M)\n"
 	"  --lab-exe PATH           program lab runs execute, an absolute path to socklab or\n"
 	"                           a copy with file capabilities [SOCKLAB_LAB_EXE]\n"
 	"                           (this binary)\n"
@@ -75,6 +83,7 @@ enum opt_kind {
 	OPT_WSURL,
 	OPT_EXE,
 	OPT_SECRET,
+	OPT_BYTES,
 };
 
 struct opt_def {
@@ -104,6 +113,8 @@ static const struct opt_def opts[] = {
 	{"--run-timeout", "SOCKLAB_RUN_TIMEOUT", OPT_INT, F(run_timeout_s), 1, 3600},
 	{"--public-ws-url", "SOCKLAB_PUBLIC_WS_URL", OPT_WSURL, F(public_ws_url), 0, 0},
 	{"--keep-runs", "SOCKLAB_KEEP_RUNS", OPT_INT, F(keep_runs), 10, 100000},
+	{"--max-data", "SOCKLAB_MAX_DATA", OPT_BYTES, F(max_data), 16L << 20, 1L << 50},
+	{"--max-run-data", "SOCKLAB_MAX_RUN_DATA", OPT_BYTES, F(max_run_data), 64L << 10, 1L << 40},
 	{"--lab-exe", "SOCKLAB_LAB_EXE", OPT_EXE, F(lab_exe), 0, 0},
 	{"--instructor-secret", "SOCKLAB_INSTRUCTOR_SECRET", OPT_SECRET, F(instructor_secret),
 	 CONFIG_SECRET_MIN, CONFIG_SECRET_MAX},
@@ -137,6 +148,47 @@ static int parse_long(const char *s, long *out)
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+/* A byte count: digits and an optional K, M, G or T (powers of 1024). */
+static int parse_bytes(const char *s, long *out)
+{
+	static const char units[] = "KMGT";
+	char *end = NULL;
+	const char *u;
+	long v;
+	int shift;
+
+	if (!(*s >= '0' && *s <= '9'))
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) {
+		u = strchr(units, *end >= 'a' ? *end - 'a' + 'A' : *end);
+		if (!u || !*u || end[1])
+			return -EINVAL;
+		shift = 10 * (int)(u - units + 1);
+		if (v > (LONG_MAX >> shift))
+			return -EINVAL;
+		v <<= shift;
+	}
+	*out = v;
+	return 0;
+}
+
+/* v as parse_bytes reads it, in the largest unit that divides it. */
+static void bytes_text(long v, char *buf, size_t len)
+{
+	static const char units[] = " KMGT";
+	int i = 0;
+
+	while (i < 4 && v >= 1024 && v % 1024 == 0) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, len, "%ld%.*s", v, i > 0, units + i);
 }
 
 static int addr_family(const char *s)
@@ -326,6 +378,19 @@ static int apply(struct serve_config *c, const struct opt_def *d, const char *v,
 			return -EINVAL;
 		}
 		*(int *)(void *)field = (int)n;
+		return 0;
+	case OPT_BYTES:
+		if (parse_bytes(v, &n) < 0 || n < d->min || n > d->max) {
+			char lo_text[24], hi_text[24];
+			bytes_text(d->min, lo_text, sizeof lo_text);
+			bytes_text(d->max, hi_text, sizeof hi_text);
+			snprintf(err, errlen,
+				 "%s: must be a byte count from %s to %s, with K, M, G or T for "
+				 "powers of 1024 (got \"%.40s\")",
+				 who, lo_text, hi_text, v);
+			return -EINVAL;
+		}
+		*(long long *)(void *)field = n;
 		return 0;
 	case OPT_PATH:
 		if (!*v || strlen(v) >= d->size - 64) {

@@ -36,6 +36,8 @@ struct serve_config {
 	int max_byo, max_byo_per_conn;
 	int run_timeout_s;
 	int keep_runs;                  /* bundles kept in data/runs (oldest pruned) */
+	long long max_data;             /* bytes all bundles may take; 0: from the disk */
+	long long max_run_data;         /* bytes of events one run may record; 0: derived */
 	char public_ws_url[CONFIG_URL_MAX]; /* "" when not set */
 	/* The program each run executes as `PROGRAM run LAB --json ...`:
 	 * /proc/self/exe (this binary) unless --lab-exe names another, such

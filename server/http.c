@@ -2,7 +2,6 @@
 #include "http.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -30,8 +29,6 @@
 #define HTTP_PATH_MAX 512
 /* Runs listed by GET /api/runs. */
 #define HTTP_RUNS_LIST_MAX 100
-/* Largest meta.json read. */
-#define HTTP_META_MAX (256 * 1024)
 /* Most query arguments a request may carry (the API takes none). */
 #define HTTP_ARGS_MAX 100
 /* How often the watchdog looks for requests past their deadline (ms). */
@@ -159,6 +156,7 @@ struct http_server {
 	struct MHD_Daemon *d;
 	const struct serve_config *cfg; /* read-only */
 	struct http_counters *ctr;
+	struct bundle_store *store; /* thread-safe */
 	int ws_port;
 	int port;
 	struct timespec started;
@@ -399,6 +397,7 @@ static long uptime_s(const struct http_server *h)
 static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *c)
 {
 	struct http_counters *k = h->ctr;
+	struct bundle_stats bs;
 	json_t *counters = json_pack(
 		"{s:I, s:I, s:I, s:I, s:I, s:I}", "runs_started",
 		(json_int_t)http_counters_get(k, HTTP_C_RUNS_STARTED), "ws_sessions",
@@ -434,12 +433,17 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 			    json_integer(http_counters_get(k, HTTP_C_RUNS_THROTTLED)));
 	json_object_set_new(counters, "run_pauses",
 			    json_integer(http_counters_get(k, HTTP_C_RUN_PAUSES)));
+	bundle_store_stats(h->store, &bs);
 
-	return respond_json(h, c, MHD_HTTP_OK,
-			    json_pack("{s:s, s:s, s:I, s:I, s:o}", "status", "ok", "version",
-				      SOCKLAB_VERSION, "runs_active",
-				      (json_int_t)http_counters_get(k, HTTP_C_RUNS_ACTIVE),
-				      "uptime_s", (json_int_t)uptime_s(h), "counters", counters));
+	return respond_json(
+		h, c, MHD_HTTP_OK,
+		json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I}}", "status", "ok",
+			  "version", SOCKLAB_VERSION, "runs_active",
+			  (json_int_t)http_counters_get(k, HTTP_C_RUNS_ACTIVE), "uptime_s",
+			  (json_int_t)uptime_s(h), "counters", counters, "data", "bundles",
+			  (json_int_t)bs.bundles, "bytes", (json_int_t)bs.bytes, "max_bytes",
+			  (json_int_t)bs.max_bytes, "pruned", (json_int_t)bs.pruned, "unsaved",
+			  (json_int_t)bs.unsaved));
 }
 
 static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *c)
@@ -455,6 +459,8 @@ static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *
 	json_object_set_new(limits, "max_classes", json_integer(cfg->max_classes));
 	json_object_set_new(limits, "max_class_viewers", json_integer(cfg->max_class_viewers));
 	json_object_set_new(limits, "msg_rate", json_integer(cfg->msg_rate));
+	json_object_set_new(limits, "max_data", json_integer(cfg->max_data));
+	json_object_set_new(limits, "max_run_data", json_integer(cfg->max_run_data));
 	return respond_json(h, c, MHD_HTTP_OK,
 			    json_pack("{s:s, s:i, s:s, s:s, s:s?, s:o, s:s, s:{s:b}}", "version",
 				      SOCKLAB_VERSION, "ws_port", h->ws_port, "ws_path", "/",
@@ -464,22 +470,10 @@ static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *
 				      "secret_required", cfg->instructor_secret[0] != '\0'));
 }
 
+/* From the store's index: no disk read on this thread. */
 static json_t *load_meta(struct http_server *h, const char *id)
 {
-	char path[PATH_MAX];
-	char *text;
-	json_t *j;
-
-	if (runs_bundle_path(h->cfg->data, id, "meta.json", path, sizeof path) < 0)
-		return NULL;
-	text = runs_read_small(path, HTTP_META_MAX);
-	j = text ? json_loads(text, 0, NULL) : NULL;
-	free(text);
-	if (j && !json_is_object(j)) {
-		json_decref(j);
-		j = NULL;
-	}
-	return j;
+	return bundle_store_get(h->store, id);
 }
 
 static const char *str_field(const json_t *o, const char *key)
@@ -489,56 +483,13 @@ static const char *str_field(const json_t *o, const char *key)
 	return v ? v : "";
 }
 
-/* Newest "created" first; the id breaks ties so the order is stable. */
-static int newest_first(const void *a, const void *b)
-{
-	const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-	int d = strcmp(str_field(y, "created"), str_field(x, "created"));
-
-	return d ? d : strcmp(str_field(y, "id"), str_field(x, "id"));
-}
-
 static enum MHD_Result api_runs(struct http_server *h, struct MHD_Connection *c)
 {
-	char dir[PATH_MAX];
-	json_t **metas = NULL, *out;
-	size_t n = 0, cap = 0, i;
-	struct dirent *de;
-	DIR *d;
+	json_t *out = bundle_store_list(h->store, HTTP_RUNS_LIST_MAX);
 
-	snprintf(dir, sizeof dir, "%s/runs", h->cfg->data);
-	d = opendir(dir);
-	for (de = d ? readdir(d) : NULL; de; de = readdir(d)) {
-		json_t *m;
-		if (!ev_valid_run_id(de->d_name))
-			continue;
-		m = load_meta(h, de->d_name);
-		if (!m)
-			continue;
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			json_t **nm = realloc(metas, nc * sizeof *nm);
-			if (!nm) {
-				json_decref(m);
-				break;
-			}
-			metas = nm;
-			cap = nc;
-		}
-		metas[n++] = m;
-	}
-	if (d)
-		closedir(d);
-	if (n > 1)
-		qsort(metas, n, sizeof *metas, newest_first);
-	out = json_array();
-	for (i = 0; i < n; i++) {
-		if (i < HTTP_RUNS_LIST_MAX)
-			json_array_append_new(out, metas[i]);
-		else
-			json_decref(metas[i]);
-	}
-	free(metas);
+	if (!out)
+		return respond_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+				     "out of memory");
 	return respond_json(h, c, MHD_HTTP_OK, out);
 }
 
@@ -751,7 +702,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 int http_start(struct http_server **out, const struct serve_config *cfg, int ws_port,
-	       struct http_counters *counters, char *err, size_t errlen)
+	       struct http_counters *counters, struct bundle_store *store, char *err,
+	       size_t errlen)
 {
 	struct sockaddr_storage ss;
 	struct http_server *h;
@@ -779,6 +731,7 @@ int http_start(struct http_server **out, const struct serve_config *cfg, int ws_
 	}
 	h->cfg = cfg;
 	h->ctr = counters;
+	h->store = store;
 	h->ws_port = ws_port;
 	clock_gettime(CLOCK_MONOTONIC, &h->started);
 	pthread_mutex_init(&h->lock, NULL);

@@ -50,9 +50,11 @@ struct http_server;
 
 /* Start the HTTP server on cfg->listen:cfg->http_port (0: a free port) with
  * its own polling thread. ws_port is the WebSocket port the pages connect to.
- * cfg and counters must outlive the server. 0 or -errno with err. */
+ * Runs are listed from store. cfg, counters and store must outlive the server. 0 or -errno with err. */
+struct bundle_store;
 int http_start(struct http_server **out, const struct serve_config *cfg, int ws_port,
-	       struct http_counters *counters, char *err, size_t errlen);
+	       struct http_counters *counters, struct bundle_store *store, char *err,
+	       size_t errlen);
 
 /* The port it listens on. */
 int http_port(const struct http_server *h);

@@ -64,7 +64,10 @@ struct run {
 	struct run_linebuf lb;
 	int64_t next_seq;
 	int64_t last_t_us;
-	long long bytes;
+	long long bytes;      /* event bytes the run produced (lines and newlines) */
+	off_t stored;         /* length of events.jsonl: whole lines only */
+	int64_t stored_events; /* lines in events.jsonl */
+	int save_errno;       /* why events.jsonl stopped taking lines, or 0 */
 	int discard;     /* refuse further output (after bad output) */
 	char status[16]; /* run.end status as delivered */
 	char why[256];   /* what was wrong with the output */
@@ -80,12 +83,14 @@ struct run_mgr {
 	struct lws_vhost *vh;
 	struct run_hooks hooks;
 	struct http_counters *ctr;
+	struct bundle_store *store;
 	struct run *runs; /* every run not yet freed, newest first */
 	int n_active;
 	int n_byo;
 	unsigned char *byo_used; /* one byte per pool port */
 	int shutting_down;
 	lws_sorted_usec_list_t sul_gc;
+	lws_sorted_usec_list_t sul_retry; /* armed while a meta.json is out of date */
 };
 
 static void run_input(struct run *r, enum run_input in);
@@ -208,22 +213,45 @@ static void exit_text(const struct run *r, char *buf, size_t len)
 		snprintf(buf, len, "its process ended with wait status %d", r->wstatus);
 }
 
+/* Seconds between attempts to write meta.json files the disk refused. */
+#define RUNS_RETRY_S 1
+
+static void retry_cb(lws_sorted_usec_list_t *sul)
+{
+	struct run_mgr *m = lws_container_of(sul, struct run_mgr, sul_retry);
+
+	if (bundle_store_retry(m->store) > 0)
+		lws_sul_schedule(m->ctx, 0, &m->sul_retry, retry_cb,
+				 (lws_usec_t)RUNS_RETRY_S * LWS_US_PER_SEC);
+}
+
+/* Record the run's meta.json through the store. final: the outcome is
+ * known (the run is no longer live for pruning). */
 static void run_meta(struct run *r, const char *status, int final)
 {
 	struct run_mgr *m = r->m;
-	char path[PATH_MAX];
 	json_t *o;
 	int rc;
 
-	if (runs_bundle_path(m->cfg->data, r->id, "meta.json", path, sizeof path) < 0)
-		return;
-	o = json_pack("{s:s, s:s, s:O, s:s, s:s, s:I, s:I, s:o}", "id", r->id, "lab",
+	o = json_pack("{s:s, s:s, s:O, s:s, s:s, s:I, s:I, s:o, s:I}", "id", r->id, "lab",
 		      r->lab->name, "params", r->params, "status", status, "created", r->created,
 		      "duration_ms", (json_int_t)(final ? (mono_us() - r->t0_us) / 1000 : 0),
-		      "events", (json_int_t)r->next_seq, "tag",
-		      r->has_tag ? json_string(r->tag) : json_null());
+		      "events", (json_int_t)r->stored_events, "tag",
+		      r->has_tag ? json_string(r->tag) : json_null(), "bytes",
+		      (json_int_t)r->stored);
 	if (!o)
 		return;
+	if (r->save_errno) {
+		/* The truth about a bundle the disk refused: "events" counts
+		 * the lines really stored; the run went on without them. */
+		json_object_set_new(o, "incomplete", json_true());
+		json_object_set_new(o, "events_seen", json_integer(r->next_seq));
+		json_object_set_new(o, "save_error", json_string(strerror(r->save_errno)));
+	}
+	if (r->sm.reason == RUN_R_LIMIT)
+		json_object_set_new(o, "limit", json_pack("{s:s, s:I, s:I}", "name", "max_run_data",
+							  "bytes", (json_int_t)m->cfg->max_run_data,
+							  "reached", (json_int_t)r->bytes));
 	if (r->byo_port)
 		json_object_set_new(o, "byo", json_pack("{s:s, s:i}", "host", m->cfg->byo_bind,
 							"port", r->byo_port));
@@ -235,19 +263,38 @@ static void run_meta(struct run *r, const char *status, int final)
 			json_object_set_new(o, "exit", json_pack("{s:i}", "signal",
 								 WTERMSIG(r->wstatus)));
 	}
-	rc = bundle_write_json(path, o);
-	if (rc < 0)
+	rc = bundle_store_put(m->store, r->id, o, !final, m->cfg->max_run_data);
+	if (rc < 0) {
+		/* Readers get the truth from the store's index meanwhile; the
+		 * file follows when the disk has room again. */
 		http_count(m->ctr, HTTP_C_BUNDLE_ERRORS, 1);
+		if (!m->shutting_down)
+			lws_sul_schedule(m->ctx, 0, &m->sul_retry, retry_cb,
+					 (lws_usec_t)RUNS_RETRY_S * LWS_US_PER_SEC);
+	}
 	json_decref(o);
 }
 
-/* Record one event line and hand it to the owner and watchers. */
+/* Record one event line and hand it to the owner and watchers. Once a line
+ * could not be stored (the disk is full), no later one is: the file stays a
+ * gap-free prefix of the stream, and meta.json says it is incomplete. */
 static void run_deliver(struct run *r, const char *line, size_t len)
 {
 	struct run_mgr *m = r->m;
+	int rc;
 
-	if (r->events_fd >= 0 && bundle_append_line(r->events_fd, line, len) < 0)
-		http_count(m->ctr, HTTP_C_BUNDLE_ERRORS, 1);
+	if (r->events_fd >= 0 && !r->save_errno) {
+		rc = bundle_append_line(r->events_fd, &r->stored, line, len);
+		/* The disk is full: the oldest ended bundle makes room, once. */
+		if ((rc == -ENOSPC || rc == -EDQUOT) && bundle_store_make_room(m->store) == 0)
+			rc = bundle_append_line(r->events_fd, &r->stored, line, len);
+		if (rc < 0) {
+			r->save_errno = -rc;
+			http_count(m->ctr, HTTP_C_BUNDLE_ERRORS, 1);
+		} else {
+			r->stored_events++;
+		}
+	}
 	r->bytes += (long long)len + 1;
 	if (m->hooks.line)
 		m->hooks.line(m->hooks.arg, r, line, len);
@@ -278,12 +325,6 @@ static void run_synth(struct run *r, const char *type, json_t *fields)
 	free(line);
 }
 
-/* Runs the manager still holds (running, or watched) are never pruned. */
-static int run_in_use(void *arg, const char *id)
-{
-	return runs_find(arg, id) != NULL;
-}
-
 static void run_finish(struct run *r)
 {
 	struct run_mgr *m = r->m;
@@ -303,6 +344,13 @@ static void run_finish(struct run *r)
 			break;
 		case RUN_R_BAD_OUTPUT:
 			snprintf(msg, sizeof msg, "%s (%s)", r->why, detail);
+			break;
+		case RUN_R_LIMIT:
+			snprintf(msg, sizeof msg,
+				 "the run was stopped: its events reached this server's limit of "
+				 "%lld bytes per run (--max-run-data) after %lld events and %lld "
+				 "bytes; what came before is kept",
+				 m->cfg->max_run_data, (long long)r->next_seq, r->bytes);
 			break;
 		default:
 			snprintf(msg, sizeof msg, "the run ended without reporting run.end: %s",
@@ -325,7 +373,7 @@ static void run_finish(struct run *r)
 	m->n_active--;
 	http_count(m->ctr, HTTP_C_RUNS_ACTIVE, -1);
 	run_meta(r, r->status, 1);
-	bundle_prune(m->cfg->data, m->cfg->keep_runs, run_in_use, m);
+	bundle_store_prune(m->store, 0);
 	if (m->hooks.finished)
 		m->hooks.finished(m->hooks.arg, r);
 	r->n_watchers = 0;
@@ -393,8 +441,11 @@ static int run_line(void *arg, char *line, size_t len)
 
 	if (r->discard || r->sm.end_seen)
 		return 0;
-	if (r->bytes + (long long)len + 1 > RUN_BUNDLE_MAX) {
-		run_bad_output(r, "the run wrote more than 256 MiB of events");
+	if (r->bytes + (long long)len + 1 > r->m->cfg->max_run_data - RUN_CLOSE_RESERVE) {
+		/* A valid run that says more than this server keeps: stop it,
+		 * keep what came before, and say so (status "truncated"). */
+		r->discard = 1;
+		run_input(r, RUN_IN_LIMIT);
 		return 0;
 	}
 	ev = json_loadb(line, len, 0, &jerr);
@@ -932,6 +983,14 @@ static int check_request(struct run_mgr *m, uint64_t owner, const struct lab_des
 				      "once; try again when one ends",
 				      c->max_byo);
 	}
+	/* Room on disk for everything this run may record: the oldest
+	 * bundles go first; runs in progress keep theirs. */
+	if (bundle_store_prune(m->store, c->max_run_data) < 0)
+		return refuse(e, "limit", NULL,
+			      "the runs in progress hold all the space this server keeps for runs "
+			      "(--max-data, %lld bytes; each run may record %lld bytes); try again "
+			      "when one ends",
+			      c->max_data, c->max_run_data);
 	return 0;
 }
 
@@ -1103,15 +1162,15 @@ out:
 int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_error *e)
 {
 	struct run *r;
-	char path[PATH_MAX];
 
 	memset(e, 0, sizeof *e);
 	if (!ev_valid_run_id(id))
 		return refuse(e, "bad_request", "run", "run id must be 16 lowercase hex digits");
 	r = runs_find(m, id);
 	if (!r) {
-		if (runs_bundle_path(m->cfg->data, id, "meta.json", path, sizeof path) == 0 &&
-		    access(path, F_OK) == 0)
+		json_t *meta = bundle_store_get(m->store, id);
+		json_decref(meta);
+		if (meta)
 			return refuse(e, "not_running", "run", "run %s has already ended", id);
 		return refuse(e, "unknown_run", "run", "no run %s", id);
 	}
@@ -1173,7 +1232,7 @@ void runs_shutdown(struct run_mgr *m)
 
 int runs_create(struct run_mgr **out, const struct serve_config *cfg, struct lws_context *ctx,
 		struct lws_vhost *vh, const struct run_hooks *hooks, struct http_counters *counters,
-		char *err, size_t errlen)
+		struct bundle_store *store, char *err, size_t errlen)
 {
 	struct run_mgr *m = calloc(1, sizeof *m);
 
@@ -1189,6 +1248,7 @@ int runs_create(struct run_mgr **out, const struct serve_config *cfg, struct lws
 	m->vh = vh;
 	m->hooks = *hooks;
 	m->ctr = counters;
+	m->store = store;
 	*out = m;
 	return 0;
 }
@@ -1219,6 +1279,9 @@ void runs_destroy(struct run_mgr *m)
 		run_finish(r);
 	}
 	lws_sul_cancel(&m->sul_gc);
+	lws_sul_cancel(&m->sul_retry);
+	/* A last try for records the disk refused so far. */
+	bundle_store_retry(m->store);
 	while (m->runs) {
 		r = m->runs;
 		m->runs = r->next;

@@ -30,8 +30,9 @@
 #define RUN_MAX_WATCHERS 32
 /* Longest event line a child may print; a longer one ends the run. */
 #define RUN_LINE_MAX (1024 * 1024)
-/* Largest events.jsonl one run may write; more ends the run. */
-#define RUN_BUNDLE_MAX (256LL * 1024 * 1024)
+/* Room kept under --max-run-data for the error and run.end the server
+ * writes when a run reaches it. */
+#define RUN_CLOSE_RESERVE 4096
 /* Seconds between SIGTERM and SIGKILL. */
 #define RUN_KILL_GRACE_S 2
 /* Seconds the server waits past the child's own --timeout before it steps in. */
@@ -52,6 +53,7 @@ enum run_input {
 	RUN_IN_END_SEEN,   /* the child printed run.end */
 	RUN_IN_BAD_OUTPUT, /* a line was malformed, out of sequence or too long */
 	RUN_IN_CANCEL,     /* the owner asked, its connection closed, or shutdown */
+	RUN_IN_LIMIT,      /* its events reached --max-run-data */
 	RUN_IN_TIMEOUT,    /* the wall-clock limit passed */
 	RUN_IN_KILL_TIMER, /* the grace timer armed by RUN_ACT_ARM_KILL fired */
 	RUN_IN_EOF,        /* the child's stdout reached end of file */
@@ -65,6 +67,7 @@ enum run_reason {
 	RUN_R_TIMEOUT,
 	RUN_R_BAD_OUTPUT,
 	RUN_R_SPAWN,
+	RUN_R_LIMIT,
 };
 
 /* Actions run_sm_step() asks the caller to take, as bits, in this order. */
@@ -90,7 +93,8 @@ void run_sm_init(struct run_sm *sm);
 unsigned run_sm_step(struct run_sm *sm, enum run_input in);
 
 /* The run.end status the server writes when the child did not: "cancelled",
- * "timeout" or "error"; and the error code that goes with it. */
+ * "timeout", "truncated" (its events reached the server's limit) or "error";
+ * and the error code that goes with it. */
 const char *run_sm_status(const struct run_sm *sm);
 const char *run_sm_error_code(const struct run_sm *sm);
 
@@ -136,10 +140,11 @@ struct run_error {
 };
 
 /* Create the manager. The data directory (and data/runs) must exist. ctx and
- * vh are the lws context and the vhost carrying RUNS_PIPE_PROTOCOL. */
+ * vh are the lws context and the vhost carrying RUNS_PIPE_PROTOCOL; runs are
+ * recorded in store, which must outlive the manager. */
 int runs_create(struct run_mgr **out, const struct serve_config *cfg, struct lws_context *ctx,
 		struct lws_vhost *vh, const struct run_hooks *hooks, struct http_counters *counters,
-		char *err, size_t errlen);
+		struct bundle_store *store, char *err, size_t errlen);
 
 /* Free the manager. Every run must have finished (runs_active() == 0);
  * remaining ones are killed without ceremony. */

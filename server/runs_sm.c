@@ -62,6 +62,8 @@ unsigned run_sm_step(struct run_sm *sm, enum run_input in)
 		return sm_stop(sm, RUN_R_BAD_OUTPUT, RUN_ACT_KILL | RUN_ACT_ARM_KILL);
 	case RUN_IN_CANCEL:
 		return sm_stop(sm, RUN_R_CANCELLED, RUN_ACT_TERM | RUN_ACT_ARM_KILL);
+	case RUN_IN_LIMIT:
+		return sm_stop(sm, RUN_R_LIMIT, RUN_ACT_TERM | RUN_ACT_ARM_KILL);
 	case RUN_IN_TIMEOUT:
 		return sm_stop(sm, RUN_R_TIMEOUT, RUN_ACT_TERM | RUN_ACT_ARM_KILL);
 	case RUN_IN_KILL_TIMER:
@@ -89,6 +91,8 @@ const char *run_sm_status(const struct run_sm *sm)
 		return "cancelled";
 	case RUN_R_TIMEOUT:
 		return "timeout";
+	case RUN_R_LIMIT:
+		return "truncated";
 	default:
 		return "error";
 	}
@@ -102,6 +106,7 @@ const char *run_sm_error_code(const struct run_sm *sm)
 		[RUN_R_TIMEOUT] = "timeout",
 		[RUN_R_BAD_OUTPUT] = "bad_output",
 		[RUN_R_SPAWN] = "spawn_failed",
+		[RUN_R_LIMIT] = "data_limit",
 	};
 	return codes[sm->reason];
 }

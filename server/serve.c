@@ -90,6 +90,7 @@ int serve_main(int argc, char **argv)
 	struct http_counters counters;
 	struct ws_server *ws = NULL;
 	struct http_server *http = NULL;
+	struct bundle_store *store = NULL;
 	char err[512], host[CONFIG_ADDR_MAX + 2], lab_note[1024];
 	sigset_t mask;
 	int rc, sfd, status = 1;
@@ -128,6 +129,27 @@ int serve_main(int argc, char **argv)
 	if (rc > 0)
 		fprintf(stderr, "socklab serve: %d run(s) were in progress when the server last "
 				"stopped; marked as error\n", rc);
+	rc = bundle_default_limits(cfg.data, cfg.max_runs, &cfg.max_data, &cfg.max_run_data);
+	if (rc < 0) {
+		fprintf(stderr, "socklab serve: cannot read the size of %s's filesystem: %s\n",
+			cfg.data, strerror(-rc));
+		return 1;
+	}
+	if (cfg.max_run_data > cfg.max_data) {
+		fprintf(stderr,
+			"socklab serve: --max-run-data (%lld bytes) must not be more than "
+			"--max-data (%lld bytes)\n",
+			cfg.max_run_data, cfg.max_data);
+		return 2;
+	}
+	rc = bundle_store_open(&store, cfg.data, cfg.max_data, cfg.keep_runs, err, sizeof err);
+	if (rc < 0) {
+		fprintf(stderr, "socklab serve: %s\n", err);
+		return 1;
+	}
+	/* Within --keep-runs and --max-data from the start (either may have
+	 * been lowered since the bundles were written). */
+	bundle_store_prune(store, 0);
 	/* Tracefs instances of runs that were killed (harmless without root). */
 	tcpst_trace_cleanup_stale();
 
@@ -141,13 +163,14 @@ int serve_main(int argc, char **argv)
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		fprintf(stderr, "socklab serve: signalfd: %s\n", strerror(errno));
+		bundle_store_close(store);
 		return 1;
 	}
 
 	http_counters_init(&counters);
-	rc = ws_create(&ws, &cfg, &counters, sfd, err, sizeof err);
+	rc = ws_create(&ws, &cfg, &counters, store, sfd, err, sizeof err);
 	if (rc == 0)
-		rc = http_start(&http, &cfg, ws_port(ws), &counters, err, sizeof err);
+		rc = http_start(&http, &cfg, ws_port(ws), &counters, store, err, sizeof err);
 	if (rc == 0) {
 		ws_set_http_port(ws, http_port(http));
 		if (cfg.port_file[0])
@@ -175,6 +198,7 @@ out:
 	/* HTTP first: it reads bundles the run manager is finishing. */
 	http_stop(http);
 	ws_destroy(ws);
+	bundle_store_close(store);
 	http_counters_cleanup(&counters);
 	return status;
 }

@@ -1360,7 +1360,8 @@ static void lws_log(int level, const char *line)
 }
 
 int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
-	      struct http_counters *counters, int signal_fd, char *err, size_t errlen)
+	      struct http_counters *counters, struct bundle_store *store, int signal_fd,
+	      char *err, size_t errlen)
 {
 	struct lws_context_creation_info info;
 	struct run_hooks hooks;
@@ -1433,7 +1434,8 @@ int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 	hooks.line = hook_line;
 	hooks.finished = hook_finished;
 	hooks.arg = srv;
-	rc = runs_create(&srv->runs, cfg, srv->ctx, srv->internal, &hooks, counters, err, errlen);
+	rc = runs_create(&srv->runs, cfg, srv->ctx, srv->internal, &hooks, counters, store, err,
+			 errlen);
 	if (rc < 0)
 		goto out;
 

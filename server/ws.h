@@ -56,10 +56,13 @@ struct ws_server;
  * thread: listen on cfg->listen:cfg->ws_port (0: a free port) and adopt
  * signal_fd, a signalfd for SIGINT, SIGTERM and SIGCHLD (blocked in every
  * thread), into the loop; signal_fd is taken over even on failure. Creates
- * the run manager. 0 or -errno with err.
+ * the run manager, which records runs in store (it must outlive the server).
+ * 0 or -errno with err.
  */
+struct bundle_store;
 int ws_create(struct ws_server **out, const struct serve_config *cfg,
-	      struct http_counters *counters, int signal_fd, char *err, size_t errlen);
+	      struct http_counters *counters, struct bundle_store *store, int signal_fd,
+	      char *err, size_t errlen);
 
 /* The port the WebSocket listener got. */
 int ws_port(const struct ws_server *w);

@@ -106,9 +106,10 @@ class Response:
 
 
 class Server:
-    """One `socklab serve` process with its own data directory."""
+    """One `socklab serve` process with its own data directory. wrap is a
+    command that runs the server (it must exec it, so the pid stays)."""
 
-    def __init__(self, *extra, data=None, env=None, preexec_fn=None):
+    def __init__(self, *extra, data=None, env=None, preexec_fn=None, wrap=()):
         self.tmp = tempfile.mkdtemp(prefix="socklab-it-")
         self.data = data or os.path.join(self.tmp, "data")
         self.port_file = os.path.join(self.tmp, "ports.json")
@@ -117,7 +118,7 @@ class Server:
         self.bin = binary()
         penv = dict(os.environ)
         penv.update(env or {})
-        self.argv = [self.bin, "serve", "--http-port", "0", "--ws-port", "0",
+        self.argv = [*wrap, self.bin, "serve", "--http-port", "0", "--ws-port", "0",
                      "--port-file", self.port_file, "--data", self.data, *extra]
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err,

@@ -3,9 +3,11 @@ import asyncio
 import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import websockets  # noqa: E402
@@ -470,21 +472,23 @@ def sigterm_cancels_runs_and_exits_zero():
 
 @test
 def old_bundles_are_pruned_to_keep_runs():
-    s = Server("--keep-runs", "10")
+    # Finished runs left by earlier sessions, oldest first. The server
+    # indexes the bundles it finds at start-up (it does not rescan later).
+    tmp = tempfile.mkdtemp(prefix="socklab-keep-")
+    runs_dir = os.path.join(tmp, "data", "runs")
+    old = []
+    for i in range(14):
+        rid = f"{i:016x}"
+        d = os.path.join(runs_dir, rid)
+        os.makedirs(d)
+        with open(os.path.join(d, "meta.json"), "w") as f:
+            json.dump({"id": rid, "lab": "tcp-echo", "status": "ok"}, f)
+        with open(os.path.join(d, "events.jsonl"), "w") as f:
+            f.write("{}\n")
+        os.utime(d, (1_000_000 + i, 1_000_000 + i))
+        old.append(rid)
+    s = Server("--keep-runs", "10", data=os.path.join(tmp, "data"))
     try:
-        runs_dir = os.path.join(s.data, "runs")
-        old = []
-        for i in range(14):  # finished runs left by earlier sessions, oldest first
-            rid = f"{i:016x}"
-            d = os.path.join(runs_dir, rid)
-            os.makedirs(d)
-            with open(os.path.join(d, "meta.json"), "w") as f:
-                json.dump({"id": rid, "lab": "tcp-echo", "status": "ok"}, f)
-            with open(os.path.join(d, "events.jsonl"), "w") as f:
-                f.write("{}\n")
-            os.utime(d, (1_000_000 + i, 1_000_000 + i))
-            old.append(rid)
-
         async def go():
             async with s.connect() as ws:
                 rid = await start_run(ws, {"messages": 1})
@@ -502,6 +506,7 @@ def old_bundles_are_pruned_to_keep_runs():
         eq(s.get_json(f"/api/runs/{new_id}")["status"], "ok", "new run readable")
     finally:
         s.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

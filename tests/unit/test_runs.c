@@ -102,6 +102,25 @@ static void test_bad_output(void **state)
 	assert_string_equal(run_sm_status(&sm), "error");
 }
 
+static void test_data_limit(void **state)
+{
+	struct run_sm sm;
+
+	(void)state;
+	run_sm_init(&sm);
+	run_sm_step(&sm, RUN_IN_SPAWN_OK);
+	/* A valid run that says too much: stopped like a cancel (its output
+	 * is trusted), recorded as truncated, not as bad output. */
+	assert_int_equal(run_sm_step(&sm, RUN_IN_LIMIT), RUN_ACT_TERM | RUN_ACT_ARM_KILL);
+	assert_int_equal(sm.state, RUN_CANCELLING);
+	assert_string_equal(run_sm_status(&sm), "truncated");
+	assert_string_equal(run_sm_error_code(&sm), "data_limit");
+	/* A second limit (or a cancel) changes nothing. */
+	assert_int_equal(run_sm_step(&sm, RUN_IN_LIMIT), 0);
+	assert_int_equal(run_sm_step(&sm, RUN_IN_CANCEL), 0);
+	assert_string_equal(run_sm_status(&sm), "truncated");
+}
+
 static void test_bad_output_while_cancelling(void **state)
 {
 	struct run_sm sm;
@@ -302,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_bad_output),
+		cmocka_unit_test(test_data_limit),
 		cmocka_unit_test(test_bad_output_while_cancelling),
 		cmocka_unit_test(test_spawn_fail),
 		cmocka_unit_test(test_finished_ignores_everything),
