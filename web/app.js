@@ -40,6 +40,12 @@ function statusText(status) {
 	return has(`run.status.${status}`) ? t(`run.status.${status}`) : String(status);
 }
 
+// What the server says when a run's bundle could not be stored whole (its
+// meta.json has incomplete, events, events_seen and save_error).
+function incompleteText(meta) {
+	return t('status.incomplete', { reason: meta.save_error || '?', stored: meta.events ?? 0, seen: meta.events_seen ?? '?' });
+}
+
 function setStatus(text, kind = '') {
 	const el = $('run-status');
 	el.textContent = text;
@@ -234,6 +240,12 @@ function onRunEvent(ev) {
 		setStatus(t('status.finished', { status: statusText(ev.status) }), ev.status === 'ok' ? 'ok' : 'error');
 		state.form.setDisabled(false);
 		updateButtons();
+		// The events arrived; whether the server could keep them is in
+		// the run's record.
+		const id = ev.run;
+		getJSON(`/api/runs/${encodeURIComponent(id)}`).then((meta) => {
+			if (meta && meta.incomplete && !state.live) setStatus(incompleteText(meta), 'error');
+		}).catch(() => {});
 	}
 	refreshRuns();
 }
@@ -419,11 +431,12 @@ async function refreshRuns() {
 		const st = status.replace(/[^a-z]/g, '');
 		ul.appendChild(h('li', {}, h('button', {
 			class: 'run-item', attrs: { type: 'button', 'data-run': id, title: t('runs.open', { id }) },
-			on: { click: () => openRun(id, r.lab, status) },
+			on: { click: () => openRun(id, r.lab, status, r) },
 		},
 		h('span', { class: 'run-item-top' },
 			h('span', { class: 'run-lab', text: r.lab || '' }),
-			h('span', { class: `pill pill-${st}`, text: statusText(status) })),
+			h('span', { class: `pill pill-${st}`, text: statusText(status) }),
+			r.incomplete ? h('span', { class: 'pill pill-error', text: t('runs.incomplete'), attrs: { title: incompleteText(r) } }) : null),
 		h('span', { class: 'run-item-bottom' },
 			h('code', { class: 'run-id', text: id }),
 			h('span', { class: 'muted', text: [fmtWhen(r), typeof r.events === 'number' ? t('runs.events', { n: r.events }) : '']
@@ -434,11 +447,12 @@ async function refreshRuns() {
 
 // Show a past or running run: a running one is followed live over the
 // WebSocket, a finished one is read from its events file.
-async function openRun(id, lab, status) {
+async function openRun(id, lab, status, meta = null) {
 	history.replaceState(null, '', `#/run/${encodeURIComponent(id)}`);
 	if (!status) {
 		try {
 			const info = await getJSON(`/api/runs/${encodeURIComponent(id)}`);
+			meta = info;
 			status = info.status;
 			lab = lab || info.lab;
 		} catch {
@@ -475,9 +489,14 @@ async function openRun(id, lab, status) {
 	if (labName && state.labs.some((l) => l.name === labName) && (!state.lab || state.lab.name !== labName)) {
 		selectLab(labName, false);
 	}
-	const v = openView(id, labName, false);
+	// A bundle the server could not store whole shows only its first
+	// events: say so above them (its last state is not the run's end).
+	const v = openView(id, labName, false, meta && meta.incomplete ? { title: incompleteText(meta) } : {});
 	v.player.addAll(events);
-	if (!state.live) setStatus(t('status.replaying', { id }));
+	if (!state.live) {
+		if (meta && meta.incomplete) setStatus(incompleteText(meta), 'error');
+		else setStatus(t('status.replaying', { id }));
+	}
 }
 
 // ---- start-up ----
