@@ -69,6 +69,7 @@ struct run {
 	int64_t stored_events; /* lines in events.jsonl */
 	int save_errno;       /* why events.jsonl stopped taking lines, or 0 */
 	int discard;     /* refuse further output (after bad output) */
+	int paused;      /* its output is not read: its owner lags (runs_pause_owner) */
 	char status[16]; /* run.end status as delivered */
 	char why[256];   /* what was wrong with the output */
 	int byo_port;    /* 0 unless a bring-your-own-client run */
@@ -114,6 +115,23 @@ size_t run_watchers(const struct run *r, const uint64_t **ids)
 int runs_active(const struct run_mgr *m)
 {
 	return m->n_active;
+}
+
+void runs_pause_owner(struct run_mgr *m, uint64_t owner, int paused)
+{
+	struct run *r;
+
+	for (r = m->runs; r; r = r->next) {
+		if (r->owner != owner || !r->wsi || r->paused == !!paused)
+			continue;
+		/* Not reading the pipe: once it is full the child blocks in its
+		 * next write, and its clock (the wall-clock limit) keeps going. */
+		r->paused = !!paused;
+		lws_rx_flow_control(r->wsi, !paused);
+		http_count(m->ctr, HTTP_C_RUNS_THROTTLED, paused ? 1 : -1);
+		if (paused)
+			http_count(m->ctr, HTTP_C_RUN_PAUSES, 1);
+	}
 }
 
 struct run *runs_find(struct run_mgr *m, const char *id)
@@ -561,6 +579,10 @@ int runs_pipe_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		lws_set_opaque_user_data(wsi, NULL);
 		r->wsi = NULL;
 		r->pipe_fd = -1; /* lws closes it */
+		if (r->paused) {
+			r->paused = 0;
+			http_count(r->m->ctr, HTTP_C_RUNS_THROTTLED, -1);
+		}
 		run_input(r, RUN_IN_EOF);
 		/* Usually the process has just exited: reap it now rather than
 		 * on the next turn of the loop. */

@@ -183,6 +183,11 @@ int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_
 /* The session closed: cancel the runs it owns and stop sending it events. */
 void runs_session_closed(struct run_mgr *m, uint64_t session);
 
+/* Stop (paused 1) or resume (0) reading the output of every run owner
+ * started: while the owner's connection lags, each child blocks in its next
+ * write instead of its events piling up in the server (backpressure). */
+void runs_pause_owner(struct run_mgr *m, uint64_t owner, int paused);
+
 /* A run whose event stream is still open (no run.end yet), or NULL. */
 struct run *runs_find(struct run_mgr *m, const char *id);
 

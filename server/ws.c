@@ -18,6 +18,7 @@
 
 #include "class.h"
 #include "runs.h"
+#include "ws_addr.h"
 
 /* Queue refills from a watch replay happen when fewer than this are queued. */
 #define WS_REPLAY_LOW 64
@@ -34,9 +35,18 @@
 #define WS_SNDBUF 65536
 /* Failed sign-ins one connection may make before it is refused outright. */
 #define WS_SIGNIN_FAILS_MAX 5
-/* Server-wide sign-in attempts: per second, and the burst allowed. */
-#define WS_SIGNIN_RATE 1.0
-#define WS_SIGNIN_BURST 10.0
+/* Sign-in attempts from all addresses together, per second and the burst
+ * allowed: a backstop against guessing from many addresses at once. One
+ * address alone is held to WS_ADDR_SIGNIN_RATE (ws_addr.h), so it can never
+ * drain this bucket and lock the instructor out. */
+#define WS_SIGNIN_RATE 10.0
+#define WS_SIGNIN_BURST 50.0
+/* A run owner's queue above either mark pauses its runs' output (the child
+ * blocks in write); below both low marks it is resumed. */
+#define WS_PAUSE_MSGS 1024
+#define WS_PAUSE_BYTES (1024u * 1024)
+#define WS_RESUME_MSGS 256
+#define WS_RESUME_BYTES (256u * 1024)
 /* Names listed in a class.members message (the count is always exact). */
 #define WS_MEMBERS_LISTED 100
 /* Bytes a class ring may hold per entry allowed (--class-buffer). */
@@ -92,6 +102,7 @@ struct ws_session {
 	size_t rx_len;
 	int rx_skip;       /* discard the rest of an oversized message */
 	int overflowed;    /* queue overflow: close without sending more */
+	const char *overflow_why; /* the close reason that goes with it */
 	int close_after;   /* close once the queue is flushed */
 	enum lws_close_status close_code;
 	char close_reason[100];
@@ -112,6 +123,10 @@ struct ws_session {
 	int need_resync;    /* it fell behind the ring: send class.resync */
 	int members_dirty;  /* teaching: send class.members */
 	struct class_bucket rate;
+	int rate_told;      /* the client was told it is over --msg-rate */
+	int throttling;     /* its runs' output is paused until its queue drains */
+	unsigned char addr[16]; /* its address's key in srv->addrs */
+	int addr_counted;   /* it is counted in that entry's sessions */
 	char name[CLASS_NAME_BYTES + 1];
 };
 
@@ -129,6 +144,9 @@ struct ws_server {
 	size_t n_slots, n_sessions;
 	struct ws_class **classes; /* cfg->max_classes */
 	struct class_bucket signin;
+	struct ws_addr_table addrs; /* sessions and sign-ins per client address */
+	size_t q_total;             /* bytes queued for every session together */
+	size_t q_total_max;         /* cfg->queue_total_mib */
 	unsigned char batch[LWS_PRE + WS_BATCH_BYTES]; /* one batched frame at a time */
 	uint64_t next_serial;
 	int stopping;
@@ -164,6 +182,14 @@ static int session_register(struct ws_server *srv, struct ws_session *s)
 	return -ENOSPC;
 }
 
+/* Bytes queued for s change by delta (here and in the server-wide total). */
+static void queue_account(struct ws_session *s, long delta)
+{
+	s->q_bytes = (size_t)((long)s->q_bytes + delta);
+	s->srv->q_total = (size_t)((long)s->srv->q_total + delta);
+	http_count(s->srv->ctr, HTTP_C_QUEUED_BYTES, delta);
+}
+
 static void queue_clear(struct ws_session *s)
 {
 	while (s->q_count > 0) {
@@ -171,7 +197,7 @@ static void queue_clear(struct ws_session *s)
 		s->q_head = (s->q_head + 1) % s->q_cap;
 		s->q_count--;
 	}
-	s->q_bytes = 0;
+	queue_account(s, -(long)s->q_bytes);
 }
 
 static int queue_grow(struct ws_session *s)
@@ -193,13 +219,48 @@ static int queue_grow(struct ws_session *s)
 	return 0;
 }
 
-static void overflow(struct ws_session *s)
+static void overflow_why(struct ws_session *s, const char *why)
 {
+	s->overflow_why = why;
 	http_count(s->srv->ctr, HTTP_C_QUEUE_OVERFLOWS, 1);
 	http_count(s->srv->ctr, HTTP_C_MESSAGES_DROPPED, (long)s->q_count + 1);
 	queue_clear(s);
 	s->overflowed = 1;
 	lws_callback_on_writable(s->wsi);
+}
+
+static void overflow(struct ws_session *s)
+{
+	overflow_why(s, "outgoing queue overflow: the client reads too slowly");
+}
+
+/*
+ * Make room for len more bytes under --queue-total: close the sessions that
+ * hold the most queued bytes (the slowest readers) until it fits. Returns 0
+ * when it fits, -1 when s itself was closed. The scan over every slot runs
+ * only when the server-wide cap is reached.
+ */
+static int queue_reclaim(struct ws_session *s, size_t len)
+{
+	struct ws_server *srv = s->srv;
+
+	while (srv->q_total + len > srv->q_total_max) {
+		struct ws_session *v = NULL;
+		size_t i;
+		for (i = 0; i < srv->n_slots; i++) {
+			struct ws_session *o = srv->slots[i];
+			if (o && !o->overflowed && o->q_bytes > 0 && (!v || o->q_bytes > v->q_bytes))
+				v = o;
+		}
+		if (!v)
+			return 0; /* nothing queued anywhere: one message over is fine */
+		http_count(srv->ctr, HTTP_C_MEMORY_CLOSES, 1);
+		overflow_why(v, "the server's outgoing memory is full and this client reads "
+				"the slowest");
+		if (v == s)
+			return -1;
+	}
+	return 0;
 }
 
 /* Queue one text message. Never blocks; on overflow the connection is closed. */
@@ -217,6 +278,10 @@ static void enqueue(struct ws_session *s, const char *data, size_t len)
 		overflow(s);
 		return;
 	}
+	if (s->srv->q_total + len > s->srv->q_total_max && queue_reclaim(s, len) < 0) {
+		http_count(s->srv->ctr, HTTP_C_MESSAGES_DROPPED, 1);
+		return;
+	}
 	/* The queue starts small and doubles: a viewer that only follows a
 	 * class never needs more than a few slots. */
 	if (s->q_count == s->q_cap && queue_grow(s) < 0) {
@@ -232,7 +297,7 @@ static void enqueue(struct ws_session *s, const char *data, size_t len)
 	memcpy(m->buf + LWS_PRE, data, len);
 	s->q[(s->q_head + s->q_count) % s->q_cap] = m;
 	s->q_count++;
-	s->q_bytes += len;
+	queue_account(s, (long)len);
 	lws_callback_on_writable(s->wsi);
 }
 
@@ -546,8 +611,20 @@ static void session_cleanup(struct ws_session *s)
 
 	if (!s->id)
 		return;
-	if (srv->runs)
+	if (srv->runs) {
+		/* Let its runs drain (to nobody) while they are stopped. */
+		if (s->throttling)
+			runs_pause_owner(srv->runs, s->id, 0);
 		runs_session_closed(srv->runs, s->id);
+	}
+	if (s->addr_counted) {
+		struct ws_addr *a = ws_addr_find(&srv->addrs, s->addr);
+		if (a) {
+			a->sessions--;
+			ws_addr_put(&srv->addrs, a, now_us());
+		}
+		s->addr_counted = 0;
+	}
 	class_detach(s, "the instructor left");
 	while (s->n_watches > 0)
 		watch_drop(s, s->n_watches - 1);
@@ -626,10 +703,18 @@ static void hook_line(void *arg, const struct run *r, const char *line, size_t l
 
 	/* The class run's events go to the class ring, which the instructor
 	 * reads too; everything else straight to the owner's queue. */
-	if (s && s->teaching && s->cls && !strcmp(s->cls->run, run_id(r)))
+	if (s && s->teaching && s->cls && !strcmp(s->cls->run, run_id(r))) {
 		class_push(s->cls, line, len);
-	else if (s)
+	} else if (s) {
 		enqueue(s, line, len);
+		/* The owner lags: stop reading its runs' output, so the child
+		 * waits for it instead of the run being cut off. */
+		if (!s->throttling && !s->overflowed &&
+		    (s->q_count >= WS_PAUSE_MSGS || s->q_bytes >= WS_PAUSE_BYTES)) {
+			s->throttling = 1;
+			runs_pause_owner(srv->runs, s->id, 1);
+		}
+	}
 	n = run_watchers(r, &ids);
 	for (i = 0; i < n; i++) {
 		if (ids[i] == owner)
@@ -780,6 +865,8 @@ static void op_signin(struct ws_session *s, json_t *msg, const char *tag)
 {
 	const char *secret = s->srv->cfg->instructor_secret;
 	const char *given = json_string_value(json_object_get(msg, "secret"));
+	struct ws_addr *a;
+	int64_t now;
 	int ok;
 
 	if (s->instructor) {
@@ -787,10 +874,16 @@ static void op_signin(struct ws_session *s, json_t *msg, const char *tag)
 				       "instructor", "tag", tag));
 		return;
 	}
-	/* Failures drain a server-wide bucket (guessing from many connections)
-	 * and a per-connection count. */
-	if (s->signin_fails >= WS_SIGNIN_FAILS_MAX ||
-	    !class_bucket_ready(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now_us())) {
+	/* Failures drain the address's bucket (guessing from many connections
+	 * of one client), a server-wide one (from many addresses) and a
+	 * per-connection count. One address cannot empty the server-wide bucket
+	 * (its own refills ten times slower), so it cannot lock out an
+	 * instructor at another address. */
+	now = now_us();
+	a = s->addr_counted ? ws_addr_find(&s->srv->addrs, s->addr) : NULL;
+	if (s->signin_fails >= WS_SIGNIN_FAILS_MAX || !a ||
+	    !class_bucket_ready(&a->signin, WS_ADDR_SIGNIN_RATE, WS_ADDR_SIGNIN_BURST, now) ||
+	    !class_bucket_ready(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now)) {
 		http_count(s->srv->ctr, HTTP_C_SIGNIN_FAILURES, 1);
 		send_error(s, "limit", "secret",
 			   "too many sign-in attempts; wait a moment (or reconnect) and try again",
@@ -801,7 +894,8 @@ static void op_signin(struct ws_session *s, json_t *msg, const char *tag)
 	 * teach; otherwise the secret must match, compared in constant time. */
 	ok = !secret[0] || (given && class_secret_equal(secret, given));
 	if (!ok) {
-		class_bucket_take(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now_us());
+		class_bucket_take(&a->signin, WS_ADDR_SIGNIN_RATE, WS_ADDR_SIGNIN_BURST, now);
+		class_bucket_take(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now);
 		s->signin_fails++;
 		http_count(s->srv->ctr, HTTP_C_SIGNIN_FAILURES, 1);
 		send_error(s, "forbidden", "secret", "wrong instructor secret", tag, NULL);
@@ -1096,14 +1190,6 @@ static void handle_message(struct ws_session *s, const char *buf, size_t len)
 		goto out;
 	}
 	tag = json_string_value(jtag);
-	if (!class_bucket_take(&s->rate, s->srv->cfg->msg_rate, 2.0 * s->srv->cfg->msg_rate,
-			       now_us())) {
-		http_count(s->srv->ctr, HTTP_C_RATE_LIMITED, 1);
-		snprintf(m, sizeof m, "too many messages: at most %d per second",
-			 s->srv->cfg->msg_rate);
-		send_error(s, "limit", NULL, m, tag, NULL);
-		goto out;
-	}
 	op = json_string_value(json_object_get(msg, "op"));
 	for (i = 0; op && ops[i].name; i++) {
 		if (!strcmp(ops[i].name, op)) {
@@ -1144,6 +1230,27 @@ static int on_receive(struct ws_session *s, const void *in, size_t len)
 		if (final)
 			s->rx_skip = 0;
 		return 0;
+	}
+	/* The rate limit comes first, before anything of the message is
+	 * buffered or parsed: every message counts, whatever it holds. Over the
+	 * limit the message is skipped unread; the client is told once per
+	 * burst, not once per message. */
+	if (s->rx_len == 0 && lws_is_first_fragment(s->wsi)) {
+		if (!class_bucket_take(&s->rate, s->srv->cfg->msg_rate,
+				       2.0 * s->srv->cfg->msg_rate, now_us())) {
+			http_count(s->srv->ctr, HTTP_C_RATE_LIMITED, 1);
+			s->rx_skip = !final;
+			if (!s->rate_told) {
+				s->rate_told = 1;
+				snprintf(m, sizeof m,
+					 "too many messages: at most %d per second; messages over "
+					 "the limit are dropped",
+					 s->srv->cfg->msg_rate);
+				send_error(s, "limit", NULL, m, NULL, NULL);
+			}
+			return 0;
+		}
+		s->rate_told = 0;
 	}
 	if (lws_frame_is_binary(s->wsi)) {
 		s->rx_len = 0;
@@ -1196,9 +1303,9 @@ static int on_writeable(struct ws_session *s)
 	int n;
 
 	if (s->overflowed) {
-		static const char why[] = "outgoing queue overflow: the client reads too slowly";
+		const char *why = s->overflow_why ? s->overflow_why : "outgoing queue overflow";
 		lws_close_reason(s->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)why,
-				 sizeof why - 1);
+				 strlen(why));
 		return -1;
 	}
 	if (s->q_count == 0)
@@ -1207,11 +1314,15 @@ static int on_writeable(struct ws_session *s)
 		m = s->q[s->q_head];
 		s->q_head = (s->q_head + 1) % s->q_cap;
 		s->q_count--;
-		s->q_bytes -= m->len;
+		queue_account(s, -(long)m->len);
 		n = lws_write(s->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
 		free(m);
 		if (n < 0)
 			return -1;
+		if (s->throttling && s->q_count <= WS_RESUME_MSGS && s->q_bytes <= WS_RESUME_BYTES) {
+			s->throttling = 0;
+			runs_pause_owner(s->srv->runs, s->id, 0);
+		}
 		if (s->q_count > 0 || has_replay(s) || s->close_after || class_pending(s))
 			lws_callback_on_writable(s->wsi);
 		return 0;
@@ -1236,27 +1347,127 @@ static int on_writeable(struct ws_session *s)
 	return 0;
 }
 
+/*
+ * Refuse a WebSocket upgrade with an HTTP answer (RFC 6455 4.2.2: any status
+ * other than 101) whose JSON body says why, in the same shape as the HTTP
+ * API's errors, instead of dropping the connection. Runs in
+ * FILTER_PROTOCOL_CONNECTION, before anything was sent; returns -1, which
+ * makes lws close the connection once the answer is written.
+ */
+static int refuse_upgrade(struct ws_server *srv, struct lws *wsi, unsigned status,
+			  const char *code, const char *message)
+{
+	unsigned char buf[LWS_PRE + 1024];
+	unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+	json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
+	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII)
+		       : NULL;
+	size_t n = text ? strlen(text) : 0;
+
+	json_decref(j);
+	http_count(srv->ctr, HTTP_C_WS_REFUSED, 1);
+	if (!text)
+		return -1;
+	if (lws_add_http_header_status(wsi, status, &p, end) == 0 &&
+	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+					 (const unsigned char *)"application/json", 16, &p,
+					 end) == 0 &&
+	    lws_add_http_header_content_length(wsi, n, &p, end) == 0 &&
+	    lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+					 (const unsigned char *)"close", 5, &p, end) == 0 &&
+	    lws_finalize_http_header(wsi, &p, end) == 0 && (size_t)(end - p) >= n) {
+		memcpy(p, text, n);
+		p += n;
+		lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
+	}
+	free(text);
+	return -1;
+}
+
+/* The admission checks of an upgrade, in FILTER_PROTOCOL_CONNECTION. */
+static int admit(struct ws_server *srv, struct lws *wsi)
+{
+	char origin[300], host[300], m[160];
+	const char *h = hdr(wsi, WSI_TOKEN_HOST, host, sizeof host);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	unsigned char key[16];
+	struct ws_addr *a;
+
+	if (!config_host_allowed(srv->cfg, h)) {
+		http_count(srv->ctr, HTTP_C_BAD_HOST, 1);
+		return refuse_upgrade(srv, wsi, HTTP_STATUS_FORBIDDEN, "bad_host",
+				      "this server does not answer to that Host name; use its "
+				      "address or a name given with --origin or --public-ws-url");
+	}
+	/* Reject cross-site pages here: lws does not check Origin. */
+	if (!config_origin_allowed(srv->cfg, srv->http_port,
+				   hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin), h))
+		return refuse_upgrade(srv, wsi, HTTP_STATUS_FORBIDDEN, "bad_origin",
+				      "pages from this Origin may not connect; see --origin");
+	if (srv->stopping)
+		return refuse_upgrade(srv, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "stopping",
+				      "the server is shutting down");
+	if (srv->n_sessions >= srv->n_slots) {
+		snprintf(m, sizeof m, "the server is full: %zu connections at once (--max-conns)",
+			 srv->n_slots);
+		return refuse_upgrade(srv, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "server_full", m);
+	}
+	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl) < 0 ||
+	    ws_addr_key((struct sockaddr *)&ss, sl, key) < 0)
+		return refuse_upgrade(srv, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "internal",
+				      "cannot tell the client's address");
+	a = ws_addr_find(&srv->addrs, key);
+	if (a && a->sessions >= srv->cfg->max_conns_per_addr) {
+		snprintf(m, sizeof m,
+			 "too many connections from your address: at most %d at once "
+			 "(--max-conns-per-addr)",
+			 srv->cfg->max_conns_per_addr);
+		return refuse_upgrade(srv, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+				      "too_many_connections", m);
+	}
+	return 0;
+}
+
+/* The session s has just been established: count it for its address. */
+static int session_admit(struct ws_server *srv, struct ws_session *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	struct ws_addr *a;
+
+	if (getpeername(lws_get_socket_fd(s->wsi), (struct sockaddr *)&ss, &sl) < 0 ||
+	    ws_addr_key((struct sockaddr *)&ss, sl, s->addr) < 0)
+		return -1;
+	a = ws_addr_get(&srv->addrs, s->addr, now_us());
+	if (!a)
+		return -1;
+	a->sessions++;
+	s->addr_counted = 1;
+	return 0;
+}
+
 static int cb_session(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		      size_t len)
 {
 	struct ws_server *srv = lws_context_user(lws_get_context(wsi));
 	struct ws_session *s = user;
-	char origin[300], host[300];
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		/* Reject cross-site pages here: lws does not check Origin. */
-		if (!config_origin_allowed(srv->cfg, srv->http_port,
-					   hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin),
-					   hdr(wsi, WSI_TOKEN_HOST, host, sizeof host)))
-			return -1;
-		return srv->stopping ? -1 : 0;
+		return admit(srv, wsi);
 	case LWS_CALLBACK_ESTABLISHED:
 		memset(s, 0, sizeof *s);
 		s->wsi = wsi;
 		s->srv = srv;
-		if (session_register(srv, s) < 0)
+		/* admit() checked both limits just before, on this thread. */
+		if (session_register(srv, s) < 0 || session_admit(srv, s) < 0) {
+			static const char why[] = "the server is full";
+			session_cleanup(s);
+			lws_close_reason(wsi, (enum lws_close_status)1013 /* try again later */, (unsigned char *)why,
+					 sizeof why - 1);
 			return -1;
+		}
 		/* Bound what the kernel buffers for one connection too: a stalled
 		 * viewer then holds at most this much (twice, in kernel terms)
 		 * plus its read position in a class ring. */
@@ -1380,9 +1591,12 @@ int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 	srv->signal_fd = signal_fd;
 	srv->http_port = cfg->http_port;
 	srv->n_slots = (size_t)cfg->max_conns;
+	srv->q_total_max = (size_t)cfg->queue_total_mib * 1024 * 1024;
 	srv->slots = calloc(srv->n_slots, sizeof *srv->slots);
 	srv->classes = calloc((size_t)cfg->max_classes, sizeof *srv->classes);
-	if (!srv->slots || !srv->classes) {
+	/* Room for every session's address and as many again that only
+	 * remember failed sign-ins. */
+	if (!srv->slots || !srv->classes || ws_addr_init(&srv->addrs, 2 * srv->n_slots) < 0) {
 		snprintf(err, errlen, "out of memory");
 		rc = -ENOMEM;
 		goto out;
@@ -1519,5 +1733,6 @@ void ws_destroy(struct ws_server *w)
 		lws_context_destroy(w->ctx);
 	free(w->slots);
 	free(w->classes);
+	ws_addr_cleanup(&w->addrs);
 	free(w);
 }

@@ -14,7 +14,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import websockets  # noqa: E402
-from harness import Server, events_until_end, recv, request, send, start_run, wait_for  # noqa: E402
+from harness import (Server, check_stream, events_until_end, recv, request, send,  # noqa: E402
+                     start_run, wait_for)
 from tap import check, eq, run, test  # noqa: E402
 
 _servers = []
@@ -36,10 +37,10 @@ def counters(s):
     return s.get_json("/api/health")["counters"]
 
 
-def raw_http(s, request_bytes, source="127.0.0.1", timeout=10):
+def raw_http(s, request_bytes, source="127.0.0.1", timeout=10, port=None):
     """Send request_bytes on a fresh connection; the whole answer (until close
-    or the first complete response)."""
-    c = socket.create_connection(("127.0.0.1", s.http_port), timeout=timeout,
+    or the first complete response; just the head of a 101)."""
+    c = socket.create_connection(("127.0.0.1", port or s.http_port), timeout=timeout,
                                  source_address=(source, 0))
     try:
         c.sendall(request_bytes)
@@ -50,6 +51,8 @@ def raw_http(s, request_bytes, source="127.0.0.1", timeout=10):
                 return data
             data += chunk
             head, sep, body = data.partition(b"\r\n\r\n")
+            if sep and data.startswith(b"HTTP/1.1 101"):
+                return data
             if sep:
                 length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
                           if line.lower().startswith(b"content-length:")]
@@ -201,6 +204,212 @@ def http_host_header_is_checked_against_dns_rebinding():
           "CSP names the allowed host")
     a = raw_http(s, b"GET /api/health HTTP/1.1\r\nHost: other.example.edu\r\n\r\n")
     eq(status_of(a), 421, "Host not named")
+    done(s)
+
+
+# ---- WebSocket ----
+
+def raw_upgrade(s, source="127.0.0.1", origin=None, host=None):
+    """A WebSocket upgrade request by hand: the server's whole answer."""
+    req = (f"GET / HTTP/1.1\r\nHost: {host or f'127.0.0.1:{s.ws_port}'}\r\n"
+           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Protocol: socklab.v1\r\n"
+           + (f"Origin: {origin}\r\n" if origin else "") + "\r\n")
+    return raw_http(s, req.encode(), source=source, port=s.ws_port)
+
+
+def ws_from(s, source, **kw):
+    return s.connect(local_addr=(source, 0), **kw)
+
+
+@test
+def ws_refusals_are_http_answers_with_a_reason():
+    s = server("--max-conns", "16", "--max-conns-per-addr", "4")
+
+    async def go():
+        a = raw_upgrade(s, origin="http://evil.example")
+        eq(status_of(a), 403, f"foreign Origin: {a[:100]!r}")
+        eq(body_json(a)["error"]["code"], "bad_origin", "foreign Origin: code")
+        a = raw_upgrade(s, host="evil.example")
+        eq(status_of(a), 403, "foreign Host")
+        eq(body_json(a)["error"]["code"], "bad_host", "foreign Host: code")
+        eq(status_of(raw_upgrade(s)), 101, "a good upgrade")
+
+        # One address: 4 sessions, then 503 with the reason.
+        held = [await ws_from(s, "127.0.0.2") for _ in range(4)]
+        a = raw_upgrade(s, source="127.0.0.2")
+        eq(status_of(a), 503, "5th connection from 127.0.0.2")
+        err = body_json(a)["error"]
+        eq(err["code"], "too_many_connections", "code")
+        check("at most 4" in err["message"], err["message"])
+        # Everyone else is unaffected.
+        async with ws_from(s, "127.0.0.1") as ws:
+            eq(await request(ws, {"op": "ping"}), {"type": "pong", "tag": None}, "ping")
+
+        # The whole server: 16 sessions, then 503 before the upgrade, never a
+        # 101 followed by a close without a reason.
+        for i in range(12):
+            held.append(await ws_from(s, f"127.0.1.{i + 1}"))
+        a = raw_upgrade(s, source="127.0.2.1")
+        eq(status_of(a), 503, "17th connection")
+        eq(body_json(a)["error"]["code"], "server_full", "code")
+        for ws in held:
+            await ws.close()
+        wait_for(lambda: counters(s)["ws_sessions"] == 0, 20, "the sessions to close")
+        eq(status_of(raw_upgrade(s, source="127.0.0.2")), 101, "room again")
+        check(counters(s)["ws_refused"] >= 4, "ws_refused counted")
+
+    asyncio.run(go())
+    done(s)
+
+
+SECRET = "correct-horse-battery"
+
+
+@test
+def wrong_secrets_from_one_address_do_not_lock_out_the_instructor():
+    s = server("--instructor-secret", SECRET)
+
+    async def go():
+        answers = []
+        attackers = [await ws_from(s, "127.0.0.2") for _ in range(4)]
+        for _ in range(5):
+            for ws in attackers:
+                r = await request(ws, {"op": "signin", "secret": "wrong guess"})
+                answers.append(r.get("code"))
+        # The attacker's address is limited (10 attempts at once, 1 a second)...
+        eq(answers.count("forbidden") <= 12, True, f"wrong secrets checked: {answers}")
+        check("limit" in answers, f"the attacker was never limited: {answers}")
+        async with ws_from(s, "127.0.0.2") as ws:
+            r = await request(ws, {"op": "signin", "secret": SECRET})
+            eq(r.get("code"), "limit", "even the right secret from the limited address")
+        # ...and the instructor, elsewhere, signs in at once.
+        async with ws_from(s, "127.0.0.1") as ws:
+            r = await request(ws, {"op": "signin", "secret": SECRET})
+            eq(r.get("type"), "signin.accepted", f"instructor: {r}")
+        for ws in attackers:
+            await ws.close()
+
+    asyncio.run(go())
+    done(s)
+
+
+@test
+def every_message_is_rate_limited_before_it_is_parsed():
+    s = server("--msg-rate", "20")
+
+    async def go():
+        async with ws_from(s, "127.0.0.2") as ws:
+            # Not JSON, not an object, a bad tag: all of them count.
+            for i in range(300):
+                await ws.send(["x", "[1,2]", '{"op":"ping","tag":5}'][i % 3])
+            wait_for(lambda: counters(s)["messages_rate_limited"] >= 200, 30,
+                     "the junk messages to be rate limited")
+            replies = []
+            while True:
+                r = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                replies.append(r)
+                if r.get("code") == "limit":
+                    break
+                check(len(replies) < 100, "no 'limit' error among the first 100 replies")
+            check("at most 20 per second" in replies[-1]["message"], replies[-1]["message"])
+            # 64 KB arrays: parsed only within the rate; the rest is skipped unread.
+            before = counters(s)["messages_rate_limited"]
+            big = "[" + ",".join(["1"] * 30000) + "]"
+            for _ in range(100):
+                await ws.send(big)
+            wait_for(lambda: counters(s)["messages_rate_limited"] - before >= 50, 30,
+                     "the big arrays to be rate limited")
+        async with ws_from(s, "127.0.0.1") as ws:
+            eq(await request(ws, {"op": "ping"}), {"type": "pong", "tag": None}, "others unaffected")
+
+    asyncio.run(go())
+    done(s)
+
+
+def small_rcvbuf_socket(port, source="127.0.0.1"):
+    """A connected TCP socket whose receive buffer is small, so the server
+    sees a slow reader as soon as the client stops reading."""
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.bind((source, 0))
+    c.connect(("127.0.0.1", port))
+    return c
+
+
+BIG = {"clients": 4, "messages": 1000}  # about 20,000 events, 5 MB
+
+
+@test
+def a_fast_run_is_slowed_for_its_lagging_owner_not_cut_off():
+    s = server()
+
+    async def go():
+        sock = small_rcvbuf_socket(s.ws_port)
+        async with s.connect(sock=sock, max_queue=1) as ws:
+            rid = await start_run(ws, BIG)
+            # Not reading: the server pauses the run's output (the child
+            # blocks) instead of closing the connection.
+            wait_for(lambda: counters(s)["runs_throttled"] >= 1, 60, "the run to be throttled")
+            events = await events_until_end(ws, rid, timeout=120)
+        check_stream(events)
+        eq(events[-1]["status"], "ok", "run.end status")
+        check(len(events) > 10000, f"{len(events)} events")
+        c = counters(s)
+        eq(c["ws_queue_overflows"], 0, "queue overflows")
+        check(c["run_pauses"] >= 1, "run_pauses counted")
+        eq(c["runs_throttled"], 0, "no run throttled after the end")
+
+    asyncio.run(go())
+    done(s)
+
+
+@test
+def watchers_that_never_read_are_closed_at_the_memory_cap():
+    s = server("--queue-total", "2")
+
+    async def go():
+        sock = small_rcvbuf_socket(s.ws_port)
+        async with s.connect(sock=sock, max_queue=1) as owner:
+            rid = await start_run(owner, BIG)
+            # The owner does not read yet: the run is held while the
+            # watchers join, so they are live for most of its events.
+            wait_for(lambda: counters(s)["runs_throttled"] >= 1, 60, "the run to be throttled")
+            # The run is held: its bundle has every event so far. The
+            # watchers read the replay up to there (then they are live) and
+            # stop reading.
+            held = len(s.get(f"/api/runs/{rid}/events").body.splitlines())
+            watchers = []
+            for i in range(3):
+                ws = await s.connect(sock=small_rcvbuf_socket(s.ws_port, f"127.0.3.{i + 1}"),
+                                     max_queue=1)
+                r = await request(ws, {"op": "watch", "run": rid})
+                eq(r["type"], "watch.accepted", f"watch: {r}")
+                while (await recv(ws)).get("seq", -1) < held - 1:
+                    pass
+                watchers.append(ws)
+            events = await events_until_end(owner, rid, timeout=120)
+            eq(events[-1]["status"], "ok", "the owner's run ends well")
+            check(counters(s)["ws_memory_closes"] >= 1, "ws_memory_closes counted")
+            # Each slow watcher is closed with 1008 and a reason: the first
+            # by the server-wide cap (it held the most), others possibly by
+            # their own queue's limit once fewer share the cap.
+            reasons = []
+            for ws in watchers:
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 30)
+                except websockets.exceptions.ConnectionClosed as e:
+                    reasons.append((e.code, e.reason))
+                except asyncio.TimeoutError:
+                    reasons.append(("still open", ""))
+                await ws.close()
+            check(any(c == 1008 and "outgoing memory is full" in r for c, r in reasons),
+                  f"no watcher was closed for the memory cap: {reasons}")
+        wait_for(lambda: counters(s)["ws_queued_bytes"] == 0, 20, "queues to empty")
+
+    asyncio.run(go())
     done(s)
 
 

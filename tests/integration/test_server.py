@@ -415,31 +415,45 @@ def watch_follows_a_live_run():
 
 @test
 def slow_reader_is_disconnected_with_counted_drops():
+    # A watcher that stops reading is closed at its queue bound (the run's
+    # owner is waited for instead: test_abuse.py).
     s = srv()
     before = s.get_json("/api/health")["counters"]
 
-    async def go():
-        # A tiny receive buffer and no reading: the server's bounded queue
-        # must fill (the run below prints far more than kernel buffers hold).
+    def small_rcvbuf():
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", s.ws_port))
-        async with s.connect(sock=sock, max_queue=1, read_limit=4096) as ws:
-            await send(ws, {"op": "run", "lab": "tcp-echo",
-                            "params": {"clients": 4, "messages": 1000, "size": 1000}})
-            wait_for(lambda: s.get_json("/api/health")["counters"]["ws_queue_overflows"]
-                     > before["ws_queue_overflows"], 60, "a queue overflow")
-            try:
-                while True:
-                    await recv(ws, 30)
-            except websockets.exceptions.ConnectionClosed as e:
-                eq(e.code, 1008, "close code (policy violation)")
-                check("reads too slowly" in e.reason, f"close reason {e.reason!r}")
+        return sock
+
+    async def go():
+        async with s.connect(sock=small_rcvbuf(), max_queue=1, read_limit=4096) as owner:
+            run_id = await start_run(owner, {"clients": 4, "messages": 1000, "size": 1000})
+            # The owner does not read yet: the run waits for it, and a
+            # watcher reads the replay up to there (so it is live), then stops.
+            wait_for(lambda: s.get_json("/api/health")["counters"]["runs_throttled"] >= 1, 60,
+                     "the run to wait for its owner")
+            held = len(s.get(f"/api/runs/{run_id}/events").body.splitlines())
+            async with s.connect(sock=small_rcvbuf(), max_queue=1, read_limit=4096) as ws:
+                eq((await request(ws, {"op": "watch", "run": run_id}))["type"], "watch.accepted",
+                   "watch")
+                while (await recv(ws)).get("seq", -1) < held - 1:
+                    pass
+                events = await events_until_end(owner, run_id, timeout=120)
+                eq(events[-1]["status"], "ok", "the owner's run")
+                wait_for(lambda: s.get_json("/api/health")["counters"]["ws_queue_overflows"]
+                         > before["ws_queue_overflows"], 60, "a queue overflow")
+                try:
+                    while True:
+                        await recv(ws, 30)
+                except websockets.exceptions.ConnectionClosed as e:
+                    eq(e.code, 1008, "close code (policy violation)")
+                    check("reads too slowly" in e.reason, f"close reason {e.reason!r}")
 
     arun(go())
     after = s.get_json("/api/health")["counters"]
     check(after["ws_messages_dropped"] > before["ws_messages_dropped"], "drops counted")
-    s.wait_no_children()  # closing the connection cancelled its run
+    s.wait_no_children()
 
 
 # ---- shutdown (last: it stops the shared server) ----
