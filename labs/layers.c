@@ -1318,8 +1318,11 @@ static int s_ageing(struct lr *r, struct sockets *so)
 	/* Start from no entry, so every state below is this scenario's. */
 	rc = topo_enter(r->t, r->hA);
 	if (rc == 0 && nl_open(&nl, err, sizeof err) == 0) {
-		nl_neigh_del(&nl, r->t->host[r->hA].ifs[0].ifindex, b, err, sizeof err);
+		rc = nl_neigh_del(&nl, r->t->host[r->hA].ifs[0].ifindex, b, err, sizeof err);
 		nl_close(&nl);
+		ev_emit(r->ctx->em, "neigh.delete",
+			json_pack("{s:s, s:o, s:s, s:i, s:s}", "host", "A", "ip", ip_json(b), "peer", "B",
+				  "ret", rc, "source", "the lab: RTM_DELNEIGH (the kernel then reports the entry FAILED and gone)"));
 	}
 	topo_enter(r->t, -1);
 
@@ -1661,6 +1664,12 @@ static int layers_format(const struct lab_params *p, const json_t *ev, char *buf
 	if (!strcmp(type, "neigh.sample"))
 		return clip(snprintf(buf, len, "%10.3f  query: %s's ARP entry for %s is %s (%s)\n", ms,
 				     js(ev, "host"), js(ev, "ip"), js(ev, "state"), js(ev, "when")),
+			    len);
+	if (!strcmp(type, "neigh.delete"))
+		return clip(snprintf(buf, len,
+				     ji(ev, "ret") == 0 ? "%10.3f  lab: removed %s's ARP entry for %s\n"
+							: "%10.3f  lab: %s had no ARP entry for %s to remove\n",
+				     ms, js(ev, "host"), js(ev, "ip")),
 			    len);
 	if (!strcmp(type, "route"))
 		return clip(snprintf(buf, len, "%10.3f  route: %s to %s uses %s %s%s dev %s src %s\n",

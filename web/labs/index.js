@@ -8,12 +8,14 @@ import * as tcpEcho from './tcp-echo.js';
 import * as udpPing from './udp-ping.js';
 import * as handshake from './handshake.js';
 import * as sticky from './sticky.js';
+import * as layers from './layers.js';
 
 const renderers = {
 	'tcp-echo': tcpEcho,
 	'udp-ping': udpPing,
 	handshake,
 	sticky,
+	layers,
 };
 
 // The renderer module for a lab: {create(root, ctx), formHints?}.

@@ -1,0 +1,111 @@
+// test_layers.mjs: the layers view in a real Chromium against a real `socklab serve` (TAP output).
+//
+// One run of every scenario through the form; the view must show what the
+// run's own events hold: the four hosts with their MACs, one cell per frame
+// event in the column of its link, the router's four changed fields marked
+// on the forwarded frame and in the comparison table, one filled mark per
+// kernel neighbour report and one hollow mark per query sample, and a frame's
+// layers (Ethernet 14 bytes) when it is clicked. Screenshots at 1280x720 and
+// 1440x900 in English and Chinese go to build/test-logs/e2e-layers-*.png.
+
+import path from 'node:path';
+import {
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchPage, runTap, startServer, test, until,
+} from './lib.mjs';
+
+let srv;
+let page;
+let evs = [];
+const problems = [];
+
+async function events(id) {
+	const r = await fetch(`${srv.base}/api/runs/${id}/events`);
+	return (await r.text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+test('a run of every scenario shows the topology, every frame in its link column and the kernel states', async () => {
+	await page.goto(`${srv.base}/#/lab/layers`);
+	await page.locator('#conn[data-state="open"]').waitFor({ timeout: WAIT });
+	await page.locator('#p-scenario').waitFor({ timeout: WAIT });
+	await page.click('#run-btn');
+	await page.locator('.run-card').first().waitFor({ state: 'visible', timeout: WAIT });
+	await page.locator('.run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
+	assertEq(await page.getAttribute('.run-summary .pill', 'data-status'), 'ok', 'run status');
+	const id = await page.getAttribute('.run-card', 'data-run');
+	evs = await events(id);
+	const topo = evs.find((e) => e.type === 'topology');
+	assertEq(await page.getAttribute('.ly-topo', 'data-hosts'), '4', 'hosts drawn');
+	const macs = await page.locator('.ly-macs td.mono').allTextContents();
+	for (const hst of topo.hosts) for (const i of hst.ifs) assert(macs.includes(i.mac), `MAC ${i.mac} shown`);
+
+	const frames = evs.filter((e) => e.type === 'frame');
+	await until(async () => (await page.locator('.ly-frame').count()) === frames.length, WAIT, 'one cell per frame');
+	// Each frame sits in the column of the port it was captured on.
+	const placed = await page.locator('.ly-frames tbody tr').evaluateAll((rows) => rows.map((r) => {
+		const th = [...r.closest('table').querySelectorAll('thead th')];
+		const col = [...r.children].findIndex((td) => td.querySelector('.ly-frame'));
+		return [Number(r.dataset.n), th[col].textContent.split(' ')[0]];
+	}));
+	assertEq(placed.sort((a, b) => a[0] - b[0]), frames.map((f) => [f.n, f.port]), 'frame columns');
+
+	// The router's changes: marked on the forwarded frame, listed in the table.
+	const hop = evs.find((e) => e.type === 'hop');
+	assertEq(await page.getAttribute('.ly-scen[data-scenario="other-subnet"] .ly-hop', 'data-changes'), String(hop.changes.length), 'hop rows');
+	assertEq(hop.changes.length, 4, 'four fields changed');
+	const marked = await page.locator(`.ly-frame[data-n="${hop.out_frame}"] .ly-changed`).evaluateAll((x) => x.map((e) => e.dataset.field).sort());
+	assertEq(marked, ['eth.dst', 'eth.src', 'ip.checksum', 'ip.ttl'], 'changed fields on the forwarded frame');
+	assertEq(await page.locator(`.ly-frame[data-n="${hop.in_frame}"] .ly-changed`).count(), 0, 'nothing marked on the frame A sent');
+
+	// The timeline: filled marks for kernel reports, hollow for samples.
+	assertEq(await page.locator('.ly-track .ly-kernel').count(), evs.filter((e) => e.type === 'neigh').length, 'kernel marks');
+	assertEq(await page.locator('.ly-track .ly-sample').count(), evs.filter((e) => e.type === 'neigh.sample').length, 'sample marks');
+
+	// A frame's layers.
+	const arp = frames.find((f) => f.arp);
+	await page.click(`.ly-frame[data-n="${arp.n}"]`);
+	await page.locator(`.ly-detail[data-n="${arp.n}"]`).waitFor({ timeout: WAIT });
+	const bands = await page.locator('.ly-band').allTextContents();
+	assert(bands[0].includes('14'), `Ethernet band: ${bands}`);
+	assertEq(await page.locator('.ly-byte').count(), arp.caplen, 'bytes shown');
+	assert(await page.locator(`.ly-link.ly-link-on[data-port="${arp.port}"]`).count() === 1, 'the link lit up');
+});
+
+test('screenshots at 1280x720 and 1440x900 in English and Chinese', async () => {
+	for (const lang of ['en', 'zh-CN']) {
+		await page.selectOption('#lang-select', lang);
+		await until(async () => (await page.getAttribute('html', 'lang')) === lang, WAIT, `language ${lang}`);
+		for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
+			await page.setViewportSize({ width: w, height: hgt });
+			await page.locator('.ly-topo-card').scrollIntoViewIfNeeded();
+			await page.screenshot({ path: path.join(LOGS, `e2e-layers-${lang}-${w}x${hgt}.png`) });
+			await page.locator('.ly-scen[data-scenario="other-subnet"] .ly-hop').evaluate((e) => {
+				e.scrollIntoView({ block: 'start' });
+				window.scrollBy(0, -170); // below the sticky player bar
+			});
+			await page.screenshot({ path: path.join(LOGS, `e2e-layers-${lang}-${w}x${hgt}-hop.png`) });
+			await page.locator('.ly-timeline-card').evaluate((e) => {
+				e.scrollIntoView({ block: 'start' });
+				window.scrollBy(0, -150);
+			});
+			await page.screenshot({ path: path.join(LOGS, `e2e-layers-${lang}-${w}x${hgt}-timeline.png`) });
+		}
+	}
+	const title = await page.locator('.ly-scen[data-scenario="ageing"] h3').textContent();
+	assert(title.includes('ARP') && /[\u4e00-\u9fff]/.test(title), `the scenario title in Chinese: ${title}`);
+	await page.selectOption('#lang-select', 'en');
+	await page.setViewportSize({ width: 1440, height: 1000 });
+});
+
+test('no console errors, page errors or CSP violations', async () => {
+	assert(problems.length === 0, problems.join(' | '));
+});
+
+runTap({
+	tmpPrefix: 'socklab-e2e-layers-',
+	async setup(chromium, tmp) {
+		srv = await startServer(tmp, { log: 'e2e-layers-server.log' });
+		page = await launchPage(chromium, tmp, problems);
+		return 'socklab serve and Chromium';
+	},
+	failShots: (n) => [[page, `e2e-layers-fail-${n}.png`]],
+});
