@@ -102,6 +102,7 @@ struct frec {
 	uint8_t data[FRAME_KEEP];
 	struct frame_info fi;
 	uint16_t ip_csum;
+	unsigned csum_flags; /* the capture's CAP_CSUM_* (checksum offload) */
 };
 
 struct nrec {
@@ -301,7 +302,11 @@ static json_t *frame_fields(struct lr *r, const struct frec *fr, const uint8_t *
 	}
 	json_object_set_new(o, "bytes", hex_json(data, fr->caplen < HEX_MAX ? fr->caplen : HEX_MAX));
 	if (d) {
-		dec_packet(data, fr->caplen, fr->len, DEC_LINK_ETHERNET, d);
+		dec_packet_rx(data, fr->caplen, fr->len, DEC_LINK_ETHERNET, fr->csum_flags, d);
+		json_object_set_new(o, "checksums",
+				    dec_checksums_json(&d->ip4.csum,
+						       dec_has(d, DEC_L_UDP) ? &d->udp.csum : &d->tcp.csum,
+						       dec_has(d, DEC_L_UDP) ? DEC_L_UDP : DEC_L_TCP));
 		dj = dec_packet_json(d);
 		if (dj)
 			json_object_set(o, "layers", json_object_get(dj, "layers"));
@@ -333,6 +338,7 @@ static void take_frame(struct lr *r, const struct batch_item *it)
 	fr->len = it->f.len;
 	fr->caplen = it->f.caplen < FRAME_KEEP ? it->f.caplen : FRAME_KEEP;
 	memcpy(fr->data, it->f.data, fr->caplen);
+	fr->csum_flags = it->f.csum_flags;
 	frame_parse(fr->data, fr->caplen, &fr->fi);
 	d = malloc(sizeof *d);
 	if (d) {

@@ -406,8 +406,11 @@ static enum dec_status dec_tcp(struct dec_packet *p, struct cur *c, uint32_t seg
 	return dec_payload(p, c);
 }
 
-/* RFC 768. */
-static enum dec_status dec_udp(struct dec_packet *p, struct cur *c, uint32_t dgram_len)
+/* RFC 768. dgram_len is the IP payload's length; in a first fragment
+ * (first_frag) the UDP length covers the whole reassembled datagram, so it
+ * may exceed it. */
+static enum dec_status dec_udp(struct dec_packet *p, struct cur *c, uint32_t dgram_len,
+			       int first_frag)
 {
 	struct dec_udp *u = &p->udp;
 	struct dec_layer *l = layer_begin(p, DEC_L_UDP, c->pos);
@@ -426,9 +429,9 @@ static enum dec_status dec_udp(struct dec_packet *p, struct cur *c, uint32_t dgr
 	}
 	if (u->len < 8)
 		return layer_end(p, l, c, DEC_INVALID, "UDP length below 8");
-	if (u->len > dgram_len)
+	if (u->len > dgram_len && !first_frag)
 		return layer_end(p, l, c, DEC_INVALID, "UDP length beyond the IP payload");
-	c->end = start + u->len;
+	c->end = start + (u->len < dgram_len ? u->len : dgram_len);
 	u->payload_len = (uint32_t)u->len - 8;
 	layer_end(p, l, c, DEC_OK, NULL);
 	return dec_payload(p, c);
@@ -436,12 +439,12 @@ static enum dec_status dec_udp(struct dec_packet *p, struct cur *c, uint32_t dgr
 
 /* The transport after an IP header; len is the IP payload's length. */
 static enum dec_status dec_transport(struct dec_packet *p, struct cur *c, uint8_t proto,
-				     uint32_t len)
+				     uint32_t len, int first_frag)
 {
 	if (proto == 6)
 		return dec_tcp(p, c, len);
 	if (proto == 17)
-		return dec_udp(p, c, len);
+		return dec_udp(p, c, len, first_frag);
 	c->end = c->pos + len;
 	dec_payload(p, c);
 	if (p->status == DEC_OK) {
@@ -507,7 +510,7 @@ static enum dec_status dec_ipv4(struct dec_packet *p, struct cur *c)
 		dec_payload(p, c);
 		return p->status;
 	}
-	st = dec_transport(p, c, ip->proto, ip->total_len - hlen);
+	st = dec_transport(p, c, ip->proto, ip->total_len - hlen, ip->flags & 1);
 	return p->status != DEC_OK ? p->status : st;
 }
 
@@ -519,6 +522,7 @@ static enum dec_status dec_ipv6(struct dec_packet *p, struct cur *c)
 	uint32_t start = c->pos, w, ext_len = 0;
 	uint8_t next;
 	enum dec_status st;
+	int first_frag = 0;
 
 	c->end = NO_END;
 	if (rd32(c, &w, NULL) < 0 || rd16(c, &ip->payload_len, &ip->at[DEC_IP6_PLEN]) < 0 ||
@@ -576,6 +580,8 @@ static enum dec_status dec_ipv6(struct dec_packet *p, struct cur *c)
 		rd_bytes(c, NULL, len, &e->span);
 		ext_len += len;
 		next = e->next;
+		if (e->type == 44 && e->more)
+			first_frag = 1; /* offset 0 here: later ones stop below */
 		if (e->type == 44 && e->frag_off != 0) {
 			ip->proto = next;
 			layer_end(p, l, c, DEC_OK, NULL);
@@ -593,7 +599,7 @@ static enum dec_status dec_ipv6(struct dec_packet *p, struct cur *c)
 	}
 	if (next == 59)
 		return p->status; /* no next header */
-	st = dec_transport(p, c, next, ip->payload_len - ext_len);
+	st = dec_transport(p, c, next, ip->payload_len - ext_len, first_frag);
 	return p->status != DEC_OK ? p->status : st;
 }
 

@@ -174,6 +174,16 @@ def fragments_have_one_id_offsets_mf_and_reassemble():
     check(all(x["offset"] % 8 == 0 for x in got), "offsets are multiples of 8")
     eq([x["mf"] for x in got].count(False), 1, "one last fragment")
     eq(f["c_recvfrom"], 3000, "C's recvfrom() got the whole datagram")
+    # Checksums: the IPv4 header's always good; a first fragment's UDP
+    # checksum covers the whole datagram (cannot be checked from one frame);
+    # none is ever bad.
+    frames = [e for e in ev if e["type"] == "frame" and e.get("ip")]
+    check(frames and all(e["checksums"]["ipv4"]["status"] == "good" for e in frames),
+          "every IPv4 header checksum good")
+    firsts = [e for e in frames if e["ip"]["mf"] and e["ip"]["frag_off"] == 0 and "udp" in e["checksums"]]
+    check(firsts and all(e["checksums"]["udp"]["reason"] == "fragment" for e in firsts),
+          f"first fragments' UDP checksums: {[e['checksums'] for e in firsts][:2]}")
+    check(not any(k["status"] == "bad" for e in frames for k in e["checksums"].values()), "none bad")
 
 
 @test
