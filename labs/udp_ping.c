@@ -3,7 +3,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/neighbour.h>
 #include <math.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include "lab.h"
 #include "net/frame.h"
 #include "net/net.h"
+#include "net/nl.h"
 #include "sock.h"
 #include "tcp_echo.h"
 
@@ -167,6 +170,7 @@ struct probe {
 	int64_t delay_us[2];
 	int frames[2];
 	int c2s_delivered, s2c_seen, s2c_delivered; /* copies, unfragmented probes */
+	int64_t rtt;      /* of the first reply (state P_REPLIED) */
 };
 
 struct ping_run {
@@ -199,6 +203,13 @@ struct ping_run {
 	/* server thread only until it is joined */
 	long long s_datagrams, s_bytes, s_replies;
 	int idle_stopped;
+
+	/* The client's neighbour entry for the server before the first probe
+	 * and after the last (client thread), and the ARP frames the relay
+	 * carried (relay thread, under lock): the evidence that probe 1 waited
+	 * for address resolution. */
+	int neigh_before, neigh_after; /* NUD_* state, 0 for no entry, -1 not read */
+	int arp_frames[2];
 };
 
 static const char *const dir_names[] = {"c2s", "s2c"};
@@ -232,7 +243,15 @@ static json_t *ping_hook(void *arg, const struct wire_verdict *v, const uint8_t 
 	int delivered, dir = v->dir;
 	struct probe *p;
 
-	if (frame_parse(frame, len, &fi) != FRAME_OK || !fi.is_ipv4 || fi.proto != 17)
+	if (frame_parse(frame, len, &fi) != FRAME_OK)
+		return NULL;
+	if (fi.ethertype == FRAME_ETH_P_ARP) {
+		pthread_mutex_lock(&r->lock);
+		r->arp_frames[dir]++;
+		pthread_mutex_unlock(&r->lock);
+		return NULL;
+	}
+	if (!fi.is_ipv4 || fi.proto != 17)
 		return NULL;
 	pthread_mutex_lock(&r->lock);
 	if (fi.frag_off == 0 && fi.has_l4) {
@@ -517,10 +536,30 @@ static void handle_reply(struct ping_run *r, const char *buf, ssize_t n,
 		if (reordered)
 			r->reordered++;
 		ping_stats_add(&r->st, t_ret - p->t_sent);
+		p->rtt = t_ret - p->t_sent;
 		emit_probe(r, "reply", seq, n, t_ret - p->t_sent, from, ok, reordered);
 	}
 	if (seq > r->max_seq_seen)
 		r->max_seq_seen = seq;
+}
+
+/* The NUD_* state of the calling thread's namespace's neighbour entry for
+ * the server on the lab interface: 0 when there is none, -1 when it could not
+ * be read (loopback runs have no neighbours). */
+static int server_neigh(struct ping_run *r)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&r->srv;
+	struct nl_neigh ne;
+	struct nl nl;
+	int ifindex = (int)if_nametoindex(NET_IFNAME), rc;
+
+	if (!r->ctx->net || r->srv.ss_family != AF_INET || !ifindex)
+		return -1;
+	if (nl_open(&nl, NULL, 0) < 0)
+		return -1;
+	rc = nl_neigh_get(&nl, ifindex, ntohl(sin->sin_addr.s_addr), &ne, NULL, 0);
+	nl_close(&nl);
+	return rc == -ENOENT ? 0 : rc < 0 ? -1 : ne.state;
 }
 
 static int client_run(struct ping_run *r)
@@ -551,6 +590,7 @@ static int client_run(struct ping_run *r)
 		if (rc < 0)
 			goto out;
 	}
+	r->neigh_before = server_neigh(r);
 	t0 = next_send = ev_now_us(ctx->em);
 	for (;;) {
 		int64_t now = ev_now_us(ctx->em), wake = -1;
@@ -615,6 +655,7 @@ static int client_run(struct ping_run *r)
 		handle_reply(r, buf, n, &from, io.ret_us, want);
 	}
 	rc = 0;
+	r->neigh_after = server_neigh(r);
 out:
 	if (fd >= 0)
 		lsock_close(ctx, w, fd);
@@ -622,6 +663,65 @@ out:
 	free(buf);
 	free(want);
 	return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static json_t *ms_text(int64_t us)
+{
+	char b[32];
+
+	snprintf(b, sizeof b, "%.3f", (double)us / 1000.0);
+	return json_string(b);
+}
+
+/* Probe 1 of a two-hosts run usually waits for ARP: the client has no
+ * neighbour entry for the server yet, so the kernel queues the datagram,
+ * broadcasts a request and sends it when the reply arrives. Said only when
+ * this run shows it: the entry was missing before the first probe, probe 1
+ * is the slowest reply by far (over 1.5 times the others' median), and, on
+ * the relay, ARP frames crossed the wire. */
+static void first_probe_note(struct ping_run *r)
+{
+	int64_t *rest, med, rtt1;
+	int i, n = 0;
+	json_t *p;
+
+	if (!r->ctx->net || r->count < 2 || r->probes[0].state != P_REPLIED ||
+	    (r->neigh_before != 0 && !(r->neigh_before & (NUD_INCOMPLETE | NUD_FAILED))))
+		return;
+	rest = calloc((size_t)r->count, sizeof *rest);
+	if (!rest)
+		return;
+	for (i = 1; i < r->count; i++)
+		if (r->probes[i].state == P_REPLIED)
+			rest[n++] = r->probes[i].rtt;
+	rtt1 = r->probes[0].rtt;
+	if (n) {
+		qsort(rest, (size_t)n, sizeof *rest, cmp_i64);
+		med = rest[n / 2];
+	}
+	free(rest);
+	if (!n || rtt1 * 2 <= med * 3)
+		return;
+	pthread_mutex_lock(&r->lock);
+	p = json_pack("{s:o, s:o, s:o, s:s, s:s, s:i, s:i}", "first_ms", ms_text(rtt1),
+		      "median_ms", ms_text(med), "extra_ms", ms_text(rtt1 - med), "before",
+		      nl_nud_name((uint16_t)r->neigh_before), "after",
+		      r->neigh_after > 0 ? nl_nud_name((uint16_t)r->neigh_after) : "NONE",
+		      "arp_out", r->arp_frames[WIRE_C2S], "arp_back", r->arp_frames[WIRE_S2C]);
+	pthread_mutex_unlock(&r->lock);
+	if (r->relay && r->arp_frames[WIRE_C2S] && r->arp_frames[WIRE_S2C])
+		ev_note(r->ctx->em, "ping.first_arp_wire", p, NULL);
+	else if (!r->relay)
+		ev_note(r->ctx->em, "ping.first_arp", p, NULL);
+	else
+		json_decref(p);
 }
 
 static json_t *summary(struct ping_run *r)
@@ -718,6 +818,8 @@ static int ping_run(struct lab_ctx *ctx)
 	}
 	pthread_join(srv, NULL);
 	net_set_frame_hook(ctx->net, NULL, NULL);
+	if (rc == 0 && !r.byo)
+		first_probe_note(&r);
 	if (rc == -ECANCELED || lab_cancelled(ctx))
 		rc = 0; /* the front end reports the cancel or the timeout */
 	else if (rc < 0 || r.failed) {

@@ -96,6 +96,27 @@ def unimpaired_two_hosts_over_veth():
 
 
 @test
+def the_first_probe_waits_for_arp_and_the_lab_says_so():
+    """Over a 30 ms wire each way probe 1 pays an ARP round trip (60 ms):
+    the note names the evidence, the missing neighbour entry and the ARP
+    frames the relay carried; a loopback run, with no neighbours, says nothing."""
+    events = ping("count=3", "interval_ms=100", "network=two-hosts", "c2s_delay_ms=30",
+                  "s2c_delay_ms=30")
+    notes = [e for e in events if e["type"] == "note" and e["key"] == "ping.first_arp_wire"]
+    eq(len(notes), 1, "one ARP note")
+    p = notes[0]["params"]
+    eq((p["before"], p["after"]), ("NONE", "REACHABLE"), "the neighbour entry before and after")
+    check(p["arp_out"] >= 1 and p["arp_back"] >= 1, f"ARP frames each way on the wire: {p}")
+    arp = [e for e in of(events, "wire") if "ARP" in e.get("summary", "") or e.get("proto") == "ARP"]
+    check(len(arp) >= 2, f"the relay reported the ARP frames: {[e for e in of(events, 'wire')][:3]}")
+    rtts = {e["probe"]: e["rtt_us"] for e in of(events, "probe", status="reply")}
+    eq(max(rtts, key=rtts.get), 1, f"probe 1 is the slowest: {rtts}")
+    eq(notes[0]["text"].count("Probe 1 took"), 1, "English text filled")
+    eq([e for e in ping("count=3", "interval_ms=10") if e["type"] == "note" and
+        e["key"].startswith("ping.first_arp")], [], "no ARP note on loopback")
+
+
+@test
 def losses_equal_the_wire_drops_and_the_rate_fits():
     n = 300
     events = ping(f"count={n}", "interval_ms=10", "timeout_ms=1000", "network=two-hosts",
