@@ -2,6 +2,8 @@
 #include "tcp_echo.h"
 
 #include <errno.h>
+#include <linux/neighbour.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -12,7 +14,9 @@
 #include <time.h>
 
 #include "lab.h"
+#include "net/frame.h"
 #include "net/net.h"
+#include "net/nl.h"
 #include "sock.h"
 
 /*
@@ -135,6 +139,7 @@ struct echo_run {
 	long long c_bytes_sent, c_bytes_recv, replies_ok, replies_bad, split_replies;
 	long long s_bytes_in, s_bytes_out, conns, resets, peer_closes, idle_closes, max_queue;
 	long long c_retrans, s_retrans;
+	int arp_frames[2]; /* ARP frames the relay carried, by direction */
 };
 
 static void touch(struct echo_run *r)
@@ -428,13 +433,73 @@ static void report_accept_queue(struct echo_run *r, int k)
 		NULL);
 }
 
+/* Relay thread: count the ARP frames that cross the wire. */
+static json_t *echo_hook(void *arg, const struct wire_verdict *v, const uint8_t *frame, size_t len)
+{
+	struct echo_run *r = arg;
+	struct frame_info fi;
+
+	if (frame_parse(frame, len, &fi) == FRAME_OK && fi.ethertype == FRAME_ETH_P_ARP &&
+	    v->dir >= 0 && v->dir < 2) {
+		pthread_mutex_lock(&r->lock);
+		r->arp_frames[v->dir]++;
+		pthread_mutex_unlock(&r->lock);
+	}
+	return NULL;
+}
+
+/* The NUD_* state of this namespace's neighbour entry for the server on the
+ * lab interface: 0 when there is none, -1 when it cannot be read. */
+static int server_neigh(const struct echo_run *r)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&r->addr;
+	struct nl_neigh ne;
+	struct nl nl;
+	int ifindex = (int)if_nametoindex(NET_IFNAME), rc;
+
+	if (!r->ctx->net || r->addr.ss_family != AF_INET || !ifindex || nl_open(&nl, NULL, 0) < 0)
+		return -1;
+	rc = nl_neigh_get(&nl, ifindex, ntohl(sin->sin_addr.s_addr), &ne, NULL, 0);
+	nl_close(&nl);
+	return rc == -ENOENT ? 0 : rc < 0 ? -1 : ne.state;
+}
+
+/* The first client's connect() over the relay: when the client had no
+ * neighbour entry for the server and the relay carried ARP both ways before
+ * the handshake finished, the time connect() was blocked includes an ARP
+ * round trip. Said only with that evidence. */
+static void connect_arp_note(struct echo_run *r, int before, int64_t blocked_us)
+{
+	char ms[32];
+	int out, back, after;
+
+	if (before < 0 || (before != 0 && !(before & (NUD_INCOMPLETE | NUD_FAILED))) ||
+	    !net_has_relay(r->ctx->net))
+		return;
+	pthread_mutex_lock(&r->lock);
+	out = r->arp_frames[0];
+	back = r->arp_frames[1];
+	pthread_mutex_unlock(&r->lock);
+	if (!out || !back)
+		return;
+	after = server_neigh(r);
+	snprintf(ms, sizeof ms, "%.3f", (double)blocked_us / 1000.0);
+	ev_note(r->ctx->em, "echo.connect_arp",
+		json_pack("{s:s, s:s, s:s, s:i, s:i}", "connect_ms", ms, "before",
+			  nl_nud_name((uint16_t)before), "after",
+			  nl_nud_name((uint16_t)(after > 0 ? after : 0)),
+			  "arp_out", out, "arp_back", back),
+		NULL);
+}
+
 static int client_session(struct echo_run *r, int k)
 {
 	struct lab_ctx *ctx = r->ctx;
 	struct lsock_who w = {"client", k};
 	size_t len = echo_message_len(r);
 	char *msg = malloc(len), *want = malloc(len), *got = malloc(len);
-	int fd = -1, rc = 0, i;
+	int fd = -1, rc = 0, i, neigh_before = -1;
+	int64_t t_connect, connect_us = -1;
 
 	if (!msg || !want || !got) {
 		rc = -ENOMEM;
@@ -454,9 +519,14 @@ static int client_session(struct echo_run *r, int k)
 		rc = fd;
 		goto out;
 	}
+	/* The neighbour entry is read before connect() and the note emitted after
+	 * the echoes, so neither adds to what the run measures. */
+	neigh_before = k == 1 ? server_neigh(r) : -1;
+	t_connect = ev_now_us(ctx->em);
 	rc = lsock_connect(ctx, w, fd, (struct sockaddr *)&r->addr, r->addrlen, 5000);
 	if (rc < 0)
 		goto out;
+	connect_us = ev_now_us(ctx->em) - t_connect;
 	set_flag(r, r->connected, k);
 	if (k > 1 && !r->concurrent)
 		report_accept_queue(r, k);
@@ -526,6 +596,8 @@ out:
 		report_retransmits(r, fd, w);
 		lsock_close(ctx, w, fd);
 	}
+	if (rc == 0 && k == 1 && connect_us >= 0)
+		connect_arp_note(r, neigh_before, connect_us);
 	if (rc < 0 && rc != -ECANCELED)
 		fail(r);
 	/* Never leave the next client waiting on a client that gave up. */
@@ -653,6 +725,8 @@ static int echo_run(struct lab_ctx *ctx)
 			json_pack("{s:i}", "clients", r.clients),
 			NULL);
 	r.last_activity_us = ev_now_us(ctx->em);
+	if (!r.byo)
+		net_set_frame_hook(ctx->net, echo_hook, &r);
 	if (pthread_create(&srv, NULL, server_thread, &r) != 0) {
 		rc = -EAGAIN;
 		ev_error(ctx->em, "internal", NULL, "could not start the server thread");
@@ -672,6 +746,7 @@ static int echo_run(struct lab_ctx *ctx)
 	if (r.failed)
 		lab_abort(ctx); /* a client gave up: wake the server out of accept() */
 	pthread_join(srv, NULL);
+	net_set_frame_hook(ctx->net, NULL, NULL);
 	lsock_close(ctx, (struct lsock_who){"server", 0}, r.lfd);
 	if (r.failed && !lab_cancelled(ctx)) {
 		rc = -EIO;

@@ -241,6 +241,29 @@ def tcp_echo_default_is_loopback():
 
 
 @test
+def tcp_echo_says_connect_waited_for_arp_only_with_the_evidence():
+    """Over a 30 ms wire the first connect() pays an ARP round trip before
+    its SYN: the note names the empty neighbour entry and the ARP frames the
+    relay carried, which the run's wire events show; over a veth pair (no
+    relay, no ARP frames seen) and on loopback it says nothing."""
+    events = echo("network=two-hosts", "c2s_delay_ms=30", "s2c_delay_ms=30", "messages=2")
+    notes = [e for e in events if e["type"] == "note" and e["key"] == "echo.connect_arp"]
+    eq(len(notes), 1, "one ARP note")
+    p = notes[0]["params"]
+    eq((p["before"], p["after"]), ("NONE", "REACHABLE"), "the neighbour entry before and after")
+    wire = [e for e in events if e["type"] == "wire"]
+    arp = [e for e in wire if e.get("proto") == "ARP"]
+    eq((p["arp_out"], p["arp_back"]),
+       (len([e for e in arp if e["dir"] == "c2s"]), len([e for e in arp if e["dir"] == "s2c"])),
+       "the note's ARP frames are the wire's")
+    syn = [e for e in wire if e.get("proto") == "TCP" and "[S]" in e.get("summary", "")]
+    check(syn and arp and arp[0]["seq"] < syn[0]["seq"], "the ARP exchange came before the SYN")
+    for extra in (("network=two-hosts",), ()):
+        eq([e for e in echo("messages=2", *extra) if e["type"] == "note" and e["key"] == "echo.connect_arp"],
+           [], f"no ARP note with {extra}")
+
+
+@test
 def tcp_echo_over_a_lossy_wire_delivers_every_byte():
     events = echo("network=two-hosts", "messages=30", "size=3000", "c2s_loss_pct=15",
                   "s2c_loss_pct=15", "seed=2024")
