@@ -35,6 +35,10 @@ enum {
 	/* A boolean that, when true, makes the lab network's wire report every
 	 * frame it carries (network=two-hosts then always uses the relay). */
 	LAB_PF_WIRE_TRACE = 1u << 2,
+	/* With LAB_PF_SERVER: a text file the browser uploads ("files" in the run
+	 * request, at most RUN_FILE_MAX bytes); the server saves it in the run's
+	 * bundle and sets this parameter to that file's path. */
+	LAB_PF_UPLOAD = 1u << 3,
 };
 
 struct lab_param_def {

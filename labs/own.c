@@ -46,13 +46,14 @@ extern const struct lab_desc lab_own;
 
 static const struct lab_param_def params[] = {
 	/* Paths on the machine that runs the lab: only the CLI may name them (a
-	 * browser must never make the lab read a server-side file). */
+	 * browser must never make the lab read a server-side file); a browser
+	 * uploads the program's text instead, and the server names its copy. */
 	{"server", LAB_P_STRING, "Server program",
 	 "A Python 3 file to run as the server (empty: none)", NULL, "", 0, 512, NULL,
-	 LAB_PF_SERVER},
+	 LAB_PF_SERVER | LAB_PF_UPLOAD},
 	{"client", LAB_P_STRING, "Client program",
 	 "A Python 3 file to run as the client (empty: none)", NULL, "", 0, 512, NULL,
-	 LAB_PF_SERVER},
+	 LAB_PF_SERVER | LAB_PF_UPLOAD},
 	{"time_limit_ms", LAB_P_INT, "Time limit",
 	 "How long the programs may run in all (wall clock)", "ms", "10000", 500, 60000, NULL, 0},
 	{"server_wait_ms", LAB_P_INT, "Server start wait",
@@ -406,14 +407,18 @@ static int open_source(struct own_run *r, int who, char *err, size_t errlen)
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+
+	/* Messages name the file, never its directory (an uploaded program lives
+	 * in the server's data directory). */
 	if (fd < 0) {
-		snprintf(err, errlen, "parameter '%s': cannot open %s: %s", who_names[who], path,
+		snprintf(err, errlen, "parameter '%s': cannot open %s: %s", who_names[who], base,
 			 strerror(errno));
 		return -EINVAL;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > OWN_SRC_MAX) {
 		snprintf(err, errlen, "parameter '%s': %s must be a regular file of at most %d bytes",
-			 who_names[who], path, OWN_SRC_MAX);
+			 who_names[who], base, OWN_SRC_MAX);
 		close(fd);
 		return -EINVAL;
 	}

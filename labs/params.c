@@ -368,6 +368,8 @@ json_t *lab_describe(const struct lab_desc *lab)
 		}
 		json_object_set_new(pj, "advanced", json_boolean(d->flags & LAB_PF_ADVANCED));
 		json_object_set_new(pj, "server_assigned", json_boolean(d->flags & LAB_PF_SERVER));
+		if (d->flags & LAB_PF_UPLOAD)
+			json_object_set_new(pj, "upload", json_true());
 		json_array_append_new(params, pj);
 	}
 	o = json_pack("{s:s, s:s, s:s, s:o}", "name", lab->name, "title", lab->title, "summary",

@@ -761,6 +761,42 @@ static int save_upload(struct run_mgr *m, struct run *r, struct lab_params *p,
 	return 0;
 }
 
+/* Write the uploaded text files into the new bundle (upload-PARAM, 0600) and
+ * point each parameter at its file. */
+static int save_files(struct run_mgr *m, struct run *r, struct lab_params *p,
+		      const struct run_upload *up, char *err, size_t errlen)
+{
+	char path[PATH_MAX], name[64];
+	const char *bad = NULL;
+	int i, fd, rc;
+
+	for (i = 0; i < up->n_files; i++) {
+		snprintf(name, sizeof name, "upload-%s", up->files[i].param);
+		rc = runs_bundle_path(m->cfg->data, r->id, name, path, sizeof path);
+		if (rc < 0) {
+			snprintf(err, errlen, "bundle path too long");
+			return rc;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || ev_write_all(fd, up->files[i].text, up->files[i].len) < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "could not save the uploaded %s: %s", up->files[i].param,
+				 strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return rc == -EINVAL ? -EIO : rc;
+		}
+		close(fd);
+		if (lab_param_set(p, up->files[i].param, path, err, errlen) < 0)
+			return -EINVAL;
+	}
+	if (lab_params_check(p, &bad, err, errlen) < 0)
+		return -EINVAL;
+	json_decref(r->params);
+	r->params = lab_params_json(p);
+	return 0;
+}
+
 static int run_spawn(struct run_mgr *m, struct run *r, struct lab_params *p,
 		     const struct run_upload *up, char *err, size_t errlen)
 {
@@ -792,8 +828,13 @@ static int run_spawn(struct run_mgr *m, struct run *r, struct lab_params *p,
 		snprintf(err, errlen, "could not create the run's bundle files: %s", strerror(-rc));
 		goto out;
 	}
-	if (rc == 0 && up) {
+	if (rc == 0 && up && up->data) {
 		rc = save_upload(m, r, p, up, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	if (rc == 0 && up && up->n_files) {
+		rc = save_files(m, r, p, up, err, errlen);
 		if (rc < 0)
 			goto out;
 	}
@@ -1061,7 +1102,57 @@ int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
 		      const json_t *params, const char *pcap_b64, const char *tag,
 		      char id[EV_RUN_ID_LEN + 1], struct run_error *e)
 {
-	struct run_upload up = {NULL, 0};
+	return runs_start_files(m, owner, lab_name, params, pcap_b64, NULL, tag, id, e);
+}
+
+/* Check the request's "files" against the lab's upload parameters and borrow
+ * them into up. 0, or a refusal. */
+static int take_files(const struct lab_desc *lab, const json_t *files, struct run_upload *up,
+		      struct run_error *e)
+{
+	const char *key;
+	json_t *val;
+
+	if (!files)
+		return 0;
+	if (!json_is_object(files))
+		return refuse(e, "bad_request", "files",
+			      "'files' must be an object of parameter names and file texts");
+	json_object_foreach((json_t *)files, key, val) {
+		int idx = lab_param_index(lab, key);
+		size_t len;
+
+		if (idx < 0 || !(lab->params[idx].flags & LAB_PF_UPLOAD))
+			return refuse(e, "bad_request", "files", "lab %s takes no file '%.64s'",
+				      lab->name, key);
+		if (!json_is_string(val))
+			return refuse(e, "bad_param", lab->params[idx].name,
+				      "file '%s' must be text (a JSON string)", lab->params[idx].name);
+		len = json_string_length(val);
+		if (len > RUN_FILE_MAX)
+			return refuse(e, "limit", lab->params[idx].name,
+				      "file '%s' is %zu bytes; at most %d may be uploaded",
+				      lab->params[idx].name, len, RUN_FILE_MAX);
+		if (strlen(json_string_value(val)) != len)
+			return refuse(e, "bad_param", lab->params[idx].name,
+				      "file '%s' holds a NUL byte", lab->params[idx].name);
+		if (len == 0)
+			continue; /* an empty editor: no such program */
+		if (up->n_files == RUN_FILES_MAX)
+			return refuse(e, "limit", "files", "at most %d files per run", RUN_FILES_MAX);
+		up->files[up->n_files].param = lab->params[idx].name;
+		up->files[up->n_files].text = json_string_value(val);
+		up->files[up->n_files].len = len;
+		up->n_files++;
+	}
+	return 0;
+}
+
+int runs_start_files(struct run_mgr *m, uint64_t owner, const char *lab_name,
+		     const json_t *params, const char *pcap_b64, const json_t *files,
+		     const char *tag, char id[EV_RUN_ID_LEN + 1], struct run_error *e)
+{
+	struct run_upload up;
 	const struct lab_desc *lab;
 	struct lab_params *p = NULL;
 	struct run *r = NULL;
@@ -1069,6 +1160,7 @@ int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
 	char msg[512], labs[256], portbuf[16];
 	int byo = 0, port = 0, rc;
 
+	memset(&up, 0, sizeof up);
 	memset(e, 0, sizeof *e);
 	lab = lab_name ? lab_find(lab_name) : NULL;
 	if (!lab) {
@@ -1083,6 +1175,8 @@ int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
 		goto out;
 	}
 	rc = check_request(m, owner, lab, params, p, &byo, e);
+	if (rc == 0)
+		rc = take_files(lab, files, &up, e);
 	if (rc < 0)
 		goto out;
 	if (pcap_b64) {
@@ -1133,7 +1227,8 @@ int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
 			goto out;
 		}
 	}
-	if (lab_params_check(p, &bad, msg, sizeof msg) < 0) {
+	/* Uploaded files set their parameters later; their check comes then. */
+	if (!up.n_files && lab_params_check(p, &bad, msg, sizeof msg) < 0) {
 		rc = refuse(e, "bad_param", bad, "%s", msg);
 		goto out;
 	}
@@ -1149,12 +1244,12 @@ int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
 	}
 	run_sm_init(&r->sm);
 	run_linebuf_init(&r->lb, RUN_LINE_MAX);
-	rc = run_spawn(m, r, p, up.data ? &up : NULL, msg, sizeof msg);
+	rc = run_spawn(m, r, p, up.data || up.n_files ? &up : NULL, msg, sizeof msg);
 	if (rc < 0) {
 		run_linebuf_cleanup(&r->lb);
 		json_decref(r->params);
 		/* A refused upload is the client's error; anything else is ours. */
-		rc = rc == -EINVAL ? refuse(e, "bad_param", "pcap", "%s", msg)
+		rc = rc == -EINVAL ? refuse(e, "bad_param", up.n_files ? "files" : "pcap", "%s", msg)
 				   : refuse(e, "internal", NULL, "%s", msg);
 		goto out;
 	}

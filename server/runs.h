@@ -160,9 +160,20 @@ int runs_start(struct run_mgr *m, uint64_t owner, const char *lab, const json_t 
  * one WebSocket message of at most 64 KiB with the rest of the request). */
 #define RUN_UPLOAD_MAX (47 * 1024)
 
+/* Largest text file (a program) a browser may upload per parameter; two fit
+ * in one WebSocket message with the rest of the request. */
+#define RUN_FILE_MAX (24 * 1024)
+#define RUN_FILES_MAX 2
+
 struct run_upload {
 	uint8_t *data;
 	size_t len;
+	/* Text files for LAB_PF_UPLOAD parameters (borrowed from the request). */
+	struct {
+		const char *param, *text;
+		size_t len;
+	} files[RUN_FILES_MAX];
+	int n_files;
 };
 
 /* runs_start with an uploaded capture (base64, at most RUN_UPLOAD_MAX bytes
@@ -172,6 +183,15 @@ struct run_upload {
 int runs_start_upload(struct run_mgr *m, uint64_t owner, const char *lab_name,
 		      const json_t *params, const char *pcap_b64, const char *tag,
 		      char id[EV_RUN_ID_LEN + 1], struct run_error *e);
+
+/* runs_start_upload with text files too: files is NULL or an object mapping
+ * a lab's LAB_PF_UPLOAD parameter names to their text (at most RUN_FILE_MAX
+ * bytes each); each is saved as the bundle's upload-NAME and the parameter set
+ * to it. Refused with the parameter named: an unknown or non-upload name, a
+ * value that is not a string, one that is too large or holds a NUL byte. */
+int runs_start_files(struct run_mgr *m, uint64_t owner, const char *lab_name,
+		     const json_t *params, const char *pcap_b64, const json_t *files,
+		     const char *tag, char id[EV_RUN_ID_LEN + 1], struct run_error *e);
 
 /* Decode standard base64 (with padding) into out; the byte count, or
  * -EINVAL for bad input, -E2BIG when more than cap bytes. Pure. */

@@ -765,10 +765,11 @@ static void op_run(struct ws_session *s, json_t *msg, const char *tag)
 			   NULL);
 		return;
 	}
-	/* "pcap": a recorded capture for a replay, uploaded with the request. */
-	if (runs_start_upload(s->srv->runs, s->id, json_string_value(lab),
-			      json_object_get(msg, "params"), json_string_value(pcap), tag, id,
-			      &e) < 0) {
+	/* "pcap": a recorded capture for a replay, uploaded with the request;
+	 * "files": text files (programs) for a lab's upload parameters. */
+	if (runs_start_files(s->srv->runs, s->id, json_string_value(lab),
+			     json_object_get(msg, "params"), json_string_value(pcap),
+			     json_object_get(msg, "files"), tag, id, &e) < 0) {
 		send_error(s, e.code, e.param, e.message, tag, NULL);
 		return;
 	}

@@ -421,6 +421,57 @@ def bad_parameters_name_the_field():
     check("cpu_s" in r.stderr and "30" in r.stderr, f"range named: {r.stderr}")
 
 
+@test
+def a_browser_uploads_its_programs_and_gets_the_same_trace():
+    """Over the WebSocket the programs travel as text ("files"); the server
+    saves them in the run's bundle (0600) and the run is traced as on the CLI.
+    A browser can never name a file on the server, and bad uploads name the
+    parameter."""
+    need_tools()
+    import asyncio
+    import websockets  # noqa: F401
+    from harness import Server, events_until_end, request, start_run  # noqa: F401
+    srv = Server()
+    try:
+        async def go():
+            async with srv.connect() as ws:
+                reply = await request(ws, {"op": "run", "lab": "own", "tag": "a",
+                                           "files": {"server": textwrap.dedent(SERVER),
+                                                     "client": textwrap.dedent(CLIENT)}})
+                eq(reply.get("type"), "run.accepted", f"reply: {reply}")
+                events = await events_until_end(ws, reply["run"], timeout=60)
+                bad = []
+                for files, param, text in (
+                        ({"pcap": "x"}, "files", "takes no file 'pcap'"),
+                        ({"time_limit_ms": "x"}, "files", "takes no file 'time_limit_ms'"),
+                        ({"server": 5}, "server", "must be text"),
+                        ({"server": "x" * (24 * 1024 + 1)}, "server", "at most 24576"),
+                        ({"server": "a\u0000b"}, None, ""),  # jansson refuses NUL in a string
+                        ({"server": "", "client": ""}, "server", "give a server or a client"),
+                        ("nope", "files", "must be an object")):
+                    r = await request(ws, {"op": "run", "lab": "own", "files": files})
+                    bad.append((files if isinstance(files, str) else sorted(files), r))
+                    eq((r.get("type"), r.get("param")), ("error", param), f"refusal of {files}")
+                    check(text in r.get("message", ""), f"{files}: {r}")
+                return reply["run"], events
+        run_id, events = asyncio.run(go())
+        eq(events[-1]["status"], "ok", "status")
+        eq(output(events, "client"), ["HELLO", "SOCKETS"], "the uploaded client's output")
+        eq([e["call"] for e in calls(events, "client")],
+           ["socket", "connect", "send", "recv", "send", "recv", "close"], "traced calls")
+        bundle = os.path.join(srv.data, "runs", run_id)
+        for name in ("upload-server", "upload-client"):
+            st = os.stat(os.path.join(bundle, name))
+            eq(oct(st.st_mode & 0o777), "0o600", f"{name} mode")
+        with open(os.path.join(bundle, "upload-client")) as f:
+            eq(f.read(), textwrap.dedent(CLIENT), "the saved client")
+        # The applied parameters name the server's own copies, nothing else.
+        applied = events[0]["params"]
+        check(applied["server"].endswith("/upload-server"), f"params: {applied}")
+    finally:
+        srv.stop()
+
+
 if __name__ == "__main__":
     try:
         run(90)
