@@ -273,6 +273,9 @@ async function startRun(ev) {
 	}
 	// A chosen capture is replayed: the server saves it and decodes it; the
 	// live connection's parameters do not apply then.
+	// A lab whose programs are typed in the page sends them along.
+	const files = state.form.collectFiles ? state.form.collectFiles() : null;
+	if (files === false) return;
 	const file = state.form.uploadFile ? state.form.uploadFile() : null;
 	let pcap = null;
 	if (file) {
@@ -288,6 +291,7 @@ async function startRun(ev) {
 	state.live = { tag, runId: null, lab: state.lab.name, pending: [], viewOpts: classroom.viewOpts() };
 	const op = { op: classroom.runOp(), lab: state.lab.name, params: pcap ? {} : values, tag };
 	if (pcap) op.pcap = pcap;
+	if (files) op.files = files;
 	state.socket.send(op);
 	state.form.setDisabled(true);
 	setStatus(t('status.starting'));

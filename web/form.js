@@ -7,15 +7,18 @@
 // its error (which names the parameter) is shown next to that field.
 
 import { h, clear } from './dom.js';
-import { t, tr, has } from './i18n.js';
+import { t, tr, has, currentLang } from './i18n.js';
 
 const utf8 = new TextEncoder();
 
 // Build the form into container. byo, when given, is {param, value}: a
 // "connect my own client" checkbox that sets that choice parameter. upload,
 // when given, is {param, maxBytes, accept}: a file input for a capture the
-// server saves and hands to that (server-assigned) parameter.
-export function buildForm(container, lab, { byo, upload } = {}) {
+// server saves and hands to that (server-assigned) parameter. editor, when
+// given, is {maxBytes, starters(lang)}: a code editor for every parameter the
+// schema marks "upload" (the browser sends its text; the server saves it),
+// with starter programs to load.
+export function buildForm(container, lab, { byo, upload, editor } = {}) {
 	clear(container);
 	const fields = new Map(); // param name -> {def, input, errorEl, wrap}
 	// Titles, help and units in the current language when the tables have them.
@@ -44,6 +47,44 @@ export function buildForm(container, lab, { byo, upload } = {}) {
 		container.appendChild(wrap);
 	}
 
+	// The programs come first: they are what a student runs.
+	const editors = new Map(); // upload param -> textarea
+	const uploads = local.filter((p) => p.upload && p.server_assigned);
+	if (editor && uploads.length) {
+		const list = () => editor.starters(currentLang());
+		const pick = h('select', { attrs: { id: 'starter', name: 'starter' } },
+			...list().map((st) => h('option', { attrs: { value: st.id }, text: t(st.title) })));
+		const load = () => {
+			const st = list().find((x) => x.id === pick.value);
+			if (st) for (const [k, ta] of editors) ta.value = st.files[k] || '';
+		};
+		const loadBtn = h('button', { class: 'btn btn-small btn-ghost', attrs: { type: 'button' }, text: t('own.starter.load') });
+		loadBtn.addEventListener('click', load);
+		container.appendChild(h('div', { class: 'field starter-field' },
+			h('label', { attrs: { for: 'starter' }, text: t('own.starter') }),
+			h('div', { class: 'upload-row' }, pick, loadBtn),
+			h('p', { class: 'help', text: t('own.starter_help') })));
+		const row = h('div', { class: 'editors' });
+		for (const p of uploads) {
+			const id = `file-${p.name}`;
+			const ta = h('textarea', {
+				class: 'code-editor',
+				attrs: { id, name: id, rows: 16, spellcheck: 'false', autocomplete: 'off', autocapitalize: 'off', wrap: 'off', 'aria-describedby': `${id}-help` },
+			});
+			// Tab indents (Python needs it) instead of leaving the editor.
+			ta.addEventListener('keydown', (e) => {
+				if (e.key !== 'Tab' || e.shiftKey || e.ctrlKey || e.altKey || e.metaKey) return;
+				e.preventDefault();
+				ta.setRangeText('    ', ta.selectionStart, ta.selectionEnd, 'end');
+			});
+			editors.set(p.name, ta);
+			row.appendChild(h('div', { class: 'field editor-field' },
+				h('label', { attrs: { for: id }, text: p.title }), ta,
+				h('p', { class: 'help', attrs: { id: `${id}-help` }, text: p.help })));
+		}
+		container.appendChild(row);
+		load();
+	}
 	const grid = h('div', { class: 'fields' });
 	for (const p of basic) grid.appendChild(makeField(p, fields));
 	if (visible.length === 0) grid.appendChild(h('p', { class: 'help', text: t('form.no_params') }));
@@ -66,6 +107,27 @@ export function buildForm(container, lab, { byo, upload } = {}) {
 			h('p', { class: 'help', text: t('form.upload_help', { max: Math.round(upload.maxBytes / 1024) }) })));
 	}
 	container.appendChild(formError);
+
+	// The editors' texts for the run request: {param: text} of the non-empty
+	// ones; null without editors; false (after showing why) when one is too
+	// large to upload.
+	function collectFiles() {
+		if (!editors.size) return null;
+		const files = {};
+		for (const [k, ta] of editors) {
+			const n = utf8.encode(ta.value).length;
+			if (n > editor.maxBytes) {
+				showFormError(t('own.too_big', { name: k, size: (n / 1024).toFixed(1), max: Math.round(editor.maxBytes / 1024) }));
+				return false;
+			}
+			if (ta.value.trim()) files[k] = ta.value;
+		}
+		if (!Object.keys(files).length) {
+			showFormError(t('own.no_program'));
+			return false;
+		}
+		return files;
+	}
 
 	if (byoBox) {
 		const f = fields.get(byoDef.name);
@@ -151,11 +213,11 @@ export function buildForm(container, lab, { byo, upload } = {}) {
 	}
 
 	function setDisabled(disabled) {
-		for (const el of container.querySelectorAll('input, select')) el.disabled = disabled;
+		for (const el of container.querySelectorAll('input, select, textarea, button')) el.disabled = disabled;
 	}
 
 	return {
-		collect, showServerError, showFormError, clearErrors, resetDefaults, setDisabled, setValues,
+		collect, collectFiles, showServerError, showFormError, clearErrors, resetDefaults, setDisabled, setValues,
 		byoChecked: () => !!(byoBox && byoBox.checked),
 		// The capture chosen for upload, or null; and the most it may weigh.
 		uploadFile: () => (fileInput && fileInput.files && fileInput.files[0]) || null,

@@ -392,8 +392,8 @@ def sticky_checks(events, params):
 
 
 LAB_CASES = {
-    # Its programs are files the CLI names; a browser cannot upload them yet,
-    # and the image has no bubblewrap or python3 (tests/integration/test_own.py).
+    # It needs uploaded programs, and the image has no bubblewrap or python3
+    # yet (tests/integration/test_own.py and tests/e2e/test_own.mjs cover it).
     "own": [],
     "sticky": [
         Case({"mode": "framed", "count": 4, "recv_delay_ms": 50}, sticky_checks, ["CAP_NET_RAW"]),

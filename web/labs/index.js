@@ -9,6 +9,7 @@ import * as udpPing from './udp-ping.js';
 import * as handshake from './handshake.js';
 import * as sticky from './sticky.js';
 import * as layers from './layers.js';
+import * as own from './own.js';
 
 const renderers = {
 	'tcp-echo': tcpEcho,
@@ -16,6 +17,7 @@ const renderers = {
 	handshake,
 	sticky,
 	layers,
+	own,
 };
 
 // The renderer module for a lab: {create(root, ctx), formHints?}.
