@@ -23,7 +23,7 @@ UNIT    := $(wildcard tests/unit/test_*.c)
 OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o build/obj/own_shim.o
 ASAN_OBJ := $(LIB_SRC:%.c=build/asan/obj/%.o) build/asan/obj/assets.o build/obj/own_shim.o
 
-.PHONY: all run deps test-deps test asan unit lint bench image clean fuzz
+.PHONY: all run deps test-deps test asan unit lint bench image clean fuzz fuzzers
 all: build/socklab
 
 build/tools/embed: server/tools/embed.c
@@ -80,17 +80,37 @@ build/asan/tests/%: tests/unit/%.c tests/unit/unit.h build/asan/libsocklab.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ASAN) -Itests/unit -o $@ $< build/asan/libsocklab.a $(LDLIBS) -lcmocka
 
-# The decoders' libFuzzer target (clang): briefly in `make test`, longer with
-# `make fuzz` (FUZZ_SECONDS, default 300).
+# libFuzzer targets (clang): the decoders, the framing codec, the parameter
+# parser, the capture file reader and the WebSocket op handler. Each runs
+# briefly in `make test` (tests/run); `make fuzz` runs each for FUZZ_RUNS
+# executions (default 10 million) and prints the count and the corpus size.
 FUZZ_CC ?= clang
+FUZZ_FLAGS = -std=gnu11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
+	     -fno-sanitize-recover=undefined -D_GNU_SOURCE -Ilabs -Iserver -Ibuild
+FUZZERS := build/fuzz/fuzz_decode build/fuzz/fuzz_framing build/fuzz/fuzz_params \
+	   build/fuzz/fuzz_pcap
 build/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(wildcard labs/decode/*.c labs/decode/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -std=gnu11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=undefined -D_GNU_SOURCE -Ilabs -o $@ tests/fuzz/fuzz_decode.c \
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_decode.c \
 	  $(wildcard labs/decode/*.c) $(shell pkg-config --cflags --libs jansson)
+build/fuzz/fuzz_framing: tests/fuzz/fuzz_framing.c labs/framing/framing.c labs/framing/framing.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_framing.c labs/framing/framing.c \
+	  $(shell pkg-config --cflags --libs jansson)
+# The parser is instrumented; the labs' schemas and checks come from the
+# library as they are.
+build/fuzz/fuzz_params: tests/fuzz/fuzz_params.c labs/params.c labs/lab.h build/libsocklab.a
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags $(PKGS)) -o $@ \
+	  tests/fuzz/fuzz_params.c labs/params.c build/libsocklab.a $(LDLIBS)
+build/fuzz/fuzz_pcap: tests/fuzz/fuzz_pcap.c labs/capture/capture.c labs/capture/capture.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_pcap.c labs/capture/capture.c \
+	  $(shell pkg-config --cflags --libs libpcap jansson) -lpthread
+fuzzers: $(FUZZERS)
 
-fuzz: build/fuzz/fuzz_decode
-	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/run build/fuzz/fuzz_decode
+fuzz: $(FUZZERS)
+	@for f in $(FUZZERS); do FUZZ_RUNS=$${FUZZ_RUNS:-10000000} tests/fuzz/run $$f || exit 1; done
 
 unit: $(UNIT:tests/unit/%.c=build/tests/%)
 asan: build/asan/socklab $(UNIT:tests/unit/%.c=build/asan/tests/%)
@@ -106,7 +126,7 @@ run: deps
 	build/socklab serve $(ARGS)
 
 test: test-deps
-	@$(MAKE) --no-print-directory all unit asan lint build/fuzz/fuzz_decode
+	@$(MAKE) --no-print-directory all unit asan lint fuzzers
 	@tests/run
 
 # Banned functions (STYLE.md): each has a bounded or safer replacement.
