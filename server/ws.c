@@ -1054,6 +1054,7 @@ static void op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 {
 	struct ws_class *c = s->cls;
 	json_t *lab = json_object_get(msg, "lab"), *params = json_object_get(msg, "params");
+	json_t *files = json_object_get(msg, "files");
 	struct run_error e;
 	char id[EV_RUN_ID_LEN + 1], m[160];
 
@@ -1068,7 +1069,10 @@ static void op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 		send_error(s, "bad_request", "lab", "'lab' must be a string naming a lab", tag, NULL);
 		return;
 	}
-	if (runs_start(s->srv->runs, s->id, json_string_value(lab), params, tag, id, &e) < 0) {
+	/* "files": programs for a lab like own, uploaded as text (a student's
+	 * program the instructor runs for everyone). */
+	if (runs_start_files(s->srv->runs, s->id, json_string_value(lab), params, NULL, files, tag,
+			     id, &e) < 0) {
 		send_error(s, e.code, e.param, e.message, tag, NULL);
 		return;
 	}
@@ -1081,6 +1085,9 @@ static void op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 			       json_is_object(params) ? params : json_object());
 	if (c->run_msg && !json_is_object(params))
 		json_object_set_new(c->run_msg, "params", json_object());
+	/* The programs go to every student too: "try it myself" runs them. */
+	if (c->run_msg && json_is_object(files))
+		json_object_set(c->run_msg, "files", files);
 	c->paused = 0;
 	c->pos = -1;
 	c->speed = 0;

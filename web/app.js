@@ -309,12 +309,13 @@ function runLab(lab, params) {
 }
 
 // A student's "try it myself": the class run's lab and parameters, run now.
-function tryRun(lab, params) {
+function tryRun(lab, params, files) {
 	if (state.live) return;
 	if (!state.labs.some((l) => l.name === lab)) return;
 	selectLab(lab, false);
 	state.form.resetDefaults();
 	state.form.setValues(params);
+	if (files) state.form.setFiles(files);
 	startRun({ preventDefault() {} });
 }
 

@@ -161,13 +161,14 @@ export function onSocketState(state) {
 	render();
 }
 
-// A student: show the class run `info` ({run, lab, params}) in the main pane,
+// A student: show the class run `info` ({run, lab, params, files?}) in the main pane,
 // read-only, following the instructor. Events so far come from the bundle.
 function showClassRun(info, live, view, fromBundle) {
 	const c = st().cls;
 	c.run = info.run;
 	c.lab = info.lab;
 	c.params = info.params;
+	c.files = info.files || null; // a program run for the class, to try
 	const v = app.openView(info.run, info.lab, !!live, {
 		readOnly: true, title: t('class.run_title', { code: c.code }),
 	});
@@ -261,5 +262,5 @@ function render() {
 function tryIt() {
 	const c = st().cls;
 	if (!c || !c.run) return;
-	app.tryRun(c.lab, c.params || {});
+	app.tryRun(c.lab, c.params || {}, c.files || null);
 }

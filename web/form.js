@@ -212,12 +212,17 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 		if (byoBox) byoBox.checked = fields.get(byoDef.name).input.value === byo.value;
 	}
 
+	// Put programs ({param: text}) into the editors (a class run's, to try).
+	function setFiles(files) {
+		for (const [k, ta] of editors) ta.value = typeof files[k] === 'string' ? files[k] : '';
+	}
+
 	function setDisabled(disabled) {
 		for (const el of container.querySelectorAll('input, select, textarea, button')) el.disabled = disabled;
 	}
 
 	return {
-		collect, collectFiles, showServerError, showFormError, clearErrors, resetDefaults, setDisabled, setValues,
+		collect, collectFiles, setFiles, showServerError, showFormError, clearErrors, resetDefaults, setDisabled, setValues,
 		byoChecked: () => !!(byoBox && byoBox.checked),
 		// The capture chosen for upload, or null; and the most it may weigh.
 		uploadFile: () => (fileInput && fileInput.files && fileInput.files[0]) || null,

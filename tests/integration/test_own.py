@@ -472,6 +472,71 @@ def a_browser_uploads_its_programs_and_gets_the_same_trace():
         srv.stop()
 
 
+@test
+def an_instructor_runs_a_students_program_for_the_class():
+    """class.run with "files": the run is traced for everyone, and every
+    student (also one who joins later) gets the programs to try."""
+    need_tools()
+    import asyncio
+    from harness import Server
+    srv = Server("--instructor-secret", "own-lab-secret")
+    files = {"server": textwrap.dedent(SERVER), "client": textwrap.dedent(CLIENT)}
+    try:
+        held = {}
+
+        async def request(ws, obj):
+            """Send obj with a tag; its reply (others are kept for later)."""
+            tag = f"t{len(held) + 1}"
+            held[tag] = True
+            await ws.send(json.dumps({**obj, "tag": tag}))
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                for item in (m if isinstance(m, list) else [m]):
+                    if item.get("tag") == tag and "seq" not in item:
+                        return item
+
+        async def go():
+            async with srv.connect() as teacher, srv.connect() as student:
+                r = await request(teacher, {"op": "signin", "secret": "own-lab-secret"})
+                check(r.get("type") != "error", f"signin: {r}")
+                opened = await request(teacher, {"op": "class.open"})
+                eq(opened.get("type"), "class.opened", f"open: {opened}")
+                joined = await request(student, {"op": "class.join", "class": opened["class"],
+                                                 "name": "Ada"})
+                eq(joined.get("type"), "class.joined", f"join: {joined}")
+                r = await request(teacher, {"op": "class.run", "lab": "own", "files": files,
+                                            "tag": "c"})
+                eq(r.get("type"), "run.accepted", f"class.run: {r}")
+                run_id = r["run"]
+                # The student is told of the run, with the programs.
+                notice = None
+                for _ in range(50):
+                    m = json.loads(await asyncio.wait_for(student.recv(), 30))
+                    for item in (m if isinstance(m, list) else [m]):
+                        if item.get("type") == "class.run":
+                            notice = item
+                    if notice:
+                        break
+                check(notice is not None, "the student got class.run")
+                eq(notice["files"], files, "the programs travel with the class run")
+                events = []
+                while not events or events[-1]["type"] != "run.end":
+                    m = json.loads(await asyncio.wait_for(teacher.recv(), 60))
+                    for item in (m if isinstance(m, list) else [m]):
+                        if item.get("run") == run_id and "seq" in item:
+                            events.append(item)
+                async with srv.connect() as late:
+                    j = await request(late, {"op": "class.join", "class": opened["class"],
+                                             "name": "Late"})
+                    eq(j["run_info"]["files"], files, "a late joiner gets them too")
+                return events
+        events = asyncio.run(go())
+        eq(events[-1]["status"], "ok", "status")
+        eq(output(events, "client"), ["HELLO", "SOCKETS"], "the class run's output")
+    finally:
+        srv.stop()
+
+
 if __name__ == "__main__":
     try:
         run(90)
