@@ -907,17 +907,21 @@ static int data_segments(const struct sticky *s)
 
 /* ---- the evidence: why a segment's bytes waited ---- */
 
+/* Frames a capture may deliver out of their stamps' order (readers on
+ * several CPUs); a search that starts at a segment looks this far past it. */
+#define ORDER_SLACK 64
+
 /* Nagle in Linux (Minshall's variant, tcp_nagle_check): a segment smaller
  * than the MSS waits while an earlier small segment is unacknowledged. The
  * last small data segment sent before t, if no captured ACK before t covers
  * it; else -1. */
-static int small_unacked(const struct sticky *s, int64_t t, uint32_t mss)
+static int small_unacked(const struct sticky *s, int64_t t, uint32_t mss, size_t near)
 {
+	size_t j, lim = near + ORDER_SLACK < s->n_segs ? near + ORDER_SLACK : s->n_segs;
 	int64_t i;
 	uint64_t end;
-	size_t j;
 
-	for (i = (int64_t)s->n_segs - 1; i >= 0; i--) {
+	for (i = (int64_t)lim - 1; i >= 0; i--) {
 		const struct lane_rec *g = &s->segs[i];
 
 		if (g->t_ns <= t && is_data(g) && g->len < mss)
@@ -926,7 +930,7 @@ static int small_unacked(const struct sticky *s, int64_t t, uint32_t mss)
 	if (i < 0)
 		return -1;
 	end = s->segs[i].off + s->segs[i].len;
-	for (j = 0; j < s->n_segs; j++) {
+	for (j = 0; j < lim; j++) {
 		const struct lane_rec *a = &s->segs[j];
 
 		if (a->s2c && a->t_ns <= t && (a->flags & DEC_TCP_ACK) && a->off >= end)
@@ -935,12 +939,15 @@ static int small_unacked(const struct sticky *s, int64_t t, uint32_t mss)
 	return (int)i;
 }
 
-/* The last ACK from the receiver captured in (from, to], or -1. */
-static int last_ack(const struct sticky *s, int64_t from, int64_t to)
+/* The last ACK from the receiver captured in (from, to], or -1. The capture
+ * keeps frames in time order, so the search starts near index near (the
+ * segment whose departure is `to`), not at the end: each lookup costs the
+ * distance to the previous ACK, not the whole run. */
+static int last_ack(const struct sticky *s, int64_t from, int64_t to, size_t near)
 {
-	int64_t i;
+	int64_t i = (int64_t)(near + ORDER_SLACK < s->n_segs ? near + ORDER_SLACK : s->n_segs) - 1;
 
-	for (i = (int64_t)s->n_segs - 1; i >= 0; i--) {
+	for (; i >= 0; i--) {
 		const struct lane_rec *a = &s->segs[i];
 
 		if (a->t_ns > to || !a->s2c || !(a->flags & DEC_TCP_ACK))
@@ -981,7 +988,7 @@ static int explain_hold(const struct sticky *s, size_t gi, struct hold *h)
 	else if (s->cork && S->notsent < S->mss)
 		h->cause = HOLD_CORK;
 	else if (!s->nodelay && S->notsent < S->mss &&
-		 (h->small_seg = small_unacked(s, S->t_ns, S->mss)) >= 0)
+		 (h->small_seg = small_unacked(s, S->t_ns, S->mss, gi)) >= 0)
 		h->cause = HOLD_NAGLE;
 	else
 		h->cause = HOLD_UNKNOWN;
@@ -990,9 +997,9 @@ static int explain_hold(const struct sticky *s, size_t gi, struct hold *h)
 	if (h->cause == HOLD_CORK && s->t_uncork_ns && g->t_ns >= s->t_uncork_ns) {
 		h->release = REL_UNCORK;
 		h->after_rel_ns = g->t_ns - s->t_uncork_ns;
-	} else if ((h->ack_seg = last_ack(s, S->t_ns, g->t_ns)) >= 0) {
+	} else if ((h->ack_seg = last_ack(s, S->t_ns, g->t_ns, gi)) >= 0) {
 		const struct lane_rec *a = &s->segs[h->ack_seg];
-		int prev = last_ack(s, S->t_ns, a->t_ns - 1);
+		int prev = last_ack(s, S->t_ns, a->t_ns - 1, (size_t)h->ack_seg);
 
 		h->release = REL_ACK;
 		h->after_rel_ns = g->t_ns - a->t_ns;
@@ -1201,7 +1208,7 @@ static void explain_sizes(struct sticky *s)
 			continue;
 		for (k = 0; k < s->n_send && s->send_end[k] != g->off + g->len; k++)
 			;
-		ai = last_ack(s, 0, g->t_ns);
+		ai = last_ack(s, 0, g->t_ns, i);
 		if (g->ts && opts == 12 && g->len + opts == limit)
 			c = SZ_OPTIONS;
 		else if (!opts && g->len == limit)
@@ -1232,7 +1239,7 @@ static void explain_sizes(struct sticky *s)
 			      "options", g->hdr_len > 20 ? g->hdr_len - 20 : 0, "header",
 			      (int)g->hdr_len, "syn_ack_mss", (int)s->srv_mss_opt, "maxseg", s->mss,
 			      "maxwin", (json_int_t)win_at[c]);
-		ai = last_ack(s, 0, g->t_ns);
+		ai = last_ack(s, 0, g->t_ns, (size_t)first[c]);
 		if (ai >= 0) {
 			json_object_set_new(p, "ack_seg", json_integer(ai));
 			json_object_set_new(p, "ack", json_integer((json_int_t)s->segs[ai].off));

@@ -121,7 +121,10 @@ test('the README example shows the congestion window as the cause, with the held
 	assert(info.includes(`cwnd ${p.cwnd}`) && info.includes(`${p.held}`), `the TCP_INFO sample shown: ${info}`);
 	// The marks sit on the very bars the evidence names.
 	assertEq(await page.locator('.stk-lane-segment .stk-bar.stk-ev-held').getAttribute('data-i'), String(p.seg), 'the held segment');
-	assertEq(await page.locator('.stk-lane-ack .stk-bar.stk-ev-release').getAttribute('data-i'), String(p.ack_seg), 'the releasing ACK');
+	// The releasing ACK, when the run saw one (see test_sticky.py: a starved
+	// relay can let the tail loss probe go first).
+	if (Number.isInteger(p.ack_seg)) assertEq(await page.locator('.stk-lane-ack .stk-bar.stk-ev-release').getAttribute('data-i'), String(p.ack_seg), 'the releasing ACK');
+	else assertEq(await page.locator('.stk-bar.stk-ev-release').count(), 0, 'no ACK marked when none released it');
 	const holds = evs.filter((e) => e.type === 'hold').length;
 	assertEq(await page.locator('.stk-lane-segment .stk-bar.stk-held').count(), holds, 'every held segment outlined');
 	const acks = evs.filter((e) => e.type === 'segment' && e.dir === 's2c').length;

@@ -120,7 +120,15 @@ def the_readme_example_is_the_congestion_window_not_nagle():
         check(p["snd_wnd"] >= p["in_flight_bytes"] + p["held"], "the receiver's window was not the limit")
         send0 = [e for e in ev if e["type"] == "send"][0]
         eq(send0["tcp_info"]["after"]["notsent_bytes"], p["held"], "the send event carries the same sample")
-        check_release_by_ack(ev, p)
+        # Normally the first ACK (5 ms later) releases it; on a starved
+        # machine the relay can hold the ACK so long that the sender's tail
+        # loss probe sends the segment first, and then no ACK preceded it:
+        # the lab must say "not seen", never invent one.
+        if p["release"] == "ack":
+            check_release_by_ack(ev, p)
+        else:
+            eq(p["release"], "not seen", f"released by an ACK or not seen: {p}")
+            check("ack_seg" not in p and "sticky.release.none" in notes(ev), notes(ev))
         check("sticky.cause.nagle" not in notes(ev), notes(ev))
         if nodelay == "false":
             check("sticky.cause.not_nagle_wire" in notes(ev), "Nagle was on and is cleared")
