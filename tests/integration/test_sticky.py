@@ -101,25 +101,42 @@ README = ["network=two-hosts", "c2s_delay_ms=5", "count=2", "size=5000", "mss=50
 
 @test
 def the_readme_example_is_the_congestion_window_not_nagle():
-    """All 10000 bytes are written before the first ACK can return (5 ms): ten
-    segments fill the initial congestion window, the rest wait for ACKs, and
-    send 1's first bytes join send 0's tail. Nagle plays no part: the wire is
-    the same with TCP_NODELAY."""
+    """All 10000 bytes are normally written before the first ACK can return
+    (5 ms): ten segments fill the initial congestion window, the rest wait
+    for ACKs, and send 1's first bytes join send 0's tail. Nagle plays no
+    part: the wire is the same with TCP_NODELAY. What is asserted rests on
+    the run's own evidence: send 0's tail is held by the congestion window in
+    every run (its ACK cannot come back within the microseconds before the
+    sample), and the merge and the byte-for-byte comparison are checked when
+    TCP_INFO before send 1 shows that no ACK had come back yet (a starved
+    machine can delay send 1 past the first ACK: then nothing merges, and the
+    lab must not say otherwise)."""
     runs = {}
     for nodelay in ("false", "true"):
         ev, s = sticky(*README, f"nodelay={nodelay}")
-        runs[nodelay] = ev
+        sends = [e for e in ev if e["type"] == "send"]
+        eq(len(sends), 2, "two sends")
+        a0 = sends[0]["tcp_info"]["after"]
+        eq((a0["in_flight"], a0["cwnd"], a0["in_flight_bytes"], a0["notsent_bytes"], a0["mss"]),
+           (10, 10, 10 * 488, 5000 - 10 * 488, 488), "after send 0: the congestion window full, 120 bytes wait")
+        check("nagle" not in s["held_segments"], f"nodelay={nodelay}: nothing held by Nagle: {s['held_segments']}")
+        first = [e for e in ev if e["type"] == "hold" and e["send"] == 0]
+        eq(len(first), 1, "send 0's tail is one held segment")
+        eq((first[0]["cause"], first[0]["held"]), ("cwnd", 120), "held by the congestion window")
+        check("sticky.cause.nagle" not in notes(ev), notes(ev))
+        b1 = sends[1]["tcp_info"]["before"]
+        undisturbed = b1["in_flight"] == 10 and b1["notsent_bytes"] == 120
+        runs[nodelay] = (ev, undisturbed)
+        if not undisturbed:
+            eq(s["wire_causes"], {}, "no ACK-less merge is claimed when send 1 came after the ACK")
+            continue
         eq(s["boundaries_lost"], "wire", f"nodelay={nodelay}: where boundaries were lost")
         eq(s["wire_causes"], {"cwnd": 1}, f"nodelay={nodelay}: the merged segment's cause")
-        check("nagle" not in s["held_segments"], f"nodelay={nodelay}: nothing held by Nagle")
         p = note(ev, "sticky.cause.cwnd")
         eq(p["in_flight"], p["cwnd"], "the congestion window was full (TCP_INFO)")
         eq((p["send"], p["last_send"]), (0, 1), "the merged segment carries send 0's tail and send 1")
         eq(p["held"], 5000 - 10 * 488, "send 0's bytes beyond ten segments of 488 waited")
-        eq(p["in_flight_bytes"], 10 * 488, "ten segments in flight")
         check(p["snd_wnd"] >= p["in_flight_bytes"] + p["held"], "the receiver's window was not the limit")
-        send0 = [e for e in ev if e["type"] == "send"][0]
-        eq(send0["tcp_info"]["after"]["notsent_bytes"], p["held"], "the send event carries the same sample")
         # Normally the first ACK (5 ms later) releases it; on a starved
         # machine the relay can hold the ACK so long that the sender's tail
         # loss probe sends the segment first, and then no ACK preceded it:
@@ -129,10 +146,10 @@ def the_readme_example_is_the_congestion_window_not_nagle():
         else:
             eq(p["release"], "not seen", f"released by an ACK or not seen: {p}")
             check("ack_seg" not in p and "sticky.release.none" in notes(ev), notes(ev))
-        check("sticky.cause.nagle" not in notes(ev), notes(ev))
         if nodelay == "false":
             check("sticky.cause.not_nagle_wire" in notes(ev), "Nagle was on and is cleared")
-    eq(wire(runs["false"]), wire(runs["true"]), "the wire is byte for byte the same with nodelay")
+    if runs["false"][1] and runs["true"][1]:
+        eq(wire(runs["false"][0]), wire(runs["true"][0]), "the wire is byte for byte the same with nodelay")
 
 
 @test
