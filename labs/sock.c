@@ -93,10 +93,11 @@ int lsock_parse_addr(const char *addr, int port, struct sockaddr_storage *ss, so
 	return -EINVAL;
 }
 
-json_t *lsock_preview(const void *buf, size_t len, size_t max)
+/* The printable preview of at most max bytes into out (room for 4 * max);
+ * returns its length. */
+static size_t preview_text(const unsigned char *b, size_t len, size_t max, char *out)
 {
-	const unsigned char *b = buf;
-	char out[PREVIEW_MAX * 4 + 1];
+	static const char hex[] = "0123456789abcdef";
 	size_t i, o = 0;
 
 	if (max > PREVIEW_MAX)
@@ -111,121 +112,393 @@ json_t *lsock_preview(const void *buf, size_t len, size_t max)
 			out[o++] = '\\';
 			out[o++] = 'n';
 		} else {
-			static const char hex[] = "0123456789abcdef";
 			out[o++] = '\\';
 			out[o++] = 'x';
 			out[o++] = hex[b[i] >> 4];
 			out[o++] = hex[b[i] & 15];
 		}
 	}
-	return json_stringn(out, o);
+	return o;
 }
 
-/* Start a syscall event: the common fields. */
-static json_t *sc_new(struct lsock_who w, const char *call, int fd, json_t *args)
+json_t *lsock_preview(const void *buf, size_t len, size_t max)
 {
-	json_t *f = json_pack("{s:s, s:i, s:s, s:i}", "who", w.who, "conn", w.conn, "call", call,
-			      "fd", fd);
+	char out[PREVIEW_MAX * 4 + 1];
 
-	json_object_set_new(f, "args", args ? args : json_object());
-	return f;
+	return json_stringn(out, preview_text(buf, len, max, out));
 }
 
-/* The bytes a send or receive moved and a printable preview of them
- * (n <= 0: none). */
-static void sc_data(json_t *f, const void *buf, ssize_t n)
-{
-	json_object_set_new(f, "bytes", json_integer(n > 0 ? n : 0));
-	if (n > 0)
-		json_object_set_new(f, "data", lsock_preview(buf, (size_t)n, PREVIEW_MAX));
-	if (n > PREVIEW_MAX)
-		json_object_set_new(f, "data_truncated", json_true());
-}
+/*
+ * A traced call is recorded as a binary struct sc_rec on the calling thread
+ * (ev_rec_begin: the seq and time, then a copy of the arguments, result and
+ * at most PREVIEW_MAX bytes of data), and turned into the syscall event's JSON
+ * by sc_format on the emitter's writer thread. The JSON is exactly what the
+ * calls emitted when they built it themselves: the members and their order
+ * per call are listed in sc_format.
+ */
+enum sc_call {
+	SC_SOCKET,
+	SC_SETSOCKOPT,
+	SC_LINGER,
+	SC_BIND,
+	SC_LISTEN,
+	SC_ACCEPT,
+	SC_CONNECT,
+	SC_SEND,
+	SC_RECV,
+	SC_SENDTO,
+	SC_RECVFROM,
+	SC_SHUTDOWN,
+	SC_CLOSE,
+};
 
-/* Finish and emit: ret >= 0 is success, negative is -errno. */
-static void sc_emit(struct lab_ctx *ctx, json_t *f, long long ret, int64_t t_call)
-{
-	int64_t now = ev_now_us(ctx->em);
+static const char *const call_names[] = {
+	[SC_SOCKET] = "socket",   [SC_SETSOCKOPT] = "setsockopt", [SC_LINGER] = "setsockopt",
+	[SC_BIND] = "bind",       [SC_LISTEN] = "listen",         [SC_ACCEPT] = "accept",
+	[SC_CONNECT] = "connect", [SC_SEND] = "send",             [SC_RECV] = "recv",
+	[SC_SENDTO] = "sendto",   [SC_RECVFROM] = "recvfrom",     [SC_SHUTDOWN] = "shutdown",
+	[SC_CLOSE] = "close",
+};
 
-	if (ret < 0) {
-		int e = (int)-ret;
-		char msg[128];
-		json_object_set_new(f, "ret", json_integer(-1));
-		json_object_set_new(f, "errno", json_integer(e));
-		json_object_set_new(f, "errno_name", json_string(lsock_errno_name(e)));
-		json_object_set_new(f, "error", json_string(strerror_r(e, msg, sizeof msg)));
-	} else {
-		json_object_set_new(f, "ret", json_integer(ret));
-		json_object_set_new(f, "errno", json_integer(0));
+/* An IPv4 or IPv6 address and port, as the event shows it. */
+struct sc_addr {
+	uint16_t family;
+	uint16_t port; /* host order */
+	unsigned char a[16];
+};
+
+enum {
+	SC_HAVE_ADDR = 1 << 0,  /* addr is set (bind, connect: args; sendto: args.to) */
+	SC_HAVE_ADDR2 = 1 << 1, /* addr2 is set (bind/connect: local; accept: peer; recvfrom: from) */
+	SC_HAVE_DATA = 1 << 2,  /* bytes and the preview are part of the event */
+};
+
+struct sc_rec {
+	char who[32];
+	int conn, fd;
+	int call;    /* enum sc_call */
+	int flags;   /* SC_HAVE_* */
+	int a1, a2, a3; /* socket: domain, type; setsockopt: level, name, value;
+			 * linger: onoff, secs; listen: backlog; shutdown: how */
+	int64_t ret; /* >= 0, or -errno */
+	int64_t t_call_us, t_ret_us;
+	int64_t len;       /* send, recv, sendto, recvfrom: the len argument */
+	int64_t bytes;     /* bytes moved (SC_HAVE_DATA) */
+	int64_t truncated; /* recvfrom: the datagram's real length when cut, else -1 */
+	struct sc_addr addr, addr2;
+	uint16_t nprev; /* bytes in preview */
+	unsigned char preview[PREVIEW_MAX];
+};
+
+_Static_assert(sizeof(struct sc_rec) <= EV_REC_MAX, "a call record must fit an event slot");
+
+static void sc_set_addr(struct sc_addr *out, const struct sockaddr *sa)
+{
+	memset(out, 0, sizeof *out);
+	out->family = sa->sa_family;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		memcpy(out->a, &in->sin_addr, 4);
+		out->port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		memcpy(out->a, &in6->sin6_addr, 16);
+		out->port = ntohs(in6->sin6_port);
 	}
-	json_object_set_new(f, "t_call_us", json_integer(t_call));
-	json_object_set_new(f, "blocked_us", json_integer(now - t_call));
-	ev_emit(ctx->em, "syscall", f);
+}
+
+/* {"addr":"127.0.0.1","port":5000}, as lsock_addr_json. */
+static void put_addr(struct ev_buf *b, const struct sc_addr *a)
+{
+	char host[INET6_ADDRSTRLEN] = "";
+
+	if (a->family == AF_INET || a->family == AF_INET6)
+		inet_ntop(a->family, a->a, host, sizeof host);
+	ev_buf_puts(b, "{");
+	ev_buf_key(b, "addr");
+	ev_buf_str(b, host);
+	ev_buf_key(b, "port");
+	ev_buf_int(b, a->family == AF_INET || a->family == AF_INET6 ? a->port : 0);
+	ev_buf_puts(b, "}");
+}
+
+static void put_kv_str(struct ev_buf *b, const char *k, const char *v)
+{
+	ev_buf_key(b, k);
+	ev_buf_str(b, v);
+}
+
+static void put_kv_int(struct ev_buf *b, const char *k, long long v)
+{
+	ev_buf_key(b, k);
+	ev_buf_int(b, v);
+}
+
+static void sc_format(struct ev_buf *b, const void *p)
+{
+	const struct sc_rec *r = p;
+	const struct name_tok *names;
+
+	put_kv_str(b, "who", r->who);
+	put_kv_int(b, "conn", r->conn);
+	put_kv_str(b, "call", call_names[r->call]);
+	put_kv_int(b, "fd", r->fd);
+	ev_buf_key(b, "args");
+	switch (r->call) {
+	case SC_SOCKET:
+		ev_buf_puts(b, "{");
+		put_kv_str(b, "domain", tok_name(domain_names, r->a1));
+		put_kv_str(b, "type", tok_name(type_names, r->a2));
+		ev_buf_puts(b, "}");
+		break;
+	case SC_SETSOCKOPT:
+		names = r->a1 == IPPROTO_TCP  ? tcp_names
+			: r->a1 == IPPROTO_IP ? ip_names
+					      : sol_names;
+		ev_buf_puts(b, "{");
+		put_kv_str(b, "level", tok_name(level_names, r->a1));
+		put_kv_str(b, "name", tok_name(names, r->a2));
+		put_kv_int(b, "value", r->a3);
+		ev_buf_puts(b, "}");
+		break;
+	case SC_LINGER:
+		ev_buf_puts(b, "{");
+		put_kv_str(b, "level", "SOL_SOCKET");
+		put_kv_str(b, "name", "SO_LINGER");
+		ev_buf_key(b, "value");
+		ev_buf_puts(b, "{");
+		put_kv_int(b, "l_onoff", r->a1);
+		put_kv_int(b, "l_linger", r->a2);
+		ev_buf_puts(b, "}}");
+		break;
+	case SC_BIND:
+	case SC_CONNECT:
+		put_addr(b, &r->addr);
+		break;
+	case SC_LISTEN:
+		ev_buf_puts(b, "{");
+		put_kv_int(b, "backlog", r->a1);
+		ev_buf_puts(b, "}");
+		break;
+	case SC_SEND:
+	case SC_RECV:
+	case SC_SENDTO:
+	case SC_RECVFROM:
+		ev_buf_puts(b, "{");
+		put_kv_int(b, "len", r->len);
+		put_kv_str(b, "flags", "0");
+		if (r->call == SC_SENDTO) {
+			ev_buf_key(b, "to");
+			put_addr(b, &r->addr);
+		}
+		ev_buf_puts(b, "}");
+		break;
+	case SC_SHUTDOWN:
+		ev_buf_puts(b, "{");
+		put_kv_str(b, "how", tok_name(how_names, r->a1));
+		ev_buf_puts(b, "}");
+		break;
+	default: /* accept, close */
+		ev_buf_puts(b, "{}");
+	}
+	if (r->flags & SC_HAVE_ADDR2) {
+		ev_buf_key(b, r->call == SC_ACCEPT ? "peer" : r->call == SC_RECVFROM ? "from" : "local");
+		put_addr(b, &r->addr2);
+	}
+	if (r->flags & SC_HAVE_DATA) {
+		char text[PREVIEW_MAX * 4 + 1];
+		size_t n = preview_text(r->preview, r->nprev, PREVIEW_MAX, text);
+
+		put_kv_int(b, "bytes", r->bytes > 0 ? r->bytes : 0);
+		text[n] = '\0';
+		/* An empty datagram is data too; an empty stream read is not. */
+		if (r->bytes > 0 || r->call == SC_RECVFROM)
+			put_kv_str(b, "data", text);
+		if (r->bytes > PREVIEW_MAX) {
+			ev_buf_key(b, "data_truncated");
+			ev_buf_puts(b, "true");
+		}
+		if (r->call == SC_RECV && r->ret == 0) {
+			ev_buf_key(b, "eof");
+			ev_buf_puts(b, "true");
+		}
+		if (r->truncated >= 0)
+			put_kv_int(b, "truncated", r->truncated);
+	}
+	if (r->ret < 0) {
+		int e = (int)-r->ret;
+		char msg[128];
+
+		put_kv_int(b, "ret", -1);
+		put_kv_int(b, "errno", e);
+		put_kv_str(b, "errno_name", lsock_errno_name(e));
+		put_kv_str(b, "error", strerror_r(e, msg, sizeof msg));
+	} else {
+		put_kv_int(b, "ret", r->ret);
+		put_kv_int(b, "errno", 0);
+	}
+	put_kv_int(b, "t_call_us", r->t_call_us);
+	put_kv_int(b, "blocked_us", r->t_ret_us - r->t_call_us);
+}
+
+/* Start the record of one call that was made at t_call and returned at t_ret
+ * (ev_clock_ns). NULL once the run has ended (nothing to record). */
+static struct sc_rec *sc_begin(struct lab_ctx *ctx, struct ev_rec *tok, struct lsock_who w,
+			       enum sc_call call, int fd, uint64_t t_call, uint64_t t_ret)
+{
+	struct sc_rec *r = ev_rec_begin(ctx->em, "syscall", sc_format, t_ret, tok);
+	size_t n;
+
+	if (!r)
+		return NULL;
+	n = strnlen(w.who, sizeof r->who - 1);
+	memcpy(r->who, w.who, n);
+	r->who[n] = '\0';
+	r->conn = w.conn;
+	r->call = call;
+	r->fd = fd;
+	r->flags = 0;
+	r->truncated = -1;
+	r->t_call_us = ev_ns_to_us(ctx->em, t_call);
+	r->t_ret_us = ev_ns_to_us(ctx->em, t_ret);
+	return r;
+}
+
+/* The bytes a send or receive moved and a copy of the first PREVIEW_MAX. */
+static void sc_data(struct sc_rec *r, const void *buf, ssize_t n)
+{
+	r->flags |= SC_HAVE_DATA;
+	r->bytes = n > 0 ? n : 0;
+	r->nprev = (uint16_t)(n <= 0 ? 0 : n > PREVIEW_MAX ? PREVIEW_MAX : n);
+	memcpy(r->preview, buf, r->nprev);
+}
+
+static void sc_commit(struct lab_ctx *ctx, struct ev_rec *tok, struct sc_rec *r, long long ret)
+{
+	r->ret = ret;
+	ev_rec_commit(ctx->em, tok);
+}
+
+/* A call that is tried before waiting (send, sendto) makes no poll() when it
+ * succeeds at once, so it checks for the end of the run itself: the deadline
+ * on every call, the cancel fd only when this thread has not looked at it for
+ * a millisecond (a poll() costs more than the send; every wait below looks at
+ * it too). A run cancelled while a thread sends without ever blocking thus
+ * stops within a millisecond. */
+static __thread uint64_t cancel_looked;
+
+static int sc_cancelled(struct lab_ctx *ctx, uint64_t now)
+{
+	if (ctx->deadline_us > 0 && ev_ns_to_us(ctx->em, now) >= ctx->deadline_us)
+		return 1;
+	if (ctx->cancel_fd >= 0 && now - cancel_looked >= 1000000) {
+		struct pollfd p = {.fd = ctx->cancel_fd, .events = POLLIN};
+		cancel_looked = now;
+		return poll(&p, 1, 0) > 0;
+	}
+	return 0;
+}
+
+/* lab_wait_fd2, remembering that this thread has just looked at the cancel
+ * fd (it is in the same poll()). */
+static int sc_wait(struct lab_ctx *ctx, int fd, short events, int wake_fd, int timeout_ms)
+{
+	int rc = lab_wait_fd2(ctx, fd, events, wake_fd, timeout_ms);
+
+	if (rc >= 0)
+		cancel_looked = ev_clock_ns();
+	return rc;
 }
 
 int lsock_socket(struct lab_ctx *ctx, struct lsock_who w, int domain, int type)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
 	int fd = socket(domain, type | SOCK_CLOEXEC, 0);
 	int rc = fd < 0 ? -errno : fd;
-	json_t *args = json_pack("{s:s, s:s}", "domain", tok_name(domain_names, domain), "type",
-				 tok_name(type_names, type));
+	uint64_t t1 = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r = sc_begin(ctx, &tok, w, SC_SOCKET, rc < 0 ? -1 : fd, t, t1);
 
-	sc_emit(ctx, sc_new(w, "socket", rc < 0 ? -1 : fd, args), rc, t);
+	if (r) {
+		r->a1 = domain;
+		r->a2 = type;
+		sc_commit(ctx, &tok, r, rc);
+	}
 	return rc;
 }
 
 int lsock_setsockopt_int(struct lab_ctx *ctx, struct lsock_who w, int fd, int level, int name,
 			 int value)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
 	int rc = setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
-	const struct name_tok *names = level == IPPROTO_TCP  ? tcp_names
-				       : level == IPPROTO_IP ? ip_names
-							     : sol_names;
-	json_t *args = json_pack("{s:s, s:s, s:i}", "level", tok_name(level_names, level), "name",
-				 tok_name(names, name), "value", value);
+	uint64_t t1 = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r = sc_begin(ctx, &tok, w, SC_SETSOCKOPT, fd, t, t1);
 
-	sc_emit(ctx, sc_new(w, "setsockopt", fd, args), rc, t);
+	if (r) {
+		r->a1 = level;
+		r->a2 = name;
+		r->a3 = value;
+		sc_commit(ctx, &tok, r, rc);
+	}
 	return rc;
 }
 
 int lsock_setsockopt_linger(struct lab_ctx *ctx, struct lsock_who w, int fd, int onoff, int secs)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
 	struct linger l = {.l_onoff = onoff, .l_linger = secs};
 	int rc = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0 ? -errno : 0;
-	json_t *args = json_pack("{s:s, s:s, s:{s:i, s:i}}", "level", "SOL_SOCKET", "name",
-				 "SO_LINGER", "value", "l_onoff", onoff, "l_linger", secs);
+	uint64_t t1 = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r = sc_begin(ctx, &tok, w, SC_LINGER, fd, t, t1);
 
-	sc_emit(ctx, sc_new(w, "setsockopt", fd, args), rc, t);
+	if (r) {
+		r->a1 = onoff;
+		r->a2 = secs;
+		sc_commit(ctx, &tok, r, rc);
+	}
 	return rc;
 }
 
 int lsock_bind(struct lab_ctx *ctx, struct lsock_who w, int fd, const struct sockaddr *sa,
 	       socklen_t len)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
 	int rc = bind(fd, sa, len) < 0 ? -errno : 0;
-	json_t *f = sc_new(w, "bind", fd, lsock_addr_json(sa));
+	uint64_t t1 = ev_clock_ns();
+	struct sockaddr_storage got;
+	socklen_t gl = sizeof got;
+	/* Port 0 asks the kernel to choose: report what it chose. */
+	int have_local = rc == 0 && getsockname(fd, (struct sockaddr *)&got, &gl) == 0;
+	struct ev_rec tok;
+	struct sc_rec *r = sc_begin(ctx, &tok, w, SC_BIND, fd, t, t1);
 
-	if (rc == 0) {
-		struct sockaddr_storage got;
-		socklen_t gl = sizeof got;
-		/* Port 0 asks the kernel to choose: report what it chose. */
-		if (getsockname(fd, (struct sockaddr *)&got, &gl) == 0)
-			json_object_set_new(f, "local", lsock_addr_json((struct sockaddr *)&got));
+	if (r) {
+		sc_set_addr(&r->addr, sa);
+		r->flags |= SC_HAVE_ADDR;
+		if (have_local) {
+			sc_set_addr(&r->addr2, (struct sockaddr *)&got);
+			r->flags |= SC_HAVE_ADDR2;
+		}
+		sc_commit(ctx, &tok, r, rc);
 	}
-	sc_emit(ctx, f, rc, t);
 	return rc;
 }
 
 int lsock_listen(struct lab_ctx *ctx, struct lsock_who w, int fd, int backlog)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
 	int rc = listen(fd, backlog) < 0 ? -errno : 0;
+	uint64_t t1 = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r = sc_begin(ctx, &tok, w, SC_LISTEN, fd, t, t1);
 
-	sc_emit(ctx, sc_new(w, "listen", fd, json_pack("{s:i}", "backlog", backlog)), rc, t);
+	if (r) {
+		r->a1 = backlog;
+		sc_commit(ctx, &tok, r, rc);
+	}
 	return rc;
 }
 
@@ -234,12 +507,13 @@ int lsock_accept(struct lab_ctx *ctx, struct lsock_who w, int lfd, struct sockad
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r;
 	int rc;
-	json_t *f;
 
 	for (;;) {
-		rc = lab_wait_fd(ctx, lfd, POLLIN, timeout_ms);
+		rc = sc_wait(ctx, lfd, POLLIN, -1, timeout_ms);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
@@ -251,23 +525,29 @@ int lsock_accept(struct lab_ctx *ctx, struct lsock_who w, int lfd, struct sockad
 			rc = -errno;
 		break;
 	}
-	f = sc_new(w, "accept", lfd, NULL);
-	if (rc >= 0) {
-		json_object_set_new(f, "peer", lsock_addr_json((struct sockaddr *)&ss));
-		if (peer)
-			*peer = ss;
+	if (rc >= 0 && peer)
+		*peer = ss;
+	r = sc_begin(ctx, &tok, w, SC_ACCEPT, lfd, t, ev_clock_ns());
+	if (r) {
+		if (rc >= 0) {
+			sc_set_addr(&r->addr2, (struct sockaddr *)&ss);
+			r->flags |= SC_HAVE_ADDR2;
+		}
+		sc_commit(ctx, &tok, r, rc);
 	}
-	sc_emit(ctx, f, rc, t);
 	return rc;
 }
 
 int lsock_connect(struct lab_ctx *ctx, struct lsock_who w, int fd, const struct sockaddr *sa,
 		  socklen_t len, int timeout_ms)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns(), t1;
 	int flags = fcntl(fd, F_GETFL);
-	int rc;
-	json_t *f;
+	struct sockaddr_storage me;
+	socklen_t ml = sizeof me;
+	int rc, have_local;
+	struct ev_rec tok;
+	struct sc_rec *r;
 
 	fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 	rc = connect(fd, sa, len) < 0 ? -errno : 0;
@@ -275,7 +555,7 @@ int lsock_connect(struct lab_ctx *ctx, struct lsock_who w, int fd, const struct 
 		int soerr = 0;
 		socklen_t sl = sizeof soerr;
 
-		rc = lab_wait_fd(ctx, fd, POLLOUT, timeout_ms);
+		rc = sc_wait(ctx, fd, POLLOUT, -1, timeout_ms);
 		if (rc == 0)
 			rc = -ETIMEDOUT;
 		if (rc > 0) {
@@ -284,41 +564,57 @@ int lsock_connect(struct lab_ctx *ctx, struct lsock_who w, int fd, const struct 
 	}
 	if (rc == -ECANCELED)
 		return rc;
+	t1 = ev_clock_ns();
 	fcntl(fd, F_SETFL, flags);
-	f = sc_new(w, "connect", fd, lsock_addr_json(sa));
-	if (rc == 0) {
-		struct sockaddr_storage me;
-		socklen_t ml = sizeof me;
-		if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
-			json_object_set_new(f, "local", lsock_addr_json((struct sockaddr *)&me));
+	have_local = rc == 0 && getsockname(fd, (struct sockaddr *)&me, &ml) == 0;
+	r = sc_begin(ctx, &tok, w, SC_CONNECT, fd, t, t1);
+	if (r) {
+		sc_set_addr(&r->addr, sa);
+		r->flags |= SC_HAVE_ADDR;
+		if (have_local) {
+			sc_set_addr(&r->addr2, (struct sockaddr *)&me);
+			r->flags |= SC_HAVE_ADDR2;
+		}
+		sc_commit(ctx, &tok, r, rc);
 	}
-	sc_emit(ctx, f, rc, t);
 	return rc;
 }
 
 ssize_t lsock_send(struct lab_ctx *ctx, struct lsock_who w, int fd, const void *buf, size_t len,
 		   int timeout_ms)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r;
 	ssize_t n;
-	json_t *f;
 
+	/* Try first: a send that does not block needs no poll(). */
+	if (sc_cancelled(ctx, t))
+		return -ECANCELED;
 	for (;;) {
-		int rc = lab_wait_fd(ctx, fd, POLLOUT, timeout_ms);
+		int rc;
+
+		n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN) {
+			n = -errno;
+			break;
+		}
+		rc = sc_wait(ctx, fd, POLLOUT, -1, timeout_ms);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
 			return -ETIMEDOUT;
-		n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n < 0)
-			n = -errno;
-		break;
 	}
-	f = sc_new(w, "send", fd, json_pack("{s:I, s:s}", "len", (json_int_t)len, "flags", "0"));
-	sc_data(f, buf, n);
-	sc_emit(ctx, f, n, t);
+	r = sc_begin(ctx, &tok, w, SC_SEND, fd, t, ev_clock_ns());
+	if (r) {
+		r->len = (int64_t)len;
+		sc_data(r, buf, n);
+		sc_commit(ctx, &tok, r, n);
+	}
 	return n;
 }
 
@@ -340,12 +636,14 @@ ssize_t lsock_send_all(struct lab_ctx *ctx, struct lsock_who w, int fd, const vo
 ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, size_t len,
 		   int timeout_ms)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r;
 	ssize_t n;
-	json_t *f;
 
+	/* Wait first: a receive usually has to (the reply is not here yet). */
 	for (;;) {
-		int rc = lab_wait_fd(ctx, fd, POLLIN, timeout_ms);
+		int rc = sc_wait(ctx, fd, POLLIN, -1, timeout_ms);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
@@ -357,46 +655,58 @@ ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, s
 			n = -errno;
 		break;
 	}
-	f = sc_new(w, "recv", fd, json_pack("{s:I, s:s}", "len", (json_int_t)len, "flags", "0"));
-	sc_data(f, buf, n);
-	if (n == 0)
-		json_object_set_new(f, "eof", json_true());
-	sc_emit(ctx, f, n, t);
+	r = sc_begin(ctx, &tok, w, SC_RECV, fd, t, ev_clock_ns());
+	if (r) {
+		r->len = (int64_t)len;
+		sc_data(r, buf, n);
+		sc_commit(ctx, &tok, r, n);
+	}
 	return n;
 }
 
 ssize_t lsock_sendto(struct lab_ctx *ctx, struct lsock_who w, int fd, const void *buf, size_t len,
 		     const struct sockaddr *to, socklen_t tolen, int timeout_ms, struct lsock_io *io)
 {
-	int64_t t = ev_now_us(ctx->em), t_ret;
+	uint64_t t = ev_clock_ns(), t1;
+	struct ev_rec tok;
+	struct sc_rec *r;
 	ssize_t n;
-	json_t *f, *args;
 
+	if (sc_cancelled(ctx, t))
+		return -ECANCELED;
 	for (;;) {
-		int rc = lab_wait_fd2(ctx, fd, POLLOUT, io ? io->wake_fd : -1, timeout_ms);
+		int rc;
+
+		n = sendto(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, tolen);
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN) {
+			n = -errno;
+			break;
+		}
+		rc = sc_wait(ctx, fd, POLLOUT, io ? io->wake_fd : -1, timeout_ms);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
 			return -ETIMEDOUT;
 		if (rc == 2)
 			return -EINTR;
-		n = sendto(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, tolen);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n < 0)
-			n = -errno;
-		break;
 	}
-	t_ret = ev_now_us(ctx->em);
+	t1 = ev_clock_ns();
 	if (io) {
-		io->call_us = t;
-		io->ret_us = t_ret;
+		io->call_us = ev_ns_to_us(ctx->em, t);
+		io->ret_us = ev_ns_to_us(ctx->em, t1);
 	}
-	args = json_pack("{s:I, s:s, s:o}", "len", (json_int_t)len, "flags", "0", "to",
-			 lsock_addr_json(to));
-	f = sc_new(w, "sendto", fd, args);
-	sc_data(f, buf, n);
-	sc_emit(ctx, f, n, t);
+	r = sc_begin(ctx, &tok, w, SC_SENDTO, fd, t, t1);
+	if (r) {
+		r->len = (int64_t)len;
+		sc_set_addr(&r->addr, to);
+		r->flags |= SC_HAVE_ADDR;
+		sc_data(r, buf, n);
+		sc_commit(ctx, &tok, r, n);
+	}
 	return n;
 }
 
@@ -405,12 +715,13 @@ ssize_t lsock_recvfrom(struct lab_ctx *ctx, struct lsock_who w, int fd, void *bu
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
-	int64_t t = ev_now_us(ctx->em), t_ret;
-	ssize_t n;
-	json_t *f;
+	uint64_t t = ev_clock_ns(), t1;
+	struct ev_rec tok;
+	struct sc_rec *r;
+	ssize_t n, got = 0;
 
 	for (;;) {
-		int rc = lab_wait_fd2(ctx, fd, POLLIN, io ? io->wake_fd : -1, timeout_ms);
+		int rc = sc_wait(ctx, fd, POLLIN, io ? io->wake_fd : -1, timeout_ms);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
@@ -427,44 +738,58 @@ ssize_t lsock_recvfrom(struct lab_ctx *ctx, struct lsock_who w, int fd, void *bu
 			n = -errno;
 		break;
 	}
-	t_ret = ev_now_us(ctx->em);
+	t1 = ev_clock_ns();
 	if (io) {
-		io->call_us = t;
-		io->ret_us = t_ret;
+		io->call_us = ev_ns_to_us(ctx->em, t);
+		io->ret_us = ev_ns_to_us(ctx->em, t1);
 	}
-	f = sc_new(w, "recvfrom", fd, json_pack("{s:I, s:s}", "len", (json_int_t)len, "flags", "0"));
 	if (n >= 0) {
-		size_t got = (size_t)n < len ? (size_t)n : len;
-		json_object_set_new(f, "from", lsock_addr_json((struct sockaddr *)&ss));
-		sc_data(f, buf, (ssize_t)got);
-		if (got == 0) /* an empty datagram is data too */
-			json_object_set_new(f, "data", json_string(""));
-		if ((size_t)n > len)
-			json_object_set_new(f, "truncated", json_integer((json_int_t)n));
+		got = (size_t)n < len ? n : (ssize_t)len;
 		if (from)
 			*from = ss;
-		if ((size_t)n > len)
-			n = (ssize_t)len;
 	}
-	sc_emit(ctx, f, n, t);
+	r = sc_begin(ctx, &tok, w, SC_RECVFROM, fd, t, t1);
+	if (r) {
+		r->len = (int64_t)len;
+		if (n >= 0) {
+			sc_set_addr(&r->addr2, (struct sockaddr *)&ss);
+			r->flags |= SC_HAVE_ADDR2;
+			sc_data(r, buf, got);
+			if ((size_t)n > len)
+				r->truncated = n;
+		}
+	}
+	if (n >= 0 && (size_t)n > len)
+		n = (ssize_t)len;
+	if (r)
+		sc_commit(ctx, &tok, r, n);
 	return n;
 }
 
 int lsock_shutdown(struct lab_ctx *ctx, struct lsock_who w, int fd, int how)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
 	int rc = shutdown(fd, how) < 0 ? -errno : 0;
+	uint64_t t1 = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r = sc_begin(ctx, &tok, w, SC_SHUTDOWN, fd, t, t1);
 
-	sc_emit(ctx, sc_new(w, "shutdown", fd, json_pack("{s:s}", "how", tok_name(how_names, how))),
-		rc, t);
+	if (r) {
+		r->a1 = how;
+		sc_commit(ctx, &tok, r, rc);
+	}
 	return rc;
 }
 
 int lsock_close(struct lab_ctx *ctx, struct lsock_who w, int fd)
 {
-	int64_t t = ev_now_us(ctx->em);
+	uint64_t t = ev_clock_ns();
 	int rc = close(fd) < 0 ? -errno : 0;
+	uint64_t t1 = ev_clock_ns();
+	struct ev_rec tok;
+	struct sc_rec *r = sc_begin(ctx, &tok, w, SC_CLOSE, fd, t, t1);
 
-	sc_emit(ctx, sc_new(w, "close", fd, NULL), rc, t);
+	if (r)
+		sc_commit(ctx, &tok, r, rc);
 	return rc;
 }

@@ -131,7 +131,7 @@ struct echo_run {
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
-	int connected[MAX_CLIENTS + 2];   /* client k has connected */
+	int connected[MAX_CLIENTS + 2];   /* client k has connected (and was seen queued) */
 	int first_reply[MAX_CLIENTS + 2]; /* client k got its first reply */
 	int active;                       /* server connections being served */
 	int64_t last_activity_us;
@@ -527,9 +527,11 @@ static int client_session(struct echo_run *r, int k)
 	if (rc < 0)
 		goto out;
 	connect_us = ev_now_us(ctx->em) - t_connect;
-	set_flag(r, r->connected, k);
+	/* The previous client holds the iterative server busy until this one
+	 * is seen waiting in the accept queue: only then is it let go. */
 	if (k > 1 && !r->concurrent)
 		report_accept_queue(r, k);
+	set_flag(r, r->connected, k);
 	for (i = 1; i <= r->messages; i++) {
 		int64_t t0 = ev_now_us(ctx->em);
 		size_t have = 0;
