@@ -793,3 +793,17 @@ int lsock_close(struct lab_ctx *ctx, struct lsock_who w, int fd)
 		sc_commit(ctx, &tok, r, rc);
 	return rc;
 }
+
+json_t *lsock_trace_cost(struct lab_ctx *ctx, int inside, int64_t rtt_us)
+{
+	struct ev_trace_stats st;
+
+	ev_trace_stats(ctx->em, &st);
+	if (!st.calls)
+		return NULL;
+	return json_pack("{s:I, s:I, s:I, s:i, s:I, s:I}", "calls", (json_int_t)st.calls,
+			 "median_ns", (json_int_t)st.call_ns_median, "tail_ns",
+			 (json_int_t)st.call_ns_p99, "inside", inside, "added_ns",
+			 (json_int_t)(st.call_ns_median * (uint64_t)inside), "rtt_us",
+			 (json_int_t)rtt_us);
+}

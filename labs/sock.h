@@ -71,6 +71,14 @@ ssize_t lsock_recvfrom(struct lab_ctx *ctx, struct lsock_who w, int fd, void *bu
 int lsock_shutdown(struct lab_ctx *ctx, struct lsock_who w, int fd, int how);
 int lsock_close(struct lab_ctx *ctx, struct lsock_who w, int fd);
 
+/* What recording the calls cost this run so far, as the params of a lab's
+ * "what tracing adds" note: {"calls":N,"median_ns":M,"tail_ns":P99,
+ * "inside":K,"added_ns":K*M,"rtt_us":R} where inside is how many recorded
+ * calls fall between the two clock reads of one round trip the lab measures
+ * and rtt_us the round trip the lab shows. NULL when no call was recorded.
+ * Flushes the event stream first (labs/event.h: ev_trace_stats). */
+json_t *lsock_trace_cost(struct lab_ctx *ctx, int inside, int64_t rtt_us);
+
 /* {"addr":"127.0.0.1","port":5000} for an AF_INET/AF_INET6 address. */
 json_t *lsock_addr_json(const struct sockaddr *sa);
 

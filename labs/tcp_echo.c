@@ -140,6 +140,8 @@ struct echo_run {
 	long long s_bytes_in, s_bytes_out, conns, resets, peer_closes, idle_closes, max_queue;
 	long long c_retrans, s_retrans;
 	int arp_frames[2]; /* ARP frames the relay carried, by direction */
+	int64_t *rtts; /* every reply's round trip, for the tracing note */
+	size_t n_rtts;
 };
 
 static void touch(struct echo_run *r)
@@ -533,7 +535,7 @@ static int client_session(struct echo_run *r, int k)
 		report_accept_queue(r, k);
 	set_flag(r, r->connected, k);
 	for (i = 1; i <= r->messages; i++) {
-		int64_t t0 = ev_now_us(ctx->em);
+		int64_t t0 = ev_now_us(ctx->em), rtt;
 		size_t have = 0;
 		int pieces = 0;
 		ssize_t n;
@@ -558,13 +560,18 @@ static int client_session(struct echo_run *r, int k)
 			pieces++;
 		}
 		add(r, &r->c_bytes_recv, (long long)have);
+		rtt = ev_now_us(ctx->em) - t0;
 		memcpy(want, msg, len);
 		echo_transform(want, len, r->transform);
 		f = json_pack("{s:i, s:i, s:o, s:o, s:I, s:I, s:b, s:i}", "conn", k, "index", i,
 			      "sent", lsock_preview(msg, len, 256), "reply",
 			      lsock_preview(got, len, 256), "bytes", (json_int_t)len, "rtt_us",
-			      (json_int_t)(ev_now_us(ctx->em) - t0), "ok",
+			      (json_int_t)rtt, "ok",
 			      memcmp(want, got, len) == 0, "recv_calls", pieces);
+		pthread_mutex_lock(&r->lock);
+		if (r->rtts && r->n_rtts < (size_t)r->messages * (size_t)r->clients)
+			r->rtts[r->n_rtts++] = rtt;
+		pthread_mutex_unlock(&r->lock);
 		ev_emit(ctx->em, "echo", f);
 		add(r, memcmp(want, got, len) == 0 ? &r->replies_ok : &r->replies_bad, 1);
 		if (pieces > 1 && r->split_replies++ == 0)
@@ -661,6 +668,30 @@ static int open_listener(struct echo_run *r)
 	return 0;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Say next to the round trips what recording the calls added to them. Three
+ * recorded calls lie between a round trip's two clock reads: the client's
+ * send and recv (its record is made before the second read) and the
+ * server's recv (recorded before it sends the reply); more when a message
+ * takes several calls. The median is the one the view shows. */
+static void note_trace_cost(struct echo_run *r)
+{
+	json_t *params;
+
+	if (!r->n_rtts)
+		return;
+	qsort(r->rtts, r->n_rtts, sizeof r->rtts[0], cmp_i64);
+	params = lsock_trace_cost(r->ctx, 3, r->rtts[r->n_rtts / 2]);
+	if (params)
+		ev_note(r->ctx->em, "echo.trace_cost", params, NULL);
+}
+
 static json_t *summary(struct echo_run *r)
 {
 	json_t *s;
@@ -713,6 +744,8 @@ static int echo_run(struct lab_ctx *ctx)
 	r.lfd = -1;
 	pthread_mutex_init(&r.lock, NULL);
 	pthread_cond_init(&r.cond, NULL);
+	if (!r.byo)
+		r.rtts = calloc((size_t)r.messages * (size_t)r.clients, sizeof *r.rtts);
 
 	rc = open_listener(&r);
 	if (rc < 0)
@@ -749,6 +782,8 @@ static int echo_run(struct lab_ctx *ctx)
 		lab_abort(ctx); /* a client gave up: wake the server out of accept() */
 	pthread_join(srv, NULL);
 	net_set_frame_hook(ctx->net, NULL, NULL);
+	if (!r.failed && !lab_cancelled(ctx))
+		note_trace_cost(&r);
 	lsock_close(ctx, (struct lsock_who){"server", 0}, r.lfd);
 	if (r.failed && !lab_cancelled(ctx)) {
 		rc = -EIO;
@@ -761,6 +796,7 @@ out:
 		json_object_update(ctx->summary, s);
 		json_decref(s);
 	}
+	free(r.rtts);
 	pthread_cond_destroy(&r.cond);
 	pthread_mutex_destroy(&r.lock);
 	return rc;

@@ -820,6 +820,16 @@ static int ping_run(struct lab_ctx *ctx)
 	net_set_frame_hook(ctx->net, NULL, NULL);
 	if (rc == 0 && !r.byo)
 		first_probe_note(&r);
+	if (!r.byo && rc >= 0 && !r.failed && !lab_cancelled(ctx) && r.st.n > 0) {
+		/* What recording the calls added to the round trips shown: two
+		 * recorded calls lie between a probe's two clock reads, the
+		 * client's sendto and the server's recvfrom (the client's
+		 * recvfrom is recorded after its return time was read, the
+		 * server's sendto after the reply left). */
+		json_t *cost = lsock_trace_cost(ctx, 2, llround(ping_stats_avg(&r.st)));
+		if (cost)
+			ev_note(ctx->em, "ping.trace_cost", cost, NULL);
+	}
 	if (rc == -ECANCELED || lab_cancelled(ctx))
 		rc = 0; /* the front end reports the cancel or the timeout */
 	else if (rc < 0 || r.failed) {
