@@ -110,6 +110,7 @@ static const char *const layer_names[] = {
 	[DEC_L_IPV6] = "ipv6",
 	[DEC_L_TCP] = "tcp",
 	[DEC_L_UDP] = "udp",
+	[DEC_L_ICMP] = "icmp",
 	[DEC_L_PAYLOAD] = "payload",
 };
 
@@ -437,6 +438,54 @@ static enum dec_status dec_udp(struct dec_packet *p, struct cur *c, uint32_t dgr
 	return dec_payload(p, c);
 }
 
+/* RFC 792: type, code, checksum and 4 bytes whose meaning depends on the
+ * type; the rest is the message's data. */
+static enum dec_status dec_icmp(struct dec_packet *p, struct cur *c, uint32_t msg_len)
+{
+	struct dec_icmp *m = &p->icmp;
+	struct dec_layer *l = layer_begin(p, DEC_L_ICMP, c->pos);
+	uint32_t start = c->pos;
+	uint16_t a, b;
+	enum dec_status st;
+
+	c->end = start + msg_len;
+	m->len = msg_len;
+	if (rd8(c, &m->type, &m->at[DEC_ICMP_TYPE]) < 0 ||
+	    rd8(c, &m->code, &m->at[DEC_ICMP_CODE]) < 0 ||
+	    rd16(c, &m->checksum, &m->at[DEC_ICMP_CSUM]) < 0 || rd16(c, &a, NULL) < 0 ||
+	    rd16(c, &b, NULL) < 0) {
+		st = cur_short(c, 8 - (c->pos - start));
+		return layer_end(p, l, c, st,
+				 st == DEC_TRUNCATED ? "the capture ends inside the ICMP header"
+						     : "the IP length leaves no room for an ICMP header");
+	}
+	m->rest = (uint32_t)a << 16 | b;
+	switch (m->type) {
+	case 0:  /* echo reply */
+	case 8:  /* echo request */
+	case 13: /* timestamp */
+	case 14: /* timestamp reply */
+		m->id = a;
+		m->seq = b;
+		span_of(&m->at[DEC_ICMP_ID], start + 4, 2);
+		span_of(&m->at[DEC_ICMP_SEQ], start + 6, 2);
+		break;
+	case 3: /* destination unreachable: code 4 carries the next-hop MTU */
+		if (m->code == 4) {
+			m->mtu = b;
+			span_of(&m->at[DEC_ICMP_MTU], start + 6, 2);
+			break;
+		}
+		span_of(&m->at[DEC_ICMP_REST], start + 4, 4);
+		break;
+	default: /* unused (time exceeded), a gateway (redirect), a pointer, ... */
+		span_of(&m->at[DEC_ICMP_REST], start + 4, 4);
+		break;
+	}
+	layer_end(p, l, c, DEC_OK, NULL);
+	return dec_payload(p, c);
+}
+
 /* The transport after an IP header; len is the IP payload's length. */
 static enum dec_status dec_transport(struct dec_packet *p, struct cur *c, uint8_t proto,
 				     uint32_t len, int first_frag)
@@ -445,6 +494,8 @@ static enum dec_status dec_transport(struct dec_packet *p, struct cur *c, uint8_
 		return dec_tcp(p, c, len);
 	if (proto == 17)
 		return dec_udp(p, c, len, first_frag);
+	if (proto == 1 && dec_has(p, DEC_L_IPV4))
+		return dec_icmp(p, c, len);
 	c->end = c->pos + len;
 	dec_payload(p, c);
 	if (p->status == DEC_OK) {
@@ -921,6 +972,28 @@ static void verify_l4(struct dec_packet *p, struct cur *c, enum dec_layer_kind k
 		csum_set(k, DEC_CSUM_NOT_COMPUTED, DEC_CSUM_R_OFFLOAD_INFERRED);
 }
 
+/* RFC 792: the checksum covers the whole ICMP message, with no pseudo-header. */
+static void verify_icmp(struct dec_packet *p, struct cur *c)
+{
+	struct dec_csum *k = &p->icmp.csum;
+	enum dec_csum_reason r;
+
+	k->found = p->icmp.checksum;
+	if (p->layer[DEC_L_ICMP].status != DEC_OK) {
+		csum_set(k, DEC_CSUM_UNVERIFIABLE,
+			 p->layer[DEC_L_ICMP].status == DEC_TRUNCATED ? DEC_CSUM_R_TRUNCATED
+								     : DEC_CSUM_R_MALFORMED);
+		return;
+	}
+	r = ip_blocks_l4(p, c);
+	if (r != DEC_CSUM_R_NONE) {
+		csum_set(k, DEC_CSUM_UNVERIFIABLE, r);
+		return;
+	}
+	if (csum_verify(c, p->layer[DEC_L_ICMP].span.off, p->icmp.len, 0, k) < 0)
+		csum_set(k, DEC_CSUM_UNVERIFIABLE, DEC_CSUM_R_TRUNCATED);
+}
+
 /* Verify every checksum of a decoded packet. */
 static void verify_checksums(struct dec_packet *p, struct cur *c, unsigned rx)
 {
@@ -935,6 +1008,8 @@ static void verify_checksums(struct dec_packet *p, struct cur *c, unsigned rx)
 		p->udp.csum.found = p->udp.checksum;
 		verify_l4(p, c, DEC_L_UDP, p->udp.len, rx, &p->udp.csum);
 	}
+	if (dec_has(p, DEC_L_ICMP) && p->icmp.at[DEC_ICMP_CSUM].len)
+		verify_icmp(p, c);
 }
 
 static enum dec_status decode_link(struct dec_packet *out, struct cur *c, int link)

@@ -1,4 +1,4 @@
-/* decode.h: packet decoders (Ethernet, Linux cooked, ARP, IPv4, IPv6, TCP, UDP): pure functions over bytes. */
+/* decode.h: packet decoders (Ethernet, Linux cooked, ARP, IPv4, IPv6, TCP, UDP, ICMP): pure functions over bytes. */
 #ifndef SOCKLAB_DECODE_H
 #define SOCKLAB_DECODE_H
 
@@ -105,6 +105,7 @@ enum dec_layer_kind {
 	DEC_L_IPV6,
 	DEC_L_TCP,
 	DEC_L_UDP,
+	DEC_L_ICMP,
 	DEC_L_PAYLOAD,
 	DEC_L_COUNT,
 };
@@ -241,6 +242,24 @@ struct dec_udp {
 	struct dec_span at[DEC_UDP_N];
 };
 
+/* ICMP for IPv4 (RFC 792). The 4 bytes after the checksum depend on the
+ * type: an identifier and sequence number for echo and timestamp messages,
+ * the next-hop MTU for "fragmentation needed" (RFC 1191), unused for time
+ * exceeded. An error message's data is the IP header and at least the first
+ * 8 bytes of the datagram that caused it (Linux quotes as much as fits in 576
+ * bytes); it is the "payload" layer. */
+enum dec_icmp_field { DEC_ICMP_TYPE, DEC_ICMP_CODE, DEC_ICMP_CSUM, DEC_ICMP_ID, DEC_ICMP_SEQ,
+		      DEC_ICMP_MTU, DEC_ICMP_REST, DEC_ICMP_N };
+struct dec_icmp {
+	uint8_t type, code;
+	uint16_t checksum;
+	uint16_t id, seq, mtu; /* as the type says (at[] tells which are present) */
+	uint32_t rest;         /* the 4 bytes after the checksum, as one number */
+	uint32_t len;          /* the ICMP message's length, from the IP length */
+	struct dec_csum csum;
+	struct dec_span at[DEC_ICMP_N];
+};
+
 struct dec_packet {
 	uint32_t caplen, wirelen;
 	int link;
@@ -257,6 +276,7 @@ struct dec_packet {
 	struct dec_ipv6 ip6;
 	struct dec_tcp tcp;
 	struct dec_udp udp;
+	struct dec_icmp icmp;
 	struct dec_span payload; /* the upper layer's data as captured */
 };
 

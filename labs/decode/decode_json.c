@@ -20,6 +20,18 @@ static const struct tok sll_pkttypes[] = {
 	{0, "to us"}, {1, "broadcast"}, {2, "multicast"}, {3, "to another host"}, {4, "sent by us"},
 	{0, NULL}};
 static const struct tok arp_ops[] = {{1, "request"}, {2, "reply"}, {0, NULL}};
+/* RFC 792 (and RFC 1191 for code 4 of type 3). */
+static const struct tok icmp_types[] = {
+	{0, "echo reply"}, {3, "destination unreachable"}, {4, "source quench"}, {5, "redirect"},
+	{8, "echo request"}, {11, "time exceeded"}, {12, "parameter problem"}, {13, "timestamp"},
+	{14, "timestamp reply"}, {0, NULL}};
+static const struct tok icmp_unreach_codes[] = {
+	{0, "network unreachable"}, {1, "host unreachable"}, {2, "protocol unreachable"},
+	{3, "port unreachable"}, {4, "fragmentation needed and DF set"},
+	{5, "source route failed"}, {0, NULL}};
+static const struct tok icmp_exceeded_codes[] = {
+	{0, "time to live exceeded in transit"}, {1, "fragment reassembly time exceeded"},
+	{0, NULL}};
 
 static const char *tok_name(const struct tok *t, unsigned v)
 {
@@ -385,6 +397,25 @@ static void udp_fields(json_t *a, const struct dec_udp *u)
 	csum_field(a, u->checksum, &u->csum, u->at[DEC_UDP_CSUM]);
 }
 
+static void icmp_fields(json_t *a, const struct dec_icmp *m)
+{
+	const char *code = m->type == 3    ? tok_name(icmp_unreach_codes, m->code)
+			   : m->type == 11 ? tok_name(icmp_exceeded_codes, m->code)
+					   : NULL;
+
+	field(a, "type", num(m->type), tok_name(icmp_types, m->type), m->at[DEC_ICMP_TYPE]);
+	field(a, "code", num(m->code), code, m->at[DEC_ICMP_CODE]);
+	csum_field(a, m->checksum, &m->csum, m->at[DEC_ICMP_CSUM]);
+	if (m->at[DEC_ICMP_ID].len) {
+		field(a, "identifier", num(m->id), NULL, m->at[DEC_ICMP_ID]);
+		field(a, "sequence", num(m->seq), NULL, m->at[DEC_ICMP_SEQ]);
+	}
+	if (m->at[DEC_ICMP_MTU].len)
+		field(a, "next_hop_mtu", num(m->mtu), NULL, m->at[DEC_ICMP_MTU]);
+	if (m->at[DEC_ICMP_REST].len)
+		field(a, "rest_of_header", num(m->rest), NULL, m->at[DEC_ICMP_REST]);
+}
+
 static const char *link_name(int link)
 {
 	switch (link) {
@@ -436,6 +467,9 @@ static json_t *layer_json(const struct dec_packet *p, enum dec_layer_kind k)
 		break;
 	case DEC_L_UDP:
 		udp_fields(fields, &p->udp);
+		break;
+	case DEC_L_ICMP:
+		icmp_fields(fields, &p->icmp);
 		break;
 	case DEC_L_PAYLOAD:
 		snprintf(t, sizeof t, "%u bytes", p->payload.len);
