@@ -409,6 +409,18 @@ static void feed(struct hs_run *r, int side, int outgoing, const struct seg_rec 
 	}
 }
 
+/* A frame with a bad IPv4 or TCP checksum never reaches its receiver's TCP:
+ * the receiving kernel discards it. Then the receiver's RFC 9293 machine
+ * must not see it either, and a note says why (once per segment). Returns 1
+ * when it was discarded. */
+static int csum_dropped(struct hs_run *r, const struct dec_packet *d, int n)
+{
+	if (d->ip4.csum.status != DEC_CSUM_BAD && d->tcp.csum.status != DEC_CSUM_BAD)
+		return 0;
+	ev_note(r->ctx->em, "handshake.csum_dropped", json_pack("{s:i}", "seg", n), NULL);
+	return 1;
+}
+
 /* The segment's direction in this run's connection, or -1 for another
  * connection. A replay names the connection from its first segment. */
 static int seg_dir(struct hs_run *r, const struct dec_packet *d)
@@ -535,7 +547,7 @@ static void emit_send(struct hs_run *r, const struct pending *p, const struct de
 	ev_emit(r->ctx->em, "segment", f);
 	track_close(r, dir, t, n);
 	feed(r, dir == 0 ? SIDE_CLIENT : SIDE_SERVER, 1, sg, n, p->t_ns);
-	if (arrives_now)
+	if (arrives_now && !csum_dropped(r, d, n))
 		feed(r, dir == 0 ? SIDE_SERVER : SIDE_CLIENT, 0, sg, n, p->t_ns);
 }
 
@@ -573,6 +585,10 @@ static void emit_arrival(struct hs_run *r, const struct pending *p, const struct
 			  "checksums", dec_checksums_json(&d->ip4.csum, &t->csum, DEC_L_TCP)));
 	if (sg->arrivals > 1)
 		return; /* the kernel drops a duplicate as old data; the machine need not see it */
+	if (csum_dropped(r, d, n)) {
+		sg->arrivals--; /* discarded: a good copy may still arrive */
+		return;
+	}
 	sg->t_arr_ns = p->t_ns;
 	feed(r, dir == 0 ? SIDE_SERVER : SIDE_CLIENT, 0, sg, n, p->t_ns);
 }

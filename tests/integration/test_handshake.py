@@ -448,6 +448,29 @@ def offload_is_not_computed_never_bad():
                        text=True, timeout=60)
     check(re.search(r"Flags \[S\].*\[tcp checksum 0x[0-9a-f]{4} not computed \(offload, inferred",
                     r.stdout), f"the CLI names it: {r.stdout[:800]}")
+    # Damage the handshake's last ACK: the server's kernel would discard it,
+    # so the RFC 9293 model must not see it arrive; the next segment (the
+    # client's data, which carries the same ACK) completes the handshake.
+    with open(pcap, "rb") as f:
+        raw = bytearray(f.read())
+    off, n = 24, 0
+    while off < len(raw):
+        caplen = int.from_bytes(raw[off + 8:off + 12], "little")
+        n += 1
+        if n == 3:
+            raw[off + 16 + 14 + 20 + 16] ^= 0x12  # the TCP checksum's first byte
+        off += 16 + caplen
+    damaged = os.path.join(TMP, "csum-damaged.pcap")
+    with open(damaged, "wb") as f:
+        f.write(raw)
+    r, ev = hs(f"replay={damaged}")
+    eq(r.returncode, 0, f"damaged replay: exit ({r.stderr[-300:]})")
+    eq(segs(ev)[2]["checksums"]["tcp"]["status"], "bad", "segment #3's checksum")
+    eq([e["params"]["seg"] for e in ev if e["type"] == "note" and e["key"] == "handshake.csum_dropped"],
+       [3], "one note names the discarded segment")
+    est = [e["seg"] for e in ev if e["type"] == "state" and e["source"] == "inferred"
+           and e["who"] == "server" and e["to"] == "ESTABLISHED"]
+    eq(est, [4], "the server's model is completed by segment #4, not the discarded #3")
 
 
 @test
