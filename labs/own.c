@@ -68,8 +68,28 @@ enum { P_SERVER = 0, P_CLIENT = 1 };
 static const char *const who_names[] = {[P_SERVER] = "server", [P_CLIENT] = "client"};
 static const char *const prog_names[] = {[P_SERVER] = "server.py", [P_CLIENT] = "client.py"};
 
+/* One TCP connection as one program saw it: its data calls in order, for
+ * pairing with the other program's end and finding lost boundaries. */
+#define OWN_CONNS 16
+#define OWN_IO_MAX 4096
+
+struct own_io {
+	int64_t seq; /* the syscall event */
+	int64_t bytes;
+	int send;
+};
+
+struct own_conn {
+	int fd, open;
+	char key[64]; /* "addr:port" of the client's end: its local, the server's peer */
+	struct own_io *io;
+	int n_io;
+};
+
 struct prog {
 	int present;
+	struct own_conn conns[OWN_CONNS];
+	int n_conns;
 	struct own_proc proc;
 	int started, ended, shim_ok, killed_by_lab;
 	uint32_t next_seq;
@@ -252,6 +272,149 @@ static void explain_call(struct own_run *r, int who, const struct own_rec *rec)
 	}
 }
 
+static void addr_key(const struct sockaddr_storage *ss, char *key, size_t len)
+{
+	json_t *a = lsock_addr_json((const struct sockaddr *)ss);
+
+	snprintf(key, len, "%s:%lld", json_string_value(json_object_get(a, "addr")),
+		 (long long)json_integer_value(json_object_get(a, "port")));
+	json_decref(a);
+}
+
+/* A connection starts: the client's connect() (keyed by its own address,
+ * from the record's data) or the server's accept() (keyed by the peer). */
+static void conn_open(struct prog *pg, int fd, const uint8_t *sa, size_t len)
+{
+	struct sockaddr_storage ss;
+	struct own_conn *c;
+
+	if (pg->n_conns == OWN_CONNS || len < sizeof(sa_family_t) || len > sizeof ss)
+		return;
+	memset(&ss, 0, sizeof ss);
+	memcpy(&ss, sa, len);
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+		return;
+	c = &pg->conns[pg->n_conns++];
+	c->fd = fd;
+	c->open = 1;
+	addr_key(&ss, c->key, sizeof c->key);
+}
+
+static struct own_conn *conn_of(struct prog *pg, int fd)
+{
+	int i;
+
+	for (i = pg->n_conns - 1; i >= 0; i--)
+		if (pg->conns[i].open && pg->conns[i].fd == fd)
+			return &pg->conns[i];
+	return NULL;
+}
+
+/* After the syscall event of a record was emitted as seq. */
+static void track(struct own_run *r, int who, const struct own_rec *rec, int64_t seq)
+{
+	struct prog *pg = &r->p[who];
+	struct own_conn *c;
+
+	if (rec->call == OWN_ACCEPT && rec->ret >= 0)
+		conn_open(pg, (int)rec->ret, rec->addr, rec->addr_len);
+	else if (rec->call == OWN_CONNECT && (rec->ret == 0 || rec->err == EINPROGRESS))
+		conn_open(pg, rec->fd, rec->data, rec->data_len);
+	else if (rec->call == OWN_CLOSE && (c = conn_of(pg, rec->fd)))
+		c->open = 0;
+	else if ((rec->call == OWN_SEND || rec->call == OWN_WRITE || rec->call == OWN_SENDMSG ||
+		  rec->call == OWN_RECV || rec->call == OWN_READ || rec->call == OWN_RECVMSG) &&
+		 rec->ret > 0 && (c = conn_of(pg, rec->fd)) && c->n_io < OWN_IO_MAX) {
+		if (!c->io && !(c->io = calloc(OWN_IO_MAX, sizeof *c->io)))
+			return;
+		c->io[c->n_io++] = (struct own_io){seq, rec->ret, sends(rec->call)};
+	}
+}
+
+/* Where the sender's boundaries went in the receiver's recv() returns, for
+ * one direction of one connection: the first recv() that returned bytes of
+ * more than one send() is named, with those sends, as the evidence. Returns
+ * the number of such recvs. Only whole streams are judged: when the bytes
+ * the receiver got are not the bytes the sender sent (the run ended
+ * first), nothing is said. */
+static int find_glued(struct own_run *r, int sender, const struct own_conn *s, int receiver,
+		      const struct own_conn *d)
+{
+	int64_t sent = 0, got = 0, off = 0, soff = 0;
+	int i, j = 0, glued = 0, n_sends = 0;
+
+	for (i = 0; i < s->n_io; i++)
+		if (s->io[i].send)
+			sent += s->io[i].bytes, n_sends++;
+	for (i = 0; i < d->n_io; i++)
+		if (!d->io[i].send)
+			got += d->io[i].bytes;
+	if (sent != got || n_sends < 2)
+		return 0;
+	/* Walk the receiver's recvs against the sender's sends by stream offset. */
+	for (i = 0; i < d->n_io; i++) {
+		int64_t a, b;
+		int first = -1, last = -1;
+
+		if (d->io[i].send)
+			continue;
+		a = off;
+		b = off + d->io[i].bytes;
+		off = b;
+		while (j < s->n_io && (!s->io[j].send || soff + s->io[j].bytes <= a)) {
+			if (s->io[j].send)
+				soff += s->io[j].bytes;
+			j++;
+		}
+		{
+			int64_t o = soff;
+			int k;
+			for (k = j; k < s->n_io && o < b; k++) {
+				if (!s->io[k].send)
+					continue;
+				if (first < 0)
+					first = k;
+				last = k;
+				o += s->io[k].bytes;
+			}
+			if (first >= 0 && last > first) {
+				int count = 0;
+				for (k = first; k <= last; k++)
+					count += s->io[k].send;
+				if (glued++ == 0)
+					ev_note(r->ctx->em, "own.glued",
+						json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I}", "receiver",
+							  who_names[receiver], "sender", who_names[sender],
+							  "recv_seq", (json_int_t)d->io[i].seq, "bytes",
+							  (json_int_t)d->io[i].bytes, "sends", count,
+							  "first_seq", (json_int_t)s->io[first].seq,
+							  "last_seq", (json_int_t)s->io[last].seq),
+						NULL);
+			}
+		}
+	}
+	return glued;
+}
+
+/* At the end: pair each client connection with the server's accepted one
+ * (the client's own address is the server's peer) and judge both directions. */
+static void explain_streams(struct own_run *r, json_t *summary)
+{
+	struct prog *cl = &r->p[P_CLIENT], *sv = &r->p[P_SERVER];
+	int i, k, paired = 0, glued = 0;
+
+	for (i = 0; i < cl->n_conns; i++)
+		for (k = 0; k < sv->n_conns; k++) {
+			if (strcmp(cl->conns[i].key, sv->conns[k].key))
+				continue;
+			paired++;
+			glued += find_glued(r, P_CLIENT, &cl->conns[i], P_SERVER, &sv->conns[k]);
+			glued += find_glued(r, P_SERVER, &sv->conns[k], P_CLIENT, &cl->conns[i]);
+		}
+	json_object_set_new(summary, "connections_paired", json_integer(paired));
+	json_object_set_new(summary, "glued_recvs", json_integer(glued));
+}
+
 static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
 {
 	struct prog *pg = &r->p[who];
@@ -299,10 +462,17 @@ static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
 				json_object_set_new(f, "eof", json_true());
 		}
 	}
+	if (rec->call == OWN_CONNECT && rec->data_len >= sizeof(sa_family_t)) {
+		struct sockaddr_storage ss;
+		memset(&ss, 0, sizeof ss);
+		memcpy(&ss, rec->data, rec->data_len < sizeof ss ? rec->data_len : sizeof ss);
+		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+			json_object_set_new(f, "local", lsock_addr_json((struct sockaddr *)&ss));
+	}
 	if ((rec->call == OWN_LISTEN && rec->ret == 0) ||
 	    (rec->call == OWN_BIND && rec->ret == 0 && who == P_SERVER))
 		pg->listened = 1;
-	ev_emit(r->ctx->em, "syscall", f);
+	track(r, who, rec, ev_emit(r->ctx->em, "syscall", f));
 	explain_call(r, who, rec);
 }
 
@@ -673,6 +843,13 @@ static int run(struct lab_ctx *ctx)
 out:
 	for (who = 0; who < 2; who++)
 		stop_prog(&r, who);
+	if (r.p[P_SERVER].present && r.p[P_CLIENT].present)
+		explain_streams(&r, ctx->summary);
+	for (who = 0; who < 2; who++) {
+		int c;
+		for (c = 0; c < r.p[who].n_conns; c++)
+			free(r.p[who].conns[c].io);
+	}
 	progs = json_object();
 	for (who = 0; who < 2; who++) {
 		struct prog *pg = &r.p[who];

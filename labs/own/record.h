@@ -30,7 +30,7 @@ enum own_call {
 	OWN_BIND,      /* addr */
 	OWN_LISTEN,    /* a[0] = backlog */
 	OWN_ACCEPT,    /* ret = new fd; addr = peer; a[0] = flags (accept4) */
-	OWN_CONNECT,   /* addr */
+	OWN_CONNECT,   /* addr; data = the local address the kernel chose (a sockaddr) */
 	OWN_SEND,      /* len, data, a[0] = flags */
 	OWN_SENDTO,    /* len, data, addr, a[0] = flags */
 	OWN_SENDMSG,   /* len (total of the iovecs), data, addr, a[0] = flags */

@@ -231,6 +231,49 @@ def a_python_error_shows_its_traceback_with_line_numbers():
     eq(program_exit(events, "client")["code"], 1, "exit code")
 
 
+@test
+def a_recv_that_returns_several_sends_is_explained_with_its_evidence():
+    # MSG_WAITALL makes the server's first recv() wait for all 16 bytes, so it
+    # returns the client's three sends at once whatever the timing.
+    server = """
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 8080))
+    s.listen(1)
+    c, _ = s.accept()
+    print(c.recv(16, socket.MSG_WAITALL))
+    while c.recv(100):
+        pass
+    """
+    client = """
+    import socket
+    c = socket.create_connection(("server", 8080))
+    for m in [b"first", b"second", b"third"]:
+        c.send(m)
+    c.close()
+    """
+    events, s = own(server, client)
+    eq(output(events, "server"), ["b'firstsecondthird'"], "what the server read")
+    sends = calls(events, "client", "send")
+    eq([e["bytes"] for e in sends], [5, 6, 5], "the client's sends")
+    recv = calls(events, "server", "recv")[0]
+    eq(recv["bytes"], 16, "one recv() got them all")
+    conn = calls(events, "client", "connect")[0]
+    eq(calls(events, "server", "accept")[0]["peer"], conn["local"], "the two ends paired")
+    glued = [e for e in events if e["type"] == "note" and e["key"] == "own.glued"]
+    eq(len(glued), 1, "one explanation")
+    p = glued[0]["params"]
+    eq((p["receiver"], p["sender"], p["bytes"], p["sends"]), ("server", "client", 16, 3), "what")
+    eq((p["recv_seq"], p["first_seq"], p["last_seq"]), (recv["seq"], sends[0]["seq"],
+                                                        sends[2]["seq"]), "the evidence")
+    eq((s["connections_paired"], s["glued_recvs"]), (1, 1), "summary")
+    # The echo run keeps its boundaries (one recv per send): nothing to say.
+    events, s = own(SERVER, CLIENT)
+    check("own.glued" not in notes(events), "no gluing in a lock-step echo")
+    eq(s["glued_recvs"], 0, "summary")
+
+
 # ---- escapes: each refused, reported, and the run still ends cleanly ----
 
 ESCAPES = """

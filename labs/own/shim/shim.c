@@ -220,12 +220,23 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	long rc = syscall(SYS_connect, fd, sa, len);
 	int e = errno;
 	struct own_rec r;
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof local;
 
 	if (rec_fd < 0)
 		return (int)rc;
 	rec_init(&r, OWN_CONNECT, fd, t0);
 	rec_addr(&r, sa, len);
+	/* The address the kernel chose for this end: how the runner pairs the
+	 * connection with the server's accept(). In data, which connect() moves
+	 * none of. */
+	if ((rc == 0 || e == EINPROGRESS) &&
+	    syscall(SYS_getsockname, fd, &local, &llen) == 0 && llen <= OWN_REC_DATA) {
+		memcpy(r.data, &local, llen);
+		r.data_len = (uint16_t)llen;
+	}
 	rec_send(&r, rc, e);
+	errno = e;
 	return (int)rc;
 }
 
