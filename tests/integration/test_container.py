@@ -1054,4 +1054,4 @@ if __name__ == "__main__":
     state["tmp"] = tempfile.mkdtemp(prefix=f"socklab-ct-{ME}-")
     atexit.register(cleanup)
     signal.signal(signal.SIGTERM, on_term)
-    run(timeout=240)
+    run(timeout=480)
