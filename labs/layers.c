@@ -141,6 +141,7 @@ struct lr {
 	uint16_t nstate[TOPO_MAX_HOSTS][8]; /* last reported state per host and peer octet */
 	uint32_t nip[TOPO_MAX_HOSTS][8];
 	int monitor_overruns;
+	int cap_failed; /* set up by the lab's thread before the observer starts */
 };
 
 /* ---- helpers ---- */
@@ -1425,6 +1426,8 @@ static int open_observers(struct lr *r, char *err, size_t errlen)
 			rc = cap_open(&l->cap, r->t->host[h].ifs[i].port, NULL, err, errlen);
 			if (rc == 0)
 				r->n_links++;
+			else
+				r->cap_failed = 1;
 		}
 	}
 	if (rc == 0 && r->ctx->pcap_path)
@@ -1538,7 +1541,9 @@ static int layers_run(struct lab_ctx *ctx)
 			snprintf(err, sizeof err, "eventfd: %s", strerror(-rc));
 	}
 	if (rc < 0) {
-		ev_error(ctx->em, rc == -EPERM ? "permission" : "network_unavailable", NULL, err);
+		ev_error(ctx->em, r->cap_failed && rc == -EPERM ? "no_capture_privilege"
+							     : "network_unavailable",
+			 NULL, err);
 		goto out;
 	}
 	links = links_json(r);

@@ -120,27 +120,46 @@ def other_subnet_arps_for_the_gateway_and_the_router_rewrites():
            ["destination MAC", "header checksum", "source MAC", "ttl"], "what changed")
         eq(hop["other_changed_offsets"], [], "nothing else changed")
         eq((hop["checksum_ok_in"], hop["checksum_ok_out"]), (True, True), "both checksums valid")
-        # tshark reads the same frames from the pcap: every IPv4 frame's TTL,
-        # checksum and MACs agree with the events, in order.
-        tsh = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "frame.number", "-e", "eth.src",
-                              "-e", "eth.dst", "-e", "ip.ttl", "-e", "ip.checksum", "-e", "arp.opcode"],
-                             capture_output=True, text=True, timeout=60)
-        eq(tsh.returncode, 0, tsh.stderr[-300:])
-        rows = [line.split("\t") for line in tsh.stdout.splitlines()]
-        fr = frames(ev)
-        eq(len(rows), len(fr), "frames in the pcap")
-        for row, f in zip(rows, fr):
-            eq((row[1], row[2]), (f["eth"]["src"], f["eth"]["dst"]), f"MACs of frame {f['n']}")
-            if "ip" in f:
-                eq(int(row[3]), f["ip"]["ttl"], f"TTL of frame {f['n']}")
-                eq(int(row[4], 16), f["ip"]["checksum"], f"checksum of frame {f['n']}")
-            if "arp" in f:
-                eq(int(row[5]), f["arp"]["op"], f"ARP opcode of frame {f['n']}")
+        tshark_agrees(pcap, ev)
+
+
+def tshark_agrees(pcap, ev):
+    """tshark reads the same frames from the pcap: every frame's MACs, and the
+    TTL, header checksum, fragment offset, MF flag, ARP opcode and ICMP type
+    and code where present, agree with the events, in order."""
+    fields = ["eth.src", "eth.dst", "ip.ttl", "ip.checksum", "ip.frag_offset", "ip.flags.mf",
+              "arp.opcode", "icmp.type", "icmp.code"]
+    args = ["tshark", "-r", pcap, "-T", "fields"]
+    for f in fields:
+        args += ["-e", f]
+    tsh = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    eq(tsh.returncode, 0, tsh.stderr[-300:])
+    # An ICMP error quotes an IP header: tshark lists both values, the outer first.
+    rows = [[c.split(",")[0] for c in line.split("\t")] for line in tsh.stdout.splitlines()]
+    fr = frames(ev)
+    eq(len(rows), len(fr), "frames in the pcap")
+    for row, f in zip(rows, fr):
+        r = dict(zip(fields, row))
+        eq((r["eth.src"], r["eth.dst"]), (f["eth"]["src"], f["eth"]["dst"]), f"MACs of frame {f['n']}")
+        if "ip" in f:
+            eq(int(r["ip.ttl"]), f["ip"]["ttl"], f"TTL of frame {f['n']}")
+            eq(int(r["ip.checksum"], 16), f["ip"]["checksum"], f"checksum of frame {f['n']}")
+            # tshark 4.0 gives the offset in 8-byte units, as the header holds it.
+            eq(int(r["ip.frag_offset"]) * 8, f["ip"]["frag_off"], f"fragment offset of frame {f['n']}")
+            eq(r["ip.flags.mf"] in ("1", "True"), f["ip"]["mf"], f"MF of frame {f['n']}")
+        if "arp" in f:
+            eq(int(r["arp.opcode"]), f["arp"]["op"], f"ARP opcode of frame {f['n']}")
+        if "icmp" in f:
+            eq((int(r["icmp.type"]), int(r["icmp.code"])), (f["icmp"]["type"], f["icmp"]["code"]),
+               f"ICMP of frame {f['n']}")
 
 
 @test
 def ttl_one_dies_at_the_router_with_time_exceeded():
-    ev = layers("scenario=ttl", "ttl=1")
+    with tempfile.TemporaryDirectory() as d:
+        pcap = os.path.join(d, "l.pcap")
+        ev = layers("scenario=ttl", "ttl=1", pcap=pcap)
+        tshark_agrees(pcap, ev)
     t = topo(ev)
     a, r0 = t["A"][0], t["R"][0]
     eq(frames(ev, 3, "r-eth1") + frames(ev, 3, "c-eth0"), [], "nothing forwarded")
@@ -162,7 +181,10 @@ def ttl_two_reaches_c():
 
 @test
 def fragments_have_one_id_offsets_mf_and_reassemble():
-    ev = layers("scenario=fragment", "frag_size=3000", "mtu2=1000")
+    with tempfile.TemporaryDirectory() as d:
+        pcap = os.path.join(d, "l.pcap")
+        ev = layers("scenario=fragment", "frag_size=3000", "mtu2=1000", pcap=pcap)
+        tshark_agrees(pcap, ev)
     f = scenario_end(ev, 4)["findings"]
     sent, got = f["sent_by_a"], f["received_by_c"]
     eq([(x["offset"], x["mf"]) for x in sent], [(0, True), (1480, True), (2960, False)], "A's fragments")
@@ -203,14 +225,20 @@ def ageing_reachable_stale_probe_reachable():
     check(len(f["reply_frames"]) >= 1, "B answered the probe")
 
 
+HOST_NS = os.readlink("/proc/self/ns/net")
+
+
 def net_fds(pid):
+    """The namespaces the run's fds and threads refer to, other than the host's
+    (where the run started and where a helper thread such as the event
+    writer may stay)."""
     out = set()
     for fd in glob.glob(f"/proc/{pid}/fd/*") + glob.glob(f"/proc/{pid}/task/*/ns/net"):
         try:
             t = os.readlink(fd)
         except OSError:
             continue
-        if t.startswith("net:["):
+        if t.startswith("net:[") and t != HOST_NS:
             out.add(t)
     return out
 
@@ -306,6 +334,18 @@ def two_runs_at_once_share_nothing():
         for p, _, _ in runs:
             p.kill()
             p.communicate(timeout=30)
+
+
+@test
+def without_privileges_the_error_names_the_capability():
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BIN, "run", "layers",
+                        "--json"], capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 1, f"exit ({r.stderr[-300:]})")
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    err = [e for e in events if e["type"] == "error"]
+    eq([e["code"] for e in err], ["network_unavailable"], "error code")
+    check("CAP_SYS_ADMIN" in err[0]["message"], err[0]["message"])
+    eq(events[-1]["status"], "error", "status")
 
 
 @test
