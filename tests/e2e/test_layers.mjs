@@ -16,6 +16,7 @@ import {
 let srv;
 let page;
 let evs = [];
+let selected = 1;
 const problems = [];
 
 async function events(id) {
@@ -62,11 +63,17 @@ test('a run of every scenario shows the topology, every frame in its link column
 
 	// A frame's layers.
 	const arp = frames.find((f) => f.arp);
+	selected = arp.n;
 	await page.click(`.ly-frame[data-n="${arp.n}"]`);
 	await page.locator(`.ly-detail[data-n="${arp.n}"]`).waitFor({ timeout: WAIT });
-	const bands = await page.locator('.ly-band').allTextContents();
-	assert(bands[0].includes('14'), `Ethernet band: ${bands}`);
+	const bands = await page.locator('.ly-band-head').allTextContents();
+	assert(bands[0].includes('ethernet') && bands[0].includes('14'), `Ethernet band: ${bands}`);
+	assertEq(await page.locator('.ly-band-ethernet .ly-band-arp').count(), 1, 'ARP nested in Ethernet');
 	assertEq(await page.locator('.ly-byte').count(), arp.caplen, 'bytes shown');
+	// Both ways: byte 12 (the EtherType) marks the type field and its two bytes.
+	await page.click('.ly-byte[data-i="12"]');
+	assertEq(await page.locator('.ly-field.ly-on').getAttribute('data-off'), '12', 'the field of byte 12');
+	assertEq(await page.locator('.ly-byte.ly-mark').count(), 2, 'the EtherType is 2 bytes');
 	assert(await page.locator(`.ly-link.ly-link-on[data-port="${arp.port}"]`).count() === 1, 'the link lit up');
 });
 
@@ -88,6 +95,13 @@ test('screenshots at 1280x720 and 1440x900 in English and Chinese', async () => 
 				window.scrollBy(0, -150);
 			});
 			await page.screenshot({ path: path.join(LOGS, `e2e-layers-${lang}-${w}x${hgt}-timeline.png`) });
+			// A language change draws the view again: select the frame again.
+			await page.click(`.ly-frame[data-n="${selected}"]`);
+			await page.locator('.ly-detail-card').evaluate((e) => {
+				e.scrollIntoView({ block: 'start' });
+				window.scrollBy(0, -150);
+			});
+			await page.screenshot({ path: path.join(LOGS, `e2e-layers-${lang}-${w}x${hgt}-detail.png`) });
 		}
 	}
 	const title = await page.locator('.ly-scen[data-scenario="ageing"] h3').textContent();

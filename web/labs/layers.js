@@ -415,19 +415,39 @@ class LayersView {
 		const bytes = [];
 		for (let i = 0; i + 1 < (f.bytes || '').length; i += 2) bytes.push(f.bytes.slice(i, i + 2));
 		const hexEls = bytes.map((b, i) => h('span', { class: 'ly-byte', dataset: { i: String(i) }, text: b }));
-		const mark = (off, len) => hexEls.forEach((e, i) => e.classList.toggle('ly-mark', i >= off && i < off + len));
-		const bands = h('div', { class: 'ly-bands' }, (f.layers || []).map((l) => {
-			const band = h('button', { class: `ly-band ly-band-${l.layer}`, attrs: { type: 'button' }, dataset: { layer: l.layer },
+		const all = (f.layers || []).flatMap((l) => (l.fields || []).map((fl) => ({ l, fl })));
+		let fieldEls = [];
+		// Highlighting both ways: a field or band marks its bytes; a byte
+		// marks the smallest field that holds it.
+		const mark = (off, len, on) => {
+			hexEls.forEach((e, i) => e.classList.toggle('ly-mark', i >= off && i < off + len));
+			fieldEls.forEach((e) => e.classList.toggle('ly-on', e === on));
+		};
+		// The layers as nested bands: each inside the one that carries it.
+		let bands = null;
+		for (const l of [...(f.layers || [])].reverse()) {
+			const band = h('div', { class: `ly-band ly-band-${l.layer}`, dataset: { layer: l.layer } });
+			const head = h('button', { class: 'ly-band-head', attrs: { type: 'button' },
 				text: t('layers.band', { layer: l.layer, off: l.off, len: l.len }) });
-			band.addEventListener('click', () => mark(l.off, l.len));
-			return band;
-		}));
-		const fields = h('ul', { class: 'ly-fields' }, (f.layers || []).flatMap((l) => (l.fields || []).map((fl) => {
+			head.addEventListener('click', () => mark(l.off, l.len, null));
+			band.append(head);
+			if (bands) band.append(bands);
+			bands = band;
+		}
+		const fields = h('ul', { class: 'ly-fields' }, all.map(({ l, fl }) => {
 			const b = h('button', { class: 'ly-field', attrs: { type: 'button' }, dataset: { off: String(fl.off), len: String(fl.len) },
 				text: `${l.layer} · ${fl.name} = ${fl.text || (typeof fl.value === 'object' ? JSON.stringify(fl.value) : fl.value)} [${fl.off}+${fl.len}]` });
-			b.addEventListener('click', () => mark(fl.off, fl.len));
+			b.addEventListener('click', () => mark(fl.off, fl.len, b));
 			return h('li', {}, b);
-		})));
+		}));
+		fieldEls = [...fields.querySelectorAll('.ly-field')];
+		hexEls.forEach((e, i) => e.addEventListener('click', () => {
+			let best = -1;
+			all.forEach(({ fl }, k) => {
+				if (i >= fl.off && i < fl.off + fl.len && fl.len > 0 && (best < 0 || fl.len < all[best].fl.len)) best = k;
+			});
+			if (best >= 0) mark(all[best].fl.off, all[best].fl.len, fieldEls[best]);
+		}));
 		const rowsOf16 = [];
 		for (let i = 0; i < hexEls.length; i += 16) {
 			rowsOf16.push(h('div', { class: 'ly-hexrow' }, h('span', { class: 'ly-hexoff', text: i.toString(16).padStart(4, '0') }),
@@ -439,7 +459,7 @@ class LayersView {
 		replace(this.detailEl,
 			h('p', {}, h('strong', { text: `#${f.n}` }), ` ${f.port} · ${f.summary} · ${t('layers.frame_len', { len: f.len })}`),
 			h('p', { class: 'help', text: t('layers.fcs') }),
-			bands, fields, h('div', { class: 'ly-hex' }, rowsOf16));
+			h('div', { class: 'ly-bands' }, bands), fields, h('div', { class: 'ly-hex' }, rowsOf16));
 		this.detailEl.dataset.n = String(n);
 	}
 }
