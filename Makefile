@@ -88,7 +88,7 @@ FUZZ_CC ?= clang
 FUZZ_FLAGS = -std=gnu11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
 	     -fno-sanitize-recover=undefined -D_GNU_SOURCE -Ilabs -Iserver -Ibuild
 FUZZERS := build/fuzz/fuzz_decode build/fuzz/fuzz_framing build/fuzz/fuzz_params \
-	   build/fuzz/fuzz_pcap
+	   build/fuzz/fuzz_pcap build/fuzz/fuzz_ws
 build/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(wildcard labs/decode/*.c labs/decode/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_decode.c \
@@ -107,6 +107,11 @@ build/fuzz/fuzz_pcap: tests/fuzz/fuzz_pcap.c labs/capture/capture.c labs/capture
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_pcap.c labs/capture/capture.c \
 	  $(shell pkg-config --cflags --libs libpcap jansson) -lpthread
+# The op handler (ws.c) is instrumented; the rest of the server comes from the library.
+build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c server/ws.c server/ws.h build/libsocklab.a
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags $(PKGS)) -o $@ \
+	  tests/fuzz/fuzz_ws.c server/ws.c build/libsocklab.a $(LDLIBS)
 fuzzers: $(FUZZERS)
 
 fuzz: $(FUZZERS)

@@ -1048,7 +1048,7 @@ static int check_request(struct run_mgr *m, uint64_t owner, const struct lab_des
 	}
 	/* Room on disk for everything this run may record: the oldest
 	 * bundles go first; runs in progress keep theirs. */
-	if (bundle_store_prune(m->store, c->max_run_data) < 0)
+	if (m->store && bundle_store_prune(m->store, c->max_run_data) < 0)
 		return refuse(e, "limit", NULL,
 			      "the runs in progress hold all the space this server keeps for runs "
 			      "(--max-data, %lld bytes; each run may record %lld bytes); try again "
@@ -1232,6 +1232,12 @@ int runs_start_files(struct run_mgr *m, uint64_t owner, const char *lab_name,
 		rc = refuse(e, "bad_param", bad, "%s", msg);
 		goto out;
 	}
+	if (!m->ctx) {
+		/* A manager without an event loop only checks (ws_offline). */
+		rc = refuse(e, "internal", NULL,
+			    "this server only checks requests; it has no event loop to run them");
+		goto out;
+	}
 	r->m = m;
 	r->lab = lab;
 	r->owner = owner;
@@ -1285,7 +1291,7 @@ int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_
 		return refuse(e, "bad_request", "run", "run id must be 16 lowercase hex digits");
 	r = runs_find(m, id);
 	if (!r) {
-		json_t *meta = bundle_store_get(m->store, id);
+		json_t *meta = m->store ? bundle_store_get(m->store, id) : NULL;
 		json_decref(meta);
 		if (meta)
 			return refuse(e, "not_running", "run", "run %s has already ended", id);
@@ -1398,7 +1404,8 @@ void runs_destroy(struct run_mgr *m)
 	lws_sul_cancel(&m->sul_gc);
 	lws_sul_cancel(&m->sul_retry);
 	/* A last try for records the disk refused so far. */
-	bundle_store_retry(m->store);
+	if (m->store)
+		bundle_store_retry(m->store);
 	while (m->runs) {
 		r = m->runs;
 		m->runs = r->next;

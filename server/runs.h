@@ -141,7 +141,9 @@ struct run_error {
 
 /* Create the manager. The data directory (and data/runs) must exist. ctx and
  * vh are the lws context and the vhost carrying RUNS_PIPE_PROTOCOL; runs are
- * recorded in store, which must outlive the manager. */
+ * recorded in store, which must outlive the manager. With ctx NULL (and
+ * store NULL) the manager only checks: runs_start validates a request as
+ * usual and then refuses it with "internal" (ws_offline, the fuzzer). */
 int runs_create(struct run_mgr **out, const struct serve_config *cfg, struct lws_context *ctx,
 		struct lws_vhost *vh, const struct run_hooks *hooks, struct http_counters *counters,
 		struct bundle_store *store, char *err, size_t errlen);

@@ -163,6 +163,14 @@ static struct ws_session *session_find(struct ws_server *srv, uint64_t id)
 	return s && s->id == id ? s : NULL;
 }
 
+/* Ask lws for a writeable callback; a session without a connection (the
+ * offline handler below) has nothing to ask. */
+static void want_write(struct lws *wsi)
+{
+	if (wsi)
+		lws_callback_on_writable(wsi);
+}
+
 static int session_register(struct ws_server *srv, struct ws_session *s)
 {
 	size_t i, k;
@@ -226,7 +234,7 @@ static void overflow_why(struct ws_session *s, const char *why)
 	http_count(s->srv->ctr, HTTP_C_MESSAGES_DROPPED, (long)s->q_count + 1);
 	queue_clear(s);
 	s->overflowed = 1;
-	lws_callback_on_writable(s->wsi);
+	want_write(s->wsi);
 }
 
 static void overflow(struct ws_session *s)
@@ -298,7 +306,7 @@ static void enqueue(struct ws_session *s, const char *data, size_t len)
 	s->q[(s->q_head + s->q_count) % s->q_cap] = m;
 	s->q_count++;
 	queue_account(s, (long)len);
-	lws_callback_on_writable(s->wsi);
+	want_write(s->wsi);
 }
 
 /* Queue a JSON object (stolen). */
@@ -339,7 +347,7 @@ static void close_after_flush(struct ws_session *s, enum lws_close_status code,
 	s->close_after = 1;
 	s->close_code = code;
 	snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
-	lws_callback_on_writable(s->wsi);
+	want_write(s->wsi);
 }
 
 static void watch_drop(struct ws_session *s, int i)
@@ -373,11 +381,11 @@ static void ring_reader_wake(struct ws_class *c, struct ws_session *s, uint64_t 
 			s->need_resync = 1;
 			http_count(c->srv->ctr, HTTP_C_CLASS_RESYNCS, 1);
 		}
-		lws_callback_on_writable(s->wsi);
+		want_write(s->wsi);
 	} else if (s->ring_pos == old_head) {
 		/* It was waiting for exactly this message; the others already
 		 * have a write pending. */
-		lws_callback_on_writable(s->wsi);
+		want_write(s->wsi);
 	}
 }
 
@@ -524,11 +532,11 @@ static void class_bump_view(struct ws_class *c)
 	c->view_ver++;
 	s = session_find(srv, c->instructor);
 	if (s)
-		lws_callback_on_writable(s->wsi);
+		want_write(s->wsi);
 	for (i = 0; i < c->n_members; i++) {
 		s = session_find(srv, c->members[i]);
 		if (s)
-			lws_callback_on_writable(s->wsi);
+			want_write(s->wsi);
 	}
 }
 
@@ -538,7 +546,7 @@ static void class_members_changed(struct ws_class *c)
 
 	if (t) {
 		t->members_dirty = 1;
-		lws_callback_on_writable(t->wsi);
+		want_write(t->wsi);
 	}
 }
 
@@ -841,7 +849,7 @@ static void op_watch(struct ws_session *s, json_t *msg, const char *tag)
 	w->f = f;
 	send_json(s, json_pack("{s:s, s:s, s:s?, s:b}", "type", "watch.accepted", "run", id, "tag",
 			       tag, "live", runs_find(s->srv->runs, id) != NULL));
-	lws_callback_on_writable(s->wsi);
+	want_write(s->wsi);
 }
 
 /* ---- classes: ops ---- */
@@ -1332,7 +1340,7 @@ static int on_writeable(struct ws_session *s)
 			runs_pause_owner(s->srv->runs, s->id, 0);
 		}
 		if (s->q_count > 0 || has_replay(s) || s->close_after || class_pending(s))
-			lws_callback_on_writable(s->wsi);
+			want_write(s->wsi);
 		return 0;
 	}
 	if (s->cls) {
@@ -1341,7 +1349,7 @@ static int on_writeable(struct ws_session *s)
 			return -1;
 		if (n > 0) {
 			if (class_pending(s) || has_replay(s) || s->close_after)
-				lws_callback_on_writable(s->wsi);
+				want_write(s->wsi);
 			return 0;
 		}
 	}
@@ -1351,7 +1359,7 @@ static int on_writeable(struct ws_session *s)
 		return -1;
 	}
 	if (has_replay(s))
-		lws_callback_on_writable(s->wsi);
+		want_write(s->wsi);
 	return 0;
 }
 
@@ -1743,4 +1751,94 @@ void ws_destroy(struct ws_server *w)
 	free(w->classes);
 	ws_addr_cleanup(&w->addrs);
 	free(w);
+}
+
+/* ---- the op handler without a connection ---- */
+
+struct ws_offline {
+	struct ws_server *srv;
+	struct ws_session s;
+};
+
+int ws_offline_create(struct ws_offline **out, const struct serve_config *cfg,
+		      struct http_counters *counters)
+{
+	struct ws_offline *o = calloc(1, sizeof *o);
+	struct run_hooks hooks;
+	struct ws_server *srv = o ? calloc(1, sizeof *srv) : NULL;
+	char err[256];
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (!srv)
+		goto fail;
+	o->srv = srv;
+	srv->cfg = cfg;
+	srv->ctr = counters;
+	srv->signal_fd = -1;
+	srv->http_port = cfg->http_port;
+	srv->n_slots = (size_t)cfg->max_conns;
+	srv->q_total_max = (size_t)cfg->queue_total_mib * 1024 * 1024;
+	srv->slots = calloc(srv->n_slots, sizeof *srv->slots);
+	srv->classes = calloc((size_t)cfg->max_classes, sizeof *srv->classes);
+	if (!srv->slots || !srv->classes || ws_addr_init(&srv->addrs, 2 * srv->n_slots) < 0)
+		goto fail;
+	memset(&hooks, 0, sizeof hooks);
+	/* No context: the manager checks every request and starts none. */
+	rc = runs_create(&srv->runs, cfg, NULL, NULL, &hooks, counters, NULL, err, sizeof err);
+	if (rc < 0)
+		goto fail;
+	o->s.srv = srv;
+	rc = session_register(srv, &o->s);
+	if (rc < 0)
+		goto fail;
+	http_count(srv->ctr, HTTP_C_SESSIONS, 1);
+	/* As if from 127.0.0.1, counted like any client's address. */
+	{
+		struct sockaddr_in sin = {.sin_family = AF_INET};
+		struct ws_addr *a;
+
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (ws_addr_key((struct sockaddr *)&sin, sizeof sin, o->s.addr) == 0) {
+			a = ws_addr_get(&srv->addrs, o->s.addr, now_us());
+			if (a) {
+				a->sessions++;
+				o->s.addr_counted = 1;
+			}
+		}
+	}
+	*out = o;
+	return 0;
+fail:
+	if (o) {
+		ws_destroy(o->srv);
+		free(o);
+	}
+	return rc;
+}
+
+json_t *ws_offline_message(struct ws_offline *o, const char *buf, size_t len)
+{
+	struct ws_session *s = &o->s;
+	json_t *out = json_array();
+	size_t i;
+
+	handle_message(s, buf, len);
+	for (i = 0; out && i < s->q_count; i++) {
+		struct ws_msg *m = s->q[(s->q_head + i) % s->q_cap];
+		json_t *reply = json_loadb((const char *)m->buf + LWS_PRE, m->len, 0, NULL);
+
+		json_array_append_new(out, reply ? reply : json_string("(not JSON)"));
+	}
+	queue_clear(s);
+	return out;
+}
+
+void ws_offline_destroy(struct ws_offline *o)
+{
+	if (!o)
+		return;
+	session_cleanup(&o->s);
+	ws_destroy(o->srv);
+	free(o);
 }

@@ -2,6 +2,8 @@
 #ifndef SOCKLAB_WS_H
 #define SOCKLAB_WS_H
 
+#include <jansson.h>
+
 #include <stddef.h>
 
 #include "config.h"
@@ -76,5 +78,22 @@ int ws_run(struct ws_server *w);
 
 /* Destroy the context and free w (on the service thread). NULL is fine. */
 void ws_destroy(struct ws_server *w);
+
+/*
+ * The op handler without a connection or an event loop, for the unit tests
+ * and the fuzzer (tests/fuzz/fuzz_ws.c): one session on a server that has
+ * cfg and counters (both must outlive it) but no listener, and a run
+ * manager that checks every request as usual and then refuses it (code
+ * "internal"): nothing is ever started. Classes, sign-in, watch, cancel and
+ * every error path behave as on a live connection.
+ */
+struct ws_offline;
+int ws_offline_create(struct ws_offline **out, const struct serve_config *cfg,
+		      struct http_counters *counters);
+/* Handle one client message (any bytes); returns the replies it queued,
+ * in order, as a new JSON array. Class notices that go through a class's
+ * ring are not included. */
+json_t *ws_offline_message(struct ws_offline *o, const char *buf, size_t len);
+void ws_offline_destroy(struct ws_offline *o);
 
 #endif

@@ -69,6 +69,22 @@ elif name == "fuzz_pcap":
     epb = struct.pack("<IIIIIII", 6, blen, 0, 0, 0, len(eth), len(eth)) + eth + b"\0" * pad + struct.pack("<I", blen)
     seeds["pcapng"] = shb + idb + epb
 
+elif name == "fuzz_ws":
+    # NUL-separated messages of one session (see fuzz_ws.c).
+    def msgs(*ms):
+        return b"\0".join(json.dumps(m).encode() if not isinstance(m, bytes) else m for m in ms)
+    seeds["ping"] = msgs({"op": "ping", "tag": "t"})
+    seeds["run"] = msgs({"op": "run", "lab": "tcp-echo", "params": {"messages": 3, "size": 8}},
+                        {"op": "run", "lab": "handshake", "params": {}, "pcap": "AAAA"})
+    seeds["bad"] = msgs(b"{", b"[]", {"op": 5}, {"op": "ping", "tag": 1}, b"")
+    seeds["class"] = msgs({"op": "signin", "secret": "fuzz-secret-1"}, {"op": "class.open"},
+                          {"op": "class.view", "paused": True, "pos": 3, "speed": 2},
+                          {"op": "class.run", "lab": "tcp-echo", "params": {}},
+                          {"op": "class.end"})
+    seeds["join"] = msgs({"op": "class.join", "class": "ABCDEF", "name": "Ann"},
+                         {"op": "class.leave"}, {"op": "watch", "run": "0123456789abcdef"},
+                         {"op": "cancel", "run": "0123456789abcdef"})
+
 else:
     sys.exit(f"seeds.py: no seeds for {name}")
 
