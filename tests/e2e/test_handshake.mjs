@@ -75,11 +75,16 @@ test('a run draws one arrow per segment with flags, seq/ack, len and win', async
 	await page.check('#hs-absolute');
 	assertEq(await page.locator('.hs-seg-label').allTextContents(), segs.map((s) => label(s, true)), 'absolute labels');
 	await page.uncheck('#hs-absolute');
-	// Each side's states, with the client left in TIME_WAIT (the kernel's timer).
-	const client = await page.locator('.hs-timeline-client .hs-st').evaluateAll((r) => r.map((x) => x.dataset.state));
-	assertEq(client.slice(-2), ['FIN_WAIT_2', 'TIME_WAIT'], 'client timeline ends in TIME_WAIT');
+	// Each side's states, each with its source: the tracepoint's transitions
+	// (FIN_WAIT_2 -> CLOSED: the full socket freed), then TIME_WAIT as
+	// sock_diag saw it (a sample, not a transition), with the kernel's timer.
+	const client = await page.locator('.hs-timeline-client .hs-st').evaluateAll((r) => r.map((x) =>
+		`${x.dataset.state}/${x.dataset.kind}/${x.dataset.source}`));
+	assertEq(client.slice(-3), ['FIN_WAIT_2/transition/tracepoint', 'CLOSED/transition/tracepoint', 'TIME_WAIT/sample/sock_diag'],
+		'client timeline: transitions, then TIME_WAIT seen by sock_diag');
 	const tw = await page.locator('.hs-timeline-client .hs-tw').textContent();
-	assert(/^TIME_WAIT \d+(\.\d)? s$/.test(tw), `TIME_WAIT countdown "${tw}"`);
+	assert(/^seen: TIME_WAIT \d+(\.\d)? s$/.test(tw), `TIME_WAIT countdown "${tw}"`);
+	assertEq(await page.locator('.hs-legend .hs-key').count(), 3, 'a legend says what solid, dashed and dots are');
 	const server = await page.locator('.hs-timeline-server .hs-st').evaluateAll((r) => r.map((x) => x.dataset.state));
 	for (const st of ['LISTEN', 'ESTABLISHED', 'CLOSE_WAIT', 'LAST_ACK', 'CLOSED']) {
 		assert(server.includes(st), `server timeline lacks ${st}: ${server}`);
@@ -126,6 +131,9 @@ test('clicking connect() highlights SYN, SYN-ACK, ACK and SYN_SENT -> ESTABLISHE
 test('the comparison explains where the kernel and RFC 9293 differ', async () => {
 	const client = await page.locator('.hs-compare-side[data-who="client"] tbody tr').evaluateAll((r) => r.map((x) => x.className));
 	assert(client.includes('hs-match-kernel_only'), `client rows ${client}`);
+	assert(client.includes('hs-match-consistent hs-row-sample'), `a sample compared with the model: ${client}`);
+	const sample = await page.locator('.hs-compare-side[data-who="client"] tr.hs-row-sample td').allTextContents();
+	assertEq(sample.slice(0, 3), ['seen: TIME_WAIT', 'sock_diag', 'model then: TIME_WAIT'], 'the sample row names its source');
 	const keys = await page.locator('.hs-notes .callout-note').evaluateAll((n) => n.map((x) => x.dataset.key));
 	for (const k of ['handshake.diff.time_wait', 'handshake.diff.syn_recv']) assert(keys.includes(k), `note ${k} in ${keys}`);
 });
@@ -149,6 +157,41 @@ test('uploading that pcap replays it with the same arrows', async () => {
 	assertEq(await page.locator('.hs-pcap-link').count(), 0, 'a replay offers no capture of its own');
 	await shot('replay');
 	await page.setInputFiles('#upload-file', []);
+});
+
+test('a duplicate whose RST kills TIME_WAIT: the countdown stops and the timeline says why', async () => {
+	await page.goto(`${srv.base}/#/lab/handshake`);
+	await page.locator('#p-scenario').waitFor({ timeout: WAIT });
+	await page.evaluate(() => { for (const d of document.querySelectorAll('details')) d.open = true; });
+	for (const [k, v] of [['data', '8000'], ['reply', '8000'], ['c2s_dup_pct', '30'], ['s2c_dup_pct', '30'], ['seed', '12'], ['observe_ms', '1500']]) {
+		await page.fill(`#p-${k}`, v);
+	}
+	const run = await runAndWait();
+	assertEq(run.status, 'ok', 'run status');
+	const ev = await events(run.id);
+	const gone = ev.filter((e) => e.type === 'observation' && e.who === 'client' && e.listed === false);
+	assertEq(gone.length, 1, 'sock_diag stops listing the client once');
+	assertEq(gone[0].reason, 'rst', 'because of an RST');
+	const last = await page.locator('.hs-timeline-client .hs-st').evaluateAll((r) => r.map((x) => `${x.dataset.kind}/${x.dataset.source}`).pop());
+	assertEq(last, 'gone/sock_diag', 'the client timeline ends where sock_diag no longer lists it');
+	const why = await page.locator('.hs-timeline-client .hs-st-why').textContent();
+	assertEq(why, `RST #${gone[0].evidence_seg}, seq ${gone[0].evidence.seq_raw}`, 'the RST is named');
+	assertEq(await page.locator('.hs-timeline-client .hs-tw').count(), 0, 'no TIME_WAIT countdown runs on');
+	const keys = await page.locator('.hs-notes .callout-note').evaluateAll((n) => n.map((x) => x.dataset.key));
+	assert(keys.includes('handshake.time_wait_ended.rst'), `the note says the RST ended it: ${keys}`);
+	assert(!keys.includes('handshake.time_wait_left'), 'no "still in TIME_WAIT" note');
+	// The changed view at two sizes, in both languages (looked at by a person).
+	for (const lang of ['en', 'zh-CN']) {
+		await page.evaluate((l) => localStorage.setItem('socklab.lang', l), lang);
+		for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
+			await page.setViewportSize({ width: w, height: hgt });
+			await page.goto(`${srv.base}/#/run/${run.id}`);
+			await page.locator('.hs-timeline-client .hs-st-why').waitFor({ timeout: WAIT });
+			await page.locator('.hs-ladder-box').scrollIntoViewIfNeeded();
+			await page.screenshot({ path: path.join(LOGS, `e2e-handshake-rst-${lang}-${w}x${hgt}.png`) });
+		}
+	}
+	await page.evaluate(() => localStorage.setItem('socklab.lang', 'en'));
 });
 
 test('no console errors, page errors or CSP violations', async () => {

@@ -61,16 +61,31 @@ def flagseq(events):
     return out
 
 
+KERNEL_SOURCES = {"tracepoint", "sock_diag", "tcp_info"}
+ALL_SOURCES = KERNEL_SOURCES | {"rfc-model"}
+
+
 def kstates(events, who):
-    """A side's kernel-reported changes, "FROM>TO" (sock_diag ones marked *)."""
-    return [f"{e['from']}>{e['to']}" + ("*" if e["source"] == "sock_diag" else "")
-            for e in events if e["type"] == "state" and e["who"] == who
-            and e["source"] != "inferred"]
+    """A side's kernel-reported changes, "FROM>TO": only the tracepoint reports
+    transitions (samples are observations, see seen())."""
+    out = []
+    for e in events:
+        if e["type"] == "state" and e["who"] == who and e["source"] != "rfc-model":
+            eq((e["source"], e["kind"]), ("tracepoint", "transition"), f"a kernel transition's source {e}")
+            out.append(f"{e['from']}>{e['to']}")
+    return out
 
 
 def istates(events, who):
     return [f"{e['from']}>{e['to']}" for e in events if e["type"] == "state"
-            and e["who"] == who and e["source"] == "inferred"]
+            and e["who"] == who and e["source"] == "rfc-model"]
+
+
+def seen(events, who, source=None):
+    """A side's observations (samples): the state seen, or "gone" when
+    sock_diag no longer lists it."""
+    return [e for e in events if e["type"] == "observation" and e["who"] == who
+            and (source is None or e["source"] == source)]
 
 
 def in_order(have, want, what):
@@ -85,8 +100,7 @@ def in_order(have, want, what):
 HANDSHAKE = ["C:S", "S:S.", "C:."]
 CLIENT_OPEN = ["CLOSED>SYN_SENT", "SYN_SENT>ESTABLISHED"]
 SERVER_OPEN = ["LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED"]
-ACTIVE = ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>FIN_WAIT_2", "FIN_WAIT_2>CLOSED",
-          "FIN_WAIT_2>TIME_WAIT*"]
+ACTIVE = ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>FIN_WAIT_2", "FIN_WAIT_2>CLOSED"]
 PASSIVE = ["ESTABLISHED>CLOSE_WAIT", "CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSED"]
 
 
@@ -103,11 +117,18 @@ def close_of(events, active):
 
 
 def check_time_wait(events, who):
-    tw = [e for e in events if e["type"] == "state" and e["who"] == who
-          and e["source"] == "sock_diag" and e["to"] == "TIME_WAIT"]
-    eq(len(tw), 1, f"{who}: one TIME_WAIT from sock_diag")
-    eq(tw[0]["timer"], "time_wait", "its timer")
+    """TIME_WAIT, which the tracepoint never shows, is an observation by
+    sock_diag with the kernel's own timer, never a transition; the socket is
+    still listed at the end and the summary says so, by source."""
+    tw = [e for e in seen(events, who, "sock_diag") if e["state"] == "TIME_WAIT"]
+    eq(len(tw), 1, f"{who}: TIME_WAIT seen once by sock_diag")
+    eq((tw[0]["kind"], tw[0]["listed"], tw[0]["timer"]), ("sample", True, "time_wait"), "its timer")
     check(0 < tw[0]["timer_ms"] <= 60000, f"TIME_WAIT timer {tw[0]['timer_ms']} ms")
+    check(not any(e["type"] == "state" and e["who"] == who and e["source"] != "rfc-model"
+                  and e["to"] == "TIME_WAIT" for e in events), "no transition into TIME_WAIT from the kernel")
+    kernel = events[-1]["summary"][f"{who}_state"]["kernel"]
+    eq((kernel["state"], kernel["source"], kernel["listed_at_end"]), ("TIME_WAIT", "sock_diag", True),
+       f"{who}: the kernel's last word, with its source")
 
 
 @test
@@ -154,7 +175,14 @@ def client_closes_first_on(net):
     check(timers and all(0 < t["ms_left"] <= 60000 for t in timers), f"TIME_WAIT countdown {timers}")
     # The comparison explains the tracepoint's CLOSED where RFC says TIME_WAIT.
     cmp = {e["who"]: e for e in ev if e["type"] == "state.compare"}
-    rows = {(x.get("kernel") or x.get("inferred"))["to"]: x for x in cmp["client"]["rows"]}
+    rows = {(x.get("kernel") or x.get("inferred"))["to"]: x for x in cmp["client"]["rows"]
+            if "observed" not in x}
+    obs_rows = [x for x in cmp["client"]["rows"] if "observed" in x]
+    check(any(x["observed"]["state"] == "TIME_WAIT" and x["match"] == "consistent" for x in obs_rows),
+          f"sock_diag's TIME_WAIT agrees with the model's state at that instant: {obs_rows}")
+    summ = ev[-1]["summary"]
+    eq(summ["client_state"]["rfc_model"], {"state": "TIME_WAIT", "source": "rfc-model"}, "model's final state")
+    eq(summ["kernel_transitions"], "tracepoint", "summary names the transitions' source")
     eq(rows["CLOSED"]["match"], "kernel_only", "tracepoint's FIN_WAIT_2 > CLOSED")
     eq(rows["CLOSED"]["key"], "handshake.diff.time_wait", "explained")
     check("handshake.diff.time_wait" in notes, "the TIME_WAIT note")
@@ -217,7 +245,7 @@ def simultaneous_close_over_the_wire():
     # both sides pass CLOSING, by the kernel and by RFC 9293 alike.
     r, ev = hs("scenario=simultaneous", "observe_ms=200")
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
-    both = ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>CLOSING", "CLOSING>CLOSED", "CLOSING>TIME_WAIT*"]
+    both = ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>CLOSING", "CLOSING>CLOSED"]
     eq(kstates(ev, "client"), CLIENT_OPEN + both, "client's kernel states")
     eq(kstates(ev, "server"), SERVER_OPEN + both, "server's kernel states")
     for who in ("client", "server"):
@@ -239,10 +267,10 @@ def simultaneous_close_on_loopback_holds_a_fin_back():
     r, ev = hs("scenario=simultaneous", "observe_ms=200", "network=loopback")
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
     k = kstates(ev, "client")
-    in_order(k, ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>CLOSING", "CLOSING>CLOSED",
-                 "CLOSING>TIME_WAIT*"], "client passes CLOSING")
+    in_order(k, ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>CLOSING", "CLOSING>CLOSED"],
+             "client passes CLOSING")
     in_order(kstates(ev, "server"), ["ESTABLISHED>FIN_WAIT_1", "FIN_WAIT_1>FIN_WAIT_2",
-                                     "FIN_WAIT_2>TIME_WAIT*"], "server")
+                                     "FIN_WAIT_2>CLOSED"], "server")
     check_time_wait(ev, "client")
     check_time_wait(ev, "server")
     f = flagseq(ev)
@@ -494,8 +522,8 @@ def human_trace_is_in_time_order():
     connect = line_of("connect(")
     check(syn < synack < connect, "SYN, SYN-ACK, then connect() returns")
     check(line_of("state CLOSED -> SYN_SENT  (kernel: tracepoint)") < syn, "SYN_SENT before the SYN")
-    check(line_of("state FIN_WAIT_2 -> TIME_WAIT  (kernel: sock_diag") > line_of("Flags [F.]"),
-          "TIME_WAIT after the FINs")
+    check(line_of("client     seen in TIME_WAIT  (sock_diag sample, timer time_wait") > line_of("Flags [F.]"),
+          "TIME_WAIT, seen by sock_diag, after the FINs")
     check(re.search(r"options \[mss 1460,sackOK,TS val \d+ ecr 0,nop,wscale \d+\]", out[syn]), out[syn])
     # The wire delays by 10 ms: the arrival comes at least that much later
     # (more on a loaded machine; the relay's own time is on top).
@@ -630,6 +658,124 @@ def replay_needs_no_privileges():
     r, ev = hs(f"replay={cut}", prefix=NOBODY)
     eq(r.returncode, 1, "a capture cut short")
     check(len(segs(ev)) == len(segs(live)) - 1, "every whole frame before the cut is decoded")
+
+
+@test
+def a_duplicate_rst_ends_time_wait_and_the_lab_says_why():
+    root()
+    # The issue's case: the wire duplicates the client's last ACK; the copy
+    # reaches the server after its socket is gone, the server answers RST,
+    # and the RST kills the client's timewait socket (Linux's default,
+    # net.ipv4.tcp_rfc1337 = 0).
+    r, ev = hs("data=8000", "reply=8000", "c2s_dup_pct=30", "s2c_dup_pct=30", "seed=12",
+               "observe_ms=1500")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    s = segs(ev)
+    rsts = [x for x in s if "RST" in x["flags"]]
+    check(rsts and all(x["dir"] == "s2c" for x in rsts), f"the server answers with RST: {rsts}")
+    gone = [e for e in seen(ev, "client", "sock_diag") if not e["listed"]]
+    eq(len(gone), 1, "sock_diag stops listing the client's socket once")
+    g = gone[0]
+    eq((g["reason"], g["state"], g["kind"]), ("rst", None, "sample"), "gone, because of an RST")
+    check(g["last_state"] in ("TIME_WAIT", "FIN_WAIT_2"), f"a timewait socket: {g}")
+    rst = s[g["evidence_seg"] - 1]
+    check("RST" in rst["flags"] and rst["dir"] == "s2c", f"the evidence is an RST to the client: {rst}")
+    eq(g["evidence"]["seq_raw"], rst["seq_raw"], "the RST's sequence number")
+    check(g["evidence"]["t_kernel_us"] <= g["t_kernel_us"], "the RST came before the socket was gone")
+    # The countdown comes from the kernel's timer and stops with its reason.
+    timers = [e for e in ev if e["type"] == "timer" and e["who"] == "client"]
+    check(timers and timers[-1].get("stopped") is True, f"the countdown stops: {timers[-1:]}")
+    eq(timers[-1]["reason"], "rst", "and says why")
+    for t in timers[:-1]:
+        check(t["t_kernel_us"] <= g["t_kernel_us"] and 0 < t["ms_left"] <= 60000,
+              f"every countdown value was read while the socket existed: {t}")
+    # The run does not end in TIME_WAIT, by any account.
+    notes = {e["key"]: e for e in ev if e["type"] == "note"}
+    check(not any(n["key"] == "handshake.time_wait_left" and n["params"]["who"] == "client"
+                  for n in ev if n["type"] == "note"), "no 'still in TIME_WAIT' note for the client")
+    ended = notes["handshake.time_wait_ended.rst"]["params"]
+    eq((ended["who"], ended["seg"], ended["seq_raw"]), ("client", g["evidence_seg"], rst["seq_raw"]),
+       "the note names the RST")
+    summ = ev[-1]["summary"]
+    eq({k: summ["client_state"]["kernel"][k] for k in ("state", "source", "listed_at_end", "reason")},
+       {"state": "CLOSED", "source": "sock_diag", "listed_at_end": False, "reason": "rst"},
+       "the kernel's final word on the client, with its source")
+    eq(summ["client_state"]["rfc_model"], {"state": "CLOSED", "source": "rfc-model"},
+       "RFC 9293 (TIME-WAIT: an RST closes it) agrees")
+    check("client_time_wait_ms_left" not in summ, "no TIME_WAIT time left is claimed")
+    check(["TIME_WAIT>CLOSED"] == [x for x in istates(ev, "client") if x.startswith("TIME_WAIT")],
+          "the model leaves TIME_WAIT on the RST")
+
+
+@test
+def every_state_names_its_source():
+    root()
+    r, ev = hs("scenario=client-closes", "observe_ms=200", "network=loopback")
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    for e in ev:
+        if e["type"] in ("state", "observation", "timer"):
+            check(e.get("source") in ALL_SOURCES, f"an event without its source: {e}")
+        if e["type"] == "state":
+            eq(e["kind"], "model" if e["source"] == "rfc-model" else "transition", f"kind of {e}")
+    summ = ev[-1]["summary"]
+    for who in ("client", "server"):
+        st = summ[f"{who}_state"]
+        check(st["kernel"]["source"] in KERNEL_SOURCES, f"{who}: kernel state's source {st}")
+        eq(st["rfc_model"]["source"], "rfc-model", f"{who}: the model's state is labelled")
+    eq(summ["client_state"]["kernel"]["state"], "TIME_WAIT", "the kernel's client ends in TIME_WAIT")
+    eq((summ["server_state"]["kernel"]["state"], summ["server_state"]["kernel"]["source"]),
+       ("CLOSED", "tracepoint"), "the server's end, reported by the tracepoint")
+    eq(summ["server_state"]["rfc_model"]["state"], "CLOSED", "the model's server")
+
+
+def no_tracepoint_lab(tmp):
+    """A copy of socklab with file capabilities, run as nobody: captures and
+    namespaces work, the tracepoint (tracefs, root's) does not, as in the
+    container."""
+    import struct
+    path = os.path.join(tmp, "socklab-caps")
+    shutil.copy(os.environ.get("SOCKLAB") or "build/socklab", path)
+    os.chmod(path, 0o755)
+    mask = (1 << 12) | (1 << 13) | (1 << 21)  # NET_ADMIN, NET_RAW, SYS_ADMIN
+    os.setxattr(path, "security.capability", struct.pack("<IIIII", 0x02000001, mask, 0, 0, 0))
+    return path
+
+
+@test
+def without_the_tracepoint_no_transition_is_invented():
+    root()
+    lab = no_tracepoint_lab(TMP)
+    args = [*NOBODY[:-2], lab, "run", "handshake", "--json", "-p", "network=loopback",
+            "-p", "observe_ms=300"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+    ev = [json.loads(line) for line in r.stdout.splitlines()]
+    notes = {e["key"] for e in ev if e["type"] == "note"}
+    check("handshake.no_tracepoint" in notes, "the run says the tracepoint is missing")
+    for who in ("client", "server", "listener"):
+        eq(kstates(ev, who), [], f"{who}: no kernel transition without a source of transitions")
+    # What the samples saw, as observations with their source.
+    obs = seen(ev, "client") + seen(ev, "server")
+    check(any(o["state"] == "ESTABLISHED" for o in obs), f"a sample saw ESTABLISHED: {obs}")
+    check({o["source"] for o in obs} <= {"sock_diag", "tcp_info"}, f"samples' sources: {obs}")
+    check(any(o["source"] == "sock_diag" and o["state"] == "TIME_WAIT" for o in seen(ev, "client")),
+          "sock_diag saw the client's TIME_WAIT")
+    for o in obs:
+        check("from" not in o and "to" not in o, f"an observation is no transition: {o}")
+        eq(o["kind"], "sample", "an observation is a sample")
+    check("handshake.diff.other" not in notes, "no 'the kernel reported a change' note")
+    check("handshake.samples_only" in notes, "the samples are explained")
+    cmp = {e["who"]: e for e in ev if e["type"] == "state.compare"}
+    for who in ("client", "server"):
+        eq(cmp[who]["kernel_source"], "none", f"{who}: no transitions to compare")
+        for row in cmp[who]["rows"]:
+            check("kernel" not in row, f"no kernel transition in the comparison: {row}")
+            if "inferred" in row:
+                eq(row["match"], "unobserved", f"a model change without a kernel counterpart: {row}")
+    summ = ev[-1]["summary"]
+    eq((summ["kernel_transitions"], summ["kernel_samples"]), ("none", ["sock_diag", "tcp_info"]), "summary")
+    eq((summ["client_state"]["kernel"]["state"], summ["client_state"]["kernel"]["source"]),
+       ("TIME_WAIT", "sock_diag"), "the client's last kernel state, by sock_diag")
 
 
 # ---- through the server ----

@@ -1,10 +1,12 @@
 // handshake.js: the view of the handshake lab: ladder diagram, state timelines, socket calls, packet list with field tree and hex bytes.
 //
 // Everything drawn comes from the run's events: `segment` (one per captured
-// segment, decoded, with byte offsets for every field), `state` (a state
-// change, from the kernel's tracepoint, sock_diag or TCP_INFO, or inferred
-// from the packets by RFC 9293), `timer` (TIME_WAIT's real countdown),
-// `state.compare` (kernel vs inference, side by side) and the socket calls
+// segment, decoded, with byte offsets for every field), `state` (a
+// transition: the kernel's tracepoint, or the RFC 9293 model fed by the
+// packets, source "rfc-model"), `observation` (a sample: sock_diag or
+// TCP_INFO saw a socket in a state at a time, or sock_diag no longer lists
+// it, with the reason), `timer` (the kernel's own countdown, read from
+// sock_diag, and where it stopped), `state.compare` (kernel vs model) and the socket calls
 // (`syscall`). The ladder is one SVG built with DOM calls: client on the
 // left, server on the right, time downwards, one row per segment or call in
 // the order the kernel stamped them.
@@ -19,6 +21,7 @@ import { checksumVerdict } from './checksum.js';
 const SVG = 'http://www.w3.org/2000/svg';
 const SIDES = ['client', 'server'];
 const KERNEL = new Set(['tracepoint', 'sock_diag', 'tcp_info']);
+const MODEL = 'rfc-model';
 const WIDTH = 860;
 const X = { tlClient: 8, callClient: 236, client: 250, server: 610, callServer: 624, tlServer: 742 };
 const TL_W = 110;
@@ -83,6 +86,7 @@ class HandshakeView {
 		this.wireDelayed = 0;
 		this.calls = [];
 		this.states = [];
+		this.observations = [];
 		this.compare = {};
 		this.timer = {};
 		this.notes = [];
@@ -101,6 +105,11 @@ class HandshakeView {
 		this.captureEl = h('p', { class: 'help hs-capture' });
 		this.ladderBox = h('div', { class: 'hs-ladder-box scroll' });
 		this.hintEl = h('p', { class: 'help', text: t('hs.ladder_help') });
+		// What each mark on the state timelines is, and where it came from.
+		this.legendEl = h('p', { class: 'help hs-legend' },
+			h('span', { class: 'hs-key hs-key-transition' }), ` ${t('hs.legend.transition')}  `,
+			h('span', { class: 'hs-key hs-key-sample' }), ` ${t('hs.legend.sample')}  `,
+			h('span', { class: 'hs-key hs-key-model' }), ` ${t('hs.legend.model')}`);
 		this.listBody = h('tbody');
 		this.detailEl = h('div', { class: 'hs-detail' }, h('p', { class: 'muted', text: t('hs.select_packet') }));
 		this.compareEl = h('div', { class: 'hs-compare' });
@@ -112,7 +121,7 @@ class HandshakeView {
 				h('h3', { text: t('hs.ladder') }),
 				h('label', { class: 'hs-toggle', attrs: { for: 'hs-absolute' } }, this.absBox, ' ', t('hs.absolute')),
 				this.pcapEl),
-			this.captureEl, this.hintEl, this.ladderBox));
+			this.captureEl, this.hintEl, this.legendEl, this.ladderBox));
 		root.appendChild(h('div', { class: 'hs-columns' },
 			h('section', { class: 'card hs-packets' },
 				h('h3', { text: t('hs.packets') }),
@@ -163,11 +172,17 @@ class HandshakeView {
 			case 'state':
 				this.states.push(ev);
 				break;
+			case 'observation':
+				this.observations.push(ev);
+				break;
 			case 'state.compare':
 				this.compare[ev.who] = ev;
 				break;
 			case 'timer':
-				this.timer[ev.who] = { ms: ev.ms_left, at: performance.now(), live: this.ctx.live && !this.ended };
+				// The kernel's own timer, read by sock_diag while the socket
+				// exists; a last one says it stopped, and why.
+				if (ev.stopped) this.timer[ev.who] = { stopped: true, reason: ev.reason, state: ev.state, ms: ev.ms_left_last, live: false };
+				else this.timer[ev.who] = { ms: ev.ms_left, at: performance.now(), live: this.ctx.live && !this.ended };
 				break;
 			case 'capture':
 				this.captureEl.textContent = t(Array.isArray(ev.hosts) && ev.hosts.length > 1 ? 'hs.capture_hosts' : 'hs.capture',
@@ -342,70 +357,74 @@ class HandshakeView {
 		root.appendChild(g);
 	}
 
-	// The kernel's states of one side as blocks along time, the RFC's view as
-	// marks beside them, and TIME_WAIT's countdown at the end.
+	// The kernel's states of one side as blocks along time: solid from a
+	// transition the tracepoint reported, hatched from a sample (sock_diag,
+	// TCP_INFO: "seen in this state then", not a change anyone saw), and a
+	// gone block where sock_diag no longer lists the socket. The RFC model's
+	// changes are marks beside them; TIME_WAIT's countdown is the kernel's.
 	drawTimeline(root, items, side, height) {
 		const x0 = side === 'client' ? X.tlClient : X.tlServer;
 		const kernel = this.states.filter((s) => s.who === side && KERNEL.has(s.source));
-		const inferred = this.states.filter((s) => s.who === side && s.source === 'inferred');
+		const model = this.states.filter((s) => s.who === side && s.source === MODEL);
+		const seen = this.observations.filter((o) => o.who === side);
 		const segY = new Map();
 		for (const it of items) if (it.kind === 'seg') segY.set(it.ev.n, it.y + SEG_H / 2 + 4);
-		// Kernel blocks: each state from its change to the next one.
 		const marks = [];
-		for (const s of kernel) {
-			// A TIME_WAIT seen by sock_diag began at the change that ended the
-			// full socket (FIN_WAIT_2/CLOSING -> CLOSED on the tracepoint).
-			let y = this.yAt(items, s.t_kernel_us);
-			if (s.source === 'sock_diag' && s.to === 'TIME_WAIT') {
-				const closed = kernel.find((k) => k.source === 'tracepoint' && k.to === 'CLOSED' && k.from === s.from);
-				if (closed) {
-					y = this.yAt(items, closed.t_kernel_us);
-					const i = marks.findIndex((m) => m.ev === closed);
-					if (i >= 0) marks.splice(i, 1);
-				}
-			}
-			marks.push({ y, ev: s });
+		for (const s of kernel) marks.push({ y: this.yAt(items, s.t_kernel_us), ev: s, st: s.to, kind: 'transition' });
+		for (const o of seen) {
+			const gone = o.listed === false;
+			marks.push({ y: this.yAt(items, o.t_kernel_us), ev: o, st: gone ? 'CLOSED' : o.state, kind: gone ? 'gone' : 'sample' });
 		}
-		marks.sort((a, b) => a.y - b.y);
-		// Before its first change the socket was in that change's "from" state
-		// (CLOSED for a client, LISTEN for the server's connection socket).
-		if (marks.length && marks[0].y > TOP) {
-			marks.unshift({ y: TOP, ev: { to: marks[0].ev.from, source: marks[0].ev.source, seq: -1, initial: true } });
+		marks.sort((a, b) => a.y - b.y || (a.ev.seq ?? 0) - (b.ev.seq ?? 0));
+		// Before its first transition the socket was in that transition's
+		// "from" state (CLOSED for a client, LISTEN for the server's socket).
+		if (marks.length && marks[0].kind === 'transition' && marks[0].y > TOP) {
+			marks.unshift({ y: TOP, ev: { from: marks[0].ev.from, source: marks[0].ev.source, seq: -1 }, st: marks[0].ev.from, kind: 'initial' });
 		}
+		const stopped = this.timer[side] && this.timer[side].stopped;
 		const g = svg('g', { class: `hs-timeline hs-timeline-${side}`, 'data-who': side });
 		for (let i = 0; i < marks.length; i++) {
 			const m = marks[i];
 			const yEnd = i + 1 < marks.length ? marks[i + 1].y : height - 16;
-			const st = m.ev.to;
-			const hl = this.highlight && this.highlight.states.has(m.ev.seq);
+			const st = m.st;
+			const cls = ['hs-st', `hs-st-${st.toLowerCase()}`, `hs-st-${m.kind}`];
+			if (this.highlight && this.highlight.states.has(m.ev.seq)) cls.push('hs-hl');
 			const rect = svg('rect', {
-				x: x0, y: m.y, width: TL_W, height: Math.max(2, yEnd - m.y),
-				class: `hs-st hs-st-${st.toLowerCase()}${hl ? ' hs-hl' : ''}${m.ev.initial ? ' hs-st-initial' : ''}`,
-				'data-state': st, 'data-seq': m.ev.seq, 'data-source': m.ev.source,
+				x: x0, y: m.y, width: TL_W, height: Math.max(2, yEnd - m.y), class: cls.join(' '),
+				'data-state': st, 'data-seq': m.ev.seq, 'data-source': m.ev.source, 'data-kind': m.kind,
 			});
-			// Where the kernel said so, as a tooltip.
+			// Where it comes from, as a tooltip.
 			const tip = svg('title');
-			tip.textContent = m.ev.initial ? st : t('hs.state_tip', { from: m.ev.from, to: st, source: m.ev.source, ms: fmtMs(m.ev.t_kernel_us) });
+			if (m.kind === 'initial') tip.textContent = st;
+			else if (m.kind === 'transition') tip.textContent = t('hs.state_tip', { from: m.ev.from, to: st, source: m.ev.source, ms: fmtMs(m.ev.t_kernel_us) });
+			else if (m.kind === 'sample') tip.textContent = t('hs.seen_tip', { state: st, source: m.ev.source, ms: fmtMs(m.ev.t_kernel_us) });
+			else tip.textContent = t('hs.gone_tip', { last: m.ev.last_state, ms: fmtMs(m.ev.t_kernel_us), reason: this.goneReason(m.ev) });
 			rect.appendChild(tip);
 			g.appendChild(rect);
+			const timed = m.kind === 'sample' && (st === 'TIME_WAIT' || m.ev.timer === 'time_wait');
 			let label = st;
-			if (st === 'TIME_WAIT') label = `${st} ${this.countdown(side)}`;
+			if (m.kind === 'sample') label = t('hs.seen_label', { state: st });
+			if (m.kind === 'gone') label = t('hs.gone_label');
+			if (timed && !stopped) label = `${label} ${this.countdown(side)}`.trim();
 			if (yEnd - m.y >= 12 || i + 1 === marks.length) {
-				g.appendChild(svgText(x0 + 4, m.y + 11, label, `hs-st-label${st === 'TIME_WAIT' ? ' hs-tw' : ''}`));
+				const el = svgText(x0 + 4, m.y + 11, label, `hs-st-label${timed && !stopped ? ' hs-tw' : ''}`);
+				el.dataset.state = st;
+				g.appendChild(el);
+				if (m.kind === 'gone') g.appendChild(svgText(x0 + 4, m.y + 23, this.goneReason(m.ev), 'hs-st-why'));
 			}
 		}
-		// The RFC 9293 view: a tick at the causing segment.
+		// The RFC 9293 model: a tick at the causing segment.
 		const rx = side === 'client' ? x0 + TL_W + 4 : x0 - 4;
-		for (const s of inferred) {
+		for (const s of model) {
 			const y = segY.get(s.seg) ?? this.yAt(items, s.t_kernel_us);
 			g.appendChild(svg('circle', { cx: rx, cy: y, r: 3, class: 'hs-rfc-dot', 'data-to': s.to }));
 		}
-		// Disagreements flagged where the kernel's change sits.
+		// Disagreements flagged where the kernel's report sits.
 		const cmp = this.compare[side];
 		if (cmp && Array.isArray(cmp.rows)) {
 			for (const row of cmp.rows) {
-				if (row.match === 'same') continue;
-				const ref = row.kernel || row.inferred;
+				if (['same', 'consistent', 'unobserved'].includes(row.match)) continue;
+				const ref = row.kernel || row.observed || row.inferred;
 				const y = row.inferred && !row.kernel ? (segY.get(row.inferred.seg) ?? this.yAt(items, ref.t_kernel_us))
 					: this.yAt(items, ref.t_kernel_us);
 				g.appendChild(svgText(side === 'client' ? x0 + TL_W + 12 : x0 - 12, y + 4, '⚠', 'hs-diff-mark', 'middle'));
@@ -414,12 +433,22 @@ class HandshakeView {
 		root.appendChild(g);
 	}
 
+	// Why sock_diag no longer lists a socket, with the segment that shows it.
+	goneReason(o) {
+		if (o.reason === 'rst' && o.evidence) return t('hs.gone.rst', { n: o.evidence_seg ?? '?', seq: o.evidence.seq_raw });
+		return t(`hs.gone.${o.reason || 'not_listed'}`);
+	}
+
+	// The kernel's timer: counted down between its readings while the run is
+	// live, frozen at its last reading once the run has ended, and gone (no
+	// number at all) once the socket is.
 	countdown(side) {
 		const tm = this.timer[side];
 		if (!tm) {
-			const tw = this.states.filter((s) => s.who === side && s.to === 'TIME_WAIT' && typeof s.timer_ms === 'number').pop();
+			const tw = this.observations.filter((o) => o.who === side && o.timer === 'time_wait' && typeof o.timer_ms === 'number').pop();
 			return tw ? `${(tw.timer_ms / 1000).toFixed(0)} s` : '';
 		}
+		if (tm.stopped) return '';
 		const left = tm.live ? Math.max(0, tm.ms - (performance.now() - tm.at)) : tm.ms;
 		return `${(left / 1000).toFixed(tm.live ? 0 : 1)} s`;
 	}
@@ -555,10 +584,15 @@ class HandshakeView {
 		for (const side of SIDES) {
 			const c = this.compare[side];
 			if (!c) continue;
-			const rows = (c.rows || []).map((r) => h('tr', { class: `hs-match-${r.match}` },
-				h('td', { text: r.kernel ? `${r.kernel.from} → ${r.kernel.to}` : '—' }),
-				h('td', { class: 'muted', text: r.kernel ? r.kernel.source : '' }),
-				h('td', { text: r.inferred ? `${r.inferred.from} → ${r.inferred.to}` : '—' }),
+			const kernelText = (r) => {
+				if (r.kernel) return `${r.kernel.from} → ${r.kernel.to}`;
+				if (r.observed) return r.observed.listed === false ? `${t('hs.gone_label')} (${this.goneReason(r.observed)})` : t('hs.seen_label', { state: r.observed.state });
+				return '—';
+			};
+			const rows = (c.rows || []).map((r) => h('tr', { class: `hs-match-${r.match}${r.observed ? ' hs-row-sample' : ''}` },
+				h('td', { text: kernelText(r) }),
+				h('td', { class: 'muted', text: r.kernel ? r.kernel.source : r.observed ? r.observed.source : '' }),
+				h('td', { text: r.inferred ? `${r.inferred.from} → ${r.inferred.to}` : r.observed ? t('hs.model_at', { state: r.model_state }) : '—' }),
 				h('td', { text: r.inferred ? `#${r.inferred.seg}` : '' }),
 				h('td', { class: 'hs-match', text: t(`hs.match.${r.match}`) })));
 			cards.push(h('div', { class: 'hs-compare-side', dataset: { who: side } },

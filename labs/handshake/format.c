@@ -1,0 +1,156 @@
+/* format.c: the handshake lab's readable CLI lines (lab_desc.format), in the spirit of tcpdump and ss. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hs.h"
+
+static const char *js(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+static long long ji(const json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+/* Append printf-style text to buf at *off, never past len. */
+static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	if (*off >= len)
+		return;
+	va_start(ap, fmt);
+	w = vsnprintf(buf + *off, len - *off, fmt, ap);
+	va_end(ap);
+	if (w > 0)
+		*off = *off + (size_t)w < len ? *off + (size_t)w : len - 1;
+}
+
+/* tcpdump's option list: "mss 65495,sackOK,TS val 1 ecr 0,nop,wscale 7". */
+static void fmt_options(const json_t *opts, char *buf, size_t len)
+{
+	size_t i, off = 0;
+	const json_t *o;
+
+	buf[0] = '\0';
+	json_array_foreach(opts, i, o) {
+		const char *name = js(o, "name");
+		const json_t *v = json_object_get(o, "value");
+
+		put(buf, len, &off, "%s", i ? "," : "");
+		if (!strcmp(name, "mss") || !strcmp(name, "wscale"))
+			put(buf, len, &off, "%s %lld", name, (long long)json_integer_value(v));
+		else if (!strcmp(name, "sack_perm"))
+			put(buf, len, &off, "sackOK");
+		else if (!strcmp(name, "timestamp"))
+			put(buf, len, &off, "TS val %lld ecr %lld", ji(v, "val"), ji(v, "ecr"));
+		else if (!strcmp(name, "sack"))
+			put(buf, len, &off, "sack %zu", json_array_size(v));
+		else if (!strcmp(name, "nop") || !strcmp(name, "eol"))
+			put(buf, len, &off, "%s", name);
+		else
+			put(buf, len, &off, "%s (kind %lld)", name, ji(o, "kind"));
+	}
+}
+
+int hs_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)
+{
+	const char *type = js(ev, "type");
+	double ms = (double)ji(ev, "t_kernel_us") / 1000.0;
+	size_t off = 0;
+
+	(void)p;
+	if (!strcmp(type, "segment")) {
+		const json_t *ra = json_object_get(ev, "rel_ack");
+		char opts[400];
+
+		fmt_options(json_object_get(ev, "options"), opts, sizeof opts);
+		put(buf, len, &off, "%10.3f  %-10s #%lld %s > %s  Flags [%s], seq %lld", ms, "packet",
+		    ji(ev, "n"), js(ev, "from"), js(ev, "to"), js(ev, "flags_short"), ji(ev, "rel_seq"));
+		if (json_is_integer(ra))
+			put(buf, len, &off, ", ack %lld", (long long)json_integer_value(ra));
+		put(buf, len, &off, ", win %lld", ji(ev, "win"));
+		if (opts[0])
+			put(buf, len, &off, ", options [%s]", opts);
+		put(buf, len, &off, ", length %lld", ji(ev, "len"));
+		if (strcmp(js(ev, "status"), "ok") != 0)
+			put(buf, len, &off, "  [%s: %s]", js(ev, "status"), js(ev, "why"));
+		if (dec_checksums_text(json_object_get(ev, "checksums"), opts, sizeof opts)[0])
+			put(buf, len, &off, "  [%s]", opts);
+		put(buf, len, &off, "\n");
+	} else if (!strcmp(type, "state") && !strcmp(js(ev, "source"), "rfc-model")) {
+		put(buf, len, &off, "%10.3f  %-10s   rfc 9293: %s -> %s  (segment #%lld: %s)\n", ms,
+		    js(ev, "who"), js(ev, "from"), js(ev, "to"), ji(ev, "seg"), js(ev, "why"));
+	} else if (!strcmp(type, "state")) {
+		put(buf, len, &off, "%10.3f  %-10s state %s -> %s  (kernel: %s)\n", ms, js(ev, "who"),
+		    js(ev, "from"), js(ev, "to"), js(ev, "source"));
+	} else if (!strcmp(type, "observation") && json_is_false(json_object_get(ev, "listed"))) {
+		put(buf, len, &off, "%10.3f  %-10s gone: %s no longer lists it (last seen in %s; %s",
+		    ms, js(ev, "who"), js(ev, "source"), js(ev, "last_state"), js(ev, "reason"));
+		if (json_object_get(ev, "evidence"))
+			put(buf, len, &off, ": the RST #%lld, seq %lld",
+			    ji(ev, "evidence_seg"), ji(json_object_get(ev, "evidence"), "seq_raw"));
+		put(buf, len, &off, ")\n");
+	} else if (!strcmp(type, "observation")) {
+		put(buf, len, &off, "%10.3f  %-10s seen in %s  (%s sample", ms, js(ev, "who"),
+		    js(ev, "state"), js(ev, "source"));
+		if (json_object_get(ev, "timer_ms"))
+			put(buf, len, &off, ", timer %s %.1f s", js(ev, "timer"),
+			    (double)ji(ev, "timer_ms") / 1000.0);
+		put(buf, len, &off, ")\n");
+	} else if (!strcmp(type, "timer") && json_is_true(json_object_get(ev, "stopped"))) {
+		put(buf, len, &off, "%10.3f  %-10s %s: the kernel's timer stopped (%s)\n", ms,
+		    js(ev, "who"), js(ev, "state"), js(ev, "reason"));
+	} else if (!strcmp(type, "timer")) {
+		put(buf, len, &off, "%10.3f  %-10s %s: %.1f s left on the kernel's timer (%s)\n", ms,
+		    js(ev, "who"), js(ev, "state"), (double)ji(ev, "ms_left") / 1000.0, js(ev, "source"));
+	} else if (!strcmp(type, "capture")) {
+		put(buf, len, &off, "%10.3f  capturing on %s%s: %s\n", (double)ji(ev, "t_us") / 1000.0,
+		    js(ev, "interface"),
+		    json_array_size(json_object_get(ev, "hosts")) > 1 ? " of both hosts" : "",
+		    js(ev, "filter"));
+	} else if (!strcmp(type, "arrival")) {
+		put(buf, len, &off, "%10.3f  %-10s #%lld reached the %s after %.3f ms on the wire%s\n", ms,
+		    "packet", ji(ev, "n"), js(ev, "who"), (double)ji(ev, "wire_us") / 1000.0,
+		    json_is_true(json_object_get(ev, "duplicate")) ? " (a duplicate)" : "");
+	} else if (!strcmp(type, "wire") && !strcmp(js(ev, "action"), "delay")) {
+		return 0; /* every frame is delayed: the arrival lines say by how much */
+	} else if (!strcmp(type, "state.compare")) {
+		size_t i;
+		const json_t *row;
+
+		put(buf, len, &off, "            %s: kernel (transitions: %s) vs RFC 9293 from the packets: %s\n",
+		    js(ev, "who"), js(ev, "kernel_source"),
+		    json_is_true(json_object_get(ev, "agree")) ? "they agree" : "they differ");
+		json_array_foreach(json_object_get(ev, "rows"), i, row) {
+			const json_t *k = json_object_get(row, "kernel");
+			const json_t *f = json_object_get(row, "inferred");
+			const json_t *o = json_object_get(row, "observed");
+			char kt[64] = "-", ft[64] = "-";
+
+			if (o) {
+				snprintf(kt, sizeof kt, "seen %s (%s)",
+					 json_is_false(json_object_get(o, "listed")) ? "gone" : js(o, "state"),
+					 js(o, "source"));
+				snprintf(ft, sizeof ft, "model: %s", js(row, "model_state"));
+			}
+			if (k)
+				snprintf(kt, sizeof kt, "%s -> %s", js(k, "from"), js(k, "to"));
+			if (f)
+				snprintf(ft, sizeof ft, "%s -> %s", js(f, "from"), js(f, "to"));
+			put(buf, len, &off, "              %-28s %-28s %s\n", kt, ft, js(row, "match"));
+		}
+	} else {
+		return -1;
+	}
+	return (int)off;
+}
+

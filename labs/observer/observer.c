@@ -1,0 +1,962 @@
+/* observer.c: one observer per lab run: captures, kernel TCP states and lab records merged in time order; states only as observed. */
+#include "observer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lab.h"
+#include "net/net.h"
+#include "tcpstate/tcpstate.h"
+
+#define OBS_POLL_MS 5
+#define OBS_TIMER_EVERY_MS 1000
+#define OBS_HORIZON_NS 2000000 /* emit what is older than this: every source was read by then */
+#define OBS_MAX_PENDING 65536
+#define OBS_HEX_MAX 4096
+
+static const char *const src_names[] = {
+	[OBS_SRC_TRACEPOINT] = "tracepoint",
+	[OBS_SRC_SOCK_DIAG] = "sock_diag",
+	[OBS_SRC_TCP_INFO] = "tcp_info",
+	[OBS_SRC_RFC_MODEL] = "rfc-model",
+};
+
+const char *obs_src_name(int src)
+{
+	return src >= 0 && src < (int)(sizeof src_names / sizeof src_names[0]) ? src_names[src] : "?";
+}
+
+/* Something observed, waiting to be delivered in timestamp order. */
+struct pending {
+	enum obs_kind kind;
+	int64_t t_ns;
+	uint64_t order; /* arrival order, for ties */
+	int sock;
+	union {
+		struct {
+			uint8_t *data;
+			uint32_t caplen, len;
+			struct timespec ts_real;
+			int link, host, outgoing;
+			unsigned csum_flags; /* CAP_CSUM_* */
+		} frame;
+		struct {
+			int from, to;
+		} trans;
+		struct {
+			int state, src, timer;
+			uint32_t ms;
+		} seen;
+		struct {
+			int64_t last_listed_ns;
+		} gone;
+		void *rec;
+	} u;
+};
+
+/* What the observer knows of one watched socket. The first block is
+ * touched by whoever samples (the observer thread, then obs_stop's caller
+ * once the thread is joined); the second by whoever delivers (the same). */
+struct sockw {
+	struct obs_sock s;
+	/* sampling */
+	int listed;             /* in the last sock_diag sample */
+	int ever_listed;
+	int64_t last_listed_ns;
+	int64_t last_tick_ns;   /* last timer event queued */
+	int sample_state, sample_timer;
+	uint32_t sample_ms;
+	int in_sample;          /* seen in the sample being taken */
+	/* delivery */
+	int known, known_src;   /* the last state any kernel source gave; src -1: none */
+	int64_t known_ns;
+	int d_listed;           /* -1 never, 1 listed, 0 gone */
+	const char *gone_reason;
+	int d_timer;
+	uint32_t d_timer_ms;
+	int64_t d_last_listed_ns;
+	struct obs_rst rst;     /* the last RST that reached it (t_ns 0: none) */
+	int64_t syn_ns;         /* the last SYN for its addresses and ports */
+};
+
+struct obs_cap {
+	struct obs *o;
+	struct cap *cap;
+	int host; /* NET_CLIENT, NET_SERVER, or -1 for one capture point */
+};
+
+struct obs {
+	struct obs_config cfg;
+	struct lab_ctx *ctx;
+	struct net *net;
+	struct obs_cap caps[2];
+	int n_caps;
+	int link;
+	struct cap_pcap *pcap;
+	struct tcpst_trace *trace;
+	char trace_err[256];
+
+	struct sockw w[OBS_MAX_SOCKS];
+	int n_w;
+
+	pthread_t tid;
+	int running, stopped;
+	int stop_fd;
+	int64_t last_diag_ns;
+	int diag_due; /* sample now: a socket may have just become a timewait socket */
+
+	pthread_mutex_t lock; /* guards pend, n_pend, cap_pend, order, dropped */
+	struct pending *pend;
+	size_t n_pend, cap_pend;
+	uint64_t order;
+	uint64_t dropped; /* items refused because the queue was full */
+};
+
+int64_t obs_now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+json_int_t obs_run_us(struct lab_ctx *ctx, int64_t t_ns)
+{
+	int64_t t0 = (int64_t)ctx->em->t0.tv_sec * 1000000000 + ctx->em->t0.tv_nsec;
+
+	return (json_int_t)((t_ns - t0) / 1000);
+}
+
+/* ---- the queue (any thread) ---- */
+
+static void pend_free(struct obs *o, struct pending *p)
+{
+	if (p->kind == OBS_FRAME)
+		free(p->u.frame.data);
+	else if (p->kind == OBS_RECORD && o->cfg.free_rec)
+		o->cfg.free_rec(p->u.rec);
+}
+
+static int pend_push(struct obs *o, struct pending *p)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&o->lock);
+	if (o->n_pend == o->cap_pend) {
+		size_t cap = o->cap_pend ? o->cap_pend * 2 : 256;
+		struct pending *n = cap > OBS_MAX_PENDING ? NULL : realloc(o->pend, cap * sizeof *n);
+		if (!n) {
+			o->dropped++;
+			rc = -ENOMEM;
+			goto out;
+		}
+		o->pend = n;
+		o->cap_pend = cap;
+	}
+	p->order = o->order++;
+	o->pend[o->n_pend++] = *p;
+out:
+	pthread_mutex_unlock(&o->lock);
+	if (rc < 0)
+		pend_free(o, p);
+	return rc;
+}
+
+static int pend_cmp(const void *a, const void *b)
+{
+	const struct pending *x = a, *y = b;
+
+	if (x->t_ns != y->t_ns)
+		return x->t_ns < y->t_ns ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* ---- segments ---- */
+
+static json_t *hex_json(const uint8_t *b, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *s = malloc(2 * n + 1);
+	json_t *j;
+	size_t i;
+
+	if (!s)
+		return json_string("");
+	for (i = 0; i < n; i++) {
+		s[2 * i] = hex[b[i] >> 4];
+		s[2 * i + 1] = hex[b[i] & 15];
+	}
+	j = json_stringn(s, 2 * n);
+	free(s);
+	return j;
+}
+
+static json_t *flags_json(uint16_t flags)
+{
+	static const struct {
+		uint16_t bit;
+		const char *name;
+	} names[] = {{DEC_TCP_SYN, "SYN"}, {DEC_TCP_FIN, "FIN"}, {DEC_TCP_RST, "RST"},
+		     {DEC_TCP_PSH, "PSH"}, {DEC_TCP_ACK, "ACK"}, {DEC_TCP_URG, "URG"},
+		     {DEC_TCP_ECE, "ECE"}, {DEC_TCP_CWR, "CWR"}, {DEC_TCP_AE, "AE"},
+		     {0, NULL}};
+	json_t *a = json_array();
+	int i;
+
+	for (i = 0; names[i].name; i++)
+		if (flags & names[i].bit)
+			json_array_append_new(a, json_string(names[i].name));
+	return a;
+}
+
+static json_t *addr_json(int family, const uint8_t *a, uint16_t port)
+{
+	char s[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(family, a, s, sizeof s);
+	return json_pack("{s:s, s:i}", "addr", s, "port", port);
+}
+
+json_t *obs_segment_json(struct lab_ctx *ctx, const struct cap_frame *f,
+			 const struct dec_packet *d, int64_t t_ns)
+{
+	const struct dec_tcp *t = &d->tcp;
+	int fam = dec_has(d, DEC_L_IPV6) ? AF_INET6 : AF_INET;
+	const uint8_t *sa = fam == AF_INET6 ? d->ip6.src : d->ip4.src;
+	const uint8_t *da = fam == AF_INET6 ? d->ip6.dst : d->ip4.dst;
+	char fl[16];
+	json_t *j, *dj;
+
+	j = json_pack("{s:I, s:o, s:o}", "t_kernel_us", obs_run_us(ctx, t_ns), "src",
+		      addr_json(fam, sa, t->sport), "dst", addr_json(fam, da, t->dport));
+	json_object_set_new(j, "flags", flags_json(t->flags));
+	json_object_set_new(j, "flags_raw", json_integer(t->flags));
+	json_object_set_new(j, "flags_short",
+			    json_string(dec_tcp_flags_short(t->flags, fl, sizeof fl)));
+	/* "seq" is the envelope's event number: the TCP numbers are seq_raw and
+	 * ack_raw, as tshark names them. */
+	json_object_set_new(j, "seq_raw", json_integer(t->seq));
+	json_object_set_new(j, "ack_raw", json_integer(t->ack));
+	json_object_set_new(j, "len", json_integer(t->payload_len));
+	json_object_set_new(j, "win", json_integer(t->window));
+	json_object_set_new(j, "options", dec_tcp_options_json(t));
+	json_object_set_new(j, "checksums", dec_checksums_json(&d->ip4.csum, &t->csum, DEC_L_TCP));
+	json_object_set_new(j, "status", json_string(dec_status_name(d->status)));
+	if (d->why)
+		json_object_set_new(j, "why", json_string(d->why));
+	json_object_set_new(j, "caplen", json_integer(f->caplen));
+	json_object_set_new(j, "wirelen", json_integer(f->len));
+	json_object_set_new(j, "bytes",
+			    hex_json(f->data, f->caplen < OBS_HEX_MAX ? f->caplen : OBS_HEX_MAX));
+	if (f->caplen > OBS_HEX_MAX)
+		json_object_set_new(j, "bytes_truncated", json_true());
+	dj = dec_packet_json(d);
+	json_object_set(j, "layers", json_object_get(dj, "layers"));
+	json_decref(dj);
+	return j;
+}
+
+/* ---- matching items to watched sockets ---- */
+
+static int trace_sock(const struct obs *o, const struct tcpst_trace_ev *ev)
+{
+	int i;
+
+	if (ev->family != AF_INET)
+		return -1;
+	for (i = 0; i < o->n_w; i++) {
+		const struct obs_sock *s = &o->w[i].s;
+		if (ev->sport != s->lport || memcmp(ev->saddr, &s->laddr, 4) != 0)
+			continue;
+		if (s->rport == 0 ? ev->dport == 0
+				  : ev->dport == s->rport && !memcmp(ev->daddr, &s->raddr, 4))
+			return i;
+	}
+	return -1;
+}
+
+static int diag_sock(const struct obs *o, const struct tcpst_diag_sock *d)
+{
+	int i;
+
+	if (d->family != AF_INET)
+		return -1;
+	for (i = 0; i < o->n_w; i++) {
+		const struct obs_sock *s = &o->w[i].s;
+		if (d->sport != s->lport || memcmp(d->src, &s->laddr, 4) != 0)
+			continue;
+		if (s->rport == 0 ? d->dport == 0 && d->state == TCPST_LISTEN
+				  : d->dport == s->rport && !memcmp(d->dst, &s->raddr, 4))
+			return i;
+	}
+	return -1;
+}
+
+/* ---- emitting the kernel-state events ---- */
+
+static json_t *ask_lab(struct obs *o, const struct obs_event *ev)
+{
+	return o->cfg.fn ? o->cfg.fn(o->cfg.arg, ev) : NULL;
+}
+
+static void emit_with(struct obs *o, const char *type, json_t *f, json_t *extra)
+{
+	if (extra) {
+		json_object_update(f, extra);
+		json_decref(extra);
+	}
+	ev_emit(o->ctx->em, type, f);
+}
+
+/* A frame: note RSTs reaching a watched socket and SYNs reusing its
+ * addresses (the evidence for why a socket is gone), then hand it over. */
+static void deliver_frame(struct obs *o, const struct pending *p)
+{
+	struct dec_packet *d = malloc(sizeof *d);
+	struct cap_frame cf = {.ts_real = p->u.frame.ts_real,
+			       .t_mono_ns = p->t_ns,
+			       .data = p->u.frame.data,
+			       .caplen = p->u.frame.caplen,
+			       .len = p->u.frame.len,
+			       .outgoing = p->u.frame.outgoing,
+			       .link = p->u.frame.link,
+			       .csum_flags = p->u.frame.csum_flags};
+	struct obs_event ev;
+	int i;
+
+	if (!d)
+		return;
+	dec_packet_rx(cf.data, cf.caplen, cf.len, cf.link, cf.csum_flags, d);
+	/* A frame with a bad checksum never reaches its receiver's TCP (the
+	 * kernel discards it): it is no evidence of what happened to a socket. */
+	if (dec_has(d, DEC_L_TCP) && dec_has(d, DEC_L_IPV4) && d->layer[DEC_L_TCP].span.len >= 20 &&
+	    d->ip4.csum.status != DEC_CSUM_BAD && d->tcp.csum.status != DEC_CSUM_BAD) {
+		const struct dec_tcp *t = &d->tcp;
+		for (i = 0; i < o->n_w; i++) {
+			struct sockw *w = &o->w[i];
+			int to_it = t->dport == w->s.lport && t->sport == w->s.rport &&
+				    !memcmp(d->ip4.dst, &w->s.laddr, 4) &&
+				    !memcmp(d->ip4.src, &w->s.raddr, 4);
+			int from_it = t->sport == w->s.lport && t->dport == w->s.rport &&
+				      !memcmp(d->ip4.src, &w->s.laddr, 4) &&
+				      !memcmp(d->ip4.dst, &w->s.raddr, 4);
+			/* Reaching it: on its own host's capture, arriving (or at
+			 * the one capture point). */
+			int here = p->u.frame.host < 0 ||
+				   (p->u.frame.host == w->s.host && !p->u.frame.outgoing);
+
+			if (w->s.rport == 0)
+				continue;
+			/* The first RST since sock_diag last listed it. */
+			if (to_it && here && (t->flags & DEC_TCP_RST) &&
+			    (!w->rst.t_ns || w->rst.t_ns < w->d_last_listed_ns))
+				w->rst = (struct obs_rst){p->t_ns, t->seq, t->ack, t->flags};
+			/* A FIN or RST that reached a socket sock_diag lists can
+			 * change or end it (a timewait socket's only trace): the
+			 * kernel has handled it by now, so look at once. */
+			if (to_it && here && w->listed && (t->flags & (DEC_TCP_FIN | DEC_TCP_RST)))
+				o->diag_due = 1;
+			if ((to_it || from_it) && (t->flags & DEC_TCP_SYN) && !(t->flags & DEC_TCP_ACK))
+				w->syn_ns = p->t_ns;
+		}
+	}
+	memset(&ev, 0, sizeof ev);
+	ev.kind = OBS_FRAME;
+	ev.t_ns = p->t_ns;
+	ev.frame = &cf;
+	ev.pkt = d;
+	ev.host = p->u.frame.host;
+	ev.sock = -1;
+	ask_lab(o, &ev);
+	free(d);
+}
+
+static void deliver_transition(struct obs *o, const struct pending *p)
+{
+	struct sockw *w = &o->w[p->sock];
+	struct obs_event ev = {.kind = OBS_TRANSITION, .t_ns = p->t_ns, .sock = p->sock,
+			       .from = p->u.trans.from, .to = p->u.trans.to,
+			       .src = OBS_SRC_TRACEPOINT, .host = -1};
+	json_t *f;
+
+	w->known = p->u.trans.to;
+	w->known_src = OBS_SRC_TRACEPOINT;
+	w->known_ns = p->t_ns;
+	f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "who", w->s.who, "from",
+		      tcpst_name(p->u.trans.from), "to", tcpst_name(p->u.trans.to), "source",
+		      "tracepoint", "kind", "transition", "t_kernel_us", obs_run_us(o->ctx, p->t_ns));
+	emit_with(o, "state", f, ask_lab(o, &ev));
+}
+
+static void deliver_seen(struct obs *o, const struct pending *p)
+{
+	struct sockw *w = &o->w[p->sock];
+	struct obs_event ev = {.kind = OBS_SEEN, .t_ns = p->t_ns, .sock = p->sock,
+			       .from = w->known_src >= 0 ? w->known : TCPST_UNKNOWN,
+			       .to = p->u.seen.state, .src = p->u.seen.src,
+			       .timer = p->u.seen.timer, .timer_ms = p->u.seen.ms, .host = -1};
+	json_t *f;
+
+	if (p->u.seen.src == OBS_SRC_SOCK_DIAG) {
+		w->d_listed = 1;
+		w->d_last_listed_ns = p->t_ns;
+		w->d_timer = p->u.seen.timer;
+		w->d_timer_ms = p->u.seen.ms;
+	}
+	/* Only what is new: the last state any kernel source gave stands
+	 * until a source says otherwise. */
+	if (w->known_src >= 0 && w->known == p->u.seen.state)
+		return;
+	w->known = p->u.seen.state;
+	w->known_src = p->u.seen.src;
+	w->known_ns = p->t_ns;
+	f = json_pack("{s:s, s:s, s:s, s:s, s:I}", "who", w->s.who, "state",
+		      tcpst_name(p->u.seen.state), "source", obs_src_name(p->u.seen.src), "kind",
+		      "sample", "t_kernel_us", obs_run_us(o->ctx, p->t_ns));
+	if (p->u.seen.src == OBS_SRC_SOCK_DIAG)
+		json_object_set_new(f, "listed", json_true());
+	if (p->u.seen.timer) {
+		json_object_set_new(f, "timer", json_string(tcpst_timer_name(p->u.seen.timer)));
+		json_object_set_new(f, "timer_ms", json_integer(p->u.seen.ms));
+	}
+	emit_with(o, "observation", f, ask_lab(o, &ev));
+}
+
+static void deliver_timer(struct obs *o, const struct pending *p)
+{
+	struct sockw *w = &o->w[p->sock];
+	struct obs_event ev = {.kind = OBS_TIMER, .t_ns = p->t_ns, .sock = p->sock,
+			       .to = p->u.seen.state, .src = OBS_SRC_SOCK_DIAG,
+			       .timer = p->u.seen.timer, .timer_ms = p->u.seen.ms, .host = -1};
+	json_t *f;
+
+	if (w->d_listed != 1)
+		return;
+	f = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "who", w->s.who, "state",
+		      tcpst_name(p->u.seen.state), "timer", tcpst_timer_name(p->u.seen.timer),
+		      "ms_left", (json_int_t)p->u.seen.ms, "source", "sock_diag", "t_kernel_us",
+		      obs_run_us(o->ctx, p->t_ns));
+	emit_with(o, "timer", f, ask_lab(o, &ev));
+}
+
+/* Why a socket sock_diag listed is gone, from this run's evidence. */
+static const char *gone_reason(const struct sockw *w, int64_t t_ns, int64_t last_ns)
+{
+	if (w->rst.t_ns && w->rst.t_ns >= last_ns - 1000000)
+		return "rst";
+	if (w->syn_ns && w->syn_ns >= last_ns)
+		return "reused";
+	if (w->d_timer && (int64_t)w->d_timer_ms * 1000000 <= t_ns - last_ns)
+		return "timer_expired";
+	return "not_listed";
+}
+
+static void deliver_gone(struct obs *o, const struct pending *p)
+{
+	struct sockw *w = &o->w[p->sock];
+	int64_t last = p->u.gone.last_listed_ns;
+	const char *reason;
+	struct obs_event ev;
+	json_t *f, *extra;
+
+	w->d_listed = 0;
+	/* The tracepoint already reported its end: nothing new. */
+	if (w->known_src == OBS_SRC_TRACEPOINT && w->known == TCPST_CLOSE)
+		return;
+	reason = gone_reason(w, p->t_ns, last);
+	w->gone_reason = reason;
+	memset(&ev, 0, sizeof ev);
+	ev.kind = OBS_GONE;
+	ev.t_ns = p->t_ns;
+	ev.sock = p->sock;
+	ev.host = -1;
+	ev.src = OBS_SRC_SOCK_DIAG;
+	ev.last_state = w->known;
+	ev.reason = reason;
+	ev.rst = !strcmp(reason, "rst") ? &w->rst : NULL;
+	ev.last_listed_ns = last;
+	ev.timer = w->d_timer;
+	ev.timer_ms = w->d_timer_ms;
+	f = json_pack("{s:s, s:n, s:s, s:s, s:b, s:s, s:s, s:I, s:I}", "who", w->s.who, "state",
+		      "source", "sock_diag", "kind", "sample", "listed", 0, "last_state",
+		      tcpst_name(w->known), "reason", reason, "last_listed_us",
+		      obs_run_us(o->ctx, last), "t_kernel_us", obs_run_us(o->ctx, p->t_ns));
+	if (ev.rst)
+		json_object_set_new(f, "evidence",
+				    json_pack("{s:s, s:I, s:I, s:I}", "segment", "RST", "seq_raw",
+					      (json_int_t)w->rst.seq, "ack_raw", (json_int_t)w->rst.ack,
+					      "t_kernel_us", obs_run_us(o->ctx, w->rst.t_ns)));
+	extra = ask_lab(o, &ev);
+	if (w->d_timer) {
+		json_t *tm = json_pack("{s:s, s:s, s:s, s:b, s:s, s:I, s:s, s:I}", "who", w->s.who,
+				       "state", tcpst_name(w->known), "timer",
+				       tcpst_timer_name(w->d_timer), "stopped", 1, "reason", reason,
+				       "ms_left_last", (json_int_t)w->d_timer_ms, "source",
+				       "sock_diag", "t_kernel_us", obs_run_us(o->ctx, p->t_ns));
+		if (extra)
+			json_object_update(tm, extra);
+		emit_with(o, "observation", f, extra);
+		ev_emit(o->ctx->em, "timer", tm);
+	} else {
+		emit_with(o, "observation", f, extra);
+	}
+	w->known = TCPST_CLOSE;
+	w->known_src = OBS_SRC_SOCK_DIAG;
+	w->known_ns = p->t_ns;
+}
+
+/* Deliver every queued item stamped at or before horizon, in time order. */
+static void deliver_until(struct obs *o, int64_t horizon)
+{
+	struct pending *batch = NULL;
+	size_t n = 0, i, keep = 0;
+
+	pthread_mutex_lock(&o->lock);
+	if (o->n_pend) {
+		batch = malloc(o->n_pend * sizeof *batch);
+		if (batch) {
+			for (i = 0; i < o->n_pend; i++) {
+				if (o->pend[i].t_ns <= horizon)
+					batch[n++] = o->pend[i];
+				else
+					o->pend[keep++] = o->pend[i];
+			}
+			o->n_pend = keep;
+		}
+	}
+	pthread_mutex_unlock(&o->lock);
+	if (!batch)
+		return;
+	qsort(batch, n, sizeof *batch, pend_cmp);
+	for (i = 0; i < n; i++) {
+		struct obs_event ev;
+
+		switch (batch[i].kind) {
+		case OBS_FRAME:
+			deliver_frame(o, &batch[i]);
+			break;
+		case OBS_TRANSITION:
+			deliver_transition(o, &batch[i]);
+			break;
+		case OBS_SEEN:
+			deliver_seen(o, &batch[i]);
+			break;
+		case OBS_TIMER:
+			deliver_timer(o, &batch[i]);
+			break;
+		case OBS_GONE:
+			deliver_gone(o, &batch[i]);
+			break;
+		case OBS_RECORD:
+			memset(&ev, 0, sizeof ev);
+			ev.kind = OBS_RECORD;
+			ev.t_ns = batch[i].t_ns;
+			ev.sock = -1;
+			ev.host = -1;
+			ev.rec = batch[i].u.rec;
+			ask_lab(o, &ev);
+			break;
+		}
+		pend_free(o, &batch[i]);
+	}
+	free(batch);
+}
+
+/* ---- reading the sources ---- */
+
+static int on_frame(void *arg, const struct cap_frame *f)
+{
+	struct obs_cap *c = arg;
+	struct pending p;
+
+	memset(&p, 0, sizeof p);
+	p.kind = OBS_FRAME;
+	p.t_ns = f->t_mono_ns;
+	p.sock = -1;
+	p.u.frame.data = malloc(f->caplen ? f->caplen : 1);
+	if (!p.u.frame.data)
+		return -ENOMEM;
+	memcpy(p.u.frame.data, f->data, f->caplen);
+	p.u.frame.caplen = f->caplen;
+	p.u.frame.len = f->len;
+	p.u.frame.ts_real = f->ts_real;
+	p.u.frame.link = f->link;
+	p.u.frame.host = c->host;
+	p.u.frame.outgoing = f->outgoing;
+	p.u.frame.csum_flags = f->csum_flags;
+	return pend_push(c->o, &p) < 0 ? -ENOMEM : 0;
+}
+
+static void on_trace(void *arg, const struct tcpst_trace_ev *ev)
+{
+	struct obs *o = arg;
+	struct pending p;
+	int s = trace_sock(o, ev);
+
+	if (s < 0)
+		return;
+	memset(&p, 0, sizeof p);
+	p.kind = OBS_TRANSITION;
+	p.t_ns = ev->t_mono_ns;
+	p.sock = s;
+	p.u.trans.from = ev->oldstate;
+	p.u.trans.to = ev->newstate;
+	pend_push(o, &p);
+	/* A full socket leaving FIN_WAIT2 or CLOSING for CLOSE has usually
+	 * become a timewait socket, which only sock_diag shows, and which an
+	 * RST can end within milliseconds: look now. */
+	if (ev->newstate == TCPST_CLOSE &&
+	    (ev->oldstate == TCPST_FIN_WAIT2 || ev->oldstate == TCPST_CLOSING))
+		o->diag_due = 1;
+}
+
+static void on_diag(void *arg, const struct tcpst_diag_sock *d)
+{
+	struct obs *o = arg;
+	int s = diag_sock(o, d);
+
+	if (s < 0)
+		return;
+	o->w[s].in_sample = 1;
+	o->w[s].sample_state = d->state;
+	o->w[s].sample_timer = d->timer;
+	o->w[s].sample_ms = d->expires_ms;
+}
+
+/* One sock_diag sample of every host. Its time is when the dumps returned:
+ * the kernel walked its tables somewhere during the call, so every state it
+ * reports was reached by then. Then: an observation for each watched
+ * socket listed, a timer about once a second, and "gone" for a socket
+ * listed before and not now. */
+static void sample_diag(struct obs *o)
+{
+	char err[128];
+	int64_t t;
+	int i;
+
+	for (i = 0; i < o->n_w; i++)
+		o->w[i].in_sample = 0;
+	if (!o->net) {
+		tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
+	} else {
+		if (net_enter(o->net, NET_CLIENT) == 0)
+			tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
+		if (net_enter(o->net, NET_SERVER) == 0)
+			tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
+	}
+	t = obs_now_ns();
+	o->last_diag_ns = t;
+	for (i = 0; i < o->n_w; i++) {
+		struct sockw *w = &o->w[i];
+		struct pending p;
+
+		memset(&p, 0, sizeof p);
+		p.t_ns = t;
+		p.sock = i;
+		if (w->in_sample) {
+			p.kind = OBS_SEEN;
+			p.u.seen.state = w->sample_state;
+			p.u.seen.src = OBS_SRC_SOCK_DIAG;
+			p.u.seen.timer = w->sample_timer;
+			p.u.seen.ms = w->sample_ms;
+			pend_push(o, &p);
+			if ((w->sample_timer == TCPST_TIMER_TIME_WAIT ||
+			     (w->sample_state == TCPST_FIN_WAIT2 && w->sample_timer)) &&
+			    t - w->last_tick_ns >= (int64_t)OBS_TIMER_EVERY_MS * 1000000) {
+				w->last_tick_ns = t;
+				p.kind = OBS_TIMER;
+				pend_push(o, &p);
+			}
+			w->listed = w->ever_listed = 1;
+			w->last_listed_ns = t;
+		} else if (w->listed) {
+			w->listed = 0;
+			p.kind = OBS_GONE;
+			p.u.gone.last_listed_ns = w->last_listed_ns;
+			pend_push(o, &p);
+		}
+	}
+}
+
+static void read_sources(struct obs *o)
+{
+	int i;
+
+	for (i = 0; i < o->n_caps; i++)
+		cap_read(o->caps[i].cap, on_frame, &o->caps[i]);
+	if (o->trace)
+		tcpst_trace_read(o->trace, on_trace, o);
+}
+
+static void *obs_thread(void *arg)
+{
+	struct obs *o = arg;
+
+	for (;;) {
+		struct pollfd p[4];
+		nfds_t n = 0;
+		uint64_t v;
+		int64_t now;
+		int i;
+
+		p[n++] = (struct pollfd){o->stop_fd, POLLIN, 0};
+		for (i = 0; i < o->n_caps; i++)
+			p[n++] = (struct pollfd){cap_fd(o->caps[i].cap), POLLIN, 0};
+		if (o->trace)
+			p[n++] = (struct pollfd){tcpst_trace_fd(o->trace), POLLIN, 0};
+		poll(p, n, OBS_POLL_MS);
+		read_sources(o);
+		now = obs_now_ns();
+		if (o->n_w && (o->diag_due ||
+				 now - o->last_diag_ns >= (int64_t)OBS_DIAG_EVERY_MS * 1000000)) {
+			o->diag_due = 0;
+			sample_diag(o);
+		}
+		/* Everything stamped up to a moment ago has been read from every
+		 * source: deliver it, in timestamp order. */
+		deliver_until(o, now - OBS_HORIZON_NS);
+		if (read(o->stop_fd, &v, sizeof v) == sizeof v)
+			break;
+	}
+	return NULL;
+}
+
+/* ---- life cycle ---- */
+
+int obs_start(struct obs **out, const struct obs_config *cfg)
+{
+	struct lab_ctx *ctx = cfg->ctx;
+	struct obs *o;
+	char err[512] = "";
+	int rc, i;
+
+	*out = NULL;
+	if (cfg->n_socks > OBS_MAX_SOCKS) {
+		ev_error(ctx->em, "internal", NULL, "too many sockets to watch");
+		return -EINVAL;
+	}
+	o = calloc(1, sizeof *o);
+	if (!o) {
+		ev_error(ctx->em, "internal", NULL, "out of memory");
+		return -ENOMEM;
+	}
+	o->cfg = *cfg;
+	o->ctx = ctx;
+	o->net = ctx->net;
+	o->stop_fd = -1;
+	pthread_mutex_init(&o->lock, NULL);
+	o->n_w = (int)cfg->n_socks;
+	for (i = 0; i < o->n_w; i++) {
+		o->w[i].s = cfg->socks[i];
+		o->w[i].known = TCPST_CLOSE;
+		o->w[i].known_src = -1;
+		o->w[i].d_listed = -1;
+	}
+	o->cfg.socks = NULL; /* copied into w */
+	*out = o;
+
+	/* Two hosts: each host's eth0 (a capture opens in the namespace of the
+	 * thread that makes it), so each segment is seen leaving and arriving.
+	 * Loopback: lo. */
+	o->caps[0] = (struct obs_cap){o, NULL, o->net ? NET_SERVER : -1};
+	o->caps[1] = (struct obs_cap){o, NULL, NET_CLIENT};
+	rc = net_enter(o->net, NET_SERVER);
+	if (rc == 0)
+		rc = cap_open(&o->caps[0].cap, o->net ? NET_IFNAME : "lo", cfg->filter, err,
+			      sizeof err);
+	if (rc == 0)
+		o->n_caps = 1;
+	if (rc == 0 && o->net) {
+		rc = net_enter(o->net, NET_CLIENT);
+		if (rc == 0)
+			rc = cap_open(&o->caps[1].cap, NET_IFNAME, cfg->filter, err, sizeof err);
+		if (rc == 0)
+			o->n_caps = 2;
+	}
+	if (rc < 0) {
+		if (!err[0] || rc == -EBADF)
+			snprintf(err, sizeof err, "entering a host's namespace: %s", strerror(-rc));
+		ev_error(ctx->em, rc == -EPERM ? "no_capture_privilege" : "capture_failed", NULL, err);
+		goto fail;
+	}
+	o->link = cap_link(o->caps[0].cap);
+	ev_emit(ctx->em, "capture",
+		json_pack("{s:s, s:[s, s*], s:s, s:s, s:b}", "interface", o->net ? NET_IFNAME : "lo",
+			  "hosts", o->net ? "client" : "loopback", o->net ? "server" : NULL, "filter",
+			  cfg->filter ? cfg->filter : "", "link",
+			  o->link == CAP_LINK_ETHERNET ? "ethernet" : "raw", "pcap",
+			  ctx->pcap_path != NULL));
+	if (cfg->pcap_path) {
+		rc = cap_pcap_open(&o->pcap, cfg->pcap_path, o->link, err, sizeof err);
+		if (rc < 0) {
+			ev_error(ctx->em, "pcap_failed", NULL, err);
+			goto fail;
+		}
+	}
+	if (cfg->trace_filter) {
+		tcpst_trace_cleanup_stale();
+		rc = tcpst_trace_open(&o->trace, ctx->em->run_id, cfg->trace_filter, o->trace_err,
+				      sizeof o->trace_err);
+		if (rc < 0)
+			o->trace = NULL;
+	} else {
+		snprintf(o->trace_err, sizeof o->trace_err, "not asked for");
+	}
+	o->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (o->stop_fd < 0) {
+		rc = -errno;
+		ev_error(ctx->em, "internal", NULL, "no eventfd for the observer");
+		goto fail;
+	}
+	rc = pthread_create(&o->tid, NULL, obs_thread, o);
+	if (rc != 0) {
+		rc = -rc;
+		ev_error(ctx->em, "internal", NULL, "could not start the observer thread");
+		goto fail;
+	}
+	o->running = 1;
+	return 0;
+fail:
+	obs_destroy(o);
+	*out = NULL;
+	return rc;
+}
+
+void obs_stop(struct obs *o)
+{
+	uint64_t one = 1;
+
+	if (!o || o->stopped)
+		return;
+	if (o->running) {
+		if (write(o->stop_fd, &one, sizeof one) < 0) {
+			/* eventfd writes do not fail with a counter this small */
+		}
+		pthread_join(o->tid, NULL);
+		o->running = 0;
+	}
+	read_sources(o);
+	if (o->n_w)
+		sample_diag(o);
+	deliver_until(o, INT64_MAX);
+	o->stopped = 1;
+}
+
+void obs_destroy(struct obs *o)
+{
+	size_t i;
+	int k;
+
+	if (!o)
+		return;
+	if (o->running) {
+		uint64_t one = 1;
+		if (write(o->stop_fd, &one, sizeof one) < 0) {
+			/* as above */
+		}
+		pthread_join(o->tid, NULL);
+		o->running = 0;
+	}
+	tcpst_trace_close(o->trace);
+	for (k = 0; k < 2; k++)
+		cap_close(o->caps[k].cap);
+	cap_pcap_close(o->pcap);
+	if (o->stop_fd >= 0)
+		close(o->stop_fd);
+	for (i = 0; i < o->n_pend; i++)
+		pend_free(o, &o->pend[i]);
+	free(o->pend);
+	pthread_mutex_destroy(&o->lock);
+	free(o);
+}
+
+int obs_has_tracepoint(const struct obs *o)
+{
+	return o && o->trace != NULL;
+}
+
+const char *obs_trace_error(const struct obs *o)
+{
+	return o && !o->trace ? o->trace_err : "";
+}
+
+int obs_link(const struct obs *o)
+{
+	return o->link;
+}
+
+int obs_pcap_write(struct obs *o, const struct cap_frame *f)
+{
+	return o && o->pcap ? cap_pcap_write(o->pcap, f) : 0;
+}
+
+uint64_t obs_capture_drops(struct obs *o)
+{
+	uint64_t drops = 0;
+	int i;
+
+	for (i = 0; i < o->n_caps; i++) {
+		struct cap_stats st;
+		cap_get_stats(o->caps[i].cap, &st);
+		drops += st.kernel_drops;
+	}
+	return drops + o->dropped;
+}
+
+void obs_tcp_info(struct obs *o, int sock, int fd)
+{
+	struct pending p;
+	int st;
+
+	if (!o || o->trace || sock < 0 || sock >= o->n_w || fd < 0)
+		return;
+	st = tcpst_tcp_info_state(fd);
+	if (st <= 0)
+		return;
+	memset(&p, 0, sizeof p);
+	p.kind = OBS_SEEN;
+	p.t_ns = obs_now_ns();
+	p.sock = sock;
+	p.u.seen.state = st;
+	p.u.seen.src = OBS_SRC_TCP_INFO;
+	pend_push(o, &p);
+}
+
+int obs_record(struct obs *o, int64_t t_ns, void *rec)
+{
+	struct pending p;
+
+	memset(&p, 0, sizeof p);
+	p.kind = OBS_RECORD;
+	p.t_ns = t_ns;
+	p.sock = -1;
+	p.u.rec = rec;
+	return pend_push(o, &p);
+}
+
+void obs_final_state(const struct obs *o, int sock, struct obs_final *out)
+{
+	const struct sockw *w;
+
+	memset(out, 0, sizeof *out);
+	out->src = -1;
+	if (!o || sock < 0 || sock >= o->n_w)
+		return;
+	w = &o->w[sock];
+	out->state = w->known;
+	out->src = w->known_src;
+	out->t_ns = w->known_ns;
+	out->listed_at_end = w->listed;
+	out->ever_listed = w->ever_listed;
+	out->reason = w->d_listed == 0 ? w->gone_reason : NULL;
+	out->timer = w->d_timer;
+	out->timer_ms = w->d_timer_ms;
+}

@@ -1,0 +1,204 @@
+/* observer.h: one observer per lab run: the captures on the run's interfaces, the kernel's TCP states (tracepoint, sock_diag, TCP_INFO) and the lab's own records, merged into one time-ordered live stream. */
+#ifndef SOCKLAB_OBSERVER_H
+#define SOCKLAB_OBSERVER_H
+
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "capture/capture.h"
+#include "decode/decode.h"
+
+/*
+ * A lab describes the exercise; the observer watches it. It owns:
+ *  - the captures: the run's loopback (one capture point), or on two hosts
+ *    each host's eth0 (every segment is seen leaving one host and reaching
+ *    the other);
+ *  - the kernel's TCP state sources for the sockets the lab names (struct
+ *    obs_sock): the sock:inet_sock_set_state tracepoint (transitions, with
+ *    the kernel's own timestamps), NETLINK_SOCK_DIAG sampled every
+ *    OBS_DIAG_EVERY_MS in each host (states and timers, TIME_WAIT included)
+ *    and TCP_INFO read when the lab asks (obs_tcp_info: the fallback
+ *    without the tracepoint);
+ *  - records the lab queues itself (obs_record).
+ * A thread reads them all and hands every item to the lab's callback in the
+ * order of its timestamp (CLOCK_MONOTONIC, the run clock), a couple of
+ * milliseconds behind real time so that every source has been read up to
+ * that instant.
+ *
+ * States only as observed. The observer emits the kernel-state events
+ * itself, one rule for every lab:
+ *  - `state` {who, from, to, source:"tracepoint", kind:"transition"}: only
+ *    the tracepoint reports transitions.
+ *  - `observation` {who, state, source:"sock_diag"|"tcp_info", kind:"sample",
+ *    listed:true (sock_diag), timer, timer_ms}: a sample saw the socket in
+ *    that state at t_kernel_us.
+ *    Emitted when it tells something new (the state differs from the last
+ *    one any kernel source gave). Never a transition: nobody saw the change.
+ *  - `observation` {who, source:"sock_diag", listed:false, last_state,
+ *    reason, evidence, last_listed_us}: a socket sock_diag listed before is
+ *    gone. reason: "rst" (an RST reached it after it was last listed:
+ *    evidence names the segment), "timer_expired" (its timer had run out),
+ *    "reused" (a SYN for the same addresses and ports), or "not_listed"
+ *    (nothing this run saw explains it).
+ *  - `timer` {who, state, timer, ms_left, source:"sock_diag"} about once a
+ *    second while sock_diag lists the socket with a TIME_WAIT (or FIN_WAIT2)
+ *    timer, and a last one {stopped:true, reason} when the socket is gone.
+ * Before emitting each of these, the observer calls the lab's callback with
+ * the item; what the callback returns (a new JSON object, or NULL) is added
+ * to the event (the handshake lab adds the segment number it follows).
+ * Frames and records are the lab's to emit (obs_segment_json builds the
+ * common fields of a `segment` event).
+ *
+ * Threads: the callback runs on the observer's thread while it runs, then on
+ * the thread that calls obs_stop (which delivers what is left). obs_tcp_info
+ * and obs_record may be called from any thread.
+ */
+
+#define OBS_MAX_SOCKS 8
+#define OBS_DIAG_EVERY_MS 100
+
+/* Where a state came from. */
+enum obs_src { OBS_SRC_TRACEPOINT, OBS_SRC_SOCK_DIAG, OBS_SRC_TCP_INFO, OBS_SRC_RFC_MODEL };
+
+/* "tracepoint", "sock_diag", "tcp_info", "rfc-model". */
+const char *obs_src_name(int src);
+
+/* A socket to watch (IPv4). Addresses in network byte order, ports in host
+ * order. A listener has rport 0 and raddr 0. */
+struct obs_sock {
+	const char *who; /* the events' "who": "client", "server", "listener" (static) */
+	struct in_addr laddr, raddr;
+	uint16_t lport, rport;
+	int host; /* two hosts: the namespace it lives in (NET_CLIENT, NET_SERVER) */
+};
+
+enum obs_kind {
+	OBS_FRAME,      /* a captured frame, decoded */
+	OBS_TRANSITION, /* the tracepoint reported from -> to */
+	OBS_SEEN,       /* a sample saw the socket in state `to` (from: the last state known) */
+	OBS_GONE,       /* sock_diag no longer lists a socket it listed */
+	OBS_TIMER,      /* sock_diag's timer for a listed socket (about once a second) */
+	OBS_RECORD,     /* something the lab queued with obs_record() */
+};
+
+/* The evidence that ended a socket: the RST that reached it. */
+struct obs_rst {
+	int64_t t_ns; /* when it reached the socket's host */
+	uint32_t seq, ack;
+	uint16_t flags;
+};
+
+struct obs_event {
+	enum obs_kind kind;
+	int64_t t_ns; /* CLOCK_MONOTONIC: the kernel's stamp, or when a sample returned */
+	/* OBS_FRAME */
+	const struct cap_frame *frame;
+	const struct dec_packet *pkt;
+	int host; /* two hosts: the capture's host (NET_CLIENT, NET_SERVER); -1: one capture point */
+	/* kernel states */
+	int sock; /* index into the lab's obs_sock array */
+	int from, to, src;
+	int timer;         /* TCPST_TIMER_* */
+	uint32_t timer_ms; /* time left on it */
+	/* OBS_GONE and a stopped timer */
+	int last_state;
+	const char *reason; /* "rst", "timer_expired", "reused", "not_listed" */
+	const struct obs_rst *rst; /* reason "rst": the segment, else NULL */
+	int64_t last_listed_ns;
+	/* OBS_RECORD */
+	void *rec;
+};
+
+/* Called in timestamp order for every item. For kernel-state items the
+ * return value (a new JSON object, or NULL) is merged into the event the
+ * observer emits; for frames and records return NULL. */
+typedef json_t *(*obs_fn)(void *arg, const struct obs_event *ev);
+
+/* Frees a record queued with obs_record once delivered (or never delivered). */
+typedef void (*obs_free_fn)(void *rec);
+
+struct lab_ctx;
+
+struct obs_config {
+	struct lab_ctx *ctx;     /* the run: its emitter, its network (ctx->net: two hosts) */
+	const char *filter;      /* capture filter, tcpdump syntax */
+	const char *trace_filter; /* tracepoint filter, ftrace syntax; NULL: no tracepoint */
+	const struct obs_sock *socks; /* copied */
+	size_t n_socks;          /* at most OBS_MAX_SOCKS */
+	obs_fn fn;
+	void *arg;
+	obs_free_fn free_rec;    /* may be NULL */
+	const char *pcap_path;   /* a pcap file for obs_pcap_write (usually ctx->pcap_path); NULL: none */
+};
+
+struct obs;
+
+/* Open the captures and the kernel sources and start the thread. Emits a
+ * `capture` event (interfaces, filter) and, when the tracepoint is not
+ * available, remembers why (obs_trace_error). On failure returns -errno
+ * after emitting an `error` event (-EPERM: "no_capture_privilege") and
+ * *out is NULL. */
+int obs_start(struct obs **out, const struct obs_config *cfg);
+
+/* Stop the thread, read every source one last time, take a last sock_diag
+ * sample and deliver everything still queued. Safe to call twice. */
+void obs_stop(struct obs *o);
+
+/* Close everything. NULL is fine. */
+void obs_destroy(struct obs *o);
+
+/* 1 when the tracepoint reports transitions in this run. */
+int obs_has_tracepoint(const struct obs *o);
+
+/* Why the tracepoint is not available ("" when it is). */
+const char *obs_trace_error(const struct obs *o);
+
+/* The captures' link type (CAP_LINK_*). */
+int obs_link(const struct obs *o);
+
+/* Append a frame to the run's pcap file (cfg.pcap_path), flushed: the lab
+ * chooses which frames (on two hosts, one copy of each). 0, or -EIO. */
+int obs_pcap_write(struct obs *o, const struct cap_frame *f);
+
+/* Frames the kernel dropped before any capture could read them. */
+uint64_t obs_capture_drops(struct obs *o);
+
+/* Sample socket `sock` (open descriptor fd) with TCP_INFO now. Only without
+ * the tracepoint (it is the fallback): a no-op when the tracepoint runs. */
+void obs_tcp_info(struct obs *o, int sock, int fd);
+
+/* Queue rec, stamped t_ns, to be delivered in time order (OBS_RECORD). The
+ * observer owns rec from now on. 0 or -ENOMEM (rec freed). */
+int obs_record(struct obs *o, int64_t t_ns, void *rec);
+
+/* What the kernel sources last said of socket sock: the last state any of
+ * them gave (src OBS_SRC_*, -1: none ever did) and when, whether the last
+ * sock_diag sample (obs_stop takes one) still listed it, and when a socket
+ * sock_diag had listed is gone, why. Read it once obs_stop has returned. */
+struct obs_final {
+	int state, src;
+	int64_t t_ns;
+	int listed_at_end;  /* 1: in the last sock_diag sample; 0: not */
+	int ever_listed;
+	const char *reason; /* gone: "rst", "timer_expired", "reused", "not_listed"; else NULL */
+	int timer;          /* its last timer seen by sock_diag (TCPST_TIMER_*) */
+	uint32_t timer_ms;
+};
+void obs_final_state(const struct obs *o, int sock, struct obs_final *out);
+
+/* The common fields of a `segment` event for a decoded TCP frame (src, dst,
+ * flags, flags_raw, flags_short, seq_raw, ack_raw, len, win, options,
+ * checksums, status, why, caplen, wirelen, bytes as hex, layers, t_kernel_us). New
+ * reference. */
+json_t *obs_segment_json(struct lab_ctx *ctx, const struct cap_frame *f,
+			 const struct dec_packet *d, int64_t t_ns);
+
+/* Nanoseconds on CLOCK_MONOTONIC to the run clock's microseconds. */
+json_int_t obs_run_us(struct lab_ctx *ctx, int64_t t_ns);
+
+/* CLOCK_MONOTONIC now, in nanoseconds. */
+int64_t obs_now_ns(void);
+
+#endif
