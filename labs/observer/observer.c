@@ -109,6 +109,7 @@ struct obs {
 
 	pthread_t tid;
 	int running, stopped;
+	int offline; /* obs_open_offline: fed by the caller */
 	int stop_fd;
 	int64_t last_diag_ns;
 	int diag_due; /* sample now: a socket may have just become a timewait socket */
@@ -636,23 +637,18 @@ static void on_diag(void *arg, const struct tcpst_diag_sock *d)
  * reports was reached by then. Then: an observation for each watched
  * socket listed, a timer about once a second, and "gone" for a socket
  * listed before and not now. */
-static void sample_diag(struct obs *o)
+static void sample_begin(struct obs *o)
 {
-	char err[128];
-	int64_t t;
 	int i;
 
 	for (i = 0; i < o->n_w; i++)
 		o->w[i].in_sample = 0;
-	if (!o->net) {
-		tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
-	} else {
-		if (net_enter(o->net, NET_CLIENT) == 0)
-			tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
-		if (net_enter(o->net, NET_SERVER) == 0)
-			tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
-	}
-	t = obs_now_ns();
+}
+
+static void sample_end(struct obs *o, int64_t t)
+{
+	int i;
+
 	o->last_diag_ns = t;
 	for (i = 0; i < o->n_w; i++) {
 		struct sockw *w = &o->w[i];
@@ -684,6 +680,22 @@ static void sample_diag(struct obs *o)
 			pend_push(o, &p);
 		}
 	}
+}
+
+static void sample_diag(struct obs *o)
+{
+	char err[128];
+
+	sample_begin(o);
+	if (!o->net) {
+		tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
+	} else {
+		if (net_enter(o->net, NET_CLIENT) == 0)
+			tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
+		if (net_enter(o->net, NET_SERVER) == 0)
+			tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
+	}
+	sample_end(o, obs_now_ns());
 }
 
 static void read_sources(struct obs *o)
@@ -731,26 +743,16 @@ static void *obs_thread(void *arg)
 
 /* ---- life cycle ---- */
 
-int obs_start(struct obs **out, const struct obs_config *cfg)
+static struct obs *obs_alloc(const struct obs_config *cfg)
 {
-	struct lab_ctx *ctx = cfg->ctx;
-	struct obs *o;
-	char err[512] = "";
-	int rc, i;
+	struct obs *o = calloc(1, sizeof *o);
+	int i;
 
-	*out = NULL;
-	if (cfg->n_socks > OBS_MAX_SOCKS) {
-		ev_error(ctx->em, "internal", NULL, "too many sockets to watch");
-		return -EINVAL;
-	}
-	o = calloc(1, sizeof *o);
-	if (!o) {
-		ev_error(ctx->em, "internal", NULL, "out of memory");
-		return -ENOMEM;
-	}
+	if (!o)
+		return NULL;
 	o->cfg = *cfg;
-	o->ctx = ctx;
-	o->net = ctx->net;
+	o->ctx = cfg->ctx;
+	o->net = cfg->ctx->net;
 	o->stop_fd = -1;
 	pthread_mutex_init(&o->lock, NULL);
 	o->n_w = (int)cfg->n_socks;
@@ -761,6 +763,28 @@ int obs_start(struct obs **out, const struct obs_config *cfg)
 		o->w[i].d_listed = -1;
 	}
 	o->cfg.socks = NULL; /* copied into w */
+	o->caps[0] = (struct obs_cap){o, NULL, -1};
+	o->caps[1] = (struct obs_cap){o, NULL, NET_CLIENT};
+	return o;
+}
+
+int obs_start(struct obs **out, const struct obs_config *cfg)
+{
+	struct lab_ctx *ctx = cfg->ctx;
+	struct obs *o;
+	char err[512] = "";
+	int rc;
+
+	*out = NULL;
+	if (cfg->n_socks > OBS_MAX_SOCKS) {
+		ev_error(ctx->em, "internal", NULL, "too many sockets to watch");
+		return -EINVAL;
+	}
+	o = obs_alloc(cfg);
+	if (!o) {
+		ev_error(ctx->em, "internal", NULL, "out of memory");
+		return -ENOMEM;
+	}
 	*out = o;
 
 	/* Two hosts: each host's eth0 (a capture opens in the namespace of the
@@ -834,7 +858,13 @@ void obs_stop(struct obs *o)
 {
 	uint64_t one = 1;
 
-	if (!o || o->stopped)
+	if (!o)
+		return;
+	if (o->offline) {
+		deliver_until(o, INT64_MAX);
+		return;
+	}
+	if (o->stopped)
 		return;
 	if (o->running) {
 		if (write(o->stop_fd, &one, sizeof one) < 0) {
@@ -959,4 +989,56 @@ void obs_final_state(const struct obs *o, int sock, struct obs_final *out)
 	out->reason = w->d_listed == 0 ? w->gone_reason : NULL;
 	out->timer = w->d_timer;
 	out->timer_ms = w->d_timer_ms;
+}
+
+/* ---- the offline seam ---- */
+
+int obs_open_offline(struct obs **out, const struct obs_config *cfg)
+{
+	*out = NULL;
+	if (cfg->n_socks > OBS_MAX_SOCKS)
+		return -EINVAL;
+	*out = obs_alloc(cfg);
+	if (!*out)
+		return -ENOMEM;
+	snprintf((*out)->trace_err, sizeof (*out)->trace_err, "offline");
+	(*out)->offline = 1; /* nothing to stop: obs_stop only delivers */
+	return 0;
+}
+
+int obs_feed_frame(struct obs *o, const struct cap_frame *f, int host)
+{
+	struct obs_cap c = {o, NULL, host};
+
+	return on_frame(&c, f);
+}
+
+void obs_feed_transition(struct obs *o, int64_t t_ns, int sock, int from, int to)
+{
+	struct pending p;
+
+	if (sock < 0 || sock >= o->n_w)
+		return;
+	memset(&p, 0, sizeof p);
+	p.kind = OBS_TRANSITION;
+	p.t_ns = t_ns;
+	p.sock = sock;
+	p.u.trans.from = from;
+	p.u.trans.to = to;
+	pend_push(o, &p);
+}
+
+void obs_feed_diag(struct obs *o, int64_t t_ns, const struct tcpst_diag_sock *socks, size_t n)
+{
+	size_t i;
+
+	sample_begin(o);
+	for (i = 0; i < n; i++)
+		on_diag(o, &socks[i]);
+	sample_end(o, t_ns);
+}
+
+void obs_deliver(struct obs *o, int64_t horizon_ns)
+{
+	deliver_until(o, horizon_ns);
 }

@@ -195,6 +195,29 @@ void obs_final_state(const struct obs *o, int sock, struct obs_final *out);
 json_t *obs_segment_json(struct lab_ctx *ctx, const struct cap_frame *f,
 			 const struct dec_packet *d, int64_t t_ns);
 
+/* ---- a seam for tests and recorded data: an observer with no sources ----
+ * Everything a live observer would read is fed by the caller; items are
+ * queued and delivered (with the same rules) by obs_deliver or obs_stop, on
+ * the caller's thread. */
+
+struct tcpst_diag_sock;
+
+/* An observer with no captures, no tracepoint and no thread. 0 or -errno. */
+int obs_open_offline(struct obs **out, const struct obs_config *cfg);
+
+/* A captured frame, as if a capture on host had read it. 0 or -ENOMEM. */
+int obs_feed_frame(struct obs *o, const struct cap_frame *f, int host);
+
+/* A tracepoint event for watched socket sock. */
+void obs_feed_transition(struct obs *o, int64_t t_ns, int sock, int from, int to);
+
+/* One sock_diag sample taken at t_ns: the n sockets it listed (unwatched
+ * ones are ignored; a watched socket absent from it is not listed). */
+void obs_feed_diag(struct obs *o, int64_t t_ns, const struct tcpst_diag_sock *socks, size_t n);
+
+/* Deliver every queued item stamped at or before horizon_ns. */
+void obs_deliver(struct obs *o, int64_t horizon_ns);
+
 /* Nanoseconds on CLOCK_MONOTONIC to the run clock's microseconds. */
 json_int_t obs_run_us(struct lab_ctx *ctx, int64_t t_ns);
 

@@ -1,0 +1,278 @@
+/* test_observer.c: the observer's rules, fed offline: samples are observations (never transitions), a socket sock_diag stops listing is gone with the reason the evidence gives, the countdown stops, items are delivered in time order. */
+#include "unit.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "event.h"
+#include "lab.h"
+#include "observer/observer.h"
+#include "tcpstate/tcpstate.h"
+
+#define MS 1000000LL
+
+struct run {
+	struct ev_emitter em;
+	struct lab_ctx ctx;
+	json_t *events;
+	struct obs *o;
+	int64_t t0;
+	int calls;
+};
+
+static int sink(void *arg, const json_t *ev, const char *line)
+{
+	struct run *r = arg;
+
+	(void)line;
+	json_array_append(r->events, (json_t *)ev);
+	return 0;
+}
+
+static json_t *on_item(void *arg, const struct obs_event *ev)
+{
+	struct run *r = arg;
+
+	r->calls++;
+	return ev->kind == OBS_GONE && ev->rst ? json_pack("{s:i}", "lab_field", 7) : NULL;
+}
+
+/* The client 10.0.0.1:40000 talking to the server 10.0.0.2:80. */
+static const struct obs_sock client_sock = {"client", {0}, {0}, 40000, 80, 1};
+
+static void start(struct run *r)
+{
+	struct obs_config cfg;
+	struct obs_sock s = client_sock;
+
+	memset(r, 0, sizeof *r);
+	assert_int_equal(ev_init(&r->em, "0123456789abcdef", "test"), 0);
+	r->events = json_array();
+	ev_add_sink(&r->em, sink, r);
+	r->ctx.em = &r->em;
+	r->ctx.summary = json_object();
+	r->t0 = (int64_t)r->em.t0.tv_sec * 1000000000 + r->em.t0.tv_nsec;
+	inet_pton(AF_INET, "10.0.0.1", &s.laddr);
+	inet_pton(AF_INET, "10.0.0.2", &s.raddr);
+	memset(&cfg, 0, sizeof cfg);
+	cfg.ctx = &r->ctx;
+	cfg.socks = &s;
+	cfg.n_socks = 1;
+	cfg.fn = on_item;
+	cfg.arg = r;
+	assert_int_equal(obs_open_offline(&r->o, &cfg), 0);
+}
+
+static void finish(struct run *r)
+{
+	obs_destroy(r->o);
+	ev_cleanup(&r->em);
+	json_decref(r->events);
+	json_decref(r->ctx.summary);
+}
+
+/* The client's socket as sock_diag lists it. */
+static struct tcpst_diag_sock listed(int state, int timer, uint32_t ms)
+{
+	struct tcpst_diag_sock d;
+
+	memset(&d, 0, sizeof d);
+	d.family = AF_INET;
+	inet_pton(AF_INET, "10.0.0.1", d.src);
+	inet_pton(AF_INET, "10.0.0.2", d.dst);
+	d.sport = 40000;
+	d.dport = 80;
+	d.state = state;
+	d.timer = timer;
+	d.expires_ms = ms;
+	return d;
+}
+
+/* An IPv4 + TCP segment from the server to the client with flags. */
+static void feed_segment(struct run *r, int64_t t_ns, uint8_t flags, uint32_t seq)
+{
+	uint8_t b[40] = {0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1,
+			 0, 80, 0x9c, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0, 0, 0, 0, 0, 0, 0};
+	struct cap_frame f;
+
+	b[24] = (uint8_t)(seq >> 24);
+	b[25] = (uint8_t)(seq >> 16);
+	b[26] = (uint8_t)(seq >> 8);
+	b[27] = (uint8_t)seq;
+	b[33] = flags;
+	memset(&f, 0, sizeof f);
+	f.t_mono_ns = t_ns;
+	f.data = b;
+	f.caplen = f.len = sizeof b;
+	f.link = CAP_LINK_RAW;
+	assert_int_equal(obs_feed_frame(r->o, &f, -1), 0);
+}
+
+static json_t *events_of(struct run *r, const char *type)
+{
+	json_t *out = json_array(), *ev;
+	size_t i;
+
+	json_array_foreach(r->events, i, ev)
+		if (!strcmp(json_string_value(json_object_get(ev, "type")), type))
+			json_array_append(out, ev);
+	return out;
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+static void samples_are_observations_never_transitions(void **state)
+{
+	struct run r;
+	struct tcpst_diag_sock d;
+	json_t *obs, *st, *tm;
+
+	(void)state;
+	start(&r);
+	d = listed(TCPST_ESTABLISHED, 0, 0);
+	obs_feed_diag(r.o, r.t0 + 10 * MS, &d, 1);
+	obs_feed_diag(r.o, r.t0 + 20 * MS, &d, 1); /* nothing new: no event */
+	d = listed(TCPST_TIME_WAIT, TCPST_TIMER_TIME_WAIT, 59000);
+	obs_feed_diag(r.o, r.t0 + 30 * MS, &d, 1);
+	obs_stop(r.o);
+	obs = events_of(&r, "observation");
+	st = events_of(&r, "state");
+	tm = events_of(&r, "timer");
+	assert_int_equal(json_array_size(st), 0);
+	assert_int_equal(json_array_size(obs), 2);
+	assert_string_equal(str(json_array_get(obs, 0), "state"), "ESTABLISHED");
+	assert_string_equal(str(json_array_get(obs, 1), "state"), "TIME_WAIT");
+	assert_string_equal(str(json_array_get(obs, 1), "source"), "sock_diag");
+	assert_string_equal(str(json_array_get(obs, 1), "kind"), "sample");
+	assert_null(json_object_get(json_array_get(obs, 1), "from"));
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(obs, 1), "timer_ms")), 59000);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(obs, 1), "t_kernel_us")), 30000);
+	assert_int_equal(json_array_size(tm), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(tm, 0), "ms_left")), 59000);
+	json_decref(obs);
+	json_decref(st);
+	json_decref(tm);
+	finish(&r);
+}
+
+static void an_rst_ends_time_wait_and_is_named(void **state)
+{
+	struct run r;
+	struct tcpst_diag_sock d = listed(TCPST_TIME_WAIT, TCPST_TIMER_TIME_WAIT, 60000);
+	struct obs_final fin;
+	json_t *obs, *tm, *g;
+
+	(void)state;
+	start(&r);
+	obs_feed_diag(r.o, r.t0 + 10 * MS, &d, 1);
+	feed_segment(&r, r.t0 + 15 * MS, 0x04, 123456789);
+	obs_feed_diag(r.o, r.t0 + 20 * MS, NULL, 0);
+	obs_stop(r.o);
+	obs = events_of(&r, "observation");
+	tm = events_of(&r, "timer");
+	assert_int_equal(json_array_size(obs), 2);
+	g = json_array_get(obs, 1);
+	assert_true(json_is_false(json_object_get(g, "listed")));
+	assert_true(json_is_null(json_object_get(g, "state")));
+	assert_string_equal(str(g, "last_state"), "TIME_WAIT");
+	assert_string_equal(str(g, "reason"), "rst");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(g, "evidence"), "seq_raw")),
+			 123456789);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(g, "evidence"), "t_kernel_us")),
+			 15000);
+	assert_int_equal(json_integer_value(json_object_get(g, "lab_field")), 7);
+	/* The countdown: one reading, then stopped with the reason. */
+	assert_int_equal(json_array_size(tm), 2);
+	assert_true(json_is_true(json_object_get(json_array_get(tm, 1), "stopped")));
+	assert_string_equal(str(json_array_get(tm, 1), "reason"), "rst");
+	obs_final_state(r.o, 0, &fin);
+	assert_int_equal(fin.state, TCPST_CLOSE);
+	assert_int_equal(fin.src, OBS_SRC_SOCK_DIAG);
+	assert_int_equal(fin.listed_at_end, 0);
+	assert_string_equal(fin.reason, "rst");
+	json_decref(obs);
+	json_decref(tm);
+	finish(&r);
+}
+
+/* Why a socket is gone when no RST reached it: its timer had run out, or
+ * nothing this run saw explains it. An RST before it was last listed does
+ * not count. */
+static void gone_without_an_rst(void **state)
+{
+	static const struct {
+		uint32_t timer_ms;
+		int rst_before;
+		const char *reason;
+	} cases[] = {{50, 0, "timer_expired"}, {60000, 0, "not_listed"}, {60000, 1, "not_listed"}};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct run r;
+		struct tcpst_diag_sock d = listed(TCPST_TIME_WAIT, TCPST_TIMER_TIME_WAIT, cases[i].timer_ms);
+		json_t *obs;
+
+		start(&r);
+		if (cases[i].rst_before)
+			feed_segment(&r, r.t0 + 5 * MS, 0x04, 1);
+		obs_feed_diag(r.o, r.t0 + 10 * MS, &d, 1);
+		obs_feed_diag(r.o, r.t0 + 110 * MS, NULL, 0);
+		obs_stop(r.o);
+		obs = events_of(&r, "observation");
+		assert_int_equal(json_array_size(obs), 2);
+		assert_string_equal(str(json_array_get(obs, 1), "reason"), cases[i].reason);
+		assert_null(json_object_get(json_array_get(obs, 1), "evidence"));
+		json_decref(obs);
+		finish(&r);
+	}
+}
+
+/* The tracepoint's CLOSE already said it: a socket that then leaves
+ * sock_diag's list is nothing new. Transitions keep their kernel order even
+ * when fed after a later sample. */
+static void transitions_and_time_order(void **state)
+{
+	struct run r;
+	struct tcpst_diag_sock d = listed(TCPST_ESTABLISHED, 0, 0);
+	json_t *ev;
+	size_t i;
+	const char *types[8];
+	size_t n = 0;
+
+	(void)state;
+	start(&r);
+	obs_feed_diag(r.o, r.t0 + 10 * MS, &d, 1);
+	obs_feed_diag(r.o, r.t0 + 40 * MS, NULL, 0);
+	obs_feed_transition(r.o, r.t0 + 5 * MS, 0, TCPST_SYN_SENT, TCPST_ESTABLISHED);
+	obs_feed_transition(r.o, r.t0 + 30 * MS, 0, TCPST_ESTABLISHED, TCPST_CLOSE);
+	obs_stop(r.o);
+	json_array_foreach(r.events, i, ev)
+		if (n < 8)
+			types[n++] = str(ev, "type");
+	/* 5 ms: SYN_SENT -> ESTABLISHED; 10 ms: the sample agrees (nothing);
+	 * 30 ms: ESTABLISHED -> CLOSED; 40 ms: not listed (known: nothing). */
+	assert_int_equal(n, 2);
+	assert_string_equal(types[0], "state");
+	assert_string_equal(types[1], "state");
+	assert_string_equal(str(json_array_get(r.events, 0), "kind"), "transition");
+	assert_string_equal(str(json_array_get(r.events, 1), "to"), "CLOSED");
+	assert_true(r.calls >= 2);
+	finish(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(samples_are_observations_never_transitions),
+		cmocka_unit_test(an_rst_ends_time_wait_and_is_named),
+		cmocka_unit_test(gone_without_an_rst),
+		cmocka_unit_test(transitions_and_time_order),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
