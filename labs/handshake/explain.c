@@ -91,11 +91,17 @@ static json_t *seen_json(const struct hs_run *r, const struct hs_trans *t)
 	if (t->gone) {
 		json_object_set_new(j, "last_state", json_string(tcpst_name(t->from)));
 		json_object_set_new(j, "reason", json_string(t->reason ? t->reason : "not_listed"));
-		if (t->rst_seg)
-			json_object_set_new(j, "evidence_seg", json_integer(t->rst_seg));
+		if (t->reason && !strcmp(t->reason, "rst")) {
+			json_object_set_new(j, "evidence", json_pack("{s:I}", "seq_raw", (json_int_t)t->rst_seq));
+			if (t->rst_seg)
+				json_object_set_new(j, "evidence_seg", json_integer(t->rst_seg));
+		}
 	}
 	return j;
 }
+
+/* Was the RFC model in state st at some instant in [from_ns, t_ns]? */
+static int model_was_in(const struct hs_run *r, int side, int st, int64_t from_ns, int64_t t_ns);
 
 /* The RFC model's state for side at t_ns (the last change at or before it). */
 static int model_state_at(const struct hs_run *r, int side, int64_t t_ns)
@@ -108,6 +114,19 @@ static int model_state_at(const struct hs_run *r, int side, int64_t t_ns)
 		st = r->infd[side][i].to;
 	}
 	return st;
+}
+
+static int model_was_in(const struct hs_run *r, int side, int st, int64_t from_ns, int64_t t_ns)
+{
+	int i;
+
+	if (model_state_at(r, side, from_ns) == st)
+		return 1;
+	for (i = 0; i < r->n_infd[side]; i++)
+		if (r->infd[side][i].t_ns > from_ns && r->infd[side][i].t_ns <= t_ns &&
+		    r->infd[side][i].to == st)
+			return 1;
+	return 0;
 }
 
 struct row {
@@ -142,6 +161,8 @@ static enum diff_kind explain(const struct hs_run *r, int side, const struct row
 		return f->to == TCPST_SYN_RECV ? DIFF_SYN_RECV : DIFF_OTHER;
 	if (k && k->to == TCPST_CLOSE && (k->from == TCPST_FIN_WAIT2 || k->from == TCPST_CLOSING))
 		return DIFF_TIME_WAIT;
+	if (f && f->from == TCPST_TIME_WAIT)
+		return DIFF_TIME_WAIT; /* a timewait socket's end is no transition */
 	if (f && f->to == TCPST_TIME_WAIT)
 		for (j = 0; j < r->n_kern[side]; j++)
 			if (r->kern[side][j].to == TCPST_CLOSE && r->kern[side][j].from == f->from)
@@ -199,7 +220,8 @@ int hs_compare_side(struct hs_run *r, int side)
 		if (rows[i].o >= 0) {
 			const struct hs_trans *ob = &o[rows[i].o];
 			int model = model_state_at(r, side, ob->t_ns);
-			match = model == ob->to ? "consistent" : "inconsistent";
+			match = model_was_in(r, side, ob->to, ob->t_from_ns, ob->t_ns) ? "consistent"
+										    : "inconsistent";
 			json_object_set_new(row, "observed", seen_json(r, ob));
 			json_object_set_new(row, "model_state", json_string(tcpst_name(model)));
 			if (json_array_size(samples) == 0 ||

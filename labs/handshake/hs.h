@@ -61,6 +61,7 @@ struct hs_seg {
 struct hs_trans {
 	int from, to, src; /* src: OBS_SRC_* */
 	int64_t t_ns;
+	int64_t t_from_ns; /* observation: seen somewhere in [t_from_ns, t_ns] */
 	int seg;      /* RFC model: the segment that caused it (1-based); kernel: the last emitted */
 	int incoming; /* RFC model: caused by a received segment */
 	const char *why;

@@ -270,6 +270,7 @@ static struct hs_trans *add(struct hs_trans *list, int *n, const struct obs_even
 	t->to = ev->to;
 	t->src = ev->src;
 	t->t_ns = ev->t_ns;
+	t->t_from_ns = ev->from_ns ? ev->from_ns : ev->t_ns;
 	t->seg = seg;
 	t->timer = ev->timer;
 	return t;

@@ -54,9 +54,11 @@ struct pending {
 		struct {
 			int state, src, timer;
 			uint32_t ms;
+			int64_t listed_from_ns; /* sock_diag: when the dump that listed it began */
 		} seen;
 		struct {
 			int64_t last_listed_ns;
+			int64_t listed_from_ns; /* when the dump that last listed it began */
 		} gone;
 		void *rec;
 	} u;
@@ -71,6 +73,8 @@ struct sockw {
 	int listed;             /* in the last sock_diag sample */
 	int ever_listed;
 	int64_t last_listed_ns;
+	int64_t listed_from_ns; /* when the dump that last listed it began */
+	int64_t sample_from_ns; /* when the dump that lists it now began */
 	int64_t last_tick_ns;   /* last timer event queued */
 	int sample_state, sample_timer;
 	uint32_t sample_ms;
@@ -78,11 +82,18 @@ struct sockw {
 	/* delivery */
 	int known, known_src;   /* the last state any kernel source gave; src -1: none */
 	int64_t known_ns;
+	struct {
+		int64_t t_ns;
+		int from;
+	} recent[8]; /* the last transitions the tracepoint reported (a ring) */
+	unsigned n_recent;
 	int d_listed;           /* -1 never, 1 listed, 0 gone */
 	const char *gone_reason;
 	int d_timer;
 	uint32_t d_timer_ms;
 	int64_t d_last_listed_ns;
+	int64_t d_listed_from_ns; /* the listing dump's start: the socket existed at some
+				   * instant between this and d_last_listed_ns */
 	struct obs_rst rst;     /* the last RST that reached it (t_ns 0: none) */
 	int64_t syn_ns;         /* the last SYN for its addresses and ports */
 };
@@ -113,6 +124,7 @@ struct obs {
 	int stop_fd;
 	int64_t last_diag_ns;
 	int diag_due; /* sample now: a socket may have just become a timewait socket */
+	int64_t dump_from_ns; /* when the sock_diag dump running now began */
 
 	pthread_mutex_t lock; /* guards pend, n_pend, cap_pend, order, dropped */
 	struct pending *pend;
@@ -358,7 +370,7 @@ static void deliver_frame(struct obs *o, const struct pending *p)
 				continue;
 			/* The first RST since sock_diag last listed it. */
 			if (to_it && here && (t->flags & DEC_TCP_RST) &&
-			    (!w->rst.t_ns || w->rst.t_ns < w->d_last_listed_ns))
+			    (!w->rst.t_ns || w->rst.t_ns < w->d_listed_from_ns))
 				w->rst = (struct obs_rst){p->t_ns, t->seq, t->ack, t->flags};
 			/* A FIN or RST that reached a socket sock_diag lists can
 			 * change or end it (a timewait socket's only trace): the
@@ -388,6 +400,9 @@ static void deliver_transition(struct obs *o, const struct pending *p)
 			       .src = OBS_SRC_TRACEPOINT, .host = -1};
 	json_t *f;
 
+	w->recent[w->n_recent % 8].t_ns = p->t_ns;
+	w->recent[w->n_recent % 8].from = p->u.trans.from;
+	w->n_recent++;
 	w->known = p->u.trans.to;
 	w->known_src = OBS_SRC_TRACEPOINT;
 	w->known_ns = p->t_ns;
@@ -397,18 +412,38 @@ static void deliver_transition(struct obs *o, const struct pending *p)
 	emit_with(o, "state", f, ask_lab(o, &ev));
 }
 
+/* A sample saw the socket at some instant between the start of its dump
+ * and its stamp (the dump's return). When the tracepoint reported a change
+ * out of the sampled state inside that window, the sample is older than
+ * that change: it says nothing new, and shown at its stamp it would put the
+ * socket back in a state it had left. */
+static int stale(const struct sockw *w, const struct pending *p)
+{
+	unsigned i, n = w->n_recent < 8 ? w->n_recent : 8;
+
+	for (i = 0; i < n; i++) {
+		unsigned k = (w->n_recent - 1 - i) % 8;
+		if (w->recent[k].t_ns >= p->u.seen.listed_from_ns && w->recent[k].t_ns <= p->t_ns &&
+		    w->recent[k].from == p->u.seen.state)
+			return 1;
+	}
+	return 0;
+}
+
 static void deliver_seen(struct obs *o, const struct pending *p)
 {
 	struct sockw *w = &o->w[p->sock];
 	struct obs_event ev = {.kind = OBS_SEEN, .t_ns = p->t_ns, .sock = p->sock,
 			       .from = w->known_src >= 0 ? w->known : TCPST_UNKNOWN,
 			       .to = p->u.seen.state, .src = p->u.seen.src,
-			       .timer = p->u.seen.timer, .timer_ms = p->u.seen.ms, .host = -1};
+			       .timer = p->u.seen.timer, .timer_ms = p->u.seen.ms, .host = -1,
+			       .from_ns = p->u.seen.listed_from_ns};
 	json_t *f;
 
 	if (p->u.seen.src == OBS_SRC_SOCK_DIAG) {
 		w->d_listed = 1;
 		w->d_last_listed_ns = p->t_ns;
+		w->d_listed_from_ns = p->u.seen.listed_from_ns;
 		w->d_timer = p->u.seen.timer;
 		w->d_timer_ms = p->u.seen.ms;
 	}
@@ -416,14 +451,19 @@ static void deliver_seen(struct obs *o, const struct pending *p)
 	 * until a source says otherwise. */
 	if (w->known_src >= 0 && w->known == p->u.seen.state)
 		return;
+	if (stale(w, p))
+		return;
 	w->known = p->u.seen.state;
 	w->known_src = p->u.seen.src;
 	w->known_ns = p->t_ns;
 	f = json_pack("{s:s, s:s, s:s, s:s, s:I}", "who", w->s.who, "state",
 		      tcpst_name(p->u.seen.state), "source", obs_src_name(p->u.seen.src), "kind",
 		      "sample", "t_kernel_us", obs_run_us(o->ctx, p->t_ns));
-	if (p->u.seen.src == OBS_SRC_SOCK_DIAG)
+	if (p->u.seen.src == OBS_SRC_SOCK_DIAG) {
 		json_object_set_new(f, "listed", json_true());
+		/* The dump walked the tables somewhere in [t_from_us, t_kernel_us]. */
+		json_object_set_new(f, "t_from_us", json_integer(obs_run_us(o->ctx, p->u.seen.listed_from_ns)));
+	}
 	if (p->u.seen.timer) {
 		json_object_set_new(f, "timer", json_string(tcpst_timer_name(p->u.seen.timer)));
 		json_object_set_new(f, "timer_ms", json_integer(p->u.seen.ms));
@@ -448,10 +488,14 @@ static void deliver_timer(struct obs *o, const struct pending *p)
 	emit_with(o, "timer", f, ask_lab(o, &ev));
 }
 
-/* Why a socket sock_diag listed is gone, from this run's evidence. */
-static const char *gone_reason(const struct sockw *w, int64_t t_ns, int64_t last_ns)
+/* Why a socket sock_diag listed is gone, from this run's evidence. A dump
+ * walks the kernel's tables at some instant between its start (from_ns) and
+ * its return (last_ns): an RST that reached the socket after the start of
+ * the last dump that listed it can be what ended it. */
+static const char *gone_reason(const struct sockw *w, int64_t t_ns, int64_t last_ns,
+			       int64_t from_ns)
 {
-	if (w->rst.t_ns && w->rst.t_ns >= last_ns - 1000000)
+	if (w->rst.t_ns && w->rst.t_ns >= from_ns)
 		return "rst";
 	if (w->syn_ns && w->syn_ns >= last_ns)
 		return "reused";
@@ -472,7 +516,7 @@ static void deliver_gone(struct obs *o, const struct pending *p)
 	/* The tracepoint already reported its end: nothing new. */
 	if (w->known_src == OBS_SRC_TRACEPOINT && w->known == TCPST_CLOSE)
 		return;
-	reason = gone_reason(w, p->t_ns, last);
+	reason = gone_reason(w, p->t_ns, last, p->u.gone.listed_from_ns);
 	w->gone_reason = reason;
 	memset(&ev, 0, sizeof ev);
 	ev.kind = OBS_GONE;
@@ -627,6 +671,7 @@ static void on_diag(void *arg, const struct tcpst_diag_sock *d)
 	if (s < 0)
 		return;
 	o->w[s].in_sample = 1;
+	o->w[s].sample_from_ns = o->dump_from_ns;
 	o->w[s].sample_state = d->state;
 	o->w[s].sample_timer = d->timer;
 	o->w[s].sample_ms = d->expires_ms;
@@ -663,6 +708,7 @@ static void sample_end(struct obs *o, int64_t t)
 			p.u.seen.src = OBS_SRC_SOCK_DIAG;
 			p.u.seen.timer = w->sample_timer;
 			p.u.seen.ms = w->sample_ms;
+			p.u.seen.listed_from_ns = w->sample_from_ns;
 			pend_push(o, &p);
 			if ((w->sample_timer == TCPST_TIMER_TIME_WAIT ||
 			     (w->sample_state == TCPST_FIN_WAIT2 && w->sample_timer)) &&
@@ -673,10 +719,12 @@ static void sample_end(struct obs *o, int64_t t)
 			}
 			w->listed = w->ever_listed = 1;
 			w->last_listed_ns = t;
+			w->listed_from_ns = w->sample_from_ns;
 		} else if (w->listed) {
 			w->listed = 0;
 			p.kind = OBS_GONE;
 			p.u.gone.last_listed_ns = w->last_listed_ns;
+			p.u.gone.listed_from_ns = w->listed_from_ns;
 			pend_push(o, &p);
 		}
 	}
@@ -688,12 +736,17 @@ static void sample_diag(struct obs *o)
 
 	sample_begin(o);
 	if (!o->net) {
+		o->dump_from_ns = obs_now_ns();
 		tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
 	} else {
-		if (net_enter(o->net, NET_CLIENT) == 0)
+		if (net_enter(o->net, NET_CLIENT) == 0) {
+			o->dump_from_ns = obs_now_ns();
 			tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
-		if (net_enter(o->net, NET_SERVER) == 0)
+		}
+		if (net_enter(o->net, NET_SERVER) == 0) {
+			o->dump_from_ns = obs_now_ns();
 			tcpst_diag_dump(AF_INET, on_diag, o, err, sizeof err);
+		}
 	}
 	sample_end(o, obs_now_ns());
 }
@@ -957,6 +1010,7 @@ void obs_tcp_info(struct obs *o, int sock, int fd)
 	p.sock = sock;
 	p.u.seen.state = st;
 	p.u.seen.src = OBS_SRC_TCP_INFO;
+	p.u.seen.listed_from_ns = p.t_ns;
 	pend_push(o, &p);
 }
 
@@ -1028,11 +1082,13 @@ void obs_feed_transition(struct obs *o, int64_t t_ns, int sock, int from, int to
 	pend_push(o, &p);
 }
 
-void obs_feed_diag(struct obs *o, int64_t t_ns, const struct tcpst_diag_sock *socks, size_t n)
+void obs_feed_diag(struct obs *o, int64_t from_ns, int64_t t_ns, const struct tcpst_diag_sock *socks,
+		   size_t n)
 {
 	size_t i;
 
 	sample_begin(o);
+	o->dump_from_ns = from_ns;
 	for (i = 0; i < n; i++)
 		on_diag(o, &socks[i]);
 	sample_end(o, t_ns);

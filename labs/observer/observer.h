@@ -32,8 +32,11 @@
  *  - `state` {who, from, to, source:"tracepoint", kind:"transition"}: only
  *    the tracepoint reports transitions.
  *  - `observation` {who, state, source:"sock_diag"|"tcp_info", kind:"sample",
- *    listed:true (sock_diag), timer, timer_ms}: a sample saw the socket in
- *    that state at t_kernel_us.
+ *    listed:true and t_from_us (sock_diag), timer, timer_ms}: a sample saw
+ *    the socket in that state (sock_diag: at some instant between t_from_us,
+ *    when its dump began, and t_kernel_us, when it returned). A sample older
+ *    than a transition the tracepoint reported inside that window is not
+ *    shown (it would put the socket back in a state it had left).
  *    Emitted when it tells something new (the state differs from the last
  *    one any kernel source gave). Never a transition: nobody saw the change.
  *  - `observation` {who, source:"sock_diag", listed:false, last_state,
@@ -54,6 +57,26 @@
  * Threads: the callback runs on the observer's thread while it runs, then on
  * the thread that calls obs_stop (which delivers what is left). obs_tcp_info
  * and obs_record may be called from any thread.
+ *
+ * A lab's use, in short (labs/handshake is the full example):
+ *
+ *	struct obs_sock socks[] = {{"client", cli_addr, srv_addr, cport, sport, NET_CLIENT}};
+ *	struct obs_config cfg = {.ctx = ctx, .filter = "tcp port 5000",
+ *				 .trace_filter = "sport == 5000 || dport == 5000",
+ *				 .socks = socks, .n_socks = 1, .fn = on_item, .arg = lab,
+ *				 .pcap_path = ctx->pcap_path};
+ *	if (obs_start(&o, &cfg) < 0)    // the error event is already emitted
+ *		return -1;
+ *	... the exercise; obs_tcp_info(o, 0, fd) after calls, when wanted ...
+ *	obs_stop(o);                   // everything delivered
+ *	... verdicts from what on_item saw; obs_final_state(o, 0, &fin) ...
+ *	obs_destroy(o);
+ *
+ * on_item(arg, ev): OBS_FRAME -> decode is done (ev->pkt); emit a segment
+ * (obs_segment_json + the lab's own fields), obs_pcap_write the frames the
+ * file should hold; kernel-state kinds -> return extra fields or NULL.
+ * Without sockets to watch (n_socks 0) the observer is a capture merger
+ * only: no sock_diag, no tracepoint events delivered.
  */
 
 #define OBS_MAX_SOCKS 8
@@ -102,6 +125,7 @@ struct obs_event {
 	int from, to, src;
 	int timer;         /* TCPST_TIMER_* */
 	uint32_t timer_ms; /* time left on it */
+	int64_t from_ns;   /* OBS_SEEN: the sample saw it somewhere in [from_ns, t_ns] */
 	/* OBS_GONE and a stopped timer */
 	int last_state;
 	const char *reason; /* "rst", "timer_expired", "reused", "not_listed" */
@@ -211,9 +235,11 @@ int obs_feed_frame(struct obs *o, const struct cap_frame *f, int host);
 /* A tracepoint event for watched socket sock. */
 void obs_feed_transition(struct obs *o, int64_t t_ns, int sock, int from, int to);
 
-/* One sock_diag sample taken at t_ns: the n sockets it listed (unwatched
- * ones are ignored; a watched socket absent from it is not listed). */
-void obs_feed_diag(struct obs *o, int64_t t_ns, const struct tcpst_diag_sock *socks, size_t n);
+/* One sock_diag sample whose dump began at from_ns and returned at t_ns:
+ * the n sockets it listed (unwatched ones are ignored; a watched socket
+ * absent from it is not listed). */
+void obs_feed_diag(struct obs *o, int64_t from_ns, int64_t t_ns, const struct tcpst_diag_sock *socks,
+		   size_t n);
 
 /* Deliver every queued item stamped at or before horizon_ns. */
 void obs_deliver(struct obs *o, int64_t horizon_ns);

@@ -80,8 +80,10 @@ test('a run draws one arrow per segment with flags, seq/ack, len and win', async
 	// sock_diag saw it (a sample, not a transition), with the kernel's timer.
 	const client = await page.locator('.hs-timeline-client .hs-st').evaluateAll((r) => r.map((x) =>
 		`${x.dataset.state}/${x.dataset.kind}/${x.dataset.source}`));
-	assertEq(client.slice(-3), ['FIN_WAIT_2/transition/tracepoint', 'CLOSED/transition/tracepoint', 'TIME_WAIT/sample/sock_diag'],
-		'client timeline: transitions, then TIME_WAIT seen by sock_diag');
+	assertEq(client[client.length - 1], 'TIME_WAIT/sample/sock_diag', 'client timeline ends in TIME_WAIT, seen by sock_diag');
+	assert(client.indexOf('CLOSED/transition/tracepoint') >= 0 && client.indexOf('CLOSED/transition/tracepoint') < client.length - 1,
+		`the tracepoint's FIN_WAIT_2 -> CLOSED (the full socket freed) before it: ${client}`);
+	assert(client.every((x) => /\/(transition\/tracepoint|sample\/(sock_diag|tcp_info)|initial\/tracepoint)$/.test(x)), `every block names its source: ${client}`);
 	const tw = await page.locator('.hs-timeline-client .hs-tw').textContent();
 	assert(/^seen: TIME_WAIT \d+(\.\d)? s$/.test(tw), `TIME_WAIT countdown "${tw}"`);
 	assertEq(await page.locator('.hs-legend .hs-key').count(), 3, 'a legend says what solid, dashed and dots are');
@@ -132,8 +134,9 @@ test('the comparison explains where the kernel and RFC 9293 differ', async () =>
 	const client = await page.locator('.hs-compare-side[data-who="client"] tbody tr').evaluateAll((r) => r.map((x) => x.className));
 	assert(client.includes('hs-match-kernel_only'), `client rows ${client}`);
 	assert(client.includes('hs-match-consistent hs-row-sample'), `a sample compared with the model: ${client}`);
-	const sample = await page.locator('.hs-compare-side[data-who="client"] tr.hs-row-sample td').allTextContents();
-	assertEq(sample.slice(0, 3), ['seen: TIME_WAIT', 'sock_diag', 'model then: TIME_WAIT'], 'the sample row names its source');
+	const samples = await page.locator('.hs-compare-side[data-who="client"] tr.hs-row-sample').evaluateAll((rows) =>
+		rows.map((tr) => [...tr.querySelectorAll('td')].slice(0, 3).map((td) => td.textContent).join('|')));
+	assert(samples.includes('seen: TIME_WAIT|sock_diag|model then: TIME_WAIT'), `the sample row names its source: ${samples}`);
 	const keys = await page.locator('.hs-notes .callout-note').evaluateAll((n) => n.map((x) => x.dataset.key));
 	for (const k of ['handshake.diff.time_wait', 'handshake.diff.syn_recv']) assert(keys.includes(k), `note ${k} in ${keys}`);
 });
@@ -163,7 +166,9 @@ test('a duplicate whose RST kills TIME_WAIT: the countdown stops and the timelin
 	await page.goto(`${srv.base}/#/lab/handshake`);
 	await page.locator('#p-scenario').waitFor({ timeout: WAIT });
 	await page.evaluate(() => { for (const d of document.querySelectorAll('details')) d.open = true; });
-	for (const [k, v] of [['data', '8000'], ['reply', '8000'], ['c2s_dup_pct', '30'], ['s2c_dup_pct', '30'], ['seed', '12'], ['observe_ms', '1500']]) {
+	// Every client frame duplicated: a copy of its last ACK finds the server's
+	// socket gone, and the server's RST kills the client's TIME_WAIT.
+	for (const [k, v] of [['c2s_dup_pct', '100'], ['c2s_delay_ms', '100'], ['s2c_delay_ms', '100'], ['observe_ms', '800']]) {
 		await page.fill(`#p-${k}`, v);
 	}
 	const run = await runAndWait();
@@ -186,12 +191,32 @@ test('a duplicate whose RST kills TIME_WAIT: the countdown stops and the timelin
 		for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
 			await page.setViewportSize({ width: w, height: hgt });
 			await page.goto(`${srv.base}/#/run/${run.id}`);
+			await page.reload(); // the language is chosen when the page loads
 			await page.locator('.hs-timeline-client .hs-st-why').waitFor({ timeout: WAIT });
-			await page.locator('.hs-ladder-box').scrollIntoViewIfNeeded();
+			assertEq(await page.locator('.hs-legend').evaluate((el) => el.textContent.includes('tracepoint')), true, 'legend');
+			// The ladder's card at the top (below the sticky run toolbar), its
+			// end in view: TIME_WAIT seen, then gone with the RST.
+			await page.evaluate(() => {
+				const card = document.querySelector('.hs-card');
+				const bar = document.querySelector('.player-bar');
+				const top = bar ? bar.getBoundingClientRect().height + 8 : 8;
+				const box = document.querySelector('.hs-ladder-box');
+				box.scrollTop = box.scrollHeight;
+				const r = box.getBoundingClientRect();
+				// The box's end at the bottom of the window (the card's top
+				// below the toolbar when the whole box fits).
+				const y = Math.max(card.getBoundingClientRect().top + window.scrollY - top,
+					r.bottom + window.scrollY - window.innerHeight + 8);
+				window.scrollTo(0, Math.max(0, y));
+			});
 			await page.screenshot({ path: path.join(LOGS, `e2e-handshake-rst-${lang}-${w}x${hgt}.png`) });
+			await page.locator('.hs-compare-card').scrollIntoViewIfNeeded();
+			await page.screenshot({ path: path.join(LOGS, `e2e-handshake-rst-compare-${lang}-${w}x${hgt}.png`) });
 		}
 	}
 	await page.evaluate(() => localStorage.setItem('socklab.lang', 'en'));
+	await page.reload();
+	await page.setViewportSize({ width: 1280, height: 800 });
 });
 
 test('no console errors, page errors or CSP violations', async () => {

@@ -666,12 +666,13 @@ def replay_needs_no_privileges():
 @test
 def a_duplicate_rst_ends_time_wait_and_the_lab_says_why():
     root()
-    # The case: the wire duplicates the client's last ACK; the copy
-    # reaches the server after its socket is gone, the server answers RST,
-    # and the RST kills the client's timewait socket (Linux's default,
-    # net.ipv4.tcp_rfc1337 = 0).
-    r, ev = hs("data=8000", "reply=8000", "c2s_dup_pct=30", "s2c_dup_pct=30", "seed=12",
-               "observe_ms=1500")
+    # The wire duplicates every frame the client sends, so a copy of its
+    # last ACK reaches the server after that ACK closed the server's socket;
+    # the server answers RST, and the RST kills the client's timewait socket
+    # (Linux's default, net.ipv4.tcp_rfc1337 = 0). 100 ms each way: the
+    # client's TIME_WAIT lasts 200 ms before the RST comes back, so sock_diag
+    # (every 100 ms, and at once when a FIN arrives) lists it first.
+    r, ev = hs("c2s_dup_pct=100", "c2s_delay_ms=100", "s2c_delay_ms=100", "observe_ms=500")
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
     s = segs(ev)
     rsts = [x for x in s if "RST" in x["flags"]]

@@ -134,10 +134,10 @@ static void samples_are_observations_never_transitions(void **state)
 	(void)state;
 	start(&r);
 	d = listed(TCPST_ESTABLISHED, 0, 0);
-	obs_feed_diag(r.o, r.t0 + 10 * MS, &d, 1);
-	obs_feed_diag(r.o, r.t0 + 20 * MS, &d, 1); /* nothing new: no event */
+	obs_feed_diag(r.o, r.t0 + 10 * MS, r.t0 + 10 * MS, &d, 1);
+	obs_feed_diag(r.o, r.t0 + 20 * MS, r.t0 + 20 * MS, &d, 1); /* nothing new: no event */
 	d = listed(TCPST_TIME_WAIT, TCPST_TIMER_TIME_WAIT, 59000);
-	obs_feed_diag(r.o, r.t0 + 30 * MS, &d, 1);
+	obs_feed_diag(r.o, r.t0 + 30 * MS, r.t0 + 30 * MS, &d, 1);
 	obs_stop(r.o);
 	obs = events_of(&r, "observation");
 	st = events_of(&r, "state");
@@ -168,9 +168,9 @@ static void an_rst_ends_time_wait_and_is_named(void **state)
 
 	(void)state;
 	start(&r);
-	obs_feed_diag(r.o, r.t0 + 10 * MS, &d, 1);
+	obs_feed_diag(r.o, r.t0 + 10 * MS, r.t0 + 10 * MS, &d, 1);
 	feed_segment(&r, r.t0 + 15 * MS, 0x04, 123456789);
-	obs_feed_diag(r.o, r.t0 + 20 * MS, NULL, 0);
+	obs_feed_diag(r.o, r.t0 + 20 * MS, r.t0 + 20 * MS, NULL, 0);
 	obs_stop(r.o);
 	obs = events_of(&r, "observation");
 	tm = events_of(&r, "timer");
@@ -199,16 +199,18 @@ static void an_rst_ends_time_wait_and_is_named(void **state)
 	finish(&r);
 }
 
-/* Why a socket is gone when no RST reached it: its timer had run out, or
- * nothing this run saw explains it. An RST before it was last listed does
- * not count. */
+/* Why a socket is gone when no RST ended it: its timer had run out, or
+ * nothing this run saw explains it. An RST that reached it before a dump
+ * that still listed it did not end it. */
 static void gone_without_an_rst(void **state)
 {
 	static const struct {
 		uint32_t timer_ms;
-		int rst_before;
+		int rst_at_ms; /* 0: none */
+		int relisted;  /* listed once more at 14 ms, after the RST */
 		const char *reason;
-	} cases[] = {{50, 0, "timer_expired"}, {60000, 0, "not_listed"}, {60000, 1, "not_listed"}};
+	} cases[] = {{50, 0, 0, "timer_expired"}, {60000, 0, 0, "not_listed"},
+		     {60000, 5, 0, "not_listed"}, {60000, 12, 1, "not_listed"}, {60000, 12, 0, "rst"}};
 	size_t i;
 
 	(void)state;
@@ -218,15 +220,18 @@ static void gone_without_an_rst(void **state)
 		json_t *obs;
 
 		start(&r);
-		if (cases[i].rst_before)
-			feed_segment(&r, r.t0 + 5 * MS, 0x04, 1);
-		obs_feed_diag(r.o, r.t0 + 10 * MS, &d, 1);
-		obs_feed_diag(r.o, r.t0 + 110 * MS, NULL, 0);
+		obs_feed_diag(r.o, r.t0 + 10 * MS, r.t0 + 10 * MS, &d, 1);
+		if (cases[i].rst_at_ms)
+			feed_segment(&r, r.t0 + cases[i].rst_at_ms * MS, 0x04, 1);
+		if (cases[i].relisted)
+			obs_feed_diag(r.o, r.t0 + 14 * MS, r.t0 + 14 * MS, &d, 1);
+		obs_feed_diag(r.o, r.t0 + 110 * MS, r.t0 + 110 * MS, NULL, 0);
 		obs_stop(r.o);
 		obs = events_of(&r, "observation");
 		assert_int_equal(json_array_size(obs), 2);
 		assert_string_equal(str(json_array_get(obs, 1), "reason"), cases[i].reason);
-		assert_null(json_object_get(json_array_get(obs, 1), "evidence"));
+		assert_int_equal(json_object_get(json_array_get(obs, 1), "evidence") != NULL,
+				 !strcmp(cases[i].reason, "rst"));
 		json_decref(obs);
 		finish(&r);
 	}
@@ -246,8 +251,8 @@ static void transitions_and_time_order(void **state)
 
 	(void)state;
 	start(&r);
-	obs_feed_diag(r.o, r.t0 + 10 * MS, &d, 1);
-	obs_feed_diag(r.o, r.t0 + 40 * MS, NULL, 0);
+	obs_feed_diag(r.o, r.t0 + 10 * MS, r.t0 + 10 * MS, &d, 1);
+	obs_feed_diag(r.o, r.t0 + 40 * MS, r.t0 + 40 * MS, NULL, 0);
 	obs_feed_transition(r.o, r.t0 + 5 * MS, 0, TCPST_SYN_SENT, TCPST_ESTABLISHED);
 	obs_feed_transition(r.o, r.t0 + 30 * MS, 0, TCPST_ESTABLISHED, TCPST_CLOSE);
 	obs_stop(r.o);
@@ -265,6 +270,33 @@ static void transitions_and_time_order(void **state)
 	finish(&r);
 }
 
+/* A dump that began before a transition the tracepoint reported and
+ * returned after it may have seen the state the socket left: not shown. A
+ * state the tracepoint cannot show (TIME_WAIT) in such a window is. */
+static void a_sample_older_than_a_transition_is_not_shown(void **state)
+{
+	struct run r;
+	struct tcpst_diag_sock est = listed(TCPST_ESTABLISHED, 0, 0);
+	struct tcpst_diag_sock tw = listed(TCPST_TIME_WAIT, TCPST_TIMER_TIME_WAIT, 60000);
+	json_t *obs;
+
+	(void)state;
+	start(&r);
+	obs_feed_transition(r.o, r.t0 + 5 * MS, 0, TCPST_SYN_SENT, TCPST_ESTABLISHED);
+	obs_feed_transition(r.o, r.t0 + 12 * MS, 0, TCPST_ESTABLISHED, TCPST_FIN_WAIT1);
+	obs_feed_transition(r.o, r.t0 + 14 * MS, 0, TCPST_FIN_WAIT1, TCPST_FIN_WAIT2);
+	obs_feed_transition(r.o, r.t0 + 16 * MS, 0, TCPST_FIN_WAIT2, TCPST_CLOSE);
+	obs_feed_diag(r.o, r.t0 + 10 * MS, r.t0 + 20 * MS, &est, 1);
+	obs_feed_diag(r.o, r.t0 + 15 * MS, r.t0 + 25 * MS, &tw, 1);
+	obs_stop(r.o);
+	obs = events_of(&r, "observation");
+	assert_int_equal(json_array_size(obs), 1);
+	assert_string_equal(str(json_array_get(obs, 0), "state"), "TIME_WAIT");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(obs, 0), "t_from_us")), 15000);
+	json_decref(obs);
+	finish(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -272,6 +304,7 @@ int main(void)
 		cmocka_unit_test(an_rst_ends_time_wait_and_is_named),
 		cmocka_unit_test(gone_without_an_rst),
 		cmocka_unit_test(transitions_and_time_order),
+		cmocka_unit_test(a_sample_older_than_a_transition_is_not_shown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -402,13 +402,14 @@ class HandshakeView {
 			rect.appendChild(tip);
 			g.appendChild(rect);
 			const timed = m.kind === 'sample' && (st === 'TIME_WAIT' || m.ev.timer === 'time_wait');
-			let label = st;
-			if (m.kind === 'sample') label = t('hs.seen_label', { state: st });
-			if (m.kind === 'gone') label = t('hs.gone_label');
-			if (timed && !stopped) label = `${label} ${this.countdown(side)}`.trim();
+			let base = st;
+			if (m.kind === 'sample') base = t('hs.seen_label', { state: st });
+			if (m.kind === 'gone') base = t('hs.gone_label');
+			const label = timed && !stopped ? `${base} ${this.countdown(side)}`.trim() : base;
 			if (yEnd - m.y >= 12 || i + 1 === marks.length) {
 				const el = svgText(x0 + 4, m.y + 11, label, `hs-st-label${timed && !stopped ? ' hs-tw' : ''}`);
 				el.dataset.state = st;
+				el.dataset.label = base;
 				g.appendChild(el);
 				if (m.kind === 'gone') g.appendChild(svgText(x0 + 4, m.y + 23, this.goneReason(m.ev), 'hs-st-why'));
 			}
@@ -460,7 +461,7 @@ class HandshakeView {
 			this.tick = setInterval(() => {
 				for (const el of this.ladderBox.querySelectorAll('.hs-tw')) {
 					const side = el.closest('[data-who]')?.dataset.who;
-					if (side) el.textContent = `TIME_WAIT ${this.countdown(side)}`;
+					if (side) el.textContent = `${el.dataset.label} ${this.countdown(side)}`.trim();
 				}
 				if (!Object.values(this.timer).some((tm) => tm.live)) {
 					clearInterval(this.tick);
