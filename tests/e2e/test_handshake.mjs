@@ -42,8 +42,14 @@ async function events(id) {
 }
 
 async function runAndWait() {
+	// The previous run's card and summary may still be on the page: wait for
+	// a card of another run, then for its summary.
+	const before = await page.locator('.run-card').count() ? await page.getAttribute('.run-card', 'data-run') : null;
 	await page.click('#run-btn');
-	await page.locator('.run-card').first().waitFor({ state: 'visible', timeout: WAIT });
+	await page.waitForFunction((prev) => {
+		const card = document.querySelector('.run-card');
+		return card && card.dataset.run && card.dataset.run !== prev;
+	}, before, { timeout: WAIT });
 	await page.locator('.run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
 	const id = await page.getAttribute('.run-card', 'data-run');
 	return { id, status: await page.getAttribute('.run-summary .pill', 'data-status') };
