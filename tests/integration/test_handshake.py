@@ -496,7 +496,7 @@ def offload_is_not_computed_never_bad():
     eq(segs(ev)[2]["checksums"]["tcp"]["status"], "bad", "segment #3's checksum")
     eq([e["params"]["seg"] for e in ev if e["type"] == "note" and e["key"] == "handshake.csum_dropped"],
        [3], "one note names the discarded segment")
-    est = [e["seg"] for e in ev if e["type"] == "state" and e["source"] == "inferred"
+    est = [e["seg"] for e in ev if e["type"] == "state" and e["source"] == "rfc-model"
            and e["who"] == "server" and e["to"] == "ESTABLISHED"]
     eq(est, [4], "the server's model is completed by segment #4, not the discarded #3")
 
