@@ -88,7 +88,22 @@ static struct tcpst_diag_sock listed(int state, int timer, uint32_t ms)
 	return d;
 }
 
-/* An IPv4 + TCP segment from the server to the client with flags. */
+/* The Internet checksum (RFC 1071) of n bytes, starting from sum. */
+static uint16_t csum(const uint8_t *b, size_t n, uint32_t sum)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)(b[i] << 8 | b[i + 1]);
+	if (n & 1)
+		sum += (uint32_t)(b[n - 1] << 8);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* An IPv4 + TCP segment from the server to the client with flags, its
+ * checksums right (a bad one is no evidence: the kernel drops it). */
 static void feed_segment(struct run *r, int64_t t_ns, uint8_t flags, uint32_t seq)
 {
 	uint8_t b[40] = {0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1,
@@ -100,6 +115,23 @@ static void feed_segment(struct run *r, int64_t t_ns, uint8_t flags, uint32_t se
 	b[26] = (uint8_t)(seq >> 8);
 	b[27] = (uint8_t)seq;
 	b[33] = flags;
+	{
+		/* Pseudo-header (RFC 9293 3.1): addresses, protocol, TCP length. */
+		uint8_t ph[12 + 20];
+		uint16_t c = csum(b, 20, 0);
+
+		b[10] = (uint8_t)(c >> 8);
+		b[11] = (uint8_t)c;
+		memcpy(ph, b + 12, 8);
+		ph[8] = 0;
+		ph[9] = 6;
+		ph[10] = 0;
+		ph[11] = 20;
+		memcpy(ph + 12, b + 20, 20);
+		c = csum(ph, sizeof ph, 0);
+		b[36] = (uint8_t)(c >> 8);
+		b[37] = (uint8_t)c;
+	}
 	memset(&f, 0, sizeof f);
 	f.t_mono_ns = t_ns;
 	f.data = b;
@@ -297,6 +329,35 @@ static void a_sample_older_than_a_transition_is_not_shown(void **state)
 	finish(&r);
 }
 
+/* The kernel discards a segment whose checksum is bad: such an RST ended
+ * nothing. */
+static void an_rst_with_a_bad_checksum_is_no_evidence(void **state)
+{
+	struct run r;
+	struct tcpst_diag_sock d = listed(TCPST_TIME_WAIT, TCPST_TIMER_TIME_WAIT, 60000);
+	uint8_t b[40] = {0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0x12, 0x34, 10, 0, 0, 2, 10, 0, 0, 1,
+			 0, 80, 0x9c, 0x40, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x04, 0, 0, 0x56, 0x78, 0, 0};
+	struct cap_frame f;
+	json_t *obs;
+
+	(void)state;
+	start(&r);
+	obs_feed_diag(r.o, r.t0 + 10 * MS, r.t0 + 10 * MS, &d, 1);
+	memset(&f, 0, sizeof f);
+	f.t_mono_ns = r.t0 + 15 * MS;
+	f.data = b;
+	f.caplen = f.len = sizeof b;
+	f.link = CAP_LINK_RAW;
+	assert_int_equal(obs_feed_frame(r.o, &f, -1), 0);
+	obs_feed_diag(r.o, r.t0 + 20 * MS, r.t0 + 20 * MS, NULL, 0);
+	obs_stop(r.o);
+	obs = events_of(&r, "observation");
+	assert_int_equal(json_array_size(obs), 2);
+	assert_string_equal(str(json_array_get(obs, 1), "reason"), "not_listed");
+	json_decref(obs);
+	finish(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +366,7 @@ int main(void)
 		cmocka_unit_test(gone_without_an_rst),
 		cmocka_unit_test(transitions_and_time_order),
 		cmocka_unit_test(a_sample_older_than_a_transition_is_not_shown),
+		cmocka_unit_test(an_rst_with_a_bad_checksum_is_no_evidence),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
