@@ -19,6 +19,7 @@
 #include "class.h"
 #include "runs.h"
 #include "ws_addr.h"
+#include "ws_mask.h"
 
 /* Queue refills from a watch replay happen when fewer than this are queued. */
 #define WS_REPLAY_LOW 64
@@ -1499,7 +1500,16 @@ static int cb_session(struct lws *wsi, enum lws_callback_reasons reason, void *u
 		http_count(srv->ctr, HTTP_C_SESSIONS, 1);
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
-		return s && s->id ? on_receive(s, in, len) : -1;
+		if (!s || !s->id)
+			return -1;
+		if (ws_mask_unmasked(lws_get_socket_fd(wsi))) {
+			static const char why[] = "unmasked frame: a client must mask every frame "
+						  "(RFC 6455 5.1)";
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why,
+					 sizeof why - 1);
+			return -1;
+		}
+		return on_receive(s, in, len);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return s && s->id ? on_writeable(s) : -1;
 	case LWS_CALLBACK_CLOSED:
@@ -1515,6 +1525,9 @@ static int cb_session(struct lws *wsi, enum lws_callback_reasons reason, void *u
 static int cb_default(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		      size_t len)
 {
+	/* Every accepted connection: follow its frames from the first byte. */
+	if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
+		ws_mask_watch((int)(intptr_t)in);
 	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
 		return -1;
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -1605,6 +1618,7 @@ int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 	srv->cfg = cfg;
 	srv->ctr = counters;
 	srv->signal_fd = signal_fd;
+	ws_mask_service_thread();
 	srv->http_port = cfg->http_port;
 	srv->n_slots = (size_t)cfg->max_conns;
 	srv->q_total_max = (size_t)cfg->queue_total_mib * 1024 * 1024;
@@ -1750,6 +1764,7 @@ void ws_destroy(struct ws_server *w)
 	free(w->slots);
 	free(w->classes);
 	ws_addr_cleanup(&w->addrs);
+	ws_mask_cleanup();
 	free(w);
 }
 

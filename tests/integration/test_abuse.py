@@ -264,6 +264,81 @@ def ws_refusals_are_http_answers_with_a_reason():
     done(s)
 
 
+def ws_raw_session(s):
+    """A WebSocket session by hand (so frames can break the rules): the socket
+    after the 101."""
+    c = socket.create_connection(("127.0.0.1", s.ws_port), timeout=10)
+    c.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{s.ws_port}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: socklab.v1\r\n\r\n")
+              .encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += c.recv(1)
+    eq(status_of(head), 101, "handshake")
+    return c
+
+
+def client_frame(payload, masked=True, opcode=1):
+    key = os.urandom(4) if masked else b""
+    n = len(payload)
+    hdr = bytes([0x80 | opcode])
+    mbit = 0x80 if masked else 0
+    if n < 126:
+        hdr += bytes([mbit | n])
+    else:
+        hdr += bytes([mbit | 126]) + n.to_bytes(2, "big")
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload)) if masked else payload
+    return hdr + key + body
+
+
+def server_frame(c):
+    """(opcode, payload) of the next frame from the server (never masked)."""
+    def exactly(n):
+        b = b""
+        while len(b) < n:
+            chunk = c.recv(n - len(b))
+            if not chunk:
+                raise ConnectionError("closed")
+            b += chunk
+        return b
+    b0, b1 = exactly(2)
+    n = b1 & 0x7f
+    if n == 126:
+        n = int.from_bytes(exactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(exactly(8), "big")
+    return b0 & 0x0f, exactly(n)
+
+
+@test
+def unmasked_client_frames_are_refused_with_1002():
+    s = server()
+    c = ws_raw_session(s)
+    c.sendall(client_frame(b'{"op":"ping","tag":"m"}'))
+    op, payload = server_frame(c)
+    eq((op, json.loads(payload)), (1, {"type": "pong", "tag": "m"}), "a masked ping")
+    c.sendall(client_frame(b'{"op":"ping","tag":"u"}', masked=False))
+    op, payload = server_frame(c)
+    eq(op, 8, f"a close frame, not {payload!r}")
+    eq(int.from_bytes(payload[:2], "big"), 1002, "close code")
+    check(b"RFC 6455" in payload, f"close reason {payload[2:]!r}")
+    c.close()
+    # Sent right behind the upgrade request, in one write.
+    c = socket.create_connection(("127.0.0.1", s.ws_port), timeout=10)
+    c.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{s.ws_port}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: socklab.v1\r\n\r\n")
+              .encode() + client_frame(b'{"op":"ping"}', masked=False))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += c.recv(1)
+    op, payload = server_frame(c)
+    eq((op, int.from_bytes(payload[:2], "big")), (8, 1002), "pipelined unmasked frame")
+    c.close()
+    done(s)
+
+
 SECRET = "correct-horse-battery"
 
 
