@@ -1,0 +1,510 @@
+/* ws_class.c: classroom mode on the WebSocket server: the per-class ring fan-out and the class ops. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "ws_int.h"
+
+/* A session reading the class ring: its students and its instructor. */
+static void ring_reader_wake(struct ws_class *c, struct ws_session *s, uint64_t old_head)
+{
+	if (!s)
+		return;
+	if (s->ring_pos < c->ring.tail) {
+		/* It has lost messages: it will be told to resync (re-read the
+		 * run from its bundle) instead of the server keeping more. */
+		if (!s->need_resync) {
+			s->need_resync = 1;
+			http_count(c->srv->ctr, HTTP_C_CLASS_RESYNCS, 1);
+		}
+		ws_want_write(s->wsi);
+	} else if (s->ring_pos == old_head) {
+		/* It was waiting for exactly this message; the others already
+		 * have a write pending. */
+		ws_want_write(s->wsi);
+	}
+}
+
+/* Append one message to the class ring and wake the readers that need it. */
+void ws_class_push(struct ws_class *c, const char *data, size_t len)
+{
+	struct ws_server *srv = c->srv;
+	uint64_t old_head = c->ring.head;
+	size_t i;
+
+	if (class_ring_push(&c->ring, data, len) < 0) {
+		/* Out of memory or a message larger than the ring: everyone
+		 * misses it, so everyone resyncs. */
+		class_ring_clear(&c->ring);
+		c->ring.head++;
+		c->ring.tail = c->ring.head;
+	}
+	ring_reader_wake(c, ws_session_find(srv, c->instructor), old_head);
+	for (i = 0; i < c->n_members; i++)
+		ring_reader_wake(c, ws_session_find(srv, c->members[i]), old_head);
+}
+
+static void class_push_json(struct ws_class *c, json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+
+	if (text)
+		ws_class_push(c, text, strlen(text));
+	free(text);
+}
+
+static json_t *class_view_json(const struct ws_class *c)
+{
+	return json_pack("{s:s, s:s, s:s?, s:b, s:o, s:f}", "type", "class.view", "class", c->code,
+			 "run", c->run[0] ? c->run : NULL, "paused", c->paused, "pos",
+			 c->pos < 0 ? json_null() : json_integer(c->pos), "speed", c->speed);
+}
+
+/* Something of the class is still to be sent to s. */
+int ws_class_pending(const struct ws_session *s)
+{
+	const struct ws_class *c = s->cls;
+
+	return c && (s->need_resync || s->view_sent != c->view_ver || s->members_dirty ||
+		     s->ring_pos < c->ring.head);
+}
+
+/* Write one JSON object (stolen) now, from the writeable callback. */
+static int write_json_now(struct ws_session *s, json_t *o)
+{
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII)
+		       : NULL;
+	unsigned char *buf;
+	size_t len;
+	int n = -1;
+
+	json_decref(o);
+	if (!text)
+		return -1;
+	len = strlen(text);
+	buf = malloc(LWS_PRE + len);
+	if (buf) {
+		memcpy(buf + LWS_PRE, text, len);
+		n = lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
+	}
+	free(buf);
+	free(text);
+	return n < 0 ? -1 : 1;
+}
+
+/* One class message for s, in the writeable callback (one message per
+ * callback). Returns 1 after writing, 0 when nothing was due, -1 to close. */
+int ws_class_write(struct ws_session *s)
+{
+	struct ws_class *c = s->cls;
+	const struct class_msg *m, *next;
+	unsigned char *batch;
+	json_t *o;
+	size_t i, len;
+
+	if (s->need_resync || s->ring_pos < c->ring.tail) {
+		s->need_resync = 0;
+		s->ring_pos = c->ring.head;
+		return write_json_now(s, json_pack("{s:s, s:s, s:s?, s:b}", "type", "class.resync",
+						   "class", c->code, "run",
+						   c->run[0] ? c->run : NULL, "live", c->run_live));
+	}
+	if (s->view_sent != c->view_ver) {
+		s->view_sent = c->view_ver;
+		return write_json_now(s, class_view_json(c));
+	}
+	if (s->members_dirty) {
+		s->members_dirty = 0;
+		o = json_pack("{s:s, s:s, s:I, s:[]}", "type", "class.members", "class", c->code,
+			      "count", (json_int_t)c->n_members, "names");
+		for (i = 0; o && i < c->n_members && i < WS_MEMBERS_LISTED; i++) {
+			struct ws_session *m2 = ws_session_find(s->srv, c->members[i]);
+			if (m2)
+				json_array_append_new(json_object_get(o, "names"),
+						      json_string(m2->name));
+		}
+		return write_json_now(s, o);
+	}
+	m = class_ring_get(&c->ring, s->ring_pos);
+	if (!m)
+		return 0;
+	s->ring_pos++;
+	next = class_ring_get(&c->ring, s->ring_pos);
+	if (!next || m->len + next->len + 3 > WS_BATCH_BYTES) {
+		/* The usual case: one message. The entry is shared by every
+		 * reader: lws writes the frame header into the headroom in front
+		 * of it and sends it at once (or keeps its own copy of what the
+		 * socket did not take). */
+		return lws_write(s->wsi, (unsigned char *)m->buf + LWS_PRE, m->len,
+				 LWS_WRITE_TEXT) < 0
+			       ? -1
+			       : 1;
+	}
+	/* A reader that is behind is sent what it lacks as one JSON array (up to
+	 * WS_BATCH_BYTES): one frame and one send instead of one per message,
+	 * so it catches up instead of falling further behind. */
+	batch = s->srv->batch + LWS_PRE;
+	len = 0;
+	batch[len++] = '[';
+	for (;;) {
+		memcpy(batch + len, m->buf + LWS_PRE, m->len);
+		len += m->len;
+		m = class_ring_get(&c->ring, s->ring_pos);
+		if (!m || len + m->len + 2 > WS_BATCH_BYTES)
+			break;
+		batch[len++] = ',';
+		s->ring_pos++;
+	}
+	batch[len++] = ']';
+	return lws_write(s->wsi, batch, len, LWS_WRITE_TEXT) < 0 ? -1 : 1;
+}
+
+static void class_bump_view(struct ws_class *c)
+{
+	struct ws_server *srv = c->srv;
+	struct ws_session *s;
+	size_t i;
+
+	c->view_ver++;
+	s = ws_session_find(srv, c->instructor);
+	if (s)
+		ws_want_write(s->wsi);
+	for (i = 0; i < c->n_members; i++) {
+		s = ws_session_find(srv, c->members[i]);
+		if (s)
+			ws_want_write(s->wsi);
+	}
+}
+
+static void class_members_changed(struct ws_class *c)
+{
+	struct ws_session *t = ws_session_find(c->srv, c->instructor);
+
+	if (t) {
+		t->members_dirty = 1;
+		ws_want_write(t->wsi);
+	}
+}
+
+static void member_remove(struct ws_session *s)
+{
+	struct ws_class *c = s->cls;
+	size_t i = s->member_idx;
+
+	if (i < c->n_members && c->members[i] == s->id) {
+		c->members[i] = c->members[--c->n_members];
+		if (i < c->n_members) {
+			struct ws_session *moved = ws_session_find(s->srv, c->members[i]);
+			if (moved)
+				moved->member_idx = i;
+		}
+		http_count(s->srv->ctr, HTTP_C_CLASS_VIEWERS, -1);
+	}
+	s->cls = NULL;
+	s->need_resync = 0;
+	class_members_changed(c);
+}
+
+/* End class c: tell and detach every student, free it. */
+static void class_end(struct ws_class *c, const char *why)
+{
+	struct ws_server *srv = c->srv;
+	struct ws_session *t = ws_session_find(srv, c->instructor);
+	size_t i;
+	int k;
+
+	for (i = 0; i < c->n_members; i++) {
+		struct ws_session *s = ws_session_find(srv, c->members[i]);
+		if (!s)
+			continue;
+		s->cls = NULL;
+		s->need_resync = 0;
+		ws_send_json(s, json_pack("{s:s, s:s, s:s, s:s?}", "type", "class.ended", "class",
+				       c->code, "reason", why, "run", c->run[0] ? c->run : NULL));
+	}
+	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, -(long)c->n_members);
+	http_count(srv->ctr, HTTP_C_CLASSES, -1);
+	if (t) {
+		t->cls = NULL;
+		t->teaching = 0;
+		t->members_dirty = 0;
+	}
+	for (k = 0; k < srv->cfg->max_classes; k++)
+		if (srv->classes[k] == c)
+			srv->classes[k] = NULL;
+	class_ring_cleanup(&c->ring);
+	json_decref(c->run_msg);
+	free(c->members);
+	free(c);
+}
+
+/* The session is going: end the class it teaches, or leave the one it attends. */
+void ws_class_detach(struct ws_session *s, const char *why)
+{
+	if (!s->cls)
+		return;
+	if (s->teaching)
+		class_end(s->cls, why);
+	else
+		member_remove(s);
+}
+
+/* ---- classes: ops ---- */
+
+static int require_teaching(struct ws_session *s, const char *what, const char *tag)
+{
+	char m[160];
+
+	if (s->cls && s->teaching)
+		return 1;
+	if (s->cls)
+		snprintf(m, sizeof m, "only the class's instructor may %s", what);
+	else if (s->instructor)
+		snprintf(m, sizeof m, "open a class first (class.open) to %s", what);
+	else
+		snprintf(m, sizeof m, "sign in as the instructor to %s", what);
+	ws_send_error(s, "forbidden", NULL, m, tag, NULL);
+	return 0;
+}
+
+static struct ws_class *class_find(struct ws_server *srv, const char *code)
+{
+	int k;
+
+	for (k = 0; k < srv->cfg->max_classes; k++)
+		if (srv->classes[k] && !strcmp(srv->classes[k]->code, code))
+			return srv->classes[k];
+	return NULL;
+}
+
+void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_server *srv = s->srv;
+	struct ws_class *c;
+	char m[160];
+	int k, slot = -1, tries;
+
+	if (!s->instructor) {
+		ws_send_error(s, "forbidden", NULL, "sign in as the instructor to open a class", tag,
+			   NULL);
+		return;
+	}
+	if (s->cls) {
+		ws_send_error(s, "bad_request", NULL,
+			   s->teaching ? "this connection already teaches a class"
+				       : "leave the class you attend first",
+			   tag, NULL);
+		return;
+	}
+	for (k = 0; k < srv->cfg->max_classes && slot < 0; k++)
+		if (!srv->classes[k])
+			slot = k;
+	if (slot < 0) {
+		snprintf(m, sizeof m, "the server allows at most %d classes at once",
+			 srv->cfg->max_classes);
+		ws_send_error(s, "limit", NULL, m, tag, NULL);
+		return;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c || class_ring_init(&c->ring, (size_t)srv->cfg->class_buffer,
+				  (size_t)srv->cfg->class_buffer * WS_RING_BYTES_PER_ENTRY,
+				  LWS_PRE) < 0) {
+		free(c);
+		ws_send_error(s, "internal", NULL, "out of memory", tag, NULL);
+		return;
+	}
+	for (tries = 0; tries < 16; tries++)
+		if (class_code_new(c->code) < 0 || !class_find(srv, c->code))
+			break;
+	if (!c->code[0] || class_find(srv, c->code)) {
+		class_ring_cleanup(&c->ring);
+		free(c);
+		ws_send_error(s, "internal", NULL, "could not make a class code", tag, NULL);
+		return;
+	}
+	c->srv = srv;
+	c->instructor = s->id;
+	c->pos = -1;
+	srv->classes[slot] = c;
+	s->cls = c;
+	s->teaching = 1;
+	s->ring_pos = c->ring.head;
+	s->view_sent = c->view_ver;
+	http_count(srv->ctr, HTTP_C_CLASSES, 1);
+	ws_send_json(s, json_pack("{s:s, s:s, s:i, s:s?}", "type", "class.opened", "class", c->code,
+			       "max_viewers", srv->cfg->max_class_viewers, "tag", tag));
+}
+
+void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_server *srv = s->srv;
+	const char *code_in = json_string_value(json_object_get(msg, "class"));
+	const char *name_in = json_string_value(json_object_get(msg, "name"));
+	char code[CLASS_CODE_LEN + 1], m[200];
+	struct ws_class *c;
+	uint64_t *mem;
+
+	if (s->cls) {
+		ws_send_error(s, "bad_request", NULL,
+			   s->teaching ? "an instructor cannot join a class"
+				       : "this connection already attends a class; leave it first",
+			   tag, NULL);
+		return;
+	}
+	if (!code_in || class_code_parse(code_in, code) < 0) {
+		snprintf(m, sizeof m, "'class' must be a class code of %d letters and digits",
+			 CLASS_CODE_LEN);
+		ws_send_error(s, "bad_request", "class", m, tag, NULL);
+		return;
+	}
+	if (!name_in) {
+		ws_send_error(s, "bad_request", "name", "'name' must be a string (your display name)",
+			   tag, NULL);
+		return;
+	}
+	if (class_name_parse(name_in, s->name, m, sizeof m) < 0) {
+		ws_send_error(s, "bad_param", "name", m, tag, NULL);
+		return;
+	}
+	c = class_find(srv, code);
+	if (!c) {
+		ws_send_error(s, "unknown_class", "class", "no class with that code is open", tag, NULL);
+		return;
+	}
+	if (c->n_members >= (size_t)srv->cfg->max_class_viewers) {
+		snprintf(m, sizeof m, "the class is full (at most %d students)",
+			 srv->cfg->max_class_viewers);
+		ws_send_error(s, "limit", "class", m, tag, NULL);
+		return;
+	}
+	mem = realloc(c->members, (c->n_members + 1) * sizeof *mem);
+	if (!mem) {
+		ws_send_error(s, "internal", NULL, "out of memory", tag, NULL);
+		return;
+	}
+	c->members = mem;
+	s->member_idx = c->n_members;
+	c->members[c->n_members++] = s->id;
+	s->cls = c;
+	s->teaching = 0;
+	/* A new viewer starts at the newest message: what came before is in
+	 * the run's bundle, which the page reads over HTTP. */
+	s->ring_pos = c->ring.head;
+	s->view_sent = c->view_ver;
+	s->need_resync = 0;
+	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, 1);
+	class_members_changed(c);
+	ws_send_json(s, json_pack("{s:s, s:s, s:s, s:s?, s:b, s:O?, s:o, s:s?}", "type",
+			       "class.joined", "class", c->code, "name", s->name, "run",
+			       c->run[0] ? c->run : NULL, "live", c->run_live, "run_info", c->run_msg,
+			       "view", class_view_json(c), "tag", tag));
+}
+
+void ws_op_class_leave(struct ws_session *s, json_t *msg, const char *tag)
+{
+	if (!s->cls || s->teaching) {
+		ws_send_error(s, "bad_request", NULL, "this connection attends no class", tag, NULL);
+		return;
+	}
+	member_remove(s);
+	ws_send_json(s, json_pack("{s:s, s:s?}", "type", "class.left", "tag", tag));
+}
+
+void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_class *c = s->cls;
+	json_t *lab = json_object_get(msg, "lab"), *params = json_object_get(msg, "params");
+	json_t *files = json_object_get(msg, "files");
+	struct run_error e;
+	char id[EV_RUN_ID_LEN + 1], m[160];
+
+	if (!require_teaching(s, "run labs in the class", tag))
+		return;
+	if (c->run_live) {
+		snprintf(m, sizeof m, "the class run %s is still going; cancel it or wait", c->run);
+		ws_send_error(s, "limit", NULL, m, tag, c->run);
+		return;
+	}
+	if (!json_is_string(lab)) {
+		ws_send_error(s, "bad_request", "lab", "'lab' must be a string naming a lab", tag, NULL);
+		return;
+	}
+	/* "files": programs for a lab like own, uploaded as text (a student's
+	 * program the instructor runs for everyone). */
+	if (runs_start_files(s->srv->runs, s->id, json_string_value(lab), params, NULL, files, tag,
+			     id, &e) < 0) {
+		ws_send_error(s, e.code, e.param, e.message, tag, NULL);
+		return;
+	}
+	/* Its events start arriving on a later loop turn, after this notice. */
+	memcpy(c->run, id, sizeof c->run);
+	c->run_live = 1;
+	json_decref(c->run_msg);
+	c->run_msg = json_pack("{s:s, s:s, s:s, s:s, s:O}", "type", "class.run", "class", c->code,
+			       "run", id, "lab", json_string_value(lab), "params",
+			       json_is_object(params) ? params : json_object());
+	if (c->run_msg && !json_is_object(params))
+		json_object_set_new(c->run_msg, "params", json_object());
+	/* The programs go to every student too: "try it myself" runs them. */
+	if (c->run_msg && json_is_object(files))
+		json_object_set(c->run_msg, "files", files);
+	c->paused = 0;
+	c->pos = -1;
+	c->speed = 0;
+	class_bump_view(c);
+	if (c->run_msg)
+		class_push_json(c, c->run_msg);
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:s}", "type", "run.accepted", "run", id,
+			       "tag", tag, "lab", json_string_value(lab), "class", c->code));
+}
+
+void ws_op_class_view(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_class *c = s->cls;
+	json_t *paused = json_object_get(msg, "paused"), *pos = json_object_get(msg, "pos");
+	json_t *speed = json_object_get(msg, "speed");
+
+	if (!require_teaching(s, "control the class view", tag))
+		return;
+	if (paused && !json_is_boolean(paused)) {
+		ws_send_error(s, "bad_request", "paused", "'paused' must be true or false", tag, NULL);
+		return;
+	}
+	if (pos && !json_is_null(pos) &&
+	    (!json_is_integer(pos) || json_integer_value(pos) < 0 ||
+	     json_integer_value(pos) > 100000000)) {
+		ws_send_error(s, "bad_request", "pos",
+			   "'pos' must be null (follow live) or an event count from 0 to 100000000",
+			   tag, NULL);
+		return;
+	}
+	if (speed && (!json_is_number(speed) || json_number_value(speed) < 0 ||
+		      json_number_value(speed) > 1000)) {
+		ws_send_error(s, "bad_request", "speed",
+			   "'speed' must be events per second from 0 to 1000 (0: as they come)",
+			   tag, NULL);
+		return;
+	}
+	if (paused)
+		c->paused = json_is_true(paused);
+	if (pos)
+		c->pos = json_is_null(pos) ? -1 : json_integer_value(pos);
+	if (speed)
+		c->speed = json_number_value(speed);
+	class_bump_view(c);
+}
+
+void ws_op_class_end(struct ws_session *s, json_t *msg, const char *tag)
+{
+	char code[CLASS_CODE_LEN + 1];
+
+	if (!require_teaching(s, "end the class", tag))
+		return;
+	memcpy(code, s->cls->code, sizeof code);
+	class_end(s->cls, "ended by the instructor");
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "class.ended", "class", code, "tag", tag));
+}

@@ -1,0 +1,237 @@
+/* ws_int.h: what the WebSocket server's files share (server/ws*.c): limits, the session, class and server structs, and their functions. Not for other modules: they use ws.h. */
+#ifndef SOCKLAB_WS_INT_H
+#define SOCKLAB_WS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "class.h"
+#include "runs.h"
+#include "ws.h"
+#include "ws_addr.h"
+
+/* Queue refills from a watch replay happen when fewer than this are queued. */
+#define WS_REPLAY_LOW 64
+/* Lines read from a replay file per refill. */
+#define WS_REPLAY_BATCH 256
+/* Seconds the shutdown waits for runs to end after SIGKILL is due. */
+#define WS_SHUTDOWN_EXTRA_S 3
+/* Seconds it then waits for queued messages to reach their connections. */
+#define WS_DRAIN_S 1
+
+/* Largest frame of batched class messages (a JSON array) for a late reader. */
+#define WS_BATCH_BYTES 16384
+/* Kernel send buffer per connection (bytes; Linux doubles it). */
+#define WS_SNDBUF 65536
+/* Failed sign-ins one connection may make before it is refused outright. */
+#define WS_SIGNIN_FAILS_MAX 5
+/* Sign-in attempts from all addresses together, per second and the burst
+ * allowed: a backstop against guessing from many addresses at once. One
+ * address alone is held to WS_ADDR_SIGNIN_RATE (ws_addr.h), so it can never
+ * drain this bucket and lock the instructor out. */
+#define WS_SIGNIN_RATE 10.0
+#define WS_SIGNIN_BURST 50.0
+/* A run owner's queue above either mark pauses its runs' output (the child
+ * blocks in write); below both low marks it is resumed. */
+#define WS_PAUSE_MSGS 1024
+#define WS_PAUSE_BYTES (1024u * 1024)
+#define WS_RESUME_MSGS 256
+#define WS_RESUME_BYTES (256u * 1024)
+/* Names listed in a class.members message (the count is always exact). */
+#define WS_MEMBERS_LISTED 100
+/* Bytes a class ring may hold per entry allowed (--class-buffer). */
+#define WS_RING_BYTES_PER_ENTRY 2048
+
+struct ws_msg {
+	size_t len;
+	unsigned char buf[]; /* LWS_PRE bytes for lws, then the message */
+};
+
+/* A run this connection watches: replaying its events.jsonl (f != NULL),
+ * then live (registered with the run) until it finishes. */
+struct ws_watch {
+	char run[EV_RUN_ID_LEN + 1];
+	FILE *f;
+	int live;
+};
+
+/*
+ * A class: an instructor's session, its students, the view they all follow
+ * and the ring of messages (the class runs' events and class notices) every
+ * one of them reads at its own position. Owned by the service thread; freed
+ * only by class_end(), which first detaches every session.
+ */
+struct ws_class {
+	struct ws_server *srv;
+	char code[CLASS_CODE_LEN + 1];
+	uint64_t instructor;                /* session id */
+	struct class_ring ring;
+	char run[EV_RUN_ID_LEN + 1];        /* the latest class run, "" before the first */
+	int run_live;                       /* it has not ended yet */
+	json_t *run_msg;                    /* its class.run notice (lab, params) */
+	int paused;                         /* the view: paused or playing */
+	json_int_t pos;                     /* events shown; -1: follow live */
+	double speed;                       /* events per second; 0: as they come */
+	unsigned view_ver;                  /* bumped on every change */
+	uint64_t *members;                  /* session ids of its students */
+	size_t n_members;
+};
+
+/*
+ * One WebSocket connection: lws allocates and frees it (per-session data).
+ * Owned by the service thread. Runs know it only by id; the server's slot
+ * table maps ids to live sessions.
+ */
+struct ws_session {
+	uint64_t id; /* 0 until registered */
+	struct lws *wsi;
+	struct ws_server *srv;
+	struct ws_msg **q; /* ring of q_cap slots */
+	size_t q_head, q_count, q_bytes;
+	unsigned char *rx; /* the message being assembled */
+	size_t rx_len;
+	int rx_skip;       /* discard the rest of an oversized message */
+	int overflowed;    /* queue overflow: close without sending more */
+	const char *overflow_why; /* the close reason that goes with it */
+	int close_after;   /* close once the queue is flushed */
+	enum lws_close_status close_code;
+	char close_reason[100];
+	struct ws_watch watches[WS_MAX_WATCHES];
+	int n_watches;
+	char *line; /* getline buffer for replays */
+	size_t line_cap;
+	size_t q_cap;       /* slots allocated in q (grows up to WS_QUEUE_MAX) */
+	size_t rx_cap;      /* bytes allocated in rx */
+	/* Classroom mode. */
+	int instructor;     /* signed in with the instructor secret */
+	int signin_fails;
+	struct ws_class *cls; /* the class it teaches (teaching) or attends */
+	int teaching;
+	size_t member_idx;  /* its index in cls->members */
+	uint64_t ring_pos;  /* next cls->ring entry to send */
+	unsigned view_sent; /* cls->view_ver last sent */
+	int need_resync;    /* it fell behind the ring: send class.resync */
+	int members_dirty;  /* teaching: send class.members */
+	struct class_bucket rate;
+	int rate_told;      /* the client was told it is over --msg-rate */
+	int throttling;     /* its runs' output is paused until its queue drains */
+	unsigned char addr[16]; /* its address's key in srv->addrs */
+	int addr_counted;   /* it is counted in that entry's sessions */
+	char name[CLASS_NAME_BYTES + 1];
+};
+
+/* Owned by the service thread. */
+struct ws_server {
+	const struct serve_config *cfg;
+	struct http_counters *ctr;
+	struct lws_context *ctx;
+	struct lws_vhost *vh;       /* the WebSocket listener */
+	struct lws_vhost *internal; /* no listener: run pipes and the signalfd */
+	struct run_mgr *runs;
+	int http_port;
+	int signal_fd;
+	struct ws_session **slots; /* cfg->max_conns */
+	size_t n_slots, n_sessions;
+	struct ws_class **classes; /* cfg->max_classes */
+	struct class_bucket signin;
+	struct ws_addr_table addrs; /* sessions and sign-ins per client address */
+	size_t q_total;             /* bytes queued for every session together */
+	size_t q_total_max;         /* cfg->queue_total_mib */
+	unsigned char batch[LWS_PRE + WS_BATCH_BYTES]; /* one batched frame at a time */
+	uint64_t next_serial;
+	int stopping;
+	int stop_now;
+	lws_sorted_usec_list_t sul_stop;
+};
+
+/*
+ * Everything below runs on the lws service thread. The server is split by job:
+ *   ws.c        transport and sessions: lws callbacks, the bounded outgoing
+ *               queues (per session and server-wide), receive, write, life cycle;
+ *   ws_auth.c   admission (Host, Origin, per-address and total limits, refusals
+ *               as HTTP answers) and the instructor sign-in;
+ *   ws_ops.c    the socklab.v1 ops, watch replay and the run hooks (fan-out of
+ *               a run's events to its owner and watchers, backpressure);
+ *   ws_class.c  classes: the ring fan-out and the class ops.
+ */
+
+/* ---- ws.c ---- */
+
+/* The live session with this id, or NULL (runs and classes hold ids, never pointers). */
+struct ws_session *ws_session_find(struct ws_server *srv, uint64_t id);
+
+/* Ask for a writeable callback for wsi (NULL: a session with no connection). */
+void ws_want_write(struct lws *wsi);
+
+/* Queue one text message for s; never blocks (over a bound: s is closed, see ws.c). */
+void ws_enqueue(struct ws_session *s, const char *data, size_t len);
+
+/* Queue a JSON object (stolen). */
+void ws_send_json(struct ws_session *s, json_t *o);
+
+/* Queue {"type":"error","code","message"[,"param"][,"run"],"tag"}. */
+void ws_send_error(struct ws_session *s, const char *code, const char *param,
+		   const char *message, const char *tag, const char *run);
+
+/* Stop watch i of s (closing its replay file). */
+void ws_watch_drop(struct ws_session *s, int i);
+
+/* CLOCK_MONOTONIC in microseconds. */
+int64_t ws_now_us(void);
+
+/* A request header, NULL when absent, "" when too long to be anything allowed. */
+const char *ws_hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, size_t len);
+
+/* ---- ws_auth.c ---- */
+
+/* {"op":"signin"}: limited per connection, per address and server-wide. */
+void ws_op_signin(struct ws_session *s, json_t *msg, const char *tag);
+
+/* FILTER_PROTOCOL_CONNECTION: 0 to let the upgrade through, else -1 after an HTTP answer. */
+int ws_admit(struct ws_server *srv, struct lws *wsi);
+
+/* ESTABLISHED: count s for its address. 0, or -1 when the address table is full. */
+int ws_session_admit(struct ws_server *srv, struct ws_session *s);
+
+/* ---- ws_ops.c ---- */
+
+/* Move replayed lines of s's watches into its queue while it is short. */
+void ws_pump_replays(struct ws_session *s);
+
+/* s has a replay still to read. */
+int ws_has_replay(const struct ws_session *s);
+
+/* The run hooks (runs.h): a run's line, and its end. */
+void ws_hook_line(void *arg, const struct run *r, const char *line, size_t len);
+void ws_hook_finished(void *arg, const struct run *r);
+
+/* One whole client message, already admitted by the rate limit. */
+void ws_handle_message(struct ws_session *s, const char *buf, size_t len);
+
+/* ---- ws_class.c ---- */
+
+/* Append a message to class c's ring and wake its readers. */
+void ws_class_push(struct ws_class *c, const char *data, size_t len);
+
+/* Something of s's class is still to be sent to it. */
+int ws_class_pending(const struct ws_session *s);
+
+/* One class message for s, in its writeable callback: 1 written, 0 nothing due, -1 close. */
+int ws_class_write(struct ws_session *s);
+
+/* s is going: end the class it teaches, or leave the one it attends. */
+void ws_class_detach(struct ws_session *s, const char *why);
+
+/* The class ops (see ws.h). */
+void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag);
+void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag);
+void ws_op_class_leave(struct ws_session *s, json_t *msg, const char *tag);
+void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag);
+void ws_op_class_view(struct ws_session *s, json_t *msg, const char *tag);
+void ws_op_class_end(struct ws_session *s, json_t *msg, const char *tag);
+
+#endif

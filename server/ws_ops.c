@@ -1,0 +1,285 @@
+/* ws_ops.c: the socklab.v1 ops (run, cancel, watch, ping), watch replay, and the run hooks that fan a run's events out to its owner and watchers. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "ws_int.h"
+
+/* ---- watch replay ---- */
+
+/* Move replayed lines into the queue while it is short. At the end of a
+ * file the watch turns live if the run is still going (everything it has
+ * written so far has been read: the file is appended to before any line is
+ * delivered, on this same thread), else it is done. */
+void ws_pump_replays(struct ws_session *s)
+{
+	int i = 0, n = 0;
+
+	while (i < s->n_watches && s->q_count < WS_REPLAY_LOW && !s->overflowed) {
+		struct ws_watch *w = &s->watches[i];
+		ssize_t len;
+		struct run *r;
+
+		if (!w->f) {
+			i++;
+			continue;
+		}
+		if (n++ >= WS_REPLAY_BATCH)
+			break;
+		len = getline(&s->line, &s->line_cap, w->f);
+		if (len > 0 && s->line[len - 1] == '\n') {
+			ws_enqueue(s, s->line, (size_t)len - 1);
+			continue;
+		}
+		if (len > 0)
+			continue; /* a torn last line (a crashed server); skip it */
+		fclose(w->f);
+		w->f = NULL;
+		r = s->srv->runs ? runs_find(s->srv->runs, w->run) : NULL;
+		if (r && runs_watch(r, s->id) == 0) {
+			w->live = 1;
+			i++;
+			continue;
+		}
+		if (r)
+			ws_send_error(s, "limit", "run", "too many connections watch this run", NULL,
+				   w->run);
+		ws_watch_drop(s, i);
+	}
+}
+
+int ws_has_replay(const struct ws_session *s)
+{
+	int i;
+
+	for (i = 0; i < s->n_watches; i++)
+		if (s->watches[i].f)
+			return 1;
+	return 0;
+}
+
+/* ---- run hooks ---- */
+
+void ws_hook_line(void *arg, const struct run *r, const char *line, size_t len)
+{
+	struct ws_server *srv = arg;
+	uint64_t owner = run_owner(r);
+	struct ws_session *s = ws_session_find(srv, owner);
+	const uint64_t *ids;
+	size_t i, n;
+
+	/* The class run's events go to the class ring, which the instructor
+	 * reads too; everything else straight to the owner's queue. */
+	if (s && s->teaching && s->cls && !strcmp(s->cls->run, run_id(r))) {
+		ws_class_push(s->cls, line, len);
+	} else if (s) {
+		ws_enqueue(s, line, len);
+		/* The owner lags: stop reading its runs' output, so the child
+		 * waits for it instead of the run being cut off. */
+		if (!s->throttling && !s->overflowed &&
+		    (s->q_count >= WS_PAUSE_MSGS || s->q_bytes >= WS_PAUSE_BYTES)) {
+			s->throttling = 1;
+			runs_pause_owner(srv->runs, s->id, 1);
+		}
+	}
+	n = run_watchers(r, &ids);
+	for (i = 0; i < n; i++) {
+		if (ids[i] == owner)
+			continue;
+		s = ws_session_find(srv, ids[i]);
+		if (s)
+			ws_enqueue(s, line, len);
+	}
+}
+
+void ws_hook_finished(void *arg, const struct run *r)
+{
+	struct ws_server *srv = arg;
+	const uint64_t *ids;
+	size_t i, n = run_watchers(r, &ids);
+	int k;
+
+	for (k = 0; k < srv->cfg->max_classes; k++)
+		if (srv->classes[k] && !strcmp(srv->classes[k]->run, run_id(r)))
+			srv->classes[k]->run_live = 0;
+
+	for (i = 0; i < n; i++) {
+		struct ws_session *s = ws_session_find(srv, ids[i]);
+		for (k = 0; s && k < s->n_watches; k++) {
+			if (s->watches[k].live && !strcmp(s->watches[k].run, run_id(r))) {
+				ws_watch_drop(s, k);
+				break;
+			}
+		}
+	}
+}
+
+/* ---- ops ---- */
+
+static void op_run(struct ws_session *s, json_t *msg, const char *tag)
+{
+	json_t *lab = json_object_get(msg, "lab");
+	json_t *pcap = json_object_get(msg, "pcap");
+	struct run_error e;
+	char id[EV_RUN_ID_LEN + 1];
+
+	if (!json_is_string(lab)) {
+		ws_send_error(s, "bad_request", "lab", "'lab' must be a string naming a lab", tag, NULL);
+		return;
+	}
+	if (pcap && !json_is_string(pcap)) {
+		ws_send_error(s, "bad_request", "pcap", "'pcap' must be a capture file in base64", tag,
+			   NULL);
+		return;
+	}
+	/* "pcap": a recorded capture for a replay, uploaded with the request;
+	 * "files": text files (programs) for a lab's upload parameters. */
+	if (runs_start_files(s->srv->runs, s->id, json_string_value(lab),
+			     json_object_get(msg, "params"), json_string_value(pcap),
+			     json_object_get(msg, "files"), tag, id, &e) < 0) {
+		ws_send_error(s, e.code, e.param, e.message, tag, NULL);
+		return;
+	}
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s}", "type", "run.accepted", "run", id, "tag",
+			       tag, "lab", json_string_value(lab)));
+}
+
+static const char *run_arg(struct ws_session *s, json_t *msg, const char *tag)
+{
+	const char *id = json_string_value(json_object_get(msg, "run"));
+
+	if (!id || !ev_valid_run_id(id)) {
+		ws_send_error(s, "bad_request", "run", "'run' must be a run id (16 lowercase hex digits)",
+			   tag, NULL);
+		return NULL;
+	}
+	return id;
+}
+
+static void op_cancel(struct ws_session *s, json_t *msg, const char *tag)
+{
+	const char *id = run_arg(s, msg, tag);
+	struct run_error e;
+
+	if (!id)
+		return;
+	if (runs_cancel(s->srv->runs, s->id, id, &e) < 0) {
+		ws_send_error(s, e.code, e.param, e.message, tag, id);
+		return;
+	}
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "cancel.accepted", "run", id, "tag",
+			       tag));
+}
+
+static void op_watch(struct ws_session *s, json_t *msg, const char *tag)
+{
+	const char *id = run_arg(s, msg, tag);
+	char path[4096];
+	struct ws_watch *w;
+	FILE *f;
+	int i;
+
+	if (!id)
+		return;
+	for (i = 0; i < s->n_watches; i++) {
+		if (!strcmp(s->watches[i].run, id)) {
+			ws_send_error(s, "bad_request", "run", "this connection already watches that run",
+				   tag, id);
+			return;
+		}
+	}
+	if (s->n_watches >= WS_MAX_WATCHES) {
+		char m[128];
+		snprintf(m, sizeof m, "a connection may watch at most %d runs at once",
+			 WS_MAX_WATCHES);
+		ws_send_error(s, "limit", NULL, m, tag, id);
+		return;
+	}
+	f = NULL;
+	if (runs_bundle_path(s->srv->cfg->data, id, "events.jsonl", path, sizeof path) == 0)
+		f = fopen(path, "re");
+	if (!f) {
+		ws_send_error(s, "unknown_run", "run", "no such run", tag, id);
+		return;
+	}
+	w = &s->watches[s->n_watches++];
+	memset(w, 0, sizeof *w);
+	memcpy(w->run, id, EV_RUN_ID_LEN + 1);
+	w->f = f;
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:b}", "type", "watch.accepted", "run", id, "tag",
+			       tag, "live", runs_find(s->srv->runs, id) != NULL));
+	ws_want_write(s->wsi);
+}
+
+static void op_ping(struct ws_session *s, json_t *msg, const char *tag)
+{
+	ws_send_json(s, json_pack("{s:s, s:s?}", "type", "pong", "tag", tag));
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(struct ws_session *s, json_t *msg, const char *tag);
+} ops[] = {
+	{"run", op_run},
+	{"cancel", op_cancel},
+	{"watch", op_watch},
+	{"ping", op_ping},
+	{"signin", ws_op_signin},
+	{"class.open", ws_op_class_open},
+	{"class.join", ws_op_class_join},
+	{"class.leave", ws_op_class_leave},
+	{"class.run", ws_op_class_run},
+	{"class.view", ws_op_class_view},
+	{"class.end", ws_op_class_end},
+	{NULL, NULL},
+};
+
+#define OPS_LIST                                                                               \
+	"run, cancel, watch, ping, signin, class.open, class.join, class.leave, class.run, "  \
+	"class.view or class.end"
+
+void ws_handle_message(struct ws_session *s, const char *buf, size_t len)
+{
+	json_error_t jerr;
+	json_t *msg = json_loadb(buf, len, 0, &jerr);
+	json_t *jtag;
+	const char *op, *tag = NULL;
+	char m[300];
+	int i;
+
+	if (!msg) {
+		snprintf(m, sizeof m, "message is not valid JSON: %s (at byte %d)", jerr.text,
+			 jerr.position);
+		ws_send_error(s, "bad_request", NULL, m, NULL, NULL);
+		return;
+	}
+	if (!json_is_object(msg)) {
+		ws_send_error(s, "bad_request", NULL, "message must be a JSON object", NULL, NULL);
+		goto out;
+	}
+	jtag = json_object_get(msg, "tag");
+	if (jtag && (!json_is_string(jtag) || strlen(json_string_value(jtag)) > RUN_TAG_MAX)) {
+		snprintf(m, sizeof m, "'tag' must be a string of at most %d bytes", RUN_TAG_MAX);
+		ws_send_error(s, "bad_request", "tag", m, NULL, NULL);
+		goto out;
+	}
+	tag = json_string_value(jtag);
+	op = json_string_value(json_object_get(msg, "op"));
+	for (i = 0; op && ops[i].name; i++) {
+		if (!strcmp(ops[i].name, op)) {
+			ops[i].fn(s, msg, tag);
+			goto out;
+		}
+	}
+	if (op)
+		snprintf(m, sizeof m, "unknown op '%.40s'; expected %s", op, OPS_LIST);
+	else
+		snprintf(m, sizeof m, "'op' is missing or not a string; expected %s", OPS_LIST);
+	ws_send_error(s, "bad_request", "op", m, tag, NULL);
+out:
+	json_decref(msg);
+}
