@@ -107,11 +107,15 @@ build/fuzz/fuzz_pcap: tests/fuzz/fuzz_pcap.c labs/capture/capture.c labs/capture
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_pcap.c labs/capture/capture.c \
 	  $(shell pkg-config --cflags --libs libpcap jansson) -lpthread
-# The op handler (ws.c) is instrumented; the rest of the server comes from the library.
-build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c server/ws.c server/ws.h build/libsocklab.a
+# The WebSocket server (its sessions, ops, sign-in and classes: ws*.c but the
+# address table and the frame follower) is instrumented; the rest of the
+# server comes from the library.
+WS_FUZZ_SRC := server/ws.c server/ws_ops.c server/ws_auth.c server/ws_class.c
+build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c $(WS_FUZZ_SRC) server/ws.h server/ws_int.h \
+		    build/libsocklab.a
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags $(PKGS)) -o $@ \
-	  tests/fuzz/fuzz_ws.c server/ws.c build/libsocklab.a $(LDLIBS)
+	  tests/fuzz/fuzz_ws.c $(WS_FUZZ_SRC) build/libsocklab.a $(LDLIBS)
 fuzzers: $(FUZZERS)
 
 fuzz: $(FUZZERS)
