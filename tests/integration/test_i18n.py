@@ -22,7 +22,10 @@ TERMS = {
     "four-way": "四次挥手",
 }
 # Keys built at run time from a fixed set of values.
-FAMILIES = {"run.status.": ["running", "ok", "error", "cancelled", "timeout"]}
+FAMILIES = {"run.status.": ["running", "ok", "error", "cancelled", "timeout"],
+            "hs.gone.": ["rst", "timer_expired", "reused", "not_listed"],
+            "hs.match.": ["same", "different_packet", "kernel_only", "inferred_only", "consistent",
+                          "inconsistent", "unobserved"]}
 
 
 def table(lang):
