@@ -14,6 +14,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "bundle.h"
 #include "lab.h"
 #include "net/net.h"
 #include "privs.h"
@@ -465,7 +466,9 @@ static void bundle_finish(struct bundle *b, const struct ev_emitter *em, const c
 
 	close(b->fd);
 	snprintf(path, sizeof path, "%s/meta.json", b->dir);
-	json_dump_file(meta, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	/* 0600 like every file of a run, whatever the umask; written atomically. */
+	if (!meta || bundle_write_json(path, meta) < 0)
+		fprintf(stderr, "socklab run: --bundle: could not write %s\n", path);
 	json_decref(meta);
 }
 

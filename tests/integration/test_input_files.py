@@ -135,9 +135,14 @@ def the_cli_capture_file_is_private_too():
         with open(src, "wb") as f:
             f.write(tiny_pcap())
         out = os.path.join(TMP, "out.pcap")
-        rc, err = sl("run", "handshake", "--json", "-p", f"replay={src}", "--pcap", out)
+        bundle = os.path.join(TMP, "bundle")
+        rc, err = sl("run", "handshake", "--json", "-p", f"replay={src}", "--pcap", out,
+                     "--bundle", bundle)
         eq(rc, 0, f"replay: {err}")
         eq(oct(stat.S_IMODE(os.stat(out).st_mode)), oct(0o600), "capture mode")
+        for name in ("events.jsonl", "meta.json"):
+            eq(oct(stat.S_IMODE(os.stat(os.path.join(bundle, name)).st_mode)), oct(0o600),
+               f"--bundle {name} mode")
     finally:
         os.umask(old)
 
