@@ -444,11 +444,11 @@ void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 	memcpy(c->run, id, sizeof c->run);
 	c->run_live = 1;
 	json_decref(c->run_msg);
-	c->run_msg = json_pack("{s:s, s:s, s:s, s:s, s:O}", "type", "class.run", "class", c->code,
+	/* "o" steals: a fresh object when the request had no params (with "O" it
+	 * would keep a second reference and leak). */
+	c->run_msg = json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "class.run", "class", c->code,
 			       "run", id, "lab", json_string_value(lab), "params",
-			       json_is_object(params) ? params : json_object());
-	if (c->run_msg && !json_is_object(params))
-		json_object_set_new(c->run_msg, "params", json_object());
+			       json_is_object(params) ? json_incref(params) : json_object());
 	/* The programs go to every student too: "try it myself" runs them. */
 	if (c->run_msg && json_is_object(files))
 		json_object_set(c->run_msg, "files", files);
