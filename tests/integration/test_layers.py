@@ -85,8 +85,9 @@ def same_subnet_one_broadcast_request_one_reply_then_b_mac():
     eq((data[0]["eth"]["dst"], data[0]["ip"]["dst"]), (b["mac"], b["addr"]), "first data frame's addresses")
     check(data[0]["n"] > max(f["n"] for f in reps), "the data frame left after the reply")
     # The kernel's reports: A's entry REACHABLE (no INCOMPLETE report), B learned A as STALE.
-    eq(neigh(ev, "A", b["addr"], 1), ["REACHABLE"], "A's entry for B")
-    eq(neigh(ev, "B", a["addr"], 1), ["STALE"], "B's entry for A")
+    # (A later STALE is the reachable time running out on a slow machine.)
+    eq(neigh(ev, "A", b["addr"], 1)[:1], ["REACHABLE"], "A's entry for B: the kernel's first report")
+    eq(neigh(ev, "B", a["addr"], 1)[:1], ["STALE"], "B's entry for A")
     eq(neigh(ev, "R", a["addr"], 1), [], "R learned nothing from a request not for it")
     f = scenario_end(ev, 1)["findings"]
     eq((f["first_data_dst"], f["first_data_after_reply"], f["delivered"]), (b["mac"], True, True), "findings")
