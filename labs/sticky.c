@@ -22,6 +22,7 @@
 #include "framing/framing.h"
 #include "lab.h"
 #include "net/net.h"
+#include "observer/observer.h"
 #include "sock.h"
 
 /*
@@ -180,10 +181,11 @@ struct sticky {
 	uint64_t msg_start[MAX_COUNT], msg_len[MAX_COUNT];
 	uint32_t msg_hdr_len[MAX_COUNT];
 	uint64_t total;
-	/* capture */
-	struct cap *cap;
-	struct cap_pcap *pcap;
-	pthread_mutex_t lock;
+	/* the observer: the capture, delivered live in time order */
+	struct obs *obs;
+	pthread_mutex_t lock; /* guards segs, n_segs, wire_end, the ISN and options, the
+			       * sends (send_end, n_send) and the lane counters the
+			       * observer's thread updates */
 	struct lane_rec *segs;
 	size_t n_segs, segs_lost; /* segs_lost: captured but not kept (MAX_SEGS) */
 	int have_isn;
@@ -357,36 +359,109 @@ static void syn_opts(const struct dec_tcp *t, uint16_t *mss, int8_t *wscale)
 	}
 }
 
-/* Runs on the capture thread. Data segments of the sender and the
- * receiver's ACKs are both kept: an ACK is what releases held data. */
-static int on_frame(void *arg, const struct cap_frame *f)
+/* The window the receiver advertised in segment g, in bytes (RFC 7323: the
+ * field is scaled in every segment but the SYN's when both sides sent the
+ * window scale option). */
+static uint64_t rwnd_of(const struct sticky *s, const struct lane_rec *g)
 {
-	struct sticky *s = arg;
-	struct dec_packet *d = malloc(sizeof *d);
+	if ((g->flags & DEC_TCP_SYN) || s->srv_wscale < 0 || s->cli_wscale < 0)
+		return g->win;
+	return (uint64_t)g->win << s->srv_wscale;
+}
+
+static int is_data(const struct lane_rec *g)
+{
+	return !g->s2c && g->len && !g->retrans;
+}
+
+/* Which send() call wrote stream offset off: the first whose end lies past
+ * it (send_end rises), or n_send, the call still in progress, when none has
+ * recorded it yet (the segment left during that call). s->lock held, or the
+ * sender done. */
+static int send_at(const struct sticky *s, uint64_t off)
+{
+	int lo = 0, hi = s->n_send;
+
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+
+		if (off < s->send_end[mid])
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+/* Emit segment i (s->lock held): its "i" is its index in s->segs, which the
+ * verdict's evidence refers to. Called as each frame arrives. */
+static void emit_segment(struct sticky *s, size_t i)
+{
+	const struct lane_rec *g = &s->segs[i];
+	char fl[16];
+	int sends = 0, first = 0;
+	json_t *ev;
+
+	if (s->mode != MODE_UDP && g->s2c) {
+		ev = json_pack("{s:i, s:I, s:s, s:s, s:I, s:b, s:I, s:I, s:[]}", "i", (int)i,
+			       "t_wire_us", run_us(s, g->t_ns), "dir", "s2c", "flags",
+			       dec_tcp_flags_short(g->flags, fl, sizeof fl), "bytes",
+			       (json_int_t)g->len, "retransmit", 0, "ack", (json_int_t)g->off,
+			       "win", (json_int_t)rwnd_of(s, g), "msgs");
+		json_object_set_new(ev, "checksums",
+				    dec_checksums_json(&g->csum_ip, &g->csum_l4, DEC_L_TCP));
+		ev_emit(s->ctx->em, "segment", ev);
+		return;
+	}
+	if (is_data(g) && s->mode != MODE_UDP) {
+		first = send_at(s, g->off);
+		sends = send_at(s, g->off + g->len - 1) - first + 1;
+		if (sends > 1)
+			s->n_seg_multi_send++;
+	}
+	if (g->len && !g->retrans)
+		s->seg_bytes += g->len;
+	ev = json_pack("{s:i, s:I, s:I, s:I, s:b, s:o}", "i", (int)i, "t_wire_us",
+		       run_us(s, g->t_ns), "offset", (json_int_t)g->off, "bytes", (json_int_t)g->len,
+		       "retransmit", g->retrans, "msgs",
+		       g->len ? msgs_json(s, g->off, g->off + g->len) : json_array());
+	if (s->mode != MODE_UDP) {
+		json_object_set_new(ev, "dir", json_string("c2s"));
+		json_object_set_new(ev, "flags",
+				    json_string(dec_tcp_flags_short(g->flags, fl, sizeof fl)));
+		json_object_set_new(ev, "tcp_header", json_integer(g->hdr_len));
+		if (is_data(g))
+			json_object_set_new(ev, "sends", json_pack("[i, i]", first, first + sends - 1));
+	}
+	json_object_set_new(ev, "checksums",
+			    dec_checksums_json(&g->csum_ip, &g->csum_l4,
+					       s->mode == MODE_UDP ? DEC_L_UDP : DEC_L_TCP));
+	ev_emit(s->ctx->em, "segment", ev);
+}
+
+/* Keep one decoded frame the sender's host sent or received (s->lock held):
+ * the sender's data segments and the receiver's ACKs (an ACK is what
+ * releases held data). Returns its index in s->segs, or -1 when it is not
+ * one the lanes show. */
+static int keep_frame(struct sticky *s, const struct dec_packet *d, int64_t t_ns)
+{
 	struct lane_rec rec;
 
-	if (!d)
-		return 0;
-	dec_packet_rx(f->data, f->caplen, f->len, f->link, f->csum_flags, d);
 	memset(&rec, 0, sizeof rec);
 	rec.csum_ip = d->ip4.csum;
 	rec.csum_l4 = dec_has(d, DEC_L_UDP) ? d->udp.csum : d->tcp.csum;
 	rec.wscale = -1;
-	rec.t_ns = f->t_mono_ns >= 0 ? f->t_mono_ns : mono_ns();
-	if (s->pcap)
-		cap_pcap_write(s->pcap, f);
-	pthread_mutex_lock(&s->lock);
+	rec.t_ns = t_ns;
 	if (s->mode == MODE_UDP) {
-		if (dec_has(d, DEC_L_UDP)) {
-			rec.len = d->udp.payload_len;
-			rec.off = s->wire_end;
-			s->wire_end += rec.len;
-			goto keep;
-		}
-		goto out;
+		if (!dec_has(d, DEC_L_UDP))
+			return -1;
+		rec.len = d->udp.payload_len;
+		rec.off = s->wire_end;
+		s->wire_end += rec.len;
+		goto keep;
 	}
 	if (!dec_has(d, DEC_L_TCP) || d->layer[DEC_L_TCP].span.len < 20)
-		goto out;
+		return -1;
 	rec.flags = d->tcp.flags;
 	rec.len = d->tcp.payload_len;
 	rec.win = d->tcp.window;
@@ -398,7 +473,7 @@ static int on_frame(void *arg, const struct cap_frame *f)
 		rec.ts |= d->tcp.opt[o].kind == 8;
 	if (rec.s2c) {
 		if (!s->have_isn)
-			goto out;
+			return -1;
 		if (d->tcp.flags & DEC_TCP_SYN) {
 			s->srv_wscale = rec.wscale;
 			s->srv_mss_opt = rec.mss_opt;
@@ -415,21 +490,40 @@ static int on_frame(void *arg, const struct cap_frame *f)
 		goto keep;
 	}
 	if (!s->have_isn)
-		goto out;
+		return -1;
 	rec.off = (uint32_t)(d->tcp.seq - s->isn - 1);
 	if (rec.len && rec.off + rec.len <= s->wire_end)
 		rec.retrans = 1;
 	if (rec.len && rec.off + rec.len > s->wire_end)
 		s->wire_end = rec.off + rec.len;
 keep:
-	if (s->n_segs < MAX_SEGS)
-		s->segs[s->n_segs++] = rec;
-	else
+	if (s->n_segs >= MAX_SEGS) {
 		s->segs_lost++;
-out:
+		return -1;
+	}
+	s->segs[s->n_segs] = rec;
+	return (int)s->n_segs++;
+}
+
+/* The observer's callback, in time order on its thread while it runs (then
+ * on the thread that stops it): each frame of the sender's host is kept,
+ * written to the pcap and emitted at once, so the wire lane is live. On two
+ * hosts the observer also captures the receiver's host; the lanes show the
+ * sender's side only. */
+static json_t *on_obs(void *arg, const struct obs_event *ev)
+{
+	struct sticky *s = arg;
+	int i;
+
+	if (ev->kind != OBS_FRAME || (s->ctx->net && ev->host != NET_CLIENT))
+		return NULL;
+	obs_pcap_write(s->obs, ev->frame);
+	pthread_mutex_lock(&s->lock);
+	i = keep_frame(s, ev->pkt, ev->t_ns);
+	if (i >= 0)
+		emit_segment(s, (size_t)i);
 	pthread_mutex_unlock(&s->lock);
-	free(d);
-	return 0;
+	return NULL;
 }
 
 /* Turn segmentation offload off on ifname, so the capture sees the segments
@@ -457,48 +551,36 @@ static int offload_off(const char *ifname)
 	return ok;
 }
 
-static int open_capture(struct sticky *s)
+/* Start the observer on this run's segments: on two hosts it captures each
+ * host's eth0, on loopback lo. Segmentation offload is switched off on the
+ * sender's interface first. Leaves the calling thread in the sender's host. */
+static int open_observer(struct sticky *s)
 {
 	struct lab_ctx *ctx = s->ctx;
-	const char *ifname = ctx->net ? NET_IFNAME : "lo";
-	char expr[256], err[512] = "";
+	struct obs_config cfg;
+	char expr[256];
 	int rc;
 
 	/* UDP: the datagrams sent; TCP: both directions, for the receiver's ACKs. */
 	snprintf(expr, sizeof expr, "%s and %shost %s and %sport %u",
 		 s->mode == MODE_UDP ? "udp" : "tcp", s->mode == MODE_UDP ? "dst " : "",
 		 s->srv_ip, s->mode == MODE_UDP ? "dst " : "", ntohs(s->srv.sin_port));
-	/* The sender's host: what it put on the wire (on loopback, lo). */
 	rc = net_enter(ctx->net, NET_CLIENT);
-	if (rc == 0) {
-		s->offload_off = offload_off(ifname);
-		rc = cap_open(&s->cap, ifname, expr, err, sizeof err);
-	}
 	if (rc < 0) {
-		if (!err[0])
-			snprintf(err, sizeof err, "entering the sender's namespace: %s",
-				 strerror(-rc));
-		ev_error(ctx->em, rc == -EPERM ? "no_capture_privilege" : "capture_failed", NULL,
-			 err);
+		ev_error(ctx->em, "capture_failed", NULL, "could not enter the sender's namespace");
 		return rc;
 	}
-	if (ctx->pcap_path) {
-		rc = cap_pcap_open(&s->pcap, ctx->pcap_path, cap_link(s->cap), err, sizeof err);
-		if (rc < 0) {
-			ev_error(ctx->em, "pcap_failed", NULL, err);
-			return rc;
-		}
-	}
-	ev_emit(ctx->em, "capture",
-		json_pack("{s:s, s:s, s:s, s:b, s:b}", "interface", ifname, "host",
-			  ctx->net ? "client" : "loopback", "filter", expr, "offload_off",
-			  s->offload_off, "pcap", ctx->pcap_path != NULL));
-	rc = cap_start(s->cap, on_frame, s);
-	if (rc < 0) {
-		ev_error(ctx->em, "capture_failed", NULL, "could not start the capture thread");
-		return rc;
-	}
-	return 0;
+	s->offload_off = offload_off(ctx->net ? NET_IFNAME : "lo");
+	memset(&cfg, 0, sizeof cfg);
+	cfg.ctx = ctx;
+	cfg.filter = expr;
+	cfg.fn = on_obs;
+	cfg.arg = s;
+	cfg.pcap_path = ctx->pcap_path;
+	rc = obs_start(&s->obs, &cfg); /* emits the capture event, or the error */
+	if (rc == 0)
+		rc = net_enter(ctx->net, NET_CLIENT);
+	return rc;
 }
 
 /* Wait (bounded) until the capture has seen every byte the sender sent. */
@@ -784,8 +866,10 @@ static int sender(struct sticky *s, const uint8_t *stream)
 			}
 			if (!udp)
 				snap(fd, after);
+			pthread_mutex_lock(&s->lock);
 			s->send_end[s->n_send] = off + (uint64_t)n;
 			s->n_send++;
+			pthread_mutex_unlock(&s->lock);
 			s->send_bytes += (uint64_t)n;
 			ev = json_pack("{s:i, s:I, s:I, s:I, s:o}", "i", s->n_send - 1, "t_call_us",
 				       run_us(s, t0), "offset", (json_int_t)off, "bytes",
@@ -818,81 +902,12 @@ static int sender(struct sticky *s, const uint8_t *stream)
 
 /* ---- after the run: the wire lane and the verdict ---- */
 
-/* Which send() call wrote stream offset off. */
+/* Which send() call wrote stream offset off, once the sender is done. */
 static int send_of(const struct sticky *s, uint64_t off)
 {
-	int i;
+	int i = send_at(s, off);
 
-	for (i = 0; i < s->n_send; i++)
-		if (off < s->send_end[i])
-			return i;
-	return s->n_send - 1;
-}
-
-/* The window the receiver advertised in segment g, in bytes (RFC 7323: the
- * field is scaled in every segment but the SYN's when both sides sent the
- * window scale option). */
-static uint64_t rwnd_of(const struct sticky *s, const struct lane_rec *g)
-{
-	if ((g->flags & DEC_TCP_SYN) || s->srv_wscale < 0 || s->cli_wscale < 0)
-		return g->win;
-	return (uint64_t)g->win << s->srv_wscale;
-}
-
-static int is_data(const struct lane_rec *g)
-{
-	return !g->s2c && g->len && !g->retrans;
-}
-
-/* Every captured segment, in capture order; a segment's "i" is its index in
- * s->segs, which the verdict's evidence refers to. */
-static void emit_segments(struct sticky *s)
-{
-	size_t i;
-
-	for (i = 0; i < s->n_segs; i++) {
-		const struct lane_rec *g = &s->segs[i];
-		char fl[16];
-		int sends = 0, first = 0;
-		json_t *ev;
-
-		if (s->mode != MODE_UDP && g->s2c) {
-			ev = json_pack("{s:i, s:I, s:s, s:s, s:I, s:b, s:I, s:I, s:[]}", "i", (int)i,
-				       "t_wire_us", run_us(s, g->t_ns), "dir", "s2c", "flags",
-				       dec_tcp_flags_short(g->flags, fl, sizeof fl), "bytes",
-				       (json_int_t)g->len, "retransmit", 0, "ack",
-				       (json_int_t)g->off, "win", (json_int_t)rwnd_of(s, g), "msgs");
-			json_object_set_new(ev, "checksums",
-					    dec_checksums_json(&g->csum_ip, &g->csum_l4, DEC_L_TCP));
-			ev_emit(s->ctx->em, "segment", ev);
-			continue;
-		}
-		if (is_data(g) && s->mode != MODE_UDP) {
-			first = send_of(s, g->off);
-			sends = send_of(s, g->off + g->len - 1) - first + 1;
-			if (sends > 1)
-				s->n_seg_multi_send++;
-		}
-		if (g->len && !g->retrans)
-			s->seg_bytes += g->len;
-		ev = json_pack("{s:i, s:I, s:I, s:I, s:b, s:o}", "i", (int)i, "t_wire_us",
-			       run_us(s, g->t_ns), "offset", (json_int_t)g->off, "bytes",
-			       (json_int_t)g->len, "retransmit", g->retrans, "msgs",
-			       g->len ? msgs_json(s, g->off, g->off + g->len) : json_array());
-		if (s->mode != MODE_UDP) {
-			json_object_set_new(ev, "dir", json_string("c2s"));
-			json_object_set_new(ev, "flags",
-					    json_string(dec_tcp_flags_short(g->flags, fl, sizeof fl)));
-			json_object_set_new(ev, "tcp_header", json_integer(g->hdr_len));
-			if (is_data(g))
-				json_object_set_new(ev, "sends",
-						    json_pack("[i, i]", first, first + sends - 1));
-		}
-		json_object_set_new(ev, "checksums",
-				    dec_checksums_json(&g->csum_ip, &g->csum_l4,
-						       s->mode == MODE_UDP ? DEC_L_UDP : DEC_L_TCP));
-		ev_emit(s->ctx->em, "segment", ev);
-	}
+	return i < s->n_send ? i : s->n_send - 1;
 }
 
 static int data_segments(const struct sticky *s)
@@ -1275,15 +1290,12 @@ static void explain_sizes(struct sticky *s)
  * says what is missing, and no verdict is drawn from the lanes. */
 static int capture_complete(struct sticky *s)
 {
-	struct cap_stats st;
+	uint64_t drops = obs_capture_drops(s->obs);
 
-	memset(&st, 0, sizeof st);
-	if (s->cap)
-		cap_get_stats(s->cap, &st);
-	if (!st.kernel_drops && !s->segs_lost && s->seg_bytes >= s->send_bytes)
+	if (!drops && !s->segs_lost && s->seg_bytes >= s->send_bytes)
 		return 1;
 	ev_note(s->ctx->em, "sticky.verdict.incomplete",
-		json_pack("{s:I, s:I, s:I, s:I}", "drops", (json_int_t)st.kernel_drops, "lost",
+		json_pack("{s:I, s:I, s:I, s:I}", "drops", (json_int_t)drops, "lost",
 			  (json_int_t)s->segs_lost, "wire_bytes", (json_int_t)s->seg_bytes,
 			  "send_bytes", (json_int_t)s->send_bytes),
 		NULL);
@@ -1383,6 +1395,8 @@ static void fill_summary(struct sticky *s)
 		json_object_set_new(j, "held_segments", held);
 		json_object_set_new(j, "wire_causes", wire);
 	}
+	if (s->mode != MODE_UDP && s->mode != MODE_SERVER)
+		json_object_set_new(j, "offload_off", json_boolean(s->offload_off));
 	if (s->ctx->pcap_path)
 		json_object_set_new(j, "pcap", json_string(s->ctx->pcap_path));
 	json_object_update(s->ctx->summary, j);
@@ -1682,7 +1696,7 @@ static int sticky_run(struct lab_ctx *ctx)
 		else
 			ev_note(ctx->em, "sticky.framed.setup", fp, NULL);
 	}
-	rc = open_capture(s);
+	rc = open_observer(s);
 	if (rc < 0)
 		goto out;
 	if (pthread_create(&rt, NULL, receiver, s) != 0) {
@@ -1691,7 +1705,7 @@ static int sticky_run(struct lab_ctx *ctx)
 		goto out;
 	}
 	started = 1;
-	/* This thread is the sender, on the client host (open_capture entered it). */
+	/* This thread is the sender, on the client host (open_observer entered it). */
 	rc = sender(s, stream);
 	if (rc < 0 && rc != -ECANCELED)
 		fail(s);
@@ -1708,14 +1722,12 @@ static int sticky_run(struct lab_ctx *ctx)
 		goto out;
 	}
 	wait_wire(s, s->send_bytes);
-	cap_stop(s->cap);
-	emit_segments(s);
+	obs_stop(s->obs); /* the last frames, delivered before the verdict */
 	verdict(s);
 out:
 	if (started)
 		pthread_join(rt, NULL);
-	cap_close(s->cap);
-	cap_pcap_close(s->pcap);
+	obs_destroy(s->obs);
 	if (s->lfd >= 0)
 		lsock_close(ctx, W_LISTEN, s->lfd);
 	fill_summary(s);

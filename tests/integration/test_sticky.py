@@ -175,6 +175,12 @@ def nagle_coalesces_on_a_slow_wire():
               "the releasing ACK acknowledges the small segment")
     p = note(ev, "sticky.cause.nagle")
     check(p["last_send"] > p["send"], "the note's segment carries several sends")
+    # The wire lane is live: every segment is reported as it is captured,
+    # long before the receiver's first recv() 300 ms into the connection.
+    first_recv = min(e["seq"] for e in ev if e["type"] == "recv")
+    data = [g for g in ev if g["type"] == "segment" and g["bytes"]]
+    check(data and all(g["seq"] < first_recv for g in data),
+          f"segments emitted before the first recv (seq {first_recv}): {[g['seq'] for g in data]}")
     multi = [x for x in ev if x["type"] == "segment" and x.get("sends", [0, 0])[1] > x.get("sends", [0, 0])[0]]
     check(multi and len(multi[0]["msgs"]) >= 2, "the merged segment names its messages")
 
