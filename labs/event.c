@@ -63,6 +63,7 @@ struct ev_ring {
 	struct ev_buf batch, line;
 	uint64_t calls, call_ns_sum, call_ns_max, batches;
 	uint32_t hist[EV_HIST_BUCKETS + 1];
+	uint64_t cpu_ns; /* the writer thread's CPU time so far */
 };
 
 /* ---- text buffers ---- */
@@ -179,10 +180,21 @@ void ev_buf_str(struct ev_buf *b, const char *s)
 
 void ev_buf_key(struct ev_buf *b, const char *key)
 {
-	if (b->len && b->p[b->len - 1] != '{')
-		ev_buf_put(b, ",", 1);
-	ev_buf_str(b, key);
-	ev_buf_put(b, ":", 1);
+	size_t n = strlen(key);
+	char *o;
+
+	if (buf_grow(b, n + 4) < 0)
+		return;
+	o = b->p + b->len;
+	if (b->len && o[-1] != '{')
+		*o++ = ',';
+	*o++ = '"';
+	memcpy(o, key, n);
+	o += n;
+	*o++ = '"';
+	*o++ = ':';
+	*o = '\0';
+	b->len = (size_t)(o - b->p);
 }
 
 /* ---- run ids and clocks ---- */
@@ -254,6 +266,22 @@ int ev_init(struct ev_emitter *em, const char *run_id, const char *lab)
 		return -EIO;
 	}
 	snprintf(em->lab, sizeof em->lab, "%s", lab ? lab : "");
+	/* The envelope's fixed parts, escaped once. */
+	{
+		struct ev_buf b = {0};
+		ev_buf_puts(&b, "{\"v\":");
+		ev_buf_int(&b, EV_VERSION);
+		ev_buf_puts(&b, ",\"run\":");
+		ev_buf_str(&b, em->run_id);
+		ev_buf_puts(&b, ",\"seq\":");
+		snprintf(em->env_head, sizeof em->env_head, "%s", b.p ? b.p : "");
+		b.len = 0;
+		ev_buf_puts(&b, ",\"lab\":");
+		ev_buf_str(&b, em->lab);
+		ev_buf_puts(&b, ",\"type\":");
+		snprintf(em->env_lab, sizeof em->env_lab, "%s", b.p ? b.p : "");
+		ev_buf_free(&b);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &em->t0);
 	em->t0_ns = (uint64_t)em->t0.tv_sec * 1000000000u + (uint64_t)em->t0.tv_nsec;
 	em->last_ns = em->t0_ns;
@@ -305,17 +333,11 @@ static void format_line(struct ev_buf *b, const struct ev_emitter *em, uint64_t 
 {
 	b->len = 0;
 	b->oom = 0;
-	ev_buf_puts(b, "{\"v\":");
-	ev_buf_int(b, EV_VERSION);
-	ev_buf_puts(b, ",\"run\":");
-	ev_buf_str(b, em->run_id);
-	ev_buf_puts(b, ",\"seq\":");
+	ev_buf_puts(b, em->env_head);
 	ev_buf_int(b, (long long)seq);
-	ev_buf_puts(b, ",\"t_us\":");
+	ev_buf_put(b, ",\"t_us\":", 8);
 	ev_buf_int(b, t_us);
-	ev_buf_puts(b, ",\"lab\":");
-	ev_buf_str(b, em->lab);
-	ev_buf_puts(b, ",\"type\":");
+	ev_buf_puts(b, em->env_lab);
 	ev_buf_str(b, type);
 	if (fmt) {
 		fmt(b, rec);
@@ -478,13 +500,14 @@ static void merge_stats(struct ev_emitter *em, struct ev_ring *r)
 {
 	int i;
 
-	if (!r->calls && !r->batches)
+	if (!r->calls && !r->batches && em->writer_cpu_ns == r->cpu_ns)
 		return;
 	em->calls += r->calls;
 	em->call_ns_sum += r->call_ns_sum;
 	if (r->call_ns_max > em->call_ns_max)
 		em->call_ns_max = r->call_ns_max;
 	em->batches += r->batches;
+	em->writer_cpu_ns = r->cpu_ns;
 	for (i = 0; r->calls && i <= EV_HIST_BUCKETS; i++) {
 		em->call_hist[i] += r->hist[i];
 		r->hist[i] = 0;
@@ -513,6 +536,11 @@ static void *writer_main(void *arg)
 		uint64_t n = drain(em, r);
 
 		flush_batch(em, r);
+		if (n) {
+			struct timespec cpu;
+			clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+			r->cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
+		}
 		pthread_mutex_lock(&em->lock);
 		r->written = atomic_load(&r->consumed);
 		merge_stats(em, r);
@@ -684,6 +712,7 @@ void ev_trace_stats(struct ev_emitter *em, struct ev_trace_stats *out)
 	out->stalls = em->stalls;
 	out->stall_us = em->stall_ns / 1000;
 	out->batches = em->batches;
+	out->writer_cpu_us = em->writer_cpu_ns / 1000;
 	out->threaded = em->ring != NULL;
 	pthread_mutex_unlock(&em->lock);
 }
@@ -693,7 +722,8 @@ void ev_trace_stats(struct ev_emitter *em, struct ev_trace_stats *out)
 /* Lock held, a ring running: room for one more event, the event's seq and
  * time. Waits (counted) while the ring is full. NULL when the run ended
  * meanwhile. */
-static struct ev_slot *reserve(struct ev_emitter *em, uint64_t t_ns, uint64_t *seq, int64_t *t_us)
+static struct ev_slot *reserve(struct ev_emitter *em, uint64_t t_ns, uint64_t *seq, int64_t *t_us,
+			       uint64_t *stalled_ns)
 {
 	struct ev_ring *r = em->ring;
 	uint64_t waited_from = 0;
@@ -729,6 +759,7 @@ static struct ev_slot *reserve(struct ev_emitter *em, uint64_t t_ns, uint64_t *s
 		if (waited_from) {
 			uint64_t now = ev_clock_ns();
 			em->stall_ns += now - waited_from;
+			*stalled_ns = now - waited_from;
 			/* The event happens once there is room for it. */
 			if (t_ns < now)
 				t_ns = now;
@@ -771,7 +802,7 @@ int64_t ev_emit(struct ev_emitter *em, const char *type, json_t *fields)
 	static const char *const envelope[] = {"v", "run", "seq", "t_us", "lab", "type"};
 	struct ev_slot *slot;
 	char *s = NULL;
-	uint64_t seq;
+	uint64_t seq, stalled = 0;
 	int64_t t_us;
 	size_t i;
 
@@ -820,7 +851,7 @@ int64_t ev_emit(struct ev_emitter *em, const char *type, json_t *fields)
 		free(s);
 		return rc;
 	}
-	slot = reserve(em, ev_clock_ns(), &seq, &t_us);
+	slot = reserve(em, ev_clock_ns(), &seq, &t_us, &stalled);
 	if (!slot) {
 		pthread_mutex_unlock(&em->lock);
 		free(s);
@@ -860,7 +891,8 @@ void *ev_rec_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt
 		em->last_ns = sync_time(em, t_ns, &rec->t_us);
 		return em->scratch;
 	}
-	slot = reserve(em, t_ns, &seq, &t_us);
+	rec->stall_ns = 0;
+	slot = reserve(em, t_ns, &seq, &t_us, &rec->stall_ns);
 	pthread_mutex_unlock(&em->lock);
 	if (!slot)
 		return NULL;
@@ -876,7 +908,8 @@ void *ev_rec_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt
 
 void ev_rec_commit(struct ev_emitter *em, struct ev_rec *rec)
 {
-	int64_t cost = (int64_t)(ev_clock_ns() - rec->t_ns);
+	/* A wait for room is counted as a stall, not as the record's cost. */
+	int64_t cost = (int64_t)(ev_clock_ns() - rec->t_ns - (rec->slot ? rec->stall_ns : 0));
 	struct ev_slot *slot = rec->slot;
 
 	if (slot) {

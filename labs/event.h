@@ -45,7 +45,8 @@ void ev_buf_free(struct ev_buf *b);
 void ev_buf_put(struct ev_buf *b, const char *s, size_t n);
 void ev_buf_puts(struct ev_buf *b, const char *s);
 /* "key": for the next member of an object, with a comma before it unless the
- * buffer ends with '{'. */
+ * buffer ends with '{'. key is written as is: plain ASCII, no quote or
+ * backslash (member names are the program's own). */
 void ev_buf_key(struct ev_buf *b, const char *key);
 /* A JSON string, escaped exactly as jansson's JSON_ENSURE_ASCII output. */
 void ev_buf_str(struct ev_buf *b, const char *s);
@@ -77,13 +78,15 @@ struct ev_sink {
 struct ev_trace_stats {
 	uint64_t events;         /* events emitted so far */
 	uint64_t calls;          /* binary records (traced socket calls) */
-	uint64_t call_ns_median; /* time one record took on the calling thread */
+	uint64_t call_ns_median; /* time one record took on the calling thread, from the
+				  * caller's clock read to the commit, waits for room aside */
 	uint64_t call_ns_p99;
 	uint64_t call_ns_max;
 	uint64_t call_ns_mean;
 	uint64_t stalls;         /* times an emitting thread waited for room in the ring */
 	uint64_t stall_us;       /* how long those waits took in all */
 	uint64_t batches;        /* writes of a batch of lines (writer thread) */
+	uint64_t writer_cpu_us;  /* CPU time the writer thread used (formatting and writing) */
 	int threaded;            /* 1 when a writer thread delivers the events */
 };
 
@@ -93,6 +96,8 @@ struct ev_emitter {
 	pthread_mutex_t lock; /* guards every field below unless said otherwise */
 	char run_id[EV_RUN_ID_LEN + 1];
 	char lab[64];
+	char env_head[64];  /* {"v":1,"run":"ID","seq":  (read-only after ev_init) */
+	char env_lab[420];  /* ,"lab":"NAME","type":     (read-only after ev_init) */
 	struct timespec t0;
 	uint64_t t0_ns;   /* t0 in nanoseconds (read-only after ev_init) */
 	uint64_t seq;     /* the next event's seq */
@@ -107,7 +112,7 @@ struct ev_emitter {
 	struct ev_buf line;
 	_Alignas(16) unsigned char scratch[EV_REC_MAX];
 	/* Statistics (struct ev_trace_stats). */
-	uint64_t calls, call_ns_sum, call_ns_max, stalls, stall_ns, batches;
+	uint64_t calls, call_ns_sum, call_ns_max, stalls, stall_ns, batches, writer_cpu_ns;
 	uint32_t call_hist[EV_HIST_BUCKETS + 1];
 };
 
@@ -116,6 +121,7 @@ struct ev_rec {
 	void *slot;  /* the ring's slot, or NULL when synchronous */
 	uint64_t seq;
 	uint64_t t_ns;
+	uint64_t stall_ns;         /* how long ev_rec_begin waited for room */
 	int64_t t_us;              /* synchronous only */
 	const char *type;          /* synchronous only */
 	ev_rec_format_fn fmt;      /* synchronous only */
@@ -171,9 +177,10 @@ int64_t ev_emit(struct ev_emitter *em, const char *type, json_t *fields);
  * t_ns (ev_clock_ns) is the event's time, normally read just before; it is
  * raised to the previous event's time if another thread emitted a later one
  * in between, so t_us never decreases along seq. The time from t_ns to the
- * commit is counted as the record's cost. Returns NULL (and nothing is to be
- * committed) after run.end. Between the two calls the thread must not emit
- * anything else; when synchronous the emitter's lock is held in between.
+ * commit, less any wait for room in the ring (a stall), is the record's
+ * cost. Returns NULL (and nothing is to be committed) after run.end.
+ * Between the two calls the thread must not emit anything else; when
+ * synchronous the emitter's lock is held in between.
  */
 void *ev_rec_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt, uint64_t t_ns,
 		   struct ev_rec *rec);

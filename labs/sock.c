@@ -222,6 +222,41 @@ static void put_addr(struct ev_buf *b, const struct sc_addr *a)
 	ev_buf_puts(b, "}");
 }
 
+/* The data preview as a JSON string in one pass: lsock_preview's text
+ * (printable ASCII as is, a backslash doubled, \n, \xNN for other bytes)
+ * escaped as jansson escapes it. */
+static void put_preview(struct ev_buf *b, const unsigned char *d, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char out[PREVIEW_MAX * 5 + 2];
+	size_t i, o = 0;
+
+	out[o++] = '"';
+	for (i = 0; i < n && i < PREVIEW_MAX; i++) {
+		unsigned char c = d[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
+			out[o++] = (char)c;
+		} else if (c == '"') {
+			out[o++] = '\\';
+			out[o++] = '"';
+		} else if (c == '\\') {
+			memcpy(out + o, "\\\\\\\\", 4);
+			o += 4;
+		} else if (c == '\n') {
+			memcpy(out + o, "\\\\n", 3);
+			o += 3;
+		} else {
+			memcpy(out + o, "\\\\x", 3);
+			o += 3;
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o++] = '"';
+	ev_buf_put(b, out, o);
+}
+
 static void put_kv_str(struct ev_buf *b, const char *k, const char *v)
 {
 	ev_buf_key(b, k);
@@ -306,14 +341,12 @@ static void sc_format(struct ev_buf *b, const void *p)
 		put_addr(b, &r->addr2);
 	}
 	if (r->flags & SC_HAVE_DATA) {
-		char text[PREVIEW_MAX * 4 + 1];
-		size_t n = preview_text(r->preview, r->nprev, PREVIEW_MAX, text);
-
 		put_kv_int(b, "bytes", r->bytes > 0 ? r->bytes : 0);
-		text[n] = '\0';
 		/* An empty datagram is data too; an empty stream read is not. */
-		if (r->bytes > 0 || r->call == SC_RECVFROM)
-			put_kv_str(b, "data", text);
+		if (r->bytes > 0 || r->call == SC_RECVFROM) {
+			ev_buf_key(b, "data");
+			put_preview(b, r->preview, r->nprev);
+		}
 		if (r->bytes > PREVIEW_MAX) {
 			ev_buf_key(b, "data_truncated");
 			ev_buf_puts(b, "true");

@@ -480,13 +480,14 @@ static json_t *trace_json(struct ev_emitter *em)
 	struct ev_trace_stats st;
 
 	ev_trace_stats(em, &st);
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "events",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I}", "events",
 			 (json_int_t)st.events, "calls", (json_int_t)st.calls, "call_ns_median",
 			 (json_int_t)st.call_ns_median, "call_ns_p99", (json_int_t)st.call_ns_p99,
 			 "call_ns_max", (json_int_t)st.call_ns_max, "call_ns_mean",
 			 (json_int_t)st.call_ns_mean, "stalls", (json_int_t)st.stalls, "stall_us",
 			 (json_int_t)st.stall_us, "dropped", (json_int_t)0, "writer",
-			 st.threaded ? "thread" : "inline");
+			 st.threaded ? "thread" : "inline", "writer_cpu_us",
+			 (json_int_t)st.writer_cpu_us);
 }
 
 static int parse_timeout(const char *s, int *out)
