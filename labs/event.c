@@ -610,6 +610,9 @@ int ev_start(struct ev_emitter *em, size_t slots)
 		return -ENOMEM;
 	}
 	r->n = slots;
+	/* Parse the translation tables now, not inside the first note a lab
+	 * thread emits (a few milliseconds on this machine). */
+	free(i18n_text(I18N_DEFAULT, "run.status.ok", NULL));
 	cond_init_mono(&r->wake);
 	cond_init_mono(&r->space);
 	cond_init_mono(&r->done);

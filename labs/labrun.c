@@ -27,7 +27,7 @@ int lab_wait_fd(struct lab_ctx *ctx, int fd, short events, int timeout_ms)
 
 int lab_wait_fd2(struct lab_ctx *ctx, int fd, short events, int wake_fd, int timeout_ms)
 {
-	int64_t start = ev_now_us(ctx->em);
+	int64_t start = ev_now_us(ctx->em), now = start;
 
 	for (;;) {
 		struct pollfd p[3] = {
@@ -35,7 +35,6 @@ int lab_wait_fd2(struct lab_ctx *ctx, int fd, short events, int wake_fd, int tim
 			{.fd = ctx->cancel_fd, .events = POLLIN},
 			{.fd = wake_fd, .events = POLLIN},
 		};
-		int64_t now = ev_now_us(ctx->em);
 		int64_t wait_us = -1; /* -1: no limit of its own */
 		int n;
 
@@ -54,11 +53,14 @@ int lab_wait_fd2(struct lab_ctx *ctx, int fd, short events, int wake_fd, int tim
 			if (wait_us < 0 || left < wait_us)
 				wait_us = left;
 		}
-		/* A negative fd is ignored by poll(), so all three can be passed. */
-		n = poll(p, 3, wait_us < 0 ? -1 : (int)((wait_us + 999) / 1000));
+		/* A negative fd is ignored by poll(); without a wake_fd it is
+		 * left out altogether. */
+		n = poll(p, wake_fd >= 0 ? 3 : 2, wait_us < 0 ? -1 : (int)((wait_us + 999) / 1000));
 		if (n < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR) {
+				now = ev_now_us(ctx->em);
 				continue;
+			}
 			return -errno;
 		}
 		if (ctx->cancel_fd >= 0 && (p[1].revents & POLLIN))
@@ -68,7 +70,8 @@ int lab_wait_fd2(struct lab_ctx *ctx, int fd, short events, int wake_fd, int tim
 		if (wake_fd >= 0 && (p[2].revents & POLLIN))
 			return 2;
 		/* Timed out: either ours (0) or the deadline's (loop reports it). */
-		if (timeout_ms >= 0 && ev_now_us(ctx->em) >= start + (int64_t)timeout_ms * 1000)
+		now = ev_now_us(ctx->em);
+		if (timeout_ms >= 0 && now >= start + (int64_t)timeout_ms * 1000)
 			return 0;
 	}
 }

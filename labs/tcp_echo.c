@@ -280,7 +280,8 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 			}
 			break;
 		}
-		touch(r);
+		if (r->byo) /* only mode=server stops when idle */
+			touch(r);
 		add(r, &r->s_bytes_in, n);
 		conn_in += n;
 		if (r->byo && conn_in > BYO_MAX_BYTES) {

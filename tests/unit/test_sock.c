@@ -272,6 +272,67 @@ static void every_call_through_the_writer(void **state)
 	every_call(1);
 }
 
+
+/* Receives whose data is already there are tried before any poll() (after a
+ * first one that found data): the same events, end of stream and cut
+ * datagrams included. */
+static void receives_that_find_their_data_ready(void **state)
+{
+	struct fixture f;
+	struct lsock_who srv = {"server", 0}, cli = {"client", 1};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	char got[64], want[16];
+	int lfd, cfd, afd, u1, u2, i;
+	json_t *ev;
+
+	fixture_init(&f, 1);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	getsockname(lfd, (struct sockaddr *)&ss, &sl);
+	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(cfd, (struct sockaddr *)&ss, sl), 0);
+	afd = accept(lfd, NULL, NULL);
+	for (i = 0; i < 40; i++) {
+		snprintf(want, sizeof want, "m%03d\"", i);
+		assert_int_equal(send(cfd, want, 5, 0), 5);
+		/* A stream may deliver fewer bytes than were sent: read all 5. */
+		for (size_t have = 0; have < 5;) {
+			ssize_t n = lsock_recv(&f.ctx, srv, afd, got + have, 5 - have, 5000);
+			assert_true(n > 0);
+			ev = expect(&f, "recv", "bytes,data," OK_TAIL);
+			assert_int_equal(i_of(ev, "ret"), n);
+			have += (size_t)n;
+		}
+		assert_memory_equal(got, want, 5);
+	}
+	shutdown(cfd, SHUT_WR);
+	assert_int_equal(lsock_recv(&f.ctx, srv, afd, got, sizeof got, 5000), 0);
+	ev = expect(&f, "recv", "bytes,eof," OK_TAIL);
+	assert_true(json_is_true(json_object_get(ev, "eof")));
+
+	u1 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(u1, (struct sockaddr *)&a, sizeof a), 0);
+	sl = sizeof ss;
+	getsockname(u1, (struct sockaddr *)&ss, &sl);
+	u2 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	for (i = 0; i < 40; i++) {
+		assert_int_equal(sendto(u2, "0123456789", 10, 0, (struct sockaddr *)&ss, sl), 10);
+		assert_int_equal(lsock_recvfrom(&f.ctx, cli, u1, got, 4, NULL, 5000, NULL), 4);
+		ev = expect(&f, "recvfrom", "from,bytes,data,truncated," OK_TAIL);
+		assert_int_equal(i_of(ev, "truncated"), 10);
+		assert_string_equal(s_of(ev, "data"), "0123");
+	}
+	close(u1);
+	close(u2);
+	close(afd);
+	close(cfd);
+	close(lfd);
+	fixture_cleanup(&f);
+}
+
 struct sender {
 	struct fixture *f;
 	int fd;
@@ -346,6 +407,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_call_synchronously),
 		cmocka_unit_test(every_call_through_the_writer),
+		cmocka_unit_test(receives_that_find_their_data_ready),
 		cmocka_unit_test(sends_that_never_block_still_see_cancel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
