@@ -10,6 +10,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,26 +23,53 @@
 
 #include <pcap/pcap.h>
 
-/* The receive ring (TPACKET_V2): the kernel copies each frame into the next
- * free slot with its timestamp, taken when the frame reaches the tap. A slot
- * holds a loopback frame of 64 KiB; larger ones are cut (tp_len says how
- * long they were). 32 slots: 2.2 MiB per capture. */
-#define RING_FRAME (17 * 4096)
-#define RING_FRAMES 32
+/* The receive ring (TPACKET_V3): blocks of memory the kernel fills with
+ * frames packed one after the other by their real size, each with its own
+ * header and timestamp (taken when the frame reached the tap). A block is
+ * handed to user space when it is full or when it has held frames for
+ * RING_TOV_MS, so a quiet link still shows its frames within a few
+ * milliseconds. A frame must fit in one block: 128 KiB blocks hold a
+ * loopback frame of 64 KiB; a larger one is cut (tp_len says how long it
+ * was) and counted as truncated.
+ *
+ * RING_DEFAULT_KB of ring (32 blocks) holds about 2,700 full-size Ethernet
+ * frames or 50,000 small ones: a reader that falls behind by that much
+ * loses frames, and the kernel counts every one of them (cap_get_stats). */
+#define RING_BLOCK (128 * 1024)
+#define RING_DEFAULT_KB 4096
+#define RING_TOV_MS 4
+/* The test and diagnostic knob SOCKLAB_CAPTURE_RING_KB: the ring's size in
+ * KiB, within these bounds. A ring smaller than RING_SMALL_KB uses smaller
+ * blocks (at least 4 of them), so a test can make a capture overflow with
+ * a few frames; large frames are then cut to the block. */
+#define RING_MIN_KB 8
+#define RING_MAX_KB 65536
+#define RING_SMALL_KB 1024
+#define RING_ENV "SOCKLAB_CAPTURE_RING_KB"
+/* How long cap_stop() and cap_flush() wait at most for the kernel to hand
+ * over a block holding frames captured before they were called. */
+#define FLUSH_MAX_MS 200
 
 struct cap {
 	int fd;
 	int loopback;
 	int link;
-	uint8_t *ring;   /* RING_FRAMES slots of RING_FRAME bytes (mmap) */
-	unsigned next;   /* the slot to look at next (one reader at a time) */
+	uint8_t *ring;     /* n_blocks blocks of block_size bytes (mmap) */
+	size_t block_size;
+	unsigned n_blocks;
+	/* Where the reader is (one reader at a time): the block it looks at
+	 * next, and inside it the frames already delivered and the offset of
+	 * the next one (a callback that stops reading can stop mid-block). */
+	unsigned blk;
+	uint32_t blk_done;
+	uint32_t blk_off;
 	/* The reader thread (cap_start). */
 	pthread_t tid;
 	int running;
 	int stop_fd;
 	cap_frame_fn fn;
 	void *arg;
-	pthread_mutex_t lock; /* guards stats */
+	pthread_mutex_t lock; /* guards stats and reading the kernel's counters */
 	struct cap_stats stats;
 };
 
@@ -160,6 +188,38 @@ static int iface_info(int fd, const char *ifname, int *index, int *loopback, int
 	}
 }
 
+/* The ring's geometry: RING_DEFAULT_KB, or SOCKLAB_CAPTURE_RING_KB when
+ * set (a test and diagnostic knob, RING_MIN_KB to RING_MAX_KB). */
+static int ring_size(size_t *block_size, unsigned *n_blocks, char *err, size_t errlen)
+{
+	const char *env = getenv(RING_ENV);
+	long kb = RING_DEFAULT_KB;
+	size_t bs = RING_BLOCK;
+
+	if (env && *env) {
+		char *end = NULL;
+
+		errno = 0;
+		kb = strtol(env, &end, 10);
+		if (errno || !end || *end || kb < RING_MIN_KB || kb > RING_MAX_KB) {
+			snprintf(err, errlen,
+				 "%s=\"%.40s\": the capture ring's size must be a whole number of "
+				 "KiB from %d to %d",
+				 RING_ENV, env, RING_MIN_KB, RING_MAX_KB);
+			return -EINVAL;
+		}
+	}
+	/* Small rings: blocks of a power of two pages, at least four of them. */
+	if (kb < RING_SMALL_KB)
+		while (bs > 4096 && bs * 4 > (size_t)kb * 1024)
+			bs /= 2;
+	*block_size = bs;
+	*n_blocks = (unsigned)((size_t)kb * 1024 / bs);
+	if (*n_blocks < 2)
+		*n_blocks = 2;
+	return 0;
+}
+
 int cap_open(struct cap **out, const char *ifname, const char *expr, char *err, size_t errlen)
 {
 	struct cap *c = calloc(1, sizeof *c);
@@ -215,25 +275,34 @@ int cap_open(struct cap **out, const char *ifname, const char *expr, char *err, 
 		while (recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT | MSG_TRUNC) >= 0)
 			;
 	}
-	/* A memory-mapped ring (TPACKET_V2) rather than recvmsg(): the kernel
-	 * stamps every frame as it reaches the tap. With recvmsg() a frame that
-	 * came before the system's timestamping was switched on (the kernel
-	 * turns it on lazily, after a first socket asks) would only be stamped
-	 * when it is read. */
+	/* A memory-mapped ring rather than recvmsg(): the kernel stamps every
+	 * frame as it reaches the tap. With recvmsg() a frame that came before
+	 * the system's timestamping was switched on (the kernel turns it on
+	 * lazily, after a first socket asks) would only be stamped when it is
+	 * read. */
+	rc = ring_size(&c->block_size, &c->n_blocks, err, errlen);
+	if (rc < 0)
+		goto out;
 	{
-		int version = TPACKET_V2;
-		struct tpacket_req req = {.tp_block_size = RING_FRAME,
-					  .tp_block_nr = RING_FRAMES,
-					  .tp_frame_size = RING_FRAME,
-					  .tp_frame_nr = RING_FRAMES};
+		int version = TPACKET_V3;
+		struct tpacket_req3 req;
 
+		memset(&req, 0, sizeof req);
+		req.tp_block_size = (unsigned)c->block_size;
+		req.tp_block_nr = c->n_blocks;
+		/* V3 packs frames by size; the kernel only checks that the
+		 * nominal frame count matches the blocks. */
+		req.tp_frame_size = 2048;
+		req.tp_frame_nr = (unsigned)(c->block_size / 2048) * c->n_blocks;
+		req.tp_retire_blk_tov = RING_TOV_MS;
 		if (setsockopt(c->fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0 ||
 		    setsockopt(c->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
 			rc = -errno;
-			snprintf(err, errlen, "setting up the capture ring: %s", strerror(-rc));
+			snprintf(err, errlen, "setting up the capture ring (%u blocks of %zu KiB): %s",
+				 c->n_blocks, c->block_size / 1024, strerror(-rc));
 			goto out;
 		}
-		c->ring = mmap(NULL, (size_t)RING_FRAME * RING_FRAMES, PROT_READ | PROT_WRITE,
+		c->ring = mmap(NULL, c->block_size * c->n_blocks, PROT_READ | PROT_WRITE,
 			       MAP_SHARED, c->fd, 0);
 		if (c->ring == MAP_FAILED) {
 			c->ring = NULL;
@@ -284,55 +353,140 @@ static int64_t real_to_mono(const struct timespec *real)
 	return ts_ns(real) + (ts_ns(&m1) + ts_ns(&m2)) / 2 - ts_ns(&r);
 }
 
+static struct tpacket_hdr_v1 *block_at(const struct cap *c, unsigned i)
+{
+	return &((struct tpacket_block_desc *)(c->ring + (size_t)i * c->block_size))->hdr.bh1;
+}
+
+/* The checksum flags the kernel put in a frame's status. */
+static unsigned csum_flags(uint32_t status)
+{
+	return ((status & TP_STATUS_CSUMNOTREADY) ? CAP_CSUM_NOT_READY : 0) |
+	       ((status & TP_STATUS_CSUM_VALID) ? CAP_CSUM_VALID : 0);
+}
+
+/* Deliver one frame of the block at c->blk_off; 0, or the callback's
+ * negative return. *bad is set when the header does not fit the block
+ * (the kernel never writes such a frame; never read past the block). */
+static int deliver(struct cap *c, const uint8_t *blk, cap_frame_fn fn, void *arg, int *bad)
+{
+	const struct tpacket3_hdr *h = (const struct tpacket3_hdr *)(blk + c->blk_off);
+	const struct sockaddr_ll *from;
+	struct cap_frame f;
+	int rc;
+
+	*bad = 0;
+	if (c->blk_off + TPACKET3_HDRLEN > c->block_size ||
+	    c->blk_off + (size_t)h->tp_mac + h->tp_snaplen > c->block_size) {
+		*bad = 1;
+		return 0;
+	}
+	from = (const struct sockaddr_ll *)((const uint8_t *)h +
+					   TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+	memset(&f, 0, sizeof f);
+	f.ts_real.tv_sec = h->tp_sec;
+	f.ts_real.tv_nsec = h->tp_nsec;
+	f.t_mono_ns = real_to_mono(&f.ts_real);
+	f.outgoing = from->sll_pkttype == PACKET_OUTGOING;
+	f.data = (const uint8_t *)h + h->tp_mac;
+	f.caplen = h->tp_snaplen;
+	f.len = h->tp_len;
+	f.link = c->link;
+	f.csum_flags = csum_flags(h->tp_status);
+	if (c->loopback && f.outgoing) {
+		/* The filter's "inbound" already drops these; belt and braces. */
+		pthread_mutex_lock(&c->lock);
+		c->stats.duplicates++;
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->stats.frames++;
+	if (f.caplen < f.len)
+		c->stats.truncated++;
+	pthread_mutex_unlock(&c->lock);
+	rc = fn(arg, &f);
+	return rc < 0 ? rc : 1;
+}
+
 int cap_read(struct cap *c, cap_frame_fn fn, void *arg)
 {
 	int n = 0;
 
 	for (;;) {
-		struct tpacket2_hdr *h = (struct tpacket2_hdr *)(c->ring + (size_t)c->next * RING_FRAME);
-		const struct sockaddr_ll *from;
-		struct cap_frame f;
-		int rc = 0, skip = 0;
+		struct tpacket_hdr_v1 *bh = block_at(c, c->blk);
+		const uint8_t *blk = (const uint8_t *)bh - offsetof(struct tpacket_block_desc, hdr);
+		uint32_t num;
 
-		/* The kernel hands a slot over by setting TP_STATUS_USER last. */
-		if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
+		/* The kernel hands a block over by setting TP_STATUS_USER last. */
+		if (!(__atomic_load_n(&bh->block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
 			return n;
-		from = (const struct sockaddr_ll *)((uint8_t *)h +
-						   TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
-		memset(&f, 0, sizeof f);
-		f.ts_real.tv_sec = h->tp_sec;
-		f.ts_real.tv_nsec = h->tp_nsec;
-		f.t_mono_ns = real_to_mono(&f.ts_real);
-		f.outgoing = from->sll_pkttype == PACKET_OUTGOING;
-		f.data = (const uint8_t *)h + h->tp_mac;
-		f.caplen = h->tp_snaplen;
-		f.len = h->tp_len;
-		f.link = c->link;
-		f.csum_flags = (h->tp_status & TP_STATUS_CSUMNOTREADY ? CAP_CSUM_NOT_READY : 0) |
-			       (h->tp_status & TP_STATUS_CSUM_VALID ? CAP_CSUM_VALID : 0);
-		if (h->tp_mac + (size_t)h->tp_snaplen > RING_FRAME)
-			skip = 1; /* cannot happen; never read past the slot */
-		if (c->loopback && f.outgoing) {
-			/* The filter's "inbound" already drops these; belt and braces. */
-			pthread_mutex_lock(&c->lock);
-			c->stats.duplicates++;
-			pthread_mutex_unlock(&c->lock);
-			skip = 1;
+		num = bh->num_pkts;
+		if (c->blk_done == 0)
+			c->blk_off = bh->offset_to_first_pkt;
+		while (c->blk_done < num) {
+			const struct tpacket3_hdr *h = (const struct tpacket3_hdr *)(blk + c->blk_off);
+			int bad, rc = deliver(c, blk, fn, arg, &bad);
+
+			if (bad)
+				break;
+			c->blk_done++;
+			c->blk_off += h->tp_next_offset;
+			if (rc > 0)
+				n++;
+			if (rc < 0)
+				return rc;
 		}
-		if (!skip) {
-			pthread_mutex_lock(&c->lock);
-			c->stats.frames++;
-			if (f.caplen < f.len)
-				c->stats.truncated++;
-			pthread_mutex_unlock(&c->lock);
-			n++;
-			rc = fn(arg, &f);
-		}
-		/* Give the slot back, then move on. */
-		__atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-		c->next = (c->next + 1) % RING_FRAMES;
+		/* Give the block back. num_pkts is cleared so that a block the
+		 * kernel has not opened again reads as empty (see pending()). */
+		bh->num_pkts = 0;
+		__atomic_store_n(&bh->block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+		c->blk = (c->blk + 1) % c->n_blocks;
+		c->blk_done = 0;
+		c->blk_off = 0;
+	}
+}
+
+/* Nonzero when the kernel holds frames it has not handed over yet: the
+ * next block to read is still the kernel's and already has frames in it
+ * (a block is opened with no frames, and cap_read clears the count of a
+ * block it gives back). */
+static int pending(const struct cap *c)
+{
+	struct tpacket_hdr_v1 *bh = block_at(c, c->blk);
+
+	return !(__atomic_load_n(&bh->block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) &&
+	       __atomic_load_n(&bh->num_pkts, __ATOMIC_RELAXED) > 0;
+}
+
+int cap_flush(struct cap *c, cap_frame_fn fn, void *arg)
+{
+	struct timespec t;
+	int64_t end;
+	unsigned start;
+	int n, rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	end = ts_ns(&t) + (int64_t)FLUSH_MAX_MS * 1000000;
+	/* Read what is handed over. Frames captured before now that are not
+	 * are in the kernel's current block: wait until that one is handed
+	 * over too (at most a couple of RING_TOV_MS later) and read it. */
+	n = cap_read(c, fn, arg);
+	if (n < 0 || !pending(c))
+		return n;
+	start = c->blk;
+	for (;;) {
+		struct pollfd p = {c->fd, POLLIN, 0};
+
+		if (poll(&p, 1, RING_TOV_MS) < 0 && errno != EINTR)
+			return -errno;
+		rc = cap_read(c, fn, arg);
 		if (rc < 0)
 			return rc;
+		n += rc;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (c->blk != start || ts_ns(&t) >= end)
+			return n;
 	}
 }
 
@@ -350,7 +504,7 @@ static void *reader(void *arg)
 			break;
 		if (n > 0 && (p[1].revents & POLLIN)) {
 			/* Deliver what was captured before the stop. */
-			cap_read(c, c->fn, c->arg);
+			cap_flush(c, c->fn, c->arg);
 			break;
 		}
 	}
@@ -396,13 +550,19 @@ void cap_stop(struct cap *c)
 
 void cap_get_stats(struct cap *c, struct cap_stats *st)
 {
-	struct tpacket_stats ks;
+	struct tpacket_stats_v3 ks;
 	socklen_t kl = sizeof ks;
 
 	pthread_mutex_lock(&c->lock);
-	/* Reading PACKET_STATISTICS resets the kernel's counters: add them up. */
-	if (c->fd >= 0 && getsockopt(c->fd, SOL_PACKET, PACKET_STATISTICS, &ks, &kl) == 0)
+	/* Reading PACKET_STATISTICS resets the kernel's counters: add them up
+	 * here, under the lock, so no two readers count the same drops and
+	 * none is lost between readings. */
+	memset(&ks, 0, sizeof ks);
+	if (c->fd >= 0 && getsockopt(c->fd, SOL_PACKET, PACKET_STATISTICS, &ks, &kl) == 0) {
 		c->stats.kernel_drops += ks.tp_drops;
+		c->stats.ring_full += ks.tp_freeze_q_cnt;
+	}
+	c->stats.ring_bytes = (uint64_t)c->block_size * c->n_blocks;
 	*st = c->stats;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -413,7 +573,7 @@ void cap_close(struct cap *c)
 		return;
 	cap_stop(c);
 	if (c->ring)
-		munmap(c->ring, (size_t)RING_FRAME * RING_FRAMES);
+		munmap(c->ring, c->block_size * c->n_blocks);
 	if (c->fd >= 0)
 		close(c->fd);
 	pthread_mutex_destroy(&c->lock);

@@ -20,20 +20,36 @@
  * each segment is seen once. On any other interface both directions are
  * kept: outgoing frames are the ones this host sent.
  *
- * Frames arrive through a memory-mapped ring (TPACKET_V2), each stamped by
- * the kernel when it reached the tap (on CLOCK_REALTIME); each frame also
+ * Frames arrive through a memory-mapped ring (TPACKET_V3: 4 MiB of blocks
+ * in which the kernel packs frames by their real size), each stamped by the
+ * kernel when it reached the tap (on CLOCK_REALTIME); each frame also
  * carries the stamp converted to CLOCK_MONOTONIC (the clock every socklab
  * event uses) by the offset between the two clocks read when it is read.
+ * The kernel hands a block over when it is full or CAP_DELAY_MS at most
+ * after its first frame, so frames become readable in batches, a few
+ * milliseconds late at worst. When the reader falls behind by a whole ring
+ * the kernel drops frames and counts them: cap_get_stats() reports the
+ * count, and a lab must then say that its capture is incomplete.
+ *
+ * The environment variable SOCKLAB_CAPTURE_RING_KB (8 to 65536) sets the
+ * ring's size: a test and diagnostic knob, so a test can make a capture
+ * overflow on purpose. cap_open() fails with -EINVAL on a value out of
+ * range.
  *
  * Two ways to consume frames: poll cap_fd() and call cap_read() (any
- * thread, one at a time), or cap_start() a reader thread that calls a
- * callback for every frame until cap_stop().
+ * thread, one at a time; cap_flush() at the end), or cap_start() a reader
+ * thread that calls a callback for every frame until cap_stop().
  */
 
 /* Link types, numbered as in pcap files (decode.h uses the same numbers). */
 #define CAP_LINK_ETHERNET 1
 #define CAP_LINK_RAW 101
 #define CAP_LINK_SLL 113
+
+/* A frame is readable at most about this long after the kernel stamped
+ * it (when the reader keeps up): a merger of time-ordered sources should
+ * hold events back this long. */
+#define CAP_DELAY_MS 20
 
 /* Frames larger than about this are cut (loopback's MTU is 64 KiB); the
  * frame's len still says how long it was. */
@@ -52,7 +68,7 @@ struct cap_frame {
 	uint32_t caplen, len;    /* bytes captured, bytes on the wire */
 	int outgoing;            /* sent by this host (never on loopback: see above) */
 	int link;                /* CAP_LINK_* */
-	unsigned csum_flags;     /* CAP_CSUM_*; 0 from a file */
+	unsigned csum_flags;     /* CAP_CSUM_*; 0 from a file or when the kernel said nothing */
 };
 
 /* Called for every frame; returns 0, or negative to stop reading. */
@@ -60,9 +76,11 @@ typedef int (*cap_frame_fn)(void *arg, const struct cap_frame *f);
 
 struct cap_stats {
 	uint64_t frames;       /* delivered to the callback */
-	uint64_t kernel_drops; /* dropped by the kernel: the socket's queue was full */
+	uint64_t kernel_drops; /* dropped by the kernel: the ring was full */
+	uint64_t ring_full;    /* times the kernel found the ring full (tp_freeze_q_cnt) */
 	uint64_t duplicates;   /* loopback's outgoing copies dropped in user space */
-	uint64_t truncated;    /* frames longer than CAP_SNAPLEN */
+	uint64_t truncated;    /* frames cut short (longer than a ring block or CAP_SNAPLEN) */
+	uint64_t ring_bytes;   /* the ring's size */
 };
 
 struct cap;
@@ -85,6 +103,10 @@ int cap_link(const struct cap *c);
  * runs. */
 int cap_read(struct cap *c, cap_frame_fn fn, void *arg);
 
+/* cap_read(), after waiting (at most 200 ms) until the kernel has handed
+ * over every frame it captured before the call: the last read of a run. */
+int cap_flush(struct cap *c, cap_frame_fn fn, void *arg);
+
 /* Start a thread that calls fn for every frame until cap_stop(). fn runs on
  * that thread. 0 or -errno. */
 int cap_start(struct cap *c, cap_frame_fn fn, void *arg);
@@ -92,7 +114,9 @@ int cap_start(struct cap *c, cap_frame_fn fn, void *arg);
 /* Deliver what is still queued, stop the reader thread and join it. */
 void cap_stop(struct cap *c);
 
-/* Counters so far (the kernel's drop counter included). */
+/* Counters so far, the kernel's drop counters included (read from the
+ * kernel and added up on each call: the kernel resets them when read).
+ * Any thread; call it before cap_close(). */
 void cap_get_stats(struct cap *c, struct cap_stats *st);
 
 /* Stop the thread if one runs and close the socket. NULL is fine. */
