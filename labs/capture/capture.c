@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,11 +33,16 @@
  * loopback frame of 64 KiB; a larger one is cut (tp_len says how long it
  * was) and counted as truncated.
  *
- * RING_DEFAULT_KB of ring (32 blocks) holds about 2,700 full-size Ethernet
- * frames or 50,000 small ones: a reader that falls behind by that much
- * loses frames, and the kernel counts every one of them (cap_get_stats). */
+ * RING_DEFAULT_KB of ring (64 blocks) holds about 5,000 full-size Ethernet
+ * frames (25 ms of a veth burst at 200,000 frames a second) or 50,000 small
+ * ones; when frames come slowly, each block is handed over after RING_TOV_MS
+ * with what it holds, so the ring then covers 64 x 4 ms = 256 ms. A reader
+ * that falls behind by more loses frames, and the kernel counts every one
+ * of them (cap_get_stats). bench/capture measures it: with 4 MiB a burst
+ * of 100,000 segments lost a few hundred frames in some runs on a busy
+ * 2-core machine, with 8 MiB none. */
 #define RING_BLOCK (128 * 1024)
-#define RING_DEFAULT_KB 4096
+#define RING_DEFAULT_KB 8192
 #define RING_TOV_MS 4
 /* The test and diagnostic knob SOCKLAB_CAPTURE_RING_KB: the ring's size in
  * KiB, within these bounds. A ring smaller than RING_SMALL_KB uses smaller
@@ -49,6 +55,8 @@
 /* How long cap_stop() and cap_flush() wait at most for the kernel to hand
  * over a block holding frames captured before they were called. */
 #define FLUSH_MAX_MS 200
+/* The reader thread's nice value (see reader()). */
+#define READER_NICE -10
 
 struct cap {
 	int fd;
@@ -341,16 +349,18 @@ int cap_link(const struct cap *c)
 	return c->link;
 }
 
-/* The realtime stamp on the monotonic clock: the offset between the clocks
- * is read now (mono, real, mono: the real reading sits between the two). */
-static int64_t real_to_mono(const struct timespec *real)
+/* What to add to a CLOCK_REALTIME stamp to put it on CLOCK_MONOTONIC, read
+ * now (mono, real, mono: the real reading sits between the two). It is read
+ * once per ring block: the two clocks only drift apart when the wall clock
+ * is set or slewed. */
+static int64_t real_to_mono_offset(void)
 {
 	struct timespec m1, r, m2;
 
 	clock_gettime(CLOCK_MONOTONIC, &m1);
 	clock_gettime(CLOCK_REALTIME, &r);
 	clock_gettime(CLOCK_MONOTONIC, &m2);
-	return ts_ns(real) + (ts_ns(&m1) + ts_ns(&m2)) / 2 - ts_ns(&r);
+	return (ts_ns(&m1) + ts_ns(&m2)) / 2 - ts_ns(&r);
 }
 
 static struct tpacket_hdr_v1 *block_at(const struct cap *c, unsigned i)
@@ -365,10 +375,28 @@ static unsigned csum_flags(uint32_t status)
 	       ((status & TP_STATUS_CSUM_VALID) ? CAP_CSUM_VALID : 0);
 }
 
-/* Deliver one frame of the block at c->blk_off; 0, or the callback's
- * negative return. *bad is set when the header does not fit the block
- * (the kernel never writes such a frame; never read past the block). */
-static int deliver(struct cap *c, const uint8_t *blk, cap_frame_fn fn, void *arg, int *bad)
+/* Counters of one cap_read() call, added to the capture's under its lock
+ * once per block rather than once per frame. */
+struct batch {
+	uint64_t frames, truncated, duplicates;
+};
+
+static void batch_add(struct cap *c, struct batch *b)
+{
+	pthread_mutex_lock(&c->lock);
+	c->stats.frames += b->frames;
+	c->stats.truncated += b->truncated;
+	c->stats.duplicates += b->duplicates;
+	pthread_mutex_unlock(&c->lock);
+	memset(b, 0, sizeof *b);
+}
+
+/* Deliver the frame at c->blk_off of block blk: 1 when delivered, 0 when
+ * skipped (loopback's outgoing copy; *bad when the header does not fit the
+ * block, which the kernel never writes: never read past the block), or the
+ * callback's negative return. */
+static int deliver(struct cap *c, const uint8_t *blk, int64_t offset, struct batch *b,
+		   cap_frame_fn fn, void *arg, int *bad)
 {
 	const struct tpacket3_hdr *h = (const struct tpacket3_hdr *)(blk + c->blk_off);
 	const struct sockaddr_ll *from;
@@ -386,7 +414,7 @@ static int deliver(struct cap *c, const uint8_t *blk, cap_frame_fn fn, void *arg
 	memset(&f, 0, sizeof f);
 	f.ts_real.tv_sec = h->tp_sec;
 	f.ts_real.tv_nsec = h->tp_nsec;
-	f.t_mono_ns = real_to_mono(&f.ts_real);
+	f.t_mono_ns = ts_ns(&f.ts_real) + offset;
 	f.outgoing = from->sll_pkttype == PACKET_OUTGOING;
 	f.data = (const uint8_t *)h + h->tp_mac;
 	f.caplen = h->tp_snaplen;
@@ -395,38 +423,38 @@ static int deliver(struct cap *c, const uint8_t *blk, cap_frame_fn fn, void *arg
 	f.csum_flags = csum_flags(h->tp_status);
 	if (c->loopback && f.outgoing) {
 		/* The filter's "inbound" already drops these; belt and braces. */
-		pthread_mutex_lock(&c->lock);
-		c->stats.duplicates++;
-		pthread_mutex_unlock(&c->lock);
+		b->duplicates++;
 		return 0;
 	}
-	pthread_mutex_lock(&c->lock);
-	c->stats.frames++;
+	b->frames++;
 	if (f.caplen < f.len)
-		c->stats.truncated++;
-	pthread_mutex_unlock(&c->lock);
+		b->truncated++;
 	rc = fn(arg, &f);
 	return rc < 0 ? rc : 1;
 }
 
 int cap_read(struct cap *c, cap_frame_fn fn, void *arg)
 {
+	struct batch b;
 	int n = 0;
 
+	memset(&b, 0, sizeof b);
 	for (;;) {
 		struct tpacket_hdr_v1 *bh = block_at(c, c->blk);
 		const uint8_t *blk = (const uint8_t *)bh - offsetof(struct tpacket_block_desc, hdr);
+		int64_t offset;
 		uint32_t num;
 
 		/* The kernel hands a block over by setting TP_STATUS_USER last. */
 		if (!(__atomic_load_n(&bh->block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
 			return n;
 		num = bh->num_pkts;
+		offset = real_to_mono_offset();
 		if (c->blk_done == 0)
 			c->blk_off = bh->offset_to_first_pkt;
 		while (c->blk_done < num) {
 			const struct tpacket3_hdr *h = (const struct tpacket3_hdr *)(blk + c->blk_off);
-			int bad, rc = deliver(c, blk, fn, arg, &bad);
+			int bad, rc = deliver(c, blk, offset, &b, fn, arg, &bad);
 
 			if (bad)
 				break;
@@ -434,9 +462,12 @@ int cap_read(struct cap *c, cap_frame_fn fn, void *arg)
 			c->blk_off += h->tp_next_offset;
 			if (rc > 0)
 				n++;
-			if (rc < 0)
+			if (rc < 0) {
+				batch_add(c, &b);
 				return rc;
+			}
 		}
+		batch_add(c, &b);
 		/* Give the block back. num_pkts is cleared so that a block the
 		 * kernel has not opened again reads as empty (see pending()). */
 		bh->num_pkts = 0;
@@ -494,6 +525,13 @@ static void *reader(void *arg)
 {
 	struct cap *c = arg;
 
+	/* The reader does little work but must not wait long for a CPU: a
+	 * burst fills the ring in tens of milliseconds. Best effort: it needs
+	 * CAP_SYS_NICE, and without it the thread runs at the process's own
+	 * priority. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), READER_NICE) < 0) {
+		/* not permitted: keep the default */
+	}
 	for (;;) {
 		struct pollfd p[2] = {{c->fd, POLLIN, 0}, {c->stop_fd, POLLIN, 0}};
 		int n = poll(p, 2, -1);

@@ -20,7 +20,7 @@
  * each segment is seen once. On any other interface both directions are
  * kept: outgoing frames are the ones this host sent.
  *
- * Frames arrive through a memory-mapped ring (TPACKET_V3: 4 MiB of blocks
+ * Frames arrive through a memory-mapped ring (TPACKET_V3: 8 MiB of blocks
  * in which the kernel packs frames by their real size), each stamped by the
  * kernel when it reached the tap (on CLOCK_REALTIME); each frame also
  * carries the stamp converted to CLOCK_MONOTONIC (the clock every socklab
@@ -121,6 +121,29 @@ void cap_get_stats(struct cap *c, struct cap_stats *st);
 
 /* Stop the thread if one runs and close the socket. NULL is fine. */
 void cap_close(struct cap *c);
+
+/* ---- what a lab reports about its capture (report.c) ---- */
+
+struct ev_emitter;
+struct json_t;
+
+/* The one shape every capturing lab uses: adds the counters of the n
+ * captures in caps (NULL entries are skipped) and puts them in the run's
+ * summary (NULL: none) as
+ *   "capture": {"frames":N, "drops":N, "ring_full":N, "truncated":N,
+ *               "complete":BOOL}
+ * where drops are the frames the kernel dropped because a ring was full.
+ * When there are drops it emits the note capture.incomplete ("the capture
+ * missed N frames: the counts below are incomplete"). Call it once, after
+ * the last read (cap_stop or cap_flush) and before cap_close. Returns 1
+ * when the capture is complete, 0 when it missed frames (the lab must then
+ * draw no verdict from its wire lane: see cap_report_no_verdict), -1 when
+ * there was no capture. */
+int cap_report(struct cap *const *caps, int n, struct ev_emitter *em, struct json_t *summary);
+
+/* The note capture.no_verdict ("no verdict: the capture is incomplete"),
+ * emitted where a lab withholds a verdict it would draw from the wire. */
+void cap_report_no_verdict(struct ev_emitter *em);
 
 /* ---- pcap files (libpcap's dump API; nanosecond timestamps) ---- */
 

@@ -117,7 +117,7 @@ static void filter_keeps_only_matching_frames_once(void **state)
 	cap_get_stats(c, &st);
 	assert_int_equal(st.frames, 2);
 	assert_int_equal(st.kernel_drops, 0);
-	assert_int_equal(st.ring_bytes, 4 << 20);
+	assert_int_equal(st.ring_bytes, 8 << 20);
 	cap_close(c);
 }
 
@@ -155,7 +155,7 @@ static void read_all(struct cap *c, struct seen *s, long want, struct cap_stats 
 /* 2,000 small frames, none read until the last was sent: a ring that packs
  * frames by their size holds them all (a ring of 32 fixed slots held 32).
  * The kernel also hands a block over after 4 ms with what it holds, so a
- * ring that is never read holds 32 such intervals at least: 2,000 sends
+ * ring that is never read holds 64 such intervals at least: 2,000 sends
  * take a few milliseconds. */
 static void ring_packs_small_frames(void **state)
 {
