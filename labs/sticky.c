@@ -183,6 +183,7 @@ struct sticky {
 	uint64_t total;
 	/* the observer: the capture, delivered live in time order */
 	struct obs *obs;
+	int wire_incomplete; /* the capture is incomplete: no verdict from the wire */
 	pthread_mutex_t lock; /* guards segs, n_segs, wire_end, the ISN and options, the
 			       * sends (send_end, n_send) and the lane counters the
 			       * observer's thread updates */
@@ -1315,6 +1316,7 @@ static void verdict(struct sticky *s)
 		       s->n_send, "segments", segs, "recvs", s->n_recv, "glued", s->n_recv_glued,
 		       "split", s->n_msgs_split, "coalesced", s->n_seg_multi_send);
 	if (!capture_complete(s)) {
+		s->wire_incomplete = 1;
 		json_decref(np);
 		return;
 	}
@@ -1374,7 +1376,8 @@ static void fill_summary(struct sticky *s)
 
 	if (s->mode != MODE_UDP)
 		json_object_set_new(j, "boundaries_lost",
-				    json_string(s->n_seg_multi_send ? "wire"
+				    json_string(s->wire_incomplete ? "unknown"
+						: s->n_seg_multi_send ? "wire"
 						: s->n_recv_glued ? "receiver"
 						: s->n_msgs_split ? "split" : "none"));
 	if (s->mode == MODE_FRAMED) {
@@ -1723,6 +1726,7 @@ static int sticky_run(struct lab_ctx *ctx)
 	}
 	wait_wire(s, s->send_bytes);
 	obs_stop(s->obs); /* the last frames, delivered before the verdict */
+	s->wire_incomplete = obs_capture_report(s->obs, ctx->em, ctx->summary) == 0;
 	verdict(s);
 out:
 	if (started)
