@@ -3,6 +3,7 @@
 #   install-deps.sh build   compilers and libraries to build and run the server
 #   install-deps.sh test    plus what the test suite needs (Chromium, node, python, and
 #                           podman with what it needs to build and run the image here)
+#   install-deps.sh bench   build, plus what the benchmarks compare against (tcpdump)
 set -euo pipefail
 
 mode=${1:-build}
@@ -11,8 +12,11 @@ build_pkgs=(gcc make pkg-config libc6-dev libmicrohttpd-dev libwebsockets-dev li
 test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl
 	podman runc catatonit debootstrap docker-compose python3-yaml clang libclang-rt-14-dev tshark)
 
+bench_pkgs=(tcpdump)
+
 want=("${build_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
+[ "$mode" = bench ] && want+=("${bench_pkgs[@]}")
 here=$(cd "$(dirname "$0")/../.." && pwd)
 # npm installs the dashboard's chart library (web/npm) when it is missing (an
 # image build given a filled web/npm/node_modules needs no npm) and drives the
