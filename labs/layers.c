@@ -435,6 +435,7 @@ static void *observer(void *arg)
 	for (;;) {
 		struct batch *b = calloc(1, sizeof *b);
 		uint64_t req, v;
+		int flush;
 
 		if (!b)
 			break;
@@ -455,6 +456,9 @@ static void *observer(void *arg)
 		pthread_mutex_lock(&r->lock);
 		req = r->barrier_req;
 		stop = r->stop;
+		/* A barrier or the stop: also wait for the frames the kernel
+		 * still holds in a ring block (handed over within a few ms). */
+		flush = stop || r->barrier_done < req;
 		pthread_mutex_unlock(&r->lock);
 
 		/* Neighbour reports first: they are read as they come (their time
@@ -478,7 +482,8 @@ static void *observer(void *arg)
 			b->link = i;
 			do {
 				int before = b->n;
-				rc = cap_read(r->links[i].cap, on_cap, b);
+				rc = flush ? cap_flush(r->links[i].cap, on_cap, b)
+					   : cap_read(r->links[i].cap, on_cap, b);
 				if (b->n == before)
 					break;
 			} while (rc >= 0 && b->n < (int)(sizeof b->it / sizeof b->it[0]));
@@ -1585,8 +1590,12 @@ static int layers_run(struct lab_ctx *ctx)
 	stop_observer(r);
 	{
 		json_t *drops = json_object();
+		struct cap *caps[LY_MAX_LINKS];
 		int l;
 
+		for (l = 0; l < r->n_links; l++)
+			caps[l] = r->links[l].cap;
+		cap_report(caps, r->n_links, ctx->em, ctx->summary);
 		for (l = 0; l < r->n_links; l++) {
 			struct cap_stats st;
 			cap_get_stats(r->links[l].cap, &st);
