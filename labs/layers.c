@@ -1595,7 +1595,7 @@ static int layers_run(struct lab_ctx *ctx)
 
 		for (l = 0; l < r->n_links; l++)
 			caps[l] = r->links[l].cap;
-		cap_report(caps, r->n_links, ctx->em, ctx->summary);
+		cap_report(caps, r->n_links, 0, ctx->em, ctx->summary);
 		for (l = 0; l < r->n_links; l++) {
 			struct cap_stats st;
 			cap_get_stats(r->links[l].cap, &st);

@@ -132,14 +132,17 @@ struct json_t;
  * summary (NULL: none) as
  *   "capture": {"frames":N, "drops":N, "ring_full":N, "truncated":N,
  *               "complete":BOOL}
- * where drops are the frames the kernel dropped because a ring was full.
+ * where drops are the frames the kernel dropped because a ring was full,
+ * plus lost: frames the lab lost itself after reading them (a full queue of
+ * its own; 0 for most labs).
  * When there are drops it emits the note capture.incomplete ("the capture
  * missed N frames: the counts below are incomplete"). Call it once, after
  * the last read (cap_stop or cap_flush) and before cap_close. Returns 1
  * when the capture is complete, 0 when it missed frames (the lab must then
  * draw no verdict from its wire lane: see cap_report_no_verdict), -1 when
  * there was no capture. */
-int cap_report(struct cap *const *caps, int n, struct ev_emitter *em, struct json_t *summary);
+int cap_report(struct cap *const *caps, int n, uint64_t lost, struct ev_emitter *em,
+	       struct json_t *summary);
 
 /* The note capture.no_verdict ("no verdict: the capture is incomplete"),
  * emitted where a lab withholds a verdict it would draw from the wire. */

@@ -7,12 +7,14 @@
 
 #include "event.h"
 
-int cap_report(struct cap *const *caps, int n, struct ev_emitter *em, json_t *summary)
+int cap_report(struct cap *const *caps, int n, uint64_t lost, struct ev_emitter *em,
+	       json_t *summary)
 {
 	struct cap_stats sum, st;
 	int i, have = 0;
 
 	memset(&sum, 0, sizeof sum);
+	sum.kernel_drops = lost;
 	for (i = 0; i < n; i++) {
 		if (!caps[i])
 			continue;

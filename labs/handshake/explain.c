@@ -429,7 +429,9 @@ void hs_summary(struct hs_run *r, const int diffs[2])
 	json_object_set_new(s, "server_to_client", json_integer(s2c));
 	if (r->segs_dropped)
 		json_object_set_new(s, "segments_not_shown", json_integer(r->segs_dropped));
-	if (r->sc == SC_SIMULTANEOUS && !r->replay)
+	if (r->wire_incomplete)
+		json_object_set_new(s, "close", json_null());
+	else if (r->sc == SC_SIMULTANEOUS && !r->replay)
 		json_object_set_new(s, "close", json_string("simultaneous"));
 	else
 		json_object_set_new(s, "close",
@@ -447,10 +449,9 @@ void hs_summary(struct hs_run *r, const int diffs[2])
 				    json_string(r->trace ? "tracepoint" : "none"));
 		json_object_set_new(s, "kernel_samples", samples);
 		json_object_set_new(s, "disagreements",
-				    json_pack("{s:i, s:i}", "client", diffs[0], "server", diffs[1]));
-		if (r->obs)
-			json_object_set_new(s, "capture_drops",
-					    json_integer((json_int_t)obs_capture_drops(r->obs)));
+				    r->wire_incomplete ? json_null()
+						       : json_pack("{s:i, s:i}", "client", diffs[0],
+								   "server", diffs[1]));
 		for (i = SIDE_CLIENT; i <= SIDE_SERVER; i++) {
 			struct obs_final fin;
 			obs_final_state(r->obs, i, &fin);

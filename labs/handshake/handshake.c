@@ -298,11 +298,16 @@ static int hs_run(struct lab_ctx *ctx)
 	if (rc == 0 && r->observe_ms > 0 && r->sc != SC_REFUSED && r->sc != SC_ABORT)
 		lab_sleep_ms(ctx, r->observe_ms);
 	obs_stop(r->obs);
+	r->wire_incomplete = obs_capture_report(r->obs, ctx->em, ctx->summary) == 0;
 	if (rc == 0 && !lab_cancelled(ctx)) {
-		hs_close_note(r);
-		diffs[0] = hs_compare_side(r, SIDE_CLIENT);
-		if (r->sc != SC_REFUSED)
-			diffs[1] = hs_compare_side(r, SIDE_SERVER);
+		if (r->wire_incomplete) {
+			cap_report_no_verdict(ctx->em);
+		} else {
+			hs_close_note(r);
+			diffs[0] = hs_compare_side(r, SIDE_CLIENT);
+			if (r->sc != SC_REFUSED)
+				diffs[1] = hs_compare_side(r, SIDE_SERVER);
+		}
 		hs_end_notes(r);
 	}
 done:

@@ -78,6 +78,7 @@ struct hs_run {
 	size_t data, reply;
 	int close_delay_ms, observe_ms;
 	int replay;
+	int wire_incomplete; /* the capture missed frames: no comparison from segments */
 
 	/* The connection's endpoints (network byte order in the sockaddrs). */
 	struct sockaddr_in cli, srv;

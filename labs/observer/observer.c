@@ -18,7 +18,9 @@
 
 #define OBS_POLL_MS 5
 #define OBS_TIMER_EVERY_MS 1000
-#define OBS_HORIZON_NS 2000000 /* emit what is older than this: every source was read by then */
+/* Emit what is older than this: every source was read by then (a capture
+ * hands frames over a ring block at a time, up to CAP_DELAY_MS late). */
+#define OBS_HORIZON_NS ((int64_t)CAP_DELAY_MS * 1000000)
 #define OBS_MAX_PENDING 65536
 #define OBS_HEX_MAX 4096
 
@@ -751,12 +753,18 @@ static void sample_diag(struct obs *o)
 	sample_end(o, obs_now_ns());
 }
 
-static void read_sources(struct obs *o)
+/* Read what every source holds now; flush: also wait for the frames a
+ * capture's kernel still holds in a ring block (the last read of a run). */
+static void read_sources(struct obs *o, int flush)
 {
 	int i;
 
-	for (i = 0; i < o->n_caps; i++)
-		cap_read(o->caps[i].cap, on_frame, &o->caps[i]);
+	for (i = 0; i < o->n_caps; i++) {
+		if (flush)
+			cap_flush(o->caps[i].cap, on_frame, &o->caps[i]);
+		else
+			cap_read(o->caps[i].cap, on_frame, &o->caps[i]);
+	}
 	if (o->trace)
 		tcpst_trace_read(o->trace, on_trace, o);
 }
@@ -778,7 +786,7 @@ static void *obs_thread(void *arg)
 		if (o->trace)
 			p[n++] = (struct pollfd){tcpst_trace_fd(o->trace), POLLIN, 0};
 		poll(p, n, OBS_POLL_MS);
-		read_sources(o);
+		read_sources(o, 0);
 		now = obs_now_ns();
 		if (o->n_w && (o->diag_due ||
 				 now - o->last_diag_ns >= (int64_t)OBS_DIAG_EVERY_MS * 1000000)) {
@@ -926,7 +934,7 @@ void obs_stop(struct obs *o)
 		pthread_join(o->tid, NULL);
 		o->running = 0;
 	}
-	read_sources(o);
+	read_sources(o, 1);
 	if (o->n_w)
 		sample_diag(o);
 	deliver_until(o, INT64_MAX);
@@ -992,6 +1000,22 @@ uint64_t obs_capture_drops(struct obs *o)
 		drops += st.kernel_drops;
 	}
 	return drops + o->dropped;
+}
+
+int obs_capture_report(struct obs *o, struct ev_emitter *em, json_t *summary)
+{
+	struct cap *caps[2] = {NULL, NULL};
+	uint64_t lost;
+	int i;
+
+	if (!o)
+		return -1;
+	for (i = 0; i < o->n_caps && i < 2; i++)
+		caps[i] = o->caps[i].cap;
+	pthread_mutex_lock(&o->lock);
+	lost = o->dropped;
+	pthread_mutex_unlock(&o->lock);
+	return cap_report(caps, i, lost, em, summary);
 }
 
 void obs_tcp_info(struct obs *o, int sock, int fd)

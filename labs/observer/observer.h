@@ -189,6 +189,13 @@ int obs_pcap_write(struct obs *o, const struct cap_frame *f);
 /* Frames the kernel dropped before any capture could read them. */
 uint64_t obs_capture_drops(struct obs *o);
 
+/* The captures' counters in run.end's summary and, when frames were
+ * missed, the note capture.incomplete: cap_report() over this observer's
+ * captures, items its own full queue refused counted as drops. After
+ * obs_stop(). 1 complete, 0 frames missed (draw no verdict from the
+ * segments), -1 no capture (a replay). */
+int obs_capture_report(struct obs *o, struct ev_emitter *em, json_t *summary);
+
 /* Sample socket `sock` (open descriptor fd) with TCP_INFO now. Only without
  * the tracepoint (it is the fallback): a no-op when the tracepoint runs. */
 void obs_tcp_info(struct obs *o, int sock, int fd);
