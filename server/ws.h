@@ -34,17 +34,25 @@
  * at its own position; one that falls out of the ring is sent class.resync and
  * re-reads the run's bundle over HTTP. Refusals add the codes forbidden and
  * unknown_class; every connection is limited to cfg->msg_rate messages a
- * second (bursts of twice that).
+ * second (bursts of twice that): a message over it, whatever it holds, is
+ * dropped unread and counted, and the client is told once per burst.
  * Any refusal is {"type":"error","code","message","tag"[,"param"][,"run"]}
  * with code bad_request, bad_param, unknown_lab, unknown_run, not_owner,
  * not_running, limit or internal; the connection stays usable.
+ * Before the upgrade (ws_auth.c): a wrong Host or Origin is answered HTTP 403,
+ * a full server or address (--max-conns, --max-conns-per-addr) 503, each with
+ * a JSON body {"error":{"code","message"}}. After it, an unmasked client frame
+ * closes the connection with 1002 (RFC 6455 5.1, ws_mask.h).
  */
 
 /* WebSocket subprotocol every client must ask for. */
 #define WS_PROTOCOL "socklab.v1"
 
 /* Per-connection outgoing queue bound: messages and bytes. A connection that
- * reads so slowly that either is reached is closed (counted in /api/health). */
+ * reads so slowly that either is reached is closed with 1008 (counted in
+ * /api/health); so are the slowest readers when all queues together reach
+ * --queue-total. The connection that started a run is waited for instead:
+ * while it lags, its runs' output is not read and the child blocks. */
 #define WS_QUEUE_MAX 4096
 #define WS_QUEUE_BYTES (8u * 1024 * 1024)
 
