@@ -116,8 +116,9 @@ struct lane_rec {
 /*
  * What the sender's kernel said at one instant: getsockopt(TCP_INFO) and the
  * socket's send queue (SIOCOUTQ, SIOCOUTQNSD), read directly (not traced as
- * calls: a sample costs about a microsecond and must not disturb the timing
- * it describes). Taken before and after every send().
+ * calls: a sample costs a few microseconds, README.md has the figures, and
+ * must not disturb the timing it describes). Taken before and after every
+ * send().
  */
 struct tcpi_snap {
 	int64_t t_ns;      /* when it was read */
