@@ -129,6 +129,18 @@ static int model_was_in(const struct hs_run *r, int side, int st, int64_t from_n
 	return 0;
 }
 
+/* Append name to the array of source names unless it is there already. */
+static void add_source(json_t *names, const char *name)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(names, i, v)
+		if (!strcmp(json_string_value(v), name))
+			return;
+	json_array_append_new(names, json_string(name));
+}
+
 struct row {
 	int64_t t_ns;
 	int k, i, o; /* indexes into the kernel, model and observation lists, -1 when absent */
@@ -250,18 +262,7 @@ int hs_compare_side(struct hs_run *r, int side)
 										    : "inconsistent";
 			json_object_set_new(row, "observed", seen_json(r, ob));
 			json_object_set_new(row, "model_state", json_string(tcpst_name(model)));
-			if (json_array_size(samples) == 0 ||
-			    strcmp(json_string_value(json_array_get(samples, json_array_size(samples) - 1)),
-				   obs_src_name(ob->src)) != 0) {
-				size_t x;
-				json_t *v;
-				int have = 0;
-				json_array_foreach(samples, x, v)
-					if (!strcmp(json_string_value(v), obs_src_name(ob->src)))
-						have = 1;
-				if (!have)
-					json_array_append_new(samples, json_string(obs_src_name(ob->src)));
-			}
+			add_source(samples, obs_src_name(ob->src));
 			counts = strcmp(match, "consistent") != 0;
 		} else if (rows[i].k >= 0 && rows[i].i >= 0) {
 			match = same_packet(r, side, &f[rows[i].i], &k[rows[i].k]) ? "same"
@@ -296,7 +297,7 @@ int hs_compare_side(struct hs_run *r, int side)
 	ev_emit(r->ctx->em, "state.compare",
 		json_pack("{s:s, s:b, s:i, s:o, s:s, s:o}", "who", hs_side_names[side], "agree",
 			  diffs == 0, "differences", diffs, "rows", jrows, "kernel_source",
-			  r->replay ? "none" : r->trace ? "tracepoint" : "none", "samples", samples));
+			  r->trace ? "tracepoint" : "none", "samples", samples));
 	return diffs;
 }
 
