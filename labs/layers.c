@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +50,10 @@
 #define HEX_MAX 1600      /* frame bytes shown as hex in an event */
 #define MAX_NEIGH 256     /* neighbour reports kept */
 #define WAIT_MS 3000      /* how long a scenario waits for the evidence it expects */
+/* A link's delay at most: a scenario's slowest exchange (A to C and back,
+ * with ARP on both subnets) crosses a delayed link about four times and must
+ * fit in WAIT_MS. */
+#define LY_DELAY_MAX 500
 
 enum { S_SAME = 1, S_OTHER, S_TTL, S_FRAG, S_AGEING, S_COUNT };
 
@@ -83,6 +88,23 @@ static const struct lab_param_def layers_params[] = {
 	 "delay_first_probe_time: how long a used STALE entry waits in DELAY before the kernel "
 	 "probes",
 	 "ms", "300", 100, 5000, NULL, LAB_PF_ADVANCED},
+	{"a_delay_ms", LAB_P_INT, "A's link: delay",
+	 "One-way delay socklab's relay adds to every frame on A's link, each way", "ms", "0", 0,
+	 LY_DELAY_MAX, NULL, LAB_PF_ADVANCED},
+	{"a_loss_pct", LAB_P_INT, "A's link: loss",
+	 "Share of IP frames the relay on A's link drops, each way (ARP is never dropped)", "%",
+	 "0", 0, 100, NULL, LAB_PF_ADVANCED},
+	{"r2_delay_ms", LAB_P_INT, "Router's second link: delay",
+	 "One-way delay socklab's relay adds to every frame on R's link to subnet 2, each way",
+	 "ms", "0", 0, LY_DELAY_MAX, NULL, LAB_PF_ADVANCED},
+	{"r2_loss_pct", LAB_P_INT, "Router's second link: loss",
+	 "Share of IP frames the relay on R's link to subnet 2 drops, each way (ARP is never "
+	 "dropped)",
+	 "%", "0", 0, 100, NULL, LAB_PF_ADVANCED},
+	{"seed", LAB_P_INT, "Wire seed",
+	 "Seed of the relays' random decisions: the same seed and parameters drop the same "
+	 "frames; 0 picks one (the topology event shows it)",
+	 NULL, "0", 0, 2147483647, NULL, LAB_PF_ADVANCED},
 };
 
 /* ---- the run's state ---- */
@@ -1490,6 +1512,32 @@ static void lr_free(struct lr *r)
 	free(r);
 }
 
+/* The link impairments asked for: A's eth0 and R's eth1, the same each way. */
+static void impair_spec(const struct lab_params *p, struct topo_spec *spec)
+{
+	static const struct {
+		const char *host, *delay, *loss;
+		int ifi;
+	} links[] = {{"A", "a_delay_ms", "a_loss_pct", 0}, {"R", "r2_delay_ms", "r2_loss_pct", 1}};
+	size_t k;
+	int h, d;
+
+	spec->seed = (uint64_t)lab_int(p, "seed");
+	while (!spec->seed && getrandom(&spec->seed, sizeof spec->seed, 0) == sizeof spec->seed)
+		spec->seed &= 0x7fffffff;
+	if (!spec->seed)
+		spec->seed = (uint64_t)getpid();
+	for (k = 0; k < sizeof links / sizeof links[0]; k++)
+		for (h = 0; h < spec->n_hosts; h++) {
+			if (strcmp(spec->host[h].name, links[k].host))
+				continue;
+			for (d = 0; d < 2; d++) {
+				spec->host[h].impair[links[k].ifi][d].delay_ms = (int)lab_int(p, links[k].delay);
+				spec->host[h].impair[links[k].ifi][d].loss_pct = (int)lab_int(p, links[k].loss);
+			}
+		}
+}
+
 static int layers_run(struct lab_ctx *ctx)
 {
 	static const struct topo_spec base = {
@@ -1526,6 +1574,7 @@ static int layers_run(struct lab_ctx *ctx)
 	r->frames = calloc(MAX_FRAMES, sizeof *r->frames);
 	spec.mtu[0] = 1500;
 	spec.mtu[1] = (int)lab_int(ctx->p, "mtu2");
+	impair_spec(ctx->p, &spec);
 
 	rc = r->frames ? topo_create(&r->t, &spec, err, sizeof err) : -ENOMEM;
 	if (rc < 0) {
@@ -1557,8 +1606,14 @@ static int layers_run(struct lab_ctx *ctx)
 		json_object_set_new(topo, "links", links);
 		json_object_set_new(topo, "source",
 				    json_string("built by this run over rtnetlink; captures on every "
-						"bridge port"));
+						"host's port (an impaired link's port is the host "
+						"side of socklab's relay)"));
 		ev_emit(ctx->em, "topology", topo);
+	}
+	rc = topo_start(r->t, ctx->em, err, sizeof err);
+	if (rc < 0) {
+		ev_error(ctx->em, "network_unavailable", NULL, err);
+		goto out;
 	}
 	rc = pthread_create(&r->obs, NULL, observer, r);
 	if (rc != 0) {
@@ -1589,8 +1644,11 @@ static int layers_run(struct lab_ctx *ctx)
 	barrier(r);
 	stop_observer(r);
 	{
-		json_t *drops = json_object();
+		json_t *drops = json_object(), *wires = topo_stop(r->t);
 		struct cap *caps[LY_MAX_LINKS];
+
+		if (wires)
+			json_object_set_new(ctx->summary, "wire", wires);
 		int l;
 
 		for (l = 0; l < r->n_links; l++)

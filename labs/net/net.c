@@ -305,7 +305,7 @@ static const char *const wire_end[] = {[NET_SERVER] = "wire-s", [NET_CLIENT] = "
  * left for hardware that a packet socket would hand over unfinished, no GRO
  * merging frames on the way in. Best effort: a switch a driver lacks is
  * already off. */
-static void offloads_off(const char *ifname)
+void net_offloads_off(const char *ifname)
 {
 	static const __u32 cmds[] = {ETHTOOL_STXCSUM, ETHTOOL_SSG, ETHTOOL_STSO, ETHTOOL_SGSO,
 				     ETHTOOL_SGRO};
@@ -332,7 +332,7 @@ static void offloads_off(const char *ifname)
  * it receives nothing until it is bound to a veth end. -EPERM without
  * CAP_NET_RAW. The frames this socket sends itself are not handed back to it
  * (PACKET_IGNORE_OUTGOING), and its receive buffer holds a burst of frames. */
-static int port_socket(void)
+int net_port_socket(void)
 {
 	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1,
 	    buf = 4 << 20;
@@ -363,7 +363,7 @@ static int port_bind(struct net *n, enum net_side side, struct nl *nl, char *err
 			 strerror(errno));
 		return -ENODEV;
 	}
-	offloads_off(wire_end[side]);
+	net_offloads_off(wire_end[side]);
 	rc = nl_link_set(nl, idx, NULL, NET_MTU, 1, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -463,7 +463,7 @@ static int relay_packet(struct net *n, char *err, size_t errlen)
 	if (rc < 0)
 		return rc;
 	for (side = 0; side < 2; side++) {
-		fd = port_socket();
+		fd = net_port_socket();
 		if (fd < 0) {
 			if (fd == -EPERM)
 				snprintf(err, errlen, "the wire's packet sockets need CAP_NET_RAW");
@@ -488,7 +488,7 @@ static int relay_packet(struct net *n, char *err, size_t errlen)
 		nl_close(&nl);
 		if (rc < 0)
 			return rc;
-		offloads_off(NET_IFNAME);
+		net_offloads_off(NET_IFNAME);
 		rc = configure_side(n, (enum net_side)side, 0, err, errlen);
 		if (rc < 0)
 			return rc;

@@ -172,6 +172,12 @@ int net_server_addr(const struct lab_ctx *ctx, struct sockaddr_storage *ss, sock
 /* The path MTU between the hosts (1500), or 65536 on loopback. */
 int net_mtu(const struct net *n);
 
+/* For topo.c: switch off checksum and segmentation offloads on ifname (in the
+ * calling thread's namespace), so every frame a relay reads is a real one
+ * with a real checksum; and an unbound relay packet socket (-errno). */
+void net_offloads_off(const char *ifname);
+int net_port_socket(void);
+
 /* Nonzero when frames cross socklab's relay (so "wire" events come). */
 int net_has_relay(const struct net *n);
 

@@ -1,9 +1,12 @@
 /* topo.c: building a topology of hosts, bridges and routers in anonymous namespaces, configured over rtnetlink. */
 #include "net/topo.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/ethernet.h>
+#include <netpacket/packet.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +80,19 @@ int topo_spec_check(const struct topo_spec *spec, char *err, size_t errlen)
 				snprintf(err, errlen, "host %s: two interfaces on segment %d", hs->name,
 					 hs->seg[i]);
 				return -EINVAL;
+			}
+			for (int d = 0; d < 2; d++) {
+				const struct wire_dir_cfg *c = &hs->impair[i][d];
+
+				if (c->delay_ms < 0 || c->jitter_ms < 0 || c->jitter_ms > c->delay_ms ||
+				    c->loss_pct < 0 || c->dup_pct < 0 || c->reorder_pct < 0 ||
+				    c->loss_pct + c->dup_pct + c->reorder_pct > 100 || c->rate_kbit < 0) {
+					snprintf(err, errlen,
+						 "host %s: eth%d's impairment: no negative values, jitter at "
+						 "most the delay, loss + dup + reorder at most 100",
+						 hs->name, i);
+					return -EINVAL;
+				}
 			}
 			if (++count[hs->seg[i]] > TOPO_SEG_ADDRS) {
 				snprintf(err, errlen, "segment %d: at most %d interfaces (a /%d)",
@@ -225,6 +241,13 @@ static int wait_up(struct nl *nl, int ifindex, const char *what, char *err, size
 	return rc;
 }
 
+static int impaired(const struct wire_dir_cfg c[2])
+{
+	static const struct wire_dir_cfg none;
+
+	return memcmp(&c[0], &none, sizeof none) || memcmp(&c[1], &none, sizeof none);
+}
+
 /* Give every interface its address and MAC (before anything is built, so a
  * failure later has nothing to do with naming). */
 static void plan(struct topo *t, const struct topo_spec *spec)
@@ -260,6 +283,14 @@ static void plan(struct topo *t, const struct topo_spec *spec)
 			ti->mac[3] = (uint8_t)(t->lease[s] >> 8);
 			ti->mac[4] = (uint8_t)t->lease[s];
 			ti->mac[5] = (uint8_t)octet;
+			ti->wire_fd[0] = ti->wire_fd[1] = -1;
+			memcpy(ti->impair, hs->impair[i], sizeof ti->impair);
+			if (impaired(ti->impair)) {
+				snprintf(ti->relay_end, sizeof ti->relay_end, "%.3s-eth%cw", low, '0' + i);
+				snprintf(ti->bridge_port, sizeof ti->bridge_port, "%.3s-eth%cb", low,
+					 '0' + i);
+				t->n_wires++;
+			}
 		}
 	}
 	/* Default routes: via the first router on the host's (only) segment. */
@@ -314,9 +345,82 @@ static int build_host(struct topo *t, int h, char *err, size_t errlen)
 			rc = nl_link_set(&nl, ti->ifindex, NULL, ti->mtu, 1, err, errlen);
 		if (rc == 0)
 			rc = nl_addr_add(&nl, ti->ifindex, ti->addr, TOPO_PREFIX, err, errlen);
+		if (rc == 0 && ti->relay_end[0])
+			net_offloads_off(ti->name);
 	}
 	nl_close(&nl);
 	return rc;
+}
+
+/* A packet socket of the relay bound to ifname (in the switch namespace). */
+static int relay_socket(const char *ifname, int ifindex, char *err, size_t errlen)
+{
+	struct sockaddr_ll sll;
+	int fd = net_port_socket(), rc;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "%s", fd == -EPERM ? "the wire's packet sockets need CAP_NET_RAW"
+							 : "the wire's packet socket could not be opened");
+		return fd;
+	}
+	memset(&sll, 0, sizeof sll);
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons(ETH_P_ALL);
+	sll.sll_ifindex = ifindex;
+	if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+		rc = -errno;
+		close(fd);
+		snprintf(err, errlen, "binding the wire's packet socket to %s: %s", ifname,
+			 strerror(-rc));
+		return rc;
+	}
+	return fd;
+}
+
+/* An impaired link, in the switch namespace: its port becomes the relay's
+ * host side, a second veth pair (relay_end, bridge_port) its bridge side, and
+ * bridge_port goes into the bridge. Offloads are off on every end the relay
+ * touches, so it reads real frames with real checksums (net.c does the same). */
+static int build_relay(struct topo *t, struct topo_if *ti, struct nl *nl, int br, char *err,
+		       size_t errlen)
+{
+	uint8_t mac_w[6], mac_b[6];
+	int w_idx, b_idx, rc;
+
+	memcpy(mac_w, ti->mac, 6);
+	memcpy(mac_b, ti->mac, 6);
+	mac_w[5] = (uint8_t)(0x40 | ti->mac[5]);
+	mac_b[5] = (uint8_t)(0xc0 | ti->mac[5]);
+	rc = nl_veth_create(nl, ti->relay_end, mac_w, ti->bridge_port, mac_b, t->switch_fd, ti->mtu,
+			    err, errlen);
+	if (rc < 0)
+		return rc;
+	w_idx = (int)if_nametoindex(ti->relay_end);
+	b_idx = (int)if_nametoindex(ti->bridge_port);
+	if (!w_idx || !b_idx) {
+		snprintf(err, errlen, "the switch has no %s", w_idx ? ti->bridge_port : ti->relay_end);
+		return -ENODEV;
+	}
+	net_offloads_off(ti->port);
+	net_offloads_off(ti->relay_end);
+	net_offloads_off(ti->bridge_port);
+	rc = nl_link_set_master(nl, b_idx, br, err, errlen);
+	if (rc == 0)
+		rc = nl_link_set(nl, b_idx, NULL, ti->mtu, 1, err, errlen);
+	if (rc == 0)
+		rc = nl_link_set(nl, w_idx, NULL, ti->mtu, 1, err, errlen);
+	if (rc == 0)
+		rc = nl_link_set(nl, ti->port_ifindex, NULL, 0, 1, err, errlen);
+	if (rc < 0)
+		return rc;
+	ti->wire_fd[0] = relay_socket(ti->port, ti->port_ifindex, err, errlen);
+	if (ti->wire_fd[0] < 0)
+		return ti->wire_fd[0];
+	ti->wire_fd[1] = relay_socket(ti->relay_end, w_idx, err, errlen);
+	if (ti->wire_fd[1] < 0)
+		return ti->wire_fd[1];
+	ti->wire = wire_create(ti->wire_fd[0], ti->wire_fd[1], ti->impair, t->seed, 0, err, errlen);
+	return ti->wire ? 0 : -ENOMEM;
 }
 
 static int build(struct topo *t, const struct topo_spec *spec, char *err, size_t errlen)
@@ -363,15 +467,27 @@ static int build(struct topo *t, const struct topo_spec *spec, char *err, size_t
 				rc = -ENODEV;
 				break;
 			}
+			if (ti->relay_end[0]) {
+				rc = build_relay(t, ti, &nl, br[ti->seg], err, errlen);
+				continue;
+			}
 			rc = nl_link_set_master(&nl, ti->port_ifindex, br[ti->seg], err, errlen);
 			if (rc == 0)
 				rc = nl_link_set(&nl, ti->port_ifindex, NULL, 0, 1, err, errlen);
 		}
 	}
 	for (h = 0; h < t->n_hosts && rc == 0; h++)
-		for (i = 0; i < t->host[h].n_ifs && rc == 0; i++)
-			rc = wait_up(&nl, t->host[h].ifs[i].port_ifindex, t->host[h].ifs[i].port, err,
-				     errlen);
+		for (i = 0; i < t->host[h].n_ifs && rc == 0; i++) {
+			const struct topo_if *ti = &t->host[h].ifs[i];
+
+			rc = wait_up(&nl, ti->port_ifindex, ti->port, err, errlen);
+			if (rc == 0 && ti->relay_end[0])
+				rc = wait_up(&nl, (int)if_nametoindex(ti->bridge_port), ti->bridge_port,
+					     err, errlen);
+			if (rc == 0 && ti->relay_end[0])
+				rc = wait_up(&nl, (int)if_nametoindex(ti->relay_end), ti->relay_end,
+					     err, errlen);
+		}
 	nl_close(&nl);
 
 	/* Each host: its interfaces up for real, and its default route. */
@@ -417,6 +533,7 @@ int topo_create(struct topo **out, const struct topo_spec *spec, char *err, size
 	t->n_hosts = spec->n_hosts;
 	for (i = 0; i < spec->n_segs; i++)
 		t->seg_mtu[i] = spec->mtu[i] ? spec->mtu[i] : NET_MTU;
+	t->seed = spec->seed;
 
 	home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	rc = build(t, spec, err, errlen);
@@ -441,15 +558,74 @@ void topo_destroy(struct topo *t)
 
 	if (!t)
 		return;
-	for (i = 0; i < TOPO_MAX_HOSTS; i++)
+	for (i = 0; i < TOPO_MAX_HOSTS; i++) {
+		for (int k = 0; k < TOPO_MAX_IFS; k++) {
+			struct topo_if *ti = &t->host[i].ifs[k];
+
+			/* The relay thread first, then the fds it reads. */
+			wire_destroy(ti->wire);
+			ti->wire = NULL;
+			if (ti->relay_end[0] && ti->wire_fd[0] >= 0)
+				close(ti->wire_fd[0]);
+			if (ti->relay_end[0] && ti->wire_fd[1] >= 0)
+				close(ti->wire_fd[1]);
+		}
 		if (t->host[i].ns_fd >= 0)
 			close(t->host[i].ns_fd);
+	}
 	if (t->switch_fd >= 0)
 		close(t->switch_fd);
 	for (i = 0; i < 2 * TOPO_MAX_SEGS; i++)
 		if (t->lease_fd[i] >= 0)
 			close(t->lease_fd[i]);
 	free(t);
+}
+
+/* Relay thread: every wire event of a link names its port. */
+static json_t *port_hook(void *arg, const struct wire_verdict *v, const uint8_t *frame, size_t len)
+{
+	const struct topo_if *ti = arg;
+
+	(void)v;
+	(void)frame;
+	(void)len;
+	return json_pack("{s:s}", "port", ti->port);
+}
+
+int topo_start(struct topo *t, struct ev_emitter *em, char *err, size_t errlen)
+{
+	int h, i, rc;
+
+	for (h = 0; h < t->n_hosts; h++)
+		for (i = 0; i < t->host[h].n_ifs; i++) {
+			struct topo_if *ti = &t->host[h].ifs[i];
+
+			if (!ti->wire)
+				continue;
+			wire_set_hook(ti->wire, port_hook, ti);
+			rc = wire_start(ti->wire, em, err, errlen);
+			if (rc < 0)
+				return rc;
+		}
+	return 0;
+}
+
+json_t *topo_stop(struct topo *t)
+{
+	json_t *o = NULL;
+	int h, i;
+
+	for (h = 0; h < t->n_hosts; h++)
+		for (i = 0; i < t->host[h].n_ifs; i++) {
+			struct topo_if *ti = &t->host[h].ifs[i];
+
+			if (!ti->wire)
+				continue;
+			if (!o)
+				o = json_object();
+			json_object_set_new(o, ti->port, wire_stop(ti->wire));
+		}
+	return o;
 }
 
 int topo_enter(const struct topo *t, int h)
@@ -467,6 +643,21 @@ int topo_host_index(const struct topo *t, const char *name)
 		if (!strcmp(t->host[h].name, name))
 			return h;
 	return -1;
+}
+
+static json_t *dir_json(const struct wire_dir_cfg *c)
+{
+	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i}", "delay_ms", c->delay_ms, "jitter_ms",
+			 c->jitter_ms, "loss_pct", c->loss_pct, "dup_pct", c->dup_pct, "reorder_pct",
+			 c->reorder_pct, "rate_kbit", c->rate_kbit);
+}
+
+/* An impaired link: both directions, and the relay's two ends. */
+static json_t *impair_json(const struct topo_if *ti)
+{
+	return json_pack("{s:o, s:o, s:s, s:s}", "sent", dir_json(&ti->impair[WIRE_C2S]),
+			 "received", dir_json(&ti->impair[WIRE_S2C]), "relay_end", ti->relay_end,
+			 "bridge_port", ti->bridge_port);
 }
 
 json_t *topo_describe(const struct topo *t)
@@ -497,6 +688,11 @@ json_t *topo_describe(const struct topo *t)
 							     ti->name, "port", ti->port, "seg",
 							     ti->seg, "addr", ip, "mac", mac,
 							     "prefix", TOPO_PREFIX, "mtu", ti->mtu));
+			if (ti->wire) {
+				json_t *last = json_array_get(ifs, json_array_size(ifs) - 1);
+
+				json_object_set_new(last, "wire", impair_json(ti));
+			}
 		}
 		ho = json_pack("{s:s, s:b, s:o}", "name", th->name, "router", th->router, "ifs", ifs);
 		if (th->gateway) {
@@ -506,6 +702,8 @@ json_t *topo_describe(const struct topo *t)
 		json_array_append_new(hosts, ho);
 	}
 	json_object_set_new(o, "kind", json_string("topology"));
+	if (t->n_wires)
+		json_object_set_new(o, "seed", json_integer((json_int_t)t->seed));
 	json_object_set_new(o, "segments", segs);
 	json_object_set_new(o, "hosts", hosts);
 	return o;

@@ -8,6 +8,9 @@
 
 #include <jansson.h>
 
+#include "event.h"
+#include "net/wire.h"
+
 /*
  * A topology is a "switch" namespace holding one Linux bridge per segment,
  * and one namespace per host. Each host interface is one end of a veth pair
@@ -26,6 +29,18 @@
  * the segment's addresses in the order the spec lists them (.1, .2, ...), and
  * MACs 02:73:6c:HI:LO:NN for the segment's first block HILO and host octet NN.
  *
+ * Impairment: an interface whose spec sets impair[i] is not plugged into its
+ * bridge directly. Its port ("a-eth0") is one end of socklab's seeded relay
+ * (wire.h, the same as two-hosts): a packet socket reads every frame the host
+ * sends from it and writes every frame for the host to it, and a second veth
+ * pair in the switch namespace ("a-eth0w", the relay's other end, and
+ * "a-eth0b", the bridge's port) carries them to and from the bridge. The
+ * port is still where the link is captured: there the host's frames are
+ * seen before the wire decided on them, and the frames for the host after.
+ * Direction WIRE_C2S is what the host sends, WIRE_S2C what it receives; each
+ * link's wire draws from the topology's seed, so the same seed and the same
+ * traffic drop the same frames. Its "wire" events carry "port".
+ *
  * As in net.h nothing is named or mounted: the namespaces are held by fds of
  * the run's process, so the bridges, veths and addresses disappear with the
  * process however it ends (even SIGKILL).
@@ -41,6 +56,9 @@ struct topo_host_spec {
 	const char *name; /* "A": at most 3 characters, letters and digits */
 	int n_ifs;
 	int seg[TOPO_MAX_IFS]; /* the segment of eth0, eth1 */
+	/* Each interface's impairment: [WIRE_C2S] what the host sends,
+	 * [WIRE_S2C] what it receives. All zero: a plain bridge port. */
+	struct wire_dir_cfg impair[TOPO_MAX_IFS][2];
 };
 
 struct topo_spec {
@@ -48,6 +66,7 @@ struct topo_spec {
 	int mtu[TOPO_MAX_SEGS]; /* each segment's MTU (68..1500); 0 means 1500 */
 	int n_hosts;
 	struct topo_host_spec host[TOPO_MAX_HOSTS];
+	uint64_t seed; /* the wires' seed (nonzero when any link is impaired) */
 };
 
 /* Everything below is read-only once topo_create() returned. */
@@ -60,6 +79,12 @@ struct topo_if {
 	int mtu;
 	uint32_t addr; /* host byte order */
 	uint8_t mac[6];
+	/* An impaired link (else wire is NULL and relay_end empty). */
+	struct wire_dir_cfg impair[2];
+	char relay_end[IF_NAMESIZE]; /* "a-eth0w": the relay's bridge side */
+	char bridge_port[IF_NAMESIZE]; /* "a-eth0b": the bridge's port */
+	int wire_fd[2];                /* packet sockets: [0] the port, [1] relay_end */
+	struct wire *wire;
 };
 
 struct topo_host {
@@ -80,6 +105,8 @@ struct topo {
 	struct topo_host host[TOPO_MAX_HOSTS];
 	int lease_fd[2 * TOPO_MAX_SEGS];
 	unsigned lease[TOPO_MAX_SEGS]; /* the segment's first /30 block */
+	uint64_t seed;
+	int n_wires;
 };
 
 /* Check a spec: -EINVAL with a sentence naming what is wrong. */
@@ -95,6 +122,14 @@ int topo_create(struct topo **out, const struct topo_spec *spec, char *err, size
  * removes every bridge, veth and address. NULL is fine. */
 void topo_destroy(struct topo *t);
 
+/* Start the relay thread of every impaired link; its "wire" events (with
+ * "port") go to em. 0 or negative with err. */
+int topo_start(struct topo *t, struct ev_emitter *em, char *err, size_t errlen);
+
+/* Stop the relays: a new object of each impaired link's counters by port
+ * (wire_stop's), or NULL when no link is impaired. */
+json_t *topo_stop(struct topo *t);
+
 /* Move the calling thread into host h's namespace (h < 0: the switch's).
  * 0 or -errno. */
 int topo_enter(const struct topo *t, int h);
@@ -103,7 +138,8 @@ int topo_enter(const struct topo *t, int h);
 int topo_host_index(const struct topo *t, const char *name);
 
 /* New JSON: segments (subnet, prefix, MTU, bridge), hosts (interfaces with
- * address, MAC, port; router; gateway). Caller owns it. */
+ * address, MAC, port, and an impaired link's wire; router; gateway), and the
+ * seed when a link is impaired. Caller owns it. */
 json_t *topo_describe(const struct topo *t);
 
 #endif

@@ -337,6 +337,74 @@ def two_runs_at_once_share_nothing():
             p.communicate(timeout=30)
 
 
+def ip_key(f):
+    return (f["ip"]["src"], f["ip"]["dst"], f["ip"]["id"], f["ip"]["frag_off"])
+
+
+def lost_on_a_link(ev, port):
+    """The IPv4 frames the host of port sent that the wire dropped, as their
+    index among the host's IPv4 frames; checked against the capture: a frame
+    the wire dropped reached no other port, every other one did."""
+    wire = [e for e in ev if e["type"] == "wire" and e["port"] == port]
+    counters = ev[-1]["summary"]["wire"][port]
+    sent = frames(ev, port=port, direction="from_host")
+    # The relay reads what the port's capture sees, in the same order.
+    eq(len(sent), counters["c2s"]["frames"], f"{port}: frames captured vs the wire's count")
+    dropped = {e["frame"] for e in wire if e["dir"] == "c2s" and e["action"] == "drop"}
+    eq(len(dropped), counters["c2s"]["dropped"], f"{port}: drop events vs the counter")
+    elsewhere = {ip_key(f) for f in frames(ev) if f["port"] != port and "ip" in f}
+    lost = []
+    ip_n = 0
+    for k, f in enumerate(sent, 1):
+        if "ip" not in f:
+            check(k not in dropped, f"{port}: a non-IP frame {k} was dropped")
+            continue
+        ip_n += 1
+        if k in dropped:
+            lost.append(ip_n)
+            check(ip_key(f) not in elsewhere, f"{port}: dropped frame {k} reached another port")
+        else:
+            check(ip_key(f) in elsewhere, f"{port}: frame {k} passed but reached no other port")
+    # What reached the host is what the wire delivered towards it.
+    eq(len(frames(ev, port=port, direction="to_host")), counters["s2c"]["delivered"],
+       f"{port}: frames delivered to the host")
+    return lost
+
+
+@test
+def a_seeded_lossy_link_drops_the_same_frames_and_capture_agrees():
+    params = ("scenario=other-subnet", "a_loss_pct=50", "r2_loss_pct=30", "a_delay_ms=20", "seed=11")
+    runs = [layers(*params) for _ in range(2)]
+    lost = []
+    for ev in runs:
+        t = [e for e in ev if e["type"] == "topology"][0]
+        eq(t["seed"], 11, "the seed in the topology event")
+        ifs = {i["port"]: i for h in t["hosts"] for i in h["ifs"]}
+        eq(ifs["a-eth0"]["wire"]["sent"]["loss_pct"], 50, "A's link: loss")
+        eq(ifs["r-eth1"]["wire"]["received"]["loss_pct"], 30, "R's second link: loss")
+        check("wire" not in ifs["b-eth0"], "B's link is a plain bridge port")
+        lost.append((lost_on_a_link(ev, "a-eth0"), lost_on_a_link(ev, "r-eth1")))
+        delayed = [e for e in ev if e["type"] == "wire" and e["action"] == "delay"]
+        check(delayed and all(e["port"] == "a-eth0" and e["delay_us"] == 20000 for e in delayed),
+              f"delays {delayed[:3]}")
+    eq(lost[0], lost[1], "same seed, same drops")
+    check(sum(len(x) for x in lost[0]) > 0, f"seed 11 drops something: {lost[0]}")
+
+
+@test
+def an_impaired_topology_leaves_nothing_after_sigkill():
+    args = [BIN, "run", "layers", "--json", "--timeout", "60", "-p", "scenario=ageing",
+            "-p", "reachable_ms=30000", "-p", "a_loss_pct=10", "-p", "r2_delay_ms=5"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    eq(json.loads(p.stdout.readline())["type"], "run.start", "first event")
+    topo_ev = json.loads(p.stdout.readline())
+    eq(topo_ev["type"], "topology", "second event")
+    inodes = wait_for(lambda: len(net_fds(p.pid)) >= 5 and net_fds(p.pid), 10, "the namespaces")
+    p.kill()
+    p.communicate(timeout=30)
+    check_gone(p, inodes, leases_of(topo_ev))
+
+
 @test
 def without_privileges_the_error_names_the_capability():
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BIN, "run", "layers",
@@ -352,7 +420,9 @@ def without_privileges_the_error_names_the_capability():
 @test
 def bad_parameters_are_refused_by_name():
     for params, field in ((["delay_probe_ms=600", "reachable_ms=1000"], "delay_probe_ms"),
-                          (["mtu2=100"], "mtu2"), (["scenario=nope"], "scenario")):
+                          (["mtu2=100"], "mtu2"), (["scenario=nope"], "scenario"),
+                          (["a_delay_ms=501"], "a_delay_ms"), (["r2_loss_pct=101"], "r2_loss_pct"),
+                          (["seed=-1"], "seed")):
         args = [BIN, "run", "layers"]
         for p in params:
             args += ["-p", p]
