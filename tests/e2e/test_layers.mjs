@@ -28,6 +28,10 @@ test('a run of every scenario shows the topology, every frame in its link column
 	await page.goto(`${srv.base}/#/lab/layers`);
 	await page.locator('#conn[data-state="open"]').waitFor({ timeout: WAIT });
 	await page.locator('#p-scenario').waitFor({ timeout: WAIT });
+	// A's link through socklab's relay (a delay drops nothing, so every
+	// scenario's evidence is the same as on a plain link).
+	await page.click('details.advanced summary');
+	await page.fill('#p-a_delay_ms', '5');
 	await page.click('#run-btn');
 	await page.locator('.run-card').first().waitFor({ state: 'visible', timeout: WAIT });
 	await page.locator('.run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
@@ -75,6 +79,39 @@ test('a run of every scenario shows the topology, every frame in its link column
 	assertEq(await page.locator('.ly-field.ly-on').getAttribute('data-off'), '12', 'the field of byte 12');
 	assertEq(await page.locator('.ly-byte.ly-mark').count(), 2, 'the EtherType is 2 bytes');
 	assert(await page.locator(`.ly-link.ly-link-on[data-port="${arp.port}"]`).count() === 1, 'the link lit up');
+});
+
+test('each frame hop: the highlighted link follows the player step forwards and back', async () => {
+	const topo = evs.find((e) => e.type === 'topology');
+	const a = topo.hosts.find((x) => x.name === 'A').ifs[0];
+	assertEq(a.wire.sent.delay_ms, 5, 'A\'s link is relayed');
+	assert(await page.locator('.ly-link.ly-link-relay[data-port="a-eth0"]').count() === 1, 'the relayed link drawn dashed');
+	// Two frame events in a row on different links (A's broadcast, then its
+	// delivery to another port of the segment).
+	const i = evs.findIndex((e, k) => e.type === 'frame' && evs[k + 1] && evs[k + 1].type === 'frame' && evs[k + 1].port !== e.port);
+	assert(i > 0, 'two consecutive frames on different links');
+	const [f1, f2] = [evs[i], evs[i + 1]];
+	const hop = async () => [await page.getAttribute('.ly-topo', 'data-hop-port'), await page.getAttribute('.ly-topo', 'data-hop-n'),
+		await page.locator('.ly-link.ly-link-hop').evaluateAll((x) => x.map((e) => e.dataset.port)),
+		await page.locator('.ly-svg .ly-dot').count()];
+	// Position N shows the first N events: f1 is event i, so position i + 1.
+	await page.fill('#pane-main .pl-jump', String(i + 1));
+	await page.click('#pane-main .pl-jump-form button');
+	await until(async () => (await page.getAttribute('#pane-main .player', 'data-pos')) === String(i + 1), WAIT, 'the jump');
+	assertEq(await hop(), [f1.port, String(f1.n), [f1.port], 1], 'the hop after the jump');
+	await page.click('#pane-main .pl-fwd');
+	await until(async () => (await page.getAttribute('#pane-main .player', 'data-pos')) === String(i + 2), WAIT, 'the step');
+	assertEq(await hop(), [f2.port, String(f2.n), [f2.port], 1], 'the hop after a step forwards');
+	await page.click('#pane-main .pl-back');
+	await until(async () => (await page.getAttribute('#pane-main .player', 'data-pos')) === String(i + 1), WAIT, 'the step back');
+	assertEq(await hop(), [f1.port, String(f1.n), [f1.port], 1], 'the hop after a step back');
+	// The dot runs the way the frame went: from the host to the bus when the host sent it.
+	const [fromY, toY] = await page.locator('.ly-svg .ly-dot animate[attributeName="cy"]').evaluate((e) => [Number(e.getAttribute('from')), Number(e.getAttribute('to'))]);
+	assert(f1.dir === 'from_host' ? fromY < toY : fromY > toY, `dot from ${fromY} to ${toY} for ${f1.dir}`);
+	// Back to the whole run.
+	await page.fill('#pane-main .pl-jump', String(evs.length));
+	await page.click('#pane-main .pl-jump-form button');
+	await until(async () => (await page.getAttribute('#pane-main .player', 'data-pos')) === String(evs.length), WAIT, 'the end');
 });
 
 test('screenshots at 1280x720 and 1440x900 in English and Chinese', async () => {

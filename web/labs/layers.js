@@ -113,6 +113,7 @@ class LayersView {
 				this.kernelLine(ev);
 				break;
 			case 'hop': this.showHop(ev); break;
+			case 'wire': this.wireLine(ev); break;
 			case 'note': (this.cur ? this.cur.notes : this.notesEl).appendChild(noteCallout(ev)); break;
 			case 'error': break;
 			case 'syscall': this.syscallLine(ev); break;
@@ -161,12 +162,21 @@ class LayersView {
 			});
 			if (ifs.length === 1) s.appendChild(svg('text', { x: x + 8, y: y + 68, class: 'ly-mac' }, ifs[0].mac));
 		};
+		// Each link's ends: host (where the host's interface is) and bus.
+		this.linkGeo = new Map();
+		const relayLabel = (i) => {
+			if (!i.wire) return;
+			const w = i.wire.sent;
+			return t('layers.relay', { delay: w.delay_ms, loss: w.loss_pct });
+		};
 		const link = (i, x, y1, y2) => {
-			const l = svg('line', { x1: x, y1, x2: x, y2, class: 'ly-link' });
+			const l = svg('line', { x1: x, y1, x2: x, y2, class: i.wire ? 'ly-link ly-link-relay' : 'ly-link' });
 			l.dataset.port = i.port;
 			s.appendChild(l);
 			s.appendChild(svg('text', { x: x + 4, y: (y1 + y2) / 2 + 4, class: 'ly-port' }, i.port));
+			if (i.wire) s.appendChild(svg('text', { x: x + 4, y: (y1 + y2) / 2 + 18, class: 'ly-relay' }, relayLabel(i)));
 			this.linkEls.set(i.port, l);
+			this.linkGeo.set(i.port, { host: [x, y1], bus: [x, y2] });
 		};
 		byseg[0].forEach((host, k) => {
 			const x = 40 + k * 190;
@@ -182,18 +192,17 @@ class LayersView {
 			box(router, 420, 120, 160, router.ifs);
 			const r0 = router.ifs.find((i) => i.seg === 0);
 			const r1 = router.ifs.find((i) => i.seg === 1);
-			if (r0) {
-				const l = svg('line', { x1: 420, y1: 200, x2: 420, y2: 194, class: 'ly-link' });
-				l.dataset.port = r0.port;
+			// The router's links run along its box's foot to its segment's bus.
+			const rlink = (i, x1, x2) => {
+				const l = svg('line', { x1, y1: 194, x2, y2: 200, class: i.wire ? 'ly-link ly-link-relay' : 'ly-link' });
+				l.dataset.port = i.port;
 				s.appendChild(l);
-				this.linkEls.set(r0.port, l);
-			}
-			if (r1) {
-				const l = svg('line', { x1: 580, y1: 194, x2: 580, y2: 200, class: 'ly-link' });
-				l.dataset.port = r1.port;
-				s.appendChild(l);
-				this.linkEls.set(r1.port, l);
-			}
+				if (i.wire) s.appendChild(svg('text', { x: x2, y: 246, class: 'ly-relay', 'text-anchor': x2 > 500 ? 'start' : 'end' }, relayLabel(i)));
+				this.linkEls.set(i.port, l);
+				this.linkGeo.set(i.port, { host: [x1, 194], bus: [x2, 200] });
+			};
+			if (r0) rlink(r0, 440, 420);
+			if (r1) rlink(r1, 560, 580);
 		}
 		const macs = h('table', { class: 'ly-macs' },
 			h('thead', {}, h('tr', {}, [t('layers.host'), t('layers.if'), t('layers.addr'), t('layers.mac'), t('layers.port'), t('layers.gateway')]
@@ -202,6 +211,7 @@ class LayersView {
 				h('td', { text: host.name }), h('td', { text: i.if }), h('td', { text: `${i.addr}/${i.prefix}` }),
 				h('td', { class: 'mono', text: i.mac }), h('td', { class: 'mono', text: i.port }),
 				h('td', { text: host.gateway || (host.router ? t('layers.forwards') : '—') }))))));
+		this.svgEl = s;
 		replace(this.topoEl, s, macs);
 		this.topoEl.dataset.hosts = String(hosts.length);
 	}
@@ -293,6 +303,7 @@ class LayersView {
 
 	addFrame(ev) {
 		this.frames.set(ev.n, ev);
+		this.showHopOn(ev.port, ev.dir === 'to_host' ? 'down' : 'up', ev.n, 'frame');
 		const s = this.scen.get(ev.scenario) || this.current();
 		if (this.rows >= MAX_ROWS) {
 			this.hidden++;
@@ -328,6 +339,44 @@ class LayersView {
 		const cols = this.ports.map((p) => h('td', { class: `ly-seg${p.seg}` }, p.port === ev.port ? cell : null));
 		s.body.appendChild(h('tr', { dataset: { n: String(ev.n), port: ev.port, dir: ev.dir } },
 			h('td', { class: 'num', text: String(ev.n) }), h('td', { class: 'num', text: fmtMs(ev.t_kernel_us) }), cols));
+	}
+
+	// The frame just shown crosses its link: the link is highlighted and a
+	// dot travels along it, from the host to the bus (a frame the host sent)
+	// or from the bus to the host. Each step of the player adds one event, so
+	// the highlight follows the step; a step back rebuilds the view up to the
+	// previous event, and with it the previous frame's link. A frame the
+	// relay dropped stops half-way.
+	showHopOn(port, way, n, kind) {
+		if (!this.linkEls || !this.svgEl) return;
+		for (const [p, el] of this.linkEls) el.classList.toggle('ly-link-hop', p === port);
+		if (this.hopDot) this.hopDot.remove();
+		this.hopDot = null;
+		const g = this.linkGeo.get(port);
+		this.topoEl.dataset.hopPort = port;
+		this.topoEl.dataset.hopN = String(n);
+		this.topoEl.dataset.hopKind = kind;
+		if (!g) return;
+		const [from, to] = way === 'down' ? [g.bus, g.host] : [g.host, g.bus];
+		const end = kind === 'drop' ? [(from[0] + to[0]) / 2, (from[1] + to[1]) / 2] : to;
+		const dot = svg('circle', { cx: end[0], cy: end[1], r: 6, class: kind === 'drop' ? 'ly-dot ly-dot-drop' : 'ly-dot' });
+		for (const [attr, a, b] of [['cx', from[0], end[0]], ['cy', from[1], end[1]]]) {
+			dot.appendChild(svg('animate', { attributeName: attr, from: a, to: b, dur: '0.5s', fill: 'freeze' }));
+		}
+		this.svgEl.appendChild(dot);
+		this.hopDot = dot;
+	}
+
+	// What a link's relay did to a frame (only frames it acted on are
+	// reported): a line in the scenario, and a drop stops the hop half-way.
+	wireLine(ev) {
+		const s = this.current();
+		if (ev.action === 'drop' || ev.action === 'queue_drop') this.showHopOn(ev.port, ev.dir === 's2c' ? 'down' : 'up', `w${ev.frame}`, 'drop');
+		// A delay is every frame's on a delayed link: the link's label says it.
+		if (ev.action === 'delay') return;
+		s.kernel.appendChild(h('li', { class: `ly-k ly-k-wire ly-wire-${ev.action}` },
+			h('span', { class: 'num muted', text: fmtMs(ev.t_us) }), ' ',
+			h('span', { text: t('layers.wire_line', { port: ev.port, dir: t(ev.dir === 's2c' ? 'layers.wire_to_host' : 'layers.wire_from_host'), action: ev.action, frame: ev.frame, summary: ev.summary }) })));
 	}
 
 	showHop(ev) {
