@@ -1646,10 +1646,10 @@ static int layers_run(struct lab_ctx *ctx)
 	{
 		json_t *drops = json_object(), *wires = topo_stop(r->t);
 		struct cap *caps[LY_MAX_LINKS];
+		int l;
 
 		if (wires)
 			json_object_set_new(ctx->summary, "wire", wires);
-		int l;
 
 		for (l = 0; l < r->n_links; l++)
 			caps[l] = r->links[l].cap;
