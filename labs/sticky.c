@@ -151,10 +151,10 @@ static const char *const hold_names[HOLD_N] = {
 };
 
 /* What let a held segment go. */
-enum hold_release { REL_NONE, REL_ACK, REL_UNCORK, REL_CLOSE };
+enum hold_release { REL_NONE, REL_ACK, REL_UNCORK, REL_CLOSE, REL_SEND };
 
 static const char *const release_names[] = {
-	[REL_NONE] = "not seen", [REL_ACK] = "ack", [REL_UNCORK] = "uncork", [REL_CLOSE] = "close",
+	[REL_NONE] = "not seen", [REL_ACK] = "ack", [REL_UNCORK] = "uncork", [REL_CLOSE] = "close", [REL_SEND] = "send",
 };
 
 /* One held segment and its evidence (indices are segment events' "i"). */
@@ -165,6 +165,7 @@ struct hold {
 	int small_seg;            /* Nagle: the earlier small segment still unacknowledged */
 	int ack_seg;              /* release by ACK: the ACK captured last before the segment */
 	int then_seg;             /* an earlier ACK after which the receiver's window held it */
+	int rel_send;             /* release by a later send(): the call it left during */
 	int64_t wait_ns;          /* from the sample to the segment's departure */
 	int64_t after_rel_ns;     /* from the release to the segment's departure */
 	struct tcpi_snap at;      /* the sample after send() `send` returned */
@@ -984,6 +985,7 @@ static int explain_hold(const struct sticky *s, size_t gi, struct hold *h)
 	int fi = send_of(s, g->off);
 	const struct tcpi_snap *S = &s->snap_after[fi];
 	uint32_t need;
+	int k;
 
 	if (!S->ok || !S->notsent || g->off < s->send_end[fi] - S->notsent ||
 	    g->off >= s->send_end[fi])
@@ -992,7 +994,7 @@ static int explain_hold(const struct sticky *s, size_t gi, struct hold *h)
 	h->seg = (int)gi;
 	h->send = fi;
 	h->last_send = send_of(s, g->off + g->len - 1);
-	h->small_seg = h->ack_seg = h->then_seg = -1;
+	h->small_seg = h->ack_seg = h->then_seg = h->rel_send = -1;
 	h->at = *S;
 	h->wait_ns = g->t_ns - S->t_ns;
 	need = S->notsent < S->mss ? S->notsent : S->mss;
@@ -1009,9 +1011,21 @@ static int explain_hold(const struct sticky *s, size_t gi, struct hold *h)
 		h->cause = HOLD_NAGLE;
 	else
 		h->cause = HOLD_UNKNOWN;
-	/* What let it go: the uncork call, an ACK that arrived while it waited,
-	 * or the sender's FIN. */
-	if (h->cause == HOLD_CORK && s->t_uncork_ns && g->t_ns >= s->t_uncork_ns) {
+	/* What let it go: a later send() whose bytes it carries and during which
+	 * it left (no ACK came in between: the new bytes made the segment one
+	 * the kernel sends), the uncork call, an ACK that arrived while it
+	 * waited, or the sender's FIN. */
+	for (k = h->last_send; k > fi && h->rel_send < 0; k--) {
+		const struct tcpi_snap *b = &s->snap_before[k], *e = &s->snap_after[k];
+
+		if (b->ok && e->ok && g->t_ns >= b->t_ns && g->t_ns <= e->t_ns &&
+		    last_ack(s, b->t_ns, g->t_ns, gi) < 0)
+			h->rel_send = k;
+	}
+	if (h->rel_send >= 0) {
+		h->release = REL_SEND;
+		h->after_rel_ns = g->t_ns - s->snap_before[h->rel_send].t_ns;
+	} else if (h->cause == HOLD_CORK && s->t_uncork_ns && g->t_ns >= s->t_uncork_ns) {
 		h->release = REL_UNCORK;
 		h->after_rel_ns = g->t_ns - s->t_uncork_ns;
 	} else if ((h->ack_seg = last_ack(s, S->t_ns, g->t_ns, gi)) >= 0) {
@@ -1074,6 +1088,10 @@ static json_t *hold_json(const struct sticky *s, const struct hold *h)
 	}
 	if (h->release != REL_NONE)
 		json_object_set_new(j, "after_us", json_integer((json_int_t)(h->after_rel_ns / 1000)));
+	if (h->rel_send >= 0) {
+		json_object_set_new(j, "rel_send", json_integer(h->rel_send));
+		json_object_set_new(j, "full", json_boolean(s->segs[h->seg].len == h->at.mss));
+	}
 	if (h->then_seg >= 0) {
 		const struct lane_rec *a = &s->segs[h->then_seg];
 
@@ -1123,6 +1141,12 @@ static void cause_note(struct sticky *s, const struct hold *h, int n)
 		break;
 	case REL_CLOSE:
 		ev_note(em, "sticky.release.close", p, NULL);
+		break;
+	case REL_SEND:
+		if (s->segs[h->seg].len == h->at.mss)
+			ev_note(em, "sticky.release.send_full", p, NULL);
+		else
+			ev_note(em, "sticky.release.send", p, NULL);
 		break;
 	default:
 		ev_note(em, "sticky.release.none", p, NULL);

@@ -186,6 +186,22 @@ def nagle_coalesces_on_a_slow_wire():
 
 
 @test
+def a_write_that_fills_the_segment_releases_what_nagle_held():
+    """3 x 1000 bytes at once over a 40 ms round trip: send 0 leaves alone;
+    send 1's 1000 bytes wait (less than the MSS of 1448, send 0 unacknowledged);
+    send 2's bytes make a full segment, which Nagle does not hold, so it leaves
+    during send 2, long before any ACK."""
+    ev, s = sticky("count=3", "size=1000", "recv_delay_ms=300", *SLOW)
+    holds = [e for e in ev if e["type"] == "hold"]
+    first = holds[0]
+    eq((first["cause"], first["send"], first["release"], first["rel_send"], first["full"]),
+       ("nagle", 1, "send", 2, True), f"held by Nagle, released by send 2: {first}")
+    eq(segs(ev)[first["seg"]]["bytes"], first["mss"], "the released segment is a full MSS")
+    eq(segs(ev)[first["seg"]]["sends"], [1, 2], "it carries sends 1 and 2")
+    check("sticky.release.send_full" in notes(ev), notes(ev))
+
+
+@test
 def nodelay_on_a_slow_wire_sends_every_write_alone():
     ev, s = sticky("count=8", "size=20", "recv_delay_ms=300", "nodelay=true", *SLOW)
     eq(wire(ev), [(20 * k, 20) for k in range(8)], "8 separate segments of 20 bytes")
