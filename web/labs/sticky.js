@@ -200,6 +200,7 @@ class StickyView {
 		const marks = [h('span', { class: 'stk-key stk-ev-held', text: t('sticky.evidence.held', { seg: p.seg }) })];
 		if (Number.isInteger(p.small_seg)) marks.push(h('span', { class: 'stk-key stk-ev-small', text: t('sticky.evidence.small', { seg: p.small_seg }) }));
 		if (Number.isInteger(p.ack_seg)) marks.push(h('span', { class: 'stk-key stk-ev-release', text: t('sticky.evidence.release', { seg: p.ack_seg }) }));
+		if (Number.isInteger(p.rel_send)) marks.push(h('span', { class: 'stk-key stk-ev-release', text: t('sticky.evidence.release_send', { send: p.rel_send }) }));
 		replace(this.evidenceEl,
 			h('h4', {}, t('sticky.evidence.title'), ': ', h('strong', { class: 'stk-cause', dataset: { cause: String(p.cause || '') }, text: t(`sticky.cause.${p.cause}`) })),
 			h('p', { class: 'stk-tcpinfo', text: t('sticky.evidence.tcp_info', p) }),
@@ -215,6 +216,7 @@ class StickyView {
 			if (p && ev.i === p.then_seg) out.push('stk-ev-then');
 			return out;
 		}
+		if (ev.type === 'send' && p && ev.i === p.rel_send) out.push('stk-ev-release');
 		if (ev.type !== 'segment') return out;
 		if (this.held.has(ev.i)) out.push('stk-held');
 		if (p && ev.i === p.seg) out.push('stk-ev-held');
