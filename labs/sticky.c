@@ -1311,14 +1311,15 @@ static void explain_sizes(struct sticky *s)
 	}
 }
 
-/* 1 when the capture saw everything: no frame dropped by the kernel, none
- * left out for lack of room, every byte sent seen on the wire. Else a note
- * says what is missing, and no verdict is drawn from the lanes. */
+/* 1 when the capture saw everything: the observer's capture report found
+ * it complete, no frame was dropped by the kernel, none left out for lack of
+ * room, every byte sent seen on the wire. Else a note says what is missing,
+ * and no verdict is drawn from the lanes. */
 static int capture_complete(struct sticky *s)
 {
 	uint64_t drops = obs_capture_drops(s->obs);
 
-	if (!drops && !s->segs_lost && s->seg_bytes >= s->send_bytes)
+	if (!s->wire_incomplete && !drops && !s->segs_lost && s->seg_bytes >= s->send_bytes)
 		return 1;
 	ev_note(s->ctx->em, "sticky.verdict.incomplete",
 		json_pack("{s:I, s:I, s:I, s:I}", "drops", (json_int_t)drops, "lost",
