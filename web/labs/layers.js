@@ -123,7 +123,10 @@ class LayersView {
 			}
 			if (typeof ev.t_us === 'number' && ev.t_us > this.tMax) this.tMax = ev.t_us;
 		}
-		if (timeline) this.drawTimeline();
+		// The axis runs to the latest event shown, so it is drawn again
+		// whenever that moved: the view after N events is then the same
+		// however the events were batched (live, replayed or stepped).
+		if (timeline || (this.marks.length && this.tMax !== this.drawnMax)) this.drawTimeline();
 		this.frame.flush();
 	}
 
@@ -405,6 +408,7 @@ class LayersView {
 	// ---- the neighbour timeline ----
 
 	drawTimeline() {
+		this.drawnMax = this.tMax;
 		const span = Math.max(this.tMax, 1);
 		const trackPx = Math.max((this.timelineEl.clientWidth || 1000) - 14 * 16 - 6 * 16, 200);
 		const rows = new Map();
