@@ -9,6 +9,7 @@ extern const struct lab_desc lab_sticky;
 extern const struct lab_desc lab_handshake;
 extern const struct lab_desc lab_layers;
 extern const struct lab_desc lab_own;
+extern const struct lab_desc lab_syn_flood;
 
 /* Add a lab: define its descriptor in its own file and list it here. */
 const struct lab_desc *const lab_registry[] = {
@@ -18,6 +19,7 @@ const struct lab_desc *const lab_registry[] = {
 	&lab_handshake,
 	&lab_layers,
 	&lab_own,
+	&lab_syn_flood,
 	NULL,
 };
 
