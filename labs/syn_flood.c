@@ -112,7 +112,10 @@ static const char *const counter_names[] = {
 	"TCPTimeouts",       "EmbryonicRsts",
 };
 #define N_COUNTERS (sizeof counter_names / sizeof counter_names[0])
-enum { C_OVERFLOWS, C_DROPS, C_QFULLDROP, C_QFULLCOOKIES, C_CSENT, C_CRECV, C_CFAILED };
+enum {
+	C_OVERFLOWS, C_DROPS, C_QFULLDROP, C_QFULLCOOKIES, C_CSENT, C_CRECV, C_CFAILED,
+	C_SYNRETRANS, C_TIMEOUTS, C_EMBRYONIC,
+};
 
 struct synack_slot {
 	uint32_t daddr; /* network order; 0: empty */
@@ -609,9 +612,10 @@ static void *client(void *arg)
 		lab_abort(ctx);
 		return NULL;
 	}
-	/* Start once the attack shows in the kernel's counters (the half-open
-	 * queue full: TCPReqQFullDrop or TCPReqQFullDoCookies moved, or any
-	 * cookie sent), so that the first connect meets a full queue. */
+	/* Start once the attack shows in the kernel (a SYN dropped for a full
+	 * queue or answered with a cookie, a request reset by a real source, or
+	 * sock_diag listing a full half-open queue), so that the first connect
+	 * meets the queue the attack made. */
 	start = obs_now_ns();
 	s->client_start_evidence = "no attack";
 	while (s->attack != ATTACK_NONE && !lab_cancelled(ctx)) {
@@ -621,10 +625,13 @@ static void *client(void *arg)
 		seen = s->have_counters &&
 		       (s->now[C_QFULLDROP] > s->base[C_QFULLDROP] ||
 			s->now[C_QFULLCOOKIES] > s->base[C_QFULLCOOKIES] ||
-			s->now[C_CSENT] > s->base[C_CSENT] || s->now[C_OVERFLOWS] > s->base[C_OVERFLOWS]);
+			s->now[C_CSENT] > s->base[C_CSENT] || s->now[C_OVERFLOWS] > s->base[C_OVERFLOWS] ||
+			s->now[C_EMBRYONIC] > s->base[C_EMBRYONIC] ||
+			(s->listener_seen && s->syn_recv_peak > s->acceptq_limit) ||
+			s->syn_recv_peak * 4 >= 3 * lab_int(ctx->p, "max_syn_backlog"));
 		pthread_mutex_unlock(&s->lock);
 		if (seen) {
-			s->client_start_evidence = "counters";
+			s->client_start_evidence = "kernel";
 			break;
 		}
 		if (s->attack_end_ns || obs_now_ns() - start > START_WAIT_MS * 1000000LL) {
@@ -664,11 +671,12 @@ static void verdicts(struct sf *s)
 	struct lab_ctx *ctx = s->ctx;
 	long long d[N_COUNTERS];
 	int cookies = (int)lab_int(ctx->p, "syncookies");
-	long long backlog = lab_int(ctx->p, "backlog");
-	long long somax = lab_int(ctx->p, "somaxconn");
-	long long limit = backlog < somax ? backlog : somax;
 	json_t *c = json_object();
+	long long once = 0, more = 0;
 
+	for (size_t i = 0; i < SYNACK_SLOTS; i++)
+		if (s->slots[i].daddr)
+			s->slots[i].sent > 1 ? more++ : once++;
 	for (size_t i = 0; i < N_COUNTERS; i++) {
 		d[i] = s->now[i] - s->base[i];
 		json_object_set_new(c, counter_names[i], json_integer(d[i]));
@@ -681,10 +689,11 @@ static void verdicts(struct sf *s)
 			  s->acceptq_limit, "samples", (json_int_t)s->samples));
 	json_object_set_new(
 		ctx->summary, "wire",
-		json_pack("{s:I,s:I,s:I,s:I,s:I}", "syn_in", (json_int_t)s->syn_in, "synack_out",
-			  (json_int_t)s->synack_out, "synack_retrans", (json_int_t)s->synack_retrans,
-			  "rst_in", (json_int_t)s->rst_in, "capture_drops",
-			  (json_int_t)obs_capture_drops(s->obs)));
+		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "syn_in", (json_int_t)s->syn_in,
+			  "synack_out", (json_int_t)s->synack_out, "synack_retrans",
+			  (json_int_t)s->synack_retrans, "rst_in", (json_int_t)s->rst_in,
+			  "peers_answered_once", (json_int_t)once, "peers_retransmitted",
+			  (json_int_t)more, "capture_drops", (json_int_t)obs_capture_drops(s->obs)));
 	json_object_set_new(
 		ctx->summary, "client",
 		json_pack("{s:I,s:I,s:I,s:i,s:i,s:i,s:i,s:s}", "connects", (json_int_t)s->n_connects,
@@ -695,30 +704,39 @@ static void verdicts(struct sf *s)
 			    json_pack("{s:I,s:I}", "sent", (json_int_t)s->syn_sent, "send_errors",
 				      (json_int_t)s->send_errors));
 
-	/* The accept queue: listen()'s backlog bounds it (not the half-open queue). */
+	/* The accept queue: listen()'s backlog bounds it. */
 	ev_note(ctx->em, "synflood.accept_queue",
-		json_pack("{s:i,s:i,s:I,s:I,s:I}", "peak", s->acceptq_peak, "limit",
-			  s->acceptq_limit, "backlog", (json_int_t)limit, "overflows",
-			  (json_int_t)d[C_OVERFLOWS], "drops", (json_int_t)d[C_DROPS]),
+		json_pack("{s:i,s:i,s:I,s:I}", "peak", s->acceptq_peak, "limit", s->acceptq_limit,
+			  "overflows", (json_int_t)d[C_OVERFLOWS], "drops", (json_int_t)d[C_DROPS]),
 		NULL);
-	/* The half-open queue. */
-	if (d[C_QFULLDROP] > 0)
-		ev_note(ctx->em, "synflood.half_open_full_drop",
-			json_pack("{s:i,s:I,s:I,s:I}", "peak", s->syn_recv_peak, "qfull_drop",
-				  (json_int_t)d[C_QFULLDROP], "drops", (json_int_t)d[C_DROPS],
+	/* The half-open queue: its limit comes from the same backlog. */
+	if (s->attack == ATTACK_SPOOFED)
+		ev_note(ctx->em, "synflood.half_open",
+			json_pack("{s:i,s:i,s:I,s:I}", "peak", s->syn_recv_peak, "limit",
+				  s->acceptq_limit, "qfull_drop", (json_int_t)d[C_QFULLDROP],
 				  "retrans", (json_int_t)s->synack_retrans),
+			NULL);
+	/* Without cookies the last quarter of tcp_max_syn_backlog is kept for
+	 * peers the kernel has seen answer before: SYNs dropped for that show in
+	 * ListenDrops but not in TCPReqQFullDrop or ListenOverflows. */
+	if (cookies == 0 && d[C_DROPS] > d[C_QFULLDROP] + d[C_OVERFLOWS])
+		ev_note(ctx->em, "synflood.syn_backlog_quarter",
+			json_pack("{s:I,s:I,s:I,s:i}", "max_syn_backlog",
+				  (json_int_t)lab_int(ctx->p, "max_syn_backlog"), "drops",
+				  (json_int_t)(d[C_DROPS] - d[C_QFULLDROP] - d[C_OVERFLOWS]),
+				  "qfull_drop", (json_int_t)d[C_QFULLDROP], "peak", s->syn_recv_peak),
 			NULL);
 	if (d[C_QFULLCOOKIES] > 0 || d[C_CSENT] > 0)
 		ev_note(ctx->em, "synflood.cookies",
-			json_pack("{s:i,s:I,s:I,s:I,s:I,s:I}", "mode", cookies, "do_cookies",
+			json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I}", "mode", cookies, "do_cookies",
 				  (json_int_t)d[C_QFULLCOOKIES], "sent", (json_int_t)d[C_CSENT], "recv",
-				  (json_int_t)d[C_CRECV], "synack_out", (json_int_t)s->synack_out,
-				  "retrans", (json_int_t)s->synack_retrans),
+				  (json_int_t)d[C_CRECV], "once", (json_int_t)once, "more",
+				  (json_int_t)more, "peak", (json_int_t)s->syn_recv_peak),
 			NULL);
 	if (s->attack == ATTACK_REAL)
 		ev_note(ctx->em, "synflood.real_source",
-			json_pack("{s:I,s:i}", "rst_in", (json_int_t)s->rst_in, "peak",
-				  s->syn_recv_peak),
+			json_pack("{s:I,s:I,s:i}", "rst_in", (json_int_t)s->rst_in, "embryonic",
+				  (json_int_t)d[C_EMBRYONIC], "peak", s->syn_recv_peak),
 			NULL);
 	ev_note(ctx->em, "synflood.client",
 		json_pack("{s:I,s:I,s:I,s:i}", "connects", (json_int_t)s->n_connects, "ok",
@@ -938,8 +956,48 @@ static int sf_format(const struct lab_params *p, const json_t *ev, char *buf, si
 				json_integer_value(json_object_get(ev, "i")), e ? e : "ok",
 				(double)json_integer_value(json_object_get(ev, "took_us")) / 1000.0);
 	}
-	if (!strcmp(type, "wire_count") || !strcmp(type, "segment"))
-		return json_is_true(json_object_get(ev, "last")) ? -1 : 0;
+	if (!strcmp(type, "counters")) {
+		const json_t *ch = json_object_get(ev, "changed");
+		const char *k;
+		json_t *v;
+		int n = snprintf(buf, len, "%10.3f  TcpExt  ", t);
+
+		if (json_object_size(ch) == 0)
+			return 0;
+		json_object_foreach((json_t *)ch, k, v)
+			if (n >= 0 && (size_t)n < len)
+				n += snprintf(buf + n, len - (size_t)n, " %s=%lld", k,
+					      json_integer_value(v));
+		if (n >= 0 && (size_t)n < len)
+			n += snprintf(buf + n, len - (size_t)n, "\n");
+		return n;
+	}
+	if (!strcmp(type, "sysctl"))
+		return snprintf(buf, len, "%10.3f  sysctl   %s = %lld (server namespace; it had %lld)\n",
+				t, json_string_value(json_object_get(ev, "name")),
+				json_integer_value(json_object_get(ev, "value")),
+				json_integer_value(json_object_get(ev, "namespace_default")));
+	if (!strcmp(type, "attack")) {
+		if (!strcmp(json_string_value(json_object_get(ev, "phase")), "start"))
+			return snprintf(buf, len, "%10.3f  attack   %lld SYN/s from %s to %s:%lld\n", t,
+					json_integer_value(json_object_get(ev, "rate")),
+					json_string_value(json_object_get(ev, "from")),
+					json_string_value(json_object_get(ev, "to")),
+					json_integer_value(json_object_get(ev, "port")));
+		return snprintf(buf, len, "%10.3f  attack   over: %lld SYNs sent\n", t,
+				json_integer_value(json_object_get(ev, "sent")));
+	}
+	if (!strcmp(type, "wire_count"))
+		return !json_is_true(json_object_get(ev, "last"))
+			       ? 0
+			       : snprintf(buf, len, "%10.3f  wire     SYN in %lld, SYN-ACK out %lld "
+					  "(%lld retransmitted), RST in %lld (capture, server eth0)\n",
+					  t, json_integer_value(json_object_get(ev, "syn_in")),
+					  json_integer_value(json_object_get(ev, "synack_out")),
+					  json_integer_value(json_object_get(ev, "synack_retrans")),
+					  json_integer_value(json_object_get(ev, "rst_in")));
+	if (!strcmp(type, "segment"))
+		return 0;
 	return -1;
 }
 
