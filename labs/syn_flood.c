@@ -30,7 +30,7 @@
  * below 32768, so the two never share a 4-tuple).
  *
  * Spoofed sources come from 203.0.113.0/24 (TEST-NET-3, RFC 5737). The
- * server's namespace gets a default route via the client host, so its
+ * server's namespace is given a default route via the client host, so its
  * SYN-ACKs to those addresses leave on the wire; the client host does not
  * forward and owns none of them, so it drops them without a word: nobody
  * answers, and each request socket stays in SYN_RECV until its SYN-ACK
@@ -705,10 +705,16 @@ static void verdicts(struct sf *s)
 				      (json_int_t)s->send_errors));
 
 	/* The accept queue: listen()'s backlog bounds it. */
-	ev_note(ctx->em, "synflood.accept_queue",
-		json_pack("{s:i,s:i,s:I,s:I}", "peak", s->acceptq_peak, "limit", s->acceptq_limit,
-			  "overflows", (json_int_t)d[C_OVERFLOWS], "drops", (json_int_t)d[C_DROPS]),
-		NULL);
+	{
+		json_t *aq = json_pack("{s:i,s:i,s:I,s:I}", "peak", s->acceptq_peak, "limit",
+				       s->acceptq_limit, "overflows", (json_int_t)d[C_OVERFLOWS],
+				       "drops", (json_int_t)d[C_DROPS]);
+
+		if (d[C_OVERFLOWS] > 0)
+			ev_note(ctx->em, "synflood.accept_queue_full", aq, NULL);
+		else
+			ev_note(ctx->em, "synflood.accept_queue", aq, NULL);
+	}
 	/* The half-open queue: its limit comes from the same backlog. */
 	if (s->attack == ATTACK_SPOOFED)
 		ev_note(ctx->em, "synflood.half_open",

@@ -91,7 +91,7 @@ def backlog_n_without_accept_holds_n_plus_one():
     eq(s["counters"]["TCPReqQFullDrop"], 0, "no half-open drops without an attack")
     eq(s["wire"]["synack_out"], 2, "SYN-ACKs only to the two admitted connections (capture)")
     keys = [n["key"] for n in of(ev, "note")]
-    check("synflood.accept_queue" in keys, f"the accept queue note: {keys}")
+    check("synflood.accept_queue_full" in keys, f"the accept queue note: {keys}")
 
 
 @test

@@ -10,6 +10,7 @@ import * as handshake from './handshake.js';
 import * as sticky from './sticky.js';
 import * as layers from './layers.js';
 import * as own from './own.js';
+import * as synFlood from './syn-flood.js';
 
 const renderers = {
 	'tcp-echo': tcpEcho,
@@ -18,6 +19,7 @@ const renderers = {
 	sticky,
 	layers,
 	own,
+	'syn-flood': synFlood,
 };
 
 // The renderer module for a lab: {create(root, ctx), formHints?}.
