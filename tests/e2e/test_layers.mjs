@@ -147,6 +147,37 @@ test('screenshots at 1280x720 and 1440x900 in English and Chinese', async () => 
 	await page.setViewportSize({ width: 1440, height: 1000 });
 });
 
+test('a datagram the relay drops: its hop stops half-way on its link, and the drop is listed', async () => {
+	await page.selectOption('#p-scenario', 'same-subnet');
+	await page.locator('details.advanced').evaluate((d) => { d.open = true; });
+	await page.fill('#p-a_delay_ms', '0');
+	await page.fill('#p-a_loss_pct', '100');
+	const before = await page.getAttribute('#pane-main .player', 'data-run');
+	await page.click('#run-btn');
+	await until(async () => (await page.getAttribute('#pane-main .player', 'data-run')) !== before, WAIT, 'the new run');
+	await page.locator('#pane-main .run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
+	const id = await page.getAttribute('#pane-main .player', 'data-run');
+	const ev = await events(id);
+	const drops = ev.filter((e) => e.type === 'wire' && e.action === 'drop');
+	assertEq(drops.map((e) => [e.port, e.dir, e.proto]), [['a-eth0', 'c2s', 'UDP']], 'the relay dropped A\'s datagram');
+	assertEq(ev.filter((e) => e.type === 'frame' && e.udp && e.port !== 'a-eth0').length, 0, 'the datagram reached no other link');
+	assertEq(await page.locator('#pane-main .ly-k-wire.ly-wire-drop').count(), 1, 'the drop listed');
+	const k = ev.indexOf(drops[0]);
+	await page.fill('#pane-main .pl-jump', String(k + 1));
+	await page.click('#pane-main .pl-jump-form button');
+	await until(async () => (await page.getAttribute('#pane-main .player', 'data-pos')) === String(k + 1), WAIT, 'the jump to the drop');
+	assertEq([await page.getAttribute('.ly-topo', 'data-hop-port'), await page.getAttribute('.ly-topo', 'data-hop-kind')], ['a-eth0', 'drop'], 'the hop is a drop on A\'s link');
+	const [y1, y2, cy] = await page.evaluate(() => {
+		const l = document.querySelector('.ly-link[data-port="a-eth0"]');
+		return [Number(l.getAttribute('y1')), Number(l.getAttribute('y2')), Number(document.querySelector('.ly-dot-drop').getAttribute('cy'))];
+	});
+	assertEq(cy, (y1 + y2) / 2, 'the dot stops half-way');
+	await page.setViewportSize({ width: 1280, height: 720 });
+	await page.locator('.ly-topo-card').scrollIntoViewIfNeeded();
+	await page.screenshot({ path: path.join(LOGS, 'e2e-layers-en-1280x720-drop.png') });
+	await page.setViewportSize({ width: 1440, height: 1000 });
+});
+
 test('no console errors, page errors or CSP violations', async () => {
 	assert(problems.length === 0, problems.join(' | '));
 });
