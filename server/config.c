@@ -107,6 +107,8 @@ static const struct opt_def opts[] = {
 	{"--byo-ports", "SOCKLAB_BYO_PORTS", OPT_RANGE, F(byo_lo), 1, 65535},
 	{"--byo-bind", "SOCKLAB_BYO_BIND", OPT_ADDR, F(byo_bind), 0, 0},
 	{"--max-runs", "SOCKLAB_MAX_RUNS", OPT_INT, F(max_runs), 1, 1024},
+	{"--queue-max", "SOCKLAB_QUEUE_MAX", OPT_INT, F(queue_max), 0, 100000},
+	{"--queue-wait", "SOCKLAB_QUEUE_WAIT", OPT_INT, F(queue_wait_s), 1, 3600},
 	{"--max-runs-per-conn", "SOCKLAB_MAX_RUNS_PER_CONN", OPT_INT, F(max_runs_per_conn), 1, 64},
 	{"--max-byo", "SOCKLAB_MAX_BYO", OPT_INT, F(max_byo), 0, 1000},
 	{"--max-byo-per-conn", "SOCKLAB_MAX_BYO_PER_CONN", OPT_INT, F(max_byo_per_conn), 0, 64},
@@ -493,7 +495,9 @@ static void defaults(struct serve_config *c)
 	snprintf(c->data, sizeof c->data, "./socklab-data");
 	c->byo_lo = 9000;
 	c->byo_hi = 9019;
-	c->max_runs = 16;
+	c->max_runs = 0; /* sized from the machine after parsing */
+	c->queue_max = 1000;
+	c->queue_wait_s = 300;
 	c->max_runs_per_conn = 3;
 	c->max_byo = 8;
 	c->max_byo_per_conn = 1;
@@ -566,6 +570,14 @@ int config_parse(struct serve_config *c, int argc, char **argv,
 	}
 	if (!byo_bind_set)
 		snprintf(c->byo_bind, sizeof c->byo_bind, "%s", c->listen);
+	if (c->max_runs == 0) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+		long long mib = pages > 0 && psize > 0 ? (long long)pages * psize >> 20 : 0;
+
+		c->max_runs = config_default_max_runs(cores, mib);
+		c->max_runs_auto = 1;
+	}
 	c->listen_v6 = addr_family(c->listen) == AF_INET6;
 	/* Beyond loopback, or behind a reverse proxy (which makes a loopback
 	 * listener reachable from anywhere), teaching needs a secret. */
@@ -580,6 +592,25 @@ int config_parse(struct serve_config *c, int argc, char **argv,
 		c->secret_generated = 1;
 	}
 	return 0;
+}
+
+int config_default_max_runs(long cores, long long mem_mib)
+{
+	long long n;
+
+	/* A run is mostly waiting (on its peer, the wire, the kernel): eight
+	 * per core keep the cores busy. Each takes about 10 MiB (a tcp-echo
+	 * run's peak RSS) and may take more, so allow one per 64 MiB. */
+	if (cores < 1)
+		cores = 1;
+	n = (long long)cores * CONFIG_RUNS_PER_CORE;
+	if (mem_mib > 0 && n > mem_mib / CONFIG_MIB_PER_RUN)
+		n = mem_mib / CONFIG_MIB_PER_RUN;
+	if (n < CONFIG_MIN_DEFAULT_RUNS)
+		n = CONFIG_MIN_DEFAULT_RUNS;
+	if (n > 1024)
+		n = 1024;
+	return (int)n;
 }
 
 int config_random_text(char *out, size_t n)

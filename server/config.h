@@ -33,6 +33,9 @@ struct serve_config {
 	int byo_lo, byo_hi;             /* bring-your-own-client port pool */
 	char byo_bind[CONFIG_ADDR_MAX]; /* address BYO runs listen on */
 	int max_runs, max_runs_per_conn;
+	int max_runs_auto;              /* max_runs was sized from the machine */
+	int queue_max;                  /* runs that may wait for a slot; 0: refuse at once */
+	int queue_wait_s;               /* longest a run waits in the queue */
 	int max_byo, max_byo_per_conn;
 	int run_timeout_s;
 	int keep_runs;                  /* bundles kept in data/runs (oldest pruned) */
@@ -85,6 +88,14 @@ extern const char config_usage[];
 /* n random characters from an alphabet without look-alikes (getrandom), then
  * a NUL: out holds n + 1 bytes, n <= 256. 0 or -errno. */
 int config_random_text(char *out, size_t n);
+
+/* The default --max-runs for a machine with cores CPUs and mem_mib MiB of
+ * memory (0: unknown): CONFIG_RUNS_PER_CORE per core, at most one per
+ * CONFIG_MIB_PER_RUN MiB, within CONFIG_MIN_DEFAULT_RUNS..1024. Pure. */
+#define CONFIG_RUNS_PER_CORE 8
+#define CONFIG_MIB_PER_RUN 64
+#define CONFIG_MIN_DEFAULT_RUNS 4
+int config_default_max_runs(long cores, long long mem_mib);
 
 /* 1 when addr (an IPv4 or IPv6 literal) is a loopback address. */
 int config_is_loopback(const char *addr);

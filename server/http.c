@@ -433,6 +433,23 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 			    json_integer(http_counters_get(k, HTTP_C_RUNS_THROTTLED)));
 	json_object_set_new(counters, "run_pauses",
 			    json_integer(http_counters_get(k, HTTP_C_RUN_PAUSES)));
+	{
+		long admitted = http_counters_get(k, HTTP_C_QUEUE_ADMITTED);
+		json_object_set_new(
+			counters, "queue",
+			json_pack("{s:I, s:i, s:i, s:I, s:I, s:I, s:I, s:I}", "waiting",
+				  (json_int_t)http_counters_get(k, HTTP_C_RUNS_QUEUED), "max",
+				  h->cfg->queue_max, "wait_limit_s", h->cfg->queue_wait_s, "admitted",
+				  (json_int_t)admitted, "refused_full",
+				  (json_int_t)http_counters_get(k, HTTP_C_QUEUE_FULL), "expired",
+				  (json_int_t)http_counters_get(k, HTTP_C_QUEUE_EXPIRED),
+				  "wait_ms_mean",
+				  (json_int_t)(admitted ? http_counters_get(k, HTTP_C_QUEUE_WAIT_MS) /
+								  admitted
+							: 0),
+				  "wait_ms_max",
+				  (json_int_t)http_counters_get(k, HTTP_C_QUEUE_WAIT_MS_MAX)));
+	}
 	bundle_store_stats(h->store, &bs);
 
 	return respond_json(
@@ -456,6 +473,8 @@ static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *
 		"max_message_bytes", CONFIG_MAX_MESSAGE_BYTES, "byo_ports", cfg->byo_lo,
 		cfg->byo_hi);
 
+	json_object_set_new(limits, "queue_max", json_integer(cfg->queue_max));
+	json_object_set_new(limits, "queue_wait_s", json_integer(cfg->queue_wait_s));
 	json_object_set_new(limits, "max_classes", json_integer(cfg->max_classes));
 	json_object_set_new(limits, "max_class_viewers", json_integer(cfg->max_class_viewers));
 	json_object_set_new(limits, "msg_rate", json_integer(cfg->msg_rate));

@@ -33,6 +33,12 @@ enum http_counter {
 	HTTP_C_MEMORY_CLOSES,    /* connections closed because --queue-total was reached */
 	HTTP_C_RUNS_THROTTLED,   /* runs whose output is paused for a lagging owner now */
 	HTTP_C_RUN_PAUSES,       /* times a run's output was paused that way */
+	HTTP_C_RUNS_QUEUED,      /* runs waiting in the admission queue now */
+	HTTP_C_QUEUE_ADMITTED,   /* runs started after waiting in it */
+	HTTP_C_QUEUE_EXPIRED,    /* runs refused when their --queue-wait passed */
+	HTTP_C_QUEUE_FULL,       /* runs refused because the queue was full */
+	HTTP_C_QUEUE_WAIT_MS,    /* milliseconds the admitted runs waited, in total */
+	HTTP_C_QUEUE_WAIT_MS_MAX,/* the longest wait of an admitted run */
 	HTTP_C_COUNT
 };
 

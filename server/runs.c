@@ -76,6 +76,20 @@ struct run {
 	int64_t t0_us;
 	char created[64];
 	lws_sorted_usec_list_t sul_timeout, sul_kill;
+	/* Admission: a run that found no free slot waits in m->queue with its
+	 * checked request until one frees, its deadline passes, or it is
+	 * cancelled. Its bundle is made only when it starts. */
+	int queued;
+	int cls;            /* an instructor's class run: ahead of every other */
+	int round;          /* the owner's runs queued or running when it asked */
+	uint64_t qseq;      /* arrival order */
+	int64_t q_since_us, q_deadline_us;
+	int q_pos_sent;     /* the position its owner was last told, 0: none */
+	int queued_id;      /* id was given out while queued */
+	int delivering_end; /* the line being handed to the hooks is its run.end */
+	struct lab_params *qp;  /* the checked parameters */
+	struct run_upload qup;  /* data owned; file texts borrowed from req_files */
+	json_t *req_params, *req_files; /* the request's, for the class notice */
 };
 
 struct run_mgr {
@@ -92,9 +106,16 @@ struct run_mgr {
 	int shutting_down;
 	lws_sorted_usec_list_t sul_gc;
 	lws_sorted_usec_list_t sul_retry; /* armed while a meta.json is out of date */
+	/* The admission queue, in the order runs will start (see queue_insert). */
+	struct run *queue;
+	int n_queued;
+	uint64_t next_qseq;
+	lws_sorted_usec_list_t sul_admit, sul_deadline;
+	long long q_admitted, q_wait_ms_total, q_wait_ms_max;
 };
 
 static void run_input(struct run *r, enum run_input in);
+static void admit_cb(lws_sorted_usec_list_t *sul);
 
 const char *run_id(const struct run *r)
 {
@@ -115,6 +136,46 @@ size_t run_watchers(const struct run *r, const uint64_t **ids)
 int runs_active(const struct run_mgr *m)
 {
 	return m->n_active;
+}
+
+int runs_queued(const struct run_mgr *m)
+{
+	return m->n_queued;
+}
+
+const char *run_tag(const struct run *r)
+{
+	return r->has_tag ? r->tag : NULL;
+}
+
+const char *run_lab(const struct run *r)
+{
+	return r->lab->name;
+}
+
+int run_is_class(const struct run *r)
+{
+	return r->cls;
+}
+
+const json_t *run_request_params(const struct run *r)
+{
+	return r->req_params;
+}
+
+const json_t *run_request_files(const struct run *r)
+{
+	return r->req_files;
+}
+
+int run_line_is_end(const struct run *r)
+{
+	return r->delivering_end;
+}
+
+int64_t run_queued_us(const struct run *r)
+{
+	return r->q_since_us ? r->t0_us - r->q_since_us : 0;
 }
 
 void runs_pause_owner(struct run_mgr *m, uint64_t owner, int paused)
@@ -177,6 +238,10 @@ static void run_free(struct run *r)
 {
 	lws_sul_cancel(&r->sul_timeout);
 	lws_sul_cancel(&r->sul_kill);
+	free(r->qp);
+	free(r->qup.data);
+	json_decref(r->req_params);
+	json_decref(r->req_files);
 	if (r->wsi)
 		lws_set_opaque_user_data(r->wsi, NULL);
 	if (r->events_fd >= 0)
@@ -339,7 +404,9 @@ static void run_synth(struct run *r, const char *type, json_t *fields)
 		return;
 	r->next_seq++;
 	r->last_t_us = t;
+	r->delivering_end = !strcmp(type, "run.end");
 	run_deliver(r, line, strlen(line));
+	r->delivering_end = 0;
 	free(line);
 }
 
@@ -390,6 +457,8 @@ static void run_finish(struct run *r)
 	}
 	m->n_active--;
 	http_count(m->ctr, HTTP_C_RUNS_ACTIVE, -1);
+	if (m->queue)
+		lws_sul_schedule(m->ctx, 0, &m->sul_admit, admit_cb, 1);
 	run_meta(r, r->status, 1);
 	bundle_store_prune(m->store, 0);
 	if (m->hooks.finished)
@@ -507,10 +576,12 @@ static int run_line(void *arg, char *line, size_t len)
 		snprintf(r->status, sizeof r->status, "%s", st);
 	}
 	r->next_seq++;
+	r->delivering_end = is_end;
 	if (rewritten)
 		run_deliver(r, rewritten, strlen(rewritten));
 	else
 		run_deliver(r, line, len);
+	r->delivering_end = 0;
 	if (is_end) {
 		/* The outcome is known: record it before any client can see the
 		 * run.end (sends happen later, in this same thread). The exit
@@ -712,9 +783,13 @@ static int make_bundle(struct run_mgr *m, struct run *r, char *err, size_t errle
 	char dir[PATH_MAX];
 	int tries;
 
+	/* A run that waited in the queue keeps the id its owner was told. */
 	for (tries = 0; tries < 8; tries++) {
-		if (ev_random_id(r->id) < 0 ||
-		    runs_bundle_path(m->cfg->data, r->id, NULL, dir, sizeof dir) < 0) {
+		if ((!r->queued_id || tries > 0) && ev_random_id(r->id) < 0) {
+			snprintf(err, errlen, "could not make a run id");
+			return -EIO;
+		}
+		if (runs_bundle_path(m->cfg->data, r->id, NULL, dir, sizeof dir) < 0) {
 			snprintf(err, errlen, "could not make a run id");
 			return -EIO;
 		}
@@ -981,6 +1056,13 @@ static void count_owned(const struct run_mgr *m, uint64_t owner, int *runs, int 
 		if (r->byo_port)
 			(*byo)++;
 	}
+	for (r = m->queue; r; r = r->next) {
+		if (r->owner != owner)
+			continue;
+		(*runs)++;
+		if (r->byo_port)
+			(*byo)++;
+	}
 }
 
 static void known_labs(char *buf, size_t len)
@@ -1027,10 +1109,6 @@ static int check_request(struct run_mgr *m, uint64_t owner, const struct lab_des
 		return refuse(e, "limit", NULL,
 			      "this connection already has %d runs in progress (the limit is %d)",
 			      n_runs, c->max_runs_per_conn);
-	if (m->n_active >= c->max_runs)
-		return refuse(e, "limit", NULL,
-			      "the server is running %d runs, its limit; try again when one ends",
-			      m->n_active);
 	if (*byo) {
 		if (c->max_byo == 0 || c->max_byo_per_conn == 0)
 			return refuse(e, "limit", NULL,
@@ -1055,6 +1133,243 @@ static int check_request(struct run_mgr *m, uint64_t owner, const struct lab_des
 			      "when one ends",
 			      c->max_data, c->max_run_data);
 	return 0;
+}
+
+/* Start r (checked, not yet spawned): its bundle, its process, and its
+ * place in m->runs. 0, or a refusal in e (r is then the caller's to free). */
+static int run_launch(struct run_mgr *m, struct run *r, struct run_error *e)
+{
+	char msg[512];
+	int rc;
+
+	if (m->store && bundle_store_prune(m->store, m->cfg->max_run_data) < 0)
+		return refuse(e, "limit", NULL,
+			      "the runs in progress hold all the space this server keeps for runs "
+			      "(--max-data, %lld bytes; each run may record %lld bytes); try again "
+			      "when one ends",
+			      m->cfg->max_data, m->cfg->max_run_data);
+	rc = run_spawn(m, r, r->qp, r->qup.data || r->qup.n_files ? &r->qup : NULL, msg,
+		       sizeof msg);
+	if (rc < 0)
+		/* A refused upload is the client's error; anything else is ours. */
+		return rc == -EINVAL ? refuse(e, "bad_param", r->qup.n_files ? "files" : "pcap",
+					      "%s", msg)
+				     : refuse(e, "internal", NULL, "%s", msg);
+	free(r->qp);
+	r->qp = NULL;
+	free(r->qup.data);
+	memset(&r->qup, 0, sizeof r->qup);
+	r->next = m->runs;
+	m->runs = r;
+	m->n_active++;
+	http_count(m->ctr, HTTP_C_RUNS_ACTIVE, 1);
+	http_count(m->ctr, HTTP_C_RUNS_STARTED, 1);
+	snprintf(r->status, sizeof r->status, "running");
+	run_meta(r, "running", 0);
+	run_input(r, RUN_IN_SPAWN_OK);
+	return 0;
+}
+
+static void run_release_port(struct run_mgr *m, struct run *r)
+{
+	if (!r->byo_port)
+		return;
+	m->byo_used[r->byo_port - m->cfg->byo_lo] = 0;
+	m->n_byo--;
+	r->byo_port = 0;
+}
+
+/* ---- admission ---- */
+
+/* Whether a goes before b: class runs first, then each owner's first run
+ * ahead of anyone's second (round), then arrival. */
+static int queue_before(const struct run *a, const struct run *b)
+{
+	if (a->cls != b->cls)
+		return a->cls;
+	if (a->round != b->round)
+		return a->round < b->round;
+	return a->qseq < b->qseq;
+}
+
+static int queue_position(const struct run_mgr *m, const struct run *r)
+{
+	const struct run *q;
+	int i = 1;
+
+	for (q = m->queue; q && q != r; q = q->next)
+		i++;
+	return i;
+}
+
+static void queue_arm_deadline(struct run_mgr *m);
+
+/* Put r in line: its position (1: next to start), or a refusal. */
+static int queue_add(struct run_mgr *m, struct run *r, unsigned flags, struct run_error *e)
+{
+	const struct serve_config *c = m->cfg;
+	struct run **pp;
+	int n_runs, n_byo;
+
+	if (!(flags & RUN_F_QUEUE))
+		return refuse(e, "limit", NULL,
+			      "the server is running %d runs, its limit (--max-runs %d); try again "
+			      "when one ends",
+			      m->n_active, c->max_runs);
+	if (m->n_queued >= c->queue_max) {
+		http_count(m->ctr, HTTP_C_QUEUE_FULL, 1);
+		return refuse(e, "limit", NULL,
+			      "the server is running %d runs (its limit, --max-runs %d) and %d "
+			      "more are waiting, as many as its queue holds (--queue-max %d); "
+			      "try again in a minute",
+			      m->n_active, c->max_runs, m->n_queued, c->queue_max);
+	}
+	count_owned(m, r->owner, &n_runs, &n_byo);
+	if (ev_random_id(r->id) < 0)
+		return refuse(e, "internal", NULL, "could not make a run id");
+	r->queued_id = 1;
+	r->round = n_runs;
+	r->qseq = m->next_qseq++;
+	r->q_since_us = mono_us();
+	r->q_deadline_us = r->q_since_us + (int64_t)c->queue_wait_s * 1000000;
+	r->queued = 1;
+	for (pp = &m->queue; *pp && !queue_before(r, *pp); pp = &(*pp)->next)
+		;
+	r->next = *pp;
+	*pp = r;
+	m->n_queued++;
+	http_count(m->ctr, HTTP_C_RUNS_QUEUED, 1);
+	r->q_pos_sent = queue_position(m, r);
+	queue_arm_deadline(m);
+	/* Someone behind it moved back: tell them on the next turn; a free
+	 * slot (a run just ended) is filled there too. */
+	lws_sul_schedule(m->ctx, 0, &m->sul_admit, admit_cb, 1);
+	return r->q_pos_sent;
+}
+
+/* Unlink r from the queue (it is still the caller's). */
+static void queue_remove(struct run_mgr *m, struct run *r)
+{
+	struct run **pp;
+
+	for (pp = &m->queue; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			r->next = NULL;
+			r->queued = 0;
+			m->n_queued--;
+			http_count(m->ctr, HTTP_C_RUNS_QUEUED, -1);
+			return;
+		}
+	}
+}
+
+/* Tell everyone still waiting whose place changed. */
+static void queue_tell(struct run_mgr *m)
+{
+	struct run *r;
+	int i = 1;
+
+	for (r = m->queue; r; r = r->next, i++) {
+		if (r->q_pos_sent == i)
+			continue;
+		r->q_pos_sent = i;
+		if (m->hooks.queued)
+			m->hooks.queued(m->hooks.arg, r, i, m->n_queued);
+	}
+}
+
+/* Start waiting runs while slots are free; runs on its own loop turn,
+ * never inside a callback that is using a run. */
+static void admit_cb(lws_sorted_usec_list_t *sul)
+{
+	struct run_mgr *m = lws_container_of(sul, struct run_mgr, sul_admit);
+	struct run_error e;
+
+	while (m->queue && m->n_active < m->cfg->max_runs && !m->shutting_down) {
+		struct run *r = m->queue;
+		long long waited;
+
+		queue_remove(m, r);
+		memset(&e, 0, sizeof e);
+		if (run_launch(m, r, &e) < 0) {
+			if (m->hooks.refused)
+				m->hooks.refused(m->hooks.arg, r, &e);
+			run_release_port(m, r);
+			run_free(r);
+			continue;
+		}
+		waited = (r->t0_us - r->q_since_us) / 1000;
+		m->q_admitted++;
+		m->q_wait_ms_total += waited;
+		if (waited > m->q_wait_ms_max)
+			m->q_wait_ms_max = waited;
+		http_count(m->ctr, HTTP_C_QUEUE_ADMITTED, 1);
+		http_count(m->ctr, HTTP_C_QUEUE_WAIT_MS, waited);
+		if (waited > http_counters_get(m->ctr, HTTP_C_QUEUE_WAIT_MS_MAX))
+			http_count(m->ctr, HTTP_C_QUEUE_WAIT_MS_MAX,
+				   waited - http_counters_get(m->ctr, HTTP_C_QUEUE_WAIT_MS_MAX));
+		if (m->hooks.admitted)
+			m->hooks.admitted(m->hooks.arg, r);
+	}
+	queue_tell(m);
+	queue_arm_deadline(m);
+}
+
+/* Refuse every waiting run whose deadline has passed. */
+static void deadline_cb(lws_sorted_usec_list_t *sul)
+{
+	struct run_mgr *m = lws_container_of(sul, struct run_mgr, sul_deadline);
+	int64_t now = mono_us();
+	struct run *r, *next;
+	struct run_error e;
+
+	for (r = m->queue; r; r = next) {
+		next = r->next;
+		if (r->q_deadline_us > now)
+			continue;
+		queue_remove(m, r);
+		memset(&e, 0, sizeof e);
+		refuse(&e, "limit", NULL,
+		       "the run waited %d s for a free slot, the longest a run may wait "
+		       "(--queue-wait %d); the server runs at most %d at once (--max-runs) and "
+		       "%d more are waiting; try again later",
+		       m->cfg->queue_wait_s, m->cfg->queue_wait_s, m->cfg->max_runs, m->n_queued);
+		http_count(m->ctr, HTTP_C_QUEUE_EXPIRED, 1);
+		if (m->hooks.refused)
+			m->hooks.refused(m->hooks.arg, r, &e);
+		run_release_port(m, r);
+		run_free(r);
+	}
+	queue_tell(m);
+	queue_arm_deadline(m);
+}
+
+static void queue_arm_deadline(struct run_mgr *m)
+{
+	int64_t first = 0, now = mono_us();
+	struct run *r;
+
+	for (r = m->queue; r; r = r->next)
+		if (!first || r->q_deadline_us < first)
+			first = r->q_deadline_us;
+	if (!first) {
+		lws_sul_cancel(&m->sul_deadline);
+		return;
+	}
+	lws_sul_schedule(m->ctx, 0, &m->sul_deadline, deadline_cb,
+			 first > now ? (lws_usec_t)(first - now) : 1);
+}
+
+/* The waiting run id, or NULL. */
+static struct run *queue_find(struct run_mgr *m, const char *id)
+{
+	struct run *r;
+
+	for (r = m->queue; r; r = r->next)
+		if (!strcmp(r->id, id))
+			return r;
+	return NULL;
 }
 
 int runs_base64_decode(const char *in, uint8_t *out, size_t cap)
@@ -1152,6 +1467,13 @@ int runs_start_files(struct run_mgr *m, uint64_t owner, const char *lab_name,
 		     const json_t *params, const char *pcap_b64, const json_t *files,
 		     const char *tag, char id[EV_RUN_ID_LEN + 1], struct run_error *e)
 {
+	return runs_submit(m, owner, lab_name, params, pcap_b64, files, tag, 0, id, NULL, e);
+}
+
+int runs_submit(struct run_mgr *m, uint64_t owner, const char *lab_name, const json_t *params,
+		const char *pcap_b64, const json_t *files, const char *tag, unsigned flags,
+		char id[EV_RUN_ID_LEN + 1], int *pos, struct run_error *e)
+{
 	struct run_upload up;
 	const struct lab_desc *lab;
 	struct lab_params *p = NULL;
@@ -1243,6 +1565,7 @@ int runs_start_files(struct run_mgr *m, uint64_t owner, const char *lab_name,
 	r->owner = owner;
 	r->events_fd = -1;
 	r->pipe_fd = -1;
+	r->cls = !!(flags & RUN_F_CLASS);
 	r->params = lab_params_json(p);
 	if (tag) {
 		r->has_tag = 1;
@@ -1250,31 +1573,46 @@ int runs_start_files(struct run_mgr *m, uint64_t owner, const char *lab_name,
 	}
 	run_sm_init(&r->sm);
 	run_linebuf_init(&r->lb, RUN_LINE_MAX);
-	rc = run_spawn(m, r, p, up.data || up.n_files ? &up : NULL, msg, sizeof msg);
-	if (rc < 0) {
-		run_linebuf_cleanup(&r->lb);
-		json_decref(r->params);
-		/* A refused upload is the client's error; anything else is ours. */
-		rc = rc == -EINVAL ? refuse(e, "bad_param", up.n_files ? "files" : "pcap", "%s", msg)
-				   : refuse(e, "internal", NULL, "%s", msg);
-		goto out;
-	}
+	r->qp = p;
+	r->qup = up;
+	p = NULL;
+	up.data = NULL;
+	if (files)
+		r->req_files = json_incref((json_t *)files);
+	if (json_is_object(params))
+		r->req_params = json_incref((json_t *)params);
 	if (port) {
 		r->byo_port = port;
 		m->byo_used[port - m->cfg->byo_lo] = 1;
 		m->n_byo++;
 	}
-	r->next = m->runs;
-	m->runs = r;
-	m->n_active++;
-	http_count(m->ctr, HTTP_C_RUNS_ACTIVE, 1);
-	http_count(m->ctr, HTTP_C_RUNS_STARTED, 1);
-	snprintf(r->status, sizeof r->status, "running");
-	run_meta(r, "running", 0);
-	run_input(r, RUN_IN_SPAWN_OK);
+	/* A free slot and nobody waiting: start now. Otherwise wait in line
+	 * (or, without RUN_F_QUEUE or past the queue's bound, be refused). */
+	if (m->n_active < m->cfg->max_runs && !m->queue) {
+		rc = run_launch(m, r, e);
+		if (rc < 0) {
+			run_release_port(m, r);
+			run_free(r);
+			r = NULL;
+			goto out;
+		}
+		memcpy(id, r->id, EV_RUN_ID_LEN + 1);
+		r = NULL;
+		rc = 0;
+		goto out;
+	}
+	rc = queue_add(m, r, flags, e);
+	if (rc < 0) {
+		run_release_port(m, r);
+		run_free(r);
+		r = NULL;
+		goto out;
+	}
 	memcpy(id, r->id, EV_RUN_ID_LEN + 1);
+	if (pos)
+		*pos = rc;
 	r = NULL;
-	rc = 0;
+	rc = 1;
 out:
 	free(up.data);
 	free(r);
@@ -1289,6 +1627,19 @@ int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_
 	memset(e, 0, sizeof *e);
 	if (!ev_valid_run_id(id))
 		return refuse(e, "bad_request", "run", "run id must be 16 lowercase hex digits");
+	r = queue_find(m, id);
+	if (r) {
+		if (r->owner != session)
+			return refuse(e, "not_owner", "run",
+				      "run %s was asked for by another connection; only it may cancel "
+				      "it", id);
+		/* It never started: no bundle, no process; it just leaves the line. */
+		queue_remove(m, r);
+		run_release_port(m, r);
+		run_free(r);
+		lws_sul_schedule(m->ctx, 0, &m->sul_admit, admit_cb, 1);
+		return 1;
+	}
 	r = runs_find(m, id);
 	if (!r) {
 		json_t *meta = m->store ? bundle_store_get(m->store, id) : NULL;
@@ -1306,7 +1657,20 @@ int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_
 
 void runs_session_closed(struct run_mgr *m, uint64_t session)
 {
-	struct run *r;
+	struct run *r, *next;
+	int left = 0;
+
+	for (r = m->queue; r; r = next) {
+		next = r->next;
+		if (r->owner != session)
+			continue;
+		queue_remove(m, r);
+		run_release_port(m, r);
+		run_free(r);
+		left = 1;
+	}
+	if (left)
+		lws_sul_schedule(m->ctx, 0, &m->sul_admit, admit_cb, 1);
 
 	for (r = m->runs; r; r = r->next) {
 		if (r->sm.state == RUN_FINISHED)
@@ -1349,6 +1713,18 @@ void runs_shutdown(struct run_mgr *m)
 	struct run *r;
 
 	m->shutting_down = 1;
+	while (m->queue) {
+		struct run_error e;
+
+		r = m->queue;
+		queue_remove(m, r);
+		memset(&e, 0, sizeof e);
+		refuse(&e, "limit", NULL, "the server is shutting down");
+		if (m->hooks.refused)
+			m->hooks.refused(m->hooks.arg, r, &e);
+		run_release_port(m, r);
+		run_free(r);
+	}
 	for (r = m->runs; r; r = r->next)
 		run_input(r, RUN_IN_CANCEL);
 }
@@ -1403,6 +1779,14 @@ void runs_destroy(struct run_mgr *m)
 	}
 	lws_sul_cancel(&m->sul_gc);
 	lws_sul_cancel(&m->sul_retry);
+	lws_sul_cancel(&m->sul_admit);
+	lws_sul_cancel(&m->sul_deadline);
+	while (m->queue) {
+		r = m->queue;
+		queue_remove(m, r);
+		run_release_port(m, r);
+		run_free(r);
+	}
 	/* A last try for records the disk refused so far. */
 	if (m->store)
 		bundle_store_retry(m->store);

@@ -122,14 +122,6 @@ int run_linebuf_feed(struct run_linebuf *lb, const char *data, size_t n, run_lin
 struct run;
 struct run_mgr;
 
-struct run_hooks {
-	/* A run's event line (no trailing newline), in seq order. */
-	void (*line)(void *arg, const struct run *r, const char *line, size_t len);
-	/* The run finished; its last line has been delivered. */
-	void (*finished)(void *arg, const struct run *r);
-	void *arg;
-};
-
 /* Why a request was refused: code is one of "bad_param", "unknown_lab",
  * "bad_request", "limit", "unknown_run", "not_owner", "not_running",
  * "internal"; param names the offending parameter or "" when none. */
@@ -138,6 +130,23 @@ struct run_error {
 	char param[64];
 	char message[512];
 };
+
+struct run_hooks {
+	/* A run's event line (no trailing newline), in seq order. */
+	void (*line)(void *arg, const struct run *r, const char *line, size_t len);
+	/* The run finished; its last line has been delivered. */
+	void (*finished)(void *arg, const struct run *r);
+	/* Admission (runs_submit with RUN_F_QUEUE). A waiting run's place
+	 * changed: position 1 starts next; length runs wait in all. */
+	void (*queued)(void *arg, const struct run *r, int position, int length);
+	/* A waiting run has started (its process runs; events follow). */
+	void (*admitted)(void *arg, const struct run *r);
+	/* A waiting run will not start: its deadline passed, the server is
+	 * shutting down, or its start failed; e says why. r is freed after. */
+	void (*refused)(void *arg, const struct run *r, const struct run_error *e);
+	void *arg;
+};
+
 
 /* Create the manager. The data directory (and data/runs) must exist. ctx and
  * vh are the lws context and the vhost carrying RUNS_PIPE_PROTOCOL; runs are
@@ -199,7 +208,24 @@ int runs_start_files(struct run_mgr *m, uint64_t owner, const char *lab_name,
  * -EINVAL for bad input, -E2BIG when more than cap bytes. Pure. */
 int runs_base64_decode(const char *in, uint8_t *out, size_t cap);
 
-/* Cancel run id on behalf of session (only its own runs). */
+/* Flags of runs_submit. */
+#define RUN_F_QUEUE 1u /* wait in the admission queue when no slot is free */
+#define RUN_F_CLASS 2u /* an instructor's class run: ahead of every other */
+
+/* runs_start_files with admission: 0 when the run started now (id is its
+ * id); 1 when it waits in the queue (id is the id it will run under, *pos
+ * its place, 1 starting next; hooks.queued tells of moves, hooks.admitted
+ * of its start, hooks.refused of its end); negative with e when refused.
+ * The queue is fair: class runs first, then each connection's first
+ * waiting or running run ahead of anyone's second, then arrival order. It
+ * holds at most --queue-max runs, each for at most --queue-wait seconds. */
+int runs_submit(struct run_mgr *m, uint64_t owner, const char *lab_name, const json_t *params,
+		const char *pcap_b64, const json_t *files, const char *tag, unsigned flags,
+		char id[EV_RUN_ID_LEN + 1], int *pos, struct run_error *e);
+
+/* Cancel run id on behalf of session (only its own runs): 0 when a
+ * running run was told to stop, 1 when a waiting one left the queue (it
+ * never started and leaves no bundle). */
 int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_error *e);
 
 /* The session closed: cancel the runs it owns and stop sending it events. */
@@ -227,6 +253,9 @@ void runs_shutdown(struct run_mgr *m);
 /* Runs not yet finished. */
 int runs_active(const struct run_mgr *m);
 
+/* Runs waiting in the admission queue. */
+int runs_queued(const struct run_mgr *m);
+
 /* The lws callback of RUNS_PIPE_PROTOCOL: reads a run's stdout. */
 int runs_pipe_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		       size_t len);
@@ -235,5 +264,16 @@ int runs_pipe_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 const char *run_id(const struct run *r);
 uint64_t run_owner(const struct run *r);
 size_t run_watchers(const struct run *r, const uint64_t **ids);
+const char *run_tag(const struct run *r); /* NULL when the request had none */
+const char *run_lab(const struct run *r);
+int run_is_class(const struct run *r);
+/* The request's params and files objects (NULL when absent), kept for the
+ * class notice. */
+const json_t *run_request_params(const struct run *r);
+const json_t *run_request_files(const struct run *r);
+/* In hooks.line: the line is the run's run.end (its last). */
+int run_line_is_end(const struct run *r);
+/* Microseconds it waited in the queue before it started (0: none). */
+int64_t run_queued_us(const struct run *r);
 
 #endif

@@ -129,6 +129,11 @@ int serve_main(int argc, char **argv)
 	if (rc > 0)
 		fprintf(stderr, "socklab serve: %d run(s) were in progress when the server last "
 				"stopped; marked as error\n", rc);
+	fprintf(stderr,
+		"socklab serve: runs: at most %d at once (--max-runs%s); up to %d more wait in "
+		"the queue (--queue-max), each at most %d s (--queue-wait)\n",
+		cfg.max_runs, cfg.max_runs_auto ? ", sized from this machine's cores and memory" : "",
+		cfg.queue_max, cfg.queue_wait_s);
 	rc = bundle_default_limits(cfg.data, cfg.max_runs, &cfg.max_data, &cfg.max_run_data);
 	if (rc < 0) {
 		fprintf(stderr, "socklab serve: cannot read the size of %s's filesystem: %s\n",

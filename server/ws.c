@@ -621,6 +621,9 @@ int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 
 	hooks.line = ws_hook_line;
 	hooks.finished = ws_hook_finished;
+	hooks.queued = ws_hook_queued;
+	hooks.admitted = ws_hook_admitted;
+	hooks.refused = ws_hook_refused;
 	hooks.arg = srv;
 	rc = runs_create(&srv->runs, cfg, srv->ctx, srv->internal, &hooks, counters, store, err,
 			 errlen);

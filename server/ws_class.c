@@ -421,6 +421,7 @@ void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 	json_t *files = json_object_get(msg, "files");
 	struct run_error e;
 	char id[EV_RUN_ID_LEN + 1], m[160];
+	int rc, pos = 0;
 
 	if (!require_teaching(s, "run labs in the class", tag))
 		return;
@@ -434,12 +435,28 @@ void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 		return;
 	}
 	/* "files": programs for a lab like own, uploaded as text (a student's
-	 * program the instructor runs for everyone). */
-	if (runs_start_files(s->srv->runs, s->id, json_string_value(lab), params, NULL, files, tag,
-			     id, &e) < 0) {
+	 * program the instructor runs for everyone). A class run goes ahead of
+	 * every other in the admission queue when the server is full. */
+	rc = runs_submit(s->srv->runs, s->id, json_string_value(lab), params, NULL, files, tag,
+			 RUN_F_QUEUE | RUN_F_CLASS, id, &pos, &e);
+	if (rc < 0) {
 		ws_send_error(s, e.code, e.param, e.message, tag, NULL);
 		return;
 	}
+	memcpy(c->run, id, sizeof c->run);
+	c->run_live = 1;
+	if (rc == 1) {
+		ws_send_queued(s, id, tag, json_string_value(lab), pos, runs_queued(s->srv->runs));
+		return;
+	}
+	ws_class_run_started(s, id, json_string_value(lab), params, files, tag);
+}
+
+void ws_class_run_started(struct ws_session *s, const char *id, const char *lab,
+			  const json_t *params, const json_t *files, const char *tag)
+{
+	struct ws_class *c = s->cls;
+
 	/* Its events start arriving on a later loop turn, after this notice. */
 	memcpy(c->run, id, sizeof c->run);
 	c->run_live = 1;
@@ -447,11 +464,11 @@ void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 	/* "o" steals: a fresh object when the request had no params (with "O" it
 	 * would keep a second reference and leak). */
 	c->run_msg = json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "class.run", "class", c->code,
-			       "run", id, "lab", json_string_value(lab), "params",
-			       json_is_object(params) ? json_incref(params) : json_object());
+			       "run", id, "lab", lab, "params",
+			       json_is_object(params) ? json_incref((json_t *)params) : json_object());
 	/* The programs go to every student too: "try it myself" runs them. */
 	if (c->run_msg && json_is_object(files))
-		json_object_set(c->run_msg, "files", files);
+		json_object_set(c->run_msg, "files", (json_t *)files);
 	c->paused = 0;
 	c->pos = -1;
 	c->speed = 0;
@@ -459,7 +476,7 @@ void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 	if (c->run_msg)
 		class_push_json(c, c->run_msg);
 	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:s}", "type", "run.accepted", "run", id,
-			       "tag", tag, "lab", json_string_value(lab), "class", c->code));
+			       "tag", tag, "lab", lab, "class", c->code));
 }
 
 void ws_op_class_view(struct ws_session *s, json_t *msg, const char *tag)

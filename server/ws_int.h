@@ -208,11 +208,22 @@ int ws_has_replay(const struct ws_session *s);
 /* The run hooks (runs.h): a run's line, and its end. */
 void ws_hook_line(void *arg, const struct run *r, const char *line, size_t len);
 void ws_hook_finished(void *arg, const struct run *r);
+void ws_hook_queued(void *arg, const struct run *r, int position, int length);
+void ws_hook_admitted(void *arg, const struct run *r);
+void ws_hook_refused(void *arg, const struct run *r, const struct run_error *e);
+
+/* Queue {"type":"run.queued","run","tag","lab","position","ahead","waiting"}. */
+void ws_send_queued(struct ws_session *s, const char *id, const char *tag, const char *lab,
+		    int position, int waiting);
 
 /* One whole client message, already admitted by the rate limit. */
 void ws_handle_message(struct ws_session *s, const char *buf, size_t len);
 
 /* ---- ws_class.c ---- */
+
+/* The class run id of s's class has started: tell the class and s. */
+void ws_class_run_started(struct ws_session *s, const char *id, const char *lab,
+			  const json_t *params, const json_t *files, const char *tag);
 
 /* Append a message to class c's ring and wake its readers. */
 void ws_class_push(struct ws_class *c, const char *data, size_t len);

@@ -76,6 +76,11 @@ void ws_hook_line(void *arg, const struct run *r, const char *line, size_t len)
 	 * reads too; everything else straight to the owner's queue. */
 	if (s && s->teaching && s->cls && !strcmp(s->cls->run, run_id(r))) {
 		ws_class_push(s->cls, line, len);
+		/* Its run.end is in the ring: the run is over for the class, and
+		 * the instructor may start the next at once (its process may not
+		 * have been reaped yet; runs_find treats it as over too). */
+		if (run_line_is_end(r))
+			s->cls->run_live = 0;
 	} else if (s) {
 		ws_enqueue(s, line, len);
 		/* The owner lags: stop reading its runs' output, so the child
@@ -118,6 +123,60 @@ void ws_hook_finished(void *arg, const struct run *r)
 	}
 }
 
+/* ---- admission ---- */
+
+void ws_send_queued(struct ws_session *s, const char *id, const char *tag, const char *lab,
+		    int position, int waiting)
+{
+	const struct serve_config *c = s->srv->cfg;
+
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "type",
+				  "run.queued", "run", id, "tag", tag, "lab", lab, "position",
+				  position, "ahead", position - 1, "waiting", waiting, "running",
+				  runs_active(s->srv->runs), "max_runs", c->max_runs,
+				  "queue_wait_s", c->queue_wait_s));
+}
+
+void ws_hook_queued(void *arg, const struct run *r, int position, int length)
+{
+	struct ws_server *srv = arg;
+	struct ws_session *s = ws_session_find(srv, run_owner(r));
+
+	if (s)
+		ws_send_queued(s, run_id(r), run_tag(r), run_lab(r), position, length);
+}
+
+void ws_hook_admitted(void *arg, const struct run *r)
+{
+	struct ws_server *srv = arg;
+	struct ws_session *s = ws_session_find(srv, run_owner(r));
+	json_int_t waited = (json_int_t)(run_queued_us(r) / 1000);
+
+	if (!s)
+		return; /* gone: runs_session_closed cancels what it owned */
+	if (run_is_class(r) && s->teaching && s->cls && !strcmp(s->cls->run, run_id(r))) {
+		ws_class_run_started(s, run_id(r), run_lab(r), run_request_params(r),
+				     run_request_files(r), run_tag(r));
+		return;
+	}
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:I}", "type", "run.accepted", "run",
+				  run_id(r), "tag", run_tag(r), "lab", run_lab(r), "waited_ms",
+				  waited));
+}
+
+void ws_hook_refused(void *arg, const struct run *r, const struct run_error *e)
+{
+	struct ws_server *srv = arg;
+	struct ws_session *s = ws_session_find(srv, run_owner(r));
+
+	if (!s)
+		return;
+	if (s->cls && s->teaching && !strcmp(s->cls->run, run_id(r)))
+		s->cls->run_live = 0;
+	ws_send_error(s, e->code, e->param[0] ? e->param : NULL, e->message, run_tag(r),
+		      run_id(r));
+}
+
 /* ---- ops ---- */
 
 static void op_run(struct ws_session *s, json_t *msg, const char *tag)
@@ -126,6 +185,7 @@ static void op_run(struct ws_session *s, json_t *msg, const char *tag)
 	json_t *pcap = json_object_get(msg, "pcap");
 	struct run_error e;
 	char id[EV_RUN_ID_LEN + 1];
+	int rc, pos = 0;
 
 	if (!json_is_string(lab)) {
 		ws_send_error(s, "bad_request", "lab", "'lab' must be a string naming a lab", tag, NULL);
@@ -138,10 +198,17 @@ static void op_run(struct ws_session *s, json_t *msg, const char *tag)
 	}
 	/* "pcap": a recorded capture for a replay, uploaded with the request;
 	 * "files": text files (programs) for a lab's upload parameters. */
-	if (runs_start_files(s->srv->runs, s->id, json_string_value(lab),
-			     json_object_get(msg, "params"), json_string_value(pcap),
-			     json_object_get(msg, "files"), tag, id, &e) < 0) {
+	/* With every slot taken it waits in line (run.queued, then
+	 * run.accepted when it starts). */
+	rc = runs_submit(s->srv->runs, s->id, json_string_value(lab), json_object_get(msg, "params"),
+			 json_string_value(pcap), json_object_get(msg, "files"), tag, RUN_F_QUEUE, id,
+			 &pos, &e);
+	if (rc < 0) {
 		ws_send_error(s, e.code, e.param, e.message, tag, NULL);
+		return;
+	}
+	if (rc == 1) {
+		ws_send_queued(s, id, tag, json_string_value(lab), pos, runs_queued(s->srv->runs));
 		return;
 	}
 	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s}", "type", "run.accepted", "run", id, "tag",
@@ -164,15 +231,23 @@ static void op_cancel(struct ws_session *s, json_t *msg, const char *tag)
 {
 	const char *id = run_arg(s, msg, tag);
 	struct run_error e;
+	json_t *reply;
+	int rc;
 
 	if (!id)
 		return;
-	if (runs_cancel(s->srv->runs, s->id, id, &e) < 0) {
+	rc = runs_cancel(s->srv->runs, s->id, id, &e);
+	if (rc < 0) {
 		ws_send_error(s, e.code, e.param, e.message, tag, id);
 		return;
 	}
-	ws_send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "cancel.accepted", "run", id, "tag",
-			       tag));
+	/* A waiting run just leaves the line: no run.end follows, it never ran. */
+	if (rc == 1 && s->cls && s->teaching && !strcmp(s->cls->run, id))
+		s->cls->run_live = 0;
+	reply = json_pack("{s:s, s:s, s:s?}", "type", "cancel.accepted", "run", id, "tag", tag);
+	if (reply && rc == 1)
+		json_object_set_new(reply, "queued", json_true());
+	ws_send_json(s, reply);
 }
 
 static void op_watch(struct ws_session *s, json_t *msg, const char *tag)

@@ -169,6 +169,17 @@ function onMessage(m) {
 	if (typeof m.type === 'string' && classroom.onMessage(m)) return;
 	const live = state.live;
 	switch (m.type) {
+	case 'run.queued':
+		// Every slot is taken: the run waits in the server's fair queue and
+		// the page is told its place as it moves (then run.accepted).
+		if (live && m.tag === live.tag) {
+			live.queuedId = m.run;
+			setStatus(m.ahead > 0 ? t('status.queued', { ahead: m.ahead, running: m.running, max: m.max_runs })
+				: t('status.queued_next', { running: m.running, max: m.max_runs }));
+			updateButtons();
+			return;
+		}
+		break;
 	case 'run.accepted':
 		if (live && m.tag === live.tag) {
 			onAccepted(live, m);
@@ -189,6 +200,14 @@ function onMessage(m) {
 		setStatus(`${m.code || 'error'}: ${m.message || ''}`, 'error');
 		break;
 	case 'cancel.accepted':
+		// A run that was still waiting leaves the queue; it never ran.
+		if (m.queued && live && live.queuedId === m.run) {
+			state.live = null;
+			setStatus(t('status.queue_left'));
+			state.form.setDisabled(false);
+			updateButtons();
+			return;
+		}
 		setStatus(t('status.cancelling'));
 		return;
 	case 'watch.accepted':
@@ -335,15 +354,16 @@ async function openBundleFile(file) {
 
 function cancelRun() {
 	const live = state.live;
-	if (!live || !live.runId) return;
-	state.socket.send({ op: 'cancel', run: live.runId });
+	const id = live && (live.runId || live.queuedId);
+	if (!id) return;
+	state.socket.send({ op: 'cancel', run: id });
 	setStatus(t('status.cancelling'));
 }
 
 function updateButtons() {
 	const live = state.live;
 	$('run-btn').disabled = !!live || !state.lab;
-	$('cancel-btn').disabled = !(live && live.runId);
+	$('cancel-btn').disabled = !(live && (live.runId || live.queuedId));
 	$('reset-btn').disabled = !!live;
 	document.body.classList.toggle('running', !!live);
 }

@@ -135,8 +135,9 @@ def byte_limits_are_checked_and_default_from_the_disk():
         quarter = vfs.f_blocks * vfs.f_frsize // 4
         limits = s.get_json("/api/config")["limits"]
         eq(limits["max_data"], max(quarter, 64 * MIB), "a quarter of the filesystem")
-        eq(limits["max_run_data"], min(256 * MIB, max(MIB, limits["max_data"] // 32)),
-           "shared by twice --max-runs (16)")
+        eq(limits["max_run_data"],
+           min(256 * MIB, max(MIB, limits["max_data"] // (2 * limits["max_runs"]))),
+           f"shared by twice --max-runs ({limits['max_runs']})")
     finally:
         s.stop()
         s.cleanup()

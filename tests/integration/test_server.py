@@ -64,7 +64,12 @@ def health_config_labs_shapes():
     eq(c["ws_url"], None, "ws_url without --public-ws-url")
     eq(c["byo_host"], "127.0.0.1", "byo_host")
     lim = c["limits"]
-    for key, want in (("max_runs", 16), ("max_runs_per_conn", 3), ("max_byo_per_conn", 1),
+    # --max-runs by default: 8 per core, at most one per 64 MiB, within 4..1024.
+    cores = os.sysconf("SC_NPROCESSORS_ONLN")
+    mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    for key, want in (("max_runs", max(4, min(1024, cores * 8, mib // 64))),
+                      ("queue_max", 1000), ("queue_wait_s", 300),
+                      ("max_runs_per_conn", 3), ("max_byo_per_conn", 1),
                       ("run_timeout_s", 120), ("max_message_bytes", 65536),
                       ("byo_ports", [9000, 9019])):
         eq(lim[key], want, f"limits.{key}")

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "http.h"
@@ -54,7 +55,12 @@ static void test_defaults(void **state)
 	assert_int_equal(c.byo_lo, 9000);
 	assert_int_equal(c.byo_hi, 9019);
 	assert_string_equal(c.byo_bind, "127.0.0.1");
-	assert_int_equal(c.max_runs, 16);
+	assert_int_equal(c.max_runs, config_default_max_runs(sysconf(_SC_NPROCESSORS_ONLN),
+							     (long long)sysconf(_SC_PHYS_PAGES) *
+								     sysconf(_SC_PAGESIZE) >> 20));
+	assert_int_equal(c.max_runs_auto, 1);
+	assert_int_equal(c.queue_max, 1000);
+	assert_int_equal(c.queue_wait_s, 300);
 	assert_int_equal(c.max_runs_per_conn, 3);
 	assert_int_equal(c.max_byo, 8);
 	assert_int_equal(c.max_byo_per_conn, 1);
@@ -426,6 +432,18 @@ static void test_host_policy(void **state)
 	assert_non_null(strstr(err, "--header-timeout: must be an integer from 1 to 300"));
 }
 
+static void test_default_max_runs(void **state)
+{
+	(void)state;
+	/* Eight per core, one per 64 MiB at most, within 4..1024. */
+	assert_int_equal(config_default_max_runs(2, 24105), 16);
+	assert_int_equal(config_default_max_runs(8, 65536), 64);
+	assert_int_equal(config_default_max_runs(16, 2048), 32);
+	assert_int_equal(config_default_max_runs(1, 128), 4);
+	assert_int_equal(config_default_max_runs(0, 0), 8);
+	assert_int_equal(config_default_max_runs(512, 1LL << 30), 1024);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_http_helpers),
 		cmocka_unit_test(test_classroom_settings),
 		cmocka_unit_test(test_host_policy),
+		cmocka_unit_test(test_default_max_runs),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
