@@ -123,6 +123,8 @@ static const struct opt_def opts[] = {
 	{"--max-classes", "SOCKLAB_MAX_CLASSES", OPT_INT, F(max_classes), 1, 1000},
 	{"--max-class-viewers", "SOCKLAB_MAX_CLASS_VIEWERS", OPT_INT, F(max_class_viewers), 1,
 	 20000},
+	{"--class-grace", "SOCKLAB_CLASS_GRACE", OPT_INT, F(class_grace_s), 1, 3600},
+	{"--signin-lockout", "SOCKLAB_SIGNIN_LOCKOUT", OPT_INT, F(signin_lockout_s), 1, 3600},
 	{"--class-buffer", "SOCKLAB_CLASS_BUFFER", OPT_INT, F(class_buffer), 16, 65536},
 	{"--max-conns", "SOCKLAB_MAX_CONNS", OPT_INT, F(max_conns), 16, 60000},
 	{"--msg-rate", "SOCKLAB_MSG_RATE", OPT_INT, F(msg_rate), 1, 1000},
@@ -507,6 +509,8 @@ static void defaults(struct serve_config *c)
 	c->max_classes = 8;
 	c->max_class_viewers = 200;
 	c->class_buffer = 4096;
+	c->class_grace_s = 120;
+	c->signin_lockout_s = 30;
 	c->max_conns = 1024;
 	c->msg_rate = 20;
 	c->http_max_conns = 1024;

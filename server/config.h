@@ -58,6 +58,8 @@ struct serve_config {
 	int max_classes;                /* classes open at once */
 	int max_class_viewers;          /* students per class */
 	int class_buffer;               /* events kept per class ring */
+	int class_grace_s;              /* a class outlives its instructor's connection this long */
+	int signin_lockout_s;           /* sign-ins refused this long after too many wrong ones */
 	int max_conns;                  /* WebSocket connections at once */
 	int msg_rate;                   /* messages per second per connection (burst 2x) */
 	int http_max_conns;             /* HTTP connections at once */

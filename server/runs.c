@@ -1620,6 +1620,20 @@ out:
 	return rc;
 }
 
+int runs_set_owner(struct run_mgr *m, const char *id, uint64_t owner)
+{
+	struct run *r = queue_find(m, id);
+
+	if (!r)
+		r = runs_find(m, id);
+	if (!r)
+		return -ENOENT;
+	if (r->paused)
+		runs_pause_owner(m, r->owner, 0);
+	r->owner = owner;
+	return 0;
+}
+
 int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_error *e)
 {
 	struct run *r;

@@ -228,6 +228,11 @@ int runs_submit(struct run_mgr *m, uint64_t owner, const char *lab_name, const j
  * never started and leaves no bundle). */
 int runs_cancel(struct run_mgr *m, uint64_t session, const char *id, struct run_error *e);
 
+/* Give run id (running or waiting) to another owner: 0 for nobody (a
+ * class run while its instructor is away), or the session that took the
+ * class back. 0, or -ENOENT. */
+int runs_set_owner(struct run_mgr *m, const char *id, uint64_t owner);
+
 /* The session closed: cancel the runs it owns and stop sending it events. */
 void runs_session_closed(struct run_mgr *m, uint64_t session);
 

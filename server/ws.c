@@ -240,6 +240,9 @@ static void session_cleanup(struct ws_session *s)
 
 	if (!s->id)
 		return;
+	/* First the class: a class run whose instructor may come back is
+	 * handed to nobody (owner 0) before the session's runs are cancelled. */
+	ws_class_detach(s, "the instructor left");
 	if (srv->runs) {
 		/* Let its runs drain (to nobody) while they are stopped. */
 		if (s->throttling)
@@ -254,7 +257,6 @@ static void session_cleanup(struct ws_session *s)
 		}
 		s->addr_counted = 0;
 	}
-	ws_class_detach(s, "the instructor left");
 	while (s->n_watches > 0)
 		ws_watch_drop(s, s->n_watches - 1);
 	queue_clear(s);
@@ -491,6 +493,8 @@ static void begin_stop(struct ws_server *srv)
 		return;
 	}
 	srv->stopping = 1;
+	/* Nobody can come back to a class now, and its students are told. */
+	ws_classes_end_all(srv, "the server is stopping");
 	runs_shutdown(srv->runs);
 	lws_sul_schedule(srv->ctx, 0, &srv->sul_stop, stop_deadline,
 			 (lws_usec_t)(RUN_KILL_GRACE_S + WS_SHUTDOWN_EXTRA_S) * LWS_US_PER_SEC);
@@ -704,6 +708,8 @@ void ws_destroy(struct ws_server *w)
 	/* Runs first (with nobody left to tell), then the connections. */
 	if (w->ctx)
 		lws_sul_cancel(&w->sul_stop);
+	if (w->classes)
+		ws_classes_end_all(w, "the server stopped");
 	runs_destroy(w->runs);
 	w->runs = NULL;
 	if (w->ctx)

@@ -10,13 +10,67 @@
 
 #include "ws_int.h"
 
+/* Seconds until bucket b (already refilled) has a token again. */
+static int bucket_wait_s(const struct class_bucket *b, double rate)
+{
+	double need = 1.0 - b->tokens;
+
+	return need <= 0 ? 1 : (int)(need / rate) + 1;
+}
+
+int ws_signin_may_try(struct ws_session *s, const char *tag)
+{
+	const struct serve_config *cfg = s->srv->cfg;
+	int64_t now = ws_now_us();
+	struct ws_addr *a = s->addr_counted ? ws_addr_find(&s->srv->addrs, s->addr) : NULL;
+	char m[200];
+	int wait = 0;
+	json_t *err;
+
+	/* Too many wrong secrets on this connection: refused until the
+	 * lockout has passed, then the count starts again. */
+	if (s->signin_locked_until && now >= s->signin_locked_until) {
+		s->signin_locked_until = 0;
+		s->signin_fails = 0;
+	}
+	if (s->signin_locked_until)
+		wait = (int)((s->signin_locked_until - now + 999999) / 1000000);
+	else if (!a)
+		wait = cfg->signin_lockout_s;
+	else if (!class_bucket_ready(&a->signin, WS_ADDR_SIGNIN_RATE, WS_ADDR_SIGNIN_BURST, now))
+		wait = bucket_wait_s(&a->signin, WS_ADDR_SIGNIN_RATE);
+	else if (!class_bucket_ready(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now))
+		wait = bucket_wait_s(&s->srv->signin, WS_SIGNIN_RATE);
+	if (!wait)
+		return 1;
+	http_count(s->srv->ctr, HTTP_C_SIGNIN_FAILURES, 1);
+	snprintf(m, sizeof m,
+		 "too many sign-in attempts; try again in %d s (after %d wrong ones a connection "
+		 "waits %d s)",
+		 wait, WS_SIGNIN_FAILS_MAX, cfg->signin_lockout_s);
+	err = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s?}", "type", "error", "code", "limit", "param",
+			"secret", "message", m, "retry_after_s", wait, "tag", tag);
+	ws_send_json(s, err);
+	return 0;
+}
+
+void ws_signin_failed(struct ws_session *s)
+{
+	int64_t now = ws_now_us();
+	struct ws_addr *a = s->addr_counted ? ws_addr_find(&s->srv->addrs, s->addr) : NULL;
+
+	if (a)
+		class_bucket_take(&a->signin, WS_ADDR_SIGNIN_RATE, WS_ADDR_SIGNIN_BURST, now);
+	class_bucket_take(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now);
+	if (++s->signin_fails >= WS_SIGNIN_FAILS_MAX)
+		s->signin_locked_until = now + (int64_t)s->srv->cfg->signin_lockout_s * 1000000;
+	http_count(s->srv->ctr, HTTP_C_SIGNIN_FAILURES, 1);
+}
+
 void ws_op_signin(struct ws_session *s, json_t *msg, const char *tag)
 {
 	const char *secret = s->srv->cfg->instructor_secret;
 	const char *given = json_string_value(json_object_get(msg, "secret"));
-	struct ws_addr *a;
-	int64_t now;
-	int ok;
 
 	if (s->instructor) {
 		ws_send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "signin.accepted", "role",
@@ -24,32 +78,22 @@ void ws_op_signin(struct ws_session *s, json_t *msg, const char *tag)
 		return;
 	}
 	/* Failures drain the address's bucket (guessing from many connections
-	 * of one client), a server-wide one (from many addresses) and a
-	 * per-connection count. One address cannot empty the server-wide bucket
-	 * (its own refills ten times slower), so it cannot lock out an
-	 * instructor at another address. */
-	now = ws_now_us();
-	a = s->addr_counted ? ws_addr_find(&s->srv->addrs, s->addr) : NULL;
-	if (s->signin_fails >= WS_SIGNIN_FAILS_MAX || !a ||
-	    !class_bucket_ready(&a->signin, WS_ADDR_SIGNIN_RATE, WS_ADDR_SIGNIN_BURST, now) ||
-	    !class_bucket_ready(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now)) {
-		http_count(s->srv->ctr, HTTP_C_SIGNIN_FAILURES, 1);
-		ws_send_error(s, "limit", "secret",
-			   "too many sign-in attempts; wait a moment (or reconnect) and try again",
-			   tag, NULL);
+	 * of one client), a server-wide one (from many addresses) and lock the
+	 * connection out for --signin-lockout seconds after WS_SIGNIN_FAILS_MAX.
+	 * One address cannot empty the server-wide bucket (its own refills ten
+	 * times slower), so it cannot lock out an instructor at another
+	 * address. A refusal says how long to wait; after that the right
+	 * secret is let in. */
+	if (!ws_signin_may_try(s, tag))
 		return;
-	}
 	/* With no secret (a loopback-only server) whoever reaches it may
 	 * teach; otherwise the secret must match, compared in constant time. */
-	ok = !secret[0] || (given && class_secret_equal(secret, given));
-	if (!ok) {
-		class_bucket_take(&a->signin, WS_ADDR_SIGNIN_RATE, WS_ADDR_SIGNIN_BURST, now);
-		class_bucket_take(&s->srv->signin, WS_SIGNIN_RATE, WS_SIGNIN_BURST, now);
-		s->signin_fails++;
-		http_count(s->srv->ctr, HTTP_C_SIGNIN_FAILURES, 1);
+	if (secret[0] && !(given && class_secret_equal(secret, given))) {
+		ws_signin_failed(s);
 		ws_send_error(s, "forbidden", "secret", "wrong instructor secret", tag, NULL);
 		return;
 	}
+	s->signin_fails = 0;
 	s->instructor = 1;
 	ws_send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "signin.accepted", "role", "instructor",
 			       "tag", tag));

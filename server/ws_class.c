@@ -228,6 +228,13 @@ static void class_end(struct ws_class *c, const char *why)
 	}
 	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, -(long)c->n_members);
 	http_count(srv->ctr, HTTP_C_CLASSES, -1);
+	lws_sul_cancel(&c->sul_grace);
+	/* A class run nobody owns (its instructor went and did not come back)
+	 * ends with the class. */
+	if (c->orphaned && c->run_live && srv->runs) {
+		struct run_error e;
+		runs_cancel(srv->runs, 0, c->run, &e);
+	}
 	if (t) {
 		t->cls = NULL;
 		t->teaching = 0;
@@ -242,12 +249,73 @@ static void class_end(struct ws_class *c, const char *why)
 	free(c);
 }
 
-/* The session is going: end the class it teaches, or leave the one it attends. */
+void ws_classes_end_all(struct ws_server *srv, const char *why)
+{
+	int k;
+
+	for (k = 0; k < srv->cfg->max_classes; k++)
+		if (srv->classes[k])
+			class_end(srv->classes[k], why);
+}
+
+struct ws_class *ws_class_of_run(struct ws_server *srv, const char *id)
+{
+	int k;
+
+	for (k = 0; k < srv->cfg->max_classes; k++)
+		if (srv->classes[k] && srv->classes[k]->run_live && !strcmp(srv->classes[k]->run, id))
+			return srv->classes[k];
+	return NULL;
+}
+
+static void grace_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ws_class *c = lws_container_of(sul, struct ws_class, sul_grace);
+	char why[128];
+
+	snprintf(why, sizeof why, "the instructor did not come back within %d s",
+		 c->srv->cfg->class_grace_s);
+	class_end(c, why);
+}
+
+static void push_instructor_state(struct ws_class *c, const char *state)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "type", "class.instructor", "class", c->code,
+			      "state", state, "grace_s", c->srv->cfg->class_grace_s);
+
+	if (o)
+		class_push_json(c, o);
+	json_decref(o);
+}
+
+/* The instructor's connection went: the class waits --class-grace seconds
+ * for its page to come back (class.reclaim), its students told meanwhile,
+ * and its run going on owned by nobody. */
+static void class_orphan(struct ws_class *c, struct ws_session *t)
+{
+	struct ws_server *srv = c->srv;
+
+	t->cls = NULL;
+	t->teaching = 0;
+	t->members_dirty = 0;
+	c->instructor = 0;
+	c->orphaned = 1;
+	if (c->run_live && srv->runs)
+		runs_set_owner(srv->runs, c->run, 0);
+	push_instructor_state(c, "reconnecting");
+	lws_sul_schedule(srv->ctx, 0, &c->sul_grace, grace_cb,
+			 (lws_usec_t)srv->cfg->class_grace_s * LWS_US_PER_SEC);
+}
+
+/* The session is going: its class waits for its instructor (or ends, when
+ * the server stops), or it leaves the one it attends. */
 void ws_class_detach(struct ws_session *s, const char *why)
 {
 	if (!s->cls)
 		return;
-	if (s->teaching)
+	if (s->teaching && s->srv->ctx && !s->srv->stopping)
+		class_orphan(s->cls, s);
+	else if (s->teaching)
 		class_end(s->cls, why);
 	else
 		member_remove(s);
@@ -326,6 +394,12 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 		ws_send_error(s, "internal", NULL, "could not make a class code", tag, NULL);
 		return;
 	}
+	if (config_random_text(c->reclaim, WS_RECLAIM_LEN) < 0) {
+		class_ring_cleanup(&c->ring);
+		free(c);
+		ws_send_error(s, "internal", NULL, "could not make a reclaim token", tag, NULL);
+		return;
+	}
 	c->srv = srv;
 	c->instructor = s->id;
 	c->pos = -1;
@@ -335,8 +409,11 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 	s->ring_pos = c->ring.head;
 	s->view_sent = c->view_ver;
 	http_count(srv->ctr, HTTP_C_CLASSES, 1);
-	ws_send_json(s, json_pack("{s:s, s:s, s:i, s:s?}", "type", "class.opened", "class", c->code,
-			       "max_viewers", srv->cfg->max_class_viewers, "tag", tag));
+	/* The reclaim token goes to this page only: with it the page takes the
+	 * class back after a reload or a dropped connection. */
+	ws_send_json(s, json_pack("{s:s, s:s, s:i, s:s, s:i, s:s?}", "type", "class.opened", "class",
+				  c->code, "max_viewers", srv->cfg->max_class_viewers, "reclaim",
+				  c->reclaim, "grace_s", srv->cfg->class_grace_s, "tag", tag));
 }
 
 void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
@@ -449,13 +526,13 @@ void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag)
 		ws_send_queued(s, id, tag, json_string_value(lab), pos, runs_queued(s->srv->runs));
 		return;
 	}
-	ws_class_run_started(s, id, json_string_value(lab), params, files, tag);
+	ws_class_run_started(c, id, json_string_value(lab), params, files, tag);
 }
 
-void ws_class_run_started(struct ws_session *s, const char *id, const char *lab,
+void ws_class_run_started(struct ws_class *c, const char *id, const char *lab,
 			  const json_t *params, const json_t *files, const char *tag)
 {
-	struct ws_class *c = s->cls;
+	struct ws_session *s = ws_session_find(c->srv, c->instructor);
 
 	/* Its events start arriving on a later loop turn, after this notice. */
 	memcpy(c->run, id, sizeof c->run);
@@ -475,8 +552,9 @@ void ws_class_run_started(struct ws_session *s, const char *id, const char *lab,
 	class_bump_view(c);
 	if (c->run_msg)
 		class_push_json(c, c->run_msg);
-	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:s}", "type", "run.accepted", "run", id,
-			       "tag", tag, "lab", lab, "class", c->code));
+	if (s)
+		ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:s}", "type", "run.accepted", "run",
+					  id, "tag", tag, "lab", lab, "class", c->code));
 }
 
 void ws_op_class_view(struct ws_session *s, json_t *msg, const char *tag)
@@ -524,4 +602,70 @@ void ws_op_class_end(struct ws_session *s, json_t *msg, const char *tag)
 	memcpy(code, s->cls->code, sizeof code);
 	class_end(s->cls, "ended by the instructor");
 	ws_send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "class.ended", "class", code, "tag", tag));
+}
+
+void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
+{
+	struct ws_server *srv = s->srv;
+	const char *code_in = json_string_value(json_object_get(msg, "class"));
+	const char *token = json_string_value(json_object_get(msg, "reclaim"));
+	char code[CLASS_CODE_LEN + 1];
+	struct ws_class *c;
+	struct ws_session *old;
+
+	if (s->cls) {
+		ws_send_error(s, "bad_request", NULL,
+			      s->teaching ? "this connection already teaches a class"
+					  : "leave the class you attend first",
+			      tag, NULL);
+		return;
+	}
+	if (!code_in || class_code_parse(code_in, code) < 0 || !token) {
+		ws_send_error(s, "bad_request", code_in ? "reclaim" : "class",
+			      "'class' (a class code) and 'reclaim' (the token class.opened gave) "
+			      "are required",
+			      tag, NULL);
+		return;
+	}
+	/* A token is as good as the secret: guesses are limited the same way. */
+	if (!ws_signin_may_try(s, tag))
+		return;
+	c = class_find(srv, code);
+	if (!c || !class_secret_equal(c->reclaim, token)) {
+		ws_signin_failed(s);
+		ws_send_error(s, "forbidden", "reclaim",
+			      "no open class with that code and reclaim token (it may have ended: "
+			      "a class waits for its instructor for --class-grace seconds)",
+			      tag, NULL);
+		return;
+	}
+	/* Another page of the instructor still holds it (a dropped network the
+	 * server has not noticed yet): this one takes over. */
+	old = ws_session_find(srv, c->instructor);
+	if (old && old != s) {
+		old->cls = NULL;
+		old->teaching = 0;
+		old->members_dirty = 0;
+		ws_send_json(old, json_pack("{s:s, s:s, s:s}", "type", "class.ended", "class", c->code,
+					    "reason", "the class was taken over by another page"));
+	}
+	lws_sul_cancel(&c->sul_grace);
+	c->orphaned = 0;
+	c->instructor = s->id;
+	if (c->run_live && srv->runs)
+		runs_set_owner(srv->runs, c->run, s->id);
+	s->instructor = 1;
+	s->cls = c;
+	s->teaching = 1;
+	s->ring_pos = c->ring.head;
+	s->view_sent = c->view_ver;
+	s->members_dirty = 1;
+	push_instructor_state(c, "back");
+	ws_send_json(s, json_pack("{s:s, s:s, s:i, s:s, s:i, s:s?, s:b, s:O?, s:o, s:s?}", "type",
+				  "class.reclaimed", "class", c->code, "max_viewers",
+				  srv->cfg->max_class_viewers, "reclaim", c->reclaim, "grace_s",
+				  srv->cfg->class_grace_s, "run", c->run[0] ? c->run : NULL, "live",
+				  c->run_live, "run_info", c->run_msg, "view", class_view_json(c),
+				  "tag", tag));
+	ws_want_write(s->wsi);
 }

@@ -43,6 +43,8 @@
 #define WS_RESUME_BYTES (256u * 1024)
 /* Names listed in a class.members message (the count is always exact). */
 #define WS_MEMBERS_LISTED 100
+/* Characters of a class's reclaim token (the instructor's page keeps it). */
+#define WS_RECLAIM_LEN 32
 /* Bytes a class ring may hold per entry allowed (--class-buffer). */
 #define WS_RING_BYTES_PER_ENTRY 2048
 
@@ -79,6 +81,12 @@ struct ws_class {
 	unsigned view_ver;                  /* bumped on every change */
 	uint64_t *members;                  /* session ids of its students */
 	size_t n_members;
+	/* The instructor's page may take the class back after a reload or a
+	 * dropped connection: with this token, within --class-grace seconds
+	 * of losing it (instructor is 0 meanwhile). */
+	char reclaim[WS_RECLAIM_LEN + 1];
+	int orphaned;
+	lws_sorted_usec_list_t sul_grace;
 };
 
 /*
@@ -109,6 +117,7 @@ struct ws_session {
 	/* Classroom mode. */
 	int instructor;     /* signed in with the instructor secret */
 	int signin_fails;
+	int64_t signin_locked_until; /* CLOCK_MONOTONIC us; sign-ins refused until then */
 	struct ws_class *cls; /* the class it teaches (teaching) or attends */
 	int teaching;
 	size_t member_idx;  /* its index in cls->members */
@@ -221,9 +230,21 @@ void ws_handle_message(struct ws_session *s, const char *buf, size_t len);
 
 /* ---- ws_class.c ---- */
 
-/* The class run id of s's class has started: tell the class and s. */
-void ws_class_run_started(struct ws_session *s, const char *id, const char *lab,
+/* The class run id of c has started: tell the class and its instructor. */
+void ws_class_run_started(struct ws_class *c, const char *id, const char *lab,
 			  const json_t *params, const json_t *files, const char *tag);
+
+/* End every class (the server is stopping). */
+void ws_classes_end_all(struct ws_server *srv, const char *why);
+
+/* The class whose current run is id and still live, or NULL. */
+struct ws_class *ws_class_of_run(struct ws_server *srv, const char *id);
+
+/* Sign-in limits shared by signin and class.reclaim (ws_auth.c): 1 when s
+ * may try now, else 0 after telling it how long to wait. */
+int ws_signin_may_try(struct ws_session *s, const char *tag);
+/* A wrong secret or token: counted against s, its address and the server. */
+void ws_signin_failed(struct ws_session *s);
 
 /* Append a message to class c's ring and wake its readers. */
 void ws_class_push(struct ws_class *c, const char *data, size_t len);
@@ -244,5 +265,6 @@ void ws_op_class_leave(struct ws_session *s, json_t *msg, const char *tag);
 void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag);
 void ws_op_class_view(struct ws_session *s, json_t *msg, const char *tag);
 void ws_op_class_end(struct ws_session *s, json_t *msg, const char *tag);
+void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag);
 
 #endif

@@ -74,13 +74,17 @@ void ws_hook_line(void *arg, const struct run *r, const char *line, size_t len)
 
 	/* The class run's events go to the class ring, which the instructor
 	 * reads too; everything else straight to the owner's queue. */
-	if (s && s->teaching && s->cls && !strcmp(s->cls->run, run_id(r))) {
-		ws_class_push(s->cls, line, len);
+	struct ws_class *c = ws_class_of_run(srv, run_id(r));
+
+	/* (A class run is found by its class: while the instructor is away it
+	 * has no owner.) */
+	if (c) {
+		ws_class_push(c, line, len);
 		/* Its run.end is in the ring: the run is over for the class, and
 		 * the instructor may start the next at once (its process may not
 		 * have been reaped yet; runs_find treats it as over too). */
 		if (run_line_is_end(r))
-			s->cls->run_live = 0;
+			c->run_live = 0;
 	} else if (s) {
 		ws_enqueue(s, line, len);
 		/* The owner lags: stop reading its runs' output, so the child
@@ -151,14 +155,15 @@ void ws_hook_admitted(void *arg, const struct run *r)
 	struct ws_server *srv = arg;
 	struct ws_session *s = ws_session_find(srv, run_owner(r));
 	json_int_t waited = (json_int_t)(run_queued_us(r) / 1000);
+	struct ws_class *c = run_is_class(r) ? ws_class_of_run(srv, run_id(r)) : NULL;
 
-	if (!s)
-		return; /* gone: runs_session_closed cancels what it owned */
-	if (run_is_class(r) && s->teaching && s->cls && !strcmp(s->cls->run, run_id(r))) {
-		ws_class_run_started(s, run_id(r), run_lab(r), run_request_params(r),
+	if (c) {
+		ws_class_run_started(c, run_id(r), run_lab(r), run_request_params(r),
 				     run_request_files(r), run_tag(r));
 		return;
 	}
+	if (!s)
+		return; /* gone: runs_session_closed cancels what it owned */
 	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:I}", "type", "run.accepted", "run",
 				  run_id(r), "tag", run_tag(r), "lab", run_lab(r), "waited_ms",
 				  waited));
@@ -167,12 +172,13 @@ void ws_hook_admitted(void *arg, const struct run *r)
 void ws_hook_refused(void *arg, const struct run *r, const struct run_error *e)
 {
 	struct ws_server *srv = arg;
-	struct ws_session *s = ws_session_find(srv, run_owner(r));
+	struct ws_class *c = ws_class_of_run(srv, run_id(r));
+	struct ws_session *s = ws_session_find(srv, c ? c->instructor : run_owner(r));
 
+	if (c)
+		c->run_live = 0;
 	if (!s)
 		return;
-	if (s->cls && s->teaching && !strcmp(s->cls->run, run_id(r)))
-		s->cls->run_live = 0;
 	ws_send_error(s, e->code, e->param[0] ? e->param : NULL, e->message, run_tag(r),
 		      run_id(r));
 }
@@ -310,12 +316,13 @@ static const struct {
 	{"class.run", ws_op_class_run},
 	{"class.view", ws_op_class_view},
 	{"class.end", ws_op_class_end},
+	{"class.reclaim", ws_op_class_reclaim},
 	{NULL, NULL},
 };
 
 #define OPS_LIST                                                                               \
 	"run, cancel, watch, ping, signin, class.open, class.join, class.leave, class.run, "  \
-	"class.view or class.end"
+	"class.view, class.end or class.reclaim"
 
 void ws_handle_message(struct ws_session *s, const char *buf, size_t len)
 {

@@ -15,6 +15,28 @@ import { getRunEvents } from './api.js';
 
 let app = null;
 let tagSeq = 0;
+let lockTimer = null;
+
+// The instructor's page keeps its class's reclaim token for this tab only
+// (sessionStorage survives a reload, not a closed tab): after a reload or a
+// dropped connection the page takes the class back within --class-grace.
+const RECLAIM_KEY = 'socklab.reclaim';
+
+function keepReclaim(code, token) {
+	try {
+		if (code && token) sessionStorage.setItem(RECLAIM_KEY, JSON.stringify({ code, token }));
+		else sessionStorage.removeItem(RECLAIM_KEY);
+	} catch (e) { /* storage disabled: no reclaim */ }
+}
+
+function keptReclaim() {
+	try {
+		const v = JSON.parse(sessionStorage.getItem(RECLAIM_KEY) || 'null');
+		return v && typeof v.code === 'string' && typeof v.token === 'string' ? v : null;
+	} catch (e) {
+		return null;
+	}
+}
 const $ = (id) => document.getElementById(id);
 
 export function init(a) {
@@ -77,6 +99,17 @@ export function onEvent(ev) {
 
 export function onError(m) {
 	if (!(typeof m.tag === 'string' && m.tag.startsWith('c'))) return false;
+	if (m.param === 'reclaim') {
+		// The class is gone (ended, or the grace period passed): forget it.
+		keepReclaim(null);
+		say(t('class.reclaim_failed'), 'error');
+		render();
+		return true;
+	}
+	if (m.code === 'limit' && m.param === 'secret' && m.retry_after_s > 0) {
+		lockedOut(m.retry_after_s);
+		return true;
+	}
 	say(m.message || m.code || 'error', 'error');
 	const field = m.param === 'class' ? $('class-code') : m.param === 'name' ? $('class-name')
 		: m.param === 'secret' ? $('class-secret') : null;
@@ -94,8 +127,26 @@ export function onMessage(m) {
 		return true;
 	case 'class.opened':
 		s.cls = { role: 'teacher', code: m.class, members: 0, names: [], run: null };
+		keepReclaim(m.class, m.reclaim);
 		say('');
 		render();
+		return true;
+	case 'class.reclaimed':
+		s.instructor = true;
+		s.cls = { role: 'teacher', code: m.class, members: 0, names: [], run: m.run || null };
+		if (m.run_info) {
+			s.cls.lab = m.run_info.lab;
+			s.cls.params = m.run_info.params;
+		}
+		keepReclaim(m.class, m.reclaim);
+		say(t('class.reclaimed', { code: m.class }), 'ok');
+		render();
+		return true;
+	case 'class.instructor':
+		if (s.cls && s.cls.role === 'student') {
+			s.cls.away = m.state === 'reconnecting';
+			render();
+		}
 		return true;
 	case 'class.joined':
 		s.cls = { role: 'student', code: m.class, name: m.name, run: null, view: m.view };
@@ -129,6 +180,7 @@ export function onMessage(m) {
 		}
 		return true;
 	case 'class.ended':
+		if (s.cls && s.cls.role === 'teacher') keepReclaim(null);
 		if (s.cls && s.cls.role === 'student' && m.reason) say(t('class.ended_by', { reason: m.reason }));
 		if (s.cls) {
 			const v = s.cls.run && app.viewOf(s.cls.run);
@@ -148,10 +200,20 @@ export function onMessage(m) {
 
 // The connection closed: the server has ended the class or removed the student.
 export function onSocketState(state) {
-	if (state !== 'closed') return;
 	const s = st();
+	if (state === 'open') {
+		// A reload, or the connection came back: take the class back.
+		const r = keptReclaim();
+		if (r && !s.cls) {
+			say(t('class.reclaiming', { code: r.code }));
+			send({ op: 'class.reclaim', class: r.code, reclaim: r.token });
+		}
+		return;
+	}
+	if (state !== 'closed') return;
 	if (!s.cls && !s.instructor) return;
-	if (s.cls) say(t('class.lost'), 'error');
+	if (s.cls && s.cls.role === 'teacher' && keptReclaim()) say(t('class.instructor_lost'), 'error');
+	else if (s.cls) say(t('class.lost'), 'error');
 	if (s.cls && s.cls.run) {
 		const v = app.viewOf(s.cls.run);
 		if (v) v.player.setReadOnly(false);
@@ -187,6 +249,27 @@ async function refill(id) {
 	}
 }
 
+// Sign-in refused for a while: count the seconds down, then invite a retry.
+function lockedOut(seconds) {
+	let left = seconds;
+	clearInterval(lockTimer);
+	const tick = () => {
+		const btn = $('class-signin');
+		if (left <= 0) {
+			clearInterval(lockTimer);
+			lockTimer = null;
+			if (btn) btn.disabled = false;
+			say(t('class.signin_again'));
+			return;
+		}
+		if (btn) btn.disabled = true;
+		say(t('class.signin_locked', { s: left }), 'error');
+		left -= 1;
+	};
+	tick();
+	lockTimer = setInterval(tick, 1000);
+}
+
 // ---- the panel ----
 
 // Draw the panel again (the language changed).
@@ -217,6 +300,7 @@ function render() {
 		banner.hidden = true;
 		replace(panel,
 			h('p', { text: t('class.attending', { code: c.code, name: c.name }) }),
+			c.away ? h('p', { class: 'class-away', attrs: { id: 'class-away', role: 'status' }, text: t('class.instructor_away') }) : null,
 			h('div', { class: 'actions' },
 				h('button', { class: 'btn btn-primary btn-small', attrs: { type: 'button', id: 'class-try' }, text: t('class.try'),
 					on: { click: tryIt } }),
