@@ -214,11 +214,51 @@ test('export a run and open the file again: the same events and view', async () 
 	await student.waitForFunction(() => /event 3 has seq 4/.test(document.getElementById('run-status').textContent));
 });
 
+test('the instructor reloads the page and keeps the class and its students', async () => {
+	for (let attempt = 0; ; attempt++) {
+		await teacher.reload();
+		try {
+			await teacher.waitForSelector('body.ready', { timeout: 10000 });
+			break;
+		} catch (e) {
+			if (attempt >= 2) throw e;
+		}
+	}
+	// The page took the class back with the token it kept (sessionStorage).
+	await teacher.waitForFunction((c) => document.getElementById('class-code-big')?.textContent.replace(' ', '') === c, classCode);
+	await teacher.waitForFunction(() => /is yours again/.test(document.getElementById('class-msg').textContent));
+	await teacher.waitForFunction(() => document.getElementById('class-count').textContent === '1 student(s)');
+	assertEq(await teacher.textContent('#run-btn'), 'Run for the class', 'still teaching');
+	// The student is still in the class, and not left waiting.
+	assert((await student.textContent('#class-panel')).includes(`In class ${classCode} as Ada`), 'student still in the class');
+	await student.waitForFunction(() => !document.getElementById('class-away'));
+	await teacher.screenshot({ path: path.join(LOGS, 'e2e-class-reclaimed.png') });
+});
+
 test('the instructor ends the class: the student is told', async () => {
 	await teacher.click('#class-end');
 	await student.waitForFunction(() => /The class has ended/.test(document.getElementById('class-msg').textContent));
 	await student.waitForSelector('#class-join');
 	assert(await teacher.isHidden('#class-banner'), 'banner gone');
+});
+
+test('sign-in lockout: the page counts the time down, then the right secret is let in', async () => {
+	await student.click('#class-panel summary');
+	for (let i = 0; i < 5; i++) {
+		await student.fill('#class-secret', `wrong-${i}`);
+		await student.click('#class-signin');
+		await student.waitForFunction(() => /wrong instructor secret/.test(document.getElementById('class-msg').textContent));
+		await student.evaluate(() => { document.getElementById('class-msg').textContent = ''; });
+	}
+	await student.fill('#class-secret', SECRET);
+	await student.click('#class-signin');
+	await student.waitForFunction(() => /try again in \d+ s/.test(document.getElementById('class-msg').textContent));
+	assert(await student.$eval('#class-signin', (b) => b.disabled), 'sign-in button disabled while locked out');
+	await student.screenshot({ path: path.join(LOGS, 'e2e-class-lockout.png') });
+	await student.waitForFunction(() => /sign in again now/.test(document.getElementById('class-msg').textContent), null, { timeout: RUN_WAIT });
+	await student.fill('#class-secret', SECRET);
+	await student.click('#class-signin');
+	await student.waitForSelector('#class-open');
 });
 
 test('switching to Chinese changes the interface and the explanations, and back', async () => {
@@ -256,7 +296,7 @@ runTap({
 	tmpPrefix: 'socklab-e2e-class-',
 	async setup(chromium, t) {
 		tmp = t;
-		srv = await startServer(tmp, { log: 'e2e-class-server.log', args: ['--instructor-secret', SECRET] });
+		srv = await startServer(tmp, { log: 'e2e-class-server.log', args: ['--instructor-secret', SECRET, '--signin-lockout', '3'] });
 		const browser = await launchBrowser(chromium);
 		const opts = { viewport: { width: 1440, height: 1000 }, locale: 'en-US', acceptDownloads: true };
 		teacher = await (await browser.newContext(opts)).newPage();
