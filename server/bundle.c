@@ -247,14 +247,16 @@ static void drop_locked(struct bundle_store *s, size_t i)
 	s->v[i] = s->v[--s->n];
 }
 
-/* The index of the oldest entry that is not live, or -1. Caller holds the lock. */
-static long oldest_locked(const struct bundle_store *s)
+/* The index of the oldest entry that is not live and not except (may be
+ * NULL), or -1. Caller holds the lock. */
+static long oldest_locked(const struct bundle_store *s, const char *except)
 {
 	long best = -1;
 	size_t i;
 
 	for (i = 0; i < s->n; i++)
-		if (!s->v[i].live && (best < 0 || s->v[i].age < s->v[best].age))
+		if (!s->v[i].live && (!except || strcmp(s->v[i].id, except) != 0) &&
+		    (best < 0 || s->v[i].age < s->v[best].age))
 			best = (long)i;
 	return best;
 }
@@ -476,13 +478,13 @@ int bundle_store_retry(struct bundle_store *s)
 	return (int)n;
 }
 
-int bundle_store_make_room(struct bundle_store *s)
+int bundle_store_make_room(struct bundle_store *s, const char *except)
 {
 	char path[PATH_MAX], id[EV_RUN_ID_LEN + 1];
 	long i;
 
 	pthread_mutex_lock(&s->lock);
-	i = oldest_locked(s);
+	i = oldest_locked(s, except);
 	if (i >= 0) {
 		memcpy(id, s->v[i].id, sizeof id);
 		drop_locked(s, (size_t)i);
@@ -512,7 +514,7 @@ int bundle_store_put(struct bundle_store *s, const char *id, const json_t *meta,
 	rc = runs_bundle_path(s->data, id, "meta.json", path, sizeof path);
 	if (rc == 0)
 		rc = write_meta(path, meta);
-	if ((rc == -ENOSPC || rc == -EDQUOT) && bundle_store_make_room(s) == 0) {
+	if ((rc == -ENOSPC || rc == -EDQUOT) && bundle_store_make_room(s, id) == 0) {
 		/* The disk is full (of something else than bundles, or it is
 		 * smaller than --max-data says): the oldest bundle makes room
 		 * for this run's record. */
@@ -605,7 +607,7 @@ int bundle_store_prune(struct bundle_store *s, long long room)
 
 	pthread_mutex_lock(&s->lock);
 	while (s->n > (size_t)s->keep || s->total + room > s->max_bytes) {
-		long i = oldest_locked(s);
+		long i = oldest_locked(s, NULL);
 		char id[EV_RUN_ID_LEN + 1];
 
 		if (i < 0) {

@@ -107,8 +107,9 @@ int bundle_store_put(struct bundle_store *s, const char *id, const json_t *meta,
 int bundle_store_retry(struct bundle_store *s);
 
 /* The disk is full: remove the oldest bundle whose run has ended, whatever
- * the limits. 0, or -ENOENT when there is none. */
-int bundle_store_make_room(struct bundle_store *s);
+ * the limits, other than except (the bundle being written; may be NULL).
+ * 0, or -ENOENT when there is none. */
+int bundle_store_make_room(struct bundle_store *s, const char *except);
 
 /* A copy of id's meta (the caller owns it), or NULL when there is none. */
 json_t *bundle_store_get(struct bundle_store *s, const char *id);

@@ -369,7 +369,7 @@ static void run_deliver(struct run *r, const char *line, size_t len)
 	if (r->events_fd >= 0 && !r->save_errno) {
 		rc = bundle_append_line(r->events_fd, &r->stored, line, len);
 		/* The disk is full: the oldest ended bundle makes room, once. */
-		if ((rc == -ENOSPC || rc == -EDQUOT) && bundle_store_make_room(m->store) == 0)
+		if ((rc == -ENOSPC || rc == -EDQUOT) && bundle_store_make_room(m->store, r->id) == 0)
 			rc = bundle_append_line(r->events_fd, &r->stored, line, len);
 		if (rc < 0) {
 			r->save_errno = -rc;
