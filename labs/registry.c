@@ -10,6 +10,7 @@ extern const struct lab_desc lab_handshake;
 extern const struct lab_desc lab_layers;
 extern const struct lab_desc lab_own;
 extern const struct lab_desc lab_syn_flood;
+extern const struct lab_desc lab_time_wait;
 
 /* Add a lab: define its descriptor in its own file and list it here. */
 const struct lab_desc *const lab_registry[] = {
@@ -20,6 +21,7 @@ const struct lab_desc *const lab_registry[] = {
 	&lab_layers,
 	&lab_own,
 	&lab_syn_flood,
+	&lab_time_wait,
 	NULL,
 };
 

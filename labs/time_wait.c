@@ -1,0 +1,801 @@
+/* time_wait.c: the time-wait lab: who ends in TIME_WAIT, the kernel's own timer for it (sock_diag), a restarted server's bind() with and without SO_REUSEADDR, a client reusing its port, and an ephemeral range spent by TIME_WAIT. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lab.h"
+#include "net/net.h"
+#include "observer/observer.h"
+#include "tcpstate/tcpstate.h"
+
+/*
+ * Two hosts (network=two-hosts): a client host and a server host, so each
+ * side's sockets are listed by its own namespace's sock_diag and the side
+ * that holds TIME_WAIT is never in doubt. One thread plays both programs
+ * step by step through ordinary socket calls; every bind/connect/close is
+ * reported as a `call` event with its errno.
+ *
+ * Scenarios:
+ *  - who-closes: one connection, one message each way; `closer` calls
+ *    close() first, the other side closes when its recv() returns 0. The
+ *    observer watches both sockets: sock_diag shows which one is in
+ *    TIME_WAIT and its timer counting down (`timer` events), and when it is
+ *    gone, why. With closer=client the client then tries to reuse its port:
+ *    bind() to the same port without and with SO_REUSEADDR, and connect()
+ *    to the same server (the same 4-tuple as the socket in TIME_WAIT).
+ *  - restart: the server closes first (its connection and its listener),
+ *    the client follows, then the server binds its port again: without
+ *    SO_REUSEADDR (EADDRINUSE: the TIME_WAIT socket holds the port), then
+ *    with it (succeeds), then listen().
+ *  - exhaust: the client host's ip_local_port_range is set to `ports`
+ *    ports and tcp_tw_reuse to `tw_reuse` (its namespace only); the client
+ *    connects and closes first, `gap_ms` apart, `ports` + `extra` times.
+ *    Once every port's 4-tuple sits in TIME_WAIT, connect() fails with
+ *    EADDRNOTAVAIL, unless tcp_tw_reuse lets it take over a TIME_WAIT older
+ *    than a second (with timestamps).
+ * After the exchange the lab keeps watching for `observe_ms` (up to 65 s, so
+ * a run can see the 60 s timer run out).
+ */
+
+#define TW_SAMPLE_MS 500
+#define EXHAUST_PORT_BASE 40000
+#define MAX_SOCKS 128
+
+static const char *const tw_scenario_choices[] = {"who-closes", "restart", "exhaust", NULL};
+enum { SC_WHO, SC_RESTART, SC_EXHAUST };
+static const char *const tw_closer_choices[] = {"client", "server", NULL};
+
+static const struct lab_param_def tw_params[] = {
+	{"scenario", LAB_P_ENUM, "Scenario",
+	 "who-closes: the side that calls close() first ends in TIME_WAIT, then the client tries "
+	 "to reuse its port; restart: the server closes first and binds its port again without "
+	 "and with SO_REUSEADDR; exhaust: a small ephemeral port range spent by TIME_WAIT",
+	 NULL, "who-closes", 0, 0, tw_scenario_choices, 0},
+	{"closer", LAB_P_ENUM, "Who closes first", "who-closes: the side that calls close() first",
+	 NULL, "client", 0, 0, tw_closer_choices, 0},
+	{"reuseaddr", LAB_P_BOOL, "SO_REUSEADDR",
+	 "Every socket of the programs (the server's listeners, the client's socket) sets "
+	 "SO_REUSEADDR before bind(), as the course notes' server does",
+	 NULL, "false", 0, 0, NULL, 0},
+	{"ports", LAB_P_INT, "Ephemeral ports",
+	 "exhaust: the size of the client host's ip_local_port_range", NULL, "10", 2, 100, NULL,
+	 0},
+	{"extra", LAB_P_INT, "Connects past the range",
+	 "exhaust: connects tried after the range's size", NULL, "3", 1, 20, NULL, 0},
+	{"tw_reuse", LAB_P_INT, "tcp_tw_reuse",
+	 "exhaust: net.ipv4.tcp_tw_reuse on the client host (0 off, 1 on, 2 loopback only)", NULL,
+	 "0", 0, 2, NULL, 0},
+	{"gap_ms", LAB_P_INT, "Gap between connects", "exhaust: time between connects", "ms", "100",
+	 0, 2000, NULL, LAB_PF_ADVANCED},
+	{"observe_ms", LAB_P_INT, "Watch afterwards",
+	 "How long to keep watching the TIME_WAIT sockets afterwards (the kernel keeps them 60 s)",
+	 "ms", "3000", 0, 65000, NULL, 0},
+	{"port", LAB_P_INT, "Server port", "The server's port (0: a random one)", NULL, "0", 0,
+	 65535, NULL, LAB_PF_ADVANCED},
+	NET_PARAMS_D("two-hosts", "0"),
+};
+
+static const char *const counter_names[] = {"TW", "TWRecycled", "TWKilled",
+					    "TCPTimeWaitOverflow"};
+#define N_COUNTERS (sizeof counter_names / sizeof counter_names[0])
+
+struct tw {
+	struct lab_ctx *ctx;
+	struct obs *obs;
+	pthread_mutex_t lock;
+	struct sockaddr_in srv, cli;
+	char srv_ip[INET_ADDRSTRLEN], cli_ip[INET_ADDRSTRLEN];
+	uint16_t port, cport;
+	int scenario, closer;
+	int64_t close_ns;        /* the first close() */
+	int tw_first_ms;         /* the first TIME_WAIT timer sock_diag gave (-1: none) */
+	int64_t tw_first_ns;
+	const char *tw_who;
+	long long counters[2][N_COUNTERS];
+	long long eaddrinuse, eaddrnotavail, connects_ok;
+	int reuse;                  /* the reuseaddr parameter */
+	int lfd;                    /* who-closes: the listener, kept to the end */
+	int reuse_bind, reuse_connect; /* errno of the second bind and its connect (-1: not tried) */
+	int tw_sides[2];            /* TIME_WAIT sockets sock_diag listed, per host, last sample */
+	int tw_peak[2];
+};
+
+/* ---- calls ---- */
+
+static int64_t call_ev(struct tw *s, const char *who, const char *call, const char *detail,
+		       int64_t t0, int err)
+{
+	return ev_emit(s->ctx->em, "call",
+		       json_pack("{s:s,s:s,s:s?,s:I,s:I,s:b,s:s?,s:i}", "who", who, "call", call,
+				 "detail", detail, "t_call_us", (json_int_t)obs_run_us(s->ctx, t0),
+				 "took_us", (json_int_t)((obs_now_ns() - t0) / 1000), "ok", !err,
+				 "errno", err ? strerrorname_np(err) : NULL, "errno_value", err));
+}
+
+/* bind() fd to addr:port with or without SO_REUSEADDR, reported. Returns 0 or errno. */
+static int do_bind(struct tw *s, const char *who, int fd, const struct sockaddr_in *a, int reuse)
+{
+	char d[96], ip[INET_ADDRSTRLEN];
+	int64_t t0;
+	int err = 0;
+
+	if (reuse) {
+		int one = 1;
+
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	}
+	inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+	snprintf(d, sizeof d, "%s:%u%s", ip, ntohs(a->sin_port), reuse ? ", SO_REUSEADDR" : "");
+	t0 = obs_now_ns();
+	if (bind(fd, (const struct sockaddr *)a, sizeof *a) < 0)
+		err = errno;
+	call_ev(s, who, "bind", d, t0, err);
+	if (err == EADDRINUSE)
+		s->eaddrinuse++;
+	return err;
+}
+
+/* A blocking-style connect with a deadline. 0 or errno. */
+static int do_connect(struct tw *s, int fd, int report)
+{
+	int64_t t0 = obs_now_ns();
+	int err = 0, rc;
+	socklen_t el = sizeof err;
+	char d[64];
+
+	rc = connect(fd, (struct sockaddr *)&s->srv, sizeof s->srv);
+	if (rc < 0 && errno != EINPROGRESS)
+		err = errno;
+	else if (rc < 0) {
+		rc = lab_wait_fd(s->ctx, fd, POLLOUT, 3000);
+		if (rc == -ECANCELED)
+			return ECANCELED;
+		if (rc == 0)
+			err = ETIMEDOUT;
+		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+			err = errno;
+	}
+	if (err == EADDRNOTAVAIL)
+		s->eaddrnotavail++;
+	else if (!err)
+		s->connects_ok++;
+	if (report) {
+		struct sockaddr_in me;
+		socklen_t ml = sizeof me;
+
+		d[0] = 0;
+		if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0 && me.sin_port)
+			snprintf(d, sizeof d, "from port %u to %s:%u", ntohs(me.sin_port), s->srv_ip,
+				 s->port);
+		call_ev(s, "client", "connect", d[0] ? d : NULL, t0, err);
+	}
+	return err;
+}
+
+static void do_close(struct tw *s, const char *who, int *fd)
+{
+	int64_t t0 = obs_now_ns();
+
+	if (*fd < 0)
+		return;
+	close(*fd);
+	*fd = -1;
+	if (!s->close_ns)
+		s->close_ns = t0;
+	call_ev(s, who, "close", NULL, t0, 0);
+}
+
+/* Wait for fd readable, then read; returns bytes, 0 at EOF, -errno. */
+static ssize_t recv_wait(struct tw *s, int fd)
+{
+	char buf[256];
+	int rc = lab_wait_fd(s->ctx, fd, POLLIN, 5000);
+
+	if (rc <= 0)
+		return rc == 0 ? -ETIMEDOUT : rc;
+	rc = (int)recv(fd, buf, sizeof buf, 0);
+	return rc < 0 ? -errno : rc;
+}
+
+/* ---- the kernel's view ---- */
+
+static int read_counters(long long out[N_COUNTERS])
+{
+	char buf[8192], *names = NULL, *vals = NULL, *line, *save = NULL;
+	int fd = open("/proc/thread-self/net/netstat", O_RDONLY | O_CLOEXEC);
+	ssize_t n, got = 0;
+
+	if (fd < 0)
+		return -errno;
+	while ((n = read(fd, buf + got, sizeof buf - 1 - (size_t)got)) > 0)
+		got += n;
+	close(fd);
+	buf[got] = 0;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "TcpExt:", 7) != 0)
+			continue;
+		if (!names)
+			names = line;
+		else if (!vals)
+			vals = line;
+	}
+	if (!names || !vals)
+		return -ENOENT;
+	{
+		char *ns = NULL, *vs = NULL;
+		char *nt = strtok_r(names + 7, " ", &ns), *vt = strtok_r(vals + 7, " ", &vs);
+
+		while (nt && vt) {
+			for (size_t i = 0; i < N_COUNTERS; i++)
+				if (!strcmp(nt, counter_names[i]))
+					out[i] = strtoll(vt, NULL, 10);
+			nt = strtok_r(NULL, " ", &ns);
+			vt = strtok_r(NULL, " ", &vs);
+		}
+	}
+	return 0;
+}
+
+struct tw_list {
+	struct tw *s;
+	json_t *arr;
+	int n;
+};
+
+static void on_diag(void *arg, const struct tcpst_diag_sock *d)
+{
+	struct tw_list *l = arg;
+	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+
+	if (d->family != AF_INET || d->state != 6 /* TIME_WAIT */ ||
+	    (d->sport != l->s->port && d->dport != l->s->port))
+		return;
+	l->n++;
+	if (json_array_size(l->arr) >= MAX_SOCKS)
+		return;
+	inet_ntop(AF_INET, d->src, a, sizeof a);
+	inet_ntop(AF_INET, d->dst, b, sizeof b);
+	json_array_append_new(l->arr, json_pack("{s:s,s:i,s:s,s:i,s:s,s:I}", "src", a, "sport",
+						d->sport, "dst", b, "dport", d->dport, "timer",
+						tcpst_timer_name(d->timer), "ms_left",
+						(json_int_t)d->expires_ms));
+}
+
+/* One sock_diag dump per host: every TIME_WAIT socket of this run's port,
+ * with the kernel's time left on its timer. A sample. */
+static void sample_tw(struct tw *s, int last)
+{
+	static const char *const hosts[2] = {"server", "client"};
+
+	for (int h = 0; h < 2; h++) {
+		struct tw_list l = {.s = s, .arr = json_array()};
+		char err[200];
+		int64_t from, to;
+
+		if (net_enter(s->ctx->net, h == 0 ? NET_SERVER : NET_CLIENT) < 0) {
+			json_decref(l.arr);
+			continue;
+		}
+		from = obs_now_ns();
+		if (tcpst_diag_dump(AF_INET, on_diag, &l, err, sizeof err) < 0) {
+			json_decref(l.arr);
+			continue;
+		}
+		to = obs_now_ns();
+		s->tw_sides[h] = l.n;
+		if (l.n > s->tw_peak[h])
+			s->tw_peak[h] = l.n;
+		ev_emit(s->ctx->em, "tw_list",
+			json_pack("{s:s,s:s,s:s,s:I,s:I,s:i,s:o,s:b}", "kind", "sample", "source",
+				  "sock_diag", "host", hosts[h], "t_from_us",
+				  (json_int_t)obs_run_us(s->ctx, from), "t_kernel_us",
+				  (json_int_t)obs_run_us(s->ctx, to), "count", l.n, "sockets", l.arr,
+				  "last", last));
+	}
+}
+
+static void counters_snapshot(struct tw *s, int idx)
+{
+	for (int h = 0; h < 2; h++) {
+		long long c[N_COUNTERS] = {0};
+
+		if (net_enter(s->ctx->net, h == 0 ? NET_SERVER : NET_CLIENT) < 0 ||
+		    read_counters(c) < 0)
+			continue;
+		if (idx == 0)
+			memcpy(s->counters[h], c, sizeof c);
+		else {
+			json_t *v = json_object();
+
+			for (size_t i = 0; i < N_COUNTERS; i++)
+				json_object_set_new(v, counter_names[i],
+						    json_integer(c[i] - s->counters[h][i]));
+			ev_emit(s->ctx->em, "counters",
+				json_pack("{s:s,s:s,s:s,s:o}", "source", "/proc/net/netstat TcpExt",
+					  "host", h == 0 ? "server" : "client", "scope",
+					  "this host's namespace, since the run began", "values", v));
+		}
+	}
+}
+
+static int set_sysctl(struct tw *s, const char *path, const char *name, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t len = (ssize_t)strlen(value);
+	char msg[200];
+
+	if (fd >= 0 && write(fd, value, (size_t)len) == len) {
+		close(fd);
+		ev_emit(s->ctx->em, "sysctl", json_pack("{s:s,s:s,s:s}", "name", name, "value", value,
+							"scope", "client namespace"));
+		return 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	snprintf(msg, sizeof msg, "cannot set %s in the run's client namespace: %s", name,
+		 strerror(errno));
+	ev_error(s->ctx->em, "sysctl_failed", NULL, msg);
+	return -EIO;
+}
+
+/* The observer's callback: frames become segment events; for the watched
+ * sockets, the first TIME_WAIT timer is remembered. */
+static json_t *on_obs(void *arg, const struct obs_event *ev)
+{
+	struct tw *s = arg;
+
+	if (ev->kind == OBS_FRAME) {
+		json_t *j;
+
+		/* Each frame once: as the server host's capture saw it. */
+		if (ev->host != NET_SERVER || !dec_has(ev->pkt, DEC_L_TCP) || s->scenario == SC_EXHAUST)
+			return NULL;
+		obs_pcap_write(s->obs, ev->frame);
+		j = obs_segment_json(s->ctx, ev->frame, ev->pkt, ev->t_ns);
+		if (j)
+			ev_emit(s->ctx->em, "segment", j);
+		return NULL;
+	}
+	if (ev->kind == OBS_TIMER && ev->timer == TCPST_TIMER_TIME_WAIT) {
+		pthread_mutex_lock(&s->lock);
+		if (s->tw_first_ms < 0) {
+			s->tw_first_ms = (int)ev->timer_ms;
+			s->tw_first_ns = ev->t_ns;
+			s->tw_who = ev->sock == 0 ? "client" : "server";
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+static int start_observer(struct tw *s, int watch)
+{
+	struct obs_sock socks[2];
+	struct obs_config cfg;
+	char filter[64];
+
+	snprintf(filter, sizeof filter, "tcp port %u", s->port);
+	socks[0] = (struct obs_sock){"client", s->cli.sin_addr, s->srv.sin_addr, s->cport, s->port,
+				     NET_CLIENT};
+	socks[1] = (struct obs_sock){"server", s->srv.sin_addr, s->cli.sin_addr, s->port, s->cport,
+				     NET_SERVER};
+	memset(&cfg, 0, sizeof cfg);
+	cfg.ctx = s->ctx;
+	cfg.filter = filter;
+	cfg.socks = socks;
+	cfg.n_socks = watch ? 2 : 0;
+	cfg.fn = on_obs;
+	cfg.arg = s;
+	cfg.pcap_path = s->ctx->pcap_path;
+	return obs_start(&s->obs, &cfg);
+}
+
+/* ---- scenarios ---- */
+
+/* A listener on the server's port (server namespace). -errno or the fd. */
+static int listener(struct tw *s, int reuse)
+{
+	int fd, err;
+
+	if (net_enter(s->ctx->net, NET_SERVER) < 0)
+		return -EIO;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	err = do_bind(s, "server", fd, &s->srv, reuse);
+	if (err || listen(fd, 16) < 0) {
+		close(fd);
+		return -(err ? err : errno);
+	}
+	call_ev(s, "server", "listen", NULL, obs_now_ns(), 0);
+	return fd;
+}
+
+/* One connection, one message each way, first closes first. */
+static int one_connection(struct tw *s, int first_is_client)
+{
+	struct lab_ctx *ctx = s->ctx;
+	int lfd, cfd = -1, afd = -1, rc = 0;
+	struct sockaddr_in me;
+	socklen_t ml = sizeof me;
+	struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr = s->cli.sin_addr};
+
+	if ((lfd = listener(s, s->reuse)) < 0) {
+		ev_error(ctx->em, "listen_failed", "port", strerror(-lfd));
+		return lfd;
+	}
+	if (net_enter(ctx->net, NET_CLIENT) < 0 ||
+	    (cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
+	    do_bind(s, "client", cfd, &any, s->reuse) != 0 ||
+	    getsockname(cfd, (struct sockaddr *)&me, &ml) < 0) {
+		ev_error(ctx->em, "internal", NULL, "cannot open the client's socket");
+		rc = -EIO;
+		goto out;
+	}
+	s->cport = ntohs(me.sin_port);
+	s->cli.sin_port = me.sin_port;
+	if ((rc = start_observer(s, 1)) < 0)
+		goto out;
+	if (net_enter(ctx->net, NET_CLIENT) < 0 || do_connect(s, cfd, 1) != 0) {
+		ev_error(ctx->em, "connect_failed", NULL, "the client could not connect");
+		rc = -EIO;
+		goto out;
+	}
+	if (lab_wait_fd(ctx, lfd, POLLIN, 3000) <= 0 ||
+	    (afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
+		ev_error(ctx->em, "internal", NULL, "the server accepted nothing");
+		rc = -EIO;
+		goto out;
+	}
+	call_ev(s, "server", "accept", NULL, obs_now_ns(), 0);
+	if (send(cfd, "hello", 5, MSG_NOSIGNAL) != 5 || recv_wait(s, afd) <= 0 ||
+	    send(afd, "hi", 2, MSG_NOSIGNAL) != 2 || recv_wait(s, cfd) <= 0) {
+		ev_error(ctx->em, "internal", NULL, "the exchange failed");
+		rc = -EIO;
+		goto out;
+	}
+	if (first_is_client) {
+		do_close(s, "client", &cfd);
+		if (recv_wait(s, afd) == 0)
+			call_ev(s, "server", "recv", "0: the client's FIN", obs_now_ns(), 0);
+		do_close(s, "server", &afd);
+	} else {
+		do_close(s, "server", &afd);
+		if (s->scenario == SC_RESTART)
+			do_close(s, "server", &lfd); /* the whole server stops */
+		if (recv_wait(s, cfd) == 0)
+			call_ev(s, "client", "recv", "0: the server's FIN", obs_now_ns(), 0);
+		do_close(s, "client", &cfd);
+	}
+	/* Let the last ACK cross before anything is asked of the kernel: a
+	 * sock_diag dump shows the closer in TIME_WAIT once it is there. */
+	for (int i = 0; i < 100 && !lab_cancelled(ctx); i++) {
+		sample_tw(s, 0);
+		if (s->tw_sides[first_is_client ? 1 : 0] > 0)
+			break;
+		lab_sleep_ms(ctx, 10);
+	}
+out:
+	if (cfd >= 0)
+		close(cfd);
+	if (afd >= 0)
+		close(afd);
+	/* who-closes keeps listening: the client's port reuse connects to it. */
+	if (lfd >= 0 && s->scenario == SC_WHO && rc == 0)
+		s->lfd = lfd;
+	else if (lfd >= 0)
+		close(lfd);
+	return rc;
+}
+
+static int scenario_who(struct tw *s)
+{
+	int rc = one_connection(s, s->closer == 0);
+	struct sockaddr_in same = s->cli;
+
+	if (rc < 0 || s->closer != 0)
+		return rc;
+	/* The client reuses its port: the same local port, the same server. */
+	{
+		int fd, err;
+
+		if (net_enter(s->ctx->net, NET_CLIENT) < 0 ||
+		    (fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+			return -EIO;
+		err = s->reuse_bind = do_bind(s, "client", fd, &same, s->reuse);
+		if (!err)
+			s->reuse_connect = do_connect(s, fd, 1);
+		close(fd);
+	}
+	return 0;
+}
+
+static int scenario_restart(struct tw *s)
+{
+	int rc = one_connection(s, 0), fd;
+
+	if (rc < 0)
+		return rc;
+	/* The restarted server: the same program, so the same SO_REUSEADDR. */
+	if (net_enter(s->ctx->net, NET_SERVER) < 0 ||
+	    (fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -EIO;
+	s->reuse_bind = do_bind(s, "server", fd, &s->srv, s->reuse);
+	if (!s->reuse_bind) {
+		int64_t t0 = obs_now_ns();
+		int err = listen(fd, 16) < 0 ? errno : 0;
+
+		call_ev(s, "server", "listen", NULL, t0, err);
+	}
+	close(fd);
+	return 0;
+}
+
+static int scenario_exhaust(struct tw *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	int n = (int)lab_int(ctx->p, "ports"), extra = (int)lab_int(ctx->p, "extra");
+	int gap = (int)lab_int(ctx->p, "gap_ms"), lfd, rc;
+	char range[32], reuse[8];
+
+	if (net_enter(ctx->net, NET_CLIENT) < 0)
+		return -EIO;
+	snprintf(range, sizeof range, "%d %d", EXHAUST_PORT_BASE, EXHAUST_PORT_BASE + n - 1);
+	snprintf(reuse, sizeof reuse, "%lld", lab_int(ctx->p, "tw_reuse"));
+	if ((rc = set_sysctl(s, "/proc/sys/net/ipv4/ip_local_port_range",
+			     "net.ipv4.ip_local_port_range", range)) < 0 ||
+	    (rc = set_sysctl(s, "/proc/sys/net/ipv4/tcp_tw_reuse", "net.ipv4.tcp_tw_reuse",
+			     reuse)) < 0)
+		return rc;
+	if ((lfd = listener(s, 0)) < 0) {
+		ev_error(ctx->em, "listen_failed", "port", strerror(-lfd));
+		return lfd;
+	}
+	if ((rc = start_observer(s, 0)) < 0) {
+		close(lfd);
+		return rc;
+	}
+	for (int i = 0; i < n + extra && !lab_cancelled(ctx); i++) {
+		int cfd, err;
+
+		if (net_enter(ctx->net, NET_CLIENT) < 0 ||
+		    (cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+			break;
+		err = do_connect(s, cfd, 1);
+		if (!err) {
+			int afd;
+
+			/* The server takes it; the client closes first, so the
+			 * client's 4-tuple goes to TIME_WAIT; the server closes
+			 * when it reads the FIN. */
+			if (lab_wait_fd(ctx, lfd, POLLIN, 3000) > 0 &&
+			    (afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+				close(cfd);
+				cfd = -1;
+				recv_wait(s, afd);
+				close(afd);
+			}
+		}
+		if (cfd >= 0)
+			close(cfd);
+		if (gap && lab_sleep_ms(ctx, gap) < 0)
+			break;
+	}
+	close(lfd);
+	sample_tw(s, 0);
+	return 0;
+}
+
+/* ---- the run ---- */
+
+static void verdicts(struct tw *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	json_t *sum = ctx->summary;
+
+	json_object_set_new(sum, "time_wait",
+			    json_pack("{s:s,s:i,s:i,s:i,s:i}", "source", "sock_diag samples",
+				      "server_peak", s->tw_peak[0], "client_peak", s->tw_peak[1],
+				      "server_at_end", s->tw_sides[0], "client_at_end",
+				      s->tw_sides[1]));
+	json_object_set_new(sum, "errors",
+			    json_pack("{s:I,s:I}", "EADDRINUSE", (json_int_t)s->eaddrinuse,
+				      "EADDRNOTAVAIL", (json_int_t)s->eaddrnotavail));
+	json_object_set_new(sum, "connects_ok", json_integer(s->connects_ok));
+	if (s->reuse_bind >= 0)
+		json_object_set_new(sum, "second_bind",
+				    json_pack("{s:b,s:s?,s:s?}", "so_reuseaddr", s->reuse, "errno",
+					      s->reuse_bind ? strerrorname_np(s->reuse_bind) : NULL,
+					      "connect_errno",
+					      s->reuse_connect > 0 ? strerrorname_np(s->reuse_connect)
+								   : NULL));
+	if (s->scenario != SC_EXHAUST)
+		ev_note(ctx->em, "timewait.who",
+			json_pack("{s:s,s:i,s:i}", "closer",
+				  s->scenario == SC_RESTART || s->closer == 1 ? "server" : "client",
+				  "client", s->tw_peak[1], "server", s->tw_peak[0]),
+			NULL);
+	if (s->tw_first_ms >= 0) {
+		long long since = (s->tw_first_ns - s->close_ns) / 1000000;
+
+		json_object_set_new(sum, "first_timer",
+				    json_pack("{s:s,s:i,s:I,s:I}", "who", s->tw_who, "ms_left",
+					      s->tw_first_ms, "ms_after_close", (json_int_t)since,
+					      "sum_ms", (json_int_t)(since + s->tw_first_ms)));
+		ev_note(ctx->em, "timewait.sixty",
+			json_pack("{s:s,s:i,s:I,s:I}", "who", s->tw_who, "ms_left", s->tw_first_ms,
+				  "since", (json_int_t)since,
+				  "total", (json_int_t)(since + s->tw_first_ms)),
+			NULL);
+	}
+	if (s->scenario == SC_RESTART && s->reuse_bind == EADDRINUSE)
+		ev_note(ctx->em, "timewait.restart_inuse", json_pack("{s:i}", "port", s->port), NULL);
+	else if (s->scenario == SC_RESTART && s->reuse_bind == 0)
+		ev_note(ctx->em, "timewait.restart_reuse", json_pack("{s:i}", "port", s->port), NULL);
+	if (s->scenario == SC_WHO && s->closer == 0 && s->reuse_bind == EADDRINUSE)
+		ev_note(ctx->em, "timewait.client_port_inuse", json_pack("{s:i}", "port", s->cport),
+			NULL);
+	else if (s->scenario == SC_WHO && s->closer == 0 && s->reuse_bind == 0)
+		ev_note(ctx->em, "timewait.client_port_reuse",
+			json_pack("{s:i,s:s}", "port", s->cport, "connect",
+				  s->reuse_connect > 0 ? strerrorname_np(s->reuse_connect)
+						       : "success"),
+			NULL);
+	if (s->scenario == SC_EXHAUST)
+		ev_note(ctx->em, "timewait.exhaust",
+			json_pack("{s:I,s:I,s:I,s:I,s:i}", "ports", (json_int_t)lab_int(ctx->p, "ports"),
+				  "ok", (json_int_t)s->connects_ok, "notavail",
+				  (json_int_t)s->eaddrnotavail, "reuse",
+				  (json_int_t)lab_int(ctx->p, "tw_reuse"), "tw", s->tw_peak[1]),
+			NULL);
+}
+
+static int tw_run(struct lab_ctx *ctx)
+{
+	struct tw *s = calloc(1, sizeof *s);
+	int rc;
+	int64_t end;
+
+	if (!s) {
+		ev_error(ctx->em, "internal", NULL, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	s->ctx = ctx;
+	s->tw_first_ms = -1;
+	s->reuse_bind = s->reuse_connect = -1;
+	s->reuse = (int)lab_int(ctx->p, "reuseaddr");
+	s->lfd = -1;
+	s->scenario = (int)lab_int(ctx->p, "scenario");
+	s->closer = (int)lab_int(ctx->p, "closer");
+	if (!ctx->net) {
+		ev_error(ctx->em, "no_network", "network",
+			 "parameter 'network': time-wait needs two-hosts (its namespaces could not "
+			 "be built)");
+		rc = -EINVAL;
+		goto out;
+	}
+	s->port = (uint16_t)lab_int(ctx->p, "port");
+	if (!s->port) {
+		uint16_t r = 0;
+
+		if (getrandom(&r, sizeof r, 0) != sizeof r)
+			r = (uint16_t)obs_now_ns();
+		s->port = (uint16_t)(20000 + r % 10000);
+	}
+	s->srv.sin_family = s->cli.sin_family = AF_INET;
+	s->srv.sin_addr.s_addr = htonl(net_addr(ctx->net, NET_SERVER));
+	s->cli.sin_addr.s_addr = htonl(net_addr(ctx->net, NET_CLIENT));
+	s->srv.sin_port = htons(s->port);
+	inet_ntop(AF_INET, &s->srv.sin_addr, s->srv_ip, sizeof s->srv_ip);
+	inet_ntop(AF_INET, &s->cli.sin_addr, s->cli_ip, sizeof s->cli_ip);
+	counters_snapshot(s, 0);
+	rc = s->scenario == SC_WHO       ? scenario_who(s)
+	     : s->scenario == SC_RESTART ? scenario_restart(s)
+					 : scenario_exhaust(s);
+	/* Watch the TIME_WAIT sockets count down (sock_diag samples). */
+	end = obs_now_ns() + lab_int(ctx->p, "observe_ms") * 1000000LL;
+	while (rc == 0 && obs_now_ns() < end && !lab_cancelled(ctx)) {
+		int64_t left = (end - obs_now_ns()) / 1000000;
+
+		if (lab_sleep_ms(ctx, (int)(left < TW_SAMPLE_MS ? left : TW_SAMPLE_MS)) < 0)
+			break;
+		sample_tw(s, 0);
+	}
+	if (s->obs) {
+		obs_stop(s->obs);
+		sample_tw(s, 1);
+		counters_snapshot(s, 1);
+		if (rc == 0 && !lab_cancelled(ctx))
+			verdicts(s);
+	}
+	if (rc == 0 && lab_cancelled(ctx))
+		rc = -ECANCELED;
+out:
+	if (s->lfd >= 0)
+		close(s->lfd);
+	obs_destroy(s->obs);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return rc;
+}
+
+static int tw_check(const struct lab_params *p, const char **param, char *err, size_t errlen)
+{
+	if (strcmp(lab_str(p, "network"), "two-hosts") != 0) {
+		*param = "network";
+		snprintf(err, errlen,
+			 "parameter 'network': time-wait needs two-hosts (each side's sockets are "
+			 "listed in its own host)");
+		return -1;
+	}
+	return net_params_check(p, param, err, errlen);
+}
+
+static int tw_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)
+{
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	double t = (double)json_integer_value(json_object_get(ev, "t_us")) / 1000.0;
+
+	(void)p;
+	if (!type)
+		return -1;
+	if (!strcmp(type, "call")) {
+		const char *e = json_string_value(json_object_get(ev, "errno"));
+		const char *d = json_string_value(json_object_get(ev, "detail"));
+
+		return snprintf(buf, len, "%10.3f  %-6s  %s(%s) = %s\n", t,
+				json_string_value(json_object_get(ev, "who")),
+				json_string_value(json_object_get(ev, "call")), d ? d : "",
+				e ? e : "ok");
+	}
+	if (!strcmp(type, "tw_list")) {
+		const json_t *a = json_object_get(ev, "sockets");
+		int n = snprintf(buf, len, "%10.3f  %-6s  TIME_WAIT x%lld (sock_diag)", t,
+				 json_string_value(json_object_get(ev, "host")),
+				 json_integer_value(json_object_get(ev, "count")));
+		size_t i;
+		json_t *x;
+
+		if (!json_integer_value(json_object_get(ev, "count")))
+			return 0;
+		json_array_foreach(a, i, x) {
+			if (i >= 3 || n < 0 || (size_t)n >= len)
+				break;
+			n += snprintf(buf + n, len - (size_t)n, " %s:%lld->%s:%lld %.1f s left",
+				      json_string_value(json_object_get(x, "src")),
+				      json_integer_value(json_object_get(x, "sport")),
+				      json_string_value(json_object_get(x, "dst")),
+				      json_integer_value(json_object_get(x, "dport")),
+				      (double)json_integer_value(json_object_get(x, "ms_left")) / 1000);
+		}
+		if (n >= 0 && (size_t)n < len)
+			n += snprintf(buf + n, len - (size_t)n, "\n");
+		return n;
+	}
+	if (!strcmp(type, "segment"))
+		return 0;
+	return -1;
+}
+
+const struct lab_desc lab_time_wait = {
+	.name = "time-wait",
+	.title = "TIME_WAIT and ports",
+	.summary = "Who ends in TIME_WAIT (the side that closes first), the kernel's own 60 s timer "
+		   "read by sock_diag, a restarted server's bind() with and without SO_REUSEADDR, "
+		   "and an ephemeral port range spent by TIME_WAIT.",
+	.params = tw_params,
+	.n_params = sizeof tw_params / sizeof tw_params[0],
+	.check = tw_check,
+	.captures = 1,
+	.run = tw_run,
+	.format = tw_format,
+};
