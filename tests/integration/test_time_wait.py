@@ -1,0 +1,194 @@
+"""test_time_wait.py: the time-wait lab end to end: TIME_WAIT on the side that closes first
+with the kernel's 60 s timer (sock_diag), a restarted server's bind() with and without
+SO_REUSEADDR, a client reusing its port, an ephemeral range spent by TIME_WAIT and lifted by
+tcp_tw_reuse, bad parameters, and nothing left behind."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import wait_for  # noqa: E402
+from tap import Skip, check, eq, run, test  # noqa: E402
+
+BIN = os.environ.get("SOCKLAB_ASAN") or os.environ.get("SOCKLAB", "build/socklab")
+if not os.path.exists(BIN):
+    BIN = os.environ.get("SOCKLAB", "build/socklab")
+
+
+def lease_names():
+    with open("/proc/net/unix") as f:
+        return {line.split()[-1] for line in f if "@socklab-net-" in line}
+
+
+def lease_of(first):
+    """Block k of 198.18.0.0/15 is held as @socklab-net-k (as in test_net.py)."""
+    a, b, c, d = (int(x) for x in first["network"]["subnet"].split("."))
+    return f"@socklab-net-{((a << 24 | b << 16 | c << 8 | d) - (198 << 24 | 18 << 16)) // 4}"
+
+
+def net_inodes(pattern):
+    found = set()
+    for link in glob.glob(pattern):
+        try:
+            target = os.readlink(link)
+        except OSError:
+            continue
+        if target.startswith("net:["):
+            found.add(target)
+    return found
+
+
+def host_links():
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+def root():
+    if os.geteuid() != 0:
+        raise Skip("needs root (namespaces and the capture)")
+
+
+def tw(*params):
+    root()
+    args = [BIN, "run", "time-wait", "--json"]
+    for p in list(params):
+        args += ["-p", p]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+        check(bad not in r.stderr, f"sanitizer report: {r.stderr[-800:]}")
+    eq(r.returncode, 0, f"exit of {params}: {r.stderr[-400:]}")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    eq([e["seq"] for e in events], list(range(len(events))), "gap-free seq")
+    return events, events[-1]["summary"]
+
+
+def calls(events, call, who=None):
+    return [e for e in events if e["type"] == "call" and e["call"] == call and (who is None or e["who"] == who)]
+
+
+def notes(events):
+    return [e["key"] for e in events if e["type"] == "note"]
+
+
+@test
+def the_client_closes_first_and_holds_time_wait_for_sixty_seconds():
+    ev, s = tw("scenario=who-closes", "closer=client", "observe_ms=1200")
+    eq(s["time_wait"]["client_peak"], 1, "TIME_WAIT on the client host (sock_diag)")
+    eq(s["time_wait"]["server_peak"], 0, "none on the server host")
+    ft = s["first_timer"]
+    eq(ft["who"], "client", "the timer is the client's")
+    # The timer the kernel set is 60 s; the first sample sees it a little after the close.
+    check(59000 <= ft["ms_left"] <= 60000, f"ms left {ft['ms_left']}")
+    check(ft["ms_left"] + ft["ms_after_close"] >= 60000 - 50, f"60 s in all: {ft}")
+    timers = [e for e in ev if e["type"] == "timer" and e["who"] == "client"]
+    check(len(timers) >= 1, "timer events from the observer")
+    left = [e["ms_left"] for e in timers]
+    eq(left, sorted(left, reverse=True), "the countdown only goes down")
+    check("timewait.sixty" in notes(ev) and "timewait.who" in notes(ev), f"notes {notes(ev)}")
+    # The client's port reuse without SO_REUSEADDR: EADDRINUSE.
+    eq(s["second_bind"]["errno"], "EADDRINUSE", "the second bind of the client's port")
+
+
+@test
+def the_server_closes_first_and_holds_time_wait():
+    ev, s = tw("scenario=who-closes", "closer=server", "observe_ms=0")
+    eq(s["time_wait"]["server_peak"], 1, "TIME_WAIT on the server host (sock_diag)")
+    eq(s["time_wait"]["client_peak"], 0, "none on the client host")
+    eq(s["first_timer"]["who"], "server", "the timer is the server's")
+
+
+@test
+def restart_without_so_reuseaddr_fails_with_eaddrinuse():
+    ev, s = tw("scenario=restart", "reuseaddr=false", "observe_ms=0")
+    binds = calls(ev, "bind", "server")
+    eq([b["errno"] for b in binds], [None, "EADDRINUSE"], "first bind ok, the restart's refused")
+    eq(s["time_wait"]["server_peak"], 1, "the server's old connection in TIME_WAIT")
+    check("timewait.restart_inuse" in notes(ev), "the EADDRINUSE note")
+
+
+@test
+def restart_with_so_reuseaddr_binds_and_listens():
+    ev, s = tw("scenario=restart", "reuseaddr=true", "observe_ms=0")
+    binds = calls(ev, "bind", "server")
+    eq([b["errno"] for b in binds], [None, None], "both binds succeed")
+    eq([c["errno"] for c in calls(ev, "listen", "server")], [None, None], "and both listen")
+    eq(s["time_wait"]["server_peak"], 1, "although TIME_WAIT holds the port")
+    check("timewait.restart_reuse" in notes(ev), "the SO_REUSEADDR note")
+
+
+@test
+def a_client_reusing_its_port_with_so_reuseaddr_takes_over_the_time_wait():
+    ev, s = tw("scenario=who-closes", "closer=client", "reuseaddr=true", "observe_ms=0")
+    eq(s["second_bind"]["errno"], None, "the bind succeeds")
+    eq(s["second_bind"]["connect_errno"], None, "the connect of the same 4-tuple succeeds")
+    eq(s["connects_ok"], 2, "two connections")
+    # sock_diag: the 4-tuple was in TIME_WAIT, then the new connection holds it.
+    seen = [e.get("state") for e in ev if e["type"] == "observation" and e["who"] == "client" and e.get("listed")]
+    check("TIME_WAIT" in seen and any(x != "TIME_WAIT" for x in seen[seen.index("TIME_WAIT"):]),
+          f"the same 4-tuple left TIME_WAIT for a new connection: {seen}")
+    eq(s["time_wait"]["client_at_end"], 0, "no TIME_WAIT left on the client host")
+
+
+@test
+def the_range_is_spent_after_exactly_its_size():
+    ev, s = tw("scenario=exhaust", "ports=6", "extra=3", "gap_ms=20", "tw_reuse=0", "observe_ms=0")
+    conns = calls(ev, "connect", "client")
+    eq([c["errno"] for c in conns], [None] * 6 + ["EADDRNOTAVAIL"] * 3, "6 ok, then EADDRNOTAVAIL")
+    eq(s["time_wait"]["client_peak"], 6, "six TIME_WAIT sockets on the client host")
+    ports = {int(c["detail"].split()[2]) for c in conns[:6]}
+    eq(ports, set(range(40000, 40006)), "every port of the range used once")
+
+
+@test
+def tcp_tw_reuse_lifts_the_exhaustion():
+    # gap 250 ms: by the 7th connect the oldest TIME_WAIT is more than a second old.
+    ev, s = tw("scenario=exhaust", "ports=6", "extra=3", "gap_ms=250", "tw_reuse=1", "observe_ms=0")
+    conns = calls(ev, "connect", "client")
+    eq([c["errno"] for c in conns], [None] * 9, "every connect succeeds")
+    eq(s["errors"]["EADDRNOTAVAIL"], 0, "no EADDRNOTAVAIL")
+
+
+@test
+def bad_parameters_are_named_with_their_range():
+    root()
+    for p, want in (("ports=1", "parameter 'ports': must be an integer from 2 to 100"),
+                    ("observe_ms=70000", "parameter 'observe_ms': must be an integer from 0 to 65000"),
+                    ("tw_reuse=3", "parameter 'tw_reuse': must be an integer from 0 to 2"),
+                    ("network=loopback", "parameter 'network': time-wait needs two-hosts")):
+        r = subprocess.run([BIN, "run", "time-wait", "-p", p], capture_output=True, text=True, timeout=20)
+        eq(r.returncode, 2, f"exit for {p}")
+        check(want in r.stderr, f"{p}: {r.stderr}")
+
+
+def killed(sig):
+    root()
+    p = subprocess.Popen([BIN, "run", "time-wait", "--json", "-p", "observe_ms=30000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    first = json.loads(p.stdout.readline())
+    lease = lease_of(first)
+    while True:
+        line = p.stdout.readline()
+        check(line, "the run ended before TIME_WAIT was listed")
+        e = json.loads(line)
+        if e["type"] == "tw_list" and e["count"] > 0:
+            break
+    inodes = net_inodes(f"/proc/{p.pid}/task/*/ns/net") | net_inodes(f"/proc/{p.pid}/fd/*")
+    check(len(inodes) >= 2, f"the run's namespaces {inodes}")
+    p.send_signal(sig)
+    p.communicate(timeout=30)
+    wait_for(lambda: p.poll() is not None, 10, "the run's process to end")
+    check(not ((net_inodes("/proc/[0-9]*/task/*/ns/net") | net_inodes("/proc/[0-9]*/fd/*")) & inodes), "namespaces still held")
+    check(lease not in lease_names(), "the lease is left")
+    return p.returncode
+
+
+@test
+def sigterm_and_sigkill_leave_nothing():
+    check(killed(signal.SIGTERM) != 0, "a cancelled run fails")
+    eq(killed(signal.SIGKILL), -signal.SIGKILL, "killed")
+
+
+if __name__ == "__main__":
+    run(timeout=400)
