@@ -11,6 +11,7 @@ import * as sticky from './sticky.js';
 import * as layers from './layers.js';
 import * as own from './own.js';
 import * as synFlood from './syn-flood.js';
+import * as timeWait from './time-wait.js';
 
 const renderers = {
 	'tcp-echo': tcpEcho,
@@ -20,6 +21,7 @@ const renderers = {
 	layers,
 	own,
 	'syn-flood': synFlood,
+	'time-wait': timeWait,
 };
 
 // The renderer module for a lab: {create(root, ctx), formHints?}.

@@ -1,0 +1,77 @@
+// test_time_wait.mjs: the time-wait view in a real Chromium against a real `socklab serve` (TAP output).
+//
+// One who-closes run through the form (the client closes first): the client
+// host's table must show the TIME_WAIT socket of the run's last sample with
+// the time the kernel reported, the server host's none, and the call log
+// every call event with its errno (the second bind's EADDRINUSE).
+// Screenshots at 1280x720 and 1440x900 in English and Chinese go to
+// build/test-logs/e2e-time-wait-*.png.
+
+import path from 'node:path';
+import {
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchPage, runTap, startServer, test, until,
+} from './lib.mjs';
+
+let srv;
+let page;
+const problems = [];
+
+async function events(id) {
+	const r = await fetch(`${srv.base}/api/runs/${id}/events`);
+	return (await r.text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+test('the client closes first: its TIME_WAIT socket with the kernel\'s time left, and every call', async () => {
+	await page.goto(`${srv.base}/#/lab/time-wait`);
+	await page.locator('#conn[data-state="open"]').waitFor({ timeout: WAIT });
+	await page.locator('#p-observe_ms').waitFor({ timeout: WAIT });
+	await page.fill('#p-observe_ms', '1500');
+	await page.click('#run-btn');
+	await page.locator('.run-card').first().waitFor({ state: 'visible', timeout: WAIT });
+	await page.locator('.run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
+	const id = await page.getAttribute('.run-card', 'data-run');
+	assertEq(await page.getAttribute('.run-summary .pill', 'data-status'), 'ok', 'run status');
+	const evs = await events(id);
+	const last = (host) => evs.filter((e) => e.type === 'tw_list' && e.host === host).pop();
+	const cl = last('client');
+	assertEq(cl.count, 1, 'one TIME_WAIT socket on the client host');
+	const row = page.locator('.tw-host[data-host="client"] tbody tr[data-sport]');
+	await until(async () => (await row.count()) === 1, WAIT, 'the client row');
+	assertEq(await row.getAttribute('data-sport'), String(cl.sockets[0].sport), 'its port');
+	assertEq(await row.getAttribute('data-ms-left'), String(cl.sockets[0].ms_left), 'the kernel\'s time left');
+	assertEq(await page.locator('.tw-host[data-host="server"] tbody tr[data-sport]').count(), 0, 'none on the server host');
+	const calls = evs.filter((e) => e.type === 'call');
+	assertEq(await page.locator('.tw-calls li').count(), calls.length, 'one line per call');
+	assertEq(await page.locator('.tw-calls li[data-errno="EADDRINUSE"]').count(), calls.filter((c) => c.errno === 'EADDRINUSE').length, 'the EADDRINUSE lines');
+	assert(await page.locator('.callout-note[data-key="timewait.sixty"]').count() === 1, 'the 60 s note');
+});
+
+test('screenshots at 1280x720 and 1440x900 in English and Chinese', async () => {
+	for (const lang of ['en', 'zh-CN']) {
+		await page.selectOption('#lang-select', lang);
+		await until(async () => (await page.getAttribute('html', 'lang')) === lang, WAIT, `language ${lang}`);
+		await page.locator('.tw-card').waitFor({ timeout: WAIT });
+		for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
+			await page.setViewportSize({ width: w, height: hgt });
+			await page.locator('.tw-card').evaluate((e) => {
+				e.scrollIntoView({ block: 'start' });
+				window.scrollBy(0, -170);
+			});
+			await page.screenshot({ path: path.join(LOGS, `e2e-time-wait-${lang}-${w}x${hgt}.png`) });
+		}
+	}
+});
+
+test('no console errors, page errors or CSP violations', async () => {
+	assert(problems.length === 0, problems.join(' | '));
+});
+
+runTap({
+	tmpPrefix: 'socklab-e2e-time-wait-',
+	async setup(chromium, tmp) {
+		srv = await startServer(tmp, { log: 'e2e-time-wait-server.log' });
+		page = await launchPage(chromium, tmp, problems);
+		return 'socklab serve and Chromium';
+	},
+	failShots: (n) => [[page, `e2e-time-wait-fail-${n}.png`]],
+});
