@@ -629,7 +629,7 @@ async function main() {
 	if (state.config.version) $('version').textContent = t('app.version', { version: state.config.version });
 	renderCatalogue();
 	classroom.init({
-		state, openView, viewOf, tryRun,
+		state, openView, viewOf, tryRun, selectLab,
 		send: (obj) => !!state.socket && state.socket.send(obj),
 		onClassChange: () => {
 			const teaching = state.cls && state.cls.role === 'teacher';

@@ -167,6 +167,7 @@ export function onMessage(m) {
 			s.cls.view = m;
 			const v = m.run && app.viewOf(m.run);
 			if (v) v.player.setView(m);
+			renderBanner();
 		}
 		return true;
 	case 'class.resync':
@@ -231,11 +232,38 @@ function showClassRun(info, live, view, fromBundle) {
 	c.lab = info.lab;
 	c.params = info.params;
 	c.files = info.files || null; // a program run for the class, to try
+	// The class view follows the class: the instructor's lab, the form
+	// collapsed (body.class-following), the class run scrolled into view.
+	if (app.selectLab && (!app.state.lab || app.state.lab.name !== info.lab)) app.selectLab(info.lab, false);
+	document.body.classList.add('class-following');
 	const v = app.openView(info.run, info.lab, !!live, {
 		readOnly: true, title: t('class.run_title', { code: c.code }),
 	});
 	if (view) v.player.setView(view);
 	if (fromBundle) refill(info.run);
+	const banner = $('class-banner');
+	if (banner && banner.getBoundingClientRect().top < 0) banner.scrollIntoView({ block: 'start' });
+	const pane = $('pane-main');
+	if (pane && pane.getBoundingClientRect().top > window.innerHeight * 0.6) pane.scrollIntoView({ block: 'start' });
+}
+
+// A student's banner: the class code, and what the class view is doing.
+function renderBanner() {
+	const c = st().cls;
+	const banner = $('class-banner');
+	if (!banner || !c || c.role !== 'student') return;
+	let state;
+	if (c.away) state = t('class.instructor_away');
+	else if (c.view && c.view.paused) {
+		const v = c.run && app.viewOf(c.run);
+		const n = c.view.pos !== null && c.view.pos !== undefined ? c.view.pos : v ? v.player.shown : 0;
+		state = t('class.paused_at', { n });
+	} else state = c.run ? t('class.following') : t('class.waiting_run');
+	replace(banner,
+		h('span', { class: 'class-code-label', text: t('class.code_label') }),
+		h('strong', { class: 'class-code class-code-small', attrs: { id: 'class-code-big' }, text: `${c.code.slice(0, 3)} ${c.code.slice(3)}` }),
+		h('span', { class: c.away ? 'class-state class-state-away' : 'class-state', attrs: { id: 'class-state' }, text: state }));
+	banner.hidden = false;
 }
 
 // Read a run's bundle into its player (after joining late or a resync).
@@ -297,7 +325,7 @@ function render() {
 			h('button', { class: 'btn btn-danger btn-small', attrs: { type: 'button', id: 'class-end' }, text: t('class.end'),
 				on: { click: () => send({ op: 'class.end' }) } }));
 	} else if (c && c.role === 'student') {
-		banner.hidden = true;
+		renderBanner();
 		replace(panel,
 			h('p', { text: t('class.attending', { code: c.code, name: c.name }) }),
 			c.away ? h('p', { class: 'class-away', attrs: { id: 'class-away', role: 'status' }, text: t('class.instructor_away') }) : null,
@@ -338,6 +366,7 @@ function render() {
 				} } }, secret,
 				h('button', { class: 'btn btn-small', attrs: { type: 'submit', id: 'class-signin' }, text: t('class.signin') }))));
 	}
+	if (!c || c.role !== 'student' || !c.run) document.body.classList.remove('class-following');
 	if (app.onClassChange) app.onClassChange();
 }
 

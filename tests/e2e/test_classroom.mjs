@@ -76,6 +76,10 @@ test('a student joins with the code and a name; the instructor sees the count', 
 });
 
 test('the instructor runs a lab in the class: the student follows it live, read-only', async () => {
+	// The student looks at another lab meanwhile: the class run brings it back.
+	await student.click('.lab-item[data-lab="udp-ping"]');
+	await student.waitForFunction(() => document.getElementById('lab-title').textContent === 'UDP ping');
+	await student.waitForFunction(() => /Waiting for the instructor/.test(document.getElementById('class-state')?.textContent || ''));
 	await teacher.fill('#p-messages', '4');
 	await teacher.click('#run-btn');
 	await teacher.waitForSelector('#pane-main .pill[data-status="ok"]', { timeout: RUN_WAIT });
@@ -89,6 +93,14 @@ test('the instructor runs a lab in the class: the student follows it live, read-
 	assertEq(await rows(student), await rows(teacher), 'same trace rows');
 	assert(await student.$eval('#pane-main .pl-back', (b) => b.disabled), 'student controls are read-only');
 	assert(await student.isVisible('#pane-main .pl-follow'), 'says it follows the instructor');
+	// The class view follows the class: banner, the instructor's lab, the
+	// form collapsed, the class run on the first screen.
+	assertEq(await student.textContent('#class-state'), 'Following the instructor', 'banner state');
+	assertEq((await student.textContent('#class-code-big')).replace(' ', ''), classCode, 'banner code');
+	assertEq(await student.textContent('#lab-title'), 'TCP echo', "switched to the instructor's lab");
+	assert(await student.isHidden('#form-fields'), 'the form is collapsed');
+	const top = await student.$eval('#pane-main', (el) => el.getBoundingClientRect().top);
+	assert(top < (await student.evaluate(() => window.innerHeight)), `the class run starts on the first screen (top ${top})`);
 });
 
 test('the student view follows the instructor stepping backwards, forwards and jumping', async () => {
@@ -102,6 +114,16 @@ test('the student view follows the instructor stepping backwards, forwards and j
 		const s = await playerState(student);
 		return s.pos === total - 3 && s.paused;
 	}, WAIT, 'student at total-3, paused');
+	await student.waitForFunction((n) => document.getElementById('class-state').textContent === `Paused by the instructor at event ${n}`, total - 3);
+	for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
+		await student.setViewportSize({ width: w, height: hgt });
+		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-${w}x${hgt}-en.png`) });
+		await student.selectOption('#lang-select', 'zh-CN');
+		await student.waitForFunction(() => document.getElementById('run-btn').textContent === '运行');
+		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-${w}x${hgt}-zh.png`) });
+		await student.selectOption('#lang-select', 'en');
+		await student.waitForFunction(() => document.getElementById('run-btn').textContent === 'Run');
+	}
 	assertEq(await rows(student), await rows(teacher), 'same rows after stepping back');
 	await teacher.fill('#pane-main .pl-jump', '5');
 	await teacher.click('#pane-main .pl-jump-form button');
