@@ -454,6 +454,7 @@ static void *observer(void *arg)
 	struct mon_arg margs[TOPO_MAX_HOSTS];
 	int np, i, h, stop = 0;
 
+	cap_reader_priority();
 	for (;;) {
 		struct batch *b = calloc(1, sizeof *b);
 		uint64_t req, v;

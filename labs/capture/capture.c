@@ -521,10 +521,8 @@ int cap_flush(struct cap *c, cap_frame_fn fn, void *arg)
 	}
 }
 
-static void *reader(void *arg)
+void cap_reader_priority(void)
 {
-	struct cap *c = arg;
-
 	/* The reader does little work but must not wait long for a CPU: a
 	 * burst fills the ring in tens of milliseconds. Best effort: it needs
 	 * CAP_SYS_NICE, and without it the thread runs at the process's own
@@ -532,6 +530,13 @@ static void *reader(void *arg)
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), READER_NICE) < 0) {
 		/* not permitted: keep the default */
 	}
+}
+
+static void *reader(void *arg)
+{
+	struct cap *c = arg;
+
+	cap_reader_priority();
 	for (;;) {
 		struct pollfd p[2] = {{c->fd, POLLIN, 0}, {c->stop_fd, POLLIN, 0}};
 		int n = poll(p, 2, -1);

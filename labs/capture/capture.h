@@ -107,6 +107,11 @@ int cap_read(struct cap *c, cap_frame_fn fn, void *arg);
  * over every frame it captured before the call: the last read of a run. */
 int cap_flush(struct cap *c, cap_frame_fn fn, void *arg);
 
+/* Give the calling thread the priority of a capture reader (nice -10, when
+ * the process may: CAP_SYS_NICE). cap_start's thread does it; a thread of
+ * the caller's that reads captures with cap_read should too. */
+void cap_reader_priority(void);
+
 /* Start a thread that calls fn for every frame until cap_stop(). fn runs on
  * that thread. 0 or -errno. */
 int cap_start(struct cap *c, cap_frame_fn fn, void *arg);

@@ -773,6 +773,7 @@ static void *obs_thread(void *arg)
 {
 	struct obs *o = arg;
 
+	cap_reader_priority();
 	for (;;) {
 		struct pollfd p[4];
 		nfds_t n = 0;
