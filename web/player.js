@@ -209,6 +209,8 @@ export class Player {
 		clear(this.stage);
 		this.renderer = this.make(this.stage);
 		this.shown = 0;
+		this.currentSeq = -1;
+		this.currentEl = null;
 		if (this.extras.length) this.renderer.push(this.extras.slice());
 	}
 
@@ -235,8 +237,34 @@ export class Player {
 			this.shown = end;
 		}
 		this.updateBar();
+		this.markCurrent();
 		const playing = !this.paused && this.speed > 0 && this.pos !== null && this.pos < this.events.length;
 		if (this.shown < this.target() || playing) this.schedule();
+	}
+
+	// The current event (the last one shown) is highlighted where the lab's
+	// view draws it (an element with its data-seq); a follower whose view is
+	// stepped or paused by the instructor has it scrolled into view.
+	markCurrent() {
+		const last = this.shown > 0 ? this.events[this.shown - 1] : null;
+		const seq = last && typeof last.seq === 'number' ? last.seq : -1;
+		if (seq === this.currentSeq) return;
+		this.currentSeq = seq;
+		if (this.currentEl) this.currentEl.classList.remove('pl-current');
+		this.currentEl = null;
+		for (let s = seq; s >= 0 && s > seq - 50; s--) {
+			const el = this.stage.querySelector(`[data-seq="${s}"]`);
+			if (el) {
+				this.currentEl = el;
+				break;
+			}
+		}
+		if (!this.currentEl) return;
+		this.currentEl.classList.add('pl-current');
+		if (this.readOnly && this.paused) {
+			const r = this.currentEl.getBoundingClientRect();
+			if (r.top < 0 || r.bottom > window.innerHeight) this.currentEl.scrollIntoView({ block: 'center' });
+		}
 	}
 
 	updateBar() {

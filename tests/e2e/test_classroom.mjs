@@ -117,6 +117,8 @@ test('the student view follows the instructor stepping backwards, forwards and j
 	await student.waitForFunction((n) => document.getElementById('class-state').textContent === `Paused by the instructor at event ${n}`, total - 3);
 	for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
 		await student.setViewportSize({ width: w, height: hgt });
+		// (A resize does not scroll again: bring the current event back for the picture.)
+		await student.evaluate(() => document.querySelector('#pane-main .pl-current')?.scrollIntoView({ block: 'center' }));
 		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-${w}x${hgt}-en.png`) });
 		await student.selectOption('#lang-select', 'zh-CN');
 		await student.waitForFunction(() => document.getElementById('run-btn').textContent === '运行');
@@ -129,6 +131,14 @@ test('the student view follows the instructor stepping backwards, forwards and j
 	await teacher.click('#pane-main .pl-jump-form button');
 	await until(async () => (await playerState(student)).pos === 5, WAIT, 'student at event 5');
 	assertEq(await stageText(student), await stageText(teacher), 'the same view at event 5');
+	// The current event (seq 4, the server's listen) is highlighted and in view.
+	await student.waitForFunction(() => document.querySelector('#pane-main .pl-current')?.dataset.seq === '4');
+	const cur = await student.$eval('#pane-main .pl-current', (el) => {
+		const r = el.getBoundingClientRect();
+		return { top: r.top, bottom: r.bottom, h: window.innerHeight, text: el.textContent };
+	});
+	assert(cur.top >= 0 && cur.bottom <= cur.h, `the current event is in view: ${JSON.stringify(cur)}`);
+	assert(/listen/.test(cur.text), `the current event is the listen call: ${cur.text}`);
 	await teacher.click('#pane-main .pl-fwd');
 	await until(async () => (await playerState(student)).pos === 6, WAIT, 'student at event 6');
 	// Forwards again to the end: the view is exactly the live one.
