@@ -796,6 +796,33 @@ static int route_spoofed(struct sf *s)
 	return 0;
 }
 
+/* The client host must drop the SYN-ACKs to spoofed addresses without a
+ * word: were it to forward, it would answer each with ICMP "unreachable"
+ * (rate-limited), and an ICMP error that reaches a request socket removes it
+ * (ListenDrops). The run's namespaces may inherit forwarding on from the
+ * host; it is switched off in the client namespace only. Leaves the thread
+ * in the server namespace. */
+static int no_forwarding(struct sf *s)
+{
+	long long before = -1;
+	int rc;
+
+	if (net_enter(s->ctx->net, NET_CLIENT) < 0)
+		return -EIO;
+	rc = sysctl_rw("/proc/sys/net/ipv4/ip_forward", 0, &before);
+	if (net_enter(s->ctx->net, NET_SERVER) < 0)
+		return -EIO;
+	if (rc < 0) {
+		ev_error(s->ctx->em, "sysctl_failed", NULL,
+			 "cannot set net.ipv4.ip_forward in the run's client namespace");
+		return rc;
+	}
+	ev_emit(s->ctx->em, "sysctl",
+		json_pack("{s:s,s:i,s:I,s:s}", "name", "net.ipv4.ip_forward", "value", 0, "namespace_default",
+			  before, "scope", "client namespace"));
+	return 0;
+}
+
 static int sf_run(struct lab_ctx *ctx)
 {
 	struct sf *s = calloc(1, sizeof *s);
@@ -841,7 +868,7 @@ static int sf_run(struct lab_ctx *ctx)
 		ev_error(ctx->em, "internal", NULL, "cannot enter the server namespace");
 		goto out;
 	}
-	if ((rc = set_sysctls(s)) < 0 || (rc = route_spoofed(s)) < 0)
+	if ((rc = set_sysctls(s)) < 0 || (rc = route_spoofed(s)) < 0 || (rc = no_forwarding(s)) < 0)
 		goto out;
 	snprintf(filter, sizeof filter, "tcp port %u", s->port);
 	memset(&cfg, 0, sizeof cfg);
@@ -979,9 +1006,10 @@ static int sf_format(const struct lab_params *p, const json_t *ev, char *buf, si
 		return n;
 	}
 	if (!strcmp(type, "sysctl"))
-		return snprintf(buf, len, "%10.3f  sysctl   %s = %lld (server namespace; it had %lld)\n",
-				t, json_string_value(json_object_get(ev, "name")),
+		return snprintf(buf, len, "%10.3f  sysctl   %s = %lld (%s; it had %lld)\n", t,
+				json_string_value(json_object_get(ev, "name")),
 				json_integer_value(json_object_get(ev, "value")),
+				json_string_value(json_object_get(ev, "scope")),
 				json_integer_value(json_object_get(ev, "namespace_default")));
 	if (!strcmp(type, "attack")) {
 		if (!strcmp(json_string_value(json_object_get(ev, "phase")), "start"))
