@@ -96,6 +96,7 @@ struct tw {
 	uint16_t port, cport;
 	int scenario, closer;
 	int64_t close_ns;        /* the first close() */
+	int64_t last_fin_ns;     /* the last FIN the capture saw */
 	int tw_first_ms;         /* the first TIME_WAIT timer sock_diag gave (-1: none) */
 	int64_t tw_first_ns;
 	const char *tw_who;
@@ -358,6 +359,13 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 		/* Each frame once: as the server host's capture saw it. */
 		if (ev->host != NET_SERVER || !dec_has(ev->pkt, DEC_L_TCP) || s->scenario == SC_EXHAUST)
 			return NULL;
+		/* The second FIN puts the first closer in TIME_WAIT once it is
+		 * acknowledged: the timer starts about then. */
+		if (ev->pkt->tcp.flags & 0x01) {
+			pthread_mutex_lock(&s->lock);
+			s->last_fin_ns = ev->t_ns;
+			pthread_mutex_unlock(&s->lock);
+		}
 		obs_pcap_write(s->obs, ev->frame);
 		j = obs_segment_json(s->ctx, ev->frame, ev->pkt, ev->t_ns);
 		if (j)
@@ -624,11 +632,11 @@ static void verdicts(struct tw *s)
 				  "client", s->tw_peak[1], "server", s->tw_peak[0]),
 			NULL);
 	if (s->tw_first_ms >= 0) {
-		long long since = (s->tw_first_ns - s->close_ns) / 1000000;
+		long long since = (s->tw_first_ns - (s->last_fin_ns ? s->last_fin_ns : s->close_ns)) / 1000000;
 
 		json_object_set_new(sum, "first_timer",
 				    json_pack("{s:s,s:i,s:I,s:I}", "who", s->tw_who, "ms_left",
-					      s->tw_first_ms, "ms_after_close", (json_int_t)since,
+					      s->tw_first_ms, "ms_after_fin", (json_int_t)since,
 					      "sum_ms", (json_int_t)(since + s->tw_first_ms)));
 		ev_note(ctx->em, "timewait.sixty",
 			json_pack("{s:s,s:i,s:I,s:I}", "who", s->tw_who, "ms_left", s->tw_first_ms,
