@@ -164,11 +164,22 @@ test('presenter mode: only the lab view, large; keys drive the player (and the c
 });
 
 async function presenter() {
+	const rowBefore = await teacher.$eval('#pane-main .trace-body .trow', (el) => el.getBoundingClientRect().height);
+	const labelBefore = await teacher.$eval('#pane-main .trace-body .trow .tcell', (el) => el.getBoundingClientRect().height);
 	await teacher.click('#pane-main .pl-present');
 	await teacher.waitForFunction(() => document.body.classList.contains('presenter'));
-	for (const sel of ['.topbar', '.sidebar', '#lab-card', '.footer', '#class-banner', '#pane-main .player-bar']) {
+	for (const sel of ['.topbar', '.sidebar', '#lab-card', '.footer', '#class-banner', '#pane-main .sandbox', '#pane-main .pl-speed']) {
 		assert(await teacher.isHidden(sel), `${sel} hidden`);
 	}
+	// The lab view itself is larger (the call rows), and the event counter stays.
+	const rowAfter = await teacher.$eval('#pane-main .trace-body .trow', (el) => el.getBoundingClientRect().height);
+	const labelAfter = await teacher.$eval('#pane-main .trace-body .trow .tcell', (el) => el.getBoundingClientRect().height);
+	assert(rowAfter >= 1.4 * rowBefore, `call rows scaled: ${rowBefore} -> ${rowAfter} px`);
+	assert(labelAfter >= 1.4 * labelBefore, `call text scaled: ${labelBefore} -> ${labelAfter} px`);
+	assert(await teacher.isVisible('#pane-main .pl-pos'), 'the event counter is shown');
+	await teacher.setViewportSize({ width: 1280, height: 720 });
+	await teacher.screenshot({ path: path.join(LOGS, 'e2e-class-presenter-1280x720.png') });
+	await teacher.setViewportSize({ width: 1440, height: 1000 });
 	assert(await teacher.isVisible('#pane-main .player-stage .trace'), 'the trace is shown');
 	const fs1 = await teacher.$eval('body', (b) => parseFloat(getComputedStyle(b).fontSize));
 	assert(fs1 >= 24, `body font ${fs1}px`);
