@@ -62,6 +62,10 @@ export class Player {
 			on: { change: () => this.user(() => this.setSpeed(Number(this.speedSel.value))) },
 		}, SPEEDS.map((s) => h('option', { attrs: { value: String(s) }, text: s === 0 ? t('player.speed_live') : t('player.speed_n', { n: s }) })));
 		this.posEl = h('span', { class: 'pl-pos', attrs: { 'aria-live': 'off' } });
+		// One line about the current event, shown in presenter mode: the text
+		// the lab's view draws for it (or its type when it draws none).
+		this.captionEl = h('span', { class: 'pl-caption' });
+		this.currentSeq = -1;
 		this.jumpIn = h('input', { class: 'pl-jump', attrs: { type: 'number', min: '0', step: '1', 'aria-label': t('player.jump'), placeholder: t('player.jump_ph') } });
 		const jumpForm = h('form', { class: 'pl-jump-form', on: { submit: (e) => {
 			e.preventDefault();
@@ -75,7 +79,7 @@ export class Player {
 		this.controls = [this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.jumpIn, jumpForm.querySelector('button')];
 		this.setReadOnly(!!readOnly);
 		return h('div', { class: 'player-bar', attrs: { role: 'toolbar', 'aria-label': t('player.controls') } },
-			this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.posEl, jumpForm, this.followEl, this.exportBtn,
+			this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.posEl, this.captionEl, jumpForm, this.followEl, this.exportBtn,
 			this.presentBtn);
 	}
 
@@ -259,6 +263,10 @@ export class Player {
 				break;
 			}
 		}
+		const text = this.currentEl && this.currentEl.dataset.seq === String(seq)
+			? (this.currentEl.innerText || this.currentEl.textContent || '').trim().replace(/\s*\n\s*/g, ' · ').replace(/\s+/g, ' ')
+			: (last && last.type) || '';
+		this.captionEl.textContent = text.length > 160 ? `${text.slice(0, 159)}…` : text;
 		if (!this.currentEl) return;
 		this.currentEl.classList.add('pl-current');
 		if (this.readOnly && this.paused) {

@@ -177,6 +177,10 @@ async function presenter() {
 	assert(rowAfter >= 1.4 * rowBefore, `call rows scaled: ${rowBefore} -> ${rowAfter} px`);
 	assert(labelAfter >= 1.4 * labelBefore, `call text scaled: ${labelBefore} -> ${labelAfter} px`);
 	assert(await teacher.isVisible('#pane-main .pl-pos'), 'the event counter is shown');
+	await teacher.keyboard.press('ArrowLeft');
+	await teacher.waitForFunction(() => document.querySelector('#pane-main .pl-caption').textContent.trim().length > 0);
+	assert(await teacher.isVisible('#pane-main .pl-caption'), 'a caption of the current event');
+	await teacher.keyboard.press('ArrowRight');
 	await teacher.setViewportSize({ width: 1280, height: 720 });
 	await teacher.screenshot({ path: path.join(LOGS, 'e2e-class-presenter-1280x720.png') });
 	await teacher.setViewportSize({ width: 1440, height: 1000 });
