@@ -359,8 +359,10 @@ static int relay_socket(const char *ifname, int ifindex, char *err, size_t errle
 	int fd = net_port_socket(), rc;
 
 	if (fd < 0) {
-		snprintf(err, errlen, "%s", fd == -EPERM ? "the wire's packet sockets need CAP_NET_RAW"
-							 : "the wire's packet socket could not be opened");
+		if (fd == -EPERM)
+			snprintf(err, errlen, "the wire's packet sockets need CAP_NET_RAW");
+		else
+			snprintf(err, errlen, "the wire's packet socket: %s", strerror(-fd));
 		return fd;
 	}
 	memset(&sll, 0, sizeof sll);
