@@ -248,8 +248,17 @@ struct batch_item {
 	uint8_t *copy;
 };
 
+/* Frames read but not taken yet. The rings hand their frames over block by
+ * block (a block at the latest RING_TOV_MS after its first frame, later when
+ * the machine is busy), so a frame on one link can be read before an earlier
+ * one on another link: a frame is taken, in the order of the kernel's
+ * stamps, only once it is HOLD_NS old, or at a barrier once every ring has
+ * handed over what it captured before the barrier's pass began. */
+#define BATCH_MAX 1024
+#define HOLD_NS (50 * 1000000LL)
+
 struct batch {
-	struct batch_item it[64];
+	struct batch_item it[BATCH_MAX];
 	int n;
 	int link;
 };
@@ -454,14 +463,17 @@ static void *observer(void *arg)
 	struct mon_arg margs[TOPO_MAX_HOSTS];
 	int np, i, h, stop = 0;
 
+	struct batch *b = calloc(1, sizeof *b);
+
+	if (!b)
+		return NULL;
 	cap_reader_priority();
 	for (;;) {
-		struct batch *b = calloc(1, sizeof *b);
+		struct timespec ts;
+		int64_t now, mark;
 		uint64_t req, v;
-		int flush;
+		int flush, full = 0;
 
-		if (!b)
-			break;
 		np = 0;
 		for (i = 0; i < r->n_links; i++)
 			pfd[np++] = (struct pollfd){.fd = cap_fd(r->links[i].cap), .events = POLLIN};
@@ -469,10 +481,9 @@ static void *observer(void *arg)
 			pfd[np++] = (struct pollfd){.fd = mnl_socket_get_fd(r->mon[h].sock),
 						    .events = POLLIN};
 		pfd[np++] = (struct pollfd){.fd = r->wake_fd, .events = POLLIN};
-		if (!stop && poll(pfd, (nfds_t)np, 200) < 0 && errno != EINTR) {
-			free(b);
+		/* Frames held back are due within HOLD_NS: look again soon. */
+		if (!stop && poll(pfd, (nfds_t)np, b->n ? 10 : 200) < 0 && errno != EINTR)
 			break;
-		}
 		if (read(r->wake_fd, &v, sizeof v) < 0) {
 			/* Nothing signalled: EAGAIN. */
 		}
@@ -483,6 +494,8 @@ static void *observer(void *arg)
 		 * still holds in a ring block (handed over within a few ms). */
 		flush = stop || r->barrier_done < req;
 		pthread_mutex_unlock(&r->lock);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 
 		/* Neighbour reports first: they are read as they come (their time
 		 * is when socklab read them); frames carry the kernel's stamps. */
@@ -509,22 +522,34 @@ static void *observer(void *arg)
 					   : cap_read(r->links[i].cap, on_cap, b);
 				if (b->n == before)
 					break;
-			} while (rc >= 0 && b->n < (int)(sizeof b->it / sizeof b->it[0]));
+			} while (rc >= 0 && b->n < BATCH_MAX);
+			if (b->n >= BATCH_MAX)
+				full = 1;
 		}
 		qsort(b->it, (size_t)b->n, sizeof b->it[0], by_time);
+		/* A full batch is taken whole (its order may then be off at
+		 * the edges), so reading can go on. */
+		mark = flush ? now : now - HOLD_NS;
 		for (i = 0; i < b->n; i++) {
+			if (!stop && !full && b->it[i].f.t_mono_ns >= mark)
+				break;
 			take_frame(r, &b->it[i]);
 			free(b->it[i].copy);
 		}
-		free(b);
+		memmove(b->it, b->it + i, (size_t)(b->n - i) * sizeof b->it[0]);
+		b->n -= i;
 		pthread_mutex_lock(&r->lock);
-		if (r->barrier_done < req)
+		/* A barrier is passed once nothing was left unread. */
+		if (r->barrier_done < req && !full)
 			r->barrier_done = req;
 		pthread_cond_broadcast(&r->cond);
 		pthread_mutex_unlock(&r->lock);
 		if (stop)
 			break;
 	}
+	for (i = 0; i < b->n; i++)
+		free(b->it[i].copy);
+	free(b);
 	return NULL;
 }
 
