@@ -461,9 +461,8 @@ static void *observer(void *arg)
 	struct lr *r = arg;
 	struct pollfd pfd[LY_MAX_LINKS + TOPO_MAX_HOSTS + 1];
 	struct mon_arg margs[TOPO_MAX_HOSTS];
-	int np, i, h, stop = 0;
-
 	struct batch *b = calloc(1, sizeof *b);
+	int np, i, h, stop = 0;
 
 	if (!b)
 		return NULL;
