@@ -51,6 +51,18 @@ test('a flood with cookies: connects, counters, samples and the cookie note as t
 	assert(await page.locator('.callout-note[data-key="synflood.cookies"]').count() === 1, 'the cookie note');
 });
 
+test('the stored run replays into the same view', async () => {
+	const evs = await events(runId);
+	await page.goto(`${srv.base}/#/run/${runId}`);
+	await page.reload();
+	const conns = evs.filter((e) => e.type === 'connect').length;
+	await until(async () => (await page.locator('.sf-conns li').count()) === conns, WAIT, 'the connects replayed');
+	await until(async () => (await page.locator('.sf-chart circle.sf-dot').count()) === evs.filter((e) => e.type === 'queues').length, WAIT, 'the samples replayed');
+	const end = evs[evs.length - 1];
+	const v = await page.locator('.sf-counters tr[data-counter="SyncookiesSent"] td.sf-num').textContent();
+	assertEq(v, String(end.summary.counters.SyncookiesSent), 'the counters replayed');
+});
+
 test('screenshots at 1280x720 and 1440x900 in English and Chinese', async () => {
 	for (const lang of ['en', 'zh-CN']) {
 		await page.selectOption('#lang-select', lang);
@@ -60,7 +72,7 @@ test('screenshots at 1280x720 and 1440x900 in English and Chinese', async () => 
 			await page.setViewportSize({ width: w, height: hgt });
 			await page.locator('.sf-card').evaluate((e) => {
 				e.scrollIntoView({ block: 'start' });
-				window.scrollBy(0, -120);
+				window.scrollBy(0, -170);
 			});
 			await page.screenshot({ path: path.join(LOGS, `e2e-syn-flood-${lang}-${w}x${hgt}.png`) });
 			await page.locator('.sf-counters').evaluate((e) => {

@@ -135,7 +135,7 @@ class SynFloodView {
 
 	settings(ev) {
 		this.set = this.set || [];
-		if (ev.type === 'sysctl') this.set.push(`${ev.name} = ${ev.value}`);
+		if (ev.type === 'sysctl') this.set.push(`${ev.name} = ${ev.value} (${t(ev.scope === 'client namespace' ? 'sf.client_ns' : 'sf.server_ns')})`);
 		else this.set.push(t('sf.listen', { addr: ev.addr, port: ev.port, backlog: ev.backlog, accepting: t(ev.accepting ? 'sf.accepting' : 'sf.not_accepting') }));
 		this.settingsEl.textContent = `${t('sf.settings')} ${this.set.join(' · ')}`;
 	}
