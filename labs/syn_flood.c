@@ -160,6 +160,16 @@ static int sysctl_rw(const char *path, long long value, long long *before)
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	ssize_t n;
 
+	if (fd < 0 && errno == EROFS) {
+		/* Read-only: report what the namespace has. */
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, buf, sizeof buf - 1);
+			*before = n > 0 ? (buf[n] = 0, strtoll(buf, NULL, 10)) : -1;
+			close(fd);
+		}
+		return -EROFS;
+	}
 	if (fd < 0)
 		return -errno;
 	n = read(fd, buf, sizeof buf - 1);
@@ -193,6 +203,22 @@ static int set_sysctls(struct sf *s)
 		int rc = sysctl_rw(tab[i].path, v, &before);
 		char msg[256];
 
+		if (rc == -EROFS) {
+			/* /proc/sys mounted read-only (a container): the run goes on
+			 * with the namespace's own value, and says so; every verdict
+			 * comes from the counters, not from the parameters. */
+			ev_emit(s->ctx->em, "sysctl",
+				json_pack("{s:s,s:I,s:I,s:b,s:s,s:s}", "name", tab[i].name, "value", before,
+					  "wanted", v, "set", 0, "reason",
+					  "/proc/sys is read-only here (a container)", "scope",
+					  "server namespace"));
+			if (before != v)
+				ev_note(s->ctx->em, "synflood.sysctl_readonly",
+					json_pack("{s:s,s:I,s:I}", "name", tab[i].name, "value", before,
+						  "wanted", v),
+					NULL);
+			continue;
+		}
 		if (rc < 0) {
 			snprintf(msg, sizeof msg, "cannot set %s in the run's server namespace: %s",
 				 tab[i].name, strerror(-rc));
@@ -812,6 +838,19 @@ static int no_forwarding(struct sf *s)
 	rc = sysctl_rw("/proc/sys/net/ipv4/ip_forward", 0, &before);
 	if (net_enter(s->ctx->net, NET_SERVER) < 0)
 		return -EIO;
+	if (rc == -EROFS) {
+		ev_emit(s->ctx->em, "sysctl",
+			json_pack("{s:s,s:I,s:i,s:b,s:s,s:s}", "name", "net.ipv4.ip_forward", "value",
+				  before, "wanted", 0, "set", 0, "reason",
+				  "/proc/sys is read-only here (a container)", "scope",
+				  "client namespace"));
+		if (before != 0)
+			ev_note(s->ctx->em, "synflood.sysctl_readonly",
+				json_pack("{s:s,s:I,s:i}", "name", "net.ipv4.ip_forward", "value", before,
+					  "wanted", 0),
+				NULL);
+		return 0;
+	}
 	if (rc < 0) {
 		ev_error(s->ctx->em, "sysctl_failed", NULL,
 			 "cannot set net.ipv4.ip_forward in the run's client namespace");
@@ -1005,6 +1044,12 @@ static int sf_format(const struct lab_params *p, const json_t *ev, char *buf, si
 			n += snprintf(buf + n, len - (size_t)n, "\n");
 		return n;
 	}
+	if (!strcmp(type, "sysctl") && json_is_false(json_object_get(ev, "set")))
+		return snprintf(buf, len, "%10.3f  sysctl   %s stays %lld (%s; read-only here, wanted %lld)\n",
+				t, json_string_value(json_object_get(ev, "name")),
+				json_integer_value(json_object_get(ev, "value")),
+				json_string_value(json_object_get(ev, "scope")),
+				json_integer_value(json_object_get(ev, "wanted")));
 	if (!strcmp(type, "sysctl"))
 		return snprintf(buf, len, "%10.3f  sysctl   %s = %lld (%s; it had %lld)\n", t,
 				json_string_value(json_object_get(ev, "name")),
