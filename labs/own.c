@@ -18,6 +18,7 @@
 #include "lab.h"
 #include "net/frame.h"
 #include "net/net.h"
+#include "observer/observer.h"
 #include "own/record.h"
 #include "own/spawn.h"
 #include "sock.h"
@@ -102,6 +103,8 @@ struct prog {
 
 struct own_run {
 	struct lab_ctx *ctx;
+	struct obs *obs; /* the run's capture, merging records with segments; NULL: none */
+	long long segments;
 	struct prog p[2];
 	int64_t off_ns; /* run clock ns = CLOCK_MONOTONIC ns + off_ns */
 };
@@ -422,7 +425,6 @@ static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
 	int64_t t0 = run_us(r, rec->t0_ns), t1 = run_us(r, rec->t1_ns);
 
 	if (rec->call == OWN_HELLO) {
-		pg->shim_ok = 1;
 		ev_emit(r->ctx->em, "program.start",
 			json_pack("{s:s, s:s, s:I}", "who", who_names[who], "file", prog_names[who],
 				  "t_call_us", (json_int_t)t0));
@@ -469,11 +471,134 @@ static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
 		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
 			json_object_set_new(f, "local", lsock_addr_json((struct sockaddr *)&ss));
 	}
-	if ((rec->call == OWN_LISTEN && rec->ret == 0) ||
-	    (rec->call == OWN_BIND && rec->ret == 0 && who == P_SERVER))
-		pg->listened = 1;
 	track(r, who, rec, ev_emit(r->ctx->em, "syscall", f));
 	explain_call(r, who, rec);
+}
+
+/* ---- one time-ordered stream ----
+ * Everything the runner learns (a call's record, a printed line, a program's
+ * end) becomes an item stamped on CLOCK_MONOTONIC and goes through
+ * the observer, which merges items with the captured segments and hands them
+ * back in time order on its thread (or, without a capture, they are handled
+ * at once). Only the handler touches the per-program counters and the
+ * connection tracking; the main thread reads them after obs_stop. Notes the
+ * main thread decides (tampering, limits) are emitted at once. */
+
+enum item_kind { ITEM_REC, ITEM_EVENT, ITEM_EXIT };
+
+struct own_item {
+	enum item_kind kind;
+	int who;
+	struct own_rec rec;  /* ITEM_REC */
+	const char *name;    /* ITEM_EVENT: the event type */
+	json_t *fields;      /* owned; may be NULL */
+};
+
+static void item_free(void *p)
+{
+	struct own_item *it = p;
+
+	json_decref(it->fields);
+	free(it);
+}
+
+static void handle_item(struct own_run *r, struct own_item *it)
+{
+	struct prog *pg = &r->p[it->who];
+
+	switch (it->kind) {
+	case ITEM_REC:
+		emit_record(r, it->who, &it->rec);
+		break;
+	case ITEM_EVENT:
+		ev_emit(r->ctx->em, it->name, it->fields);
+		it->fields = NULL;
+		break;
+	case ITEM_EXIT:
+		/* Every call the program made is stamped before its end. */
+		json_object_set_new(it->fields, "calls", json_integer(pg->calls));
+		json_object_set_new(it->fields, "bytes_sent", json_integer(pg->bytes_out));
+		json_object_set_new(it->fields, "bytes_received", json_integer(pg->bytes_in));
+		ev_emit(r->ctx->em, "program.exit", it->fields);
+		it->fields = NULL;
+		break;
+	}
+}
+
+/* Queue an item stamped t_ns (fields stolen). */
+static void deliver(struct own_run *r, enum item_kind kind, int who, const struct own_rec *rec,
+		    const char *name, json_t *fields, int64_t t_ns)
+{
+	struct own_item *it = calloc(1, sizeof *it);
+
+	if (!it) {
+		json_decref(fields);
+		return;
+	}
+	it->kind = kind;
+	it->who = who;
+	if (rec)
+		it->rec = *rec;
+	it->name = name;
+	it->fields = fields;
+	if (r->obs) {
+		obs_record(r->obs, t_ns, it); /* frees it on failure */
+		return;
+	}
+	handle_item(r, it);
+	item_free(it);
+}
+
+/* The observer's callback: segments as they were captured, and the items. */
+static json_t *on_obs(void *arg, const struct obs_event *ev)
+{
+	struct own_run *r = arg;
+	json_t *f;
+
+	if (ev->kind == OBS_RECORD) {
+		handle_item(r, ev->rec);
+		return NULL;
+	}
+	if (ev->kind != OBS_FRAME || !ev->pkt)
+		return NULL;
+	/* Two hosts: each segment once, as it left its host. */
+	if (ev->host >= 0 && !ev->frame->outgoing)
+		return NULL;
+	obs_pcap_write(r->obs, ev->frame);
+	f = obs_segment_json(r->ctx, ev->frame, ev->pkt, ev->t_ns);
+	if (!f)
+		return NULL;
+	if (ev->host >= 0)
+		json_object_set_new(f, "host",
+				    json_string(ev->host == NET_SERVER ? "server" : "client"));
+	r->segments++;
+	ev_emit(r->ctx->em, "segment", f);
+	return NULL;
+}
+
+/* Start the observer on the run's interfaces (loopback, or both hosts'
+ * eth0), capturing every TCP and UDP packet the programs cause. Without
+ * CAP_NET_RAW the lab runs on without segments and says so. */
+static void open_observer(struct own_run *r)
+{
+	struct obs_config cfg;
+	int probe = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+
+	if (probe < 0) {
+		ev_note(r->ctx->em, "own.no_capture", NULL, NULL);
+		return;
+	}
+	close(probe);
+	memset(&cfg, 0, sizeof cfg);
+	cfg.ctx = r->ctx;
+	cfg.filter = "tcp or udp";
+	cfg.fn = on_obs;
+	cfg.arg = r;
+	cfg.free_rec = item_free;
+	cfg.pcap_path = r->ctx->pcap_path;
+	cfg.horizon_ms = 50; /* records cross a socket and this thread's loop first */
+	if (obs_start(&r->obs, &cfg) < 0)
+		r->obs = NULL; /* its error event says why */
 }
 
 /* Read every record queued on a program's record socket. A message that is
@@ -502,7 +627,12 @@ static void drain_records(struct own_run *r, int who)
 			continue;
 		}
 		pg->next_seq = rec.seq;
-		emit_record(r, who, &rec);
+		if (rec.call == OWN_HELLO)
+			pg->shim_ok = 1;
+		if ((rec.call == OWN_LISTEN && rec.ret == 0) ||
+		    (rec.call == OWN_BIND && rec.ret == 0 && who == P_SERVER))
+			pg->listened = 1;
+		deliver(r, ITEM_REC, who, &rec, NULL, NULL, rec.t1_ns);
 	}
 }
 
@@ -524,7 +654,7 @@ static void emit_line(struct own_run *r, int who, int stream, const char *text, 
 		r->p[who].traceback_noted = 1;
 		json_object_set_new(f, "traceback", json_true());
 	}
-	ev_emit(r->ctx->em, "output", f);
+	deliver(r, ITEM_EVENT, who, NULL, "output", f, mono_ns());
 }
 
 /* Read what a program printed; whole lines become events. Returns 0 at EOF. */
@@ -673,16 +803,11 @@ static void prog_ended(struct own_run *r, int who)
 								 : "?"));
 		json_object_set_new(f, "how", json_string(pg->killed_by_lab ? "stopped" : "killed"));
 	}
-	json_object_set_new(f, "calls", json_integer(pg->calls));
-	json_object_set_new(f, "bytes_sent", json_integer(pg->bytes_out));
-	json_object_set_new(f, "bytes_received", json_integer(pg->bytes_in));
-	ev_emit(r->ctx->em, "program.exit", f);
-	if (!pg->shim_ok && !pg->killed_by_lab)
+	deliver(r, ITEM_EXIT, who, NULL, NULL, f, mono_ns());
+	if (!pg->shim_ok)
 		ev_note(r->ctx->em, "own.no_shim", json_pack("{s:s}", "who", who_names[who]), NULL);
 	else if (pg->killed_by_lab && who == P_SERVER)
 		ev_note(r->ctx->em, "own.server_stopped", NULL, NULL);
-	else if (WIFEXITED(status) && WEXITSTATUS(status) == 125 && !pg->shim_ok)
-		ev_note(r->ctx->em, "own.no_shim", json_pack("{s:s}", "who", who_names[who]), NULL);
 }
 
 static void stop_prog(struct own_run *r, int who)
@@ -808,6 +933,7 @@ static int run(struct lab_ctx *ctx)
 		}
 	}
 
+	open_observer(&r);
 	until = mono_ns() + lab_int(ctx->p, "time_limit_ms") * 1000000;
 	if (r.p[P_SERVER].present) {
 		rc = start_prog(&r, P_SERVER, srv_ip, err, sizeof err);
@@ -855,6 +981,15 @@ static int run(struct lab_ctx *ctx)
 out:
 	for (who = 0; who < 2; who++)
 		stop_prog(&r, who);
+	/* Everything queued is delivered; the handler runs on this thread now. */
+	if (r.obs) {
+		obs_stop(r.obs);
+		json_object_set_new(ctx->summary, "capture",
+				    json_pack("{s:I, s:I}", "segments", (json_int_t)r.segments,
+					      "drops", (json_int_t)obs_capture_drops(r.obs)));
+		obs_destroy(r.obs);
+		r.obs = NULL;
+	}
 	if (r.p[P_SERVER].present && r.p[P_CLIENT].present)
 		explain_streams(&r, ctx->summary);
 	for (who = 0; who < 2; who++) {
@@ -891,6 +1026,26 @@ static int own_format(const struct lab_params *p, const json_t *ev, char *buf, s
 	const char *who = json_string_value(json_object_get(ev, "who"));
 	double t = (double)json_integer_value(json_object_get(ev, "t_us")) / 1000.0;
 
+	if (type && !strcmp(type, "capture"))
+		return snprintf(buf, len, "%10.3f  capturing on %s: %s\n", t,
+				json_string_value(json_object_get(ev, "interface")),
+				json_string_value(json_object_get(ev, "filter")));
+	if (type && !strcmp(type, "segment")) {
+		const json_t *src = json_object_get(ev, "src"), *dst = json_object_get(ev, "dst");
+
+		return snprintf(buf, len,
+				"%10.3f  packet     %s:%lld > %s:%lld  Flags [%s], seq %lld, ack %lld, "
+				"win %lld, length %lld\n",
+				t, json_string_value(json_object_get(src, "addr")),
+				json_integer_value(json_object_get(src, "port")),
+				json_string_value(json_object_get(dst, "addr")),
+				json_integer_value(json_object_get(dst, "port")),
+				json_string_value(json_object_get(ev, "flags_short")),
+				json_integer_value(json_object_get(ev, "seq_raw")),
+				json_integer_value(json_object_get(ev, "ack_raw")),
+				json_integer_value(json_object_get(ev, "win")),
+				json_integer_value(json_object_get(ev, "len")));
+	}
 	if (!type || !who)
 		return -1;
 	if (!strcmp(type, "output"))
@@ -929,6 +1084,7 @@ const struct lab_desc lab_own = {
 	.params = params,
 	.n_params = sizeof params / sizeof params[0],
 	.check = check,
+	.captures = 1,
 	.run = run,
 	.format = own_format,
 };

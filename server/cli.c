@@ -333,11 +333,19 @@ struct reorder {
 	int hold; /* the run reports kernel-timed events: keep the window */
 };
 
+/* When the event happened: the kernel's stamp, or for a socket call the
+ * moment it returned (a call recorded in another process, as in the own lab,
+ * is emitted well after that), else when it was emitted. */
 static long long sort_key(const json_t *ev)
 {
 	const json_t *k = json_object_get(ev, "t_kernel_us");
+	const json_t *call = json_object_get(ev, "t_call_us");
 
-	return k ? (long long)json_integer_value(k) : jint(ev, "t_us");
+	if (k)
+		return (long long)json_integer_value(k);
+	if (call && json_object_get(ev, "blocked_us"))
+		return (long long)json_integer_value(call) + jint(ev, "blocked_us");
+	return jint(ev, "t_us");
 }
 
 /* Print the first n events (they are in order) and drop them. */

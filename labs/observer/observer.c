@@ -796,7 +796,8 @@ static void *obs_thread(void *arg)
 		}
 		/* Everything stamped up to a moment ago has been read from every
 		 * source: deliver it, in timestamp order. */
-		deliver_until(o, now - OBS_HORIZON_NS);
+		deliver_until(o, now - (o->cfg.horizon_ms > 0 ? (int64_t)o->cfg.horizon_ms * 1000000
+							      : OBS_HORIZON_NS));
 		if (read(o->stop_fd, &v, sizeof v) == sizeof v)
 			break;
 	}

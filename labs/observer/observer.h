@@ -155,6 +155,10 @@ struct obs_config {
 	void *arg;
 	obs_free_fn free_rec;    /* may be NULL */
 	const char *pcap_path;   /* a pcap file for obs_pcap_write (usually ctx->pcap_path); NULL: none */
+	/* How far behind real time items are delivered (0: 2 ms, enough for the
+	 * observer's own sources). A lab whose records come from another process
+	 * (the own lab's shim) waits longer, so they still merge in time order. */
+	int horizon_ms;
 };
 
 struct obs;

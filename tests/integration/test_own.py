@@ -152,10 +152,43 @@ def echo_server_and_client_are_traced_call_by_call():
     check("own.server_stopped" in notes(events), "says why the server was stopped")
     eq((s["programs"]["server"]["traced"], s["programs"]["client"]["traced"]), (True, True),
        "both traced")
+    # The segments on the wire, merged with the calls: the handshake from the
+    # client's own port, and exactly the bytes the calls moved.
+    segs = [e for e in events if e["type"] == "segment"]
+    port = conn["local"]["port"]
+    syn = [g for g in segs if g["flags_short"] == "S" and g["src"]["port"] == port]
+    eq(len(syn), 1, "one SYN from the client's port")
+    eq(sum(g["len"] for g in segs if g["src"]["port"] == port), 12, "client bytes on the wire")
+    eq(sum(g["len"] for g in segs if g["dst"]["port"] == port), 12, "server bytes on the wire")
+    eq(s["capture"]["segments"], len(segs), "summary: segments")
+    eq(s["capture"]["drops"], 0, "summary: nothing dropped")
+    # In time order: the SYN left before connect() returned, and the first
+    # data segment after the client's send() began.
+    check(syn[0]["seq"] < conn["seq"], "the SYN is shown before connect() returns")
     # Every call carries when it was made and how long it blocked.
     for e in calls(events, "server") + calls(events, "client"):
         check(e["t_call_us"] >= 0 and e["blocked_us"] >= 0 and e["source"] == "shim",
               f"call clock: {e}")
+
+
+@test
+def without_cap_net_raw_the_calls_are_traced_and_no_capture_is_said():
+    need_tools()
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def drop():
+        if libc.prctl(24, 13, 0, 0, 0) != 0:  # PR_CAPBSET_DROP, CAP_NET_RAW
+            os._exit(121)
+    r = subprocess.run([BIN, "run", "own", "--json", "-p", f"server={write('server.py', SERVER)}",
+                        "-p", f"client={write('client.py', CLIENT)}"], capture_output=True,
+                       text=True, timeout=60, preexec_fn=drop)
+    eq(r.returncode, 0, f"exit: {r.stderr[-300:]}")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    eq(events[-1]["status"], "ok", "status")
+    check("own.no_capture" in notes(events), "says there is no capture")
+    eq([e for e in events if e["type"] == "segment"], [], "no segments")
+    eq(output(events, "client"), ["HELLO", "SOCKETS"], "the programs still ran, traced")
 
 
 @test
@@ -170,6 +203,10 @@ def two_hosts_put_the_programs_on_different_hosts():
     # One way is 5 ms, so the connect took at least one crossing each way.
     check(conn["blocked_us"] >= 5000, f"connect blocked {conn['blocked_us']} us")
     eq(output(events, "client"), ["HELLO", "SOCKETS"], "replies across two hosts")
+    # Each segment once, from the host it left.
+    segs = [e for e in events if e["type"] == "segment"]
+    check(segs and all(g["host"] == ("client" if g["src"]["addr"] == cli_ip else "server")
+                       for g in segs), f"segments by their sending host: {segs[:2]}")
 
 
 @test

@@ -7,7 +7,7 @@
 // above holds the two programs (an editor with starters); the browser uploads
 // their text with the run request.
 
-import { h, fmtMs } from '../dom.js';
+import { h, fmtMs, fmtAddr } from '../dom.js';
 import { t } from '../i18n.js';
 import { RunFrame, errorCallout, noteCallout, MAX_ROWS, LONG_ROWS } from './common.js';
 import { syscallCell, failed, isEof } from './syscall.js';
@@ -82,6 +82,16 @@ class OwnView {
 			case 'program.exit':
 				this.addRow(frag, ev, 'r-prog', side, h('div', { class: 'sc sc-event' },
 					h('span', { class: 'ev-mark', text: exitText(ev) })), ev.how === 'exited' && ev.code === 0 ? 'cell-event' : 'cell-failed');
+				break;
+			case 'segment':
+				this.addRow(frag, ev, 'r-seg', null, h('div', { class: 'own-seg' },
+					h('span', { class: 'own-seg-dir', text: `${fmtAddr(ev.src)} → ${fmtAddr(ev.dst)}` }),
+					h('code', { text: t('own.segment', {
+						flags: ev.flags_short ?? '', seq: ev.seq_raw ?? '', ack: ev.ack_raw ?? '',
+						win: ev.win ?? '', len: ev.len ?? 0 }) })));
+				break;
+			case 'capture':
+				this.addRow(frag, ev, 'r-cap', null, h('p', { class: 'muted', text: t('own.capture', { iface: ev.interface ?? '', filter: ev.filter ?? '' }) }));
 				break;
 			case 'note':
 				this.addRow(frag, ev, 'r-note', null, noteCallout(ev));
