@@ -990,14 +990,7 @@ out:
 
 static int sf_check(const struct lab_params *p, const char **param, char *err, size_t errlen)
 {
-	if (strcmp(lab_str(p, "network"), "two-hosts") != 0) {
-		*param = "network";
-		snprintf(err, errlen,
-			 "parameter 'network': syn-flood needs two-hosts (a client host for the "
-			 "attacker and the client, a server host for the listener)");
-		return -1;
-	}
-	return net_params_check(p, param, err, errlen);
+	return net_params_check_two_hosts(p, "a client host for the attacker and the client, a server host for the listener", param, err, errlen);
 }
 
 static int sf_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)

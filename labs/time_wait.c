@@ -738,14 +738,7 @@ out:
 
 static int tw_check(const struct lab_params *p, const char **param, char *err, size_t errlen)
 {
-	if (strcmp(lab_str(p, "network"), "two-hosts") != 0) {
-		*param = "network";
-		snprintf(err, errlen,
-			 "parameter 'network': time-wait needs two-hosts (each side's sockets are "
-			 "listed in its own host)");
-		return -1;
-	}
-	return net_params_check(p, param, err, errlen);
+	return net_params_check_two_hosts(p, "each side's sockets are listed in its own host", param, err, errlen);
 }
 
 static int tw_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)

@@ -112,6 +112,18 @@ int net_config_impaired(const struct net_config *cfg)
 	return 0;
 }
 
+int net_params_check_two_hosts(const struct lab_params *p, const char *why, const char **param,
+			       char *err, size_t errlen)
+{
+	if (lab_int(p, "network") != 1) {
+		*param = "network";
+		snprintf(err, errlen, "parameter 'network': %s needs two-hosts (%s)", p->lab->name,
+			 why);
+		return -EINVAL;
+	}
+	return net_params_check(p, param, err, errlen);
+}
+
 int net_params_check(const struct lab_params *p, const char **param, char *err, size_t errlen)
 {
 	static const char *const knobs[] = {"delay_ms", "loss_pct", "jitter_ms", "dup_pct",

@@ -125,6 +125,12 @@ int net_config_impaired(const struct net_config *cfg);
  * direction. */
 int net_params_check(const struct lab_params *p, const char **param, char *err, size_t errlen);
 
+/* net_params_check for a lab that only works on two hosts: any other network
+ * is refused, naming 'network', the lab and why (a phrase, e.g. "each side's
+ * sockets are listed in its own host"). */
+int net_params_check_two_hosts(const struct lab_params *p, const char *why, const char **param,
+			       char *err, size_t errlen);
+
 /* ---- the topology ---- */
 
 struct net;
