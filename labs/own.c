@@ -106,7 +106,6 @@ struct own_run {
 	struct obs *obs; /* the run's capture, merging records with segments; NULL: none */
 	long long segments;
 	struct prog p[2];
-	int64_t off_ns; /* run clock ns = CLOCK_MONOTONIC ns + off_ns */
 };
 
 static int check(const struct lab_params *p, const char **param, char *err, size_t errlen)
@@ -119,18 +118,7 @@ static int check(const struct lab_params *p, const char **param, char *err, size
 	return net_params_check(p, param, err, errlen);
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t run_us(const struct own_run *r, int64_t mono)
-{
-	return (mono + r->off_ns) / 1000;
-}
 
 /* ---- records to events ---- */
 
@@ -422,7 +410,7 @@ static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
 {
 	struct prog *pg = &r->p[who];
 	json_t *f;
-	int64_t t0 = run_us(r, rec->t0_ns), t1 = run_us(r, rec->t1_ns);
+	int64_t t0 = obs_run_us(r->ctx, rec->t0_ns), t1 = obs_run_us(r->ctx, rec->t1_ns);
 
 	if (rec->call == OWN_HELLO) {
 		ev_emit(r->ctx->em, "program.start",
@@ -654,7 +642,7 @@ static void emit_line(struct own_run *r, int who, int stream, const char *text, 
 		r->p[who].traceback_noted = 1;
 		json_object_set_new(f, "traceback", json_true());
 	}
-	deliver(r, ITEM_EVENT, who, NULL, "output", f, mono_ns());
+	deliver(r, ITEM_EVENT, who, NULL, "output", f, obs_now_ns());
 }
 
 /* Read what a program printed; whole lines become events. Returns 0 at EOF. */
@@ -803,7 +791,7 @@ static void prog_ended(struct own_run *r, int who)
 								 : "?"));
 		json_object_set_new(f, "how", json_string(pg->killed_by_lab ? "stopped" : "killed"));
 	}
-	deliver(r, ITEM_EXIT, who, NULL, NULL, f, mono_ns());
+	deliver(r, ITEM_EXIT, who, NULL, NULL, f, obs_now_ns());
 	if (!pg->shim_ok)
 		ev_note(r->ctx->em, "own.no_shim", json_pack("{s:s}", "who", who_names[who]), NULL);
 	else if (pg->killed_by_lab && who == P_SERVER)
@@ -875,7 +863,7 @@ static int pump(struct own_run *r, int timeout_ms)
 
 static int64_t left_ms(int64_t until_ns)
 {
-	int64_t l = (until_ns - mono_ns()) / 1000000;
+	int64_t l = (until_ns - obs_now_ns()) / 1000000;
 
 	return l < 0 ? 0 : l > INT_MAX ? INT_MAX : l;
 }
@@ -907,7 +895,6 @@ static int run(struct lab_ctx *ctx)
 
 	memset(&r, 0, sizeof r);
 	r.ctx = ctx;
-	r.off_ns = ev_now_us(ctx->em) * 1000 - mono_ns();
 	r.p[P_SERVER].present = lab_str(ctx->p, "server")[0] != 0;
 	r.p[P_CLIENT].present = lab_str(ctx->p, "client")[0] != 0;
 	for (who = 0; who < 2; who++)
@@ -934,7 +921,7 @@ static int run(struct lab_ctx *ctx)
 	}
 
 	open_observer(&r);
-	until = mono_ns() + lab_int(ctx->p, "time_limit_ms") * 1000000;
+	until = obs_now_ns() + lab_int(ctx->p, "time_limit_ms") * 1000000;
 	if (r.p[P_SERVER].present) {
 		rc = start_prog(&r, P_SERVER, srv_ip, err, sizeof err);
 		if (rc < 0) {
@@ -943,7 +930,7 @@ static int run(struct lab_ctx *ctx)
 		}
 		/* The client starts once the server listens (or has bound a UDP
 		 * socket), has ended, or after server_wait_ms. */
-		server_until = mono_ns() + lab_int(ctx->p, "server_wait_ms") * 1000000;
+		server_until = obs_now_ns() + lab_int(ctx->p, "server_wait_ms") * 1000000;
 		while (r.p[P_CLIENT].present && !r.p[P_SERVER].listened && !r.p[P_SERVER].ended &&
 		       left_ms(server_until) > 0 && left_ms(until) > 0) {
 			rc = pump(&r, (int)(left_ms(server_until) < left_ms(until)
@@ -972,7 +959,7 @@ static int run(struct lab_ctx *ctx)
 			json_pack("{s:I}", "ms", (json_int_t)lab_int(ctx->p, "time_limit_ms")), NULL);
 	} else if (who == P_CLIENT && r.p[P_SERVER].started && !r.p[P_SERVER].ended) {
 		/* Give a server that ends by itself a moment to do so. */
-		int64_t grace = mono_ns() + 300 * 1000000LL;
+		int64_t grace = obs_now_ns() + 300 * 1000000LL;
 		while (!r.p[P_SERVER].ended && left_ms(grace) > 0)
 			if (pump(&r, (int)left_ms(grace)) < 0)
 				break;
