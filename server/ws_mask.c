@@ -98,6 +98,7 @@ void ws_mask_feed(struct ws_mask_parser *p, const unsigned char *buf, size_t n)
 /* Connections followed, indexed by fd; touched only on the service thread. */
 #define WS_MASK_FDS 65536
 static struct ws_mask_parser *parsers[WS_MASK_FDS];
+static int parsers_end; /* one past the highest fd ever watched */
 static __thread int service_thread;
 
 void ws_mask_service_thread(void)
@@ -112,6 +113,8 @@ void ws_mask_watch(int fd)
 	/* An fd number is reused: a new connection starts afresh. */
 	if (!parsers[fd])
 		parsers[fd] = malloc(sizeof *parsers[fd]);
+	if (fd >= parsers_end)
+		parsers_end = fd + 1;
 	if (parsers[fd])
 		ws_mask_parser_init(parsers[fd]);
 }
@@ -124,12 +127,16 @@ int ws_mask_unmasked(int fd)
 
 void ws_mask_cleanup(void)
 {
-	size_t i;
+	int i;
 
-	for (i = 0; i < WS_MASK_FDS; i++) {
+	/* Only the fds ever watched: walking and freeing all 65,536 slots
+	 * (free(NULL) unwinds the stack under a sanitizer) made each fuzz_ws
+	 * input, which builds and frees a whole server, cost 1.7 ms. */
+	for (i = 0; i < parsers_end; i++) {
 		free(parsers[i]);
 		parsers[i] = NULL;
 	}
+	parsers_end = 0;
 }
 
 /* The process's recv(): the system call (as glibc's is), then the follower. */

@@ -51,9 +51,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int n = 0;
 
 	if (!ready) {
-		char *argv[] = {"serve", "--instructor-secret", "fuzz-secret-1", NULL};
+		/* Few connection slots: every input builds and frees a whole server,
+		 * and ASan makes large allocations the cost of a run. */
+		char *argv[] = {"serve", "--instructor-secret", "fuzz-secret-1",
+				"--max-conns", "16", "--byo-ports", "40000-40015", NULL};
 		char err[256];
-		if (config_parse(&cfg, 3, argv, NULL, err, sizeof err) < 0)
+		if (config_parse(&cfg, 7, argv, NULL, err, sizeof err) < 0)
 			abort();
 		http_counters_init(&ctr);
 		ready = 1;
