@@ -60,7 +60,23 @@ static int put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 	return 0;
 }
 
-char *i18n_fill(const char *templ, const json_t *params)
+/* The text of a placeholder NAME's companion param NAME_key (a message id)
+ * in language lang, or NULL when there is none or no table has that id. */
+static const char *keyed(size_t lang, const json_t *params, const char *name)
+{
+	char k[80];
+	const char *id, *s;
+
+	if (!params || snprintf(k, sizeof k, "%s_key", name) >= (int)sizeof k)
+		return NULL;
+	id = json_string_value(json_object_get(params, k));
+	if (!id)
+		return NULL;
+	s = lookup(lang, id);
+	return s ? s : lookup(0, id);
+}
+
+static char *fill(size_t lang, const char *templ, const json_t *params)
 {
 	char *buf = NULL, num[64];
 	size_t len = 0, cap = 0;
@@ -98,7 +114,13 @@ char *i18n_fill(const char *templ, const json_t *params)
 			p = open + 1;
 			continue;
 		}
-		if (json_is_string(v)) {
+		if (ok && keyed(lang, params, name)) {
+			/* A role or another word the reader's language names. */
+			const char *w = keyed(lang, params, name);
+
+			if (put(&buf, &len, &cap, w, strlen(w)) < 0)
+				goto oom;
+		} else if (json_is_string(v)) {
 			if (put(&buf, &len, &cap, json_string_value(v), strlen(json_string_value(v))) < 0)
 				goto oom;
 		} else {
@@ -124,15 +146,23 @@ oom:
 char *i18n_text(const char *lang, const char *id, const json_t *params)
 {
 	const char *templ = NULL;
-	size_t i;
+	size_t i, lang_i = 0;
 
 	pthread_once(&once, load_tables);
 	for (i = 1; lang && i < N_LANGS && !templ; i++)
-		if (!strcmp(lang, langs[i]))
+		if (!strcmp(lang, langs[i])) {
 			templ = lookup(i, id);
+			lang_i = templ ? i : 0;
+		}
 	if (!templ)
 		templ = lookup(0, id);
-	return templ ? i18n_fill(templ, params) : NULL;
+	return templ ? fill(lang_i, templ, params) : NULL;
+}
+
+char *i18n_fill(const char *templ, const json_t *params)
+{
+	pthread_once(&once, load_tables);
+	return fill(0, templ, params);
 }
 
 const char *i18n_lang_from_env(const char *(*env)(const char *name))

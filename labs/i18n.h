@@ -17,7 +17,10 @@
 
 /* The text of message id in lang ("en", "zh-CN"; anything else is English),
  * with {name} placeholders filled from params (strings, integers, reals,
- * booleans; an unknown name stays as written). Falls back to English when
+ * booleans; an unknown name stays as written). When params also has
+ * "name_key", a message id (such as "role.client"), {name} is that id's text
+ * in lang instead: a word such as a role name then reads in the reader's
+ * language, while params' "name" keeps the English for other readers. Falls back to English when
  * lang lacks the id. A new string the caller frees, or NULL when no table
  * has the id. */
 char *i18n_text(const char *lang, const char *id, const json_t *params);
@@ -28,7 +31,8 @@ char *i18n_text(const char *lang, const char *id, const json_t *params);
 const char *i18n_lang_from_env(const char *(*env)(const char *name));
 
 /* Fill {name} placeholders of templ from params into a new string (the
- * caller frees it), or NULL when out of memory. Exposed for tests. */
+ * caller frees it), or NULL when out of memory; "name_key" ids in English.
+ * Exposed for tests. */
 char *i18n_fill(const char *templ, const json_t *params);
 
 #endif

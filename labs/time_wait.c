@@ -41,6 +41,13 @@
  *    Once every port's 4-tuple sits in TIME_WAIT, connect() fails with
  *    EADDRNOTAVAIL, unless tcp_tw_reuse lets it take over a TIME_WAIT older
  *    than a second (with timestamps).
+ *  - ports: on the server host, bind() to port 0 takes an ephemeral port
+ *    from the namespace's ip_local_port_range (read from /proc/sys there;
+ *    getsockname() says which); while that socket listens, a second bind()
+ *    of its port fails with EADDRINUSE, plain and with SO_REUSEADDR; then two
+ *    listeners that both set SO_REUSEPORT bind the run's port, and the
+ *    client connects `conns` times: which listener accepted each connection
+ *    shows how the kernel spreads them.
  * After the exchange the lab keeps watching for `observe_ms` (up to 65 s, so
  * a run can see the 60 s timer run out).
  */
@@ -49,15 +56,17 @@
 #define EXHAUST_PORT_BASE 40000
 #define MAX_SOCKS 128
 
-static const char *const tw_scenario_choices[] = {"who-closes", "restart", "exhaust", NULL};
-enum { SC_WHO, SC_RESTART, SC_EXHAUST };
+static const char *const tw_scenario_choices[] = {"who-closes", "restart", "exhaust", "ports",
+						  NULL};
+enum { SC_WHO, SC_RESTART, SC_EXHAUST, SC_PORTS };
 static const char *const tw_closer_choices[] = {"client", "server", NULL};
 
 static const struct lab_param_def tw_params[] = {
 	{"scenario", LAB_P_ENUM, "Scenario",
 	 "who-closes: the side that calls close() first ends in TIME_WAIT, then the client tries "
 	 "to reuse its port; restart: the server closes first and binds its port again without "
-	 "and with SO_REUSEADDR; exhaust: a small ephemeral port range spent by TIME_WAIT",
+	 "and with SO_REUSEADDR; exhaust: a small ephemeral port range spent by TIME_WAIT; ports: "
+	 "bind() to port 0, a second bind() of a busy port, two SO_REUSEPORT listeners sharing one",
 	 NULL, "who-closes", 0, 0, tw_scenario_choices, 0},
 	{"closer", LAB_P_ENUM, "Who closes first", "who-closes: the side that calls close() first",
 	 NULL, "client", 0, 0, tw_closer_choices, 0},
@@ -73,6 +82,9 @@ static const struct lab_param_def tw_params[] = {
 	{"tw_reuse", LAB_P_INT, "tcp_tw_reuse",
 	 "exhaust: net.ipv4.tcp_tw_reuse on the client host (0 off, 1 on, 2 loopback only)", NULL,
 	 "0", 0, 2, NULL, 0},
+	{"conns", LAB_P_INT, "Connections to the shared port",
+	 "ports: connections the client makes to the two SO_REUSEPORT listeners", NULL, "16", 2,
+	 64, NULL, 0},
 	{"gap_ms", LAB_P_INT, "Gap between connects", "exhaust: time between connects", "ms", "100",
 	 0, 2000, NULL, LAB_PF_ADVANCED},
 	{"observe_ms", LAB_P_INT, "Watch afterwards",
@@ -107,18 +119,39 @@ struct tw {
 	int reuse_bind, reuse_connect; /* errno of the second bind and its connect (-1: not tried) */
 	int tw_sides[2];            /* TIME_WAIT sockets sock_diag listed, per host, last sample */
 	int tw_peak[2];
+	/* ports: what the calls returned (errno values; -1: not tried). */
+	struct {
+		int lo, hi;            /* ip_local_port_range read in the server namespace */
+		int bind0, port0;      /* bind() to port 0, and the port getsockname() gave */
+		int busy[2];           /* a second bind() of port0: plain, with SO_REUSEADDR */
+		int rp_bind[2];        /* the two SO_REUSEPORT listeners' bind() */
+		int accepts[2];        /* connections each listener accepted */
+		int connects;          /* connects tried */
+		int peer_parity[2];    /* the accepted connections' client ports: even, odd */
+	} pt;
 };
 
 /* ---- calls ---- */
 
+/* A call event; extra (stolen, may be NULL) adds fields of its own. */
+static int64_t call_ev_x(struct tw *s, const char *who, const char *call, const char *detail,
+			 int64_t t0, int err, json_t *extra)
+{
+	json_t *f = json_pack("{s:s,s:s,s:s?,s:I,s:I,s:b,s:s?,s:i}", "who", who, "call", call,
+			      "detail", detail, "t_call_us", (json_int_t)obs_run_us(s->ctx, t0),
+			      "took_us", (json_int_t)((obs_now_ns() - t0) / 1000), "ok", !err,
+			      "errno", err ? strerrorname_np(err) : NULL, "errno_value", err);
+
+	if (f && extra)
+		json_object_update(f, extra);
+	json_decref(extra);
+	return ev_emit(s->ctx->em, "call", f);
+}
+
 static int64_t call_ev(struct tw *s, const char *who, const char *call, const char *detail,
 		       int64_t t0, int err)
 {
-	return ev_emit(s->ctx->em, "call",
-		       json_pack("{s:s,s:s,s:s?,s:I,s:I,s:b,s:s?,s:i}", "who", who, "call", call,
-				 "detail", detail, "t_call_us", (json_int_t)obs_run_us(s->ctx, t0),
-				 "took_us", (json_int_t)((obs_now_ns() - t0) / 1000), "ok", !err,
-				 "errno", err ? strerrorname_np(err) : NULL, "errno_value", err));
+	return call_ev_x(s, who, call, detail, t0, err, NULL);
 }
 
 /* bind() fd to addr:port with or without SO_REUSEADDR, reported. Returns 0 or errno. */
@@ -602,6 +635,316 @@ static int scenario_exhaust(struct tw *s)
 	return 0;
 }
 
+/* ports: net.ipv4.ip_local_port_range of the namespace the thread is in. */
+static int read_port_range(int *lo, int *hi)
+{
+	char buf[64], *end;
+	int fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	long a, b;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = 0;
+	a = strtol(buf, &end, 10);
+	b = strtol(end, &end, 10);
+	if (a <= 0 || b < a || b > 65535)
+		return -EIO;
+	*lo = (int)a;
+	*hi = (int)b;
+	return 0;
+}
+
+/* setsockopt(fd, SOL_SOCKET, opt, 1), reported. 0 or errno. */
+static int do_sockopt(struct tw *s, const char *who, int fd, int opt, const char *name, json_t *extra)
+{
+	int one = 1, err = 0;
+	int64_t t0 = obs_now_ns();
+	char d[32];
+
+	if (setsockopt(fd, SOL_SOCKET, opt, &one, sizeof one) < 0)
+		err = errno;
+	snprintf(d, sizeof d, "%s=1", name);
+	call_ev_x(s, who, "setsockopt", d, t0, err, extra);
+	return err;
+}
+
+/* bind() reported with extra fields, no socket option of its own. 0 or errno. */
+static int do_bind_x(struct tw *s, int fd, const struct sockaddr_in *a, const char *opts, json_t *extra)
+{
+	char d[96], ip[INET_ADDRSTRLEN];
+	int64_t t0;
+	int err = 0;
+
+	inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+	snprintf(d, sizeof d, "%s:%u%s%s", ip, ntohs(a->sin_port), opts ? ", " : "", opts ? opts : "");
+	t0 = obs_now_ns();
+	if (bind(fd, (const struct sockaddr *)a, sizeof *a) < 0)
+		err = errno;
+	call_ev_x(s, "server", "bind", d, t0, err, extra);
+	if (err == EADDRINUSE)
+		s->eaddrinuse++;
+	return err;
+}
+
+static int do_listen(struct tw *s, int fd, json_t *extra)
+{
+	int64_t t0 = obs_now_ns();
+	int err = listen(fd, 64) < 0 ? errno : 0;
+
+	call_ev_x(s, "server", "listen", NULL, t0, err, extra);
+	return err;
+}
+
+/* Port 0 and a busy port, on the server host. Returns 0, or -errno when the
+ * run cannot go on. */
+static int ports_ephemeral(struct tw *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	struct sockaddr_in a0 = s->srv, got;
+	socklen_t gl = sizeof got;
+	int a = -1, b = -1, rc = 0, err;
+	int64_t t0;
+	char d[64];
+
+	if (net_enter(ctx->net, NET_SERVER) < 0)
+		return -EIO;
+	if ((rc = read_port_range(&s->pt.lo, &s->pt.hi)) < 0) {
+		ev_error(ctx->em, "port_range_unreadable", NULL,
+			 "cannot read net.ipv4.ip_local_port_range in the run's server namespace");
+		return rc;
+	}
+	ev_emit(ctx->em, "port_range",
+		json_pack("{s:s,s:s,s:s,s:i,s:i}", "host", "server", "name",
+			  "net.ipv4.ip_local_port_range", "source",
+			  "/proc/sys/net/ipv4/ip_local_port_range, read in the server's namespace", "low",
+			  s->pt.lo, "high", s->pt.hi));
+	a0.sin_port = 0;
+	if ((a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	s->pt.bind0 = do_bind_x(s, a, &a0, NULL, json_pack("{s:s}", "step", "port0"));
+	if (s->pt.bind0)
+		goto out;
+	t0 = obs_now_ns();
+	err = getsockname(a, (struct sockaddr *)&got, &gl) < 0 ? errno : 0;
+	if (!err)
+		s->pt.port0 = ntohs(got.sin_port);
+	snprintf(d, sizeof d, "%s:%d", s->srv_ip, s->pt.port0);
+	call_ev_x(s, "server", "getsockname", err ? NULL : d, t0, err,
+		  json_pack("{s:s,s:i}", "step", "port0", "port", s->pt.port0));
+	if (err || do_listen(s, a, json_pack("{s:s}", "step", "port0")))
+		goto out;
+	/* A second socket asks for the port the listener holds: plain, then
+	 * with SO_REUSEADDR (which never lets a bind share a listener's port). */
+	for (int r = 0; r < 2; r++) {
+		struct sockaddr_in busy = s->srv;
+
+		busy.sin_port = htons((uint16_t)s->pt.port0);
+		if ((b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (r && do_sockopt(s, "server", b, SO_REUSEADDR, "SO_REUSEADDR",
+				    json_pack("{s:s}", "step", "busy")) != 0)
+			s->pt.busy[r] = -1;
+		else
+			s->pt.busy[r] = do_bind_x(s, b, &busy, r ? "SO_REUSEADDR" : NULL,
+						  json_pack("{s:s,s:i}", "step", "busy", "port",
+							    s->pt.port0));
+		close(b);
+		b = -1;
+	}
+out:
+	if (b >= 0)
+		close(b);
+	if (a >= 0)
+		close(a);
+	return rc;
+}
+
+/* Accept the connection that arrived on one of the two listeners. Returns
+ * the listener's index (0 or 1) with *afd set, or -1. */
+static int ports_accept(struct tw *s, const int l[2], int *afd)
+{
+	int rc = lab_wait_fd2(s->ctx, l[0], POLLIN, l[1], 3000);
+
+	*afd = -1;
+	if (rc <= 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		struct sockaddr_in peer;
+		socklen_t pl = sizeof peer;
+		int64_t t0 = obs_now_ns();
+		char d[64], ip[INET_ADDRSTRLEN];
+
+		*afd = accept4(l[i], (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (*afd < 0)
+			continue; /* EAGAIN: the connection is on the other listener */
+		inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+		snprintf(d, sizeof d, "listener %d: from %s:%u", i + 1, ip, ntohs(peer.sin_port));
+		s->pt.peer_parity[ntohs(peer.sin_port) & 1]++;
+		call_ev_x(s, "server", "accept", d, t0, 0,
+			  json_pack("{s:s,s:i,s:i}", "step", "reuseport", "listener", i + 1, "peer_port",
+				    ntohs(peer.sin_port)));
+		return i;
+	}
+	return -1;
+}
+
+/* Two listeners share the run's port with SO_REUSEPORT; the client connects
+ * `conns` times, each from a port of its own, and closes first. */
+static int ports_reuseport(struct tw *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	int l[2] = {-1, -1}, rc = 0, n = (int)lab_int(ctx->p, "conns");
+
+	if (net_enter(ctx->net, NET_SERVER) < 0)
+		return -EIO;
+	for (int i = 0; i < 2; i++) {
+		if ((l[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (do_sockopt(s, "server", l[i], SO_REUSEPORT, "SO_REUSEPORT",
+			       json_pack("{s:s,s:i}", "step", "reuseport", "listener", i + 1)) != 0)
+			goto out;
+		s->pt.rp_bind[i] = do_bind_x(s, l[i], &s->srv, "SO_REUSEPORT",
+					     json_pack("{s:s,s:i,s:i}", "step", "reuseport", "listener",
+						       i + 1, "port", s->port));
+		if (s->pt.rp_bind[i] ||
+		    do_listen(s, l[i], json_pack("{s:s,s:i}", "step", "reuseport", "listener", i + 1)))
+			goto out;
+	}
+	if ((rc = start_observer(s, 0)) < 0)
+		goto out;
+	for (int i = 0; i < n && !lab_cancelled(ctx); i++) {
+		int cfd, afd = -1, which;
+
+		if (net_enter(ctx->net, NET_CLIENT) < 0 ||
+		    (cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+			rc = -EIO;
+			break;
+		}
+		s->pt.connects++;
+		if (do_connect(s, cfd, 1) != 0) {
+			close(cfd);
+			continue;
+		}
+		which = ports_accept(s, l, &afd);
+		if (which >= 0)
+			s->pt.accepts[which]++;
+		/* The client closes first; the server closes on its FIN. */
+		close(cfd);
+		if (afd >= 0) {
+			recv_wait(s, afd);
+			close(afd);
+		}
+	}
+out:
+	for (int i = 0; i < 2; i++)
+		if (l[i] >= 0)
+			close(l[i]);
+	return rc;
+}
+
+/* A call's outcome for the summary: NULL when not tried, "ok", or the errno's name. */
+static const char *outcome(int err)
+{
+	return err < 0 ? NULL : err == 0 ? "ok" : strerrorname_np(err);
+}
+
+static void ports_verdicts(struct tw *s)
+{
+	struct lab_ctx *ctx = s->ctx;
+	json_t *sum = ctx->summary;
+	const char *b0 = s->pt.busy[0] > 0 ? strerrorname_np(s->pt.busy[0]) : NULL;
+	const char *b1 = s->pt.busy[1] > 0 ? strerrorname_np(s->pt.busy[1]) : NULL;
+	int in = s->pt.port0 >= s->pt.lo && s->pt.port0 <= s->pt.hi;
+	int total = s->pt.accepts[0] + s->pt.accepts[1];
+
+	json_object_set_new(
+		sum, "ports",
+		json_pack("{s:{s:i,s:i,s:s},s:i,s:b,s:{s:s?,s:s?},s:{s:i,s:[s?,s?],s:[i,i],s:i,s:I}}",
+			  "range", "low", s->pt.lo, "high", s->pt.hi, "source",
+			  "/proc/sys/net/ipv4/ip_local_port_range (server namespace)", "port0",
+			  s->pt.port0, "port0_in_range", in, "busy_bind", "plain",
+			  outcome(s->pt.busy[0]), "so_reuseaddr", outcome(s->pt.busy[1]), "reuseport",
+			  "port", s->port, "binds", outcome(s->pt.rp_bind[0]), outcome(s->pt.rp_bind[1]),
+			  "accepts",
+			  s->pt.accepts[0], s->pt.accepts[1], "connects", s->pt.connects,
+			  "connects_ok", (json_int_t)s->connects_ok));
+	if (s->pt.port0 && in)
+		ev_note(ctx->em, "timewait.ports_ephemeral",
+			json_pack("{s:i,s:i,s:i}", "port", s->pt.port0, "low", s->pt.lo, "high",
+				  s->pt.hi),
+			NULL);
+	else if (s->pt.port0)
+		ev_note(ctx->em, "timewait.ports_outside",
+			json_pack("{s:i,s:i,s:i}", "port", s->pt.port0, "low", s->pt.lo, "high",
+				  s->pt.hi),
+			NULL);
+	/* Only what this run shows: port 0's parity against every client port's. */
+	if (s->pt.port0 && total > 0 && !s->pt.peer_parity[s->pt.port0 & 1]) {
+		int p0 = s->pt.port0 & 1;
+
+		ev_note(ctx->em, "timewait.ports_parity",
+			json_pack("{s:s,s:s,s:i,s:s,s:s,s:i,s:i}", "bound", p0 ? "odd" : "even",
+				  "bound_key", p0 ? "parity.odd" : "parity.even", "port", s->pt.port0,
+				  "connected", p0 ? "even" : "odd", "connected_key",
+				  p0 ? "parity.even" : "parity.odd", "n",
+				  total, "low", s->pt.lo),
+			NULL);
+	}
+	if (s->pt.busy[0] == EADDRINUSE && s->pt.busy[1] == EADDRINUSE)
+		ev_note(ctx->em, "timewait.ports_busy", json_pack("{s:i}", "port", s->pt.port0), NULL);
+	else if (s->pt.busy[0] >= 0 && s->pt.busy[1] >= 0 && s->pt.port0)
+		ev_note(ctx->em, "timewait.ports_busy_other",
+			json_pack("{s:i,s:s,s:s}", "port", s->pt.port0, "plain", b0 ? b0 : "success",
+				  "reuse", b1 ? b1 : "success"),
+			NULL);
+	if (s->pt.rp_bind[0] == 0 && s->pt.rp_bind[1] == 0 && s->obs) {
+		json_t *np = json_pack("{s:i,s:I,s:i,s:i,s:i,s:i}", "port", s->port, "n",
+				       (json_int_t)s->connects_ok, "first", s->pt.accepts[0], "second",
+				       s->pt.accepts[1], "total", total, "only",
+				       s->pt.accepts[0] ? 1 : 2);
+
+		if (s->pt.accepts[0] && s->pt.accepts[1])
+			ev_note(ctx->em, "timewait.ports_reuseport", np, NULL);
+		else if (total)
+			ev_note(ctx->em, "timewait.ports_reuseport_one", np, NULL);
+		else
+			ev_note(ctx->em, "timewait.ports_reuseport_none", np, NULL);
+	}
+	else if (s->pt.rp_bind[1] > 0)
+		ev_note(ctx->em, "timewait.ports_reuseport_refused",
+			json_pack("{s:i,s:s}", "port", s->port, "errno",
+				  strerrorname_np(s->pt.rp_bind[1])),
+			NULL);
+}
+
+static int scenario_ports(struct tw *s)
+{
+	int rc = ports_ephemeral(s);
+
+	if (rc < 0)
+		return rc;
+	rc = ports_reuseport(s);
+	if (rc == 0 && !s->obs) {
+		/* A listener could not be set up: its call event has the errno. */
+		ports_verdicts(s);
+		ev_error(s->ctx->em, "reuseport_failed", NULL,
+			 "the two SO_REUSEPORT listeners could not both listen (see their calls)");
+		rc = -EIO;
+	}
+	return rc;
+}
+
 /* ---- the run ---- */
 
 static void verdicts(struct tw *s)
@@ -625,12 +968,19 @@ static void verdicts(struct tw *s)
 					      "connect_errno",
 					      s->reuse_connect > 0 ? strerrorname_np(s->reuse_connect)
 								   : NULL));
-	if (s->scenario != SC_EXHAUST)
+	if (s->scenario == SC_PORTS) {
+		ports_verdicts(s);
+		return;
+	}
+	if (s->scenario != SC_EXHAUST) {
+		const char *closer = s->scenario == SC_RESTART || s->closer == 1 ? "server" : "client";
+
 		ev_note(ctx->em, "timewait.who",
-			json_pack("{s:s,s:i,s:i}", "closer",
-				  s->scenario == SC_RESTART || s->closer == 1 ? "server" : "client",
-				  "client", s->tw_peak[1], "server", s->tw_peak[0]),
+			json_pack("{s:s,s:s,s:i,s:i}", "closer", closer, "closer_key",
+				  !strcmp(closer, "server") ? "role.server" : "role.client", "client",
+				  s->tw_peak[1], "server", s->tw_peak[0]),
 			NULL);
+	}
 	if (s->tw_first_ms >= 0) {
 		long long since = (s->tw_first_ns - (s->last_fin_ns ? s->last_fin_ns : s->close_ns)) / 1000000;
 
@@ -639,7 +989,9 @@ static void verdicts(struct tw *s)
 					      s->tw_first_ms, "ms_after_fin", (json_int_t)since,
 					      "sum_ms", (json_int_t)(since + s->tw_first_ms)));
 		ev_note(ctx->em, "timewait.sixty",
-			json_pack("{s:s,s:i,s:I,s:I}", "who", s->tw_who, "ms_left", s->tw_first_ms,
+			json_pack("{s:s,s:s,s:i,s:I,s:I}", "who", s->tw_who, "who_key",
+				  !strcmp(s->tw_who, "server") ? "role.server" : "role.client", "ms_left",
+				  s->tw_first_ms,
 				  "since", (json_int_t)since,
 				  "total", (json_int_t)(since + s->tw_first_ms)),
 			NULL);
@@ -680,6 +1032,7 @@ static int tw_run(struct lab_ctx *ctx)
 	s->ctx = ctx;
 	s->tw_first_ms = -1;
 	s->reuse_bind = s->reuse_connect = -1;
+	s->pt.bind0 = s->pt.busy[0] = s->pt.busy[1] = s->pt.rp_bind[0] = s->pt.rp_bind[1] = -1;
 	s->reuse = (int)lab_int(ctx->p, "reuseaddr");
 	s->lfd = -1;
 	s->scenario = (int)lab_int(ctx->p, "scenario");
@@ -708,6 +1061,7 @@ static int tw_run(struct lab_ctx *ctx)
 	counters_snapshot(s, 0);
 	rc = s->scenario == SC_WHO       ? scenario_who(s)
 	     : s->scenario == SC_RESTART ? scenario_restart(s)
+	     : s->scenario == SC_PORTS   ? scenario_ports(s)
 					 : scenario_exhaust(s);
 	/* Watch the TIME_WAIT sockets count down (sock_diag samples). */
 	end = obs_now_ns() + lab_int(ctx->p, "observe_ms") * 1000000LL;
@@ -753,14 +1107,18 @@ static int tw_format(const struct lab_params *p, const json_t *ev, char *buf, si
 		const char *e = json_string_value(json_object_get(ev, "errno"));
 		const char *d = json_string_value(json_object_get(ev, "detail"));
 
-		return snprintf(buf, len, "%10.3f  %-6s  %s(%s) = %s\n", t,
-				json_string_value(json_object_get(ev, "who")),
+		json_int_t l = json_integer_value(json_object_get(ev, "listener"));
+		char who[32];
+
+		snprintf(who, sizeof who, "%s%s", json_string_value(json_object_get(ev, "who")),
+			 l == 1 ? " L1" : l == 2 ? " L2" : "");
+		return snprintf(buf, len, "%10.3f  %-9s  %s(%s) = %s\n", t, who,
 				json_string_value(json_object_get(ev, "call")), d ? d : "",
 				e ? e : "ok");
 	}
 	if (!strcmp(type, "tw_list")) {
 		const json_t *a = json_object_get(ev, "sockets");
-		int n = snprintf(buf, len, "%10.3f  %-6s  TIME_WAIT x%lld (sock_diag)", t,
+		int n = snprintf(buf, len, "%10.3f  %-9s  TIME_WAIT x%lld (sock_diag)", t,
 				 json_string_value(json_object_get(ev, "host")),
 				 json_integer_value(json_object_get(ev, "count")));
 		size_t i;
@@ -782,6 +1140,32 @@ static int tw_format(const struct lab_params *p, const json_t *ev, char *buf, si
 			n += snprintf(buf + n, len - (size_t)n, "\n");
 		return n;
 	}
+	if (!strcmp(type, "port_range"))
+		return snprintf(buf, len, "%10.3f  %-9s  %s = %lld %lld (%s)\n", t,
+				json_string_value(json_object_get(ev, "host")),
+				json_string_value(json_object_get(ev, "name")),
+				json_integer_value(json_object_get(ev, "low")),
+				json_integer_value(json_object_get(ev, "high")),
+				json_string_value(json_object_get(ev, "source")));
+	if (!strcmp(type, "counters")) {
+		const char *k;
+		json_t *v;
+		int n = snprintf(buf, len, "%10.3f  %-9s  TcpExt since the run began:", t,
+				 json_string_value(json_object_get(ev, "host")));
+
+		json_object_foreach(json_object_get(ev, "values"), k, v) {
+			if (n < 0 || (size_t)n >= len)
+				break;
+			n += snprintf(buf + n, len - (size_t)n, " %s +%lld", k, json_integer_value(v));
+		}
+		if (n >= 0 && (size_t)n < len)
+			n += snprintf(buf + n, len - (size_t)n, "\n");
+		return n;
+	}
+	if (!strcmp(type, "capture"))
+		return snprintf(buf, len, "%10.3f  capture on %s (%s)\n", t,
+				json_string_value(json_object_get(ev, "interface")),
+				json_string_value(json_object_get(ev, "filter")));
 	if (!strcmp(type, "segment"))
 		return 0;
 	return -1;

@@ -93,14 +93,23 @@ function table() {
 }
 
 // The string for key in the current language with {name} placeholders replaced
-// from vars. Values are inserted as text by the callers (textContent), so no
-// escaping is needed here.
+// from vars. When vars also has name_key (a message id such as "role.client"),
+// {name} is that id's text in the current language (labs/i18n.c does the
+// same): a role named in a lab's note reads in the reader's language. Values
+// are inserted as text by the callers (textContent), so no escaping is needed
+// here.
 export function t(key, vars) {
 	const cur = table();
 	let s = Object.hasOwn(cur, key) ? cur[key] : Object.hasOwn(tables.en, key) ? tables.en[key] : key;
 	if (vars) {
-		s = s.replace(/\{([a-z_]+)\}/g, (m, name) =>
-			Object.hasOwn(vars, name) ? String(vars[name]) : m);
+		s = s.replace(/\{([a-z_]+)\}/g, (m, name) => {
+			if (!Object.hasOwn(vars, name)) return m;
+			const id = vars[`${name}_key`];
+			if (typeof id === 'string' && (Object.hasOwn(cur, id) || Object.hasOwn(tables.en, id))) {
+				return Object.hasOwn(cur, id) ? cur[id] : tables.en[id];
+			}
+			return String(vars[name]);
+		});
 	}
 	return s;
 }

@@ -23,6 +23,7 @@ TERMS = {
 }
 # Keys built at run time from a fixed set of values.
 FAMILIES = {"run.status.": ["running", "ok", "error", "cancelled", "timeout"],
+            "role.": ["client", "server"],
             "hs.gone.": ["rst", "timer_expired", "reused", "not_listed"],
             "hs.match.": ["same", "different_packet", "kernel_only", "inferred_only", "consistent",
                           "inconsistent", "unobserved"]}

@@ -155,28 +155,110 @@ def tcp_tw_reuse_lifts_the_exhaustion():
 
 
 @test
+def ports_port_zero_a_busy_port_and_two_reuseport_listeners():
+    n = 32
+    ev, s = tw("scenario=ports", f"conns={n}", "observe_ms=0")
+    p = s["ports"]
+    rng = [e for e in ev if e["type"] == "port_range"]
+    eq(len(rng), 1, "the range is read once")
+    eq(rng[0]["host"], "server", "in the server's namespace")
+    lo, hi = rng[0]["low"], rng[0]["high"]
+    eq((p["range"]["low"], p["range"]["high"]), (lo, hi), "the summary's range is the event's")
+    # A fresh network namespace's own range, read independently of the lab.
+    fresh = subprocess.run(["unshare", "-n", "cat", "/proc/sys/net/ipv4/ip_local_port_range"],
+                           capture_output=True, text=True, timeout=20, check=True).stdout.split()
+    eq([lo, hi], [int(x) for x in fresh], "the range of a fresh namespace")
+    # Port 0: getsockname's port, inside the range.
+    got = [c for c in calls(ev, "getsockname") if c.get("step") == "port0"]
+    eq(len(got), 1, "one getsockname")
+    eq(got[0]["errno"], None, "getsockname succeeds")
+    port0 = got[0]["port"]
+    eq(p["port0"], port0, "the summary's port is getsockname's")
+    check(lo <= port0 <= hi, f"port {port0} inside {lo}-{hi}")
+    eq(p["port0_in_range"], True, "in range")
+    eq(got[0]["detail"].split(":")[-1], str(port0), "the call shows the port")
+    # The busy port: EADDRINUSE without and with SO_REUSEADDR.
+    busy = [c for c in calls(ev, "bind") if c.get("step") == "busy"]
+    eq([(c["port"], c["errno"], c["errno_value"]) for c in busy],
+       [(port0, "EADDRINUSE", 98)] * 2, "both second binds of the listening port")
+    eq([c["detail"].endswith("SO_REUSEADDR") for c in busy], [False, True], "plain, then SO_REUSEADDR")
+    opts = [c for c in calls(ev, "setsockopt") if c.get("step") == "busy"]
+    eq([(c["detail"], c["errno"]) for c in opts], [("SO_REUSEADDR=1", None)], "SO_REUSEADDR set before the second")
+    eq(p["busy_bind"], {"plain": "EADDRINUSE", "so_reuseaddr": "EADDRINUSE"}, "summary")
+    # SO_REUSEPORT: both listeners bind the same port and listen.
+    rp = [c for c in calls(ev, "setsockopt") if c.get("step") == "reuseport"]
+    eq([(c["listener"], c["detail"], c["errno"]) for c in rp],
+       [(1, "SO_REUSEPORT=1", None), (2, "SO_REUSEPORT=1", None)], "SO_REUSEPORT on each")
+    binds = [c for c in calls(ev, "bind") if c.get("step") == "reuseport"]
+    eq([(c["listener"], c["port"], c["errno"]) for c in binds], [(1, s["ports"]["reuseport"]["port"], None),
+                                                                  (2, s["ports"]["reuseport"]["port"], None)],
+       "both bind the shared port")
+    eq([c["errno"] for c in calls(ev, "listen") if c.get("step") == "reuseport"], [None, None], "both listen")
+    # Every connection accepted by exactly one listener; both got some.
+    conns = calls(ev, "connect", "client")
+    eq([c["errno"] for c in conns], [None] * n, f"{n} connects succeed")
+    acc = [c for c in calls(ev, "accept") if c.get("step") == "reuseport"]
+    per = [len([a for a in acc if a["listener"] == i]) for i in (1, 2)]
+    eq(sum(per), n, "every connection accepted once")
+    check(per[0] >= 1 and per[1] >= 1, f"both listeners accepted (1: {per[0]}, 2: {per[1]})")
+    eq(p["reuseport"]["accepts"], per, "the summary counts the accept calls")
+    eq(sorted(a["peer_port"] for a in acc), sorted(int(c["detail"].split()[2]) for c in conns),
+       "the accepted peers are the client's connects, port for port")
+    keys = notes(ev)
+    for k in ("timewait.ports_ephemeral", "timewait.ports_busy", "timewait.ports_reuseport"):
+        check(k in keys, f"{k} in {keys}")
+    check("timewait.who" not in keys, "no who-closes note")
+    # The segments are the connections' (capture): one SYN per connect.
+    syns = [e for e in ev if e["type"] == "segment" and e["flags_short"] == "S"]
+    eq(sorted(x["src"]["port"] for x in syns), sorted(a["peer_port"] for a in acc), "a SYN per connection")
+
+
+@test
+def ports_note_names_the_range_and_roles_read_in_chinese():
+    root()
+    r = subprocess.run([BIN, "run", "time-wait", "-p", "scenario=ports", "-p", "conns=4", "-p", "observe_ms=0"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "LANG": "zh_CN.UTF-8", "LC_ALL": ""})
+    eq(r.returncode, 0, f"exit: {r.stderr[-300:]}")
+    check("服务器主机上 bind() 到端口 0 得到了端口" in r.stdout, f"the Chinese port 0 note: {r.stdout[-600:]}")
+    check("server L1  bind(" in r.stdout and "server L2  bind(" in r.stdout, "each listener's calls named")
+    r = subprocess.run([BIN, "run", "time-wait", "-p", "closer=server", "-p", "observe_ms=0"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "LANG": "zh_CN.UTF-8", "LC_ALL": ""})
+    eq(r.returncode, 0, f"exit: {r.stderr[-300:]}")
+    who = [ln for ln in r.stdout.splitlines() if "先调用 close() 的是" in ln]
+    eq(len(who), 1, "the who note")
+    check("先调用 close() 的是服务器" in who[0] and "server" not in who[0], f"the role in Chinese: {who[0]}")
+
+
+@test
 def bad_parameters_are_named_with_their_range():
     root()
     for p, want in (("ports=1", "parameter 'ports': must be an integer from 2 to 100"),
                     ("observe_ms=70000", "parameter 'observe_ms': must be an integer from 0 to 65000"),
                     ("tw_reuse=3", "parameter 'tw_reuse': must be an integer from 0 to 2"),
+                    ("conns=65", "parameter 'conns': must be an integer from 2 to 64"),
+                    ("scenario=port", "parameter 'scenario'"),
                     ("network=loopback", "parameter 'network': time-wait needs two-hosts")):
         r = subprocess.run([BIN, "run", "time-wait", "-p", p], capture_output=True, text=True, timeout=20)
         eq(r.returncode, 2, f"exit for {p}")
         check(want in r.stderr, f"{p}: {r.stderr}")
 
 
-def killed(sig):
+def killed(sig, scenario="who-closes"):
+    """Kill a run once it holds something (TIME_WAIT listed; for ports, once a
+    listener accepted) and check nothing of it is left."""
     root()
-    p = subprocess.Popen([BIN, "run", "time-wait", "--json", "-p", "observe_ms=30000"],
+    p = subprocess.Popen([BIN, "run", "time-wait", "--json", "-p", "observe_ms=30000", "-p",
+                          f"scenario={scenario}", "-p", "conns=64"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     first = json.loads(p.stdout.readline())
     lease = lease_of(first)
     while True:
         line = p.stdout.readline()
-        check(line, "the run ended before TIME_WAIT was listed")
+        check(line, "the run ended before it held anything")
         e = json.loads(line)
         if e["type"] == "tw_list" and e["count"] > 0:
+            break
+        if scenario == "ports" and e["type"] == "call" and e["call"] == "accept":
             break
     inodes = net_inodes(f"/proc/{p.pid}/task/*/ns/net") | net_inodes(f"/proc/{p.pid}/fd/*")
     check(len(inodes) >= 2, f"the run's namespaces {inodes}")
@@ -192,6 +274,12 @@ def killed(sig):
 def sigterm_and_sigkill_leave_nothing():
     check(killed(signal.SIGTERM) != 0, "a cancelled run fails")
     eq(killed(signal.SIGKILL), -signal.SIGKILL, "killed")
+
+
+@test
+def ports_sigterm_and_sigkill_leave_nothing():
+    check(killed(signal.SIGTERM, "ports") != 0, "a cancelled ports run fails")
+    eq(killed(signal.SIGKILL, "ports"), -signal.SIGKILL, "killed")
 
 
 if __name__ == "__main__":
