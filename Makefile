@@ -9,9 +9,15 @@ CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ilabs -Iserver -Ibuild \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# The lab program (socklab-lab, what each run executes) links only what labs
+# use: starting it costs a run about a fifth of starting the server's binary,
+# which loads 31 shared libraries (README.md, "A lecture hall presses Run").
+LAB_PKGS   := jansson libmnl libpcap
+LAB_LDLIBS := $(shell pkg-config --libs $(LAB_PKGS) 2>/dev/null) -lpthread -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-LIB_SRC := $(wildcard labs/*.c labs/*/*.c) $(filter-out server/main.c,$(wildcard server/*.c))
+LIB_SRC := $(wildcard labs/*.c labs/*/*.c) \
+	   $(filter-out server/main.c server/lab_main.c,$(wildcard server/*.c))
 WEB     := $(shell find web -path web/npm -prune -o -type f ! -name '*~' -print 2>/dev/null | LC_ALL=C sort)
 # Libraries the dashboard embeds, from npm with a lock file (web/npm), copied
 # into the binary's assets at /vendor/: the dashboard works offline.
@@ -20,11 +26,13 @@ NPM_DONE := $(NPM_DIR)/node_modules/.package-lock.json
 VENDOR   := build/vendor/vendor/uPlot.esm.js build/vendor/vendor/uPlot.min.css
 UNIT    := $(wildcard tests/unit/test_*.c)
 
-OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o build/obj/own_shim.o
-ASAN_OBJ := $(LIB_SRC:%.c=build/asan/obj/%.o) build/asan/obj/assets.o build/obj/own_shim.o
+OBJ      := $(LIB_SRC:%.c=build/obj/%.o) build/obj/assets.o build/obj/own_shim.o \
+	    build/obj/i18n_labs.o
+ASAN_OBJ := $(LIB_SRC:%.c=build/asan/obj/%.o) build/asan/obj/assets.o build/obj/own_shim.o \
+	    build/obj/i18n_labs.o
 
 .PHONY: all run deps test-deps test asan unit lint bench image clean fuzz fuzzers
-all: build/socklab
+all: build/socklab build/socklab-lab
 
 build/tools/embed: server/tools/embed.c
 	@mkdir -p $(@D)
@@ -41,6 +49,16 @@ build/vendor/vendor/%: $(NPM_DONE)
 build/assets.c: build/tools/embed $(WEB) $(VENDOR)
 	build/tools/embed web $(WEB) --root build/vendor $(VENDOR) > $@.tmp && mv $@.tmp $@
 
+# The messages labs render (notes, the CLI's, run statuses), a compact subset
+# of web/i18n: a run parses it in a fraction of the time the whole files take.
+build/tools/i18n_subset: server/tools/i18n_subset.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) -O2 -o $@ $< $(shell pkg-config --cflags --libs jansson)
+build/i18n_labs.c: build/tools/i18n_subset web/i18n/en.json web/i18n/zh-CN.json
+	build/tools/i18n_subset en web/i18n/en.json zh-CN web/i18n/zh-CN.json > $@.tmp && mv $@.tmp $@
+build/obj/i18n_labs.o: build/i18n_labs.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
 # The own lab's call-recording shim: a preloaded library (never sanitized: it
 # runs inside the student's Python), whose bytes are built into the binary.
 build/own/libsocklab-shim.so: labs/own/shim/shim.c labs/own/record.h
@@ -56,10 +74,28 @@ build/obj/%.o: %.c $(wildcard labs/*.h labs/*/*.h server/*.h)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 build/obj/assets.o: build/assets.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
-build/libsocklab.a: $(OBJ)
+# A build's identity: a hash of its objects, compiled into the library, so the
+# server uses a socklab-lab beside it only when both come from the same build.
+define BUILD_ID
+	@mkdir -p $(@D)
+	@printf 'const char socklab_build_id[] = "%s";\n' \
+	  "$$(cat $(filter %.o,$^) | sha256sum | cut -c1-16)" > $@.tmp && mv $@.tmp $@
+endef
+build/buildid.c: $(OBJ)
+	$(BUILD_ID)
+build/asan/buildid.c: $(ASAN_OBJ)
+	$(BUILD_ID)
+build/obj/buildid.o: build/buildid.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+build/asan/obj/buildid.o: build/asan/buildid.c
+	$(CC) $(ALL_CFLAGS) $(ASAN) -c -o $@ $<
+
+build/libsocklab.a: $(OBJ) build/obj/buildid.o
 	ar rcs $@ $^
 build/socklab: build/obj/server/main.o build/libsocklab.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+build/socklab-lab: build/obj/server/lab_main.o build/libsocklab.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LAB_LDLIBS)
 
 build/asan/obj/%.o: %.c $(wildcard labs/*.h labs/*/*.h server/*.h)
 	@mkdir -p $(@D)
@@ -67,10 +103,12 @@ build/asan/obj/%.o: %.c $(wildcard labs/*.h labs/*/*.h server/*.h)
 build/asan/obj/assets.o: build/assets.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ASAN) -c -o $@ $<
-build/asan/libsocklab.a: $(ASAN_OBJ)
+build/asan/libsocklab.a: $(ASAN_OBJ) build/asan/obj/buildid.o
 	ar rcs $@ $^
 build/asan/socklab: build/asan/obj/server/main.o build/asan/libsocklab.a
 	$(CC) $(ALL_CFLAGS) $(ASAN) -o $@ $^ $(LDLIBS)
+build/asan/socklab-lab: build/asan/obj/server/lab_main.o build/asan/libsocklab.a
+	$(CC) $(ALL_CFLAGS) $(ASAN) -o $@ $^ $(LAB_LDLIBS)
 
 # One small binary per module test, in a normal and a sanitizer build.
 build/tests/%: tests/unit/%.c tests/unit/unit.h build/libsocklab.a
@@ -122,7 +160,7 @@ fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do FUZZ_RUNS=$${FUZZ_RUNS:-10000000} tests/fuzz/run $$f || exit 1; done
 
 unit: $(UNIT:tests/unit/%.c=build/tests/%)
-asan: build/asan/socklab $(UNIT:tests/unit/%.c=build/asan/tests/%)
+asan: build/asan/socklab build/asan/socklab-lab $(UNIT:tests/unit/%.c=build/asan/tests/%)
 
 deps:
 	@server/tools/install-deps.sh build

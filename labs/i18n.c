@@ -11,32 +11,48 @@
 static const char *const langs[] = {"en", "zh-CN"};
 #define N_LANGS (sizeof langs / sizeof langs[0])
 
-/* Written once under pthread_once, read-only afterwards. */
+/* The messages labs render (ids note.*, cli.*, run.*), compact, per
+ * language: build/i18n_labs.c, written by server/tools/i18n_subset.c from
+ * web/i18n/LANG.json. The whole files (the dashboard's) took every
+ * run about 4 ms to parse; a run with --json needs English alone. */
+extern const struct asset i18n_lab_tables[];
+
+/* Each written once under its pthread_once, read-only afterwards. */
 static json_t *tables[N_LANGS];
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_once_t once[N_LANGS] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
 
-static void load_tables(void)
+static void load_table(size_t lang)
 {
-	size_t i, k;
-	char path[64];
+	size_t k;
 
-	for (i = 0; i < N_LANGS; i++) {
-		snprintf(path, sizeof path, "/i18n/%s.json", langs[i]);
-		for (k = 0; assets[k].path; k++) {
-			if (strcmp(assets[k].path, path) != 0)
-				continue;
-			tables[i] = json_loadb((const char *)assets[k].data, assets[k].len, 0, NULL);
-			if (tables[i] && !json_is_object(tables[i])) {
-				json_decref(tables[i]);
-				tables[i] = NULL;
-			}
-			break;
+	for (k = 0; i18n_lab_tables[k].path; k++) {
+		if (strcmp(i18n_lab_tables[k].path, langs[lang]) != 0)
+			continue;
+		tables[lang] = json_loadb((const char *)i18n_lab_tables[k].data,
+					  i18n_lab_tables[k].len, 0, NULL);
+		if (tables[lang] && !json_is_object(tables[lang])) {
+			json_decref(tables[lang]);
+			tables[lang] = NULL;
 		}
+		break;
 	}
 }
 
+static void load_en(void)
+{
+	load_table(0);
+}
+
+static void load_zh(void)
+{
+	load_table(1);
+}
+
+static void (*const loaders[N_LANGS])(void) = {load_en, load_zh};
+
 static const char *lookup(size_t lang, const char *id)
 {
+	pthread_once(&once[lang], loaders[lang]);
 	return tables[lang] ? json_string_value(json_object_get(tables[lang], id)) : NULL;
 }
 
@@ -148,7 +164,6 @@ char *i18n_text(const char *lang, const char *id, const json_t *params)
 	const char *templ = NULL;
 	size_t i, lang_i = 0;
 
-	pthread_once(&once, load_tables);
 	for (i = 1; lang && i < N_LANGS && !templ; i++)
 		if (!strcmp(lang, langs[i])) {
 			templ = lookup(i, id);

@@ -42,6 +42,10 @@ int main(int argc, char **argv)
 		printf("socklab %s\n", SOCKLAB_VERSION);
 		return 0;
 	}
+	if (!strcmp(cmd, "build-id")) {
+		printf("%s\n", socklab_build_id);
+		return 0;
+	}
 	fprintf(stderr, "socklab: unknown command '%s' (expected labs, run, serve, health or version)\n", cmd);
 	usage(stderr);
 	return 2;

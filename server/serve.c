@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -18,6 +20,7 @@
 #include "privs.h"
 #include "runs.h"
 #include "tcpstate/tcpstate.h"
+#include "version.h"
 #include "ws.h"
 
 static const char *env_lookup(const char *name)
@@ -56,6 +59,111 @@ static void raise_fd_limit(const struct serve_config *c)
 			"--max-conns and --max-runs add up to (%llu): connections beyond it are "
 			"refused\n",
 			(unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+/* Start `exe build-id` and read what it prints (at most idlen - 1 bytes, one
+ * line, within 5 s). 0 when it exited with 0, else a negative code and why
+ * in why. */
+static int probe_build_id(const char *exe, char *id, size_t idlen, char *why, size_t whylen)
+{
+	struct pollfd pfd = {.events = POLLIN};
+	int fds[2], st = 0, rc = 0;
+	size_t got = 0;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
+		return -errno;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return rc;
+	}
+	if (pid == 0) {
+		if (dup2(fds[1], 1) < 0)
+			_exit(127);
+		execl(exe, "socklab-lab", "build-id", (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	pfd.fd = fds[0];
+	while (got < idlen - 1) {
+		ssize_t n;
+		int p = poll(&pfd, 1, 5000);
+		if (p < 0 && errno == EINTR)
+			continue;
+		if (p <= 0) {
+			rc = -ETIMEDOUT;
+			snprintf(why, whylen, "no answer within 5 s");
+			kill(pid, SIGKILL);
+			break;
+		}
+		n = read(fds[0], id + got, idlen - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fds[0]);
+	id[got] = '\0';
+	id[strcspn(id, "\n")] = '\0';
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 127) {
+		rc = -ENOEXEC;
+		snprintf(why, whylen, "it could not be executed");
+	} else if (rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+		rc = -ENOEXEC;
+		snprintf(why, whylen, "`build-id` exited with status %d", WEXITSTATUS(st));
+	} else if (rc == 0 && WIFSIGNALED(st)) {
+		rc = -ENOEXEC;
+		snprintf(why, whylen, "`build-id` was killed by signal %d", WTERMSIG(st));
+	}
+	return rc;
+}
+
+/* With no --lab-exe, runs execute socklab-lab from this binary's directory
+ * when it is there and from the same build (it prints our build id): it
+ * starts in a fraction of the time this binary does, which loads the
+ * server's libraries. Otherwise runs execute this binary, and a socklab-lab
+ * that is there but not used is reported on stderr with the reason. */
+static void find_lab_exe(struct serve_config *c)
+{
+	char self[PATH_MAX], exe[CONFIG_PATH_MAX], id[80], why[80] = "";
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	char *slash;
+	int rc;
+
+	if (c->lab_exe_from[0] || n <= 0)
+		return;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	if (snprintf(exe, sizeof exe, "%s/socklab-lab", self) >= (int)sizeof exe ||
+	    access(exe, F_OK) < 0)
+		return;
+	rc = probe_build_id(exe, id, sizeof id, why, sizeof why);
+	if (rc == 0 && !strcmp(id, socklab_build_id)) {
+		memcpy(c->lab_exe, exe, sizeof c->lab_exe);
+		return;
+	}
+	if (rc < 0)
+		fprintf(stderr,
+			"socklab serve: %s did not start (%s): runs execute this binary, which "
+			"starts more slowly\n",
+			exe, why);
+	else
+		fprintf(stderr,
+			"socklab serve: %s is from another build (build %.20s, this one %s): runs "
+			"execute this binary, which starts more slowly; `make all` builds both\n",
+			exe, id[0] ? id : "unknown", socklab_build_id);
 }
 
 /* {"http_port":N,"ws_port":M}, written to a temporary file renamed over
@@ -118,6 +226,7 @@ int serve_main(int argc, char **argv)
 		fprintf(stderr, "socklab serve: %s\n", err);
 		return 1;
 	}
+	find_lab_exe(&cfg);
 	privs_describe_exe(cfg.lab_exe, lab_note, sizeof lab_note);
 	ensure_std_fds();
 	raise_fd_limit(&cfg);

@@ -109,13 +109,13 @@ class Server:
     """One `socklab serve` process with its own data directory. wrap is a
     command that runs the server (it must exec it, so the pid stays)."""
 
-    def __init__(self, *extra, data=None, env=None, preexec_fn=None, wrap=()):
+    def __init__(self, *extra, data=None, env=None, preexec_fn=None, wrap=(), bin=None):
         self.tmp = tempfile.mkdtemp(prefix="socklab-it-")
         self.data = data or os.path.join(self.tmp, "data")
         self.port_file = os.path.join(self.tmp, "ports.json")
         self.stdout_path = os.path.join(self.tmp, "stdout.log")
         self.stderr_path = os.path.join(self.tmp, "stderr.log")
-        self.bin = binary()
+        self.bin = bin or binary()
         penv = dict(os.environ)
         penv.update(env or {})
         self.argv = [*wrap, self.bin, "serve", "--http-port", "0", "--ws-port", "0",

@@ -652,6 +652,15 @@ def image_has_no_compilers_and_only_the_lab_program_has_capabilities():
         eq(lo, (1 << 12) | (1 << 13) | (1 << 21), "permitted capabilities of the lab program")
     finally:
         podman("image", "unmount", IMAGE, check_rc=False)
+    # The lab program is the small one (socklab-lab, not a copy of the
+    # server), from the same build as the server.
+    ids = [podman("run", "--rm", "--label", f"{LABEL}={ME}", "--entrypoint", exe, IMAGE,
+                  "build-id").stdout.strip()
+           for exe in ("socklab", "/usr/lib/socklab/socklab-lab")]
+    check(len(ids[0]) == 16 and ids[0] == ids[1], f"build ids of server and lab program: {ids}")
+    r = podman("run", "--rm", "--label", f"{LABEL}={ME}", "--entrypoint",
+               "/usr/lib/socklab/socklab-lab", IMAGE, "serve", check_rc=False)
+    eq(r.returncode, 2, "the lab program does not serve")
 
 
 @test

@@ -159,6 +159,92 @@ def lab_exe_runs_the_labs():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def server_copy(tmp, lab_program=None):
+    """A copy of the server's binary in tmp, with lab_program beside it as
+    socklab-lab: a path to copy, or the text of a script."""
+    exe = os.path.join(tmp, "socklab")
+    shutil.copy(binary(), exe)
+    if lab_program is not None:
+        lab = os.path.join(tmp, "socklab-lab")
+        if os.path.exists(lab_program):
+            shutil.copy(lab_program, lab)
+        else:
+            with open(lab, "w") as f:
+                f.write(lab_program)
+        os.chmod(lab, 0o755)
+    return exe
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return f.read().split()
+
+
+def kinds(events):
+    """What a run did, whatever order its threads' events interleaved in."""
+    return sorted((e["type"], e.get("call", ""), e.get("who", "")) for e in events
+                  if e["type"] not in ("run.accepted",))
+
+
+@test
+def lab_program_beside_the_server_runs_the_labs():
+    sibling = os.path.join(os.path.dirname(binary()), "socklab-lab")
+    check(os.access(sibling, os.X_OK), f"{sibling} is built beside {binary()}")
+    tmp = tempfile.mkdtemp(prefix="socklab-labexe-")
+    exe = server_copy(tmp, sibling)
+    lab = os.path.join(tmp, "socklab-lab")
+    s = Server(bin=exe)
+    try:
+        wait_for(lambda: "lab runs:" in s.stdout(), 10, "the lab program line in the log")
+        check(f"socklab serve: lab runs: {lab}" in s.stdout(), s.stdout())
+        eq(children(s.pid), [], "the build-id probe was reaped")
+        events = one_run(s, {"messages": 2})
+        eq(events[-1]["status"], "ok", "run status")
+        eq(len([e for e in events if e["type"] == "echo"]), 2, "echo events")
+        # The same run on the command line (the server's binary, in-process):
+        # the same events, call for call.
+        r = subprocess.run([exe, "run", "tcp-echo", "-p", "messages=2", "--json"],
+                           capture_output=True, text=True, timeout=60)
+        eq(r.returncode, 0, f"socklab run ({r.stderr})")
+        cli = [json.loads(line) for line in r.stdout.splitlines()]
+        eq(kinds(events), kinds(cli), "the server's run and the CLI's emit the same events")
+        eq(events[0]["sandbox"], cli[0]["sandbox"], "the same sandbox")
+        # The runs really come from socklab-lab: break it and they fail.
+        with open(lab, "wb") as f:
+            f.write(b"#!/nonexistent/interpreter\n")
+        events = one_run(s, {"messages": 2}, started=False)
+        eq([e["type"] for e in events], ["error", "run.end"], "events of a run that never started")
+    finally:
+        s.stop()
+        s.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def lab_program_from_another_build_or_broken_is_not_used():
+    for script, why in [("#!/bin/sh\necho 0123456789abcdef\n",
+                         "is from another build (build 0123456789abcdef, this one "),
+                        ("#!/bin/sh\nexit 3\n", "did not start (`build-id` exited with status 3)"),
+                        ("#!/nonexistent/interpreter\n",
+                         "did not start (it could not be executed)")]:
+        tmp = tempfile.mkdtemp(prefix="socklab-labexe-")
+        exe = server_copy(tmp, script)
+        s = Server(bin=exe)
+        try:
+            wait_for(lambda: "lab runs:" in s.stdout(), 10, "the lab program line in the log")
+            lab = os.path.join(tmp, "socklab-lab")
+            check(f"socklab serve: {lab} {why}" in s.stderr(), f"{script!r}: {s.stderr()!r}")
+            check("runs execute this binary" in s.stderr(), s.stderr())
+            check("socklab serve: lab runs: /proc/self/exe" in s.stdout(), s.stdout())
+            eq(children(s.pid), [], "the build-id probe was reaped")
+            events = one_run(s, {"messages": 1})
+            eq(events[-1]["status"], "ok", f"a run with {script!r} beside the server")
+        finally:
+            s.stop()
+            s.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 @test
 def lab_exe_that_may_not_start_falls_back_to_the_server_binary():
     need_root()
