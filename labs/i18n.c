@@ -11,49 +11,78 @@
 static const char *const langs[] = {"en", "zh-CN"};
 #define N_LANGS (sizeof langs / sizeof langs[0])
 
-/* The messages labs render (ids note.*, cli.*, run.*), compact, per
- * language: build/i18n_labs.c, written by server/tools/i18n_subset.c from
- * web/i18n/LANG.json. The whole files (the dashboard's) took every
- * run about 4 ms to parse; a run with --json needs English alone. */
+/* Two tiers per language. The messages labs render (ids note.*, cli.*,
+ * run.*, role.*, parity.*), compact: build/i18n_labs.c, written by
+ * server/tools/i18n_subset.c from web/i18n/LANG.json. The whole files (the
+ * dashboard's, embedded with web/) took every run about 4 ms to parse, both
+ * languages; a run with --json needs the English subset alone. An id the
+ * subset lacks (a NAME_key param may name any message) is looked up in the
+ * whole file, parsed then, once. */
 extern const struct asset i18n_lab_tables[];
 
-/* Each written once under its pthread_once, read-only afterwards. */
-static json_t *tables[N_LANGS];
-static pthread_once_t once[N_LANGS] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
+enum { TIER_LABS, TIER_ALL, N_TIERS };
 
-static void load_table(size_t lang)
+/* Each written once under its pthread_once, read-only afterwards. */
+static json_t *tables[N_TIERS][N_LANGS];
+static pthread_once_t once[N_TIERS][N_LANGS] = {{PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT},
+						 {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT}};
+
+static void load_table(int tier, size_t lang)
 {
+	const struct asset *set = tier == TIER_LABS ? i18n_lab_tables : assets;
+	char path[64];
 	size_t k;
 
-	for (k = 0; i18n_lab_tables[k].path; k++) {
-		if (strcmp(i18n_lab_tables[k].path, langs[lang]) != 0)
+	if (tier == TIER_LABS)
+		snprintf(path, sizeof path, "%s", langs[lang]);
+	else
+		snprintf(path, sizeof path, "/i18n/%s.json", langs[lang]);
+	for (k = 0; set[k].path; k++) {
+		if (strcmp(set[k].path, path) != 0)
 			continue;
-		tables[lang] = json_loadb((const char *)i18n_lab_tables[k].data,
-					  i18n_lab_tables[k].len, 0, NULL);
-		if (tables[lang] && !json_is_object(tables[lang])) {
-			json_decref(tables[lang]);
-			tables[lang] = NULL;
+		tables[tier][lang] = json_loadb((const char *)set[k].data, set[k].len, 0, NULL);
+		if (tables[tier][lang] && !json_is_object(tables[tier][lang])) {
+			json_decref(tables[tier][lang]);
+			tables[tier][lang] = NULL;
 		}
 		break;
 	}
 }
 
-static void load_en(void)
+static void load_labs_en(void)
 {
-	load_table(0);
+	load_table(TIER_LABS, 0);
 }
 
-static void load_zh(void)
+static void load_labs_zh(void)
 {
-	load_table(1);
+	load_table(TIER_LABS, 1);
 }
 
-static void (*const loaders[N_LANGS])(void) = {load_en, load_zh};
+static void load_all_en(void)
+{
+	load_table(TIER_ALL, 0);
+}
+
+static void load_all_zh(void)
+{
+	load_table(TIER_ALL, 1);
+}
+
+static void (*const loaders[N_TIERS][N_LANGS])(void) = {{load_labs_en, load_labs_zh},
+							 {load_all_en, load_all_zh}};
 
 static const char *lookup(size_t lang, const char *id)
 {
-	pthread_once(&once[lang], loaders[lang]);
-	return tables[lang] ? json_string_value(json_object_get(tables[lang], id)) : NULL;
+	const char *s = NULL;
+	int tier;
+
+	for (tier = 0; tier < N_TIERS && !s; tier++) {
+		pthread_once(&once[tier][lang], loaders[tier][lang]);
+		if (tables[tier][lang])
+			s = json_string_value(json_object_get(tables[tier][lang], id));
+	}
+	return s;
 }
 
 /* Append n bytes to a growing buffer; -1 when out of memory. */
@@ -176,7 +205,6 @@ char *i18n_text(const char *lang, const char *id, const json_t *params)
 
 char *i18n_fill(const char *templ, const json_t *params)
 {
-	pthread_once(&once, load_tables);
 	return fill(0, templ, params);
 }
 

@@ -1,15 +1,17 @@
-/* i18n_subset.c: build tool that compiles the messages labs render (notes, the CLI's own, run statuses) from web/i18n into a C table. */
+/* i18n_subset.c: build tool that compiles the messages labs render (notes, the CLI's own, run statuses, the words notes name) from web/i18n into a C table. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* The dashboard's translation files hold about 1,000 messages each; a lab
- * run renders only those whose ids start with these. Parsing the whole
+ * run renders only those whose ids start with these (notes, the CLI's
+ * lines, run statuses, and the words notes' NAME_key params name; any other
+ * id is still found, in the whole file, at a cost). Parsing the whole
  * files cost every run about 4 ms (both languages, jansson); this subset,
  * compact, costs a fraction of that (README.md, "A lecture hall presses
  * Run"). labs/i18n.c reads the table this tool writes. */
-static const char *const prefixes[] = {"note.", "cli.", "run.", NULL};
+static const char *const prefixes[] = {"note.", "cli.", "run.", "role.", "parity.", NULL};
 
 static int wanted(const char *id)
 {
