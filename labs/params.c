@@ -1,5 +1,6 @@
 /* params.c: parameter schema validation shared by the CLI and the server. */
 #include "lab.h"
+#include "quiz/quiz.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -376,5 +377,7 @@ json_t *lab_describe(const struct lab_desc *lab)
 		      lab->summary, "params", params);
 	if (o && lab->captures)
 		json_object_set_new(o, "captures", json_true());
+	if (o)
+		json_object_set_new(o, "questions", quiz_describe(lab->name));
 	return o;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "cli_quiz.h"
 #include "lab.h"
 #include "net/net.h"
 #include "privs.h"
@@ -432,10 +433,12 @@ static void run_usage(FILE *out)
 	fprintf(out,
 		"usage: socklab run LAB [-p KEY=VALUE]... [--json] [--timeout SEC]\n"
 		"                   [--netns auto|on|off] [--bundle DIR] [--run-id ID] [--parent PID]\n"
-		"                   [--pcap FILE]\n"
+		"                   [--pcap FILE] [--ask]\n"
 		"\n"
 		"  -p KEY=VALUE   set a lab parameter (`socklab labs` lists them)\n"
 		"  --json         print events as JSON Lines instead of a readable trace\n"
+		"  --ask          first answer the lab's questions (predict), then see each\n"
+		"                 graded against this run's events\n"
 		"  --timeout SEC  stop the run after SEC seconds (1..%d, default %d)\n"
 		"  --netns MODE   auto: a private network namespace when permitted (default);\n"
 		"                 on: fail without one; off: use the host's network\n"
@@ -559,7 +562,8 @@ int cli_run(int argc, char **argv)
 	const char *run_id = NULL, *netns_mode = "auto", *bundle_dir = NULL, *bad = NULL;
 	const char *pcap_path = NULL;
 	static struct reorder reorder;
-	int as_json = 0, timeout_s = DEFAULT_TIMEOUT_S, netns = 0, rc, i;
+	int as_json = 0, timeout_s = DEFAULT_TIMEOUT_S, netns = 0, rc, i, ask = 0;
+	static struct cli_quiz quiz;
 	pid_t parent = 0;
 	char err[512], note[300], net_err[512] = "";
 	const char *status;
@@ -597,6 +601,8 @@ int cli_run(int argc, char **argv)
 		}
 		if (!strcmp(a, "--json")) {
 			as_json = 1;
+		} else if (!strcmp(a, "--ask")) {
+			ask = 1;
 		} else if (!strcmp(a, "-p")) {
 			if (lab_param_set_kv(&params, val, err, sizeof err) < 0) {
 				fprintf(stderr, "socklab run %s: %s\n", lab->name, err);
@@ -643,6 +649,18 @@ int cli_run(int argc, char **argv)
 	}
 	if (lab_params_check(&params, &bad, err, sizeof err) < 0) {
 		fprintf(stderr, "socklab run %s: %s\n", lab->name, err);
+		return 2;
+	}
+	if (ask && as_json) {
+		fprintf(stderr, "socklab run: --ask asks in the terminal; it cannot go with --json "
+				"(grade JSON output with `socklab grade`)\n");
+		return 2;
+	}
+	/* Predictions are asked before anything is set up: the run starts
+	 * once they are in. */
+	if (ask && cli_quiz_ask(&quiz, lab, &params, stdin, stdout) < 0) {
+		cli_quiz_cleanup(&quiz);
+		fprintf(stderr, "socklab run: --ask: standard input ended before the answers\n");
 		return 2;
 	}
 	/* The bundle is opened before anything else is set up, so a bad
@@ -744,6 +762,8 @@ int cli_run(int argc, char **argv)
 		ev_add_sink(&em, human_sink, &reorder);
 	if (bundle_dir)
 		ev_add_fd_sink(&em, bundle.fd, NULL, NULL);
+	if (ask)
+		ev_add_sink(&em, cli_quiz_sink, &quiz);
 	/* Events are recorded on the lab's threads and written by the emitter's
 	 * own thread (labs/event.h); without it they are written synchronously,
 	 * which is slower but the same stream. */
@@ -796,6 +816,10 @@ int cli_run(int argc, char **argv)
 	ev_stop(&em);
 	if (bundle_dir)
 		bundle_finish(&bundle, &em, status, &params);
+	if (ask) {
+		cli_quiz_report(&quiz, stdout);
+		cli_quiz_cleanup(&quiz);
+	}
 	json_decref(ctx.summary);
 	net_destroy(net);
 	human_params = NULL;

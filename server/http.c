@@ -21,6 +21,7 @@
 #include "assets.h"
 #include "event.h"
 #include "lab.h"
+#include "quiz/quiz.h"
 #include "runs.h"
 #include "version.h"
 #include "ws.h"
@@ -601,6 +602,99 @@ static enum MHD_Result api_run_capture(struct http_server *h, struct MHD_Connect
 	return respond(h, c, MHD_HTTP_OK, r, "application/vnd.tcpdump.pcap");
 }
 
+/* GET /api/runs/ID/grade?QUESTION=ANSWER...[&lang=L]: the answers graded
+ * against the run's saved events (labs/quiz/quiz.h); with no answer, what
+ * the run shows for each of its lab's questions. The events are read and
+ * graded on this thread, so a run larger than GRADE_EVENTS_MAX is refused. */
+#define GRADE_EVENTS_MAX (8u * 1024 * 1024)
+
+struct grade_args {
+	const char *lab;
+	json_t *answers;
+	const char *lang;
+	char err[300];
+	const char *param;
+};
+
+static enum MHD_Result grade_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				 const char *value)
+{
+	struct grade_args *g = cls;
+	const struct quiz_question *q;
+	json_t *a;
+
+	if (g->err[0])
+		return MHD_NO;
+	if (!strcmp(key, "lang")) {
+		g->lang = value && !strcmp(value, "zh-CN") ? "zh-CN" : "en";
+		return MHD_YES;
+	}
+	q = quiz_find(g->lab, key);
+	if (!q) {
+		snprintf(g->err, sizeof g->err, "lab %s has no question '%.64s'", g->lab, key);
+		g->param = "question";
+		return MHD_NO;
+	}
+	if (json_object_size(g->answers) >= QUIZ_ANSWERS_MAX) {
+		snprintf(g->err, sizeof g->err, "at most %d answers at once", QUIZ_ANSWERS_MAX);
+		g->param = "answers";
+		return MHD_NO;
+	}
+	a = quiz_parse_answer(q, value, g->err, sizeof g->err);
+	if (!a) {
+		g->param = q->id;
+		return MHD_NO;
+	}
+	json_object_set_new(g->answers, q->id, a);
+	return MHD_YES;
+}
+
+static enum MHD_Result api_run_grade(struct http_server *h, struct MHD_Connection *c,
+				     const char *id, const json_t *meta)
+{
+	struct grade_args g = {.lab = str_field(meta, "lab"), .lang = "en"};
+	char path[PATH_MAX], err[300];
+	json_t *events, *verdicts;
+	struct stat st;
+
+	if (!strcmp(str_field(meta, "status"), "running"))
+		return respond_error(h, c, MHD_HTTP_CONFLICT, "run_in_progress",
+				     "the run is still going; it can be graded when it ends");
+	if (!quiz_bank_find(g.lab))
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "no_questions",
+				     "this run's lab has no questions");
+	g.answers = json_object();
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, grade_arg, &g);
+	if (g.err[0]) {
+		json_decref(g.answers);
+		return respond_json(h, c, MHD_HTTP_BAD_REQUEST,
+				    json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "bad_param",
+					      "message", g.err, "param", g.param));
+	}
+	if (runs_bundle_path(h->cfg->data, id, "events.jsonl", path, sizeof path) < 0 ||
+	    stat(path, &st) < 0) {
+		json_decref(g.answers);
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_found", "the run has no events");
+	}
+	if ((size_t)st.st_size > GRADE_EVENTS_MAX) {
+		json_decref(g.answers);
+		snprintf(err, sizeof err, "the run's events (%lld bytes) are larger than the %u bytes "
+			 "the server grades", (long long)st.st_size, GRADE_EVENTS_MAX);
+		return respond_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "run_too_large", err);
+	}
+	events = quiz_load_events(path, GRADE_EVENTS_MAX, err, sizeof err);
+	if (!events) {
+		json_decref(g.answers);
+		return respond_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", err);
+	}
+	verdicts = quiz_grade(g.lab, json_object_size(g.answers) ? g.answers : NULL, events, g.lang);
+	json_decref(events);
+	json_decref(g.answers);
+	return respond_json(h, c, MHD_HTTP_OK,
+			    json_pack("{s:s, s:s, s:o}", "run", id, "lab", g.lab, "verdicts",
+				      verdicts ? verdicts : json_array()));
+}
+
 static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, const char *rest)
 {
 	char id[EV_RUN_ID_LEN + 1];
@@ -622,6 +716,11 @@ static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, 
 		return respond_json(h, c, MHD_HTTP_OK, meta);
 	if (!strcmp(sub, "/capture.pcap")) {
 		enum MHD_Result ret = api_run_capture(h, c, id, meta);
+		json_decref(meta);
+		return ret;
+	}
+	if (!strcmp(sub, "/grade")) {
+		enum MHD_Result ret = api_run_grade(h, c, id, meta);
 		json_decref(meta);
 		return ret;
 	}

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_quiz.h"
 #include "health.h"
 #include "serve.h"
 #include "version.h"
@@ -14,6 +15,9 @@ static void usage(FILE *out)
 		"\n"
 		"  labs [--json]                      list the labs and their parameters\n"
 		"  run LAB [-p KEY=VALUE]... [--json] run one lab in this terminal\n"
+		"  run LAB --ask                      predict first: answer the lab's questions,\n"
+		"                                     then see them graded against the run\n"
+		"  grade EVENTS.jsonl [-a Q=A]...     grade answers against a recorded run\n"
 		"  serve [--listen ADDR] [--http-port N] [--ws-port N] [--data DIR] ...\n"
 		"                                     serve the dashboard and the API\n"
 		"  health [URL]                       is the server healthy? (exit 0 yes, 1 no)\n"
@@ -34,6 +38,8 @@ int main(int argc, char **argv)
 		return cli_labs(argc - 1, argv + 1);
 	if (!strcmp(cmd, "run"))
 		return cli_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "grade"))
+		return cli_grade(argc - 1, argv + 1);
 	if (!strcmp(cmd, "serve"))
 		return serve_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "health"))
@@ -46,7 +52,7 @@ int main(int argc, char **argv)
 		printf("%s\n", socklab_build_id);
 		return 0;
 	}
-	fprintf(stderr, "socklab: unknown command '%s' (expected labs, run, serve, health or version)\n", cmd);
+	fprintf(stderr, "socklab: unknown command '%s' (expected labs, run, grade, serve, health or version)\n", cmd);
 	usage(stderr);
 	return 2;
 }
