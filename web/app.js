@@ -15,6 +15,7 @@ import { rendererFor } from './labs/index.js';
 import { Player } from './player.js';
 import { exportRun, importBundleFile } from './bundle.js';
 import * as classroom from './classroom.js';
+import * as quiz from './quiz.js';
 
 // How often the recent runs list is read again.
 const RUNS_REFRESH_MS = 15000;
@@ -234,6 +235,7 @@ function onAccepted(live, m) {
 		card.scrollIntoView({ block: 'start', behavior: 'smooth' });
 	}
 	setStatus(t('status.running'));
+	quiz.runStarted(m.run, live.lab);
 	history.replaceState(null, '', `#/run/${encodeURIComponent(m.run)}`);
 	updateButtons();
 }
@@ -259,6 +261,7 @@ function onRunEvent(ev) {
 		setStatus(t('status.finished', { status: statusText(ev.status) }), ev.status === 'ok' ? 'ok' : 'error');
 		state.form.setDisabled(false);
 		updateButtons();
+		quiz.runEnded(ev.run);
 		// The events arrived; whether the server could keep them is in
 		// the run's record.
 		const id = ev.run;
@@ -402,6 +405,7 @@ function selectLab(name, userAction) {
 	const mod = rendererFor(lab.name);
 	state.form = buildForm($('form-fields'), lab, mod.formHints || {});
 	state.form.setDisabled(!!state.live);
+	quiz.setLab(lab, state.form);
 	if (changed && userAction && (!state.view || state.view.lab !== name)) showPlaceholder();
 	if (userAction) history.replaceState(null, '', `#/lab/${encodeURIComponent(name)}`);
 	setStatus(state.live ? t('status.running') : t('status.idle'));
@@ -518,6 +522,7 @@ async function openRun(id, lab, status, meta = null) {
 	// events: say so above them (its last state is not the run's end).
 	const v = openView(id, labName, false, meta && meta.incomplete ? { title: incompleteText(meta) } : {});
 	v.player.addAll(events);
+	quiz.viewing(id, labName, events.some((e) => e && e.type === 'run.end'));
 	if (!state.live) {
 		if (meta && meta.incomplete) setStatus(incompleteText(meta), 'error');
 		else setStatus(t('status.replaying', { id }));
@@ -617,6 +622,7 @@ async function main() {
 	$('reset-btn').addEventListener('click', () => state.form && state.form.resetDefaults());
 	$('runs-refresh').addEventListener('click', refreshRuns);
 	showPlaceholder();
+	quiz.init({ getView: () => state.view });
 
 	try {
 		const [config, labs] = await Promise.all([getJSON('/api/config'), getJSON('/api/labs')]);
