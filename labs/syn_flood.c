@@ -50,6 +50,24 @@
  * namespace (samples, never transitions); counters from TcpExt; SYNs, SYN-ACKs
  * and RSTs from the capture on the server host's eth0; connects from the
  * calls this lab made.
+ *
+ * A cookie's SYN-ACK, segment by segment: with timestamps, Linux puts the
+ * options a cookie cannot remember (the peer's window scale, or 0xf without
+ * one; SACK in bit 4; ECN in bit 5) in the low 6 bits of the SYN-ACK's TSval
+ * and rounds the rest of its clock down (net/ipv4/syncookies.c,
+ * cookie_init_timestamp): TSval = (now & ~63) | options, minus 64 if that
+ * passes now. An ordinary SYN-ACK carries its clock itself. With
+ * tcp_timestamps=2 the server adds no per-connection random offset, so TSval
+ * is the kernel's CLOCK_MONOTONIC in ms: a SYN-ACK whose TSval's low bits
+ * equal its SYN's options and which trails the capture's own stamp by 2 ms or
+ * more is a cookie's (a cookie's TSval is up to 63 ms behind the clock it was
+ * made at, one more when the capture's stamp crosses a millisecond; an
+ * ordinary one is stamped on the same call path as the capture, within a
+ * millisecond); low bits that differ make it no cookie; equal bits within a
+ * millisecond of the stamp fit both (about one cookie in 32), and are called
+ * undecided. The ISN itself (a keyed hash) says nothing without the
+ * kernel's secret. The attacker's SYNs carry MSS, SACK, timestamps and window
+ * scale as Linux's own do, so the flood's SYN-ACKs can be read the same way.
  */
 
 #define SAMPLE_MS 100
@@ -60,6 +78,7 @@
 #define SYNACK_SLOTS 65536
 #define START_WAIT_MS 2000 /* longest wait for the attack's first evidence */
 #define MAX_CONNECTS 200
+#define ATTACK_WSCALE 7 /* the attacker's window-scale option */
 
 static const char *const sf_attack_choices[] = {"spoofed", "real", "none", NULL};
 enum { ATTACK_SPOOFED, ATTACK_REAL, ATTACK_NONE };
@@ -103,6 +122,11 @@ static const struct lab_param_def sf_params[] = {
 	 NULL, LAB_PF_ADVANCED},
 	{"port", LAB_P_INT, "Server port", "The server's port (0: a random one)", NULL, "0", 0,
 	 65535, NULL, LAB_PF_ADVANCED},
+	{"timestamps", LAB_P_INT, "tcp_timestamps",
+	 "net.ipv4.tcp_timestamps in the run's server namespace: 2 (the lab's default) timestamps "
+	 "without a random offset, so each SYN-ACK's TSval shows whether it carries a cookie; 1 "
+	 "Linux's default (a random offset hides it); 0 no timestamps",
+	 NULL, "2", 0, 2, NULL, LAB_PF_ADVANCED},
 	NET_PARAMS_D("two-hosts", "0"),
 };
 
@@ -121,8 +145,14 @@ struct synack_slot {
 	uint32_t daddr; /* network order; 0: empty */
 	uint16_t dport;
 	uint32_t isn;
-	uint16_t sent;
+	uint16_t sent;  /* SYN-ACKs to this peer */
+	int8_t code;    /* the options its SYN asked for, as a cookie encodes them; -1: no SYN seen */
 };
+
+/* What a SYN-ACK's TSval says about a cookie (see the comment at the top). */
+enum { MARK_COOKIE, MARK_NOT, MARK_UNDECIDED, MARK_UNREADABLE, N_MARKS };
+static const char *const mark_names[N_MARKS] = {"cookie", "not_cookie", "undecided",
+						"unreadable"};
 
 struct sf {
 	struct lab_ctx *ctx;
@@ -144,6 +174,8 @@ struct sf {
 	long long samples;
 	/* the wire (server host's eth0) */
 	long long syn_in, synack_out, synack_retrans, rst_in, legit_frames;
+	long long marks[N_MARKS];
+	int ts_mode; /* tcp_timestamps in effect in the server namespace */
 	struct synack_slot *slots;
 	/* the client */
 	long long n_connects, n_ok, n_fail;
@@ -195,6 +227,7 @@ static int set_sysctls(struct sf *s)
 		{"somaxconn", "net.core.somaxconn", "/proc/sys/net/core/somaxconn"},
 		{"synack_retries", "net.ipv4.tcp_synack_retries",
 		 "/proc/sys/net/ipv4/tcp_synack_retries"},
+		{"timestamps", "net.ipv4.tcp_timestamps", "/proc/sys/net/ipv4/tcp_timestamps"},
 	};
 	size_t i;
 
@@ -217,6 +250,8 @@ static int set_sysctls(struct sf *s)
 					json_pack("{s:s,s:I,s:I}", "name", tab[i].name, "value", before,
 						  "wanted", v),
 					NULL);
+			if (!strcmp(tab[i].param, "timestamps"))
+				s->ts_mode = (int)before;
 			continue;
 		}
 		if (rc < 0) {
@@ -228,6 +263,8 @@ static int set_sysctls(struct sf *s)
 		ev_emit(s->ctx->em, "sysctl",
 			json_pack("{s:s,s:I,s:I,s:s}", "name", tab[i].name, "value", v,
 				  "namespace_default", before, "scope", "server namespace"));
+		if (!strcmp(tab[i].param, "timestamps"))
+			s->ts_mode = (int)v;
 	}
 	return 0;
 }
@@ -357,14 +394,26 @@ static void take_sample(struct sf *s, int last)
 
 /* ---- the wire: the server host's capture ---- */
 
+/* The SYN-ACKs counted by what their TSval says (call with s->lock held or
+ * after the observer stopped). */
+static json_t *marks_json(struct sf *s)
+{
+	json_t *o = json_object();
+
+	for (int i = 0; i < N_MARKS; i++)
+		json_object_set_new(o, mark_names[i], json_integer(s->marks[i]));
+	return o;
+}
+
 static void emit_wire(struct sf *s, int last)
 {
 	ev_emit(s->ctx->em, "wire_count",
-		json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:b}", "kind", "count", "source",
+		json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:b,s:o}", "kind", "count", "source",
 			  "capture on the server host's eth0", "syn_in", (json_int_t)s->syn_in,
 			  "synack_out", (json_int_t)s->synack_out, "synack_retrans",
 			  (json_int_t)s->synack_retrans, "rst_in", (json_int_t)s->rst_in,
-			  "capture_drops", (json_int_t)obs_capture_drops(s->obs), "last", last));
+			  "capture_drops", (json_int_t)obs_capture_drops(s->obs), "last", last,
+			  "synack_marks", marks_json(s)));
 }
 
 static struct synack_slot *slot_for(struct sf *s, uint32_t daddr, uint16_t dport)
@@ -380,13 +429,60 @@ static struct synack_slot *slot_for(struct sf *s, uint32_t daddr, uint16_t dport
 	return NULL;
 }
 
+/* The options a cookie would encode for this SYN (cookie_init_timestamp):
+ * the peer's window scale (0xf without the option), SACK in bit 4, ECN
+ * (ECE and CWR in the SYN) in bit 5. */
+static int syn_code(const struct dec_packet *d)
+{
+	int ws = 0xf, sack = 0;
+
+	for (unsigned i = 0; i < d->tcp.n_opts; i++) {
+		const struct dec_tcp_opt *o = &d->tcp.opt[i];
+
+		if (o->status != DEC_OK)
+			continue;
+		if (o->kind == 3)
+			ws = o->u.wscale > 14 ? 14 : o->u.wscale;
+		else if (o->kind == 4)
+			sack = 1;
+	}
+	return ws | sack << 4 |
+	       ((d->tcp.flags & (DEC_TCP_ECE | DEC_TCP_CWR)) == (DEC_TCP_ECE | DEC_TCP_CWR)) << 5;
+}
+
+struct mark_evidence {
+	int low, code;  /* TSval's low 6 bits; the SYN's options (-1: unknown) */
+	int64_t behind; /* the capture's stamp in ms minus TSval */
+};
+
+/* Read a SYN-ACK's TSval against its SYN's options (code) and the capture's
+ * stamp t_ns (see the comment at the top). */
+static int read_mark(const struct sf *s, const struct dec_packet *d, int code, int64_t t_ns,
+		     struct mark_evidence *mk)
+{
+	const struct dec_tcp_opt *ts = NULL;
+
+	for (unsigned i = 0; i < d->tcp.n_opts; i++)
+		if (d->tcp.opt[i].kind == 8 && d->tcp.opt[i].status == DEC_OK)
+			ts = &d->tcp.opt[i];
+	mk->code = code;
+	if (!ts || s->ts_mode != 2 || code < 0)
+		return MARK_UNREADABLE;
+	mk->low = (int)(ts->u.ts.val & 63);
+	mk->behind = (int32_t)((uint32_t)(t_ns / 1000000) - ts->u.ts.val);
+	if (mk->low != code)
+		return MARK_NOT;
+	return mk->behind >= 2 ? MARK_COOKIE : MARK_UNDECIDED;
+}
+
 static json_t *on_obs(void *arg, const struct obs_event *ev)
 {
 	struct sf *s = arg;
 	const struct dec_packet *d = ev->pkt;
 	uint32_t src, dst;
 	uint16_t fl;
-	int legit;
+	int legit, mark = -1;
+	struct mark_evidence mk = {-1, -1, 0};
 
 	if (ev->kind != OBS_FRAME || ev->host != NET_SERVER || !dec_has(d, DEC_L_TCP) ||
 	    !dec_has(d, DEC_L_IPV4))
@@ -402,8 +498,10 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 			struct synack_slot *sl = slot_for(s, dst, d->tcp.dport);
 
 			s->synack_out++;
+			mark = read_mark(s, d, sl ? sl->code : -1, ev->t_ns, &mk);
+			s->marks[mark]++;
 			if (sl) {
-				if (sl->daddr && sl->isn == d->tcp.seq)
+				if (sl->sent && sl->isn == d->tcp.seq)
 					s->synack_retrans++;
 				sl->daddr = dst;
 				sl->dport = d->tcp.dport;
@@ -413,8 +511,17 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 		}
 	} else {
 		legit = src == s->cli.sin_addr.s_addr && d->tcp.sport >= 32768;
-		if ((fl & 0x12) == 0x02)
+		if ((fl & 0x12) == 0x02) {
+			struct synack_slot *sl = slot_for(s, src, d->tcp.sport);
+
 			s->syn_in++;
+			if (sl) {
+				/* The peer's options, for its SYN-ACK's mark. */
+				sl->daddr = src;
+				sl->dport = d->tcp.sport;
+				sl->code = (int8_t)syn_code(d);
+			}
+		}
 		if (fl & 0x04)
 			s->rst_in++;
 	}
@@ -427,6 +534,15 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 		if (j) {
 			json_object_set_new(j, "dir", json_string(src == s->srv.sin_addr.s_addr
 									? "out" : "in"));
+			if (mark >= 0)
+				json_object_set_new(
+					j, "cookie_mark",
+					json_pack("{s:s,s:i,s:i,s:I,s:i,s:s}", "mark", mark_names[mark],
+						  "tsval_low6", mk.low, "syn_options", mk.code,
+						  "behind_ms", (json_int_t)mk.behind, "tcp_timestamps",
+						  s->ts_mode, "source",
+						  "this SYN-ACK's TSval against its SYN's options and the "
+						  "capture's stamp (CLOCK_MONOTONIC ms)"));
 			json_object_set_new(j, "host", json_string("server"));
 			ev_emit(s->ctx->em, "segment", j);
 			s->legit_frames++;
@@ -450,18 +566,21 @@ static uint16_t csum_add(uint32_t sum, const void *p, size_t n)
 	return (uint16_t)sum;
 }
 
-static void build_syn(uint8_t pkt[44], uint32_t saddr, uint32_t daddr, uint16_t sport,
-		      uint16_t dport, uint32_t seq)
+/* A whole IPv4 SYN with the options Linux's own SYNs carry (RFC 9293 3.2,
+ * RFC 7323): MSS 1460, SACK permitted, timestamps, NOP, window scale. */
+#define SYN_LEN 60
+static void build_syn(uint8_t pkt[SYN_LEN], uint32_t saddr, uint32_t daddr, uint16_t sport,
+		      uint16_t dport, uint32_t seq, uint32_t tsval)
 {
 	struct iphdr *ip = (struct iphdr *)pkt;
 	struct tcphdr *th = (struct tcphdr *)(pkt + 20);
 	uint8_t pseudo[12];
 	uint32_t sum;
 
-	memset(pkt, 0, 44);
+	memset(pkt, 0, SYN_LEN);
 	ip->version = 4;
 	ip->ihl = 5;
-	ip->tot_len = htons(44);
+	ip->tot_len = htons(SYN_LEN);
 	ip->ttl = 64;
 	ip->protocol = IPPROTO_TCP;
 	ip->saddr = saddr;
@@ -469,21 +588,33 @@ static void build_syn(uint8_t pkt[44], uint32_t saddr, uint32_t daddr, uint16_t 
 	th->source = htons(sport);
 	th->dest = htons(dport);
 	th->seq = htonl(seq);
-	th->doff = 6;
+	th->doff = 10;
 	th->syn = 1;
 	th->window = htons(64240);
 	pkt[40] = 2; /* MSS 1460 */
 	pkt[41] = 4;
 	pkt[42] = 1460 >> 8;
 	pkt[43] = 1460 & 0xff;
+	pkt[44] = 4; /* SACK permitted */
+	pkt[45] = 2;
+	pkt[46] = 8; /* timestamps: TSval, TSecr 0 */
+	pkt[47] = 10;
+	pkt[48] = (uint8_t)(tsval >> 24);
+	pkt[49] = (uint8_t)(tsval >> 16);
+	pkt[50] = (uint8_t)(tsval >> 8);
+	pkt[51] = (uint8_t)tsval;
+	pkt[56] = 1; /* NOP */
+	pkt[57] = 3; /* window scale */
+	pkt[58] = 3;
+	pkt[59] = ATTACK_WSCALE;
 	memcpy(pseudo, &saddr, 4);
 	memcpy(pseudo + 4, &daddr, 4);
 	pseudo[8] = 0;
 	pseudo[9] = IPPROTO_TCP;
 	pseudo[10] = 0;
-	pseudo[11] = 24;
+	pseudo[11] = SYN_LEN - 20;
 	sum = csum_add(0, pseudo, 12);
-	sum = csum_add(sum, pkt + 20, 24);
+	sum = csum_add(sum, pkt + 20, SYN_LEN - 20);
 	th->check = htons((uint16_t)~sum);
 }
 
@@ -517,7 +648,7 @@ static void *attacker(void *arg)
 			  "port", s->port));
 	for (uint64_t i = 0; !s->stop_attack && !lab_cancelled(ctx); i++) {
 		struct timespec ts;
-		uint8_t pkt[44];
+		uint8_t pkt[SYN_LEN];
 		uint32_t x = rnd[0] + (uint32_t)i * 2654435761u;
 		uint32_t saddr = s->attack == ATTACK_SPOOFED
 					 ? htonl(SPOOF_NET | (1 + x % 254))
@@ -530,7 +661,8 @@ static void *attacker(void *arg)
 		ts.tv_sec = next / 1000000000;
 		ts.tv_nsec = next % 1000000000;
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-		build_syn(pkt, saddr, s->srv.sin_addr.s_addr, sport, s->port, x ^ rnd[1]);
+		build_syn(pkt, saddr, s->srv.sin_addr.s_addr, sport, s->port, x ^ rnd[1],
+			  (uint32_t)(next / 1000000));
 		if (sendto(fd, pkt, sizeof pkt, 0, (struct sockaddr *)&s->srv, sizeof s->srv) ==
 		    (ssize_t)sizeof pkt)
 			__atomic_add_fetch(&s->syn_sent, 1, __ATOMIC_RELAXED);
@@ -701,7 +833,7 @@ static void verdicts(struct sf *s)
 	long long once = 0, more = 0;
 
 	for (size_t i = 0; i < SYNACK_SLOTS; i++)
-		if (s->slots[i].daddr)
+		if (s->slots[i].sent)
 			s->slots[i].sent > 1 ? more++ : once++;
 	for (size_t i = 0; i < N_COUNTERS; i++) {
 		d[i] = s->now[i] - s->base[i];
@@ -720,6 +852,7 @@ static void verdicts(struct sf *s)
 			  (json_int_t)s->synack_retrans, "rst_in", (json_int_t)s->rst_in,
 			  "peers_answered_once", (json_int_t)once, "peers_retransmitted",
 			  (json_int_t)more, "capture_drops", (json_int_t)obs_capture_drops(s->obs)));
+	json_object_set_new(json_object_get(ctx->summary, "wire"), "synack_marks", marks_json(s));
 	json_object_set_new(
 		ctx->summary, "client",
 		json_pack("{s:I,s:I,s:I,s:i,s:i,s:i,s:i,s:s}", "connects", (json_int_t)s->n_connects,
@@ -765,6 +898,29 @@ static void verdicts(struct sf *s)
 				  (json_int_t)d[C_CRECV], "once", (json_int_t)once, "more",
 				  (json_int_t)more, "peak", (json_int_t)s->syn_recv_peak),
 			NULL);
+	/* Cookies segment by segment, from each SYN-ACK's TSval. */
+	if (cookies > 0 || d[C_CSENT] > 0) {
+		long long ck = s->marks[MARK_COOKIE], un = s->marks[MARK_UNDECIDED];
+		json_t *mp = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "cookie", (json_int_t)ck,
+				       "undecided", (json_int_t)un, "not", (json_int_t)s->marks[MARK_NOT],
+				       "unreadable", (json_int_t)s->marks[MARK_UNREADABLE], "sent",
+				       (json_int_t)d[C_CSENT], "both", (json_int_t)(ck + un), "drops",
+				       (json_int_t)obs_capture_drops(s->obs));
+
+		if (s->ts_mode != 2) {
+			json_object_set_new(mp, "ts", json_integer(s->ts_mode));
+			json_object_set_new(mp, "why", json_string(s->ts_mode == 1
+								   ? "carries a random per-connection offset"
+								   : "is absent (no timestamps)"));
+			json_object_set_new(mp, "why_key",
+					    json_string(s->ts_mode == 1 ? "sf.ts_offset"
+									: "sf.ts_absent"));
+			ev_note(ctx->em, "synflood.cookie_marks_off", mp, NULL);
+		} else if (ck <= d[C_CSENT] && d[C_CSENT] <= ck + un)
+			ev_note(ctx->em, "synflood.cookie_marks", mp, NULL);
+		else
+			ev_note(ctx->em, "synflood.cookie_marks_disagree", mp, NULL);
+	}
 	if (s->attack == ATTACK_REAL)
 		ev_note(ctx->em, "synflood.real_source",
 			json_pack("{s:I,s:I,s:i}", "rst_in", (json_int_t)s->rst_in, "embryonic",
@@ -1059,15 +1215,24 @@ static int sf_format(const struct lab_params *p, const json_t *ev, char *buf, si
 		return snprintf(buf, len, "%10.3f  attack   over: %lld SYNs sent\n", t,
 				json_integer_value(json_object_get(ev, "sent")));
 	}
-	if (!strcmp(type, "wire_count"))
+	if (!strcmp(type, "wire_count")) {
+		const json_t *m = json_object_get(ev, "synack_marks");
+
 		return !json_is_true(json_object_get(ev, "last"))
 			       ? 0
 			       : snprintf(buf, len, "%10.3f  wire     SYN in %lld, SYN-ACK out %lld "
-					  "(%lld retransmitted), RST in %lld (capture, server eth0)\n",
+					  "(%lld retransmitted; by TSval: %lld cookie, %lld not, %lld "
+					  "undecided, %lld unreadable), RST in %lld (capture, server "
+					  "eth0)\n",
 					  t, json_integer_value(json_object_get(ev, "syn_in")),
 					  json_integer_value(json_object_get(ev, "synack_out")),
 					  json_integer_value(json_object_get(ev, "synack_retrans")),
+					  json_integer_value(json_object_get(m, "cookie")),
+					  json_integer_value(json_object_get(m, "not_cookie")),
+					  json_integer_value(json_object_get(m, "undecided")),
+					  json_integer_value(json_object_get(m, "unreadable")),
 					  json_integer_value(json_object_get(ev, "rst_in")));
+	}
 	if (!strcmp(type, "segment"))
 		return 0;
 	return -1;

@@ -161,6 +161,108 @@ def real_source_answers_with_rst():
     check(all(c["ok"] for c in of(ev, "connect")), "every connect succeeds")
 
 
+def marks(s):
+    return s["wire"]["synack_marks"]
+
+
+def client_synacks(events):
+    """The legitimate client's SYN-ACKs (segment events), each with its SYN's options."""
+    syns = {}
+    out = []
+    for e in of(events, "segment"):
+        if e["flags_short"] == "S":
+            syns[e["src"]["port"]] = e
+        elif e["flags_short"] == "S.":
+            out.append((e, syns.get(e["dst"]["port"])))
+    return out
+
+
+def syn_code(syn):
+    """The options a cookie encodes for this SYN (window scale or 0xf, SACK in bit 4)."""
+    opts = {o["name"]: o.get("value") for o in syn["options"]}
+    ws = min(opts["wscale"], 14) if "wscale" in opts else 15
+    return ws | (16 if "sack_perm" in opts else 0)
+
+
+@test
+def every_synack_says_whether_it_carries_a_cookie():
+    # syncookies=2: every SYN-ACK a cookie's, each marked or (1 in 32) undecided.
+    ev, s = flood("attack=spoofed", "syncookies=2", "rate=300", "duration_ms=800")
+    m, c = marks(s), s["counters"]
+    eq((m["not_cookie"], m["unreadable"]), (0, 0), f"no SYN-ACK without the mark: {m}")
+    eq(m["cookie"] + m["undecided"], s["wire"]["synack_out"], f"every SYN-ACK marked or undecided: {m}")
+    check(m["cookie"] > m["undecided"], f"most are told for certain: {m}")
+    if s["wire"]["capture_drops"] == 0:
+        eq(m["cookie"] + m["undecided"], c["SyncookiesSent"], "the marks count what the kernel counted")
+    eq([e["value"] for e in of(ev, "sysctl") if e["name"] == "net.ipv4.tcp_timestamps"], [2],
+       "timestamps without a random offset, in the server namespace")
+    pairs = client_synacks(ev)
+    check(pairs, "the client's SYN-ACKs")
+    for sa, syn in pairs:
+        mk = sa["cookie_mark"]
+        check(mk["mark"] in ("cookie", "undecided"), f"the client's SYN-ACK: {mk}")
+        eq(mk["syn_options"], syn_code(syn), "the SYN's options, as the lab read them")
+        eq(mk["tsval_low6"], syn_code(syn), "TSval's low bits carry them")
+        tsval = [o["value"]["val"] for o in sa["options"] if o["name"] == "timestamp"][0]
+        eq(tsval & 63, mk["tsval_low6"], "the low bits of the segment's own TSval")
+    check("synflood.cookie_marks" in [n["key"] for n in of(ev, "note")], "the marks note")
+    # Without cookies no SYN-ACK has a cookie's mark (an ordinary one carries the clock).
+    ev, s = flood("attack=spoofed", "syncookies=0", "rate=300", "duration_ms=800")
+    eq(marks(s)["cookie"], 0, f"no cookie marks: {marks(s)}")
+    eq(s["counters"]["SyncookiesSent"], 0, "no cookies")
+    check(marks(s)["not_cookie"] >= s["queues"]["half_open_peak"], f"the queue's SYN-ACKs: {marks(s)}")
+    # With Linux's default random offsets nothing can be read.
+    ev, s = flood("attack=spoofed", "syncookies=2", "rate=300", "duration_ms=500", "timestamps=1")
+    eq(marks(s)["unreadable"], s["wire"]["synack_out"], f"all unreadable: {marks(s)}")
+    check("synflood.cookie_marks_off" in [n["key"] for n in of(ev, "note")], "the note says why")
+
+
+@test
+def tshark_agrees_with_the_capture():
+    if not shutil.which("tshark"):
+        raise Skip("tshark is not installed (make test-deps installs it)")
+    d = tempfile.mkdtemp()
+    try:
+        pcap = os.path.join(d, "f.pcap")
+        ev, s = flood("attack=spoofed", "syncookies=1", "backlog=8", "rate=500", "duration_ms=1500",
+                      pcap=pcap)
+        out = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "ip.dst",
+                              "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.flags", "-e",
+                              "tcp.seq_raw", "-e", "tcp.ack_raw", "-e", "tcp.options.timestamp.tsval",
+                              "-e", "tcp.options.wscale.shift", "-e", "tcp.options.sack_perm"],
+                             capture_output=True, text=True, timeout=120)
+        eq(out.returncode, 0, f"tshark: {out.stderr[-300:]}")
+        rows = [ln.split("\t") for ln in out.stdout.splitlines() if ln.strip()]
+    finally:
+        shutil.rmtree(d)
+    srv = [e for e in of(ev, "attack") if e["phase"] == "start"][0]["to"]
+    syn_in = synack = retrans = rst = matched = 0
+    last_isn, code = {}, {}
+    for src, dst, sp, dp, fl, seq, _ack, tsval, ws, sack in rows:
+        fl = int(fl, 16)
+        if dst == srv and fl & 0x12 == 0x02:
+            syn_in += 1
+            code[(src, sp)] = (min(int(ws), 14) if ws else 15) | (16 if sack else 0)
+        if dst == srv and fl & 0x04:
+            rst += 1
+        if src == srv and fl & 0x12 == 0x12:
+            synack += 1
+            k = (dst, dp)
+            retrans += last_isn.get(k) == seq
+            last_isn[k] = seq
+            matched += bool(tsval) and k in code and int(tsval) & 63 == code[k]
+    w = s["wire"]
+    eq((syn_in, synack, retrans, rst), (w["syn_in"], w["synack_out"], w["synack_retrans"], w["rst_in"]),
+       "tshark's SYNs in, SYN-ACKs out, retransmissions, RSTs in == the lab's")
+    eq(matched, marks(s)["cookie"] + marks(s)["undecided"],
+       "SYN-ACKs whose TSval low bits carry their SYN's options (tshark) == marked or undecided (lab)")
+    check(marks(s)["cookie"] > 0, f"cookies marked: {marks(s)}")
+    legit = [[f"0x{e['flags_raw']:04x}", str(e["seq_raw"]), str(e["ack_raw"])] for e in of(ev, "segment")]
+    cli = [r for r in rows if (r[1] == srv and int(r[2]) >= 32768) or (r[0] == srv and int(r[3]) >= 32768)]
+    eq([[r[4], r[5], r[6]] for r in cli], legit, "the legitimate client's segments: flags, seq, ack")
+    check(len(legit) >= 6, f"client segments {len(legit)}")
+
+
 @test
 def bad_parameters_are_named_with_their_range():
     root()

@@ -5,9 +5,11 @@ tcp_tw_reuse, bad parameters, and nothing left behind."""
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import wait_for  # noqa: E402
@@ -50,9 +52,9 @@ def root():
         raise Skip("needs root (namespaces and the capture)")
 
 
-def tw(*params):
+def tw(*params, pcap=None):
     root()
-    args = [BIN, "run", "time-wait", "--json"]
+    args = [BIN, "run", "time-wait", "--json"] + (["--pcap", pcap] if pcap else [])
     for p in list(params):
         args += ["-p", p]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -227,6 +229,36 @@ def ports_note_names_the_range_and_roles_read_in_chinese():
     who = [ln for ln in r.stdout.splitlines() if "先调用 close() 的是" in ln]
     eq(len(who), 1, "the who note")
     check("先调用 close() 的是服务器" in who[0] and "server" not in who[0], f"the role in Chinese: {who[0]}")
+
+
+@test
+def tshark_agrees_with_the_capture():
+    root()
+    if not shutil.which("tshark"):
+        raise Skip("tshark is not installed (make test-deps installs it)")
+    d = tempfile.mkdtemp()
+    try:
+        for sc in (("scenario=who-closes", "closer=client"), ("scenario=restart",),
+                   ("scenario=ports", "conns=6")):
+            pcap = os.path.join(d, "t.pcap")
+            ev, s = tw(*sc, "observe_ms=0", pcap=pcap)
+            out = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "tcp.srcport", "-e",
+                                  "tcp.dstport", "-e", "tcp.flags", "-e", "tcp.seq_raw", "-e",
+                                  "tcp.ack_raw", "-e", "tcp.len", "-e", "tcp.window_size_value"],
+                                 capture_output=True, text=True, timeout=60)
+            eq(out.returncode, 0, f"tshark: {out.stderr[-300:]}")
+            rows = [ln.split("\t") for ln in out.stdout.splitlines() if ln.strip()]
+            mine = [[str(x["src"]["port"]), str(x["dst"]["port"]), f"0x{x['flags_raw']:04x}",
+                     str(x["seq_raw"]), str(x["ack_raw"]), str(x["len"]), str(x["win"])]
+                    for x in ev if x["type"] == "segment"]
+            check(len(mine) >= 7, f"{sc}: segments {len(mine)}")
+            eq(rows, mine, f"{sc}: tshark's ports, flags, seq, ack, len, win == the segment events")
+            fins = [r for r in rows if int(r[2], 16) & 1]
+            eq(len(fins), 2 * max(1, s["connects_ok"] if sc[0] == "scenario=ports" else 1),
+               f"{sc}: two FINs per connection")
+            os.unlink(pcap)
+    finally:
+        shutil.rmtree(d)
 
 
 @test

@@ -3,7 +3,8 @@
 // Every number comes from an event and says its source: "queues" events are
 // sock_diag samples (drawn as sampled points joined by lines, never as
 // transitions), "counters" are the server namespace's TcpExt values since the
-// run began, "wire_count" the capture's counts on the server host, "connect"
+// run began, "wire_count" the capture's counts on the server host (with each SYN-ACK
+// counted by what its TSval says about a cookie: labs/syn_flood.c), "connect"
 // the legitimate client's calls. The chart is SVG with presentation
 // attributes only (strict CSP: no style attributes).
 
@@ -156,7 +157,12 @@ class SynFloodView {
 		const row = (key, v) => h('div', {}, h('dt', { text: t(key) }), h('dd', { text: String(v ?? 0) }));
 		replace(this.wireEl,
 			row('sf.syn_in', w.syn_in), row('sf.synack_out', w.synack_out),
-			row('sf.synack_retrans', w.synack_retrans), row('sf.rst_in', w.rst_in),
+			row('sf.synack_retrans', w.synack_retrans),
+			...(w.synack_marks ? [
+				row('sf.synack_cookie', w.synack_marks.cookie), row('sf.synack_not_cookie', w.synack_marks.not_cookie),
+				row('sf.synack_undecided', w.synack_marks.undecided), row('sf.synack_unreadable', w.synack_marks.unreadable),
+			] : []),
+			row('sf.rst_in', w.rst_in),
 			row('sf.capture_drops', w.capture_drops));
 	}
 
