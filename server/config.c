@@ -20,10 +20,13 @@ const char config_usage[] =
 	"set with the environment variable in brackets; a flag wins over its variable.\n"
 	"\n"
 	"  --listen ADDR            address to listen on [SOCKLAB_LISTEN] (127.0.0.1)\n"
-	"  --http-port N            HTTP port, 0 picks a free one [SOCKLAB_HTTP_PORT] (8080)\n"
-	"  --ws-port N              WebSocket port, 0 picks a free one [SOCKLAB_WS_PORT] (8081)\n"
+	"  --http-port N            the one public port: dashboard, REST API and WebSocket\n"
+	"                           (/ws); 0 picks a free one [SOCKLAB_HTTP_PORT] (8080)\n"
+	"  --ws-port N              also serve the WebSocket on a port of its own (the old\n"
+	"                           layout); 0 picks a free one [SOCKLAB_WS_PORT] (none)\n"
 	"  --data DIR               run bundles directory [SOCKLAB_DATA] (./socklab-data)\n"
-	"  --port-file FILE         write {\"http_port\":N,\"ws_port\":M} once listening\n"
+	"  --port-file FILE         write {\"http_port\":N,\"ws_port\":M,\"ws_path\":\"/ws\"}\n"
+	"                           once listening (ws_port is N without --ws-port)\n"
 	"                           [SOCKLAB_PORT_FILE]\n"
 	"  --origin URL             also accept WebSocket clients from this page origin\n"
 	"                           (repeatable; '*' accepts any) [SOCKLAB_ORIGINS, comma-separated]\n"
@@ -493,7 +496,7 @@ static void defaults(struct serve_config *c)
 	memset(c, 0, sizeof *c);
 	snprintf(c->listen, sizeof c->listen, "127.0.0.1");
 	c->http_port = 8080;
-	c->ws_port = 8081;
+	c->ws_port = -1; /* the WebSocket is served on the HTTP port only */
 	snprintf(c->data, sizeof c->data, "./socklab-data");
 	c->byo_lo = 9000;
 	c->byo_hi = 9019;

@@ -24,7 +24,8 @@
 struct serve_config {
 	char listen[CONFIG_ADDR_MAX];   /* IPv4 or IPv6 literal */
 	int listen_v6;                  /* listen is an IPv6 literal */
-	int http_port, ws_port;         /* 0: pick a free port */
+	int http_port;                  /* the public port (HTTP and /ws); 0: pick a free one */
+	int ws_port;                    /* a separate WebSocket port too; -1: none, 0: free */
 	char data[CONFIG_PATH_MAX];     /* run bundles live in data/runs/ID/ */
 	char port_file[CONFIG_PATH_MAX];/* "" when not wanted */
 	char origins[CONFIG_MAX_ORIGINS][CONFIG_URL_MAX]; /* extra allowed Origins */

@@ -159,18 +159,26 @@ struct http_server {
 	struct http_counters *ctr;
 	struct bundle_store *store; /* thread-safe */
 	int ws_port;
-	int port;
+	int port; /* the public port (front.c listens on it) */
 	struct timespec started;
 	/* The request deadlines: written by the MHD thread, read by the
 	 * watchdog; every field below is guarded by lock. */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	struct http_conn *conns; /* cfg->http_max_conns slots */
+	struct http_conn *conns; /* HTTP_SLOTS(cfg) slots */
 	struct http_conn *free_conns;
 	int stop;
 	pthread_t watchdog;
 	int watchdog_started;
 };
+
+/*
+ * Deadline slots: twice the connection limit. MHD checks its limit on the
+ * thread that calls MHD_add_connection() against a count its own thread
+ * keeps, so a few connections handed over at once may briefly pass it; a
+ * connection that still finds no slot is answered 503 (handler()).
+ */
+#define HTTP_SLOTS(cfg) ((size_t)(cfg)->http_max_conns * 2)
 
 /* Two addresses that mark a request's state in MHD's per-request pointer. */
 static int req_fresh, req_too_many_args;
@@ -263,7 +271,7 @@ static void *watchdog(void *arg)
 	while (!h->stop) {
 		int64_t now = mono_us();
 		long expired = 0;
-		for (i = 0; i < (size_t)h->cfg->http_max_conns; i++) {
+		for (i = 0; i < HTTP_SLOTS(h->cfg); i++) {
 			struct http_conn *k = &h->conns[i];
 			if (k->fd < 0 || !k->deadline_us || now < k->deadline_us)
 				continue;
@@ -322,6 +330,8 @@ static void add_common_headers(struct http_server *h, struct MHD_Connection *c,
 	if (hh && !config_host_allowed(h->cfg, hh))
 		hh = NULL;
 
+	/* 'self' covers ws: to the page's own host and port in CSP Level 3;
+	 * the explicit source is for browsers before it. */
 	if (h->cfg->public_ws_url[0]) {
 		snprintf(csp, sizeof csp,
 			 "default-src 'self'; connect-src 'self' %s; img-src 'self' data:; "
@@ -424,6 +434,10 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 			    json_integer(http_counters_get(k, HTTP_C_BAD_HOST)));
 	json_object_set_new(counters, "http_too_many_args",
 			    json_integer(http_counters_get(k, HTTP_C_TOO_MANY_ARGS)));
+	json_object_set_new(counters, "first_bytes_refused",
+			    json_integer(http_counters_get(k, HTTP_C_FRONT_REFUSED)));
+	json_object_set_new(counters, "first_bytes_evicted",
+			    json_integer(http_counters_get(k, HTTP_C_FRONT_EVICTED)));
 	json_object_set_new(counters, "ws_refused",
 			    json_integer(http_counters_get(k, HTTP_C_WS_REFUSED)));
 	json_object_set_new(counters, "ws_queued_bytes",
@@ -481,10 +495,13 @@ static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *
 	json_object_set_new(limits, "msg_rate", json_integer(cfg->msg_rate));
 	json_object_set_new(limits, "max_data", json_integer(cfg->max_data));
 	json_object_set_new(limits, "max_run_data", json_integer(cfg->max_run_data));
+	/* ws_same_port: the page connects to its own origin (scheme, host and
+	 * port, whatever proxy it came through) at ws_path. */
 	return respond_json(h, c, MHD_HTTP_OK,
-			    json_pack("{s:s, s:i, s:s, s:s, s:s?, s:o, s:s, s:{s:b}}", "version",
-				      SOCKLAB_VERSION, "ws_port", h->ws_port, "ws_path", "/",
-				      "ws_protocol", WS_PROTOCOL, "ws_url",
+			    json_pack("{s:s, s:i, s:s, s:b, s:s, s:s?, s:o, s:s, s:{s:b}}",
+				      "version", SOCKLAB_VERSION, "ws_port", h->ws_port, "ws_path",
+				      WS_PATH, "ws_same_port", cfg->ws_port < 0, "ws_protocol",
+				      WS_PROTOCOL, "ws_url",
 				      cfg->public_ws_url[0] ? cfg->public_ws_url : NULL, "limits",
 				      limits, "byo_host", cfg->byo_bind, "classroom",
 				      "secret_required", cfg->instructor_secret[0] != '\0'));
@@ -775,6 +792,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 				     "this server does not answer to that Host name; use its address "
 				     "or a name given with --origin or --public-ws-url");
 	}
+	/* A connection that found no deadline slot (see HTTP_SLOTS) would have
+	 * no request deadline: refused at once. */
+	if (!conn_of(c))
+		return respond_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_full",
+				     "the server has too many HTTP connections open (--http-max-conns)");
+	/* The WebSocket lives at WS_PATH only (front.c hands "GET /ws" to
+	 * libwebsockets); an upgrade anywhere else is refused with a reason
+	 * rather than answered as a page. */
+	if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE)) {
+		char m[128];
+		snprintf(m, sizeof m, "no WebSocket here: it is served at %s (subprotocol %s)",
+			 WS_PATH, WS_PROTOCOL);
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_websocket_path", m);
+	}
 	/* The second call is where a keep-alive response goes. */
 	if (*con_cls != &first_call_seen) {
 		*con_cls = &first_call_seen;
@@ -819,29 +850,19 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 		buf[0] && buf[strlen(buf) - 1] == '\n' ? "" : "\n");
 }
 
-int http_start(struct http_server **out, const struct serve_config *cfg, int ws_port,
+int http_start(struct http_server **out, const struct serve_config *cfg, int port, int ws_port,
 	       struct http_counters *counters, struct bundle_store *store, char *err,
 	       size_t errlen)
 {
-	struct sockaddr_storage ss;
 	struct http_server *h;
-	const union MHD_DaemonInfo *info;
-	int i;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	size_t i;
+	/* No listening socket of its own: front.c accepts on the public port
+	 * and hands every connection that is not a WebSocket upgrade to
+	 * MHD_add_connection(), from its own thread (MHD_USE_ITC wakes MHD's
+	 * thread for it). */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+			 MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
 
-	memset(&ss, 0, sizeof ss);
-	if (cfg->listen_v6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)cfg->http_port);
-		inet_pton(AF_INET6, cfg->listen, &a->sin6_addr);
-		flags |= MHD_USE_IPv6;
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)cfg->http_port);
-		inet_pton(AF_INET, cfg->listen, &a->sin_addr);
-	}
 	h = calloc(1, sizeof *h);
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
@@ -851,16 +872,17 @@ int http_start(struct http_server **out, const struct serve_config *cfg, int ws_
 	h->ctr = counters;
 	h->store = store;
 	h->ws_port = ws_port;
+	h->port = port;
 	clock_gettime(CLOCK_MONOTONIC, &h->started);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->wake, NULL);
-	h->conns = calloc((size_t)cfg->http_max_conns, sizeof *h->conns);
+	h->conns = calloc(HTTP_SLOTS(cfg), sizeof *h->conns);
 	if (!h->conns) {
 		snprintf(err, errlen, "out of memory");
 		http_stop(h);
 		return -ENOMEM;
 	}
-	for (i = cfg->http_max_conns - 1; i >= 0; i--) {
+	for (i = HTTP_SLOTS(cfg); i-- > 0;) {
 		h->conns[i].fd = -1;
 		h->conns[i].next_free = h->free_conns;
 		h->free_conns = &h->conns[i];
@@ -868,20 +890,18 @@ int http_start(struct http_server **out, const struct serve_config *cfg, int ws_
 	/* The logger must be the first option to catch every message. The
 	 * per-address limit keeps one client from taking every connection;
 	 * the request deadline (the watchdog) keeps a slow one from holding
-	 * its connections. */
+	 * its connections. Both apply to connections added by front.c. */
 	h->d = MHD_start_daemon(
-		flags, (uint16_t)cfg->http_port, NULL, NULL, handler, h, MHD_OPTION_EXTERNAL_LOGGER,
-		mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		flags, 0, NULL, NULL, handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_conns,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_conns_per_addr,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_NOTIFY_CONNECTION,
 		notify_connection, h, MHD_OPTION_NOTIFY_COMPLETED, notify_completed, h,
 		MHD_OPTION_URI_LOG_CALLBACK, uri_log, h, MHD_OPTION_END);
 	if (!h->d) {
-		snprintf(err, errlen, "cannot listen for HTTP on %s port %d", cfg->listen,
-			 cfg->http_port);
+		snprintf(err, errlen, "cannot start the HTTP server (libmicrohttpd)");
 		http_stop(h);
-		return -EADDRINUSE;
+		return -EIO;
 	}
 	if (pthread_create(&h->watchdog, NULL, watchdog, h) != 0) {
 		snprintf(err, errlen, "cannot start the HTTP watchdog thread");
@@ -889,10 +909,17 @@ int http_start(struct http_server **out, const struct serve_config *cfg, int ws_
 		return -EAGAIN;
 	}
 	h->watchdog_started = 1;
-	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-	h->port = info ? info->port : cfg->http_port;
 	*out = h;
 	return 0;
+}
+
+int http_add_connection(struct http_server *h, int fd, const struct sockaddr *addr,
+			socklen_t addrlen)
+{
+	/* MHD closes fd itself when it refuses it (its connection or
+	 * per-address limit), as it does for the connections it accepts. */
+	errno = 0;
+	return MHD_add_connection(h->d, fd, addr, addrlen) == MHD_YES ? 0 : -(errno ? errno : EIO);
 }
 
 int http_port(const struct http_server *h)

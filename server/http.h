@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "config.h"
 
@@ -39,6 +40,8 @@ enum http_counter {
 	HTTP_C_QUEUE_FULL,       /* runs refused because the queue was full */
 	HTTP_C_QUEUE_WAIT_MS,    /* milliseconds the admitted runs waited, in total */
 	HTTP_C_QUEUE_WAIT_MS_MAX,/* the longest wait of an admitted run */
+	HTTP_C_FRONT_REFUSED,    /* connections refused before their first bytes: too many from one address */
+	HTTP_C_FRONT_EVICTED,    /* connections closed before their first bytes to make room (408) */
 	HTTP_C_COUNT
 };
 
@@ -54,15 +57,24 @@ long http_counters_get(struct http_counters *c, enum http_counter which);
 
 struct http_server;
 
-/* Start the HTTP server on cfg->listen:cfg->http_port (0: a free port) with
- * its own polling thread. ws_port is the WebSocket port the pages connect to.
- * Runs are listed from store. cfg, counters and store must outlive the server. 0 or -errno with err. */
+/* Start the HTTP server with its own polling thread and no listening socket:
+ * connections come from http_add_connection() (front.c owns the public port,
+ * which is port). ws_port is the WebSocket port the pages connect to (port
+ * itself unless --ws-port). Runs are listed from store. cfg, counters and
+ * store must outlive the server. 0 or -errno with err. */
 struct bundle_store;
-int http_start(struct http_server **out, const struct serve_config *cfg, int ws_port,
+int http_start(struct http_server **out, const struct serve_config *cfg, int port, int ws_port,
 	       struct http_counters *counters, struct bundle_store *store, char *err,
 	       size_t errlen);
 
-/* The port it listens on. */
+/* Hand an accepted connection (nothing of it read yet; the caller may have
+ * peeked) to the HTTP server; any thread. The server owns fd from here, even
+ * on failure: 0, or -errno when it refused it (its connection limit,
+ * --http-max-conns, or the per-address one, --max-conns-per-addr) and closed it. */
+int http_add_connection(struct http_server *h, int fd, const struct sockaddr *addr,
+			socklen_t addrlen);
+
+/* The public port. */
 int http_port(const struct http_server *h);
 
 /* Stop the thread, close the socket and free h. NULL is fine. */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "front.h"
 #include "http.h"
 #include "privs.h"
 #include "runs.h"
@@ -45,7 +46,8 @@ static void ensure_std_fds(void)
  * Runs are unaffected: each child sets its own limit. */
 static void raise_fd_limit(const struct serve_config *c)
 {
-	rlim_t want = (rlim_t)c->http_max_conns + (rlim_t)c->max_conns +
+	/* HTTP connections, those waiting for their first bytes, WebSocket. */
+	rlim_t want = (rlim_t)c->http_max_conns * 2 + (rlim_t)c->max_conns +
 		      (rlim_t)c->max_runs * 8 + 256;
 	struct rlimit rl;
 
@@ -166,16 +168,18 @@ static void find_lab_exe(struct serve_config *c)
 			exe, id[0] ? id : "unknown", socklab_build_id);
 }
 
-/* {"http_port":N,"ws_port":M}, written to a temporary file renamed over
- * path, so a reader never sees it half written. */
+/* {"http_port":N,"ws_port":M,"ws_path":"/ws"}, written to a temporary file
+ * renamed over path, so a reader never sees it half written. ws_port is
+ * where a WebSocket client connects: N itself unless --ws-port. */
 static int write_port_file(const char *path, int http_port, int ws_port, char *err,
 			   size_t errlen)
 {
-	char tmp[CONFIG_PATH_MAX + 16], buf[64];
+	char tmp[CONFIG_PATH_MAX + 16], buf[96];
 	int fd, n, rc = 0;
 
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	n = snprintf(buf, sizeof buf, "{\"http_port\":%d,\"ws_port\":%d}\n", http_port, ws_port);
+	n = snprintf(buf, sizeof buf, "{\"http_port\":%d,\"ws_port\":%d,\"ws_path\":\"%s\"}\n",
+		     http_port, ws_port, WS_PATH);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		rc = -errno;
@@ -198,10 +202,11 @@ int serve_main(int argc, char **argv)
 	struct http_counters counters;
 	struct ws_server *ws = NULL;
 	struct http_server *http = NULL;
+	struct front *front = NULL;
 	struct bundle_store *store = NULL;
 	char err[512], host[CONFIG_ADDR_MAX + 2], lab_note[1024];
 	sigset_t mask;
-	int rc, sfd, status = 1;
+	int rc, sfd, status = 1, port = 0, wsp = 0;
 
 	rc = config_parse(&cfg, argc, argv, env_lookup, err, sizeof err);
 	if (rc == CONFIG_HELP) {
@@ -282,22 +287,31 @@ int serve_main(int argc, char **argv)
 	}
 
 	http_counters_init(&counters);
-	rc = ws_create(&ws, &cfg, &counters, store, sfd, err, sizeof err);
-	if (rc == 0)
-		rc = http_start(&http, &cfg, ws_port(ws), &counters, store, err, sizeof err);
-	if (rc == 0) {
-		ws_set_http_port(ws, http_port(http));
-		if (cfg.port_file[0])
-			rc = write_port_file(cfg.port_file, http_port(http), ws_port(ws), err,
-					     sizeof err);
+	/* The public port first (front.h): socklab listens on it, and hands
+	 * each connection to libwebsockets (GET /ws) or libmicrohttpd. */
+	rc = front_open(&front, &cfg, &counters, err, sizeof err);
+	if (rc < 0) {
+		close(sfd);
+	} else {
+		port = front_port(front);
+		rc = ws_create(&ws, &cfg, &counters, store, sfd, err, sizeof err);
 	}
+	if (rc == 0) {
+		wsp = ws_port(ws) >= 0 ? ws_port(ws) : port;
+		ws_set_http_port(ws, port);
+		rc = http_start(&http, &cfg, port, wsp, &counters, store, err, sizeof err);
+	}
+	if (rc == 0)
+		rc = front_start(front, http, ws, err, sizeof err);
+	if (rc == 0 && cfg.port_file[0])
+		rc = write_port_file(cfg.port_file, port, wsp, err, sizeof err);
 	if (rc < 0) {
 		fprintf(stderr, "socklab serve: %s\n", err);
 		goto out;
 	}
 	config_url_host(cfg.listen, host, sizeof host);
-	printf("socklab serving http://%s:%d/ (WebSocket ws://%s:%d/)\n", host, http_port(http),
-	       host, ws_port(ws));
+	printf("socklab serving http://%s:%d/ (WebSocket ws://%s:%d%s)\n", host, port, host, wsp,
+	       WS_PATH);
 	printf("socklab serve: %s\n", lab_note);
 	/* A generated instructor secret is said once, here, on stdout, and
 	 * nowhere else (never on stderr or in a log). */
@@ -309,7 +323,9 @@ int serve_main(int argc, char **argv)
 	ws_run(ws);
 	status = 0;
 out:
-	/* HTTP first: it reads bundles the run manager is finishing. */
+	/* The front door first: nothing is handed to either server any more.
+	 * Then HTTP: it reads bundles the run manager is finishing. */
+	front_close(front);
 	http_stop(http);
 	ws_destroy(ws);
 	bundle_store_close(store);

@@ -467,16 +467,90 @@ static int cb_session(struct lws *wsi, enum lws_callback_reasons reason, void *u
 	}
 }
 
+int ws_adopt(struct ws_server *w, int fd)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&w->adopt_lock);
+	if (w->adopt_n >= WS_ADOPT_MAX)
+		rc = -EAGAIN;
+	else
+		w->adopt_q[(w->adopt_head + w->adopt_n++) % WS_ADOPT_MAX] = fd;
+	pthread_mutex_unlock(&w->adopt_lock);
+	if (rc == 0)
+		lws_cancel_service(w->ctx);
+	return rc;
+}
+
+/* On the lws thread (EVENT_WAIT_CANCELLED): adopt what the front door queued. */
+static void adopt_pending(struct ws_server *srv)
+{
+	int fds[64];
+	size_t n, i;
+
+	do {
+		pthread_mutex_lock(&srv->adopt_lock);
+		for (n = 0; n < 64 && srv->adopt_n > 0; n++) {
+			fds[n] = srv->adopt_q[srv->adopt_head];
+			srv->adopt_head = (srv->adopt_head + 1) % WS_ADOPT_MAX;
+			srv->adopt_n--;
+		}
+		pthread_mutex_unlock(&srv->adopt_lock);
+		for (i = 0; i < n; i++) {
+			/* lws reads the upgrade request from its first byte (the
+			 * front door only peeked): the mask follower sees it all.
+			 * The accept path's FILTER_NETWORK_CONNECTION is not called
+			 * for adopted sockets, so the fd is watched here. */
+			ws_mask_watch(fds[i]);
+			/* On failure lws has closed the fd. */
+			if (!lws_adopt_socket_vhost(srv->vh, fds[i]))
+				http_count(srv->ctr, HTTP_C_WS_REFUSED, 1);
+		}
+	} while (n == 64);
+}
+
+/* A plain HTTP request for the WebSocket path, without an upgrade: 426 with
+ * a reason, written whole (as ws_auth.c's refusals) and the connection closed. */
+static int refuse_plain_http(struct lws *wsi)
+{
+	static const char body[] = "{\"error\":{\"code\":\"upgrade_required\",\"message\":"
+				   "\"this is the WebSocket endpoint: connect with subprotocol "
+				   WS_PROTOCOL "\"}}";
+	unsigned char buf[LWS_PRE + 512];
+	int n = snprintf((char *)buf + LWS_PRE, sizeof buf - LWS_PRE,
+			 "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\n"
+			 "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+			 "Connection: close\r\nCache-Control: no-store\r\n\r\n%s",
+			 sizeof body - 1, body);
+
+	if (n > 0 && (size_t)n < sizeof buf - LWS_PRE)
+		lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_FINAL);
+	return -1;
+}
+
 /* protocols[0] catches WebSocket clients that asked for no subprotocol. */
 static int cb_default(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		      size_t len)
 {
-	/* Every accepted connection: follow its frames from the first byte. */
-	if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
+	struct ws_server *srv = lws_context_user(lws_get_context(wsi));
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+		/* Every connection accepted on --ws-port: follow its frames
+		 * from the first byte. */
 		ws_mask_watch((int)(intptr_t)in);
-	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
+		return 0;
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		return -1;
-	return lws_callback_http_dummy(wsi, reason, user, in, len);
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		if (srv)
+			adopt_pending(srv);
+		return 0;
+	case LWS_CALLBACK_HTTP:
+		return refuse_plain_http(wsi);
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
 }
 
 static void stop_deadline(lws_sorted_usec_list_t *sul)
@@ -566,6 +640,8 @@ int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 	srv->cfg = cfg;
 	srv->ctr = counters;
 	srv->signal_fd = signal_fd;
+	pthread_mutex_init(&srv->adopt_lock, NULL);
+	srv->adopt_lock_ready = 1;
 	ws_mask_service_thread();
 	srv->http_port = cfg->http_port;
 	srv->n_slots = (size_t)cfg->max_conns;
@@ -593,18 +669,24 @@ int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 		goto out;
 	}
 
+	/* The vhost of every WebSocket connection: those the front door hands
+	 * over (ws_adopt()) and, with --ws-port, those of its own listener. */
 	memset(&info, 0, sizeof info);
 	info.vhost_name = "ws";
-	info.port = cfg->ws_port;
-	info.iface = cfg->listen;
-	/* Without this an IPv4 iface silently listens on every address. */
-	if (!cfg->listen_v6)
-		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	if (cfg->ws_port >= 0) {
+		info.port = cfg->ws_port;
+		info.iface = cfg->listen;
+		/* Without this an IPv4 iface silently listens on every address. */
+		if (!cfg->listen_v6)
+			info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	} else {
+		info.port = CONTEXT_PORT_NO_LISTEN;
+	}
 	info.protocols = ws_protocols;
 	info.retry_and_idle_policy = &idle_policy;
 	info.user = srv;
 	srv->vh = lws_create_vhost(srv->ctx, &info);
-	if (!srv->vh || lws_get_vhost_listen_port(srv->vh) <= 0) {
+	if (!srv->vh || (cfg->ws_port >= 0 && lws_get_vhost_listen_port(srv->vh) <= 0)) {
 		snprintf(err, errlen, "cannot listen for WebSocket on %s port %d", cfg->listen,
 			 cfg->ws_port);
 		rc = -EADDRINUSE;
@@ -656,7 +738,7 @@ out:
 
 int ws_port(const struct ws_server *w)
 {
-	return lws_get_vhost_listen_port(w->vh);
+	return w->cfg->ws_port >= 0 ? lws_get_vhost_listen_port(w->vh) : -1;
 }
 
 void ws_set_http_port(struct ws_server *w, int port)
@@ -714,6 +796,16 @@ void ws_destroy(struct ws_server *w)
 	w->runs = NULL;
 	if (w->ctx)
 		lws_context_destroy(w->ctx);
+	/* Connections handed over that were never adopted (front_close() has
+	 * stopped the front door: nothing is added any more). */
+	if (w->adopt_lock_ready) {
+		while (w->adopt_n > 0) {
+			close(w->adopt_q[w->adopt_head]);
+			w->adopt_head = (w->adopt_head + 1) % WS_ADOPT_MAX;
+			w->adopt_n--;
+		}
+		pthread_mutex_destroy(&w->adopt_lock);
+	}
 	free(w->slots);
 	free(w->classes);
 	ws_addr_cleanup(&w->addrs);

@@ -48,6 +48,14 @@
 /* WebSocket subprotocol every client must ask for. */
 #define WS_PROTOCOL "socklab.v1"
 
+/* The WebSocket's path on the public port (front.h); on a --ws-port of its
+ * own any path is taken, as before. */
+#define WS_PATH "/ws"
+
+/* Connections handed over by the front door and not yet adopted by the lws
+ * thread; beyond this the front door refuses with 503 server_busy. */
+#define WS_ADOPT_MAX 1024
+
 /* Per-connection outgoing queue bound: messages and bytes. A connection that
  * reads so slowly that either is reached is closed with 1008 (counted in
  * /api/health); so are the slowest readers when all queues together reach
@@ -63,7 +71,8 @@ struct ws_server;
 
 /*
  * Create the lws context on the calling thread, which becomes the service
- * thread: listen on cfg->listen:cfg->ws_port (0: a free port) and adopt
+ * thread: listen on cfg->listen:cfg->ws_port (0: a free port) when it is not
+ * -1 (otherwise connections come only through ws_adopt()) and adopt
  * signal_fd, a signalfd for SIGINT, SIGTERM and SIGCHLD (blocked in every
  * thread), into the loop; signal_fd is taken over even on failure. Creates
  * the run manager, which records runs in store (it must outlive the server).
@@ -74,8 +83,20 @@ int ws_create(struct ws_server **out, const struct serve_config *cfg,
 	      struct http_counters *counters, struct bundle_store *store, int signal_fd,
 	      char *err, size_t errlen);
 
-/* The port the WebSocket listener got. */
+/* The port of the separate WebSocket listener (--ws-port), or -1 when the
+ * WebSocket is served on the public port only. */
 int ws_port(const struct ws_server *w);
+
+/*
+ * Hand an accepted connection whose request line starts "GET /ws" (peeked:
+ * nothing read yet) to the WebSocket server; any thread. It is queued and
+ * the lws thread woken (lws_cancel_service()); there it is followed by the
+ * unmasked-frame check (ws_mask.h) from its first byte and adopted with
+ * lws_adopt_socket_vhost(), which reads and answers the upgrade request
+ * itself (Host, Origin and the connection limits: ws_auth.c). 0, or -EAGAIN
+ * when WS_ADOPT_MAX connections are already queued (fd stays the caller's).
+ */
+int ws_adopt(struct ws_server *w, int fd);
 
 /* The HTTP port, for the Origin check (pages come from it). */
 void ws_set_http_port(struct ws_server *w, int port);

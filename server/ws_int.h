@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <pthread.h>
+
 #include <jansson.h>
 #include <libwebsockets.h>
 
@@ -155,6 +157,12 @@ struct ws_server {
 	int stopping;
 	int stop_now;
 	lws_sorted_usec_list_t sul_stop;
+	/* Connections from the front door (ws_adopt(), any thread) waiting for
+	 * the lws thread: a ring guarded by adopt_lock. */
+	pthread_mutex_t adopt_lock;
+	int adopt_q[WS_ADOPT_MAX];  /* guarded by adopt_lock */
+	size_t adopt_head, adopt_n; /* guarded by adopt_lock */
+	int adopt_lock_ready;
 };
 
 /*

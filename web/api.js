@@ -29,12 +29,18 @@ export function eventsURL(id) {
 	return `/api/runs/${encodeURIComponent(id)}/events`;
 }
 
-// The WebSocket address from /api/config: ws_url when the server names one
-// (behind a proxy), else the page's host name with the server's WebSocket port.
+// The WebSocket address from /api/config: ws_url when the server names one;
+// else, when the server serves it on its one public port (ws_same_port), the
+// page's own origin (ws: or wss:, host and port: through any proxy) at
+// ws_path; else (--ws-port) the page's host name with that port.
 export function wsURL(config) {
 	if (config.ws_url) return config.ws_url;
-	const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
 	const path = config.ws_path || '/';
+	if (config.ws_same_port) {
+		const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+		return `${scheme}//${location.host}${path}`;
+	}
+	const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
 	return `ws://${host}:${config.ws_port}${path}`;
 }
 

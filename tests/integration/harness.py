@@ -1,7 +1,9 @@
 """harness.py: start a real `socklab serve` for integration tests, talk HTTP and WebSocket to it.
 
 The server runs from $SOCKLAB_ASAN (the sanitizer build) when it exists, else
-$SOCKLAB, on free ports (--http-port 0 --ws-port 0) with a fresh data directory,
+$SOCKLAB, on a free port (--http-port 0: dashboard, API and WebSocket at /ws on
+one port; pass --ws-port 0 in extra for the separate WebSocket port) with a
+fresh data directory,
 and is stopped with SIGTERM; stop() asserts a clean exit and no sanitizer report
 from the server or from any run it started. Every wait polls a real condition
 against a deadline; nothing sleeps to synchronise.
@@ -118,7 +120,7 @@ class Server:
         self.bin = bin or binary()
         penv = dict(os.environ)
         penv.update(env or {})
-        self.argv = [*wrap, self.bin, "serve", "--http-port", "0", "--ws-port", "0",
+        self.argv = [*wrap, self.bin, "serve", "--http-port", "0",
                      "--port-file", self.port_file, "--data", self.data, *extra]
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err,
@@ -129,7 +131,8 @@ class Server:
         self.http_port = ports["http_port"]
         self.ws_port = ports["ws_port"]
         self.base = f"http://127.0.0.1:{self.http_port}"
-        self.ws_url = f"ws://127.0.0.1:{self.ws_port}/"
+        self.ws_path = ports["ws_path"]
+        self.ws_url = f"ws://127.0.0.1:{self.ws_port}{self.ws_path}"
         self.stopped = False
 
     def _read_ports(self):

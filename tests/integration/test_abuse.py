@@ -212,7 +212,7 @@ def http_host_header_is_checked_against_dns_rebinding():
 
 def raw_upgrade(s, source="127.0.0.1", origin=None, host=None):
     """A WebSocket upgrade request by hand: the server's whole answer."""
-    req = (f"GET / HTTP/1.1\r\nHost: {host or f'127.0.0.1:{s.ws_port}'}\r\n"
+    req = (f"GET {s.ws_path} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{s.ws_port}'}\r\n"
            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
            "Sec-WebSocket-Protocol: socklab.v1\r\n"
@@ -276,7 +276,7 @@ def ws_raw_session(s):
     """A WebSocket session by hand (so frames can break the rules): the socket
     after the 101."""
     c = socket.create_connection(("127.0.0.1", s.ws_port), timeout=10)
-    c.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{s.ws_port}\r\nUpgrade: websocket\r\n"
+    c.sendall((f"GET {s.ws_path} HTTP/1.1\r\nHost: 127.0.0.1:{s.ws_port}\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: socklab.v1\r\n\r\n")
               .encode())
@@ -334,7 +334,7 @@ def unmasked_client_frames_are_refused_with_1002():
     c.close()
     # Sent right behind the upgrade request, in one write.
     c = socket.create_connection(("127.0.0.1", s.ws_port), timeout=10)
-    c.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{s.ws_port}\r\nUpgrade: websocket\r\n"
+    c.sendall((f"GET {s.ws_path} HTTP/1.1\r\nHost: 127.0.0.1:{s.ws_port}\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: socklab.v1\r\n\r\n")
               .encode() + client_frame(b'{"op":"ping"}', masked=False))

@@ -44,9 +44,20 @@ def serving_line_and_port_file():
     s = srv()
     out = s.stdout()
     want = (f"socklab serving http://127.0.0.1:{s.http_port}/ "
-            f"(WebSocket ws://127.0.0.1:{s.ws_port}/)")
+            f"(WebSocket ws://127.0.0.1:{s.http_port}/ws)")
     check(want in out, f"stdout {out!r} lacks {want!r}")
-    check(s.http_port != s.ws_port, "distinct ports")
+    eq((s.ws_port, s.ws_path), (s.http_port, "/ws"), "one port: the WebSocket at /ws")
+    # The old layout on request: a WebSocket port of its own as well.
+    s2 = Server("--ws-port", "0")
+    try:
+        want = (f"socklab serving http://127.0.0.1:{s2.http_port}/ "
+                f"(WebSocket ws://127.0.0.1:{s2.ws_port}/ws)")
+        check(want in s2.stdout(), f"stdout {s2.stdout()!r} lacks {want!r}")
+        check(s2.http_port != s2.ws_port, "--ws-port: distinct ports")
+        eq(s2.get_json("/api/config")["ws_same_port"], False, "--ws-port: ws_same_port")
+        s2.stop()
+    finally:
+        s2.cleanup()
 
 
 @test
@@ -58,8 +69,9 @@ def health_config_labs_shapes():
     check(isinstance(h["runs_active"], int) and h["runs_active"] >= 0, "runs_active")
     check(isinstance(h["uptime_s"], int), "uptime_s")
     c = s.get_json("/api/config")
-    eq(c["ws_port"], s.ws_port, "config ws_port")
-    eq(c["ws_path"], "/", "ws_path")
+    eq(c["ws_port"], s.http_port, "config ws_port")
+    eq(c["ws_path"], "/ws", "ws_path")
+    eq(c["ws_same_port"], True, "ws_same_port")
     eq(c["ws_protocol"], "socklab.v1", "ws_protocol")
     eq(c["ws_url"], None, "ws_url without --public-ws-url")
     eq(c["byo_host"], "127.0.0.1", "byo_host")
@@ -268,7 +280,8 @@ def handshake_checks_origin_and_subprotocol():
 
     async def go():
         check(await refused(origin="http://evil.example"), "evil origin accepted")
-        check(await refused(origin=f"http://127.0.0.1:{s.ws_port}"), "ws port as origin accepted")
+        check(await refused(origin=f"http://127.0.0.1:{s.http_port + 1}"),
+              "another port as origin accepted")
         check(await refused(subprotocols=()), "client without subprotocol accepted")
         check(await refused(subprotocols=("chat",)), "client with another subprotocol accepted")
         check(await accepted(origin=f"http://127.0.0.1:{s.http_port}"), "own origin refused")

@@ -49,7 +49,7 @@ static void test_defaults(void **state)
 	assert_int_equal(parse(&c, NULL, err, sizeof err, NULL), 0);
 	assert_string_equal(c.listen, "127.0.0.1");
 	assert_int_equal(c.http_port, 8080);
-	assert_int_equal(c.ws_port, 8081);
+	assert_int_equal(c.ws_port, -1);
 	assert_string_equal(c.data, "./socklab-data");
 	assert_string_equal(c.port_file, "");
 	assert_int_equal(c.byo_lo, 9000);
