@@ -69,7 +69,7 @@ let browser = null; // a Browser or a persistent BrowserContext
 export async function startServer(tmp, { log = 'e2e-server.log', args = [] } = {}) {
 	const portFile = path.join(tmp, 'ports.json');
 	const fd = fs.openSync(path.join(LOGS, log), 'w');
-	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--ws-port', '0', '--port-file', portFile,
+	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--port-file', portFile,
 		'--data', path.join(tmp, 'data'), ...args], { stdio: ['ignore', fd, fd] });
 	server = { child };
 	let exited = null;

@@ -300,7 +300,7 @@ runTap({
 		srv = await startServer(tmp, { log: 'e2e-server.log' });
 		labs = await (await fetch(`${srv.base}/api/labs`)).json();
 		page = await launchPage(chromium, tmp, problems);
-		return `socklab serve on ports ${srv.ports.http_port}/${srv.ports.ws_port}, Chromium`;
+		return `socklab serve on port ${srv.ports.http_port} (WebSocket at /ws), Chromium`;
 	},
 	failShots: (n) => [[page, `e2e-fail-${n}.png`]],
 });

@@ -213,7 +213,7 @@ runTap({
 	async setup(chromium, tmp) {
 		srv = await startServer(tmp, { log: 'e2e-udp-server.log', args: ['--byo-ports', '9040-9049'] });
 		page = await launchPage(chromium, tmp, problems);
-		return `socklab serve on ports ${srv.ports.http_port}/${srv.ports.ws_port}, Chromium`;
+		return `socklab serve on port ${srv.ports.http_port} (WebSocket at /ws), Chromium`;
 	},
 	failShots: (n) => [[page, `e2e-udp-fail-${n}.png`]],
 });

@@ -465,8 +465,11 @@ def runs_start_while_the_server_holds_many_connections():
     s = srv()
     socks = []
     try:
-        for _ in range(400):
-            socks.append(socket.create_connection(("127.0.0.1", s.ws_port), timeout=10))
+        # From 8 addresses: one address may hold at most --max-conns-per-addr
+        # (64) connections that have not sent their first bytes.
+        for i in range(400):
+            socks.append(socket.create_connection(("127.0.0.1", s.ws_port), timeout=10,
+                                                  source_address=(f"127.0.5.{i % 8 + 1}", 0)))
 
         def server_fds():
             return len(os.listdir(f"/proc/{s.pid}/fd"))

@@ -196,13 +196,14 @@ class Box:
     def __init__(self, name, caps, tun=False):
         self.name = f"socklab-test-{name}-{ME}"
         lo, hi = free_port_range(4)
-        self.http, self.ws, self.byo = lo, lo + 1, (lo + 2, hi)
+        # One public port: the WebSocket is at /ws on the HTTP port.
+        self.http, self.ws, self.byo = lo, lo, (lo + 2, hi)
         args = ["run", "-d", "--name", self.name, "--label", f"{LABEL}={ME}",
                 "--cap-drop", "all", "--read-only", "-v", f"{VOLUME}:/data",
-                "-p", f"127.0.0.1:{self.http}:{self.http}", "-p", f"127.0.0.1:{self.ws}:{self.ws}",
+                "-p", f"127.0.0.1:{self.http}:{self.http}",
                 "-p", f"127.0.0.1:{self.byo[0]}-{self.byo[1]}:{self.byo[0]}-{self.byo[1]}",
                 "-p", f"127.0.0.1:{self.byo[0]}-{self.byo[1]}:{self.byo[0]}-{self.byo[1]}/udp",
-                "-e", f"SOCKLAB_HTTP_PORT={self.http}", "-e", f"SOCKLAB_WS_PORT={self.ws}",
+                "-e", f"SOCKLAB_HTTP_PORT={self.http}",
                 "-e", f"SOCKLAB_BYO_PORTS={self.byo[0]}-{self.byo[1]}",
                 "--stop-timeout", str(STOP_TIMEOUT)]
         for c in caps:
@@ -216,7 +217,7 @@ class Box:
                                interval=0.01)
         self.start_s = time.monotonic() - t0
         self.base = f"http://127.0.0.1:{self.http}"
-        self.ws_url = f"ws://127.0.0.1:{self.ws}/"
+        self.ws_url = f"ws://127.0.0.1:{self.ws}/ws"
 
     def healthy(self):
         r = podman("inspect", self.name, "--format", "{{.State.Running}}", check_rc=False)
@@ -246,7 +247,7 @@ class Box:
         out = self.exec("cat", f"/proc/{pid}/status")
         return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
 
-    def connect(self, path="/"):
+    def connect(self, path="/ws"):
         """A WebSocket as the dashboard opens it: with the page's Origin."""
         return websockets.connect(f"ws://127.0.0.1:{self.ws}{path}",
                                   subprotocols=["socklab.v1"], max_size=None,
@@ -270,7 +271,7 @@ def expand_ports(spec):
 
 
 POOL = range(9000, 9020)
-WANT_PORTS = sorted([(8080, "tcp"), (8081, "tcp")] + [(p, t) for p in POOL for t in ("tcp", "udp")])
+WANT_PORTS = sorted([(8080, "tcp")] + [(p, t) for p in POOL for t in ("tcp", "udp")])
 
 
 def arun(coro):
@@ -907,7 +908,7 @@ def compose_file_validates_and_starts_a_classroom():
     # addresses changed: 127.0.0.1 and free ports (the pool keeps its numbers
     # inside and out, so SOCKLAB_BYO_PORTS moves with it).
     lo, hi = free_port_range(4)
-    svc["ports"] = [f"127.0.0.1:{lo}:8080", f"127.0.0.1:{lo + 1}:8081",
+    svc["ports"] = [f"127.0.0.1:{lo}:8080",
                     f"127.0.0.1:{lo + 2}-{hi}:{lo + 2}-{hi}",
                     f"127.0.0.1:{lo + 2}-{hi}:{lo + 2}-{hi}/udp"]
     svc["environment"]["SOCKLAB_BYO_PORTS"] = f"{lo + 2}-{hi}"
@@ -990,8 +991,8 @@ def kubernetes_manifests_agree_with_each_other():
         svc = docs[("Service", name)]
         eq(svc["spec"]["selector"], labels, f"Service {name} selector")
     svc_ports = {p["name"]: p for p in docs[("Service", "socklab")]["spec"]["ports"]}
-    for name in ("http", "ws"):
-        eq(svc_ports[name]["targetPort"], cports[name], f"Service port {name}")
+    eq(sorted(svc_ports), ["http"], "one Service port: HTTP and the WebSocket")
+    eq(svc_ports["http"]["targetPort"], cports["http"], "Service port http")
     byo = docs[("Service", "socklab-byo")]["spec"]["ports"]
     eq(sorted((p["port"], p["protocol"]) for p in byo),
        sorted((p, t) for p in range(lo, hi + 1) for t in ("TCP", "UDP")), "BYO Service ports")
@@ -999,9 +1000,9 @@ def kubernetes_manifests_agree_with_each_other():
     ing = docs[("Ingress", "socklab")]
     rule = ing["spec"]["rules"][0]
     paths = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
-    eq(paths["/ws"], {"name": "socklab", "port": {"name": "ws"}}, "Ingress /ws backend")
-    eq(paths["/"], {"name": "socklab", "port": {"name": "http"}}, "Ingress / backend")
-    eq(env["SOCKLAB_PUBLIC_WS_URL"], f"wss://{rule['host']}/ws", "public WebSocket URL")
+    eq(paths, {"/": {"name": "socklab", "port": {"name": "http"}}},
+       "Ingress: one backend for the page, the API and /ws")
+    check("SOCKLAB_PUBLIC_WS_URL" not in env, "no public WebSocket URL: the page uses its origin")
     eq(env["SOCKLAB_ORIGINS"], f"https://{rule['host']}", "allowed page origin")
     for cm in ("tcp-services", "udp-services"):
         data = docs[("ConfigMap", cm)]["data"]
@@ -1049,7 +1050,7 @@ def kubernetes_deployment_runs_with_podman_kube_play():
     podman("exec", app, "touch", "/data/x", "/tmp/x")
 
     async def one():
-        async with websockets.connect(f"ws://{ip}:8081/ws", subprotocols=["socklab.v1"],
+        async with websockets.connect(f"ws://{ip}:8080/ws", subprotocols=["socklab.v1"],
                                       max_size=None, open_timeout=20) as ws:
             run_id = await start_run(ws, {"messages": 2})
             return await events_until_end(ws, run_id)

@@ -43,17 +43,15 @@ def setup():
     tmp = tempfile.mkdtemp(prefix="socklab-proxy-")
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    srv = Server("--origin", origin, "--public-ws-url", f"ws://127.0.0.1:{port}/ws",
-                 "--instructor-secret", SECRET)
+    srv = Server("--origin", origin, "--instructor-secret", SECRET)
     with open(os.path.join(ROOT, "docker", "nginx-socklab.conf")) as f:
         site = f.read()
     lines = [ln for ln in site.splitlines() if not ln.rstrip().endswith("# SSL")]
     site = "\n".join(lines)
     site = site.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{srv.http_port};")
-    site = site.replace("server 127.0.0.1:8081;", f"server 127.0.0.1:{srv.ws_port};")
     site = site.replace("server_name lab.example.edu;",
                         f"listen 127.0.0.1:{port};\n\tserver_name 127.0.0.1;")
-    check(f"127.0.0.1:{srv.ws_port}" in site and f"listen 127.0.0.1:{port}" in site,
+    check(f"127.0.0.1:{srv.http_port}" in site and f"listen 127.0.0.1:{port}" in site,
           "the site file has the expected upstream and server lines")
     with open(os.path.join(tmp, "site.conf"), "w") as f:
         f.write(site)
@@ -123,11 +121,14 @@ def pages_and_config_through_the_proxy():
     eq(status, 200, "status")
     import json
     cfg = json.loads(body)
-    eq(cfg["ws_url"], f"ws://127.0.0.1:{st['port']}/ws", "ws_url for pages behind the proxy")
+    # One port: the page connects to its own origin at /ws, so behind the
+    # proxy it needs no --public-ws-url.
+    eq((cfg["ws_url"], cfg["ws_same_port"], cfg["ws_path"]), (None, True, "/ws"),
+       "the page uses its own origin")
     status, headers, body = via_proxy("/")
     eq(status, 200, "page")
-    check(f"ws://127.0.0.1:{st['port']}/ws" in headers.get("Content-Security-Policy", ""),
-          f"CSP allows the public WebSocket URL: {headers.get('Content-Security-Policy')}")
+    check("connect-src 'self'" in headers.get("Content-Security-Policy", ""),
+          f"CSP allows the page's own origin: {headers.get('Content-Security-Policy')}")
 
 
 @test
