@@ -44,7 +44,7 @@ enum front_kind front_classify(const unsigned char *buf, size_t n)
 }
 
 /* A connection waiting for its first bytes; in a FIFO by accept time (which
- * is deadline order: every connection gets the same time). */
+ * is deadline order: every connection has the same time). */
 struct front_conn {
 	int fd;                 /* -1: a free slot */
 	int64_t deadline_us;    /* CLOCK_MONOTONIC */

@@ -33,7 +33,7 @@ static void test_everything_else_is_http(void **state)
 	assert_int_equal(kind_of("P"), FRONT_HTTP);
 	assert_int_equal(kind_of("GET /a"), FRONT_HTTP);
 	assert_int_equal(front_classify((const unsigned char *)"\0\1\2", 3), FRONT_HTTP);
-	/* A TLS ClientHello is not ours either: HTTP answers it (with 400). */
+	/* A TLS ClientHello is not ours either: libmicrohttpd answers it. */
 	assert_int_equal(front_classify((const unsigned char *)"\x16\x03\x01", 3), FRONT_HTTP);
 }
 
