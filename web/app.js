@@ -87,10 +87,13 @@ function closeCompare() {
 
 // Replace a pane's view with a fresh player for run id of lab. opts.pane is
 // 'main' (default) or 'compare' (a student's own run beside the class run).
+// opts.title is a function giving the pane's title in the current language:
+// it is called again when the language changes (relabel).
 function openView(runId, lab, live, opts = {}) {
 	const which = opts.pane === 'compare' ? 'compare' : 'view';
 	if (state[which]) state[which].player.stop();
 	let root;
+	let title = null;
 	if (which === 'compare') {
 		root = $('pane-compare');
 		if (!root) {
@@ -98,11 +101,17 @@ function openView(runId, lab, live, opts = {}) {
 			$('view').appendChild(root);
 		}
 		$('view').classList.add('comparing');
-		replace(root, h('h2', { class: 'pane-title', text: t('class.mine') }));
+		title = { fn: () => t('class.mine') };
+		title.el = h('h2', { class: 'pane-title', text: title.fn() });
+		replace(root, title.el);
 	} else {
 		root = panes();
 		clear(root);
-		if (opts.title) root.appendChild(h('h2', { class: 'pane-title', text: opts.title }));
+		if (opts.title) {
+			title = { fn: opts.title };
+			title.el = h('h2', { class: 'pane-title', text: title.fn() });
+			root.appendChild(title.el);
+		}
 	}
 	const mod = rendererFor(lab);
 	const make = (stage) => mod.create(stage, {
@@ -114,7 +123,7 @@ function openView(runId, lab, live, opts = {}) {
 	});
 	player.onExport = exportRun;
 	player.onPresent = () => setPresenter(true);
-	state[which] = { runId, lab, player, live };
+	state[which] = { runId, lab, player, live, title };
 	markCurrentRun();
 	return state[which];
 }
@@ -350,7 +359,7 @@ async function openBundleFile(file) {
 		setStatus(t('bundle.refused', { reason: e.message }), 'error');
 		return;
 	}
-	const v = openView(b.meta.id, b.meta.lab, false, { title: t('bundle.title', { name: file.name }) });
+	const v = openView(b.meta.id, b.meta.lab, false, { title: () => t('bundle.title', { name: file.name }) });
 	v.player.addAll(b.events);
 	setStatus(t('bundle.opened', { name: file.name, n: b.events.length }));
 }
@@ -520,7 +529,7 @@ async function openRun(id, lab, status, meta = null) {
 	}
 	// A bundle the server could not store whole shows only its first
 	// events: say so above them (its last state is not the run's end).
-	const v = openView(id, labName, false, meta && meta.incomplete ? { title: incompleteText(meta) } : {});
+	const v = openView(id, labName, false, meta && meta.incomplete ? { title: () => incompleteText(meta) } : {});
 	v.player.addAll(events);
 	quiz.viewing(id, labName, events.some((e) => e && e.type === 'run.end'));
 	if (!state.live) {
@@ -589,7 +598,11 @@ function relabel() {
 		if (state.form) state.form.clearErrors();
 	}
 	classroom.rerender();
-	for (const v of [state.view, state.compare]) if (v) v.player.relabel();
+	for (const v of [state.view, state.compare]) {
+		if (!v) continue;
+		v.player.relabel();
+		if (v.title) v.title.el.textContent = v.title.fn();
+	}
 	if (!state.view) showPlaceholder();
 	const c = $('conn');
 	if (c.dataset.state) onSocketStateText(c.dataset.state);

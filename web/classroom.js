@@ -75,7 +75,7 @@ export function runOp() {
 // How the view of a run this page starts is shown.
 export function viewOpts() {
 	const c = st().cls;
-	if (c && c.role === 'teacher') return { onUser: broadcast, title: t('class.run_title', { code: c.code }) };
+	if (c && c.role === 'teacher') return { onUser: broadcast, title: () => t('class.run_title', { code: c.code }) };
 	if (c && c.role === 'student' && c.run) return { pane: 'compare' };
 	return {};
 }
@@ -237,7 +237,7 @@ function showClassRun(info, live, view, fromBundle) {
 	if (app.selectLab && (!app.state.lab || app.state.lab.name !== info.lab)) app.selectLab(info.lab, false);
 	document.body.classList.add('class-following');
 	const v = app.openView(info.run, info.lab, !!live, {
-		readOnly: true, title: t('class.run_title', { code: c.code }),
+		readOnly: true, title: () => t('class.run_title', { code: c.code }),
 	});
 	if (view) v.player.setView(view);
 	if (fromBundle) refill(info.run);

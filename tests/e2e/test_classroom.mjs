@@ -122,9 +122,18 @@ test('the student view follows the instructor stepping backwards, forwards and j
 		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-${w}x${hgt}-en.png`) });
 		await student.selectOption('#lang-select', 'zh-CN');
 		await student.waitForFunction(() => document.getElementById('run-btn').textContent === '运行');
+		// The class run's title and the banner are in Chinese too.
+		const zhTitle = await student.textContent('#pane-main .pane-title');
+		assert(/^课堂 \S{6}：教师的运行$/.test(zhTitle), `class run title in Chinese: ${zhTitle}`);
+		assertEq(await student.textContent('#class-banner .class-code-label'), '课堂代码', 'banner label');
+		assertEq(await student.textContent('#class-state'), `教师暂停在第 ${total - 3} 个事件`, 'banner state');
 		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-${w}x${hgt}-zh.png`) });
+		await student.evaluate(() => window.scrollTo(0, 0));
+		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-top-${w}x${hgt}-zh.png`) });
 		await student.selectOption('#lang-select', 'en');
 		await student.waitForFunction(() => document.getElementById('run-btn').textContent === 'Run');
+		const enTitle = await student.textContent('#pane-main .pane-title');
+		assert(/^Class \S{6}: the instructor’s run$/.test(enTitle), `class run title in English: ${enTitle}`);
 	}
 	assertEq(await rows(student), await rows(teacher), 'same rows after stepping back');
 	await teacher.fill('#pane-main .pl-jump', '5');
