@@ -154,7 +154,7 @@ class SynFloodView {
 
 	drawWire() {
 		const w = this.wire;
-		const row = (key, v) => h('div', {}, h('dt', { text: t(key) }), h('dd', { text: String(v ?? 0) }));
+		const row = (key, v) => h('div', { dataset: { wire: key } }, h('dt', { text: t(key) }), h('dd', { text: String(v ?? 0) }));
 		replace(this.wireEl,
 			row('sf.syn_in', w.syn_in), row('sf.synack_out', w.synack_out),
 			row('sf.synack_retrans', w.synack_retrans),
