@@ -210,7 +210,11 @@ def every_synack_says_whether_it_carries_a_cookie():
     ev, s = flood("attack=spoofed", "syncookies=0", "rate=300", "duration_ms=800")
     eq(marks(s)["cookie"], 0, f"no cookie marks: {marks(s)}")
     eq(s["counters"]["SyncookiesSent"], 0, "no cookies")
-    check(marks(s)["not_cookie"] >= s["queues"]["half_open_peak"], f"the queue's SYN-ACKs: {marks(s)}")
+    # The queue's SYN-ACKs: each without the mark, or (one in 64) with matching bits
+    # within a millisecond of the stamp: undecided, never a cookie.
+    check(marks(s)["not_cookie"] + marks(s)["undecided"] >= s["queues"]["half_open_peak"],
+          f"the queue's SYN-ACKs: {marks(s)}")
+    eq(marks(s)["unreadable"], 0, "every SYN-ACK readable")
     # With Linux's default random offsets nothing can be read.
     ev, s = flood("attack=spoofed", "syncookies=2", "rate=300", "duration_ms=500", "timestamps=1")
     eq(marks(s)["unreadable"], s["wire"]["synack_out"], f"all unreadable: {marks(s)}")
