@@ -131,7 +131,7 @@ class Server:
         self.http_port = ports["http_port"]
         self.ws_port = ports["ws_port"]
         self.base = f"http://127.0.0.1:{self.http_port}"
-        self.ws_path = ports["ws_path"]
+        self.ws_path = ports.get("ws_path", "/")  # builds before one port: "/"
         self.ws_url = f"ws://127.0.0.1:{self.ws_port}{self.ws_path}"
         self.stopped = False
 
