@@ -100,6 +100,39 @@ test('a run draws one arrow per segment with flags, seq/ack, len and win', async
 	await shot('run');
 });
 
+test('presenter mode at 1280x720: the ladder labels and the packet list are large, the counter stays', async () => {
+	const vp = page.viewportSize();
+	await page.setViewportSize({ width: 1280, height: 720 });
+	// Rendered sizes (CSS zoom and the SVG's scale included).
+	const measure = () => page.evaluate(() => ({
+		label: document.querySelector('.hs-seg-label').getBoundingClientRect().height,
+		row: document.querySelector('.hs-list tbody tr').getBoundingClientRect().height,
+	}));
+	const before = await measure();
+	await page.click('.pl-present');
+	await page.waitForFunction(() => document.body.classList.contains('presenter'));
+	try {
+		const after = await measure();
+		assert(after.label >= 1.4 * before.label && after.label >= 16,
+			`ladder label ${before.label.toFixed(1)} -> ${after.label.toFixed(1)} px (at least 16 px, 1.4x)`);
+		assert(after.row >= 1.4 * before.row && after.row >= 24,
+			`packet list row ${before.row.toFixed(1)} -> ${after.row.toFixed(1)} px (at least 24 px, 1.4x)`);
+		assert(await page.isVisible('.pl-pos'), 'the event counter is shown');
+		// The first screen is the lab's main picture: the ladder starts on it
+		// (not below the lab's questions, which presenter mode leaves out).
+		await page.evaluate(() => window.scrollTo(0, 0));
+		assert(await page.isHidden('#quiz-card'), 'the questions are left out');
+		await page.screenshot({ path: path.join(LOGS, 'e2e-handshake-presenter-1280x720.png') });
+		const top = await page.$eval('.hs-ladder', (el) => el.getBoundingClientRect().top);
+		assert(top < 720 * 0.55, `the ladder starts at y=${top} px, in the top 55% of the screen`);
+		await page.screenshot({ path: path.join(LOGS, 'e2e-handshake-presenter-1280x720.png') });
+	} finally {
+		await page.keyboard.press('Escape');
+		await page.waitForFunction(() => !document.body.classList.contains('presenter'), null, { timeout: WAIT });
+		await page.setViewportSize(vp);
+	}
+});
+
 test('selecting a packet shows its layers and fields; a field highlights its bytes', async () => {
 	await page.click('.hs-seg[data-n="1"] .hs-hit');
 	await page.locator('.hs-detail .hs-tree').waitFor({ timeout: WAIT });
