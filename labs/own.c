@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "own/record.h"
 #include "own/spawn.h"
 #include "sock.h"
+#include "tcpstate/tcpstate.h"
 
 /*
  * The lab runs up to two programs (a server and a client, each a Python 3
@@ -37,6 +39,19 @@
  *
  * What the lab explains comes from the records: a bind() that failed with
  * EADDRINUSE, a connect() refused, a Python traceback on stderr.
+ *
+ * The kernel's TCP states: the lab learns a socket's addresses only from
+ * its records (a listen() on a bound address, a connect() with the local
+ * address the kernel chose, an accept() with both ends), and then has the
+ * observer watch it (obs_watch) exactly as a built-in lab's sockets:
+ * `state` transitions from the tracepoint, `observation`s and TIME_WAIT
+ * `timer`s from sock_diag. The tracepoint sees every namespace on the
+ * machine and cannot tell two runs' sockets with the same addresses and
+ * ports apart, so it is used only for sockets with an address this run
+ * owns (the server's address: on loopback a 127.x.y.z chosen per run, on
+ * two hosts the run's leased subnet); the rest (a listener on 0.0.0.0, a
+ * connection between two 127.0.0.1 ends) are watched by sock_diag alone,
+ * which reads only the run's own namespaces, and the lab says so.
  */
 
 #define OWN_SRC_MAX (64 * 1024)
@@ -87,8 +102,46 @@ struct own_conn {
 	int n_io;
 };
 
+/* What the main thread knows of a program's descriptors from its records,
+ * to find its TCP sockets' addresses. */
+#define OWN_FDS 256
+
+struct own_fd {
+	int tcp, listening;
+	struct sockaddr_in bound; /* sin_family 0: not bound (or not IPv4) */
+	int64_t listen_ns;        /* when its listen() began */
+};
+
+/* A socket the observer watches for the lab. Filled by the main thread
+ * before obs_watch publishes it; `hist` is written by the observer's
+ * callback only (read by the main thread after obs_stop). */
+#define OWN_HIST 16
+
+struct own_watch {
+	int prog, fd, traced;
+	const char *role; /* the state events' "who": "listener", "client", "server" */
+	uint16_t lport;
+	struct {
+		int64_t t_ns;
+		int state, src;
+	} hist[OWN_HIST]; /* the first OWN_HIST states the kernel sources gave */
+	int n_hist;
+	int64_t tw_ns; /* sock_diag first listed it in TIME_WAIT (0: never) */
+};
+
+/* A bind() that failed with EADDRINUSE (kept by the callback for the end). */
+#define OWN_BINDFAILS 4
+
+struct own_bindfail {
+	int who;
+	uint16_t port;
+	int64_t t0_ns;
+	json_int_t seq;
+};
+
 struct prog {
 	int present;
+	struct own_fd fds[OWN_FDS];
 	struct own_conn conns[OWN_CONNS];
 	int n_conns;
 	struct own_proc proc;
@@ -106,6 +159,15 @@ struct own_run {
 	struct obs *obs; /* the run's capture, merging records with segments; NULL: none */
 	long long segments;
 	struct prog p[2];
+	/* Addresses this run owns (network byte order): the tracepoint can
+	 * tell its sockets with one of them from any other run's. */
+	uint32_t own_addr[2];
+	struct own_watch watch[OBS_MAX_WATCH]; /* index = the observer's sock */
+	int n_watch;                           /* main thread */
+	int watch_full_noted, untraced_noted;  /* main thread */
+	char srv_ip[16];                       /* what the name "server" is */
+	struct own_bindfail bindfail[OWN_BINDFAILS]; /* the callback's */
+	int n_bindfail;
 };
 
 static int check(const struct lab_params *p, const char **param, char *err, size_t errlen)
@@ -245,16 +307,27 @@ static int sends(int call)
 	return call == OWN_SEND || call == OWN_SENDTO || call == OWN_SENDMSG || call == OWN_WRITE;
 }
 
-/* Explanations that one call's record decides. */
-static void explain_call(struct own_run *r, int who, const struct own_rec *rec)
+/* Explanations that one call's record decides (seq: its syscall event). */
+static void explain_call(struct own_run *r, int who, const struct own_rec *rec, json_int_t seq)
 {
 	struct prog *pg = &r->p[who];
 	struct lab_ctx *ctx = r->ctx;
 
-	if (rec->call == OWN_BIND && rec->ret < 0 && rec->err == EADDRINUSE &&
-	    !pg->eaddrinuse_noted) {
-		pg->eaddrinuse_noted = 1;
-		ev_note(ctx->em, "own.eaddrinuse", json_pack("{s:s}", "who", who_names[who]), NULL);
+	if (rec->call == OWN_BIND && rec->ret < 0 && rec->err == EADDRINUSE) {
+		struct sockaddr_in sin;
+
+		/* Which socket held the port is told at the end, when every
+		 * kernel report before this bind() is in (own_end_notes). */
+		memset(&sin, 0, sizeof sin);
+		memcpy(&sin, rec->addr, rec->addr_len < sizeof sin ? rec->addr_len : sizeof sin);
+		if (sin.sin_family == AF_INET && r->n_bindfail < OWN_BINDFAILS)
+			r->bindfail[r->n_bindfail++] =
+				(struct own_bindfail){who, ntohs(sin.sin_port), rec->t0_ns, seq};
+		if (!pg->eaddrinuse_noted) {
+			pg->eaddrinuse_noted = 1;
+			ev_note(ctx->em, "own.eaddrinuse", json_pack("{s:s}", "who", who_names[who]),
+				NULL);
+		}
 	}
 	if (rec->call == OWN_CONNECT && rec->ret < 0 && rec->err == ECONNREFUSED &&
 	    !pg->refused_noted) {
@@ -411,6 +484,7 @@ static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
 	struct prog *pg = &r->p[who];
 	json_t *f;
 	int64_t t0 = obs_run_us(r->ctx, rec->t0_ns), t1 = obs_run_us(r->ctx, rec->t1_ns);
+	json_int_t seq;
 
 	if (rec->call == OWN_HELLO) {
 		ev_emit(r->ctx->em, "program.start",
@@ -459,8 +533,9 @@ static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
 		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
 			json_object_set_new(f, "local", lsock_addr_json((struct sockaddr *)&ss));
 	}
-	track(r, who, rec, ev_emit(r->ctx->em, "syscall", f));
-	explain_call(r, who, rec);
+	seq = ev_emit(r->ctx->em, "syscall", f);
+	track(r, who, rec, seq);
+	explain_call(r, who, rec, seq);
 }
 
 /* ---- one time-ordered stream ----
@@ -472,13 +547,13 @@ static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
  * connection tracking; the main thread reads them after obs_stop. Notes the
  * main thread decides (tampering, limits) are emitted at once. */
 
-enum item_kind { ITEM_REC, ITEM_EVENT, ITEM_EXIT };
+enum item_kind { ITEM_REC, ITEM_EVENT, ITEM_NOTE, ITEM_EXIT };
 
 struct own_item {
 	enum item_kind kind;
 	int who;
 	struct own_rec rec;  /* ITEM_REC */
-	const char *name;    /* ITEM_EVENT: the event type */
+	const char *name;    /* ITEM_EVENT: the event type; ITEM_NOTE: the note's key */
 	json_t *fields;      /* owned; may be NULL */
 };
 
@@ -500,6 +575,10 @@ static void handle_item(struct own_run *r, struct own_item *it)
 		break;
 	case ITEM_EVENT:
 		ev_emit(r->ctx->em, it->name, it->fields);
+		it->fields = NULL;
+		break;
+	case ITEM_NOTE:
+		ev_note(r->ctx->em, it->name, it->fields, NULL);
 		it->fields = NULL;
 		break;
 	case ITEM_EXIT:
@@ -537,6 +616,31 @@ static void deliver(struct own_run *r, enum item_kind kind, int who, const struc
 	item_free(it);
 }
 
+/* A kernel-state item about watched socket ev->sock: remembered for the
+ * end's explanations; the event the observer emits names the program and
+ * the descriptor (its "who" is the socket's role). */
+static json_t *state_item(struct own_run *r, const struct obs_event *ev)
+{
+	struct own_watch *w;
+	int state;
+
+	if (ev->sock < 0 || ev->sock >= OBS_MAX_WATCH)
+		return NULL;
+	w = &r->watch[ev->sock];
+	state = ev->kind == OBS_GONE ? TCPST_CLOSE : ev->to;
+	if ((ev->kind == OBS_TRANSITION || ev->kind == OBS_SEEN || ev->kind == OBS_GONE) &&
+	    w->n_hist < OWN_HIST) {
+		w->hist[w->n_hist].t_ns = ev->t_ns;
+		w->hist[w->n_hist].state = state;
+		w->hist[w->n_hist].src = ev->src;
+		w->n_hist++;
+	}
+	if (ev->kind == OBS_SEEN && ev->to == TCPST_TIME_WAIT && !w->tw_ns)
+		w->tw_ns = ev->t_ns;
+	return json_pack("{s:s, s:i, s:i}", "program", who_names[w->prog], "fd", w->fd, "port",
+			 w->lport);
+}
+
 /* The observer's callback: segments as they were captured, and the items. */
 static json_t *on_obs(void *arg, const struct obs_event *ev)
 {
@@ -547,7 +651,9 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 		handle_item(r, ev->rec);
 		return NULL;
 	}
-	if (ev->kind != OBS_FRAME || !ev->pkt)
+	if (ev->kind != OBS_FRAME)
+		return state_item(r, ev);
+	if (!ev->pkt)
 		return NULL;
 	/* Two hosts: each segment once, as it left its host. */
 	if (ev->host >= 0 && !ev->frame->outgoing)
@@ -585,8 +691,154 @@ static void open_observer(struct own_run *r)
 	cfg.free_rec = item_free;
 	cfg.pcap_path = r->ctx->pcap_path;
 	cfg.horizon_ms = 50; /* records cross a socket and this thread's loop first */
-	if (obs_start(&r->obs, &cfg) < 0)
+	/* Every IPv4 TCP socket's changes on the machine: the lab learns its
+	 * programs' ports only from their records, and the tracepoint's
+	 * events are matched to them when delivered. */
+	cfg.trace_filter = "family == 2";
+	cfg.watch_later = 1;
+	if (obs_start(&r->obs, &cfg) < 0) {
 		r->obs = NULL; /* its error event says why */
+		return;
+	}
+	if (!obs_has_tracepoint(r->obs))
+		ev_note(r->ctx->em, "own.no_tracepoint",
+			json_pack("{s:s}", "reason", obs_trace_error(r->obs)), NULL);
+}
+
+/* ---- the programs' TCP sockets, watched in the kernel ---- */
+
+static int own_addr(const struct own_run *r, uint32_t a)
+{
+	return a && (a == r->own_addr[0] || a == r->own_addr[1]);
+}
+
+/* Watch one socket (main thread). A socket with none of the run's own
+ * addresses is watched by sock_diag alone (see the top of this file); when
+ * even that cannot see it (a refused connect() whose port is gone), it is
+ * not watched. */
+static void watch_sock(struct own_run *r, int who, int fd, const char *role,
+		       const struct sockaddr_in *local, const struct sockaddr_in *peer,
+		       int64_t from_ns, int64_t until_ns, int64_t at_ns)
+{
+	struct obs_sock s;
+	struct obs_watch_opts opt;
+	struct own_watch *w;
+	int traced = own_addr(r, local->sin_addr.s_addr) ||
+		     (peer && own_addr(r, peer->sin_addr.s_addr));
+	int i;
+
+	if (!r->obs || (!traced && !local->sin_port))
+		return;
+	if (r->n_watch >= OBS_MAX_WATCH) {
+		if (!r->watch_full_noted++)
+			ev_note(r->ctx->em, "own.watch_full", json_pack("{s:i}", "max", OBS_MAX_WATCH),
+				NULL);
+		return;
+	}
+	memset(&s, 0, sizeof s);
+	s.who = role;
+	s.laddr = local->sin_addr;
+	s.lport = ntohs(local->sin_port);
+	if (peer) {
+		s.raddr = peer->sin_addr;
+		s.rport = ntohs(peer->sin_port);
+	}
+	s.host = who == P_SERVER ? NET_SERVER : NET_CLIENT;
+	opt = (struct obs_watch_opts){from_ns, until_ns, traced ? 0 : OBS_SOCK_NO_TRACE};
+	/* The entry is complete before the observer can deliver anything
+	 * about it (obs_watch publishes it). */
+	w = &r->watch[r->n_watch];
+	memset(w, 0, sizeof *w);
+	w->prog = who;
+	w->fd = fd;
+	w->role = role;
+	w->lport = s.lport;
+	w->traced = traced;
+	i = obs_watch(r->obs, &s, &opt);
+	if (i != r->n_watch)
+		return; /* -ENOSPC: OBS_MAX_WATCH, noted above next time */
+	r->n_watch++;
+	/* Said in time order, with the call that made the socket known. */
+	if (!traced && !r->untraced_noted++)
+		deliver(r, ITEM_NOTE, who, NULL, "own.states_sampled",
+			json_pack("{s:s, s:s, s:i, s:s}", "program", who_names[who], "socket", role,
+				  "port", s.lport, "server_host", r->srv_ip),
+			at_ns);
+}
+
+static int rec_sin(const uint8_t *b, size_t len, struct sockaddr_in *out)
+{
+	memset(out, 0, sizeof *out);
+	if (len < sizeof *out)
+		return 0;
+	memcpy(out, b, sizeof *out);
+	return out->sin_family == AF_INET;
+}
+
+/* What a record tells of the program's TCP sockets (main thread, as the
+ * record arrives: the observer delivers horizon_ms later, so a socket
+ * watched now is still given the transitions it made before its record came). */
+static void watch_from_record(struct own_run *r, int who, const struct own_rec *rec)
+{
+	struct prog *pg = &r->p[who];
+	struct own_fd *f = rec->fd >= 0 && rec->fd < OWN_FDS ? &pg->fds[rec->fd] : NULL;
+	struct sockaddr_in local, peer;
+
+	switch (rec->call) {
+	case OWN_SOCKET:
+		if (rec->ret >= 0 && rec->ret < OWN_FDS) {
+			f = &pg->fds[rec->ret];
+			memset(f, 0, sizeof *f);
+			f->tcp = rec->a[0] == AF_INET && (rec->a[1] & 0xf) == SOCK_STREAM;
+		}
+		break;
+	case OWN_BIND:
+		if (f && f->tcp && rec->ret == 0)
+			rec_sin(rec->addr, rec->addr_len, &f->bound);
+		break;
+	case OWN_LISTEN:
+		if (f && f->tcp && rec->ret == 0 && !f->listening && f->bound.sin_family == AF_INET) {
+			f->listening = 1;
+			f->listen_ns = rec->t0_ns;
+			watch_sock(r, who, rec->fd, "listener", &f->bound, NULL, rec->t0_ns, 0,
+				   rec->t1_ns);
+		}
+		break;
+	case OWN_CONNECT:
+		if (!f || !f->tcp || !rec_sin(rec->addr, rec->addr_len, &peer))
+			break;
+		if (rec->ret == 0 || rec->err == EINPROGRESS) {
+			if (rec_sin(rec->data, rec->data_len, &local))
+				watch_sock(r, who, rec->fd, "client", &local, &peer, rec->t0_ns,
+					   rec->t1_ns, rec->t1_ns);
+		} else {
+			/* Refused or unreachable: its port is gone with it; the
+			 * tracepoint can still show its SYN_SENT and CLOSE. */
+			memset(&local, 0, sizeof local);
+			watch_sock(r, who, rec->fd, "client", &local, &peer, rec->t0_ns, rec->t1_ns,
+				   rec->t1_ns);
+		}
+		break;
+	case OWN_ACCEPT:
+		if (rec->ret >= 0 && rec->ret < OWN_FDS) {
+			int64_t from = f && f->listening ? f->listen_ns : 0;
+			struct own_fd *nf = &pg->fds[rec->ret];
+
+			memset(nf, 0, sizeof *nf);
+			nf->tcp = 1;
+			if (rec_sin(rec->data, rec->data_len, &local) &&
+			    rec_sin(rec->addr, rec->addr_len, &peer))
+				watch_sock(r, who, (int)rec->ret, "server", &local, &peer, from, 0,
+					   rec->t1_ns);
+		}
+		break;
+	case OWN_CLOSE:
+		if (f && rec->ret == 0)
+			memset(f, 0, sizeof *f);
+		break;
+	default:
+		break;
+	}
 }
 
 /* Read every record queued on a program's record socket. A message that is
@@ -621,6 +873,7 @@ static void drain_records(struct own_run *r, int who)
 		    (rec.call == OWN_BIND && rec.ret == 0 && who == P_SERVER))
 			pg->listened = 1;
 		deliver(r, ITEM_REC, who, &rec, NULL, NULL, rec.t1_ns);
+		watch_from_record(r, who, &rec);
 	}
 }
 
@@ -861,6 +1114,82 @@ static int pump(struct own_run *r, int timeout_ms)
 	return 0;
 }
 
+/* The state the kernel sources last gave watched socket w at or before
+ * t_ns: its index in w->hist, or -1. */
+static int state_at(const struct own_watch *w, int64_t t_ns)
+{
+	int i, last = -1;
+
+	for (i = 0; i < w->n_hist && w->hist[i].t_ns <= t_ns; i++)
+		last = i;
+	return last;
+}
+
+#define OWN_TW_NOTES 4
+
+/* After obs_stop: which socket held a port a bind() could not have, and
+ * how each connection's TIME_WAIT ended or that it still runs, by the
+ * kernel's own reports (as handshake says them). */
+static void own_end_notes(struct own_run *r)
+{
+	struct ev_emitter *em = r->ctx->em;
+	int i, k, notes = 0;
+
+	for (k = 0; k < r->n_bindfail; k++) {
+		const struct own_bindfail *b = &r->bindfail[k];
+
+		for (i = 0; i < r->n_watch; i++) {
+			const struct own_watch *w = &r->watch[i];
+			int h = state_at(w, b->t0_ns);
+
+			/* A connection's socket still open, or still closing, at
+			 * the bind(): listeners are told by their close() calls. */
+			if (w->lport != b->port || !strcmp(w->role, "listener") || h < 0 ||
+			    w->hist[h].state == TCPST_CLOSE)
+				continue;
+			ev_note(em, "own.eaddrinuse_held",
+				json_pack("{s:s, s:i, s:I, s:s, s:s, s:i, s:s, s:s, s:I}", "who",
+					  who_names[b->who], "port", b->port, "bind_seq", b->seq,
+					  "program", who_names[w->prog], "socket", w->role, "fd", w->fd,
+					  "state", tcpst_name(w->hist[h].state), "source",
+					  obs_src_name(w->hist[h].src), "t_ms",
+					  (json_int_t)(obs_run_us(r->ctx, w->hist[h].t_ns) / 1000)),
+				NULL);
+			break;
+		}
+	}
+	for (i = 0; i < r->n_watch && notes < OWN_TW_NOTES; i++) {
+		const struct own_watch *w = &r->watch[i];
+		struct obs_final fin;
+		json_t *p;
+
+		if (!strcmp(w->role, "listener"))
+			continue;
+		obs_final_state(r->obs, i, &fin);
+		p = json_pack("{s:s, s:s, s:i, s:i}", "program", who_names[w->prog], "socket", w->role,
+			      "fd", w->fd, "port", w->lport);
+		if (fin.listed_at_end && fin.state == TCPST_TIME_WAIT) {
+			json_object_set_new(p, "ms_left", json_integer(fin.timer_ms));
+			json_object_set_new(p, "source", json_string("sock_diag"));
+			ev_note(em, "own.time_wait_left", p, NULL);
+			notes++;
+		} else if (w->tw_ns && fin.reason) {
+			json_object_set_new(p, "t_ms", json_integer(obs_run_us(r->ctx, fin.t_ns) / 1000));
+			if (!strcmp(fin.reason, "rst"))
+				ev_note(em, "own.time_wait_ended.rst", p, NULL);
+			else if (!strcmp(fin.reason, "timer_expired"))
+				ev_note(em, "own.time_wait_ended.timer_expired", p, NULL);
+			else if (!strcmp(fin.reason, "reused"))
+				ev_note(em, "own.time_wait_ended.reused", p, NULL);
+			else
+				ev_note(em, "own.time_wait_ended.not_listed", p, NULL);
+			notes++;
+		} else {
+			json_decref(p);
+		}
+	}
+}
+
 static int64_t left_ms(int64_t until_ns)
 {
 	int64_t l = (until_ns - obs_now_ns()) / 1000000;
@@ -904,8 +1233,24 @@ static int run(struct lab_ctx *ctx)
 		ev_error(ctx->em, "missing_tool", NULL, err);
 		return -ENOENT;
 	}
-	if (ctx->net)
+	if (ctx->net) {
 		frame_ip_str(net_addr(ctx->net, NET_SERVER), srv_ip);
+		r.own_addr[0] = htonl(net_addr(ctx->net, NET_SERVER));
+		r.own_addr[1] = htonl(net_addr(ctx->net, NET_CLIENT));
+	} else {
+		/* On loopback the server's name is a 127.x.y.z of this run's own
+		 * (y, z in 1..254, x > 0 clear of 127.0.0.0/16, as handshake
+		 * does): connections to it can be told from any other run's. */
+		uint8_t rnd[3];
+
+		if (getrandom(rnd, sizeof rnd, 0) == (ssize_t)sizeof rnd) {
+			uint32_t a = 0x7f000000u | (uint32_t)(1 + rnd[0] % 254) << 16 |
+				     (uint32_t)(1 + rnd[1] % 254) << 8 | (uint32_t)(1 + rnd[2] % 254);
+			frame_ip_str(a, srv_ip);
+			r.own_addr[0] = htonl(a);
+		}
+	}
+	snprintf(r.srv_ip, sizeof r.srv_ip, "%s", srv_ip);
 	ev_note(ctx->em, "own.sandbox", json_pack("{s:s}", "server_host", srv_ip), NULL);
 	/* A record socket queues at most max_dgram_qlen records (10 by default)
 	 * before the program waits for the runner; in the run's own namespace
@@ -971,6 +1316,7 @@ out:
 	/* Everything queued is delivered; the handler runs on this thread now. */
 	if (r.obs) {
 		obs_stop(r.obs);
+		own_end_notes(&r);
 		json_object_set_new(ctx->summary, "capture",
 				    json_pack("{s:I, s:I}", "segments", (json_int_t)r.segments,
 					      "drops", (json_int_t)obs_capture_drops(r.obs)));
@@ -1035,6 +1381,34 @@ static int own_format(const struct lab_params *p, const json_t *ev, char *buf, s
 	}
 	if (!type || !who)
 		return -1;
+	if (!strcmp(type, "state") || !strcmp(type, "observation") || !strcmp(type, "timer")) {
+		const char *prog = json_string_value(json_object_get(ev, "program"));
+		const char *src = json_string_value(json_object_get(ev, "source"));
+		char what[96];
+
+		if (!strcmp(type, "state"))
+			snprintf(what, sizeof what, "%s -> %s",
+				 json_string_value(json_object_get(ev, "from")),
+				 json_string_value(json_object_get(ev, "to")));
+		else if (!strcmp(type, "timer") && json_is_true(json_object_get(ev, "stopped")))
+			snprintf(what, sizeof what, "%s timer stopped (%s)",
+				 json_string_value(json_object_get(ev, "state")),
+				 json_string_value(json_object_get(ev, "reason")));
+		else if (!strcmp(type, "timer"))
+			snprintf(what, sizeof what, "%s, %lld ms left",
+				 json_string_value(json_object_get(ev, "state")),
+				 json_integer_value(json_object_get(ev, "ms_left")));
+		else if (json_is_false(json_object_get(ev, "listed")))
+			snprintf(what, sizeof what, "no longer listed (was %s: %s)",
+				 json_string_value(json_object_get(ev, "last_state")),
+				 json_string_value(json_object_get(ev, "reason")));
+		else
+			snprintf(what, sizeof what, "seen in %s",
+				 json_string_value(json_object_get(ev, "state")));
+		return snprintf(buf, len, "%10.3f  %-9s  %s socket fd %lld: %s  (%s)\n", t,
+				prog ? prog : "?", who, json_integer_value(json_object_get(ev, "fd")),
+				what, src ? src : "?");
+	}
 	if (!strcmp(type, "output"))
 		return snprintf(buf, len, "%10.3f  %-9s  %s| %s\n", t, who,
 				strcmp(json_string_value(json_object_get(ev, "stream")), "stderr")

@@ -52,6 +52,8 @@ struct pending {
 		} frame;
 		struct {
 			int from, to;
+			/* watch_later: the event as read, matched when delivered */
+			struct tcpst_trace_ev raw;
 		} trans;
 		struct {
 			int state, src, timer;
@@ -71,6 +73,7 @@ struct pending {
  * once the thread is joined); the second by whoever delivers (the same). */
 struct sockw {
 	struct obs_sock s;
+	struct obs_watch_opts opt; /* obs_watch's; zeros for cfg.socks */
 	/* sampling */
 	int listed;             /* in the last sock_diag sample */
 	int ever_listed;
@@ -117,7 +120,10 @@ struct obs {
 	struct tcpst_trace *trace;
 	char trace_err[256];
 
-	struct sockw w[OBS_MAX_SOCKS];
+	/* w[0, n_w) are watched. obs_watch fills w[n_w] and then publishes it
+	 * by raising n_w (release; readers load it with acquire): an entry is
+	 * never written by the watcher once published. lock serialises watchers. */
+	struct sockw w[OBS_MAX_WATCH];
 	int n_w;
 
 	pthread_t tid;
@@ -281,30 +287,58 @@ json_t *obs_segment_json(struct lab_ctx *ctx, const struct cap_frame *f,
 
 /* ---- matching items to watched sockets ---- */
 
+/* How many sockets are watched (see struct obs). */
+static int n_watched(const struct obs *o)
+{
+	return __atomic_load_n(&o->n_w, __ATOMIC_ACQUIRE);
+}
+
+/* Whether tracepoint event ev can be watched socket s's (struct obs_sock
+ * says when). */
+static int trace_match(const struct sockw *w, const struct tcpst_trace_ev *ev)
+{
+	const struct obs_sock *s = &w->s;
+	const struct obs_watch_opts *op = &w->opt;
+	int64_t t = ev->t_mono_ns;
+	int in_window = t >= op->from_ns && (!op->until_ns || t <= op->until_ns);
+	int laddr_ok = s->laddr.s_addr == 0 || !memcmp(ev->saddr, &s->laddr, 4);
+
+	if ((op->flags & OBS_SOCK_NO_TRACE) || (op->from_ns && t < op->from_ns))
+		return 0;
+	if (s->rport == 0)
+		return ev->dport == 0 && ev->sport == s->lport && !memcmp(ev->saddr, &s->laddr, 4);
+	if (ev->dport != s->rport || memcmp(ev->daddr, &s->raddr, 4) != 0)
+		return 0;
+	if (s->lport == 0)
+		return in_window && laddr_ok;
+	if (ev->sport == 0 && ev->newstate == TCPST_SYN_SENT)
+		return (op->from_ns ? in_window : 1) && laddr_ok;
+	return ev->sport == s->lport && !memcmp(ev->saddr, &s->laddr, 4);
+}
+
+/* The watched socket a tracepoint event is about: of those it can be, the
+ * one watched from the latest instant (a later socket with the same
+ * addresses, or the later of two connects to one peer). */
 static int trace_sock(const struct obs *o, const struct tcpst_trace_ev *ev)
 {
-	int i;
+	int i, n = n_watched(o), best = -1;
 
 	if (ev->family != AF_INET)
 		return -1;
-	for (i = 0; i < o->n_w; i++) {
-		const struct obs_sock *s = &o->w[i].s;
-		if (ev->sport != s->lport || memcmp(ev->saddr, &s->laddr, 4) != 0)
-			continue;
-		if (s->rport == 0 ? ev->dport == 0
-				  : ev->dport == s->rport && !memcmp(ev->daddr, &s->raddr, 4))
-			return i;
-	}
-	return -1;
+	for (i = 0; i < n; i++)
+		if (trace_match(&o->w[i], ev) &&
+		    (best < 0 || o->w[i].opt.from_ns >= o->w[best].opt.from_ns))
+			best = i;
+	return best;
 }
 
 static int diag_sock(const struct obs *o, const struct tcpst_diag_sock *d)
 {
-	int i;
+	int i, n = n_watched(o);
 
 	if (d->family != AF_INET)
 		return -1;
-	for (i = 0; i < o->n_w; i++) {
+	for (i = 0; i < n; i++) {
 		const struct obs_sock *s = &o->w[i].s;
 		if (d->sport != s->lport || memcmp(d->src, &s->laddr, 4) != 0)
 			continue;
@@ -345,7 +379,7 @@ static void deliver_frame(struct obs *o, const struct pending *p)
 			       .link = p->u.frame.link,
 			       .csum_flags = p->u.frame.csum_flags};
 	struct obs_event ev;
-	int i;
+	int i, n = n_watched(o);
 
 	if (!d)
 		return;
@@ -355,7 +389,7 @@ static void deliver_frame(struct obs *o, const struct pending *p)
 	if (dec_has(d, DEC_L_TCP) && dec_has(d, DEC_L_IPV4) && d->layer[DEC_L_TCP].span.len >= 20 &&
 	    d->ip4.csum.status != DEC_CSUM_BAD && d->tcp.csum.status != DEC_CSUM_BAD) {
 		const struct dec_tcp *t = &d->tcp;
-		for (i = 0; i < o->n_w; i++) {
+		for (i = 0; i < n; i++) {
 			struct sockw *w = &o->w[i];
 			int to_it = t->dport == w->s.lport && t->sport == w->s.rport &&
 				    !memcmp(d->ip4.dst, &w->s.laddr, 4) &&
@@ -396,11 +430,17 @@ static void deliver_frame(struct obs *o, const struct pending *p)
 
 static void deliver_transition(struct obs *o, const struct pending *p)
 {
-	struct sockw *w = &o->w[p->sock];
-	struct obs_event ev = {.kind = OBS_TRANSITION, .t_ns = p->t_ns, .sock = p->sock,
+	int sock = p->sock >= 0 ? p->sock : trace_sock(o, &p->u.trans.raw);
+	struct obs_event ev = {.kind = OBS_TRANSITION, .t_ns = p->t_ns, .sock = sock,
 			       .from = p->u.trans.from, .to = p->u.trans.to,
 			       .src = OBS_SRC_TRACEPOINT, .host = -1};
+	struct sockw *w;
 	json_t *f;
+
+	/* watch_later: matched now, or about no socket the lab watches. */
+	if (sock < 0)
+		return;
+	w = &o->w[sock];
 
 	w->recent[w->n_recent % 8].t_ns = p->t_ns;
 	w->recent[w->n_recent % 8].from = p->u.trans.from;
@@ -646,9 +686,10 @@ static void on_trace(void *arg, const struct tcpst_trace_ev *ev)
 {
 	struct obs *o = arg;
 	struct pending p;
-	int s = trace_sock(o, ev);
+	/* watch_later: matched when delivered, when the lab may know more. */
+	int s = o->cfg.watch_later ? -1 : trace_sock(o, ev);
 
-	if (s < 0)
+	if (s < 0 && !o->cfg.watch_later)
 		return;
 	memset(&p, 0, sizeof p);
 	p.kind = OBS_TRANSITION;
@@ -656,6 +697,7 @@ static void on_trace(void *arg, const struct tcpst_trace_ev *ev)
 	p.sock = s;
 	p.u.trans.from = ev->oldstate;
 	p.u.trans.to = ev->newstate;
+	p.u.trans.raw = *ev;
 	pend_push(o, &p);
 	/* A full socket leaving FIN_WAIT2 or CLOSING for CLOSE has usually
 	 * become a timewait socket, which only sock_diag shows, and which an
@@ -686,18 +728,18 @@ static void on_diag(void *arg, const struct tcpst_diag_sock *d)
  * listed before and not now. */
 static void sample_begin(struct obs *o)
 {
-	int i;
+	int i, n = n_watched(o);
 
-	for (i = 0; i < o->n_w; i++)
+	for (i = 0; i < n; i++)
 		o->w[i].in_sample = 0;
 }
 
 static void sample_end(struct obs *o, int64_t t)
 {
-	int i;
+	int i, n = n_watched(o);
 
 	o->last_diag_ns = t;
-	for (i = 0; i < o->n_w; i++) {
+	for (i = 0; i < n; i++) {
 		struct sockw *w = &o->w[i];
 		struct pending p;
 
@@ -789,7 +831,7 @@ static void *obs_thread(void *arg)
 		poll(p, n, OBS_POLL_MS);
 		read_sources(o, 0);
 		now = obs_now_ns();
-		if (o->n_w && (o->diag_due ||
+		if (n_watched(o) && (o->diag_due ||
 				 now - o->last_diag_ns >= (int64_t)OBS_DIAG_EVERY_MS * 1000000)) {
 			o->diag_due = 0;
 			sample_diag(o);
@@ -806,6 +848,17 @@ static void *obs_thread(void *arg)
 
 /* ---- life cycle ---- */
 
+static void sockw_init(struct sockw *w, const struct obs_sock *s, const struct obs_watch_opts *opt)
+{
+	memset(w, 0, sizeof *w);
+	w->s = *s;
+	if (opt)
+		w->opt = *opt;
+	w->known = TCPST_CLOSE;
+	w->known_src = -1;
+	w->d_listed = -1;
+}
+
 static struct obs *obs_alloc(const struct obs_config *cfg)
 {
 	struct obs *o = calloc(1, sizeof *o);
@@ -819,12 +872,8 @@ static struct obs *obs_alloc(const struct obs_config *cfg)
 	o->stop_fd = -1;
 	pthread_mutex_init(&o->lock, NULL);
 	o->n_w = (int)cfg->n_socks;
-	for (i = 0; i < o->n_w; i++) {
-		o->w[i].s = cfg->socks[i];
-		o->w[i].known = TCPST_CLOSE;
-		o->w[i].known_src = -1;
-		o->w[i].d_listed = -1;
-	}
+	for (i = 0; i < o->n_w; i++)
+		sockw_init(&o->w[i], &cfg->socks[i], NULL);
 	o->cfg.socks = NULL; /* copied into w */
 	o->caps[0] = (struct obs_cap){o, NULL, -1};
 	o->caps[1] = (struct obs_cap){o, NULL, NET_CLIENT};
@@ -937,7 +986,7 @@ void obs_stop(struct obs *o)
 		o->running = 0;
 	}
 	read_sources(o, 1);
-	if (o->n_w)
+	if (n_watched(o))
 		sample_diag(o);
 	deliver_until(o, INT64_MAX);
 	o->stopped = 1;
@@ -1025,7 +1074,7 @@ void obs_tcp_info(struct obs *o, int sock, int fd)
 	struct pending p;
 	int st;
 
-	if (!o || o->trace || sock < 0 || sock >= o->n_w || fd < 0)
+	if (!o || o->trace || sock < 0 || sock >= n_watched(o) || fd < 0)
 		return;
 	st = tcpst_tcp_info_state(fd);
 	if (st <= 0)
@@ -1052,13 +1101,29 @@ int obs_record(struct obs *o, int64_t t_ns, void *rec)
 	return pend_push(o, &p);
 }
 
+int obs_watch(struct obs *o, const struct obs_sock *s, const struct obs_watch_opts *opts)
+{
+	int n;
+
+	if (!o || !s || !o->cfg.watch_later)
+		return -EINVAL;
+	pthread_mutex_lock(&o->lock);
+	n = o->n_w;
+	if (n < OBS_MAX_WATCH) {
+		sockw_init(&o->w[n], s, opts);
+		__atomic_store_n(&o->n_w, n + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&o->lock);
+	return n < OBS_MAX_WATCH ? n : -ENOSPC;
+}
+
 void obs_final_state(const struct obs *o, int sock, struct obs_final *out)
 {
 	const struct sockw *w;
 
 	memset(out, 0, sizeof *out);
 	out->src = -1;
-	if (!o || sock < 0 || sock >= o->n_w)
+	if (!o || sock < 0 || sock >= n_watched(o))
 		return;
 	w = &o->w[sock];
 	out->state = w->known;
@@ -1097,7 +1162,7 @@ void obs_feed_transition(struct obs *o, int64_t t_ns, int sock, int from, int to
 {
 	struct pending p;
 
-	if (sock < 0 || sock >= o->n_w)
+	if (sock < 0 || sock >= n_watched(o))
 		return;
 	memset(&p, 0, sizeof p);
 	p.kind = OBS_TRANSITION;
@@ -1106,6 +1171,11 @@ void obs_feed_transition(struct obs *o, int64_t t_ns, int sock, int from, int to
 	p.u.trans.from = from;
 	p.u.trans.to = to;
 	pend_push(o, &p);
+}
+
+void obs_feed_trace(struct obs *o, const struct tcpst_trace_ev *ev)
+{
+	on_trace(o, ev);
 }
 
 void obs_feed_diag(struct obs *o, int64_t from_ns, int64_t t_ns, const struct tcpst_diag_sock *socks,

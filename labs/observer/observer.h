@@ -80,6 +80,8 @@
  */
 
 #define OBS_MAX_SOCKS 8
+/* Sockets in all, those obs_watch adds included. */
+#define OBS_MAX_WATCH 64
 #define OBS_DIAG_EVERY_MS 100
 
 /* Where a state came from. */
@@ -96,6 +98,26 @@ struct obs_sock {
 	uint16_t lport, rport;
 	int host; /* two hosts: the namespace it lives in (NET_CLIENT, NET_SERVER) */
 };
+
+/* What a lab that learns of a socket while running (obs_watch) also knows
+ * of it. The tracepoint sees every namespace, so it is told which of its
+ * events can be this socket's: none stamped before from_ns. A connect()'s
+ * CLOSE -> SYN_SENT comes before the kernel picks the local port (sport 0):
+ * such an event is matched by the peer's address and port only inside
+ * [from_ns, until_ns] (the connect() call). A socket with lport 0 and
+ * rport set is a connecting socket whose local port was never known (a
+ * refused connect()): every event is matched by the peer, inside that
+ * window. */
+struct obs_watch_opts {
+	int64_t from_ns, until_ns;
+	unsigned flags; /* OBS_SOCK_* */
+};
+
+/* The tracepoint cannot tell this socket from one with the same addresses
+ * and ports in another run's namespace (a listener on 0.0.0.0, a
+ * connection between two 127.0.0.1 ends): watch it with sock_diag only,
+ * which reads the run's own namespaces. */
+#define OBS_SOCK_NO_TRACE 1u
 
 enum obs_kind {
 	OBS_FRAME,      /* a captured frame, decoded */
@@ -159,6 +181,12 @@ struct obs_config {
 	 * observer's own sources). A lab whose records come from another process
 	 * (the own lab's shim) waits longer, so they still merge in time order. */
 	int horizon_ms;
+	/* 1: the lab adds sockets with obs_watch while the observer runs. Then
+	 * tracepoint events are matched to sockets when they are delivered
+	 * (horizon_ms after they happened), not when they are read, so a
+	 * socket watched within that time is still given the transitions it made
+	 * before the lab knew its addresses. */
+	int watch_later;
 };
 
 struct obs;
@@ -208,6 +236,14 @@ void obs_tcp_info(struct obs *o, int sock, int fd);
  * observer owns rec from now on. 0 or -ENOMEM (rec freed). */
 int obs_record(struct obs *o, int64_t t_ns, void *rec);
 
+/* Watch one more socket, from now on, like one of cfg.socks (opts may be NULL;
+ * cfg.watch_later
+ * must be set). Any thread, while the observer runs (or offline). Returns
+ * its index, the obs_event's sock for everything about it, or -ENOSPC when
+ * OBS_MAX_WATCH sockets are watched already (the lab says so: its states go
+ * unobserved), -EINVAL without watch_later. */
+int obs_watch(struct obs *o, const struct obs_sock *s, const struct obs_watch_opts *opts);
+
 /* What the kernel sources last said of socket sock: the last state any of
  * them gave (src OBS_SRC_*, -1: none ever did) and when, whether the last
  * sock_diag sample (obs_stop takes one) still listed it, and when a socket
@@ -236,6 +272,7 @@ json_t *obs_segment_json(struct lab_ctx *ctx, const struct cap_frame *f,
  * the caller's thread. */
 
 struct tcpst_diag_sock;
+struct tcpst_trace_ev;
 
 /* An observer with no captures, no tracepoint and no thread. 0 or -errno. */
 int obs_open_offline(struct obs **out, const struct obs_config *cfg);
@@ -245,6 +282,10 @@ int obs_feed_frame(struct obs *o, const struct cap_frame *f, int host);
 
 /* A tracepoint event for watched socket sock. */
 void obs_feed_transition(struct obs *o, int64_t t_ns, int sock, int from, int to);
+
+/* A tracepoint event as read from the kernel (matched to a watched socket
+ * as a live one would be). */
+void obs_feed_trace(struct obs *o, const struct tcpst_trace_ev *ev);
 
 /* One sock_diag sample whose dump began at from_ns and returned at t_ns:
  * the n sockets it listed (unwatched ones are ignored; a watched socket

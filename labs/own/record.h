@@ -29,7 +29,7 @@ enum own_call {
 	OWN_SOCKET,    /* a[0..2] = domain, type, protocol */
 	OWN_BIND,      /* addr */
 	OWN_LISTEN,    /* a[0] = backlog */
-	OWN_ACCEPT,    /* ret = new fd; addr = peer; a[0] = flags (accept4) */
+	OWN_ACCEPT,    /* ret = new fd; addr = peer; a[0] = flags (accept4); data = its local address */
 	OWN_CONNECT,   /* addr; data = the local address the kernel chose (a sockaddr) */
 	OWN_SEND,      /* len, data, a[0] = flags */
 	OWN_SENDTO,    /* len, data, addr, a[0] = flags */

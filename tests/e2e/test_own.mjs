@@ -59,6 +59,19 @@ test('the editors hold the echo starter and a run traces both programs', async (
 	const shown = await page.locator('.own-trace .c-client .own-out').allTextContents();
 	assertEq(shown, printed, 'the printed lines in the client column');
 	assertEq(await page.locator('.own-trace .r-prog').count(), 4, 'two starts and two ends');
+	// The kernel's reports on each program's sockets, in its column: the
+	// client socket's transitions as the tracepoint gave them.
+	const conn = evs.find((e) => e.type === 'syscall' && e.who === 'client' && e.call === 'connect');
+	const trans = evs.filter((e) => e.type === 'state' && e.program === 'client' && e.fd === conn.fd)
+		.map((e) => `client socket (fd ${conn.fd}): ${e.from} → ${e.to}`);
+	assert(trans.length >= 2, `client transitions in the events: ${trans.length}`);
+	const rows = (await page.locator('.own-trace .r-state .c-client .ev-mark').allTextContents())
+		.filter((x) => x.includes('→'));
+	assertEq(rows, trans, 'the client socket\'s transitions in its column');
+	const kernel = evs.filter((e) => ['state', 'observation', 'timer'].includes(e.type)).length;
+	assertEq(await page.locator('.own-trace .r-state').count(), kernel, 'a row per kernel report');
+	await page.locator('.own-trace .r-state').first().scrollIntoViewIfNeeded();
+	await shots('states-en');
 	await page.locator('.own-trace .r-sc').first().scrollIntoViewIfNeeded();
 	await shots('run-en');
 });
@@ -90,6 +103,8 @@ test('in Chinese the starters carry Chinese comments', async () => {
 	assertEq(status, 'ok', 'run status');
 	await page.locator('.own-trace .r-sc').first().scrollIntoViewIfNeeded();
 	await shots('run-zh');
+	await page.locator('.own-trace .r-state').first().scrollIntoViewIfNeeded();
+	await shots('states-zh');
 	await page.selectOption('#lang-select', 'en');
 });
 

@@ -101,6 +101,21 @@ def notes(events):
     return [e["key"] for e in events if e["type"] == "note"]
 
 
+def note(events, key):
+    found = [e["params"] for e in events if e["type"] == "note" and e["key"] == key]
+    eq(len(found), 1, f"one {key} note in {notes(events)}")
+    return found[0]
+
+
+def transitions(events, program, fd):
+    """The kernel's transitions (tracepoint) of one program's socket."""
+    return [(e["from"], e["to"]) for e in events if e["type"] == "state"
+            and e["program"] == program and e["fd"] == fd]
+
+
+CONNECT = [("CLOSED", "SYN_SENT"), ("SYN_SENT", "ESTABLISHED")]
+
+
 def program_exit(events, who):
     ends = [e for e in events if e["type"] == "program.exit" and e["who"] == who]
     eq(len(ends), 1, f"{who} exit events")
@@ -125,7 +140,10 @@ def echo_server_and_client_are_traced_call_by_call():
     opt = calls(events, "server", "setsockopt")[0]["args"]
     eq((opt["level"], opt["name"], opt["value"]), ("SOL_SOCKET", "SO_REUSEADDR", 1), "option")
     conn = calls(events, "client", "connect")[0]
-    eq((conn["args"]["addr"], conn["args"]["port"], conn["ret"]), ("127.0.0.1", 8080, 0),
+    # On loopback the name "server" is a 127.x.y.z of this run's own.
+    check(s["server_host"].startswith("127.") and s["server_host"] != "127.0.0.1",
+          f"server_host {s['server_host']}")
+    eq((conn["args"]["addr"], conn["args"]["port"], conn["ret"]), (s["server_host"], 8080, 0),
        "connect to the name 'server'")
     acc = calls(events, "server", "accept")[0]
     check(acc["ret"] >= 0 and acc["peer"]["addr"] == "127.0.0.1", f"accept: {acc}")
@@ -169,6 +187,70 @@ def echo_server_and_client_are_traced_call_by_call():
     for e in calls(events, "server") + calls(events, "client"):
         check(e["t_call_us"] >= 0 and e["blocked_us"] >= 0 and e["source"] == "shim",
               f"call clock: {e}")
+
+
+@test
+def the_programs_sockets_show_the_kernels_states():
+    # The echo client closes first: its socket goes through FIN_WAIT_1 and
+    # FIN_WAIT_2 to TIME_WAIT, the server's through CLOSE_WAIT and LAST_ACK.
+    events, s = own(SERVER, CLIENT)
+    check("own.no_tracepoint" not in notes(events), f"the tracepoint runs: {notes(events)}")
+    conn = calls(events, "client", "connect")[0]
+    acc = calls(events, "server", "accept")[0]
+    cport = conn["local"]["port"]
+    eq(transitions(events, "client", conn["fd"]),
+       CONNECT + [("ESTABLISHED", "FIN_WAIT_1"), ("FIN_WAIT_1", "FIN_WAIT_2"),
+                  ("FIN_WAIT_2", "CLOSED")], "the client socket's transitions")
+    eq(transitions(events, "server", acc["ret"]),
+       [("LISTEN", "SYN_RECV"), ("SYN_RECV", "ESTABLISHED"), ("ESTABLISHED", "CLOSE_WAIT"),
+        ("CLOSE_WAIT", "LAST_ACK"), ("LAST_ACK", "CLOSED")], "the accepted socket's")
+    states = [e for e in events if e["type"] == "state"]
+    check(all(e["source"] == "tracepoint" and e["kind"] == "transition" for e in states),
+          "transitions come from the tracepoint")
+    eq({(e["who"], e["port"]) for e in states}, {("client", cport), ("server", 8080)},
+       "each names its socket's role and local port")
+    # In time order with the segments: SYN_SENT before the SYN left,
+    # ESTABLISHED after the SYN-ACK came.
+    segs = [e for e in events if e["type"] == "segment"]
+    syn = [g for g in segs if g["flags_short"] == "S" and g["src"]["port"] == cport][0]
+    synack = [g for g in segs if g["flags_short"] == "S." and g["dst"]["port"] == cport][0]
+    cs = [e for e in states if e["program"] == "client"]
+    check(cs[0]["seq"] < syn["seq"] < synack["seq"] < cs[1]["seq"],
+          f"order: {cs[0]['seq']} < {syn['seq']} < {synack['seq']} < {cs[1]['seq']}")
+    # The listener is bound to 0.0.0.0, which every run shares: sock_diag
+    # only, as a sample, and said so.
+    lst = [e for e in events if e.get("who") == "listener" and e["type"] == "observation"]
+    eq((lst[0]["state"], lst[0]["source"], lst[0]["kind"], lst[0]["fd"]),
+       ("LISTEN", "sock_diag", "sample", 3), "the listener seen listening")
+    eq([e for e in states if e["who"] == "listener"], [], "no listener transitions")
+    p = note(events, "own.states_sampled")
+    eq((p["program"], p["socket"], p["port"]), ("server", "listener", 8080), "which socket")
+    # TIME_WAIT: sock_diag lists the client's timewait socket with its timer,
+    # and the run ends with it still waiting.
+    tw = [e for e in events if e["type"] == "observation" and e.get("state") == "TIME_WAIT"]
+    check(tw and tw[0]["program"] == "client" and tw[0]["fd"] == conn["fd"]
+          and tw[0]["timer"] == "time_wait" and 0 < tw[0]["timer_ms"] <= 60000, f"{tw}")
+    timers = [e for e in events if e["type"] == "timer" and e["program"] == "client"]
+    check(timers and timers[0]["state"] == "TIME_WAIT", f"timer: {timers}")
+    p = note(events, "own.time_wait_left")
+    eq((p["program"], p["socket"], p["fd"], p["port"], p["source"]),
+       ("client", "client", conn["fd"], cport, "sock_diag"), "TIME_WAIT left")
+    check(0 < p["ms_left"] <= 60000, f"ms_left {p['ms_left']}")
+
+
+@test
+def a_connection_between_two_loopback_ends_is_sampled_only():
+    # 127.0.0.1 at both ends: any run's connection could have these
+    # addresses, so the tracepoint is not used, and the lab says so.
+    client = CLIENT.replace('("server", 8080)', '("127.0.0.1", 8080)')
+    events, _ = own(SERVER, client)
+    eq(output(events, "client"), ["HELLO", "SOCKETS"], "the programs ran")
+    eq([e for e in events if e["type"] == "state"], [], "no transitions")
+    conn = calls(events, "client", "connect")[0]
+    seen = [e["state"] for e in events if e["type"] == "observation"
+            and e["program"] == "client" and e["fd"] == conn["fd"]]
+    eq(seen[-1], "TIME_WAIT", f"the client socket's last sample: {seen}")
+    check("own.states_sampled" in notes(events), "said")
 
 
 @test
@@ -241,6 +323,18 @@ def a_restarted_server_without_reuseaddr_gets_eaddrinuse():
     eq(binds[1]["errno_name"], "EADDRINUSE", "errno")
     eq(output(events, "server"), ["bind failed 98"], "what the program saw")
     check("own.eaddrinuse" in notes(events), f"explained: {notes(events)}")
+    # The evidence: the accepted connection's socket, closed by the program
+    # but still closing in the kernel when bind() ran (the client had not
+    # closed yet, so it cannot be in TIME_WAIT then).
+    acc = calls(events, "server", "accept")[0]
+    p = note(events, "own.eaddrinuse_held")
+    eq((p["who"], p["port"], p["bind_seq"], p["program"], p["socket"], p["fd"], p["source"]),
+       ("server", 8080, binds[1]["seq"], "server", "server", acc["ret"], "tracepoint"),
+       "which socket held the port")
+    check(p["state"] in ("FIN_WAIT_1", "FIN_WAIT_2"), f"its state then: {p['state']}")
+    # It closed first, so it is the one left in TIME_WAIT.
+    p = note(events, "own.time_wait_left")
+    eq((p["program"], p["socket"], p["port"]), ("server", "server", 8080), "TIME_WAIT left")
 
 
 @test
@@ -256,6 +350,21 @@ def a_refused_connect_is_traced_and_explained():
     eq((c[0]["ret"], c[0]["errno_name"]), (-111, "ECONNREFUSED"), "connect")
     eq(out, ["refused"], "output")
     check("own.refused" in notes(events), "explained")
+    # To the run's own server address: its socket's SYN_SENT and its end,
+    # and the RST on the wire.
+    events, out = one_program("""
+    import socket
+    try:
+        socket.create_connection(("server", 9))
+    except ConnectionRefusedError:
+        print("refused")
+    """)
+    eq(out, ["refused"], "output")
+    c = calls(events, "client", "connect")[0]
+    eq(transitions(events, "client", c["fd"]), [("CLOSED", "SYN_SENT"), ("SYN_SENT", "CLOSED")],
+       "the refused socket's transitions")
+    rst = [g for g in events if g["type"] == "segment" and g["src"]["port"] == 9]
+    check(len(rst) == 1 and "RST" in rst[0]["flags"], f"the reset: {rst}")
 
 
 @test
@@ -479,6 +588,11 @@ def two_runs_at_once_never_see_each_other():
         # Both bound port 8080: each in its own network namespace.
         eq(calls(events, "server", "bind")[0]["ret"], 0, "bind in each run")
         eq(output(events, "client"), ["HELLO", "SOCKETS"], "each run's own replies")
+        # The tracepoint sees both runs: each shows exactly its own sockets'
+        # transitions (its server address is its own).
+        conn = calls(events, "client", "connect")[0]
+        eq(transitions(events, "client", conn["fd"])[:2], CONNECT, "this run's connect")
+        eq(len([e for e in events if e["type"] == "state"]), 10, "five transitions per end")
 
 
 @test

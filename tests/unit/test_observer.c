@@ -2,6 +2,7 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <string.h>
 
 #include "event.h"
@@ -302,6 +303,92 @@ static void transitions_and_time_order(void **state)
 	finish(&r);
 }
 
+/* A tracepoint event from 10.0.0.1:sport to 10.0.0.2:dport at t_ns. */
+static struct tcpst_trace_ev trace_ev(int64_t t_ns, uint16_t sport, uint16_t dport, int from, int to)
+{
+	struct tcpst_trace_ev e;
+
+	memset(&e, 0, sizeof e);
+	e.t_mono_ns = t_ns;
+	e.family = AF_INET;
+	inet_pton(AF_INET, "10.0.0.1", e.saddr);
+	inet_pton(AF_INET, "10.0.0.2", e.daddr);
+	e.sport = sport;
+	e.dport = dport;
+	e.oldstate = from;
+	e.newstate = to;
+	return e;
+}
+
+/* A lab that learns a socket's addresses from a record (obs_watch, after
+ * the socket's first transitions were read): the queued ones are matched
+ * when delivered. The connect()'s SYN_SENT (sport 0) is the socket's only
+ * inside its connect() window; nothing before from_ns is; a socket watched
+ * with sock_diag only is given none; the bound is OBS_MAX_WATCH. */
+static void sockets_watched_while_running(void **state)
+{
+	struct run r;
+	struct obs_config cfg;
+	struct obs_sock s = client_sock, lst = {"listener", {0}, {0}, 40000, 0, 0};
+	struct obs_watch_opts opt = {0}, no_trace = {0, 0, OBS_SOCK_NO_TRACE};
+	struct tcpst_trace_ev e;
+	int i, n_state = 0;
+	json_t *ev;
+	size_t k;
+
+	(void)state;
+	start(&r);
+	/* An observer told of its sockets up front cannot be told more. */
+	assert_int_equal(obs_watch(r.o, &s, NULL), -EINVAL);
+	finish(&r);
+
+	start(&r);
+	obs_destroy(r.o);
+	memset(&cfg, 0, sizeof cfg);
+	cfg.ctx = &r.ctx;
+	cfg.fn = on_item;
+	cfg.arg = &r;
+	cfg.watch_later = 1;
+	assert_int_equal(obs_open_offline(&r.o, &cfg), 0);
+	/* Read before the lab knew the socket. */
+	e = trace_ev(r.t0 + 1 * MS, 40000, 80, TCPST_ESTABLISHED, TCPST_FIN_WAIT1); /* before from_ns */
+	obs_feed_trace(r.o, &e);
+	e = trace_ev(r.t0 + 3 * MS, 0, 80, TCPST_CLOSE, TCPST_SYN_SENT);
+	obs_feed_trace(r.o, &e);
+	e = trace_ev(r.t0 + 4 * MS, 40000, 80, TCPST_SYN_SENT, TCPST_ESTABLISHED);
+	obs_feed_trace(r.o, &e);
+	e = trace_ev(r.t0 + 4 * MS, 40001, 80, TCPST_SYN_SENT, TCPST_ESTABLISHED); /* another port */
+	obs_feed_trace(r.o, &e);
+	e = trace_ev(r.t0 + 6 * MS, 0, 80, TCPST_CLOSE, TCPST_SYN_SENT); /* after its connect() */
+	obs_feed_trace(r.o, &e);
+	e = trace_ev(r.t0 + 7 * MS, 40000, 0, TCPST_CLOSE, TCPST_LISTEN); /* the sampled listener */
+	obs_feed_trace(r.o, &e);
+	inet_pton(AF_INET, "10.0.0.1", &s.laddr);
+	inet_pton(AF_INET, "10.0.0.2", &s.raddr);
+	lst.laddr = s.laddr;
+	opt.from_ns = r.t0 + 2 * MS;
+	opt.until_ns = r.t0 + 5 * MS;
+	assert_int_equal(obs_watch(r.o, &s, &opt), 0);
+	assert_int_equal(obs_watch(r.o, &lst, &no_trace), 1);
+	e = trace_ev(r.t0 + 8 * MS, 40000, 80, TCPST_ESTABLISHED, TCPST_FIN_WAIT1); /* after */
+	obs_feed_trace(r.o, &e);
+	obs_deliver(r.o, INT64_MAX);
+	json_array_foreach(r.events, k, ev) {
+		if (strcmp(str(ev, "type"), "state"))
+			continue;
+		assert_string_equal(str(ev, "who"), "client");
+		assert_string_equal(str(ev, "to"), n_state == 0   ? "SYN_SENT"
+						   : n_state == 1 ? "ESTABLISHED"
+								  : "FIN_WAIT_1");
+		n_state++;
+	}
+	assert_int_equal(n_state, 3);
+	for (i = 2; i < OBS_MAX_WATCH; i++)
+		assert_int_equal(obs_watch(r.o, &s, &opt), i);
+	assert_int_equal(obs_watch(r.o, &s, &opt), -ENOSPC);
+	finish(&r);
+}
+
 /* A dump that began before a transition the tracepoint reported and
  * returned after it may have seen the state the socket left: not shown. A
  * state the tracepoint cannot show (TIME_WAIT) in such a window is. */
@@ -365,6 +452,7 @@ int main(void)
 		cmocka_unit_test(an_rst_ends_time_wait_and_is_named),
 		cmocka_unit_test(gone_without_an_rst),
 		cmocka_unit_test(transitions_and_time_order),
+		cmocka_unit_test(sockets_watched_while_running),
 		cmocka_unit_test(a_sample_older_than_a_transition_is_not_shown),
 		cmocka_unit_test(an_rst_with_a_bad_checksum_is_no_evidence),
 	};

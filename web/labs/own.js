@@ -19,6 +19,7 @@ import { starters } from './own-starters.js';
 export const formHints = { editor: { maxBytes: 24 * 1024, starters } };
 
 const SIDES = ['server', 'client'];
+const KERNEL = ['state', 'observation', 'timer'];
 
 export function create(root, ctx) {
 	const frame = new RunFrame(root, ctx);
@@ -62,7 +63,9 @@ class OwnView {
 				}
 				continue;
 			}
-			const side = SIDES.includes(ev.who) ? ev.who : null;
+			// A socket's kernel state is shown in its program's column.
+			const who = KERNEL.includes(ev.type) ? ev.program : ev.who;
+			const side = SIDES.includes(who) ? who : null;
 			switch (ev.type) {
 			case 'syscall':
 				this.addRow(frag, ev, `r-sc r-${side}`, side, syscallCell(ev),
@@ -98,6 +101,11 @@ class OwnView {
 				break;
 			case 'error':
 				this.addRow(frag, ev, 'r-error', null, errorCallout(ev));
+				break;
+			case 'state':
+			case 'observation':
+			case 'timer':
+				this.addRow(frag, ev, `r-state r-${side}`, side, stateCell(ev), 'cell-event');
 				break;
 			case 'wire':
 				this.addRow(frag, ev, 'r-wire', null, wireCell(ev));
@@ -148,4 +156,20 @@ function exitText(ev) {
 	const calls = { calls: ev.calls ?? 0, sent: ev.bytes_sent ?? 0, received: ev.bytes_received ?? 0 };
 	if (ev.how === 'exited') return t('own.exited', { code: ev.code, ...calls });
 	return t(ev.how === 'stopped' ? 'own.stopped' : 'own.killed', { signal: `SIG${ev.signal}`, ...calls });
+}
+
+// A kernel report about one of the programs' sockets: a transition (the
+// tracepoint), a sample (sock_diag), or the time left on its timer; each
+// names its source.
+function stateCell(ev) {
+	const base = { who: ev.who, fd: ev.fd ?? '?' };
+	let text;
+	if (ev.type === 'state') text = t('own.state', { ...base, from: ev.from, to: ev.to });
+	else if (ev.type === 'timer' && ev.stopped) text = t('own.timer_stopped', { ...base, state: ev.state, reason: ev.reason });
+	else if (ev.type === 'timer') text = t('own.timer', { ...base, state: ev.state, s: ((ev.ms_left ?? 0) / 1000).toFixed(1) });
+	else if (ev.listed === false) text = t('own.observation_gone', { ...base, last_state: ev.last_state, reason: ev.reason });
+	else text = t('own.observation', { ...base, state: ev.state });
+	return h('div', { class: `sc sc-event own-state own-state-${ev.type}`, attrs: { title: t('own.source', { source: ev.source }) } },
+		h('span', { class: 'ev-mark', text }),
+		h('span', { class: 'muted own-state-src', text: ` · ${ev.source}` }));
 }

@@ -202,8 +202,18 @@ SHIM_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 		mark((int)rc, 1);
 	rec_init(&r, OWN_ACCEPT, fd, t0);
 	r.a[0] = flags;
-	if (rc >= 0)
+	if (rc >= 0) {
+		struct sockaddr_storage local;
+		socklen_t llen = sizeof local;
+
 		rec_addr(&r, (struct sockaddr *)&peer, plen);
+		/* This end's address (a listener on 0.0.0.0 accepts on a concrete
+		 * one): with the peer, the connection's addresses and ports. */
+		if (syscall(SYS_getsockname, rc, &local, &llen) == 0 && llen <= OWN_REC_DATA) {
+			memcpy(r.data, &local, llen);
+			r.data_len = (uint16_t)llen;
+		}
+	}
 	rec_send(&r, rc, e);
 	errno = e;
 	return (int)rc;
