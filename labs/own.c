@@ -57,6 +57,7 @@
 #define OWN_SRC_MAX (64 * 1024)
 #define OWN_OUT_MAX (64 * 1024) /* bytes of output kept per program */
 #define OWN_LINE_MAX 1000
+#define OWN_TURN_MS 20 /* the runner's loop wakes at least this often */
 
 extern const struct lab_desc lab_own;
 
@@ -547,13 +548,14 @@ static void emit_record(struct own_run *r, int who, const struct own_rec *rec)
  * connection tracking; the main thread reads them after obs_stop. Notes the
  * main thread decides (tampering, limits) are emitted at once. */
 
-enum item_kind { ITEM_REC, ITEM_EVENT, ITEM_NOTE, ITEM_EXIT };
+enum item_kind { ITEM_REC, ITEM_EVENT, ITEM_SAMPLED, ITEM_EXIT };
 
 struct own_item {
 	enum item_kind kind;
 	int who;
 	struct own_rec rec;  /* ITEM_REC */
-	const char *name;    /* ITEM_EVENT: the event type; ITEM_NOTE: the note's key */
+	const char *name;    /* ITEM_EVENT: the event type */
+	/* ITEM_SAMPLED: the note own.states_sampled, fields its params */
 	json_t *fields;      /* owned; may be NULL */
 };
 
@@ -577,8 +579,8 @@ static void handle_item(struct own_run *r, struct own_item *it)
 		ev_emit(r->ctx->em, it->name, it->fields);
 		it->fields = NULL;
 		break;
-	case ITEM_NOTE:
-		ev_note(r->ctx->em, it->name, it->fields, NULL);
+	case ITEM_SAMPLED:
+		ev_note(r->ctx->em, "own.states_sampled", it->fields, NULL);
 		it->fields = NULL;
 		break;
 	case ITEM_EXIT:
@@ -760,7 +762,7 @@ static void watch_sock(struct own_run *r, int who, int fd, const char *role,
 	r->n_watch++;
 	/* Said in time order, with the call that made the socket known. */
 	if (!traced && !r->untraced_noted++)
-		deliver(r, ITEM_NOTE, who, NULL, "own.states_sampled",
+		deliver(r, ITEM_SAMPLED, who, NULL, NULL,
 			json_pack("{s:s, s:s, s:i, s:s}", "program", who_names[who], "socket", role,
 				  "port", s.lport, "server_host", r->srv_ip),
 			at_ns);
@@ -1068,6 +1070,7 @@ static int pump(struct own_run *r, int timeout_ms)
 {
 	struct pollfd pfd[9];
 	int map[9][2], n = 0, who, i, rc;
+	int64_t t_read;
 
 	for (who = 0; who < 2; who++) {
 		struct prog *pg = &r->p[who];
@@ -1088,7 +1091,10 @@ static int pump(struct own_run *r, int timeout_ms)
 	}
 	pfd[n] = (struct pollfd){.fd = r->ctx->cancel_fd, .events = POLLIN};
 	map[n][0] = -1, map[n++][1] = -1;
-	rc = poll(pfd, (nfds_t)n, timeout_ms);
+	/* Wake at least every OWN_TURN_MS to tell the observer how far the
+	 * records have been read (obs_caught_up): it delivers nothing later. */
+	rc = poll(pfd, (nfds_t)n, timeout_ms < OWN_TURN_MS ? timeout_ms : OWN_TURN_MS);
+	t_read = obs_now_ns();
 	if (rc < 0)
 		return errno == EINTR ? 0 : -errno;
 	if (lab_cancelled(r->ctx))
@@ -1111,6 +1117,9 @@ static int pump(struct own_run *r, int timeout_ms)
 		if (map[i][0] >= 0 && map[i][1] == 3 && pfd[i].revents &&
 		    !r->p[map[i][0]].ended)
 			prog_ended(r, map[i][0]);
+	/* Every record sent before t_read has been read and its socket
+	 * watched. */
+	obs_caught_up(r->obs, t_read);
 	return 0;
 }
 

@@ -127,6 +127,7 @@ struct obs {
 	int n_w;
 
 	pthread_t tid;
+	int64_t lab_ns; /* watch_later: obs_caught_up's instant (atomic) */
 	int running, stopped;
 	int offline; /* obs_open_offline: fed by the caller */
 	int stop_fd;
@@ -820,7 +821,7 @@ static void *obs_thread(void *arg)
 		struct pollfd p[4];
 		nfds_t n = 0;
 		uint64_t v;
-		int64_t now;
+		int64_t now, horizon;
 		int i;
 
 		p[n++] = (struct pollfd){o->stop_fd, POLLIN, 0};
@@ -837,9 +838,13 @@ static void *obs_thread(void *arg)
 			sample_diag(o);
 		}
 		/* Everything stamped up to a moment ago has been read from every
-		 * source: deliver it, in timestamp order. */
-		deliver_until(o, now - (o->cfg.horizon_ms > 0 ? (int64_t)o->cfg.horizon_ms * 1000000
-							      : OBS_HORIZON_NS));
+		 * source (and, watch_later, by the lab): deliver it, in timestamp
+		 * order. */
+		horizon = now - (o->cfg.horizon_ms > 0 ? (int64_t)o->cfg.horizon_ms * 1000000
+						       : OBS_HORIZON_NS);
+		if (o->cfg.watch_later && __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE) < horizon)
+			horizon = __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE);
+		deliver_until(o, horizon);
 		if (read(o->stop_fd, &v, sizeof v) == sizeof v)
 			break;
 	}
@@ -1099,6 +1104,12 @@ int obs_record(struct obs *o, int64_t t_ns, void *rec)
 	p.sock = -1;
 	p.u.rec = rec;
 	return pend_push(o, &p);
+}
+
+void obs_caught_up(struct obs *o, int64_t t_ns)
+{
+	if (o)
+		__atomic_store_n(&o->lab_ns, t_ns, __ATOMIC_RELEASE);
 }
 
 int obs_watch(struct obs *o, const struct obs_sock *s, const struct obs_watch_opts *opts)

@@ -244,6 +244,14 @@ int obs_record(struct obs *o, int64_t t_ns, void *rec);
  * unobserved), -EINVAL without watch_later. */
 int obs_watch(struct obs *o, const struct obs_sock *s, const struct obs_watch_opts *opts);
 
+/* A lab whose sockets come from another process's records (cfg.watch_later)
+ * says up to when it has read every record: nothing stamped later is
+ * delivered until it says so again (items wait, however long the lab was
+ * kept from reading), so each socket is watched before its transitions are
+ * matched. Until the first call nothing is delivered; obs_stop delivers
+ * everything. Any thread. */
+void obs_caught_up(struct obs *o, int64_t t_ns);
+
 /* What the kernel sources last said of socket sock: the last state any of
  * them gave (src OBS_SRC_*, -1: none ever did) and when, whether the last
  * sock_diag sample (obs_stop takes one) still listed it, and when a socket
