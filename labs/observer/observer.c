@@ -842,8 +842,8 @@ static void *obs_thread(void *arg)
 		 * order. */
 		horizon = now - (o->cfg.horizon_ms > 0 ? (int64_t)o->cfg.horizon_ms * 1000000
 						       : OBS_HORIZON_NS);
-		if (o->cfg.watch_later && __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE) < horizon)
-			horizon = __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE);
+		if (o->cfg.watch_later && __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE) < now)
+			horizon -= now - __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE);
 		deliver_until(o, horizon);
 		if (read(o->stop_fd, &v, sizeof v) == sizeof v)
 			break;

@@ -245,9 +245,10 @@ int obs_record(struct obs *o, int64_t t_ns, void *rec);
 int obs_watch(struct obs *o, const struct obs_sock *s, const struct obs_watch_opts *opts);
 
 /* A lab whose sockets come from another process's records (cfg.watch_later)
- * says up to when it has read every record: nothing stamped later is
- * delivered until it says so again (items wait, however long the lab was
- * kept from reading), so each socket is watched before its transitions are
+ * says up to when it has read every record sent: items are delivered
+ * horizon_ms behind that instant (not behind now), however long the lab was
+ * kept from reading, so a record may reach the lab up to horizon_ms after
+ * its stamp and its socket is still watched before its transitions are
  * matched. Until the first call nothing is delivered; obs_stop delivers
  * everything. Any thread. */
 void obs_caught_up(struct obs *o, int64_t t_ns);
