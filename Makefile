@@ -148,7 +148,7 @@ build/fuzz/fuzz_pcap: tests/fuzz/fuzz_pcap.c labs/capture/capture.c labs/capture
 # The WebSocket server (its sessions, ops, sign-in and classes: ws*.c but the
 # address table and the frame follower) is instrumented; the rest of the
 # server comes from the library.
-WS_FUZZ_SRC := server/ws.c server/ws_ops.c server/ws_auth.c server/ws_class.c
+WS_FUZZ_SRC := server/ws.c server/ws_ops.c server/ws_auth.c server/ws_class.c server/ws_quiz.c
 build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c $(WS_FUZZ_SRC) server/ws.h server/ws_int.h \
 		    build/libsocklab.a
 	@mkdir -p $(@D)

@@ -244,6 +244,7 @@ static void class_end(struct ws_class *c, const char *why)
 		if (srv->classes[k] == c)
 			srv->classes[k] = NULL;
 	class_ring_cleanup(&c->ring);
+	ws_quiz_free(c->quiz);
 	json_decref(c->run_msg);
 	free(c->members);
 	free(c);
@@ -479,6 +480,7 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 			       "class.joined", "class", c->code, "name", s->name, "run",
 			       c->run[0] ? c->run : NULL, "live", c->run_live, "run_info", c->run_msg,
 			       "view", class_view_json(c), "tag", tag));
+	ws_quiz_joined(c, s);
 }
 
 void ws_op_class_leave(struct ws_session *s, json_t *msg, const char *tag)

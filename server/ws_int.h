@@ -89,6 +89,7 @@ struct ws_class {
 	char reclaim[WS_RECLAIM_LEN + 1];
 	int orphaned;
 	lws_sorted_usec_list_t sul_grace;
+	struct ws_quiz *quiz; /* its question (ws_quiz.c), NULL before the first */
 };
 
 /*
@@ -274,5 +275,12 @@ void ws_op_class_run(struct ws_session *s, json_t *msg, const char *tag);
 void ws_op_class_view(struct ws_session *s, json_t *msg, const char *tag);
 void ws_op_class_end(struct ws_session *s, json_t *msg, const char *tag);
 void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag);
+
+/* ---- ws_quiz.c: class questions ---- */
+struct ws_quiz;
+void ws_op_class_quiz(struct ws_session *s, json_t *msg, const char *tag);
+/* Student s joined class c: show it the question that is up. */
+void ws_quiz_joined(struct ws_class *c, struct ws_session *s);
+void ws_quiz_free(struct ws_quiz *q);
 
 #endif

@@ -317,12 +317,13 @@ static const struct {
 	{"class.view", ws_op_class_view},
 	{"class.end", ws_op_class_end},
 	{"class.reclaim", ws_op_class_reclaim},
+	{"class.quiz", ws_op_class_quiz},
 	{NULL, NULL},
 };
 
 #define OPS_LIST                                                                               \
 	"run, cancel, watch, ping, signin, class.open, class.join, class.leave, class.run, "  \
-	"class.view, class.end or class.reclaim"
+	"class.view, class.end, class.reclaim or class.quiz"
 
 void ws_handle_message(struct ws_session *s, const char *buf, size_t len)
 {
