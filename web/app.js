@@ -16,6 +16,7 @@ import { Player } from './player.js';
 import { exportRun, importBundleFile } from './bundle.js';
 import * as classroom from './classroom.js';
 import * as quiz from './quiz.js';
+import * as classquiz from './classquiz.js';
 
 // How often the recent runs list is read again.
 const RUNS_REFRESH_MS = 15000;
@@ -175,7 +176,9 @@ function onMessage(m) {
 		onRunEvent(m);
 		return;
 	}
+	if (m.type === 'error' && classquiz.onError(m)) return;
 	if (m.type === 'error' && classroom.onError(m)) return;
+	if (typeof m.type === 'string' && m.type.startsWith('class.quiz') && classquiz.onMessage(m)) return;
 	if (typeof m.type === 'string' && classroom.onMessage(m)) return;
 	const live = state.live;
 	switch (m.type) {
@@ -415,6 +418,7 @@ function selectLab(name, userAction) {
 	state.form = buildForm($('form-fields'), lab, mod.formHints || {});
 	state.form.setDisabled(!!state.live);
 	quiz.setLab(lab, state.form);
+	classquiz.rerender();
 	if (changed && userAction && (!state.view || state.view.lab !== name)) showPlaceholder();
 	if (userAction) history.replaceState(null, '', `#/lab/${encodeURIComponent(name)}`);
 	setStatus(state.live ? t('status.running') : t('status.idle'));
@@ -598,6 +602,7 @@ function relabel() {
 		if (state.form) state.form.clearErrors();
 	}
 	classroom.rerender();
+	classquiz.rerender();
 	for (const v of [state.view, state.compare]) {
 		if (!v) continue;
 		v.player.relabel();
@@ -647,10 +652,12 @@ async function main() {
 	}
 	if (state.config.version) $('version').textContent = t('app.version', { version: state.config.version });
 	renderCatalogue();
+	classquiz.init({ state, send: (obj) => !!state.socket && state.socket.send(obj) });
 	classroom.init({
 		state, openView, viewOf, tryRun, selectLab,
 		send: (obj) => !!state.socket && state.socket.send(obj),
 		onClassChange: () => {
+			classquiz.classChanged();
 			const teaching = state.cls && state.cls.role === 'teacher';
 			$('run-btn').textContent = t(teaching ? 'class.run_button' : 'form.run');
 		},

@@ -369,6 +369,11 @@ function showEvidence(v) {
 	}
 }
 
+// Outline these events of the run in the view (a class question's evidence).
+export function markSeqs(evidence) {
+	showEvidence({ evidence: Array.isArray(evidence) ? evidence : [] });
+}
+
 // Move the replay to just after event seq.
 function step(seq) {
 	const v = q$.getView();
