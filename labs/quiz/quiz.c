@@ -12,12 +12,16 @@ extern const struct quiz_bank quiz_bank_tcp_echo;
 extern const struct quiz_bank quiz_bank_udp_ping;
 extern const struct quiz_bank quiz_bank_handshake;
 extern const struct quiz_bank quiz_bank_sticky;
+extern const struct quiz_bank quiz_bank_syn_flood;
+extern const struct quiz_bank quiz_bank_time_wait;
 
 static const struct quiz_bank *const banks[] = {
 	&quiz_bank_tcp_echo,
 	&quiz_bank_udp_ping,
 	&quiz_bank_handshake,
 	&quiz_bank_sticky,
+	&quiz_bank_syn_flood,
+	&quiz_bank_time_wait,
 	NULL,
 };
 

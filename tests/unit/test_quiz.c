@@ -191,6 +191,32 @@ static void test_sticky(void **st)
 	check_free("sticky.jsonl", "segments", "5", "right", "5");
 }
 
+/* SYN cookies off: the flood's full SYN queue times the client's connect()
+ * out (597 SYNs dropped); on: every connect() succeeds (598 cookies). */
+static void test_syn_flood(void **st)
+{
+	json_t *v = check("syn-flood.jsonl", "during_flood", "no", "right", "\"no\"");
+	json_t *p = json_object_get(json_object_get(v, "why"), "params");
+
+	assert_int_equal(json_integer_value(json_object_get(p, "drops")), 597);
+	assert_string_equal(json_string_value(json_object_get(p, "errno")), "ETIMEDOUT");
+	json_decref(v);
+	check_free("syn-flood.jsonl", "during_flood", "yes", "wrong", "\"no\"");
+	check_free("syn-flood-cookies.jsonl", "during_flood", "yes", "right", "\"yes\"");
+	check_free("syn-flood-cookies.jsonl", "during_flood", "no", "wrong", "\"yes\"");
+	check_free("syn-flood.jsonl", "connects_ok", "0", "right", "0");
+	check_free("syn-flood-cookies.jsonl", "connects_ok", "0", "wrong", "7");
+}
+
+/* The closer's host holds the TIME_WAIT socket. */
+static void test_time_wait(void **st)
+{
+	check_free("time-wait.jsonl", "tw_side", "client", "right", "\"client\"");
+	check_free("time-wait.jsonl", "tw_side", "server", "wrong", "\"client\"");
+	check_free("time-wait-server.jsonl", "tw_side", "server", "right", "\"server\"");
+	check_free("time-wait-server.jsonl", "tw_side", "both", "wrong", "\"server\"");
+}
+
 /* A run that did not end ok decides nothing. */
 static void test_unfinished_run(void **st)
 {
@@ -265,6 +291,8 @@ int main(void)
 		cmocka_unit_test(test_tcp_echo),
 		cmocka_unit_test(test_udp_ping),
 		cmocka_unit_test(test_sticky),
+		cmocka_unit_test(test_syn_flood),
+		cmocka_unit_test(test_time_wait),
 		cmocka_unit_test(test_unfinished_run),
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_describe),
