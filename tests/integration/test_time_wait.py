@@ -43,6 +43,22 @@ def net_inodes(pattern):
     return found
 
 
+def holders(inodes):
+    """Which processes hold any of these namespaces (pid: command line), for a
+    failure message: a namespace inode freed with the run can be given to
+    another process's new namespace at once."""
+    out = {}
+    for link in glob.glob("/proc/[0-9]*/task/*/ns/net") + glob.glob("/proc/[0-9]*/fd/*"):
+        try:
+            if os.readlink(link) in inodes:
+                pid = link.split("/")[2]
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    out[pid] = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+        except OSError:
+            continue
+    return out
+
+
 def host_links():
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
@@ -297,7 +313,8 @@ def killed(sig, scenario="who-closes"):
     p.send_signal(sig)
     p.communicate(timeout=30)
     wait_for(lambda: p.poll() is not None, 10, "the run's process to end")
-    check(not ((net_inodes("/proc/[0-9]*/task/*/ns/net") | net_inodes("/proc/[0-9]*/fd/*")) & inodes), "namespaces still held")
+    check(not ((net_inodes("/proc/[0-9]*/task/*/ns/net") | net_inodes("/proc/[0-9]*/fd/*")) & inodes),
+          f"namespaces still held: {holders(inodes)}")
     check(lease not in lease_names(), "the lease is left")
     return p.returncode
 
