@@ -2,7 +2,7 @@
 # on a fresh Debian 12 machine (they install what is missing first).
 
 CC      ?= cc
-PKGS    := libmicrohttpd libwebsockets jansson libmnl libpcap
+PKGS    := libmicrohttpd libwebsockets jansson libmnl libpcap libnats
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
@@ -114,6 +114,10 @@ build/asan/socklab-lab: build/asan/obj/server/lab_main.o build/asan/libsocklab.a
 build/tests/%: tests/unit/%.c tests/unit/unit.h build/libsocklab.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< build/libsocklab.a $(LDLIBS) -lcmocka
+# Reads a JetStream stream back for the --nats tests (tests/integration/test_nats.py).
+build/tests/nats_read: tests/tools/nats_read.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
 build/asan/tests/%: tests/unit/%.c tests/unit/unit.h build/asan/libsocklab.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ASAN) -Itests/unit -o $@ $< build/asan/libsocklab.a $(LDLIBS) -lcmocka
@@ -159,7 +163,7 @@ fuzzers: $(FUZZERS)
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do FUZZ_RUNS=$${FUZZ_RUNS:-10000000} tests/fuzz/run $$f || exit 1; done
 
-unit: $(UNIT:tests/unit/%.c=build/tests/%)
+unit: $(UNIT:tests/unit/%.c=build/tests/%) build/tests/nats_read
 asan: build/asan/socklab build/asan/socklab-lab $(UNIT:tests/unit/%.c=build/asan/tests/%)
 
 deps:

@@ -74,6 +74,10 @@ const char config_usage[] =
 	"                           [SOCKLAB_HEADER_TIMEOUT] (10)\n"
 	"  --queue-total MIB        outgoing WebSocket messages queued for all connections\n"
 	"                           together, 1-4096 MiB [SOCKLAB_QUEUE_TOTAL] (64)\n"
+	"  --nats URL               append every run event to the NATS JetStream stream\n"
+	"                           SOCKLAB_RUNS (nats://HOST:PORT) [SOCKLAB_NATS] (none)\n"
+	"  --nats-max-bytes N       the stream's size; the oldest events go first, 1M-1P\n"
+	"                           [SOCKLAB_NATS_MAX_BYTES] (1G)\n"
 	"  -h, --help               this text\n";
 
 enum opt_kind {
@@ -84,6 +88,7 @@ enum opt_kind {
 	OPT_ORIGINS,
 	OPT_RANGE,
 	OPT_WSURL,
+	OPT_NATSURL,
 	OPT_EXE,
 	OPT_SECRET,
 	OPT_BYTES,
@@ -117,6 +122,9 @@ static const struct opt_def opts[] = {
 	{"--max-byo-per-conn", "SOCKLAB_MAX_BYO_PER_CONN", OPT_INT, F(max_byo_per_conn), 0, 64},
 	{"--run-timeout", "SOCKLAB_RUN_TIMEOUT", OPT_INT, F(run_timeout_s), 1, 3600},
 	{"--public-ws-url", "SOCKLAB_PUBLIC_WS_URL", OPT_WSURL, F(public_ws_url), 0, 0},
+	{"--nats", "SOCKLAB_NATS", OPT_NATSURL, F(nats_url), 0, 0},
+	{"--nats-max-bytes", "SOCKLAB_NATS_MAX_BYTES", OPT_BYTES, F(nats_max_bytes), 1L << 20,
+	 1L << 50},
 	{"--keep-runs", "SOCKLAB_KEEP_RUNS", OPT_INT, F(keep_runs), 10, 100000},
 	{"--max-data", "SOCKLAB_MAX_DATA", OPT_BYTES, F(max_data), 16L << 20, 1L << 50},
 	{"--max-run-data", "SOCKLAB_MAX_RUN_DATA", OPT_BYTES, F(max_run_data), 64L << 10, 1L << 40},
@@ -324,6 +332,7 @@ static int url_ok(const char *u, const char *const *schemes, int allow_path)
 
 static const char *const origin_schemes[] = {"http", "https", NULL};
 static const char *const ws_schemes[] = {"ws", "wss", NULL};
+static const char *const nats_schemes[] = {"nats", NULL};
 
 static int add_origin(struct serve_config *c, const char *o, size_t n, char *err, size_t errlen,
 		      const char *who)
@@ -477,6 +486,16 @@ static int apply(struct serve_config *c, const struct opt_def *d, const char *v,
 		}
 		snprintf(field, d->size, "%s", v);
 		return 0;
+	case OPT_NATSURL:
+		if (strlen(v) >= d->size || !url_ok(v, nats_schemes, 0)) {
+			snprintf(err, errlen,
+				 "%s: must be a nats:// URL such as nats://127.0.0.1:4222 "
+				 "(at most %zu bytes; got \"%.60s\")",
+				 who, d->size - 1, v);
+			return -EINVAL;
+		}
+		snprintf(field, d->size, "%s", v);
+		return 0;
 	case OPT_EXE:
 		if (v[0] != '/' || strlen(v) >= d->size) {
 			snprintf(err, errlen,
@@ -497,6 +516,7 @@ static void defaults(struct serve_config *c)
 	snprintf(c->listen, sizeof c->listen, "127.0.0.1");
 	c->http_port = 8080;
 	c->ws_port = -1; /* the WebSocket is served on the HTTP port only */
+	c->nats_max_bytes = 1LL << 30;
 	snprintf(c->data, sizeof c->data, "./socklab-data");
 	c->byo_lo = 9000;
 	c->byo_hi = 9019;

@@ -19,6 +19,7 @@
 #include <microhttpd.h>
 
 #include "assets.h"
+#include "bus.h"
 #include "event.h"
 #include "lab.h"
 #include "quiz/quiz.h"
@@ -158,6 +159,7 @@ struct http_server {
 	const struct serve_config *cfg; /* read-only */
 	struct http_counters *ctr;
 	struct bundle_store *store; /* thread-safe */
+	struct bus *bus;            /* thread-safe; NULL without --nats */
 	int ws_port;
 	int port; /* the public port (front.c listens on it) */
 	struct timespec started;
@@ -409,6 +411,7 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 {
 	struct http_counters *k = h->ctr;
 	struct bundle_stats bs;
+	json_t *body;
 	json_t *counters = json_pack(
 		"{s:I, s:I, s:I, s:I, s:I, s:I}", "runs_started",
 		(json_int_t)http_counters_get(k, HTTP_C_RUNS_STARTED), "ws_sessions",
@@ -466,16 +469,19 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 				  (json_int_t)http_counters_get(k, HTTP_C_QUEUE_WAIT_MS_MAX)));
 	}
 	bundle_store_stats(h->store, &bs);
-
-	return respond_json(
-		h, c, MHD_HTTP_OK,
-		json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I}}", "status", "ok",
+	body = json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I}}", "status", "ok",
 			  "version", SOCKLAB_VERSION, "runs_active",
 			  (json_int_t)http_counters_get(k, HTTP_C_RUNS_ACTIVE), "uptime_s",
 			  (json_int_t)uptime_s(h), "counters", counters, "data", "bundles",
 			  (json_int_t)bs.bundles, "bytes", (json_int_t)bs.bytes, "max_bytes",
 			  (json_int_t)bs.max_bytes, "pruned", (json_int_t)bs.pruned, "unsaved",
-			  (json_int_t)bs.unsaved));
+			  (json_int_t)bs.unsaved);
+	/* --nats: whether run events reach the stream. A NATS that is down
+	 * is reported here, and the server stays "ok": it still serves its
+	 * own runs. */
+	if (body && h->bus)
+		json_object_set_new(body, "nats", bus_health(h->bus));
+	return respond_json(h, c, MHD_HTTP_OK, body);
 }
 
 static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *c)
@@ -920,6 +926,11 @@ int http_add_connection(struct http_server *h, int fd, const struct sockaddr *ad
 	 * per-address limit), as it does for the connections it accepts. */
 	errno = 0;
 	return MHD_add_connection(h->d, fd, addr, addrlen) == MHD_YES ? 0 : -(errno ? errno : EIO);
+}
+
+void http_set_bus(struct http_server *h, struct bus *b)
+{
+	h->bus = b;
 }
 
 int http_port(const struct http_server *h)

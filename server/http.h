@@ -77,6 +77,10 @@ int http_add_connection(struct http_server *h, int fd, const struct sockaddr *ad
 /* The public port. */
 int http_port(const struct http_server *h);
 
+/* --nats: /api/health reports b (bus.h); before connections arrive. */
+struct bus;
+void http_set_bus(struct http_server *h, struct bus *b);
+
 /* Stop the thread, close the socket and free h. NULL is fine. */
 void http_stop(struct http_server *h);
 

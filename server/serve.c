@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bus.h"
 #include "config.h"
 #include "front.h"
 #include "http.h"
@@ -203,6 +204,7 @@ int serve_main(int argc, char **argv)
 	struct ws_server *ws = NULL;
 	struct http_server *http = NULL;
 	struct front *front = NULL;
+	struct bus *bus = NULL;
 	struct bundle_store *store = NULL;
 	char err[512], host[CONFIG_ADDR_MAX + 2], lab_note[1024];
 	sigset_t mask;
@@ -301,6 +303,15 @@ int serve_main(int argc, char **argv)
 		ws_set_http_port(ws, port);
 		rc = http_start(&http, &cfg, port, wsp, &counters, store, err, sizeof err);
 	}
+	/* --nats: connecting goes on in the background (a NATS that is down
+	 * does not stop the server); only a bad setting fails here. */
+	if (rc == 0 && cfg.nats_url[0]) {
+		rc = bus_start(&bus, &cfg, err, sizeof err);
+		if (rc == 0) {
+			ws_set_bus(ws, bus);
+			http_set_bus(http, bus);
+		}
+	}
 	if (rc == 0)
 		rc = front_start(front, http, ws, err, sizeof err);
 	if (rc == 0 && cfg.port_file[0])
@@ -328,6 +339,8 @@ out:
 	front_close(front);
 	http_stop(http);
 	ws_destroy(ws);
+	/* After the runs (ws_destroy): their last lines are queued by then. */
+	bus_stop(bus);
 	bundle_store_close(store);
 	http_counters_cleanup(&counters);
 	return status;

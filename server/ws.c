@@ -741,6 +741,11 @@ int ws_port(const struct ws_server *w)
 	return w->cfg->ws_port >= 0 ? lws_get_vhost_listen_port(w->vh) : -1;
 }
 
+void ws_set_bus(struct ws_server *w, struct bus *b)
+{
+	w->bus = b;
+}
+
 void ws_set_http_port(struct ws_server *w, int port)
 {
 	w->http_port = port;

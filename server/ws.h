@@ -98,6 +98,10 @@ int ws_port(const struct ws_server *w);
  */
 int ws_adopt(struct ws_server *w, int fd);
 
+/* --nats: every run event line also goes to b (bus.h); before ws_run(). */
+struct bus;
+void ws_set_bus(struct ws_server *w, struct bus *b);
+
 /* The HTTP port, for the Origin check (pages come from it). */
 void ws_set_http_port(struct ws_server *w, int port);
 

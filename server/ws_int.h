@@ -164,6 +164,7 @@ struct ws_server {
 	int adopt_q[WS_ADOPT_MAX];  /* guarded by adopt_lock */
 	size_t adopt_head, adopt_n; /* guarded by adopt_lock */
 	int adopt_lock_ready;
+	struct bus *bus; /* --nats: run events to JetStream; NULL without */
 };
 
 /*

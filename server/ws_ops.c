@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "bus.h"
 #include "ws_int.h"
 
 /* ---- watch replay ---- */
@@ -75,6 +76,9 @@ void ws_hook_line(void *arg, const struct run *r, const char *line, size_t len)
 	/* The class run's events go to the class ring, which the instructor
 	 * reads too; everything else straight to the owner's queue. */
 	struct ws_class *c = ws_class_of_run(srv, run_id(r));
+
+	/* --nats: every line goes to the stream too, as to the bundle. */
+	bus_publish(srv->bus, run_id(r), line, len);
 
 	/* (A class run is found by its class: while the instructor is away it
 	 * has no owner.) */

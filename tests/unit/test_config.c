@@ -50,6 +50,8 @@ static void test_defaults(void **state)
 	assert_string_equal(c.listen, "127.0.0.1");
 	assert_int_equal(c.http_port, 8080);
 	assert_int_equal(c.ws_port, -1);
+	assert_string_equal(c.nats_url, "");
+	assert_int_equal(c.nats_max_bytes, 1LL << 30);
 	assert_string_equal(c.data, "./socklab-data");
 	assert_string_equal(c.port_file, "");
 	assert_int_equal(c.byo_lo, 9000);
@@ -134,6 +136,21 @@ static void test_env_and_precedence(void **state)
 	assert_string_equal(c.origins[0], "http://c.example");
 }
 
+static void test_nats(void **state)
+{
+	struct serve_config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--nats", "nats://127.0.0.1:4222",
+			       "--nats-max-bytes", "64M", NULL),
+			 0);
+	assert_string_equal(c.nats_url, "nats://127.0.0.1:4222");
+	assert_int_equal(c.nats_max_bytes, 64LL << 20);
+	assert_int_equal(parse(&c, NULL, err, sizeof err, "--nats", "nats://[::1]", NULL), 0);
+	assert_string_equal(c.nats_url, "nats://[::1]");
+}
+
 static void test_bad_values_name_the_flag(void **state)
 {
 	static const struct {
@@ -157,6 +174,10 @@ static void test_bad_values_name_the_flag(void **state)
 		{"--public-ws-url", "ws://x/a;b", "--public-ws-url: must be a ws:// or wss:// URL"},
 		{"--public-ws-url", "ws://x/ 'unsafe-inline'", "must be a ws:// or wss:// URL"},
 		{"--data", "", "--data: must be a path"},
+		{"--nats", "http://127.0.0.1:4222", "--nats: must be a nats:// URL"},
+		{"--nats", "nats://x:4222/path", "--nats: must be a nats:// URL"},
+		{"--nats", "nats://user:pw@x:4222", "--nats: must be a nats:// URL"},
+		{"--nats-max-bytes", "1K", "--nats-max-bytes: must be a byte count"},
 	};
 	struct serve_config c;
 	char err[256];
@@ -450,6 +471,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_env_and_precedence),
+		cmocka_unit_test(test_nats),
 		cmocka_unit_test(test_bad_values_name_the_flag),
 		cmocka_unit_test(test_bad_env_names_the_variable),
 		cmocka_unit_test(test_usage_errors),
