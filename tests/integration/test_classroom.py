@@ -310,7 +310,12 @@ def small_rcvbuf_socket(port):
 
 @test
 def stalled_student_is_resynced_and_does_not_hold_back_the_others():
-    s = Server("--instructor-secret", SECRET, "--class-buffer", "256")
+    # The ring holds 1024 messages; the run sends about 3,000 events over
+    # about 6 s. A reader that never reads falls behind by the whole run; a
+    # reading one would have to stop for about 2 s to fall behind (it did,
+    # once, with a 256-message ring and the same events in 1.5 s, on a
+    # machine with a load average of 25).
+    s = Server("--instructor-secret", SECRET, "--class-buffer", "1024")
     atexit.register(s.cleanup)
 
     async def go():
@@ -321,7 +326,7 @@ def stalled_student_is_resynced_and_does_not_hold_back_the_others():
         stalled = await join(s, code, "stalled", sock=small_rcvbuf_socket(s.ws_port),
                              max_queue=1, read_limit=1024)
         # Paced, so the burst of one pipe read stays well inside the ring.
-        params = {"messages": 300, "text": "x" * 400, "interval_ms": 5}
+        params = {"messages": 600, "text": "x" * 400, "interval_ms": 10}
         run_id = await class_run(teacher, params)
         results = await asyncio.gather(*(collect_class_run(w, run_id, 120)
                                          for w in healthy + [teacher]))
