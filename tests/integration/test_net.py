@@ -152,7 +152,10 @@ NETNS_BEFORE = netns_names()
 
 @test
 def normal_end_leaves_nothing():
-    p, first = start(["count=5", "interval_ms=20", "network=two-hosts", "c2s_loss_pct=10"])
+    # 50 probes 20 ms apart: a second for check_alive_topology to look while
+    # the run goes on (5 probes, about 0.1 s, ended first in a suite run at
+    # load average 20).
+    p, first = start(["count=50", "interval_ms=20", "network=two-hosts", "c2s_loss_pct=10"])
     inodes, lease = check_alive_topology(p, first)
     out, err = (x.decode() for x in p.communicate(timeout=60))
     eq(p.returncode, 0, f"exit ({err[-300:]})")
@@ -166,7 +169,7 @@ def relay_needs_no_tun_device_and_falls_back_to_tap_without_net_raw():
     which container hosts often deny); without CAP_NET_RAW the run falls back
     to TAP devices. Both carry the same impaired traffic to the same end."""
     for preexec, ports in ((None, "packet"), (without_net_raw, "tap")):
-        p, first = start(["count=5", "interval_ms=20", "network=two-hosts", "c2s_loss_pct=10",
+        p, first = start(["count=50", "interval_ms=20", "network=two-hosts", "c2s_loss_pct=10",
                           "seed=5"], preexec_fn=preexec)
         eq(first["network"]["wire"], "relay", "wire")
         eq(first["network"]["relay_ports"], ports, "the relay's ports")
