@@ -115,9 +115,9 @@ function openView(runId, lab, live, opts = {}) {
 		}
 	}
 	const mod = rendererFor(lab);
-	const make = (stage) => mod.create(stage, {
+	const make = (stage, more) => mod.create(stage, {
 		runId, lab, live, byoHost: byoHost(), eventsURL: runId ? eventsURL(runId) : null,
-		config: state.config, runLab,
+		config: state.config, runLab, ...more,
 	});
 	const player = new Player(root, make, {
 		runId, lab, readOnly: !!opts.readOnly, onUser: opts.onUser, exportable: true,

@@ -13,11 +13,16 @@
 // come). A class student's player is driven by the instructor (setView); its
 // controls are then read-only.
 
-import { h, clear } from './dom.js';
+import { h, clear, fmtMs } from './dom.js';
 import { t } from './i18n.js';
+import { sentence } from './steps.js';
 
 // Events handed to a renderer per frame at most; the rest wait for the next one.
 const MAX_PER_FRAME = 3000;
+// Rows of the step-through list drawn around the current event (the list is a
+// window on the run, so a run of 5,000 events steps as fast as one of 50).
+const STEP_ROWS = 7;
+const STEP_KEY = 'socklab.stepping';
 export const SPEEDS = [0, 0.5, 1, 2, 5, 10, 20, 50];
 
 export class Player {
@@ -41,11 +46,69 @@ export class Player {
 
 		this.el = h('section', { class: 'player', dataset: { run: runId || '' } });
 		this.bar = this.buildBar(readOnly, exportable);
+		this.steps = this.buildSteps();
 		this.stage = h('div', { class: 'player-stage' });
-		this.el.append(this.bar, this.stage);
+		this.el.append(this.bar, this.steps, this.stage);
 		root.appendChild(this.el);
-		this.renderer = make(this.stage);
+		this.renderer = this.create();
+		this.setStepping(loadStepping());
 		this.updateBar();
+	}
+
+	// A renderer for the stage. Besides its own context it may read every
+	// event the player holds (allEvents), to keep its layout fixed while the
+	// run is stepped: what lies ahead is drawn greyed, never moved.
+	create() {
+		return this.make(this.stage, { allEvents: () => this.events });
+	}
+
+	// The step-through panel: the sentence for the current event in large
+	// type, and the events around it (done, current, ahead) with their seq
+	// and time. Clicking a row goes to that event.
+	buildSteps() {
+		this.stepCaption = h('p', { class: 'pl-step-caption', attrs: { 'aria-live': 'polite' } });
+		this.stepList = h('ol', { class: 'pl-step-list' });
+		const el = h('section', { class: 'pl-steps', attrs: { 'aria-label': t('player.steps') } }, this.stepCaption, this.stepList);
+		el.hidden = true;
+		return el;
+	}
+
+	setStepping(on) {
+		this.stepping = !!on;
+		this.steps.hidden = !this.stepping;
+		this.el.classList.toggle('player-stepping', this.stepping);
+		if (this.stepBtn) {
+			this.stepBtn.setAttribute('aria-pressed', String(this.stepping));
+			this.stepBtn.classList.toggle('btn-on', this.stepping);
+		}
+		this.stepsAt = -2;
+		this.renderSteps();
+	}
+
+	renderSteps() {
+		if (!this.stepping) return;
+		const n = this.shown;
+		if (this.stepsAt === n && this.stepsTotal === this.events.length) return;
+		this.stepsAt = n;
+		this.stepsTotal = this.events.length;
+		const cur = n - 1; // index of the current event
+		const from = Math.max(0, Math.min(cur - Math.floor(STEP_ROWS / 2), this.events.length - STEP_ROWS));
+		const rows = [];
+		for (let i = from; i < Math.min(this.events.length, from + STEP_ROWS); i++) {
+			const ev = this.events[i];
+			const state = i < cur ? 'done' : i === cur ? 'current' : 'ahead';
+			rows.push(h('li', {
+				class: `pl-step pl-step-${state}`,
+				attrs: { 'aria-current': state === 'current' ? 'step' : null },
+				dataset: { seq: String(ev.seq), state },
+				on: { click: () => this.user(() => this.seek(i + 1, true)) },
+			},
+			h('span', { class: 'pl-step-seq', text: `#${ev.seq}` }),
+			h('span', { class: 'pl-step-t', text: typeof ev.t_us === 'number' ? `${fmtMs(ev.t_us)} ms` : '' }),
+			h('span', { class: 'pl-step-text', text: sentence(ev) })));
+		}
+		this.stepList.replaceChildren(...rows);
+		this.stepCaption.textContent = cur >= 0 ? sentence(this.events[cur]) : t('player.step_start');
 	}
 
 	buildBar(readOnly, exportable) {
@@ -76,10 +139,18 @@ export class Player {
 		this.followEl.hidden = !readOnly;
 		this.exportBtn = exportable ? btn('pl-export', 'player.export', () => this.exportBundle(), t('player.export_short')) : null;
 		this.presentBtn = btn('pl-present', 'player.present', () => this.onPresent && this.onPresent(), t('player.present_short'));
+		// Step-through is a way of looking, not a control of the run: a
+		// class student may turn it on while the instructor drives.
+		this.stepBtn = btn('pl-stepping', 'player.stepping', () => {
+			this.setStepping(!this.stepping);
+			saveStepping(this.stepping);
+		}, t('player.stepping_short'));
+		this.stepBtn.setAttribute('aria-pressed', String(!!this.stepping));
+		if (this.stepping) this.stepBtn.classList.add('btn-on');
 		this.controls = [this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.jumpIn, jumpForm.querySelector('button')];
 		this.setReadOnly(!!readOnly);
 		return h('div', { class: 'player-bar', attrs: { role: 'toolbar', 'aria-label': t('player.controls') } },
-			this.backBtn, this.playBtn, this.fwdBtn, this.speedSel, this.posEl, this.captionEl, jumpForm, this.followEl, this.exportBtn,
+			this.backBtn, this.playBtn, this.fwdBtn, this.posEl, this.speedSel, this.captionEl, jumpForm, this.stepBtn, this.followEl, this.exportBtn,
 			this.presentBtn);
 	}
 
@@ -211,7 +282,7 @@ export class Player {
 	rebuild() {
 		if (this.renderer.destroy) this.renderer.destroy();
 		clear(this.stage);
-		this.renderer = this.make(this.stage);
+		this.renderer = this.create();
 		this.shown = 0;
 		this.currentSeq = -1;
 		this.currentEl = null;
@@ -242,6 +313,8 @@ export class Player {
 		}
 		this.updateBar();
 		this.markCurrent();
+		this.renderSteps();
+		this.showPlace();
 		const playing = !this.paused && this.speed > 0 && this.pos !== null && this.pos < this.events.length;
 		if (this.shown < this.target() || playing) this.schedule();
 	}
@@ -263,16 +336,27 @@ export class Player {
 				break;
 			}
 		}
-		const text = this.currentEl && this.currentEl.dataset.seq === String(seq)
-			? (this.currentEl.innerText || this.currentEl.textContent || '').trim().replace(/\s*\n\s*/g, ' · ').replace(/\s+/g, ' ')
-			: (last && last.type) || '';
+		const text = sentence(last);
 		this.captionEl.textContent = text.length > 160 ? `${text.slice(0, 159)}…` : text;
 		if (!this.currentEl) return;
 		this.currentEl.classList.add('pl-current');
-		if (this.readOnly && this.paused) {
+		// Auto-scroll to what changed: a follower stepped by the instructor,
+		// or anyone stepping through, sees the current event.
+		if ((this.readOnly || this.stepping) && this.paused) {
 			const r = this.currentEl.getBoundingClientRect();
-			if (r.top < 0 || r.bottom > window.innerHeight) this.currentEl.scrollIntoView({ block: 'center' });
+			const top = this.bar.getBoundingClientRect().bottom;
+			if (r.top < top || r.bottom > window.innerHeight) this.currentEl.scrollIntoView({ block: 'center' });
 		}
+	}
+
+	// The run's status badge says where the view is: a finished run shown
+	// up to an earlier event is a replay at that event, not a run going on.
+	showPlace() {
+		const fr = this.renderer && this.renderer.frame;
+		if (!fr || typeof fr.showPlace !== 'function') return;
+		const last = this.events.length ? this.events[this.events.length - 1] : null;
+		const ended = !!(last && last.type === 'run.end');
+		fr.showPlace(this.shown, this.events.length, ended);
 	}
 
 	updateBar() {
@@ -299,6 +383,10 @@ export class Player {
 		const bar = this.buildBar(this.readOnly, !!this.exportBtn);
 		this.bar.replaceWith(bar);
 		this.bar = bar;
+		const steps = this.buildSteps();
+		this.steps.replaceWith(steps);
+		this.steps = steps;
+		this.setStepping(this.stepping);
 		this.rebuild();
 		this.updateBar();
 		this.schedule();
@@ -307,5 +395,21 @@ export class Player {
 	stop() {
 		this.dead = true;
 		if (this.renderer.destroy) this.renderer.destroy();
+	}
+}
+
+function loadStepping() {
+	try {
+		return localStorage.getItem(STEP_KEY) === '1';
+	} catch {
+		return false;
+	}
+}
+
+function saveStepping(on) {
+	try {
+		localStorage.setItem(STEP_KEY, on ? '1' : '0');
+	} catch {
+		/* private mode: the choice lasts for this page only */
 	}
 }

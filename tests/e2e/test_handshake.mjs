@@ -22,7 +22,9 @@ function label(s, absolute) {
 	const ack = absolute ? s.ack_raw : s.rel_ack;
 	const parts = [`[${s.flags.join(', ')}]`, `seq ${seq}`];
 	if (s.flags.includes('ACK')) parts.push(`ack ${ack}`);
-	parts.push(`len ${s.len}`, `win ${s.win}`);
+	// The window the kernel offered: the field scaled by the sender's
+	// window scale (win_bytes) once both SYNs carried the option.
+	parts.push(`len ${s.len}`, `win ${s.win_bytes ?? s.win}`);
 	return parts.join(' ');
 }
 

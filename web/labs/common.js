@@ -92,6 +92,19 @@ export class RunFrame {
 		this.elapsedEl.textContent = fmtDuration(this.lastT);
 	}
 
+	// Where the player is (pos of total events; ended: the run's last event
+	// is its run.end). A finished run shown up to an earlier event is a
+	// replay stopped there: the badge says so instead of "running".
+	showPlace(pos, total, ended) {
+		const before = ended && pos < total;
+		const st = before ? 'replay' : this.status;
+		const text = before ? t('run.status.replay', { n: pos, total }) : t(`run.status.${this.status}`);
+		if (this.pill.dataset.status === st && this.pill.textContent === text) return;
+		this.pill.textContent = text;
+		this.pill.className = `pill pill-${st.replace(/[^a-z]/g, '')}`;
+		this.pill.dataset.status = st;
+	}
+
 	showStart(ev) {
 		this.params = ev.params || {};
 		if (ev.lab) this.labEl.textContent = ev.lab;
@@ -100,12 +113,12 @@ export class RunFrame {
 			const facts = [];
 			for (const [k, v] of Object.entries(sb)) {
 				if (k === 'netns' || k === 'note') continue;
-				facts.push(h('span', { class: 'fact' }, h('span', { class: 'k', text: k }), ' ', fmtValue(v)));
+				facts.push(h('span', { class: 'fact' }, h('span', { class: 'k', text: label('run.sandbox.fact', k) }), ' ', summaryValue(k, v)));
 			}
 			replace(this.sandboxEl,
 				h('p', { class: sb.netns ? 'sb-netns' : 'sb-host',
 					text: t(sb.netns ? 'run.sandbox.netns' : 'run.sandbox.host') }),
-				sb.note ? h('p', { class: 'sb-note', text: sb.note }) : null,
+				sb.note ? h('p', { class: 'sb-note', text: sandboxNote(sb, ev.network) }) : null,
 				facts.length ? h('p', { class: 'sb-facts' }, facts) : null);
 			this.sandboxEl.classList.toggle('netns', !!sb.netns);
 			this.sandboxEl.hidden = false;
@@ -131,19 +144,19 @@ export class RunFrame {
 		this.pill.textContent = t(`run.status.${st}`);
 		this.pill.className = `pill pill-${st.replace(/[^a-z]/g, '')}`;
 		this.pill.dataset.status = st;
-		const sum = ev.summary && typeof ev.summary === 'object' ? Object.entries(ev.summary) : [];
+		// Server-side file paths (the capture's place on the server's disk)
+		// mean nothing to a student: the view offers the file itself.
+		const sum = (ev.summary && typeof ev.summary === 'object' ? Object.entries(ev.summary) : [])
+			.filter(([k, v]) => !(typeof v === 'string' && v.startsWith('/') && /pcap|path|file/.test(k)));
 		replace(this.summaryEl,
 			h('h3', {},
 				t('run.summary'), ' ',
 				h('span', { class: `pill pill-${st.replace(/[^a-z]/g, '')}`, attrs: { 'data-status': st }, text: t(`run.status.${st}`) })),
 			sum.length ? h('dl', { class: 'tiles' }, sum.filter(([, v]) => !isObject(v)).map(([k, v]) => h('div', { class: 'tile', dataset: { key: k } },
-				h('dt', { text: label('summary', k) }), h('dd', { text: fmtValue(v) })))) : null,
-			// Nested objects (such as the wire's counters per direction) as small tables.
-			sum.filter(([, v]) => isObject(v)).map(([k, v]) => h('div', { class: 'summary-group', dataset: { key: k } },
-				h('h4', { text: label('summary', k) }),
-				h('dl', { class: 'kv' }, Object.entries(v).map(([k2, v2]) => h('div', {},
-					h('dt', { text: label('summary', k2) }),
-					h('dd', { text: isObject(v2) ? Object.entries(v2).map(([a, b]) => `${String(a).replace(/_/g, ' ')} ${fmtValue(b)}`).join(' · ') : fmtValue(v2) })))))));
+				h('dt', { text: summaryLabel(k) }), h('dd', { text: summaryValue(k, v) })))) : null,
+			// Nested objects: a table per group; a group of groups (the
+			// wire's counters per direction) as one table, a column each.
+			sum.filter(([, v]) => isObject(v)).map(([k, v]) => summaryGroup(k, v)));
 		this.summaryEl.classList.add('card');
 		this.summaryEl.hidden = false;
 	}
@@ -151,6 +164,57 @@ export class RunFrame {
 	showError(ev) {
 		this.errorsEl.appendChild(errorCallout(ev));
 	}
+}
+
+// A summary key as words: the table's label, else the key without its unit
+// suffix (the unit goes with the value: summaryValue).
+export function summaryLabel(k) {
+	if (has(`summary.${k}`)) return t(`summary.${k}`);
+	return String(k).replace(/_(us|ms|ms_left|pct|s)$/, (m, u) => (u === 'ms_left' ? '_left' : '')).replace(/_/g, ' ');
+}
+
+// A summary value with its unit: durations from _us and _ms keys, a share
+// from _pct, lists joined, true/false as words.
+export function summaryValue(k, v) {
+	if (typeof v === 'number') {
+		if (/_us$/.test(k)) return fmtDuration(v);
+		if (/_ms(_left)?$/.test(k)) return fmtDuration(v * 1000);
+		if (/_pct$/.test(k)) return `${v} %`;
+		return String(v);
+	}
+	if (typeof v === 'boolean') return t(v ? 'summary.yes' : 'summary.no');
+	if (Array.isArray(v)) return v.every((x) => x === null || typeof x !== 'object') ? v.map(String).join(', ') : fmtValue(v);
+	if (typeof v === 'string' && has(`summary.value.${v}`)) return t(`summary.value.${v}`);
+	return fmtValue(v);
+}
+
+// The sandbox's one line in the current language for the two networks the
+// labs build; any other note is the server's own text.
+function sandboxNote(sb, net) {
+	const kind = net && typeof net === 'object' ? net.kind : null;
+	if (sb.netns && (kind === 'two-hosts' || kind === 'loopback') && has(`run.sandbox.note.${kind}`)) return t(`run.sandbox.note.${kind}`);
+	return sb.note;
+}
+
+function summaryGroup(k, v) {
+	const entries = Object.entries(v);
+	const sub = entries.filter(([, x]) => isObject(x));
+	const flat = entries.filter(([, x]) => !isObject(x));
+	// Sub-groups whose values are all scalars: one table, a column each.
+	let table = null;
+	if (sub.length && sub.every(([, x]) => Object.values(x).every((y) => !isObject(y)))) {
+		const rows = [...new Set(sub.flatMap(([, x]) => Object.keys(x)))];
+		table = h('table', { class: 'summary-table' },
+			h('thead', {}, h('tr', {}, h('th', {}), sub.map(([c]) => h('th', { attrs: { scope: 'col' }, text: summaryLabel(c) })))),
+			h('tbody', {}, rows.map((r) => h('tr', {}, h('th', { attrs: { scope: 'row' }, text: summaryLabel(r) }),
+				sub.map(([, x]) => h('td', { text: r in x ? summaryValue(r, x[r]) : '' }))))));
+	}
+	return h('div', { class: 'summary-group', dataset: { key: k } },
+		h('h4', { text: summaryLabel(k) }),
+		flat.length || !table ? h('dl', { class: 'kv' }, (table ? flat : entries).map(([k2, v2]) => h('div', {},
+			h('dt', { text: summaryLabel(k2) }),
+			h('dd', { text: isObject(v2) ? Object.entries(v2).map(([a, b]) => `${summaryLabel(a)}: ${summaryValue(a, b)}`).join(' · ') : summaryValue(k2, v2) })))) : null,
+		table);
 }
 
 function isObject(v) {

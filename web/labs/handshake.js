@@ -22,8 +22,10 @@ const SVG = 'http://www.w3.org/2000/svg';
 const SIDES = ['client', 'server'];
 const KERNEL = new Set(['tracepoint', 'sock_diag', 'tcp_info']);
 const MODEL = 'rfc-model';
-const WIDTH = 860;
-const X = { tlClient: 8, callClient: 236, client: 250, server: 610, callServer: 624, tlServer: 742 };
+// Room for a call's label on either side ("recv() ECONNRESET" is 18
+// characters) between the lane and the state column.
+const WIDTH = 880;
+const X = { tlClient: 6, callClient: 252, client: 266, server: 606, callServer: 620, tlServer: 764 };
 const TL_W = 110;
 const SEG_H = 40;
 const CALL_H = 22;
@@ -66,14 +68,50 @@ export function create(root, ctx) {
 	return view;
 }
 
+// The window a segment offered: the bytes the kernel meant (the field
+// scaled by the sender's window scale, win_bytes, which the decoder gives
+// once both SYNs carried the option), or the field itself when raw is asked
+// for or no scale applies (SYNs are never scaled).
+export function windowOf(s, raw) {
+	if (!raw && typeof s.win_bytes === 'number') return s.win_bytes;
+	return s.win;
+}
+
 // The segment's label on its arrow: flags, seq/ack (relative or absolute), len, win.
-export function segmentLabel(s, absolute) {
+export function segmentLabel(s, absolute, rawWin) {
 	const seq = absolute ? s.seq_raw : s.rel_seq;
 	const ack = absolute ? s.ack_raw : s.rel_ack;
 	const parts = [`[${(s.flags || []).join(', ') || t('hs.no_flags')}]`, `seq ${seq ?? '?'}`];
 	if (Array.isArray(s.flags) && s.flags.includes('ACK')) parts.push(`ack ${ack ?? '?'}`);
-	parts.push(`len ${s.len ?? 0}`, `win ${s.win ?? '?'}`);
+	parts.push(`len ${s.len ?? 0}`, `win ${windowOf(s, rawWin) ?? '?'}`);
 	return parts.join(' ');
+}
+
+// A Wireshark-style Info column: ports, flags, Seq/Ack (relative or
+// absolute), Win (scaled or raw), Len and the options by name.
+export function infoText(s, absolute, rawWin) {
+	const flags = Array.isArray(s.flags) ? s.flags : [];
+	const parts = [`${s.src?.port ?? '?'} → ${s.dst?.port ?? '?'}`, `[${flags.join(', ') || t('hs.no_flags')}]`,
+		`Seq=${absolute ? s.seq_raw : s.rel_seq}`];
+	if (flags.includes('ACK')) parts.push(`Ack=${absolute ? s.ack_raw : s.rel_ack}`);
+	parts.push(`Win=${windowOf(s, rawWin) ?? '?'}`, `Len=${s.len ?? 0}`);
+	for (const o of Array.isArray(s.options) ? s.options : []) {
+		if (o.name === 'mss') parts.push(`MSS=${o.value}`);
+		else if (o.name === 'sack_perm') parts.push('SACK_PERM');
+		else if (o.name === 'timestamp' && o.value) parts.push(`TSval=${o.value.val}`, `TSecr=${o.value.ecr}`);
+		else if (o.name === 'wscale' && typeof o.value === 'number') parts.push(`WS=${2 ** o.value}`);
+		else if (o.name === 'sack' && Array.isArray(o.value)) parts.push(`SACK=${o.value.map((b) => `${b.left ?? b[0]}-${b.right ?? b[1]}`).join(',')}`);
+	}
+	return parts.join(' ');
+}
+
+// Wireshark's colouring rules, simplified: bad first, then RST, SYN/FIN, data.
+function rowKind(s) {
+	const flags = Array.isArray(s.flags) ? s.flags : [];
+	if ((s.status && s.status !== 'ok') || Object.values(s.checksums || {}).some((k) => k && k.status === 'bad')) return 'bad';
+	if (flags.includes('RST')) return 'rst';
+	if (flags.includes('SYN') || flags.includes('FIN')) return 'synfin';
+	return s.len > 0 ? 'data' : 'ack';
 }
 
 class HandshakeView {
@@ -91,6 +129,8 @@ class HandshakeView {
 		this.timer = {};
 		this.notes = [];
 		this.absolute = false;
+		this.rawWin = false;
+		this.wires = []; // the relay's records of frames (delay, drop, duplicate)
 		this.selected = null;
 		this.highlight = null; // {segs: Set, calls: Set, states: Set}
 		this.ended = false;
@@ -100,10 +140,17 @@ class HandshakeView {
 		this.absBox.addEventListener('change', () => {
 			this.absolute = this.absBox.checked;
 			this.render();
+			this.refreshDetail();
+		});
+		this.rawWinBox = h('input', { attrs: { type: 'checkbox', id: 'hs-rawwin' } });
+		this.rawWinBox.addEventListener('change', () => {
+			this.rawWin = this.rawWinBox.checked;
+			this.render();
+			this.refreshDetail();
 		});
 		this.pcapEl = h('span', { class: 'hs-pcap' });
 		this.captureEl = h('p', { class: 'help hs-capture' });
-		this.ladderBox = h('div', { class: 'hs-ladder-box scroll' });
+		this.ladderBox = h('div', { class: 'hs-ladder-box' });
 		this.hintEl = h('p', { class: 'help', text: t('hs.ladder_help') });
 		// What each mark on the state timelines is, and where it came from.
 		this.legendEl = h('p', { class: 'help hs-legend' },
@@ -120,18 +167,22 @@ class HandshakeView {
 			h('div', { class: 'hs-toolbar' },
 				h('h3', { text: t('hs.ladder') }),
 				h('label', { class: 'hs-toggle', attrs: { for: 'hs-absolute' } }, this.absBox, ' ', t('hs.absolute')),
+				h('label', { class: 'hs-toggle', attrs: { for: 'hs-rawwin', title: t('hs.rawwin_help') } }, this.rawWinBox, ' ', t('hs.rawwin')),
 				this.pcapEl),
 			this.captureEl, this.hintEl, this.legendEl, this.ladderBox));
-		root.appendChild(h('div', { class: 'hs-columns' },
-			h('section', { class: 'card hs-packets' },
-				h('h3', { text: t('hs.packets') }),
-				h('div', { class: 'scroll hs-list-scroll' },
-					h('table', { class: 'hs-list' },
-						h('thead', {}, h('tr', {},
-							['#', t('hs.col.time'), t('hs.col.dir'), t('hs.col.flags'), 'seq', 'ack', 'len', 'win']
-								.map((c) => h('th', { text: c })))),
-						this.listBody))),
-			h('section', { class: 'card hs-detail-card' }, h('h3', { text: t('hs.detail') }), this.detailEl)));
+		// The packet view, Wireshark's three panes: the list, and beside it
+		// the selected packet's fields over its bytes.
+		root.appendChild(h('section', { class: 'card hs-packet-view' },
+			h('h3', { text: t('hs.packets') }),
+			h('div', { class: 'hs-columns' },
+				h('div', { class: 'hs-packets' },
+					h('div', { class: 'hs-list-scroll' },
+						h('table', { class: 'hs-list' },
+							h('thead', {}, h('tr', {},
+								['#', t('hs.col.time'), t('hs.col.dir'), t('hs.col.len'), t('hs.col.info')]
+									.map((c) => h('th', { text: c })))),
+							this.listBody))),
+				h('div', { class: 'hs-detail-card' }, h('h4', { class: 'hs-detail-title', text: t('hs.detail') }), this.detailEl))));
 		root.appendChild(h('section', { class: 'card hs-compare-card' },
 			h('h3', { text: t('hs.compare') }),
 			h('p', { class: 'help', text: t('hs.compare_help') }),
@@ -163,6 +214,7 @@ class HandshakeView {
 			case 'wire':
 				// Every frame is delayed on purpose: counted; anything else the
 				// wire did (drop, duplicate, reorder) is shown.
+				this.wires.push(ev);
 				if (ev.action === 'delay') this.wireDelayed++;
 				else this.notesEl.appendChild(wireCell(ev));
 				break;
@@ -227,12 +279,51 @@ class HandshakeView {
 
 	// ---- layout: rows in the order the kernel stamped things ----
 
-	rows() {
+	// What the ladder lays out: every segment, arrival, call and state of
+	// the run the player holds, so the layout stays put while the run is
+	// stepped; what the view has not reached yet (seq after cur) is drawn
+	// greyed and is not counted as having happened.
+	source() {
+		const all = this.ctx.allEvents ? this.ctx.allEvents() : null;
+		if (!all) {
+			return { segs: this.segs, arrivals: this.arrivals, calls: this.calls, states: this.states,
+				observations: this.observations, cur: Infinity };
+		}
+		const cur = this.frame.lastSeq;
+		const src = { segs: [], arrivals: new Map(), calls: [], states: [], observations: [], cur };
+		for (const ev of all) {
+			switch (ev.type) {
+			case 'segment':
+				src.segs.push(ev);
+				break;
+			case 'arrival': {
+				const a = src.arrivals.get(ev.n);
+				if (!a) src.arrivals.set(ev.n, { t: ev.t_kernel_us, wire_us: ev.wire_us, copies: 1, seq: ev.seq });
+				else if (ev.seq <= cur) a.copies++;
+				break;
+			}
+			case 'syscall':
+				if (SIDES.includes(ev.who)) src.calls.push(ev);
+				break;
+			case 'state':
+				src.states.push(ev);
+				break;
+			case 'observation':
+				src.observations.push(ev);
+				break;
+			default:
+				break;
+			}
+		}
+		return src;
+	}
+
+	rows(src) {
 		const items = [];
-		for (const s of this.segs) items.push({ kind: 'seg', t: s.t_kernel_us, ev: s });
+		for (const s of src.segs) items.push({ kind: 'seg', t: s.t_kernel_us, ev: s, future: s.seq > src.cur });
 		// Two hosts: a row where each segment reaches the other host.
-		for (const [n, a] of this.arrivals) items.push({ kind: 'arr', t: a.t, n });
-		for (const c of this.calls) items.push({ kind: 'call', t: c.t_call_us ?? c.t_us, ev: c });
+		for (const [n, a] of src.arrivals) items.push({ kind: 'arr', t: a.t, n, future: a.seq > src.cur });
+		for (const c of src.calls) items.push({ kind: 'call', t: c.t_call_us ?? c.t_us, ev: c, future: c.seq > src.cur });
 		const order = { call: 0, arr: 1, seg: 2 };
 		items.sort((a, b) => a.t - b.t || order[a.kind] - order[b.kind]);
 		let y = TOP;
@@ -255,7 +346,9 @@ class HandshakeView {
 	}
 
 	render() {
-		const { items, height } = this.rows();
+		const src = this.source();
+		this.src = src;
+		const { items, height } = this.rows(src);
 		const root = svg('svg', {
 			class: 'hs-ladder', viewBox: `0 0 ${WIDTH} ${height}`, width: WIDTH, height,
 			role: 'img', 'aria-label': t('hs.ladder_label', { n: this.segs.length }),
@@ -271,20 +364,21 @@ class HandshakeView {
 		root.appendChild(svg('line', { x1: X.client, y1: 24, x2: X.client, y2: height - 10, class: 'hs-lane hs-lane-client' }));
 		root.appendChild(svg('line', { x1: X.server, y1: 24, x2: X.server, y2: height - 10, class: 'hs-lane hs-lane-server' }));
 
-		for (const side of SIDES) this.drawTimeline(root, items, side, height);
+		for (const side of SIDES) this.drawTimeline(root, items, side, height, src);
 		const arrY = new Map();
 		for (const it of items) if (it.kind === 'arr') arrY.set(it.n, it.y + ARR_H / 2 + 2);
 		for (const it of items) {
-			if (it.kind === 'seg') this.drawSegment(root, it, arrY);
+			if (it.kind === 'seg') this.drawSegment(root, it, arrY, src);
 			else if (it.kind === 'call') this.drawCall(root, items, it);
 		}
 		replace(this.ladderBox, root);
+		labelBackgrounds(root);
 		this.renderList();
 		this.renderCompare();
 		this.scheduleTick();
 	}
 
-	drawSegment(root, it, arrY) {
+	drawSegment(root, it, arrY, src) {
 		const s = it.ev;
 		const c2s = s.dir === 'c2s';
 		const x1 = c2s ? X.client : X.server;
@@ -294,31 +388,38 @@ class HandshakeView {
 		// Over two hosts the arrow ends where the segment arrived; one that has
 		// not arrived (yet, or ever: the wire lost it) stops half way.
 		const arrived = arrY.get(s.n);
+		const a = src.arrivals.get(s.n);
 		const lost = this.twoHosts && arrived === undefined;
 		if (this.twoHosts && arrived !== undefined) y2 = Math.max(y1 + 8, arrived);
 		if (lost) x2 = (x1 + x2) / 2;
+		// Sent, and its arrival still ahead of the view: in flight.
+		const inFlight = !it.future && a && a.seq > src.cur;
 		const flags = Array.isArray(s.flags) ? s.flags : [];
 		const cls = ['hs-seg', c2s ? 'hs-c2s' : 'hs-s2c'];
 		if (flags.includes('SYN')) cls.push('hs-syn');
 		if (flags.includes('FIN')) cls.push('hs-fin');
 		if (flags.includes('RST')) cls.push('hs-rst');
 		if (s.len > 0) cls.push('hs-data');
+		if (it.future) cls.push('hs-future');
+		if (inFlight) cls.push('hs-inflight');
 		if (this.selected === s.n) cls.push('hs-selected');
 		if (this.highlight && this.highlight.segs.has(s.n)) cls.push('hs-hl');
-		const g = svg('g', { class: cls.join(' '), 'data-n': s.n, tabindex: 0, role: 'button',
-			'aria-label': t('hs.segment_label', { n: s.n, label: segmentLabel(s, this.absolute) }) });
+		const g = svg('g', { class: cls.join(' '), 'data-n': s.n, 'data-seq': s.seq, tabindex: 0, role: 'button',
+			'aria-label': t('hs.segment_label', { n: s.n, label: segmentLabel(s, this.absolute, this.rawWin) }) });
 		// The whole row answers clicks, not just the thin arrow.
 		g.appendChild(svg('rect', { x: X.client, y: it.y, width: X.server - X.client, height: SEG_H, class: 'hs-hit' }));
 		if (lost) cls.push('hs-lost');
 		g.setAttribute('class', cls.join(' '));
-		g.appendChild(svg('line', { x1, y1, x2, y2, class: 'hs-arrow-line', 'marker-end': lost ? null : 'url(#hs-arrow)' }));
-		g.appendChild(svgText((X.client + X.server) / 2, it.y + 10, segmentLabel(s, this.absolute), 'hs-seg-label', 'middle'));
+		g.appendChild(svg('line', { x1, y1, x2, y2, class: 'hs-arrow-line', 'marker-end': lost || inFlight ? null : 'url(#hs-arrow)' }));
+		g.appendChild(svgText((X.client + X.server) / 2, it.y + 10, segmentLabel(s, this.absolute, this.rawWin), 'hs-seg-label', 'middle'));
 		g.appendChild(svgText(c2s ? x1 + 6 : x1 - 6, y1 - 4, `#${s.n}`, 'hs-seg-n', c2s ? 'start' : 'end'));
-		const a = this.arrivals.get(s.n);
-		const when = a ? t('hs.sent_arrived', { sent: fmtMs(s.t_kernel_us), wire: fmtMs(a.wire_us) }) : `${fmtMs(s.t_kernel_us)} ms`;
-		g.appendChild(svgText((X.client + X.server) / 2, Math.min(y2, it.y + SEG_H) + 4, when, 'hs-seg-time', 'middle'));
+		const seen = a && !inFlight && !it.future;
+		const when = seen ? t('hs.sent_arrived', { sent: fmtMs(s.t_kernel_us), wire: fmtMs(a.wire_us) }) : `${fmtMs(s.t_kernel_us)} ms`;
+		const timeEl = svgText((X.client + X.server) / 2, Math.min(y2, it.y + SEG_H) + 4, when, 'hs-seg-time', 'middle');
+		if (seen) timeEl.appendChild(svg('title', {}, this.wireWhy(s, a)));
+		g.appendChild(timeEl);
 		if (lost && this.ended) g.appendChild(svgText(x2, y2 + 4, '✗', 'hs-seg-bad', 'middle'));
-		if (a && a.copies > 1) g.appendChild(svgText(c2s ? X.server - 6 : X.client + 6, y2 - 4, `×${a.copies}`, 'hs-seg-bad', c2s ? 'end' : 'start'));
+		if (seen && a.copies > 1) g.appendChild(svgText(c2s ? X.server - 6 : X.client + 6, y2 - 4, `×${a.copies}`, 'hs-seg-bad', c2s ? 'end' : 'start'));
 		if (s.status && s.status !== 'ok') g.appendChild(svgText(x2, y2 + 4, `⚠ ${s.status}`, 'hs-seg-bad', c2s ? 'end' : 'start'));
 		const pick = () => this.select(s.n);
 		g.addEventListener('click', pick);
@@ -340,6 +441,7 @@ class HandshakeView {
 		const cls = ['hs-call', client ? 'hs-call-client' : 'hs-call-server'];
 		if (failed) cls.push('hs-call-failed');
 		if (this.highlight && this.highlight.calls.has(c.seq)) cls.push('hs-hl');
+		if (it.future) cls.push('hs-future');
 		const g = svg('g', { class: cls.join(' '), 'data-call': c.call, 'data-seq': c.seq, tabindex: 0, role: 'button',
 			'aria-label': t('hs.call_label', { call: c.call, who: c.who }) });
 		g.appendChild(svg('rect', { x: client ? x - 130 : x, y: it.y, width: 130, height: CALL_H, class: 'hs-hit' }));
@@ -362,11 +464,11 @@ class HandshakeView {
 	// TCP_INFO: "seen in this state then", not a change anyone saw), and a
 	// gone block where sock_diag no longer lists the socket. The RFC model's
 	// changes are marks beside them; TIME_WAIT's countdown is the kernel's.
-	drawTimeline(root, items, side, height) {
+	drawTimeline(root, items, side, height, src) {
 		const x0 = side === 'client' ? X.tlClient : X.tlServer;
-		const kernel = this.states.filter((s) => s.who === side && KERNEL.has(s.source));
-		const model = this.states.filter((s) => s.who === side && s.source === MODEL);
-		const seen = this.observations.filter((o) => o.who === side);
+		const kernel = src.states.filter((s) => s.who === side && KERNEL.has(s.source));
+		const model = src.states.filter((s) => s.who === side && s.source === MODEL && s.seq <= src.cur);
+		const seen = src.observations.filter((o) => o.who === side);
 		const segY = new Map();
 		for (const it of items) if (it.kind === 'seg') segY.set(it.ev.n, it.y + SEG_H / 2 + 4);
 		const marks = [];
@@ -389,6 +491,17 @@ class HandshakeView {
 			const st = m.st;
 			const cls = ['hs-st', `hs-st-${st.toLowerCase()}`, `hs-st-${m.kind}`];
 			if (this.highlight && this.highlight.states.has(m.ev.seq)) cls.push('hs-hl');
+			// A block starts at its report: one the view has not reached is
+			// greyed (the initial block leans on the first report).
+			// The server's first block is LISTEN: the listening socket's own
+			// report (who "listener") is its evidence when there is one.
+			let from = m.kind === 'initial' && marks[1] ? marks[1].ev : m.ev;
+			if (m.kind === 'initial' && side === 'server' && st === 'LISTEN') {
+				const l = src.states.find((x) => x.who === 'listener' && x.to === 'LISTEN' && KERNEL.has(x.source));
+				if (l) from = l;
+			}
+			const future = typeof from.seq === 'number' && from.seq > src.cur;
+			if (future) cls.push('hs-future');
 			const rect = svg('rect', {
 				x: x0, y: m.y, width: TL_W, height: Math.max(2, yEnd - m.y), class: cls.join(' '),
 				'data-state': st, 'data-seq': m.ev.seq, 'data-source': m.ev.source, 'data-kind': m.kind,
@@ -407,7 +520,7 @@ class HandshakeView {
 			if (m.kind === 'gone') base = t('hs.gone_label');
 			const label = timed && !stopped ? `${base} ${this.countdown(side)}`.trim() : base;
 			if (yEnd - m.y >= 12 || i + 1 === marks.length) {
-				const el = svgText(x0 + 4, m.y + 11, label, `hs-st-label${timed && !stopped ? ' hs-tw' : ''}`);
+				const el = svgText(x0 + 4, m.y + 11, label, `hs-st-label${timed && !stopped ? ' hs-tw' : ''}${future ? ' hs-future' : ''}`);
 				el.dataset.state = st;
 				el.dataset.label = base;
 				g.appendChild(el);
@@ -473,11 +586,20 @@ class HandshakeView {
 
 	// ---- selection ----
 
+	// One packet selected everywhere: its arrow, its list row and the
+	// detail pane; the pane is scrolled into view when it is off screen.
 	select(n) {
 		this.selected = n;
 		this.highlight = null;
 		this.render();
-		this.showDetail(this.segs.find((s) => s.n === n));
+		this.showDetail((this.src ? this.src.segs : this.segs).find((s) => s.n === n));
+		const pane = this.detailEl.closest('.hs-packet-view');
+		if (pane) {
+			const r = pane.getBoundingClientRect();
+			if (r.top > window.innerHeight - 120 || r.bottom < 80) pane.scrollIntoView({ block: 'start', behavior: 'smooth' });
+		}
+		const row = this.listBody.querySelector(`tr[data-n="${n}"]`);
+		if (row) row.scrollIntoView({ block: 'nearest' });
 	}
 
 	// Clicking a call marks the segments the kernel sent or received while
@@ -506,23 +628,68 @@ class HandshakeView {
 	// ---- packet list and detail ----
 
 	renderList() {
-		const rows = this.segs.map((s) => {
+		const src = this.src || { segs: this.segs, cur: Infinity };
+		const rows = src.segs.map((s) => {
+			const future = s.seq > src.cur;
 			const tr = h('tr', {
-				class: `${s.dir === 'c2s' ? 'hs-row-c2s' : 'hs-row-s2c'}${this.selected === s.n ? ' hs-selected' : ''}`,
-				dataset: { n: String(s.n) }, attrs: { tabindex: 0 },
+				class: `hs-row-${rowKind(s)} ${s.dir === 'c2s' ? 'hs-row-c2s' : 'hs-row-s2c'}${this.selected === s.n ? ' hs-selected' : ''}${future ? ' hs-future' : ''}`,
+				dataset: { n: String(s.n), seq: String(s.seq) }, attrs: { tabindex: 0, 'aria-selected': this.selected === s.n ? 'true' : null },
 				on: { click: () => this.select(s.n), keydown: (e) => { if (e.key === 'Enter') this.select(s.n); } },
 			},
 			h('td', { text: String(s.n) }),
 			h('td', { text: fmtMs(s.t_kernel_us) }),
-			h('td', { text: s.dir === 'c2s' ? t('hs.c2s') : t('hs.s2c') }),
-			h('td', { class: 'hs-flags', text: (s.flags || []).join(', ') }),
-			h('td', { text: String(this.absolute ? s.seq_raw : s.rel_seq ?? '') }),
-			h('td', { text: s.flags && s.flags.includes('ACK') ? String(this.absolute ? s.ack_raw : s.rel_ack ?? '') : '' }),
-			h('td', { text: String(s.len ?? '') }),
-			h('td', { text: String(s.win ?? '') }));
+			h('td', { class: 'hs-dir', text: s.dir === 'c2s' ? t('hs.c2s') : t('hs.s2c') }),
+			h('td', { text: String(s.wirelen ?? s.caplen ?? '') }),
+			h('td', { class: 'hs-info', text: infoText(s, this.absolute, this.rawWin) }));
 			return tr;
 		});
 		replace(this.listBody, rows);
+	}
+
+	// The packet shown in the detail pane, drawn again (a toggle changed).
+	refreshDetail() {
+		if (this.selected === null) return;
+		const s = (this.src ? this.src.segs : this.segs).find((x) => x.n === this.selected);
+		if (s) this.showDetail(s);
+	}
+
+	// Why a segment took as long as it did between its two captures: the
+	// relay's own record of the frame (its deliberate delay), and the rest.
+	wireWhy(s, a) {
+		const w = this.wireOf(s);
+		if (!w || typeof w.delay_us !== 'number') return t('hs.wire_why_plain', { ms: fmtMs(a.wire_us) });
+		return t('hs.wire_why', {
+			ms: fmtMs(a.wire_us), frame: w.frame, delay: fmtMs(w.delay_us), rest: fmtMs(Math.max(0, a.wire_us - w.delay_us)),
+		});
+	}
+
+	// The relay's record of the frame that carried segment s: same
+	// direction, and its one-line summary names the same flags, seq, ack and
+	// length (the first such record not taken by an earlier segment).
+	wireOf(s) {
+		if (!this.wireMatch || this.wireMatch.count !== this.wires.length + this.segs.length) {
+			const map = new Map();
+			const used = new Set();
+			for (const seg of this.segs) {
+				const want = `[${seg.flags_short}] seq ${seg.seq_raw} ack ${seg.ack_raw} `;
+				const w = this.wires.find((x, i) => !used.has(i) && x.dir === seg.dir && x.proto === 'TCP'
+					&& typeof x.summary === 'string' && x.summary.includes(want) && x.summary.endsWith(` len ${seg.len}`)
+					&& (used.add(i) || true));
+				if (w) map.set(seg.n, w);
+			}
+			this.wireMatch = { count: this.wires.length + this.segs.length, map };
+		}
+		return this.wireMatch.map.get(s.n);
+	}
+
+	// The window field explained: the raw field, the scale the sender
+	// announced in its SYN (which segment), and the bytes it means.
+	windowWhy(s) {
+		if (typeof s.win_bytes !== 'number' || s.win_bytes === s.win) return null;
+		const syn = this.segs.find((x) => x.dir === s.dir && Array.isArray(x.flags) && x.flags.includes('SYN'));
+		const ws = syn && (syn.options || []).find((o) => o.name === 'wscale');
+		if (!ws || typeof ws.value !== 'number') return t('hs.win_scaled_plain', { raw: s.win, bytes: s.win_bytes });
+		return t('hs.win_scaled', { raw: s.win, shift: ws.value, mul: 2 ** ws.value, bytes: s.win_bytes, n: syn.n });
 	}
 
 	showDetail(s) {
@@ -530,52 +697,88 @@ class HandshakeView {
 		const bytes = hexToBytes(s.bytes || '');
 		const hex = h('div', { class: 'hs-hex', attrs: { role: 'group', 'aria-label': t('hs.bytes') } });
 		const cells = [];
+		const chars = [];
 		for (let off = 0; off < bytes.length; off += 16) {
-			const line = h('div', { class: 'hs-hex-line' }, h('span', { class: 'hs-hex-off', text: off.toString(16).padStart(4, '0') }));
-			for (let i = off; i < Math.min(off + 16, bytes.length); i++) {
+			const hexPart = h('span', { class: 'hs-hex-bytes' });
+			const ascii = h('span', { class: 'hs-ascii' });
+			for (let i = off; i < off + 16; i++) {
+				if (i === off + 8) hexPart.appendChild(h('span', { class: 'hs-hex-gap' }));
+				if (i >= bytes.length) {
+					hexPart.appendChild(h('span', { class: 'hs-byte hs-byte-pad', text: '  ' }));
+					continue;
+				}
 				const b = h('span', { class: 'hs-byte', dataset: { off: String(i) }, text: bytes[i].toString(16).padStart(2, '0') });
+				const c = h('span', { class: 'hs-char', dataset: { off: String(i) }, text: bytes[i] >= 0x20 && bytes[i] < 0x7f ? String.fromCharCode(bytes[i]) : '.' });
 				cells[i] = b;
-				line.appendChild(b);
+				chars[i] = c;
+				hexPart.appendChild(b);
+				ascii.appendChild(c);
 			}
-			hex.appendChild(line);
+			hex.appendChild(h('div', { class: 'hs-hex-line' },
+				h('span', { class: 'hs-hex-off', text: off.toString(16).padStart(4, '0') }), hexPart, ascii));
 		}
+		// Every field with bytes, innermost last, to find a byte's field.
+		const flat = [];
+		const buttons = new Map();
 		const mark = (f) => {
-			for (const b of hex.querySelectorAll('.hs-byte.hs-on')) b.classList.remove('hs-on');
+			for (const b of hex.querySelectorAll('.hs-on')) b.classList.remove('hs-on');
 			for (const el of tree.querySelectorAll('.hs-field.hs-on')) el.classList.remove('hs-on');
 			if (!f || typeof f.off !== 'number') return;
-			for (let i = f.off; i < f.off + (f.len || 0) && i < cells.length; i++) cells[i].classList.add('hs-on');
+			for (let i = f.off; i < f.off + (f.len || 0) && i < cells.length; i++) {
+				if (cells[i]) cells[i].classList.add('hs-on');
+				if (chars[i]) chars[i].classList.add('hs-on');
+			}
+			const btn = buttons.get(f);
+			if (btn) btn.classList.add('hs-on');
 		};
-		const fieldEl = (f) => {
-			const text = `${f.name}: ${fmtField(f)}${f.text !== undefined ? ` (${f.text})` : ''}`;
+		const fieldEl = (f, layer) => {
+			if (typeof f.off === 'number' && f.len > 0) flat.push(f);
+			const why = layer === 'tcp' && f.name === 'window' ? this.windowWhy(s) : null;
+			const val = fmtField(f, layer);
+			const text = val === '' ? f.name : `${f.name}: ${val}`;
 			const line = h('button', {
 				class: `hs-field${f.status && f.status !== 'ok' ? ' hs-field-bad' : ''}`,
-				attrs: { type: 'button', title: t('hs.field_bytes', { off: f.off, len: f.len }) },
+				attrs: { type: 'button', title: byteRange('hs.field_bytes', f.off, f.len) },
 				dataset: { off: String(f.off), len: String(f.len), name: f.name },
 				text: f.why ? `${text} — ${f.why}` : text,
 			});
-			line.addEventListener('click', () => {
-				mark(f);
-				line.classList.add('hs-on');
-			});
+			buttons.set(f, line);
+			line.addEventListener('click', () => mark(f));
 			if (Array.isArray(f.children) && f.children.length) {
-				return h('li', {}, line, h('ul', {}, f.children.map(fieldEl)));
+				return h('li', {}, line, h('ul', {}, f.children.map((c) => fieldEl(c, layer))));
 			}
-			return h('li', {}, line, checksumVerdict(f.check));
+			return h('li', {}, line, why ? h('p', { class: 'hs-field-why', text: why }) : null, checksumVerdict(f.check));
 		};
 		const tree = h('div', { class: 'hs-tree' }, (s.layers || []).map((l) => h('details', { class: `hs-layer hs-layer-${l.layer}`, attrs: { open: true } },
 			h('summary', {}, h('span', { class: 'hs-layer-name', text: l.layer }),
-				h('span', { class: 'muted', text: ` ${t('hs.layer_bytes', { off: l.off, len: l.len })}` }),
+				h('span', { class: 'muted hs-layer-bytes', text: ` ${byteRange('hs.layer_bytes', l.off, l.len)}` }),
 				l.status !== 'ok' ? h('span', { class: 'hs-field-bad', text: ` ${l.status}: ${l.why || ''}` }) : null),
-			h('ul', {}, (l.fields || []).map(fieldEl)))));
+			h('ul', {}, (l.fields || []).map((f) => fieldEl(f, l.layer))))));
+		// A byte clicked: the innermost field that holds it (the last one
+		// listed whose range covers it).
+		hex.addEventListener('click', (e) => {
+			const el = e.target.closest('[data-off]');
+			if (!el) return;
+			const i = Number(el.dataset.off);
+			let best = null;
+			for (const f of flat) if (i >= f.off && i < f.off + f.len && (!best || f.len <= best.len)) best = f;
+			mark(best);
+			if (best && buttons.get(best)) buttons.get(best).scrollIntoView({ block: 'nearest' });
+		});
 		const addr = `${fmtAddr(s.src)} → ${fmtAddr(s.dst)}`;
+		const a = (this.src ? this.src.arrivals : this.arrivals).get(s.n);
+		const arrived = a && (!this.src || a.seq <= this.src.cur);
 		replace(this.detailEl,
-			h('p', { class: 'hs-detail-head' }, h('strong', { text: `#${s.n}` }), ` ${addr} · ${segmentLabel(s, this.absolute)}`),
+			h('p', { class: 'hs-detail-head' }, h('strong', { text: `#${s.n}` }), ` ${addr} · ${segmentLabel(s, this.absolute, this.rawWin)}`),
+			arrived ? h('p', { class: 'help hs-wire-why', text: this.wireWhy(s, a) }) : null,
 			s.status !== 'ok' ? h('p', { class: 'callout callout-warn', text: `${s.status}: ${s.why || ''}` }) : null,
 			Object.values(s.checksums || {}).some((k) => k && k.status === 'bad') ? h('p', { class: 'callout callout-warn', text: t('hs.csum_bad') }) : null,
-			tree,
-			h('h4', { text: t('hs.bytes') }),
-			hex,
-			s.bytes_truncated ? h('p', { class: 'muted', text: t('hs.bytes_truncated') }) : null);
+			h('div', { class: 'hs-detail-panes' },
+				tree,
+				h('div', { class: 'hs-bytes-pane' },
+					h('h4', { text: t('hs.bytes') }),
+					hex,
+					s.bytes_truncated ? h('p', { class: 'muted', text: t('hs.bytes_truncated') }) : null)));
 	}
 
 	// ---- comparison ----
@@ -608,16 +811,46 @@ class HandshakeView {
 	}
 }
 
+// An arrow crosses the labels of the segments in flight beside it (two
+// hosts: several are on the wire at once): each label gets a box of the
+// background colour under it, measured once the SVG is in the page.
+function labelBackgrounds(root) {
+	if (!root.isConnected) return;
+	for (const el of root.querySelectorAll('.hs-seg-label, .hs-seg-time')) {
+		let b;
+		try {
+			b = el.getBBox();
+		} catch {
+			continue;
+		}
+		if (!b.width) continue;
+		el.before(svg('rect', { x: b.x - 3, y: b.y, width: b.width + 6, height: b.height, rx: 3, class: 'hs-label-bg' }));
+	}
+}
+
 function hexToBytes(hex) {
 	const out = [];
 	for (let i = 0; i + 1 < hex.length; i += 2) out.push(parseInt(hex.slice(i, i + 2), 16));
 	return out;
 }
 
-function fmtField(f) {
-	const v = f.value;
-	if (v === null || v === undefined) return '';
-	if (typeof v === 'object') return JSON.stringify(v);
-	return String(v);
+// "bytes 34–53 (20 bytes)": the first and last byte of a range.
+function byteRange(key, off, len) {
+	if (typeof off !== 'number' || typeof len !== 'number') return '';
+	return t(key, { from: off, to: off + Math.max(0, len - 1), len });
 }
 
+// A field's value as a person reads it: an EtherType in hex, an option's
+// value as the decoder's words (TSval/TSecr, shift and multiplier), a
+// number with the decoder's note beside it.
+function fmtField(f, layer) {
+	const v = f.value;
+	if (layer === 'ethernet' && f.name === 'type' && typeof v === 'number') {
+		const hx = `0x${v.toString(16).padStart(4, '0')}`;
+		return f.text ? `${hx} (${f.text})` : hx;
+	}
+	if (v !== null && typeof v === 'object') return f.text !== undefined ? String(f.text) : JSON.stringify(v);
+	const base = v === null || v === undefined ? '' : String(v);
+	if (f.text === undefined) return base;
+	return base === '' ? String(f.text) : `${base} (${f.text})`;
+}

@@ -69,6 +69,16 @@ class StickyView {
 			return row;
 		});
 		this.axisEl = h('div', { class: 'stk-axis' });
+		// Two views of the same lanes: the byte stream (default) and time.
+		this.tab = 'bytes';
+		this.tabBtns = {};
+		const tabs = h('div', { class: 'stk-tabs', attrs: { role: 'tablist', 'aria-label': t('sticky.tabs') } },
+			['bytes', 'time'].map((k) => {
+				const b = h('button', { class: 'btn btn-small stk-tab', attrs: { type: 'button', role: 'tab', 'aria-selected': String(k === 'bytes') }, dataset: { tab: k }, text: t(`sticky.tab.${k}`) });
+				b.addEventListener('click', () => this.setTab(k));
+				this.tabBtns[k] = b;
+				return b;
+			}));
 		this.countsEl = h('p', { class: 'stk-counts' });
 		this.notesEl = h('div', { class: 'stk-notes' });
 		this.evidenceEl = h('div', { class: 'stk-evidence' });
@@ -89,7 +99,7 @@ class StickyView {
 		root.appendChild(h('section', { class: 'card stk-card' },
 			h('h3', { text: t('lab.sticky.title') }),
 			h('p', { class: 'help', text: t('sticky.legend') }),
-			this.countsEl,
+			h('div', { class: 'stk-lanes-head' }, this.countsEl, tabs),
 			h('div', { class: 'stk-lanes' }, laneRows, this.axisEl),
 			this.evidenceEl,
 			this.notesEl));
@@ -180,7 +190,8 @@ class StickyView {
 				this.rawEl.appendChild(rawBlock(ev));
 			}
 		}
-		if (changed) this.render();
+		// Stepping moves what is current even when no lane event came.
+		if (changed || (events.length && this.ctx.allEvents)) this.render();
 		this.frame.flush();
 	}
 
@@ -228,6 +239,7 @@ class StickyView {
 		const parts = (Array.isArray(ev.msgs) ? ev.msgs : []).map((m) => {
 			const p = h('span', { class: `stk-part stk-m${m.msg % COLOURS}`, dataset: { msg: String(m.msg) } });
 			p.style.flexGrow = String(Math.max(1, m.to - m.from));
+			p.style.flexBasis = '0';
 			return p;
 		});
 		const cls = ['stk-bar'];
@@ -240,46 +252,146 @@ class StickyView {
 		if (ev.flags) tip.push(ev.flags);
 		if (ev.dir === 's2c') tip.push(`ack ${ev.ack}`, `win ${ev.win}`);
 		if (parts.length) tip.push(msgText(ev.msgs));
-		return h('span', { class: cls.join(' '), attrs: { role: 'listitem', title: tip.join(' · ') }, dataset: { i: String(ev.i) } },
+		if (typeof ev.offset === 'number' && ev.dir !== 's2c') tip.push(t('sticky.range', { from: ev.offset, to: ev.offset + (ev.bytes || 0) }));
+		return h('span', { class: cls.join(' '), attrs: { role: 'listitem', title: tip.join(' · ') }, dataset: { i: String(ev.i), seq: String(ev.seq), lane: ev.type === 'segment' && ev.dir === 's2c' ? 'ack' : ev.type } },
 			parts.length ? parts : h('span', { class: 'stk-flag', text: ev.flags || '' }));
 	}
 
+	// The lane events to draw: every one the player holds (so the ruler's
+	// scale and every bar's place stay put while the run is stepped), each
+	// marked future when the view has not reached it yet.
+	laneEvents() {
+		const all = this.ctx.allEvents ? this.ctx.allEvents() : null;
+		if (!all) return { ev: this.ev, cur: Infinity };
+		const ev = { send: [], segment: [], ack: [], recv: [] };
+		for (const e of all) {
+			if (e.type !== 'send' && e.type !== 'segment' && e.type !== 'recv') continue;
+			const lane = e.type === 'segment' && e.dir === 's2c' ? 'ack' : e.type;
+			if (ev[lane].length < MAX_BARS) ev[lane].push(e);
+		}
+		return { ev, cur: this.frame.lastSeq };
+	}
+
+	setTab(tab) {
+		this.tab = tab === 'time' ? 'time' : 'bytes';
+		for (const [k, b] of Object.entries(this.tabBtns)) {
+			b.setAttribute('aria-selected', String(k === this.tab));
+			b.classList.toggle('stk-tab-on', k === this.tab);
+		}
+		this.render();
+	}
+
 	render() {
-		const all = LANES.flatMap((l) => this.ev[l]).map(timeOf).filter((x) => typeof x === 'number');
-		if (!all.length) return;
+		const { ev, cur } = this.laneEvents();
+		this.cur = cur;
+		const any = LANES.some((l) => ev[l].length);
+		if (!any) return;
+		if (this.tab === 'time') this.renderTime(ev);
+		else this.renderBytes(ev);
+		for (const lane of LANES) {
+			const shown = this.ev[lane];
+			const data = lane === 'segment' ? shown.filter((e) => e.bytes > 0 && !e.retransmit).length : shown.length;
+			this.lanes[lane].row.dataset.count = String(data);
+			this.lanes[lane].count.textContent = ` · ${data}`;
+			// A segment's number is its "i", the index the lab's evidence uses.
+			replace(this.lists[lane], ev[lane].map((e) => h('li', {
+				class: [e.bytes || e.dir === 's2c' ? '' : 'stk-ctl-item', ...this.marks(e), e.seq > cur ? 'stk-future' : ''].join(' ').trim(),
+				attrs: { value: Number.isInteger(e.i) ? String(e.i) : null }, dataset: { i: String(e.i), seq: String(e.seq) },
+			},
+			h('span', { class: 'stk-time', text: fmtMs(timeOf(e)) }), ' ',
+			e.dir === 's2c' ? h('span', { text: `ack ${e.ack} · win ${e.win}` }) : h('span', { text: t('sticky.bytes', { bytes: e.bytes }) }),
+			typeof e.offset === 'number' && e.dir !== 's2c' ? h('span', { class: 'stk-range', text: ` [${e.offset}, ${e.offset + (e.bytes || 0)})` }) : null,
+			e.flags ? ` ${e.flags}` : '', ' ',
+			(Array.isArray(e.msgs) ? e.msgs : []).map((m) => h('span', { class: `stk-chip stk-m${m.msg % COLOURS}`, text: m.whole ? `#${m.msg}` : `#${m.msg}[${m.from}..${m.to})` })))));
+		}
+		this.countsEl.textContent = t('sticky.counts', {
+			sends: this.ev.send.length,
+			segments: this.ev.segment.filter((e) => e.bytes > 0 && !e.retransmit).length,
+			recvs: this.ev.recv.length,
+		});
+	}
+
+	// The byte-stream ruler: x is the offset in the stream, so every send,
+	// data segment and recv is a span over the bytes it carried, in stream
+	// order, none hiding another. Segments without data (SYN, FIN) and the
+	// receiver's ACKs are ticks at their offset (an ACK's is the byte it
+	// acknowledges up to). Thin rules mark where each send() began: where a
+	// recv's edges miss them, the message boundaries were lost.
+	renderBytes(ev) {
+		let total = 1;
+		for (const lane of LANES) {
+			for (const e of ev[lane]) {
+				if (typeof e.offset === 'number') total = Math.max(total, e.offset + (e.bytes || 0));
+				if (e.dir === 's2c' && typeof e.ack === 'number') total = Math.max(total, e.ack);
+			}
+		}
+		const x = (off) => `${(Math.max(0, off) / total) * 100}%`;
+		const starts = [...new Set(ev.send.map((e) => e.offset).filter((o) => typeof o === 'number' && o > 0))];
+		for (const lane of LANES) {
+			const L = this.lanes[lane];
+			const bars = [];
+			const rowEnd = []; // data spans: a retransmission goes a row down
+			const tickAt = new Map(); // ticks at one offset stack up
+			for (const e of ev[lane]) {
+				const b = this.bar(e);
+				if (e.seq > this.cur) b.classList.add('stk-future');
+				const off = lane === 'ack' ? e.ack : e.offset;
+				if (typeof off !== 'number') continue;
+				if (lane === 'ack' || !e.bytes) {
+					const k = tickAt.get(off) || 0;
+					tickAt.set(off, k + 1);
+					b.classList.add('stk-tick', `stk-tick${Math.min(k, 3)}`);
+					b.style.left = x(off);
+				} else {
+					let row = rowEnd.findIndex((end) => end <= off);
+					if (row < 0) row = rowEnd.length;
+					rowEnd[row] = off + e.bytes;
+					b.classList.add('stk-span', `stk-row${Math.min(row, 5)}`);
+					b.style.left = x(off);
+					b.style.width = `calc(${(e.bytes / total) * 100}% - 2px)`;
+				}
+				bars.push(b);
+			}
+			const rules = starts.length <= 200 ? starts.map((o) => {
+				const r = h('span', { class: 'stk-rule', attrs: { 'aria-hidden': 'true' } });
+				r.style.left = x(o);
+				return r;
+			}) : [];
+			replace(L.track, rules, bars);
+			L.track.className = `stk-track stk-track-bytes stk-rows${Math.max(1, Math.min(rowEnd.length, 6))}`;
+		}
+		replace(this.axisEl, h('span', { class: 'stk-axis-start', text: t('sticky.axis.bytes_start') }),
+			h('span', { class: 'stk-axis-mid', text: t('sticky.axis.bytes') }),
+			h('span', { class: 'stk-axis-end', text: t('sticky.axis.bytes_end', { n: total }) }));
+	}
+
+	// The time view: bars at their time on one axis; bars that would
+	// overlap go a row down, as many rows as they need.
+	renderTime(ev) {
+		const all = LANES.flatMap((l) => ev[l]).map(timeOf).filter((v) => typeof v === 'number');
 		const t0 = Math.min(...all);
 		const span = Math.max(1, Math.max(...all) - t0);
 		for (const lane of LANES) {
 			const L = this.lanes[lane];
 			const bars = [];
 			const rowsEnd = [];
-			for (const ev of this.ev[lane]) {
-				const b = this.bar(ev);
-				const x = ((timeOf(ev) - t0) / span) * 94;
-				// Bars that would overlap go one row down (at most 4 rows).
-				let row = rowsEnd.findIndex((end) => end <= x);
-				if (row < 0) row = rowsEnd.length < 4 ? rowsEnd.length : rowsEnd.indexOf(Math.min(...rowsEnd));
-				rowsEnd[row] = x + 5.5;
-				b.style.left = `${x}%`;
-				b.classList.add(`stk-row${row}`);
+			for (const e of ev[lane]) {
+				const b = this.bar(e);
+				if (e.seq > this.cur) b.classList.add('stk-future');
+				const xp = ((timeOf(e) - t0) / span) * 94;
+				let row = rowsEnd.findIndex((end) => end <= xp);
+				if (row < 0) row = rowsEnd.length;
+				rowsEnd[row] = xp + 5.5;
+				b.style.left = `${xp}%`;
+				b.style.top = `${0.3 + row * 1.4}rem`;
 				bars.push(b);
 			}
 			replace(L.track, bars);
-			L.track.classList.toggle('stk-tall', rowsEnd.length > 1);
-			const data = lane === 'segment' ? this.ev[lane].filter((e) => e.bytes > 0 && !e.retransmit).length : this.ev[lane].length;
-			L.row.dataset.count = String(data);
-			L.count.textContent = ` · ${data}`;
-			// A segment's number is its "i", the index the lab's evidence uses.
-			replace(this.lists[lane], this.ev[lane].map((ev) => h('li', { class: [ev.bytes || ev.dir === 's2c' ? '' : 'stk-ctl-item', ...this.marks(ev)].join(' ').trim(), attrs: { value: Number.isInteger(ev.i) ? String(ev.i) : null }, dataset: { i: String(ev.i) } },
-				h('span', { class: 'stk-time', text: fmtMs(timeOf(ev)) }), ' ',
-				ev.dir === 's2c' ? h('span', { text: `ack ${ev.ack} · win ${ev.win}` }) : h('span', { text: t('sticky.bytes', { bytes: ev.bytes }) }), ev.flags ? ` ${ev.flags}` : '', ' ',
-				(Array.isArray(ev.msgs) ? ev.msgs : []).map((m) => h('span', { class: `stk-chip stk-m${m.msg % COLOURS}`, text: m.whole ? `#${m.msg}` : `#${m.msg}[${m.from}..${m.to})` })))));
+			L.track.className = 'stk-track stk-track-time';
+			L.track.style.height = `${Math.max(1, rowsEnd.length) * 1.4 + 0.6}rem`;
 		}
-		replace(this.axisEl, h('span', { class: 'stk-axis-start', text: fmtMs(t0) }), h('span', { class: 'stk-axis-end', text: fmtMs(t0 + span) }));
-		this.countsEl.textContent = t('sticky.counts', {
-			sends: this.ev.send.length,
-			segments: this.ev.segment.filter((e) => e.bytes > 0 && !e.retransmit).length,
-			recvs: this.ev.recv.length,
-		});
+		replace(this.axisEl, h('span', { class: 'stk-axis-start', text: `${fmtMs(t0)} ms` }),
+			h('span', { class: 'stk-axis-mid', text: t('sticky.axis.time') }),
+			h('span', { class: 'stk-axis-end', text: `${fmtMs(t0 + span)} ms` }));
 	}
 }
