@@ -413,6 +413,7 @@ function selectLab(name, userAction) {
 	}
 	$('lab-title').textContent = tr(`lab.${lab.name}.title`, lab.title || lab.name);
 	$('lab-summary').textContent = tr(`lab.${lab.name}.summary`, lab.summary || '');
+	showLesson(lab.name);
 	$('lab-card').hidden = false;
 	const mod = rendererFor(lab.name);
 	state.form = buildForm($('form-fields'), lab, mod.formHints || {});
@@ -423,6 +424,20 @@ function selectLab(name, userAction) {
 	if (userAction) history.replaceState(null, '', `#/lab/${encodeURIComponent(name)}`);
 	setStatus(state.live ? t('status.running') : t('status.idle'));
 	updateButtons();
+}
+
+// The lab opens as a lesson: what it teaches and what to look for, above
+// its knobs (labs without these texts show their summary only).
+function showLesson(name) {
+	const el = $('lab-lesson');
+	if (!has(`lab.${name}.lesson`)) {
+		el.hidden = true;
+		return;
+	}
+	replace(el,
+		h('p', {}, h('strong', { text: `${t('lesson.heading')}: ` }), t(`lab.${name}.lesson`)),
+		has(`lab.${name}.look`) ? h('p', {}, h('strong', { text: `${t('lesson.look')} ` }), t(`lab.${name}.look`)) : null);
+	el.hidden = false;
 }
 
 // ---- recent runs ----

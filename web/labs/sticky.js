@@ -74,7 +74,7 @@ class StickyView {
 		this.tabBtns = {};
 		const tabs = h('div', { class: 'stk-tabs', attrs: { role: 'tablist', 'aria-label': t('sticky.tabs') } },
 			['bytes', 'time'].map((k) => {
-				const b = h('button', { class: 'btn btn-small stk-tab', attrs: { type: 'button', role: 'tab', 'aria-selected': String(k === 'bytes') }, dataset: { tab: k }, text: t(`sticky.tab.${k}`) });
+				const b = h('button', { class: `btn btn-small stk-tab${k === 'bytes' ? ' stk-tab-on' : ''}`, attrs: { type: 'button', role: 'tab', 'aria-selected': String(k === 'bytes') }, dataset: { tab: k }, text: t(`sticky.tab.${k}`) });
 				b.addEventListener('click', () => this.setTab(k));
 				this.tabBtns[k] = b;
 				return b;
