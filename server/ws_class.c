@@ -434,8 +434,10 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 		return;
 	}
 	if (!code_in || class_code_parse(code_in, code) < 0) {
-		snprintf(m, sizeof m, "'class' must be a class code of %d letters and digits",
-			 CLASS_CODE_LEN);
+		snprintf(m, sizeof m,
+			 "'class' must be a class code of %d characters from %s (no 0, 1, I, L or O: "
+			 "they look alike, so no code uses them)",
+			 CLASS_CODE_LEN, CLASS_CODE_ALPHABET);
 		ws_send_error(s, "bad_request", "class", m, tag, NULL);
 		return;
 	}

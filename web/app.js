@@ -102,7 +102,7 @@ function openView(runId, lab, live, opts = {}) {
 			$('view').appendChild(root);
 		}
 		$('view').classList.add('comparing');
-		title = { fn: () => t('class.mine') };
+		title = { fn: opts.title || (() => t('class.mine')) };
 		title.el = h('h2', { class: 'pane-title', text: title.fn() });
 		replace(root, title.el);
 	} else {
@@ -240,6 +240,9 @@ function onAccepted(live, m) {
 	const st = { lab: live.lab, events: live.pending.filter((ev) => ev.run === m.run) };
 	live.pending = [];
 	state.streams.set(m.run, st);
+	// A run of this page's own replaces the view; two runs stand side by
+	// side only when asked for (a view's "same path over TCP", a class).
+	if (!state.cls && (live.viewOpts || {}).pane !== 'compare') closeCompare();
 	const v = openView(m.run, live.lab, true, live.viewOpts || {});
 	v.player.addAll(st.events);
 	const card = $('view').firstElementChild;
@@ -300,7 +303,10 @@ async function startRun(ev) {
 	if (ev) ev.preventDefault();
 	if (state.live || !state.lab) return;
 	const values = state.form.collect();
-	if (!values) return;
+	if (!values) {
+		setStatus(t('form.fix_errors'), 'error');
+		return;
+	}
 	if (!state.socket || !state.socket.open) {
 		state.form.showFormError(t('conn.not_open'));
 		return;
@@ -334,11 +340,16 @@ async function startRun(ev) {
 
 // Start another lab with these parameters, as if typed into its form (a view's
 // "same path over TCP" button). False when a run of this page is still going.
+// The new run stands beside the view that asked for it (UDP beside TCP on
+// the same wire), not in its place.
 function runLab(lab, params) {
 	if (state.live || !state.labs.some((l) => l.name === lab)) return false;
-	selectLab(lab, true);
+	const beside = state.view ? { pane: 'compare', title: () => tr(`lab.${lab}.title`, lab) } : null;
+	selectLab(lab, false);
+	history.replaceState(null, '', `#/lab/${encodeURIComponent(lab)}`);
 	state.form.setValues(params);
 	startRun(null);
+	if (state.live && beside && !state.cls) state.live.viewOpts = { ...(state.live.viewOpts || {}), pane: 'compare', title: beside.title };
 	return !!state.live;
 }
 

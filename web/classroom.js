@@ -110,7 +110,10 @@ export function onError(m) {
 		lockedOut(m.retry_after_s);
 		return true;
 	}
-	say(m.message || m.code || 'error', 'error');
+	// A code that cannot be a class code: said in the student's words (the
+	// look-alike characters are the usual reason).
+	if (m.param === 'class' && m.code === 'bad_request') say(t('class.code_bad'), 'error');
+	else say(m.message || m.code || 'error', 'error');
 	const field = m.param === 'class' ? $('class-code') : m.param === 'name' ? $('class-name')
 		: m.param === 'secret' ? $('class-secret') : null;
 	if (field) field.focus();

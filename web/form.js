@@ -129,6 +129,48 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 		return files;
 	}
 
+	// Fields that do not apply to the other fields' values are disabled with
+	// the reason (the server would refuse them): the wire's knobs on
+	// loopback, a parameter documented "mode=server: ..." outside that mode,
+	// and the client's knobs (byo.clientOnly) when you bring your own client.
+	const rules = [];
+	const net = fields.get('network');
+	const english = new Map((lab.params || []).map((p) => [p.name, p.help || '']));
+	if (net && net.def.type === 'choice' && (net.def.choices || []).includes('two-hosts')) {
+		for (const f of fields.values()) {
+			if (/^(c2s|s2c)_/.test(f.def.name) || /^two-hosts:/.test(english.get(f.def.name) || '')) {
+				rules.push({ f, ok: () => net.input.value === 'two-hosts', why: 'form.na_two_hosts' });
+			}
+		}
+	}
+	const mode = fields.get('mode');
+	if (mode && mode.def.type === 'choice' && (mode.def.choices || []).includes('server')) {
+		for (const f of fields.values()) {
+			if (/^mode=server\b/.test(english.get(f.def.name) || '')) rules.push({ f, ok: () => mode.input.value === 'server', why: 'form.na_server_mode' });
+			else if (byo && (byo.clientOnly || []).includes(f.def.name)) rules.push({ f, ok: () => mode.input.value !== 'server', why: 'form.na_own_client' });
+		}
+	}
+	function applyRules() {
+		for (const r of rules) {
+			const na = !r.ok();
+			r.f.na = na;
+			r.f.input.disabled = na || formDisabled;
+			r.f.wrap.classList.toggle('field-na', na);
+			let note = r.f.wrap.querySelector('.na-why');
+			if (na && !note) {
+				note = h('p', { class: 'na-why' });
+				const help = r.f.wrap.querySelector(':scope > .help');
+				r.f.wrap.insertBefore(note, help);
+			}
+			if (note) {
+				note.textContent = na ? t(r.why) : '';
+				note.hidden = !na;
+			}
+		}
+	}
+	let formDisabled = false;
+	for (const el of [net, mode]) if (el) el.input.addEventListener('change', applyRules);
+
 	if (byoBox) {
 		const f = fields.get(byoDef.name);
 		// With two choices the checkbox says everything the select would.
@@ -138,7 +180,10 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 			if (byoBox.checked) f.input.value = byo.value;
 			else if (f.input.value === byo.value) f.input.value = other;
 		};
-		byoBox.addEventListener('change', sync);
+		byoBox.addEventListener('change', () => {
+			sync();
+			applyRules();
+		});
 		f.input.addEventListener('change', () => { byoBox.checked = f.input.value === byo.value; });
 		byoBox.checked = f.input.value === byo.value;
 	}
@@ -158,6 +203,7 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 		const values = {};
 		let first = null;
 		for (const f of fields.values()) {
+			if (f.na) continue; // does not apply: the server's default stands
 			const r = readField(f);
 			if (r.error) {
 				setFieldError(f, r.error);
@@ -185,7 +231,10 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 	function showServerError(param, message) {
 		const f = param && fields.get(param);
 		if (f) {
-			setFieldError(f, t('form.err_server', { field: f.def.title || f.def.name, message }));
+			// The server's message names the parameter ("parameter 'bind': ..."):
+			// next to the field, its title says it once.
+			const text = String(message).replace(/^parameter '[^']*':\s*/, '');
+			setFieldError(f, t('form.err_server', { field: f.def.title || f.def.name, message: text }));
 			openAdvancedFor(f);
 			f.input.focus();
 			showFormError(t('form.fix_errors'));
@@ -199,6 +248,7 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 		clearErrors();
 		for (const f of fields.values()) setInput(f, f.def.default);
 		if (byoBox) byoBox.checked = fields.get(byoDef.name).input.value === byo.value;
+		applyRules();
 	}
 
 	// Set fields from a {name: value} object (unknown names are ignored), for
@@ -210,6 +260,7 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 			if (f) setInput(f, v);
 		}
 		if (byoBox) byoBox.checked = fields.get(byoDef.name).input.value === byo.value;
+		applyRules();
 	}
 
 	// Put programs ({param: text}) into the editors (a class run's, to try).
@@ -218,8 +269,12 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 	}
 
 	function setDisabled(disabled) {
+		formDisabled = disabled;
 		for (const el of container.querySelectorAll('input, select, textarea, button')) el.disabled = disabled;
+		applyRules();
 	}
+
+	applyRules();
 
 	return {
 		collect, collectFiles, setFiles, showServerError, showFormError, clearErrors, resetDefaults, setDisabled, setValues,

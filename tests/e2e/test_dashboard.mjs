@@ -147,17 +147,34 @@ test('an out-of-range value shows an error naming the field, and no run starts',
 	assertEq(await page.isVisible('#p-messages-error'), false, 'error still shown after reset');
 });
 
-test("the server's own refusal is shown next to the parameter it names", async () => {
-	// The browser cannot know that tcp-echo refuses `clients` with mode=server;
-	// the server says so, naming the parameter.
+test("fields that do not apply are disabled with the reason; the server's refusal names the field once", async () => {
+	// With your own client the lab's client knobs do not apply: disabled,
+	// with the reason, and not sent.
 	await page.check('#byo');
-	await page.fill('#p-clients', '2');
+	for (const k of ['messages', 'text', 'clients']) {
+		assertEq(await page.isDisabled(`#p-${k}`), true, `${k} disabled with your own client`);
+		assertEq(await page.textContent(`.field[data-param="${k}"] .na-why`), 'Does not apply when you connect your own client.', `${k}: why`);
+	}
+	// Loopback has no wire: its knobs are disabled until two hosts.
+	assertEq(await page.isDisabled('#p-c2s_delay_ms'), true, 'the wire delay on loopback');
+	await page.selectOption('#p-network', 'two-hosts');
+	assertEq(await page.isDisabled('#p-c2s_delay_ms'), false, 'the wire delay with two hosts');
+	// The browser checks each field alone; the server checks them together
+	// and refuses, naming the parameter: shown next to the field, named once.
+	await page.uncheck('#byo');
+	await page.evaluate(() => { for (const d of document.querySelectorAll('#run-form details')) d.open = true; });
+	await page.fill('#p-c2s_delay_ms', '10');
+	await page.fill('#p-c2s_jitter_ms', '100');
 	await page.click('#run-btn');
-	await waitVisible('#p-clients-error');
-	const err = await page.textContent('#p-clients-error');
-	assert(err.startsWith('Clients'), `error "${err}" does not start with the field's title`);
+	await waitVisible('#p-c2s_jitter_ms-error');
+	const err = await page.textContent('#p-c2s_jitter_ms-error');
+	const title = await page.textContent('label[for="p-c2s_jitter_ms"]');
+	assert(err.startsWith(`${title.replace(/ \(.*\)$/, '')}: the jitter (100 ms) must not exceed`), `the server's refusal "${err}" (field "${title}")`);
+	assert(!err.includes("parameter '"), `the field is named once: "${err}"`);
+	assertEq(await page.textContent('#run-status'), 'The server refused the run: see the highlighted field.', 'the status beside Run');
 	assert(await page.isEnabled('#run-btn'), 'Run stays disabled after a refusal');
 	await setDefaults();
+	assertEq(await page.isDisabled('#p-messages'), false, 'messages enabled again without your own client');
 });
 
 test('a tcp-echo run shows both sides, the echoes and the end status', async () => {

@@ -159,9 +159,13 @@ test('same path over TCP runs tcp-echo over the same wire, and TCP delivers ever
 	await waitVisible('.tcp-same');
 	assert(await page.isEnabled('.tcp-same'), 'the TCP button is disabled after the run ended');
 	await page.click('.tcp-same');
-	await until(async () => (await page.getAttribute('.run-card', 'data-run')) !== pingRun, WAIT, 'a new run view');
-	await waitVisible('.run-summary .pill-ok', RUN_WAIT);
-	const id = await page.getAttribute('.run-card', 'data-run');
+	// The TCP run stands beside the UDP run, which stays.
+	await until(async () => (await page.locator('#pane-compare .run-card').count()) === 1, WAIT, 'a run view beside');
+	await waitVisible('#pane-compare .run-summary .pill-ok', RUN_WAIT);
+	const id = await page.getAttribute('#pane-compare .run-card', 'data-run');
+	assertEq(await page.getAttribute('#pane-main .run-card', 'data-run'), pingRun, 'the UDP run stays in its pane');
+	const [a, b] = await page.evaluate(() => ['#pane-main', '#pane-compare'].map((s) => document.querySelector(s).getBoundingClientRect().toJSON()));
+	assert(b.left >= a.right - 1 && Math.abs(a.top - b.top) < 2, `side by side: ${JSON.stringify([a, b])}`);
 	const events = await runEvents(id);
 	const start = events[0];
 	assertEq(start.lab, 'tcp-echo', 'lab of the new run');
@@ -173,7 +177,7 @@ test('same path over TCP runs tcp-echo over the same wire, and TCP delivers ever
 	assertEq(sum.replies_ok, 40, 'TCP replies');
 	assertEq(sum.client_bytes_received, sum.client_bytes_sent, 'bytes delivered');
 	assert(sum.wire.c2s.dropped + sum.wire.s2c.dropped > 0, 'the wire dropped nothing on the TCP run');
-	await waitVisible('.r-wire');
+	await waitVisible('#pane-compare .r-wire');
 	await shot('tcp-same');
 });
 

@@ -109,7 +109,11 @@ export class RunFrame {
 		this.params = ev.params || {};
 		if (ev.lab) this.labEl.textContent = ev.lab;
 		const sb = ev.sandbox;
-		if (sb && typeof sb === 'object') {
+		if (this.params.replay) {
+			// A recorded capture is decoded: no socket, no network at all.
+			replace(this.sandboxEl, h('p', { class: 'sb-replay', text: t('run.sandbox.replay') }));
+			this.sandboxEl.hidden = false;
+		} else if (sb && typeof sb === 'object') {
 			const facts = [];
 			for (const [k, v] of Object.entries(sb)) {
 				if (k === 'netns' || k === 'note') continue;
@@ -222,7 +226,13 @@ function isObject(v) {
 }
 
 // An "error" event as a callout: code, message, parameter.
+// An error whose code has its own text ("error.CODE") is said in the user's
+// words; the server's message stays in the tooltip.
 export function errorCallout(ev) {
+	if (ev.code && has(`error.${ev.code}`)) {
+		return h('div', { class: 'callout callout-error', attrs: { title: ev.message || '' }, dataset: { code: ev.code } },
+			h('strong', { text: t(`error.${ev.code}`) }));
+	}
 	return h('div', { class: 'callout callout-error' },
 		h('strong', { text: t('run.error', { code: ev.code || '?' }) }),
 		ev.param ? h('code', { class: 'param', text: ` ${ev.param}` }) : null,

@@ -807,7 +807,7 @@ class HandshakeView {
 					h('tbody', {}, rows))));
 		}
 		if (cards.length) replace(this.compareEl, cards);
-		else if (!this.compareEl.firstChild) this.compareEl.appendChild(h('p', { class: 'muted', text: t('hs.compare_wait') }));
+		else replace(this.compareEl, h('p', { class: 'muted', text: t(this.ended ? 'hs.compare_none' : 'hs.compare_wait') }));
 	}
 }
 

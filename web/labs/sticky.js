@@ -30,7 +30,8 @@ function ensureStyles() {
 }
 
 // The form shows "Let me connect my own client" as a checkbox setting this.
-export const formHints = { byo: { param: 'mode', value: 'server' } };
+// With your own client, the lab's client knobs do not apply (the form disables them).
+export const formHints = { byo: { param: 'mode', value: 'server', clientOnly: ['count', 'size', 'nodelay', 'cork', 'gap_ms'] } };
 
 export function create(root, ctx) {
 	ensureStyles();

@@ -15,7 +15,8 @@ import { rawBlock } from './raw.js';
 import { wireCell } from './net.js';
 
 // The form shows "Let me connect my own client" as a checkbox setting this.
-export const formHints = { byo: { param: 'mode', value: 'server' } };
+// With your own client, the lab's client knobs do not apply (the form disables them).
+export const formHints = { byo: { param: 'mode', value: 'server', clientOnly: ['messages', 'size', 'text', 'clients', 'interval_ms'] } };
 
 const SIDES = ['server', 'client'];
 

@@ -15,7 +15,8 @@ import { syscallCell, failed } from './syscall.js';
 import { rawBlock } from './raw.js';
 import { wireCell, sameNetworkParams } from './net.js';
 
-export const formHints = { byo: { param: 'mode', value: 'server' } };
+// With your own client, the lab's client knobs do not apply (the form disables them).
+export const formHints = { byo: { param: 'mode', value: 'server', clientOnly: ['count', 'interval_ms', 'size', 'timeout_ms'] } };
 
 const COLORS = { rtt: '#1d4ed8', late: '#b45309', c2s: '#b91c1c', s2c: '#7c3aed', other: '#6b7280' };
 
