@@ -118,6 +118,8 @@ struct lab_ctx {
 	struct net *net;         /* network=two-hosts (labs/net/net.h), else NULL */
 	const char *pcap_path;   /* captures labs: write the frames here; NULL: no file */
 	json_t *summary;         /* object the lab fills; emitted in run.end */
+	struct lab_watch *watch; /* the run's stop watcher (lab_watch_start), or NULL:
+				  * then every wait polls the cancel fd itself */
 };
 
 /* ---- registry (labs/registry.c) ---- */
@@ -188,5 +190,37 @@ void lab_abort(struct lab_ctx *ctx);
 
 /* Sleep for ms unless cancelled first. Returns 0, or -ECANCELED. */
 int lab_sleep_ms(struct lab_ctx *ctx, int ms);
+
+/*
+ * The run's stop watcher: one thread per run that waits for the cancel fd and
+ * the deadline, so that a lab thread can make a classic blocking call (a
+ * recv() that sleeps in the kernel) without a poll() before it and without a
+ * timer of its own, and still stops when the run does. When the run is
+ * cancelled or reaches its deadline the watcher sets a flag every call checks
+ * (lab_watch_stopped) and interrupts, with a signal, every thread that is
+ * inside a blocking call (lab_block_begin .. lab_block_end): the call returns
+ * EINTR. A signal that lands just before the thread enters the call is
+ * repeated every 2 ms until the thread is out, so no thread stays blocked.
+ *
+ * lab_watch_start: call on the run's main thread after ctx->cancel_fd and
+ * ctx->deadline_us are set, before the lab runs; it sets ctx->watch. 0 or
+ * -errno (err says why; the run then works without it, polling). Uses the
+ * signal SIGRTMIN + 3 (a handler that does nothing, without SA_RESTART).
+ * lab_watch_stop: after every lab thread has returned; clears ctx->watch.
+ */
+struct lab_watch;
+int lab_watch_start(struct lab_ctx *ctx, char *err, size_t errlen);
+void lab_watch_stop(struct lab_ctx *ctx);
+
+/* 1 once the watcher saw the run cancelled or past its deadline (one atomic
+ * load; 0 without a watcher). */
+int lab_watch_stopped(const struct lab_ctx *ctx);
+
+/* Around one blocking system call on the calling thread (ctx->watch set):
+ * lab_block_begin returns -ECANCELED (make no call) when the run is stopping,
+ * else 0, and from then until lab_block_end the watcher may interrupt the
+ * call. A call that fails with EINTR is retried unless lab_watch_stopped. */
+int lab_block_begin(struct lab_ctx *ctx);
+void lab_block_end(struct lab_ctx *ctx);
 
 #endif

@@ -1,9 +1,17 @@
-/* labrun.c: cancellation-aware waiting for lab code (poll on the fd and the cancel eventfd). */
+/* labrun.c: cancellation-aware waiting for lab code (poll on the fd and the cancel eventfd; the run's stop watcher). */
 #include "lab.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int cancel_signalled(int cancel_fd)
@@ -90,4 +98,214 @@ int lab_sleep_ms(struct lab_ctx *ctx, int ms)
 	int rc = lab_wait_fd(ctx, -1, 0, ms);
 
 	return rc < 0 ? rc : 0;
+}
+
+/* ---- the run's stop watcher ---- */
+
+#define WATCH_SIGNAL (SIGRTMIN + 3)
+#define WATCH_REPEAT_MS 2
+
+struct lab_watch {
+	struct lab_ctx *ctx;
+	pthread_t thread;
+	int stop_fd;               /* eventfd: lab_watch_stop ends the thread */
+	_Atomic int stopped;       /* the run is cancelled or past its deadline */
+};
+
+/* One thread that has made a blocking call under a watcher. Linked into
+ * waiters while the thread lives (a thread-specific key's destructor unlinks
+ * it), so the watcher never signals a thread that has exited. */
+struct lab_waiter {
+	pid_t tid;
+	struct lab_watch *watch; /* waiters_lock: the run it last blocked for */
+	_Atomic int in_call;     /* inside lab_block_begin .. lab_block_end */
+	struct lab_waiter *next; /* waiters_lock */
+};
+
+static pthread_mutex_t waiters_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lab_waiter *waiters; /* waiters_lock */
+static pthread_key_t waiter_key;
+static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
+static int waiter_once_rc;
+static __thread struct lab_waiter *self; /* this thread's entry, once registered */
+
+static void waiter_exit(void *arg)
+{
+	struct lab_waiter *w = arg, **pp;
+
+	pthread_mutex_lock(&waiters_lock);
+	for (pp = &waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&waiters_lock);
+	free(w);
+}
+
+static void on_watch_signal(int sig)
+{
+	(void)sig; /* only to make the blocking call return EINTR */
+}
+
+static void waiter_setup(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_watch_signal; /* no SA_RESTART: the call returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	waiter_once_rc = pthread_key_create(&waiter_key, waiter_exit);
+	if (!waiter_once_rc && sigaction(WATCH_SIGNAL, &sa, NULL) < 0)
+		waiter_once_rc = errno;
+}
+
+/* Interrupt every thread blocked for w; returns how many were inside a call. */
+static int interrupt_waiters(struct lab_watch *w)
+{
+	struct lab_waiter *p;
+	pid_t pid = getpid();
+	int n = 0;
+
+	pthread_mutex_lock(&waiters_lock);
+	for (p = waiters; p; p = p->next) {
+		if (p->watch != w || !atomic_load(&p->in_call))
+			continue;
+		n++;
+		syscall(SYS_tgkill, pid, p->tid, WATCH_SIGNAL);
+	}
+	pthread_mutex_unlock(&waiters_lock);
+	return n;
+}
+
+static void *watch_main(void *arg)
+{
+	struct lab_watch *w = arg;
+	struct lab_ctx *ctx = w->ctx;
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{.fd = w->stop_fd, .events = POLLIN},
+			{.fd = ctx->cancel_fd, .events = POLLIN},
+		};
+		int timeout = -1, stopped = atomic_load(&w->stopped);
+
+		if (stopped) {
+			timeout = interrupt_waiters(w) ? WATCH_REPEAT_MS : -1;
+		} else if (ctx->deadline_us > 0) {
+			int64_t left = ctx->deadline_us - ev_now_us(ctx->em);
+			if (left <= 0) {
+				atomic_store(&w->stopped, 1);
+				continue;
+			}
+			timeout = (int)((left + 999) / 1000);
+		}
+		if (poll(p, stopped || ctx->cancel_fd < 0 ? 1 : 2, timeout) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		if (p[1].revents & POLLIN)
+			atomic_store(&w->stopped, 1);
+	}
+	return NULL;
+}
+
+int lab_watch_start(struct lab_ctx *ctx, char *err, size_t errlen)
+{
+	struct lab_watch *w;
+	sigset_t all, old;
+	int rc;
+
+	pthread_once(&waiter_once, waiter_setup);
+	if (waiter_once_rc) {
+		snprintf(err, errlen, "no stop watcher: %s", strerror(waiter_once_rc));
+		return -waiter_once_rc;
+	}
+	w = calloc(1, sizeof *w);
+	if (!w) {
+		snprintf(err, errlen, "no stop watcher: out of memory");
+		return -ENOMEM;
+	}
+	w->ctx = ctx;
+	w->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (w->stop_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "no stop watcher: eventfd: %s", strerror(-rc));
+		free(w);
+		return rc;
+	}
+	/* The watcher takes no signal: they stay with the lab's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&w->thread, NULL, watch_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		snprintf(err, errlen, "no stop watcher: %s", strerror(rc));
+		close(w->stop_fd);
+		free(w);
+		return -rc;
+	}
+	ctx->watch = w;
+	return 0;
+}
+
+void lab_watch_stop(struct lab_ctx *ctx)
+{
+	struct lab_watch *w = ctx->watch;
+	uint64_t one = 1;
+
+	if (!w)
+		return;
+	if (write(w->stop_fd, &one, sizeof one) < 0) {
+		/* An eventfd write of 1 cannot fail here. */
+	}
+	pthread_join(w->thread, NULL);
+	close(w->stop_fd);
+	ctx->watch = NULL;
+	free(w);
+}
+
+int lab_watch_stopped(const struct lab_ctx *ctx)
+{
+	return ctx->watch && atomic_load_explicit(&ctx->watch->stopped, memory_order_relaxed);
+}
+
+int lab_block_begin(struct lab_ctx *ctx)
+{
+	struct lab_watch *w = ctx->watch;
+
+	if (!self) {
+		struct lab_waiter *n = calloc(1, sizeof *n);
+
+		if (!n || pthread_setspecific(waiter_key, n) != 0) {
+			free(n);
+			return -ENOMEM;
+		}
+		n->tid = (pid_t)syscall(SYS_gettid);
+		pthread_mutex_lock(&waiters_lock);
+		n->next = waiters;
+		waiters = n;
+		pthread_mutex_unlock(&waiters_lock);
+		self = n;
+	}
+	if (self->watch != w) {
+		pthread_mutex_lock(&waiters_lock);
+		self->watch = w;
+		pthread_mutex_unlock(&waiters_lock);
+	}
+	/* Either this thread sees stopped, or the watcher sees in_call (both
+	 * sequentially consistent) and interrupts the call. */
+	atomic_store(&self->in_call, 1);
+	if (atomic_load(&w->stopped)) {
+		atomic_store(&self->in_call, 0);
+		return -ECANCELED;
+	}
+	return 0;
+}
+
+void lab_block_end(struct lab_ctx *ctx)
+{
+	(void)ctx;
+	atomic_store_explicit(&self->in_call, 0, memory_order_release);
 }

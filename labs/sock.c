@@ -422,6 +422,8 @@ static __thread uint64_t cancel_looked;
 
 static int sc_cancelled(struct lab_ctx *ctx, uint64_t now)
 {
+	if (ctx->watch) /* it watches the cancel fd and the deadline for us */
+		return lab_watch_stopped(ctx);
 	if (ctx->deadline_us > 0 && ev_ns_to_us(ctx->em, now) >= ctx->deadline_us)
 		return 1;
 	if (ctx->cancel_fd >= 0 && now - cancel_looked >= 1000000) {
@@ -434,14 +436,58 @@ static int sc_cancelled(struct lab_ctx *ctx, uint64_t now)
 
 /* lab_wait_fd2. It looks at the cancel fd in the same poll(): the caller
  * notes that (sc_looked) with the clock it reads after the call anyway. */
-static int sc_wait(struct lab_ctx *ctx, int fd, short events, int wake_fd, int timeout_ms)
-{
-	return lab_wait_fd2(ctx, fd, events, wake_fd, timeout_ms);
-}
-
 static void sc_looked(uint64_t now)
 {
 	cancel_looked = now;
+}
+
+static int sc_wait(struct lab_ctx *ctx, int fd, short events, int wake_fd, int timeout_ms)
+{
+	int rc = lab_wait_fd2(ctx, fd, events, wake_fd, timeout_ms);
+
+	/* A wait that timed out or was woken looked at the cancel fd too: the
+	 * next send() need not (a udp-ping client sends right after its wait
+	 * for the next probe's time ran out). */
+	if (rc == 0 || rc == 2)
+		sc_looked(ev_clock_ns());
+	return rc;
+}
+
+/*
+ * A receive with no timeout and no wake fd, on a run with a stop watcher
+ * (lab.h: lab_watch_start), is the classic blocking call and nothing else:
+ * one recv() that sleeps in the kernel, with no poll() before it and no timer.
+ * The watcher interrupts it (EINTR) when the run is cancelled or reaches its
+ * deadline. Returns the call's result or -errno, -ECANCELED when the run
+ * stopped, or -EAGAIN when the caller must wait with poll() instead (no
+ * watcher or a non-blocking socket).
+ */
+enum { SC_RECV_STREAM, SC_RECV_DGRAM };
+
+static ssize_t sc_block_recv(struct lab_ctx *ctx, int kind, int fd, void *buf, size_t len,
+			     struct sockaddr_storage *from, socklen_t *fl)
+{
+	for (;;) {
+		ssize_t n;
+		int e;
+
+		if (lab_block_begin(ctx) < 0)
+			return lab_watch_stopped(ctx) ? -ECANCELED : -EAGAIN;
+		if (kind == SC_RECV_DGRAM) {
+			*fl = sizeof *from;
+			n = recvfrom(fd, buf, len, MSG_TRUNC, (struct sockaddr *)from, fl);
+		} else {
+			n = recv(fd, buf, len, 0);
+		}
+		e = errno;
+		lab_block_end(ctx);
+		if (n >= 0)
+			return n;
+		if (e != EINTR)
+			return -e;
+		if (lab_watch_stopped(ctx))
+			return -ECANCELED;
+	}
 }
 
 /* Whether a receive on this thread tries the call before waiting. A receive
@@ -566,7 +612,7 @@ int lsock_accept(struct lab_ctx *ctx, struct lsock_who w, int lfd, struct sockad
 			return rc;
 		if (rc == 0)
 			return -ETIMEDOUT;
-		rc = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		rc = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (rc < 0 && (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED))
 			continue; /* the connection went away between poll and accept */
 		if (rc < 0)
@@ -697,7 +743,11 @@ ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, s
 	int waited = 0;
 	ssize_t n = -EAGAIN;
 
-	if (sc_try_first()) {
+	if (ctx->watch && timeout_ms < 0) {
+		n = sc_block_recv(ctx, SC_RECV_STREAM, fd, buf, len, NULL, NULL);
+		if (n == -ECANCELED)
+			return n;
+	} else if (sc_try_first()) {
 		if (sc_cancelled(ctx, t))
 			return -ECANCELED;
 		n = recv(fd, buf, len, MSG_DONTWAIT);
@@ -792,7 +842,11 @@ ssize_t lsock_recvfrom(struct lab_ctx *ctx, struct lsock_who w, int fd, void *bu
 	/* MSG_TRUNC: the return value is the datagram's real length even when
 	 * it did not fit, so a cut datagram is visible. A datagram already
 	 * there is taken before wake_fd is looked at, as poll() would. */
-	if (sc_try_first()) {
+	if (ctx->watch && timeout_ms < 0 && (!io || io->wake_fd < 0)) {
+		n = sc_block_recv(ctx, SC_RECV_DGRAM, fd, buf, len, &ss, &sl);
+		if (n == -ECANCELED)
+			return n;
+	} else if (sc_try_first()) {
 		if (sc_cancelled(ctx, t))
 			return -ECANCELED;
 		n = recvfrom(fd, buf, len, MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&ss, &sl);

@@ -14,10 +14,13 @@
  *    "ret":R,"errno":E,"errno_name":"ECONNRESET","error":"Connection reset by peer",
  *    "bytes":B,"data":"preview","t_call_us":T0,"blocked_us":D}
  * where t_call_us is when the program made the call and blocked_us how long it
- * waited in it. Calls that block in a classic program (accept, connect, recv,
- * send) first wait with poll() on the socket and the run's cancel fd, so a run
- * can always be cancelled; the event still describes the one call the program
- * made, with the time it spent blocked.
+ * waited in it. A receive with no timeout and no wake fd, in a run with a stop
+ * watcher (lab.h: lab_watch_start), is one blocking recv() that the watcher
+ * interrupts when the run stops; other calls that block in a classic program
+ * (accept, connect, recv with a timeout, send on a full buffer) wait with
+ * poll() on the socket and the run's cancel fd. Either way a run can always be
+ * cancelled, and the event describes the one call the program made, with the
+ * time it spent blocked. Accepted sockets are blocking, as accept() makes them.
  *
  * who names the side ("server", "client"); conn is the connection number the
  * call belongs to (1, 2, ...), or 0 for calls on no connection (the listener).

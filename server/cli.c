@@ -778,6 +778,9 @@ int cli_run(int argc, char **argv)
 	ctx.net = net;
 	ctx.pcap_path = pcap_path;
 	ctx.summary = json_object();
+	/* Without the watcher every blocking call polls the cancel fd itself:
+	 * slower, the same run. */
+	lab_watch_start(&ctx, err, sizeof err);
 
 	start = json_pack("{s:s, s:s, s:o, s:o, s:i}", "title", lab->title, "version",
 			  SOCKLAB_VERSION, "params", lab_params_json(&params), "sandbox",
@@ -795,6 +798,7 @@ int cli_run(int argc, char **argv)
 	} else {
 		rc = lab->run(&ctx);
 	}
+	lab_watch_stop(&ctx);
 	if (net) {
 		json_t *w = net_stop(net);
 		if (w)
