@@ -3,6 +3,7 @@
 #include "i18n.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -65,6 +66,30 @@ struct ev_ring {
 	uint64_t calls, call_ns_sum, call_ns_max, batches;
 	uint32_t hist[EV_HIST_BUCKETS + 1];
 	uint64_t cpu_ns; /* the writer thread's CPU time so far */
+};
+
+/* Binary records held for an observer (ev_defer_start). A thread reserves a
+ * position under the emitter's lock, fills the slot without it and publishes
+ * it by storing pos + 1 in ready; the one consumer takes slots in order. */
+#define DEFER_SLOTS 4096
+#define DEFER_WAIT_MS 2
+
+struct ev_dslot {
+	_Atomic uint64_t ready; /* pos + 1 once the slot is filled */
+	uint64_t t_ns;          /* set under em->lock when reserved */
+	int64_t cost_ns;
+	ev_rec_format_fn fmt;
+	const char *type;       /* a string literal (sock.c: "syscall") */
+	_Alignas(16) unsigned char rec[EV_REC_MAX];
+};
+
+struct ev_defer {
+	struct ev_dslot *slots;
+	size_t n;               /* a power of two */
+	uint64_t head;          /* em->lock: the next position to reserve */
+	_Atomic uint64_t tail;  /* the consumer's: the next position to take */
+	int kick_fd;
+	int kicked;             /* em->lock: kick_fd written since the last take */
 };
 
 /* ---- text buffers ---- */
@@ -684,6 +709,8 @@ void ev_stop(struct ev_emitter *em)
 {
 	struct ev_ring *r;
 
+	ev_defer_stop(em, NULL, NULL); /* an observer that did not stop it */
+
 	pthread_mutex_lock(&em->lock);
 	r = em->ring;
 	if (r) {
@@ -890,17 +917,79 @@ int64_t ev_emit(struct ev_emitter *em, const char *type, json_t *fields)
 	return (int64_t)seq;
 }
 
-void *ev_rec_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt, uint64_t t_ns,
-		   struct ev_rec *rec)
+/* Lock held, deferring: a slot in the deferred ring for a record made at
+ * t_ns. Waits (counted as a stall) while the ring is full. */
+static void *defer_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt,
+			 uint64_t t_ns, struct ev_rec *rec)
+{
+	struct ev_defer *d = em->defer;
+	struct ev_dslot *slot;
+	uint64_t waited_from = 0, one = 1;
+
+	rec->stall_ns = 0;
+	while (d->head - atomic_load(&d->tail) >= d->n) {
+		/* Full: the observer is behind. Wake it and wait for room. */
+		if (!waited_from) {
+			waited_from = ev_clock_ns();
+			em->stalls++;
+		}
+		if (write(d->kick_fd, &one, sizeof one) < 0) {
+			/* an eventfd counter this small does not overflow */
+		}
+		pthread_mutex_unlock(&em->lock);
+		usleep(DEFER_WAIT_MS * 1000);
+		pthread_mutex_lock(&em->lock);
+		if (em->ended || em->defer != d)
+			return NULL; /* stopped meanwhile: the caller records it directly */
+	}
+	if (waited_from) {
+		rec->stall_ns = ev_clock_ns() - waited_from;
+		em->stall_ns += rec->stall_ns;
+	}
+	if (!d->kicked && d->head - atomic_load(&d->tail) >= d->n / 2) {
+		d->kicked = 1;
+		if (write(d->kick_fd, &one, sizeof one) < 0) {
+			/* as above */
+		}
+	}
+	/* The record's time is read here, under the lock, not taken from the
+	 * caller: so any record stamped before the moment the observer looks
+	 * (ev_defer_take, under the same lock) is already in the ring, taken or
+	 * holding the observer back, even if its thread was descheduled between
+	 * the call's return and this. */
+	t_ns = ev_clock_ns();
+	slot = &d->slots[d->head & (d->n - 1)];
+	slot->t_ns = t_ns;
+	slot->fmt = fmt;
+	slot->type = type;
+	rec->seq = d->head++;
+	rec->slot = NULL;
+	rec->dslot = slot;
+	rec->t_ns = t_ns;
+	return slot->rec;
+}
+
+static void *rec_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt,
+		       uint64_t t_ns, struct ev_rec *rec, int may_defer)
 {
 	struct ev_slot *slot;
 	uint64_t seq;
 	int64_t t_us;
 
+	rec->dslot = NULL;
 	pthread_mutex_lock(&em->lock);
 	if (em->ended) {
 		pthread_mutex_unlock(&em->lock);
 		return NULL;
+	}
+	if (may_defer && em->defer) {
+		void *p = defer_begin(em, type, fmt, t_ns, rec);
+
+		if (p || em->ended) {
+			pthread_mutex_unlock(&em->lock);
+			return p;
+		}
+		/* Deferring stopped while this thread waited: record it directly. */
 	}
 	if (!em->ring) {
 		/* Synchronous: keep the lock until the commit. */
@@ -927,12 +1016,26 @@ void *ev_rec_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt
 	return slot->rec;
 }
 
+void *ev_rec_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt, uint64_t t_ns,
+		   struct ev_rec *rec)
+{
+	return rec_begin(em, type, fmt, t_ns, rec, 1);
+}
+
 void ev_rec_commit(struct ev_emitter *em, struct ev_rec *rec)
 {
 	/* A wait for room is counted as a stall, not as the record's cost. */
-	int64_t cost = (int64_t)(ev_clock_ns() - rec->t_ns - (rec->slot ? rec->stall_ns : 0));
+	int64_t cost = (int64_t)(ev_clock_ns() - rec->t_ns -
+				 (rec->slot || rec->dslot ? rec->stall_ns : 0));
 	struct ev_slot *slot = rec->slot;
 
+	if (rec->dslot) {
+		struct ev_dslot *d = rec->dslot;
+
+		d->cost_ns = cost;
+		atomic_store_explicit(&d->ready, rec->seq + 1, memory_order_release);
+		return;
+	}
 	if (slot) {
 		slot->cost_ns = cost;
 		atomic_store_explicit(&slot->ready, rec->seq + 1, memory_order_release);
@@ -996,4 +1099,134 @@ int ev_sink_fd(void *arg, const json_t *event, const char *line)
 {
 	(void)event;
 	return write_line((int)(intptr_t)arg, line, strlen(line));
+}
+
+/* ---- deferred records ---- */
+
+int ev_defer_start(struct ev_emitter *em, int kick_fd)
+{
+	struct ev_defer *d;
+	int rc = 0;
+
+	d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	d->n = DEFER_SLOTS;
+	d->kick_fd = kick_fd;
+	d->slots = ring_alloc(d->n * sizeof *d->slots);
+	if (!d->slots) {
+		free(d);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&em->lock);
+	if (!em->ring || em->ended)
+		rc = -EINVAL;
+	else if (em->defer)
+		rc = -EALREADY;
+	else
+		em->defer = d;
+	pthread_mutex_unlock(&em->lock);
+	if (rc < 0) {
+		free(d->slots);
+		free(d);
+	}
+	return rc;
+}
+
+/* Hand every committed record of d from tail on to fn (or emit it when fn
+ * is NULL); stop at the first one still being written. */
+static size_t defer_drain(struct ev_emitter *em, struct ev_defer *d, uint64_t head,
+			  ev_defer_fn fn, void *arg, int64_t *hold_ns)
+{
+	uint64_t pos = atomic_load(&d->tail);
+	size_t n = 0;
+
+	if (hold_ns)
+		*hold_ns = INT64_MAX;
+	for (; pos < head; pos++) {
+		struct ev_dslot *s = &d->slots[pos & (d->n - 1)];
+
+		if (atomic_load_explicit(&s->ready, memory_order_acquire) != pos + 1) {
+			if (hold_ns)
+				*hold_ns = (int64_t)s->t_ns;
+			break;
+		}
+		if (fn)
+			fn(arg, s->t_ns, s->type, s->fmt, s->rec, s->cost_ns);
+		else
+			ev_rec_emit(em, s->type, s->fmt, s->t_ns, s->rec, s->cost_ns);
+		n++;
+	}
+	atomic_store(&d->tail, pos);
+	return n;
+}
+
+size_t ev_defer_take(struct ev_emitter *em, ev_defer_fn fn, void *arg, int64_t *hold_ns)
+{
+	struct ev_defer *d;
+	uint64_t head;
+
+	pthread_mutex_lock(&em->lock);
+	d = em->defer;
+	head = d ? d->head : 0;
+	if (d)
+		d->kicked = 0;
+	pthread_mutex_unlock(&em->lock);
+	if (!d) {
+		if (hold_ns)
+			*hold_ns = INT64_MAX;
+		return 0;
+	}
+	return defer_drain(em, d, head, fn, arg, hold_ns);
+}
+
+void ev_defer_stop(struct ev_emitter *em, ev_defer_fn fn, void *arg)
+{
+	struct ev_defer *d;
+	uint64_t head;
+	int64_t hold;
+
+	pthread_mutex_lock(&em->lock);
+	d = em->defer;
+	em->defer = NULL; /* records made from now on go to the stream directly */
+	head = d ? d->head : 0;
+	pthread_mutex_unlock(&em->lock);
+	if (!d)
+		return;
+	/* Records reserved before the switch are finished within moments. */
+	for (;;) {
+		defer_drain(em, d, head, fn, arg, &hold);
+		if (atomic_load(&d->tail) >= head)
+			break;
+		sched_yield();
+	}
+	free(d->slots);
+	free(d);
+}
+
+int ev_rec_emit(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt, uint64_t t_ns,
+		const void *rec, int64_t cost_ns)
+{
+	struct ev_rec tok;
+	void *p = rec_begin(em, type, fmt, t_ns, &tok, 0);
+
+	if (!p)
+		return -1;
+	memcpy(p, rec, EV_REC_MAX);
+	if (tok.slot) {
+		struct ev_slot *slot = tok.slot;
+
+		slot->cost_ns = cost_ns;
+		atomic_store_explicit(&slot->ready, tok.seq + 1, memory_order_release);
+		return 0;
+	}
+	/* Synchronous (the writer thread is gone): the lock is held. */
+	format_line(&em->line, em, tok.seq, tok.t_us, tok.type, NULL, tok.fmt, em->scratch);
+	if (!em->line.oom)
+		deliver(em, &em->line, NULL);
+	em->seq++;
+	if (cost_ns >= 0)
+		account(&em->calls, &em->call_ns_sum, &em->call_ns_max, em->call_hist, cost_ns);
+	pthread_mutex_unlock(&em->lock);
+	return 0;
 }

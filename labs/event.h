@@ -90,7 +90,8 @@ struct ev_trace_stats {
 	int threaded;            /* 1 when a writer thread delivers the events */
 };
 
-struct ev_ring; /* event.c: the writer thread's ring */
+struct ev_ring;  /* event.c: the writer thread's ring */
+struct ev_defer; /* event.c: binary records held for an observer (ev_defer_start) */
 
 struct ev_emitter {
 	pthread_mutex_t lock; /* guards every field below unless said otherwise */
@@ -107,6 +108,7 @@ struct ev_emitter {
 	int n_sinks;
 	int sink_failed; /* a sink was removed after an error */
 	struct ev_ring *ring; /* NULL: synchronous delivery */
+	struct ev_defer *defer; /* non-NULL: binary records go to it (ev_defer_start) */
 	/* Synchronous delivery only: the line being built and the record being
 	 * filled between ev_rec_begin and ev_rec_commit. */
 	struct ev_buf line;
@@ -119,6 +121,7 @@ struct ev_emitter {
 /* A binary record being filled (between ev_rec_begin and ev_rec_commit). */
 struct ev_rec {
 	void *slot;  /* the ring's slot, or NULL when synchronous */
+	void *dslot; /* the deferred record's slot (ev_defer_start), else NULL */
 	uint64_t seq;
 	uint64_t t_ns;
 	uint64_t stall_ns;         /* how long ev_rec_begin waited for room */
@@ -185,6 +188,45 @@ int64_t ev_emit(struct ev_emitter *em, const char *type, json_t *fields);
 void *ev_rec_begin(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt, uint64_t t_ns,
 		   struct ev_rec *rec);
 void ev_rec_commit(struct ev_emitter *em, struct ev_rec *rec);
+
+/*
+ * Deferred records: while an observer merges the run's sources in time order
+ * (labs/observer), binary records (the socket calls) are not given a seq when
+ * they are made: ev_rec_begin puts them, with their time, in a ring of their
+ * own (the calling thread's cost is the same), and the observer takes them
+ * (ev_defer_take), merges them with the frames and kernel states by time and
+ * emits each when its time comes (ev_rec_emit). So a call and the segments
+ * around it reach the stream in the order they happened, with no work added
+ * to the lab's threads. Only with a writer thread (ev_start).
+ *
+ * A deferred record's time is read when it is reserved, under the emitter's
+ * lock (ev_rec_begin's t_ns is then ignored; the caller reads it back from
+ * struct ev_rec's t_ns): a few tens of nanoseconds after the call returned,
+ * more if the thread was descheduled in between, but never a record the
+ * observer could pass over.
+ * ev_defer_start: from now on records are deferred; kick_fd (an eventfd) is
+ * written when the ring is half full (the observer should take them soon).
+ * 0, -EINVAL (no writer thread), -EALREADY, -ENOMEM.
+ * ev_defer_take: call fn for every record committed so far, in the order
+ * they were made; *hold_ns (may be NULL) is set to the time of the first
+ * record still being written (the observer must not emit anything later
+ * than that yet), or INT64_MAX. Returns how many. One consumer thread.
+ * ev_defer_stop: records go to the stream directly again; the ones still held
+ * are handed to fn (fn NULL: emitted now, in order). Waits for records being
+ * written.
+ */
+typedef void (*ev_defer_fn)(void *arg, uint64_t t_ns, const char *type, ev_rec_format_fn fmt,
+			    const void *rec, int64_t cost_ns);
+int ev_defer_start(struct ev_emitter *em, int kick_fd);
+size_t ev_defer_take(struct ev_emitter *em, ev_defer_fn fn, void *arg, int64_t *hold_ns);
+void ev_defer_stop(struct ev_emitter *em, ev_defer_fn fn, void *arg);
+
+/* Emit a binary record made earlier (a copy of EV_REC_MAX bytes at most):
+ * its time is t_ns, or the last event's when that is later; cost_ns is the
+ * cost measured when it was made (-1: none). type must outlive the event
+ * (a string literal). 0, or negative after run.end. */
+int ev_rec_emit(struct ev_emitter *em, const char *type, ev_rec_format_fn fmt, uint64_t t_ns,
+		const void *rec, int64_t cost_ns);
 
 /* Emit {"type":"error","code":code,"message":msg[,"param":param]}. */
 int64_t ev_error(struct ev_emitter *em, const char *code, const char *param, const char *msg);

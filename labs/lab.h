@@ -223,4 +223,15 @@ int lab_watch_stopped(const struct lab_ctx *ctx);
 int lab_block_begin(struct lab_ctx *ctx);
 void lab_block_end(struct lab_ctx *ctx);
 
+/* lab_block_begin for a call that also ends when wake_fd (an eventfd) is
+ * woken with lab_wake: returns 2 (make no call) when it already was. After
+ * EINTR, lab_block_woken says whether that was the reason. */
+int lab_block_begin2(struct lab_ctx *ctx, int wake_fd);
+int lab_block_woken(const struct lab_ctx *ctx, int wake_fd);
+
+/* Wake the threads that wait with wake_fd (an eventfd; lsock_io.wake_fd):
+ * writes 1 to it (a poll() sees it readable) and has the watcher interrupt a
+ * blocking call made with it. It stays woken for the rest of the run. */
+void lab_wake(struct lab_ctx *ctx, int wake_fd);
+
 #endif

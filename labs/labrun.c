@@ -105,11 +105,15 @@ int lab_sleep_ms(struct lab_ctx *ctx, int ms)
 #define WATCH_SIGNAL (SIGRTMIN + 3)
 #define WATCH_REPEAT_MS 2
 
+#define WATCH_MAX_WOKEN 4
+
 struct lab_watch {
 	struct lab_ctx *ctx;
 	pthread_t thread;
 	int stop_fd;               /* eventfd: lab_watch_stop ends the thread */
+	int kick_fd;               /* eventfd: lab_wake asks the thread to interrupt */
 	_Atomic int stopped;       /* the run is cancelled or past its deadline */
+	_Atomic int woken[WATCH_MAX_WOKEN]; /* wake fds lab_wake was called for (-1: free) */
 };
 
 /* One thread that has made a blocking call under a watcher. Linked into
@@ -119,6 +123,7 @@ struct lab_waiter {
 	pid_t tid;
 	struct lab_watch *watch; /* waiters_lock: the run it last blocked for */
 	_Atomic int in_call;     /* inside lab_block_begin .. lab_block_end */
+	_Atomic int wake_fd;     /* the call's wake fd (lab_block_begin2), or -1 */
 	struct lab_waiter *next; /* waiters_lock */
 };
 
@@ -161,8 +166,19 @@ static void waiter_setup(void)
 		waiter_once_rc = errno;
 }
 
-/* Interrupt every thread blocked for w; returns how many were inside a call. */
-static int interrupt_waiters(struct lab_watch *w)
+static int is_woken(struct lab_watch *w, int fd)
+{
+	int i;
+
+	for (i = 0; fd >= 0 && i < WATCH_MAX_WOKEN; i++)
+		if (atomic_load(&w->woken[i]) == fd)
+			return 1;
+	return 0;
+}
+
+/* Interrupt every thread inside a blocking call for w (all: the run stops;
+ * else those waiting with a woken wake fd); returns how many. */
+static int interrupt_waiters(struct lab_watch *w, int all)
 {
 	struct lab_waiter *p;
 	pid_t pid = getpid();
@@ -171,6 +187,8 @@ static int interrupt_waiters(struct lab_watch *w)
 	pthread_mutex_lock(&waiters_lock);
 	for (p = waiters; p; p = p->next) {
 		if (p->watch != w || !atomic_load(&p->in_call))
+			continue;
+		if (!all && !is_woken(w, atomic_load(&p->wake_fd)))
 			continue;
 		n++;
 		syscall(SYS_tgkill, pid, p->tid, WATCH_SIGNAL);
@@ -183,29 +201,40 @@ static void *watch_main(void *arg)
 {
 	struct lab_watch *w = arg;
 	struct lab_ctx *ctx = w->ctx;
+	int waking = 0;
 
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 			{.fd = w->stop_fd, .events = POLLIN},
+			{.fd = w->kick_fd, .events = POLLIN},
 			{.fd = ctx->cancel_fd, .events = POLLIN},
 		};
 		int timeout = -1, stopped = atomic_load(&w->stopped);
+		uint64_t v;
 
 		if (stopped) {
-			timeout = interrupt_waiters(w) ? WATCH_REPEAT_MS : -1;
-		} else if (ctx->deadline_us > 0) {
-			int64_t left = ctx->deadline_us - ev_now_us(ctx->em);
-			if (left <= 0) {
-				atomic_store(&w->stopped, 1);
-				continue;
+			timeout = interrupt_waiters(w, 1) ? WATCH_REPEAT_MS : -1;
+		} else {
+			if (ctx->deadline_us > 0) {
+				int64_t left = ctx->deadline_us - ev_now_us(ctx->em);
+				if (left <= 0) {
+					atomic_store(&w->stopped, 1);
+					continue;
+				}
+				timeout = (int)((left + 999) / 1000);
 			}
-			timeout = (int)((left + 999) / 1000);
+			if (waking && interrupt_waiters(w, 0))
+				timeout = WATCH_REPEAT_MS;
+			else
+				waking = 0;
 		}
-		if (poll(p, stopped || ctx->cancel_fd < 0 ? 1 : 2, timeout) < 0 && errno != EINTR)
+		if (poll(p, stopped || ctx->cancel_fd < 0 ? 2 : 3, timeout) < 0 && errno != EINTR)
 			break;
 		if (p[0].revents)
 			break;
-		if (p[1].revents & POLLIN)
+		if ((p[1].revents & POLLIN) && read(w->kick_fd, &v, sizeof v) == sizeof v)
+			waking = 1;
+		if (p[2].revents & POLLIN)
 			atomic_store(&w->stopped, 1);
 	}
 	return NULL;
@@ -228,10 +257,17 @@ int lab_watch_start(struct lab_ctx *ctx, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	w->ctx = ctx;
+	for (rc = 0; rc < WATCH_MAX_WOKEN; rc++)
+		atomic_store(&w->woken[rc], -1);
 	w->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (w->stop_fd < 0) {
+	w->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->stop_fd < 0 || w->kick_fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "no stop watcher: eventfd: %s", strerror(-rc));
+		if (w->stop_fd >= 0)
+			close(w->stop_fd);
+		if (w->kick_fd >= 0)
+			close(w->kick_fd);
 		free(w);
 		return rc;
 	}
@@ -243,6 +279,7 @@ int lab_watch_start(struct lab_ctx *ctx, char *err, size_t errlen)
 	if (rc) {
 		snprintf(err, errlen, "no stop watcher: %s", strerror(rc));
 		close(w->stop_fd);
+		close(w->kick_fd);
 		free(w);
 		return -rc;
 	}
@@ -262,6 +299,7 @@ void lab_watch_stop(struct lab_ctx *ctx)
 	}
 	pthread_join(w->thread, NULL);
 	close(w->stop_fd);
+	close(w->kick_fd);
 	ctx->watch = NULL;
 	free(w);
 }
@@ -272,6 +310,41 @@ int lab_watch_stopped(const struct lab_ctx *ctx)
 }
 
 int lab_block_begin(struct lab_ctx *ctx)
+{
+	return lab_block_begin2(ctx, -1);
+}
+
+int lab_block_woken(const struct lab_ctx *ctx, int wake_fd)
+{
+	return ctx->watch && is_woken(ctx->watch, wake_fd);
+}
+
+void lab_wake(struct lab_ctx *ctx, int wake_fd)
+{
+	struct lab_watch *w = ctx->watch;
+	uint64_t one = 1;
+	int i;
+
+	/* For a thread that waits in poll(): the fd becomes readable. */
+	if (write(wake_fd, &one, sizeof one) < 0) {
+		/* an eventfd counter this small does not overflow */
+	}
+	if (!w)
+		return;
+	for (i = 0; i < WATCH_MAX_WOKEN; i++) {
+		int freeslot = -1;
+
+		if (atomic_load(&w->woken[i]) == wake_fd ||
+		    atomic_compare_exchange_strong(&w->woken[i], &freeslot, wake_fd))
+			break;
+	}
+	/* The watcher interrupts a thread inside a blocking call with it. */
+	if (write(w->kick_fd, &one, sizeof one) < 0) {
+		/* as above */
+	}
+}
+
+int lab_block_begin2(struct lab_ctx *ctx, int wake_fd)
 {
 	struct lab_watch *w = ctx->watch;
 
@@ -294,12 +367,18 @@ int lab_block_begin(struct lab_ctx *ctx)
 		self->watch = w;
 		pthread_mutex_unlock(&waiters_lock);
 	}
-	/* Either this thread sees stopped, or the watcher sees in_call (both
-	 * sequentially consistent) and interrupts the call. */
+	/* Either this thread sees stopped (or its wake fd woken), or the
+	 * watcher sees in_call (all sequentially consistent) and interrupts the
+	 * call. */
+	atomic_store(&self->wake_fd, wake_fd);
 	atomic_store(&self->in_call, 1);
 	if (atomic_load(&w->stopped)) {
 		atomic_store(&self->in_call, 0);
 		return -ECANCELED;
+	}
+	if (is_woken(w, wake_fd)) {
+		atomic_store(&self->in_call, 0);
+		return 2;
 	}
 	return 0;
 }

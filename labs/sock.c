@@ -393,7 +393,9 @@ static struct sc_rec *sc_begin(struct lab_ctx *ctx, struct ev_rec *tok, struct l
 	r->flags = 0;
 	r->truncated = -1;
 	r->t_call_us = ev_ns_to_us(ctx->em, t_call);
-	r->t_ret_us = ev_ns_to_us(ctx->em, t_ret);
+	/* The record's own time (event.h: a deferred record is stamped when it
+	 * is reserved): the call's return as the stream orders it. */
+	r->t_ret_us = ev_ns_to_us(ctx->em, tok->t_ns);
 	return r;
 }
 
@@ -465,13 +467,15 @@ static int sc_wait(struct lab_ctx *ctx, int fd, short events, int wake_fd, int t
 enum { SC_RECV_STREAM, SC_RECV_DGRAM };
 
 static ssize_t sc_block_recv(struct lab_ctx *ctx, int kind, int fd, void *buf, size_t len,
-			     struct sockaddr_storage *from, socklen_t *fl)
+			     struct sockaddr_storage *from, socklen_t *fl, int wake_fd)
 {
 	for (;;) {
 		ssize_t n;
-		int e;
+		int e, rc = lab_block_begin2(ctx, wake_fd);
 
-		if (lab_block_begin(ctx) < 0)
+		if (rc == 2)
+			return -EINTR; /* woken: as a poll() on wake_fd returns */
+		if (rc < 0)
 			return lab_watch_stopped(ctx) ? -ECANCELED : -EAGAIN;
 		if (kind == SC_RECV_DGRAM) {
 			*fl = sizeof *from;
@@ -487,6 +491,8 @@ static ssize_t sc_block_recv(struct lab_ctx *ctx, int kind, int fd, void *buf, s
 			return -e;
 		if (lab_watch_stopped(ctx))
 			return -ECANCELED;
+		if (lab_block_woken(ctx, wake_fd))
+			return -EINTR;
 	}
 }
 
@@ -744,8 +750,8 @@ ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, s
 	ssize_t n = -EAGAIN;
 
 	if (ctx->watch && timeout_ms < 0) {
-		n = sc_block_recv(ctx, SC_RECV_STREAM, fd, buf, len, NULL, NULL);
-		if (n == -ECANCELED)
+		n = sc_block_recv(ctx, SC_RECV_STREAM, fd, buf, len, NULL, NULL, -1);
+		if (n == -ECANCELED || n == -EINTR)
 			return n;
 	} else if (sc_try_first()) {
 		if (sc_cancelled(ctx, t))
@@ -842,9 +848,9 @@ ssize_t lsock_recvfrom(struct lab_ctx *ctx, struct lsock_who w, int fd, void *bu
 	/* MSG_TRUNC: the return value is the datagram's real length even when
 	 * it did not fit, so a cut datagram is visible. A datagram already
 	 * there is taken before wake_fd is looked at, as poll() would. */
-	if (ctx->watch && timeout_ms < 0 && (!io || io->wake_fd < 0)) {
-		n = sc_block_recv(ctx, SC_RECV_DGRAM, fd, buf, len, &ss, &sl);
-		if (n == -ECANCELED)
+	if (ctx->watch && timeout_ms < 0) {
+		n = sc_block_recv(ctx, SC_RECV_DGRAM, fd, buf, len, &ss, &sl, io ? io->wake_fd : -1);
+		if (n == -ECANCELED || n == -EINTR)
 			return n;
 	} else if (sc_try_first()) {
 		if (sc_cancelled(ctx, t))

@@ -55,8 +55,9 @@ ssize_t lsock_recv(struct lab_ctx *ctx, struct lsock_who w, int fd, void *buf, s
 		   int timeout_ms);
 /* Optional details of one datagram call (may be NULL). */
 struct lsock_io {
-	int wake_fd;      /* in: -1, or an fd whose readability ends the wait with -EINTR
-			   * (no call is made and no event emitted) */
+	int wake_fd;      /* in: -1, or an eventfd whose readability ends the wait with
+			   * -EINTR (no call is made and no event emitted); wake it with
+			   * lab_wake (lab.h), which also ends a blocking call */
 	int64_t call_us;  /* out: run clock when the program made the call */
 	int64_t ret_us;   /* out: run clock right after the syscall returned */
 };

@@ -767,7 +767,6 @@ static int ping_run(struct lab_ctx *ctx)
 	struct ping_run r;
 	pthread_t srv;
 	int rc, srv_started = 0;
-	uint64_t one = 1;
 
 	memset(&r, 0, sizeof r);
 	r.ctx = ctx;
@@ -813,8 +812,7 @@ static int ping_run(struct lab_ctx *ctx)
 	srv_started = 1;
 	if (!r.byo) {
 		rc = client_run(&r);
-		if (write(r.done_fd, &one, sizeof one) < 0)
-			lab_abort(ctx);
+		lab_wake(ctx, r.done_fd);
 	}
 	pthread_join(srv, NULL);
 	net_set_frame_hook(ctx->net, NULL, NULL);

@@ -65,7 +65,16 @@ struct pending {
 			int64_t listed_from_ns; /* when the dump that last listed it began */
 		} gone;
 		void *rec;
+		struct pcall *call;
 	} u;
+};
+
+/* A socket call's record taken from the emitter (OBS_CALL). */
+struct pcall {
+	const char *type;
+	ev_rec_format_fn fmt;
+	int64_t cost_ns;
+	_Alignas(16) unsigned char rec[EV_REC_MAX];
 };
 
 /* What the observer knows of one watched socket. The first block is
@@ -131,6 +140,8 @@ struct obs {
 	int running, stopped;
 	int offline; /* obs_open_offline: fed by the caller */
 	int stop_fd;
+	int kick_fd;   /* the emitter writes it when the calls it holds pile up */
+	int deferring; /* the emitter holds the lab's call records for this observer */
 	int64_t last_diag_ns;
 	int diag_due; /* sample now: a socket may have just become a timewait socket */
 	int64_t dump_from_ns; /* when the sock_diag dump running now began */
@@ -163,6 +174,8 @@ static void pend_free(struct obs *o, struct pending *p)
 {
 	if (p->kind == OBS_FRAME)
 		free(p->u.frame.data);
+	else if (p->kind == OBS_CALL)
+		free(p->u.call);
 	else if (p->kind == OBS_RECORD && o->cfg.free_rec)
 		o->cfg.free_rec(p->u.rec);
 }
@@ -601,6 +614,39 @@ static void deliver_gone(struct obs *o, const struct pending *p)
 	w->known_ns = p->t_ns;
 }
 
+/* A call record the emitter held (ev_defer_take): queued by its time. */
+static void on_call(void *arg, uint64_t t_ns, const char *type, ev_rec_format_fn fmt,
+		    const void *rec, int64_t cost_ns)
+{
+	struct obs *o = arg;
+	struct pending p = {.kind = OBS_CALL, .t_ns = (int64_t)t_ns, .sock = -1};
+	struct pcall *c = malloc(sizeof *c);
+
+	if (!c) {
+		/* Never lose a call: emit it now, out of place. */
+		ev_rec_emit(o->ctx->em, type, fmt, t_ns, rec, cost_ns);
+		return;
+	}
+	c->type = type;
+	c->fmt = fmt;
+	c->cost_ns = cost_ns;
+	memcpy(c->rec, rec, EV_REC_MAX);
+	p.u.call = c;
+	if (pend_push(o, &p) < 0)
+		ev_rec_emit(o->ctx->em, type, fmt, t_ns, rec, cost_ns);
+}
+
+/* Take the calls the emitter holds; returns the time before which every
+ * call has been taken (a call still being recorded holds the horizon). */
+static int64_t take_calls(struct obs *o)
+{
+	int64_t hold = INT64_MAX;
+
+	if (o->deferring)
+		ev_defer_take(o->ctx->em, on_call, o, &hold);
+	return hold;
+}
+
 /* Deliver every queued item stamped at or before horizon, in time order. */
 static void deliver_until(struct obs *o, int64_t horizon)
 {
@@ -642,6 +688,11 @@ static void deliver_until(struct obs *o, int64_t horizon)
 			break;
 		case OBS_GONE:
 			deliver_gone(o, &batch[i]);
+			break;
+		case OBS_CALL:
+			ev_rec_emit(o->ctx->em, batch[i].u.call->type, batch[i].u.call->fmt,
+				    (uint64_t)batch[i].t_ns, batch[i].u.call->rec,
+				    batch[i].u.call->cost_ns);
 			break;
 		case OBS_RECORD:
 			memset(&ev, 0, sizeof ev);
@@ -818,13 +869,15 @@ static void *obs_thread(void *arg)
 
 	cap_reader_priority();
 	for (;;) {
-		struct pollfd p[4];
+		struct pollfd p[5];
 		nfds_t n = 0;
 		uint64_t v;
-		int64_t now, horizon;
+		int64_t now, horizon, hold;
 		int i;
 
 		p[n++] = (struct pollfd){o->stop_fd, POLLIN, 0};
+		if (o->kick_fd >= 0)
+			p[n++] = (struct pollfd){o->kick_fd, POLLIN, 0};
 		for (i = 0; i < o->n_caps; i++)
 			p[n++] = (struct pollfd){cap_fd(o->caps[i].cap), POLLIN, 0};
 		if (o->trace)
@@ -839,12 +892,17 @@ static void *obs_thread(void *arg)
 		}
 		/* Everything stamped up to a moment ago has been read from every
 		 * source (and, watch_later, by the lab): deliver it, in timestamp
-		 * order. */
+		 * order. A call still being recorded holds back what came after
+		 * it. */
+		if (o->kick_fd >= 0 && read(o->kick_fd, &v, sizeof v) < 0) {
+			/* not kicked */
+		}
+		hold = take_calls(o);
 		horizon = now - (o->cfg.horizon_ms > 0 ? (int64_t)o->cfg.horizon_ms * 1000000
 						       : OBS_HORIZON_NS);
 		if (o->cfg.watch_later && __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE) < now)
 			horizon -= now - __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE);
-		deliver_until(o, horizon);
+		deliver_until(o, hold <= horizon ? hold - 1 : horizon);
 		if (read(o->stop_fd, &v, sizeof v) == sizeof v)
 			break;
 	}
@@ -875,6 +933,7 @@ static struct obs *obs_alloc(const struct obs_config *cfg)
 	o->ctx = cfg->ctx;
 	o->net = cfg->ctx->net;
 	o->stop_fd = -1;
+	o->kick_fd = -1;
 	pthread_mutex_init(&o->lock, NULL);
 	o->n_w = (int)cfg->n_socks;
 	for (i = 0; i < o->n_w; i++)
@@ -957,6 +1016,12 @@ int obs_start(struct obs **out, const struct obs_config *cfg)
 		ev_error(ctx->em, "internal", NULL, "no eventfd for the observer");
 		goto fail;
 	}
+	/* The lab's socket calls are merged with the rest by time (without a
+	 * writer thread, or without the eventfd, they are emitted as they are
+	 * made, as before). */
+	o->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (o->kick_fd >= 0 && ev_defer_start(ctx->em, o->kick_fd) == 0)
+		o->deferring = 1;
 	rc = pthread_create(&o->tid, NULL, obs_thread, o);
 	if (rc != 0) {
 		rc = -rc;
@@ -993,6 +1058,11 @@ void obs_stop(struct obs *o)
 	read_sources(o, 1);
 	if (n_watched(o))
 		sample_diag(o);
+	/* The calls still held, then calls go to the stream directly again. */
+	if (o->deferring) {
+		ev_defer_stop(o->ctx->em, on_call, o);
+		o->deferring = 0;
+	}
 	deliver_until(o, INT64_MAX);
 	o->stopped = 1;
 }
@@ -1012,12 +1082,19 @@ void obs_destroy(struct obs *o)
 		pthread_join(o->tid, NULL);
 		o->running = 0;
 	}
+	if (o->deferring) {
+		/* Never stopped (a failed start): the held calls go out now. */
+		ev_defer_stop(o->ctx->em, NULL, NULL);
+		o->deferring = 0;
+	}
 	tcpst_trace_close(o->trace);
 	for (k = 0; k < 2; k++)
 		cap_close(o->caps[k].cap);
 	cap_pcap_close(o->pcap);
 	if (o->stop_fd >= 0)
 		close(o->stop_fd);
+	if (o->kick_fd >= 0)
+		close(o->kick_fd);
 	for (i = 0; i < o->n_pend; i++)
 		pend_free(o, &o->pend[i]);
 	free(o->pend);

@@ -21,11 +21,17 @@
  *    OBS_DIAG_EVERY_MS in each host (states and timers, TIME_WAIT included)
  *    and TCP_INFO read when the lab asks (obs_tcp_info: the fallback
  *    without the tracepoint);
- *  - records the lab queues itself (obs_record).
+ *  - records the lab queues itself (obs_record);
+ *  - the socket calls the lab's threads make (labs/sock.c): while a live
+ *    observer runs, the emitter holds their records (event.h: deferred
+ *    records) and the observer emits each `syscall` event in its place, by
+ *    the time the call returned.
  * A thread reads them all and hands every item to the lab's callback in the
  * order of its timestamp (CLOCK_MONOTONIC, the run clock), a couple of
  * milliseconds behind real time so that every source has been read up to
- * that instant.
+ * that instant. So the stream has calls, segments and kernel states in the
+ * order they happened (a call by when it returned, a segment and a state by
+ * the kernel's stamp, t_kernel_us).
  *
  * States only as observed. The observer emits the kernel-state events
  * itself, one rule for every lab:
@@ -126,6 +132,8 @@ enum obs_kind {
 	OBS_GONE,       /* sock_diag no longer lists a socket it listed */
 	OBS_TIMER,      /* sock_diag's timer for a listed socket (about once a second) */
 	OBS_RECORD,     /* something the lab queued with obs_record() */
+	OBS_CALL,       /* internal, never given to the lab: a socket call the lab's
+			 * threads recorded (labs/sock.c), emitted by the observer */
 };
 
 /* The evidence that ended a socket: the RST that reached it. */

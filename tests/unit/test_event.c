@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "event.h"
@@ -470,6 +471,73 @@ static void strings_are_escaped_like_jansson(void **state)
 	ev_buf_free(&b);
 }
 
+/* Deferred records (the observer's merge): held out of the stream until the
+ * consumer emits them, each with its own time, in the order it chooses; the
+ * ones still held when deferring stops are emitted then, in order. */
+struct taken {
+	uint64_t t_ns[8];
+	unsigned char rec[8][EV_REC_MAX];
+	int n;
+};
+
+static void take_one(void *arg, uint64_t t_ns, const char *type, ev_rec_format_fn fmt,
+		     const void *rec, int64_t cost_ns)
+{
+	struct taken *t = arg;
+
+	assert_string_equal(type, "rec");
+	assert_ptr_equal(fmt, test_rec_format);
+	assert_true(cost_ns >= 0);
+	assert_true(t->n < 8);
+	t->t_ns[t->n] = t_ns;
+	memcpy(t->rec[t->n++], rec, EV_REC_MAX);
+}
+
+static void deferred_records_wait_for_their_consumer(void **state)
+{
+	struct capture c = {json_array()};
+	struct ev_emitter em;
+	struct taken t = {0};
+	int64_t hold;
+	int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), i;
+
+	assert_true(kick >= 0);
+	assert_int_equal(ev_init(&em, NULL, "test"), 0);
+	ev_add_sink(&em, capture_sink, &c);
+	assert_int_equal(ev_defer_start(&em, kick), -EINVAL); /* needs a writer thread */
+	assert_int_equal(ev_start(&em, 0), 0);
+	assert_int_equal(ev_defer_start(&em, kick), 0);
+	assert_int_equal(ev_defer_start(&em, kick), -EALREADY);
+	record(&em, 1);
+	record(&em, 2);
+	ev_emit(&em, "segment", json_pack("{s:i}", "n", 1));
+	ev_flush(&em);
+	/* Only the segment is out: the records are held. */
+	assert_int_equal(json_array_size(c.events), 1);
+	assert_int_equal(ev_defer_take(&em, take_one, &t, &hold), 2);
+	assert_true(hold == INT64_MAX);
+	assert_true(t.t_ns[0] <= t.t_ns[1]);
+	record(&em, 3);
+	/* The consumer emits the second record first, then stops deferring:
+	 * the third comes out then, and records go straight out again. */
+	assert_int_equal(ev_rec_emit(&em, "rec", test_rec_format, t.t_ns[1], t.rec[1], 5), 0);
+	ev_defer_stop(&em, NULL, NULL);
+	record(&em, 4);
+	ev_stop(&em);
+	check_order(c.events, 4);
+	{
+		static const int want[] = {-1, 2, 3, 4};
+		for (i = 1; i < 4; i++) {
+			json_t *ev = json_array_get(c.events, (size_t)i);
+			assert_string_equal(json_string_value(json_object_get(ev, "type")), "rec");
+			assert_int_equal(json_integer_value(json_object_get(ev, "i")), want[i]);
+		}
+	}
+	ev_cleanup(&em);
+	json_decref(c.events);
+	close(kick);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -485,6 +553,7 @@ int main(void)
 		cmocka_unit_test(failed_fd_sink_is_reported_once_and_removed),
 		cmocka_unit_test(nothing_after_run_end_with_a_writer),
 		cmocka_unit_test(strings_are_escaped_like_jansson),
+		cmocka_unit_test(deferred_records_wait_for_their_consumer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

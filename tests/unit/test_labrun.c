@@ -226,6 +226,63 @@ static void watcher_never_misses_a_cancel(void **state)
 	}
 }
 
+struct woken {
+	struct lab_ctx *ctx;
+	int fd, wake_fd;
+	_Atomic int tid;
+	ssize_t rc;
+};
+
+static void *blocked_recvfrom(void *arg)
+{
+	struct woken *b = arg;
+	char buf[16];
+	struct lsock_io io = {.wake_fd = b->wake_fd};
+
+	atomic_store(&b->tid, (int)syscall(SYS_gettid));
+	b->rc = lsock_recvfrom(b->ctx, (struct lsock_who){"server", 0}, b->fd, buf, sizeof buf, NULL,
+			       -1, &io);
+	return NULL;
+}
+
+/* A datagram receive asleep in the kernel with a wake fd ends with -EINTR
+ * (no call recorded) when another thread wakes it with lab_wake; the run is
+ * not stopped by it. */
+static void lab_wake_ends_a_sleeping_recvfrom(void **state)
+{
+	struct lab_ctx ctx;
+	struct ev_emitter em;
+	struct woken b = {0};
+	pthread_t t;
+	char err[128];
+	int sv[2], efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	setup_ctx(&ctx, &em, -1, 60000);
+	assert_int_equal(lab_watch_start(&ctx, err, sizeof err), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+	b.ctx = &ctx;
+	b.fd = sv[0];
+	b.wake_fd = efd;
+	b.rc = 12345;
+	assert_int_equal(pthread_create(&t, NULL, blocked_recvfrom, &b), 0);
+	while (!atomic_load(&b.tid) || !thread_sleeps(atomic_load(&b.tid)))
+		sched_yield();
+	lab_wake(&ctx, efd);
+	pthread_join(t, NULL);
+	assert_int_equal(b.rc, -EINTR);
+	assert_false(lab_watch_stopped(&ctx));
+	/* It stays woken: the next wait with it ends at once. */
+	b.rc = 12345;
+	assert_int_equal(pthread_create(&t, NULL, blocked_recvfrom, &b), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(b.rc, -EINTR);
+	lab_watch_stop(&ctx);
+	close(sv[0]);
+	close(sv[1]);
+	close(efd);
+	ev_cleanup(&em);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +294,7 @@ int main(void)
 		cmocka_unit_test(watcher_enforces_the_deadline),
 		cmocka_unit_test(watcher_lets_data_through),
 		cmocka_unit_test(watcher_never_misses_a_cancel),
+		cmocka_unit_test(lab_wake_ends_a_sleeping_recvfrom),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
