@@ -259,6 +259,14 @@ export function label(prefix, name) {
 
 // Rows beyond this many are counted, not drawn: the page stays responsive and
 // the full record remains in the run's events file.
+// When a socket call returned, on the run clock: t_call_us + blocked_us.
+// (A call's t_us is when its event was emitted: for a lab with an observer
+// that is after the segments around it, about 20 ms later.)
+export function callReturnUs(ev) {
+	return typeof ev.t_call_us === 'number' && typeof ev.blocked_us === 'number'
+		? ev.t_call_us + ev.blocked_us : ev.t_us;
+}
+
 export const MAX_ROWS = 5000;
 
 // Past this many rows a trace is "long": its off-screen rows skip rendering.

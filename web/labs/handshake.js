@@ -13,7 +13,7 @@
 
 import { h, replace, fmtMs, fmtAddr } from '../dom.js';
 import { t } from '../i18n.js';
-import { RunFrame, errorCallout, noteCallout } from './common.js';
+import { RunFrame, callReturnUs, errorCallout, noteCallout } from './common.js';
 import { rawBlock } from './raw.js';
 import { wireCell } from './net.js';
 import { checksumVerdict } from './checksum.js';
@@ -435,7 +435,7 @@ class HandshakeView {
 	drawCall(root, items, it) {
 		const c = it.ev;
 		const client = c.who === 'client';
-		const yEnd = Math.max(it.y + CALL_H - 6, this.yAt(items, c.t_us));
+		const yEnd = Math.max(it.y + CALL_H - 6, this.yAt(items, callReturnUs(c)));
 		const x = client ? X.callClient : X.callServer;
 		const failed = c.ret === -1;
 		const cls = ['hs-call', client ? 'hs-call-client' : 'hs-call-server'];
@@ -606,7 +606,7 @@ class HandshakeView {
 	// the program was inside it, and the state changes it went through.
 	highlightCall(c) {
 		const from = c.t_call_us ?? c.t_us;
-		const to = c.t_us;
+		const to = callReturnUs(c);
 		const inside = (us) => typeof us === 'number' && us >= from && us <= to;
 		const segs = new Set(this.segs.filter((s) => inside(s.t_kernel_us)
 			|| inside(this.arrivals.get(s.n)?.t)).map((s) => s.n));

@@ -11,7 +11,7 @@
 
 import { h, replace, fmtMs } from '../dom.js';
 import { t } from '../i18n.js';
-import { RunFrame, errorCallout, noteCallout, MAX_ROWS } from './common.js';
+import { RunFrame, callReturnUs, errorCallout, noteCallout, MAX_ROWS } from './common.js';
 import { rawBlock } from './raw.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -298,7 +298,7 @@ class LayersView {
 		const s = this.current();
 		const err = ev.icmp_error ? ` · ICMP ${ev.icmp_error.type}/${ev.icmp_error.code} ${ev.icmp_error.offender || ''}` : '';
 		s.kernel.appendChild(h('li', { class: 'ly-k ly-k-call' },
-			h('span', { class: 'num muted', text: fmtMs(ev.t_us) }), ' ',
+			h('span', { class: 'num muted', text: fmtMs(callReturnUs(ev)) }), ' ',
 			h('span', { class: 'mono', text: `${ev.who}: ${ev.call}() = ${ev.ret}${err}` })));
 	}
 
