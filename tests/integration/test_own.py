@@ -6,6 +6,7 @@ Each escape must be refused and reported while the run itself ends cleanly.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,10 +67,10 @@ def write(name, src):
     return path
 
 
-def own(server=None, client=None, *params, timeout=60):
+def own(server=None, client=None, *params, timeout=60, pcap=None):
     """Run the lab with --json; return (events, summary)."""
     need_tools()
-    args = [BIN, "run", "own", "--json"]
+    args = [BIN, "run", "own", "--json"] + (["--pcap", pcap] if pcap else [])
     if server:
         args += ["-p", f"server={write('server.py', server)}"]
     if client:
@@ -251,6 +252,50 @@ def a_connection_between_two_loopback_ends_is_sampled_only():
             and e["program"] == "client" and e["fd"] == conn["fd"]]
     eq(seen[-1], "TIME_WAIT", f"the client socket's last sample: {seen}")
     check("own.states_sampled" in notes(events), "said")
+
+
+@test
+def tshark_reads_the_segments_the_lab_reported():
+    """The notes-style echo pair's capture.pcap, read by tshark (an
+    independent decoder): the same segments, in the same order, with the
+    same ports, flags, seq, ack, length and window as the lab's segment
+    events, and the bytes the programs' calls moved."""
+    need_tools()
+    if not shutil.which("tshark"):
+        raise Skip("tshark is not installed (server/tools/install-deps.sh test installs it)")
+    fields = ("tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.len",
+              "tcp.window_size_value")
+    for net in ("loopback", "two-hosts"):
+        pcap = os.path.join(TMP, f"echo-{net}.pcap")
+        if os.path.exists(pcap):
+            os.unlink(pcap)
+        events, s = own(SERVER, CLIENT, f"network={net}", pcap=pcap)
+        args = ["tshark", "-r", pcap, "-T", "fields"]
+        for f in fields:
+            args += ["-e", f]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        eq(r.returncode, 0, f"tshark: {r.stderr[-300:]}")
+        rows = [line.split("\t") for line in r.stdout.splitlines() if line.strip()]
+        segs = [e for e in events if e["type"] == "segment"]
+        mine = [[str(g["src"]["port"]), str(g["dst"]["port"]), f"0x{g['flags_raw']:04x}",
+                 str(g["seq_raw"]), str(g["ack_raw"]), str(g["len"]), str(g["win"])]
+                for g in segs]
+        # A handshake, 2 requests and 2 replies with their ACKs, two FINs.
+        check(len(mine) >= 10, f"{net}: {len(mine)} segments")
+        eq(rows, mine, f"{net}: tshark's ports, flags, seq, ack, len, win == the lab's segments")
+        eq(s["capture"]["segments"], len(rows), f"{net}: summary")
+        conn = calls(events, "client", "connect")[0]
+        cport = str(conn["local"]["port"])
+        up = sum(int(row[5]) for row in rows if row[0] == cport)
+        down = sum(int(row[5]) for row in rows if row[1] == cport)
+        eq((up, down), (sum(e["bytes"] for e in calls(events, "client", "send")),
+                        sum(e["bytes"] for e in calls(events, "server", "send"))),
+           f"{net}: bytes on the wire == bytes the calls sent")
+        eq((up, down), (12, 12), f"{net}: the echo's bytes")
+        # Exactly one SYN, one SYN-ACK, and a FIN each way, as tshark reads them.
+        flags = [int(row[2], 16) for row in rows]
+        eq((sum(1 for f in flags if f & 0x12 == 0x02), sum(1 for f in flags if f & 0x12 == 0x12),
+            sum(1 for f in flags if f & 0x01)), (1, 1, 2), f"{net}: SYN, SYN-ACK, FINs")
 
 
 @test
