@@ -1242,6 +1242,11 @@ static int run(struct lab_ctx *ctx)
 		ev_error(ctx->em, "missing_tool", NULL, err);
 		return -ENOENT;
 	}
+	rc = own_userns_check(err, sizeof err);
+	if (rc < 0) {
+		ev_error(ctx->em, "no_user_namespaces", NULL, err);
+		return rc;
+	}
 	if (ctx->net) {
 		frame_ip_str(net_addr(ctx->net, NET_SERVER), srv_ip);
 		r.own_addr[0] = htonl(net_addr(ctx->net, NET_SERVER));

@@ -111,6 +111,41 @@ static void child(const struct own_spawn *s, char *const argv[], char *const env
 	_exit(127);
 }
 
+int own_userns_check(char *err, size_t errlen)
+{
+	int status, e = 0;
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		e = errno;
+		snprintf(err, errlen, "fork: %s", strerror(e));
+		return -e;
+	}
+	if (pid == 0) {
+		/* Only async-signal-safe calls: as spawn's child does. */
+		if (geteuid() == 0 && (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+				       setresuid(NOBODY, NOBODY, NOBODY) < 0))
+			_exit(126);
+		_exit(unshare(CLONE_NEWUSER) < 0 ? (errno > 0 && errno < 126 ? errno : 125) : 0);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			e = errno;
+			snprintf(err, errlen, "waitpid: %s", strerror(e));
+			return -e;
+		}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	e = WIFEXITED(status) && WEXITSTATUS(status) < 125 ? WEXITSTATUS(status) : EPERM;
+	snprintf(err, errlen,
+		 "the own lab's sandbox (bubblewrap) needs unprivileged user namespaces, and this "
+		 "system refuses them (unshare(CLONE_NEWUSER): %s): in a container, run it with a "
+		 "seccomp profile that permits unshare and clone with CLONE_NEWUSER; on a host, "
+		 "allow them (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)",
+		 strerror(e));
+	return -e;
+}
+
 int own_spawn_start(const struct own_spawn *s, struct own_proc *p, char *err, size_t errlen)
 {
 	int sp[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1}, st[2] = {-1, -1};

@@ -57,6 +57,12 @@ int own_spawn_start(const struct own_spawn *s, struct own_proc *p, char *err, si
  * status, or -1 if it was already reaped. */
 int own_proc_close(struct own_proc *p);
 
+/* Whether the sandbox can start here: bubblewrap needs to create a user
+ * namespace as the user it runs as (nobody, for a root runner). Tries that
+ * in a child process. 0, or -errno with what is missing in err (a
+ * container's seccomp profile or the kernel's user namespace settings). */
+int own_userns_check(char *err, size_t errlen);
+
 /* A memfd holding len bytes of data (CLOEXEC), or negative. */
 int own_memfd(const char *name, const void *data, size_t len);
 

@@ -651,6 +651,53 @@ def two_runs_at_once_never_see_each_other():
         eq(len([e for e in events if e["type"] == "state"]), 10, "five transitions per end")
 
 
+# Run argv[1:] as root in a user namespace of its own (ids mapped 1:1, so
+# nothing else changes) that may create no nested user namespace: the child
+# unshares, the parent (root in the host's namespace) writes its maps.
+NO_USERNS = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r, w = os.pipe()
+r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    if libc.unshare(0x10000000) != 0:
+        os._exit(121)
+    os.write(w2, b"u")
+    os.read(r, 1)
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0")
+    os.execv(sys.argv[1], sys.argv[1:])
+os.read(r2, 1)
+for m in ("uid_map", "gid_map"):
+    with open(f"/proc/{pid}/{m}", "w") as f:
+        f.write("0 0 65536")
+os.write(w, b"g")
+_, st = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(st))
+"""
+
+
+@test
+def without_user_namespaces_the_lab_fails_naming_what_is_missing():
+    # bubblewrap needs a user namespace; here socklab runs in one of its own
+    # whose limit on nested user namespaces is 0 (as a container whose
+    # seccomp profile refuses them would), everything else as usual.
+    need_tools()
+    r = subprocess.run([sys.executable, "-c", NO_USERNS, BIN, "run", "own", "--json", "-p",
+                        f"client={write('client.py', CLIENT)}"],
+                       capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 1, f"the lab failed: {r.stderr[-300:]}")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    errs = [e for e in events if e["type"] == "error"]
+    eq([e["code"] for e in errs], ["no_user_namespaces"], "the error")
+    msg = errs[0]["message"]
+    check("bubblewrap" in msg and "user namespaces" in msg and "CLONE_NEWUSER" in msg
+          and "seccomp" in msg, f"names what is missing: {msg}")
+    eq(events[-1]["status"], "error", "status")
+    eq([e for e in events if e["type"] == "program.start"], [], "no program started")
+
+
 @test
 def bad_parameters_name_the_field():
     need_tools()
