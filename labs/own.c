@@ -1244,7 +1244,7 @@ static int run(struct lab_ctx *ctx)
 	}
 	rc = own_userns_check(err, sizeof err);
 	if (rc < 0) {
-		ev_error(ctx->em, "no_user_namespaces", NULL, err);
+		ev_error(ctx->em, "sandbox_unavailable", NULL, err);
 		return rc;
 	}
 	if (ctx->net) {

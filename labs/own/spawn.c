@@ -111,9 +111,15 @@ static void child(const struct own_spawn *s, char *const argv[], char *const env
 	_exit(127);
 }
 
+/* What own_userns_check's child could not do (its exit code is step * 40 +
+ * errno, errno capped at 39). */
+enum { CHECK_DROP = 1, CHECK_USERNS, CHECK_PROCSYS, CHECK_HOSTNAME };
+
+#define CHECK_EXIT(step, e) _exit((step) * 40 + ((e) > 0 && (e) < 40 ? (e) : 39))
+
 int own_userns_check(char *err, size_t errlen)
 {
-	int status, e = 0;
+	int status, e = 0, step, fd;
 	pid_t pid = fork();
 
 	if (pid < 0) {
@@ -122,11 +128,21 @@ int own_userns_check(char *err, size_t errlen)
 		return -e;
 	}
 	if (pid == 0) {
-		/* Only async-signal-safe calls: as spawn's child does. */
+		/* Only async-signal-safe calls, as spawn's child: what bwrap does
+		 * first, as the user it runs as. */
 		if (geteuid() == 0 && (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
 				       setresuid(NOBODY, NOBODY, NOBODY) < 0))
-			_exit(126);
-		_exit(unshare(CLONE_NEWUSER) < 0 ? (errno > 0 && errno < 126 ? errno : 125) : 0);
+			CHECK_EXIT(CHECK_DROP, errno);
+		if (unshare(CLONE_NEWUSER | CLONE_NEWUTS) < 0)
+			CHECK_EXIT(CHECK_USERNS, errno);
+		/* --disable-userns: bwrap sets the new namespace's limit to 1. */
+		fd = open("/proc/sys/user/max_user_namespaces", O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			CHECK_EXIT(CHECK_PROCSYS, errno);
+		close(fd);
+		if (sethostname("sandbox", 7) < 0)
+			CHECK_EXIT(CHECK_HOSTNAME, errno);
+		_exit(0);
 	}
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR) {
@@ -136,13 +152,32 @@ int own_userns_check(char *err, size_t errlen)
 		}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
-	e = WIFEXITED(status) && WEXITSTATUS(status) < 125 ? WEXITSTATUS(status) : EPERM;
-	snprintf(err, errlen,
-		 "the own lab's sandbox (bubblewrap) needs unprivileged user namespaces, and this "
-		 "system refuses them (unshare(CLONE_NEWUSER): %s): in a container, run it with a "
-		 "seccomp profile that permits unshare and clone with CLONE_NEWUSER; on a host, "
-		 "allow them (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)",
-		 strerror(e));
+	step = WIFEXITED(status) ? WEXITSTATUS(status) / 40 : 0;
+	e = WIFEXITED(status) && WEXITSTATUS(status) % 40 ? WEXITSTATUS(status) % 40 : EPERM;
+	if (step == CHECK_PROCSYS)
+		snprintf(err, errlen,
+			 "the own lab's sandbox (bubblewrap --disable-userns, so a program cannot "
+			 "nest user namespaces) writes /proc/sys/user/max_user_namespaces in its user "
+			 "namespace, and /proc/sys is read-only here (%s): a container mounts it "
+			 "read-only unless told otherwise (podman: --security-opt unmask=/proc/sys; "
+			 "Docker: --security-opt systempaths=unconfined)",
+			 strerror(e));
+	else if (step == CHECK_HOSTNAME)
+		snprintf(err, errlen,
+			 "the own lab's sandbox (bubblewrap) gives each program its own hostname, and "
+			 "sethostname() in a new UTS namespace is refused here (%s): a container's "
+			 "seccomp profile that allows it only with CAP_SYS_ADMIN refuses it without",
+			 strerror(e));
+	else if (step == CHECK_DROP)
+		snprintf(err, errlen, "the own lab could not drop to the user nobody (%s)", strerror(e));
+	else
+		snprintf(err, errlen,
+			 "the own lab's sandbox (bubblewrap) needs unprivileged user namespaces, and "
+			 "this system refuses them (unshare(CLONE_NEWUSER): %s): in a container, run it "
+			 "with a seccomp profile that permits unshare and clone with CLONE_NEWUSER; on "
+			 "a host, allow them (sysctl kernel.unprivileged_userns_clone=1, "
+			 "user.max_user_namespaces > 0)",
+			 strerror(e));
 	return -e;
 }
 

@@ -57,10 +57,12 @@ int own_spawn_start(const struct own_spawn *s, struct own_proc *p, char *err, si
  * status, or -1 if it was already reaped. */
 int own_proc_close(struct own_proc *p);
 
-/* Whether the sandbox can start here: bubblewrap needs to create a user
- * namespace as the user it runs as (nobody, for a root runner). Tries that
- * in a child process. 0, or -errno with what is missing in err (a
- * container's seccomp profile or the kernel's user namespace settings). */
+/* Whether the sandbox can start here: as the user bwrap runs as (nobody,
+ * for a root runner), a child does what bwrap needs first: create a user
+ * and a UTS namespace, open /proc/sys/user/max_user_namespaces for writing
+ * (--disable-userns) and set the hostname. 0, or -errno with what is
+ * missing in err (a container's seccomp profile or read-only /proc/sys, or
+ * the kernel's user namespace settings). */
 int own_userns_check(char *err, size_t errlen);
 
 /* A memfd holding len bytes of data (CLOEXEC), or negative. */

@@ -690,7 +690,7 @@ def without_user_namespaces_the_lab_fails_naming_what_is_missing():
     eq(r.returncode, 1, f"the lab failed: {r.stderr[-300:]}")
     events = [json.loads(line) for line in r.stdout.splitlines()]
     errs = [e for e in events if e["type"] == "error"]
-    eq([e["code"] for e in errs], ["no_user_namespaces"], "the error")
+    eq([e["code"] for e in errs], ["sandbox_unavailable"], "the error")
     msg = errs[0]["message"]
     check("bubblewrap" in msg and "user namespaces" in msg and "CLONE_NEWUSER" in msg
           and "seccomp" in msg, f"names what is missing: {msg}")
