@@ -193,7 +193,7 @@ class Box:
     Origin, and the pool port a student is told, are the server's own), so the
     test moves them with SOCKLAB_*_PORT(S) rather than remapping them."""
 
-    def __init__(self, name, caps, tun=False):
+    def __init__(self, name, caps, tun=False, extra=()):
         self.name = f"socklab-test-{name}-{ME}"
         lo, hi = free_port_range(4)
         # One public port: the WebSocket is at /ws on the HTTP port.
@@ -210,6 +210,7 @@ class Box:
             args += ["--cap-add", c]
         if tun:
             args += ["--device", "/dev/net/tun"]
+        args += list(extra)
         state["containers"].append(self.name)
         t0 = time.monotonic()
         podman(*args, IMAGE)
@@ -278,11 +279,17 @@ def arun(coro):
     return asyncio.run(coro)
 
 
-def run_lab(box, lab, params):
+def run_lab(box, lab, params, files=None):
     """One run through the container's WebSocket; its checked event stream."""
     async def go():
         async with box.connect() as ws:
-            run_id = await start_run(ws, params, lab=lab)
+            if files is None:
+                run_id = await start_run(ws, params, lab=lab)
+            else:
+                reply = await request(ws, {"op": "run", "lab": lab, "params": params,
+                                           "files": files})
+                eq(reply.get("type"), "run.accepted", f"reply to run {lab}: {reply}")
+                run_id = reply["run"]
             return await events_until_end(ws, run_id, timeout=90)
     events = arun(go())
     check_stream(events)
@@ -301,8 +308,9 @@ def error_messages(events):
 # ---------------------------------------------------------------------------
 
 class Case:
-    def __init__(self, params, checks=None, needs=None):
+    def __init__(self, params, checks=None, needs=None, files=None):
         self.params, self.checks, self.needs = params, checks, needs
+        self.files = files  # uploaded programs ("files" in the run op), for own
 
 
 TWO_HOSTS = ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]
@@ -396,10 +404,65 @@ def sticky_checks(events, params):
         eq(summary["framed_messages"], params["count"], "framed messages reassembled")
 
 
+OWN_SERVER = """import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080))
+s.listen(1)
+c, _ = s.accept()
+while True:
+    data = c.recv(1024)
+    if not data:
+        break
+    c.sendall(data.upper())
+"""
+OWN_CLIENT = """import socket
+c = socket.create_connection(("server", 8080))
+for m in [b"hello", b"sockets"]:
+    c.sendall(m)
+    print(c.recv(1024).decode())
+c.close()
+"""
+
+
+def own_checks(events, params):
+    out = [e["text"] for e in events if e["type"] == "output" and e["who"] == "client"]
+    eq(out, ["HELLO", "SOCKETS"], "the client's replies, from python3 in bubblewrap")
+    progs = events[-1]["summary"]["programs"]
+    eq((progs["server"]["traced"], progs["client"]["traced"]), (True, True), "both traced")
+    eq((progs["client"]["bytes_sent"], progs["client"]["bytes_received"]), (12, 12), "bytes")
+    eq([e["call"] for e in events if e["type"] == "syscall" and e["who"] == "client"],
+       ["socket", "connect", "send", "recv", "send", "recv", "close"], "the client's calls")
+    segs = [e for e in events if e["type"] == "segment"]
+    if segs:
+        eq(sum(g["len"] for g in segs), 24, "bytes on the wire")
+
+
+def own_refused(box, events):
+    """The own lab where bubblewrap cannot work: the run fails at once with
+    sandbox_unavailable, naming what is missing (an engine's default profile
+    mounts /proc/sys read-only, which bwrap --disable-userns writes; without
+    CAP_SYS_ADMIN its seccomp profile refuses sethostname). True then."""
+    errs = [e for e in events if e["type"] == "error"]
+    if not errs or errs[0]["code"] != "sandbox_unavailable":
+        return False
+    msg = errs[0]["message"]
+    eq(events[-1]["status"], "error", "status")
+    check(("/proc/sys" in msg and "unmask=/proc/sys" in msg) or "sethostname" in msg
+          or "CLONE_NEWUSER" in msg, f"the error names what is missing: {msg}")
+    eq([e for e in events if e["type"] == "program.start"], [], "no program started")
+    diag(f"{box.name}: own refused: {msg[:100]}...")
+    return True
+
+
 LAB_CASES = {
-    # It needs uploaded programs, and the image has no bubblewrap or python3
-    # yet (tests/integration/test_own.py and tests/e2e/test_own.mjs cover it).
-    "own": [],
+    # The programs are uploaded as a browser does; python3 and bubblewrap are
+    # in the image. A profile where bubblewrap cannot work fails the run with
+    # sandbox_unavailable (own_refused); own_in_a_container_with_proc_sys_writable
+    # runs it for real.
+    "own": [
+        Case({}, own_checks, [], files={"server": OWN_SERVER, "client": OWN_CLIENT}),
+    ],
     "sticky": [
         Case({"mode": "framed", "count": 4, "recv_delay_ms": 50}, sticky_checks, ["CAP_NET_RAW"]),
     ],
@@ -541,7 +604,9 @@ def every_lab(box, expect):
             diag(f"{name}: no cases in test_container.py LAB_CASES; its defaults only")
             cases = [Case({})]
         for case in cases:
-            events = run_lab(box, name, case.params)
+            events = run_lab(box, name, case.params, case.files)
+            if name == "own" and own_refused(box, events):
+                continue
             try:
                 expect(name, events, case)
             except AssertionError as e:
@@ -867,6 +932,23 @@ def unprivileged_profile_falls_back_or_names_the_capability():
                 check(case.needs is None and "CAP_" in msgs,
                       f"failed unprivileged without naming a capability: {msgs!r}")
         every_lab(box, expect)
+    finally:
+        box.remove()
+
+
+@test
+def own_in_a_container_with_proc_sys_writable():
+    """The full profile plus a writable /proc/sys (what bubblewrap's
+    --disable-userns needs): students' programs run in the image's python3
+    inside bubblewrap, traced."""
+    need_podman()
+    box = Box("own", FULL, extra=["--security-opt", "unmask=/proc/sys"])
+    try:
+        for case in LAB_CASES["own"]:
+            events = run_lab(box, "own", case.params, case.files)
+            eq(events[-1]["status"], "ok", f"run status: {error_messages(events)}")
+            eq(events[0]["sandbox"]["netns"], True, "private namespace")
+            case.checks(events, case.params)
     finally:
         box.remove()
 
