@@ -50,6 +50,21 @@ export function init(opts) {
 		if (q$.focus) requestAnimationFrame(markEvidence);
 	});
 	q$.observer.observe(document.getElementById('view'), { childList: true, subtree: true });
+	// Pick from the trace: a segment clicked on a run's ladder answers the
+	// "which segment" question being asked (the ladder's own click still
+	// selects the packet).
+	document.getElementById('view').addEventListener('click', (e) => {
+		const seg = e.target.closest && e.target.closest('.hs-seg[data-n]');
+		if (!seg || q$.verdicts || !q$.lab) return;
+		const q = questionsOf(q$.lab).find((x) => x.kind === 'pick' && x.pick === 'segment' && applies(x, params()));
+		if (!q) return;
+		q$.answers[q.id] = String(seg.dataset.n);
+		const input = document.getElementById(`quiz-${q.id}`);
+		if (input) input.value = seg.dataset.n;
+		const btn = document.getElementById('quiz-check');
+		if (btn) btn.disabled = false;
+		setMsg(t('quiz.picked', { n: seg.dataset.n }));
+	});
 }
 
 function questionsOf(lab) {

@@ -118,14 +118,20 @@ test('changing a knob asks again', async () => {
 });
 
 test('a finished run opened from Recent runs is graded the same (replay), in Chinese too', async () => {
+	// A fresh page: the run is replayed from its stored events.
 	await page.goto(`${srv.base}/#/run/${run.id}`);
+	await page.reload();
 	await page.locator('#quiz-check').waitFor({ timeout: WAIT });
 	const want = truth(run.events);
 	await page.fill('#quiz-close_segments', String(want.close));
+	// Pick from the trace: clicking the segment on the ladder answers "which segment".
+	await page.locator(`#pane-main .hs-seg[data-n="${want.acker}"] .hs-hit`).click();
+	assertEq(await page.inputValue('#quiz-fin_acked_by'), String(want.acker), 'picked from the ladder');
 	await page.click('#quiz-check');
 	await page.locator('#quiz-card[data-state="graded"]').waitFor({ timeout: WAIT });
 	assertEq(await page.locator('#quiz-card .quiz-q[data-q="close_segments"]').getAttribute('data-result'), 'right', 'the same run, the right count');
 	assertEq(await page.locator('#quiz-card .quiz-q[data-q="time_wait_side"]').getAttribute('data-result'), 'unanswered', 'unanswered stays unanswered');
+	assertEq(await page.locator('#quiz-card .quiz-q[data-q="fin_acked_by"]').getAttribute('data-result'), 'right', 'the picked segment');
 	await page.selectOption('#lang-select', 'zh-CN');
 	await page.locator('#quiz-title', { hasText: '先预测，再验证' }).waitFor({ timeout: WAIT });
 	const why = await page.locator('#quiz-card .quiz-q[data-q="close_segments"] .quiz-why').textContent();
