@@ -22,6 +22,9 @@
  * hands frames over a ring block at a time, up to CAP_DELAY_MS late). */
 #define OBS_HORIZON_NS ((int64_t)CAP_DELAY_MS * 1000000)
 #define OBS_MAX_PENDING 65536
+/* How far behind real time a lab that has not caught up (obs_caught_up) may
+ * hold delivery back. */
+#define OBS_LAB_LAG_MAX_NS (500 * 1000000LL)
 #define OBS_HEX_MAX 4096
 
 static const char *const src_names[] = {
@@ -900,8 +903,13 @@ static void *obs_thread(void *arg)
 		hold = take_calls(o);
 		horizon = now - (o->cfg.horizon_ms > 0 ? (int64_t)o->cfg.horizon_ms * 1000000
 						       : OBS_HORIZON_NS);
-		if (o->cfg.watch_later && __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE) < now)
-			horizon -= now - __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE);
+		if (o->cfg.watch_later && __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE) < now) {
+			int64_t lag = now - __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE);
+
+			/* At most OBS_LAB_LAG_MAX_NS: a lab starved of CPU for longer
+			 * must not stop delivery until the queue is full. */
+			horizon -= lag < OBS_LAB_LAG_MAX_NS ? lag : OBS_LAB_LAG_MAX_NS;
+		}
 		deliver_until(o, hold <= horizon ? hold - 1 : horizon);
 		if (read(o->stop_fd, &v, sizeof v) == sizeof v)
 			break;

@@ -254,10 +254,10 @@ int obs_watch(struct obs *o, const struct obs_sock *s, const struct obs_watch_op
 
 /* A lab whose sockets come from another process's records (cfg.watch_later)
  * says up to when it has read every record sent: items are delivered
- * horizon_ms behind that instant (not behind now), however long the lab was
- * kept from reading, so a record may reach the lab up to horizon_ms after
- * its stamp and its socket is still watched before its transitions are
- * matched. Until the first call nothing is delivered; obs_stop delivers
+ * horizon_ms behind that instant (not behind now; at most 500 ms further
+ * back, so a lab starved of CPU does not fill the queue), so a record may
+ * reach the lab up to horizon_ms after its stamp and its socket is still
+ * watched before its transitions are matched. Until the first call nothing is delivered; obs_stop delivers
  * everything. Any thread. */
 void obs_caught_up(struct obs *o, int64_t t_ns);
 
