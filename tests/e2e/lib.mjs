@@ -54,8 +54,12 @@ export async function until(fn, ms, what) {
 	}
 }
 
+// The first line of an error, and for a Playwright timeout the locator it
+// waited for (the first line alone does not say which element never came).
 export function oneLine(e) {
-	return String(e && e.message ? e.message : e).split('\n')[0];
+	const lines = String(e && e.message ? e.message : e).split('\n');
+	const waited = lines.find((l) => /waiting for (locator|selector)/.test(l));
+	return waited && !lines[0].includes(waited.trim()) ? `${lines[0]} (${waited.trim()})` : lines[0];
 }
 
 // What runTap must close and stop however the process ends.

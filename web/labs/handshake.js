@@ -38,6 +38,18 @@ function ensureStyles() {
 	document.head.appendChild(h('link', { attrs: { rel: 'stylesheet', href: '/labs/handshake.css', 'data-view': 'handshake' } }));
 }
 
+// Runs fn once the view's stylesheet applies: a label's box measured
+// before it does is the default font's (taller and wider than the ladder's
+// 11 px mono), and would stay so after the sheet arrives.
+function whenStyled(fn) {
+	const link = document.querySelector('link[data-view="handshake"]');
+	if (!link || link.sheet) {
+		fn();
+		return;
+	}
+	link.addEventListener('load', fn, { once: true });
+}
+
 function svg(tag, attrs, ...kids) {
 	const el = document.createElementNS(SVG, tag);
 	for (const [k, v] of Object.entries(attrs || {})) {
@@ -372,7 +384,7 @@ class HandshakeView {
 			else if (it.kind === 'call') this.drawCall(root, items, it);
 		}
 		replace(this.ladderBox, root);
-		labelBackgrounds(root);
+		whenStyled(() => labelBackgrounds(root));
 		this.renderList();
 		this.renderCompare();
 		this.scheduleTick();
@@ -816,6 +828,7 @@ class HandshakeView {
 // background colour under it, measured once the SVG is in the page.
 function labelBackgrounds(root) {
 	if (!root.isConnected) return;
+	root.dataset.labelled = '1';
 	for (const el of root.querySelectorAll('.hs-seg-label, .hs-seg-time')) {
 		let b;
 		try {
