@@ -62,6 +62,28 @@ export function oneLine(e) {
 	return waited && !lines[0].includes(waited.trim()) ? `${lines[0]} (${waited.trim()})` : lines[0];
 }
 
+// Collect what a page reports as wrong (console errors, page errors, CSP
+// violations) into problems, each prefixed with who. Other work on this
+// machine may add or remove network interfaces; Chromium then aborts requests
+// in flight with ERR_NETWORK_CHANGED: that is the machine, not the page.
+export function watchPage(page, who, problems) {
+	page.setDefaultTimeout(WAIT);
+	page.on('console', (m) => {
+		if (/ERR_NETWORK_CHANGED/.test(m.text())) return;
+		if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) problems.push(`${who} console: ${m.text()}`);
+	});
+	page.on('pageerror', (e) => problems.push(`${who} page error: ${e.message}`));
+}
+
+// The event position of a pane's player, and the text of its stage.
+export async function playerPos(page, pane = '#pane-main') {
+	return page.$eval(`${pane} .player`, (el) => Number(el.dataset.pos));
+}
+
+export async function stageText(page, pane = '#pane-main') {
+	return page.$eval(`${pane} .player-stage`, (el) => el.innerText);
+}
+
 // What runTap must close and stop however the process ends.
 let server = null; // {child, ...} as soon as it is spawned
 let browser = null; // a Browser or a persistent BrowserContext

@@ -12,7 +12,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, runTap, startServer, test, until,
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, playerPos, runTap, stageText, startServer, test, until,
+	watchPage,
 } from './lib.mjs';
 
 const SECRET = 'e2e-flood-tw-class-secret';
@@ -25,25 +26,8 @@ let twRun = '';
 let twEvs = [];
 const problems = [];
 
-function watch(page, who) {
-	page.setDefaultTimeout(WAIT);
-	page.on('console', (m) => {
-		if (/ERR_NETWORK_CHANGED/.test(m.text())) return;
-		if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) problems.push(`${who} console: ${m.text()}`);
-	});
-	page.on('pageerror', (e) => problems.push(`${who} page error: ${e.message}`));
-}
-
 async function events(id) {
 	return (await (await fetch(`${srv.base}/api/runs/${id}/events`)).text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
-
-async function pos(page) {
-	return page.$eval('#pane-main .player', (el) => Number(el.dataset.pos));
-}
-
-async function stageText(page) {
-	return page.$eval('#pane-main .player-stage', (el) => el.innerText);
 }
 
 // Start a class run from the instructor's form and wait until both pages show
@@ -62,7 +46,7 @@ async function classRun(lab, fill) {
 		RUN_WAIT, 'the student shows the class run');
 	await student.waitForSelector('#pane-main .pill[data-status="ok"]', { timeout: RUN_WAIT });
 	const evs = await events(id);
-	await until(async () => (await pos(student)) === evs.length, WAIT, 'the student at the last event');
+	await until(async () => (await playerPos(student)) === evs.length, WAIT, 'the student at the last event');
 	return [id, evs];
 }
 
@@ -134,7 +118,7 @@ test('the exported time-wait run opened from its file shows the same view', asyn
 	await student.waitForSelector('#class-join');
 	await student.setInputFiles('#bundle-file', file);
 	await student.waitForFunction((n) => document.querySelector('#pane-main .player')?.dataset.total === String(n), twEvs.length);
-	await until(async () => (await pos(student)) === twEvs.length, WAIT, 'the imported run drawn');
+	await until(async () => (await playerPos(student)) === twEvs.length, WAIT, 'the imported run drawn');
 	assertEq(await stageText(student), live, 'the imported run shows the same view');
 	assertEq(await student.$eval('#pane-main .player', (el) => el.dataset.run), twRun, 'the same run');
 });
@@ -152,8 +136,8 @@ runTap({
 		const opts = { viewport: { width: 1440, height: 1000 }, locale: 'en-US', acceptDownloads: true };
 		teacher = await (await browser.newContext(opts)).newPage();
 		student = await (await browser.newContext(opts)).newPage();
-		watch(teacher, 'instructor');
-		watch(student, 'student');
+		watchPage(teacher, 'instructor', problems);
+		watchPage(student, 'student', problems);
 		return 'socklab serve with an instructor secret, two browser contexts';
 	},
 	failShots: (n) => [

@@ -9,7 +9,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, runTap, startServer, test, until,
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, playerPos, runTap, stageText, startServer, test, until,
+	watchPage,
 } from './lib.mjs';
 
 const SECRET = 'e2e-layers-class-secret';
@@ -22,26 +23,9 @@ let classRun = '';
 let evs = [];
 const problems = [];
 
-function watch(page, who) {
-	page.setDefaultTimeout(WAIT);
-	page.on('console', (m) => {
-		if (/ERR_NETWORK_CHANGED/.test(m.text())) return;
-		if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) problems.push(`${who} console: ${m.text()}`);
-	});
-	page.on('pageerror', (e) => problems.push(`${who} page error: ${e.message}`));
-}
-
-async function pos(page) {
-	return page.$eval('#pane-main .player', (el) => Number(el.dataset.pos));
-}
-
 async function hop(page) {
 	return page.$eval('#pane-main .ly-topo', (el) => [el.dataset.hopPort || '', el.dataset.hopN || '',
 		[...el.querySelectorAll('.ly-link.ly-link-hop')].map((l) => l.dataset.port)]);
-}
-
-async function stageText(page) {
-	return page.$eval('#pane-main .player-stage', (el) => el.innerText);
 }
 
 test('the instructor opens a class and a student joins', async () => {
@@ -74,7 +58,7 @@ test('a layers class run: the student sees it live, frame for frame', async () =
 	evs = (await (await fetch(`${srv.base}/api/runs/${classRun}/events`)).text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
 	const frames = evs.filter((e) => e.type === 'frame');
 	assert(frames.length > 10, `frames ${frames.length}`);
-	await until(async () => (await pos(student)) === evs.length, WAIT, 'the student at the last event');
+	await until(async () => (await playerPos(student)) === evs.length, WAIT, 'the student at the last event');
 	assertEq(await student.locator('#pane-main .ly-frame').count(), frames.length, 'one cell per frame (student)');
 	assertEq(await student.getAttribute('#pane-main .ly-topo', 'data-hosts'), '4', 'hosts drawn (student)');
 	assertEq(await student.locator('#pane-main .ly-link-relay[data-port="a-eth0"]').count(), 1, 'the relayed link (student)');
@@ -89,21 +73,21 @@ test('the student follows the instructor stepping the hops', async () => {
 	assert(k1 >= 0, 'two frames on different links');
 	await teacher.fill('#pane-main .pl-jump', String(k1 + 1));
 	await teacher.click('#pane-main .pl-jump-form button');
-	await until(async () => (await pos(student)) === k1 + 1, WAIT, 'the student at the jump');
+	await until(async () => (await playerPos(student)) === k1 + 1, WAIT, 'the student at the jump');
 	assertEq(await hop(student), [evs[k1].port, String(evs[k1].n), [evs[k1].port]], 'the student\'s hop after the jump');
 	assertEq(await hop(teacher), await hop(student), 'the same hop');
 	await teacher.fill('#pane-main .pl-jump', String(k2 + 1));
 	await teacher.click('#pane-main .pl-jump-form button');
-	await until(async () => (await pos(student)) === k2 + 1, WAIT, 'the student at the later frame');
+	await until(async () => (await playerPos(student)) === k2 + 1, WAIT, 'the student at the later frame');
 	assertEq(await hop(student), [evs[k2].port, String(evs[k2].n), [evs[k2].port]], 'the student\'s hop after the step');
 	await teacher.click('#pane-main .pl-back');
-	await until(async () => (await pos(student)) === k2, WAIT, 'the student one step back');
+	await until(async () => (await playerPos(student)) === k2, WAIT, 'the student one step back');
 	const before = evs.slice(0, k2).filter((e) => e.type === 'frame').pop();
 	assertEq((await hop(student))[1], String(before.n), 'one step back: the frame before');
 	await student.screenshot({ path: path.join(LOGS, 'e2e-layers-class-student.png') });
 	await teacher.fill('#pane-main .pl-jump', String(evs.length));
 	await teacher.click('#pane-main .pl-jump-form button');
-	await until(async () => (await pos(student)) === evs.length, WAIT, 'the student at the end');
+	await until(async () => (await playerPos(student)) === evs.length, WAIT, 'the student at the end');
 });
 
 test('the exported layers run opened from its file shows the same view', async () => {
@@ -117,7 +101,7 @@ test('the exported layers run opened from its file shows the same view', async (
 	await student.waitForSelector('#class-join');
 	await student.setInputFiles('#bundle-file', file);
 	await student.waitForFunction((n) => document.querySelector('#pane-main .player')?.dataset.total === String(n), evs.length);
-	await until(async () => (await pos(student)) === evs.length, WAIT, 'the imported run drawn');
+	await until(async () => (await playerPos(student)) === evs.length, WAIT, 'the imported run drawn');
 	assertEq(await stageText(student), live, 'the imported run shows the same view');
 	assertEq(await student.locator('#pane-main .ly-frame').count(), evs.filter((e) => e.type === 'frame').length, 'frames from the file');
 });
@@ -135,8 +119,8 @@ runTap({
 		const opts = { viewport: { width: 1440, height: 1000 }, locale: 'en-US', acceptDownloads: true };
 		teacher = await (await browser.newContext(opts)).newPage();
 		student = await (await browser.newContext(opts)).newPage();
-		watch(teacher, 'instructor');
-		watch(student, 'student');
+		watchPage(teacher, 'instructor', problems);
+		watchPage(student, 'student', problems);
 		return 'socklab serve with an instructor secret, two browser contexts';
 	},
 	failShots: (n) => [
