@@ -147,9 +147,6 @@ function valueText(q, v) {
 function whyText(v) {
 	const w = (v && v.why) || {};
 	const p = { ...(w.params || {}) };
-	for (const k of Object.keys(p)) {
-		if (/_from$/.test(k) && (p[k] === 'client' || p[k] === 'server')) p[k] = t(`quiz.side.${p[k]}`);
-	}
 	return w.key && has(w.key) ? t(w.key, p) : (w.text || '');
 }
 

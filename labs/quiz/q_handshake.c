@@ -106,6 +106,13 @@ static int rule_close_segments(const json_t *events, struct quiz_truth *t)
 	json_object_set_new(t->params, "first_from", json_string(quiz_str(fins[0], "from")));
 	json_object_set_new(t->params, "second_fin", json_integer(quiz_int(fins[1], "n", 0)));
 	json_object_set_new(t->params, "second_from", json_string(quiz_str(fins[1], "from")));
+	/* The sides read in the reader's language (role.client, role.server). */
+	json_object_set_new(t->params, "first_from_key",
+			    json_string(strcmp(quiz_str(fins[0], "from"), "server") ? "role.client"
+										: "role.server"));
+	json_object_set_new(t->params, "second_from_key",
+			    json_string(strcmp(quiz_str(fins[1], "from"), "server") ? "role.client"
+										: "role.server"));
 	json_object_set_new(t->params, "ack", json_integer(quiz_int(fins[1], "rel_ack", 0)));
 	json_object_set_new(t->params, "first_seq", json_integer(quiz_int(fins[0], "rel_seq", 0)));
 	return 0;

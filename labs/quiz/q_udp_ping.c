@@ -27,9 +27,9 @@ static int rule_lost(const json_t *events, struct quiz_truth *t)
 {
 	const json_t *e;
 	size_t i;
-	long long n = 0, sent = 0;
-	char list[256] = "", causes[512] = "";
-	size_t off = 0, coff = 0;
+	long long n = 0, sent = 0, by_c2s = 0, by_s2c = 0;
+	char list[256] = "";
+	size_t off = 0;
 
 	if (!ended_ok(events, t))
 		return 0;
@@ -47,20 +47,26 @@ static int rule_lost(const json_t *events, struct quiz_truth *t)
 			if (w > 0)
 				off += (size_t)w;
 		}
-		if (coff < sizeof causes - 64 && *quiz_str(e, "cause")) {
-			int w = snprintf(causes + coff, sizeof causes - coff, "%s%lld: %s",
-					 coff ? "; " : "", quiz_int(e, "probe", 0), quiz_str(e, "cause"));
-			if (w > 0 && (size_t)w < sizeof causes - coff)
-				coff += (size_t)w;
-		}
+		/* Where the wire's own report puts the loss (lost_by), as counts:
+		 * the explanation is a message in the reader's language, never
+		 * the lab's English cause. */
+		if (!strcmp(quiz_str(e, "lost_by"), "c2s"))
+			by_c2s++;
+		else if (!strcmp(quiz_str(e, "lost_by"), "s2c"))
+			by_s2c++;
 	}
 	t->decided = 1;
 	t->num = n;
-	t->why = n ? "some" : "none";
+	t->why = !n			      ? "none"
+		 : by_c2s + by_s2c == n	      ? "wire"
+		 : by_c2s + by_s2c == 0	      ? "timeout"
+					      : "some";
 	json_object_set_new(t->params, "n", json_integer(n));
 	json_object_set_new(t->params, "sent", json_integer(sent));
 	json_object_set_new(t->params, "probes", json_string(list));
-	json_object_set_new(t->params, "causes", json_string(causes));
+	json_object_set_new(t->params, "to_server", json_integer(by_c2s));
+	json_object_set_new(t->params, "to_client", json_integer(by_s2c));
+	json_object_set_new(t->params, "other", json_integer(n - by_c2s - by_s2c));
 	return 0;
 }
 

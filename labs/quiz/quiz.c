@@ -14,6 +14,8 @@ extern const struct quiz_bank quiz_bank_handshake;
 extern const struct quiz_bank quiz_bank_sticky;
 extern const struct quiz_bank quiz_bank_syn_flood;
 extern const struct quiz_bank quiz_bank_time_wait;
+extern const struct quiz_bank quiz_bank_layers;
+extern const struct quiz_bank quiz_bank_own;
 
 static const struct quiz_bank *const banks[] = {
 	&quiz_bank_tcp_echo,
@@ -22,6 +24,8 @@ static const struct quiz_bank *const banks[] = {
 	&quiz_bank_sticky,
 	&quiz_bank_syn_flood,
 	&quiz_bank_time_wait,
+	&quiz_bank_layers,
+	&quiz_bank_own,
 	NULL,
 };
 
@@ -247,6 +251,26 @@ static json_t *truth_json(const struct quiz_question *q, const struct quiz_truth
 	return json_null();
 }
 
+/* A run's status named in an explanation ("ok", "error", "cancelled",
+ * "timeout", or "running" for one that has not ended) reads in the reader's
+ * language: its companion status_key names the message run.status.STATUS
+ * (labs/i18n.c and web/i18n.js look NAME_key up). */
+static void status_key(const struct quiz_truth *t)
+{
+	static const char *const known[] = {"ok", "error", "cancelled", "timeout", "running", NULL};
+	const char *st = json_string_value(json_object_get(t->params, "status"));
+	const char *const *k;
+	char id[64];
+
+	for (k = known; st && *k; k++) {
+		if (!strcmp(*k, st)) {
+			snprintf(id, sizeof id, "run.status.%s", st);
+			json_object_set_new(t->params, "status_key", json_string(id));
+			return;
+		}
+	}
+}
+
 json_t *quiz_verdict(const char *lab, const struct quiz_question *q, const struct quiz_truth *t,
 		     const json_t *answer, const char *lang)
 {
@@ -271,6 +295,7 @@ json_t *quiz_verdict(const char *lab, const struct quiz_question *q, const struc
 	json_object_set_new(v, "result", json_string(quiz_compare(q, t, answer)));
 	json_object_set_new(v, "evidence", json_deep_copy(t->evidence));
 	json_object_set_new(why, "key", json_string(key));
+	status_key(t);
 	json_object_set_new(why, "params", json_deep_copy(t->params));
 	text = i18n_text(lang ? lang : I18N_DEFAULT, key, t->params);
 	json_object_set_new(why, "text", json_string(text ? text : key));

@@ -182,5 +182,49 @@ def cli_follows_lang():
           f"English notes: {en[:2]}")
 
 
+@test
+def every_question_and_explanation_is_translated():
+    """Every lab's questions and choices (socklab labs --json), every
+    explanation id the C rules can give (their why cases, read from
+    labs/quiz/q_*.c), and every explanation the recorded runs in
+    tests/data/quiz produce, in both languages, with no placeholder left."""
+    p = subprocess.run([binary(), "labs", "--json"], capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, "socklab labs --json")
+    keys = {}
+    ids = {}
+    for lab in json.loads(p.stdout):
+        for q in lab.get("questions", []):
+            base = f"quiz.{lab['name']}.{q['id']}"
+            ids.setdefault(lab["name"], []).append(q["id"])
+            keys[base] = "labs --json"
+            for c in q.get("choices", []):
+                keys[f"{base}.c.{c}"] = "labs --json"
+            if q.get("unit"):
+                keys[f"quiz.unit.{q['unit']}"] = "labs --json"
+    check(len(ids) >= 8, f"banks found: {sorted(ids)}")
+    bad = missing(keys, "question")
+    # A why case of a rule file must be one of its lab's questions' keys.
+    en = table("en")
+    for path, src in sources("labs/quiz/q_*.c"):
+        lab = re.search(r'quiz_bank_\w+ = \{"([a-z-]+)"', src).group(1)
+        for stmt in re.findall(r"t->why\s*=([^;]+);", src):
+            for w in re.findall(r'(?:^|[?:])\s*"([a-z_*]+)"', stmt):
+                if w.startswith("*"):
+                    bad += missing([f"quiz.why.{w[1:]}"], path)
+                elif not any(f"quiz.{lab}.{q}.why.{w}" in en for q in ids.get(lab, [])):
+                    bad.append(f"{path}: why case '{w}' has no quiz.{lab}.QUESTION.why.{w}")
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "quiz", "*.jsonl"))):
+        for lang in ("C.UTF-8", "zh_CN.UTF-8"):
+            g = subprocess.run([binary(), "grade", path, "--json"], capture_output=True, text=True,
+                               timeout=30, env={**os.environ, "LANG": lang, "LC_ALL": ""})
+            eq(g.returncode, 0, f"grade {path}")
+            for v in json.loads(g.stdout):
+                w = v["why"]
+                bad += missing([w["key"]], os.path.basename(path))
+                if "{" in w["text"] or w["text"] == w["key"]:
+                    bad.append(f"{os.path.basename(path)} {v['q']} ({lang}): {w['text']}")
+    check(not bad, "; ".join(bad[:30]))
+
+
 if __name__ == "__main__":
     run(timeout=120)

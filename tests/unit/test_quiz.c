@@ -164,6 +164,12 @@ static void test_udp_ping(void **st)
 	assert_string_equal(json_string_value(json_object_get(
 				    json_object_get(json_object_get(v, "why"), "params"), "probes")),
 			    "4, 6, 8, 9, 12");
+	/* All five dropped by the wire on the way to the server, by its own
+	 * report (lost_by), counted: the explanation is all translated. */
+	assert_string_equal(why_key(v), "quiz.udp-ping.lost.why.wire");
+	assert_int_equal(json_integer_value(json_object_get(
+				 json_object_get(json_object_get(v, "why"), "params"), "to_server")),
+			 5);
 	assert_int_equal(json_array_size(json_object_get(v, "evidence")), 5);
 	json_decref(v);
 	check_free("udp-ping-loss.jsonl", "lost", "0", "wrong", "5");
@@ -217,6 +223,226 @@ static void test_time_wait(void **st)
 	check_free("time-wait-server.jsonl", "tw_side", "both", "wrong", "\"server\"");
 }
 
+static const json_t *why_params(const json_t *v)
+{
+	return json_object_get(json_object_get(v, "why"), "params");
+}
+
+/* The text of a verdict's explanation in lang. */
+static char *why_in(const char *file, const char *qid, const char *lang)
+{
+	json_t *ev = load(file);
+	const char *lab = quiz_events_lab(ev);
+	const struct quiz_question *q = quiz_find(lab, qid);
+	struct quiz_truth t;
+	json_t *v;
+	char *text;
+
+	assert_non_null(q);
+	assert_int_equal(quiz_truth_of(q, ev, &t), 0);
+	v = quiz_verdict(lab, q, &t, NULL, lang);
+	text = strdup(json_string_value(json_object_get(json_object_get(v, "why"), "text")));
+	json_decref(v);
+	quiz_truth_cleanup(&t);
+	json_decref(ev);
+	return text;
+}
+
+/* layers, all five scenarios (layers.jsonl): A's frame to C carries R's
+ * MAC (frame 13; A's ARP for the gateway, frames 8 and 12, before it), to
+ * B B's own; A's broadcast request reached B and R, no link of subnet 2;
+ * TTL 1 dies at R (ICMP 11 back to A); 3000 bytes leave A as 3 fragments;
+ * the probe of a STALE entry is unicast to B's MAC. */
+static void test_layers(void **st)
+{
+	static const long long mac_ev[] = {38, 42, 43};
+	static const long long heard_ev[] = {17, 18, 19};
+	json_t *v;
+
+	v = check("layers.jsonl", "mac_to_c", "router", "right", "\"router\"");
+	assert_string_equal(why_key(v), "quiz.layers.mac_to_c.why.router");
+	evidence_is(v, mac_ev, 3);
+	assert_int_equal(json_integer_value(json_object_get(why_params(v), "frame")), 13);
+	assert_string_equal(json_string_value(json_object_get(why_params(v), "dst")),
+			    "02:73:6c:01:38:01");
+	json_decref(v);
+	check_free("layers.jsonl", "mac_to_c", "c", "wrong", "\"router\"");
+	check_free("layers.jsonl", "mac_to_c", "broadcast", "wrong", "\"router\"");
+	v = check("layers.jsonl", "mac_to_b", "b", "right", "\"b\"");
+	assert_string_equal(why_key(v), "quiz.layers.mac_to_b.why.own");
+	assert_string_equal(json_string_value(json_object_get(why_params(v), "dst")),
+			    "02:73:6c:01:38:03");
+	json_decref(v);
+	check_free("layers.jsonl", "mac_to_b", "router", "wrong", "\"b\"");
+	v = check("layers.jsonl", "arp_heard", "b_r", "right", "\"b_r\"");
+	evidence_is(v, heard_ev, 3);
+	assert_string_equal(json_string_value(json_object_get(why_params(v), "ports")),
+			    "b-eth0, r-eth0");
+	json_decref(v);
+	check_free("layers.jsonl", "arp_heard", "all", "wrong", "\"b_r\"");
+	check_free("layers.jsonl", "arp_heard", "b", "wrong", "\"b_r\"");
+	v = check("layers.jsonl", "ttl_reaches_c", "no", "right", "\"no\"");
+	assert_string_equal(why_key(v), "quiz.layers.ttl_reaches_c.why.no");
+	assert_string_equal(json_string_value(json_object_get(why_params(v), "router")),
+			    "198.18.4.225");
+	json_decref(v);
+	check_free("layers.jsonl", "ttl_reaches_c", "yes", "wrong", "\"no\"");
+	check_free("layers.jsonl", "fragments", "3", "right", "3");
+	check_free("layers.jsonl", "fragments", "2", "wrong", "3");
+	v = check("layers.jsonl", "probe_dst", "unicast", "right", "\"unicast\"");
+	assert_int_equal(json_integer_value(json_object_get(why_params(v), "frame")), 50);
+	json_decref(v);
+	check_free("layers.jsonl", "probe_dst", "broadcast", "wrong", "\"unicast\"");
+	/* ttl=2: the datagram reaches C with TTL 1. */
+	v = check("layers-ttl2.jsonl", "ttl_reaches_c", "yes", "right", "\"yes\"");
+	assert_int_equal(json_integer_value(json_object_get(why_params(v), "ttl_at_c")), 1);
+	json_decref(v);
+	check_free("layers-ttl2.jsonl", "ttl_reaches_c", "no", "wrong", "\"yes\"");
+	/* ttl=2 with R's link to subnet 2 dropping everything (seed 7): neither
+	 * C's frame nor an ICMP error: the run cannot tell. */
+	v = check("layers-ttl2-lost.jsonl", "ttl_reaches_c", "no", "undecided", "null");
+	assert_string_equal(why_key(v), "quiz.layers.ttl_reaches_c.why.lost");
+	json_decref(v);
+	/* 6000 bytes over a 1500-byte MTU: 5 fragments leave A. */
+	v = check("layers-frag.jsonl", "fragments", "5", "right", "5");
+	assert_string_equal(json_string_value(json_object_get(why_params(v), "offsets")),
+			    "0, 1480, 2960, 4440, 5920");
+	json_decref(v);
+	check_free("layers-frag.jsonl", "fragments", "4", "wrong", "5");
+	/* The scenarios a run did not play: nothing to grade. */
+	check_free("layers-frag.jsonl", "mac_to_b", "b", "undecided", "null");
+	check_free("layers-ttl2.jsonl", "probe_dst", "unicast", "undecided", "null");
+}
+
+/* A capture that lost frames decides no frame question. */
+static void test_layers_incomplete_capture(void **st)
+{
+	json_t *ev = load("layers.jsonl");
+	const struct quiz_question *q = quiz_find("layers", "mac_to_c");
+	json_t *end = json_array_get(ev, json_array_size(ev) - 1);
+	json_t *cap = json_object_get(json_object_get(end, "summary"), "capture");
+	struct quiz_truth t;
+
+	json_object_set_new(cap, "complete", json_false());
+	json_object_set_new(cap, "drops", json_integer(2));
+	assert_int_equal(quiz_truth_of(q, ev, &t), 0);
+	assert_int_equal(t.decided, 0);
+	assert_string_equal(t.why, "*capture_incomplete");
+	quiz_truth_cleanup(&t);
+	json_decref(ev);
+}
+
+/* A student's own programs: an echo pair (3 receive calls, the first
+ * returns 5 bytes, the client closes first and holds TIME_WAIT); three
+ * sends glued into the server's first recv() (14 bytes); a server that
+ * closes first; UDP (one datagram of 1200 bytes, no connection); a client
+ * alone, refused, blocking and non-blocking (SO_ERROR). What a run lacks
+ * is undecided, never right or wrong. */
+static void test_own(void **st)
+{
+	static const long long refused_ev[] = {9, 7};
+	json_t *v;
+
+	check_free("own-echo.jsonl", "server_recvs", "3", "right", "3");
+	check_free("own-echo.jsonl", "server_recvs", "2", "wrong", "3");
+	check_free("own-echo.jsonl", "first_recv_bytes", "5", "right", "5");
+	check_free("own-echo.jsonl", "first_recv_bytes", "12", "wrong", "5");
+	check_free("own-echo.jsonl", "time_wait_side", "client", "right", "\"client\"");
+	check_free("own-echo.jsonl", "time_wait_side", "server", "wrong", "\"client\"");
+	check_free("own-echo.jsonl", "connect_result", "ok", "right", "\"ok\"");
+	check_free("own-echo.jsonl", "connect_result", "refused", "wrong", "\"ok\"");
+	v = check("own-glued.jsonl", "first_recv_bytes", "14", "right", "14");
+	assert_string_equal(why_key(v), "quiz.own.first_recv_bytes.why.bytes");
+	assert_int_equal(json_integer_value(json_object_get(why_params(v), "sends")), 3);
+	json_decref(v);
+	check_free("own-glued.jsonl", "first_recv_bytes", "4", "wrong", "14");
+	check_free("own-glued.jsonl", "server_recvs", "2", "right", "2");
+	check_free("own-server-closes.jsonl", "time_wait_side", "server", "right", "\"server\"");
+	check_free("own-server-closes.jsonl", "time_wait_side", "client", "wrong", "\"server\"");
+	v = check("own-server-closes.jsonl", "server_recvs", "0", "undecided", "null");
+	assert_string_equal(why_key(v), "quiz.own.server_recvs.why.no_recv");
+	json_decref(v);
+	v = check("own-server-closes.jsonl", "first_recv_bytes", "0", "undecided", "null");
+	assert_string_equal(why_key(v), "quiz.own.first_recv_bytes.why.no_recv");
+	json_decref(v);
+	v = check("own-udp.jsonl", "first_recv_bytes", "1200", "right", "1200");
+	assert_string_equal(why_key(v), "quiz.own.first_recv_bytes.why.datagram");
+	json_decref(v);
+	v = check("own-udp.jsonl", "time_wait_side", "neither", "undecided", "null");
+	assert_string_equal(why_key(v), "quiz.own.time_wait_side.why.no_connection");
+	json_decref(v);
+	v = check("own-udp.jsonl", "connect_result", "ok", "undecided", "null");
+	assert_string_equal(why_key(v), "quiz.own.connect_result.why.no_connect");
+	json_decref(v);
+	v = check("own-refused.jsonl", "connect_result", "refused", "right", "\"refused\"");
+	assert_string_equal(why_key(v), "quiz.own.connect_result.why.refused_rst");
+	assert_string_equal(json_string_value(json_object_get(why_params(v), "errno")),
+			    "ECONNREFUSED");
+	evidence_is(v, refused_ev, 2);
+	json_decref(v);
+	check_free("own-refused.jsonl", "connect_result", "ok", "wrong", "\"refused\"");
+	check_free("own-refused.jsonl", "connect_result", "timeout", "wrong", "\"refused\"");
+	v = check("own-refused.jsonl", "server_recvs", "1", "undecided", "null");
+	assert_string_equal(why_key(v), "quiz.own.server_recvs.why.no_program");
+	json_decref(v);
+	/* create_connection(timeout=2): EINPROGRESS, then SO_ERROR 111. */
+	v = check("own-refused-nb.jsonl", "connect_result", "refused", "right", "\"refused\"");
+	assert_int_equal(json_array_size(json_object_get(v, "evidence")), 3);
+	json_decref(v);
+}
+
+/* A program whose records were tampered with is not counted. */
+static void test_own_untraced(void **st)
+{
+	json_t *ev = load("own-echo.jsonl");
+	const struct quiz_question *q = quiz_find("own", "server_recvs");
+	json_t *end = json_array_get(ev, json_array_size(ev) - 1);
+	json_t *srv = json_object_get(json_object_get(json_object_get(end, "summary"), "programs"),
+				      "server");
+	struct quiz_truth t;
+
+	json_object_set_new(srv, "bad_records", json_integer(1));
+	assert_int_equal(quiz_truth_of(q, ev, &t), 0);
+	assert_int_equal(t.decided, 0);
+	assert_string_equal(t.why, "untraced");
+	quiz_truth_cleanup(&t);
+	json_decref(ev);
+}
+
+/* Explanations name roles and run statuses in the reader's language (a
+ * NAME_key parameter), not in English inside a Chinese sentence. */
+static void test_explanations_in_chinese(void **st)
+{
+	char *s = why_in("handshake-three.jsonl", "close_segments", "zh-CN");
+	json_t *ev;
+	const struct quiz_question *q = quiz_find("tcp-echo", "server_recvs");
+	struct quiz_truth t;
+	json_t *v;
+
+	assert_non_null(strstr(s, "服务器的 FIN"));
+	assert_non_null(strstr(s, "客户端的 FIN"));
+	assert_null(strstr(s, "server"));
+	assert_null(strstr(s, "client"));
+	free(s);
+	s = why_in("own-echo.jsonl", "server_recvs", "zh-CN");
+	assert_non_null(strstr(s, "服务器程序"));
+	assert_null(strstr(s, "server"));
+	free(s);
+	s = why_in("udp-ping-loss.jsonl", "lost", "zh-CN");
+	assert_null(strstr(s, "wire"));
+	assert_null(strstr(s, "{"));
+	free(s);
+	ev = load("tcp-echo.jsonl");
+	json_array_remove(ev, json_array_size(ev) - 1);
+	assert_int_equal(quiz_truth_of(q, ev, &t), 0);
+	v = quiz_verdict("tcp-echo", q, &t, NULL, "zh-CN");
+	assert_non_null(strstr(json_string_value(json_object_get(json_object_get(v, "why"), "text")),
+			       "运行中"));
+	json_decref(v);
+	quiz_truth_cleanup(&t);
+	json_decref(ev);
+}
+
 /* A run that did not end ok decides nothing. */
 static void test_unfinished_run(void **st)
 {
@@ -261,7 +487,7 @@ static void test_answers(void **st)
 	assert_int_equal(json_integer_value(a), 3);
 	json_decref(a);
 	assert_null(quiz_find("handshake", "nope"));
-	assert_null(quiz_bank_find("own"));
+	assert_null(quiz_bank_find("nope"));
 }
 
 /* Questions ask only where they apply, and every lab's bank is described
@@ -293,6 +519,11 @@ int main(void)
 		cmocka_unit_test(test_sticky),
 		cmocka_unit_test(test_syn_flood),
 		cmocka_unit_test(test_time_wait),
+		cmocka_unit_test(test_layers),
+		cmocka_unit_test(test_layers_incomplete_capture),
+		cmocka_unit_test(test_own),
+		cmocka_unit_test(test_own_untraced),
+		cmocka_unit_test(test_explanations_in_chinese),
 		cmocka_unit_test(test_unfinished_run),
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_describe),
