@@ -172,6 +172,7 @@ struct http_server {
 	int stop;
 	pthread_t watchdog;
 	int watchdog_started;
+	int grade_uploads; /* POST /api/grade bodies being received (HTTP thread only) */
 };
 
 /*
@@ -182,8 +183,11 @@ struct http_server {
  */
 #define HTTP_SLOTS(cfg) ((size_t)(cfg)->http_max_conns * 2)
 
-/* Two addresses that mark a request's state in MHD's per-request pointer. */
-static int req_fresh, req_too_many_args;
+/* Addresses that mark a request's state in MHD's per-request pointer; any
+ * other pointer there is a struct grade_upload (POST /api/grade). */
+static int req_fresh, req_too_many_args, req_seen;
+
+static void grade_upload_free(struct http_server *h, void *u);
 
 static int64_t mono_us(void)
 {
@@ -251,6 +255,12 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
 static void notify_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			     enum MHD_RequestTerminationCode toe)
 {
+	void *u = con_cls ? *con_cls : NULL;
+
+	if (u && u != &req_fresh && u != &req_too_many_args && u != &req_seen) {
+		grade_upload_free(cls, u);
+		*con_cls = NULL;
+	}
 	conn_deadline(cls, c, 1);
 }
 
@@ -718,6 +728,136 @@ static enum MHD_Result api_run_grade(struct http_server *h, struct MHD_Connectio
 				      verdicts ? verdicts : json_array()));
 }
 
+/*
+ * POST /api/grade?QUESTION=ANSWER...[&lang=L], the body a run's events as
+ * JSON Lines: the same grading for a run the server does not keep (a run
+ * file the dashboard opened; the page sends the events it validated). A
+ * client sends at most GRADE_POST_MAX bytes and GRADE_POST_EVENTS events;
+ * at most GRADE_UPLOADS_MAX such bodies are received at once (each is held
+ * in memory, then parsed and graded on this thread); the request deadline
+ * bounds a slow sender. Nothing is stored.
+ */
+#define GRADE_POST_MAX GRADE_EVENTS_MAX
+#define GRADE_POST_EVENTS 200000
+#define GRADE_UPLOADS_MAX 4
+
+struct grade_upload {
+	char *buf;
+	size_t len, cap;
+	int over; /* the body passed GRADE_POST_MAX: discarded, answered 413 */
+};
+
+static void grade_upload_free(struct http_server *h, void *p)
+{
+	struct grade_upload *u = p;
+
+	free(u->buf);
+	free(u);
+	h->grade_uploads--;
+}
+
+static enum MHD_Result grade_post(struct http_server *h, struct MHD_Connection *c,
+				  const char *data, size_t *size, void **con_cls)
+{
+	struct grade_upload *u = *con_cls;
+	struct grade_args g = {.lang = "en"};
+	char err[300];
+	json_t *events, *verdicts;
+	const char *run;
+
+	if (*con_cls == &req_fresh || *con_cls == NULL) {
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoull(cl, NULL, 10) > GRADE_POST_MAX) {
+			snprintf(err, sizeof err, "the events are larger than the %u bytes the server "
+				 "grades", GRADE_POST_MAX);
+			return respond_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "run_too_large", err);
+		}
+		if (h->grade_uploads >= GRADE_UPLOADS_MAX) {
+			snprintf(err, sizeof err, "the server is grading %d sent runs already; try again "
+				 "in a moment", GRADE_UPLOADS_MAX);
+			return respond_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", err);
+		}
+		u = calloc(1, sizeof *u);
+		if (!u)
+			return respond_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+					     "out of memory");
+		h->grade_uploads++;
+		*con_cls = u;
+		return MHD_YES;
+	}
+	if (*size) {
+		/* The limit is checked before anything more is buffered. */
+		if (!u->over && u->len + *size > GRADE_POST_MAX) {
+			u->over = 1;
+			free(u->buf);
+			u->buf = NULL;
+			u->len = u->cap = 0;
+		}
+		if (!u->over) {
+			if (u->len + *size > u->cap) {
+				size_t cap = u->cap ? u->cap : 65536;
+				char *nb;
+				while (cap < u->len + *size)
+					cap *= 2;
+				if (cap > GRADE_POST_MAX)
+					cap = GRADE_POST_MAX;
+				nb = realloc(u->buf, cap);
+				if (!nb) {
+					u->over = 1;
+					free(u->buf);
+					u->buf = NULL;
+					u->len = u->cap = 0;
+					*size = 0;
+					return MHD_YES;
+				}
+				u->buf = nb;
+				u->cap = cap;
+			}
+			memcpy(u->buf + u->len, data, *size);
+			u->len += *size;
+		}
+		*size = 0;
+		return MHD_YES;
+	}
+	if (u->over) {
+		snprintf(err, sizeof err, "the events are larger than the %u bytes the server grades",
+			 GRADE_POST_MAX);
+		return respond_error(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "run_too_large", err);
+	}
+	if (!u->len)
+		return respond_error(h, c, MHD_HTTP_BAD_REQUEST, "bad_events",
+				     "the body must hold the run's events, one JSON object a line");
+	events = quiz_parse_events(u->buf, u->len, GRADE_POST_EVENTS, err, sizeof err);
+	if (!events)
+		return respond_json(h, c, MHD_HTTP_BAD_REQUEST,
+				    json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "bad_events",
+					      "message", err, "param", "events"));
+	g.lab = quiz_events_lab(events);
+	if (!quiz_bank_find(g.lab)) {
+		json_decref(events);
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "no_questions",
+				     "this run's lab has no questions");
+	}
+	g.answers = json_object();
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, grade_arg, &g);
+	if (g.err[0]) {
+		json_decref(g.answers);
+		json_decref(events);
+		return respond_json(h, c, MHD_HTTP_BAD_REQUEST,
+				    json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "bad_param",
+					      "message", g.err, "param", g.param));
+	}
+	verdicts = quiz_grade(g.lab, json_object_size(g.answers) ? g.answers : NULL, events, g.lang);
+	run = json_string_value(json_object_get(json_array_get(events, 0), "run"));
+	verdicts = json_pack("{s:s, s:s, s:o, s:b}", "run", run && ev_valid_run_id(run) ? run : "",
+			     "lab", g.lab, "verdicts", verdicts ? verdicts : json_array(), "sent",
+			     1);
+	json_decref(events);
+	json_decref(g.answers);
+	return respond_json(h, c, MHD_HTTP_OK, verdicts);
+}
+
 static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, const char *rest)
 {
 	char id[EV_RUN_ID_LEN + 1];
@@ -777,7 +917,6 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			       const char *method, const char *version, const char *upload_data,
 			       size_t *upload_data_size, void **con_cls)
 {
-	static int first_call_seen;
 	struct http_server *h = cls;
 	const char *host;
 
@@ -812,9 +951,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			 WS_PATH, WS_PROTOCOL);
 		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_websocket_path", m);
 	}
+	/* The one request with a body: a run's events to grade. */
+	if (!strcmp(method, MHD_HTTP_METHOD_POST) && !strcmp(url, "/api/grade"))
+		return grade_post(h, c, upload_data, upload_data_size, con_cls);
 	/* The second call is where a keep-alive response goes. */
-	if (*con_cls != &first_call_seen) {
-		*con_cls = &first_call_seen;
+	if (*con_cls != &req_seen) {
+		*con_cls = &req_seen;
 		return MHD_YES;
 	}
 	/* A body is never wanted: let it pass (MHD refuses a response queued
@@ -825,7 +967,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return respond_error(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-				     "only GET and HEAD are supported");
+				     "only GET and HEAD are supported (and POST to /api/grade)");
 	if (strlen(url) > HTTP_PATH_MAX)
 		return respond_error(h, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
 				     "request path too long");

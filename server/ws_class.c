@@ -417,11 +417,27 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 				  c->reclaim, "grace_s", srv->cfg->class_grace_s, "tag", tag));
 }
 
+/* The symbols config_random_text() draws from. */
+#define MEMBER_ALPHABET "23456789ABCDEFGHJKMNPQRSTUVWXYZa"
+
+static int member_valid(const json_t *v)
+{
+	const char *p = json_string_value(v);
+
+	if (!p || strlen(p) != WS_MEMBER_LEN)
+		return 0;
+	for (; *p; p++)
+		if (!strchr(MEMBER_ALPHABET, *p))
+			return 0;
+	return 1;
+}
+
 void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 {
 	struct ws_server *srv = s->srv;
 	const char *code_in = json_string_value(json_object_get(msg, "class"));
 	const char *name_in = json_string_value(json_object_get(msg, "name"));
+	const json_t *member_in = json_object_get(msg, "member");
 	char code[CLASS_CODE_LEN + 1], m[200];
 	struct ws_class *c;
 	uint64_t *mem;
@@ -450,6 +466,14 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 		ws_send_error(s, "bad_param", "name", m, tag, NULL);
 		return;
 	}
+	if (member_in && !member_valid(member_in)) {
+		snprintf(m, sizeof m,
+			 "'member' must be the identity class.joined gave this page (%d characters "
+			 "from %s)",
+			 WS_MEMBER_LEN, MEMBER_ALPHABET);
+		ws_send_error(s, "bad_param", "member", m, tag, NULL);
+		return;
+	}
 	c = class_find(srv, code);
 	if (!c) {
 		ws_send_error(s, "unknown_class", "class", "no class with that code is open", tag, NULL);
@@ -466,6 +490,15 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 		ws_send_error(s, "internal", NULL, "out of memory", tag, NULL);
 		return;
 	}
+	/* The identity: the one the page had (a student who rejoins, after a
+	 * reload or a dropped connection), or a new one. It is a random token
+	 * only that page received, so no one takes another student's place. */
+	if (member_in) {
+		snprintf(s->member, sizeof s->member, "%s", json_string_value(member_in));
+	} else if (config_random_text(s->member, WS_MEMBER_LEN) < 0) {
+		ws_send_error(s, "internal", NULL, "could not make a member identity", tag, NULL);
+		return;
+	}
 	c->members = mem;
 	s->member_idx = c->n_members;
 	c->members[c->n_members++] = s->id;
@@ -478,10 +511,10 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	s->need_resync = 0;
 	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, 1);
 	class_members_changed(c);
-	ws_send_json(s, json_pack("{s:s, s:s, s:s, s:s?, s:b, s:O?, s:o, s:s?}", "type",
-			       "class.joined", "class", c->code, "name", s->name, "run",
-			       c->run[0] ? c->run : NULL, "live", c->run_live, "run_info", c->run_msg,
-			       "view", class_view_json(c), "tag", tag));
+	ws_send_json(s, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:b, s:O?, s:o, s:s?}", "type",
+			       "class.joined", "class", c->code, "name", s->name, "member", s->member,
+			       "run", c->run[0] ? c->run : NULL, "live", c->run_live, "run_info",
+			       c->run_msg, "view", class_view_json(c), "tag", tag));
 	ws_quiz_joined(c, s);
 }
 

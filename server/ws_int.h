@@ -47,6 +47,10 @@
 #define WS_MEMBERS_LISTED 100
 /* Characters of a class's reclaim token (the instructor's page keeps it). */
 #define WS_RECLAIM_LEN 32
+/* A student's identity in a class (class.joined "member"): random, held by
+ * the page, sent again when it rejoins, so a reconnected student is the same
+ * member for the class's questions. */
+#define WS_MEMBER_LEN 24
 /* Bytes a class ring may hold per entry allowed (--class-buffer). */
 #define WS_RING_BYTES_PER_ENTRY 2048
 
@@ -134,6 +138,7 @@ struct ws_session {
 	unsigned char addr[16]; /* its address's key in srv->addrs */
 	int addr_counted;   /* it is counted in that entry's sessions */
 	char name[CLASS_NAME_BYTES + 1];
+	char member[WS_MEMBER_LEN + 1]; /* attending: its identity in the class */
 };
 
 /* Owned by the service thread. */

@@ -36,8 +36,12 @@
 
 static const char *const free_ids[] = {"a", "b", "c", "d", "e", "f", NULL};
 
+/* One per student identity (ws_session.member): a student who reconnects
+ * and joins again with the identity the page kept is the same row, with
+ * the latest answer and name, and sid follows the newest session. */
 struct qz_answer {
 	uint64_t sid;
+	char member[WS_MEMBER_LEN + 1];
 	char name[CLASS_NAME_BYTES + 1];
 	json_t *answer;
 	json_t *verdict; /* after the reveal */
@@ -138,6 +142,12 @@ static void send_tally(struct ws_class *c)
 /* A student who joins while a question is up is shown it. */
 void ws_quiz_joined(struct ws_class *c, struct ws_session *s)
 {
+	size_t i;
+
+	/* A student who rejoins: their answer's results go to this session. */
+	for (i = 0; c->quiz && i < c->quiz->n; i++)
+		if (!strcmp(c->quiz->a[i].member, s->member))
+			c->quiz->a[i].sid = s->id;
 	if (c->quiz && c->quiz->question && c->quiz->state != QZ_REVEALED)
 		ws_send_json(s, notice(c->quiz));
 	send_tally(c);
@@ -347,7 +357,7 @@ static void quiz_answer(struct ws_session *s, struct ws_class *c, json_t *msg, c
 		ws_send_error(s, "bad_param", "answer", err, tag, NULL);
 		return;
 	}
-	for (i = 0; i < q->n && q->a[i].sid != s->id; i++)
+	for (i = 0; i < q->n && strcmp(q->a[i].member, s->member); i++)
 		;
 	if (i == q->n) {
 		if (q->n == q->cap) {
@@ -362,10 +372,11 @@ static void quiz_answer(struct ws_session *s, struct ws_class *c, json_t *msg, c
 			q->cap = cap;
 		}
 		memset(&q->a[q->n], 0, sizeof q->a[q->n]);
-		q->a[q->n].sid = s->id;
-		snprintf(q->a[q->n].name, sizeof q->a[q->n].name, "%s", s->name);
+		snprintf(q->a[q->n].member, sizeof q->a[q->n].member, "%s", s->member);
 		q->n++;
 	}
+	q->a[i].sid = s->id;
+	snprintf(q->a[i].name, sizeof q->a[i].name, "%s", s->name);
 	json_decref(q->a[i].answer);
 	q->a[i].answer = a;
 	ws_send_json(s, json_pack("{s:s, s:i, s:O, s:s?}", "type", "class.quiz.answered", "id",

@@ -373,8 +373,14 @@ async function openBundleFile(file) {
 		setStatus(t('bundle.refused', { reason: e.message }), 'error');
 		return;
 	}
-	const v = openView(b.meta.id, b.meta.lab, false, { title: () => t('bundle.title', { name: file.name }) });
+	const labName = b.meta.lab;
+	if (labName && state.labs.some((l) => l.name === labName) && (!state.lab || state.lab.name !== labName)) {
+		selectLab(labName, false);
+	}
+	const v = openView(b.meta.id, labName, false, { title: () => t('bundle.title', { name: file.name }) });
 	v.player.addAll(b.events);
+	// Not on the server: the quiz sends these events to be graded.
+	quiz.viewing(b.meta.id, labName, b.events.some((e) => e && e.type === 'run.end'), b.events);
 	setStatus(t('bundle.opened', { name: file.name, n: b.events.length }));
 }
 

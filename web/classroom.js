@@ -37,6 +37,32 @@ function keptReclaim() {
 		return null;
 	}
 }
+// A student's identity in a class (class.joined "member"), kept for this
+// tab per class code: joining again after a reload or a dropped connection
+// sends it back, so the class's questions count the student once (their
+// latest answer) instead of as a new member.
+const MEMBER_KEY = 'socklab.member';
+
+function codeKey(code) {
+	return String(code || '').toUpperCase().replace(/[\s-]/g, '');
+}
+
+function keepMember(code, member) {
+	try {
+		const all = JSON.parse(sessionStorage.getItem(MEMBER_KEY) || '{}');
+		all[codeKey(code)] = member;
+		sessionStorage.setItem(MEMBER_KEY, JSON.stringify(all));
+	} catch (e) { /* storage disabled: a rejoin is a new member */ }
+}
+
+function keptMember(code) {
+	try {
+		const v = JSON.parse(sessionStorage.getItem(MEMBER_KEY) || '{}')[codeKey(code)];
+		return typeof v === 'string' ? v : undefined;
+	} catch (e) {
+		return undefined;
+	}
+}
 const $ = (id) => document.getElementById(id);
 
 export function init(a) {
@@ -152,6 +178,7 @@ export function onMessage(m) {
 		}
 		return true;
 	case 'class.joined':
+		if (m.member) keepMember(m.class, m.member);
 		s.cls = { role: 'student', code: m.class, name: m.name, run: null, view: m.view };
 		say('');
 		render();
@@ -355,7 +382,7 @@ function render() {
 		replace(panel,
 			h('form', { class: 'class-form', attrs: { id: 'class-join-form' }, on: { submit: (e) => {
 				e.preventDefault();
-				send({ op: 'class.join', class: code.value, name: name.value });
+				send({ op: 'class.join', class: code.value, name: name.value, member: keptMember(code.value) });
 			} } },
 			h('label', { attrs: { for: 'class-code' }, text: t('class.code') }), code,
 			h('label', { attrs: { for: 'class-name' }, text: t('class.name') }), name,

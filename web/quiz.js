@@ -2,8 +2,9 @@
 //
 // The questions come with the lab's schema (GET /api/labs: "questions"),
 // their texts from the translation tables (quiz.LAB.QID...). Grading is the
-// server's (GET /api/runs/ID/grade, the same C code as `socklab grade`):
-// the page never decides a verdict itself. A question is asked only when the
+// server's (GET /api/runs/ID/grade, the same C code as `socklab grade`;
+// a run opened from a file is sent with the answers, POST /api/grade): the
+// page never decides a verdict itself. A question is asked only when the
 // form's parameters make it apply ("when"); changing a knob after a verdict
 // asks again for the next run. A finished run opened from Recent runs (a
 // replay) can be checked the same way.
@@ -141,11 +142,13 @@ export function runEnded(id) {
 	else render();
 }
 
-// A finished run of lab is shown (a replay): it can be checked.
-export function viewing(id, lab, finished) {
+// A finished run of lab is shown (a replay): it can be checked. events: the
+// run's events when it was opened from a file (the server does not keep
+// it): they are sent with the answers (POST /api/grade).
+export function viewing(id, lab, finished, events = null) {
 	if (!q$.lab || q$.lab.name !== lab || !finished) return;
-	if (q$.target && q$.target.run === id) return;
-	q$.target = { run: id, lab };
+	if (q$.target && q$.target.run === id && !events) return;
+	q$.target = { run: id, lab, events };
 	q$.verdicts = null;
 	unmark();
 	render();
@@ -164,7 +167,12 @@ async function grade() {
 	qs.append('lang', document.documentElement.lang === 'zh-CN' ? 'zh-CN' : 'en');
 	setMsg(t('quiz.grading'));
 	try {
-		const resp = await fetch(`/api/runs/${encodeURIComponent(target.run)}/grade?${qs}`, { cache: 'no-store' });
+		const resp = target.events
+			? await fetch(`/api/grade?${qs}`, {
+				method: 'POST', cache: 'no-store', headers: { 'Content-Type': 'application/x-ndjson' },
+				body: target.events.map((e) => JSON.stringify(e)).join('\n') + '\n',
+			})
+			: await fetch(`/api/runs/${encodeURIComponent(target.run)}/grade?${qs}`, { cache: 'no-store' });
 		const r = await resp.json().catch(() => ({}));
 		if (!resp.ok) {
 			const err = new Error((r.error && r.error.message) || `HTTP ${resp.status}`);
@@ -180,8 +188,7 @@ async function grade() {
 	} catch (e) {
 		q$.busy = false;
 		render();
-		const local = e.status === 404 && /no such run/.test(String(e.message));
-		setMsg(local ? t('quiz.local_file') : t('quiz.grade_failed', { error: e.message }), 'error');
+		setMsg(t('quiz.grade_failed', { error: e.message }), 'error');
 	}
 }
 

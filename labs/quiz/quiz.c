@@ -376,6 +376,52 @@ fail:
 	return NULL;
 }
 
+json_t *quiz_parse_events(const char *buf, size_t len, size_t max_events, char *err,
+			  size_t errlen)
+{
+	json_t *a = json_array();
+	size_t off = 0, line = 0;
+
+	while (a && off < len) {
+		const char *nl = memchr(buf + off, '\n', len - off);
+		size_t n = nl ? (size_t)(nl - (buf + off)) : len - off;
+		json_error_t je;
+		json_t *e;
+
+		line++;
+		if (n == 0 || (n == 1 && buf[off] == '\r')) {
+			off += n + 1;
+			continue;
+		}
+		if (json_array_size(a) >= max_events) {
+			snprintf(err, errlen, "more than %zu events", max_events);
+			goto fail;
+		}
+		e = json_loadb(buf + off, n, 0, &je);
+		if (!json_is_object(e)) {
+			json_decref(e);
+			snprintf(err, errlen, "line %zu is not a JSON event: %s", line,
+				 e ? "not an object" : je.text);
+			goto fail;
+		}
+		json_array_append_new(a, e);
+		off += n + 1;
+	}
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (strcmp(quiz_ev_type(json_array_get(a, 0)), "run.start") ||
+	    !*quiz_str(json_array_get(a, 0), "lab")) {
+		snprintf(err, errlen, "the first event must be run.start naming its lab");
+		goto fail;
+	}
+	return a;
+fail:
+	json_decref(a);
+	return NULL;
+}
+
 const char *quiz_events_lab(const json_t *events)
 {
 	return json_string_value(json_object_get(json_array_get(events, 0), "lab"));

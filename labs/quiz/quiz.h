@@ -122,6 +122,13 @@ json_t *quiz_grade(const char *lab, const json_t *answers, const json_t *events,
  * with the reason in err. */
 json_t *quiz_load_events(const char *path, size_t max_bytes, char *err, size_t errlen);
 
+/* Parse a run's events sent by a client (JSON Lines, buf of len bytes, not
+ * NUL-terminated): a new array. Every line must be a JSON object and at
+ * most max_events lines are taken; the first must be run.start with a lab.
+ * NULL on bad input, with the reason (naming the line) in err. */
+json_t *quiz_parse_events(const char *buf, size_t len, size_t max_events, char *err,
+			  size_t errlen);
+
 /* The lab name of a run's events (their first event's "lab"), or NULL. */
 const char *quiz_events_lab(const json_t *events);
 

@@ -241,6 +241,57 @@ def free_questions_and_limits():
 
 
 @test
+def a_student_who_rejoins_is_one_row_with_the_latest_answer():
+    s = srv()
+
+    async def go():
+        t, code = await open_class(s)
+        a = await s.connect()
+        joined = await ask(a, {"op": "class.join", "class": code, "name": "Ann"})
+        member = joined["member"]
+        check(isinstance(member, str) and len(member) == 24, f"an identity: {joined}")
+        b = await join(s, code, "Bo")
+        r = await ask(t, {"op": "class.quiz", "action": "open",
+                          "question": {"kind": "choice", "text": "Who closes first?", "choices": ["client", "server"]}})
+        check(r.get("type") != "error", f"open: {r}")
+        m = await until_msg(a, lambda m: m.get("type") == "class.quiz", "the question")
+        qid = m["id"]
+        eq((await ask(a, {"op": "class.quiz", "action": "answer", "id": qid, "answer": "a"}))["answer"], "a", "Ann's first answer")
+        eq((await ask(b, {"op": "class.quiz", "action": "answer", "id": qid, "answer": "b"}))["answer"], "b", "Bo's answer")
+        # Ann's connection drops; her page joins again with the identity it kept.
+        await a.close()
+        a2 = await s.connect()
+        r = await ask(a2, {"op": "class.join", "class": code, "name": "Ann", "member": "x" * 24})
+        eq((r["type"], r["code"], r["param"]), ("error", "bad_param", "member"), "a made-up identity of the wrong alphabet")
+        r = await ask(a2, {"op": "class.join", "class": code, "name": "Ann", "member": member})
+        eq((r["type"], r["member"]), ("class.joined", member), "the same identity again")
+        m = await until_msg(a2, lambda m: m.get("type") == "class.quiz", "the question shown again on rejoining")
+        eq(m["id"], qid, "the open question")
+        eq((await ask(a2, {"op": "class.quiz", "action": "answer", "id": qid, "answer": "b"}))["answer"], "b", "Ann changes her answer")
+        tally = await until_msg(t, lambda m: m.get("type") == "class.quiz.tally" and m["counts"] == {"b": 2},
+                                "the tally after Ann's change")
+        eq((tally["answered"], sorted((w["name"], w["answer"]) for w in tally["who"])),
+           (2, [("Ann", "b"), ("Bo", "b")]), "two students, Ann counted once")
+        # Without the identity a page that joins is another member (two rows).
+        c1 = await join(s, code, "Cy")
+        eq((await ask(c1, {"op": "class.quiz", "action": "answer", "id": qid, "answer": "a"}))["answer"], "a", "Cy")
+        await c1.close()
+        c2 = await join(s, code, "Cy")
+        eq((await ask(c2, {"op": "class.quiz", "action": "answer", "id": qid, "answer": "b"}))["answer"], "b", "Cy again")
+        await ask(t, {"op": "class.quiz", "action": "close"})
+        await ask(t, {"op": "class.quiz", "action": "reveal", "correct": "b"})
+        res = await until_msg(a2, lambda m: m.get("type") == "class.quiz.result", "Ann's result on her new connection")
+        eq((res["verdict"]["answer"], res["verdict"]["result"]), ("b", "right"), "graded on her latest answer")
+        c = await ask(t, {"op": "class.quiz", "action": "csv"})
+        rows = list(csv.reader(io.StringIO(c["csv"])))
+        eq(sorted(rows[1:]), [["Ann", "b", "yes"], ["Bo", "b", "yes"], ["Cy", "a", "no"], ["Cy", "b", "yes"]],
+           "one row per identity: Ann once with her latest answer")
+        for ws in (a2, b, c2, t):
+            await ws.close()
+    arun(go())
+
+
+@test
 def no_sanitizer_reports():
     eq(srv().sanitizer_reports(), [], "sanitizer reports")
 

@@ -1,12 +1,15 @@
 """test_quiz.py: "predict, then check" on real runs: the graders' verdicts against what each run's captured events show, `run --ask` and `grade` on the CLI."""
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from tap import check, eq, run, test  # noqa: E402
+from harness import Server, wait_for  # noqa: E402
+from tap import Skip, check, eq, run, test  # noqa: E402
 
 BIN = os.environ.get("SOCKLAB_ASAN") or os.environ.get("SOCKLAB", "build/socklab")
 if not os.path.exists(BIN):
@@ -191,6 +194,142 @@ def grade_refuses_bad_answers():
     eq((r.returncode, r.stderr), (2, "socklab grade: lab tcp-echo has no question 'nope'\n"), "unknown")
     r = sl("grade", os.path.join(TMP, "missing.jsonl"))
     eq(r.returncode, 1, "missing file")
+
+
+def frames(ev, port, direction):
+    return [e for e in ev if e["type"] == "frame" and e["port"] == port and e["dir"] == direction]
+
+
+def host_if(ev, name):
+    topo = next(e for e in ev if e["type"] == "topology")
+    return next(h for h in topo["hosts"] if h["name"] == name)["ifs"][0]
+
+
+@test
+def layers_mac_and_fragments_read_from_the_frames():
+    ev, path = record("layers", "scenario=other-subnet")
+    r, c = host_if(ev, "R"), host_if(ev, "C")
+    to_c = next(f for f in frames(ev, "a-eth0", "from_host") if f.get("ip", {}).get("dst") == c["addr"])
+    want = "router" if to_c["eth"]["dst"] == r["mac"] else "c" if to_c["eth"]["dst"] == c["mac"] else "?"
+    eq(want, "router", "A's frame to C carries R's MAC (read from the capture here)")
+    g = grade(path, "mac_to_c=c")
+    eq((g["mac_to_c"]["truth"], g["mac_to_c"]["result"]), (want, "wrong"), "graded against the frame")
+    check(to_c["seq"] in g["mac_to_c"]["evidence"], "the frame is the evidence")
+    eq(set(g), {"mac_to_c"}, "only the other-subnet question is asked of this scenario")
+    ev, path = record("layers", "scenario=fragment", "frag_size=4000")
+    c = host_if(ev, "C")  # every run builds its own subnets
+    ids = {f["ip"]["id"] for f in frames(ev, "a-eth0", "from_host") if f.get("ip", {}).get("dst") == c["addr"]}
+    eq(len(ids), 1, "one datagram")
+    n = sum(1 for f in frames(ev, "a-eth0", "from_host") if f.get("ip", {}).get("id") in ids)
+    g = grade(path, f"fragments={n}")
+    eq((g["fragments"]["truth"], g["fragments"]["result"]), (n, "right"), f"{n} fragments")
+
+
+def need_sandbox():
+    if os.geteuid() != 0:
+        raise Skip("needs root (a network namespace per run)")
+    for tool in ("/usr/bin/bwrap", "/usr/bin/python3"):
+        if not os.access(tool, os.X_OK):
+            raise Skip(f"{tool} is missing (server/tools/install-deps.sh installs it)")
+
+
+def prog(name, src):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        f.write(src)
+    return path
+
+
+@test
+def own_programs_graded_from_their_calls():
+    need_sandbox()
+    cli = prog("refused.py", "import socket\ntry:\n    socket.create_connection(('server', 9))\nexcept OSError as e:\n    print(e.errno)\n")
+    ev, path = record("own", f"client={cli}")
+    conn = next(e for e in ev if e["type"] == "syscall" and e["call"] == "connect")
+    eq(conn["errno_name"], "ECONNREFUSED", "the connect() the shim traced")
+    g = grade(path, "connect_result=ok", "server_recvs=0")
+    eq((g["connect_result"]["truth"], g["connect_result"]["result"]), ("refused", "wrong"), "refused")
+    eq((g["server_recvs"]["result"], g["server_recvs"]["why"]["key"]),
+       ("undecided", "quiz.own.server_recvs.why.no_program"), "no server program: cannot decide")
+    srv_src = ("import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+               "s.bind(('0.0.0.0', 8080))\ns.listen(1)\nc, _ = s.accept()\n"
+               "while c.recv(3):\n    pass\nc.close()\n")
+    cli_src = "import socket\nc = socket.create_connection(('server', 8080))\nc.sendall(b'abcdefgh')\nc.close()\n"
+    ev, path = record("own", f"server={prog('s.py', srv_src)}", f"client={prog('c.py', cli_src)}")
+    recvs = [e for e in ev if e["type"] == "syscall" and e["who"] == "server" and e["call"] in ("recv", "recvfrom", "read")]
+    g = grade(path, f"server_recvs={len(recvs)}", f"first_recv_bytes={recvs[0]['ret']}")
+    eq((g["server_recvs"]["result"], g["first_recv_bytes"]["result"]), ("right", "right"),
+       f"{len(recvs)} receive calls, the first {recvs[0]['ret']} bytes")
+    eq(recvs[0]["ret"], 3, "recv(3) returns at most 3 bytes")
+    eq(g["server_recvs"]["evidence"], [e["seq"] for e in recvs], "every receive call is evidence")
+
+
+@test
+def a_run_file_is_graded_when_sent():
+    s = Server()
+    try:
+        with open(os.path.join(os.path.dirname(__file__), "..", "data", "quiz", "layers.jsonl"), "rb") as f:
+            body = f.read()
+        r = s.request("/api/grade?mac_to_c=router&fragments=2&lang=zh-CN", "POST", body)
+        eq(r.status, 200, f"status {r.body[:300]}")
+        got = r.json()
+        eq((got["run"], got["lab"], got["sent"]), ("01500028f55654bc", "layers", True), "the run named by its events")
+        cli = subprocess.run([BIN, "grade", os.path.join(os.path.dirname(__file__), "..", "data", "quiz", "layers.jsonl"),
+                              "-a", "mac_to_c=router", "-a", "fragments=2", "--json"],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "LANG": "zh_CN.UTF-8"})
+        eq(got["verdicts"], json.loads(cli.stdout), "the same verdicts as `socklab grade`")
+        eq([(v["q"], v["result"]) for v in got["verdicts"]][:1] + [(v["q"], v["result"]) for v in got["verdicts"] if v["q"] == "fragments"],
+           [("mac_to_c", "right"), ("fragments", "wrong")], "graded")
+
+        def err(path, data, status, code, message=None):
+            r = s.request(path, "POST", data)
+            eq(r.status, status, f"POST {path}: {r.body[:200]}")
+            e = r.json()["error"]
+            eq(e["code"], code, f"error code for {path}")
+            if message:
+                eq(e["message"], message, "message")
+        err("/api/grade", b"", 400, "bad_events", "the body must hold the run's events, one JSON object a line")
+        err("/api/grade", b"{\"type\":\"run.start\",\"lab\":\"layers\"}\n[1]\n", 400, "bad_events",
+            "line 2 is not a JSON event: not an object")
+        err("/api/grade", b"{\"type\":\"note\"}\n", 400, "bad_events", "the first event must be run.start naming its lab")
+        err("/api/grade", b"{\"type\":\"run.start\",\"lab\":\"nope\"}\n", 404, "no_questions")
+        err("/api/grade?mac_to_c=nobody", body, 400, "bad_param", "answer to 'mac_to_c' must be one of: router, c, broadcast")
+        # Too large: refused on its Content-Length before any body is read,
+        # and, sent chunked (no length), once it passes the limit (the rest
+        # is read and dropped, never buffered).
+        k = socket.create_connection(("127.0.0.1", s.http_port), timeout=20)
+        k.sendall(f"POST /api/grade HTTP/1.1\r\nHost: 127.0.0.1:{s.http_port}\r\n"
+                  f"Content-Length: {8 * 1024 * 1024 + 1}\r\n\r\n".encode())
+        head = k.recv(4096).decode()
+        k.close()
+        check(head.startswith("HTTP/1.1 413") and "run_too_large" in head, f"by its length: {head[:200]}")
+        conn = http.client.HTTPConnection("127.0.0.1", s.http_port, timeout=60)
+        conn.request("POST", "/api/grade", body=(b"{}" + b" " * 65534 for _ in range(130)),
+                     encode_chunked=True)
+        resp = conn.getresponse()
+        eq((resp.status, json.loads(resp.read())["error"]["message"]),
+           (413, "the events are larger than the 8388608 bytes the server grades"), "chunked, 8.1 MiB")
+        conn.close()
+        r = s.request("/api/runs", "POST", body)
+        eq(r.status, 405, "POST elsewhere")
+        # At most 4 bodies are received at once: four senders that stop
+        # half-way hold every place (each was let in: 100 Continue), a fifth
+        # is told to come back; once they hang up, it is graded.
+        held = []
+        for _ in range(4):
+            k = socket.create_connection(("127.0.0.1", s.http_port), timeout=20)
+            k.sendall(f"POST /api/grade HTTP/1.1\r\nHost: 127.0.0.1:{s.http_port}\r\n"
+                      f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+            check(k.recv(100).startswith(b"HTTP/1.1 100"), "let in")
+            k.sendall(body[:1000])
+            held.append(k)
+        err("/api/grade", body, 503, "busy", "the server is grading 4 sent runs already; try again in a moment")
+        for k in held:
+            k.close()
+        wait_for(lambda: s.request("/api/grade", "POST", body).status == 200, 20, "the places freed")
+        eq(s.sanitizer_reports(), [], "sanitizer reports")
+    finally:
+        s.cleanup()
 
 
 run(timeout=400)
