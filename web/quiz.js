@@ -339,6 +339,8 @@ function describe(seq) {
 	case 'syscall': return `${seq}: ${e.who || ''} ${e.call}() = ${e.ret}`;
 	case 'probe': return `${seq}: probe ${e.probe} ${e.status}`;
 	case 'recv': return `${seq}: recv ${e.i} ${e.bytes} B`;
+	case 'frame': return `${seq}: #${e.n} ${e.port || ''} ${e.proto || ''}`;
+	case 'neigh': return `${seq}: ${e.host} ${e.peer || e.ip} ${e.to}`;
 	case 'observation':
 	case 'timer': return `${seq}: ${e.who} ${e.state} (${e.source})`;
 	default: return `${seq}: ${e.type}`;
@@ -352,6 +354,7 @@ function selectorsFor(e) {
 	if (e.type === 'segment' && e.i !== undefined) s.push(`.stk-lane-segment [data-i="${e.i}"]`, `.stk-lane-ack [data-i="${e.i}"]`);
 	if (e.type === 'recv' && e.i !== undefined) s.push(`.stk-lane-recv [data-i="${e.i}"]`);
 	if (e.type === 'probe') s.push(`.prow[data-probe="${e.probe}"]`);
+	if (e.type === 'frame' && e.n !== undefined) s.push(`.ly-frame[data-n="${e.n}"]`);
 	return s;
 }
 

@@ -288,7 +288,7 @@ class LayersView {
 		} else {
 			text = t('layers.timers_line', { host: ev.host, reachable: ev.reachable_ms, base: ev.base_reachable_ms, delay: ev.delay_probe_ms, retrans: ev.retrans_ms });
 		}
-		s.kernel.appendChild(h('li', { class: `ly-k ly-k-${ev.type.replace('.', '-')}`, dataset: { state: ev.to || ev.state || '' } },
+		s.kernel.appendChild(h('li', { class: `ly-k ly-k-${ev.type.replace('.', '-')}`, dataset: { state: ev.to || ev.state || '', seq: String(ev.seq) } },
 			h('span', { class: 'num muted', text: fmtMs(ev.t_us) }), ' ', h('span', { text }), ' ',
 			h('span', { class: 'ly-source', text: ev.source || '' })));
 	}
@@ -297,7 +297,7 @@ class LayersView {
 		if (ev.call !== 'sendto' && ev.call !== 'recvfrom' && ev.call !== 'recvmsg') return;
 		const s = this.current();
 		const err = ev.icmp_error ? ` · ICMP ${ev.icmp_error.type}/${ev.icmp_error.code} ${ev.icmp_error.offender || ''}` : '';
-		s.kernel.appendChild(h('li', { class: 'ly-k ly-k-call' },
+		s.kernel.appendChild(h('li', { class: 'ly-k ly-k-call', dataset: { seq: String(ev.seq) } },
 			h('span', { class: 'num muted', text: fmtMs(callReturnUs(ev)) }), ' ',
 			h('span', { class: 'mono', text: `${ev.who}: ${ev.call}() = ${ev.ret}${err}` })));
 	}
