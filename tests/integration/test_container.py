@@ -664,7 +664,7 @@ def image_builds_from_the_base_image_in_podman():
     remove_stale()
     t0 = time.monotonic()
     r = subprocess.run([os.path.join(REPO, "docker", "make-base-image")], capture_output=True,
-                       text=True, timeout=240, env=ENV, stdin=subprocess.DEVNULL)
+                       text=True, timeout=600, env=ENV, stdin=subprocess.DEVNULL)
     eq(r.returncode, 0, f"make-base-image: {r.stderr[-800:]}")
     if r.stdout.strip():
         diag(f"base image: {r.stdout.strip().splitlines()[-1]} in "
