@@ -164,6 +164,10 @@ struct bundle_store {
 	long long total;        /* guarded by lock: sum over entries of max(bytes, reserved) */
 	long long pruned;       /* guarded by lock: bundles removed since start-up */
 	long long save_failures; /* guarded by lock: meta.json writes that failed */
+	/* The listener (bundle_store_set_listener), set once. */
+	void (*on_put)(void *arg, const char *id, const json_t *meta);
+	void (*on_removed)(void *arg, const char *id);
+	void *listener;
 };
 
 static long long entry_usage(const struct bundle_entry *e)
@@ -242,6 +246,8 @@ static struct bundle_entry *add_locked(struct bundle_store *s, const char *id)
 /* Drop entry i from the index. Caller holds the lock. */
 static void drop_locked(struct bundle_store *s, size_t i)
 {
+	if (s->on_removed)
+		s->on_removed(s->listener, s->v[i].id);
 	s->total -= entry_usage(&s->v[i]);
 	json_decref(s->v[i].meta);
 	s->v[i] = s->v[--s->n];
@@ -541,10 +547,23 @@ int bundle_store_put(struct bundle_store *s, const char *id, const json_t *meta,
 	if (rc < 0)
 		s->save_failures++;
 	s->total += entry_usage(e);
+	if (s->on_put)
+		s->on_put(s->listener, id, meta);
 	pthread_mutex_unlock(&s->lock);
 	if (rc == 0)
 		bundle_store_retry(s);
 	return rc;
+}
+
+void bundle_store_set_listener(struct bundle_store *s,
+			       void (*put)(void *arg, const char *id, const json_t *meta),
+			       void (*removed)(void *arg, const char *id), void *arg)
+{
+	pthread_mutex_lock(&s->lock);
+	s->on_put = put;
+	s->on_removed = removed;
+	s->listener = arg;
+	pthread_mutex_unlock(&s->lock);
 }
 
 json_t *bundle_store_get(struct bundle_store *s, const char *id)

@@ -124,6 +124,14 @@ int bundle_store_prune(struct bundle_store *s, long long room);
 
 void bundle_store_stats(struct bundle_store *s, struct bundle_stats *st);
 
+/* Tell arg of every meta put (put(arg, id, meta)) and every bundle removed
+ * (removed(arg, id)) from now on; called on the thread that puts or
+ * removes, with the store's lock held (they must not call the store). Set
+ * once, before the lws thread puts anything (--nats: bus.h). */
+void bundle_store_set_listener(struct bundle_store *s,
+			       void (*put)(void *arg, const char *id, const json_t *meta),
+			       void (*removed)(void *arg, const char *id), void *arg);
+
 /* Fill a limit that is 0 or less from the size of the filesystem holding
  * data (which must exist): *max_bytes a quarter of it (at least
  * BUNDLE_MIN_TOTAL), *max_run_bytes *max_bytes / (2 * max_runs) within

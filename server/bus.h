@@ -20,14 +20,49 @@
  * reconnects, and what does not fit is dropped and counted; /api/health says
  * so ("nats": state, published, acked, failed, dropped, queued).
  *
- * Not built yet (issue 16): reading the stream back (watch, replay, events
- * from another replica), classes and the admission queue across replicas.
+ * Reading back (any replica serves any run): each run's meta (as in its
+ * meta.json, plus "replica") is put in the key-value bucket BUS_INDEX under
+ * its id when the run starts and when it ends; every replica puts its own id
+ * in BUS_REPLICAS every BUS_HEARTBEAT_MS, an entry that expires after
+ * BUS_REPLICA_TTL_MS. A reader thread follows the index into memory (the
+ * run list of other replicas' runs) and, on demand, mirrors one run of
+ * another replica into DATA/remote/ID.jsonl with an ordered consumer on its
+ * subject from the first message, checking seq gap-free; watch, replay and
+ * GET /api/runs/ID/events then read that file as they read a bundle. A run
+ * whose replica stopped heartbeating before its run.end is "incomplete":
+ * what the stream holds is served, and no end is made up.
+ *
+ * Not built yet (issue 16): run files (captures) across replicas, classes
+ * and the admission queue across replicas.
  */
 
 #define BUS_STREAM "SOCKLAB_RUNS"
 #define BUS_SUBJECT_PREFIX "socklab.runs."
 /* Bytes of lines waiting for the publisher thread at most. */
 #define BUS_QUEUE_BYTES (16u * 1024 * 1024)
+/* The run index and the replicas' heartbeats (key-value buckets). */
+#define BUS_INDEX "SOCKLAB_RUN_INDEX"
+#define BUS_REPLICAS "SOCKLAB_REPLICAS"
+#define BUS_HEARTBEAT_MS 2000
+#define BUS_REPLICA_TTL_MS 10000
+/* Runs of other replicas in the index held in memory at most. */
+#define BUS_INDEX_MAX 100000
+/* Runs of other replicas mirrored at once (ended ones are evicted, oldest
+ * first, to make room). */
+#define BUS_MIRRORS_MAX 64
+/* HTTP requests one mirror keeps waiting for its catch-up at most, and how
+ * long they wait before they are answered 504. */
+#define BUS_WAITERS_MAX 32
+#define BUS_FETCH_WAIT_MS 10000
+
+/* A mirrored run, as far as the stream tells. */
+enum bus_mirror_state {
+	BUS_M_FETCHING,   /* reading what the stream holds */
+	BUS_M_LIVE,       /* caught up; more may come */
+	BUS_M_ENDED,      /* its run.end is in the file */
+	BUS_M_INCOMPLETE, /* caught up, no run.end, and its replica is gone */
+	BUS_M_FAILED,     /* a gap, a bad line or a limit: why says which */
+};
 
 struct bus;
 
@@ -40,11 +75,54 @@ int bus_start(struct bus **out, const struct serve_config *cfg, char *err, size_
  * never blocks. NULL b: nothing. */
 void bus_publish(struct bus *b, const char *run_id, const char *line, size_t len);
 
-/* {"url","state","published","acked","failed","dropped","queued"}: a new
+/* {"url","state","replica","published","acked","failed","dropped","queued",
+ * "replicas":{"state","index_runs","mirrors","reason"}}: a new
  * reference. state is "connected", "connecting" (never connected yet),
  * "reconnecting", "no_stream" (connected, but the stream cannot be created:
  * is JetStream enabled?) or "closed". */
 json_t *bus_health(struct bus *b);
+
+/* This server's replica id (16 hex digits, new at every start). */
+const char *bus_replica(const struct bus *b);
+
+/* The bundle store's listener (lws thread; never blocks): run id's meta
+ * changed (queued for the index, in order with its lines), or its bundle
+ * was removed (its subject is purged from the stream and its index entry
+ * removed: the stream's retention follows --keep-runs and --max-data). */
+void bus_meta_put(void *b, const char *id, const json_t *meta);
+void bus_run_removed(void *b, const char *id);
+
+/* Wake fn(arg) (any thread) when a mirror has news, for the lws thread. */
+void bus_set_wake(struct bus *b, void (*fn)(void *), void *arg);
+
+/* Another replica's run id: a copy of its meta from the index with
+ * "replica" and "remote": true, and "status": "incomplete" (with
+ * "incomplete_reason") when its replica stopped before its run ended; NULL
+ * when the index does not know it. Any thread. */
+json_t *bus_run_meta(struct bus *b, const char *id);
+
+/* Other replicas' runs from the index: at most max, newest first. */
+json_t *bus_run_list(struct bus *b, size_t max);
+
+/* Mirror another replica's run id into a file and put its path in path.
+ * 0; -ENOENT when the index does not know the run; -ENOSPC when
+ * BUS_MIRRORS_MAX runs are being followed (err says so). Any thread; the
+ * stream is read by the reader thread. */
+int bus_mirror_open(struct bus *b, const char *id, char *path, size_t pathlen, char *err,
+		    size_t errlen);
+
+/* The state of id's mirror (BUS_M_FAILED with why when there is none);
+ * *events: lines in its file. why may be NULL. */
+enum bus_mirror_state bus_mirror_state(struct bus *b, const char *id, long long *events,
+				       char *why, size_t whylen);
+
+/* Call resume(arg) once id's mirror has caught up (or BUS_FETCH_WAIT_MS
+ * passed). 1: it already has (resume is not called); 0: registered;
+ * -ENOSPC: BUS_WAITERS_MAX wait already. */
+int bus_mirror_wait(struct bus *b, const char *id, void (*resume)(void *), void *arg);
+
+/* Call every waiting resume now (before the HTTP server stops). */
+void bus_release_waiters(struct bus *b);
 
 /* Publish what is queued (waiting at most 2 s for it and its
  * acknowledgements), stop the thread, close the connection, free b. NULL is

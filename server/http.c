@@ -136,6 +136,13 @@ int http_host_from_header(const char *host, char *out, size_t outlen)
 	return 0;
 }
 
+static const char *str_field(const json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v ? v : "";
+}
+
 /* ---- the server ---- */
 
 /*
@@ -183,9 +190,10 @@ struct http_server {
  */
 #define HTTP_SLOTS(cfg) ((size_t)(cfg)->http_max_conns * 2)
 
-/* Addresses that mark a request's state in MHD's per-request pointer; any
+/* Addresses that mark a request's state in MHD's per-request pointer
+ * (req_waited: suspended until another replica's run was read, bus.h); any
  * other pointer there is a struct grade_upload (POST /api/grade). */
-static int req_fresh, req_too_many_args, req_seen;
+static int req_fresh, req_too_many_args, req_seen, req_waited;
 
 static void grade_upload_free(struct http_server *h, void *u);
 
@@ -257,7 +265,8 @@ static void notify_completed(void *cls, struct MHD_Connection *c, void **con_cls
 {
 	void *u = con_cls ? *con_cls : NULL;
 
-	if (u && u != &req_fresh && u != &req_too_many_args && u != &req_seen) {
+	if (u && u != &req_fresh && u != &req_too_many_args && u != &req_seen &&
+	    u != &req_waited) {
 		grade_upload_free(cls, u);
 		*con_cls = NULL;
 	}
@@ -526,19 +535,95 @@ static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *
 /* From the store's index: no disk read on this thread. */
 static json_t *load_meta(struct http_server *h, const char *id)
 {
-	return bundle_store_get(h->store, id);
+	json_t *meta = bundle_store_get(h->store, id);
+
+	/* --nats: a run of another replica, from the run index. */
+	if (!meta && h->bus)
+		meta = bus_run_meta(h->bus, id);
+	return meta;
 }
 
-static const char *str_field(const json_t *o, const char *key)
+static void resume_request(void *c)
 {
-	const char *v = json_string_value(json_object_get(o, key));
+	MHD_resume_connection(c);
+}
 
-	return v ? v : "";
+/* Another replica's run: the path of this replica's copy of its events,
+ * read from the stream (bus.h), once it holds everything the stream had
+ * when it was asked for. 0 with path; -1 while it is still reading; 2 when
+ * an answer is already queued (*ret). */
+static int remote_events(struct http_server *h, struct MHD_Connection *c, const char *id,
+			 char *path, size_t pathlen, enum MHD_Result *ret)
+{
+	char err[300], m[400];
+	enum bus_mirror_state st;
+	int rc;
+
+	rc = bus_mirror_open(h->bus, id, path, pathlen, err, sizeof err);
+	if (rc < 0) {
+		*ret = respond_error(h, c,
+				     rc == -ENOENT ? MHD_HTTP_NOT_FOUND : MHD_HTTP_SERVICE_UNAVAILABLE,
+				     rc == -ENOENT ? "not_found" : "limit", err);
+		return 2;
+	}
+	st = bus_mirror_state(h->bus, id, NULL, err, sizeof err);
+	if (st != BUS_M_FETCHING) {
+		if (st == BUS_M_FAILED) {
+			snprintf(m, sizeof m, "this run's events could not be read from NATS: %s", err);
+			*ret = respond_error(h, c, MHD_HTTP_BAD_GATEWAY, "stream_error", m);
+			return 2;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+
+static int newest_first(const void *x, const void *y)
+{
+	const char *a = str_field(*(json_t *const *)x, "created");
+	const char *b = str_field(*(json_t *const *)y, "created");
+
+	return strcmp(b, a);
+}
+
+/* This replica's runs and, with --nats, other replicas' (from the run
+ * index), newest first. */
+static json_t *merged_runs(struct http_server *h)
+{
+	json_t *own = bundle_store_list(h->store, HTTP_RUNS_LIST_MAX);
+	json_t *other, *out, *v[2 * HTTP_RUNS_LIST_MAX];
+	size_t n = 0, i;
+
+	if (!own || !h->bus)
+		return own;
+	other = bus_run_list(h->bus, HTTP_RUNS_LIST_MAX);
+	out = json_array();
+	if (!other || !out) {
+		json_decref(other);
+		json_decref(out);
+		return own;
+	}
+	for (i = 0; i < json_array_size(own); i++)
+		v[n++] = json_array_get(own, i);
+	for (i = 0; i < json_array_size(other); i++) {
+		json_t *m = json_array_get(other, i);
+		json_t *local = bundle_store_get(h->store, str_field(m, "id"));
+		if (!local)
+			v[n++] = m; /* a copy of a run also here is left out */
+		json_decref(local);
+	}
+	qsort(v, n, sizeof *v, newest_first);
+	for (i = 0; i < n && i < HTTP_RUNS_LIST_MAX; i++)
+		json_array_append(out, v[i]);
+	json_decref(own);
+	json_decref(other);
+	return out;
 }
 
 static enum MHD_Result api_runs(struct http_server *h, struct MHD_Connection *c)
 {
-	json_t *out = bundle_store_list(h->store, HTTP_RUNS_LIST_MAX);
+	json_t *out = merged_runs(h);
 
 	if (!out)
 		return respond_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
@@ -568,7 +653,7 @@ static off_t complete_prefix(int fd, off_t size)
 }
 
 static enum MHD_Result api_run_events(struct http_server *h, struct MHD_Connection *c,
-				      const char *id)
+				      const char *id, int remote, void **con_cls)
 {
 	char path[PATH_MAX];
 	struct MHD_Response *r;
@@ -576,7 +661,27 @@ static enum MHD_Result api_run_events(struct http_server *h, struct MHD_Connecti
 	off_t len;
 	int fd = -1;
 
-	if (runs_bundle_path(h->cfg->data, id, "events.jsonl", path, sizeof path) == 0)
+	if (remote) {
+		enum MHD_Result ret = MHD_NO;
+		int rc = remote_events(h, c, id, path, sizeof path, &ret);
+		if (rc == 2)
+			return ret;
+		if (rc < 0 && *con_cls == &req_waited)
+			return respond_error(h, c, MHD_HTTP_GATEWAY_TIMEOUT, "nats_timeout",
+					     "this run is another replica's, and NATS did not give "
+					     "its events within 10 s (BUS_FETCH_WAIT_MS); see "
+					     "/api/health nats.replicas");
+		if (rc < 0) {
+			/* Suspended first, so a resume can never come before it. */
+			*con_cls = &req_waited;
+			MHD_suspend_connection(c);
+			rc = bus_mirror_wait(h->bus, id, resume_request, c);
+			if (rc != 0)
+				MHD_resume_connection(c);
+			return MHD_YES;
+		}
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	} else if (runs_bundle_path(h->cfg->data, id, "events.jsonl", path, sizeof path) == 0)
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_found", "no such run");
@@ -858,13 +963,15 @@ static enum MHD_Result grade_post(struct http_server *h, struct MHD_Connection *
 	return respond_json(h, c, MHD_HTTP_OK, verdicts);
 }
 
-static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, const char *rest)
+static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, const char *rest,
+			      void **con_cls)
 {
 	char id[EV_RUN_ID_LEN + 1];
 	const char *slash = strchr(rest, '/');
 	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
 	const char *sub = slash ? slash : "";
 	json_t *meta;
+	int remote;
 
 	if (n != EV_RUN_ID_LEN)
 		goto bad_id;
@@ -877,6 +984,17 @@ static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, 
 		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_found", "no such run");
 	if (!*sub)
 		return respond_json(h, c, MHD_HTTP_OK, meta);
+	remote = json_is_true(json_object_get(meta, "remote"));
+	if (remote && strcmp(sub, "/events") != 0) {
+		char m[300];
+		snprintf(m, sizeof m,
+			 "this run ran on another replica (%s): its events are served here, its "
+			 "files and grading not yet",
+			 str_field(meta, "replica"));
+		json_decref(meta);
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND,
+				     !strcmp(sub, "/capture.pcap") ? "no_capture" : "remote_run", m);
+	}
 	if (!strcmp(sub, "/capture.pcap")) {
 		enum MHD_Result ret = api_run_capture(h, c, id, meta);
 		json_decref(meta);
@@ -889,7 +1007,7 @@ static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, 
 	}
 	json_decref(meta);
 	if (!strcmp(sub, "/events"))
-		return api_run_events(h, c, id);
+		return api_run_events(h, c, id, remote, con_cls);
 	return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_found", "no such resource");
 bad_id:
 	return respond_error(h, c, MHD_HTTP_BAD_REQUEST, "bad_run_id",
@@ -954,8 +1072,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	/* The one request with a body: a run's events to grade. */
 	if (!strcmp(method, MHD_HTTP_METHOD_POST) && !strcmp(url, "/api/grade"))
 		return grade_post(h, c, upload_data, upload_data_size, con_cls);
-	/* The second call is where a keep-alive response goes. */
-	if (*con_cls != &req_seen) {
+	/* The second call is where a keep-alive response goes (or the call
+	 * after a suspended request was resumed). */
+	if (*con_cls != &req_seen && *con_cls != &req_waited) {
 		*con_cls = &req_seen;
 		return MHD_YES;
 	}
@@ -980,7 +1099,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	if (!strcmp(url, "/api/runs") || !strcmp(url, "/api/runs/"))
 		return api_runs(h, c);
 	if (!strncmp(url, "/api/runs/", 10))
-		return api_run(h, c, url + 10);
+		return api_run(h, c, url + 10, con_cls);
 	if (!strncmp(url, "/api/", 5) || !strcmp(url, "/api"))
 		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_found", "no such API");
 	return serve_asset(h, c, url);
@@ -1009,7 +1128,7 @@ int http_start(struct http_server **out, const struct serve_config *cfg, int por
 	 * MHD_add_connection(), from its own thread (MHD_USE_ITC wakes MHD's
 	 * thread for it). */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-			 MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+			 MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
 
 	h = calloc(1, sizeof *h);
 	if (!h) {

@@ -310,6 +310,9 @@ int serve_main(int argc, char **argv)
 		if (rc == 0) {
 			ws_set_bus(ws, bus);
 			http_set_bus(http, bus);
+			/* Each run's meta goes to the run index; a removed
+			 * bundle takes its events out of the stream. */
+			bundle_store_set_listener(store, bus_meta_put, bus_run_removed, bus);
 		}
 	}
 	if (rc == 0)
@@ -337,6 +340,8 @@ out:
 	/* The front door first: nothing is handed to either server any more.
 	 * Then HTTP: it reads bundles the run manager is finishing. */
 	front_close(front);
+	/* HTTP requests waiting for another replica's run are answered. */
+	bus_release_waiters(bus);
 	http_stop(http);
 	ws_destroy(ws);
 	/* After the runs (ws_destroy): their last lines are queued by then. */

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "bus.h"
 #include "ws_int.h"
 #include "ws_mask.h"
 
@@ -543,8 +544,11 @@ static int cb_default(struct lws *wsi, enum lws_callback_reasons reason, void *u
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		return -1;
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-		if (srv)
+		if (srv) {
 			adopt_pending(srv);
+			if (srv->bus)
+				ws_remote_wake(srv);
+		}
 		return 0;
 	case LWS_CALLBACK_HTTP:
 		return refuse_plain_http(wsi);
@@ -741,9 +745,19 @@ int ws_port(const struct ws_server *w)
 	return w->cfg->ws_port >= 0 ? lws_get_vhost_listen_port(w->vh) : -1;
 }
 
+/* Any thread: another replica's run has news for watches (bus.h). */
+static void bus_wake(void *arg)
+{
+	struct ws_server *w = arg;
+
+	lws_cancel_service(w->ctx);
+}
+
 void ws_set_bus(struct ws_server *w, struct bus *b)
 {
 	w->bus = b;
+	if (b)
+		bus_set_wake(b, bus_wake, w);
 }
 
 void ws_set_http_port(struct ws_server *w, int port)

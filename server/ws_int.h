@@ -65,6 +65,11 @@ struct ws_watch {
 	char run[EV_RUN_ID_LEN + 1];
 	FILE *f;
 	int live;
+	/* --nats: another replica's run, read from this replica's copy of its
+	 * stream (bus.h) as it grows; waiting: at the end of the copy until
+	 * the bus says more came; last_look: the copy was over when the end
+	 * was reached, so one more read finds whatever came before that. */
+	int remote, waiting, last_look;
 };
 
 /*
@@ -222,6 +227,9 @@ int ws_admit(struct ws_server *srv, struct lws *wsi);
 int ws_session_admit(struct ws_server *srv, struct ws_session *s);
 
 /* ---- ws_ops.c ---- */
+
+/* --nats: another replica's run has news; look at every waiting copy. */
+void ws_remote_wake(struct ws_server *srv);
 
 /* Move replayed lines of s's watches into its queue while it is short. */
 void ws_pump_replays(struct ws_session *s);

@@ -12,6 +12,60 @@
 
 /* ---- watch replay ---- */
 
+/* At the end of the copy of another replica's run (len: a part of a line
+ * being written, or <= 0). 1: keep the watch (more will come, or one more
+ * look is due); 0: it is over (what ends it has been sent). */
+static int remote_at_end(struct ws_session *s, struct ws_watch *w, ssize_t len)
+{
+	char why[240];
+	long long events;
+	enum bus_mirror_state st;
+
+	/* A line half written: read it again whole later. */
+	if (len > 0)
+		fseeko(w->f, -(off_t)len, SEEK_CUR);
+	clearerr(w->f);
+	st = bus_mirror_state(s->srv->bus, w->run, &events, why, sizeof why);
+	if (st == BUS_M_FETCHING || st == BUS_M_LIVE) {
+		w->waiting = 1;
+		return 1;
+	}
+	if (!w->last_look) {
+		/* Over now: whatever was written before it was is read first. */
+		w->last_look = 1;
+		return 1;
+	}
+	if (len > 0)
+		return 1;
+	if (st == BUS_M_INCOMPLETE)
+		ws_send_json(s, json_pack("{s:s, s:s, s:I, s:s}", "type", "watch.incomplete", "run",
+					  w->run, "events", (json_int_t)events, "reason", why));
+	else if (st == BUS_M_FAILED)
+		ws_send_error(s, "stream_error", "run", why, NULL, w->run);
+	return 0;
+}
+
+void ws_remote_wake(struct ws_server *srv)
+{
+	size_t i;
+	int k;
+
+	for (i = 0; i < srv->n_slots; i++) {
+		struct ws_session *s = srv->slots[i];
+		int woke = 0;
+		if (!s || !s->wsi)
+			continue;
+		for (k = 0; k < s->n_watches; k++) {
+			if (s->watches[k].remote && s->watches[k].waiting) {
+				s->watches[k].waiting = 0;
+				woke = 1;
+			}
+		}
+		if (woke)
+			ws_want_write(s->wsi);
+	}
+}
+
 /* Move replayed lines into the queue while it is short. At the end of a
  * file the watch turns live if the run is still going (everything it has
  * written so far has been read: the file is appended to before any line is
@@ -36,6 +90,13 @@ void ws_pump_replays(struct ws_session *s)
 			ws_enqueue(s, s->line, (size_t)len - 1);
 			continue;
 		}
+		if (w->remote) {
+			if (remote_at_end(s, w, len))
+				i++;
+			else
+				ws_watch_drop(s, i);
+			continue;
+		}
 		if (len > 0)
 			continue; /* a torn last line (a crashed server); skip it */
 		fclose(w->f);
@@ -58,7 +119,7 @@ int ws_has_replay(const struct ws_session *s)
 	int i;
 
 	for (i = 0; i < s->n_watches; i++)
-		if (s->watches[i].f)
+		if (s->watches[i].f && !s->watches[i].waiting)
 			return 1;
 	return 0;
 }
@@ -266,7 +327,7 @@ static void op_watch(struct ws_session *s, json_t *msg, const char *tag)
 	char path[4096];
 	struct ws_watch *w;
 	FILE *f;
-	int i;
+	int i, remote = 0, live;
 
 	if (!id)
 		return;
@@ -287,6 +348,20 @@ static void op_watch(struct ws_session *s, json_t *msg, const char *tag)
 	f = NULL;
 	if (runs_bundle_path(s->srv->cfg->data, id, "events.jsonl", path, sizeof path) == 0)
 		f = fopen(path, "re");
+	/* --nats: another replica's run, read from the stream into a copy
+	 * here that the watch follows as it grows. */
+	if (!f && s->srv->bus) {
+		char err[300];
+		int rc = bus_mirror_open(s->srv->bus, id, path, sizeof path, err, sizeof err);
+		if (rc == -ENOSPC) {
+			ws_send_error(s, "limit", "run", err, tag, id);
+			return;
+		}
+		if (rc == 0)
+			f = fopen(path, "re");
+		if (f)
+			remote = 1;
+	}
 	if (!f) {
 		ws_send_error(s, "unknown_run", "run", "no such run", tag, id);
 		return;
@@ -295,6 +370,21 @@ static void op_watch(struct ws_session *s, json_t *msg, const char *tag)
 	memset(w, 0, sizeof *w);
 	memcpy(w->run, id, EV_RUN_ID_LEN + 1);
 	w->f = f;
+	w->remote = remote;
+	if (remote) {
+		enum bus_mirror_state st = bus_mirror_state(s->srv->bus, id, NULL, NULL, 0);
+		json_t *meta = bus_run_meta(s->srv->bus, id);
+		const char *status = json_string_value(json_object_get(meta, "status"));
+		live = (st == BUS_M_FETCHING || st == BUS_M_LIVE) && status &&
+		       !strcmp(status, "running");
+		ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:b, s:s, s:s?}", "type",
+					  "watch.accepted", "run", id, "tag", tag, "live", live,
+					  "source", "stream", "replica",
+					  json_string_value(json_object_get(meta, "replica"))));
+		json_decref(meta);
+		ws_want_write(s->wsi);
+		return;
+	}
 	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:b}", "type", "watch.accepted", "run", id, "tag",
 			       tag, "live", runs_find(s->srv->runs, id) != NULL));
 	ws_want_write(s->wsi);

@@ -18,7 +18,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, binary, events_until_end, start_run, wait_for  # noqa: E402
+from harness import (Server, binary, events_until_end, pid_alive, start_run,  # noqa: E402
+                     wait_for)
 from tap import Skip, check, eq, run, test  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -142,7 +143,8 @@ def a_nats_that_is_down_at_start_does_not_stop_runs_and_gets_them_later():
     eq(nats_health(s)["state"], "connecting", "health says NATS is not reached")
     rid, count = one_run(s)
     h = nats_health(s)
-    eq((h["published"], h["queued"], h["dropped"]), (0, count, 0),
+    # Its lines and its two index entries (run.start's meta, the final one).
+    eq((h["published"], h["queued"], h["dropped"]), (0, count + 2, 0),
        "the run's lines wait for NATS")
     n = Nats(port=port)
     wait_for(lambda: nats_health(s)["acked"] >= count, 60, "the lines to reach the stream")
@@ -183,5 +185,188 @@ def a_bad_nats_url_is_refused_naming_the_flag():
         check("--nats: must be a nats:// URL" in r.stderr, f"--nats {bad}: {r.stderr!r}")
 
 
+# ---- two replicas: any replica serves any run from the stream ----
+
+def replica(n):
+    return server("--nats", n.url)
+
+
+def raw_watch(s, rid, until_end=True, on_event=None, timeout=90):
+    """Watch rid on s; return (accepted, raw event lines, the last non-event
+    message). Stops at run.end, at watch.incomplete or at an error."""
+    import time as _t
+
+    async def go():
+        async with s.connect() as ws:
+            await ws.send(json.dumps({"op": "watch", "run": rid}))
+            accepted = None
+            lines, last = [], None
+            deadline = _t.monotonic() + timeout
+            while True:
+                left = deadline - _t.monotonic()
+                check(left > 0, f"watch of {rid} on {s.base}: nothing ended it in {timeout}s "
+                      f"({len(lines)} events)")
+                raw = await asyncio.wait_for(ws.recv(), left)
+                m = json.loads(raw)
+                if m.get("type") == "watch.accepted":
+                    accepted = m
+                    continue
+                if "seq" not in m:
+                    last = m
+                    return accepted, lines, last
+                lines.append(raw)
+                if on_event:
+                    await on_event(m)
+                if m["type"] == "run.end":
+                    return accepted, lines, last
+    return asyncio.run(go())
+
+
+def two_replicas():
+    need_reader()
+    n = Nats()
+    a, b = replica(n), replica(n)
+    return n, a, b
+
+
+def listed(s, rid):
+    return any(r["id"] == rid for r in s.get_json("/api/runs"))
+
+
+@test
+def a_run_on_one_replica_is_listed_fetched_and_watched_on_another():
+    n, a, b = two_replicas()
+    rid, count = one_run(a, messages=5)
+    wait_for(lambda: nats_health(a)["acked"] >= count, 30, "A's run acknowledged")
+    wait_for(lambda: listed(b, rid), 30, "B to list A's run")
+    meta = b.get_json(f"/api/runs/{rid}")
+    eq((meta["status"], meta["remote"], meta["replica"], meta["lab"]),
+       ("ok", True, nats_health(a)["replica"], "tcp-echo"), "B's meta of A's run")
+    eq(b.get(f"/api/runs/{rid}/events").body, bundle_bytes(a, rid),
+       "B's /api/runs/ID/events equals A's events.jsonl")
+    accepted, lines, last = raw_watch(b, rid)
+    eq((accepted["live"], accepted["source"]), (False, "stream"), "watch.accepted on B")
+    eq(("\n".join(lines) + "\n").encode(), bundle_bytes(a, rid),
+       "B's watch delivers A's events byte for byte")
+    eq(last, None, "nothing after run.end")
+    r = b.get(f"/api/runs/{rid}/capture.pcap")
+    eq((r.status, r.json()["error"]["code"]), (404, "no_capture"), "no capture across replicas yet")
+    eq(b.get(f"/api/runs/{'0' * 16}/events").status, 404, "an unknown run")
+    check(not listed(a, "0" * 16), "sanity")
+    done(b)
+    done(a)
+    n.stop()
+
+
+@test
+def a_live_run_on_one_replica_is_followed_live_on_another():
+    n, a, b = two_replicas()
+
+    async def start():
+        async with a.connect() as ws:
+            rid = await start_run(ws, {"messages": 40, "interval_ms": 100})
+            await events_until_end(ws, rid)
+            return rid
+    import threading
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("rid", asyncio.run(start())))
+    t.start()
+    wait_for(lambda: any(r["status"] == "running" for r in b.get_json("/api/runs")), 30,
+             "B to list A's run as running")
+    rid = [r["id"] for r in b.get_json("/api/runs") if r["status"] == "running"][0]
+    accepted, lines, last = raw_watch(b, rid)
+    t.join(120)
+    eq(result.get("rid"), rid, "the run B followed is A's")
+    eq(accepted["live"], True, "B's watch started while the run went on")
+    eq(("\n".join(lines) + "\n").encode(), bundle_bytes(a, rid),
+       "followed live on B: A's events byte for byte")
+    done(b)
+    done(a)
+    n.stop()
+
+
+@test
+def a_replica_killed_mid_run_leaves_an_incomplete_run_never_a_made_up_end():
+    n, a, b = two_replicas()
+    holder = {}
+
+    async def start():
+        async with a.connect() as ws:
+            rid = await start_run(ws, {"messages": 1000, "interval_ms": 100})
+            holder["rid"] = rid
+            try:
+                await events_until_end(ws, rid, timeout=300)
+            except Exception:  # A is killed under this connection: expected
+                pass
+    import threading
+    t = threading.Thread(target=lambda: asyncio.run(start()), daemon=True)
+    t.start()
+    wait_for(lambda: "rid" in holder, 30, "A to start the run")
+    rid = holder["rid"]
+    wait_for(lambda: listed(b, rid), 30, "B to list A's run")
+    children = a.children()
+
+    async def kill_after_three(ev):
+        if ev["seq"] == 3 and a.proc.poll() is None:
+            a.proc.kill()
+    accepted, lines, last = raw_watch(b, rid, on_event=kill_after_three, timeout=120)
+    a.proc.wait()
+    a.stopped = True
+    wait_for(lambda: not [p for p in children if pid_alive(p)], 30, "A's run processes to die")
+    eq(last and last.get("type"), "watch.incomplete", f"B ends the watch with: {last}")
+    events = [json.loads(x) for x in lines]
+    check(len(events) >= 4, f"B got the events before the kill ({len(events)})")
+    eq([e["seq"] for e in events], list(range(len(events))), "gap-free seq")
+    check(all(e["type"] != "run.end" for e in events), "no run.end was made up")
+    eq(last["events"], len(events), "watch.incomplete counts what the stream holds")
+    check("stopped before the run ended" in last["reason"], last["reason"])
+    meta = b.get_json(f"/api/runs/{rid}")
+    eq((meta["status"], meta["incomplete"]), ("incomplete", True), "B's meta of the killed run")
+    eq(b.get(f"/api/runs/{rid}/events").body, ("\n".join(lines) + "\n").encode(),
+       "B serves what the stream holds")
+    done(b)
+    a.cleanup()
+    n.stop()
+
+
+@test
+def nats_stopped_then_back_replicas_degrade_then_resync():
+    n, a, b = two_replicas()
+    rid1, count1 = one_run(a)
+    wait_for(lambda: listed(b, rid1), 30, "B to list A's first run")
+    wait_for(lambda: nats_health(b)["replicas"]["state"] == "ok", 30, "B's index in sync")
+    n.stop()
+    wait_for(lambda: nats_health(b)["replicas"]["state"] == "degraded", 30,
+             "B to say runs across replicas are degraded")
+    check("NATS is not reachable" in nats_health(b)["replicas"]["reason"], "the reason")
+    eq(b.get_json("/api/health")["status"], "ok", "B still serves")
+    own, _ = one_run(b)
+    check(listed(b, own) and listed(b, rid1), "B lists its own run and A's last seen")
+    rid2, count2 = one_run(a)
+    n = Nats(port=n.port, store_dir=n.store)
+    wait_for(lambda: nats_health(b)["replicas"]["state"] == "ok", 60, "B to resync")
+    wait_for(lambda: listed(b, rid2), 60, "B to list the run A made while NATS was away")
+    wait_for(lambda: nats_health(a)["acked"] >= count1 + count2, 60, "A's lines in the stream")
+    eq(b.get(f"/api/runs/{rid2}/events").body, bundle_bytes(a, rid2),
+       "B serves it from the stream byte for byte")
+    eq(a.get(f"/api/runs/{own}/events").body, bundle_bytes(b, own), "and A serves B's")
+    done(b)
+    done(a)
+    n.stop()
+
+
+@test
+def a_pruned_run_is_purged_from_the_stream():
+    need_reader()
+    n = Nats()
+    a = server("--nats", n.url, "--keep-runs", "10")
+    ids = [one_run(a, messages=1)[0] for _ in range(11)]
+    wait_for(lambda: nats_health(a)["purged"] >= 1, 30, "the pruned run purged")
+    eq(stream_lines(n.url, ids[0]), b"", "the oldest run's events left the stream")
+    eq(stream_lines(n.url, ids[-1]), bundle_bytes(a, ids[-1]), "the newest is there")
+    done(a)
+    n.stop()
+
+
 if __name__ == "__main__":
-    run()
+    run(timeout=240)
