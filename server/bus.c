@@ -534,6 +534,13 @@ static void on_mirror_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
 	if (!m || (m->state != BUS_M_FETCHING && m->state != BUS_M_LIVE) ||
 	    md->Sequence.Stream <= m->last_sseq)
 		goto out; /* not followed any more, or seen already */
+	/* A line stored twice (published again after a lost acknowledgement):
+	 * the first copy is in the file already. */
+	if (json_integer_value(json_object_get(ev, "seq")) < m->next_seq &&
+	    json_is_integer(json_object_get(ev, "seq"))) {
+		m->last_sseq = md->Sequence.Stream;
+		goto out;
+	}
 	{
 		json_t *jseq = json_object_get(ev, "seq");
 		const char *type = json_string_value(json_object_get(ev, "type"));
