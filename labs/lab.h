@@ -106,6 +106,9 @@ struct lab_desc {
 	 * (lines end with a newline) and return the length, 0 to show nothing
 	 * for this event, or -1 for the generic line. May be NULL. */
 	int (*format)(const struct lab_params *p, const json_t *ev, char *buf, size_t len);
+	/* With format: nonzero when socket calls keep the generic lines (format
+	 * returns -1 for them), so the CLI still prints their column header. */
+	int format_keeps_calls;
 };
 
 /* What a run function receives. Owned by the caller of run(). */

@@ -1,6 +1,7 @@
 /* tcp_echo.c: the tcp-echo lab: an echo server that answers in upper case and its clients. */
 #include "tcp_echo.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/neighbour.h>
 #include <net/if.h>
@@ -17,7 +18,10 @@
 #include "net/frame.h"
 #include "net/net.h"
 #include "net/nl.h"
+#include "decode/decode.h"
+#include "observer/observer.h"
 #include "sock.h"
+#include "tcpstate/tcpstate.h"
 
 /*
  * Two shapes of run:
@@ -26,12 +30,25 @@
  *  - mode=server: only the server, on a port of the host that the student's own
  *    client (nc, a Python script) connects to. It stops after idle_timeout.
  * Both use the same server loop. Every socket call is a syscall event.
+ *
+ * capture=on (mode=both) adds the toolkit's observer (labs/observer): the
+ * segments on the run's loopback, or on both hosts' eth0, merged in time
+ * order with the calls, the kernel's TCP states of each connection's two
+ * sockets (tracepoint, sock_diag), checksums, the capture's drop counts in
+ * run.end and the pcap. A client's port is known once connect() returns, so
+ * each client holds the observer's delivery back (obs_hold) from just before
+ * its connect() until it has watched its socket and the server's socket of
+ * the same connection: the kernel's events of the handshake are matched to
+ * them when delivered, never lost to the race.
  */
 
 #define MAX_CLIENTS 4
 #define MAX_BYO_CONNS 8              /* concurrent connections in mode=server */
 #define BYO_MAX_BYTES (1024 * 1024)  /* per connection in mode=server */
 #define MAX_MSG 65536
+/* capture=on: at most this many bytes in all (messages x size x clients),
+ * so every segment is kept, shown and written to the pcap. */
+#define CAPTURE_MAX_BYTES (4LL * 1024 * 1024)
 
 static const char *const mode_choices[] = {"both", "server", NULL};
 static const char *const transform_choices[] = {"upper", "echo", NULL};
@@ -73,6 +90,10 @@ static const struct lab_param_def echo_params[] = {
 	 LAB_PF_ADVANCED},
 	{"port", LAB_P_INT, "Port", "The server's port; 0 lets the kernel choose", NULL, "0", 0,
 	 65535, NULL, LAB_PF_SERVER | LAB_PF_ADVANCED},
+	{"capture", LAB_P_BOOL, "Capture segments",
+	 "Capture the TCP segments on the wire and watch both sockets' states in the kernel "
+	 "(needs CAP_NET_RAW); it costs the round trips a little (the run says how much)",
+	 NULL, "false", 0, 0, NULL, 0},
 	{"bind", LAB_P_STRING, "Listen address",
 	 "The address the server binds (an IPv4 or IPv6 literal)", NULL, "127.0.0.1", 2, 45, NULL,
 	 LAB_PF_SERVER | LAB_PF_ADVANCED},
@@ -111,6 +132,20 @@ size_t echo_message(char *out, size_t cap, int index, size_t size, const char *t
 	return n;
 }
 
+/* What the capture saw of one connection, by direction (0: client to server,
+ * 1: server to client). Sequence numbers are relative to each side's ISN, as
+ * tcpdump and Wireshark show them. */
+struct echo_wire {
+	uint16_t cport;     /* the client's port, host order; 0: not connected yet */
+	int have_isn[2];
+	uint32_t isn[2];
+	uint32_t end[2];    /* the highest relative sequence number sent + 1 */
+	long long bytes[2]; /* payload bytes, retransmissions not counted again */
+	long long segs[2];
+	int fin[2];
+	int fin_acked[2]; /* an ACK from the other side covered this side's FIN */
+};
+
 struct echo_run {
 	struct lab_ctx *ctx;
 	int byo;        /* mode=server */
@@ -142,6 +177,16 @@ struct echo_run {
 	int arp_frames[2]; /* ARP frames the relay carried, by direction */
 	int64_t *rtts; /* every reply's round trip, for the tracing note */
 	size_t n_rtts;
+
+	/* capture=on. obs is set before any lab thread starts; the rest is
+	 * guarded by lock (the observer's callback takes it too). */
+	struct obs *obs;
+	uint16_t sport;               /* the server's port, host order */
+	struct echo_wire wire[MAX_CLIENTS + 1]; /* by conn (1..clients) */
+	int sock_conn[OBS_MAX_WATCH]; /* the observer's socket index -> conn (0: none) */
+	const char *sock_who[OBS_MAX_WATCH];
+	long long segments, seg_other, seg_retrans;
+	int64_t obs_started_ns;
 };
 
 static void touch(struct echo_run *r)
@@ -401,6 +446,293 @@ static void *server_thread(void *arg)
 	return NULL;
 }
 
+/* ---- capture=on: the observer ---- */
+
+/* The connection whose client has port cport (r->lock held); 0: none. */
+static int conn_of_port(const struct echo_run *r, uint16_t cport)
+{
+	int k;
+
+	for (k = 1; k <= r->clients; k++)
+		if (r->wire[k].cport == cport)
+			return k;
+	return 0;
+}
+
+/* One segment's relative numbers and what it adds to its connection's
+ * counts (r->lock held). Returns 1 when it carries only bytes seen before
+ * (a retransmission). */
+static int wire_account(struct echo_wire *w, int dir, const struct dec_tcp *t, uint32_t *rel)
+{
+	uint32_t len = t->payload_len, end;
+	int retrans = 0;
+
+	if (t->flags & DEC_TCP_SYN) {
+		w->isn[dir] = t->seq;
+		w->have_isn[dir] = 1;
+	}
+	w->segs[dir]++;
+	if (!w->have_isn[dir])
+		return 0;
+	*rel = t->seq - w->isn[dir];
+	end = *rel + len;
+	if (len && end <= w->end[dir])
+		retrans = 1;
+	else if (len)
+		w->bytes[dir] += end - (*rel > w->end[dir] ? *rel : w->end[dir]);
+	end += (t->flags & DEC_TCP_SYN ? 1u : 0u) + (t->flags & DEC_TCP_FIN ? 1u : 0u);
+	if (end > w->end[dir])
+		w->end[dir] = end;
+	if (t->flags & DEC_TCP_FIN)
+		w->fin[dir] = 1;
+	/* An ACK that covers the other side's FIN: that side's close is done. */
+	if ((t->flags & DEC_TCP_ACK) && w->fin[!dir] && w->have_isn[!dir] &&
+	    t->ack - w->isn[!dir] >= w->end[!dir])
+		w->fin_acked[!dir] = 1;
+	return retrans;
+}
+
+/* A captured frame (the observer's thread, in time order): each segment
+ * once, as it left its host (two hosts) or as lo carried it, written to the
+ * pcap and emitted with its connection, direction and relative numbers. */
+static void on_frame(struct echo_run *r, const struct obs_event *ev)
+{
+	const struct dec_packet *d = ev->pkt;
+	const struct dec_tcp *t = &d->tcp;
+	uint32_t rel = 0, rel_ack = 0;
+	int k, dir, retrans = 0, have_rel = 0, have_ack = 0;
+	json_t *f;
+
+	if (ev->host >= 0 && !ev->frame->outgoing)
+		return;
+	obs_pcap_write(r->obs, ev->frame);
+	if (!dec_has(d, DEC_L_TCP))
+		return;
+	f = obs_segment_json(r->ctx, ev->frame, d, ev->t_ns);
+	if (!f)
+		return;
+	dir = t->sport == r->sport ? 1 : 0;
+	pthread_mutex_lock(&r->lock);
+	r->segments++;
+	k = conn_of_port(r, dir ? t->dport : t->sport);
+	if (k) {
+		struct echo_wire *w = &r->wire[k];
+
+		retrans = wire_account(w, dir, t, &rel);
+		have_rel = w->have_isn[dir];
+		if ((t->flags & DEC_TCP_ACK) && w->have_isn[!dir]) {
+			rel_ack = t->ack - w->isn[!dir];
+			have_ack = 1;
+		}
+		if (retrans)
+			r->seg_retrans++;
+	} else {
+		r->seg_other++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	json_object_set_new(f, "conn", json_integer(k));
+	json_object_set_new(f, "dir", json_string(dir ? "s2c" : "c2s"));
+	json_object_set_new(f, "from", json_string(dir ? "server" : "client"));
+	json_object_set_new(f, "to", json_string(dir ? "client" : "server"));
+	if (have_rel)
+		json_object_set_new(f, "rel_seq", json_integer(rel));
+	if (have_ack)
+		json_object_set_new(f, "rel_ack", json_integer(rel_ack));
+	if (retrans)
+		json_object_set_new(f, "retransmit", json_true());
+	if (ev->host >= 0)
+		json_object_set_new(f, "host",
+				    json_string(ev->host == NET_SERVER ? "server" : "client"));
+	ev_emit(r->ctx->em, "segment", f);
+}
+
+/* The observer's callback. Kernel states of a watched socket get its
+ * connection number (who is "client" or "server"). */
+static json_t *on_obs(void *arg, const struct obs_event *ev)
+{
+	struct echo_run *r = arg;
+	int k = 0;
+
+	if (ev->kind == OBS_FRAME) {
+		on_frame(r, ev);
+		return NULL;
+	}
+	if (ev->kind == OBS_RECORD || ev->sock < 0 || ev->sock >= OBS_MAX_WATCH)
+		return NULL;
+	pthread_mutex_lock(&r->lock);
+	k = r->sock_conn[ev->sock];
+	pthread_mutex_unlock(&r->lock);
+	return json_pack("{s:i}", "conn", k);
+}
+
+/* Start the observer on the server's port (main thread, after the listener
+ * is open, before any other lab thread starts). 0, or negative after its
+ * error event. */
+static int open_observer(struct echo_run *r)
+{
+	struct lab_ctx *ctx = r->ctx;
+	struct obs_config cfg;
+	char filter[48], trace[96];
+	int rc;
+
+	snprintf(filter, sizeof filter, "tcp port %u", r->sport);
+	snprintf(trace, sizeof trace, "sport == %u || dport == %u", r->sport, r->sport);
+	memset(&cfg, 0, sizeof cfg);
+	cfg.ctx = ctx;
+	cfg.filter = filter;
+	cfg.trace_filter = trace;
+	cfg.fn = on_obs;
+	cfg.arg = r;
+	cfg.pcap_path = ctx->pcap_path;
+	cfg.watch_later = 1;
+	r->obs_started_ns = obs_now_ns();
+	rc = obs_start(&r->obs, &cfg); /* emits the capture event, or the error */
+	if (rc < 0) {
+		r->obs = NULL;
+		return rc;
+	}
+	/* No records come from elsewhere: only the clients' holds keep
+	 * delivery back. */
+	obs_caught_up(r->obs, INT64_MAX);
+	if (!obs_has_tracepoint(r->obs))
+		ev_note(ctx->em, "echo.no_tracepoint",
+			json_pack("{s:s}", "reason", obs_trace_error(r->obs)), NULL);
+	return net_enter(ctx->net, NET_SERVER);
+}
+
+/* Client k's thread, right after its connect() returned: the connection's
+ * port, and its two sockets watched in the kernel (the client's, and the
+ * server's accepted one, which the kernel made during the handshake, before
+ * any accept() returns it). Between obs_hold and here the observer delivered
+ * nothing that happened after connect() began. */
+static void watch_conn(struct echo_run *r, int k, int fd, int64_t from_ns, int64_t until_ns)
+{
+	const struct sockaddr_in *srv = (const struct sockaddr_in *)&r->addr;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *cli = (struct sockaddr_in *)&ss;
+	socklen_t sl = sizeof ss;
+	struct obs_sock s;
+	struct obs_watch_opts opt = {from_ns, until_ns, 0};
+	uint16_t cport;
+	int i;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return;
+	/* sin_port and sin6_port sit at the same offset. */
+	cport = ntohs(cli->sin_port);
+	pthread_mutex_lock(&r->lock);
+	r->wire[k].cport = cport;
+	pthread_mutex_unlock(&r->lock);
+	if (ss.ss_family != AF_INET)
+		return; /* IPv6: segments only, the kernel sources watch IPv4 */
+	s = (struct obs_sock){"client", cli->sin_addr, srv->sin_addr, cport, r->sport, NET_CLIENT};
+	i = obs_watch(r->obs, &s, &opt);
+	if (i >= 0) {
+		pthread_mutex_lock(&r->lock);
+		r->sock_conn[i] = k;
+		r->sock_who[i] = "client";
+		pthread_mutex_unlock(&r->lock);
+	}
+	s = (struct obs_sock){"server", srv->sin_addr, cli->sin_addr, r->sport, cport, NET_SERVER};
+	opt.until_ns = 0;
+	i = obs_watch(r->obs, &s, &opt);
+	if (i >= 0) {
+		pthread_mutex_lock(&r->lock);
+		r->sock_conn[i] = k;
+		r->sock_who[i] = "server";
+		pthread_mutex_unlock(&r->lock);
+	}
+}
+
+/* Wait (bounded) until the capture has seen every connection's close
+ * finish: both FINs, each acknowledged. The last ACK leaves after the lab's
+ * threads have returned (the kernel sends it), one wire delay later. */
+static void wait_closed(struct echo_run *r)
+{
+	int64_t end = obs_now_ns() + 3000LL * 1000000;
+
+	for (;;) {
+		int k, done = 1;
+
+		pthread_mutex_lock(&r->lock);
+		for (k = 1; k <= r->clients; k++)
+			if (r->wire[k].cport && !(r->wire[k].fin_acked[0] && r->wire[k].fin_acked[1]))
+				done = 0;
+		pthread_mutex_unlock(&r->lock);
+		if (done || obs_now_ns() > end || lab_sleep_ms(r->ctx, 2) < 0)
+			return;
+	}
+}
+
+/* What capturing cost this run, measured: the observer thread's CPU time
+ * over the time it ran (its polling, the sock_diag samples, decoding and
+ * emitting every frame) and the frames per round trip (the note next to the
+ * RTTs). Taken while the observer still runs. */
+static void note_capture_cost(struct echo_run *r, int64_t cpu_ns, int64_t rtt_us)
+{
+	long long frames;
+	int64_t wall_ns = obs_now_ns() - r->obs_started_ns;
+	char ms[32], wall[32], pct[32], per_rtt[32];
+
+	pthread_mutex_lock(&r->lock);
+	frames = r->segments;
+	pthread_mutex_unlock(&r->lock);
+	if (cpu_ns < 0 || wall_ns <= 0 || !frames || !r->n_rtts)
+		return;
+	snprintf(ms, sizeof ms, "%.1f", (double)cpu_ns / 1e6);
+	snprintf(wall, sizeof wall, "%.1f", (double)wall_ns / 1e6);
+	snprintf(pct, sizeof pct, "%.1f", 100.0 * (double)cpu_ns / (double)wall_ns);
+	snprintf(per_rtt, sizeof per_rtt, "%.1f", (double)frames / (double)r->n_rtts);
+	ev_note(r->ctx->em, "echo.capture_cost",
+		json_pack("{s:I, s:s, s:s, s:s, s:s, s:I}", "frames", (json_int_t)frames, "cpu_ms", ms,
+			  "wall_ms", wall, "cpu_pct", pct, "frames_per_rtt", per_rtt, "rtt_us",
+			  (json_int_t)rtt_us),
+		NULL);
+}
+
+/* run.end's capture figures: the observer's report (frames, drops,
+ * complete), the segments of each connection and each watched socket's last
+ * state as the kernel gave it, with its source. After obs_stop. */
+static void capture_summary(struct echo_run *r, json_t *s)
+{
+	json_t *conns = json_array(), *states = json_array();
+	int k, i;
+
+	obs_capture_report(r->obs, r->ctx->em, s);
+	pthread_mutex_lock(&r->lock);
+	for (k = 1; k <= r->clients; k++) {
+		const struct echo_wire *w = &r->wire[k];
+
+		if (!w->cport)
+			continue;
+		json_array_append_new(conns,
+				      json_pack("{s:i, s:i, s:I, s:I, s:I, s:I}", "conn", k,
+						"client_port", w->cport, "c2s_bytes",
+						(json_int_t)w->bytes[0], "s2c_bytes",
+						(json_int_t)w->bytes[1], "c2s_segments",
+						(json_int_t)w->segs[0], "s2c_segments",
+						(json_int_t)w->segs[1]));
+	}
+	for (i = 0; i < OBS_MAX_WATCH; i++) {
+		struct obs_final fin;
+
+		if (!r->sock_conn[i])
+			continue;
+		obs_final_state(r->obs, i, &fin);
+		json_array_append_new(states,
+				      json_pack("{s:s, s:i, s:s, s:s, s:b}", "who",
+						r->sock_who[i], "conn", r->sock_conn[i],
+						"state", fin.src < 0 ? "unknown" : tcpst_name(fin.state),
+						"source", fin.src < 0 ? "none" : obs_src_name(fin.src),
+						"listed_at_end", fin.listed_at_end));
+	}
+	json_object_set_new(s, "segments", json_integer(r->segments));
+	json_object_set_new(s, "retransmitted_segments", json_integer(r->seg_retrans));
+	pthread_mutex_unlock(&r->lock);
+	json_object_set_new(s, "captured_connections", conns);
+	json_object_set_new(s, "kernel_states", states);
+}
+
 /* ---- client side (mode=both) ---- */
 
 struct client_arg {
@@ -501,8 +833,8 @@ static int client_session(struct echo_run *r, int k)
 	struct lsock_who w = {"client", k};
 	size_t len = echo_message_len(r);
 	char *msg = malloc(len), *want = malloc(len), *got = malloc(len);
-	int fd = -1, rc = 0, i, neigh_before = -1;
-	int64_t t_connect, connect_us = -1;
+	int fd = -1, rc = 0, i, neigh_before = -1, hold = -1;
+	int64_t t_connect, connect_us = -1, from_ns = 0;
 
 	if (!msg || !want || !got) {
 		rc = -ENOMEM;
@@ -525,11 +857,21 @@ static int client_session(struct echo_run *r, int k)
 	/* The neighbour entry is read before connect() and the note emitted after
 	 * the echoes, so neither adds to what the run measures. */
 	neigh_before = k == 1 ? server_neigh(r) : -1;
+	if (r->obs) {
+		from_ns = obs_now_ns();
+		hold = obs_hold(r->obs, from_ns);
+	}
 	t_connect = ev_now_us(ctx->em);
 	rc = lsock_connect(ctx, w, fd, (struct sockaddr *)&r->addr, r->addrlen, 5000);
+	if (rc == 0)
+		connect_us = ev_now_us(ctx->em) - t_connect;
+	if (r->obs) {
+		if (rc == 0)
+			watch_conn(r, k, fd, from_ns, obs_now_ns());
+		obs_release(r->obs, hold);
+	}
 	if (rc < 0)
 		goto out;
-	connect_us = ev_now_us(ctx->em) - t_connect;
 	/* The previous client holds the iterative server busy until this one
 	 * is seen waiting in the accept queue: only then is it let go. */
 	if (k > 1 && !r->concurrent)
@@ -751,6 +1093,15 @@ static int echo_run(struct lab_ctx *ctx)
 	rc = open_listener(&r);
 	if (rc < 0)
 		goto out;
+	/* sin_port and sin6_port sit at the same offset. */
+	r.sport = ntohs(((struct sockaddr_in *)&r.addr)->sin_port);
+	if (!r.byo && lab_int(p, "capture")) {
+		rc = open_observer(&r);
+		if (rc < 0) {
+			lsock_close(ctx, (struct lsock_who){"server", 0}, r.lfd);
+			goto out;
+		}
+	}
 	if (r.byo)
 		ev_note(ctx->em, "echo.byo_ready",
 			json_pack("{s:s, s:I}", "addr", lab_str(p, "bind"),
@@ -785,6 +1136,10 @@ static int echo_run(struct lab_ctx *ctx)
 	net_set_frame_hook(ctx->net, NULL, NULL);
 	if (!r.failed && !lab_cancelled(ctx))
 		note_trace_cost(&r);
+	if (r.obs && !r.failed && !lab_cancelled(ctx)) {
+		wait_closed(&r);
+		note_capture_cost(&r, obs_cpu_ns(r.obs), r.n_rtts ? r.rtts[r.n_rtts / 2] : 0);
+	}
 	lsock_close(ctx, (struct lsock_who){"server", 0}, r.lfd);
 	if (r.failed && !lab_cancelled(ctx)) {
 		rc = -EIO;
@@ -794,6 +1149,12 @@ static int echo_run(struct lab_ctx *ctx)
 out:
 	{
 		json_t *s = summary(&r);
+
+		if (r.obs) {
+			obs_stop(r.obs); /* everything delivered */
+			capture_summary(&r, s);
+			obs_destroy(r.obs);
+		}
 		json_object_update(ctx->summary, s);
 		json_decref(s);
 	}
@@ -826,6 +1187,25 @@ static int echo_check(const struct lab_params *p, const char **param, char *err,
 	}
 	if (net_params_check(p, param, err, errlen) < 0)
 		return -EINVAL;
+	if (lab_int(p, "capture") && byo) {
+		*param = "capture";
+		snprintf(err, errlen,
+			 "parameter 'capture': mode=server runs on the host's network, where the "
+			 "lab captures nothing; use capture=off (or mode=both)");
+		return -EINVAL;
+	}
+	if (lab_int(p, "capture") &&
+	    lab_int(p, "messages") * (lab_int(p, "size") ? lab_int(p, "size")
+							 : (long long)strlen(lab_str(p, "text"))) *
+			    lab_int(p, "clients") >
+		    CAPTURE_MAX_BYTES) {
+		*param = "capture";
+		snprintf(err, errlen,
+			 "parameter 'capture': with capture=on a run sends at most %lld bytes "
+			 "(messages x size x clients), so every segment can be kept and shown",
+			 CAPTURE_MAX_BYTES);
+		return -EINVAL;
+	}
 	if (byo && lab_int(p, "network") != 0) {
 		*param = "network";
 		snprintf(err, errlen,
@@ -855,6 +1235,73 @@ static enum lab_net echo_network(const struct lab_params *p)
 	return lab_int(p, "mode") == 1 ? LAB_NET_HOST : LAB_NET_PRIVATE;
 }
 
+/* The CLI's readable lines for what capture=on adds: the capture, each
+ * segment (tcpdump's style, relative numbers, checksum status) and the
+ * kernel's states of the two sockets with their source. Every other event
+ * gets the generic line. */
+static int echo_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)
+{
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	const json_t *tk = json_object_get(ev, "t_kernel_us");
+	double t = (double)json_integer_value(tk ? tk : json_object_get(ev, "t_us")) / 1000.0;
+	long long conn = json_integer_value(json_object_get(ev, "conn"));
+	char who[32], what[120];
+
+	(void)p;
+	if (!type)
+		return -1;
+	if (!strcmp(type, "capture"))
+		return snprintf(buf, len, "%10.3f  capturing on %s: %s\n", t,
+				json_string_value(json_object_get(ev, "interface")),
+				json_string_value(json_object_get(ev, "filter")));
+	if (!strcmp(type, "segment")) {
+		const json_t *rs = json_object_get(ev, "rel_seq"), *ra = json_object_get(ev, "rel_ack");
+		char cs[400], num[64] = "";
+		int n;
+
+		if (json_is_integer(ra))
+			snprintf(num, sizeof num, ", ack %lld", (long long)json_integer_value(ra));
+		dec_checksums_text(json_object_get(ev, "checksums"), cs, sizeof cs);
+		n = snprintf(buf, len,
+			     "%10.3f  packet     #%lld %s > %s  Flags [%s], seq %lld%s, win %lld, "
+			     "length %lld%s%s%s%s\n",
+			     t, conn, json_string_value(json_object_get(ev, "from")),
+			     json_string_value(json_object_get(ev, "to")),
+			     json_string_value(json_object_get(ev, "flags_short")),
+			     json_is_integer(rs) ? (long long)json_integer_value(rs)
+						 : json_integer_value(json_object_get(ev, "seq_raw")),
+			     num, json_integer_value(json_object_get(ev, "win")),
+			     json_integer_value(json_object_get(ev, "len")),
+			     json_is_true(json_object_get(ev, "retransmit")) ? "  (retransmission)" : "",
+			     cs[0] ? "  [" : "", cs, cs[0] ? "]" : "");
+		return n;
+	}
+	if (strcmp(type, "state") && strcmp(type, "observation") && strcmp(type, "timer"))
+		return -1;
+	snprintf(who, sizeof who, "%s#%lld", json_string_value(json_object_get(ev, "who")), conn);
+	if (!strcmp(type, "state"))
+		snprintf(what, sizeof what, "state %s -> %s",
+			 json_string_value(json_object_get(ev, "from")),
+			 json_string_value(json_object_get(ev, "to")));
+	else if (!strcmp(type, "timer") && json_is_true(json_object_get(ev, "stopped")))
+		snprintf(what, sizeof what, "%s: the kernel's timer stopped (%s)",
+			 json_string_value(json_object_get(ev, "state")),
+			 json_string_value(json_object_get(ev, "reason")));
+	else if (!strcmp(type, "timer"))
+		snprintf(what, sizeof what, "%s, %.1f s left on the kernel's timer",
+			 json_string_value(json_object_get(ev, "state")),
+			 (double)json_integer_value(json_object_get(ev, "ms_left")) / 1000.0);
+	else if (json_is_false(json_object_get(ev, "listed")))
+		snprintf(what, sizeof what, "gone: no longer listed (last seen in %s; %s)",
+			 json_string_value(json_object_get(ev, "last_state")),
+			 json_string_value(json_object_get(ev, "reason")));
+	else
+		snprintf(what, sizeof what, "seen in %s",
+			 json_string_value(json_object_get(ev, "state")));
+	return snprintf(buf, len, "%10.3f  %-10s %s  (kernel: %s)\n", t, who, what,
+			json_string_value(json_object_get(ev, "source")));
+}
+
 const struct lab_desc lab_tcp_echo = {
 	.name = "tcp-echo",
 	.title = "TCP echo",
@@ -864,5 +1311,8 @@ const struct lab_desc lab_tcp_echo = {
 	.n_params = sizeof echo_params / sizeof echo_params[0],
 	.check = echo_check,
 	.network = echo_network,
+	.captures = 1, /* with capture=on */
 	.run = echo_run,
+	.format = echo_format,
+	.format_keeps_calls = 1,
 };

@@ -235,11 +235,14 @@ static void print_network(const json_t *net)
 
 static const struct lab_params *human_params; /* the run's parameters, for lab formats */
 
+static long long sort_key(const json_t *ev);
+
+/* One event in the readable trace, at the time it happened (sort_key). */
 static void human_print(const json_t *ev, const char *line)
 {
 	const char *lang = i18n_lang_from_env(NULL);
 	const char *type = jstr(ev, "type");
-	double ms = (double)jint(ev, "t_us") / 1000.0;
+	double ms = (double)sort_key(ev) / 1000.0;
 	char addr[80];
 	const struct lab_desc *lab = human_params ? human_params->lab : NULL;
 
@@ -257,7 +260,7 @@ static void human_print(const json_t *ev, const char *line)
 		printf("socklab %s: run %s\n", jstr(ev, "lab"), jstr(ev, "run"));
 		printf("network: %s\n", jstr(sb, "note"));
 		print_network(json_object_get(ev, "network"));
-		if (!lab || !lab->format)
+		if (!lab || !lab->format || lab->format_keeps_calls)
 			printf("%10s  %-10s %-40s   %s\n", "time(ms)", "who", "call", "result");
 	} else if (!strcmp(type, "syscall")) {
 		print_syscall(ev, ms);

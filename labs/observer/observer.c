@@ -140,6 +140,7 @@ struct obs {
 
 	pthread_t tid;
 	int64_t lab_ns; /* watch_later: obs_caught_up's instant (atomic) */
+	int64_t holds[OBS_MAX_HOLDS]; /* obs_hold's instants, 0: free; guarded by lock */
 	int running, stopped;
 	int offline; /* obs_open_offline: fed by the caller */
 	int stop_fd;
@@ -149,7 +150,7 @@ struct obs {
 	int diag_due; /* sample now: a socket may have just become a timewait socket */
 	int64_t dump_from_ns; /* when the sock_diag dump running now began */
 
-	pthread_mutex_t lock; /* guards pend, n_pend, cap_pend, order, dropped */
+	pthread_mutex_t lock; /* guards pend, n_pend, cap_pend, order, dropped, holds */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	uint64_t order;
@@ -650,6 +651,19 @@ static int64_t take_calls(struct obs *o)
 	return hold;
 }
 
+/* The earliest of hold and the lab's holds (obs_hold). */
+static int64_t lab_hold(struct obs *o, int64_t hold)
+{
+	int i;
+
+	pthread_mutex_lock(&o->lock);
+	for (i = 0; i < OBS_MAX_HOLDS; i++)
+		if (o->holds[i] && o->holds[i] < hold)
+			hold = o->holds[i];
+	pthread_mutex_unlock(&o->lock);
+	return hold;
+}
+
 /* Deliver every queued item stamped at or before horizon, in time order. */
 static void deliver_until(struct obs *o, int64_t horizon)
 {
@@ -901,6 +915,7 @@ static void *obs_thread(void *arg)
 			/* not kicked */
 		}
 		hold = take_calls(o);
+		hold = lab_hold(o, hold);
 		horizon = now - (o->cfg.horizon_ms > 0 ? (int64_t)o->cfg.horizon_ms * 1000000
 						       : OBS_HORIZON_NS);
 		if (o->cfg.watch_later && __atomic_load_n(&o->lab_ns, __ATOMIC_ACQUIRE) < now) {
@@ -1195,6 +1210,42 @@ void obs_caught_up(struct obs *o, int64_t t_ns)
 {
 	if (o)
 		__atomic_store_n(&o->lab_ns, t_ns, __ATOMIC_RELEASE);
+}
+
+int obs_hold(struct obs *o, int64_t t_ns)
+{
+	int i;
+
+	if (!o)
+		return -EINVAL;
+	pthread_mutex_lock(&o->lock);
+	i = 0;
+	while (i < OBS_MAX_HOLDS && o->holds[i])
+		i++;
+	if (i < OBS_MAX_HOLDS)
+		o->holds[i] = t_ns > 0 ? t_ns : 1;
+	pthread_mutex_unlock(&o->lock);
+	return i < OBS_MAX_HOLDS ? i : -ENOSPC;
+}
+
+int64_t obs_cpu_ns(struct obs *o)
+{
+	clockid_t cid;
+	struct timespec ts;
+
+	if (!o || !o->running || pthread_getcpuclockid(o->tid, &cid) != 0 ||
+	    clock_gettime(cid, &ts) < 0)
+		return -1;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void obs_release(struct obs *o, int h)
+{
+	if (!o || h < 0 || h >= OBS_MAX_HOLDS)
+		return;
+	pthread_mutex_lock(&o->lock);
+	o->holds[h] = 0;
+	pthread_mutex_unlock(&o->lock);
 }
 
 int obs_watch(struct obs *o, const struct obs_sock *s, const struct obs_watch_opts *opts)

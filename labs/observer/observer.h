@@ -261,6 +261,24 @@ int obs_watch(struct obs *o, const struct obs_sock *s, const struct obs_watch_op
  * everything. Any thread. */
 void obs_caught_up(struct obs *o, int64_t t_ns);
 
+/* A lab whose own threads learn their sockets' ports from the calls that
+ * make them (a connect() or accept() returns them; cfg.watch_later) holds
+ * delivery back from the instant such a call begins until it has watched
+ * the socket: nothing stamped at or after t_ns is delivered (its
+ * tracepoint events are matched when delivered) until obs_release(o, h).
+ * A lab that does this and has no records from elsewhere says once that it
+ * is always caught up: obs_caught_up(o, INT64_MAX). Returns the hold h, or
+ * -ENOSPC when OBS_MAX_HOLDS are held (the lab's items are then matched as
+ * they come: a socket watched late misses the transitions it made before).
+ * Any thread. obs_stop delivers everything, held or not. */
+#define OBS_MAX_HOLDS 8
+int obs_hold(struct obs *o, int64_t t_ns);
+void obs_release(struct obs *o, int h);
+
+/* CPU time the observer's thread has used so far (ns), while it runs; -1
+ * once stopped or when it cannot be read. What watching costs a run's CPUs. */
+int64_t obs_cpu_ns(struct obs *o);
+
 /* What the kernel sources last said of socket sock: the last state any of
  * them gave (src OBS_SRC_*, -1: none ever did) and when, whether the last
  * sock_diag sample (obs_stop takes one) still listed it, and when a socket
