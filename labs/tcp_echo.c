@@ -1238,7 +1238,7 @@ static enum lab_net echo_network(const struct lab_params *p)
 /* The CLI's readable lines for what capture=on adds: the capture, each
  * segment (tcpdump's style, relative numbers, checksum status) and the
  * kernel's states of the two sockets with their source. Every other event
- * gets the generic line. */
+ * is printed by the generic line. */
 static int echo_format(const struct lab_params *p, const json_t *ev, char *buf, size_t len)
 {
 	const char *type = json_string_value(json_object_get(ev, "type"));
