@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "i18n.h"
 #include "lab.h"
 #include "net/frame.h"
 #include "net/net.h"
@@ -211,6 +212,63 @@ static void fail(struct echo_run *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* An event a lab thread emits while the run goes on. With capture=on it is
+ * queued with the observer, stamped now, so it takes its place among the
+ * calls, segments and kernel states the observer emits in time order (a
+ * note emitted at once would come before the held call it follows); else it
+ * is emitted at once, and carries t_lab_us, the run time when the lab said
+ * it. j is stolen. */
+struct echo_item {
+	const char *type;
+	json_t *j;
+};
+
+static void say(struct echo_run *r, const char *type, json_t *j)
+{
+	struct echo_item *it = r->obs && j ? malloc(sizeof *it) : NULL;
+
+	if (it) {
+		/* When the lab said it: the observer emits it later, in its place
+		 * (the CLI and the view show it at this time). */
+		json_object_set_new(j, "t_lab_us", json_integer(ev_now_us(r->ctx->em)));
+		*it = (struct echo_item){type, json_incref(j)};
+		/* On failure the observer freed it (one reference): emit below. */
+		if (obs_record(r->obs, obs_now_ns(), it) == 0) {
+			json_decref(j);
+			return;
+		}
+	}
+	ev_emit(r->ctx->em, type, j);
+}
+
+/* A note (its English text from the tables, the event ev_note builds), said
+ * in its place. params is stolen. */
+static void say_note(struct echo_run *r, const char *key, json_t *params)
+{
+	char id[128];
+	char *english = NULL;
+	json_t *f;
+
+	if (snprintf(id, sizeof id, "note.%s", key) < (int)sizeof id)
+		english = i18n_text("en", id, params);
+	f = json_pack("{s:s, s:s}", "key", key, "text", english ? english : key);
+	free(english);
+	if (!f) {
+		json_decref(params);
+		return;
+	}
+	json_object_set_new(f, "params", params ? params : json_object());
+	say(r, "note", f);
+}
+
+static void item_free(void *rec)
+{
+	struct echo_item *it = rec;
+
+	json_decref(it->j);
+	free(it);
+}
+
 /* Wait until flags[k] is set (or the run fails or is cancelled). */
 static int wait_flag(struct echo_run *r, int *flags, int k)
 {
@@ -270,7 +328,7 @@ static void report_retransmits(struct echo_run *r, int fd, struct lsock_who w)
 	else
 		r->s_retrans += ti.tcpi_total_retrans;
 	pthread_mutex_unlock(&r->lock);
-	ev_emit(r->ctx->em, "metric",
+	say(r, "metric",
 		json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", "tcp_retransmits", "who", w.who,
 			  "conn", w.conn, "value", (int)ti.tcpi_total_retrans, "rto_ms",
 			  (int)(ti.tcpi_rto / 1000)));
@@ -302,24 +360,21 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 		ssize_t n = lsock_recv(ctx, w, fd, buf, r->bufsize, r->byo ? r->idle_ms : -1);
 		if (n == -ETIMEDOUT) {
 			add(r, &r->idle_closes, 1);
-			ev_note(ctx->em, "echo.idle_close", json_pack("{s:i, s:i}", "conn", conn,
-				"idle_s", r->idle_ms / 1000),
-				NULL);
+			say_note(r, "echo.idle_close", json_pack("{s:i, s:i}", "conn", conn,
+				"idle_s", r->idle_ms / 1000));
 			break;
 		}
 		if (n == -ECANCELED)
 			break;
 		if (n == 0) {
 			add(r, &r->peer_closes, 1);
-			ev_note(ctx->em, "echo.peer_closed", json_pack("{s:i}", "conn", conn),
-				NULL);
+			say_note(r, "echo.peer_closed", json_pack("{s:i}", "conn", conn));
 			break;
 		}
 		if (n < 0) {
 			if (n == -ECONNRESET) {
 				add(r, &r->resets, 1);
-				ev_note(ctx->em, "echo.reset", json_pack("{s:i}", "conn", conn),
-					NULL);
+				say_note(r, "echo.reset", json_pack("{s:i}", "conn", conn));
 			} else if (!r->byo) {
 				fail(r);
 			}
@@ -330,8 +385,7 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 		add(r, &r->s_bytes_in, n);
 		conn_in += n;
 		if (r->byo && conn_in > BYO_MAX_BYTES) {
-			ev_note(ctx->em, "echo.byo_limit", json_pack("{s:i}", "conn", conn),
-				NULL);
+			say_note(r, "echo.byo_limit", json_pack("{s:i}", "conn", conn));
 			break;
 		}
 		echo_transform(buf, (size_t)n, r->transform);
@@ -346,8 +400,7 @@ static void serve_conn(struct echo_run *r, int fd, int conn)
 		add(r, &r->s_bytes_out, n);
 		echoed += n;
 		if (expected > 0 && r->server_closes && echoed >= expected) {
-			ev_note(ctx->em, "echo.server_closes", json_pack("{s:i}", "conn", conn),
-				NULL);
+			say_note(r, "echo.server_closes", json_pack("{s:i}", "conn", conn));
 			break;
 		}
 	}
@@ -557,7 +610,13 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 		on_frame(r, ev);
 		return NULL;
 	}
-	if (ev->kind == OBS_RECORD || ev->sock < 0 || ev->sock >= OBS_MAX_WATCH)
+	if (ev->kind == OBS_RECORD) {
+		const struct echo_item *it = ev->rec;
+
+		ev_emit(r->ctx->em, it->type, json_incref(it->j)); /* item_free drops its own */
+		return NULL;
+	}
+	if (ev->sock < 0 || ev->sock >= OBS_MAX_WATCH)
 		return NULL;
 	pthread_mutex_lock(&r->lock);
 	k = r->sock_conn[ev->sock];
@@ -584,6 +643,7 @@ static int open_observer(struct echo_run *r)
 	cfg.fn = on_obs;
 	cfg.arg = r;
 	cfg.pcap_path = ctx->pcap_path;
+	cfg.free_rec = item_free;
 	cfg.watch_later = 1;
 	r->obs_started_ns = obs_now_ns();
 	rc = obs_start(&r->obs, &cfg); /* emits the capture event, or the error */
@@ -758,14 +818,13 @@ static void report_accept_queue(struct echo_run *r, int k)
 	if ((long long)ti.tcpi_unacked > r->max_queue)
 		r->max_queue = ti.tcpi_unacked;
 	pthread_mutex_unlock(&r->lock);
-	ev_emit(r->ctx->em, "metric",
+	say(r, "metric",
 		json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", "accept_queue", "who", "server",
 			  "value", (int)ti.tcpi_unacked, "max", (int)ti.tcpi_sacked, "after_client",
 			  k));
-	ev_note(r->ctx->em, "echo.accept_queue",
+	say_note(r, "echo.accept_queue",
 		json_pack("{s:i, s:i, s:i}", "client", k, "busy_with", k - 1, "queued",
-			  (int)ti.tcpi_unacked),
-		NULL);
+			  (int)ti.tcpi_unacked));
 }
 
 /* Relay thread: count the ARP frames that cross the wire. */
@@ -819,12 +878,11 @@ static void connect_arp_note(struct echo_run *r, int before, int64_t blocked_us)
 		return;
 	after = server_neigh(r);
 	snprintf(ms, sizeof ms, "%.3f", (double)blocked_us / 1000.0);
-	ev_note(r->ctx->em, "echo.connect_arp",
+	say_note(r, "echo.connect_arp",
 		json_pack("{s:s, s:s, s:s, s:i, s:i}", "connect_ms", ms, "before",
 			  nl_nud_name((uint16_t)before), "after",
 			  nl_nud_name((uint16_t)(after > 0 ? after : 0)),
-			  "arp_out", out, "arp_back", back),
-		NULL);
+			  "arp_out", out, "arp_back", back));
 }
 
 static int client_session(struct echo_run *r, int k)
@@ -915,13 +973,12 @@ static int client_session(struct echo_run *r, int k)
 		if (r->rtts && r->n_rtts < (size_t)r->messages * (size_t)r->clients)
 			r->rtts[r->n_rtts++] = rtt;
 		pthread_mutex_unlock(&r->lock);
-		ev_emit(ctx->em, "echo", f);
+		say(r, "echo", f);
 		add(r, memcmp(want, got, len) == 0 ? &r->replies_ok : &r->replies_bad, 1);
 		if (pieces > 1 && r->split_replies++ == 0)
-			ev_note(ctx->em, "echo.split_reply",
+			say_note(r, "echo.split_reply",
 				json_pack("{s:i, s:i, s:i}", "conn", k, "index", i, "recv_calls",
-					  pieces),
-				NULL);
+					  pieces));
 		if (i == 1) {
 			set_flag(r, r->first_reply, k);
 			/* Hold this connection until the next client has connected, so

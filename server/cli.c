@@ -339,14 +339,18 @@ struct reorder {
 
 /* When the event happened: the kernel's stamp, or for a socket call the
  * moment it returned (a call recorded in another process, as in the own lab,
- * is emitted well after that), else when it was emitted. */
+ * is emitted well after that), or when a lab said what an observer emitted
+ * later in its place (t_lab_us), else when it was emitted. */
 static long long sort_key(const json_t *ev)
 {
 	const json_t *k = json_object_get(ev, "t_kernel_us");
 	const json_t *call = json_object_get(ev, "t_call_us");
+	const json_t *said = json_object_get(ev, "t_lab_us");
 
 	if (k)
 		return (long long)json_integer_value(k);
+	if (said)
+		return (long long)json_integer_value(said);
 	if (call && json_object_get(ev, "blocked_us"))
 		return (long long)json_integer_value(call) + jint(ev, "blocked_us");
 	return jint(ev, "t_us");

@@ -6,19 +6,25 @@
 // recv() that got its bytes. Notes are explanation rows across both sides.
 // In "bring your own client" mode (mode=server) the panel above the trace says
 // exactly how to connect, and only the server side is traced.
+// With capture=on the same trace also has the segments on the wire (rows
+// across both sides, at the kernel's time; a click opens the segment's fields
+// with each checksum's verdict) and the kernel's states of each connection's
+// two sockets in their side's column, each naming its source.
 
 import { h, replace, fmtMs, fmtDuration, fmtAddr, fmtValue } from '../dom.js';
 import { t } from '../i18n.js';
-import { RunFrame, errorCallout, noteCallout, label, MAX_ROWS, LONG_ROWS, commandBox } from './common.js';
+import { RunFrame, errorCallout, noteCallout, label, MAX_ROWS, LONG_ROWS, commandBox, callReturnUs } from './common.js';
 import { syscallCell, failed, isEof } from './syscall.js';
 import { rawBlock } from './raw.js';
 import { wireCell } from './net.js';
+import { checksumText, checksumVerdict } from './checksum.js';
 
 // The form shows "Let me connect my own client" as a checkbox setting this.
 // With your own client, the lab's client knobs do not apply (the form disables them).
 export const formHints = { byo: { param: 'mode', value: 'server', clientOnly: ['messages', 'size', 'text', 'clients', 'interval_ms'] } };
 
 const SIDES = ['server', 'client'];
+const KERNEL = ['state', 'observation', 'timer'];
 
 export function create(root, ctx) {
 	const frame = new RunFrame(root, ctx);
@@ -38,6 +44,8 @@ class EchoView {
 		this.echoRows = 0;
 		this.metrics = new Map();
 		this.byo = false;
+		this.capture = false;
+		this.captureCost = null;
 		this.idleS = 0;
 		this.lastActivity = 0;
 		this.timer = null;
@@ -129,6 +137,21 @@ class EchoView {
 				break;
 			case 'note':
 				this.addRow(frag, ev, 'r-note', null, noteCallout(ev));
+				if (ev.key === 'echo.capture_cost' && ev.params) {
+					this.captureCost = ev.params;
+					this.updateEchoStats();
+				}
+				break;
+			case 'capture':
+				this.addRow(frag, ev, 'r-cap', null, h('p', { class: 'muted', text: t('echo.capture', { iface: ev.interface ?? '', filter: ev.filter ?? '' }) }));
+				break;
+			case 'segment':
+				this.addRow(frag, ev, `r-seg r-seg-${ev.dir === 's2c' ? 's2c' : 'c2s'}`, null, segmentCell(ev));
+				break;
+			case 'state':
+			case 'observation':
+			case 'timer':
+				this.addRow(frag, ev, `r-state r-${sideOf(ev)}`, sideOf(ev), stateCell(ev), 'cell-event');
 				break;
 			case 'error':
 				this.addRow(frag, ev, 'r-error', null, errorCallout(ev));
@@ -175,7 +198,7 @@ class EchoView {
 		}
 		this.rows++;
 		const cell = (c, kids) => h('div', { class: `tcell ${c}`, attrs: { role: 'cell' } }, kids);
-		const time = cell('c-time', fmtMs(ev.t_us));
+		const time = cell('c-time', fmtMs(happenedUs(ev)));
 		let tr;
 		if (side === 'server' || side === 'client') {
 			tr = h('div', { class: `trow ${cls}`, attrs: { role: 'row' } },
@@ -229,6 +252,12 @@ class EchoView {
 				max: fmtDuration(rtts[rtts.length - 1]),
 			}));
 		}
+		// What capturing added, measured by the run, next to the round trips.
+		if (this.capture) {
+			parts.push(this.captureCost
+				? t('echo.stats_capture', { cpu_pct: this.captureCost.cpu_pct ?? '?', frames_per_rtt: this.captureCost.frames_per_rtt ?? '?' })
+				: t('echo.stats_capture_pending'));
+		}
 		this.echoStats.textContent = parts.join(' · ');
 		this.echoTable.classList.toggle('multi-conn', new Set(this.echoes.map((e) => e.conn)).size > 1);
 	}
@@ -252,6 +281,7 @@ class EchoView {
 	onStart(ev) {
 		const p = ev.params || {};
 		this.byo = p[formHints.byo.param] === formHints.byo.value;
+		this.capture = p.capture === true;
 		this.table.classList.toggle('trace-byo', this.byo);
 		this.echoCard.hidden = this.byo;
 		if (this.byo) {
@@ -319,6 +349,18 @@ class EchoView {
 	}
 }
 
+// When an event happened, as the trace's time column shows it: a segment or
+// a kernel state at the kernel's stamp, a note or a metric the observer
+// emitted in its place at t_lab_us (when the lab said it), a call when it
+// returned, anything else when it was emitted (the observer merges them in
+// this order).
+function happenedUs(ev) {
+	if (typeof ev.t_kernel_us === 'number') return ev.t_kernel_us;
+	if (typeof ev.t_lab_us === 'number') return ev.t_lab_us;
+	if (ev.type === 'syscall') return callReturnUs(ev);
+	return ev.t_us;
+}
+
 function sideOf(ev) {
 	return SIDES.includes(ev.who) ? ev.who : null;
 }
@@ -333,3 +375,67 @@ function metricText(ev) {
 	return s;
 }
 
+
+// A segment on the wire, across both sides: connection, direction, flags,
+// relative seq/ack, window, length and the TCP checksum's verdict; a click
+// opens its layers and fields (each checksum with its verdict and why).
+function segmentCell(ev) {
+	const vars = {
+		conn: ev.conn ?? '?',
+		from: SIDES.includes(ev.from) ? t(`role.${ev.from}`) : String(ev.from ?? '?'),
+		to: SIDES.includes(ev.to) ? t(`role.${ev.to}`) : String(ev.to ?? '?'),
+		flags: ev.flags_short ?? '',
+		seq: ev.rel_seq ?? ev.seq_raw ?? '',
+		ack: ev.rel_ack ?? '',
+		win: ev.win ?? '',
+		len: ev.len ?? 0,
+	};
+	const line = t(ev.rel_ack === undefined ? 'echo.segment_noack' : 'echo.segment', vars);
+	const tcp = ev.checksums && ev.checksums.tcp;
+	const csum = tcp ? checksumText(tcp) : null;
+	const cls = tcp && /^[a-z_]+$/.test(String(tcp.status)) ? tcp.status : 'other';
+	// The badge short (the row stays one line), its title the full reason.
+	const badge = !tcp ? '' : tcp.status === 'good' ? t('echo.csum_good')
+		: tcp.status === 'not_computed' ? t('echo.csum_offload')
+			: tcp.status === 'bad' ? t('echo.csum_bad') : t('echo.csum', { status: csum.status });
+	const det = h('details', { class: 'echo-seg' },
+		h('summary', {},
+			h('code', { class: 'echo-seg-line', text: line }),
+			ev.retransmit ? h('span', { class: 'pill echo-retrans', text: t('echo.retransmit') }) : null,
+			csum ? h('span', { class: `csum-badge csum-${cls}`, attrs: { title: `${csum.status}: ${csum.why}` }, dataset: { status: String(tcp.status) }, text: badge }) : null));
+	// The fields are built when first opened: a run has up to thousands of segments.
+	det.addEventListener('toggle', () => {
+		if (!det.open || det.dataset.built) return;
+		det.dataset.built = '1';
+		det.appendChild(fieldTree(ev.layers || []));
+	});
+	return det;
+}
+
+function fieldTree(layers) {
+	const field = (f) => {
+		const v = f.value !== null && typeof f.value === 'object' ? (f.text ?? JSON.stringify(f.value)) : f.value;
+		const val = v === null || v === undefined ? '' : (f.text !== undefined && f.text !== v ? `${v} (${f.text})` : String(v));
+		const kids = Array.isArray(f.children) && f.children.length ? h('ul', {}, f.children.map(field)) : null;
+		return h('li', {}, h('span', { class: 'echo-field', text: val === '' ? f.name : `${f.name}: ${val}` }), kids, checksumVerdict(f.check));
+	};
+	return h('div', { class: 'echo-tree' }, layers.map((l) => h('details', { class: 'echo-layer', attrs: { open: true } },
+		h('summary', { text: l.status && l.status !== 'ok' ? `${l.layer} (${l.status})` : l.layer }),
+		h('ul', {}, (l.fields || []).map(field)))));
+}
+
+// A kernel report about one of a connection's sockets: a transition (the
+// tracepoint), a sample (sock_diag), or the time left on its timer; each
+// names its source.
+function stateCell(ev) {
+	const base = { who: SIDES.includes(ev.who) ? t(`role.${ev.who}`) : String(ev.who ?? '?'), conn: ev.conn ?? '?' };
+	let text;
+	if (ev.type === 'state') text = t('echo.state', { ...base, from: ev.from, to: ev.to });
+	else if (ev.type === 'timer' && ev.stopped) text = t('echo.timer_stopped', { ...base, state: ev.state, reason: ev.reason });
+	else if (ev.type === 'timer') text = t('echo.timer', { ...base, state: ev.state, s: ((ev.ms_left ?? 0) / 1000).toFixed(1) });
+	else if (ev.listed === false) text = t('echo.observation_gone', { ...base, last_state: ev.last_state, reason: ev.reason });
+	else text = t('echo.observation', { ...base, state: ev.state });
+	return h('div', { class: `sc sc-event echo-state echo-state-${ev.type}`, attrs: { title: t('echo.source', { source: ev.source }) } },
+		h('span', { class: 'ev-mark', text }),
+		h('span', { class: 'muted echo-state-src', text: ` · ${ev.source}` }));
+}
