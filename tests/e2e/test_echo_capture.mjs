@@ -89,6 +89,31 @@ test('capture=on: a segment row for every segment event, the kernel states, the 
 	assert([0xa1b2c3d4, 0xa1b23c4d].includes(buf.readUInt32LE(0)), `pcap magic 0x${buf.readUInt32LE(0).toString(16)}`);
 });
 
+test('two hosts over a 30 ms wire: the ARP round trip is said at client 1\'s connect()', async () => {
+	await page.goto(`${srv.base}/#/lab/tcp-echo`);
+	await waitVisible('#p-messages');
+	await page.click('#reset-btn');
+	await openAdvanced();
+	await page.check('#p-capture');
+	await page.fill('#p-messages', '2');
+	await page.selectOption('#p-network', 'two-hosts');
+	await page.fill('#p-c2s_delay_ms', '30');
+	await page.fill('#p-s2c_delay_ms', '30');
+	await page.click('#run-btn');
+	await waitVisible('.run-card');
+	await waitVisible('.run-summary .pill-ok', RUN_WAIT);
+	const id = await page.getAttribute('.run-card', 'data-run');
+	const events = await runEvents(id);
+	const note = events.find((e) => e.type === 'note' && e.key === 'echo.connect_arp');
+	assert(note, 'the run has the connect_arp note');
+	const mark = page.locator('.trace .r-sc .sc-connect .echo-arp');
+	assertEq(await mark.count(), 1, 'one ARP mark, on a connect() row');
+	assert((await mark.textContent()).includes(`${note.params.connect_ms} ms`), 'the mark says how long connect() was blocked');
+	const segs = events.filter((e) => e.type === 'segment');
+	assertEq(await page.locator('.trace .r-seg').count(), segs.length, 'segment rows == segment events (two hosts)');
+	assert(segs.every((g) => g.host === g.from), 'each segment once, from the host that sent it');
+});
+
 test('screenshots in English and Chinese at 1280x720 and 1440x900', async () => {
 	for (const lang of ['en', 'zh-CN']) {
 		for (const [w, h] of [[1280, 720], [1440, 900]]) {

@@ -133,6 +133,11 @@ test('a lossy two-hosts run: chart, statistics equal to the events, wire drops p
 	assertEq(want.sent, 40, 'probes sent');
 	assert(want.lost > 0, 'a 15 %/10 % lossy wire lost nothing in 40 probes (seed 4242 loses some)');
 
+	// Where probe 1 waited for ARP (the run's note says so), its row says so too.
+	const arp = events.find((e) => e.type === 'note' && (e.key === 'ping.first_arp_wire' || e.key === 'ping.first_arp'));
+	assertEq(await page.locator('.prow[data-arp="1"]').count(), arp ? 1 : 0, 'rows marked as waiting for ARP');
+	if (arp) assertEq(await page.getAttribute('.prow[data-arp="1"]', 'data-probe'), '1', 'the ARP mark is on probe 1');
+
 	// The chart has one point per probe, and a mark for each lost one.
 	const pts = Number(await page.getAttribute('.ping-chart', 'data-points'));
 	assertEq(pts, 40, 'probes in the chart');

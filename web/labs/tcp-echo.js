@@ -124,11 +124,14 @@ class EchoView {
 			}
 			if (ev.who === 'server') activity = true;
 			switch (ev.type) {
-			case 'syscall':
+			case 'syscall': {
 				if (typeof ev.conn === 'number' && ev.conn > 0) this.conns.add(ev.conn);
-				this.addRow(frag, ev, `r-sc r-${sideOf(ev)}`, sideOf(ev), syscallCell(ev),
+				const cell = syscallCell(ev);
+				if (ev.who === 'client' && ev.conn === 1 && ev.call === 'connect') this.connect1 = cell;
+				this.addRow(frag, ev, `r-sc r-${sideOf(ev)}`, sideOf(ev), cell,
 					failed(ev) ? 'cell-failed' : isEof(ev) ? 'cell-eof' : 'cell-call');
 				break;
+			}
 			case 'listening':
 				this.addRow(frag, ev, 'r-listen', sideOf(ev) || 'server', h('div', { class: 'sc sc-event' },
 					h('span', { class: 'ev-mark', text: t('echo.listening', {
@@ -137,6 +140,11 @@ class EchoView {
 				break;
 			case 'note':
 				this.addRow(frag, ev, 'r-note', null, noteCallout(ev));
+				// Said where it happens too: client 1's connect() waited for ARP.
+				if (ev.key === 'echo.connect_arp' && this.connect1) {
+					this.connect1.appendChild(h('div', { class: 'echo-arp', attrs: { title: ev.text || '' },
+						text: t('echo.arp_mark', { connect_ms: ev.params?.connect_ms ?? '?' }) }));
+				}
 				if (ev.key === 'echo.capture_cost' && ev.params) {
 					this.captureCost = ev.params;
 					this.updateEchoStats();

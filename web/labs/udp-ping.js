@@ -201,6 +201,13 @@ class PingView {
 				break;
 			case 'note':
 				this.notesEl.appendChild(noteCallout(ev));
+				// Said where it happens too: probe 1's row waited for ARP.
+				if ((ev.key === 'ping.first_arp' || ev.key === 'ping.first_arp_wire') && this.probes.get(1)) {
+					const row = this.probes.get(1);
+					row.el.dataset.arp = '1';
+					row.status.appendChild(h('span', { class: 'ping-arp', attrs: { title: ev.text || '' },
+						text: ` · ${t('ping.tag.arp', { extra_ms: ev.params?.extra_ms ?? '?' })}` }));
+				}
 				break;
 			case 'error':
 				this.notesEl.appendChild(errorCallout(ev));
