@@ -1339,5 +1339,7 @@ void obs_feed_diag(struct obs *o, int64_t from_ns, int64_t t_ns, const struct tc
 
 void obs_deliver(struct obs *o, int64_t horizon_ns)
 {
-	deliver_until(o, horizon_ns);
+	int64_t hold = lab_hold(o, INT64_MAX);
+
+	deliver_until(o, hold <= horizon_ns ? hold - 1 : horizon_ns);
 }

@@ -328,7 +328,8 @@ void obs_feed_trace(struct obs *o, const struct tcpst_trace_ev *ev);
 void obs_feed_diag(struct obs *o, int64_t from_ns, int64_t t_ns, const struct tcpst_diag_sock *socks,
 		   size_t n);
 
-/* Deliver every queued item stamped at or before horizon_ns. */
+/* Deliver every queued item stamped at or before horizon_ns (and before
+ * any obs_hold). */
 void obs_deliver(struct obs *o, int64_t horizon_ns);
 
 /* Nanoseconds on CLOCK_MONOTONIC to the run clock's microseconds. */

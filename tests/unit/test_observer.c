@@ -389,6 +389,61 @@ static void sockets_watched_while_running(void **state)
 	finish(&r);
 }
 
+/* A lab that learns a socket's port when its connect() returns holds
+ * delivery from just before the call: the handshake's transitions, read
+ * before the socket was watched, wait and are then matched to it; released
+ * later than it needed, nothing is lost either. Without the hold they would
+ * have been delivered about no socket. */
+static void a_hold_keeps_transitions_until_the_socket_is_watched(void **state)
+{
+	struct run r;
+	struct obs_config cfg;
+	struct obs_sock s = client_sock;
+	struct obs_watch_opts opt = {0};
+	struct tcpst_trace_ev e;
+	json_t *st;
+	int h;
+
+	(void)state;
+	start(&r);
+	obs_destroy(r.o);
+	memset(&cfg, 0, sizeof cfg);
+	cfg.ctx = &r.ctx;
+	cfg.fn = on_item;
+	cfg.arg = &r;
+	cfg.watch_later = 1;
+	assert_int_equal(obs_open_offline(&r.o, &cfg), 0);
+	h = obs_hold(r.o, r.t0 + 2 * MS); /* connect() begins */
+	assert_true(h >= 0);
+	e = trace_ev(r.t0 + 3 * MS, 0, 80, TCPST_CLOSE, TCPST_SYN_SENT);
+	obs_feed_trace(r.o, &e);
+	e = trace_ev(r.t0 + 4 * MS, 40000, 80, TCPST_SYN_SENT, TCPST_ESTABLISHED);
+	obs_feed_trace(r.o, &e);
+	obs_deliver(r.o, r.t0 + 10 * MS); /* the observer's turn: held */
+	st = events_of(&r, "state");
+	assert_int_equal(json_array_size(st), 0);
+	json_decref(st);
+	inet_pton(AF_INET, "10.0.0.1", &s.laddr);
+	inet_pton(AF_INET, "10.0.0.2", &s.raddr);
+	opt.from_ns = r.t0 + 2 * MS;
+	opt.until_ns = r.t0 + 5 * MS;
+	assert_int_equal(obs_watch(r.o, &s, &opt), 0);
+	obs_release(r.o, h);
+	obs_deliver(r.o, r.t0 + 10 * MS);
+	st = events_of(&r, "state");
+	assert_int_equal(json_array_size(st), 2);
+	assert_string_equal(str(json_array_get(st, 0), "to"), "SYN_SENT");
+	assert_string_equal(str(json_array_get(st, 1), "to"), "ESTABLISHED");
+	json_decref(st);
+	/* Every hold taken: the next is refused, and releasing one frees it. */
+	for (h = 0; h < OBS_MAX_HOLDS; h++)
+		assert_int_equal(obs_hold(r.o, r.t0 + 20 * MS), h);
+	assert_int_equal(obs_hold(r.o, r.t0 + 20 * MS), -ENOSPC);
+	obs_release(r.o, 3);
+	assert_int_equal(obs_hold(r.o, r.t0 + 20 * MS), 3);
+	finish(&r);
+}
+
 /* A dump that began before a transition the tracepoint reported and
  * returned after it may have seen the state the socket left: not shown. A
  * state the tracepoint cannot show (TIME_WAIT) in such a window is. */
@@ -453,6 +508,7 @@ int main(void)
 		cmocka_unit_test(gone_without_an_rst),
 		cmocka_unit_test(transitions_and_time_order),
 		cmocka_unit_test(sockets_watched_while_running),
+		cmocka_unit_test(a_hold_keeps_transitions_until_the_socket_is_watched),
 		cmocka_unit_test(a_sample_older_than_a_transition_is_not_shown),
 		cmocka_unit_test(an_rst_with_a_bad_checksum_is_no_evidence),
 	};
