@@ -173,5 +173,27 @@ def capture_is_off_by_default_and_bounded():
         check("parameter 'capture'" in p.stderr and what in p.stderr, f"{params}: {p.stderr}")
 
 
+@test
+def without_cap_net_raw_capture_on_fails_naming_the_parameter():
+    need_root()
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def drop():
+        if libc.prctl(24, 13, 0, 0, 0) != 0:  # PR_CAPBSET_DROP, CAP_NET_RAW
+            os._exit(121)
+    r = subprocess.run([binary(), "run", "tcp-echo", "--json", "-p", "capture=on"], capture_output=True,
+                       text=True, timeout=60, preexec_fn=drop)
+    eq(r.returncode, 1, f"exit: {r.stderr[-300:]}")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    err = [e for e in events if e["type"] == "error"]
+    eq([(e["code"], e.get("param")) for e in err], [("no_capture_privilege", "capture")], "the error")
+    check("CAP_NET_RAW" in err[0]["message"] and "capture=off" in err[0]["message"], err[0]["message"])
+    eq(events[-1]["status"], "error", "status")
+    r = subprocess.run([binary(), "run", "tcp-echo", "--json"], capture_output=True, text=True,
+                       timeout=60, preexec_fn=drop)
+    eq(r.returncode, 0, "capture=off still runs without CAP_NET_RAW")
+
+
 if __name__ == "__main__":
     run(timeout=240)
