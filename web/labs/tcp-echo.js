@@ -154,7 +154,12 @@ class EchoView {
 				this.addRow(frag, ev, 'r-cap', null, h('p', { class: 'muted', text: t('echo.capture', { iface: ev.interface ?? '', filter: ev.filter ?? '' }) }));
 				break;
 			case 'segment':
-				this.addRow(frag, ev, `r-seg r-seg-${ev.dir === 's2c' ? 's2c' : 'c2s'}`, null, segmentCell(ev));
+				// One this view cannot read (not tcp-echo's fields) is shown as it came.
+				if ((ev.dir === 'c2s' || ev.dir === 's2c') && typeof ev.flags_short === 'string') {
+					this.addRow(frag, ev, `r-seg r-seg-${ev.dir}`, null, segmentCell(ev));
+				} else {
+					this.addRow(frag, ev, 'r-raw', null, rawBlock(ev));
+				}
 				break;
 			case 'state':
 			case 'observation':
