@@ -83,6 +83,17 @@ static const struct lab_param_def params[] = {
 
 enum { P_SERVER = 0, P_CLIENT = 1 };
 static const char *const who_names[] = {[P_SERVER] = "server", [P_CLIENT] = "client"};
+/* The message ids of the roles, sent beside them in a note's params as
+ * NAME_key so the page says the role in the reader's language. */
+static const char *const who_keys[] = {[P_SERVER] = "role.server", [P_CLIENT] = "role.client"};
+
+/* The message id of a socket's role ("listener", "client", "server") in a note. */
+static const char *sock_role_key(const char *role)
+{
+	if (!strcmp(role, "listener"))
+		return "role.sock.listener";
+	return !strcmp(role, "server") ? "role.sock.server" : "role.sock.client";
+}
 static const char *const prog_names[] = {[P_SERVER] = "server.py", [P_CLIENT] = "client.py"};
 
 /* One TCP connection as one program saw it: its data calls in order, for
@@ -326,14 +337,16 @@ static void explain_call(struct own_run *r, int who, const struct own_rec *rec, 
 				(struct own_bindfail){who, ntohs(sin.sin_port), rec->t0_ns, seq};
 		if (!pg->eaddrinuse_noted) {
 			pg->eaddrinuse_noted = 1;
-			ev_note(ctx->em, "own.eaddrinuse", json_pack("{s:s}", "who", who_names[who]),
+			ev_note(ctx->em, "own.eaddrinuse", json_pack("{s:s, s:s}", "who", who_names[who], "who_key",
+				  who_keys[who]),
 				NULL);
 		}
 	}
 	if (rec->call == OWN_CONNECT && rec->ret < 0 && rec->err == ECONNREFUSED &&
 	    !pg->refused_noted) {
 		pg->refused_noted = 1;
-		ev_note(ctx->em, "own.refused", json_pack("{s:s}", "who", who_names[who]), NULL);
+		ev_note(ctx->em, "own.refused", json_pack("{s:s, s:s}", "who", who_names[who], "who_key",
+				  who_keys[who]), NULL);
 	}
 }
 
@@ -448,8 +461,9 @@ static int find_glued(struct own_run *r, int sender, const struct own_conn *s, i
 					count += s->io[k].send;
 				if (glued++ == 0)
 					ev_note(r->ctx->em, "own.glued",
-						json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I}", "receiver",
-							  who_names[receiver], "sender", who_names[sender],
+						json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:I}", "receiver",
+							  who_names[receiver], "receiver_key", who_keys[receiver],
+							  "sender", who_names[sender], "sender_key", who_keys[sender],
 							  "recv_seq", (json_int_t)d->io[i].seq, "bytes",
 							  (json_int_t)d->io[i].bytes, "sends", count,
 							  "first_seq", (json_int_t)s->io[first].seq,
@@ -763,7 +777,8 @@ static void watch_sock(struct own_run *r, int who, int fd, const char *role,
 	/* Said in time order, with the call that made the socket known. */
 	if (!traced && !r->untraced_noted++)
 		deliver(r, ITEM_SAMPLED, who, NULL, NULL,
-			json_pack("{s:s, s:s, s:i, s:s}", "program", who_names[who], "socket", role,
+			json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "program", who_names[who],
+				  "program_key", who_keys[who], "socket", role, "socket_key", sock_role_key(role),
 				  "port", s.lport, "server_host", r->srv_ip),
 			at_ns);
 }
@@ -863,7 +878,7 @@ static void drain_records(struct own_run *r, int who)
 		    rec.addr_len > OWN_REC_ADDR) {
 			if (pg->bad_records++ == 0)
 				ev_note(r->ctx->em, "own.tampered",
-					json_pack("{s:s, s:I}", "who", who_names[who], "after",
+					json_pack("{s:s, s:s, s:I}", "who", who_names[who], "who_key", who_keys[who], "after",
 						  (json_int_t)pg->next_seq),
 					NULL);
 			continue;
@@ -922,7 +937,7 @@ static int drain_output(struct own_run *r, int who, int stream)
 		if (pg->out_bytes >= OWN_OUT_MAX) {
 			if (pg->out_bytes++ == OWN_OUT_MAX)
 				ev_note(r->ctx->em, "own.output_capped",
-					json_pack("{s:s, s:i}", "who", who_names[who], "max",
+					json_pack("{s:s, s:s, s:i}", "who", who_names[who], "who_key", who_keys[who], "max",
 						  OWN_OUT_MAX),
 					NULL);
 			continue;
@@ -1048,7 +1063,8 @@ static void prog_ended(struct own_run *r, int who)
 	}
 	deliver(r, ITEM_EXIT, who, NULL, NULL, f, obs_now_ns());
 	if (!pg->shim_ok)
-		ev_note(r->ctx->em, "own.no_shim", json_pack("{s:s}", "who", who_names[who]), NULL);
+		ev_note(r->ctx->em, "own.no_shim", json_pack("{s:s, s:s}", "who", who_names[who], "who_key",
+				  who_keys[who]), NULL);
 	else if (pg->killed_by_lab && who == P_SERVER)
 		ev_note(r->ctx->em, "own.server_stopped", NULL, NULL);
 }
@@ -1157,9 +1173,11 @@ static void own_end_notes(struct own_run *r)
 			    w->hist[h].state == TCPST_CLOSE)
 				continue;
 			ev_note(em, "own.eaddrinuse_held",
-				json_pack("{s:s, s:i, s:I, s:s, s:s, s:i, s:s, s:s, s:I}", "who",
-					  who_names[b->who], "port", b->port, "bind_seq", b->seq,
-					  "program", who_names[w->prog], "socket", w->role, "fd", w->fd,
+				json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:I}",
+					  "who", who_names[b->who], "who_key", who_keys[b->who], "port",
+					  b->port, "bind_seq", b->seq, "program", who_names[w->prog],
+					  "program_key", who_keys[w->prog], "socket", w->role,
+					  "socket_key", sock_role_key(w->role), "fd", w->fd,
 					  "state", tcpst_name(w->hist[h].state), "source",
 					  obs_src_name(w->hist[h].src), "t_ms",
 					  (json_int_t)(obs_run_us(r->ctx, w->hist[h].t_ns) / 1000)),
@@ -1175,7 +1193,8 @@ static void own_end_notes(struct own_run *r)
 		if (!strcmp(w->role, "listener"))
 			continue;
 		obs_final_state(r->obs, i, &fin);
-		p = json_pack("{s:s, s:s, s:i, s:i}", "program", who_names[w->prog], "socket", w->role,
+		p = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "program", who_names[w->prog], "program_key",
+			      who_keys[w->prog], "socket", w->role, "socket_key", sock_role_key(w->role),
 			      "fd", w->fd, "port", w->lport);
 		if (fin.listed_at_end && fin.state == TCPST_TIME_WAIT) {
 			json_object_set_new(p, "ms_left", json_integer(fin.timer_ms));

@@ -189,7 +189,7 @@ static enum diff_kind explain(const struct hs_run *r, int side, const struct row
 static void explain_note(struct hs_run *r, enum diff_kind kind, int side)
 {
 	struct ev_emitter *em = r->ctx->em;
-	json_t *p = json_pack("{s:s}", "who", hs_side_names[side]);
+	json_t *p = json_pack("{s:s, s:s}", "who", hs_side_names[side], "who_key", hs_side_keys[side]);
 
 	switch (kind) {
 	case DIFF_TIME_WAIT:
@@ -312,11 +312,15 @@ void hs_close_note(struct hs_run *r)
 		return;
 	if (r->closes_three)
 		ev_note(r->ctx->em, "handshake.close_three",
-			json_pack("{s:s, s:s, s:i}", "active", active, "passive", passive, "fin_seg",
+			json_pack("{s:s, s:s, s:s, s:s, s:i}", "active", active, "active_key",
+				  first == 0 ? "role.client" : "role.server", "passive", passive,
+				  "passive_key", first == 0 ? "role.server" : "role.client", "fin_seg",
 				  r->fin_seg[!first]), NULL);
 	else
 		ev_note(r->ctx->em, "handshake.close_four",
-			json_pack("{s:s, s:s}", "active", active, "passive", passive), NULL);
+			json_pack("{s:s, s:s, s:s, s:s}", "active", active, "active_key",
+				  first == 0 ? "role.client" : "role.server", "passive", passive,
+				  "passive_key", first == 0 ? "role.server" : "role.client"), NULL);
 }
 
 /* The observation that ended side's TIME_WAIT, or NULL. */
@@ -349,10 +353,12 @@ void hs_end_notes(struct hs_run *r)
 		obs_final_state(r->obs, i, &fin);
 		if (fin.listed_at_end && fin.state == TCPST_TIME_WAIT) {
 			ev_note(r->ctx->em, "handshake.time_wait_left",
-				json_pack("{s:s, s:i, s:s}", "who", hs_side_names[i], "ms_left",
+				json_pack("{s:s, s:s, s:i, s:s}", "who", hs_side_names[i], "who_key",
+					  hs_side_keys[i], "ms_left",
 					  (int)fin.timer_ms, "source", "sock_diag"), NULL);
 		} else if (end && end->reason && !strcmp(end->reason, "rst")) {
-			json_t *p = json_pack("{s:s, s:I, s:I}", "who", hs_side_names[i], "seq_raw",
+			json_t *p = json_pack("{s:s, s:s, s:I, s:I}", "who", hs_side_names[i], "who_key",
+					      hs_side_keys[i], "seq_raw",
 					      (json_int_t)end->rst_seq, "t_ms",
 					      obs_run_us(r->ctx, end->t_ns) / 1000);
 			int dir = i == SIDE_CLIENT ? 1 : 0;
@@ -363,7 +369,8 @@ void hs_end_notes(struct hs_run *r)
 						    : json_null());
 			ev_note(r->ctx->em, "handshake.time_wait_ended.rst", p, NULL);
 		} else if (end) {
-			json_t *p = json_pack("{s:s, s:I}", "who", hs_side_names[i], "t_ms",
+			json_t *p = json_pack("{s:s, s:s, s:I}", "who", hs_side_names[i], "who_key",
+					      hs_side_keys[i], "t_ms",
 					      obs_run_us(r->ctx, end->t_ns) / 1000);
 			const char *why = end->reason ? end->reason : "not_listed";
 

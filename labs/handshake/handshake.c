@@ -44,6 +44,7 @@ const char *const hs_scenario_choices[] = {
 };
 
 const char *const hs_side_names[SIDE_N] = {"client", "server", "listener"};
+const char *const hs_side_keys[SIDE_N] = {"role.client", "role.server", "role.listener"};
 
 static const struct lab_param_def hs_params[] = {
 	{"scenario", LAB_P_ENUM, "Scenario",

@@ -44,6 +44,8 @@ extern const char *const hs_scenario_choices[];
 /* The sockets, in this order in the observer's list too. */
 enum hs_side { SIDE_CLIENT, SIDE_SERVER, SIDE_LISTENER, SIDE_N };
 extern const char *const hs_side_names[SIDE_N];
+/* Their message ids, sent as a note's who_key: the page says the role in its language. */
+extern const char *const hs_side_keys[SIDE_N];
 
 /* A segment as the comparison needs it. */
 struct hs_seg {
