@@ -76,6 +76,7 @@ function showPlaceholder() {
 	state.view = null;
 	closeCompare();
 	replace(panes(), h('p', { class: 'empty', text: t('run.none') }));
+	updateButtons();
 }
 
 function closeCompare() {
@@ -84,6 +85,46 @@ function closeCompare() {
 	const c = $('pane-compare');
 	if (c) c.remove();
 	$('view').classList.remove('comparing');
+	markDifferences();
+}
+
+// Two runs of one lab side by side: every value of their summaries and
+// parameters that differs is highlighted in both panes, the other run's
+// value in its tooltip, and each summary says how many differ. Runs of two
+// labs (UDP beside TCP) name their figures differently: nothing is paired.
+function markDifferences() {
+	const panes = [$('pane-main'), $('pane-compare')].filter(Boolean);
+	for (const p of panes) {
+		for (const el of p.querySelectorAll('.cmp-diff')) {
+			el.classList.remove('cmp-diff');
+			el.removeAttribute('title');
+		}
+		for (const el of p.querySelectorAll('.cmp-note')) el.remove();
+	}
+	if (panes.length < 2 || !state.view || !state.compare || state.view.lab !== state.compare.lab) return;
+	const values = (p) => new Map([...p.querySelectorAll('[data-cmp]')].map((el) => [el.dataset.cmp, el]));
+	const [a, b] = panes.map(values);
+	const sums = panes.map((p) => p.querySelector('.run-summary:not([hidden])'));
+	if (!sums[0] || !sums[1]) return;
+	let n = 0;
+	const params = new Set();
+	for (const [k, x] of a) {
+		const y = b.get(k);
+		if (!y || x.textContent === y.textContent) continue;
+		x.classList.add('cmp-diff');
+		y.classList.add('cmp-diff');
+		x.title = t('compare.other', { value: y.textContent });
+		y.title = t('compare.other', { value: x.textContent });
+		if (k.startsWith('param.')) params.add(k);
+		else n++;
+	}
+	sums.forEach((s) => {
+		const h3 = s.querySelector('h3');
+		const note = h('p', { class: 'cmp-note', text: n ? t('compare.differ', { n }) : t('compare.same') });
+		if (h3) h3.after(note);
+	});
+	// Parameters that differ are shown, not left folded away.
+	if (params.size) for (const p of panes) for (const d of p.querySelectorAll('details.params')) d.open = true;
 }
 
 // Replace a pane's view with a fresh player for run id of lab. opts.pane is
@@ -126,6 +167,7 @@ function openView(runId, lab, live, opts = {}) {
 	player.onPresent = () => setPresenter(true);
 	state[which] = { runId, lab, player, live, title };
 	markCurrentRun();
+	updateButtons();
 	return state[which];
 }
 
@@ -245,6 +287,14 @@ function onAccepted(live, m) {
 	if (!state.cls && (live.viewOpts || {}).pane !== 'compare') closeCompare();
 	const v = openView(m.run, live.lab, true, live.viewOpts || {});
 	v.player.addAll(st.events);
+	// Beside the run before: that pane is named too, so the two line up.
+	if (!state.cls && (live.viewOpts || {}).pane === 'compare' && state.view && !state.view.title) {
+		const lab = state.view.lab;
+		const title = { fn: lab === live.lab ? () => t('compare.before_title') : () => tr(`lab.${lab}.title`, lab) };
+		title.el = h('h2', { class: 'pane-title', text: title.fn() });
+		$('pane-main').prepend(title.el);
+		state.view.title = title;
+	}
 	const card = $('view').firstElementChild;
 	if (card && card.getBoundingClientRect().top > window.innerHeight / 2) {
 		card.scrollIntoView({ block: 'start', behavior: 'smooth' });
@@ -299,7 +349,8 @@ function fileBase64(file) {
 	});
 }
 
-async function startRun(ev) {
+// beside: the run stands beside the one shown (its pane stays), to compare.
+async function startRun(ev, { beside = false } = {}) {
 	if (ev) ev.preventDefault();
 	if (state.live || !state.lab) return;
 	const values = state.form.collect();
@@ -329,6 +380,7 @@ async function startRun(ev) {
 	}
 	const tag = `t${++state.tagSeq}`;
 	state.live = { tag, runId: null, lab: state.lab.name, pending: [], viewOpts: classroom.viewOpts() };
+	if (beside && !state.cls) state.live.viewOpts = { ...(state.live.viewOpts || {}), pane: 'compare', title: () => t('compare.beside_title') };
 	const op = { op: classroom.runOp(), lab: state.lab.name, params: pcap ? {} : values, tag };
 	if (pcap) op.pcap = pcap;
 	if (files) op.files = files;
@@ -397,6 +449,12 @@ function updateButtons() {
 	$('run-btn').disabled = !!live || !state.lab;
 	$('cancel-btn').disabled = !(live && (live.runId || live.queuedId));
 	$('reset-btn').disabled = !!live;
+	// "Run beside this one": the shown run of this lab stays, the new run
+	// stands beside it (Nagle on against off, a loss against none), outside
+	// a class (a student's "try it myself" does that there).
+	const beside = $('beside-btn');
+	beside.hidden = !(state.lab && state.view && state.view.lab === state.lab.name && !state.cls);
+	beside.disabled = !!live;
 	document.body.classList.toggle('running', !!live);
 }
 
@@ -668,7 +726,9 @@ async function main() {
 	onLangChange(relabel);
 	document.addEventListener('keydown', presenterKey);
 	$('run-form').addEventListener('submit', startRun);
+	$('view').addEventListener('socklab:summary', markDifferences);
 	$('cancel-btn').addEventListener('click', cancelRun);
+	$('beside-btn').addEventListener('click', () => startRun(null, { beside: true }));
 	$('reset-btn').addEventListener('click', () => state.form && state.form.resetDefaults());
 	$('runs-refresh').addEventListener('click', refreshRuns);
 	showPlaceholder();

@@ -275,6 +275,10 @@ function showClassRun(info, live, view, fromBundle) {
 	if (banner && banner.getBoundingClientRect().top < 0) banner.scrollIntoView({ block: 'start' });
 	const pane = $('pane-main');
 	if (pane && pane.getBoundingClientRect().top > window.innerHeight * 0.6) pane.scrollIntoView({ block: 'start' });
+	// "Try it myself" needs a class run: a student who joins after it
+	// started gets one here, not when the panel was drawn.
+	const tryBtn = $('class-try');
+	if (tryBtn) tryBtn.disabled = false;
 }
 
 // A student's banner: the class code, and what the class view is doing.

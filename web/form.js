@@ -17,8 +17,10 @@ const utf8 = new TextEncoder();
 // server saves and hands to that (server-assigned) parameter. editor, when
 // given, is {maxBytes, starters(lang)}: a code editor for every parameter the
 // schema marks "upload" (the browser sends its text; the server saves it),
-// with starter programs to load.
-export function buildForm(container, lab, { byo, upload, editor } = {}) {
+// with starter programs to load. main, when given, names the lab's main
+// knobs: they are the form, every other one is under "more knobs" (without
+// it, the schema's "advanced" flag decides).
+export function buildForm(container, lab, { byo, upload, editor, main } = {}) {
 	clear(container);
 	const fields = new Map(); // param name -> {def, input, errorEl, wrap}
 	// Titles, help and units in the current language when the tables have them.
@@ -29,8 +31,9 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 		unit: p.unit && has(`unit.${p.unit}`) ? t(`unit.${p.unit}`) : p.unit,
 	}));
 	const visible = local.filter((p) => !p.server_assigned);
-	const basic = visible.filter((p) => !p.advanced);
-	const advanced = visible.filter((p) => p.advanced);
+	const isMain = Array.isArray(main) ? (p) => main.includes(p.name) : (p) => !p.advanced;
+	const basic = visible.filter(isMain);
+	const advanced = visible.filter((p) => !isMain(p));
 	const formError = h('p', { class: 'form-error', attrs: { id: `form-error-${lab.name}`, role: 'alert' } });
 	formError.hidden = true;
 
@@ -94,7 +97,7 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 		const agrid = h('div', { class: 'fields' });
 		for (const p of advanced) agrid.appendChild(makeField(p, fields));
 		container.appendChild(h('details', { class: 'advanced' },
-			h('summary', { text: t('form.advanced') }), agrid));
+			h('summary', { text: t('form.advanced_n', { n: advanced.length }) }), agrid));
 	}
 	let fileInput = null;
 	if (upload && (lab.params || []).some((p) => p.name === upload.param)) {
@@ -257,7 +260,10 @@ export function buildForm(container, lab, { byo, upload, editor } = {}) {
 		clearErrors();
 		for (const [k, v] of Object.entries(values || {})) {
 			const f = fields.get(k);
-			if (f) setInput(f, v);
+			if (!f) continue;
+			setInput(f, v);
+			// A knob set away from its default (a class run's) is shown.
+			if (v !== f.def.default) openAdvancedFor(f);
 		}
 		if (byoBox) byoBox.checked = fields.get(byoDef.name).input.value === byo.value;
 		applyRules();

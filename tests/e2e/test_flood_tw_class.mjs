@@ -68,6 +68,7 @@ test('the instructor opens a class and a student joins', async () => {
 
 test('a syn-flood class run: the student sees the flood, the counters and each SYN-ACK\'s cookie mark', async () => {
 	const [, evs] = await classRun('syn-flood', async () => {
+		await teacher.evaluate(() => { for (const d of document.querySelectorAll('#run-form details')) d.open = true; });
 		await teacher.fill('#p-syncookies', '1');
 		await teacher.fill('#p-duration_ms', '1000');
 		await teacher.fill('#p-rate', '300');
@@ -90,6 +91,7 @@ test('a syn-flood class run: the student sees the flood, the counters and each S
 test('a time-wait ports class run: the student sees port 0\'s port and each listener\'s accepts', async () => {
 	[twRun, twEvs] = await classRun('time-wait', async () => {
 		await teacher.selectOption('#p-scenario', 'ports');
+		await teacher.evaluate(() => { for (const d of document.querySelectorAll('#run-form details')) d.open = true; });
 		await teacher.fill('#p-conns', '10');
 		await teacher.fill('#p-observe_ms', '0');
 	});

@@ -58,6 +58,7 @@ test('a stream run draws three lanes with one bar per send, data segment and rec
 	await page.locator('#conn[data-state="open"]').waitFor({ timeout: WAIT });
 	await page.locator('#p-count').waitFor({ timeout: WAIT });
 	await page.fill('#p-count', '6');
+	await page.evaluate(() => { for (const d of document.querySelectorAll('#run-form details')) d.open = true; });
 	await page.fill('#p-gap_ms', '5');
 	await page.fill('#p-recv_delay_ms', '200');
 	await page.check('#p-nodelay');
@@ -101,6 +102,7 @@ test('the README example shows the congestion window as the cause, with the held
 	await page.locator('#p-network').waitFor({ timeout: WAIT });
 	await page.selectOption('#p-mode', 'stream');
 	await page.uncheck('#p-nodelay');
+	await page.evaluate(() => { for (const d of document.querySelectorAll('#run-form details')) d.open = true; });
 	await page.fill('#p-gap_ms', '0');
 	await page.selectOption('#p-network', 'two-hosts');
 	await page.fill('#p-c2s_delay_ms', '5');

@@ -83,6 +83,7 @@ test('udp-ping is in the catalogue with the network parameters', async () => {
 });
 
 test('a too large probe is refused naming size and the maximum', async () => {
+	await openAdvanced();
 	await page.selectOption('#p-network', 'two-hosts');
 	await page.fill('#p-size', '1473');
 	await page.click('#run-btn');
@@ -97,6 +98,7 @@ test('a lossy two-hosts run: chart, statistics equal to the events, wire drops p
 	await page.selectOption('#p-network', 'two-hosts');
 	await page.fill('#p-count', '40');
 	await page.fill('#p-interval_ms', '20');
+	await openAdvanced();
 	await page.fill('#p-timeout_ms', '500');
 	await page.fill('#p-c2s_loss_pct', '15');
 	await page.fill('#p-s2c_loss_pct', '10');

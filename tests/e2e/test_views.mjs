@@ -1,6 +1,7 @@
 // test_views.mjs: how the main views read, measured from the DOM in a real Chromium (TAP output).
 //
-// Real runs of handshake, sticky, udp-ping and tcp-echo; each is reopened at
+// Real runs of every lab (handshake, sticky, udp-ping, tcp-echo, syn-flood,
+// time-wait, layers, own); each is reopened at
 // 1280x720 and 1440x900 in English and Chinese and screenshotted
 // (build/test-logs/e2e-views-*.png, kept as artifacts), and the geometry is
 // asserted: the replay bar is one row and covers nothing, no two byte spans
@@ -8,7 +9,12 @@
 // box. Then the behaviour issue 15 fixed: the packet detail's texts, the
 // scaled window and its explanation, the hex with its ASCII column and the
 // byte -> field link, and stepping (badge, current event row, a ladder that
-// does not move between steps, what lies ahead greyed).
+// does not move between steps, what lies ahead greyed). And what came after:
+// summaries in words in both languages (syn-flood, time-wait, layers), roles
+// in notes in the reader's language, a chart key without "--", the sticky
+// lanes' animation, two runs of one lab side by side with what differs
+// highlighted, and each lab's first screen (a lesson, a short form, Run
+// above the fold).
 
 import path from 'node:path';
 import {
@@ -22,6 +28,9 @@ const problems = [];
 const runs = {}; // lab -> {id, events}
 const SIZES = [[1280, 720], [1440, 900]];
 const LANGS = ['en', 'zh-CN'];
+const LABS = ['handshake', 'sticky', 'udp-ping', 'tcp-echo', 'syn-flood', 'time-wait', 'layers', 'own'];
+// The form's main knobs per lab (formHints.main in web/labs/*.js).
+const MAIN_KNOBS = 7;
 
 async function events(id) {
 	const r = await fetch(`${srv.base}/api/runs/${id}/events`);
@@ -111,8 +120,12 @@ test('every main view at two sizes in two languages: one-row bar over nothing, n
 				assert(g.select < 220, `${where}: the speed dropdown is ${g.select} px wide`);
 				assertEq(g.opacity, '1', `${where}: bar opacity`);
 				assert(!/rgba\(.*, 0\)/.test(g.bg) && g.bg !== 'transparent', `${where}: bar background ${g.bg}`);
-				const cut = await clipped('.player-bar .btn, .player-bar .pl-pos, .tile dt, .tile dd, .hs-list th, .stk-lane-head, .stk-tab, .summary-group h4, .run-head h2');
+				const cut = await clipped('.player-bar .btn, .player-bar .pl-pos, .tile dt, .tile dd, .hs-list th, .stk-lane-head, .stk-tab, .summary-group h4, .summary-group dt, .summary-group dd, .summary-table th, .run-head h2, .callout-note p, .echo-head .tcell');
 				assertEq(cut, [], `${where}: text cut off`);
+				// Nothing spills out of its card sideways (a table, a bar).
+				const wide = await page.evaluate(() => [...document.querySelectorAll('#view .card')].filter((c) => c.offsetParent && c.scrollWidth > c.clientWidth + 1)
+					.map((c) => `${c.className} (${c.scrollWidth} > ${c.clientWidth})`));
+				assertEq(wide, [], `${where}: cards wider inside than out`);
 				await page.evaluate(() => document.querySelector('#view').scrollIntoView());
 				await page.screenshot({ path: path.join(LOGS, `e2e-views-${lab}-${w}x${hgt}-${lang}.png`) });
 			}
@@ -297,6 +310,154 @@ test('Chinese: summary labels, the step caption and the sandbox line are Chinese
 	assert(go.height < 40 && go.width > go.height, `跳转 on one line: ${JSON.stringify(go)}`);
 });
 
+// A summary's keys of more than one word, and the same with spaces (what a
+// label falls back to: "half open peak"). A one-word key ("source",
+// "failed") may well be its own label.
+function rawKeys(o, out = new Set()) {
+	for (const [k, v] of Object.entries(o || {})) {
+		if (/_/.test(k)) {
+			out.add(k);
+			out.add(k.replace(/_/g, ' '));
+		}
+		if (v && typeof v === 'object' && !Array.isArray(v)) rawKeys(v, out);
+	}
+	return out;
+}
+
+// A link's name (layers' capture drops per link) is a name, not a label.
+const LINK = /^[a-z]+-eth\d+$/;
+
+test('summaries in words: every figure of syn-flood, time-wait and layers has a label, in Chinese too', async () => {
+	for (const lab of ['syn-flood', 'time-wait', 'layers']) {
+		const raw = rawKeys(runs[lab].events.find((e) => e.type === 'run.end').summary);
+		for (const lang of LANGS) {
+			await open(lab, 1280, 720, lang);
+			const names = (await page.locator('.run-summary dt, .run-summary h4, .run-summary th').allTextContents()).map((x) => x.trim()).filter(Boolean);
+			assert(names.length >= 5, `${lab} ${lang}: ${names.length} labels`);
+			assertEq(names.filter((x) => raw.has(x) && !LINK.test(x)), [], `${lab} ${lang}: labels that are the raw key`);
+			if (lang === 'zh-CN') assertEq(names.filter((x) => !/[\u4e00-\u9fff]/.test(x) && !LINK.test(x)), [], `${lab}: labels without Chinese`);
+			if (lang === 'zh-CN') assert(/[\u4e00-\u9fff]/.test(await page.textContent('.sb-note')), `${lab}: the sandbox line "${await page.textContent('.sb-note')}"`);
+		}
+	}
+	// Durations carry their unit, whatever the key's spelling (ms_left).
+	await open('time-wait', 1280, 720, 'en');
+	const left = await page.locator('.run-summary [data-cmp="first_timer.ms_left"]');
+	if (await left.count()) assert(/^\d+(\.\d+)? s$/.test(await left.textContent()), `first timer: "${await left.textContent()}"`);
+});
+
+test("notes say a role in the reader's language: handshake's and own's carry who_key, and own's read in Chinese", async () => {
+	for (const lab of ['handshake', 'own']) {
+		for (const n of runs[lab].events.filter((e) => e.type === 'note' && e.params)) {
+			for (const name of ['who', 'program', 'socket', 'receiver', 'sender', 'active', 'passive']) {
+				if (typeof n.params[name] !== 'string') continue;
+				const id = n.params[`${name}_key`];
+				assert(typeof id === 'string' && id.startsWith('role.'), `${lab} ${n.key}: ${name} "${n.params[name]}" without ${name}_key`);
+			}
+		}
+	}
+	const named = runs.own.events.filter((e) => e.type === 'note' && e.params && (e.params.who_key || e.params.program_key));
+	assert(named.length > 0, 'the own run has notes naming a role');
+	await open('own', 1280, 720, 'zh-CN');
+	for (const n of named) {
+		const text = await page.locator(`.callout-note[data-key="${n.key}"] p`).first().textContent();
+		assert(/客户端|服务器/.test(text) && !/\b(client|server|listener)\b/.test(text.replace(/"server"|SERVER_HOST/g, '')), `${n.key}: "${text.slice(0, 80)}"`);
+	}
+});
+
+test('udp-ping chart: its key names the series, no "--" values', async () => {
+	await open('udp-ping', 1280, 720, 'en');
+	const legend = await page.locator('.ping-chart .u-legend').textContent();
+	assert(legend.includes('RTT') && !legend.includes('--'), `legend "${legend}"`);
+});
+
+test('sticky animation: every bar gets its turn in the order the run recorded it, then the lanes are still', async () => {
+	await open('sticky', 1280, 720, 'en');
+	const bars = await page.locator('.stk-lanes .stk-bar').count();
+	await page.click('.stk-animate');
+	await page.locator('.stk-card[data-animating="1"]').waitFor();
+	const turns = await page.evaluate(() => [...document.querySelectorAll('.stk-lanes .stk-bar')]
+		.map((b) => ({ seq: Number(b.dataset.seq), delay: parseFloat(b.style.animationDelay), anim: b.classList.contains('stk-anim') })));
+	assertEq(turns.length, bars, 'the same bars while animating');
+	assertEq(turns.filter((x) => !x.anim).length, 0, 'bars left out of the animation');
+	const bySeq = [...turns].sort((a, b) => a.seq - b.seq);
+	for (let i = 1; i < bySeq.length; i++) assert(bySeq[i].delay > bySeq[i - 1].delay, `seq ${bySeq[i].seq} comes after seq ${bySeq[i - 1].seq}`);
+	assert(bySeq[bySeq.length - 1].delay <= 8, `the animation lasts ${bySeq[bySeq.length - 1].delay} s`);
+	assertEq(await page.getAttribute('.stk-animate', 'aria-pressed'), 'true', 'the button is pressed');
+	// It ends by itself with the last bar.
+	await page.locator('.stk-card[data-animating="0"]').waitFor();
+	assertEq(await page.locator('.stk-lanes .stk-anim').count(), 0, 'bars still animated');
+	assertEq(await page.locator('.stk-lanes .stk-bar').count(), bars, 'every bar drawn at the end');
+});
+
+test('two runs of one lab side by side: what differs is highlighted in both, the bars stay one row, nothing is cut', async () => {
+	for (const [w, hgt, lang] of [[1280, 720, 'en'], [1440, 900, 'zh-CN']]) {
+		await open('sticky', w, hgt, lang);
+		await page.check('#p-nodelay');
+		await page.click('#beside-btn');
+		await page.locator('#pane-compare .run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
+		await page.locator('#pane-compare .cmp-note').waitFor();
+		const g = await page.evaluate(() => {
+			const pair = (id) => new Map([...document.querySelectorAll(`#${id} [data-cmp]`)].map((e) => [e.dataset.cmp, e]));
+			const a = pair('pane-main');
+			const b = pair('pane-compare');
+			const wrong = [];
+			let differ = 0;
+			for (const [k, x] of a) {
+				const y = b.get(k);
+				if (!y) continue;
+				const d = x.textContent !== y.textContent;
+				if (d && !k.startsWith('param.')) differ++;
+				if (x.classList.contains('cmp-diff') !== d || y.classList.contains('cmp-diff') !== d) wrong.push(k);
+			}
+			const rows = (id) => new Set([...document.querySelectorAll(`#${id} .player-bar > *`)].filter((c) => c.offsetParent)
+				.map((c) => Math.round(c.getBoundingClientRect().top / 8))).size;
+			const over = [...document.querySelectorAll('.pane')].filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.id);
+			return {
+				wrong, differ, rows: [rows('pane-main'), rows('pane-compare')], over,
+				nodelay: ['pane-main', 'pane-compare'].map((id) => document.querySelector(`#${id} [data-cmp="param.nodelay"]`)?.classList.contains('cmp-diff')),
+				notes: [...document.querySelectorAll('.cmp-note')].map((n) => n.textContent),
+				titles: [...document.querySelectorAll('.pane-title')].map((n) => n.textContent),
+			};
+		});
+		const where = `${w}x${hgt} ${lang}`;
+		assertEq(g.wrong, [], `${where}: values marked wrongly (a difference not marked, or a mark on equal values)`);
+		assertEq(g.nodelay, [true, true], `${where}: TCP_NODELAY marked in both panes`);
+		const note = lang === 'en' ? (g.differ ? `${g.differ} figures differ from the other run (highlighted).` : "Every figure here equals the other run's.")
+			: (g.differ ? `有 ${g.differ} 项数值与另一次运行不同（已高亮）。` : '这里的每项数值都与另一次运行相同。');
+		assertEq(g.notes, [note, note], `${where}: what each summary says`);
+		assertEq(g.titles, lang === 'en' ? ['The run before', 'The new run (beside the one before)'] : ['上一次运行', '新的运行（在上一次运行旁边）'], `${where}: pane titles`);
+		assertEq(g.rows, [1, 1], `${where}: rows of each replay bar`);
+		assertEq(g.over, [], `${where}: panes wider than their column`);
+		assertEq(await clipped('#view .callout-note p, #view .tile dt, #view .tile dd, #view .player-bar .btn, #view .stk-lane-head'), [], `${where}: text cut off`);
+		await page.evaluate(() => document.querySelector('#view').scrollIntoView());
+		await page.screenshot({ path: path.join(LOGS, `e2e-views-beside-${w}x${hgt}-${lang}.png`) });
+	}
+});
+
+test('each lab opens as a lesson: what it teaches, a short form, Run above the fold at 1280x720', async () => {
+	for (const lang of LANGS) {
+		await newPage(1280, 720, lang);
+		for (const lab of LABS) {
+			await page.goto(`${srv.base}/#/lab/${lab}`);
+			await page.reload();
+			await page.locator('#conn[data-state="open"]').waitFor();
+			await page.locator('#form-fields .fields').first().waitFor();
+			const g = await page.evaluate(() => {
+				const run = document.getElementById('run-btn').getBoundingClientRect();
+				const lesson = document.getElementById('lab-lesson');
+				const main = [...document.querySelectorAll('#form-fields .fields .field')].filter((f) => !f.closest('details') && !f.hidden);
+				return { run: run.bottom, lesson: lesson.hidden ? null : lesson.getBoundingClientRect().top, main: main.length, more: document.querySelector('#form-fields details.advanced summary')?.textContent || '' };
+			});
+			const where = `${lab} ${lang}`;
+			assert(g.run <= 720, `${where}: Run ends at ${g.run} px`);
+			assert(g.lesson !== null && g.lesson < 720, `${where}: the lesson starts at ${g.lesson}`);
+			assert(g.main <= MAIN_KNOBS, `${where}: ${g.main} knobs outside "more knobs"`);
+			if (g.more) assert(lang === 'en' ? /^More knobs \(\d+\)$/.test(g.more) : /^更多参数（\d+ 个）$/.test(g.more), `${where}: "${g.more}"`);
+			await page.screenshot({ path: path.join(LOGS, `e2e-views-first-${lab}-1280x720-${lang}.png`) });
+		}
+	}
+});
+
 test('no console errors, page errors or CSP violations', async () => {
 	assert(problems.length === 0, problems.join(' | '));
 });
@@ -306,8 +467,8 @@ runTap({
 	async setup(chromium, tmp) {
 		srv = await startServer(tmp, { log: 'e2e-views-server.log' });
 		browser = await launchBrowser(chromium);
-		for (const lab of ['handshake', 'sticky', 'udp-ping', 'tcp-echo']) await run(lab);
-		return `socklab serve, Chromium, four runs (${Object.values(runs).map((r) => r.id).join(' ')})`;
+		for (const lab of LABS) await run(lab);
+		return `socklab serve, Chromium, ${LABS.length} runs (${Object.values(runs).map((r) => r.id).join(' ')})`;
 	},
 	failShots: (n) => (page ? [[page, `e2e-views-fail-${n}.png`]] : []),
 });

@@ -122,7 +122,7 @@ export class RunFrame {
 			replace(this.sandboxEl,
 				h('p', { class: sb.netns ? 'sb-netns' : 'sb-host',
 					text: t(sb.netns ? 'run.sandbox.netns' : 'run.sandbox.host') }),
-				sb.note ? h('p', { class: 'sb-note', text: sandboxNote(sb, ev.network) }) : null,
+				sb.note ? h('p', { class: 'sb-note', text: sandboxNote(sb, ev.network, ev.lab || this.ctx.lab) }) : null,
 				facts.length ? h('p', { class: 'sb-facts' }, facts) : null);
 			this.sandboxEl.classList.toggle('netns', !!sb.netns);
 			this.sandboxEl.hidden = false;
@@ -137,7 +137,7 @@ export class RunFrame {
 			replace(this.paramsEl,
 				h('summary', { text: t('run.params') }),
 				h('dl', { class: 'kv' }, entries.map(([k, v]) => h('div', {},
-					h('dt', { text: k }), h('dd', { text: fmtValue(v) })))));
+					h('dt', { text: k }), h('dd', { dataset: { cmp: `param.${k}` }, text: fmtValue(v) })))));
 			this.paramsEl.hidden = false;
 		}
 	}
@@ -152,17 +152,20 @@ export class RunFrame {
 		// mean nothing to a student: the view offers the file itself.
 		const sum = (ev.summary && typeof ev.summary === 'object' ? Object.entries(ev.summary) : [])
 			.filter(([k, v]) => !(typeof v === 'string' && v.startsWith('/') && /pcap|path|file/.test(k)));
+		const lab = ev.lab || this.ctx.lab || '';
 		replace(this.summaryEl,
 			h('h3', {},
 				t('run.summary'), ' ',
 				h('span', { class: `pill pill-${st.replace(/[^a-z]/g, '')}`, attrs: { 'data-status': st }, text: t(`run.status.${st}`) })),
 			sum.length ? h('dl', { class: 'tiles' }, sum.filter(([, v]) => !isObject(v)).map(([k, v]) => h('div', { class: 'tile', dataset: { key: k } },
-				h('dt', { text: summaryLabel(k) }), h('dd', { text: summaryValue(k, v) })))) : null,
+				h('dt', { text: summaryLabel(k, lab) }), h('dd', { dataset: { cmp: k }, text: summaryValue(k, v, lab) })))) : null,
 			// Nested objects: a table per group; a group of groups (the
 			// wire's counters per direction) as one table, a column each.
-			sum.filter(([, v]) => isObject(v)).map(([k, v]) => summaryGroup(k, v)));
+			sum.filter(([, v]) => isObject(v)).map(([k, v]) => summaryGroup(k, v, lab)));
 		this.summaryEl.classList.add('card');
 		this.summaryEl.hidden = false;
+		// Two runs side by side compare their summaries (app.js).
+		this.summaryEl.dispatchEvent(new CustomEvent('socklab:summary', { bubbles: true }));
 	}
 
 	showError(ev) {
@@ -170,37 +173,46 @@ export class RunFrame {
 	}
 }
 
-// A summary key as words: the table's label, else the key without its unit
-// suffix (the unit goes with the value: summaryValue).
-export function summaryLabel(k) {
-	if (has(`summary.${k}`)) return t(`summary.${k}`);
-	return String(k).replace(/_(us|ms|ms_left|pct|s)$/, (m, u) => (u === 'ms_left' ? '_left' : '')).replace(/_/g, ' ');
+// A summary key as words: the lab's own label for it in that group
+// ("summary.LAB.GROUP.KEY"), the lab's for the key ("summary.LAB.KEY"), the
+// common table's ("summary.KEY"), else the key without its unit suffix (the
+// unit goes with the value: summaryValue).
+export function summaryLabel(k, lab, group) {
+	for (const id of [lab && group ? `summary.${lab}.${group}.${k}` : null, lab ? `summary.${lab}.${k}` : null, `summary.${k}`]) {
+		if (id && has(id)) return t(id);
+	}
+	return String(k).replace(/_(us|ms|ms_left|pct|s)$/, (m, u) => (u === 'ms_left' ? '_left' : '')).replace(/^ms_/, '').replace(/_/g, ' ');
 }
 
-// A summary value with its unit: durations from _us and _ms keys, a share
-// from _pct, lists joined, true/false as words.
-export function summaryValue(k, v) {
+// A summary value with its unit: durations from _us and _ms keys (and
+// ms_ ones: ms_left), a share from _pct, lists joined, true/false as words,
+// a missing value as "none", words the tables know in the reader's language.
+export function summaryValue(k, v, lab) {
 	if (typeof v === 'number') {
 		if (/_us$/.test(k)) return fmtDuration(v);
-		if (/_ms(_left)?$/.test(k)) return fmtDuration(v * 1000);
+		if (/_ms(_left)?$|^ms_/.test(k)) return fmtDuration(v * 1000);
 		if (/_pct$/.test(k)) return `${v} %`;
 		return String(v);
 	}
+	if (v === null) return t('summary.none');
 	if (typeof v === 'boolean') return t(v ? 'summary.yes' : 'summary.no');
 	if (Array.isArray(v)) return v.every((x) => x === null || typeof x !== 'object') ? v.map(String).join(', ') : fmtValue(v);
+	if (typeof v === 'string' && lab && has(`summary.${lab}.value.${v}`)) return t(`summary.${lab}.value.${v}`);
 	if (typeof v === 'string' && has(`summary.value.${v}`)) return t(`summary.value.${v}`);
 	return fmtValue(v);
 }
 
 // The sandbox's one line in the current language for the two networks the
 // labs build; any other note is the server's own text.
-function sandboxNote(sb, net) {
+function sandboxNote(sb, net, lab) {
 	const kind = net && typeof net === 'object' ? net.kind : null;
 	if (sb.netns && (kind === 'two-hosts' || kind === 'loopback') && has(`run.sandbox.note.${kind}`)) return t(`run.sandbox.note.${kind}`);
+	// The one lab that builds a topology of its own (LAB_NET_TOPOLOGY).
+	if (sb.netns && !kind && lab === 'layers') return t('run.sandbox.note.topology');
 	return sb.note;
 }
 
-function summaryGroup(k, v) {
+function summaryGroup(k, v, lab) {
 	const entries = Object.entries(v);
 	const sub = entries.filter(([, x]) => isObject(x));
 	const flat = entries.filter(([, x]) => !isObject(x));
@@ -209,15 +221,15 @@ function summaryGroup(k, v) {
 	if (sub.length && sub.every(([, x]) => Object.values(x).every((y) => !isObject(y)))) {
 		const rows = [...new Set(sub.flatMap(([, x]) => Object.keys(x)))];
 		table = h('table', { class: 'summary-table' },
-			h('thead', {}, h('tr', {}, h('th', {}), sub.map(([c]) => h('th', { attrs: { scope: 'col' }, text: summaryLabel(c) })))),
-			h('tbody', {}, rows.map((r) => h('tr', {}, h('th', { attrs: { scope: 'row' }, text: summaryLabel(r) }),
-				sub.map(([, x]) => h('td', { text: r in x ? summaryValue(r, x[r]) : '' }))))));
+			h('thead', {}, h('tr', {}, h('th', {}), sub.map(([c]) => h('th', { attrs: { scope: 'col' }, text: summaryLabel(c, lab, k) })))),
+			h('tbody', {}, rows.map((r) => h('tr', {}, h('th', { attrs: { scope: 'row' }, text: summaryLabel(r, lab, k) }),
+				sub.map(([c, x]) => h('td', { dataset: { cmp: `${k}.${c}.${r}` }, text: r in x ? summaryValue(r, x[r], lab) : '' }))))));
 	}
 	return h('div', { class: 'summary-group', dataset: { key: k } },
-		h('h4', { text: summaryLabel(k) }),
+		h('h4', { text: summaryLabel(k, lab) }),
 		flat.length || !table ? h('dl', { class: 'kv' }, (table ? flat : entries).map(([k2, v2]) => h('div', {},
-			h('dt', { text: summaryLabel(k2) }),
-			h('dd', { text: isObject(v2) ? Object.entries(v2).map(([a, b]) => `${summaryLabel(a)}: ${summaryValue(a, b)}`).join(' · ') : summaryValue(k2, v2) })))) : null,
+			h('dt', { text: summaryLabel(k2, lab, k) }),
+			h('dd', { dataset: { cmp: `${k}.${k2}` }, text: isObject(v2) ? Object.entries(v2).map(([a, b]) => `${summaryLabel(a, lab, k2)}: ${summaryValue(a, b, lab)}`).join(' · ') : summaryValue(k2, v2, lab) })))) : null,
 		table);
 }
 

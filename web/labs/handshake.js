@@ -70,7 +70,10 @@ function svgText(x, y, text, cls, anchor = 'start') {
 
 // The form offers a recorded capture to replay (uploaded; the server saves
 // it and sets the server-assigned replay parameter).
-export const formHints = { upload: { param: 'replay', maxBytes: 47 * 1024, accept: '.pcap,.pcapng,.cap' } };
+export const formHints = {
+	upload: { param: 'replay', maxBytes: 47 * 1024, accept: '.pcap,.pcapng,.cap' },
+	main: ['scenario', 'data', 'reply', 'network'],
+};
 
 export function create(root, ctx) {
 	ensureStyles();

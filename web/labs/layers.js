@@ -29,6 +29,9 @@ function ensureStyles() {
 	document.head.appendChild(h('link', { attrs: { rel: 'stylesheet', href: '/labs/layers.css', 'data-view': 'layers' } }));
 }
 
+// The form: these knobs first, the others under "more knobs".
+export const formHints = { main: ['scenario', 'size', 'ttl', 'frag_size'] };
+
 export function create(root, ctx) {
 	ensureStyles();
 	const frame = new RunFrame(root, ctx);

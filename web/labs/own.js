@@ -16,7 +16,7 @@ import { wireCell } from './net.js';
 import { starters } from './own-starters.js';
 
 // The form: a code editor per program (24 KiB each), with starter programs.
-export const formHints = { editor: { maxBytes: 24 * 1024, starters } };
+export const formHints = { editor: { maxBytes: 24 * 1024, starters }, main: ['time_limit_ms', 'network'] };
 
 const SIDES = ['server', 'client'];
 const KERNEL = ['state', 'observation', 'timer'];

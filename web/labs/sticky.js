@@ -31,7 +31,10 @@ function ensureStyles() {
 
 // The form shows "Let me connect my own client" as a checkbox setting this.
 // With your own client, the lab's client knobs do not apply (the form disables them).
-export const formHints = { byo: { param: 'mode', value: 'server', clientOnly: ['count', 'size', 'nodelay', 'cork', 'gap_ms'] } };
+export const formHints = {
+	byo: { param: 'mode', value: 'server', clientOnly: ['count', 'size', 'nodelay', 'cork', 'gap_ms'] },
+	main: ['mode', 'count', 'size', 'nodelay', 'cork', 'recv_delay_ms'],
+};
 
 export function create(root, ctx) {
 	ensureStyles();
@@ -80,6 +83,14 @@ class StickyView {
 				this.tabBtns[k] = b;
 				return b;
 			}));
+		// The animation: the bars appear one by one in the order the run
+		// recorded them (seq), each send's bytes filling in, segments and
+		// recvs dropping from the lane above: the same bytes moving from
+		// the sender's calls onto the wire and into the receiver's recv().
+		this.animating = false;
+		this.animBtn = h('button', { class: 'btn btn-small stk-animate', attrs: { type: 'button', 'aria-pressed': 'false' }, text: t('sticky.animate') });
+		this.animBtn.addEventListener('click', () => this.animate(!this.animating));
+		tabs.appendChild(this.animBtn);
 		this.countsEl = h('p', { class: 'stk-counts' });
 		this.notesEl = h('div', { class: 'stk-notes' });
 		this.evidenceEl = h('div', { class: 'stk-evidence' });
@@ -97,13 +108,14 @@ class StickyView {
 			return h('div', { class: 'stk-list-box' }, h('h4', { class: `stk-list-title-${lane}` }), ol);
 		});
 		this.listTitles = listBox.map((b) => b.firstChild);
-		root.appendChild(h('section', { class: 'card stk-card' },
+		this.card = h('section', { class: 'card stk-card', dataset: { animating: '0' } },
 			h('h3', { text: t('lab.sticky.title') }),
 			h('p', { class: 'help', text: t('sticky.legend') }),
 			h('div', { class: 'stk-lanes-head' }, this.countsEl, tabs),
 			h('div', { class: 'stk-lanes' }, laneRows, this.axisEl),
 			this.evidenceEl,
-			this.notesEl));
+			this.notesEl);
+		root.appendChild(this.card);
 		root.appendChild(this.framesCard);
 		root.appendChild(this.byoCard);
 		root.appendChild(h('section', { class: 'card stk-lists-card' }, h('div', { class: 'stk-lists' }, listBox), this.rawEl));
@@ -273,6 +285,35 @@ class StickyView {
 		return { ev, cur: this.frame.lastSeq };
 	}
 
+	// Start (on) or stop the animation of the lanes.
+	animate(on) {
+		this.animating = !!on;
+		this.animBtn.setAttribute('aria-pressed', String(this.animating));
+		this.animBtn.classList.toggle('btn-on', this.animating);
+		this.animBtn.textContent = t(this.animating ? 'sticky.animate_stop' : 'sticky.animate');
+		this.card.dataset.animating = this.animating ? '1' : '0';
+		this.render();
+	}
+
+	// While animating: every drawn bar gets its turn, in seq order (at most
+	// about 8 s in all), and the animation ends with the last one.
+	animateBars(bars) {
+		const drawn = bars.filter((b) => b.dataset.seq !== undefined && !b.classList.contains('stk-future')).sort((a, b) => Number(a.dataset.seq) - Number(b.dataset.seq));
+		const step = Math.min(0.35, 8 / Math.max(1, drawn.length));
+		drawn.forEach((b, i) => {
+			b.classList.add('stk-anim');
+			b.style.animationDelay = `${(i * step).toFixed(3)}s`;
+		});
+		const last = drawn[drawn.length - 1];
+		if (!last) {
+			this.animate(false);
+			return;
+		}
+		last.addEventListener('animationend', () => {
+			if (this.animating) this.animate(false);
+		}, { once: true });
+	}
+
 	setTab(tab) {
 		this.tab = tab === 'time' ? 'time' : 'bytes';
 		for (const [k, b] of Object.entries(this.tabBtns)) {
@@ -289,6 +330,7 @@ class StickyView {
 		if (!any) return;
 		if (this.tab === 'time') this.renderTime(ev);
 		else this.renderBytes(ev);
+		if (this.animating) this.animateBars(LANES.flatMap((l) => [...this.lanes[l].track.querySelectorAll('.stk-bar')]));
 		for (const lane of LANES) {
 			const shown = this.ev[lane];
 			const data = lane === 'segment' ? shown.filter((e) => e.bytes > 0 && !e.retransmit).length : shown.length;

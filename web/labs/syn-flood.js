@@ -32,6 +32,9 @@ function s(tag, attrs, text) {
 	return el;
 }
 
+// The form: these knobs first, the others under "more knobs".
+export const formHints = { main: ['attack', 'rate', 'duration_ms', 'syncookies', 'backlog', 'accept', 'network'] };
+
 export function create(root, ctx) {
 	ensureStyles();
 	const frame = new RunFrame(root, ctx);

@@ -21,7 +21,10 @@ import { checksumText, checksumVerdict } from './checksum.js';
 
 // The form shows "Let me connect my own client" as a checkbox setting this.
 // With your own client, the lab's client knobs do not apply (the form disables them).
-export const formHints = { byo: { param: 'mode', value: 'server', clientOnly: ['messages', 'size', 'text', 'clients', 'interval_ms'] } };
+export const formHints = {
+	byo: { param: 'mode', value: 'server', clientOnly: ['messages', 'size', 'text', 'clients', 'interval_ms'] },
+	main: ['mode', 'messages', 'text', 'clients', 'server_style', 'network'],
+};
 
 const SIDES = ['server', 'client'];
 const KERNEL = ['state', 'observation', 'timer'];

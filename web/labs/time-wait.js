@@ -21,6 +21,9 @@ function ensureStyles() {
 	document.head.appendChild(h('link', { attrs: { rel: 'stylesheet', href: '/labs/time-wait.css', 'data-view': 'time-wait' } }));
 }
 
+// The form: these knobs first, the others under "more knobs".
+export const formHints = { main: ['scenario', 'closer', 'reuseaddr', 'tw_reuse', 'conns', 'network'] };
+
 export function create(root, ctx) {
 	ensureStyles();
 	const frame = new RunFrame(root, ctx);

@@ -16,7 +16,10 @@ import { rawBlock } from './raw.js';
 import { wireCell, sameNetworkParams } from './net.js';
 
 // With your own client, the lab's client knobs do not apply (the form disables them).
-export const formHints = { byo: { param: 'mode', value: 'server', clientOnly: ['count', 'interval_ms', 'size', 'timeout_ms'] } };
+export const formHints = {
+	byo: { param: 'mode', value: 'server', clientOnly: ['count', 'interval_ms', 'size', 'timeout_ms'] },
+	main: ['mode', 'count', 'interval_ms', 'network', 'c2s_delay_ms', 'c2s_loss_pct', 's2c_loss_pct'],
+};
 
 const COLORS = { rtt: '#1d4ed8', late: '#b45309', c2s: '#b91c1c', s2c: '#7c3aed', other: '#6b7280' };
 
@@ -429,6 +432,9 @@ class PingView {
 				width,
 				height: 260,
 				scales: { x: { time: false } },
+				// A key to the series, not the values under the cursor
+				// (which read "--" until a point is hovered).
+				legend: { live: false },
 				axes: [{ label: t('ping.axis_probe') }, { label: t('ping.axis_rtt') }],
 				series: [
 					{ label: t('ping.col.seq') },
