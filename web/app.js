@@ -118,11 +118,12 @@ function markDifferences() {
 		if (k.startsWith('param.')) params.add(k);
 		else n++;
 	}
-	sums.forEach((s) => {
-		const h3 = s.querySelector('h3');
-		const note = h('p', { class: 'cmp-note', text: n ? t('compare.differ', { n }) : t('compare.same') });
-		if (h3) h3.after(note);
-	});
+	// Said above each pane's replay bar: the comparison is the page's, not
+	// part of either run's view.
+	for (const p of panes) {
+		const player = p.querySelector(':scope > .player');
+		if (player) player.before(h('p', { class: 'cmp-note', attrs: { role: 'status' }, text: n ? t('compare.differ', { n }) : t('compare.same') }));
+	}
 	// Parameters that differ are shown, not left folded away.
 	if (params.size) for (const p of panes) for (const d of p.querySelectorAll('details.params')) d.open = true;
 }

@@ -327,7 +327,9 @@ test('switching to Chinese changes the interface and the explanations, and back'
 	// The run in view is drawn again in Chinese, notes included.
 	const notes = await student.$$eval('#pane-main .callout-note p', (els) => els.map((e) => e.textContent));
 	assert(notes.length > 0 && notes.every((n) => /[\u4e00-\u9fff]/.test(n)), `notes ${JSON.stringify(notes.slice(0, 2))}`);
-	assert(await student.isVisible('#pane-main .pl-pos'), 'player bar');
+	// Beside the student's own run the bar gives its position to the
+	// run card's badge; its controls and the position are Chinese.
+	assertEq(await student.textContent('#pane-main .pl-stepping'), '逐步查看', 'player bar');
 	assert(/^事件 \d+ \/ \d+$/.test(await student.textContent('#pane-main .pl-pos')), 'player position in Chinese');
 	// Remembered across a reload.
 	for (let attempt = 0; ; attempt++) {
