@@ -653,6 +653,9 @@ function route() {
 
 function setPresenter(on) {
 	document.body.classList.toggle('presenter', on);
+	// Views whose drawing measured their text (the handshake ladder's label
+	// boxes) measure it again at presenter sizes.
+	document.dispatchEvent(new CustomEvent('socklab:presenter', { detail: on }));
 	if (!on && document.fullscreenElement) document.exitFullscreen().catch(() => {});
 	if (on) window.scrollTo(0, 0);
 }

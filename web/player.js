@@ -341,8 +341,10 @@ export class Player {
 		if (!this.currentEl) return;
 		this.currentEl.classList.add('pl-current');
 		// Auto-scroll to what changed: a follower stepped by the instructor,
-		// or anyone stepping through, sees the current event.
-		if ((this.readOnly || this.stepping) && this.paused) {
+		// anyone stepping through, and the projector in presenter mode (the
+		// arrow keys) see the current event.
+		const presenting = document.body.classList.contains('presenter');
+		if ((this.readOnly || this.stepping || presenting) && this.paused) {
 			const r = this.currentEl.getBoundingClientRect();
 			const top = this.bar.getBoundingClientRect().bottom;
 			if (r.top < top || r.bottom > window.innerHeight) this.currentEl.scrollIntoView({ block: 'center' });

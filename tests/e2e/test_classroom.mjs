@@ -177,7 +177,7 @@ async function presenter() {
 	const labelBefore = await teacher.$eval('#pane-main .trace-body .trow .tcell', (el) => el.getBoundingClientRect().height);
 	await teacher.click('#pane-main .pl-present');
 	await teacher.waitForFunction(() => document.body.classList.contains('presenter'));
-	for (const sel of ['.topbar', '.sidebar', '#lab-card', '.footer', '#class-banner', '#pane-main .sandbox', '#pane-main .pl-speed']) {
+	for (const sel of ['.topbar', '.sidebar', '#lab-card', '.footer', '#class-banner', '#pane-main .sandbox', '#pane-main .pl-jump-form']) {
 		assert(await teacher.isHidden(sel), `${sel} hidden`);
 	}
 	// The lab view itself is larger (the call rows), and the event counter stays.

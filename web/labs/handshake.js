@@ -832,6 +832,7 @@ class HandshakeView {
 function labelBackgrounds(root) {
 	if (!root.isConnected) return;
 	root.dataset.labelled = '1';
+	for (const old of root.querySelectorAll('.hs-label-bg')) old.remove();
 	for (const el of root.querySelectorAll('.hs-seg-label, .hs-seg-time')) {
 		let b;
 		try {
@@ -843,6 +844,11 @@ function labelBackgrounds(root) {
 		el.before(svg('rect', { x: b.x - 3, y: b.y, width: b.width + 6, height: b.height, rx: 3, class: 'hs-label-bg' }));
 	}
 }
+
+// Presenter mode sets the labels in another size: measured again.
+document.addEventListener('socklab:presenter', () => {
+	for (const root of document.querySelectorAll('svg.hs-ladder')) labelBackgrounds(root);
+});
 
 function hexToBytes(hex) {
 	const out = [];
