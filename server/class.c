@@ -111,24 +111,28 @@ int class_name_parse(const char *in, char *out, char *err, size_t errlen)
 	while (len > 0 && s[len - 1] == ' ')
 		len--;
 	if (len == 0) {
-		snprintf(err, errlen, "'name' must not be empty");
+		snprintf(err, errlen, "'name' must be 1 to %d characters (it is empty)",
+			 CLASS_NAME_MAX);
 		return -EINVAL;
 	}
 	if (len > CLASS_NAME_BYTES) {
-		snprintf(err, errlen, "'name' must be at most %d characters", CLASS_NAME_MAX);
+		snprintf(err, errlen, "'name' must be 1 to %d characters", CLASS_NAME_MAX);
 		return -EINVAL;
 	}
 	while (i < len) {
 		size_t n = s[i] < 0x20 || s[i] == 0x7f ? 0 : utf8_len(s + i);
 		if (n == 0 || i + n > len) {
-			snprintf(err, errlen, "'name' must be text without control characters");
+			snprintf(err, errlen,
+				 "'name' must be 1 to %d characters of text without control "
+				 "characters",
+				 CLASS_NAME_MAX);
 			return -EINVAL;
 		}
 		i += n;
 		chars++;
 	}
 	if (chars > CLASS_NAME_MAX) {
-		snprintf(err, errlen, "'name' must be at most %d characters (got %zu)",
+		snprintf(err, errlen, "'name' must be 1 to %d characters (got %zu)",
 			 CLASS_NAME_MAX, chars);
 		return -EINVAL;
 	}

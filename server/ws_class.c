@@ -353,8 +353,10 @@ static struct ws_class *class_find(struct ws_server *srv, const char *code)
 void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 {
 	struct ws_server *srv = s->srv;
+	json_t *name = json_object_get(msg, "name");
+	char teacher[CLASS_NAME_BYTES + 1] = "";
 	struct ws_class *c;
-	char m[160];
+	char m[200];
 	int k, slot = -1, tries;
 
 	if (!s->instructor) {
@@ -376,6 +378,21 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 		snprintf(m, sizeof m, "the server allows at most %d classes at once",
 			 srv->cfg->max_classes);
 		ws_send_error(s, "limit", NULL, m, tag, NULL);
+		return;
+	}
+	/* An optional display name the students' banner shows ("instructor"):
+	 * the same rules as a student's name. */
+	if (name && !json_is_null(name) && !json_is_string(name)) {
+		snprintf(m, sizeof m,
+			 "'name' (your display name, shown to the students) must be a string of 1 "
+			 "to %d characters, or left out",
+			 CLASS_NAME_MAX);
+		ws_send_error(s, "bad_request", "name", m, tag, NULL);
+		return;
+	}
+	if (json_is_string(name) && class_name_parse(json_string_value(name), teacher, m,
+						     sizeof m) < 0) {
+		ws_send_error(s, "bad_param", "name", m, tag, NULL);
 		return;
 	}
 	c = calloc(1, sizeof *c);
@@ -403,6 +420,7 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 	}
 	c->srv = srv;
 	c->instructor = s->id;
+	memcpy(c->teacher, teacher, sizeof c->teacher);
 	c->pos = -1;
 	srv->classes[slot] = c;
 	s->cls = c;
@@ -412,9 +430,10 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 	http_count(srv->ctr, HTTP_C_CLASSES, 1);
 	/* The reclaim token goes to this page only: with it the page takes the
 	 * class back after a reload or a dropped connection. */
-	ws_send_json(s, json_pack("{s:s, s:s, s:i, s:s, s:i, s:s?}", "type", "class.opened", "class",
-				  c->code, "max_viewers", srv->cfg->max_class_viewers, "reclaim",
-				  c->reclaim, "grace_s", srv->cfg->class_grace_s, "tag", tag));
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:i, s:s, s:i, s:s?}", "type", "class.opened",
+				  "class", c->code, "instructor", c->teacher[0] ? c->teacher : NULL,
+				  "max_viewers", srv->cfg->max_class_viewers, "reclaim", c->reclaim,
+				  "grace_s", srv->cfg->class_grace_s, "tag", tag));
 }
 
 /* The symbols config_random_text() draws from. */
@@ -511,10 +530,11 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	s->need_resync = 0;
 	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, 1);
 	class_members_changed(c);
-	ws_send_json(s, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:b, s:O?, s:o, s:s?}", "type",
-			       "class.joined", "class", c->code, "name", s->name, "member", s->member,
-			       "run", c->run[0] ? c->run : NULL, "live", c->run_live, "run_info",
-			       c->run_msg, "view", class_view_json(c), "tag", tag));
+	ws_send_json(s, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:O?, s:o, s:s?}", "type",
+				  "class.joined", "class", c->code, "name", s->name, "member",
+				  s->member, "instructor", c->teacher[0] ? c->teacher : NULL, "run",
+				  c->run[0] ? c->run : NULL, "live", c->run_live, "run_info",
+				  c->run_msg, "view", class_view_json(c), "tag", tag));
 	ws_quiz_joined(c, s);
 }
 
@@ -698,8 +718,9 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 	s->view_sent = c->view_ver;
 	s->members_dirty = 1;
 	push_instructor_state(c, "back");
-	ws_send_json(s, json_pack("{s:s, s:s, s:i, s:s, s:i, s:s?, s:b, s:O?, s:o, s:s?}", "type",
-				  "class.reclaimed", "class", c->code, "max_viewers",
+	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:i, s:s, s:i, s:s?, s:b, s:O?, s:o, s:s?}",
+				  "type", "class.reclaimed", "class", c->code, "instructor",
+				  c->teacher[0] ? c->teacher : NULL, "max_viewers",
 				  srv->cfg->max_class_viewers, "reclaim", c->reclaim, "grace_s",
 				  srv->cfg->class_grace_s, "run", c->run[0] ? c->run : NULL, "live",
 				  c->run_live, "run_info", c->run_msg, "view", class_view_json(c),

@@ -82,6 +82,7 @@ struct ws_class {
 	struct ws_server *srv;
 	char code[CLASS_CODE_LEN + 1];
 	uint64_t instructor;                /* session id */
+	char teacher[CLASS_NAME_BYTES + 1]; /* the instructor's display name, "" when none given */
 	struct class_ring ring;
 	char run[EV_RUN_ID_LEN + 1];        /* the latest class run, "" before the first */
 	int run_live;                       /* it has not ended yet */

@@ -43,10 +43,10 @@ async def ask(ws, obj):
     return await until(ws, lambda m: m.get("tag") == tag, f"the reply to {obj.get('op')}")
 
 
-async def teacher(s):
+async def teacher(s, name=None):
     t = await s.connect()
     eq((await ask(t, {"op": "signin", "secret": SECRET}))["type"], "signin.accepted", "sign-in")
-    opened = await ask(t, {"op": "class.open"})
+    opened = await ask(t, {"op": "class.open", **({"name": name} if name else {})})
     eq(opened["type"], "class.opened", f"class.open: {opened}")
     check(isinstance(opened["reclaim"], str) and len(opened["reclaim"]) >= 32,
           f"class.opened carries a reclaim token: {opened}")
@@ -55,41 +55,70 @@ async def teacher(s):
 
 @test
 def lockout_says_the_time_left_and_then_lets_the_right_secret_in():
-    s = Server("--instructor-secret", SECRET, "--signin-lockout", "2")
-    atexit.register(s.cleanup)
+    # What this checks depends on when the server handled each attempt, not
+    # on how fast this machine is: the lockout starts when the server handles
+    # the fifth wrong secret, which is after `t5` (taken before it was sent),
+    # so a reply that arrives before t5 + LOCKOUT was decided while locked
+    # out. A machine too slow for that (a reply after t5 + LOCKOUT, which may
+    # rightly be either answer) repeats the sequence on a new connection with
+    # a server whose lockout is twice as long, instead of guessing.
+    lockout = 2
+    while True:
+        s = Server("--instructor-secret", SECRET, "--signin-lockout", str(lockout))
+        atexit.register(s.cleanup)
+        try:
+            decided = arun(lockout_sequence(s, lockout))
+            s.stop()
+        finally:
+            s.cleanup()
+        if decided:
+            return
+        check(lockout < 64, f"every reply came after a {lockout} s lockout had passed: "
+              f"this machine is too slow for the test")
+        print(f"# the replies came after the {lockout} s lockout had passed: again with "
+              f"{lockout * 2} s")
+        lockout *= 2
 
-    async def go():
-        ws = await s.connect()
-        for i in range(5):
-            r = await ask(ws, {"op": "signin", "secret": f"wrong-{i}"})
-            eq((r["type"], r["code"]), ("error", "forbidden"), f"wrong secret {i}")
-        # Locked: even the right secret is refused, with the time left.
-        r = await ask(ws, {"op": "signin", "secret": SECRET})
-        eq((r["type"], r["code"], r["param"]), ("error", "limit", "secret"), "locked out")
-        check(1 <= r["retry_after_s"] <= 2, f"retry_after_s within the lockout: {r}")
-        check(f"try again in {r['retry_after_s']} s" in r["message"], f"message: {r['message']}")
-        # A wrong one meanwhile is refused the same way (no hint about it).
-        r = await ask(ws, {"op": "signin", "secret": "still-wrong"})
-        eq(r["code"], "limit", "a wrong secret while locked out")
-        # Once the lockout has passed, the right secret gets in on the same
-        # connection (poll the real outcome; every refusal says the wait).
-        deadline = time.monotonic() + 30
-        while True:
-            r = await ask(ws, {"op": "signin", "secret": SECRET})
-            if r["type"] == "signin.accepted":
-                break
-            eq(r["code"], "limit", f"refused only for the lockout: {r}")
-            check(r["retry_after_s"] <= 2, f"the wait never grows: {r}")
-            check(time.monotonic() < deadline, "the lockout never ended")
-            await asyncio.sleep(0.2)
-        eq(r["role"], "instructor", "signed in")
+
+async def lockout_sequence(s, lockout):
+    """The lockout as one connection sees it; False when the machine was too
+    slow to tell (the replies came after the lockout could have passed)."""
+    ws = await s.connect()
+    for i in range(4):
+        r = await ask(ws, {"op": "signin", "secret": f"wrong-{i}"})
+        eq((r["type"], r["code"]), ("error", "forbidden"), f"wrong secret {i}")
+    t5 = time.monotonic()
+    r = await ask(ws, {"op": "signin", "secret": "wrong-4"})
+    eq((r["type"], r["code"]), ("error", "forbidden"), "wrong secret 4")
+    # Locked: even the right secret is refused, with the time left.
+    locked = await ask(ws, {"op": "signin", "secret": SECRET})
+    # A wrong one meanwhile is refused the same way (no hint about it).
+    still = await ask(ws, {"op": "signin", "secret": "still-wrong"})
+    if time.monotonic() >= t5 + lockout:
         await ws.close()
-
-    try:
-        arun(go())
-        s.stop()
-    finally:
-        s.cleanup()
+        return False
+    eq((locked["type"], locked["code"], locked["param"]), ("error", "limit", "secret"),
+       f"locked out: {locked}")
+    check(1 <= locked["retry_after_s"] <= lockout, f"retry_after_s within the lockout: {locked}")
+    check(f"try again in {locked['retry_after_s']} s" in locked["message"],
+          f"message: {locked['message']}")
+    eq(still["code"], "limit", "a wrong secret while locked out")
+    # Once the lockout has passed, the right secret gets in on the same
+    # connection: asked again when the wait the server named is over (every
+    # refusal names it; none may be longer than the lockout).
+    deadline = time.monotonic() + 30 + lockout
+    r = locked
+    while True:
+        check(r["retry_after_s"] <= lockout, f"the wait never grows: {r}")
+        check(time.monotonic() < deadline, "the lockout never ended")
+        await asyncio.sleep(r["retry_after_s"])
+        r = await ask(ws, {"op": "signin", "secret": SECRET})
+        if r["type"] == "signin.accepted":
+            break
+        eq(r["code"], "limit", f"refused only for the lockout: {r}")
+    eq(r["role"], "instructor", "signed in")
+    await ws.close()
+    return True
 
 
 @test
@@ -98,7 +127,7 @@ def a_reloaded_instructor_page_takes_its_class_back():
     atexit.register(s.cleanup)
 
     async def go():
-        t, opened = await teacher(s)
+        t, opened = await teacher(s, "Dr. Wu")
         code = opened["class"]
         st = await s.connect()
         eq((await ask(st, {"op": "class.join", "class": code, "name": "ana"}))["type"],
@@ -121,6 +150,7 @@ def a_reloaded_instructor_page_takes_its_class_back():
         r = await ask(t2, {"op": "class.reclaim", "class": code, "reclaim": opened["reclaim"]})
         eq(r["type"], "class.reclaimed", f"reclaim: {r}")
         eq((r["class"], r["run"], r["live"]), (code, run_id, True), "the class and its live run")
+        eq(r["instructor"], "Dr. Wu", "the instructor's name comes back with the class")
         m = await until(st, lambda m: m.get("type") == "class.instructor", "the instructor back")
         eq(m["state"], "back", "students see the instructor back")
         # The run went on and is the new page's: it can stop it.

@@ -55,10 +55,11 @@ static void test_names(void **state)
 	memset(long_ascii, 'x', 33);
 	long_ascii[33] = '\0';
 	assert_int_equal(class_name_parse(long_ascii, out, err, sizeof err), -EINVAL);
-	assert_non_null(strstr(err, "at most 32"));
+	assert_non_null(strstr(err, "1 to 32 characters (got 33)"));
 	assert_int_equal(class_name_parse("", out, err, sizeof err), -EINVAL);
 	assert_int_equal(class_name_parse("   ", out, err, sizeof err), -EINVAL);
 	assert_non_null(strstr(err, "empty"));
+	assert_non_null(strstr(err, "1 to 32"));
 	assert_int_equal(class_name_parse("a\tb", out, err, sizeof err), -EINVAL);
 	assert_int_equal(class_name_parse("a\x7f", out, err, sizeof err), -EINVAL);
 	assert_int_equal(class_name_parse("\xc0\xaf", out, err, sizeof err), -EINVAL); /* overlong */
@@ -66,6 +67,7 @@ static void test_names(void **state)
 	assert_int_equal(class_name_parse("a\xe2\x80\xae" "b", out, err, sizeof err), -EINVAL); /* RLO */
 	assert_int_equal(class_name_parse("\xe5\xbc", out, err, sizeof err), -EINVAL); /* torn */
 	assert_non_null(strstr(err, "control"));
+	assert_non_null(strstr(err, "1 to 32"));
 }
 
 static void test_secret(void **state)

@@ -119,8 +119,20 @@ static void sign_in_and_open_a_class(void **state)
 	json_decref(r);
 	r = one_reply("{\"op\":\"signin\",\"secret\":\"unit-secret-1\"}", "signin.accepted");
 	json_decref(r);
-	r = one_reply("{\"op\":\"class.open\",\"tag\":\"c\"}", "class.opened");
+	/* The instructor's optional display name is checked like a student's. */
+	r = one_reply("{\"op\":\"class.open\",\"name\":7}", "error");
+	assert_string_equal(field(r, "code"), "bad_request");
+	assert_string_equal(field(r, "param"), "name");
+	assert_non_null(strstr(field(r, "message"), "1 to 32 characters"));
+	json_decref(r);
+	r = one_reply("{\"op\":\"class.open\",\"name\":\"a\\u0007b\"}", "error");
+	assert_string_equal(field(r, "code"), "bad_param");
+	assert_string_equal(field(r, "param"), "name");
+	json_decref(r);
+	r = one_reply("{\"op\":\"class.open\",\"tag\":\"c\",\"name\":\" Dr. Wu \"}",
+		      "class.opened");
 	assert_int_equal(strlen(field(r, "class")), 6);
+	assert_string_equal(field(r, "instructor"), "Dr. Wu");
 	json_decref(r);
 }
 
