@@ -21,6 +21,23 @@ let lockTimer = null;
 // (sessionStorage survives a reload, not a closed tab): after a reload or a
 // dropped connection the page takes the class back within --class-grace.
 const RECLAIM_KEY = 'socklab.reclaim';
+// The instructor's display name, remembered by this browser for the next class.
+const TEACHER_KEY = 'socklab.teacherName';
+
+function keptTeacherName() {
+	try {
+		return localStorage.getItem(TEACHER_KEY) || '';
+	} catch (e) {
+		return '';
+	}
+}
+
+function keepTeacherName(name) {
+	try {
+		if (name) localStorage.setItem(TEACHER_KEY, name);
+		else localStorage.removeItem(TEACHER_KEY);
+	} catch (e) { /* storage disabled: typed again next time */ }
+}
 
 function keepReclaim(code, token) {
 	try {
@@ -140,7 +157,8 @@ export function onError(m) {
 	// look-alike characters are the usual reason).
 	if (m.param === 'class' && m.code === 'bad_request') say(t('class.code_bad'), 'error');
 	else say(m.message || m.code || 'error', 'error');
-	const field = m.param === 'class' ? $('class-code') : m.param === 'name' ? $('class-name')
+	const field = m.param === 'class' ? $('class-code')
+		: m.param === 'name' ? $('class-name') || $('class-teacher-name')
 		: m.param === 'secret' ? $('class-secret') : null;
 	if (field) field.focus();
 	return true;
@@ -155,14 +173,14 @@ export function onMessage(m) {
 		render();
 		return true;
 	case 'class.opened':
-		s.cls = { role: 'teacher', code: m.class, members: 0, names: [], run: null };
+		s.cls = { role: 'teacher', code: m.class, instructor: m.instructor || null, members: 0, names: [], run: null };
 		keepReclaim(m.class, m.reclaim);
 		say('');
 		render();
 		return true;
 	case 'class.reclaimed':
 		s.instructor = true;
-		s.cls = { role: 'teacher', code: m.class, members: 0, names: [], run: m.run || null };
+		s.cls = { role: 'teacher', code: m.class, instructor: m.instructor || null, members: 0, names: [], run: m.run || null };
 		if (m.run_info) {
 			s.cls.lab = m.run_info.lab;
 			s.cls.params = m.run_info.params;
@@ -179,7 +197,7 @@ export function onMessage(m) {
 		return true;
 	case 'class.joined':
 		if (m.member) keepMember(m.class, m.member);
-		s.cls = { role: 'student', code: m.class, name: m.name, run: null, view: m.view };
+		s.cls = { role: 'student', code: m.class, name: m.name, instructor: m.instructor || null, run: null, view: m.view };
 		say('');
 		render();
 		if (m.run && m.run_info) showClassRun(m.run_info, m.live, m.view, true);
@@ -281,7 +299,17 @@ function showClassRun(info, live, view, fromBundle) {
 	if (tryBtn) tryBtn.disabled = false;
 }
 
-// A student's banner: the class code, and what the class view is doing.
+// The class code, large, and the instructor's name when one was given (text
+// only: a name is whatever the instructor typed).
+function bannerHead(c, small) {
+	return [
+		h('span', { class: 'class-code-label', text: t('class.code_label') }),
+		h('strong', { class: small ? 'class-code class-code-small' : 'class-code', attrs: { id: 'class-code-big' }, text: `${c.code.slice(0, 3)} ${c.code.slice(3)}` }),
+		c.instructor ? h('span', { class: 'class-teacher', attrs: { id: 'class-teacher' }, text: t('class.by', { name: c.instructor }) }) : null,
+	];
+}
+
+// A student's banner: the class code, the instructor, and what the class view is doing.
 function renderBanner() {
 	const c = st().cls;
 	const banner = $('class-banner');
@@ -293,9 +321,7 @@ function renderBanner() {
 		const n = c.view.pos !== null && c.view.pos !== undefined ? c.view.pos : v ? v.player.shown : 0;
 		state = t('class.paused_at', { n });
 	} else state = c.run ? t('class.following') : t('class.waiting_run');
-	replace(banner,
-		h('span', { class: 'class-code-label', text: t('class.code_label') }),
-		h('strong', { class: 'class-code class-code-small', attrs: { id: 'class-code-big' }, text: `${c.code.slice(0, 3)} ${c.code.slice(3)}` }),
+	replace(banner, ...bannerHead(c, true),
 		h('span', { class: c.away ? 'class-state class-state-away' : 'class-state', attrs: { id: 'class-state' }, text: state }));
 	banner.hidden = false;
 }
@@ -347,9 +373,7 @@ function render() {
 	const banner = $('class-banner');
 	document.body.dataset.classRole = c ? c.role : s.instructor ? 'instructor' : '';
 	if (c && c.role === 'teacher') {
-		replace(banner,
-			h('span', { class: 'class-code-label', text: t('class.code_label') }),
-			h('strong', { class: 'class-code', attrs: { id: 'class-code-big' }, text: `${c.code.slice(0, 3)} ${c.code.slice(3)}` }),
+		replace(banner, ...bannerHead(c, false),
 			h('span', { class: 'class-members', attrs: { id: 'class-count' }, text: t('class.members', { n: c.members }) }));
 		banner.hidden = false;
 		replace(panel,
@@ -372,10 +396,20 @@ function render() {
 		$('class-try').disabled = !c.run;
 	} else if (s.instructor) {
 		banner.hidden = true;
+		// An optional display name for the students' banner (1..32
+		// characters, checked by the server like a student's name).
+		const tname = h('input', { attrs: { id: 'class-teacher-name', autocomplete: 'name', maxlength: '32', placeholder: t('class.teacher_name_hint'), 'aria-label': t('class.teacher_name') } });
+		tname.value = keptTeacherName();
 		replace(panel,
 			h('p', { text: t('class.signed_in') }),
-			h('button', { class: 'btn btn-primary btn-small', attrs: { type: 'button', id: 'class-open' }, text: t('class.open'),
-				on: { click: () => send({ op: 'class.open' }) } }));
+			h('form', { class: 'class-form', attrs: { id: 'class-open-form' }, on: { submit: (e) => {
+				e.preventDefault();
+				const name = tname.value.trim();
+				keepTeacherName(name);
+				send(name ? { op: 'class.open', name } : { op: 'class.open' });
+			} } },
+			h('label', { attrs: { for: 'class-teacher-name' }, text: t('class.teacher_name') }), tname,
+			h('button', { class: 'btn btn-primary btn-small', attrs: { type: 'submit', id: 'class-open' }, text: t('class.open') })));
 	} else {
 		banner.hidden = true;
 		const needSecret = !(app.state.config && app.state.config.classroom && app.state.config.classroom.secret_required === false);

@@ -10,6 +10,9 @@ import {
 } from './lib.mjs';
 
 const SECRET = 'e2e-instructor-secret';
+const LOCKOUT = 5; // --signin-lockout, seconds
+// The instructor's display name: markup in it must show as text.
+const TEACHER = '<b>Dr. Wu</b> & 张';
 
 let srv;
 let teacher; // page
@@ -29,6 +32,18 @@ function watch(page, who) {
 		if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) problems.push(`${who} console: ${m.text()}`);
 	});
 	page.on('pageerror', (e) => problems.push(`${who} page error: ${e.message}`));
+}
+
+// Where an element is in the window: entirely on the first screen, below a
+// sticky bar (the replay bar) when one is given.
+async function inView(page, sel, below = null) {
+	return page.evaluate(([s, b]) => {
+		const el = document.querySelector(s);
+		if (!el) return { ok: false, why: `no ${s}` };
+		const r = el.getBoundingClientRect();
+		const top = b && document.querySelector(b) ? document.querySelector(b).getBoundingClientRect().bottom : 0;
+		return { ok: r.top >= top - 1 && r.bottom <= window.innerHeight + 1 && r.height > 0, top: r.top, bottom: r.bottom, barBottom: top, vh: window.innerHeight };
+	}, [sel, below]);
 }
 
 // The player of the main pane: {pos, total, paused}.
@@ -55,8 +70,13 @@ test('instructor signs in and opens a class: the code is shown large', async () 
 	await teacher.waitForFunction(() => /wrong instructor secret/.test(document.getElementById('class-msg').textContent));
 	await teacher.fill('#class-secret', SECRET);
 	await teacher.click('#class-signin');
+	// An optional name for the students' banner.
+	await teacher.fill('#class-teacher-name', TEACHER);
 	await teacher.click('#class-open');
 	const big = await teacher.waitForSelector('#class-code-big');
+	// The instructor's own view names them too, as text (no markup made).
+	assertEq(await teacher.textContent('#class-teacher'), `Instructor: ${TEACHER}`, "the instructor's banner");
+	assertEq(await teacher.$$eval('#class-banner b', (els) => els.length), 0, 'the name is text, not markup');
 	const text = await big.textContent();
 	assert(/^[2-9A-HJKMNP-Z]{3} [2-9A-HJKMNP-Z]{3}$/.test(text), `code ${text}`);
 	classCode = text.replace(' ', '');
@@ -73,6 +93,13 @@ test('a student joins with the code and a name; the instructor sees the count', 
 	await student.click('#class-join');
 	await student.waitForFunction((c) => document.getElementById('class-panel').textContent.includes(`In class ${c} as Ada`), classCode);
 	await teacher.waitForFunction(() => document.getElementById('class-count').textContent === '1 student(s)');
+	// The student's banner: the class code and who teaches it.
+	assertEq(await student.textContent('#class-teacher'), `Instructor: ${TEACHER}`, "the student's banner names the instructor");
+	assertEq(await student.$$eval('#class-banner b', (els) => els.length), 0, 'the name is text, not markup');
+	await student.selectOption('#lang-select', 'zh-CN');
+	await student.waitForFunction((n) => document.getElementById('class-teacher')?.textContent === `教师：${n}`, TEACHER);
+	await student.selectOption('#lang-select', 'en');
+	await student.waitForFunction(() => document.getElementById('run-btn').textContent === 'Run');
 });
 
 test('the instructor runs a lab in the class: the student follows it live, read-only', async () => {
@@ -101,19 +128,34 @@ test('the instructor runs a lab in the class: the student follows it live, read-
 	assert(await student.isHidden('#form-fields'), 'the form is collapsed');
 	const top = await student.$eval('#pane-main', (el) => el.getBoundingClientRect().top);
 	assert(top < (await student.evaluate(() => window.innerHeight)), `the class run starts on the first screen (top ${top})`);
+	// At 1280x720 the student's first screen holds the banner (code,
+	// instructor, state) and the class run's replay bar, without scrolling.
+	for (const sel of ['#class-banner', '#class-teacher', '#class-state', '#pane-main .player-bar', '#pane-main .run-card']) {
+		const v = await inView(student, sel);
+		assert(v.ok, `${sel} on the student's first screen: ${JSON.stringify(v)}`);
+	}
+	await student.screenshot({ path: path.join(LOGS, 'e2e-class-student-first-1280x720-en.png') });
 });
 
 test('the student view follows the instructor stepping backwards, forwards and jumping', async () => {
 	const live = await stageText(teacher);
 	const total = (await playerState(teacher)).total;
-	await teacher.click('#pane-main .pl-back');
-	await teacher.click('#pane-main .pl-back');
-	await teacher.click('#pane-main .pl-back');
+	for (let k = 1; k <= 3; k++) {
+		await teacher.click('#pane-main .pl-back');
+		await until(async () => {
+			const s = await playerState(student);
+			return s.pos === total - k && s.paused;
+		}, WAIT, `student at total-${k}, paused`);
+		// Each step moves the student's highlighted event into view (below
+		// the sticky replay bar).
+		const seq = await student.$eval('#pane-main .player', (el) => el.dataset.pos);
+		const v = await until(async () => {
+			const r = await inView(student, '#pane-main .pl-current', '#pane-main .player-bar');
+			return r.ok && r;
+		}, WAIT, `the student's current event in view after step ${k} (event ${seq})`);
+		assert(v.ok, JSON.stringify(v));
+	}
 	await until(async () => (await playerState(teacher)).pos === total - 3, WAIT, 'instructor at total-3');
-	await until(async () => {
-		const s = await playerState(student);
-		return s.pos === total - 3 && s.paused;
-	}, WAIT, 'student at total-3, paused');
 	await student.waitForFunction((n) => document.getElementById('class-state').textContent === `Paused by the instructor at event ${n}`, total - 3);
 	for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
 		await student.setViewportSize({ width: w, height: hgt });
@@ -285,6 +327,8 @@ test('the instructor reloads the page and keeps the class and its students', asy
 	await teacher.waitForFunction(() => /is yours again/.test(document.getElementById('class-msg').textContent));
 	await teacher.waitForFunction(() => document.getElementById('class-count').textContent === '1 student(s)');
 	assertEq(await teacher.textContent('#run-btn'), 'Run for the class', 'still teaching');
+	assertEq(await teacher.textContent('#class-teacher'), `Instructor: ${TEACHER}`, 'the name comes back with the class');
+	assertEq(await student.textContent('#class-teacher'), `Instructor: ${TEACHER}`, "the student's banner still names the instructor");
 	// The student is still in the class, and not left waiting.
 	assert((await student.textContent('#class-panel')).includes(`In class ${classCode} as Ada`), 'student still in the class');
 	await student.waitForFunction(() => !document.getElementById('class-away'));
@@ -299,22 +343,51 @@ test('the instructor ends the class: the student is told', async () => {
 });
 
 test('sign-in lockout: the page counts the time down, then the right secret is let in', async () => {
-	await student.click('#class-panel summary');
-	for (let i = 0; i < 5; i++) {
-		await student.fill('#class-secret', `wrong-${i}`);
+	// The lockout starts when the server handles the fifth wrong secret,
+	// after t5; an answer the page shows before t5 + LOCKOUT was decided while
+	// locked out. A machine too slow for that (the right secret answered
+	// after the lockout could have passed, which may rightly let it in) tries
+	// again on a new connection instead of guessing.
+	for (let attempt = 1; ; attempt++) {
+		await student.reload();
+		await student.waitForSelector('body.ready');
+		await student.click('#class-panel summary');
+		let t5 = 0;
+		for (let i = 0; i < 5; i++) {
+			await student.fill('#class-secret', `wrong-${i}`);
+			if (i === 4) t5 = Date.now();
+			await student.click('#class-signin');
+			await student.waitForFunction(() => /wrong instructor secret/.test(document.getElementById('class-msg').textContent));
+			await student.evaluate(() => { document.getElementById('class-msg').textContent = ''; });
+		}
+		await student.fill('#class-secret', SECRET);
 		await student.click('#class-signin');
-		await student.waitForFunction(() => /wrong instructor secret/.test(document.getElementById('class-msg').textContent));
-		await student.evaluate(() => { document.getElementById('class-msg').textContent = ''; });
+		await student.waitForFunction(() => /try again in \d+ s/.test(document.getElementById('class-msg').textContent) || document.getElementById('class-open'));
+		const locked = await student.evaluate(() => /try again in \d+ s/.test(document.getElementById('class-msg').textContent));
+		const seen = Date.now();
+		if (!locked) {
+			assert(seen - t5 >= LOCKOUT * 1000, `the right secret was let in ${seen - t5} ms after the fifth wrong one, inside the ${LOCKOUT} s lockout`);
+			assert(attempt < 4, 'four times the page answered only after the lockout could have passed: this machine is too slow for the test');
+			console.log(`# attempt ${attempt}: answered ${seen - t5} ms after the fifth wrong secret; again`);
+			continue;
+		}
+		// The page shows the time left and counts it down.
+		const first = Number(/try again in (\d+) s/.exec(await student.textContent('#class-msg'))[1]);
+		assert(first >= 1 && first <= LOCKOUT, `time left ${first} s of a ${LOCKOUT} s lockout`);
+		assert(await student.$eval('#class-signin', (b) => b.disabled), 'sign-in button disabled while locked out');
+		await student.screenshot({ path: path.join(LOGS, 'e2e-class-lockout.png') });
+		if (first > 1) {
+			await student.waitForFunction((n) => {
+				const m = /try again in (\d+) s/.exec(document.getElementById('class-msg').textContent);
+				return m && Number(m[1]) < n;
+			}, first, { timeout: RUN_WAIT });
+		}
+		await student.waitForFunction(() => /sign in again now/.test(document.getElementById('class-msg').textContent), null, { timeout: RUN_WAIT });
+		await student.fill('#class-secret', SECRET);
+		await student.click('#class-signin');
+		await student.waitForSelector('#class-open');
+		return;
 	}
-	await student.fill('#class-secret', SECRET);
-	await student.click('#class-signin');
-	await student.waitForFunction(() => /try again in \d+ s/.test(document.getElementById('class-msg').textContent));
-	assert(await student.$eval('#class-signin', (b) => b.disabled), 'sign-in button disabled while locked out');
-	await student.screenshot({ path: path.join(LOGS, 'e2e-class-lockout.png') });
-	await student.waitForFunction(() => /sign in again now/.test(document.getElementById('class-msg').textContent), null, { timeout: RUN_WAIT });
-	await student.fill('#class-secret', SECRET);
-	await student.click('#class-signin');
-	await student.waitForSelector('#class-open');
 });
 
 test('switching to Chinese changes the interface and the explanations, and back', async () => {
@@ -354,9 +427,10 @@ runTap({
 	tmpPrefix: 'socklab-e2e-class-',
 	async setup(chromium, t) {
 		tmp = t;
-		srv = await startServer(tmp, { log: 'e2e-class-server.log', args: ['--instructor-secret', SECRET, '--signin-lockout', '3'] });
+		srv = await startServer(tmp, { log: 'e2e-class-server.log', args: ['--instructor-secret', SECRET, '--signin-lockout', String(LOCKOUT)] });
 		const browser = await launchBrowser(chromium);
-		const opts = { viewport: { width: 1440, height: 1000 }, locale: 'en-US', acceptDownloads: true };
+		// Two contexts at 1280x720: a lecture hall's laptops and projector.
+		const opts = { viewport: { width: 1280, height: 720 }, locale: 'en-US', acceptDownloads: true };
 		teacher = await (await browser.newContext(opts)).newPage();
 		student = await (await browser.newContext(opts)).newPage();
 		watch(teacher, 'instructor');
