@@ -233,6 +233,7 @@ test('stepping: replay badge, the current event marked, the ladder does not move
 		const o = document.querySelector('.hs-ladder').getBoundingClientRect();
 		return `${g.dataset.n}@${Math.round(r.left - o.left)},${Math.round(r.top - o.top)}`;
 	}));
+	const listenAtEnd = await page.locator('.hs-timeline-server .hs-st[data-state="LISTEN"]').count();
 	if (!(await page.locator('.pl-steps').isVisible())) await page.click('.pl-stepping');
 	// Stop just after the SYN-ACK was captured.
 	const k = evs.findIndex((e) => e.type === 'segment' && e.n === 2) + 1;
@@ -255,8 +256,13 @@ test('stepping: replay badge, the current event marked, the ladder does not move
 	assertEq(now, end, 'every arrow where it is at the end of the run (in the ladder)');
 	const future = await page.locator('.hs-seg.hs-future').evaluateAll((g) => g.map((x) => Number(x.dataset.n)));
 	assertEq(future, evs.filter((e) => e.type === 'segment' && e.seq > evs[k - 1].seq).map((e) => e.n), 'greyed arrows');
+	// The server's LISTEN block (when the run's reports draw one at its end:
+	// the first kernel report of the server's socket must be a transition out
+	// of LISTEN) stays, and is not greyed once the listener's report is passed.
 	const listen = evs.find((e) => e.type === 'state' && e.who === 'listener' && e.to === 'LISTEN');
-	if (listen && listen.seq <= evs[k - 1].seq) {
+	const blocks = await page.locator('.hs-timeline-server .hs-st[data-state="LISTEN"]').count();
+	assertEq(blocks, listenAtEnd, 'LISTEN blocks of the server, as at the end of the run');
+	if (blocks && listen && listen.seq <= evs[k - 1].seq) {
 		const cls = await page.getAttribute('.hs-timeline-server .hs-st[data-state="LISTEN"]', 'class');
 		assert(!cls.includes('hs-future'), `the server's LISTEN, reported at seq ${listen.seq}, is not greyed: ${cls}`);
 	}
