@@ -11,12 +11,8 @@ static int capture_complete(const json_t *events, struct quiz_truth *t)
 	const json_t *end = quiz_run_end(events);
 	const json_t *cap = json_object_get(json_object_get(end, "summary"), "capture");
 
-	if (!end || strcmp(quiz_str(end, "status"), "ok")) {
-		t->why = "*run_not_ok";
-		json_object_set_new(t->params, "status",
-				    json_string(end ? quiz_str(end, "status") : "running"));
+	if (!quiz_ended_ok(events, t))
 		return 0;
-	}
 	if (cap && !json_is_true(json_object_get(cap, "complete"))) {
 		t->why = "*capture_incomplete";
 		json_object_set_new(t->params, "drops", json_integer(quiz_int(cap, "drops", 0)));
@@ -128,12 +124,8 @@ static int rule_time_wait_side(const json_t *events, struct quiz_truth *t)
 	int have_diag = 0;
 	size_t i;
 
-	if (!end || strcmp(quiz_str(end, "status"), "ok")) {
-		t->why = "*run_not_ok";
-		json_object_set_new(t->params, "status",
-				    json_string(end ? quiz_str(end, "status") : "running"));
+	if (!quiz_ended_ok(events, t))
 		return 0;
-	}
 	json_array_foreach(samples, i, e)
 		if (json_is_string(e) && !strcmp(json_string_value(e), "sock_diag"))
 			have_diag = 1;

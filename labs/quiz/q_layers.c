@@ -19,12 +19,8 @@ static int frames_complete(const json_t *events, struct quiz_truth *t)
 	const json_t *sum = json_object_get(end, "summary");
 	const json_t *cap = json_object_get(sum, "capture");
 
-	if (!end || strcmp(quiz_str(end, "status"), "ok")) {
-		t->why = "*run_not_ok";
-		json_object_set_new(t->params, "status",
-				    json_string(end ? quiz_str(end, "status") : "running"));
+	if (!quiz_ended_ok(events, t))
 		return 0;
-	}
 	if ((cap && !json_is_true(json_object_get(cap, "complete"))) ||
 	    quiz_int(sum, "frames_not_kept", 0) > 0) {
 		t->why = "*capture_incomplete";

@@ -13,18 +13,6 @@
  * has no "first recv()" to be right or wrong about.
  */
 
-static int ended_ok(const json_t *events, struct quiz_truth *t)
-{
-	const json_t *end = quiz_run_end(events);
-
-	if (end && !strcmp(quiz_str(end, "status"), "ok"))
-		return 1;
-	t->why = "*run_not_ok";
-	json_object_set_new(t->params, "status",
-			    json_string(end ? quiz_str(end, "status") : "running"));
-	return 0;
-}
-
 /* Program who ran and every record of its calls was shown (none lost to a
  * tampered record socket). */
 static int traced(const json_t *events, struct quiz_truth *t, const char *who)
@@ -79,7 +67,7 @@ static int rule_server_recvs(const json_t *events, struct quiz_truth *t)
 	const json_t *e;
 	size_t i;
 
-	if (!ended_ok(events, t) || !traced(events, t, "server"))
+	if (!quiz_ended_ok(events, t) || !traced(events, t, "server"))
 		return 0;
 	json_array_foreach(events, i, e) {
 		long long ret;
@@ -137,7 +125,7 @@ static int rule_first_recv_bytes(const json_t *events, struct quiz_truth *t)
 	long long sends = 0, sent = 0;
 	size_t i;
 
-	if (!ended_ok(events, t) || !traced(events, t, "server"))
+	if (!quiz_ended_ok(events, t) || !traced(events, t, "server"))
 		return 0;
 	json_array_foreach(events, i, e) {
 		if (is_receive(e, "server")) {
@@ -188,7 +176,7 @@ static int rule_time_wait_side(const json_t *events, struct quiz_truth *t)
 	long long conns = 0, samples = 0;
 	size_t i;
 
-	if (!ended_ok(events, t))
+	if (!quiz_ended_ok(events, t))
 		return 0;
 	if (quiz_find_note(events, "own.watch_full")) {
 		t->why = "watch_full";
@@ -267,7 +255,7 @@ static int rule_connect_result(const json_t *events, struct quiz_truth *t)
 	long long err;
 	size_t i;
 
-	if (!ended_ok(events, t) || !traced(events, t, "client"))
+	if (!quiz_ended_ok(events, t) || !traced(events, t, "client"))
 		return 0;
 	json_array_foreach(events, i, e) {
 		if (!conn) {

@@ -11,12 +11,8 @@ static int lanes_complete(const json_t *events, struct quiz_truth *t)
 	const json_t *end = quiz_run_end(events);
 	const json_t *cap = json_object_get(json_object_get(end, "summary"), "capture");
 
-	if (!end || strcmp(quiz_str(end, "status"), "ok")) {
-		t->why = "*run_not_ok";
-		json_object_set_new(t->params, "status",
-				    json_string(end ? quiz_str(end, "status") : "running"));
+	if (!quiz_ended_ok(events, t))
 		return 0;
-	}
 	if (quiz_find_note(events, "sticky.verdict.incomplete") ||
 	    (cap && !json_is_true(json_object_get(cap, "complete")))) {
 		t->why = "*capture_incomplete";

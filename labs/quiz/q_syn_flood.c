@@ -4,18 +4,6 @@
 
 #include "quiz/quiz.h"
 
-static int ended_ok(const json_t *events, struct quiz_truth *t)
-{
-	const json_t *end = quiz_run_end(events);
-
-	if (end && !strcmp(quiz_str(end, "status"), "ok"))
-		return 1;
-	t->why = "*run_not_ok";
-	json_object_set_new(t->params, "status",
-			    json_string(end ? quiz_str(end, "status") : "running"));
-	return 0;
-}
-
 /* Does a connect() made while the flood was on succeed? */
 static int rule_during_flood(const json_t *events, struct quiz_truth *t)
 {
@@ -24,7 +12,7 @@ static int rule_during_flood(const json_t *events, struct quiz_truth *t)
 	long long during = 0, failed = 0;
 	const char *err = "";
 
-	if (!ended_ok(events, t))
+	if (!quiz_ended_ok(events, t))
 		return 0;
 	json_array_foreach(events, i, e) {
 		if (strcmp(quiz_ev_type(e), "connect") ||
@@ -79,7 +67,7 @@ static int rule_connects_ok(const json_t *events, struct quiz_truth *t)
 	size_t i;
 	long long n = 0, ok = 0;
 
-	if (!ended_ok(events, t))
+	if (!quiz_ended_ok(events, t))
 		return 0;
 	json_array_foreach(events, i, e) {
 		if (strcmp(quiz_ev_type(e), "connect"))

@@ -4,20 +4,6 @@
 
 #include "quiz/quiz.h"
 
-/* Every call the lab made is in the events, so an unfinished run (error,
- * cancelled) could still make more: its counts decide nothing. */
-static int ended_ok(const json_t *events, struct quiz_truth *t)
-{
-	const json_t *end = quiz_run_end(events);
-
-	if (end && !strcmp(quiz_str(end, "status"), "ok"))
-		return 1;
-	t->why = "*run_not_ok";
-	json_object_set_new(t->params, "status",
-			    json_string(end ? quiz_str(end, "status") : "running"));
-	return 0;
-}
-
 static int is_call(const json_t *e, const char *who, const char *call)
 {
 	return !strcmp(quiz_ev_type(e), "syscall") && (!who || !strcmp(quiz_str(e, "who"), who)) &&
@@ -31,7 +17,7 @@ static int rule_server_recvs(const json_t *events, struct quiz_truth *t)
 	const json_t *e;
 	size_t i;
 
-	if (!ended_ok(events, t))
+	if (!quiz_ended_ok(events, t))
 		return 0;
 	json_array_foreach(events, i, e) {
 		if (!is_call(e, "server", "recv"))
@@ -64,7 +50,7 @@ static int rule_eof_side(const json_t *events, struct quiz_truth *t)
 	const json_t *e, *eof = NULL, *close = NULL;
 	size_t i;
 
-	if (!ended_ok(events, t))
+	if (!quiz_ended_ok(events, t))
 		return 0;
 	json_array_foreach(events, i, e) {
 		if (is_call(e, NULL, "recv") && quiz_int(e, "ret", -1) == 0) {
@@ -105,7 +91,7 @@ static int rule_second_connect(const json_t *events, struct quiz_truth *t)
 	const json_t *local;
 	size_t i;
 
-	if (!ended_ok(events, t))
+	if (!quiz_ended_ok(events, t))
 		return 0;
 	json_array_foreach(events, i, e)
 		if (is_call(e, "client", "connect") && quiz_int(e, "conn", 0) == 2)

@@ -8,16 +8,12 @@
  * (tw_list) and the per-socket samples (observation, timer). */
 static int rule_tw_side(const json_t *events, struct quiz_truth *t)
 {
-	const json_t *e, *end = quiz_run_end(events), *seen[2] = {NULL, NULL};
+	const json_t *e, *seen[2] = {NULL, NULL};
 	int lists = 0;
 	size_t i;
 
-	if (!end || strcmp(quiz_str(end, "status"), "ok")) {
-		t->why = "*run_not_ok";
-		json_object_set_new(t->params, "status",
-				    json_string(end ? quiz_str(end, "status") : "running"));
+	if (!quiz_ended_ok(events, t))
 		return 0;
-	}
 	json_array_foreach(events, i, e) {
 		const char *side = NULL;
 		if (!strcmp(quiz_ev_type(e), "tw_list")) {

@@ -4,18 +4,6 @@
 
 #include "quiz/quiz.h"
 
-static int ended_ok(const json_t *events, struct quiz_truth *t)
-{
-	const json_t *end = quiz_run_end(events);
-
-	if (end && !strcmp(quiz_str(end, "status"), "ok"))
-		return 1;
-	t->why = "*run_not_ok";
-	json_object_set_new(t->params, "status",
-			    json_string(end ? quiz_str(end, "status") : "running"));
-	return 0;
-}
-
 static int is_probe(const json_t *e, const char *status)
 {
 	return !strcmp(quiz_ev_type(e), "probe") && !strcmp(quiz_str(e, "status"), status);
@@ -31,7 +19,7 @@ static int rule_lost(const json_t *events, struct quiz_truth *t)
 	char list[256] = "";
 	size_t off = 0;
 
-	if (!ended_ok(events, t))
+	if (!quiz_ended_ok(events, t))
 		return 0;
 	json_array_foreach(events, i, e) {
 		if (!strcmp(quiz_ev_type(e), "syscall") && !strcmp(quiz_str(e, "call"), "sendto") &&
@@ -77,7 +65,7 @@ static int rule_first_slowest(const json_t *events, struct quiz_truth *t)
 	const json_t *e, *first = NULL, *max = NULL;
 	size_t i;
 
-	if (!ended_ok(events, t))
+	if (!quiz_ended_ok(events, t))
 		return 0;
 	json_array_foreach(events, i, e) {
 		if (!is_probe(e, "reply"))

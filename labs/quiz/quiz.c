@@ -466,6 +466,18 @@ const json_t *quiz_run_end(const json_t *events)
 	return e && !strcmp(quiz_ev_type(e), "run.end") ? e : NULL;
 }
 
+int quiz_ended_ok(const json_t *events, struct quiz_truth *t)
+{
+	const json_t *end = quiz_run_end(events);
+
+	if (end && !strcmp(quiz_str(end, "status"), "ok"))
+		return 1;
+	t->why = "*run_not_ok";
+	json_object_set_new(t->params, "status",
+			    json_string(end ? quiz_str(end, "status") : "running"));
+	return 0;
+}
+
 void quiz_evidence(struct quiz_truth *t, const json_t *e)
 {
 	if (e && quiz_ev_seq(e) >= 0)

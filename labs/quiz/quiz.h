@@ -142,6 +142,10 @@ long long quiz_int(const json_t *o, const char *key, long long def);
 const json_t *quiz_run_params(const json_t *events);
 /* The run.end event, or NULL (the run did not end). */
 const json_t *quiz_run_end(const json_t *events);
+/* 1 when the run ended with status ok; otherwise 0, with t's reason
+ * "*run_not_ok" and its status (an unfinished run could still have made more
+ * calls or segments: its counts decide nothing). */
+int quiz_ended_ok(const json_t *events, struct quiz_truth *t);
 void quiz_evidence(struct quiz_truth *t, const json_t *e);
 /* A note of this key in the events, or NULL. */
 const json_t *quiz_find_note(const json_t *events, const char *key);
