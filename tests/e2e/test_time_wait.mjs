@@ -19,6 +19,11 @@ let srv;
 let page;
 const problems = [];
 
+// Knobs past a lab's main ones sit under "More knobs" (a closed details).
+async function openMore() {
+	await page.evaluate(() => { for (const d of document.querySelectorAll('#run-form details')) d.open = true; });
+}
+
 async function events(id) {
 	const r = await fetch(`${srv.base}/api/runs/${id}/events`);
 	return (await r.text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
@@ -27,7 +32,8 @@ async function events(id) {
 test('the client closes first: its TIME_WAIT socket with the kernel\'s time left, and every call', async () => {
 	await page.goto(`${srv.base}/#/lab/time-wait`);
 	await page.locator('#conn[data-state="open"]').waitFor({ timeout: WAIT });
-	await page.locator('#p-observe_ms').waitFor({ timeout: WAIT });
+	await page.locator('#p-observe_ms').waitFor({ state: 'attached', timeout: WAIT });
+	await openMore();
 	await page.fill('#p-observe_ms', '1500');
 	await page.click('#run-btn');
 	await page.locator('.run-card').first().waitFor({ state: 'visible', timeout: WAIT });
@@ -82,6 +88,7 @@ test('in Chinese the note names the side that closed first in Chinese', async ()
 
 test('ports: port 0 inside the range, the busy port\'s EADDRINUSE, each SO_REUSEPORT listener\'s accepts', async () => {
 	await page.selectOption('#p-scenario', 'ports');
+	await openMore();
 	await page.fill('#p-conns', '12');
 	await page.fill('#p-observe_ms', '0');
 	const before = await page.getAttribute('.run-card', 'data-run');
