@@ -210,15 +210,7 @@ static int rule_time_wait_side(const json_t *events, struct quiz_truth *t)
 		t->why = "no_samples";
 		return 0;
 	}
-	t->decided = 1;
-	t->choice = seen[0] && seen[1] ? "both" : seen[0] ? "client" : seen[1] ? "server" : "neither";
-	t->why = t->choice;
-	quiz_evidence(t, seen[0]);
-	quiz_evidence(t, seen[1]);
-	json_object_set_new(t->params, "client_seq",
-			    json_integer(seen[0] ? quiz_ev_seq(seen[0]) : -1));
-	json_object_set_new(t->params, "server_seq",
-			    json_integer(seen[1] ? quiz_ev_seq(seen[1]) : -1));
+	quiz_tw_sides(t, seen);
 	json_object_set_new(t->params, "client_port",
 			    json_integer(seen[0] ? quiz_int(seen[0], "port", 0) : 0));
 	json_object_set_new(t->params, "server_port",

@@ -34,13 +34,7 @@ static int rule_tw_side(const json_t *events, struct quiz_truth *t)
 		t->why = "no_samples";
 		return 0;
 	}
-	t->decided = 1;
-	t->choice = seen[0] && seen[1] ? "both" : seen[0] ? "client" : seen[1] ? "server" : "neither";
-	t->why = t->choice;
-	quiz_evidence(t, seen[0]);
-	quiz_evidence(t, seen[1]);
-	json_object_set_new(t->params, "client_seq", json_integer(seen[0] ? quiz_ev_seq(seen[0]) : -1));
-	json_object_set_new(t->params, "server_seq", json_integer(seen[1] ? quiz_ev_seq(seen[1]) : -1));
+	quiz_tw_sides(t, seen);
 	json_object_set_new(t->params, "lists", json_integer(lists));
 	return 0;
 }

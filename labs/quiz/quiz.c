@@ -478,6 +478,17 @@ int quiz_ended_ok(const json_t *events, struct quiz_truth *t)
 	return 0;
 }
 
+void quiz_tw_sides(struct quiz_truth *t, const json_t *seen[2])
+{
+	t->decided = 1;
+	t->choice = seen[0] && seen[1] ? "both" : seen[0] ? "client" : seen[1] ? "server" : "neither";
+	t->why = t->choice;
+	quiz_evidence(t, seen[0]);
+	quiz_evidence(t, seen[1]);
+	json_object_set_new(t->params, "client_seq", json_integer(seen[0] ? quiz_ev_seq(seen[0]) : -1));
+	json_object_set_new(t->params, "server_seq", json_integer(seen[1] ? quiz_ev_seq(seen[1]) : -1));
+}
+
 void quiz_evidence(struct quiz_truth *t, const json_t *e)
 {
 	if (e && quiz_ev_seq(e) >= 0)

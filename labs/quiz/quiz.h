@@ -146,6 +146,10 @@ const json_t *quiz_run_end(const json_t *events);
  * "*run_not_ok" and its status (an unfinished run could still have made more
  * calls or segments: its counts decide nothing). */
 int quiz_ended_ok(const json_t *events, struct quiz_truth *t);
+/* Decide "which side ends in TIME_WAIT" from the first report of it seen on
+ * each side (seen[0] the client's, seen[1] the server's, either NULL): the
+ * choice, the evidence and the client_seq/server_seq parameters. */
+void quiz_tw_sides(struct quiz_truth *t, const json_t *seen[2]);
 void quiz_evidence(struct quiz_truth *t, const json_t *e);
 /* A note of this key in the events, or NULL. */
 const json_t *quiz_find_note(const json_t *events, const char *key);
