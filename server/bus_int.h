@@ -1,0 +1,145 @@
+/* bus_int.h: what the files of the NATS bus (bus.c, bus_pub.c, bus_mirror.c, bus_index.c) share: struct bus, the publish queue's messages, and their internal calls. Not for other modules: they use bus.h. */
+#ifndef SOCKLAB_BUS_INT_H
+#define SOCKLAB_BUS_INT_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <nats/nats.h>
+
+#include "bus.h"
+#include "event.h"
+
+/* Acknowledgements the library may wait for at once, and how long one may
+ * take before it counts as failed (without a limit a lost one would hold
+ * its place for ever and, MaxPending later, stall publishing). */
+#define BUS_MAX_PENDING 4096
+#define BUS_ACK_WAIT_MS 5000
+/* How long js_PublishAsync may wait when BUS_MAX_PENDING are in flight. */
+#define BUS_STALL_MS 50
+/* How often a publisher with nothing it can do looks again (ms). */
+#define BUS_RETRY_MS 500
+/* What libnats buffers while it reconnects (bytes). */
+#define BUS_RECONNECT_BUF (8 * 1024 * 1024)
+
+enum bus_state { BUS_CONNECTING, BUS_CONNECTED, BUS_RECONNECTING, BUS_CLOSED };
+
+/* What a queued message is: an event line for the stream, a run's meta for
+ * the index (subject holds the run id), or a purge of a removed run. */
+enum bus_kind { BUS_K_LINE, BUS_K_META, BUS_K_PURGE };
+
+struct bus_msg {
+	struct bus_msg *next;
+	enum bus_kind kind;
+	int len;
+	char subject[sizeof BUS_SUBJECT_PREFIX + EV_RUN_ID_LEN];
+	char data[];
+};
+
+struct bus {
+	const struct serve_config *cfg; /* read-only */
+	/* Every field below up to the publisher's own is guarded by lock;
+	 * libnats's callbacks run on its threads and take it too. */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct bus_msg *head, *tail;
+	size_t q_bytes;
+	long q_len;
+	long published, acked, failed, dropped;
+	enum bus_state state;
+	int stream_ready; /* the stream exists (checked since the last connect) */
+	char stream_error[160]; /* why it could not be created; "" */
+	int draining, stop;
+	long purged;            /* runs purged from the stream (guarded by lock) */
+	unsigned conn_gen;      /* connections made so far (guarded by lock) */
+	/* Set once by bus_start, read-only after. */
+	natsOptions *opts;
+	natsConnection *nc;
+	jsCtx *js;
+	pthread_t thread;
+	int started;
+	char replica[EV_RUN_ID_LEN + 1];
+	char remote_dir[PATH_MAX]; /* DATA/remote: mirrors of other replicas' runs */
+	/* The buckets, created once by whichever thread comes first
+	 * (setup_lock); never replaced after: kvStore handles outlive
+	 * reconnections. */
+	pthread_mutex_t setup_lock;
+	kvStore *kv_index, *kv_replicas; /* written under setup_lock, then read-only */
+	/* The read side (the reader thread and libnats's delivery threads):
+	 * every field below is guarded by rlock. */
+	pthread_mutex_t rlock;
+	json_t *index;            /* other replicas' runs: id -> meta */
+	long long index_dropped;  /* entries past BUS_INDEX_MAX */
+	int index_synced;         /* the index watcher has delivered the whole bucket */
+	struct bus_replica_seen {
+		char id[EV_RUN_ID_LEN + 1];
+		int gone; /* its heartbeat entry had expired when last asked */
+	} reps[BUS_MIRRORS_MAX];
+	int n_reps;
+	struct bus_mirror {
+		char id[EV_RUN_ID_LEN + 1]; /* "" when the slot is free */
+		enum bus_mirror_state state;
+		int subscribed;       /* the reader thread has a subscription for it */
+		int fd;               /* the file, appended to; -1 once done */
+		off_t size;
+		long long next_seq;   /* lines in the file */
+		uint64_t last_sseq;   /* stream sequence of the last line taken */
+		int64_t opened_us, touched_us, caught_up_us;
+		char why[240];
+		struct { void (*fn)(void *); void *arg; int64_t since; } waiters[BUS_WAITERS_MAX];
+		int n_waiters;
+		int64_t checked_us; /* when the reader last asked whether it is over */
+		natsSubscription *sub; /* the reader thread's */
+	} mirrors[BUS_MIRRORS_MAX];
+	void (*wake_fn)(void *);
+	void *wake_arg;
+	int rstop;
+	pthread_cond_t rwake;
+	pthread_t reader;
+	int reader_started;
+};
+
+struct bus_waiter_call {
+	void (*fn)(void *);
+	void *arg;
+};
+
+/* ---- bus.c: shared helpers ---- */
+
+/* Wait on c (l held) for at most ms milliseconds. */
+void bus_wait_ms_on(pthread_cond_t *c, pthread_mutex_t *l, int ms);
+/* The publisher's wait: on b->wake with b->lock held. */
+void bus_wait_ms(struct bus *b, int ms);
+/* CLOCK_MONOTONIC in microseconds. */
+int64_t bus_mono_us(void);
+
+/* ---- bus_pub.c: the publish queue and the publisher thread ---- */
+
+/* libnats's thread: one acknowledgement of js_PublishAsync. */
+void bus_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+/* The publisher thread (arg: the bus). */
+void *bus_publisher(void *arg);
+/* Free what is still queued (bus_stop, after the thread is joined). */
+void bus_free_queue(struct bus *b);
+
+/* ---- bus_index.c: the run index, the heartbeats and the reader thread ---- */
+
+/* The index and heartbeat buckets, bound or created; either thread
+ * (setup_lock). */
+natsStatus bus_ensure_buckets(struct bus *b, jsErrCode *jerr);
+/* rlock held: is replica id known to have stopped heartbeating? */
+int bus_replica_gone(struct bus *b, const char *id);
+/* The reader thread (arg: the bus). */
+void *bus_reader(void *arg);
+
+/* ---- bus_mirror.c: copies of other replicas' runs ---- */
+
+/* The reader thread: tend every mirror slot (subscribe, time out waiters,
+ * ask whether live ones are over, unsubscribe finished ones). */
+void bus_tend_mirrors(struct bus *b, int connected);
+/* Make DATA/remote and empty it (copies a previous start left). */
+int bus_remote_dir_open(struct bus *b, char *err, size_t errlen);
+
+#endif
