@@ -134,8 +134,8 @@ struct own_watch {
 	const char *role; /* the state events' "who": "listener", "client", "server" */
 	uint16_t lport;
 	struct {
-		int64_t t_ns;
-		int state, src;
+		int64_t t_ns, from_ns; /* from_ns: a sample saw it in [from_ns, t_ns] */
+		int from, state, src;
 	} hist[OWN_HIST]; /* the first OWN_HIST states the kernel sources gave */
 	int n_hist;
 	int64_t tw_ns; /* sock_diag first listed it in TIME_WAIT (0: never) */
@@ -647,6 +647,8 @@ static json_t *state_item(struct own_run *r, const struct obs_event *ev)
 	if ((ev->kind == OBS_TRANSITION || ev->kind == OBS_SEEN || ev->kind == OBS_GONE) &&
 	    w->n_hist < OWN_HIST) {
 		w->hist[w->n_hist].t_ns = ev->t_ns;
+		w->hist[w->n_hist].from_ns = ev->kind == OBS_SEEN ? ev->from_ns : ev->t_ns;
+		w->hist[w->n_hist].from = ev->kind == OBS_TRANSITION ? ev->from : -1;
 		w->hist[w->n_hist].state = state;
 		w->hist[w->n_hist].src = ev->src;
 		w->n_hist++;
@@ -1150,6 +1152,52 @@ static int state_at(const struct own_watch *w, int64_t t_ns)
 	return last;
 }
 
+/* The note's fields naming the failed bind() and the socket that held
+ * its port, from report h of w. */
+static json_t *held_params(struct own_run *r, const struct own_bindfail *b,
+			   const struct own_watch *w, int h)
+{
+	int64_t us = obs_run_us(r->ctx, w->hist[h].t_ns);
+
+	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:I, s:I}", "who",
+			 who_names[b->who], "who_key", who_keys[b->who], "port", b->port, "bind_seq",
+			 b->seq, "program", who_names[w->prog], "program_key", who_keys[w->prog],
+			 "socket", w->role, "socket_key", sock_role_key(w->role), "fd", w->fd, "state",
+			 tcpst_name(w->hist[h].state), "source", obs_src_name(w->hist[h].src), "t_ms",
+			 (json_int_t)(us / 1000), "t_us", (json_int_t)us);
+}
+
+/* A tracepoint's FIN_WAIT_2 (or TIME_WAIT) -> CLOSED at report h is the
+ * kernel swapping the socket for its small timewait entry, which keeps
+ * the port: the first sock_diag sample that listed w wholly after t_ns
+ * (in FIN_WAIT_2 or TIME_WAIT) shows it was still there. -1: none. */
+static int listed_after(const struct own_watch *w, int h, int64_t t_ns)
+{
+	int i;
+
+	if (w->hist[h].from != TCPST_FIN_WAIT2 && w->hist[h].from != TCPST_TIME_WAIT)
+		return -1;
+	for (i = h + 1; i < w->n_hist; i++)
+		if (w->hist[i].src == OBS_SRC_SOCK_DIAG && w->hist[i].from_ns > t_ns &&
+		    (w->hist[i].state == TCPST_FIN_WAIT2 || w->hist[i].state == TCPST_TIME_WAIT))
+			return i;
+	return -1;
+}
+
+static json_t *tw_params(struct own_run *r, const struct own_bindfail *b,
+			 const struct own_watch *w, int h, int later)
+{
+	json_t *p = held_params(r, b, w, h);
+	int64_t us = obs_run_us(r->ctx, w->hist[later].from_ns);
+
+	json_object_set_new(p, "from", json_string(tcpst_name(w->hist[h].from)));
+	json_object_set_new(p, "listed_state", json_string(tcpst_name(w->hist[later].state)));
+	json_object_set_new(p, "listed_source", json_string(obs_src_name(w->hist[later].src)));
+	json_object_set_new(p, "listed_ms", json_integer(us / 1000));
+	json_object_set_new(p, "listed_from_us", json_integer(us));
+	return p;
+}
+
 #define OWN_TW_NOTES 4
 
 /* After obs_stop: which socket held a port a bind() could not have, and
@@ -1165,23 +1213,21 @@ static void own_end_notes(struct own_run *r)
 
 		for (i = 0; i < r->n_watch; i++) {
 			const struct own_watch *w = &r->watch[i];
-			int h = state_at(w, b->t0_ns);
+			int h = state_at(w, b->t0_ns), later;
 
 			/* A connection's socket still open, or still closing, at
 			 * the bind(): listeners are told by their close() calls. */
-			if (w->lport != b->port || !strcmp(w->role, "listener") || h < 0 ||
-			    w->hist[h].state == TCPST_CLOSE)
+			if (w->lport != b->port || !strcmp(w->role, "listener") || h < 0)
 				continue;
-			ev_note(em, "own.eaddrinuse_held",
-				json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:I}",
-					  "who", who_names[b->who], "who_key", who_keys[b->who], "port",
-					  b->port, "bind_seq", b->seq, "program", who_names[w->prog],
-					  "program_key", who_keys[w->prog], "socket", w->role,
-					  "socket_key", sock_role_key(w->role), "fd", w->fd,
-					  "state", tcpst_name(w->hist[h].state), "source",
-					  obs_src_name(w->hist[h].src), "t_ms",
-					  (json_int_t)(obs_run_us(r->ctx, w->hist[h].t_ns) / 1000)),
-				NULL);
+			if (w->hist[h].state != TCPST_CLOSE) {
+				ev_note(em, "own.eaddrinuse_held", held_params(r, b, w, h), NULL);
+				break;
+			}
+			/* Closed by the tracepoint's word, yet listed after the bind(). */
+			later = listed_after(w, h, b->t0_ns);
+			if (later < 0)
+				continue;
+			ev_note(em, "own.eaddrinuse_held_tw", tw_params(r, b, w, h, later), NULL);
 			break;
 		}
 	}
