@@ -56,6 +56,22 @@ export async function until(fn, ms, what) {
 
 // The first line of an error, and for a Playwright timeout the locator it
 // waited for (the first line alone does not say which element never came).
+// How many rows a set of boxes ({top, bottom}) sits on: a box starts a new
+// row when it begins below every box of the row before. Boxes of one row
+// differ in height and so in top by a pixel or two (centred controls), which
+// rounding tops into buckets miscounts when a row sits near a bucket's edge.
+export function rowsOf(boxes) {
+	let rows = 0;
+	let bottom = -Infinity;
+	for (const b of [...boxes].sort((x, y) => x.top - y.top)) {
+		if (b.top >= bottom - 1) {
+			rows++;
+			bottom = b.bottom;
+		} else bottom = Math.max(bottom, b.bottom);
+	}
+	return rows;
+}
+
 export function oneLine(e) {
 	const lines = String(e && e.message ? e.message : e).split('\n');
 	const waited = lines.find((l) => /waiting for (locator|selector)/.test(l));

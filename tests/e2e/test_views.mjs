@@ -18,7 +18,7 @@
 
 import path from 'node:path';
 import {
-	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, runTap, startServer, test,
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, rowsOf, runTap, startServer, test,
 } from './lib.mjs';
 
 let srv;
@@ -109,14 +109,14 @@ test('every main view at two sizes in two languages: one-row bar over nothing, n
 						.map((b) => b.getBoundingClientRect());
 					return {
 						bar: { top: bar.top, bottom: bar.bottom, height: bar.height },
-						rows: new Set(btns.map((r) => Math.round(r.top / 8))).size,
+						rows: btns.map((r) => ({ top: r.top, bottom: r.bottom })),
 						select: document.querySelector('.pl-speed').getBoundingClientRect().width,
 						opacity: getComputedStyle(document.querySelector('.player-bar')).opacity,
 						bg: getComputedStyle(document.querySelector('.player-bar')).backgroundColor,
 					};
 				});
 				assert(g.bar.height < 56, `${where}: the bar is ${g.bar.height} px high`);
-				assertEq(g.rows, 1, `${where}: rows of controls in the bar`);
+				assertEq(rowsOf(g.rows), 1, `${where}: rows of controls in the bar`);
 				assert(g.select < 220, `${where}: the speed dropdown is ${g.select} px wide`);
 				assertEq(g.opacity, '1', `${where}: bar opacity`);
 				assert(!/rgba\(.*, 0\)/.test(g.bg) && g.bg !== 'transparent', `${where}: bar background ${g.bg}`);
@@ -415,8 +415,8 @@ test('two runs of one lab side by side: what differs is highlighted in both, the
 				if (d && !k.startsWith('param.')) differ++;
 				if (x.classList.contains('cmp-diff') !== d || y.classList.contains('cmp-diff') !== d) wrong.push(k);
 			}
-			const rows = (id) => new Set([...document.querySelectorAll(`#${id} .player-bar > *`)].filter((c) => c.offsetParent)
-				.map((c) => Math.round(c.getBoundingClientRect().top / 8))).size;
+			const rows = (id) => [...document.querySelectorAll(`#${id} .player-bar > *`)].filter((c) => c.offsetParent)
+				.map((c) => c.getBoundingClientRect()).map((r) => ({ top: r.top, bottom: r.bottom }));
 			const over = [...document.querySelectorAll('.pane')].filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.id);
 			return {
 				wrong, differ, rows: [rows('pane-main'), rows('pane-compare')], over,
@@ -432,7 +432,7 @@ test('two runs of one lab side by side: what differs is highlighted in both, the
 			: (g.differ ? `有 ${g.differ} 项数值与另一次运行不同（已高亮）。` : '这里的每项数值都与另一次运行相同。');
 		assertEq(g.notes, [note, note], `${where}: what each summary says`);
 		assertEq(g.titles, lang === 'en' ? ['The run before', 'The new run (beside the one before)'] : ['上一次运行', '新的运行（在上一次运行旁边）'], `${where}: pane titles`);
-		assertEq(g.rows, [1, 1], `${where}: rows of each replay bar`);
+		assertEq(g.rows.map(rowsOf), [1, 1], `${where}: rows of each replay bar`);
 		assertEq(g.over, [], `${where}: panes wider than their column`);
 		assertEq(await clipped('#view .callout-note p, #view .tile dt, #view .tile dd, #view .player-bar .btn, #view .stk-lane-head'), [], `${where}: text cut off`);
 		await page.evaluate(() => document.querySelector('#view').scrollIntoView());
