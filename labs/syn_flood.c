@@ -158,9 +158,7 @@ struct sf {
 	struct lab_ctx *ctx;
 	struct obs *obs;
 	pthread_mutex_t lock;
-	struct sockaddr_in srv, cli;
-	char srv_ip[INET_ADDRSTRLEN], cli_ip[INET_ADDRSTRLEN];
-	uint16_t port;
+	struct net_pair hp; /* the two hosts and the server's port */
 	int attack, accepting, lfd;
 	volatile int stop_attack, stop_all;
 	/* the attacker */
@@ -333,7 +331,7 @@ static void on_diag(void *arg, const struct tcpst_diag_sock *d)
 
 static void take_sample(struct sf *s, int last)
 {
-	struct diag_acc a = {.port = s->port};
+	struct diag_acc a = {.port = s->hp.port};
 	long long c[N_COUNTERS];
 	int64_t from = obs_now_ns(), to;
 	char err[256];
@@ -492,8 +490,8 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 	memcpy(&dst, d->ip4.dst, 4);
 	fl = d->tcp.flags;
 	pthread_mutex_lock(&s->lock);
-	if (src == s->srv.sin_addr.s_addr) {
-		legit = dst == s->cli.sin_addr.s_addr && d->tcp.dport >= 32768;
+	if (src == s->hp.srv.sin_addr.s_addr) {
+		legit = dst == s->hp.cli.sin_addr.s_addr && d->tcp.dport >= 32768;
 		if ((fl & 0x12) == 0x12) {
 			struct synack_slot *sl = slot_for(s, dst, d->tcp.dport);
 
@@ -510,7 +508,7 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 			}
 		}
 	} else {
-		legit = src == s->cli.sin_addr.s_addr && d->tcp.sport >= 32768;
+		legit = src == s->hp.cli.sin_addr.s_addr && d->tcp.sport >= 32768;
 		if ((fl & 0x12) == 0x02) {
 			struct synack_slot *sl = slot_for(s, src, d->tcp.sport);
 
@@ -532,7 +530,7 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 		json_t *j = obs_segment_json(s->ctx, ev->frame, d, ev->t_ns);
 
 		if (j) {
-			json_object_set_new(j, "dir", json_string(src == s->srv.sin_addr.s_addr
+			json_object_set_new(j, "dir", json_string(src == s->hp.srv.sin_addr.s_addr
 									? "out" : "in"));
 			if (mark >= 0)
 				json_object_set_new(
@@ -644,15 +642,15 @@ static void *attacker(void *arg)
 		json_pack("{s:s,s:s,s:i,s:I,s:s,s:s,s:i}", "phase", "start", "source",
 			  s->attack == ATTACK_SPOOFED ? "spoofed" : "real", "rate", rate,
 			  "duration_ms", (json_int_t)lab_int(ctx->p, "duration_ms"), "from",
-			  s->attack == ATTACK_SPOOFED ? "203.0.113.0/24" : s->cli_ip, "to", s->srv_ip,
-			  "port", s->port));
+			  s->attack == ATTACK_SPOOFED ? "203.0.113.0/24" : s->hp.cli_ip, "to", s->hp.srv_ip,
+			  "port", s->hp.port));
 	for (uint64_t i = 0; !s->stop_attack && !lab_cancelled(ctx); i++) {
 		struct timespec ts;
 		uint8_t pkt[SYN_LEN];
 		uint32_t x = rnd[0] + (uint32_t)i * 2654435761u;
 		uint32_t saddr = s->attack == ATTACK_SPOOFED
 					 ? htonl(SPOOF_NET | (1 + x % 254))
-					 : s->cli.sin_addr.s_addr;
+					 : s->hp.cli.sin_addr.s_addr;
 		uint16_t sport = (uint16_t)(ATTACK_PORT_MIN + (x >> 8) % ATTACK_PORT_SPAN);
 
 		next = t0 + (int64_t)(i * 1000000000ULL / (uint64_t)rate);
@@ -661,9 +659,9 @@ static void *attacker(void *arg)
 		ts.tv_sec = next / 1000000000;
 		ts.tv_nsec = next % 1000000000;
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-		build_syn(pkt, saddr, s->srv.sin_addr.s_addr, sport, s->port, x ^ rnd[1],
+		build_syn(pkt, saddr, s->hp.srv.sin_addr.s_addr, sport, s->hp.port, x ^ rnd[1],
 			  (uint32_t)(next / 1000000));
-		if (sendto(fd, pkt, sizeof pkt, 0, (struct sockaddr *)&s->srv, sizeof s->srv) ==
+		if (sendto(fd, pkt, sizeof pkt, 0, (struct sockaddr *)&s->hp.srv, sizeof s->hp.srv) ==
 		    (ssize_t)sizeof pkt)
 			__atomic_add_fetch(&s->syn_sent, 1, __ATOMIC_RELAXED);
 		else
@@ -715,7 +713,7 @@ static int connect_once(struct sf *s, int i, int timeout_ms, int *keep)
 
 	if (fd < 0)
 		return -errno;
-	rc = connect(fd, (struct sockaddr *)&s->srv, sizeof s->srv);
+	rc = connect(fd, (struct sockaddr *)&s->hp.srv, sizeof s->hp.srv);
 	if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
 		sport = ntohs(me.sin_port);
 	if (rc < 0 && errno != EINPROGRESS)
@@ -942,17 +940,17 @@ static int open_listener(struct sf *s)
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s->lfd < 0 ||
 	    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    bind(s->lfd, (struct sockaddr *)&s->srv, sizeof s->srv) < 0 ||
+	    bind(s->lfd, (struct sockaddr *)&s->hp.srv, sizeof s->hp.srv) < 0 ||
 	    listen(s->lfd, (int)lab_int(s->ctx->p, "backlog")) < 0) {
 		char msg[200];
 
-		snprintf(msg, sizeof msg, "server socket on %s:%u: %s", s->srv_ip, s->port,
+		snprintf(msg, sizeof msg, "server socket on %s:%u: %s", s->hp.srv_ip, s->hp.port,
 			 strerror(errno));
 		ev_error(s->ctx->em, "listen_failed", "port", msg);
 		return -errno;
 	}
 	ev_emit(s->ctx->em, "listen",
-		json_pack("{s:s,s:i,s:I,s:b}", "addr", s->srv_ip, "port", s->port, "backlog",
+		json_pack("{s:s,s:i,s:I,s:b}", "addr", s->hp.srv_ip, "port", s->hp.port, "backlog",
 			  (json_int_t)lab_int(s->ctx->p, "backlog"), "accepting", s->accepting));
 	return 0;
 }
@@ -967,14 +965,14 @@ static int route_spoofed(struct sf *s)
 		ev_error(s->ctx->em, "route_failed", NULL, err);
 		return -EIO;
 	}
-	rc = nl_route_add_default(&nl, ntohl(s->cli.sin_addr.s_addr), ifi, err, sizeof err);
+	rc = nl_route_add_default(&nl, ntohl(s->hp.cli.sin_addr.s_addr), ifi, err, sizeof err);
 	nl_close(&nl);
 	if (rc < 0) {
 		ev_error(s->ctx->em, "route_failed", NULL, err);
 		return rc;
 	}
 	ev_emit(s->ctx->em, "route",
-		json_pack("{s:s,s:s,s:s}", "namespace", "server", "to", "0.0.0.0/0", "via", s->cli_ip));
+		json_pack("{s:s,s:s,s:s}", "namespace", "server", "to", "0.0.0.0/0", "via", s->hp.cli_ip));
 	return 0;
 }
 
@@ -1037,27 +1035,8 @@ static int sf_run(struct lab_ctx *ctx)
 	s->lfd = -1;
 	s->attack = (int)lab_int(ctx->p, "attack");
 	s->accepting = (int)lab_int(ctx->p, "accept");
-	if (!ctx->net) {
-		ev_error(ctx->em, "no_network", "network",
-			 "parameter 'network': syn-flood needs two-hosts (its namespaces could not "
-			 "be built)");
-		rc = -EINVAL;
+	if ((rc = net_pair_pick(ctx, &s->hp)) < 0)
 		goto out;
-	}
-	s->port = (uint16_t)lab_int(ctx->p, "port");
-	if (!s->port) {
-		uint16_t r = 0;
-
-		if (getrandom(&r, sizeof r, 0) != sizeof r)
-			r = (uint16_t)obs_now_ns();
-		s->port = (uint16_t)(20000 + r % 10000);
-	}
-	s->srv.sin_family = s->cli.sin_family = AF_INET;
-	s->srv.sin_addr.s_addr = htonl(net_addr(ctx->net, NET_SERVER));
-	s->cli.sin_addr.s_addr = htonl(net_addr(ctx->net, NET_CLIENT));
-	s->srv.sin_port = htons(s->port);
-	inet_ntop(AF_INET, &s->srv.sin_addr, s->srv_ip, sizeof s->srv_ip);
-	inet_ntop(AF_INET, &s->cli.sin_addr, s->cli_ip, sizeof s->cli_ip);
 
 	if ((rc = net_enter(ctx->net, NET_SERVER)) < 0) {
 		ev_error(ctx->em, "internal", NULL, "cannot enter the server namespace");
@@ -1065,7 +1044,7 @@ static int sf_run(struct lab_ctx *ctx)
 	}
 	if ((rc = set_sysctls(s)) < 0 || (rc = route_spoofed(s)) < 0 || (rc = no_forwarding(s)) < 0)
 		goto out;
-	snprintf(filter, sizeof filter, "tcp port %u", s->port);
+	snprintf(filter, sizeof filter, "tcp port %u", s->hp.port);
 	memset(&cfg, 0, sizeof cfg);
 	cfg.ctx = ctx;
 	cfg.filter = filter;

@@ -103,9 +103,8 @@ struct tw {
 	struct lab_ctx *ctx;
 	struct obs *obs;
 	pthread_mutex_t lock;
-	struct sockaddr_in srv, cli;
-	char srv_ip[INET_ADDRSTRLEN], cli_ip[INET_ADDRSTRLEN];
-	uint16_t port, cport;
+	struct net_pair hp; /* the two hosts and the server's port */
+	uint16_t cport;
 	int scenario, closer;
 	int64_t close_ns;        /* the first close() */
 	int64_t last_fin_ns;     /* the last FIN the capture saw */
@@ -185,7 +184,7 @@ static int do_connect(struct tw *s, int fd, int report)
 	socklen_t el = sizeof err;
 	char d[64];
 
-	rc = connect(fd, (struct sockaddr *)&s->srv, sizeof s->srv);
+	rc = connect(fd, (struct sockaddr *)&s->hp.srv, sizeof s->hp.srv);
 	if (rc < 0 && errno != EINPROGRESS)
 		err = errno;
 	else if (rc < 0) {
@@ -207,8 +206,8 @@ static int do_connect(struct tw *s, int fd, int report)
 
 		d[0] = 0;
 		if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0 && me.sin_port)
-			snprintf(d, sizeof d, "from port %u to %s:%u", ntohs(me.sin_port), s->srv_ip,
-				 s->port);
+			snprintf(d, sizeof d, "from port %u to %s:%u", ntohs(me.sin_port), s->hp.srv_ip,
+				 s->hp.port);
 		call_ev(s, "client", "connect", d[0] ? d : NULL, t0, err);
 	}
 	return err;
@@ -290,7 +289,7 @@ static void on_diag(void *arg, const struct tcpst_diag_sock *d)
 	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
 
 	if (d->family != AF_INET || d->state != 6 /* TIME_WAIT */ ||
-	    (d->sport != l->s->port && d->dport != l->s->port))
+	    (d->sport != l->s->hp.port && d->dport != l->s->hp.port))
 		return;
 	l->n++;
 	if (json_array_size(l->arr) >= MAX_SOCKS)
@@ -423,10 +422,10 @@ static int start_observer(struct tw *s, int watch)
 	struct obs_config cfg;
 	char filter[64];
 
-	snprintf(filter, sizeof filter, "tcp port %u", s->port);
-	socks[0] = (struct obs_sock){"client", s->cli.sin_addr, s->srv.sin_addr, s->cport, s->port,
+	snprintf(filter, sizeof filter, "tcp port %u", s->hp.port);
+	socks[0] = (struct obs_sock){"client", s->hp.cli.sin_addr, s->hp.srv.sin_addr, s->cport, s->hp.port,
 				     NET_CLIENT};
-	socks[1] = (struct obs_sock){"server", s->srv.sin_addr, s->cli.sin_addr, s->port, s->cport,
+	socks[1] = (struct obs_sock){"server", s->hp.srv.sin_addr, s->hp.cli.sin_addr, s->hp.port, s->cport,
 				     NET_SERVER};
 	memset(&cfg, 0, sizeof cfg);
 	cfg.ctx = s->ctx;
@@ -451,7 +450,7 @@ static int listener(struct tw *s, int reuse)
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	err = do_bind(s, "server", fd, &s->srv, reuse);
+	err = do_bind(s, "server", fd, &s->hp.srv, reuse);
 	if (err || listen(fd, 16) < 0) {
 		close(fd);
 		return -(err ? err : errno);
@@ -467,7 +466,7 @@ static int one_connection(struct tw *s, int first_is_client)
 	int lfd, cfd = -1, afd = -1, rc = 0;
 	struct sockaddr_in me;
 	socklen_t ml = sizeof me;
-	struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr = s->cli.sin_addr};
+	struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr = s->hp.cli.sin_addr};
 
 	if ((lfd = listener(s, s->reuse)) < 0) {
 		ev_error(ctx->em, "listen_failed", "port", strerror(-lfd));
@@ -482,7 +481,7 @@ static int one_connection(struct tw *s, int first_is_client)
 		goto out;
 	}
 	s->cport = ntohs(me.sin_port);
-	s->cli.sin_port = me.sin_port;
+	s->hp.cli.sin_port = me.sin_port;
 	if ((rc = start_observer(s, 1)) < 0)
 		goto out;
 	if (net_enter(ctx->net, NET_CLIENT) < 0 || do_connect(s, cfd, 1) != 0) {
@@ -540,7 +539,7 @@ out:
 static int scenario_who(struct tw *s)
 {
 	int rc = one_connection(s, s->closer == 0);
-	struct sockaddr_in same = s->cli;
+	struct sockaddr_in same = s->hp.cli;
 
 	if (rc < 0 || s->closer != 0)
 		return rc;
@@ -569,7 +568,7 @@ static int scenario_restart(struct tw *s)
 	if (net_enter(s->ctx->net, NET_SERVER) < 0 ||
 	    (fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -EIO;
-	s->reuse_bind = do_bind(s, "server", fd, &s->srv, s->reuse);
+	s->reuse_bind = do_bind(s, "server", fd, &s->hp.srv, s->reuse);
 	if (!s->reuse_bind) {
 		int64_t t0 = obs_now_ns();
 		int err = listen(fd, 16) < 0 ? errno : 0;
@@ -705,7 +704,7 @@ static int do_listen(struct tw *s, int fd, json_t *extra)
 static int ports_ephemeral(struct tw *s)
 {
 	struct lab_ctx *ctx = s->ctx;
-	struct sockaddr_in a0 = s->srv, got;
+	struct sockaddr_in a0 = s->hp.srv, got;
 	socklen_t gl = sizeof got;
 	int a = -1, b = -1, rc = 0, err;
 	int64_t t0;
@@ -735,7 +734,7 @@ static int ports_ephemeral(struct tw *s)
 	err = getsockname(a, (struct sockaddr *)&got, &gl) < 0 ? errno : 0;
 	if (!err)
 		s->pt.port0 = ntohs(got.sin_port);
-	snprintf(d, sizeof d, "%s:%d", s->srv_ip, s->pt.port0);
+	snprintf(d, sizeof d, "%s:%d", s->hp.srv_ip, s->pt.port0);
 	call_ev_x(s, "server", "getsockname", err ? NULL : d, t0, err,
 		  json_pack("{s:s,s:i}", "step", "port0", "port", s->pt.port0));
 	if (err || do_listen(s, a, json_pack("{s:s}", "step", "port0")))
@@ -743,7 +742,7 @@ static int ports_ephemeral(struct tw *s)
 	/* A second socket asks for the port the listener holds: plain, then
 	 * with SO_REUSEADDR (which never lets a bind share a listener's port). */
 	for (int r = 0; r < 2; r++) {
-		struct sockaddr_in busy = s->srv;
+		struct sockaddr_in busy = s->hp.srv;
 
 		busy.sin_port = htons((uint16_t)s->pt.port0);
 		if ((b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
@@ -814,9 +813,9 @@ static int ports_reuseport(struct tw *s)
 		if (do_sockopt(s, "server", l[i], SO_REUSEPORT, "SO_REUSEPORT",
 			       json_pack("{s:s,s:i}", "step", "reuseport", "listener", i + 1)) != 0)
 			goto out;
-		s->pt.rp_bind[i] = do_bind_x(s, l[i], &s->srv, "SO_REUSEPORT",
+		s->pt.rp_bind[i] = do_bind_x(s, l[i], &s->hp.srv, "SO_REUSEPORT",
 					     json_pack("{s:s,s:i,s:i}", "step", "reuseport", "listener",
-						       i + 1, "port", s->port));
+						       i + 1, "port", s->hp.port));
 		if (s->pt.rp_bind[i] ||
 		    do_listen(s, l[i], json_pack("{s:s,s:i}", "step", "reuseport", "listener", i + 1)))
 			goto out;
@@ -875,7 +874,7 @@ static void ports_verdicts(struct tw *s)
 			  "/proc/sys/net/ipv4/ip_local_port_range (server namespace)", "port0",
 			  s->pt.port0, "port0_in_range", in, "busy_bind", "plain",
 			  outcome(s->pt.busy[0]), "so_reuseaddr", outcome(s->pt.busy[1]), "reuseport",
-			  "port", s->port, "binds", outcome(s->pt.rp_bind[0]), outcome(s->pt.rp_bind[1]),
+			  "port", s->hp.port, "binds", outcome(s->pt.rp_bind[0]), outcome(s->pt.rp_bind[1]),
 			  "accepts",
 			  s->pt.accepts[0], s->pt.accepts[1], "connects", s->pt.connects,
 			  "connects_ok", (json_int_t)s->connects_ok));
@@ -909,7 +908,7 @@ static void ports_verdicts(struct tw *s)
 				  "reuse", b1 ? b1 : "success"),
 			NULL);
 	if (s->pt.rp_bind[0] == 0 && s->pt.rp_bind[1] == 0 && s->obs) {
-		json_t *np = json_pack("{s:i,s:I,s:i,s:i,s:i,s:i}", "port", s->port, "n",
+		json_t *np = json_pack("{s:i,s:I,s:i,s:i,s:i,s:i}", "port", s->hp.port, "n",
 				       (json_int_t)s->connects_ok, "first", s->pt.accepts[0], "second",
 				       s->pt.accepts[1], "total", total, "only",
 				       s->pt.accepts[0] ? 1 : 2);
@@ -923,7 +922,7 @@ static void ports_verdicts(struct tw *s)
 	}
 	else if (s->pt.rp_bind[1] > 0)
 		ev_note(ctx->em, "timewait.ports_reuseport_refused",
-			json_pack("{s:i,s:s}", "port", s->port, "errno",
+			json_pack("{s:i,s:s}", "port", s->hp.port, "errno",
 				  strerrorname_np(s->pt.rp_bind[1])),
 			NULL);
 }
@@ -997,9 +996,9 @@ static void verdicts(struct tw *s)
 			NULL);
 	}
 	if (s->scenario == SC_RESTART && s->reuse_bind == EADDRINUSE)
-		ev_note(ctx->em, "timewait.restart_inuse", json_pack("{s:i}", "port", s->port), NULL);
+		ev_note(ctx->em, "timewait.restart_inuse", json_pack("{s:i}", "port", s->hp.port), NULL);
 	else if (s->scenario == SC_RESTART && s->reuse_bind == 0)
-		ev_note(ctx->em, "timewait.restart_reuse", json_pack("{s:i}", "port", s->port), NULL);
+		ev_note(ctx->em, "timewait.restart_reuse", json_pack("{s:i}", "port", s->hp.port), NULL);
 	if (s->scenario == SC_WHO && s->closer == 0 && s->reuse_bind == EADDRINUSE)
 		ev_note(ctx->em, "timewait.client_port_inuse", json_pack("{s:i}", "port", s->cport),
 			NULL);
@@ -1037,27 +1036,8 @@ static int tw_run(struct lab_ctx *ctx)
 	s->lfd = -1;
 	s->scenario = (int)lab_int(ctx->p, "scenario");
 	s->closer = (int)lab_int(ctx->p, "closer");
-	if (!ctx->net) {
-		ev_error(ctx->em, "no_network", "network",
-			 "parameter 'network': time-wait needs two-hosts (its namespaces could not "
-			 "be built)");
-		rc = -EINVAL;
+	if ((rc = net_pair_pick(ctx, &s->hp)) < 0)
 		goto out;
-	}
-	s->port = (uint16_t)lab_int(ctx->p, "port");
-	if (!s->port) {
-		uint16_t r = 0;
-
-		if (getrandom(&r, sizeof r, 0) != sizeof r)
-			r = (uint16_t)obs_now_ns();
-		s->port = (uint16_t)(20000 + r % 10000);
-	}
-	s->srv.sin_family = s->cli.sin_family = AF_INET;
-	s->srv.sin_addr.s_addr = htonl(net_addr(ctx->net, NET_SERVER));
-	s->cli.sin_addr.s_addr = htonl(net_addr(ctx->net, NET_CLIENT));
-	s->srv.sin_port = htons(s->port);
-	inet_ntop(AF_INET, &s->srv.sin_addr, s->srv_ip, sizeof s->srv_ip);
-	inet_ntop(AF_INET, &s->cli.sin_addr, s->cli_ip, sizeof s->cli_ip);
 	counters_snapshot(s, 0);
 	rc = s->scenario == SC_WHO       ? scenario_who(s)
 	     : s->scenario == SC_RESTART ? scenario_restart(s)

@@ -775,3 +775,32 @@ int net_server_addr(const struct lab_ctx *ctx, struct sockaddr_storage *ss, sock
 	*sl = sizeof *in;
 	return 0;
 }
+
+int net_pair_pick(struct lab_ctx *ctx, struct net_pair *pr)
+{
+	memset(pr, 0, sizeof *pr);
+	if (!ctx->net) {
+		char msg[160];
+
+		snprintf(msg, sizeof msg,
+			 "parameter 'network': %s needs two-hosts (its namespaces could not be built)",
+			 ctx->p->lab->name);
+		ev_error(ctx->em, "no_network", "network", msg);
+		return -EINVAL;
+	}
+	pr->port = (uint16_t)lab_int(ctx->p, "port");
+	if (!pr->port) {
+		uint16_t r = 0;
+
+		if (getrandom(&r, sizeof r, 0) != sizeof r)
+			r = (uint16_t)time(NULL);
+		pr->port = (uint16_t)(20000 + r % 10000);
+	}
+	pr->srv.sin_family = pr->cli.sin_family = AF_INET;
+	pr->srv.sin_addr.s_addr = htonl(net_addr(ctx->net, NET_SERVER));
+	pr->cli.sin_addr.s_addr = htonl(net_addr(ctx->net, NET_CLIENT));
+	pr->srv.sin_port = htons(pr->port);
+	inet_ntop(AF_INET, &pr->srv.sin_addr, pr->srv_ip, sizeof pr->srv_ip);
+	inet_ntop(AF_INET, &pr->cli.sin_addr, pr->cli_ip, sizeof pr->cli_ip);
+	return 0;
+}

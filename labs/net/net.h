@@ -170,6 +170,19 @@ int net_ns_fd(const struct net *n, enum net_side side);
 /* side's IPv4 address (host byte order); 0 without two hosts. */
 uint32_t net_addr(const struct net *n, enum net_side side);
 
+/* The two hosts of a lab that needs network=two-hosts: their addresses,
+ * and the server's port (the "port" parameter; 0 picks one at random in
+ * 20000-29999, so two runs side by side do not share it). */
+struct net_pair {
+	struct sockaddr_in srv, cli; /* srv carries the port */
+	char srv_ip[INET_ADDRSTRLEN], cli_ip[INET_ADDRSTRLEN];
+	uint16_t port;
+};
+
+/* Fill *pr for ctx's lab. Without two hosts: an error event naming the
+ * parameter "network" and -EINVAL. */
+int net_pair_pick(struct lab_ctx *ctx, struct net_pair *pr);
+
 /* Where a lab's server binds: on two hosts its host's own address and the
  * lab's "port" parameter; otherwise the lab's "bind" and "port" parameters.
  * 0, or -EINVAL when "bind" is no IP literal (a lab's check() refuses that). */
