@@ -15,10 +15,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import wait_for  # noqa: E402
+from netlib import host_links, lease_names, lease_of  # noqa: E402
 from tap import check, eq, run, test  # noqa: E402
 
 BIN = os.environ.get("SOCKLAB_ASAN") or os.environ.get("SOCKLAB", "build/socklab")
@@ -56,23 +56,6 @@ def netns_names():
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
     # Lines look like "NAME (id: 0)"; only the name matters.
     return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
-
-
-def host_links():
-    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-
-
-def lease_names():
-    with open("/proc/net/unix") as f:
-        return {line.split()[-1] for line in f if "@socklab-net-" in line}
-
-
-def lease_of(first):
-    """The address lease a run holds: block k of 198.18.0.0/15 is @socklab-net-k.
-    Only this one is checked, since other runs on the machine (another test
-    suite, a container sharing the host's network) hold leases of their own."""
-    a, b, c, d = (int(x) for x in first["network"]["subnet"].split("."))
-    return f"@socklab-net-{((a << 24 | b << 16 | c << 8 | d) - (198 << 24 | 18 << 16)) // 4}"
 
 
 def links_in(path):

@@ -2,7 +2,6 @@
 with the kernel's 60 s timer (sock_diag), a restarted server's bind() with and without
 SO_REUSEADDR, a client reusing its port, an ephemeral range spent by TIME_WAIT and lifted by
 tcp_tw_reuse, bad parameters, and nothing left behind."""
-import glob
 import json
 import os
 import shutil
@@ -13,59 +12,12 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import wait_for  # noqa: E402
+from netlib import holders, lease_names, lease_of, net_inodes, root  # noqa: E402
 from tap import Skip, check, eq, run, test  # noqa: E402
 
 BIN = os.environ.get("SOCKLAB_ASAN") or os.environ.get("SOCKLAB", "build/socklab")
 if not os.path.exists(BIN):
     BIN = os.environ.get("SOCKLAB", "build/socklab")
-
-
-def lease_names():
-    with open("/proc/net/unix") as f:
-        return {line.split()[-1] for line in f if "@socklab-net-" in line}
-
-
-def lease_of(first):
-    """Block k of 198.18.0.0/15 is held as @socklab-net-k (as in test_net.py)."""
-    a, b, c, d = (int(x) for x in first["network"]["subnet"].split("."))
-    return f"@socklab-net-{((a << 24 | b << 16 | c << 8 | d) - (198 << 24 | 18 << 16)) // 4}"
-
-
-def net_inodes(pattern):
-    found = set()
-    for link in glob.glob(pattern):
-        try:
-            target = os.readlink(link)
-        except OSError:
-            continue
-        if target.startswith("net:["):
-            found.add(target)
-    return found
-
-
-def holders(inodes):
-    """Which processes hold any of these namespaces (pid: command line), for a
-    failure message: a namespace inode freed with the run can be given to
-    another process's new namespace at once."""
-    out = {}
-    for link in glob.glob("/proc/[0-9]*/task/*/ns/net") + glob.glob("/proc/[0-9]*/fd/*"):
-        try:
-            if os.readlink(link) in inodes:
-                pid = link.split("/")[2]
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    out[pid] = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
-        except OSError:
-            continue
-    return out
-
-
-def host_links():
-    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-
-
-def root():
-    if os.geteuid() != 0:
-        raise Skip("needs root (namespaces and the capture)")
 
 
 def tw(*params, pcap=None):
