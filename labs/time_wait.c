@@ -240,41 +240,10 @@ static ssize_t recv_wait(struct tw *s, int fd)
 
 /* ---- the kernel's view ---- */
 
+/* TcpExt of the calling thread's namespace. */
 static int read_counters(long long out[N_COUNTERS])
 {
-	char buf[8192], *names = NULL, *vals = NULL, *line, *save = NULL;
-	int fd = open("/proc/thread-self/net/netstat", O_RDONLY | O_CLOEXEC);
-	ssize_t n, got = 0;
-
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, buf + got, sizeof buf - 1 - (size_t)got)) > 0)
-		got += n;
-	close(fd);
-	buf[got] = 0;
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, "TcpExt:", 7) != 0)
-			continue;
-		if (!names)
-			names = line;
-		else if (!vals)
-			vals = line;
-	}
-	if (!names || !vals)
-		return -ENOENT;
-	{
-		char *ns = NULL, *vs = NULL;
-		char *nt = strtok_r(names + 7, " ", &ns), *vt = strtok_r(vals + 7, " ", &vs);
-
-		while (nt && vt) {
-			for (size_t i = 0; i < N_COUNTERS; i++)
-				if (!strcmp(nt, counter_names[i]))
-					out[i] = strtoll(vt, NULL, 10);
-			nt = strtok_r(NULL, " ", &ns);
-			vt = strtok_r(NULL, " ", &vs);
-		}
-	}
-	return 0;
+	return net_tcpext(counter_names, N_COUNTERS, out);
 }
 
 struct tw_list {

@@ -804,3 +804,38 @@ int net_pair_pick(struct lab_ctx *ctx, struct net_pair *pr)
 	inet_ntop(AF_INET, &pr->cli.sin_addr, pr->cli_ip, sizeof pr->cli_ip);
 	return 0;
 }
+
+int net_tcpext(const char *const names[], size_t n, long long out[])
+{
+	char buf[8192], *keys = NULL, *vals = NULL, *line, *save = NULL, *ks = NULL, *vs = NULL;
+	char *k, *v;
+	int fd = open("/proc/thread-self/net/netstat", O_RDONLY | O_CLOEXEC);
+	ssize_t got = 0, r;
+
+	if (fd < 0)
+		return -errno;
+	while ((r = read(fd, buf + got, sizeof buf - 1 - (size_t)got)) > 0)
+		got += r;
+	close(fd);
+	buf[got] = 0;
+	/* Two lines start "TcpExt:": the names, then the values. */
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "TcpExt:", 7) != 0)
+			continue;
+		if (!keys)
+			keys = line;
+		else if (!vals)
+			vals = line;
+	}
+	if (!keys || !vals)
+		return -ENOENT;
+	for (size_t i = 0; i < n; i++)
+		out[i] = -1;
+	k = strtok_r(keys + 7, " ", &ks);
+	v = strtok_r(vals + 7, " ", &vs);
+	for (; k && v; k = strtok_r(NULL, " ", &ks), v = strtok_r(NULL, " ", &vs))
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(k, names[i]))
+				out[i] = strtoll(v, NULL, 10);
+	return 0;
+}

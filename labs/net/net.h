@@ -170,6 +170,12 @@ int net_ns_fd(const struct net *n, enum net_side side);
 /* side's IPv4 address (host byte order); 0 without two hosts. */
 uint32_t net_addr(const struct net *n, enum net_side side);
 
+/* The TcpExt counters names[0..n-1] of the calling thread's network
+ * namespace (/proc/thread-self/net/netstat: a thread that net_enter()ed a
+ * host reads that host's). A name this kernel lacks reads -1. 0, or a
+ * negative errno (-ENOENT: no TcpExt lines). */
+int net_tcpext(const char *const names[], size_t n, long long out[]);
+
 /* The two hosts of a lab that needs network=two-hosts: their addresses,
  * and the server's port (the "port" parameter; 0 picks one at random in
  * 20000-29999, so two runs side by side do not share it). */
