@@ -1462,31 +1462,13 @@ static int own_format(const struct lab_params *p, const json_t *ev, char *buf, s
 		return -1;
 	if (!strcmp(type, "state") || !strcmp(type, "observation") || !strcmp(type, "timer")) {
 		const char *prog = json_string_value(json_object_get(ev, "program"));
-		const char *src = json_string_value(json_object_get(ev, "source"));
-		char what[96];
+		char what[256];
 
-		if (!strcmp(type, "state"))
-			snprintf(what, sizeof what, "%s -> %s",
-				 json_string_value(json_object_get(ev, "from")),
-				 json_string_value(json_object_get(ev, "to")));
-		else if (!strcmp(type, "timer") && json_is_true(json_object_get(ev, "stopped")))
-			snprintf(what, sizeof what, "%s timer stopped (%s)",
-				 json_string_value(json_object_get(ev, "state")),
-				 json_string_value(json_object_get(ev, "reason")));
-		else if (!strcmp(type, "timer"))
-			snprintf(what, sizeof what, "%s, %lld ms left",
-				 json_string_value(json_object_get(ev, "state")),
-				 json_integer_value(json_object_get(ev, "ms_left")));
-		else if (json_is_false(json_object_get(ev, "listed")))
-			snprintf(what, sizeof what, "no longer listed (was %s: %s)",
-				 json_string_value(json_object_get(ev, "last_state")),
-				 json_string_value(json_object_get(ev, "reason")));
-		else
-			snprintf(what, sizeof what, "seen in %s",
-				 json_string_value(json_object_get(ev, "state")));
-		return snprintf(buf, len, "%10.3f  %-9s  %s socket fd %lld: %s  (%s)\n", t,
+		if (obs_state_text(ev, what, sizeof what) < 0)
+			return -1;
+		return snprintf(buf, len, "%10.3f  %-9s  %s socket fd %lld: %s\n", t,
 				prog ? prog : "?", who, json_integer_value(json_object_get(ev, "fd")),
-				what, src ? src : "?");
+				what);
 	}
 	if (!strcmp(type, "output"))
 		return snprintf(buf, len, "%10.3f  %-9s  %s| %s\n", t, who,

@@ -1316,7 +1316,7 @@ static int echo_format(const struct lab_params *p, const json_t *ev, char *buf, 
 	const json_t *tk = json_object_get(ev, "t_kernel_us");
 	double t = (double)json_integer_value(tk ? tk : json_object_get(ev, "t_us")) / 1000.0;
 	long long conn = json_integer_value(json_object_get(ev, "conn"));
-	char who[32], what[120];
+	char who[32], what[256];
 
 	(void)p;
 	if (!type)
@@ -1350,27 +1350,9 @@ static int echo_format(const struct lab_params *p, const json_t *ev, char *buf, 
 	if (strcmp(type, "state") && strcmp(type, "observation") && strcmp(type, "timer"))
 		return -1;
 	snprintf(who, sizeof who, "%s#%lld", json_string_value(json_object_get(ev, "who")), conn);
-	if (!strcmp(type, "state"))
-		snprintf(what, sizeof what, "state %s -> %s",
-			 json_string_value(json_object_get(ev, "from")),
-			 json_string_value(json_object_get(ev, "to")));
-	else if (!strcmp(type, "timer") && json_is_true(json_object_get(ev, "stopped")))
-		snprintf(what, sizeof what, "%s: the kernel's timer stopped (%s)",
-			 json_string_value(json_object_get(ev, "state")),
-			 json_string_value(json_object_get(ev, "reason")));
-	else if (!strcmp(type, "timer"))
-		snprintf(what, sizeof what, "%s, %.1f s left on the kernel's timer",
-			 json_string_value(json_object_get(ev, "state")),
-			 (double)json_integer_value(json_object_get(ev, "ms_left")) / 1000.0);
-	else if (json_is_false(json_object_get(ev, "listed")))
-		snprintf(what, sizeof what, "gone: no longer listed (last seen in %s; %s)",
-			 json_string_value(json_object_get(ev, "last_state")),
-			 json_string_value(json_object_get(ev, "reason")));
-	else
-		snprintf(what, sizeof what, "seen in %s",
-			 json_string_value(json_object_get(ev, "state")));
-	return snprintf(buf, len, "%10.3f  %-10s %s  (kernel: %s)\n", t, who, what,
-			json_string_value(json_object_get(ev, "source")));
+	if (obs_state_text(ev, what, sizeof what) < 0)
+		return -1;
+	return snprintf(buf, len, "%10.3f  %-10s %s\n", t, who, what);
 }
 
 const struct lab_desc lab_tcp_echo = {

@@ -66,6 +66,7 @@ int hs_format(const struct lab_params *p, const json_t *ev, char *buf, size_t le
 	const char *type = js(ev, "type");
 	double ms = (double)ji(ev, "t_kernel_us") / 1000.0;
 	size_t off = 0;
+	char kt[256];
 
 	(void)p;
 	if (!strcmp(type, "segment")) {
@@ -89,29 +90,8 @@ int hs_format(const struct lab_params *p, const json_t *ev, char *buf, size_t le
 	} else if (!strcmp(type, "state") && !strcmp(js(ev, "source"), "rfc-model")) {
 		put(buf, len, &off, "%10.3f  %-10s   rfc 9293: %s -> %s  (segment #%lld: %s)\n", ms,
 		    js(ev, "who"), js(ev, "from"), js(ev, "to"), ji(ev, "seg"), js(ev, "why"));
-	} else if (!strcmp(type, "state")) {
-		put(buf, len, &off, "%10.3f  %-10s state %s -> %s  (kernel: %s)\n", ms, js(ev, "who"),
-		    js(ev, "from"), js(ev, "to"), js(ev, "source"));
-	} else if (!strcmp(type, "observation") && json_is_false(json_object_get(ev, "listed"))) {
-		put(buf, len, &off, "%10.3f  %-10s gone: %s no longer lists it (last seen in %s; %s",
-		    ms, js(ev, "who"), js(ev, "source"), js(ev, "last_state"), js(ev, "reason"));
-		if (json_object_get(ev, "evidence"))
-			put(buf, len, &off, ": the RST #%lld, seq %lld",
-			    ji(ev, "evidence_seg"), ji(json_object_get(ev, "evidence"), "seq_raw"));
-		put(buf, len, &off, ")\n");
-	} else if (!strcmp(type, "observation")) {
-		put(buf, len, &off, "%10.3f  %-10s seen in %s  (%s sample", ms, js(ev, "who"),
-		    js(ev, "state"), js(ev, "source"));
-		if (json_object_get(ev, "timer_ms"))
-			put(buf, len, &off, ", timer %s %.1f s", js(ev, "timer"),
-			    (double)ji(ev, "timer_ms") / 1000.0);
-		put(buf, len, &off, ")\n");
-	} else if (!strcmp(type, "timer") && json_is_true(json_object_get(ev, "stopped"))) {
-		put(buf, len, &off, "%10.3f  %-10s %s: the kernel's timer stopped (%s)\n", ms,
-		    js(ev, "who"), js(ev, "state"), js(ev, "reason"));
-	} else if (!strcmp(type, "timer")) {
-		put(buf, len, &off, "%10.3f  %-10s %s: %.1f s left on the kernel's timer (%s)\n", ms,
-		    js(ev, "who"), js(ev, "state"), (double)ji(ev, "ms_left") / 1000.0, js(ev, "source"));
+	} else if (obs_state_text(ev, kt, sizeof kt) >= 0) {
+		put(buf, len, &off, "%10.3f  %-10s %s\n", ms, js(ev, "who"), kt);
 	} else if (!strcmp(type, "capture")) {
 		put(buf, len, &off, "%10.3f  capturing on %s%s: %s\n", (double)ji(ev, "t_us") / 1000.0,
 		    js(ev, "interface"),
@@ -134,19 +114,19 @@ int hs_format(const struct lab_params *p, const json_t *ev, char *buf, size_t le
 			const json_t *k = json_object_get(row, "kernel");
 			const json_t *f = json_object_get(row, "inferred");
 			const json_t *o = json_object_get(row, "observed");
-			char kt[64] = "-", ft[64] = "-";
+			char kc[64] = "-", ft[64] = "-";
 
 			if (o) {
-				snprintf(kt, sizeof kt, "seen %s (%s)",
+				snprintf(kc, sizeof kc, "seen %s (%s)",
 					 json_is_false(json_object_get(o, "listed")) ? "gone" : js(o, "state"),
 					 js(o, "source"));
 				snprintf(ft, sizeof ft, "model: %s", js(row, "model_state"));
 			}
 			if (k)
-				snprintf(kt, sizeof kt, "%s -> %s", js(k, "from"), js(k, "to"));
+				snprintf(kc, sizeof kc, "%s -> %s", js(k, "from"), js(k, "to"));
 			if (f)
 				snprintf(ft, sizeof ft, "%s -> %s", js(f, "from"), js(f, "to"));
-			put(buf, len, &off, "              %-28s %-28s %s\n", kt, ft, js(row, "match"));
+			put(buf, len, &off, "              %-28s %-28s %s\n", kc, ft, js(row, "match"));
 		}
 	} else {
 		return -1;

@@ -338,4 +338,11 @@ json_int_t obs_run_us(struct lab_ctx *ctx, int64_t t_ns);
 /* CLOCK_MONOTONIC now, in nanoseconds. */
 int64_t obs_now_ns(void);
 
+/* The CLI's text for one of the observer's kernel-state events (type
+ * "state" from a kernel source, "observation", "timer"), without the time
+ * and the socket's name: "state SYN_SENT -> ESTABLISHED  (kernel:
+ * tracepoint)", "seen in TIME_WAIT  (sock_diag sample, timer time_wait
+ * 59.9 s)", "gone: ...". Its length, or -1 for any other event. */
+int obs_state_text(const json_t *ev, char *buf, size_t len);
+
 #endif

@@ -1,6 +1,7 @@
 """test_echo_capture.py: tcp-echo with capture=on: the segments on the wire against the calls' bytes, seq/ack, the kernel's states, checksums, drops, and tshark reading the pcap."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,6 +172,18 @@ def capture_is_off_by_default_and_bounded():
         p = subprocess.run(args, capture_output=True, text=True, timeout=30)
         eq(p.returncode, 2, f"{params}: bad usage")
         check("parameter 'capture'" in p.stderr and what in p.stderr, f"{params}: {p.stderr}")
+
+
+@test
+def the_cli_says_kernel_states_in_the_words_of_every_lab():
+    need_root()
+    p = subprocess.run([binary(), "run", "tcp-echo", "-p", "capture=on", "-p", "messages=1"],
+                       capture_output=True, text=True, timeout=60)
+    eq(p.returncode, 0, f"exit: {p.stderr[-300:]}")
+    lines = p.stdout.splitlines()
+    for want in (r"client#1 +state CLOSED -> SYN_SENT  \(kernel: tracepoint\)$",
+                 r"server#1 +state LISTEN -> SYN_RECV  \(kernel: tracepoint\)$"):
+        check(any(re.search(want, x) for x in lines), f"a line like {want!r}: {lines}")
 
 
 @test
