@@ -2,7 +2,7 @@
 # on a fresh Debian 12 machine (they install what is missing first).
 
 CC      ?= cc
-PKGS    := libmicrohttpd libwebsockets jansson libmnl libpcap libnats
+PKGS    := libmicrohttpd libwebsockets jansson libmnl libpcap libnats libcrypto
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
@@ -118,6 +118,10 @@ build/tests/%: tests/unit/%.c tests/unit/unit.h build/libsocklab.a
 build/tests/nats_read: tests/tools/nats_read.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
+# Removes or corrupts one chunk of a run file in the stream (test_nats.py).
+build/tests/nats_chunk: tests/tools/nats_chunk.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
 build/asan/tests/%: tests/unit/%.c tests/unit/unit.h build/asan/libsocklab.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ASAN) -Itests/unit -o $@ $< build/asan/libsocklab.a $(LDLIBS) -lcmocka
@@ -163,7 +167,7 @@ fuzzers: $(FUZZERS)
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do FUZZ_RUNS=$${FUZZ_RUNS:-10000000} tests/fuzz/run $$f || exit 1; done
 
-unit: $(UNIT:tests/unit/%.c=build/tests/%) build/tests/nats_read
+unit: $(UNIT:tests/unit/%.c=build/tests/%) build/tests/nats_read build/tests/nats_chunk
 asan: build/asan/socklab build/asan/socklab-lab $(UNIT:tests/unit/%.c=build/asan/tests/%)
 
 deps:

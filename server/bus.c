@@ -96,6 +96,8 @@ int bus_start(struct bus **out, const struct serve_config *cfg, char *err, size_
 	pthread_mutex_init(&b->setup_lock, NULL);
 	pthread_mutex_init(&b->rlock, NULL);
 	pthread_cond_init(&b->rwake, NULL);
+	pthread_mutex_init(&b->flock, NULL);
+	pthread_cond_init(&b->fwake, NULL);
 	b->index = json_object();
 	if (!b->index || ev_random_id(b->replica) < 0) {
 		snprintf(err, errlen, "--nats: cannot make a replica id");
@@ -164,13 +166,19 @@ int bus_start(struct bus **out, const struct serve_config *cfg, char *err, size_
 		return -EAGAIN;
 	}
 	b->reader_started = 1;
+	if (pthread_create(&b->fetcher, NULL, bus_fetcher, b) != 0) {
+		snprintf(err, errlen, "cannot start the NATS file reader thread");
+		bus_stop(b);
+		return -EAGAIN;
+	}
+	b->fetcher_started = 1;
 	*out = b;
 	return 0;
 }
 
 json_t *bus_health(struct bus *b)
 {
-	json_t *o;
+	json_t *o, *files = NULL;
 	int connected, mirrors = 0, i;
 
 	pthread_mutex_lock(&b->lock);
@@ -186,10 +194,21 @@ json_t *bus_health(struct bus *b)
 	if (o) {
 		json_object_set_new(o, "replica", json_string(b->replica));
 		json_object_set_new(o, "purged", json_integer(b->purged));
+		files = json_pack("{s:s, s:I, s:I, s:I}", "stream", BUS_FILES_STREAM, "published",
+				  (json_int_t)b->files_published, "chunks",
+				  (json_int_t)b->chunks_published, "failed",
+				  (json_int_t)b->files_failed);
 	}
 	pthread_mutex_unlock(&b->lock);
 	if (!o)
 		return NULL;
+	pthread_mutex_lock(&b->flock);
+	if (files) {
+		json_object_set_new(files, "fetched", json_integer(b->files_fetched));
+		json_object_set_new(files, "bad", json_integer(b->files_bad));
+		json_object_set_new(o, "files", files);
+	}
+	pthread_mutex_unlock(&b->flock);
 	pthread_mutex_lock(&b->rlock);
 	for (i = 0; i < BUS_MIRRORS_MAX; i++)
 		if (b->mirrors[i].id[0] &&
@@ -222,6 +241,13 @@ void bus_stop(struct bus *b)
 
 	if (!b)
 		return;
+	if (b->fetcher_started) {
+		pthread_mutex_lock(&b->flock);
+		b->fstop = 1;
+		pthread_cond_signal(&b->fwake);
+		pthread_mutex_unlock(&b->flock);
+		pthread_join(b->fetcher, NULL);
+	}
 	if (b->reader_started) {
 		pthread_mutex_lock(&b->rlock);
 		b->rstop = 1;
@@ -276,6 +302,8 @@ void bus_stop(struct bus *b)
 		if (b->mirrors[i].fd > 0)
 			close(b->mirrors[i].fd);
 	json_decref(b->index);
+	pthread_cond_destroy(&b->fwake);
+	pthread_mutex_destroy(&b->flock);
 	pthread_cond_destroy(&b->rwake);
 	pthread_mutex_destroy(&b->rlock);
 	pthread_mutex_destroy(&b->setup_lock);

@@ -32,8 +32,18 @@
  * whose replica stopped heartbeating before its run.end is "incomplete":
  * what the stream holds is served, and no end is made up.
  *
- * Not built yet (issue 16): run files (captures) across replicas, classes
- * and the admission queue across replicas.
+ * Run files (bus_files.c): when a run has finished, every file of its
+ * bundle but meta.json and events.jsonl (capture.pcap, stderr.log, uploads)
+ * is published to the stream BUS_FILES_STREAM on BUS_FILES_PREFIX.ID.NAME as
+ * chunks of BUS_CHUNK_BYTES with headers naming the run, the file, the
+ * chunk's index, their total, the file's length and its SHA-256; then the
+ * run's index entry gains "files" (name -> bytes, sha256, chunks). A replica
+ * serving another's file reassembles it from the stream into
+ * DATA/remote/ID.NAME and serves it only when every chunk is there and the
+ * length and SHA-256 match: never a truncated file.
+ *
+ * Not built yet (issue 16): classes and the admission queue across
+ * replicas.
  */
 
 #define BUS_STREAM "SOCKLAB_RUNS"
@@ -54,6 +64,21 @@
  * long they wait before they are answered 504. */
 #define BUS_WAITERS_MAX 32
 #define BUS_FETCH_WAIT_MS 10000
+
+/* Run files: the stream, its subjects, the chunk size, the largest file
+ * shared (a capture is at most 64 MiB already), the most files of one run
+ * shared, and the files reassembled here at once (DATA/remote, least
+ * recently used out first). */
+#define BUS_FILES_STREAM "SOCKLAB_RUN_FILES"
+#define BUS_FILES_PREFIX "socklab.files."
+#define BUS_CHUNK_BYTES (128 * 1024)
+#define BUS_FILE_MAX (64LL * 1024 * 1024)
+#define BUS_RUN_FILES_MAX 16
+#define BUS_FILE_SLOTS 16
+/* How long an HTTP request waits for a file to be reassembled, and how long
+ * the reader waits for the next chunk before it gives up. */
+#define BUS_FILE_WAIT_MS 30000
+#define BUS_CHUNK_WAIT_MS 5000
 
 /* A mirrored run, as far as the stream tells. */
 enum bus_mirror_state {
@@ -123,6 +148,27 @@ int bus_mirror_wait(struct bus *b, const char *id, void (*resume)(void *), void 
 
 /* Call every waiting resume now (before the HTTP server stops). */
 void bus_release_waiters(struct bus *b);
+
+/* The lws thread (the run manager's finished hook): run id has finished
+ * and its files are complete: publish them (queued after its last index
+ * entry; never blocks). NULL b: nothing. */
+void bus_run_files(struct bus *b, const char *id);
+
+/* Another replica's run file name (manifest: the "files" entry of the run's
+ * index meta for it, or NULL when there is none). 0 with the path of the
+ * reassembled copy in path; -EINPROGRESS while it is being read (then
+ * bus_file_wait); -ENOENT: not in the manifest or not shared (err says
+ * why); -EPROTO: the stream lacks a chunk or the file does not match its
+ * length or SHA-256 (err names what); -ENOSPC: BUS_FILE_SLOTS files are
+ * being read. Any thread. */
+int bus_file_open(struct bus *b, const char *id, const char *name, const json_t *manifest,
+		  char *path, size_t pathlen, char *err, size_t errlen);
+
+/* Call resume(arg) once id's file name is read (or failed), or after
+ * BUS_FILE_WAIT_MS. 1: it is not being read (resume is not called); 0:
+ * registered; -ENOSPC: BUS_WAITERS_MAX wait already. */
+int bus_file_wait(struct bus *b, const char *id, const char *name, void (*resume)(void *),
+		  void *arg);
 
 /* Publish what is queued (waiting at most 2 s for it and its
  * acknowledgements), stop the thread, close the connection, free b. NULL is

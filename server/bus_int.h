@@ -27,8 +27,9 @@
 enum bus_state { BUS_CONNECTING, BUS_CONNECTED, BUS_RECONNECTING, BUS_CLOSED };
 
 /* What a queued message is: an event line for the stream, a run's meta for
- * the index (subject holds the run id), or a purge of a removed run. */
-enum bus_kind { BUS_K_LINE, BUS_K_META, BUS_K_PURGE };
+ * the index (subject holds the run id), a purge of a removed run, or a
+ * finished run's files to publish (bus_files.c). */
+enum bus_kind { BUS_K_LINE, BUS_K_META, BUS_K_PURGE, BUS_K_FILES };
 
 struct bus_msg {
 	struct bus_msg *next;
@@ -53,6 +54,11 @@ struct bus {
 	char stream_error[160]; /* why it could not be created; "" */
 	int draining, stop;
 	long purged;            /* runs purged from the stream (guarded by lock) */
+	/* Run files published (guarded by lock): files whose every chunk was
+	 * acknowledged, chunks, and files not shared (too large, unreadable,
+	 * or a chunk refused). */
+	long files_published, chunks_published, files_failed;
+	long chunks_failed; /* chunk acknowledgements that failed (lock) */
 	unsigned conn_gen;      /* connections made so far (guarded by lock) */
 	/* Set once by bus_start, read-only after. */
 	natsOptions *opts;
@@ -99,6 +105,27 @@ struct bus {
 	pthread_cond_t rwake;
 	pthread_t reader;
 	int reader_started;
+	/* Run files of other replicas being reassembled (bus_files.c): the
+	 * fetcher thread and every field of files[] are guarded by flock. */
+	pthread_mutex_t flock;
+	pthread_cond_t fwake;
+	int fstop;
+	pthread_t fetcher;
+	int fetcher_started;
+	long long files_fetched, files_bad; /* (flock) */
+	struct bus_file {
+		char id[EV_RUN_ID_LEN + 1]; /* "" when the slot is free */
+		char name[64];
+		enum { BUS_F_WANTED, BUS_F_READING, BUS_F_READY, BUS_F_FAILED } state;
+		int err;              /* the -errno a failed one answers */
+		long long bytes;      /* from the manifest */
+		long long chunks;
+		char sha256[65];
+		char why[300];
+		int64_t touched_us, failed_us;
+		struct { void (*fn)(void *); void *arg; int64_t since; } waiters[BUS_WAITERS_MAX];
+		int n_waiters;
+	} files[BUS_FILE_SLOTS];
 };
 
 struct bus_waiter_call {
@@ -133,6 +160,20 @@ natsStatus bus_ensure_buckets(struct bus *b, jsErrCode *jerr);
 int bus_replica_gone(struct bus *b, const char *id);
 /* The reader thread (arg: the bus). */
 void *bus_reader(void *arg);
+
+/* ---- bus_files.c: run files across replicas ---- */
+
+/* The publisher thread: publish run m->subject's files (BUS_K_FILES).
+ * NATS_OK when done (published, or given up and counted); anything else:
+ * the connection was lost, try the whole job again once it is back. */
+natsStatus bus_publish_files(struct bus *b, struct bus_msg *m);
+/* The fetcher thread (arg: the bus). */
+void *bus_fetcher(void *arg);
+/* Call every resume waiting for a file now. */
+void bus_files_release(struct bus *b);
+/* 1 when subject is a run file chunk's (its acknowledgement is counted
+ * apart from the lines'). */
+int bus_is_chunk_subject(const char *subject);
 
 /* ---- bus_mirror.c: copies of other replicas' runs ---- */
 

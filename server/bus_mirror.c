@@ -423,6 +423,7 @@ void bus_release_waiters(struct bus *b)
 
 	if (!b)
 		return;
+	bus_files_release(b);
 	for (i = 0; i < BUS_MIRRORS_MAX; i++) {
 		pthread_mutex_lock(&b->rlock);
 		n = take_waiters(&b->mirrors[i], calls);

@@ -11,10 +11,15 @@ void bus_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *c
 	struct bus *b = closure;
 
 	pthread_mutex_lock(&b->lock);
-	if (pae)
+	if (bus_is_chunk_subject(natsMsg_GetSubject(msg))) {
+		/* A run file's chunk: bus_publish_files counts its own. */
+		if (pae)
+			b->chunks_failed++;
+	} else if (pae) {
 		b->failed++;
-	else
+	} else {
 		b->acked++;
+	}
 	pthread_mutex_unlock(&b->lock);
 	natsMsg_Destroy(msg);
 }
@@ -86,6 +91,11 @@ void bus_run_removed(void *arg, const char *id)
 	enqueue(arg, BUS_K_PURGE, id, "", 0);
 }
 
+void bus_run_files(struct bus *b, const char *id)
+{
+	enqueue(b, BUS_K_FILES, id, "", 0);
+}
+
 /* The publisher thread: create the stream when it is missing. 0 or -1. */
 static int ensure_stream(struct bus *b)
 {
@@ -114,6 +124,22 @@ static int ensure_stream(struct bus *b)
 		}
 	}
 	jsStreamInfo_Destroy(si);
+	si = NULL;
+	if (s == NATS_OK) {
+		/* The run files' stream: the same limit, chunks published twice
+		 * within the default duplicate window (2 min) stored once. */
+		static const char *fsubjects[] = {BUS_FILES_PREFIX ">"};
+		sc.Name = BUS_FILES_STREAM;
+		sc.Subjects = fsubjects;
+		s = js_AddStream(&si, b->js, &sc, NULL, &jerr);
+		if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+			jerr = 0;
+			s = js_UpdateStream(&si, b->js, &sc, NULL, &jerr);
+			if (s != NATS_OK)
+				s = NATS_OK;
+		}
+		jsStreamInfo_Destroy(si);
+	}
 	if (s == NATS_OK)
 		s = bus_ensure_buckets(b, &jerr);
 	pthread_mutex_lock(&b->lock);
@@ -133,7 +159,7 @@ static int ensure_stream(struct bus *b)
  * taken (a line) or done (an index entry, a purge). */
 static natsStatus publish_one(struct bus *b, struct bus_msg *m, jsPubOptions *po)
 {
-	char subject[sizeof m->subject + sizeof BUS_SUBJECT_PREFIX];
+	char subject[sizeof m->subject + sizeof BUS_FILES_PREFIX + 4];
 	jsOptions o;
 	jsErrCode jerr = 0;
 	natsStatus s = NATS_OK;
@@ -146,11 +172,21 @@ static natsStatus publish_one(struct bus *b, struct bus_msg *m, jsPubOptions *po
 		 * ended before its run.end is on its way to the stream. */
 		s = kvStore_Put(NULL, b->kv_index, m->subject, m->data, m->len);
 		break;
+	case BUS_K_FILES:
+		s = bus_publish_files(b, m);
+		break;
 	case BUS_K_PURGE:
 		snprintf(subject, sizeof subject, "%s%s", BUS_SUBJECT_PREFIX, m->subject);
 		jsOptions_Init(&o);
 		o.Stream.Purge.Subject = subject;
 		s = js_PurgeStream(b->js, BUS_STREAM, &o, &jerr);
+		if (s == NATS_OK || s == NATS_NOT_FOUND) {
+			/* Its files too: every subject under the run's. */
+			snprintf(subject, sizeof subject, "%s%s.>", BUS_FILES_PREFIX, m->subject);
+			jsOptions_Init(&o);
+			o.Stream.Purge.Subject = subject;
+			s = js_PurgeStream(b->js, BUS_FILES_STREAM, &o, &jerr);
+		}
 		if (s == NATS_OK || s == NATS_NOT_FOUND) {
 			s = kvStore_Purge(b->kv_index, m->subject, NULL);
 			if (s == NATS_NOT_FOUND)

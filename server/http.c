@@ -740,6 +740,88 @@ static enum MHD_Result api_run_capture(struct http_server *h, struct MHD_Connect
 	return respond(h, c, MHD_HTTP_OK, r, "application/vnd.tcpdump.pcap");
 }
 
+/* Another replica's run file (--nats): reassembled from the stream by this
+ * replica (bus_files.c), checked chunk by chunk and against its length and
+ * SHA-256, and served whole or not at all. */
+static enum MHD_Result api_remote_file(struct http_server *h, struct MHD_Connection *c,
+				       const char *id, const json_t *meta, const char *name,
+				       const char *type, void **con_cls)
+{
+	const json_t *files = json_object_get(meta, "files");
+	const char *status = str_field(meta, "status");
+	const char *replica = str_field(meta, "replica");
+	char path[PATH_MAX], err[400], m[600], disp[96];
+	struct MHD_Response *r;
+	struct stat st;
+	int rc, fd;
+
+	if (!strcmp(status, "running"))
+		return respond_error(h, c, MHD_HTTP_CONFLICT, "capture_in_progress",
+				     "the run is still going; its capture can be downloaded when "
+				     "it ends");
+	if (!json_is_object(files)) {
+		if (!strcmp(status, "incomplete")) {
+			snprintf(m, sizeof m,
+				 "the replica that ran it (%s) stopped before it published the run's "
+				 "files to NATS",
+				 replica);
+			return respond_error(h, c, MHD_HTTP_NOT_FOUND, "no_capture", m);
+		}
+		snprintf(m, sizeof m,
+			 "the run ended on another replica (%s), whose files have not reached NATS "
+			 "yet; try again in a moment",
+			 replica);
+		return respond_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "files_pending", m);
+	}
+	if (!json_object_get(files, name))
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "no_capture",
+				     "this run has no packet capture");
+	rc = bus_file_open(h->bus, id, name, json_object_get(files, name), path, sizeof path, err,
+			   sizeof err);
+	if (rc == -EINPROGRESS && *con_cls == &req_waited) {
+		snprintf(m, sizeof m,
+			 "this run is another replica's (%s), and NATS did not give its %s within "
+			 "%d s; see /api/health nats.files",
+			 replica, name, BUS_FILE_WAIT_MS / 1000);
+		return respond_error(h, c, MHD_HTTP_GATEWAY_TIMEOUT, "nats_timeout", m);
+	}
+	if (rc == -EINPROGRESS) {
+		/* Suspended first, so a resume can never come before it. */
+		*con_cls = &req_waited;
+		MHD_suspend_connection(c);
+		if (bus_file_wait(h->bus, id, name, resume_request, c) != 0)
+			MHD_resume_connection(c);
+		return MHD_YES;
+	}
+	if (rc == -ENOENT)
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "no_capture", err);
+	if (rc == -EPROTO) {
+		snprintf(m, sizeof m, "%s of this run (replica %s) cannot be served: %s", name,
+			 replica, err);
+		return respond_error(h, c, MHD_HTTP_BAD_GATEWAY, "file_error", m);
+	}
+	if (rc == -ENOSPC)
+		return respond_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "limit", err);
+	if (rc < 0)
+		return respond_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "nats_unavailable", err);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		return respond_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "limit",
+				     "the copy of the file was given up for another; try again");
+	}
+	/* MHD owns fd from here and closes it. */
+	r = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+	if (!r) {
+		close(fd);
+		return MHD_NO;
+	}
+	snprintf(disp, sizeof disp, "attachment; filename=\"socklab-%s.pcap\"", id);
+	MHD_add_response_header(r, "Content-Disposition", disp);
+	return respond(h, c, MHD_HTTP_OK, r, type);
+}
+
 /* GET /api/runs/ID/grade?QUESTION=ANSWER...[&lang=L]: the answers graded
  * against the run's saved events (labs/quiz/quiz.h); with no answer, what
  * the run shows for each of its lab's questions. The events are read and
@@ -985,15 +1067,20 @@ static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, 
 	if (!*sub)
 		return respond_json(h, c, MHD_HTTP_OK, meta);
 	remote = json_is_true(json_object_get(meta, "remote"));
+	if (remote && !strcmp(sub, "/capture.pcap")) {
+		enum MHD_Result ret = api_remote_file(h, c, id, meta, "capture.pcap",
+						      "application/vnd.tcpdump.pcap", con_cls);
+		json_decref(meta);
+		return ret;
+	}
 	if (remote && strcmp(sub, "/events") != 0) {
 		char m[300];
 		snprintf(m, sizeof m,
-			 "this run ran on another replica (%s): its events are served here, its "
-			 "files and grading not yet",
+			 "this run ran on another replica (%s): its events and capture are served "
+			 "here, its grading not yet",
 			 str_field(meta, "replica"));
 		json_decref(meta);
-		return respond_error(h, c, MHD_HTTP_NOT_FOUND,
-				     !strcmp(sub, "/capture.pcap") ? "no_capture" : "remote_run", m);
+		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "remote_run", m);
 	}
 	if (!strcmp(sub, "/capture.pcap")) {
 		enum MHD_Result ret = api_run_capture(h, c, id, meta);

@@ -177,6 +177,10 @@ void ws_hook_finished(void *arg, const struct run *r)
 	size_t i, n = run_watchers(r, &ids);
 	int k;
 
+	/* --nats: its files are complete (its process has exited): to the
+	 * stream, after its last index entry. */
+	bus_run_files(srv->bus, run_id(r));
+
 	for (k = 0; k < srv->cfg->max_classes; k++)
 		if (srv->classes[k] && !strcmp(srv->classes[k]->run, run_id(r)))
 			srv->classes[k]->run_live = 0;

@@ -143,12 +143,14 @@ def a_nats_that_is_down_at_start_does_not_stop_runs_and_gets_them_later():
     eq(nats_health(s)["state"], "connecting", "health says NATS is not reached")
     rid, count = one_run(s)
     s.wait_run_status(rid)
+    # Its lines, its index entries (the meta at its start, then at its
+    # end: once or twice, as the run.end line and the process exit come)
+    # and its files (queued once its process has been reaped).
+    wait_for(lambda: nats_health(s)["queued"] >= count + 3, 30, "the run's files queued")
     h = nats_health(s)
-    # Its lines and its index entries (the meta at its start, then at its
-    # end: once or twice, as the run.end line and the process exit come).
     eq((h["published"], h["dropped"]), (0, 0), "nothing published, nothing dropped")
-    check(count + 2 <= h["queued"] <= count + 3,
-          f"the run's {count} lines and its index entries wait for NATS: {h['queued']}")
+    check(count + 3 <= h["queued"] <= count + 4,
+          f"the run's {count} lines, index entries and files wait for NATS: {h['queued']}")
     n = Nats(port=port)
     wait_for(lambda: nats_health(s)["acked"] >= count, 60, "the lines to reach the stream")
     eq(nats_health(s)["state"], "connected", "state after NATS came")
@@ -252,8 +254,10 @@ def a_run_on_one_replica_is_listed_fetched_and_watched_on_another():
     eq(("\n".join(lines) + "\n").encode(), bundle_bytes(a, rid),
        "B's watch delivers A's events byte for byte")
     eq(last, None, "nothing after run.end")
+    wait_for(lambda: "files" in b.get_json(f"/api/runs/{rid}"), 30, "A's files in the index")
     r = b.get(f"/api/runs/{rid}/capture.pcap")
-    eq((r.status, r.json()["error"]["code"]), (404, "no_capture"), "no capture across replicas yet")
+    eq((r.status, r.json()["error"]["code"], r.json()["error"]["message"]),
+       (404, "no_capture", "this run has no packet capture"), "a run without a capture")
     eq(b.get(f"/api/runs/{'0' * 16}/events").status, 404, "an unknown run")
     check(not listed(a, "0" * 16), "sanity")
     done(b)
@@ -372,8 +376,116 @@ def a_pruned_run_is_purged_from_the_stream():
     a = server("--nats", n.url, "--keep-runs", "10")
     ids = [one_run(a, messages=1)[0] for _ in range(11)]
     wait_for(lambda: nats_health(a)["purged"] >= 1, 30, "the pruned run purged")
+    wait_for(lambda: nats_health(a)["files"]["published"] >= 11, 30, "every run's files published")
     eq(stream_lines(n.url, ids[0]), b"", "the oldest run's events left the stream")
     eq(stream_lines(n.url, ids[-1]), bundle_bytes(a, ids[-1]), "the newest is there")
+
+    def file_chunks(rid):
+        r = subprocess.run([READER, n.url, "SOCKLAB_RUN_FILES", f"socklab.files.{rid}.stderr.log"],
+                           capture_output=True, timeout=60)
+        eq(r.returncode, 0, f"nats_read: {r.stderr.decode()}")
+        return r.stdout
+    eq(file_chunks(ids[0]), b"", "the oldest run's files left their stream")
+    eq(file_chunks(ids[-1]), bundle_file(a, ids[-1], "stderr.log") + b"\n",
+       "the newest run's stderr.log is there (one chunk)")
+    done(a)
+    n.stop()
+
+
+# ---- run files across replicas: chunks in SOCKLAB_RUN_FILES ----
+
+CHUNKER = os.path.join(ROOT, "build", "tests", "nats_chunk")
+
+
+def sha256_of(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def capture_run(s):
+    """A tcp-echo run with capture=on whose capture is several chunks long."""
+    async def go():
+        async with s.connect() as ws:
+            rid = await start_run(ws, {"capture": True, "messages": 40, "size": 16000})
+            events = await events_until_end(ws, rid, timeout=120)
+        eq(events[-1]["status"], "ok", f"run.end: {events[-1]}")
+        return rid
+    return asyncio.run(go())
+
+
+def bundle_file(s, rid, name):
+    with open(os.path.join(s.data, "runs", rid, name), "rb") as f:
+        return f.read()
+
+
+def files_of(s, rid):
+    """The run's files as the index says (waits for them to be published)."""
+    return wait_for(lambda: s.get_json(f"/api/runs/{rid}").get("files"), 60,
+                    "the run's files in the index")
+
+
+@test
+def a_capture_made_on_one_replica_downloads_byte_identical_from_another():
+    n, a, b = two_replicas()
+    rid = capture_run(a)
+    pcap = bundle_file(a, rid, "capture.pcap")
+    check(len(pcap) > 2 * 128 * 1024, f"the capture spans several chunks ({len(pcap)} bytes)")
+    wait_for(lambda: listed(b, rid), 30, "B to list A's run")
+    files = files_of(b, rid)
+    eq(files["capture.pcap"], {"bytes": len(pcap), "sha256": sha256_of(pcap),
+                               "chunks": -(-len(pcap) // (128 * 1024))},
+       "the index's manifest of capture.pcap")
+    stderr = bundle_file(a, rid, "stderr.log")
+    eq((files["stderr.log"]["bytes"], files["stderr.log"]["sha256"]),
+       (len(stderr), sha256_of(stderr)), "stderr.log is shared too")
+    check("events.jsonl" not in files and "meta.json" not in files,
+          "events and meta travel as the stream and the index, not as files")
+    r = b.get(f"/api/runs/{rid}/capture.pcap")
+    eq(r.status, 200, f"B serves A's capture: {r.body[:300]!r}")
+    eq((len(r.body), sha256_of(r.body)), (len(pcap), sha256_of(pcap)),
+       "B's capture.pcap is byte-identical to A's (length, SHA-256)")
+    eq(r.headers.get("Content-Type"), "application/vnd.tcpdump.pcap", "its type")
+    eq(b.get(f"/api/runs/{rid}/capture.pcap").body, pcap, "served again from B's copy")
+    h = nats_health(a)["files"]
+    check(h["published"] >= 2 and h["failed"] == 0, f"A's files health: {h}")
+    eq(nats_health(b)["files"]["fetched"], 1, "B reassembled one file")
+    done(b)
+    done(a)
+    n.stop()
+
+
+@test
+def a_missing_or_corrupt_chunk_is_refused_never_served_truncated():
+    check(os.path.exists(CHUNKER), f"{CHUNKER} is missing: make unit builds it")
+    n, a, b = two_replicas()
+    lost, bad = capture_run(a), capture_run(a)
+    for rid in (lost, bad):
+        wait_for(lambda: listed(b, rid), 30, "B to list A's run")
+        chunks = files_of(b, rid)["capture.pcap"]["chunks"]
+        check(chunks >= 3, f"several chunks ({chunks})")
+
+    def chunk(rid, index, how):
+        r = subprocess.run([CHUNKER, n.url, "SOCKLAB_RUN_FILES",
+                            f"socklab.files.{rid}.capture.pcap", str(index), how],
+                           capture_output=True, timeout=60)
+        eq(r.returncode, 0, f"nats_chunk: {r.stderr.decode()}")
+    chunk(lost, 1, "del")
+    r = b.get(f"/api/runs/{lost}/capture.pcap")
+    err = r.json()["error"]
+    eq((r.status, err["code"]), (502, "file_error"), f"a lost chunk: {err}")
+    total = files_of(b, lost)["capture.pcap"]["chunks"]
+    check(f"lacks chunk 1 of the {total} of capture.pcap" in err["message"], err["message"])
+    chunk(bad, 0, "flip")
+    r = b.get(f"/api/runs/{bad}/capture.pcap")
+    err = r.json()["error"]
+    eq((r.status, err["code"]), (502, "file_error"), f"a corrupt chunk: {err}")
+    check("does not match its SHA-256" in err["message"]
+          and files_of(b, bad)["capture.pcap"]["sha256"] in err["message"], err["message"])
+    remote = os.listdir(os.path.join(b.data, "remote"))
+    check(not [f for f in remote if "capture.pcap" in f],
+          f"no partial copy is left on B: {remote}")
+    eq(nats_health(b)["files"]["bad"], 2, "B counts the two refused files")
+    done(b)
     done(a)
     n.stop()
 
