@@ -20,6 +20,7 @@
 
 #include "assets.h"
 #include "bus.h"
+#include "bus_class.h"
 #include "event.h"
 #include "lab.h"
 #include "quiz/quiz.h"
@@ -167,6 +168,7 @@ struct http_server {
 	struct http_counters *ctr;
 	struct bundle_store *store; /* thread-safe */
 	struct bus *bus;            /* thread-safe; NULL without --nats */
+	struct bus_class *bclass;   /* thread-safe; NULL without --nats */
 	int ws_port;
 	int port; /* the public port (front.c listens on it) */
 	struct timespec started;
@@ -500,6 +502,10 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 	 * own runs. */
 	if (body && h->bus)
 		json_object_set_new(body, "nats", bus_health(h->bus));
+	/* Classes across replicas and every replica's admission queue. */
+	if (body && h->bclass)
+		json_object_set_new(json_object_get(body, "nats"), "classes",
+				    bus_class_health(h->bclass));
 	return respond_json(h, c, MHD_HTTP_OK, body);
 }
 
@@ -1274,6 +1280,11 @@ int http_add_connection(struct http_server *h, int fd, const struct sockaddr *ad
 	 * per-address limit), as it does for the connections it accepts. */
 	errno = 0;
 	return MHD_add_connection(h->d, fd, addr, addrlen) == MHD_YES ? 0 : -(errno ? errno : EIO);
+}
+
+void http_set_bus_class(struct http_server *h, struct bus_class *bc)
+{
+	h->bclass = bc;
 }
 
 void http_set_bus(struct http_server *h, struct bus *b)

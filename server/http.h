@@ -80,6 +80,9 @@ int http_port(const struct http_server *h);
 /* --nats: /api/health reports b (bus.h); before connections arrive. */
 struct bus;
 void http_set_bus(struct http_server *h, struct bus *b);
+/* --nats: /api/health reports classes across replicas (bus_class.h). */
+struct bus_class;
+void http_set_bus_class(struct http_server *h, struct bus_class *bc);
 
 /* Stop the thread, close the socket and free h. NULL is fine. */
 void http_stop(struct http_server *h);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "bus_class.h"
 #include "config.h"
 #include "front.h"
 #include "http.h"
@@ -205,6 +206,7 @@ int serve_main(int argc, char **argv)
 	struct http_server *http = NULL;
 	struct front *front = NULL;
 	struct bus *bus = NULL;
+	struct bus_class *bclass = NULL;
 	struct bundle_store *store = NULL;
 	char err[512], host[CONFIG_ADDR_MAX + 2], lab_note[1024];
 	sigset_t mask;
@@ -313,6 +315,13 @@ int serve_main(int argc, char **argv)
 			/* Each run's meta goes to the run index; a removed
 			 * bundle takes its events out of the stream. */
 			bundle_store_set_listener(store, bus_meta_put, bus_run_removed, bus);
+			/* Classes across replicas. */
+			rc = bus_class_start(&bclass, bus, &cfg, &counters, ws_wake, ws, err,
+					     sizeof err);
+		}
+		if (rc == 0) {
+			ws_set_bus_class(ws, bclass);
+			http_set_bus_class(http, bclass);
 		}
 	}
 	if (rc == 0)
@@ -344,6 +353,8 @@ out:
 	bus_release_waiters(bus);
 	http_stop(http);
 	ws_destroy(ws);
+	/* After the classes (ws_destroy): their ends are queued by then. */
+	bus_class_stop(bclass);
 	/* After the runs (ws_destroy): their last lines are queued by then. */
 	bus_stop(bus);
 	bundle_store_close(store);

@@ -445,6 +445,7 @@ static int cb_session(struct lws *wsi, enum lws_callback_reasons reason, void *u
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		}
 		http_count(srv->ctr, HTTP_C_SESSIONS, 1);
+		ws_cluster_hello(s);
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
 		if (!s || !s->id)
@@ -548,6 +549,9 @@ static int cb_default(struct lws *wsi, enum lws_callback_reasons reason, void *u
 			adopt_pending(srv);
 			if (srv->bus)
 				ws_remote_wake(srv);
+			/* --nats: classes across replicas. */
+			if (srv->bclass)
+				ws_cluster_wake(srv);
 		}
 		return 0;
 	case LWS_CALLBACK_HTTP:
@@ -751,6 +755,17 @@ static void bus_wake(void *arg)
 	struct ws_server *w = arg;
 
 	lws_cancel_service(w->ctx);
+}
+
+void ws_set_bus_class(struct ws_server *w, struct bus_class *bc)
+{
+	w->bclass = bc;
+}
+
+/* Any thread: the wake bus_class_start() is given. */
+void ws_wake(void *arg)
+{
+	bus_wake(arg);
 }
 
 void ws_set_bus(struct ws_server *w, struct bus *b)

@@ -101,6 +101,11 @@ int ws_adopt(struct ws_server *w, int fd);
 /* --nats: every run event line also goes to b (bus.h); before ws_run(). */
 struct bus;
 void ws_set_bus(struct ws_server *w, struct bus *b);
+/* --nats: classes across replicas (bus_class.h); before ws_run(). ws_wake
+ * (any thread, arg: the server) is the wake to give bus_class_start(). */
+struct bus_class;
+void ws_set_bus_class(struct ws_server *w, struct bus_class *bc);
+void ws_wake(void *arg);
 
 /* The HTTP port, for the Origin check (pages come from it). */
 void ws_set_http_port(struct ws_server *w, int port);

@@ -48,7 +48,7 @@ void ws_class_push(struct ws_class *c, const char *data, size_t len)
 		ring_reader_wake(c, ws_session_find(srv, c->members[i]), old_head);
 }
 
-static void class_push_json(struct ws_class *c, json_t *o)
+void ws_class_push_json(struct ws_class *c, json_t *o)
 {
 	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 
@@ -57,7 +57,7 @@ static void class_push_json(struct ws_class *c, json_t *o)
 	free(text);
 }
 
-static json_t *class_view_json(const struct ws_class *c)
+json_t *ws_class_view_json(const struct ws_class *c)
 {
 	return json_pack("{s:s, s:s, s:s?, s:b, s:o, s:f}", "type", "class.view", "class", c->code,
 			 "run", c->run[0] ? c->run : NULL, "paused", c->paused, "pos",
@@ -115,18 +115,21 @@ int ws_class_write(struct ws_session *s)
 	}
 	if (s->view_sent != c->view_ver) {
 		s->view_sent = c->view_ver;
-		return write_json_now(s, class_view_json(c));
+		return write_json_now(s, ws_class_view_json(c));
 	}
 	if (s->members_dirty) {
 		s->members_dirty = 0;
 		o = json_pack("{s:s, s:s, s:I, s:[]}", "type", "class.members", "class", c->code,
-			      "count", (json_int_t)c->n_members, "names");
+			      "count", (json_int_t)ws_cluster_count(c), "names");
 		for (i = 0; o && i < c->n_members && i < WS_MEMBERS_LISTED; i++) {
 			struct ws_session *m2 = ws_session_find(s->srv, c->members[i]);
 			if (m2)
 				json_array_append_new(json_object_get(o, "names"),
 						      json_string(m2->name));
 		}
+		/* --nats: and its students on other replicas. */
+		if (o)
+			ws_cluster_names(c, json_object_get(o, "names"), WS_MEMBERS_LISTED);
 		return write_json_now(s, o);
 	}
 	m = class_ring_get(&c->ring, s->ring_pos);
@@ -163,13 +166,14 @@ int ws_class_write(struct ws_session *s)
 	return lws_write(s->wsi, batch, len, LWS_WRITE_TEXT) < 0 ? -1 : 1;
 }
 
-static void class_bump_view(struct ws_class *c)
+void ws_class_bump_view(struct ws_class *c)
 {
 	struct ws_server *srv = c->srv;
 	struct ws_session *s;
 	size_t i;
 
 	c->view_ver++;
+	ws_cluster_changed(c);
 	s = ws_session_find(srv, c->instructor);
 	if (s)
 		ws_want_write(s->wsi);
@@ -180,10 +184,14 @@ static void class_bump_view(struct ws_class *c)
 	}
 }
 
-static void class_members_changed(struct ws_class *c)
+void ws_class_members_changed(struct ws_class *c)
 {
 	struct ws_session *t = ws_session_find(c->srv, c->instructor);
 
+	if (c->remote) {
+		ws_cluster_members(c);
+		return;
+	}
 	if (t) {
 		t->members_dirty = 1;
 		ws_want_write(t->wsi);
@@ -206,11 +214,14 @@ static void member_remove(struct ws_session *s)
 	}
 	s->cls = NULL;
 	s->need_resync = 0;
-	class_members_changed(c);
+	ws_class_members_changed(c);
+	/* A class of another replica is followed only for students here. */
+	if (c->remote && c->n_members == 0)
+		ws_class_end(c, "no student here follows it");
 }
 
 /* End class c: tell and detach every student, free it. */
-static void class_end(struct ws_class *c, const char *why)
+void ws_class_end(struct ws_class *c, const char *why)
 {
 	struct ws_server *srv = c->srv;
 	struct ws_session *t = ws_session_find(srv, c->instructor);
@@ -227,7 +238,11 @@ static void class_end(struct ws_class *c, const char *why)
 				       c->code, "reason", why, "run", c->run[0] ? c->run : NULL));
 	}
 	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, -(long)c->n_members);
-	http_count(srv->ctr, HTTP_C_CLASSES, -1);
+	if (!c->remote)
+		http_count(srv->ctr, HTTP_C_CLASSES, -1);
+	/* --nats: its students elsewhere are told, or this replica stops
+	 * following a class of another. */
+	ws_cluster_ended(c, why);
 	lws_sul_cancel(&c->sul_grace);
 	/* A class run nobody owns (its instructor went and did not come back)
 	 * ends with the class. */
@@ -245,6 +260,7 @@ static void class_end(struct ws_class *c, const char *why)
 			srv->classes[k] = NULL;
 	class_ring_cleanup(&c->ring);
 	ws_quiz_free(c->quiz);
+	ws_cluster_free(c);
 	json_decref(c->run_msg);
 	free(c->members);
 	free(c);
@@ -256,7 +272,7 @@ void ws_classes_end_all(struct ws_server *srv, const char *why)
 
 	for (k = 0; k < srv->cfg->max_classes; k++)
 		if (srv->classes[k])
-			class_end(srv->classes[k], why);
+			ws_class_end(srv->classes[k], why);
 }
 
 struct ws_class *ws_class_of_run(struct ws_server *srv, const char *id)
@@ -276,7 +292,7 @@ static void grace_cb(lws_sorted_usec_list_t *sul)
 
 	snprintf(why, sizeof why, "the instructor did not come back within %d s",
 		 c->srv->cfg->class_grace_s);
-	class_end(c, why);
+	ws_class_end(c, why);
 }
 
 static void push_instructor_state(struct ws_class *c, const char *state)
@@ -285,8 +301,9 @@ static void push_instructor_state(struct ws_class *c, const char *state)
 			      "state", state, "grace_s", c->srv->cfg->class_grace_s);
 
 	if (o)
-		class_push_json(c, o);
+		ws_class_push_json(c, o);
 	json_decref(o);
+	ws_cluster_changed(c);
 }
 
 /* The instructor's connection went: the class waits --class-grace seconds
@@ -317,7 +334,7 @@ void ws_class_detach(struct ws_session *s, const char *why)
 	if (s->teaching && s->srv->ctx && !s->srv->stopping)
 		class_orphan(s->cls, s);
 	else if (s->teaching)
-		class_end(s->cls, why);
+		ws_class_end(s->cls, why);
 	else
 		member_remove(s);
 }
@@ -340,7 +357,7 @@ static int require_teaching(struct ws_session *s, const char *what, const char *
 	return 0;
 }
 
-static struct ws_class *class_find(struct ws_server *srv, const char *code)
+struct ws_class *ws_class_find(struct ws_server *srv, const char *code)
 {
 	int k;
 
@@ -403,10 +420,12 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 		ws_send_error(s, "internal", NULL, "out of memory", tag, NULL);
 		return;
 	}
+	/* --nats: a code no other replica holds either. */
 	for (tries = 0; tries < 16; tries++)
-		if (class_code_new(c->code) < 0 || !class_find(srv, c->code))
+		if (class_code_new(c->code) < 0 ||
+		    (!ws_class_find(srv, c->code) && !ws_cluster_taken(srv, c->code)))
 			break;
-	if (!c->code[0] || class_find(srv, c->code)) {
+	if (!c->code[0] || ws_class_find(srv, c->code) || ws_cluster_taken(srv, c->code)) {
 		class_ring_cleanup(&c->ring);
 		free(c);
 		ws_send_error(s, "internal", NULL, "could not make a class code", tag, NULL);
@@ -428,6 +447,7 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 	s->ring_pos = c->ring.head;
 	s->view_sent = c->view_ver;
 	http_count(srv->ctr, HTTP_C_CLASSES, 1);
+	ws_cluster_opened(c);
 	/* The reclaim token goes to this page only: with it the page takes the
 	 * class back after a reload or a dropped connection. */
 	ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:i, s:s, s:i, s:s?}", "type", "class.opened",
@@ -493,7 +513,10 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 		ws_send_error(s, "bad_param", "member", m, tag, NULL);
 		return;
 	}
-	c = class_find(srv, code);
+	c = ws_class_find(srv, code);
+	/* --nats: a class another replica holds is followed from here. */
+	if (!c)
+		c = ws_cluster_follow(srv, code);
 	if (!c) {
 		ws_send_error(s, "unknown_class", "class", "no class with that code is open", tag, NULL);
 		return;
@@ -529,12 +552,19 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	s->view_sent = c->view_ver;
 	s->need_resync = 0;
 	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, 1);
-	class_members_changed(c);
+	ws_class_members_changed(c);
 	ws_send_json(s, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:O?, s:o, s:s?}", "type",
 				  "class.joined", "class", c->code, "name", s->name, "member",
 				  s->member, "instructor", c->teacher[0] ? c->teacher : NULL, "run",
 				  c->run[0] ? c->run : NULL, "live", c->run_live, "run_info",
-				  c->run_msg, "view", class_view_json(c), "tag", tag));
+				  c->run_msg, "view", ws_class_view_json(c), "tag", tag));
+	if (c->remote) {
+		/* The question that is up, as the class's home said. */
+		json_t *q = c->quiz_notice;
+		if (q && strcmp(json_string_value(json_object_get(q, "state")) ?: "", "revealed"))
+			ws_send_json(s, json_incref(q));
+		return;
+	}
 	ws_quiz_joined(c, s);
 }
 
@@ -606,9 +636,9 @@ void ws_class_run_started(struct ws_class *c, const char *id, const char *lab,
 	c->paused = 0;
 	c->pos = -1;
 	c->speed = 0;
-	class_bump_view(c);
+	ws_class_bump_view(c);
 	if (c->run_msg)
-		class_push_json(c, c->run_msg);
+		ws_class_push_json(c, c->run_msg);
 	if (s)
 		ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:s}", "type", "run.accepted", "run",
 					  id, "tag", tag, "lab", lab, "class", c->code));
@@ -647,7 +677,7 @@ void ws_op_class_view(struct ws_session *s, json_t *msg, const char *tag)
 		c->pos = json_is_null(pos) ? -1 : json_integer_value(pos);
 	if (speed)
 		c->speed = json_number_value(speed);
-	class_bump_view(c);
+	ws_class_bump_view(c);
 }
 
 void ws_op_class_end(struct ws_session *s, json_t *msg, const char *tag)
@@ -657,7 +687,7 @@ void ws_op_class_end(struct ws_session *s, json_t *msg, const char *tag)
 	if (!require_teaching(s, "end the class", tag))
 		return;
 	memcpy(code, s->cls->code, sizeof code);
-	class_end(s->cls, "ended by the instructor");
+	ws_class_end(s->cls, "ended by the instructor");
 	ws_send_json(s, json_pack("{s:s, s:s, s:s?}", "type", "class.ended", "class", code, "tag", tag));
 }
 
@@ -687,8 +717,8 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 	/* A token is as good as the secret: guesses are limited the same way. */
 	if (!ws_signin_may_try(s, tag))
 		return;
-	c = class_find(srv, code);
-	if (!c || !class_secret_equal(c->reclaim, token)) {
+	c = ws_class_find(srv, code);
+	if (!c || c->remote || !class_secret_equal(c->reclaim, token)) {
 		ws_signin_failed(s);
 		ws_send_error(s, "forbidden", "reclaim",
 			      "no open class with that code and reclaim token (it may have ended: "
@@ -723,7 +753,7 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 				  c->teacher[0] ? c->teacher : NULL, "max_viewers",
 				  srv->cfg->max_class_viewers, "reclaim", c->reclaim, "grace_s",
 				  srv->cfg->class_grace_s, "run", c->run[0] ? c->run : NULL, "live",
-				  c->run_live, "run_info", c->run_msg, "view", class_view_json(c),
+				  c->run_live, "run_info", c->run_msg, "view", ws_class_view_json(c),
 				  "tag", tag));
 	ws_want_write(s->wsi);
 }

@@ -100,6 +100,19 @@ struct ws_class {
 	int orphaned;
 	lws_sorted_usec_list_t sul_grace;
 	struct ws_quiz *quiz; /* its question (ws_quiz.c), NULL before the first */
+	/* --nats, classes across replicas (ws_cluster.c). remote: the class's
+	 * home is another replica and this one follows it for its own
+	 * students (no instructor here; its ring is fed from the class's
+	 * subject and its run from the run stream). cver: the state version
+	 * this home published last, or a follower applied last. */
+	int remote;
+	json_int_t cver;
+	char home[EV_RUN_ID_LEN + 1];  /* remote: the replica that holds it */
+	int away;                      /* remote: its instructor is reconnecting */
+	json_t *quiz_notice;           /* remote: the question that is up (class.quiz) */
+	json_t *others;                /* home: replica -> {"count","names"} of its students elsewhere */
+	FILE *rf;                      /* remote: the class run, from this replica's copy of the stream */
+	int rf_want, rf_last_look;     /* remote: the copy is still to be opened; one more read is due */
 };
 
 /*
@@ -176,6 +189,10 @@ struct ws_server {
 	size_t adopt_head, adopt_n; /* guarded by adopt_lock */
 	int adopt_lock_ready;
 	struct bus *bus; /* --nats: run events to JetStream; NULL without */
+	struct bus_class *bclass; /* --nats: classes across replicas (bus_class.h); NULL without */
+	int cluster_degraded;     /* bclass says classes across replicas are degraded */
+	char cluster_reason[300];
+	lws_sorted_usec_list_t sul_cluster; /* retries of class runs not yet in the run index */
 };
 
 /*
@@ -291,9 +308,51 @@ void ws_op_class_view(struct ws_session *s, json_t *msg, const char *tag);
 void ws_op_class_end(struct ws_session *s, json_t *msg, const char *tag);
 void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag);
 
+/* Shared with ws_cluster.c. */
+struct ws_class *ws_class_find(struct ws_server *srv, const char *code);
+void ws_class_push_json(struct ws_class *c, json_t *o);
+void ws_class_bump_view(struct ws_class *c);
+void ws_class_members_changed(struct ws_class *c);
+void ws_class_end(struct ws_class *c, const char *why);
+json_t *ws_class_view_json(const struct ws_class *c);
+
+/* ---- ws_cluster.c: --nats, classes across replicas ---- */
+
+/* Home: class c's state changed; publish it (nothing without --nats or
+ * for a followed class). */
+void ws_cluster_changed(struct ws_class *c);
+/* Home: c was opened here / ends (its students elsewhere are told why). */
+void ws_cluster_opened(struct ws_class *c);
+void ws_cluster_ended(struct ws_class *c, const char *why);
+/* A class of another replica with this code: a followed class (made on
+ * the first student's join), or NULL when no replica has it. */
+struct ws_class *ws_cluster_follow(struct ws_server *srv, const char *code);
+/* Another replica holds a class with this code. */
+int ws_cluster_taken(struct ws_server *srv, const char *code);
+/* A follower: its students changed (the home counts them). */
+void ws_cluster_members(struct ws_class *c);
+/* Students of class c on every replica, and their names (up to max) into names. */
+size_t ws_cluster_count(const struct ws_class *c);
+void ws_cluster_names(const struct ws_class *c, json_t *names, size_t max);
+/* The bus has news: what arrived for classes, and followed class runs. */
+void ws_cluster_wake(struct ws_server *srv);
+/* A new session: told at once when classes across replicas are degraded. */
+void ws_cluster_hello(struct ws_session *s);
+/* A student of a followed class answers: sent to the class's home. */
+void ws_cluster_answer(struct ws_session *s, json_t *msg, const char *tag);
+/* Free what a followed class holds (class_end). */
+void ws_cluster_free(struct ws_class *c);
+
 /* ---- ws_quiz.c: class questions ---- */
 struct ws_quiz;
 void ws_op_class_quiz(struct ws_session *s, json_t *msg, const char *tag);
+/* The class.quiz notice of the question that is up, or NULL: a new reference. */
+json_t *ws_quiz_notice(const struct ws_class *c);
+/* Home: a student of another replica answers (member, name, id, answer,
+ * tag): the reply for that student (class.quiz.answered or an error). */
+json_t *ws_quiz_remote_answer(struct ws_class *c, const json_t *in);
+/* Home: the students elsewhere count (class.quiz.tally). */
+void ws_quiz_members_changed(struct ws_class *c);
 /* Student s joined class c: show it the question that is up. */
 void ws_quiz_joined(struct ws_class *c, struct ws_session *s);
 void ws_quiz_free(struct ws_quiz *q);

@@ -181,9 +181,12 @@ void ws_hook_finished(void *arg, const struct run *r)
 	 * stream, after its last index entry. */
 	bus_run_files(srv->bus, run_id(r));
 
-	for (k = 0; k < srv->cfg->max_classes; k++)
-		if (srv->classes[k] && !strcmp(srv->classes[k]->run, run_id(r)))
+	for (k = 0; k < srv->cfg->max_classes; k++) {
+		if (srv->classes[k] && !strcmp(srv->classes[k]->run, run_id(r))) {
 			srv->classes[k]->run_live = 0;
+			ws_cluster_changed(srv->classes[k]);
+		}
+	}
 
 	for (i = 0; i < n; i++) {
 		struct ws_session *s = ws_session_find(srv, ids[i]);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bundle.h"
+#include "bus_class.h"
 #include "config.h"
 #include "quiz/quiz.h"
 #include "ws_int.h"
@@ -106,6 +107,13 @@ static void broadcast(struct ws_class *c, json_t *o)
 	if (t)
 		ws_send_json(t, json_incref(o));
 	json_decref(o);
+	/* --nats: the question is part of the class's state elsewhere. */
+	ws_cluster_changed(c);
+}
+
+json_t *ws_quiz_notice(const struct ws_class *c)
+{
+	return c->quiz && c->quiz->question ? notice(c->quiz) : NULL;
 }
 
 static json_t *tally(const struct ws_quiz *q, const struct ws_class *c)
@@ -128,7 +136,7 @@ static json_t *tally(const struct ws_quiz *q, const struct ws_class *c)
 	}
 	return json_pack("{s:s, s:i, s:s, s:i, s:i, s:o, s:o}", "type", "class.quiz.tally", "id",
 			 (int)q->id, "state", state_names[q->state], "answered", (int)q->n, "members",
-			 (int)c->n_members, "counts", counts, "who", who);
+			 (int)ws_cluster_count(c), "counts", counts, "who", who);
 }
 
 static void send_tally(struct ws_class *c)
@@ -329,35 +337,35 @@ static int require_question(struct ws_session *s, struct ws_class *c, const char
 	return 0;
 }
 
-static void quiz_answer(struct ws_session *s, struct ws_class *c, json_t *msg, const char *tag)
+static json_t *err_json(const char *code, const char *param, const char *message, const char *tag)
+{
+	return json_pack("{s:s, s:s, s:s?, s:s, s:s?}", "type", "error", "code", code, "param", param,
+			 "message", message, "tag", tag);
+}
+
+/* One student's answer, from this replica (sid: its session) or another
+ * (sid 0): kept once per member identity, its latest answer counting. The
+ * reply for the student: class.quiz.answered or an error. */
+static json_t *take_answer(struct ws_class *c, const char *member, const char *name,
+			   uint64_t sid, const json_t *id, const json_t *answer, const char *tag)
 {
 	struct ws_quiz *q = c->quiz;
-	const json_t *id = json_object_get(msg, "id");
 	char err[200];
 	json_t *a;
 	size_t i;
 
-	if (s->teaching) {
-		ws_send_error(s, "forbidden", NULL, "the instructor does not answer", tag, NULL);
-		return;
-	}
-	if (!require_question(s, c, tag))
-		return;
+	if (!q || !q->question)
+		return err_json("bad_request", NULL, "no question has been posed in this class", tag);
 	if (!json_is_integer(id) || json_integer_value(id) != q->id) {
 		snprintf(err, sizeof err, "'id' must be the current question's, %u", q->id);
-		ws_send_error(s, "bad_request", "id", err, tag, NULL);
-		return;
+		return err_json("bad_request", "id", err, tag);
 	}
-	if (q->state != QZ_OPEN) {
-		ws_send_error(s, "closed", "id", "the vote on this question is closed", tag, NULL);
-		return;
-	}
-	a = quiz_answer_from_json(current_q(q), json_object_get(msg, "answer"), err, sizeof err);
-	if (!a) {
-		ws_send_error(s, "bad_param", "answer", err, tag, NULL);
-		return;
-	}
-	for (i = 0; i < q->n && strcmp(q->a[i].member, s->member); i++)
+	if (q->state != QZ_OPEN)
+		return err_json("closed", "id", "the vote on this question is closed", tag);
+	a = quiz_answer_from_json(current_q(q), answer, err, sizeof err);
+	if (!a)
+		return err_json("bad_param", "answer", err, tag);
+	for (i = 0; i < q->n && strcmp(q->a[i].member, member); i++)
 		;
 	if (i == q->n) {
 		if (q->n == q->cap) {
@@ -365,22 +373,50 @@ static void quiz_answer(struct ws_session *s, struct ws_class *c, json_t *msg, c
 			struct qz_answer *na = realloc(q->a, cap * sizeof *na);
 			if (!na) {
 				json_decref(a);
-				ws_send_error(s, "internal", NULL, "out of memory", tag, NULL);
-				return;
+				return err_json("internal", NULL, "out of memory", tag);
 			}
 			q->a = na;
 			q->cap = cap;
 		}
 		memset(&q->a[q->n], 0, sizeof q->a[q->n]);
-		snprintf(q->a[q->n].member, sizeof q->a[q->n].member, "%s", s->member);
+		snprintf(q->a[q->n].member, sizeof q->a[q->n].member, "%s", member);
 		q->n++;
 	}
-	q->a[i].sid = s->id;
-	snprintf(q->a[i].name, sizeof q->a[i].name, "%s", s->name);
+	q->a[i].sid = sid;
+	snprintf(q->a[i].name, sizeof q->a[i].name, "%s", name);
 	json_decref(q->a[i].answer);
 	q->a[i].answer = a;
-	ws_send_json(s, json_pack("{s:s, s:i, s:O, s:s?}", "type", "class.quiz.answered", "id",
-				  (int)q->id, "answer", a, "tag", tag));
+	send_tally(c);
+	return json_pack("{s:s, s:i, s:O, s:s?}", "type", "class.quiz.answered", "id", (int)q->id,
+			 "answer", a, "tag", tag);
+}
+
+static void quiz_answer(struct ws_session *s, struct ws_class *c, json_t *msg, const char *tag)
+{
+	if (s->teaching) {
+		ws_send_error(s, "forbidden", NULL, "the instructor does not answer", tag, NULL);
+		return;
+	}
+	if (!require_question(s, c, tag))
+		return;
+	ws_send_json(s, take_answer(c, s->member, s->name, s->id, json_object_get(msg, "id"),
+				    json_object_get(msg, "answer"), tag));
+}
+
+json_t *ws_quiz_remote_answer(struct ws_class *c, const json_t *in)
+{
+	const char *member = json_string_value(json_object_get(in, "member"));
+	const char *name = json_string_value(json_object_get(in, "name"));
+	const char *tag = json_string_value(json_object_get(in, "tag"));
+
+	if (!member || strlen(member) != WS_MEMBER_LEN || !name || strlen(name) > CLASS_NAME_BYTES)
+		return NULL;
+	return take_answer(c, member, name, 0, json_object_get(in, "id"),
+			   json_object_get(in, "answer"), tag);
+}
+
+void ws_quiz_members_changed(struct ws_class *c)
+{
 	send_tally(c);
 }
 
@@ -464,7 +500,7 @@ static void quiz_reveal(struct ws_session *s, struct ws_class *c, json_t *msg, c
 {
 	struct ws_quiz *q;
 	struct quiz_truth t;
-	json_t *rows, *v = NULL;
+	json_t *rows, *v = NULL, *elsewhere;
 	int right = 0, wrong = 0, undecided = 0;
 	size_t i;
 
@@ -475,6 +511,7 @@ static void quiz_reveal(struct ws_session *s, struct ws_class *c, json_t *msg, c
 		return;
 	q->state = QZ_REVEALED;
 	rows = json_array();
+	elsewhere = json_object();
 	for (i = 0; i < q->n; i++) {
 		struct ws_session *m = ws_session_find(c->srv, q->a[i].sid);
 		const char *res;
@@ -492,6 +529,14 @@ static void quiz_reveal(struct ws_session *s, struct ws_class *c, json_t *msg, c
 			ws_send_json(m, json_pack("{s:s, s:i, s:s?, s:O}", "type", "class.quiz.result",
 						  "id", (int)q->id, "run", q->bank ? c->run : NULL,
 						  "verdict", q->a[i].verdict));
+		else
+			/* A student of another replica (or gone): its replica
+			 * hands the result to the member's page. */
+			json_object_set_new(elsewhere, q->a[i].member,
+					    json_pack("{s:s, s:i, s:s?, s:O}", "type",
+						      "class.quiz.result", "id", (int)q->id, "run",
+						      q->bank ? c->run : NULL, "verdict",
+						      q->a[i].verdict));
 	}
 	/* The run's own answer, for everyone (and for students who did not answer). */
 	v = quiz_verdict(q->bank ? q->lab : "free", current_q(q), &t, NULL, "en");
@@ -513,10 +558,19 @@ static void quiz_reveal(struct ws_session *s, struct ws_class *c, json_t *msg, c
 			if (m)
 				ws_send_json(m, json_incref(pub));
 		}
+		if (c->srv->bclass) {
+			if (json_object_size(elsewhere))
+				bus_class_send(c->srv->bclass, c->code,
+					       json_pack("{s:s, s:O}", "kind", "to_many", "msgs",
+							 elsewhere));
+			bus_class_send(c->srv->bclass, c->code,
+				       json_pack("{s:s, s:O}", "kind", "all", "msg", pub));
+		}
 		json_decref(pub);
 		if (tch)
 			ws_send_json(tch, json_incref(q->reveal));
 	}
+	json_decref(elsewhere);
 	ack(s, "reveal", q->id, tag);
 }
 
@@ -590,6 +644,15 @@ void ws_op_class_quiz(struct ws_session *s, json_t *msg, const char *tag)
 	}
 	if (!c) {
 		ws_send_error(s, "bad_request", NULL, "join or open a class first", tag, NULL);
+		return;
+	}
+	if (c->remote) {
+		/* A class of another replica: only answers, and they go there. */
+		if (strcmp(action, "answer"))
+			ws_send_error(s, "forbidden", NULL, "only the class's instructor may do that",
+				      tag, NULL);
+		else
+			ws_cluster_answer(s, msg, tag);
 		return;
 	}
 	if (!strcmp(action, "answer")) {

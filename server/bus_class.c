@@ -1,0 +1,740 @@
+/* bus_class.c: --nats: classes across replicas (state in the bucket SOCKLAB_CLASSES, messages on socklab.class.CODE) and every replica's admission queue in SOCKLAB_LOAD, on a thread of its own. */
+#include "bus_class.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nats/nats.h>
+
+#include "bus_int.h"
+#include "class.h"
+#include "http.h"
+
+/* What the lws thread asks the NATS thread to do, in order. */
+enum bc_kind { BC_PUT, BC_DEL, BC_PUB, BC_UP, BC_FOLLOW, BC_UNFOLLOW, BC_HOME, BC_UNHOME };
+
+struct bc_out {
+	struct bc_out *next;
+	enum bc_kind kind;
+	char code[CLASS_CODE_LEN + 1];
+	char *data; /* JSON text (PUT, PUB, UP); NULL otherwise */
+	int tries;  /* failed attempts while connected */
+};
+
+/* A put or delete refused on a working connection (JetStream still
+ * recovering after NATS restarted, say) is tried again this often, at
+ * most this many times; then it is counted as failed. */
+#define BC_RETRY_MS 250
+#define BC_TRIES 120
+
+/* A subscription of the NATS thread: a class it follows (socklab.class.CODE)
+ * or a class it is home to (socklab.class.CODE.up). */
+struct bc_sub {
+	char code[CLASS_CODE_LEN + 1];
+	int home;
+	natsSubscription *sub;
+};
+
+struct bus_class {
+	struct bus *bus;                /* read-only: nc, js, replica */
+	const struct serve_config *cfg; /* read-only */
+	struct http_counters *ctr;      /* thread-safe */
+	void (*wake)(void *);
+	void *wake_arg;
+	/* Everything below up to the thread's own is guarded by lock; the
+	 * libnats delivery threads take it too. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct bc_out *oh, *ot;
+	long on;
+	json_t *inbox;       /* array of what arrived for the lws thread */
+	json_t *known;       /* code -> {"state", "seen_us"} from the bucket */
+	json_t *following;   /* code -> true: the classes this replica follows */
+	json_t *loads;       /* replica -> {load..., "seen_us"} */
+	int connected, synced, told_ok;
+	int posted; /* something was posted since the lws thread was last woken */
+	long published, failed, dropped;
+	int stop;
+	/* The NATS thread's own. */
+	pthread_t thread;
+	int started;
+	kvStore *kv, *kv_load;
+	kvWatcher *w, *w_load;
+	unsigned gen;
+	struct bc_sub *subs;
+	size_t n_subs, cap_subs;
+	json_t *homes;       /* code -> state text, put again every BC_TOUCH_MS */
+	int64_t touched_us, load_us, swept_us;
+};
+
+static int64_t now_us(void)
+{
+	return bus_mono_us();
+}
+
+/* lock held: hand o (stolen) to the lws thread. */
+static void post(struct bus_class *bc, json_t *o)
+{
+	if (!o)
+		return;
+	if (json_array_size(bc->inbox) >= BC_IN_MAX) {
+		bc->dropped++;
+		json_decref(o);
+		return;
+	}
+	json_array_append_new(bc->inbox, o);
+	bc->posted = 1;
+}
+
+static void wake(struct bus_class *bc)
+{
+	if (bc->wake)
+		bc->wake(bc->wake_arg);
+}
+
+/* ---- the lws thread's side: queue work ---- */
+
+static void queue(struct bus_class *bc, enum bc_kind kind, const char *code, json_t *msg)
+{
+	struct bc_out *o;
+	char *text = NULL;
+
+	if (!bc) {
+		json_decref(msg);
+		return;
+	}
+	if (msg) {
+		text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(msg);
+		if (!text)
+			return;
+	}
+	o = calloc(1, sizeof *o);
+	if (!o) {
+		free(text);
+		return;
+	}
+	o->kind = kind;
+	snprintf(o->code, sizeof o->code, "%s", code);
+	o->data = text;
+	pthread_mutex_lock(&bc->lock);
+	/* A full queue drops messages, never subscriptions: those are bounded
+	 * by the classes themselves. */
+	if (bc->on >= BC_OUT_MAX && (kind == BC_PUB || kind == BC_UP || kind == BC_PUT)) {
+		bc->dropped++;
+		pthread_mutex_unlock(&bc->lock);
+		free(text);
+		free(o);
+		return;
+	}
+	if (bc->ot)
+		bc->ot->next = o;
+	else
+		bc->oh = o;
+	bc->ot = o;
+	bc->on++;
+	if (kind == BC_FOLLOW)
+		json_object_set_new(bc->following, code, json_true());
+	else if (kind == BC_UNFOLLOW)
+		json_object_del(bc->following, code);
+	pthread_cond_signal(&bc->cond);
+	pthread_mutex_unlock(&bc->lock);
+}
+
+void bus_class_put(struct bus_class *bc, const char *code, const json_t *state)
+{
+	queue(bc, BC_PUT, code, json_deep_copy(state));
+}
+
+void bus_class_send(struct bus_class *bc, const char *code, json_t *msg)
+{
+	queue(bc, BC_PUB, code, msg);
+}
+
+void bus_class_gone(struct bus_class *bc, const char *code)
+{
+	queue(bc, BC_DEL, code, NULL);
+}
+
+void bus_class_home(struct bus_class *bc, const char *code, int on)
+{
+	queue(bc, on ? BC_HOME : BC_UNHOME, code, NULL);
+}
+
+void bus_class_up(struct bus_class *bc, const char *code, json_t *msg)
+{
+	queue(bc, BC_UP, code, msg);
+}
+
+void bus_class_follow(struct bus_class *bc, const char *code, int on)
+{
+	queue(bc, on ? BC_FOLLOW : BC_UNFOLLOW, code, NULL);
+}
+
+const char *bus_class_replica(const struct bus_class *bc)
+{
+	return bus_replica(bc->bus);
+}
+
+json_t *bus_class_lookup(struct bus_class *bc, const char *code)
+{
+	json_t *st;
+
+	pthread_mutex_lock(&bc->lock);
+	st = json_object_get(json_object_get(bc->known, code), "state");
+	json_incref(st);
+	pthread_mutex_unlock(&bc->lock);
+	return st;
+}
+
+json_t *bus_class_next(struct bus_class *bc)
+{
+	json_t *o = NULL;
+
+	pthread_mutex_lock(&bc->lock);
+	if (json_array_size(bc->inbox)) {
+		o = json_incref(json_array_get(bc->inbox, 0));
+		json_array_remove(bc->inbox, 0);
+	}
+	pthread_mutex_unlock(&bc->lock);
+	return o;
+}
+
+/* lock held. */
+static const char *degraded_why(const struct bus_class *bc)
+{
+	if (!bc->connected)
+		return "NATS is not reachable: classes go on for the students of the replica "
+		       "that holds them; students here cannot follow a class of another replica "
+		       "until it is back";
+	if (!bc->synced)
+		return "reading the classes of every replica from NATS";
+	return NULL;
+}
+
+int bus_class_ok(struct bus_class *bc, char *reason, size_t len)
+{
+	const char *why;
+
+	pthread_mutex_lock(&bc->lock);
+	why = degraded_why(bc);
+	if (reason && len)
+		snprintf(reason, len, "%s", why ? why : "");
+	pthread_mutex_unlock(&bc->lock);
+	return why == NULL;
+}
+
+/* lock held. */
+static json_t *queues_locked(struct bus_class *bc)
+{
+	json_t *out = json_array(), *v;
+	const char *key;
+	int64_t now = now_us();
+
+	json_object_foreach(bc->loads, key, v) {
+		json_t *row;
+		json_int_t seen = json_integer_value(json_object_get(v, "seen_us"));
+		int self = !strcmp(key, bus_replica(bc->bus));
+		if (!self && now - seen > (int64_t)BC_LOAD_TTL_MS * 1000)
+			continue; /* not heard of for a while: gone */
+		row = json_deep_copy(v);
+		json_object_del(row, "seen_us");
+		json_object_set_new(row, "self", json_boolean(self));
+		json_object_set_new(row, "age_ms", json_integer((now - seen) / 1000));
+		if (self)
+			json_array_insert_new(out, 0, row);
+		else
+			json_array_append_new(out, row);
+	}
+	return out;
+}
+
+json_t *bus_class_queues(struct bus_class *bc)
+{
+	json_t *o;
+
+	pthread_mutex_lock(&bc->lock);
+	o = queues_locked(bc);
+	pthread_mutex_unlock(&bc->lock);
+	return o;
+}
+
+json_t *bus_class_health(struct bus_class *bc)
+{
+	json_t *o;
+	const char *why;
+
+	pthread_mutex_lock(&bc->lock);
+	why = degraded_why(bc);
+	o = json_pack("{s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:o}", "state", why ? "degraded" : "ok",
+		      "reason", why, "classes_known", (json_int_t)json_object_size(bc->known),
+		      "following", (json_int_t)json_object_size(bc->following), "published",
+		      (json_int_t)bc->published, "failed", (json_int_t)bc->failed, "dropped",
+		      (json_int_t)bc->dropped, "queues", queues_locked(bc));
+	pthread_mutex_unlock(&bc->lock);
+	return o;
+}
+
+/* ---- libnats's delivery threads ---- */
+
+/* A message on socklab.class.CODE (followers) or socklab.class.CODE.up
+ * (the home): for the lws thread, with the code added. */
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct bus_class *bc = closure;
+	const char *subject = natsMsg_GetSubject(msg);
+	json_t *o = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
+	char code[CLASS_CODE_LEN + 1];
+
+	if (json_is_object(o) && subject && strlen(subject) >= strlen(BC_SUBJECT) + CLASS_CODE_LEN &&
+	    !strncmp(subject, BC_SUBJECT, strlen(BC_SUBJECT))) {
+		memcpy(code, subject + strlen(BC_SUBJECT), CLASS_CODE_LEN);
+		code[CLASS_CODE_LEN] = '\0';
+		json_object_set_new(o, "code", json_string(code));
+		pthread_mutex_lock(&bc->lock);
+		post(bc, o);
+		pthread_mutex_unlock(&bc->lock);
+		wake(bc);
+	} else {
+		json_decref(o);
+	}
+	natsMsg_Destroy(msg);
+}
+
+/* ---- the NATS thread ---- */
+
+static natsStatus bucket(struct bus_class *bc, kvStore **kv, const char *name, int64_t ttl_ms)
+{
+	kvConfig kc;
+	natsStatus s;
+
+	if (*kv)
+		return NATS_OK;
+	kvConfig_Init(&kc);
+	kc.Bucket = name;
+	kc.History = 1;
+	kc.TTL = ttl_ms * 1000000; /* libnats 3.4 passes it on as MaxAge (ns) */
+	kc.MaxBytes = 64 << 20;
+	kc.StorageType = js_FileStorage;
+	s = js_CreateKeyValue(kv, bc->bus->js, &kc);
+	if (s != NATS_OK) {
+		*kv = NULL;
+		s = js_KeyValue(kv, bc->bus->js, name);
+	}
+	return s;
+}
+
+static int sub_find(struct bus_class *bc, const char *code, int home)
+{
+	size_t i;
+
+	for (i = 0; i < bc->n_subs; i++)
+		if (bc->subs[i].home == home && !strcmp(bc->subs[i].code, code))
+			return (int)i;
+	return -1;
+}
+
+static void subscribe(struct bus_class *bc, const char *code, int home)
+{
+	char subject[64];
+	natsSubscription *sub = NULL;
+
+	if (sub_find(bc, code, home) >= 0)
+		return;
+	if (bc->n_subs == bc->cap_subs) {
+		size_t cap = bc->cap_subs ? bc->cap_subs * 2 : 16;
+		struct bc_sub *n = realloc(bc->subs, cap * sizeof *n);
+		if (!n)
+			return;
+		bc->subs = n;
+		bc->cap_subs = cap;
+	}
+	snprintf(subject, sizeof subject, "%s%s%s", BC_SUBJECT, code, home ? ".up" : "");
+	if (natsConnection_Subscribe(&sub, bc->bus->nc, subject, on_msg, bc) != NATS_OK) {
+		pthread_mutex_lock(&bc->lock);
+		bc->failed++;
+		pthread_mutex_unlock(&bc->lock);
+		return;
+	}
+	snprintf(bc->subs[bc->n_subs].code, sizeof bc->subs[0].code, "%s", code);
+	bc->subs[bc->n_subs].home = home;
+	bc->subs[bc->n_subs++].sub = sub;
+}
+
+static void unsubscribe(struct bus_class *bc, const char *code, int home)
+{
+	int i = sub_find(bc, code, home);
+
+	if (i < 0)
+		return;
+	natsSubscription_Unsubscribe(bc->subs[i].sub);
+	natsSubscription_Destroy(bc->subs[i].sub);
+	bc->subs[i] = bc->subs[--bc->n_subs];
+}
+
+/* lock held: the bucket's entry for code, as a "state" for the lws thread
+ * when this replica follows the class. */
+static void post_state(struct bus_class *bc, const char *code)
+{
+	json_t *st = json_object_get(json_object_get(bc->known, code), "state");
+
+	if (!json_object_get(bc->following, code))
+		return;
+	if (st)
+		post(bc, json_pack("{s:s, s:s, s:O}", "kind", "state", "code", code, "state", st));
+}
+
+/* One queued job. NATS_OK when done (or given up: counted), else the job
+ * waits for the connection. */
+static natsStatus do_job(struct bus_class *bc, struct bc_out *o)
+{
+	char subject[64];
+	natsStatus s = NATS_OK;
+	int len = o->data ? (int)strlen(o->data) : 0;
+
+	switch (o->kind) {
+	case BC_PUT:
+		/* The latest state is what the periodic put repeats, whether
+		 * or not this put goes through. */
+		json_object_set_new(bc->homes, o->code, json_string(o->data));
+		s = kvStore_Put(NULL, bc->kv, o->code, o->data, len);
+		break;
+	case BC_DEL:
+		json_object_del(bc->homes, o->code);
+		s = kvStore_Delete(bc->kv, o->code);
+		break;
+	case BC_PUB:
+	case BC_UP:
+		snprintf(subject, sizeof subject, "%s%s%s", BC_SUBJECT, o->code,
+			 o->kind == BC_UP ? ".up" : "");
+		s = natsConnection_Publish(bc->bus->nc, subject, o->data, len);
+		break;
+	case BC_FOLLOW:
+		subscribe(bc, o->code, 0);
+		pthread_mutex_lock(&bc->lock);
+		post_state(bc, o->code);
+		pthread_mutex_unlock(&bc->lock);
+		break;
+	case BC_UNFOLLOW:
+		unsubscribe(bc, o->code, 0);
+		break;
+	case BC_HOME:
+		subscribe(bc, o->code, 1);
+		break;
+	case BC_UNHOME:
+		unsubscribe(bc, o->code, 1);
+		break;
+	}
+	pthread_mutex_lock(&bc->lock);
+	if (s == NATS_OK && (o->kind == BC_PUT || o->kind == BC_PUB || o->kind == BC_UP))
+		bc->published++;
+	if (s != NATS_OK) {
+		/* Again once connected, or soon (a put or delete that a
+		 * working connection refused). */
+		if (!bc->connected ||
+		    ((o->kind == BC_PUT || o->kind == BC_DEL) && ++o->tries < BC_TRIES)) {
+			pthread_mutex_unlock(&bc->lock);
+			return s;
+		}
+		bc->failed++;
+	}
+	pthread_mutex_unlock(&bc->lock);
+	return NATS_OK;
+}
+
+/* An entry of the class bucket. */
+static void class_entry(struct bus_class *bc, kvEntry *e)
+{
+	const char *key = kvEntry_Key(e);
+	char code[CLASS_CODE_LEN + 1];
+	json_t *st;
+
+	if (!key || class_code_parse(key, code) < 0 || strcmp(code, key))
+		return;
+	pthread_mutex_lock(&bc->lock);
+	if (kvEntry_Operation(e) != kvOp_Put) {
+		json_object_del(bc->known, code);
+		if (json_object_get(bc->following, code))
+			post(bc, json_pack("{s:s, s:s, s:s}", "kind", "gone", "code", code, "reason",
+					   "the class has ended"));
+		pthread_mutex_unlock(&bc->lock);
+		return;
+	}
+	st = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+	if (json_is_object(st) &&
+	    (json_object_get(bc->known, code) || json_object_size(bc->known) < BC_KNOWN_MAX)) {
+		json_object_set_new(bc->known, code,
+				    json_pack("{s:o, s:I}", "state", st, "seen_us",
+					      (json_int_t)now_us()));
+		post_state(bc, code);
+	} else {
+		json_decref(st);
+	}
+	pthread_mutex_unlock(&bc->lock);
+}
+
+static void load_entry(struct bus_class *bc, kvEntry *e)
+{
+	const char *key = kvEntry_Key(e);
+	json_t *v;
+
+	if (!key || kvEntry_Operation(e) != kvOp_Put)
+		return;
+	v = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+	if (!json_is_object(v)) {
+		json_decref(v);
+		return;
+	}
+	json_object_set_new(v, "seen_us", json_integer(now_us()));
+	pthread_mutex_lock(&bc->lock);
+	json_object_set_new(bc->loads, key, v);
+	pthread_mutex_unlock(&bc->lock);
+}
+
+/* Drain a watcher; NULL entry: the whole bucket has been delivered. */
+static void drain(struct bus_class *bc, kvWatcher *w, int classes)
+{
+	kvEntry *e = NULL;
+	int n = 0;
+
+	while (w && n++ < 1000 && kvWatcher_Next(&e, w, 1) == NATS_OK) {
+		if (!e) {
+			if (classes) {
+				pthread_mutex_lock(&bc->lock);
+				bc->synced = 1;
+				pthread_mutex_unlock(&bc->lock);
+			}
+			continue;
+		}
+		if (classes)
+			class_entry(bc, e);
+		else
+			load_entry(bc, e);
+		kvEntry_Destroy(e);
+		e = NULL;
+	}
+	kvEntry_Destroy(e);
+}
+
+/* Every BC_TOUCH_MS: the home's classes again (their entries expire
+ * otherwise); every BC_LOAD_MS: this replica's queue. */
+static void periodic(struct bus_class *bc, int64_t now)
+{
+	const char *key;
+	json_t *v;
+	char buf[256];
+	int n;
+
+	if (now - bc->touched_us >= (int64_t)BC_TOUCH_MS * 1000) {
+		bc->touched_us = now;
+		json_object_foreach(bc->homes, key, v)
+			if (kvStore_PutString(NULL, bc->kv, key, json_string_value(v)) != NATS_OK)
+				/* Not now (JetStream recovering): again in a second. */
+				bc->touched_us = now - (int64_t)BC_TOUCH_MS * 1000 + 1000000;
+	}
+	if (now - bc->load_us >= (int64_t)BC_LOAD_MS * 1000) {
+		bc->load_us = now;
+		n = snprintf(buf, sizeof buf,
+			     "{\"replica\":\"%s\",\"running\":%ld,\"max_runs\":%d,\"waiting\":%ld,"
+			     "\"queue_max\":%d,\"queue_wait_s\":%d}",
+			     bus_replica(bc->bus), http_counters_get(bc->ctr, HTTP_C_RUNS_ACTIVE),
+			     bc->cfg->max_runs, http_counters_get(bc->ctr, HTTP_C_RUNS_QUEUED),
+			     bc->cfg->queue_max, bc->cfg->queue_wait_s);
+		kvStore_Put(NULL, bc->kv_load, bus_replica(bc->bus), buf, n);
+	}
+	/* An entry not put again within BC_TTL_MS has expired in the bucket
+	 * (the watcher is not told): its home is gone. Judged only while
+	 * connected, and a resync (a new watcher) delivers every live entry
+	 * again first. */
+	if (now - bc->swept_us >= 1000000) {
+		json_t *gone = json_array();
+		size_t i;
+
+		bc->swept_us = now;
+		pthread_mutex_lock(&bc->lock);
+		json_object_foreach(bc->known, key, v)
+			if (bc->synced && now - json_integer_value(json_object_get(v, "seen_us")) >
+			    (int64_t)BC_TTL_MS * 1000)
+				json_array_append_new(gone, json_string(key));
+		for (i = 0; i < json_array_size(gone); i++) {
+			const char *code = json_string_value(json_array_get(gone, i));
+			if (json_object_get(bc->following, code))
+				post(bc, json_pack("{s:s, s:s, s:s}", "kind", "gone", "code", code,
+						   "reason",
+						   "the replica that held the class stopped"));
+			json_object_del(bc->known, code);
+		}
+		pthread_mutex_unlock(&bc->lock);
+		json_decref(gone);
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	struct bus_class *bc = arg;
+
+	pthread_mutex_lock(&bc->lock);
+	while (!bc->stop) {
+		int connected = natsConnection_Status(bc->bus->nc) == NATS_CONN_STATUS_CONNECTED;
+		int was_ok = bc->told_ok, ok;
+		unsigned gen;
+		struct bc_out *o;
+
+		if (connected != bc->connected) {
+			bc->connected = connected;
+			if (!connected)
+				bc->synced = 0;
+		}
+		ok = degraded_why(bc) == NULL;
+		if (ok != was_ok) {
+			bc->told_ok = ok;
+			post(bc, json_pack("{s:s, s:s, s:s?}", "kind", "cluster", "state",
+					   ok ? "ok" : "degraded", "reason", degraded_why(bc)));
+		}
+		pthread_mutex_unlock(&bc->lock);
+		pthread_mutex_lock(&bc->bus->lock);
+		gen = bc->bus->conn_gen;
+		pthread_mutex_unlock(&bc->bus->lock);
+		if (connected && (!bc->kv || !bc->kv_load)) {
+			if (bucket(bc, &bc->kv, BC_BUCKET, BC_TTL_MS) != NATS_OK ||
+			    bucket(bc, &bc->kv_load, BC_LOAD, BC_LOAD_TTL_MS) != NATS_OK)
+				connected = 0;
+		}
+		if (connected && (gen != bc->gen || !bc->w)) {
+			/* A new connection (NATS may have restarted): read both
+			 * buckets whole again. */
+			kvWatcher_Destroy(bc->w);
+			kvWatcher_Destroy(bc->w_load);
+			bc->w = bc->w_load = NULL;
+			pthread_mutex_lock(&bc->lock);
+			bc->synced = 0;
+			pthread_mutex_unlock(&bc->lock);
+			if (kvStore_WatchAll(&bc->w, bc->kv, NULL) == NATS_OK &&
+			    kvStore_WatchAll(&bc->w_load, bc->kv_load, NULL) == NATS_OK) {
+				bc->gen = gen;
+				bc->touched_us = 0; /* put the home's classes again */
+			}
+		}
+		if (connected && bc->w) {
+			drain(bc, bc->w, 1);
+			drain(bc, bc->w_load, 0);
+			periodic(bc, now_us());
+		}
+		/* The queue, in order; a job that needs the connection waits. */
+		pthread_mutex_lock(&bc->lock);
+		while ((o = bc->oh) != NULL && !bc->stop && connected && bc->kv) {
+			natsStatus s;
+			pthread_mutex_unlock(&bc->lock);
+			s = do_job(bc, o);
+			pthread_mutex_lock(&bc->lock);
+			if (s != NATS_OK) {
+				if (connected && !bc->stop)
+					bus_wait_ms_on(&bc->cond, &bc->lock, BC_RETRY_MS);
+				break;
+			}
+			bc->oh = o->next;
+			if (!bc->oh)
+				bc->ot = NULL;
+			bc->on--;
+			free(o->data);
+			free(o);
+		}
+		if (bc->posted) {
+			bc->posted = 0;
+			pthread_mutex_unlock(&bc->lock);
+			wake(bc);
+			pthread_mutex_lock(&bc->lock);
+		}
+		if (!bc->stop && (!bc->oh || !connected))
+			bus_wait_ms_on(&bc->cond, &bc->lock, 50);
+	}
+	pthread_mutex_unlock(&bc->lock);
+	return NULL;
+}
+
+int bus_class_start(struct bus_class **out, struct bus *b, const struct serve_config *cfg,
+		    struct http_counters *ctr, void (*wakefn)(void *), void *arg, char *err,
+		    size_t errlen)
+{
+	struct bus_class *bc = calloc(1, sizeof *bc);
+
+	*out = NULL;
+	if (!bc) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	bc->bus = b;
+	bc->cfg = cfg;
+	bc->ctr = ctr;
+	bc->wake = wakefn;
+	bc->wake_arg = arg;
+	bc->told_ok = 1; /* so that a start without NATS says "degraded" once */
+	pthread_mutex_init(&bc->lock, NULL);
+	pthread_cond_init(&bc->cond, NULL);
+	bc->inbox = json_array();
+	bc->known = json_object();
+	bc->following = json_object();
+	bc->loads = json_object();
+	bc->homes = json_object();
+	if (!bc->inbox || !bc->known || !bc->following || !bc->loads || !bc->homes) {
+		snprintf(err, errlen, "out of memory");
+		bus_class_stop(bc);
+		return -ENOMEM;
+	}
+	if (pthread_create(&bc->thread, NULL, thread_main, bc) != 0) {
+		snprintf(err, errlen, "cannot start the NATS class thread");
+		bus_class_stop(bc);
+		return -EAGAIN;
+	}
+	bc->started = 1;
+	*out = bc;
+	return 0;
+}
+
+void bus_class_stop(struct bus_class *bc)
+{
+	int64_t end;
+	size_t i;
+
+	if (!bc)
+		return;
+	if (bc->started) {
+		/* What is queued (a class's end, among others) goes out if it
+		 * can within 2 s. */
+		end = now_us() + 2000000;
+		pthread_mutex_lock(&bc->lock);
+		while (bc->oh && bc->connected && now_us() < end)
+			bus_wait_ms_on(&bc->cond, &bc->lock, 20);
+		bc->stop = 1;
+		pthread_cond_signal(&bc->cond);
+		pthread_mutex_unlock(&bc->lock);
+		pthread_join(bc->thread, NULL);
+	}
+	for (i = 0; i < bc->n_subs; i++) {
+		natsSubscription_Unsubscribe(bc->subs[i].sub);
+		natsSubscription_Destroy(bc->subs[i].sub);
+	}
+	free(bc->subs);
+	kvWatcher_Destroy(bc->w);
+	kvWatcher_Destroy(bc->w_load);
+	kvStore_Destroy(bc->kv);
+	kvStore_Destroy(bc->kv_load);
+	while (bc->oh) {
+		struct bc_out *o = bc->oh;
+		bc->oh = o->next;
+		free(o->data);
+		free(o);
+	}
+	json_decref(bc->inbox);
+	json_decref(bc->known);
+	json_decref(bc->following);
+	json_decref(bc->loads);
+	json_decref(bc->homes);
+	pthread_cond_destroy(&bc->cond);
+	pthread_mutex_destroy(&bc->lock);
+	free(bc);
+}

@@ -1,0 +1,110 @@
+/* bus_class.h: --nats: classes across replicas (class state in a key-value bucket, a class's messages on one subject) and every replica's admission queue made visible. */
+#ifndef SOCKLAB_BUS_CLASS_H
+#define SOCKLAB_BUS_CLASS_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "config.h"
+
+/*
+ * A class lives on the replica its instructor opened it on (its "home"):
+ * the ring, the run, the question and its answers stay there, as without
+ * NATS. With --nats the home also
+ *   - puts the class's state (BC_BUCKET, key: the class code) whenever it
+ *     changes: {"cver","code","replica","instructor","run","live","run_info",
+ *     "view","teacher","quiz"}, cver counting up; and again every
+ *     BC_TOUCH_MS, since an entry expires BC_TTL_MS after its last put (a
+ *     home that died leaves no class behind);
+ *   - publishes the class's messages on BC_SUBJECT CODE: {"kind":"state",
+ *     "state"} (the same state, live), {"kind":"to","member","msg"} (a
+ *     reply for one student), {"kind":"all","msg"} (for every student),
+ *     {"kind":"ended","reason"};
+ *   - listens on BC_SUBJECT CODE ".up" for what students elsewhere send:
+ *     {"kind":"answer",...} and {"kind":"members","replica","count","names"}.
+ * Another replica whose student joins follows the class: it subscribes to
+ * BC_SUBJECT CODE for as long as one of its own students attends, fans
+ * every message out with its own ring, and reads the class run from the
+ * run stream (bus.h: the run's own events, gap-free, in order). It learns
+ * of classes, and resyncs after NATS was away, from the bucket: a watcher
+ * keeps every entry in memory.
+ *
+ * Each replica also puts its admission queue (running, max_runs, waiting,
+ * queue_max) in BC_LOAD every BC_LOAD_MS; health lists every replica's.
+ *
+ * Threads: one thread of its own talks to NATS (puts, publishes,
+ * subscriptions, watchers); the lws thread only queues (never blocks) and
+ * takes what arrived with bus_class_next() when woken.
+ */
+
+#define BC_BUCKET "SOCKLAB_CLASSES"
+#define BC_LOAD "SOCKLAB_LOAD"
+#define BC_SUBJECT "socklab.class."
+#define BC_TTL_MS 90000
+#define BC_TOUCH_MS 30000
+#define BC_LOAD_MS 2000
+#define BC_LOAD_TTL_MS 10000
+/* Class entries of the bucket held in memory at most. */
+#define BC_KNOWN_MAX 10000
+/* Messages waiting for NATS, and for the lws thread, at most (the rest
+ * are dropped and counted). */
+#define BC_OUT_MAX 8192
+#define BC_IN_MAX 16384
+
+struct bus;
+struct bus_class;
+struct http_counters;
+
+/* Start the thread. wake(arg) is called (any thread) when something
+ * arrived for the lws thread. 0 or -errno with err. */
+int bus_class_start(struct bus_class **out, struct bus *b, const struct serve_config *cfg,
+		    struct http_counters *ctr, void (*wake)(void *), void *arg, char *err,
+		    size_t errlen);
+
+/* Give the thread up to 2 s to send what is queued, stop it, free bc. NULL
+ * is fine. */
+void bus_class_stop(struct bus_class *bc);
+
+/* This replica's id (bus.h). */
+const char *bus_class_replica(const struct bus_class *bc);
+
+/* ---- the lws thread (each call queues; none blocks) ---- */
+
+/* Home: the state of class code changed (state is copied). */
+void bus_class_put(struct bus_class *bc, const char *code, const json_t *state);
+/* Home: a message for the class's students on other replicas (stolen). */
+void bus_class_send(struct bus_class *bc, const char *code, json_t *msg);
+/* Home: the class ended (its entry is removed; listening stops). */
+void bus_class_gone(struct bus_class *bc, const char *code);
+/* Home: listen for the class's students on other replicas (on) or stop. */
+void bus_class_home(struct bus_class *bc, const char *code, int on);
+/* A follower: a message for the class's home (stolen). */
+void bus_class_up(struct bus_class *bc, const char *code, json_t *msg);
+/* A follower: subscribe to the class's messages (on), or stop. On, the
+ * state in the bucket is delivered again ("state"), as after a resync. */
+void bus_class_follow(struct bus_class *bc, const char *code, int on);
+
+/* The class's state as the bucket last said (a new reference), NULL when
+ * no replica has such a class. Any thread. */
+json_t *bus_class_lookup(struct bus_class *bc, const char *code);
+
+/* The next thing that arrived, or NULL: {"kind":"state","code","state"},
+ * {"kind":"gone","code"} (its entry expired or was removed), the messages
+ * above with "code" added, or {"kind":"cluster","state","reason"} when
+ * classes across replicas became degraded or ok. A new reference. */
+json_t *bus_class_next(struct bus_class *bc);
+
+/* 1 when classes across replicas work now (connected, bucket read). */
+int bus_class_ok(struct bus_class *bc, char *reason, size_t len);
+
+/* {"state","reason","classes_known","following","homes","published","failed",
+ * "dropped","queues":[{"replica","running","max_runs","waiting","queue_max",
+ * "self"}]}: a new reference. */
+json_t *bus_class_health(struct bus_class *bc);
+
+/* Every replica's admission queue as last heard (this one first): a new
+ * reference, as in health's "queues". */
+json_t *bus_class_queues(struct bus_class *bc);
+
+#endif
