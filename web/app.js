@@ -45,6 +45,8 @@ function statusText(status) {
 // What the server says when a run's bundle could not be stored whole (its
 // meta.json has incomplete, events, events_seen and save_error).
 function incompleteText(meta) {
+	// Another server's run whose server stopped before its end (--nats).
+	if (meta.incomplete_reason && !meta.save_error) return t('status.replica_incomplete', { events: meta.events ?? '?' });
 	return t('status.incomplete', { reason: meta.save_error || '?', stored: meta.events ?? 0, seen: meta.events_seen ?? '?' });
 }
 
@@ -188,6 +190,8 @@ function onSocketStateText(s, retryS) {
 
 function onSocketState(s, retryS) {
 	const el = $('conn');
+	// A new connection: the server says again if the link is still down.
+	if (s === 'open') $('cluster-banner').hidden = true;
 	el.dataset.state = s;
 	onSocketStateText(s, retryS);
 	if (s === 'open') resume();
@@ -269,6 +273,21 @@ function onMessage(m) {
 	case 'watch.accepted':
 	case 'pong':
 		return;
+	case 'cluster':
+		// --nats: this server says whether classes across servers work.
+		$('cluster-banner').hidden = m.state !== 'degraded';
+		return;
+	case 'watch.incomplete':
+		// Another server's run whose server stopped before run.end: shown
+		// as incomplete (the frame says so), never as finished.
+		state.streams.delete(m.run);
+		if (live && live.runId === m.run) {
+			state.live = null;
+			state.form.setDisabled(false);
+			updateButtons();
+		}
+		setStatus(t('status.replica_incomplete', { events: m.events ?? 0 }), 'error');
+		break;
 	default:
 		break;
 	}
@@ -569,10 +588,12 @@ async function refreshRuns() {
 		h('span', { class: 'run-item-top' },
 			h('span', { class: 'run-lab', text: r.lab || '' }),
 			h('span', { class: `pill pill-${st}`, text: statusText(status) }),
-			r.incomplete ? h('span', { class: 'pill pill-error', text: t('runs.incomplete'), attrs: { title: incompleteText(r) } }) : null),
+			// A bundle not saved whole; another server's run without an
+			// end (--nats) already says "incomplete" in its status.
+			r.incomplete && status !== 'incomplete' ? h('span', { class: 'pill pill-error', text: t('runs.incomplete'), attrs: { title: incompleteText(r) } }) : null),
 		h('span', { class: 'run-item-bottom' },
 			h('code', { class: 'run-id', text: id }),
-			h('span', { class: 'muted', text: [fmtWhen(r), typeof r.events === 'number' ? t('runs.events', { n: r.events }) : '']
+			h('span', { class: 'muted', text: [fmtWhen(r), typeof r.events === 'number' && !(r.remote && (status === 'running' || status === 'incomplete')) ? t('runs.events', { n: r.events }) : '']
 				.filter(Boolean).join(' · ') })))));
 	}
 	markCurrentRun();

@@ -265,13 +265,14 @@ async def recv(ws, timeout=30):
 
 async def request(ws, obj, timeout=30):
     """Send one op and return its reply; run events that arrive first are
-    held back for the next recv()."""
+    held back for the next recv(), and so is a server's unsolicited
+    {"type":"cluster"} notice (--nats: classes across replicas degraded)."""
     await send(ws, obj)
     held = []
     try:
         while True:
             m = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-            if "seq" not in m:
+            if "seq" not in m and m.get("type") != "cluster":
                 return m
             held.append(m)
     finally:

@@ -127,6 +127,8 @@ def raw_watch(s, rid, until_end=True, on_event=None, timeout=90):
                 if m.get("type") == "watch.accepted":
                     accepted = m
                     continue
+                if m.get("type") == "cluster":
+                    continue  # classes across replicas ok/degraded: not the watch's
                 if "seq" not in m:
                     last = m
                     return accepted, lines, last

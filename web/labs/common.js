@@ -58,6 +58,11 @@ export class RunFrame {
 
 	// Look at one event. Returns true when the frame fully handled it.
 	take(ev) {
+		// Not an event of the run: the server's word that it has no end.
+		if (ev.type === 'watch.incomplete') {
+			this.showIncomplete(ev);
+			return true;
+		}
 		this.count++;
 		this.dirty = true;
 		if (typeof ev.seq === 'number') {
@@ -166,6 +171,17 @@ export class RunFrame {
 		this.summaryEl.hidden = false;
 		// Two runs side by side compare their summaries (app.js).
 		this.summaryEl.dispatchEvent(new CustomEvent('socklab:summary', { bubbles: true }));
+	}
+
+	// The server that ran it stopped before run.end (--nats): what the
+	// stream holds is shown, no end is made up and no summary drawn.
+	showIncomplete(ev) {
+		this.status = 'incomplete';
+		this.pill.textContent = t('run.status.incomplete');
+		this.pill.className = 'pill pill-incomplete';
+		this.pill.dataset.status = 'incomplete';
+		this.errorsEl.appendChild(h('p', { class: 'callout callout-warn run-incomplete', attrs: { role: 'status' },
+			text: t('run.incomplete_note', { events: ev.events ?? this.count }) }));
 	}
 
 	showError(ev) {
