@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import binary, events_until_end, pid_alive, start_run, wait_for  # noqa: E402
 from tap import check, eq, run, test  # noqa: E402
-from natslib import (NATS_SERVER, READER, Nats, bundle_bytes, done, free_port,  # noqa: E402,F401
+from natslib import (NATS_SERVER, READER, ROOT, Nats, bundle_bytes, done, free_port,  # noqa: E402,F401
                      nats_health, one_run, server, stream_lines)
 
 
