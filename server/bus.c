@@ -194,6 +194,8 @@ json_t *bus_health(struct bus *b)
 	if (o) {
 		json_object_set_new(o, "replica", json_string(b->replica));
 		json_object_set_new(o, "purged", json_integer(b->purged));
+		json_object_set_new(o, "in_flight", json_integer(b->fl_len));
+		json_object_set_new(o, "resent", json_integer(b->resent));
 		files = json_pack("{s:s, s:I, s:I, s:I}", "stream", BUS_FILES_STREAM, "published",
 				  (json_int_t)b->files_published, "chunks",
 				  (json_int_t)b->chunks_published, "failed",
@@ -298,9 +300,11 @@ void bus_stop(struct bus *b)
 	/* libnats's own threads and memory, so nothing is left at exit. */
 	nats_CloseAndWait(2000);
 	bus_free_queue(b);
-	for (i = 0; i < BUS_MIRRORS_MAX; i++)
+	for (i = 0; i < BUS_MIRRORS_MAX; i++) {
 		if (b->mirrors[i].fd > 0)
 			close(b->mirrors[i].fd);
+		bus_mirror_drop_held(&b->mirrors[i]);
+	}
 	json_decref(b->index);
 	pthread_cond_destroy(&b->fwake);
 	pthread_mutex_destroy(&b->flock);

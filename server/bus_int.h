@@ -31,10 +31,29 @@ enum bus_state { BUS_CONNECTING, BUS_CONNECTED, BUS_RECONNECTING, BUS_CLOSED };
  * finished run's files to publish (bus_files.c). */
 enum bus_kind { BUS_K_LINE, BUS_K_META, BUS_K_PURGE, BUS_K_FILES };
 
+/* Unacknowledged lines kept for resending at most (then the publisher
+ * waits, the queue fills, and what does not fit is dropped and the run
+ * marked). */
+#define BUS_INFLIGHT_MAX BUS_MAX_PENDING
+/* Lines (and bytes) one mirror holds out of order at most. */
+#define BUS_REORDER_MAX 1024
+#define BUS_REORDER_BYTES (8u * 1024 * 1024)
+/* Bytes past BUS_QUEUE_BYTES that index entries, purges and file jobs may
+ * still take. */
+#define BUS_QUEUE_RESERVE (1u * 1024 * 1024)
+/* Runs with dropped lines remembered until their next index entry. */
+#define BUS_DROPPED_RUNS 64
+
 struct bus_msg {
 	struct bus_msg *next;
 	enum bus_kind kind;
 	int len;
+	/* A line once published: in the in-flight list until JetStream
+	 * acknowledges it (acked), resent after a failure or a reconnect
+	 * (attempt counts the sends; an acknowledgement failure of an older
+	 * attempt is ignored). Guarded by lock. */
+	int acked, attempt;
+	char msgid[EV_RUN_ID_LEN + 24]; /* Nats-Msg-Id: ID:SEQ; "" when unknown */
 	char subject[sizeof BUS_SUBJECT_PREFIX + EV_RUN_ID_LEN];
 	char data[];
 };
@@ -46,9 +65,22 @@ struct bus {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	struct bus_msg *head, *tail;
-	size_t q_bytes;
+	size_t q_bytes; /* queued and in flight: BUS_QUEUE_BYTES bounds both */
 	long q_len;
 	long published, acked, failed, dropped;
+	/* Lines published and not yet acknowledged, oldest first: appended and
+	 * popped only by the publisher thread (which may walk it without the
+	 * lock); their flags are set under lock by libnats's ack thread. */
+	struct bus_msg *fl_head, *fl_tail;
+	long fl_len;
+	long resent;         /* lines sent again */
+	int resend;          /* an acknowledgement failed: resend the unacked */
+	unsigned pub_gen;    /* the connection the in-flight lines were sent on */
+	struct bus_dropped {
+		char id[EV_RUN_ID_LEN + 1];
+		long long first_seq, count;
+	} dropped_runs[BUS_DROPPED_RUNS];
+	int n_dropped_runs;
 	enum bus_state state;
 	int stream_ready; /* the stream exists (checked since the last connect) */
 	char stream_error[160]; /* why it could not be created; "" */
@@ -98,6 +130,13 @@ struct bus {
 		int n_waiters;
 		int64_t checked_us; /* when the reader last asked whether it is over */
 		natsSubscription *sub; /* the reader thread's */
+		/* Lines that came before an earlier one (a line resent after a
+		 * reconnect is stored after newer ones), held until the missing
+		 * ones arrive, sorted by seq; at most BUS_REORDER_MAX lines and
+		 * BUS_REORDER_BYTES. */
+		struct bus_held { long long seq; int len; char *line; } *held;
+		int n_held;
+		size_t held_bytes;
 	} mirrors[BUS_MIRRORS_MAX];
 	void (*wake_fn)(void *);
 	void *wake_arg;
@@ -180,6 +219,8 @@ int bus_is_chunk_subject(const char *subject);
 /* The reader thread: tend every mirror slot (subscribe, time out waiters,
  * ask whether live ones are over, unsubscribe finished ones). */
 void bus_tend_mirrors(struct bus *b, int connected);
+/* Free a mirror's held lines (rlock held, or the bus stopping). */
+void bus_mirror_drop_held(struct bus_mirror *m);
 /* Make DATA/remote and empty it (copies a previous start left). */
 int bus_remote_dir_open(struct bus *b, char *err, size_t errlen);
 

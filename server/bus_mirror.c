@@ -43,9 +43,22 @@ static int take_waiters(struct bus_mirror *m, struct bus_waiter_call *out)
 	return n;
 }
 
+void bus_mirror_drop_held(struct bus_mirror *m)
+{
+	int i;
+
+	for (i = 0; i < m->n_held; i++)
+		free(m->held[i].line);
+	free(m->held);
+	m->held = NULL;
+	m->n_held = 0;
+	m->held_bytes = 0;
+}
+
 /* rlock held: m is done (ended, incomplete or failed). */
 static void mirror_finish(struct bus_mirror *m, enum bus_mirror_state st, const char *why)
 {
+	bus_mirror_drop_held(m);
 	m->state = st;
 	if (why)
 		snprintf(m->why, sizeof m->why, "%s", why);
@@ -61,6 +74,60 @@ static void call_waiters(struct bus_waiter_call *w, int n)
 
 	for (i = 0; i < n; i++)
 		w[i].fn(w[i].arg);
+}
+
+/* rlock held: append the line of seq m->next_seq to m's file. */
+static void mirror_take(struct bus *b, struct bus_mirror *m, const char *data, int len,
+			const json_t *ev)
+{
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	char why[240];
+
+	if ((long long)m->size + len + 1 > b->cfg->max_run_data) {
+		snprintf(why, sizeof why, "the run's events are larger than --max-run-data (%lld bytes)",
+			 b->cfg->max_run_data);
+		mirror_finish(m, BUS_M_FAILED, why);
+	} else if (bundle_append_line(m->fd, &m->size, data, (size_t)len) < 0) {
+		snprintf(why, sizeof why, "cannot write the copy of the run: %s", strerror(errno));
+		mirror_finish(m, BUS_M_FAILED, why);
+	} else {
+		m->next_seq++;
+		if (type && !strcmp(type, "run.end"))
+			mirror_finish(m, BUS_M_ENDED, NULL);
+	}
+}
+
+/* rlock held: keep line seq (ahead of m->next_seq) until its turn. 0, or
+ * -1 when m holds its limit already. */
+static int mirror_hold(struct bus_mirror *m, long long seq, const char *data, int len)
+{
+	struct bus_held *h;
+	int i;
+
+	for (i = 0; i < m->n_held && m->held[i].seq < seq; i++)
+		;
+	if (i < m->n_held && m->held[i].seq == seq)
+		return 0; /* held already */
+	if (m->n_held >= BUS_REORDER_MAX || m->held_bytes + (size_t)len > BUS_REORDER_BYTES)
+		return -1;
+	if (!m->held) {
+		m->held = calloc(BUS_REORDER_MAX, sizeof *m->held);
+		if (!m->held)
+			return -1;
+	}
+	h = &m->held[i];
+	memmove(h + 1, h, (size_t)(m->n_held - i) * sizeof *h);
+	h->line = malloc((size_t)len);
+	if (!h->line) {
+		memmove(h, h + 1, (size_t)(m->n_held - i) * sizeof *h);
+		return -1;
+	}
+	memcpy(h->line, data, (size_t)len);
+	h->len = len;
+	h->seq = seq;
+	m->n_held++;
+	m->held_bytes += (size_t)len;
+	return 0;
 }
 
 /* libnats's delivery thread: one line of a mirrored run. */
@@ -87,45 +154,51 @@ static void on_mirror_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
 	if (!m || (m->state != BUS_M_FETCHING && m->state != BUS_M_LIVE) ||
 	    md->Sequence.Stream <= m->last_sseq)
 		goto out; /* not followed any more, or seen already */
-	/* A line stored twice (published again after a lost acknowledgement):
-	 * the first copy is in the file already. */
-	if (json_integer_value(json_object_get(ev, "seq")) < m->next_seq &&
-	    json_is_integer(json_object_get(ev, "seq"))) {
-		m->last_sseq = md->Sequence.Stream;
-		goto out;
-	}
+	m->last_sseq = md->Sequence.Stream;
 	{
 		json_t *jseq = json_object_get(ev, "seq");
-		const char *type = json_string_value(json_object_get(ev, "type"));
 		const char *run = json_string_value(json_object_get(ev, "run"));
+		long long seq = json_integer_value(jseq);
 
 		if (!json_is_integer(jseq) || !run || strcmp(run, m->id) != 0) {
 			snprintf(why, sizeof why, "message %llu of the stream is not an event of run %s",
 				 (unsigned long long)md->Sequence.Stream, m->id);
 			mirror_finish(m, BUS_M_FAILED, why);
-		} else if (json_integer_value(jseq) != m->next_seq) {
-			snprintf(why, sizeof why,
-				 "the stream lacks events %lld to %lld of the run (removed by "
-				 "--nats-max-bytes, or dropped by the replica that ran it)",
-				 m->next_seq, (long long)json_integer_value(jseq) - 1);
-			mirror_finish(m, BUS_M_FAILED, why);
-		} else if ((long long)m->size + len + 1 > b->cfg->max_run_data) {
-			snprintf(why, sizeof why,
-				 "the run's events are larger than --max-run-data (%lld bytes)",
-				 b->cfg->max_run_data);
-			mirror_finish(m, BUS_M_FAILED, why);
-		} else if (bundle_append_line(m->fd, &m->size, data, (size_t)len) < 0) {
-			snprintf(why, sizeof why, "cannot write the copy of the run: %s",
-				 strerror(errno));
-			mirror_finish(m, BUS_M_FAILED, why);
+		} else if (seq < m->next_seq) {
+			/* A line stored twice (sent again after a lost
+			 * acknowledgement, outside the duplicate window): the
+			 * first copy is in the file already. */
+		} else if (seq > m->next_seq) {
+			/* An earlier line is missing so far: one sent again
+			 * after a reconnect comes after newer ones. Held until
+			 * it arrives; a gap that stays is found when the run is
+			 * over (mirror_check_end). */
+			if (mirror_hold(m, seq, data, len) < 0) {
+				snprintf(why, sizeof why,
+					 "the stream lacks events %lld to %lld of the run (removed by "
+					 "--nats-max-bytes, or dropped by the replica that ran it): more "
+					 "than %d later events came without them",
+					 m->next_seq, m->held[0].seq - 1, BUS_REORDER_MAX);
+				mirror_finish(m, BUS_M_FAILED, why);
+			}
 		} else {
-			m->next_seq++;
-			m->last_sseq = md->Sequence.Stream;
-			if (type && !strcmp(type, "run.end"))
-				mirror_finish(m, BUS_M_ENDED, NULL);
-			else if (m->state == BUS_M_FETCHING && md->NumPending == 0)
-				m->state = BUS_M_LIVE;
+			mirror_take(b, m, data, len, ev);
+			/* Lines held for this one follow it now. */
+			while (m->fd >= 0 && m->n_held && m->held[0].seq <= m->next_seq) {
+				struct bus_held h = m->held[0];
+				m->n_held--;
+				m->held_bytes -= (size_t)h.len;
+				memmove(&m->held[0], &m->held[1], (size_t)m->n_held * sizeof *m->held);
+				if (h.seq == m->next_seq) {
+					json_t *hev = json_loadb(h.line, (size_t)h.len, 0, NULL);
+					mirror_take(b, m, h.line, h.len, hev);
+					json_decref(hev);
+				}
+				free(h.line);
+			}
 		}
+		if (m->state == BUS_M_FETCHING && md->NumPending == 0)
+			m->state = BUS_M_LIVE;
 	}
 	if (m->state != BUS_M_FETCHING) {
 		if (!m->caught_up_us)
@@ -240,8 +313,24 @@ static void mirror_check_end(struct bus *b, int i)
 		return;
 	pthread_mutex_lock(&b->rlock);
 	if (!strcmp(b->mirrors[i].id, id) && b->mirrors[i].state == BUS_M_LIVE &&
-	    b->mirrors[i].last_sseq == seen)
-		mirror_finish(&b->mirrors[i], BUS_M_INCOMPLETE, why);
+	    b->mirrors[i].last_sseq == seen) {
+		struct bus_mirror *m = &b->mirrors[i];
+		if (m->n_held) {
+			/* Later events came, the missing ones never will. */
+			const char *dropped = json_string_value(json_object_get(
+				json_object_get(json_object_get(b->index, id), "stream_incomplete"),
+				"reason"));
+			snprintf(why, sizeof why,
+				 "the stream lacks events %lld to %lld of the run (%s)", m->next_seq,
+				 m->held[0].seq - 1,
+				 dropped ? dropped
+					 : "removed by --nats-max-bytes, or dropped by the replica that "
+					   "ran it");
+			mirror_finish(m, BUS_M_FAILED, why);
+		} else {
+			mirror_finish(m, BUS_M_INCOMPLETE, why);
+		}
+	}
 	pthread_mutex_unlock(&b->rlock);
 	if (b->wake_fn)
 		b->wake_fn(b->wake_arg);
@@ -356,10 +445,12 @@ int bus_mirror_open(struct bus *b, const char *id, char *path, size_t pathlen, c
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot keep a copy of the run: %s", strerror(errno));
 		rc = -errno;
+		bus_mirror_drop_held(&b->mirrors[i]);
 		memset(&b->mirrors[i], 0, sizeof b->mirrors[i]);
 		goto out;
 	}
 	m = &b->mirrors[i];
+	bus_mirror_drop_held(m);
 	memset(m, 0, sizeof *m);
 	memcpy(m->id, id, EV_RUN_ID_LEN + 1);
 	m->state = BUS_M_FETCHING;

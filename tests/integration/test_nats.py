@@ -30,6 +30,9 @@ def every_event_of_a_run_is_in_the_stream_as_in_the_bundle():
     s = server("--nats", n.url)
     rid, count = one_run(s)
     wait_for(lambda: nats_health(s)["acked"] >= count, 30, "the stream to acknowledge the run")
+    # Its index entries and its files go after its lines.
+    wait_for(lambda: nats_health(s)["files"]["published"] >= 1 and nats_health(s)["queued"] == 0,
+             30, "the run's files published")
     h = nats_health(s)
     eq((h["state"], h["stream"], h["published"], h["acked"], h["failed"], h["dropped"],
         h["queued"]), ("connected", "SOCKLAB_RUNS", count, count, 0, 0, 0), "health")
@@ -301,6 +304,62 @@ def a_pruned_run_is_purged_from_the_stream():
     eq(file_chunks(ids[0]), b"", "the oldest run's files left their stream")
     eq(file_chunks(ids[-1]), bundle_file(a, ids[-1], "stderr.log") + b"\n",
        "the newest run's stderr.log is there (one chunk)")
+    done(a)
+    n.stop()
+
+
+@test
+def lines_in_flight_when_nats_dies_are_resent_in_order():
+    """NATS frozen (SIGSTOP) while A publishes, so lines are sent and not
+    acknowledged, then SIGKILLed and started again on its store: A sends
+    every unacknowledged line again after the reconnect, and B, following
+    the run live from the stream throughout, gets every event once, in
+    order, byte-equal to A's events.jsonl."""
+    import threading
+    n, a, b = two_replicas()
+    holder, watched = {}, {}
+
+    async def start():
+        async with a.connect() as ws:
+            rid = await start_run(ws, {"messages": 300, "interval_ms": 20})
+            holder["rid"] = rid
+            await events_until_end(ws, rid, timeout=300)
+            holder["ended"] = True
+    t = threading.Thread(target=lambda: asyncio.run(start()), daemon=True)
+    t.start()
+    wait_for(lambda: "rid" in holder, 30, "A to start the run")
+    rid = holder["rid"]
+    wait_for(lambda: listed(b, rid), 30, "B to list A's run")
+    tb = threading.Thread(target=lambda: watched.setdefault("w", raw_watch(b, rid, timeout=280)),
+                          daemon=True)
+    tb.start()
+    wait_for(lambda: nats_health(a)["acked"] >= 20, 30, "A's first lines stored")
+    n.proc.send_signal(signal.SIGSTOP)
+    wait_for(lambda: nats_health(a)["in_flight"] >= 10, 30,
+             "lines sent to the frozen NATS and not acknowledged")
+    n.proc.kill()
+    n.proc.wait()
+    n = Nats(port=n.port, store_dir=n.store)
+    t.join(300)
+    check(holder.get("ended"), "A's run ended")
+
+    def settled():
+        h = nats_health(a)
+        return h["in_flight"] == 0 and h["queued"] == 0 and h
+    h = wait_for(settled, 120, "every line of A acknowledged")
+    check(h["resent"] >= 10, f"the lines in flight were sent again: {h}")
+    eq(h["dropped"], 0, "nothing dropped")
+    tb.join(300)
+    accepted, lines, last = watched["w"]
+    eq(accepted["live"], True, "B followed the run live")
+    want = bundle_bytes(a, rid)
+    eq(("\n".join(lines) + "\n").encode(), want,
+       "B's watch: every event once, in order, byte-equal to A's events.jsonl")
+    eq(last, None, "nothing after run.end")
+    eq(b.get(f"/api/runs/{rid}/events").body, want, "B's /events equals A's events.jsonl")
+    seqs = [json.loads(x)["seq"] for x in stream_lines(n.url, rid).splitlines()]
+    eq(sorted(seqs), list(range(want.count(b"\n"))), "the stream holds every seq once")
+    done(b)
     done(a)
     n.stop()
 
