@@ -17,8 +17,12 @@
  * blocks); a publisher thread of its own hands lines to libnats in queue
  * order and counts the acknowledgements. NATS being down or slow never stops
  * a run: lines wait in a bounded queue (BUS_QUEUE_BYTES) while libnats
- * reconnects, and what does not fit is dropped and counted; /api/health says
- * so ("nats": state, published, acked, failed, dropped, queued).
+ * reconnects, and what does not fit is dropped, counted, and its run marked
+ * "stream_incomplete" in the index; /api/health says so ("nats": state,
+ * published, acked, failed, dropped, queued). A line stays in flight until
+ * JetStream acknowledges it and is sent again (same Nats-Msg-Id ID:SEQ, so
+ * stored once) after a reconnect or a failed acknowledgement; readers put
+ * lines that arrive early back in seq order.
  *
  * Reading back (any replica serves any run): each run's meta (as in its
  * meta.json, plus "replica") is put in the key-value bucket BUS_INDEX under
