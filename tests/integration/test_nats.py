@@ -256,8 +256,8 @@ def a_replica_killed_mid_run_leaves_an_incomplete_run_never_a_made_up_end():
 def nats_stopped_then_back_replicas_degrade_then_resync():
     n, a, b = two_replicas()
     rid1, count1 = one_run(a)
-    # Settled before NATS goes: lines in flight when it dies are counted
-    # "failed" and not sent again (README: not built yet).
+    # Settled before NATS goes (lines in flight when it dies are sent
+    # again: lines_in_flight_when_nats_dies_are_resent_in_order).
     wait_for(lambda: nats_health(a)["acked"] >= count1, 30, "A's first run acknowledged")
     wait_for(lambda: listed(b, rid1), 30, "B to list A's first run")
     wait_for(lambda: nats_health(b)["replicas"]["state"] == "ok", 30, "B's index in sync")
