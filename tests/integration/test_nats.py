@@ -9,6 +9,7 @@ reach the stream once it is back. Every wait polls a real condition.
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 
