@@ -17,6 +17,7 @@ import { exportRun, importBundleFile } from './bundle.js';
 import * as classroom from './classroom.js';
 import * as quiz from './quiz.js';
 import * as classquiz from './classquiz.js';
+import { pairUdpTcp, showPairs, markPairRows } from './pairs.js';
 
 // How often the recent runs list is read again.
 const RUNS_REFRESH_MS = 15000;
@@ -33,6 +34,7 @@ const state = {
 	streams: new Map(), // runs followed over the WebSocket: id -> {lab, events[]}
 	view: null,      // the main pane: {runId, lab, player, live}
 	compare: null,   // a student's own run beside the class run: {runId, lab, player, live}
+	pairs: null,     // UDP beside TCP: {udpPane, tcpPane, res} (pairs.js), while both are shown
 	cls: null,       // classroom: {role: 'teacher'|'student', code, name, run, lab, params, view, members}
 	instructor: false, // signed in as the instructor
 	tagSeq: 0,
@@ -93,7 +95,8 @@ function closeCompare() {
 // Two runs of one lab side by side: every value of their summaries and
 // parameters that differs is highlighted in both panes, the other run's
 // value in its tooltip, and each summary says how many differ. Runs of two
-// labs (UDP beside TCP) name their figures differently: nothing is paired.
+// labs (UDP beside TCP) name their figures differently: they are paired
+// message by message instead (pairs.js).
 function markDifferences() {
 	const panes = [$('pane-main'), $('pane-compare')].filter(Boolean);
 	for (const p of panes) {
@@ -101,9 +104,14 @@ function markDifferences() {
 			el.classList.remove('cmp-diff');
 			el.removeAttribute('title');
 		}
-		for (const el of p.querySelectorAll('.cmp-note')) el.remove();
+		for (const el of p.querySelectorAll('.cmp-note, .cmp-pairs-el')) el.remove();
 	}
-	if (panes.length < 2 || !state.view || !state.compare || state.view.lab !== state.compare.lab) return;
+	state.pairs = null;
+	if (panes.length < 2 || !state.view || !state.compare) return;
+	if (state.view.lab !== state.compare.lab) {
+		markMessages(panes);
+		return;
+	}
 	const values = (p) => new Map([...p.querySelectorAll('[data-cmp]')].map((el) => [el.dataset.cmp, el]));
 	const [a, b] = panes.map(values);
 	const sums = panes.map((p) => p.querySelector('.run-summary:not([hidden])'));
@@ -128,6 +136,25 @@ function markDifferences() {
 	}
 	// Parameters that differ are shown, not left folded away.
 	if (params.size) for (const p of panes) for (const d of p.querySelectorAll('details.params')) d.open = true;
+}
+
+// UDP beside TCP on the same wire: udp-ping's probes and tcp-echo's
+// messages paired by number, once both runs have ended (pairs.js).
+function markMessages(panes) {
+	const views = [state.view, state.compare];
+	const u = views.findIndex((v) => v.lab === 'udp-ping');
+	const tc = views.findIndex((v) => v.lab === 'tcp-echo');
+	if (u < 0 || tc < 0) return;
+	const res = pairUdpTcp(views[u].player.events, views[tc].player.events);
+	if (!res) return;
+	state.pairs = { udpPane: panes[u], tcpPane: panes[tc], res };
+	showPairs(panes[u], panes[tc], res);
+}
+
+// A pane drew its view again (a step, a replay): its rows are new.
+function remarkPairs() {
+	const p = state.pairs;
+	if (p && p.udpPane.isConnected && p.tcpPane.isConnected) markPairRows(p.udpPane, p.tcpPane, p.res);
 }
 
 // Replace a pane's view with a fresh player for run id of lab. opts.pane is
@@ -167,6 +194,7 @@ function openView(runId, lab, live, opts = {}) {
 		runId, lab, readOnly: !!opts.readOnly, onUser: opts.onUser, exportable: true,
 	});
 	player.onExport = exportRun;
+	player.onDrawn = remarkPairs;
 	player.onPresent = () => setPresenter(true);
 	state[which] = { runId, lab, player, live, title };
 	markCurrentRun();

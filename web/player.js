@@ -32,6 +32,7 @@ export class Player {
 		this.runId = runId;
 		this.lab = lab;
 		this.onUser = onUser || null; // called after a control changed the state
+		this.onDrawn = null; // called after the view drew events (or was rebuilt)
 		this.events = [];
 		this.future = new Map(); // seq -> event that arrived before its predecessors
 		this.extras = []; // messages without seq (errors about the run), shown raw
@@ -305,12 +306,19 @@ export class Player {
 			}
 		}
 		const want = this.target();
-		if (want < this.shown) this.rebuild();
+		let drawn = false;
+		if (want < this.shown) {
+			this.rebuild();
+			drawn = true;
+		}
 		const end = Math.min(want, this.shown + MAX_PER_FRAME);
 		if (end > this.shown) {
 			this.renderer.push(this.events.slice(this.shown, end));
 			this.shown = end;
+			drawn = true;
 		}
+		// The page marks things in the view (UDP beside TCP): drawn anew.
+		if (drawn && this.onDrawn) this.onDrawn(this);
 		this.updateBar();
 		this.markCurrent();
 		this.renderSteps();

@@ -4,7 +4,9 @@
 // chart renders (uPlot, served from the binary), the statistics the page shows
 // equal those computed here from the run's own event stream and the lab's
 // run.end summary, lost probes say where the wire dropped them, "same path
-// over TCP" runs tcp-echo over the same wire and it delivers everything, and a
+// over TCP" runs tcp-echo over the same wire and it delivers everything, the
+// two runs are paired message by message (the highlighted rows and the count
+// equal what the events say differs), and a
 // bring-your-own-client UDP server answers a real datagram from this process.
 // Every wait has a deadline; screenshots go to build/test-logs/e2e-udp-*.png.
 
@@ -186,6 +188,93 @@ test('same path over TCP runs tcp-echo over the same wire, and TCP delivers ever
 	assert(sum.wire.c2s.dropped + sum.wire.s2c.dropped > 0, 'the wire dropped nothing on the TCP run');
 	await waitVisible('#pane-compare .r-wire');
 	await shot('tcp-same');
+});
+
+// UDP beside TCP, message by message, from the two runs' events alone:
+// probe n and message n differ when UDP lost it, its reply came late, came
+// twice or out of order while TCP delivered it, when TCP's bytes of it were
+// captured going out again (a retransmitted segment inside the message's
+// bytes, either way) while UDP's reply came on time, or when UDP's reply
+// came and TCP's did not.
+function differing(udp, tcp) {
+	const probes = new Map();
+	for (const e of udp.filter((x) => x.type === 'probe' && Number.isInteger(x.probe))) {
+		const p = probes.get(e.probe) || { state: null, dups: 0, reordered: false };
+		if (e.status === 'reply') Object.assign(p, { state: 'ontime', reordered: e.reordered === true });
+		if (e.status === 'lost' && p.state !== 'late') p.state = 'lost';
+		if (e.status === 'late') p.state = 'late';
+		if (e.status === 'dup') p.dups++;
+		probes.set(e.probe, p);
+	}
+	const echoes = tcp.filter((e) => e.type === 'echo' && e.conn === 1);
+	const again = tcp.filter((e) => e.type === 'segment' && e.conn === 1 && e.len > 0 && e.retransmit === true);
+	const out = { differ: [], resent: new Map() };
+	let from = 1;
+	for (const ec of [...echoes].sort((a, b) => a.index - b.index)) {
+		const to = from + ec.bytes;
+		const resent = again.filter((s) => s.rel_seq < to && s.rel_seq + s.len > from).length;
+		from = to;
+		out.resent.set(ec.index, resent);
+		const p = probes.get(ec.index);
+		const got = ec.ok === true;
+		if ((got && (p.state !== 'ontime' || p.dups > 0 || p.reordered || resent > 0)) || (!got && p.state === 'ontime')) out.differ.push(ec.index);
+	}
+	return out;
+}
+
+test('UDP beside TCP: messages paired by number, the ones that differ highlighted in both runs, counted', async () => {
+	const udp = await runEvents(pingRun);
+	const tcpId = await page.getAttribute('#pane-compare .run-card', 'data-run');
+	const tcp = await runEvents(tcpId);
+	const end = tcp[tcp.length - 1];
+	// The segments are the evidence of a retransmission: captured, whole.
+	assertEq(tcp[0].params.capture, true, 'the TCP run captured its segments');
+	assertEq(end.summary.capture.complete, true, 'its capture missed no frame');
+	const want = differing(udp, tcp);
+	assert(want.differ.length > 0, 'no message differs between a lossy UDP run and TCP');
+	const lostUdp = udp.filter((e) => e.type === 'probe' && e.status === 'lost').map((e) => e.probe);
+	for (const n of lostUdp) assert(want.differ.includes(n), `UDP lost probe ${n}, TCP delivered it: not a difference?`);
+	await waitVisible('#pane-compare .cmp-pairs');
+	const seen = () => page.evaluate(() => {
+		const nums = (sel, key) => [...document.querySelectorAll(sel)].map((el) => Number(el.dataset[key])).sort((a, b) => a - b);
+		return {
+			notes: [...document.querySelectorAll('.cmp-note')].map((n) => [n.closest('.pane').id, Number(n.dataset.differ), n.textContent]),
+			probes: nums('#pane-main .prow.cmp-diff', 'probe'),
+			echoes: nums('#pane-compare .erow.cmp-diff', 'index'),
+			tables: ['pane-main', 'pane-compare'].map((id) => nums(`#${id} .cmp-pairs-table tr.cmp-diff`, 'n')),
+			cells: Object.fromEntries([...document.querySelectorAll('#pane-main .cmp-pairs-table tbody tr')].map((r) => [r.dataset.n, r.children[2].textContent])),
+			lanes: [...document.querySelectorAll('.cmp-lane')].map((n) => n.textContent),
+			wide: [...document.querySelectorAll('.pane')].filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.id),
+		};
+	});
+	const g = await seen();
+	const n = want.differ.length;
+	const text = `${n} of 40 messages differ between UDP and TCP (highlighted in both runs).`;
+	assertEq(g.notes, [['pane-main', n, text], ['pane-compare', n, text]], 'the count above each run');
+	assertEq(g.probes, want.differ, "UDP's probe rows highlighted");
+	assertEq(g.echoes, want.differ, "TCP's echo rows highlighted");
+	assertEq(g.tables, [want.differ, want.differ], 'rows of the message tables highlighted');
+	assertEq(g.lanes, [], 'a complete lane called incomplete');
+	assertEq(g.wide, [], 'panes wider than their column');
+	// What TCP did with each message, from the capture: sent again or not.
+	for (const [i, k] of want.resent) {
+		assertEq(/sent again/.test(g.cells[String(i)]), k > 0, `message ${i}: "${g.cells[String(i)]}" (${k} retransmitted segments)`);
+	}
+	// The UDP pane stepped back one event is drawn again from the first
+	// event: its rows are highlighted again; forward, the same.
+	await page.click('#pane-main .pl-back');
+	await page.waitForFunction((k) => document.querySelector('#pane-main .player').dataset.pos === String(k), udp.length - 1);
+	assertEq((await seen()).probes, want.differ, 'UDP rows highlighted after a step back');
+	await page.click('#pane-main .pl-fwd');
+	await page.waitForFunction((k) => document.querySelector('#pane-main .player').dataset.pos === String(k), udp.length);
+	const again = await seen();
+	assertEq([again.probes, again.notes.length], [want.differ, 2], 'after a step forward');
+	for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
+		await page.setViewportSize({ width: w, height: hgt });
+		await page.evaluate(() => document.querySelector('#view').scrollIntoView());
+		await page.screenshot({ path: path.join(LOGS, `e2e-udp-beside-tcp-${w}x${hgt}.png`) });
+	}
+	await page.setViewportSize({ width: 1440, height: 1000 });
 });
 
 test('bring your own client: nc -u command shown, a real datagram is echoed and listed', async () => {

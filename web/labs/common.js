@@ -162,11 +162,13 @@ export class RunFrame {
 			h('h3', {},
 				t('run.summary'), ' ',
 				h('span', { class: `pill pill-${st.replace(/[^a-z]/g, '')}`, attrs: { 'data-status': st }, text: t(`run.status.${st}`) })),
-			sum.length ? h('dl', { class: 'tiles' }, sum.filter(([, v]) => !isObject(v)).map(([k, v]) => h('div', { class: 'tile', dataset: { key: k } },
+			sum.length ? h('dl', { class: 'tiles' }, sum.filter(([, v]) => !isObject(v) && !isRecordList(v)).map(([k, v]) => h('div', { class: 'tile', dataset: { key: k } },
 				h('dt', { text: summaryLabel(k, lab) }), h('dd', { dataset: { cmp: k }, text: summaryValue(k, v, lab) })))) : null,
 			// Nested objects: a table per group; a group of groups (the
-			// wire's counters per direction) as one table, a column each.
-			sum.filter(([, v]) => isObject(v)).map(([k, v]) => summaryGroup(k, v, lab)));
+			// wire's counters per direction) as one table, a column each;
+			// a list of records (one per connection) as a table, a row each.
+			sum.filter(([, v]) => isObject(v)).map(([k, v]) => summaryGroup(k, v, lab)),
+			sum.filter(([, v]) => isRecordList(v)).map(([k, v]) => summaryList(k, v, lab)));
 		this.summaryEl.classList.add('card');
 		this.summaryEl.hidden = false;
 		// Two runs side by side compare their summaries (app.js).
@@ -247,6 +249,22 @@ function summaryGroup(k, v, lab) {
 			h('dt', { text: summaryLabel(k2, lab, k) }),
 			h('dd', { dataset: { cmp: `${k}.${k2}` }, text: isObject(v2) ? Object.entries(v2).map(([a, b]) => `${summaryLabel(a, lab, k2)}: ${summaryValue(a, b, lab)}`).join(' · ') : summaryValue(k2, v2, lab) })))) : null,
 		table);
+}
+
+// A list of records with scalar fields (tcp-echo's captured_connections,
+// kernel_states): a table with a row per record, a column per field.
+function summaryList(k, list, lab) {
+	const cols = [...new Set(list.flatMap((r) => Object.keys(r)))];
+	return h('div', { class: 'summary-group', dataset: { key: k } },
+		h('h4', { text: summaryLabel(k, lab) }),
+		h('div', { class: 'summary-list-scroll' }, h('table', { class: 'summary-table summary-list' },
+			h('thead', {}, h('tr', {}, cols.map((c) => h('th', { attrs: { scope: 'col' }, text: summaryLabel(c, lab, k) })))),
+			h('tbody', {}, list.map((r, i) => h('tr', {}, cols.map((c) => h('td', { dataset: { cmp: `${k}.${i}.${c}` },
+				text: c in r ? summaryValue(c, r[c], lab) : '' }))))))));
+}
+
+function isRecordList(v) {
+	return Array.isArray(v) && v.length > 0 && v.every((r) => isObject(r) && Object.values(r).every((x) => x === null || typeof x !== 'object'));
 }
 
 function isObject(v) {

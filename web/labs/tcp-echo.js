@@ -239,7 +239,8 @@ class EchoView {
 		this.echoRows++;
 		const ok = ev.ok === true;
 		const cell = (cls, ...kids) => h('div', { class: `tcell ${cls}`, attrs: { role: 'cell' } }, ...kids);
-		frag.appendChild(h('div', { class: `erow ${ok ? 'echo-ok' : 'echo-bad'}`, attrs: { role: 'row' } },
+		frag.appendChild(h('div', { class: `erow ${ok ? 'echo-ok' : 'echo-bad'}`, attrs: { role: 'row' },
+			dataset: { conn: String(ev.conn ?? ''), index: String(ev.index ?? '') } },
 			cell('idx',
 				typeof ev.conn === 'number' ? h('span', { class: 'conn-tag', text: `#${ev.conn}` }) : null,
 				String(ev.index ?? '')),
@@ -282,7 +283,8 @@ class EchoView {
 		const items = [];
 		for (const ev of this.metrics.values()) {
 			const name = label('metric', ev.name);
-			const title = ev.who ? `${name} (${ev.who})` : name;
+			const who = SIDES.includes(ev.who) ? t(`role.${ev.who}`) : ev.who;
+			const title = who ? `${name} (${who})` : name;
 			const dd = h('dd', {}, h('span', { class: 'metric-value', text: fmtValue(ev.value) }));
 			if (typeof ev.max === 'number' && typeof ev.value === 'number' && ev.max > 0) {
 				dd.appendChild(h('meter', { attrs: { min: 0, max: ev.max, value: Math.min(ev.value, ev.max), 'aria-label': title } }));

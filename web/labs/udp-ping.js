@@ -21,6 +21,9 @@ export const formHints = {
 	main: ['mode', 'count', 'interval_ms', 'network', 'c2s_delay_ms', 'c2s_loss_pct', 's2c_loss_pct'],
 };
 
+// tcp-echo captures at most this many bytes sent in all (messages x size).
+const CAPTURE_MAX_BYTES = 4 * 1024 * 1024;
+
 const COLORS = { rtt: '#1d4ed8', late: '#b45309', c2s: '#b91c1c', s2c: '#7c3aed', other: '#6b7280' };
 
 let cssAdded = false;
@@ -399,6 +402,11 @@ class PingView {
 			size: Math.min(Number(p.size) || 0, 65536),
 			interval_ms: Math.min(Number(p.interval_ms) || 0, 5000),
 		};
+		// The segments are the evidence of what TCP sent again: captured
+		// where this run could capture (its sandbox had CAP_NET_RAW) and
+		// within tcp-echo's capture limit; else the comparison says so.
+		const caps = (this.start.sandbox && this.start.sandbox.caps) || [];
+		params.capture = Array.isArray(caps) && caps.includes('CAP_NET_RAW') && params.messages * params.size <= CAPTURE_MAX_BYTES;
 		const ok = this.ctx.runLab('tcp-echo', params);
 		this.tcpStatus.textContent = ok ? t('ping.tcp_started') : t('ping.tcp_busy');
 	}
