@@ -45,6 +45,9 @@ export class Player {
 		this.scheduled = false;
 		this.dead = false;
 
+		// What a lab's view keeps across rebuilds (stepping back draws it
+		// anew from the first event): a mode the reader chose, say.
+		this.keep = {};
 		this.el = h('section', { class: 'player', dataset: { run: runId || '' } });
 		this.bar = this.buildBar(readOnly, exportable);
 		this.steps = this.buildSteps();
@@ -59,8 +62,26 @@ export class Player {
 	// A renderer for the stage. Besides its own context it may read every
 	// event the player holds (allEvents), to keep its layout fixed while the
 	// run is stepped: what lies ahead is drawn greyed, never moved.
+	// It may also drive the replay (replay: sticky's animation plays the run
+	// from its first event and follows the bar), unless the bar is read-only.
 	create() {
-		return this.make(this.stage, { allEvents: () => this.events });
+		return this.make(this.stage, { allEvents: () => this.events, keep: this.keep, replay: this.control() });
+	}
+
+	control() {
+		return {
+			readOnly: () => this.readOnly,
+			total: () => this.events.length,
+			pos: () => this.shown,
+			seek: (n) => this.user(() => this.seek(n, true)),
+			// Play from the first event at speed s (events a second).
+			playFromStart: (s) => this.user(() => {
+				this.speed = SPEEDS.includes(s) && s > 0 ? s : 5;
+				this.pos = 0;
+				this.play();
+			}),
+			speed: () => this.speed,
+		};
 	}
 
 	// The step-through panel: the sentence for the current event in large

@@ -3,7 +3,9 @@
 // Two runs through the form: a stream run whose three lanes must show as many
 // bars as the run's own events have sends, data segments and recvs (each bar
 // coloured by its messages), and a framed run whose header bytes are shown in
-// hex next to the value they encode. Every wait has a deadline; screenshots
+// hex next to the value they encode; the lanes' animation tied to the replay
+// bar (its frame is the position, bars appear as their events are reached).
+// Every wait has a deadline; screenshots
 // go to build/test-logs/e2e-sticky-*.png.
 
 import path from 'node:path';
@@ -18,6 +20,7 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking'
 let srv;
 let page;
 const problems = [];
+let streamRun = null; // {id, evs} of the first test's run
 
 async function shot(name) {
 	await page.screenshot({ path: path.join(LOGS, `e2e-sticky-${name}.png`), fullPage: true });
@@ -78,6 +81,76 @@ test('a stream run draws three lanes with one bar per send, data segment and rec
 	assertEq(await page.locator('.stk-lane-recv .stk-bar.stk-glued').count(), glued, 'glued recv bars');
 	assert(await page.locator('.callout-note[data-key="sticky.verdict.receiver"]').count() === 1, 'the receiver verdict');
 	await page.screenshot({ path: path.join(LOGS, 'e2e-sticky-stream.png'), fullPage: true });
+	streamRun = { id, evs };
+});
+
+// The animation's frame, the replay position and the bars drawn, read together.
+function animState() {
+	return page.evaluate(() => {
+		const pl = document.querySelector('#pane-main .player');
+		const card = document.querySelector('.stk-card');
+		const bars = [...document.querySelectorAll('.stk-lanes .stk-bar')];
+		return {
+			pos: Number(pl.dataset.pos), paused: pl.dataset.paused, frame: Number(card.dataset.frame), animating: card.dataset.animating,
+			drawn: bars.filter((b) => getComputedStyle(b).visibility !== 'hidden').map((b) => Number(b.dataset.seq)).sort((a, b) => a - b),
+			coming: bars.filter((b) => b.classList.contains('stk-anim')).map((b) => Number(b.dataset.seq)).sort((a, b) => a - b),
+			scrub: Number(document.querySelector('.stk-scrub').value),
+		};
+	});
+}
+
+test('the animation follows the replay bar: its frame is the position (play, pause, step, jump, slider), bars appear as their events are reached', async () => {
+	const { id, evs } = streamRun;
+	// The seqs of the events that draw a bar (every lane event).
+	const laneSeqs = evs.filter((e) => e.type === 'send' || e.type === 'recv' || e.type === 'segment').map((e) => e.seq);
+	const upTo = (pos) => laneSeqs.filter((q) => q < pos);
+	const check = async (what) => {
+		const g = await animState();
+		assertEq(g.frame, g.pos, `${what}: animation frame = replay position`);
+		assertEq(g.scrub, g.pos, `${what}: the slider at the replay position`);
+		assertEq(g.drawn, upTo(g.pos), `${what}: bars drawn at position ${g.pos}`);
+		return g;
+	};
+	await page.goto(`${srv.base}/#/run/${id}`);
+	await page.waitForFunction((n) => document.querySelector('.player')?.dataset.pos === String(n), evs.length);
+	await page.click('.stk-animate');
+	await page.locator('.stk-card[data-animating="1"]').waitFor();
+	// Started, it plays the run from its first event: pause it on the way.
+	await page.waitForFunction(() => { const pl = document.querySelector('.player'); return pl.dataset.paused === 'false' && Number(pl.dataset.pos) > 0; });
+	await page.click('.pl-play');
+	await page.waitForFunction(() => document.querySelector('.player').dataset.paused === 'true');
+	const paused = await check('paused');
+	assert(paused.pos < evs.length, `paused at ${paused.pos} of ${evs.length}: the animation did not play from the start`);
+	// Stepping forwards to the next event that draws a bar: that bar comes in.
+	const next = laneSeqs.find((q) => q >= paused.pos);
+	for (let pos = paused.pos; pos <= next; pos++) {
+		await page.click('.pl-fwd');
+		await page.waitForFunction((n) => document.querySelector('.player').dataset.pos === String(n), pos + 1);
+		const g = await check(`step to ${pos + 1}`);
+		assertEq(g.coming, pos === next ? [next] : [], `step to ${pos + 1}: the bar coming in`);
+	}
+	await page.click('.pl-back');
+	await page.waitForFunction((n) => document.querySelector('.player').dataset.pos === String(n), next);
+	assertEq((await check('a step back')).coming, [], 'a step back: nothing comes in');
+	// The slider moves the replay.
+	const mid = laneSeqs[Math.floor(laneSeqs.length / 2)] + 1;
+	await page.locator('.stk-scrub').evaluate((el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', { bubbles: true })); }, mid);
+	await page.waitForFunction((n) => document.querySelector('.player').dataset.pos === String(n), mid);
+	await check('the slider');
+	// The bar's jump field too.
+	await page.fill('.pl-jump', '3');
+	await page.click('.pl-jump-form button');
+	await page.waitForFunction(() => document.querySelector('.player').dataset.pos === '3');
+	await check('a jump');
+	await page.screenshot({ path: path.join(LOGS, 'e2e-sticky-animating.png'), fullPage: true });
+	// Played to the end: every bar drawn, the frame the last event.
+	await page.click('.pl-play');
+	await page.waitForFunction((n) => document.querySelector('.player').dataset.pos === String(n), evs.length, { timeout: RUN_WAIT });
+	await check('the end');
+	// Stopped: the lanes as before, every bar, no slider.
+	await page.click('.stk-animate');
+	assertEq(await page.locator('.stk-card[data-animating="0"] .stk-scrub-box[hidden]').count(), 1, 'the slider hidden');
+	assertEq(await page.locator('.stk-lanes .stk-bar').count(), laneSeqs.length, 'every bar drawn after the animation');
 });
 
 test('a framed run shows each header in hex with the length it encodes', async () => {

@@ -11,10 +11,11 @@
 // byte -> field link, and stepping (badge, current event row, a ladder that
 // does not move between steps, what lies ahead greyed). And what came after:
 // summaries in words in both languages (syn-flood, time-wait, layers), roles
-// in notes in the reader's language, a chart key without "--", the sticky
-// lanes' animation, two runs of one lab side by side with what differs
+// in notes in the reader's language, a chart key without "--", two runs of
+// one lab side by side with what differs
 // highlighted, and each lab's first screen (a lesson, a short form, Run
-// above the fold).
+// above the fold). The sticky lanes' animation (tied to the replay bar) is
+// tested in test_sticky.mjs, UDP beside TCP in test_udp_ping.mjs.
 
 import path from 'node:path';
 import {
@@ -374,25 +375,6 @@ test('udp-ping chart: its key names the series, no "--" values', async () => {
 	await open('udp-ping', 1280, 720, 'en');
 	const legend = await page.locator('.ping-chart .u-legend').textContent();
 	assert(legend.includes('RTT') && !legend.includes('--'), `legend "${legend}"`);
-});
-
-test('sticky animation: every bar gets its turn in the order the run recorded it, then the lanes are still', async () => {
-	await open('sticky', 1280, 720, 'en');
-	const bars = await page.locator('.stk-lanes .stk-bar').count();
-	await page.click('.stk-animate');
-	await page.locator('.stk-card[data-animating="1"]').waitFor();
-	const turns = await page.evaluate(() => [...document.querySelectorAll('.stk-lanes .stk-bar')]
-		.map((b) => ({ seq: Number(b.dataset.seq), delay: parseFloat(b.style.animationDelay), anim: b.classList.contains('stk-anim') })));
-	assertEq(turns.length, bars, 'the same bars while animating');
-	assertEq(turns.filter((x) => !x.anim).length, 0, 'bars left out of the animation');
-	const bySeq = [...turns].sort((a, b) => a.seq - b.seq);
-	for (let i = 1; i < bySeq.length; i++) assert(bySeq[i].delay > bySeq[i - 1].delay, `seq ${bySeq[i].seq} comes after seq ${bySeq[i - 1].seq}`);
-	assert(bySeq[bySeq.length - 1].delay <= 8, `the animation lasts ${bySeq[bySeq.length - 1].delay} s`);
-	assertEq(await page.getAttribute('.stk-animate', 'aria-pressed'), 'true', 'the button is pressed');
-	// It ends by itself with the last bar.
-	await page.locator('.stk-card[data-animating="0"]').waitFor();
-	assertEq(await page.locator('.stk-lanes .stk-anim').count(), 0, 'bars still animated');
-	assertEq(await page.locator('.stk-lanes .stk-bar').count(), bars, 'every bar drawn at the end');
 });
 
 test('two runs of one lab side by side: what differs is highlighted in both, the bars stay one row, nothing is cut', async () => {

@@ -24,6 +24,13 @@ const COLOURS = 12;
 const LANES = ['send', 'segment', 'ack', 'recv'];
 const MAX_BARS = 2000;
 
+// The speed an animation plays at when the bar has none: the smallest of the
+// bar's speeds (events a second) that shows the whole run in about 10 s.
+function speedFor(total) {
+	for (const s of [2, 5, 10, 20, 50]) if (total / s <= 10) return s;
+	return 50;
+}
+
 function ensureStyles() {
 	if (document.querySelector('link[data-view="sticky"]')) return;
 	document.head.appendChild(h('link', { attrs: { rel: 'stylesheet', href: '/labs/sticky.css', 'data-view': 'sticky' } }));
@@ -83,14 +90,25 @@ class StickyView {
 				this.tabBtns[k] = b;
 				return b;
 			}));
-		// The animation: the bars appear one by one in the order the run
-		// recorded them (seq), each send's bytes filling in, segments and
-		// recvs dropping from the lane above: the same bytes moving from
-		// the sender's calls onto the wire and into the receiver's recv().
-		this.animating = false;
+		// The animation follows the replay bar: its frame is the bar's
+		// position. Started, it plays the run from its first event; the
+		// bars appear as the position reaches the events that draw them
+		// (seq order), each send's bytes filling in, segments and recvs
+		// dropping from the lane above: the same bytes moving from the
+		// sender's calls onto the wire and into the receiver's recv().
+		// Stepping, the slider and play/pause move it to that event. The
+		// choice survives the view being drawn again from the first event.
+		this.keep = ctx.keep || {};
+		this.animating = !!this.keep.stickyAnimating;
 		this.animBtn = h('button', { class: 'btn btn-small stk-animate', attrs: { type: 'button', 'aria-pressed': 'false' }, text: t('sticky.animate') });
-		this.animBtn.addEventListener('click', () => this.animate(!this.animating));
+		this.animBtn.addEventListener('click', () => this.animate(!this.animating, true));
 		tabs.appendChild(this.animBtn);
+		this.scrub = h('input', { class: 'stk-scrub', attrs: { type: 'range', min: '0', step: '1', 'aria-label': t('sticky.scrub') } });
+		this.scrub.addEventListener('input', () => {
+			if (ctx.replay) ctx.replay.seek(Number(this.scrub.value));
+		});
+		this.scrubBox = h('label', { class: 'stk-scrub-box' }, this.scrub);
+		this.scrubBox.hidden = true;
 		this.countsEl = h('p', { class: 'stk-counts' });
 		this.notesEl = h('div', { class: 'stk-notes' });
 		this.evidenceEl = h('div', { class: 'stk-evidence' });
@@ -112,6 +130,7 @@ class StickyView {
 			h('h3', { text: t('lab.sticky.title') }),
 			h('p', { class: 'help', text: t('sticky.legend') }),
 			h('div', { class: 'stk-lanes-head' }, this.countsEl, tabs),
+			this.scrubBox,
 			h('div', { class: 'stk-lanes' }, laneRows, this.axisEl),
 			this.evidenceEl,
 			this.notesEl);
@@ -120,6 +139,7 @@ class StickyView {
 		root.appendChild(this.byoCard);
 		root.appendChild(h('section', { class: 'card stk-lists-card' }, h('div', { class: 'stk-lists' }, listBox), this.rawEl));
 		this.titles();
+		if (this.animating) this.animate(true, false);
 	}
 
 	titles() {
@@ -285,33 +305,37 @@ class StickyView {
 		return { ev, cur: this.frame.lastSeq };
 	}
 
-	// Start (on) or stop the animation of the lanes.
-	animate(on) {
+	// Start (on) or stop the animation of the lanes. Started by the reader
+	// (user), it plays the run from its first event at the bar's speed (or
+	// one that shows the run in about 10 s); a read-only bar (a class
+	// student's) is the instructor's, and the animation follows it.
+	animate(on, user) {
 		this.animating = !!on;
+		this.keep.stickyAnimating = this.animating;
 		this.animBtn.setAttribute('aria-pressed', String(this.animating));
 		this.animBtn.classList.toggle('btn-on', this.animating);
 		this.animBtn.textContent = t(this.animating ? 'sticky.animate_stop' : 'sticky.animate');
 		this.card.dataset.animating = this.animating ? '1' : '0';
+		this.scrubBox.hidden = !this.animating;
+		const rp = this.ctx.replay;
+		if (user && this.animating && rp && !rp.readOnly()) {
+			this.keep.stickyAt = -1;
+			rp.playFromStart(rp.speed() > 0 ? rp.speed() : speedFor(rp.total()));
+			return;
+		}
 		this.render();
 	}
 
-	// While animating: every drawn bar gets its turn, in seq order (at most
-	// about 8 s in all), and the animation ends with the last one.
-	animateBars(bars) {
-		const drawn = bars.filter((b) => b.dataset.seq !== undefined && !b.classList.contains('stk-future')).sort((a, b) => Number(a.dataset.seq) - Number(b.dataset.seq));
-		const step = Math.min(0.35, 8 / Math.max(1, drawn.length));
-		drawn.forEach((b, i) => {
-			b.classList.add('stk-anim');
-			b.style.animationDelay = `${(i * step).toFixed(3)}s`;
-		});
-		const last = drawn[drawn.length - 1];
-		if (!last) {
-			this.animate(false);
-			return;
+	// While animating: bars the position has not reached are not drawn yet
+	// (hidden, in their place), and the ones whose events it just reached
+	// (after the previous frame, up to this one) come in.
+	animateBars(bars, prev) {
+		const cur = this.cur;
+		for (const b of bars) {
+			const seq = Number(b.dataset.seq);
+			if (seq > cur) b.classList.add('stk-unborn');
+			else if (seq > prev && cur > prev) b.classList.add('stk-anim');
 		}
-		last.addEventListener('animationend', () => {
-			if (this.animating) this.animate(false);
-		}, { once: true });
 	}
 
 	setTab(tab) {
@@ -326,11 +350,15 @@ class StickyView {
 	render() {
 		const { ev, cur } = this.laneEvents();
 		this.cur = cur;
+		this.showFrame(cur);
+		const prev = typeof this.keep.stickyAt === 'number' ? this.keep.stickyAt : -1;
+		this.keep.stickyAt = cur;
 		const any = LANES.some((l) => ev[l].length);
 		if (!any) return;
 		if (this.tab === 'time') this.renderTime(ev);
 		else this.renderBytes(ev);
-		if (this.animating) this.animateBars(LANES.flatMap((l) => [...this.lanes[l].track.querySelectorAll('.stk-bar')]));
+		if (this.animating) this.animateBars(LANES.flatMap((l) => [...this.lanes[l].track.querySelectorAll('.stk-bar')]), prev);
+
 		for (const lane of LANES) {
 			const shown = this.ev[lane];
 			const data = lane === 'segment' ? shown.filter((e) => e.bytes > 0 && !e.retransmit).length : shown.length;
@@ -352,6 +380,18 @@ class StickyView {
 			segments: this.ev.segment.filter((e) => e.bytes > 0 && !e.retransmit).length,
 			recvs: this.ev.recv.length,
 		});
+	}
+
+	// The animation's frame is the replay position (events shown: seq of
+	// the last one + 1); the slider shows it and moves it.
+	showFrame(cur) {
+		const all = this.ctx.allEvents ? this.ctx.allEvents().length : 0;
+		const pos = Number.isFinite(cur) ? cur + 1 : all;
+		this.card.dataset.frame = String(pos);
+		this.scrub.max = String(all);
+		this.scrub.value = String(pos);
+		this.scrub.disabled = !this.ctx.replay || this.ctx.replay.readOnly();
+		this.scrub.setAttribute('aria-valuetext', t('player.pos', { n: pos, total: all }));
 	}
 
 	// The byte-stream ruler: x is the offset in the stream, so every send,
