@@ -3,7 +3,8 @@
 // A real run on the server; the page must draw one arrow per captured
 // segment with the right label, select a packet and show its fields and
 // bytes, highlight what happened inside connect(), offer the pcap, and replay
-// that pcap when it is uploaded. Every wait has a deadline; screenshots go to
+// that pcap when it is uploaded; beside another run, the ladder is drawn at
+// its half of the page with nothing cut (measured). Every wait has a deadline; screenshots go to
 // build/test-logs/e2e-handshake-*.png.
 
 import fs from 'node:fs';
@@ -33,6 +34,7 @@ let page;
 let tmp;
 const problems = [];
 let liveRun = null; // {id, events}
+let rstRun = null; // the id of the RST run
 
 async function shot(name) {
 	await page.screenshot({ path: path.join(LOGS, `e2e-handshake-${name}.png`), fullPage: true });
@@ -214,6 +216,7 @@ test('a duplicate whose RST kills TIME_WAIT: the countdown stops and the timelin
 	}
 	const run = await runAndWait();
 	assertEq(run.status, 'ok', 'run status');
+	rstRun = run.id;
 	const ev = await events(run.id);
 	const gone = ev.filter((e) => e.type === 'observation' && e.who === 'client' && e.listed === false);
 	assertEq(gone.length, 1, 'sock_diag stops listing the client once');
@@ -258,6 +261,77 @@ test('a duplicate whose RST kills TIME_WAIT: the countdown stops and the timelin
 	await page.evaluate(() => localStorage.setItem('socklab.lang', 'en'));
 	await page.reload();
 	await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+// Both ladders of two runs side by side, measured: the box does not scroll
+// sideways, no text lies outside the drawing, no two texts overlap, a state's
+// name stays inside its block, and the labels say what the wide ladder says.
+function ladderGeometry() {
+	return page.evaluate(() => ['pane-main', 'pane-compare'].map((id) => {
+		const box = document.querySelector(`#${id} .hs-ladder-box`);
+		const svgEl = box.querySelector('svg.hs-ladder');
+		const sr = svgEl.getBoundingClientRect();
+		// A wrapped text is measured line by line (each tspan), without its tooltip.
+		const texts = [...svgEl.querySelectorAll('text')].flatMap((el) => (el.querySelector('tspan') ? [...el.querySelectorAll('tspan')] : [el]))
+			.map((el) => ({ el, r: el.getBoundingClientRect(), text: [...el.childNodes].filter((n) => n.nodeType === 3).map((n) => n.data).join('') }))
+			.filter((x) => x.text.trim() && x.r.width > 0);
+		const out = { id, box: [box.scrollWidth, box.clientWidth], svg: sr.width, compact: svgEl.classList.contains('hs-compact'), outside: [], overlap: [], spill: [] };
+		for (const x of texts) if (x.r.left < sr.left - 0.5 || x.r.right > sr.right + 0.5) out.outside.push(x.text);
+		for (let i = 0; i < texts.length; i++) {
+			for (let j = i + 1; j < texts.length; j++) {
+				const a = texts[i].r;
+				const b = texts[j].r;
+				const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+				const hgt = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+				if (w > 1 && hgt > 2) out.overlap.push(`"${texts[i].text}" / "${texts[j].text}"`);
+			}
+		}
+		// A state column's texts inside their block (the rect before them).
+		for (const x of texts.filter((t) => t.el.closest('.hs-timeline') && !t.el.closest('.hs-diff-mark'))) {
+			let blk = x.el.closest('text').previousElementSibling;
+			while (blk && !(blk.tagName === 'rect' && blk.classList.contains('hs-st'))) blk = blk.previousElementSibling;
+			const r = blk && blk.getBoundingClientRect();
+			if (!r || x.r.left < r.left - 0.5 || x.r.right > r.right + 0.5) out.spill.push(x.text);
+		}
+		out.labels = [...svgEl.querySelectorAll('.hs-seg-label')].map((el) => el.textContent);
+		return out;
+	}));
+}
+
+test('beside another run, the ladder fits its half of the page: no sideways scroll, nothing cut or overlapping (measured)', async () => {
+	await page.setViewportSize({ width: 1280, height: 720 });
+	await page.goto(`${srv.base}/#/run/${rstRun}`);
+	await page.locator('.run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
+	await page.click('#beside-btn');
+	await page.locator('#pane-compare .run-summary .pill').waitFor({ state: 'visible', timeout: RUN_WAIT });
+	const ids = [rstRun, await page.getAttribute('#pane-compare .run-card', 'data-run')];
+	const segs = await Promise.all(ids.map(async (id) => (await events(id)).filter((e) => e.type === 'segment')));
+	for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
+		for (const lang of ['en', 'zh-CN']) {
+			await page.setViewportSize({ width: w, height: hgt });
+			await page.selectOption('#lang-select', lang);
+			await page.waitForFunction((l) => document.documentElement.lang === l, lang);
+			// Drawn again at the box's width, its label boxes measured.
+			await page.waitForFunction(() => [...document.querySelectorAll('.hs-ladder-box')].every((b) => {
+				const s = b.querySelector('svg.hs-ladder[data-labelled="1"]');
+				return s && Math.abs(s.getBoundingClientRect().width - Math.floor(b.clientWidth)) <= 1;
+			}));
+			const where = `${w}x${hgt} ${lang}`;
+			for (const [i, g] of (await ladderGeometry()).entries()) {
+				const at = `${where} ${g.id}`;
+				assert(g.compact, `${at}: the compact ladder (box ${g.box[1]} px)`);
+				assert(g.box[0] <= g.box[1], `${at}: the ladder box scrolls sideways (${g.box[0]} > ${g.box[1]})`);
+				assertEq(g.outside, [], `${at}: texts outside the ladder`);
+				assertEq(g.overlap, [], `${at}: texts overlapping`);
+				assertEq(g.spill, [], `${at}: state texts outside their block`);
+				assertEq(g.labels, segs[i].map((s) => label(s, false)), `${at}: segment labels (wrapped, the same words)`);
+			}
+			await page.evaluate(() => document.querySelector('#pane-main .hs-card').scrollIntoView());
+			await page.screenshot({ path: path.join(LOGS, `e2e-handshake-beside-${lang}-${w}x${hgt}.png`) });
+			await page.locator('#pane-main .hs-ladder-box').screenshot({ path: path.join(LOGS, `e2e-handshake-beside-ladder-${lang}-${w}x${hgt}.png`) });
+		}
+	}
+	await page.selectOption('#lang-select', 'en');
 });
 
 test('no console errors, page errors or CSP violations', async () => {

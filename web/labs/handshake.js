@@ -25,12 +25,85 @@ const MODEL = 'rfc-model';
 // Room for a call's label on either side ("recv() ECONNRESET" is 18
 // characters) between the lane and the state column.
 const WIDTH = 880;
-const X = { tlClient: 6, callClient: 252, client: 266, server: 606, callServer: 620, tlServer: 764 };
-const TL_W = 110;
+const X_WIDE = { tlClient: 6, callClient: 252, client: 266, server: 606, callServer: 620, tlServer: 764 };
+const TL_WIDE = 110;
 const SEG_H = 40;
 const CALL_H = 22;
 const ARR_H = 16;
 const TOP = 34;
+// The compact ladder (a box narrower than WIDTH: a pane beside another run)
+// is drawn at the box's width: narrower state columns, call names between
+// the lanes on their own rows, and labels wrapped on spaces into lines that
+// fit (each row as tall as its lines), so nothing is cut and nothing
+// scrolls sideways. The narrowest it lays out is MIN_W.
+const MIN_W = 340;
+const LINE = 13; // a segment label's line
+const TLINE = 11; // a time's or a state's line
+const NUM_W = 30; // room for "#12" at the end of an arrow
+
+// The wide layout: the ladder as it always was.
+const WIDE = { compact: false, width: WIDTH, X: X_WIDE, tlW: TL_WIDE };
+
+// The layout for a box w pixels wide.
+function layoutFor(w) {
+	if (!(w < WIDTH) || document.body.classList.contains('presenter')) return WIDE;
+	const width = Math.max(MIN_W, Math.floor(w));
+	const tlW = width < 440 ? 80 : 92;
+	const client = 2 + tlW + 24;
+	const server = width - client;
+	return {
+		compact: true, width, tlW,
+		X: { tlClient: 2, callClient: client - 7, client, server, callServer: server + 7, tlServer: width - 2 - tlW },
+	};
+}
+
+// Text widths as the ladder's stylesheet sets them (its mono font), for
+// wrapping before anything is drawn.
+let measureCtx = null;
+function textWidth(text, px, bold) {
+	if (!measureCtx) measureCtx = document.createElement('canvas').getContext('2d');
+	const mono = getComputedStyle(document.documentElement).getPropertyValue('--mono').trim() || 'monospace';
+	measureCtx.font = `${bold ? '600 ' : ''}${px}px ${mono}`;
+	return measureCtx.measureText(text).width;
+}
+
+// Words into lines of at most w pixels (a word wider than w has a line of
+// its own, and is wider than w: the layout's columns fit every state name
+// and call). Every line but the last keeps its trailing space, so the lines
+// joined are the text again. A field and its number ("seq 1", "len 12")
+// stay together; a time's two halves ("sent … · … on the wire") break at
+// the dot first.
+// Chinese has no spaces: a line may break after any CJK character or mark.
+const SPACES = /(?<=[ \u3000-\u30ff\u4e00-\u9fff\uff00-\uffef])/;
+const FIELDS = /(?<= )(?!\d)/;
+const HALVES = /(?<=· )/;
+function wrap(text, w, px, bold, at = SPACES) {
+	const fits = (x) => textWidth(x.trimEnd(), px, bold) <= w;
+	const greedy = (units) => {
+		const lines = [];
+		let cur = '';
+		for (const u of units) {
+			if (cur && !fits(cur + u)) {
+				lines.push(cur);
+				cur = u;
+			} else {
+				cur += u;
+			}
+		}
+		if (cur) lines.push(cur);
+		return lines;
+	};
+	const lines = greedy(String(text).split(at));
+	const out = at === SPACES ? lines : lines.flatMap((l) => (fits(l) ? [l] : greedy(l.split(SPACES))));
+	return out.length ? out : [''];
+}
+
+// A text of several lines: one tspan a line, each at x, dy apart.
+function svgLines(x, y, lines, cls, anchor, dy) {
+	const el = svg('text', { x, y, class: cls, 'text-anchor': anchor });
+	lines.forEach((line, i) => el.appendChild(svg('tspan', { x, dy: i ? dy : null }, line)));
+	return el;
+}
 
 // Stylesheet of this view, loaded once (no inline styles: strict CSP).
 function ensureStyles() {
@@ -66,6 +139,11 @@ function svgText(x, y, text, cls, anchor = 'start') {
 	const el = svg('text', { x, y, class: cls, 'text-anchor': anchor });
 	el.textContent = text;
 	return el;
+}
+
+// A call's label: its name and what it returned (the errno's name when it failed).
+function callLabel(c) {
+	return `${c.call}()${c.ret === -1 ? ` ${c.errno_name || ''}` : ` = ${c.ret}`}`;
 }
 
 // The form offers a recorded capture to replay (uploaded; the server saves
@@ -203,6 +281,15 @@ class HandshakeView {
 			h('p', { class: 'help', text: t('hs.compare_help') }),
 			this.compareEl));
 		root.appendChild(h('section', { class: 'card hs-notes-card' }, h('h3', { text: t('hs.notes') }), this.notesEl, this.rawEl));
+		// The ladder is laid out for its box's width: drawn again when the
+		// box changes to another layout (beside another run, presenter mode).
+		if (typeof ResizeObserver === 'function') {
+			this.resizer = new ResizeObserver(() => {
+				const L = layoutFor(this.ladderBox.clientWidth || WIDTH);
+				if (this.L && (L.compact !== this.L.compact || L.width !== this.L.width)) this.render();
+			});
+			this.resizer.observe(this.ladderBox);
+		}
 	}
 
 	push(events) {
@@ -286,6 +373,7 @@ class HandshakeView {
 	destroy() {
 		clearInterval(this.tick);
 		this.tick = null;
+		if (this.resizer) this.resizer.disconnect();
 	}
 
 	get status() {
@@ -334,6 +422,7 @@ class HandshakeView {
 	}
 
 	rows(src) {
+		const L = this.L;
 		const items = [];
 		for (const s of src.segs) items.push({ kind: 'seg', t: s.t_kernel_us, ev: s, future: s.seq > src.cur });
 		// Two hosts: a row where each segment reaches the other host.
@@ -344,9 +433,36 @@ class HandshakeView {
 		let y = TOP;
 		for (const it of items) {
 			it.y = y;
-			y += it.kind === 'seg' ? SEG_H : it.kind === 'arr' ? ARR_H : CALL_H;
+			it.h = it.kind === 'seg' ? SEG_H : it.kind === 'arr' ? ARR_H : CALL_H;
+			if (L.compact && it.kind === 'seg') this.fitSegment(it, src);
+			if (L.compact && it.kind === 'call') this.fitCall(it);
+			y += it.h;
 		}
 		return { items, height: y + 50 };
+	}
+
+	// Compact: a segment's label and time wrapped between the lanes (the
+	// last label line leaves room for "#n" at the arrow's end); the row is
+	// as tall as its lines. The time is laid out as it reads at the end of
+	// the run, so stepping never moves a row.
+	fitSegment(it, src) {
+		const gap = this.L.X.server - this.L.X.client - 20;
+		const s = it.ev;
+		let lines = wrap(segmentLabel(s, this.absolute, this.rawWin), gap, 11.5, false, FIELDS);
+		const last = lines.pop();
+		lines = lines.concat(wrap(last, gap - 2 * NUM_W, 11.5, false, FIELDS));
+		const a = src.arrivals.get(s.n);
+		const when = a ? t('hs.sent_arrived', { sent: fmtMs(s.t_kernel_us), wire: fmtMs(a.wire_us) }) : `${fmtMs(s.t_kernel_us)} ms`;
+		it.lines = lines;
+		it.timeLines = wrap(when, gap, 10, false, HALVES);
+		it.h = SEG_H + (lines.length - 1) * LINE + (it.timeLines.length - 1) * (TLINE + 2);
+	}
+
+	// Compact: a call's name and result between the lanes, on its row.
+	fitCall(it) {
+		const gap = this.L.X.server - this.L.X.client - 12;
+		it.lines = wrap(callLabel(it.ev), gap, 11);
+		it.h = CALL_H + (it.lines.length - 1) * TLINE;
 	}
 
 	// The y where something stamped at time us happened: after the last row
@@ -354,7 +470,7 @@ class HandshakeView {
 	yAt(items, us) {
 		let y = TOP - 8;
 		for (const it of items) {
-			if (it.t <= us) y = it.y + (it.kind === 'seg' ? SEG_H / 2 + 4 : it.kind === 'arr' ? ARR_H / 2 : CALL_H / 2);
+			if (it.t <= us) y = it.y + (it.kind === 'seg' ? it.h / 2 + 4 : it.kind === 'arr' ? ARR_H / 2 : it.h / 2);
 			else break;
 		}
 		return y;
@@ -363,9 +479,13 @@ class HandshakeView {
 	render() {
 		const src = this.source();
 		this.src = src;
+		this.L = layoutFor(this.ladderBox.clientWidth || WIDTH);
+		const L = this.L;
+		const X = L.X;
+		const TL_W = L.tlW;
 		const { items, height } = this.rows(src);
 		const root = svg('svg', {
-			class: 'hs-ladder', viewBox: `0 0 ${WIDTH} ${height}`, width: WIDTH, height,
+			class: `hs-ladder${L.compact ? ' hs-compact' : ''}`, viewBox: `0 0 ${L.width} ${height}`, width: L.width, height,
 			role: 'img', 'aria-label': t('hs.ladder_label', { n: this.segs.length }),
 		});
 		root.appendChild(svg('defs', {},
@@ -394,12 +514,14 @@ class HandshakeView {
 	}
 
 	drawSegment(root, it, arrY, src) {
+		const { X, compact } = this.L;
 		const s = it.ev;
 		const c2s = s.dir === 'c2s';
 		const x1 = c2s ? X.client : X.server;
 		let x2 = c2s ? X.server : X.client;
-		const y1 = it.y + 14;
-		let y2 = it.y + SEG_H - 6;
+		const extra = compact ? (it.lines.length - 1) * LINE : 0;
+		const y1 = it.y + 14 + extra;
+		let y2 = it.y + SEG_H - 6 + extra;
 		// Over two hosts the arrow ends where the segment arrived; one that has
 		// not arrived (yet, or ever: the wire lost it) stops half way.
 		const arrived = arrY.get(s.n);
@@ -422,15 +544,21 @@ class HandshakeView {
 		const g = svg('g', { class: cls.join(' '), 'data-n': s.n, 'data-seq': s.seq, tabindex: 0, role: 'button',
 			'aria-label': t('hs.segment_label', { n: s.n, label: segmentLabel(s, this.absolute, this.rawWin) }) });
 		// The whole row answers clicks, not just the thin arrow.
-		g.appendChild(svg('rect', { x: X.client, y: it.y, width: X.server - X.client, height: SEG_H, class: 'hs-hit' }));
+		g.appendChild(svg('rect', { x: X.client, y: it.y, width: X.server - X.client, height: it.h, class: 'hs-hit' }));
 		if (lost) cls.push('hs-lost');
 		g.setAttribute('class', cls.join(' '));
 		g.appendChild(svg('line', { x1, y1, x2, y2, class: 'hs-arrow-line', 'marker-end': lost || inFlight ? null : 'url(#hs-arrow)' }));
-		g.appendChild(svgText((X.client + X.server) / 2, it.y + 10, segmentLabel(s, this.absolute, this.rawWin), 'hs-seg-label', 'middle'));
+		const mid = (X.client + X.server) / 2;
+		g.appendChild(compact ? svgLines(mid, it.y + 10, it.lines, 'hs-seg-label', 'middle', LINE)
+			: svgText(mid, it.y + 10, segmentLabel(s, this.absolute, this.rawWin), 'hs-seg-label', 'middle'));
 		g.appendChild(svgText(c2s ? x1 + 6 : x1 - 6, y1 - 4, `#${s.n}`, 'hs-seg-n', c2s ? 'start' : 'end'));
 		const seen = a && !inFlight && !it.future;
 		const when = seen ? t('hs.sent_arrived', { sent: fmtMs(s.t_kernel_us), wire: fmtMs(a.wire_us) }) : `${fmtMs(s.t_kernel_us)} ms`;
-		const timeEl = svgText((X.client + X.server) / 2, Math.min(y2, it.y + SEG_H) + 4, when, 'hs-seg-time', 'middle');
+		// Compact: the time's first line where a loopback arrow ends (a long
+		// two-hosts arrow goes on below it), so its lines stay in the row.
+		const ty = compact ? Math.min(y2, it.y + SEG_H - 6 + extra) + 4 : Math.min(y2, it.y + SEG_H) + 4;
+		const timeEl = compact ? svgLines(mid, ty, wrap(when, X.server - X.client - 20, 10, false, HALVES), 'hs-seg-time', 'middle', TLINE)
+			: svgText(mid, ty, when, 'hs-seg-time', 'middle');
 		if (seen) timeEl.appendChild(svg('title', {}, this.wireWhy(s, a)));
 		g.appendChild(timeEl);
 		if (lost && this.ended) g.appendChild(svgText(x2, y2 + 4, '✗', 'hs-seg-bad', 'middle'));
@@ -448,9 +576,10 @@ class HandshakeView {
 	}
 
 	drawCall(root, items, it) {
+		const { X, compact } = this.L;
 		const c = it.ev;
 		const client = c.who === 'client';
-		const yEnd = Math.max(it.y + CALL_H - 6, this.yAt(items, callReturnUs(c)));
+		const yEnd = Math.max(it.y + it.h - 6, this.yAt(items, callReturnUs(c)));
 		const x = client ? X.callClient : X.callServer;
 		const failed = c.ret === -1;
 		const cls = ['hs-call', client ? 'hs-call-client' : 'hs-call-server'];
@@ -459,10 +588,17 @@ class HandshakeView {
 		if (it.future) cls.push('hs-future');
 		const g = svg('g', { class: cls.join(' '), 'data-call': c.call, 'data-seq': c.seq, tabindex: 0, role: 'button',
 			'aria-label': t('hs.call_label', { call: c.call, who: c.who }) });
-		g.appendChild(svg('rect', { x: client ? x - 130 : x, y: it.y, width: 130, height: CALL_H, class: 'hs-hit' }));
 		g.appendChild(svg('line', { x1: x, y1: it.y + 4, x2: x, y2: yEnd, class: 'hs-call-bar' }));
-		const ret = failed ? ` ${c.errno_name || ''}` : ` = ${c.ret}`;
-		g.appendChild(svgText(client ? x - 6 : x + 6, it.y + 14, `${c.call}()${ret}`, 'hs-call-label', client ? 'end' : 'start'));
+		if (compact) {
+			// Between the lanes, beside its own lane, on its own row.
+			const lx = client ? X.client + 6 : X.server - 6;
+			const w = Math.max(...it.lines.map((l) => textWidth(l, 11)));
+			g.appendChild(svg('rect', { x: client ? x : lx - w, y: it.y, width: Math.abs(lx - x) + w, height: it.h, class: 'hs-hit' }));
+			g.appendChild(svgLines(lx, it.y + 14, it.lines, 'hs-call-label', client ? 'start' : 'end', TLINE));
+		} else {
+			g.appendChild(svg('rect', { x: client ? x - 130 : x, y: it.y, width: 130, height: CALL_H, class: 'hs-hit' }));
+			g.appendChild(svgText(client ? x - 6 : x + 6, it.y + 14, callLabel(c), 'hs-call-label', client ? 'end' : 'start'));
+		}
 		const pick = () => this.highlightCall(c);
 		g.addEventListener('click', pick);
 		g.addEventListener('keydown', (e) => {
@@ -480,12 +616,13 @@ class HandshakeView {
 	// gone block where sock_diag no longer lists the socket. The RFC model's
 	// changes are marks beside them; TIME_WAIT's countdown is the kernel's.
 	drawTimeline(root, items, side, height, src) {
+		const { X, tlW: TL_W, compact } = this.L;
 		const x0 = side === 'client' ? X.tlClient : X.tlServer;
 		const kernel = src.states.filter((s) => s.who === side && KERNEL.has(s.source));
 		const model = src.states.filter((s) => s.who === side && s.source === MODEL && s.seq <= src.cur);
 		const seen = src.observations.filter((o) => o.who === side);
 		const segY = new Map();
-		for (const it of items) if (it.kind === 'seg') segY.set(it.ev.n, it.y + SEG_H / 2 + 4);
+		for (const it of items) if (it.kind === 'seg') segY.set(it.ev.n, it.y + it.h / 2 + 4);
 		const marks = [];
 		for (const s of kernel) marks.push({ y: this.yAt(items, s.t_kernel_us), ev: s, st: s.to, kind: 'transition' });
 		for (const o of seen) {
@@ -534,7 +671,27 @@ class HandshakeView {
 			if (m.kind === 'sample') base = t('hs.seen_label', { state: st });
 			if (m.kind === 'gone') base = t('hs.gone_label');
 			const label = timed && !stopped ? `${base} ${this.countdown(side)}`.trim() : base;
-			if (yEnd - m.y >= 12 || i + 1 === marks.length) {
+			// Compact: the label wrapped to the column, drawn when its block
+			// is tall enough for its lines (the tooltip says it anyway); a
+			// countdown has a line of its own (the tick rewrites it).
+			if (compact) {
+				const lines = wrap(base, TL_W - 6, 10.5, true);
+				const tw = timed && !stopped;
+				const n = lines.length + (tw ? 1 : 0);
+				if (yEnd - m.y >= n * TLINE + 1 || i + 1 === marks.length) {
+					const el = svgLines(x0 + 4, m.y + 11, lines, `hs-st-label${future ? ' hs-future' : ''}`, 'start', TLINE);
+					el.dataset.state = st;
+					el.dataset.label = base;
+					g.appendChild(el);
+					if (tw) {
+						const cd = svgText(x0 + 4, m.y + 11 + lines.length * TLINE, this.countdown(side), `hs-st-label hs-tw${future ? ' hs-future' : ''}`);
+						cd.dataset.state = st;
+						cd.dataset.label = '';
+						g.appendChild(cd);
+					}
+					if (m.kind === 'gone') g.appendChild(svgLines(x0 + 4, m.y + 11 + n * TLINE, wrap(this.goneReason(m.ev), TL_W - 6, 9.5), 'hs-st-why', 'start', TLINE));
+				}
+			} else if (yEnd - m.y >= 12 || i + 1 === marks.length) {
 				const el = svgText(x0 + 4, m.y + 11, label, `hs-st-label${timed && !stopped ? ' hs-tw' : ''}${future ? ' hs-future' : ''}`);
 				el.dataset.state = st;
 				el.dataset.label = base;
@@ -833,15 +990,19 @@ function labelBackgrounds(root) {
 	if (!root.isConnected) return;
 	root.dataset.labelled = '1';
 	for (const old of root.querySelectorAll('.hs-label-bg')) old.remove();
-	for (const el of root.querySelectorAll('.hs-seg-label, .hs-seg-time')) {
-		let b;
-		try {
-			b = el.getBBox();
-		} catch {
-			continue;
+	for (const el of root.querySelectorAll('.hs-seg-label, .hs-seg-time, .hs-compact .hs-call-label')) {
+		// A wrapped label (compact) has a box per line, not one around all.
+		const parts = el.querySelector('tspan') ? [...el.querySelectorAll('tspan')] : [el];
+		for (const part of parts) {
+			let b;
+			try {
+				b = part.getBBox();
+			} catch {
+				continue;
+			}
+			if (!b.width) continue;
+			el.before(svg('rect', { x: b.x - 3, y: b.y, width: b.width + 6, height: b.height, rx: 3, class: 'hs-label-bg' }));
 		}
-		if (!b.width) continue;
-		el.before(svg('rect', { x: b.x - 3, y: b.y, width: b.width + 6, height: b.height, rx: 3, class: 'hs-label-bg' }));
 	}
 }
 
