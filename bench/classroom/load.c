@@ -8,7 +8,8 @@
  * message carrying "ts" (CLOCK_MONOTONIC ns at emission, see emit.c): the
  * latency now - ts per viewer per event, seq gaps per viewer and resync
  * notices. It ends when every viewer has seen run.end or when stdin closes
- * or after BENCH_TIMEOUT seconds, and prints one JSON line of figures.
+ * or after BENCH_TIMEOUT seconds, and prints one JSON line of figures (and,
+ * with BENCH_LAT_OUT=FILE, writes every latency to FILE for bench/nats).
  * Server frames are read with a small state machine per connection; client
  * frames are masked as RFC 6455 section 5.3 requires.
  */
@@ -398,6 +399,16 @@ int main(int argc, char **argv)
 	}
 	getrusage(RUSAGE_SELF, &ru);
 	qsort(lat, n_lat, sizeof *lat, cmp_u32);
+	/* bench/nats merges several clients' latencies: the raw values
+	 * (uint32 microseconds, sorted) into the file BENCH_LAT_OUT names. */
+	if (getenv("BENCH_LAT_OUT")) {
+		FILE *f = fopen(getenv("BENCH_LAT_OUT"), "wb");
+		if (f) {
+			if (n_lat)
+				fwrite(lat, sizeof *lat, n_lat, f);
+			fclose(f);
+		}
+	}
 	printf("{\"viewers\":%d,\"dead\":%d,\"ended\":%d,\"latencies\":%zu,\"messages\":%lld,"
 	       "\"bytes\":%lld,\"gaps\":%lld,\"resyncs\":%lld,\"p50_ms\":%.3f,\"p95_ms\":%.3f,"
 	       "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"client_cpu_s\":%.3f,\"measure_s\":%.3f}\n",
