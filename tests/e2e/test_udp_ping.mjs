@@ -277,6 +277,49 @@ test('UDP beside TCP: messages paired by number, the ones that differ highlighte
 	await page.setViewportSize({ width: 1440, height: 1000 });
 });
 
+test('UDP beside TCP: an incomplete lane says so and draws no conclusion (capture off, capture missing frames, a cancelled run)', async () => {
+	const udp = await runEvents(pingRun);
+	const tcp = await runEvents(await page.getAttribute('#pane-compare .run-card', 'data-run'));
+	// The page's own pairing (web/pairs.js) on this run's events, with one
+	// lane made incomplete the way a real run can be.
+	const got = await page.evaluate(async ([u, tc]) => {
+		const { pairUdpTcp } = await import('/pairs.js');
+		const clone = (x) => JSON.parse(JSON.stringify(x));
+		const brief = (res) => res && { lanes: res.lanes.map((l) => `${l.side} ${l.key}`), rows: res.rows.map((r) => `${r.n} ${r.verdict} ${r.reasons.join(',')}${r.unknown || ''}`) };
+		const off = clone(tc).filter((e) => e.type !== 'segment');
+		off[0].params.capture = false;
+		delete off[off.length - 1].summary.capture;
+		const missed = clone(tc);
+		Object.assign(missed[missed.length - 1].summary.capture, { drops: 3, complete: false });
+		const cancelled = clone(u).filter((e) => !(e.type === 'probe' && e.probe > 30));
+		cancelled[cancelled.length - 1].status = 'cancelled';
+		return {
+			off: brief(pairUdpTcp(u, off)), missed: brief(pairUdpTcp(u, missed)),
+			cancelled: brief(pairUdpTcp(cancelled, tc)), running: pairUdpTcp(u, tc.slice(0, -1)),
+		};
+	}, [udp, tcp]);
+	const probes = new Map();
+	for (const e of udp.filter((x) => x.type === 'probe')) {
+		const p = probes.get(e.probe) || { lost: false, odd: false };
+		if (e.status === 'lost' || e.status === 'late') p.lost = true;
+		if (e.status === 'dup' || e.reordered === true) p.odd = true;
+		probes.set(e.probe, p);
+	}
+	// Without the segments, two deliveries are "not compared", never "same";
+	// a UDP loss against a TCP delivery still differs (the echoes say so).
+	for (const [what, lane] of [['off', 'tcp pairs.lane.capture_off'], ['missed', 'tcp pairs.lane.capture_incomplete']]) {
+		assertEq(got[what].lanes, [lane], `capture ${what}: the lane says so`);
+		for (const row of got[what].rows) {
+			const p = probes.get(Number(row.split(' ')[0]));
+			if (p.lost || p.odd) assert(/ differ /.test(row), `capture ${what}: "${row}" (UDP lost it or got it twice/out of order)`);
+			else assert(/ unknown tcp_retrans_unknown$/.test(row), `capture ${what}: "${row}" (both delivered, retransmissions unknown)`);
+		}
+	}
+	assertEq(got.cancelled.lanes, ['udp pairs.lane.ended'], 'a cancelled UDP run: the lane says so');
+	assertEq(got.cancelled.rows.slice(30).filter((r) => !/ unknown udp_no_outcome$/.test(r)), [], 'probes without an outcome are not compared');
+	assertEq(got.running, null, 'nothing is paired before both runs ended');
+});
+
 test('bring your own client: nc -u command shown, a real datagram is echoed and listed', async () => {
 	await page.click('.lab-item[data-lab="udp-ping"]');
 	await waitVisible('#p-count');

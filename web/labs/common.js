@@ -203,13 +203,13 @@ export function summaryLabel(k, lab, group) {
 }
 
 // A summary value with its unit: durations from _us and _ms keys (and
-// ms_ ones: ms_left), a share from _pct, lists joined, true/false as words,
+// ms_ ones: ms_left), a share from _pct (one decimal), lists joined, true/false as words,
 // a missing value as "none", words the tables know in the reader's language.
 export function summaryValue(k, v, lab) {
 	if (typeof v === 'number') {
 		if (/_us$/.test(k)) return fmtDuration(v);
 		if (/_ms(_left)?$|^ms_/.test(k)) return fmtDuration(v * 1000);
-		if (/_pct$/.test(k)) return `${v} %`;
+		if (/_pct$/.test(k)) return `${Number.isInteger(v) ? v : Number(v.toFixed(1))} %`;
 		return String(v);
 	}
 	if (v === null) return t('summary.none');
