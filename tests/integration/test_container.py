@@ -8,7 +8,9 @@ NET_RAW; unprivileged: no capability, no device) on random free ports of
 does not know still runs with its defaults), bring-your-own-client runs through
 the published TCP and UDP pool ports, checks the server is neither root nor holding a capability, stops it with
 SIGTERM (timed), and runs docker/compose.yaml (docker-compose against podman's
-Docker API) and docker/k8s/deployment.yaml (podman kube play).
+Docker API) and docker/k8s/ (podman kube play: NATS from docker/Dockerfile.infra's
+image, the three replicas and the bring-your-own-client host, a run on one replica
+served byte for byte by the others).
 
 Needs root and podman (server/tools/install-deps.sh test installs them); skips,
 saying why, where podman cannot run. podman reads docker/containers.conf
@@ -53,8 +55,8 @@ STOP_TIMEOUT = 10
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
-state = {"skip": None, "containers": [], "pods": [], "service": None, "compose": None,
-         "tmp": None, "full": None}
+state = {"skip": None, "containers": [], "pods": [], "volumes": [], "service": None,
+         "compose": None, "tmp": None, "full": None}
 
 
 def diag(text):
@@ -156,10 +158,12 @@ def cleanup():
         podman("pod", "rm", "-f", pod, check_rc=False)
     for name in state["containers"]:
         podman("rm", "-f", "-v", name, check_rc=False)
-    podman("volume", "rm", "-f", VOLUME, check_rc=False)
+    for vol in [VOLUME, *state["volumes"]]:
+        podman("volume", "rm", "-f", vol, check_rc=False)
     stop_service()
     remove_stale()
-    podman("rmi", "-f", IMAGE, check_rc=False)
+    for image in (IMAGE, INFRA):
+        podman("rmi", "-f", image, check_rc=False)
 
 
 def on_term(signum, frame):
@@ -495,9 +499,9 @@ def read_line(sock):
     return got
 
 
-def tcp_byo_client(port):
+def tcp_byo_client(port, host="127.0.0.1"):
     """Our own TCP client: one line, its echo, an orderly close."""
-    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c = socket.create_connection((host, port), timeout=10)
     try:
         c.sendall(b"hello from outside\n")
         eq(read_line(c), b"HELLO FROM OUTSIDE\n", "reply through the published TCP port")
@@ -1032,118 +1036,415 @@ def compose_file_validates_and_starts_a_classroom():
     stop_service()
 
 
+K8S = os.path.join(REPO, "docker", "k8s")
+INFRA = f"localhost/socklab-infra-test:{ME}"
+# What docker/k8s/ holds: the replicas, the bring-your-own-client host, NATS, and
+# how they are reached and scaled. A file added or left behind fails here.
+K8S_OBJECTS = sorted([
+    ("Deployment", "socklab"), ("Deployment", "socklab-byo"), ("StatefulSet", "nats"),
+    ("Service", "socklab"), ("Service", "socklab-byo"), ("Service", "nats"),
+    ("PodDisruptionBudget", "socklab"), ("HorizontalPodAutoscaler", "socklab"),
+    ("Ingress", "socklab"), ("ConfigMap", "tcp-services"), ("ConfigMap", "udp-services")])
+
+
 def k8s_docs():
+    """Every document of docker/k8s/*.yaml by (kind, name)."""
     docs = {}
-    for f in ("deployment.yaml", "service.yaml", "ingress.yaml"):
-        with open(os.path.join(REPO, "docker", "k8s", f)) as fh:
+    for f in sorted(os.listdir(K8S)):
+        if not f.endswith(".yaml"):
+            continue
+        with open(os.path.join(K8S, f)) as fh:
             for d in yaml.safe_load_all(fh):
-                docs[(d["kind"], d["metadata"]["name"])] = d
+                key = (d["kind"], d["metadata"]["name"])
+                check(key not in docs, f"{key} is defined twice (again in {f})")
+                docs[key] = d
     return docs
+
+
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def env_of(ctr):
+    return {e["name"]: e.get("value") for e in ctr.get("env", [])}
+
+
+def option(argv, flag):
+    """The value after flag in a command line."""
+    check(flag in argv, f"{flag} missing from {argv}")
+    return argv[argv.index(flag) + 1]
+
+
+def check_socklab_pod(name, dep):
+    """What a socklab pod needs, in either Deployment; its labels and container."""
+    pod = dep["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    eq(dep["spec"]["selector"]["matchLabels"], labels, f"{name}: selector")
+    ctr = pod["spec"]["containers"][0]
+    sc, psc = ctr["securityContext"], pod["spec"]["securityContext"]
+    eq(psc["runAsNonRoot"], True, f"{name}: runAsNonRoot")
+    eq(sc["capabilities"], {"drop": ["ALL"], "add": FULL}, f"{name}: capabilities")
+    eq(sc["readOnlyRootFilesystem"], True, f"{name}: readOnlyRootFilesystem")
+    eq(sc["allowPrivilegeEscalation"], True,
+       f"{name}: allowPrivilegeEscalation (file capabilities)")
+    eq(sc.get("privileged", False), False, f"{name}: privileged")
+    for probe in ("readinessProbe", "livenessProbe"):
+        eq((ctr[probe]["httpGet"]["path"], ctr[probe]["httpGet"]["port"]),
+           ("/api/health", 8080), f"{name}: {probe}")
+    for kind in ("requests", "limits"):
+        eq(sorted(ctr["resources"][kind]), ["cpu", "memory"], f"{name}: resources.{kind}")
+    mounts = {m["mountPath"]: m["name"] for m in ctr["volumeMounts"]}
+    eq(sorted(mounts), ["/data", "/tmp"],
+       f"{name}: mounts (no hostPath: the relay needs no TUN device)")
+    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    check("emptyDir" in vols[mounts["/data"]] and "emptyDir" in vols[mounts["/tmp"]],
+          f"{name}: /data and /tmp are emptyDir volumes")
+    eq({p["name"]: p["containerPort"] for p in ctr["ports"]}, {"http": 8080},
+       f"{name}: the one container port")
+    check("SOCKLAB_PUBLIC_WS_URL" not in env_of(ctr),
+          f"{name}: no public WebSocket URL: the page uses its origin")
+    return labels, ctr
 
 
 @test
 def kubernetes_manifests_agree_with_each_other():
     docs = k8s_docs()
-    dep = docs[("Deployment", "socklab")]
-    pod = dep["spec"]["template"]
-    labels = pod["metadata"]["labels"]
-    eq(dep["spec"]["selector"]["matchLabels"], labels, "Deployment selector")
-    eq(dep["spec"]["replicas"], 1, "a classroom is one replica")
-    eq(dep["spec"]["strategy"]["type"], "Recreate", "rollout strategy")
-    ctr = pod["spec"]["containers"][0]
-    sc, psc = ctr["securityContext"], pod["spec"]["securityContext"]
-    eq(psc["runAsNonRoot"], True, "runAsNonRoot")
-    eq(sc["capabilities"], {"drop": ["ALL"], "add": FULL}, "capabilities")
-    eq(sc["readOnlyRootFilesystem"], True, "readOnlyRootFilesystem")
-    eq(sc["allowPrivilegeEscalation"], True, "allowPrivilegeEscalation (file capabilities)")
-    eq(sc.get("privileged", False), False, "privileged")
+    eq(sorted(docs), K8S_OBJECTS, "the objects in docker/k8s/")
+    dep, byo = docs[("Deployment", "socklab")], docs[("Deployment", "socklab-byo")]
+    labels, ctr = check_socklab_pod("socklab", dep)
+    byo_labels, byo_ctr = check_socklab_pod("socklab-byo", byo)
+    env, byo_env = env_of(ctr), env_of(byo_ctr)
+
+    # The replicas: three, replaced one at a time, never below three ready.
+    eq(dep["spec"]["replicas"], 3, "replicas")
+    eq(dep["spec"]["strategy"], {"type": "RollingUpdate", "rollingUpdate":
+                                 {"maxSurge": 1, "maxUnavailable": 0}}, "rollout strategy")
+    eq(env["SOCKLAB_MAX_BYO"], "0", "the balanced replicas host no bring-your-own-client run")
+    # The bring-your-own-client host: one pod, never two at once.
+    eq(byo["spec"]["replicas"], 1, "socklab-byo replicas")
+    eq(byo["spec"]["strategy"], {"type": "Recreate"}, "socklab-byo strategy")
+    lo, hi = (int(x) for x in byo_env["SOCKLAB_BYO_PORTS"].split("-"))
+    check(0 < int(byo_env["SOCKLAB_MAX_BYO"]) <= hi - lo + 1,
+          f"socklab-byo: SOCKLAB_MAX_BYO {byo_env['SOCKLAB_MAX_BYO']} for {hi - lo + 1} ports")
+    # Both are the same server: image, privileges, NATS.
+    for key in ("image", "securityContext", "resources", "readinessProbe", "livenessProbe"):
+        eq(byo_ctr[key], ctr[key], f"socklab-byo's container {key} as socklab's")
+    eq(byo["spec"]["template"]["spec"]["securityContext"],
+       dep["spec"]["template"]["spec"]["securityContext"], "pod securityContext")
+    eq(byo_env["SOCKLAB_NATS"], env["SOCKLAB_NATS"], "the same NATS")
+    check(labels != byo_labels and not selects(dep["spec"]["selector"]["matchLabels"], byo_labels)
+          and not selects(byo["spec"]["selector"]["matchLabels"], labels),
+          "the two Deployments select each other's pods")
+
+    # NATS: the StatefulSet, its headless Service, its store, and the URL the
+    # replicas use.
+    sts, nsvc = docs[("StatefulSet", "nats")], docs[("Service", "nats")]
+    npod = sts["spec"]["template"]
+    nlabels = npod["metadata"]["labels"]
+    check(selects(sts["spec"]["selector"]["matchLabels"], nlabels), "StatefulSet selector")
+    eq(sts["spec"]["serviceName"], nsvc["metadata"]["name"], "StatefulSet serviceName")
+    eq(nsvc["spec"].get("clusterIP"), "None", "the nats Service is headless")
+    check(selects(nsvc["spec"]["selector"], nlabels), "the nats Service selects the server")
+    check(not selects(nsvc["spec"]["selector"], labels), "the nats Service selects socklab")
+    nctr = npod["spec"]["containers"][0]
+    eq(nctr["image"], "socklab-infra:latest", "NATS image (docker/Dockerfile.infra)")
+    argv = nctr["command"] + nctr.get("args", [])
+    eq(argv[0], "nats-server", "NATS command")
+    check("--jetstream" in argv or "-js" in argv, f"JetStream enabled: {argv}")
+    nports = {p["name"]: p["containerPort"] for p in nctr["ports"]}
+    sports = {p["name"]: p for p in nsvc["spec"]["ports"]}
+    eq(int(option(argv, "--port")), nports["client"], "the client port in the command")
+    eq(int(option(argv, "--http_port")), nports["monitor"], "the monitor port in the command")
+    for name in ("client", "monitor"):
+        eq((sports[name]["port"], sports[name]["targetPort"]), (nports[name], nports[name]),
+           f"nats Service port {name}")
     for probe in ("readinessProbe", "livenessProbe"):
-        eq(ctr[probe]["httpGet"]["path"], "/api/health", probe)
-    for kind in ("requests", "limits"):
-        eq(sorted(ctr["resources"][kind]), ["cpu", "memory"], f"resources.{kind}")
-    mounts = {m["mountPath"]: m["name"] for m in ctr["volumeMounts"]}
-    eq(sorted(mounts), ["/data", "/tmp"], "mounts (no hostPath: the relay needs no TUN device)")
-    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
-    check("emptyDir" in vols[mounts["/data"]] and "emptyDir" in vols[mounts["/tmp"]],
-          "/data and /tmp are emptyDir volumes")
-    cports = {p["name"]: p["containerPort"] for p in ctr["ports"]}
-    env = {e["name"]: e.get("value") for e in ctr["env"]}
-    lo, hi = (int(x) for x in env["SOCKLAB_BYO_PORTS"].split("-"))
-    for name in ("socklab", "socklab-byo"):
-        svc = docs[("Service", name)]
-        eq(svc["spec"]["selector"], labels, f"Service {name} selector")
-    svc_ports = {p["name"]: p for p in docs[("Service", "socklab")]["spec"]["ports"]}
-    eq(sorted(svc_ports), ["http"], "one Service port: HTTP and the WebSocket")
-    eq(svc_ports["http"]["targetPort"], cports["http"], "Service port http")
-    byo = docs[("Service", "socklab-byo")]["spec"]["ports"]
-    eq(sorted((p["port"], p["protocol"]) for p in byo),
+        eq((nctr[probe]["httpGet"]["path"], nctr[probe]["httpGet"]["port"]),
+           ("/healthz", nports["monitor"]), f"NATS {probe}")
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    nmounts = {m["name"]: m["mountPath"] for m in nctr["volumeMounts"]}
+    eq(option(argv, "--store_dir"), nmounts[claim["metadata"]["name"]],
+       "JetStream's store is the claim's mount")
+    check(claim["spec"]["resources"]["requests"]["storage"], "the claim's size")
+    eq(npod["spec"]["securityContext"]["runAsNonRoot"], True, "NATS runAsNonRoot")
+    eq(nctr["securityContext"]["capabilities"], {"drop": ["ALL"]}, "NATS capabilities")
+    eq(nctr["securityContext"]["readOnlyRootFilesystem"], True, "NATS readOnlyRootFilesystem")
+    eq(env["SOCKLAB_NATS"], f"nats://{nsvc['metadata']['name']}:{sports['client']['port']}",
+       "SOCKLAB_NATS names the nats Service and its client port")
+
+    # The Services: one port, no affinity; each selects its Deployment's pods only.
+    svc, bsvc = docs[("Service", "socklab")], docs[("Service", "socklab-byo")]
+    check(selects(svc["spec"]["selector"], labels)
+          and not selects(svc["spec"]["selector"], byo_labels), "Service socklab selector")
+    check(selects(bsvc["spec"]["selector"], byo_labels)
+          and not selects(bsvc["spec"]["selector"], labels), "Service socklab-byo selector")
+    for s in (svc, bsvc):
+        eq(s["spec"].get("sessionAffinity", "None"), "None",
+           f"{s['metadata']['name']}: no session affinity")
+    eq([(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]],
+       [("http", 8080, 8080)], "one Service port: the page, the API and the WebSocket")
+    bports = bsvc["spec"]["ports"]
+    eq([(p["name"], p["targetPort"]) for p in bports if p["name"] == "http"],
+       [("http", 8080)], "socklab-byo's page port")
+    pool = [p for p in bports if p["name"] != "http"]
+    eq(sorted((p["port"], p["protocol"]) for p in pool),
        sorted((p, t) for p in range(lo, hi + 1) for t in ("TCP", "UDP")), "BYO Service ports")
-    check(all(p["port"] == p["targetPort"] for p in byo), "BYO ports keep their numbers")
+    check(all(p["port"] == p["targetPort"] for p in pool), "BYO ports keep their numbers")
+
+    # Disruptions and the autoscaler act on the replicas, never on the BYO host.
+    pdb = docs[("PodDisruptionBudget", "socklab")]
+    eq(pdb["apiVersion"], "policy/v1", "PodDisruptionBudget apiVersion")
+    eq(pdb["spec"]["selector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"],
+       "PodDisruptionBudget selector")
+    check(0 < pdb["spec"]["maxUnavailable"] < dep["spec"]["replicas"],
+          f"PodDisruptionBudget maxUnavailable {pdb['spec']['maxUnavailable']}")
+    hpa = docs[("HorizontalPodAutoscaler", "socklab")]
+    eq(hpa["apiVersion"], "autoscaling/v2", "HorizontalPodAutoscaler apiVersion")
+    eq(hpa["spec"]["scaleTargetRef"], {"apiVersion": "apps/v1", "kind": "Deployment",
+                                       "name": "socklab"}, "autoscaler target")
+    eq(hpa["spec"]["minReplicas"], dep["spec"]["replicas"], "autoscaler floor = replicas")
+    check(hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"], "autoscaler ceiling")
+    eq([(m["type"], m["resource"]["name"], m["resource"]["target"]["type"])
+        for m in hpa["spec"]["metrics"]], [("Resource", "cpu", "Utilization")],
+       "autoscaler metric")
+    check(ctr["resources"]["requests"]["cpu"], "a CPU request (utilisation is against it)")
+    check(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300,
+          "scaling down (which cancels a pod's runs) waits")
+
+    # The Ingress: one host per Service, the origins the pages send.
     ing = docs[("Ingress", "socklab")]
-    rule = ing["spec"]["rules"][0]
-    paths = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
-    eq(paths, {"/": {"name": "socklab", "port": {"name": "http"}}},
-       "Ingress: one backend for the page, the API and /ws")
-    check("SOCKLAB_PUBLIC_WS_URL" not in env, "no public WebSocket URL: the page uses its origin")
-    eq(env["SOCKLAB_ORIGINS"], f"https://{rule['host']}", "allowed page origin")
+    hosts = {}
+    for rule in ing["spec"]["rules"]:
+        paths = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
+        eq(sorted(paths), ["/"], f"Ingress {rule['host']}: one backend for page, API and /ws")
+        eq(paths["/"]["port"], {"name": "http"}, f"Ingress {rule['host']} port")
+        hosts[paths["/"]["name"]] = rule["host"]
+    eq(sorted(hosts), ["socklab", "socklab-byo"], "the Ingress's Services")
+    eq(env["SOCKLAB_ORIGINS"], f"https://{hosts['socklab']}", "socklab's page origin")
+    eq(byo_env["SOCKLAB_ORIGINS"], f"https://{hosts['socklab-byo']}", "socklab-byo's origin")
+    eq(sorted(h for t in ing["spec"]["tls"] for h in t["hosts"]), sorted(hosts.values()),
+       "TLS hosts")
     for cm in ("tcp-services", "udp-services"):
         data = docs[("ConfigMap", cm)]["data"]
         eq(sorted(int(k) for k in data), list(range(lo, hi + 1)), f"{cm} ports")
         check(all(v.endswith(f"/socklab-byo:{k}") for k, v in data.items()), f"{cm} targets")
 
 
-@test
-def kubernetes_deployment_runs_with_podman_kube_play():
-    need_podman()
-    dep = k8s_docs()[("Deployment", "socklab")]
-    name = f"socklab-test-{ME}"
-    dep["metadata"]["name"] = name
-    dep["spec"]["template"]["metadata"]["labels"][LABEL] = ME
-    dep["spec"]["selector"]["matchLabels"][LABEL] = ME
-    ctr = dep["spec"]["template"]["spec"]["containers"][0]
-    ctr["image"] = IMAGE
-    path = os.path.join(state["tmp"], "deployment.yaml")
+# ---------------------------------------------------------------------------
+# podman kube play of docker/k8s/: NATS, the three replicas, the BYO host
+# ---------------------------------------------------------------------------
+
+def for_podman(doc, name):
+    """A Deployment as this test plays it: its own name, the test's label on its
+    pods, the test's images, and no container ports (podman 4.3 publishes a
+    containerPort on the host's same port, where three replicas would collide;
+    in a cluster it is informational): the test reaches each pod at its address."""
+    doc = json.loads(json.dumps(doc))
+    doc["metadata"]["name"] = name
+    doc["metadata"].setdefault("labels", {})[LABEL] = ME
+    doc["spec"]["template"]["metadata"]["labels"][LABEL] = ME
+    doc["spec"]["selector"]["matchLabels"][LABEL] = ME
+    for ctr in doc["spec"]["template"]["spec"]["containers"]:
+        ctr["image"] = {"socklab:latest": IMAGE, "socklab-infra:latest": INFRA}[ctr["image"]]
+        ctr.pop("ports", None)
+    return doc
+
+
+def nats_for_podman(sts, name, claim):
+    """podman 4.3's kube play has no StatefulSet: its pod template as a
+    Deployment of one, its volumeClaimTemplate as a PersistentVolumeClaim (which
+    kube play makes a named volume)."""
+    vct = sts["spec"]["volumeClaimTemplates"][0]
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+           "spec": {"replicas": 1, "selector": sts["spec"]["selector"],
+                    "template": sts["spec"]["template"]}}
+    dep = for_podman(dep, name)
+    dep["spec"]["template"]["spec"].setdefault("volumes", []).append(
+        {"name": vct["metadata"]["name"], "persistentVolumeClaim": {"claimName": claim}})
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+           "metadata": {"name": claim, "labels": {LABEL: ME}}, "spec": vct["spec"]}
+    return [pvc, dep]
+
+
+def kube_play(docs, file):
+    path = os.path.join(state["tmp"], file)
     with open(path, "w") as f:
-        yaml.safe_dump(dep, f)
-    pod = f"{name}-pod-0"
-    state["pods"].append(pod)
+        yaml.safe_dump_all(docs, f)
+    for d in docs:
+        if d["kind"] == "Deployment":
+            state["pods"] += [f"{d['metadata']['name']}-pod-{i}"
+                              for i in range(d["spec"]["replicas"])]
     # The default podman network: kube play would otherwise create its own.
-    podman("kube", "play", "--network", "podman", path)
+    podman("kube", "play", "--network", "podman", path, timeout=180)
+    return path
+
+
+def pod_ip(pod):
     infra = podman("pod", "inspect", pod, "--format", "{{.InfraContainerID}}").stdout.strip()
     nets = json.loads(podman("inspect", infra, "--format",
                              "{{json .NetworkSettings.Networks}}").stdout)
-    ip = next(iter(nets.values()))["IPAddress"]
-    base = f"http://{ip}:8080"
+    return next(iter(nets.values()))["IPAddress"]
 
-    def healthy():
-        try:
-            with urllib.request.urlopen(base + "/api/health", timeout=2) as resp:
-                return json.loads(resp.read()).get("status") == "ok"
-        except (OSError, ValueError):
-            return False
-    wait_for(healthy, 30, f"the pod's /api/health at {base}", interval=0.02)
-    app = f"{pod}-{ctr['name']}"
-    status = podman("exec", app, "cat", "/proc/1/status").stdout
+
+def http_get(url, timeout=20):
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read()
+
+
+def json_or_none(url):
+    try:
+        return json.loads(http_get(url, timeout=2))
+    except (OSError, ValueError):
+        return None
+
+
+def replica_ready(base):
+    """/api/health when the replica is ok and connected to NATS with its
+    index in sync, else None."""
+    h = json_or_none(base + "/api/health")
+    n = (h or {}).get("nats") or {}
+    ok = (h and h.get("status") == "ok" and n.get("state") == "connected"
+          and n.get("replicas", {}).get("state") == "ok")
+    return h if ok else None
+
+
+def listed(base, rid):
+    return any(r["id"] == rid for r in json.loads(http_get(base + "/api/runs")))
+
+
+def served_everywhere(bases, owner, rid, nlines):
+    """Every other replica lists the run as the owner's and serves its events
+    byte for byte as the owner does."""
+    mine = http_get(f"{bases[owner]}/api/runs/{rid}/events")
+    eq(mine.count(b"\n"), nlines, f"{owner}'s /api/runs/ID/events lines")
+    owner_id = json_or_none(bases[owner] + "/api/health")["nats"]["replica"]
+    wait_for(lambda: json_or_none(bases[owner] + "/api/health")["nats"]["acked"] >= nlines,
+             30, f"{owner}'s run acknowledged by JetStream")
+    for name, base in bases.items():
+        if name == owner:
+            continue
+        wait_for(lambda: listed(base, rid), 30, f"{name} to list {owner}'s run")
+        meta = json.loads(http_get(f"{base}/api/runs/{rid}"))
+        eq((meta["status"] != "running", meta.get("remote"), meta.get("replica")),
+           (True, True, owner_id), f"{name}'s meta of {owner}'s run")
+        eq(http_get(f"{base}/api/runs/{rid}/events"), mine,
+           f"{name}'s /api/runs/ID/events of {owner}'s run")
+    return mine
+
+
+@test
+def kubernetes_scale_out_runs_with_podman_kube_play():
+    """NATS (the StatefulSet's pod), the 3-replica Deployment and the BYO host,
+    played by podman; a run on one replica listed and served byte for byte by
+    the others; a bring-your-own-client run reached at its pod's address."""
+    need_podman()
+    t0 = time.monotonic()
+    podman("build", "--format", "docker", "--pull=never", "--layers=false", "--force-rm",
+           "--label", f"{LABEL}={ME}", "-f", "docker/Dockerfile.infra", "-t", INFRA, REPO,
+           timeout=600)
+    diag(f"infra image (nats-server, nginx) built in {time.monotonic() - t0:.1f} s")
+    t0 = time.monotonic()
+    docs = k8s_docs()
+    prefix = f"socklab-test-{ME}"
+    claim = f"{prefix}-nats-data"
+    state["volumes"].append(claim)
+    nats_path = kube_play(nats_for_podman(docs[("StatefulSet", "nats")], f"{prefix}-nats",
+                                          claim), "nats.yaml")
+    nats_pod = f"{prefix}-nats-pod-0"
+    nats_ip = pod_ip(nats_pod)
+    wait_for(lambda: json_or_none(f"http://{nats_ip}:8222/healthz"), 30,
+             "NATS's /healthz", interval=0.05)
+    # No cluster DNS here: the Service name `nats` in SOCKLAB_NATS becomes the pod's address.
+    nats_url = f"nats://{nats_ip}:4222"
+    played = []
+    for key, name in ((("Deployment", "socklab"), f"{prefix}-rep"),
+                      (("Deployment", "socklab-byo"), f"{prefix}-byo")):
+        dep = for_podman(docs[key], name)
+        for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if e["name"] == "SOCKLAB_NATS":
+                e["value"] = nats_url
+        played.append(dep)
+    eq(played[0]["spec"]["replicas"], 3, "replicas played")
+    socklab_path = kube_play(played, "socklab.yaml")
+    reps = {f"rep{i}": f"{prefix}-rep-pod-{i}" for i in range(3)}
+    reps["byo"] = f"{prefix}-byo-pod-0"
+    bases = {n: f"http://{pod_ip(p)}:8080" for n, p in reps.items()}
+    health = {n: wait_for(lambda: replica_ready(b), 60, f"{n} ok and connected to NATS",
+                          interval=0.05) for n, b in bases.items()}
+    diag(f"kube play: NATS and 4 socklab pods ready in {time.monotonic() - t0:.1f} s")
+    ids = {h["nats"]["replica"] for h in health.values()}
+    eq(len(ids), 4, f"four replicas with their own ids: {ids}")
+
+    # The pods as the manifests say: uid, capabilities, read-only roots.
+    status = podman("exec", f"{reps['rep0']}-socklab", "cat", "/proc/1/status").stdout
     check("Uid:\t10001" in status and "CapEff:\t0000000000000000" in status
           and "CapBnd:\t0000000000203000" in status and "NoNewPrivs:\t0" in status,
-          f"pod server: {status}")
-    r = podman("exec", app, "touch", "/usr/x", check_rc=False)
-    check(r.returncode != 0, "pod: the root filesystem is writable")
-    podman("exec", app, "touch", "/data/x", "/tmp/x")
+          f"replica server: {status}")
+    r = podman("exec", f"{reps['rep0']}-socklab", "touch", "/usr/x", check_rc=False)
+    check(r.returncode != 0, "replica: the root filesystem is writable")
+    nstatus = podman("exec", f"{nats_pod}-nats", "cat", "/proc/1/status").stdout
+    check("Uid:\t10002" in nstatus and "CapEff:\t0000000000000000" in nstatus
+          and "NoNewPrivs:\t1" in nstatus, f"nats-server: {nstatus}")
 
-    async def one():
-        async with websockets.connect(f"ws://{ip}:8080/ws", subprotocols=["socklab.v1"],
-                                      max_size=None, open_timeout=20) as ws:
+    # A run on one replica, listed and served byte for byte by the others.
+    async def one(base):
+        async with websockets.connect(base.replace("http", "ws", 1) + "/ws",
+                                      subprotocols=["socklab.v1"], max_size=None,
+                                      open_timeout=20) as ws:
             run_id = await start_run(ws, {"messages": 2})
-            return await events_until_end(ws, run_id)
-    events = arun(one())
+            events = await events_until_end(ws, run_id)
+            # The balanced replicas host no bring-your-own-client server.
+            reply = await request(ws, {"op": "run", "lab": "tcp-echo",
+                                       "params": {"mode": "server"}})
+            return events, reply
+    events, refused = arun(one(bases["rep1"]))
     check_stream(events)
-    eq(events[-1]["status"], "ok", f"a run in the pod: {error_messages(events)}")
+    eq(events[-1]["status"], "ok", f"a run on a replica: {error_messages(events)}")
     eq(events[0]["sandbox"]["netns"], True, "a private namespace in the pod")
+    check(refused.get("type") != "run.accepted"
+          and "bring-your-own-client runs are disabled" in json.dumps(refused),
+          f"a BYO run on a balanced replica: {refused}")
+    rid = events[0]["run"]
+    body = served_everywhere(bases, "rep1", rid, len(events))
+    on_disk = podman("exec", f"{reps['rep1']}-socklab", "cat",
+                     f"/data/runs/{rid}/events.jsonl").stdout
+    eq(body.decode(), on_disk, "rep1's /events is its events.jsonl")
+
+    # Bring your own client: the BYO host's run, reached at the pod's address
+    # (in a cluster: the Ingress controller's, forwarded to the socklab-byo Service).
+    params, client, done, checks = BYO_CLIENTS["tcp-echo"]
+    byo_ip = bases["byo"].split("//")[1].split(":")[0]
+
+    async def byo_run():
+        async with websockets.connect(f"ws://{byo_ip}:8080/ws", subprotocols=["socklab.v1"],
+                                      max_size=None, open_timeout=20) as ws:
+            run_id = await start_run(ws, params, lab="tcp-echo")
+            head = await events_until_end(ws, run_id, until=lambda e: e["type"] == "listening")
+            port = head[-1]["port"]
+            check(9000 <= port <= 9019, f"BYO port {port} outside socklab-byo's pool")
+            nbytes = client(port, byo_ip)
+            more = await events_until_end(ws, run_id, until=done)
+            reply = await request(ws, {"op": "cancel", "run": run_id})
+            eq(reply.get("type"), "cancel.accepted", f"cancel: {reply}")
+            return head + more + await events_until_end(ws, run_id), nbytes
+    bevents, nbytes = arun(byo_run())
+    check_stream(bevents)
+    eq(bevents[-1]["status"], "cancelled", "the BYO run's end")
+    checks(bevents, nbytes)
+    served_everywhere(bases, "byo", bevents[0]["run"], len(bevents))
+
+    # The JetStream store is on the claim's volume.
+    r = podman("exec", f"{nats_pod}-nats", "ls", "/data/jetstream", check_rc=False)
+    check(r.returncode == 0 and r.stdout.split(), f"the store on the claim: {r.stderr}")
+
     t0 = time.monotonic()
-    podman("kube", "down", path)
-    diag(f"kube down (SIGTERM to the pod) in {(time.monotonic() - t0) * 1000:.0f} ms")
-    state["pods"].remove(pod)
+    podman("kube", "down", socklab_path)
+    podman("kube", "down", nats_path)
+    diag(f"kube down (SIGTERM to 5 pods) in {(time.monotonic() - t0) * 1000:.0f} ms")
+    for pod in [*reps.values(), nats_pod]:
+        state["pods"].remove(pod)
+    podman("volume", "rm", "-f", claim)
+    state["volumes"].remove(claim)
 
 
 if __name__ == "__main__":
