@@ -1312,14 +1312,22 @@ def listed(base, rid):
     return any(r["id"] == rid for r in json.loads(http_get(base + "/api/runs")))
 
 
+def stored(base, name):
+    """Wait until JetStream has acknowledged everything the replica published
+    (a run's last lines go out after its run.end reached the watcher)."""
+    def done():
+        n = json_or_none(base + "/api/health")["nats"]
+        return n["queued"] == 0 and n["acked"] == n["published"]
+    wait_for(done, 30, f"JetStream to acknowledge all of {name}'s lines")
+
+
 def served_everywhere(bases, owner, rid, nlines):
     """Every other replica lists the run as the owner's and serves its events
     byte for byte as the owner does."""
     mine = http_get(f"{bases[owner]}/api/runs/{rid}/events")
     eq(mine.count(b"\n"), nlines, f"{owner}'s /api/runs/ID/events lines")
     owner_id = json_or_none(bases[owner] + "/api/health")["nats"]["replica"]
-    wait_for(lambda: json_or_none(bases[owner] + "/api/health")["nats"]["acked"] >= nlines,
-             30, f"{owner}'s run acknowledged by JetStream")
+    stored(bases[owner], owner)
     for name, base in bases.items():
         if name == owner:
             continue
@@ -1332,11 +1340,55 @@ def served_everywhere(bases, owner, rid, nlines):
     return mine
 
 
+def balancer_conf(ips):
+    """nginx standing in for the Service (podman has no kube-proxy): round robin
+    over the replicas' addresses, no affinity, one worker (so the rotation is
+    one), and the replica that answered in X-Socklab-Upstream."""
+    servers = "".join(f"\t\tserver {ip}:8080;\n" for ip in ips)
+    return f"""worker_processes 1;
+pid /tmp/nginx.pid;
+error_log stderr;
+events {{}}
+http {{
+\taccess_log off;
+\tupstream socklab {{
+{servers}\t}}
+\tmap $http_upgrade $connection_upgrade {{
+\t\tdefault upgrade;
+\t\t'' close;
+\t}}
+\tserver {{
+\t\tlisten 8080;
+\t\tadd_header X-Socklab-Upstream $upstream_addr always;
+\t\tproxy_http_version 1.1;
+\t\tlocation / {{
+\t\t\tproxy_set_header Host $http_host;
+\t\t\tproxy_pass http://socklab;
+\t\t}}
+\t\tlocation = /ws {{
+\t\t\tproxy_pass http://socklab;
+\t\t\tproxy_set_header Host $http_host;
+\t\t\tproxy_set_header Upgrade $http_upgrade;
+\t\t\tproxy_set_header Connection $connection_upgrade;
+\t\t\tproxy_read_timeout 600s;
+\t\t}}
+\t}}
+}}
+"""
+
+
+def via_balancer(url):
+    """A GET through the balancer: (the replica's address, the body)."""
+    with urllib.request.urlopen(url, timeout=20) as resp:
+        return resp.headers["X-Socklab-Upstream"].rsplit(":", 1)[0], resp.read()
+
+
 @test
 def kubernetes_scale_out_runs_with_podman_kube_play():
     """NATS (the StatefulSet's pod), the 3-replica Deployment and the BYO host,
     played by podman; a run on one replica listed and served byte for byte by
-    the others; a bring-your-own-client run reached at its pod's address."""
+    the others, directly and through a round-robin stand-in for the Service;
+    a bring-your-own-client run reached at its pod's address."""
     need_podman()
     t0 = time.monotonic()
     podman("build", "--format", "docker", "--pull=never", "--layers=false", "--force-rm",
@@ -1410,6 +1462,47 @@ def kubernetes_scale_out_runs_with_podman_kube_play():
                      f"/data/runs/{rid}/events.jsonl").stdout
     eq(body.decode(), on_disk, "rep1's /events is its events.jsonl")
 
+    # Through a stand-in for the Service (round robin, no affinity): every
+    # request may reach another replica, and each says the same.
+    rep_ips = {bases[n].split("//")[1].split(":")[0]: n for n in ("rep0", "rep1", "rep2")}
+    conf = os.path.join(state["tmp"], "balancer.conf")
+    with open(conf, "w") as f:
+        f.write(balancer_conf(sorted(rep_ips)))
+    lb_name = f"{prefix}-balancer"
+    state["containers"].append(lb_name)
+    podman("run", "-d", "--name", lb_name, "--label", f"{LABEL}={ME}", "--network", "podman",
+           "-v", f"{conf}:/etc/nginx/balancer.conf:ro", INFRA,
+           "nginx", "-c", "/etc/nginx/balancer.conf", "-g", "daemon off;")
+    lb_ip = json.loads(podman("inspect", lb_name, "--format",
+                              "{{json .NetworkSettings.Networks}}").stdout)
+    lb = f"http://{next(iter(lb_ip.values()))['IPAddress']}:8080"
+    wait_for(lambda: json_or_none(lb + "/api/health"), 30, "the balancer", interval=0.05)
+    seen = {}
+    for _ in range(6):
+        ip, raw = via_balancer(lb + "/api/health")
+        seen.setdefault(rep_ips[ip], set()).add(json.loads(raw)["nats"]["replica"])
+    eq(sorted(seen), ["rep0", "rep1", "rep2"], "the replicas the balancer reached")
+    check(all(ids == {health[n]["nats"]["replica"]} for n, ids in seen.items()),
+          f"each address is one replica: {seen}")
+    # A run started through the balancer's WebSocket, fetched through it from
+    # every replica in turn.
+    lb_events, _ = arun(one(lb))
+    check_stream(lb_events)
+    eq(lb_events[-1]["status"], "ok", f"a run through the balancer: {error_messages(lb_events)}")
+    lb_rid = lb_events[0]["run"]
+    for n in ("rep0", "rep1", "rep2"):
+        wait_for(lambda: listed(bases[n], lb_rid), 30, f"{n} to list the balanced run")
+    owners = [n for n in ("rep0", "rep1", "rep2")
+              if not json.loads(http_get(f"{bases[n]}/api/runs/{lb_rid}")).get("remote")]
+    eq(len(owners), 1, f"the replicas that ran the balanced run: {owners}")
+    stored(bases[owners[0]], owners[0])
+    fetched = dict(via_balancer(f"{lb}/api/runs/{lb_rid}/events") for _ in range(3))
+    eq(sorted(rep_ips[ip] for ip in fetched), ["rep0", "rep1", "rep2"],
+       "three fetches through the balancer, three replicas")
+    eq({b.count(b"\n") for b in fetched.values()}, {len(lb_events)},
+       "the balanced run's events from every replica: lines")
+    eq(len(set(fetched.values())), 1, "the balanced run's events from every replica: bytes")
+
     # Bring your own client: the BYO host's run, reached at the pod's address
     # (in a cluster: the Ingress controller's, forwarded to the socklab-byo Service).
     params, client, done, checks = BYO_CLIENTS["tcp-echo"]
@@ -1441,6 +1534,8 @@ def kubernetes_scale_out_runs_with_podman_kube_play():
     podman("kube", "down", socklab_path)
     podman("kube", "down", nats_path)
     diag(f"kube down (SIGTERM to 5 pods) in {(time.monotonic() - t0) * 1000:.0f} ms")
+    podman("rm", "-f", lb_name)
+    state["containers"].remove(lb_name)
     for pod in [*reps.values(), nats_pod]:
         state["pods"].remove(pod)
     podman("volume", "rm", "-f", claim)
