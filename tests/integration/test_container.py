@@ -1317,7 +1317,7 @@ def stored(base, name):
     (a run's last lines go out after its run.end reached the watcher)."""
     def done():
         n = json_or_none(base + "/api/health")["nats"]
-        return n["queued"] == 0 and n["acked"] == n["published"]
+        return n["queued"] == 0 and n["in_flight"] == 0 and n["acked"] == n["published"]
     wait_for(done, 30, f"JetStream to acknowledge all of {name}'s lines")
 
 
