@@ -235,6 +235,19 @@ json_t *bus_health(struct bus *b)
 	return o;
 }
 
+void bus_quiesce(struct bus *b)
+{
+	int away;
+
+	if (!b || !b->nc)
+		return;
+	pthread_mutex_lock(&b->lock);
+	away = b->state != BUS_CONNECTED;
+	pthread_mutex_unlock(&b->lock);
+	if (away)
+		natsConnection_Close(b->nc);
+}
+
 void bus_stop(struct bus *b)
 {
 	struct timespec end;

@@ -353,6 +353,9 @@ out:
 	bus_release_waiters(bus);
 	http_stop(http);
 	ws_destroy(ws);
+	/* NATS away: closed now, so stopping the watchers and subscriptions
+	 * below does not wait 5 s for each consumer delete. */
+	bus_quiesce(bus);
 	/* After the classes (ws_destroy): their ends are queued by then. */
 	bus_class_stop(bclass);
 	/* After the runs (ws_destroy): their last lines are queued by then. */

@@ -365,6 +365,24 @@ def lines_in_flight_when_nats_dies_are_resent_in_order():
     n.stop()
 
 
+@test
+def a_replica_stops_within_its_grace_period_while_nats_is_down():
+    """Stopping watchers and subscriptions asks NATS to delete their
+    consumers; with NATS gone each ask waited 5 s (17 to 20 s in all), past
+    the 10 s a container is given (compose's stop_grace_period)."""
+    n, a, b = two_replicas()
+    rid, _ = one_run(a)
+    wait_for(lambda: listed(b, rid), 30, "B to list A's run")
+    eq(b.get(f"/api/runs/{rid}/events").body, bundle_bytes(a, rid), "B copied A's run")
+    n.proc.kill()
+    n.proc.wait()
+    wait_for(lambda: nats_health(b)["state"] == "reconnecting", 30, "B to notice")
+    b.stop(timeout=10)  # exit status 0, no sanitizer report, within 10 s
+    a.stop(timeout=10)
+    b.cleanup()
+    a.cleanup()
+
+
 # ---- run files across replicas: chunks in SOCKLAB_RUN_FILES ----
 
 CHUNKER = os.path.join(ROOT, "build", "tests", "nats_chunk")
