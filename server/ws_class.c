@@ -515,8 +515,18 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	}
 	c = ws_class_find(srv, code);
 	/* --nats: a class another replica holds is followed from here. */
-	if (!c)
-		c = ws_cluster_follow(srv, code);
+	if (!c) {
+		int full;
+		c = ws_cluster_follow(srv, code, &full);
+		if (full) {
+			snprintf(m, sizeof m,
+				 "this server holds or follows at most %d classes at once "
+				 "(--max-classes); try again later",
+				 srv->cfg->max_classes);
+			ws_send_error(s, "limit", "class", m, tag, NULL);
+			return;
+		}
+	}
 	if (!c) {
 		ws_send_error(s, "unknown_class", "class", "no class with that code is open", tag, NULL);
 		return;

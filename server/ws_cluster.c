@@ -316,12 +316,13 @@ static void apply_state(struct ws_class *c, const json_t *st)
 	pump_run(c);
 }
 
-struct ws_class *ws_cluster_follow(struct ws_server *srv, const char *code)
+struct ws_class *ws_cluster_follow(struct ws_server *srv, const char *code, int *full)
 {
 	struct ws_class *c;
 	json_t *st;
 	int k, slot = -1;
 
+	*full = 0;
 	if (!srv->bclass)
 		return NULL;
 	st = bus_class_lookup(srv->bclass, code);
@@ -336,6 +337,7 @@ struct ws_class *ws_cluster_follow(struct ws_server *srv, const char *code)
 	for (k = 0; k < srv->cfg->max_classes && slot < 0; k++)
 		if (!srv->classes[k])
 			slot = k;
+	*full = slot < 0;
 	c = slot < 0 ? NULL : calloc(1, sizeof *c);
 	if (!c || class_ring_init(&c->ring, (size_t)srv->cfg->class_buffer,
 				  (size_t)srv->cfg->class_buffer * WS_RING_BYTES_PER_ENTRY,

@@ -325,8 +325,9 @@ void ws_cluster_changed(struct ws_class *c);
 void ws_cluster_opened(struct ws_class *c);
 void ws_cluster_ended(struct ws_class *c, const char *why);
 /* A class of another replica with this code: a followed class (made on
- * the first student's join), or NULL when no replica has it. */
-struct ws_class *ws_cluster_follow(struct ws_server *srv, const char *code);
+ * the first student's join), or NULL when no replica has it, or (*full
+ * set) when every --max-classes slot here is taken. */
+struct ws_class *ws_cluster_follow(struct ws_server *srv, const char *code, int *full);
 /* Another replica holds a class with this code. */
 int ws_cluster_taken(struct ws_server *srv, const char *code);
 /* A follower: its students changed (the home counts them). */

@@ -184,6 +184,36 @@ def a_question_answered_on_another_replica_is_counted_once_at_home():
 
 
 @test
+def a_replica_whose_class_slots_are_taken_says_so_naming_the_flag():
+    n = Nats()
+    a, b = home(n), replica(n, "--max-classes", "1")
+
+    async def go():
+        t1, code1 = await open_class(a)
+        t2, code2 = await open_class(a)
+        wait_for(lambda: classes(b)["classes_known"] >= 2, 30, "B to know both classes")
+        s1 = await join(b, code1, "one")
+        s2 = await b.connect()
+        r = await ask(s2, {"op": "class.join", "class": code2, "name": "two"})
+        eq((r.get("type"), r.get("code"), r.get("param")), ("error", "limit", "class"),
+           f"a second class to follow on B: {r}")
+        check("--max-classes" in r["message"], r["message"])
+        r = await ask(s2, {"op": "class.join", "class": "ZZZ-ZZZ", "name": "two"})
+        eq(r.get("code"), "unknown_class", "a code no replica holds is still unknown")
+        await s1.close()
+        wait_for(lambda: classes(b)["following"] == 0, 30, "B to stop following the first")
+        r = await ask(s2, {"op": "class.join", "class": code2, "name": "two"})
+        eq(r.get("type"), "class.joined", f"then the second is followed: {r}")
+        for w in (t1, t2, s2):
+            await w.close()
+
+    asyncio.run(go())
+    done(b)
+    done(a)
+    n.stop()
+
+
+@test
 def nats_restarted_mid_class_the_follower_degrades_then_resyncs_from_the_bucket():
     n = Nats()
     a, b = home(n), replica(n)
