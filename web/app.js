@@ -315,6 +315,8 @@ function onMessage(m) {
 			updateButtons();
 		}
 		setStatus(t('status.replica_incomplete', { events: m.events ?? 0 }), 'error');
+		// The run list says so too (it showed the run as running).
+		refreshRuns();
 		break;
 	default:
 		break;

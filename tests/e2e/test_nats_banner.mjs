@@ -205,6 +205,9 @@ test('a run followed from B whose replica A is killed is shown incomplete, never
 		assertEq(seen.summary, false, `${where}: no summary of a run that has no end`);
 		assertEq(seen.note, dict['run.incomplete_note'].replace('{events}', String(seen.total)), `${where}: the note`);
 		assertEq(seen.status, dict['status.replica_incomplete'].replace('{events}', String(seen.total)), `${where}: the status line`);
+		// The list of recent runs no longer says "running".
+		await s.page.waitForFunction(([id, want]) => document.querySelector(`.run-item[data-run="${id}"] .pill`)?.textContent === want,
+			[rid, dict['run.status.incomplete']], { timeout: 30000 });
 		// The run's card with its badge, below the sticky replay bar.
 		await s.page.evaluate(() => {
 			const card = document.querySelector('#pane-main .run-card');
