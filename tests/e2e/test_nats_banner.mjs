@@ -74,7 +74,7 @@ async function startA() {
 	const portFile = path.join(tmp, 'a-ports.json');
 	const fd = fs.openSync(path.join(LOGS, 'e2e-nats-a.log'), 'w');
 	const child = spawn(SOCKLAB, ['serve', '--http-port', '0', '--port-file', portFile, '--data', path.join(tmp, 'a-data'),
-		'--nats', `nats://127.0.0.1:${natsPort}`], { stdio: ['ignore', fd, fd] });
+		'--nats', `nats://127.0.0.1:${natsPort}`, '--run-timeout', '3600'], { stdio: ['ignore', fd, fd] });
 	const ports = await until(() => (fs.existsSync(portFile) ? JSON.parse(fs.readFileSync(portFile, 'utf8')) : null),
 		15000, 'replica A to listen');
 	return { child, base: `http://127.0.0.1:${ports.http_port}` };
@@ -101,8 +101,17 @@ async function newPage(w, hgt, lang, { quiet = false } = {}) {
 	return page;
 }
 
-async function live(page) {
-	await page.waitForFunction(() => document.getElementById('conn')?.dataset.state === 'open', null, { timeout: 60000 });
+// page.waitForFunction, its timeout saying what was waited for.
+async function waitFn(page, fn, arg, ms, what) {
+	try {
+		await page.waitForFunction(fn, arg, { timeout: ms });
+	} catch (e) {
+		throw new Error(`${what}: not within ${ms / 1000} s (${e.message.split('\n')[0]})`);
+	}
+}
+
+async function live(page, what) {
+	await waitFn(page, () => document.getElementById('conn')?.dataset.state === 'open', null, 60000, `${what}: the page connected`);
 }
 
 // Where the banner is: shown on the first screen, its text in the page's language.
@@ -122,7 +131,7 @@ test('the link to NATS goes down: B\'s pages show the banner in English and Chin
 		for (const lang of ['en', 'zh-CN']) {
 			const page = await newPage(w, hgt, lang);
 			await page.goto(b.base, { waitUntil: 'domcontentloaded', timeout: 60000 });
-			await live(page);
+			await live(page, `${w}x${hgt} ${lang} on B`);
 			shown.push({ page, w, hgt, lang });
 		}
 	}
@@ -130,7 +139,7 @@ test('the link to NATS goes down: B\'s pages show the banner in English and Chin
 	await stopChild(nats.child);
 	nats = null;
 	for (const s of shown) {
-		await s.page.waitForFunction(() => !document.getElementById('cluster-banner').hidden, null, { timeout: 40000 });
+		await waitFn(s.page, () => !document.getElementById('cluster-banner').hidden, null, 60000, `${s.w}x${s.hgt} ${s.lang}: the banner shown`);
 		const m = await banner(s.page);
 		const dict = s.lang === 'en' ? en : zh;
 		assertEq([m.title, m.text], [dict['cluster.title'], dict['cluster.degraded']], `${s.w}x${s.hgt} ${s.lang}: the banner's words`);
@@ -142,13 +151,13 @@ test('the link to NATS goes down: B\'s pages show the banner in English and Chin
 	assertEq(h.classes.state, 'degraded', 'B\'s health says so too');
 	await startNats();
 	for (const s of shown) {
-		await s.page.waitForFunction(() => document.getElementById('cluster-banner').hidden, null, { timeout: 90000 });
+		await waitFn(s.page, () => document.getElementById('cluster-banner').hidden, null, 90000, `${s.w}x${s.hgt} ${s.lang}: the banner gone`);
 	}
 	assertEq((await health(b.base)).classes.state, 'ok', 'B\'s health once NATS is back');
 	// A page that connects now is not shown the banner.
 	const fresh = await newPage(1280, 720, 'en');
 	await fresh.goto(b.base, { waitUntil: 'domcontentloaded', timeout: 60000 });
-	await live(fresh);
+	await live(fresh, 'a new page after NATS came back');
 	assertEq((await banner(fresh)).hidden, true, 'a new page after NATS came back');
 	for (const s of shown) await s.page.context().close();
 	await fresh.context().close();
@@ -158,11 +167,12 @@ test('a run followed from B whose replica A is killed is shown incomplete, never
 	await until(async () => (await health(b.base)).replicas.state === 'ok', 60000, 'B\'s run index in sync');
 	const pa = await newPage(1280, 720, 'en', { quiet: true });
 	await pa.goto(a.base, { waitUntil: 'domcontentloaded', timeout: 60000 });
-	await live(pa);
-	// A long run on A, started from a page on A over its own WebSocket.
+	await live(pa, 'the page on A');
+	// A run on A that lasts far longer than this test (500 s, A's
+	// --run-timeout 3600), started from a page on A over its own WebSocket.
 	const rid = await pa.evaluate(() => new Promise((resolve, reject) => {
 		const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/ws`, 'socklab.v1');
-		ws.onopen = () => ws.send(JSON.stringify({ op: 'run', lab: 'tcp-echo', params: { messages: 1000, interval_ms: 100 }, tag: 'long' }));
+		ws.onopen = () => ws.send(JSON.stringify({ op: 'run', lab: 'tcp-echo', params: { messages: 1000, interval_ms: 500 }, tag: 'long' }));
 		ws.onmessage = (e) => {
 			const m = JSON.parse(e.data);
 			if (m.type === 'run.accepted') {
@@ -180,8 +190,9 @@ test('a run followed from B whose replica A is killed is shown incomplete, never
 		for (const lang of ['en', 'zh-CN']) {
 			const page = await newPage(w, hgt, lang);
 			await page.goto(`${b.base}/#/run/${rid}`, { waitUntil: 'domcontentloaded', timeout: 60000 });
-			await live(page);
-			await page.waitForFunction(() => Number(document.querySelector('#pane-main .player')?.dataset.total) >= 4, null, { timeout: 60000 });
+			await live(page, `${w}x${hgt} ${lang} following A's run`);
+			await waitFn(page, () => Number(document.querySelector('#pane-main .player')?.dataset.total) >= 4, null, 60000,
+				`${w}x${hgt} ${lang}: A's run shown on B`);
 			shots.push({ page, w, hgt, lang });
 		}
 	}
@@ -192,8 +203,8 @@ test('a run followed from B whose replica A is killed is shown incomplete, never
 		const dict = s.lang === 'en' ? en : zh;
 		// The stream's events, then the server's word that there is no end
 		// (after A's heartbeat expires, about 10 s).
-		await s.page.waitForFunction(() => document.querySelector('#pane-main .run-card .pill')?.dataset.status === 'incomplete',
-			null, { timeout: 60000 });
+		await waitFn(s.page, () => document.querySelector('#pane-main .run-card .pill')?.dataset.status === 'incomplete',
+			null, 60000, `${where}: the badge incomplete`);
 		const seen = await s.page.evaluate(() => ({
 			pill: document.querySelector('#pane-main .run-card .pill').textContent,
 			note: document.querySelector('#pane-main .run-incomplete')?.textContent || '',
@@ -206,8 +217,8 @@ test('a run followed from B whose replica A is killed is shown incomplete, never
 		assertEq(seen.note, dict['run.incomplete_note'].replace('{events}', String(seen.total)), `${where}: the note`);
 		assertEq(seen.status, dict['status.replica_incomplete'].replace('{events}', String(seen.total)), `${where}: the status line`);
 		// The list of recent runs no longer says "running".
-		await s.page.waitForFunction(([id, want]) => document.querySelector(`.run-item[data-run="${id}"] .pill`)?.textContent === want,
-			[rid, dict['run.status.incomplete']], { timeout: 30000 });
+		await waitFn(s.page, ([id, want]) => document.querySelector(`.run-item[data-run="${id}"] .pill`)?.textContent === want,
+			[rid, dict['run.status.incomplete']], 30000, `${where}: the run list says incomplete`);
 		// The run's card with its badge, below the sticky replay bar.
 		await s.page.evaluate(() => {
 			const card = document.querySelector('#pane-main .run-card');
