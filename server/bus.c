@@ -97,6 +97,7 @@ int bus_start(struct bus **out, const struct serve_config *cfg, char *err, size_
 	pthread_mutex_init(&b->rlock, NULL);
 	pthread_cond_init(&b->rwake, NULL);
 	pthread_mutex_init(&b->flock, NULL);
+	pthread_mutex_init(&b->retire_lock, NULL);
 	pthread_cond_init(&b->fwake, NULL);
 	b->index = json_object();
 	if (!b->index || ev_random_id(b->replica) < 0) {
@@ -235,6 +236,47 @@ json_t *bus_health(struct bus *b)
 	return o;
 }
 
+void bus_retire_watcher(struct bus *b, kvWatcher *w)
+{
+	kvWatcher *old = NULL;
+	int i, oldest = 0;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&b->retire_lock);
+	for (i = 0; i < BUS_RETIRED_MAX && b->retired[i].w; i++)
+		if (b->retired[i].at < b->retired[oldest].at)
+			oldest = i;
+	if (i == BUS_RETIRED_MAX) {
+		/* Full (reconnections in quick succession): the oldest goes
+		 * now, its reset long over. */
+		old = b->retired[oldest].w;
+		i = oldest;
+	}
+	b->retired[i].w = w;
+	b->retired[i].at = bus_mono_us();
+	pthread_mutex_unlock(&b->retire_lock);
+	kvWatcher_Destroy(old);
+}
+
+void bus_reap_watchers(struct bus *b, int all)
+{
+	kvWatcher *due[BUS_RETIRED_MAX];
+	int64_t now = bus_mono_us();
+	int i, n = 0;
+
+	pthread_mutex_lock(&b->retire_lock);
+	for (i = 0; i < BUS_RETIRED_MAX; i++) {
+		if (b->retired[i].w && (all || now - b->retired[i].at >= BUS_RETIRE_US)) {
+			due[n++] = b->retired[i].w;
+			b->retired[i].w = NULL;
+		}
+	}
+	pthread_mutex_unlock(&b->retire_lock);
+	for (i = 0; i < n; i++)
+		kvWatcher_Destroy(due[i]);
+}
+
 void bus_quiesce(struct bus *b)
 {
 	int away;
@@ -302,6 +344,7 @@ void bus_stop(struct bus *b)
 		if (b->state == BUS_CONNECTED)
 			js_PublishAsyncComplete(b->js, &po);
 	}
+	bus_reap_watchers(b, 1);
 	kvStore_Destroy(b->kv_index);
 	kvStore_Destroy(b->kv_replicas);
 	jsCtx_Destroy(b->js);
@@ -319,6 +362,7 @@ void bus_stop(struct bus *b)
 		bus_mirror_drop_held(&b->mirrors[i]);
 	}
 	json_decref(b->index);
+	pthread_mutex_destroy(&b->retire_lock);
 	pthread_cond_destroy(&b->fwake);
 	pthread_mutex_destroy(&b->flock);
 	pthread_cond_destroy(&b->rwake);

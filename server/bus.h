@@ -123,6 +123,8 @@ void bus_run_removed(void *b, const char *id);
 
 /* Wake fn(arg) (any thread) when a mirror has news, for the lws thread. */
 void bus_set_wake(struct bus *b, void (*fn)(void *), void *arg);
+/* ... and bus_set_wake(b, NULL, NULL) before what fn wakes is freed: no
+ * call is under way once it returns. NULL b is fine. */
 
 /* Another replica's run id: a copy of its meta from the index with
  * "replica" and "remote": true, and "status": "incomplete" (with

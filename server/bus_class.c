@@ -607,8 +607,10 @@ static void *thread_main(void *arg)
 		if (connected && (gen != bc->gen || !bc->w)) {
 			/* A new connection (NATS may have restarted): read both
 			 * buckets whole again. */
-			kvWatcher_Destroy(bc->w);
-			kvWatcher_Destroy(bc->w_load);
+			/* Destroyed later: at once races libnats's own reset
+			 * of the watcher's consumer (bus_retire_watcher). */
+			bus_retire_watcher(bc->bus, bc->w);
+			bus_retire_watcher(bc->bus, bc->w_load);
 			bc->w = bc->w_load = NULL;
 			pthread_mutex_lock(&bc->lock);
 			bc->synced = 0;

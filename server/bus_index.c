@@ -172,9 +172,10 @@ void *bus_reader(void *arg)
 			/* A new connection: read the whole index again (what
 			 * changed while NATS was away). */
 			if (w && g != gen) {
-				kvWatcher_Destroy(w);
+				bus_retire_watcher(b, w);
 				w = NULL;
 			}
+			bus_reap_watchers(b, 0);
 			if (!w && kvStore_WatchAll(&w, b->kv_index, NULL) == NATS_OK) {
 				gen = g;
 				json_decref(pending);

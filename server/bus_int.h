@@ -35,6 +35,11 @@ enum bus_kind { BUS_K_LINE, BUS_K_META, BUS_K_PURGE, BUS_K_FILES };
  * waits, the queue fills, and what does not fit is dropped and the run
  * marked). */
 #define BUS_INFLIGHT_MAX BUS_MAX_PENDING
+/* Sends of one line refused by a working connection at most. */
+#define BUS_SEND_TRIES 3
+/* Replaced kvWatchers kept before they are destroyed, and for how long. */
+#define BUS_RETIRED_MAX 8
+#define BUS_RETIRE_US 10000000
 /* Lines (and bytes) one mirror holds out of order at most. */
 #define BUS_REORDER_MAX 1024
 #define BUS_REORDER_BYTES (8u * 1024 * 1024)
@@ -53,6 +58,7 @@ struct bus_msg {
 	 * (attempt counts the sends; an acknowledgement failure of an older
 	 * attempt is ignored). Guarded by lock. */
 	int acked, attempt;
+	unsigned gen; /* the connection it was last sent on */
 	char msgid[EV_RUN_ID_LEN + 24]; /* Nats-Msg-Id: ID:SEQ; "" when unknown */
 	char subject[sizeof BUS_SUBJECT_PREFIX + EV_RUN_ID_LEN];
 	char data[];
@@ -152,6 +158,13 @@ struct bus {
 	pthread_t fetcher;
 	int fetcher_started;
 	long long files_fetched, files_bad; /* (flock) */
+	/* kvWatchers of an earlier connection, destroyed BUS_RETIRE_US after
+	 * they were replaced (retire_lock): destroying one right after a
+	 * reconnect races libnats 3.4's own reset of its ordered consumer (a
+	 * use-after-free of the consumer's name inside libnats, seen under
+	 * ASan). */
+	pthread_mutex_t retire_lock;
+	struct { kvWatcher *w; int64_t at; } retired[BUS_RETIRED_MAX];
 	struct bus_file {
 		char id[EV_RUN_ID_LEN + 1]; /* "" when the slot is free */
 		char name[64];
@@ -180,6 +193,13 @@ void bus_wait_ms_on(pthread_cond_t *c, pthread_mutex_t *l, int ms);
 void bus_wait_ms(struct bus *b, int ms);
 /* CLOCK_MONOTONIC in microseconds. */
 int64_t bus_mono_us(void);
+
+/* Any thread: w (may be NULL) is replaced after a reconnect; it is
+ * destroyed BUS_RETIRE_US later by bus_reap_watchers. */
+void bus_retire_watcher(struct bus *b, kvWatcher *w);
+/* Destroy the retired watchers whose time has come (all: every one, when
+ * the bus stops). */
+void bus_reap_watchers(struct bus *b, int all);
 
 /* ---- bus_pub.c: the publish queue and the publisher thread ---- */
 

@@ -130,6 +130,16 @@ static int mirror_hold(struct bus_mirror *m, long long seq, const char *data, in
 	return 0;
 }
 
+/* Wake the lws thread (bus_set_wake), under rlock: once bus_set_wake(b,
+ * NULL, NULL) has returned, no call is under way or to come. */
+static void wake_ws(struct bus *b)
+{
+	pthread_mutex_lock(&b->rlock);
+	if (b->wake_fn)
+		b->wake_fn(b->wake_arg);
+	pthread_mutex_unlock(&b->rlock);
+}
+
 /* libnats's delivery thread: one line of a mirrored run. */
 static void on_mirror_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
@@ -209,8 +219,8 @@ static void on_mirror_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
 out:
 	pthread_mutex_unlock(&b->rlock);
 	call_waiters(calls, n_calls);
-	if (woke && b->wake_fn)
-		b->wake_fn(b->wake_arg);
+	if (woke)
+		wake_ws(b);
 	json_decref(ev);
 	jsMsgMetaData_Destroy(md);
 	natsMsg_Destroy(msg);
@@ -332,8 +342,7 @@ static void mirror_check_end(struct bus *b, int i)
 		}
 	}
 	pthread_mutex_unlock(&b->rlock);
-	if (b->wake_fn)
-		b->wake_fn(b->wake_arg);
+	wake_ws(b);
 }
 
 /* The reader thread: subscribe new mirrors, release waiters that waited
@@ -390,6 +399,8 @@ void bus_tend_mirrors(struct bus *b, int connected)
 
 void bus_set_wake(struct bus *b, void (*fn)(void *), void *arg)
 {
+	if (!b)
+		return;
 	pthread_mutex_lock(&b->rlock);
 	b->wake_fn = fn;
 	b->wake_arg = arg;

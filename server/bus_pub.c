@@ -47,10 +47,22 @@ void bus_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *c
 			if (e == b->fl_head)
 				pthread_cond_signal(&b->wake);
 		}
-	} else if (!e->acked && attempt && atoi_attempt(attempt) == e->attempt) {
+	} else if (!e->acked && attempt && atoi_attempt(attempt) == e->attempt &&
+		   b->state == BUS_CONNECTED && b->conn_gen == e->gen) {
+		/* On the connection it was sent on (a line sent on a lost
+		 * one goes again after the reconnect, resend_all). A timeout
+		 * there means a slow server, not a lost line (TCP lost
+		 * nothing): counted, not sent again, which under load would
+		 * only add duplicates. A refusal: sent again, a few times. */
 		b->failed++;
-		b->resend = 1;
-		pthread_cond_signal(&b->wake);
+		if (pae->Err == NATS_TIMEOUT || e->attempt >= BUS_SEND_TRIES) {
+			e->acked = 1;
+			if (e == b->fl_head)
+				pthread_cond_signal(&b->wake);
+		} else {
+			b->resend = 1;
+			pthread_cond_signal(&b->wake);
+		}
 	}
 out:
 	pthread_mutex_unlock(&b->lock);
@@ -132,6 +144,7 @@ static void enqueue(struct bus *b, enum bus_kind kind, const char *run_id, const
 	m->kind = kind;
 	m->len = (int)len;
 	m->acked = m->attempt = 0;
+	m->gen = 0;
 	m->msgid[0] = '\0';
 	if (kind == BUS_K_LINE) {
 		long long seq = line_seq(data, len);
@@ -358,6 +371,18 @@ static natsStatus publish_one(struct bus *b, struct bus_msg *m, jsPubOptions *po
 	return s;
 }
 
+/* Lock held: does run id have lines in flight? */
+static int inflight_of(struct bus *b, const char *id)
+{
+	size_t n = strlen(BUS_SUBJECT_PREFIX);
+	struct bus_msg *e;
+
+	for (e = b->fl_head; e; e = e->next)
+		if (!e->acked && !strcmp(e->subject + n, id))
+			return 1;
+	return 0;
+}
+
 /* The publisher thread, lock held: free the acknowledged lines at the head
  * of the in-flight list. */
 static void pop_acked(struct bus *b)
@@ -389,6 +414,7 @@ static int resend_all(struct bus *b, jsPubOptions *po)
 		if (e->acked)
 			continue;
 		e->attempt++;
+		e->gen = gen;
 		pthread_mutex_unlock(&b->lock);
 		s = send_line(b, e, po);
 		pthread_mutex_lock(&b->lock);
@@ -456,8 +482,16 @@ void *bus_publisher(void *arg)
 		}
 		/* In queue order: the head leaves the queue only once libnats
 		 * has taken it, so nothing is reordered by a retry. */
-		if (m->kind == BUS_K_LINE)
+		if (m->kind == BUS_K_LINE) {
 			m->attempt = 1;
+			m->gen = b->conn_gen;
+		}
+		if (m->kind == BUS_K_PURGE && inflight_of(b, m->subject)) {
+			/* Its lines first: one sent again after the purge
+			 * would bring the run back to the stream. */
+			bus_wait_ms(b, 50);
+			continue;
+		}
 		pthread_mutex_unlock(&b->lock);
 		s = publish_one(b, m, &po);
 		pthread_mutex_lock(&b->lock);

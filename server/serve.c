@@ -352,6 +352,8 @@ out:
 	/* HTTP requests waiting for another replica's run are answered. */
 	bus_release_waiters(bus);
 	http_stop(http);
+	/* The reader's wakes stop before the lws server they wake is freed. */
+	bus_set_wake(bus, NULL, NULL);
 	ws_destroy(ws);
 	/* NATS away: closed now, so stopping the watchers and subscriptions
 	 * below does not wait 5 s for each consumer delete. */

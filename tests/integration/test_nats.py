@@ -347,7 +347,10 @@ def lines_in_flight_when_nats_dies_are_resent_in_order():
     def settled():
         h = nats_health(a)
         return h["in_flight"] == 0 and h["queued"] == 0 and h
-    h = wait_for(settled, 120, "every line of A acknowledged")
+    try:
+        h = wait_for(settled, 120, "every line of A acknowledged")
+    except AssertionError:
+        raise AssertionError(f"every line of A acknowledged: {nats_health(a)}") from None
     check(h["resent"] >= 10, f"the lines in flight were sent again: {h}")
     eq(h["dropped"], 0, "nothing dropped")
     tb.join(300)
