@@ -147,7 +147,11 @@ def iterative_server_queues_second_client():
 
 @test
 def concurrent_server_accepts_at_once():
-    r, ev = run_json("clients=2", "server_style=concurrent", "messages=2")
+    # Both clients start at once; each pauses 300 ms after its first reply,
+    # so the first connection stays open that long (without the pause it
+    # lasted well under a millisecond, and a second client thread started a
+    # little late on a loaded machine found it ended: the check failed).
+    r, ev = run_json("clients=2", "server_style=concurrent", "messages=2", "interval_ms=300")
     eq(r.returncode, 0, "exit")
     accepts = [e for e in calls(ev, "server") if e["call"] == "accept"]
     conn1_close = seq_of(ev, lambda e: e["type"] == "syscall" and e["who"] == "server"
