@@ -43,8 +43,9 @@ struct bus_class {
 	struct bus *bus;                /* read-only: nc, js, replica */
 	const struct serve_config *cfg; /* read-only */
 	struct http_counters *ctr;      /* thread-safe */
-	void (*wake)(void *);
+	void (*wake)(void *); /* under wake_lock: cleared before the lws server goes */
 	void *wake_arg;
+	pthread_mutex_t wake_lock;
 	/* Everything below up to the thread's own is guarded by lock; the
 	 * libnats delivery threads take it too. */
 	pthread_mutex_t lock;
@@ -90,10 +91,24 @@ static void post(struct bus_class *bc, json_t *o)
 	bc->posted = 1;
 }
 
+/* Wake the lws thread: once bus_class_set_wake(bc, NULL, NULL) has
+ * returned, no call is under way or to come. */
 static void wake(struct bus_class *bc)
 {
+	pthread_mutex_lock(&bc->wake_lock);
 	if (bc->wake)
 		bc->wake(bc->wake_arg);
+	pthread_mutex_unlock(&bc->wake_lock);
+}
+
+void bus_class_set_wake(struct bus_class *bc, void (*fn)(void *), void *arg)
+{
+	if (!bc)
+		return;
+	pthread_mutex_lock(&bc->wake_lock);
+	bc->wake = fn;
+	bc->wake_arg = arg;
+	pthread_mutex_unlock(&bc->wake_lock);
 }
 
 /* ---- the lws thread's side: queue work ---- */
@@ -676,6 +691,7 @@ int bus_class_start(struct bus_class **out, struct bus *b, const struct serve_co
 	bc->wake_arg = arg;
 	bc->told_ok = 1; /* so that a start without NATS says "degraded" once */
 	pthread_mutex_init(&bc->lock, NULL);
+	pthread_mutex_init(&bc->wake_lock, NULL);
 	pthread_cond_init(&bc->cond, NULL);
 	bc->inbox = json_array();
 	bc->known = json_object();
@@ -738,5 +754,6 @@ void bus_class_stop(struct bus_class *bc)
 	json_decref(bc->homes);
 	pthread_cond_destroy(&bc->cond);
 	pthread_mutex_destroy(&bc->lock);
+	pthread_mutex_destroy(&bc->wake_lock);
 	free(bc);
 }

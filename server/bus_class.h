@@ -64,6 +64,9 @@ int bus_class_start(struct bus_class **out, struct bus *b, const struct serve_co
 
 /* Give the thread up to 2 s to send what is queued, stop it, free bc. NULL
  * is fine. */
+/* Replace the wake given to bus_class_start (NULL: none): called with NULL
+ * before the lws server it wakes is destroyed. */
+void bus_class_set_wake(struct bus_class *bc, void (*fn)(void *), void *arg);
 void bus_class_stop(struct bus_class *bc);
 
 /* This replica's id (bus.h). */

@@ -354,6 +354,7 @@ out:
 	http_stop(http);
 	/* The reader's wakes stop before the lws server they wake is freed. */
 	bus_set_wake(bus, NULL, NULL);
+	bus_class_set_wake(bclass, NULL, NULL);
 	ws_destroy(ws);
 	/* NATS away: closed now, so stopping the watchers and subscriptions
 	 * below does not wait 5 s for each consumer delete. */
