@@ -322,27 +322,6 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 
 /* ---- the NATS thread ---- */
 
-static natsStatus bucket(struct bus_class *bc, kvStore **kv, const char *name, int64_t ttl_ms)
-{
-	kvConfig kc;
-	natsStatus s;
-
-	if (*kv)
-		return NATS_OK;
-	kvConfig_Init(&kc);
-	kc.Bucket = name;
-	kc.History = 1;
-	kc.TTL = ttl_ms * 1000000; /* libnats 3.4 passes it on as MaxAge (ns) */
-	kc.MaxBytes = 64 << 20;
-	kc.StorageType = js_FileStorage;
-	s = js_CreateKeyValue(kv, bc->bus->js, &kc);
-	if (s != NATS_OK) {
-		*kv = NULL;
-		s = js_KeyValue(kv, bc->bus->js, name);
-	}
-	return s;
-}
-
 static int sub_find(struct bus_class *bc, const char *code, int home)
 {
 	size_t i;
@@ -615,8 +594,8 @@ static void *thread_main(void *arg)
 		gen = bc->bus->conn_gen;
 		pthread_mutex_unlock(&bc->bus->lock);
 		if (connected && (!bc->kv || !bc->kv_load)) {
-			if (bucket(bc, &bc->kv, BC_BUCKET, BC_TTL_MS) != NATS_OK ||
-			    bucket(bc, &bc->kv_load, BC_LOAD, BC_LOAD_TTL_MS) != NATS_OK)
+			if (bus_kv_bucket(bc->bus, &bc->kv, BC_BUCKET, BC_TTL_MS, 64 << 20) != NATS_OK ||
+			    bus_kv_bucket(bc->bus, &bc->kv_load, BC_LOAD, BC_LOAD_TTL_MS, 64 << 20) != NATS_OK)
 				connected = 0;
 		}
 		if (connected && (gen != bc->gen || !bc->w)) {

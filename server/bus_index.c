@@ -7,8 +7,8 @@
 #include <string.h>
 
 /* One bucket: bound when it exists, created when it is missing. */
-static natsStatus one_bucket(struct bus *b, kvStore **kv, const char *name, int64_t ttl_ms,
-			     int64_t max_bytes)
+natsStatus bus_kv_bucket(struct bus *b, kvStore **kv, const char *name, int64_t ttl_ms,
+			 int64_t max_bytes)
 {
 	kvConfig kc;
 	natsStatus s;
@@ -38,9 +38,9 @@ natsStatus bus_ensure_buckets(struct bus *b, jsErrCode *jerr)
 	pthread_mutex_lock(&b->setup_lock);
 	/* An index entry is one meta (a few hundred bytes): a tenth of the
 	 * stream's limit holds far more than --keep-runs on every replica. */
-	s = one_bucket(b, &b->kv_index, BUS_INDEX, 0, b->cfg->nats_max_bytes / 10);
+	s = bus_kv_bucket(b, &b->kv_index, BUS_INDEX, 0, b->cfg->nats_max_bytes / 10);
 	if (s == NATS_OK)
-		s = one_bucket(b, &b->kv_replicas, BUS_REPLICAS, BUS_REPLICA_TTL_MS, 1 << 20);
+		s = bus_kv_bucket(b, &b->kv_replicas, BUS_REPLICAS, BUS_REPLICA_TTL_MS, 1 << 20);
 	pthread_mutex_unlock(&b->setup_lock);
 	if (s != NATS_OK && jerr)
 		*jerr = 0;

@@ -215,6 +215,11 @@ void bus_free_queue(struct bus *b);
 /* The index and heartbeat buckets, bound or created; either thread
  * (setup_lock). */
 natsStatus bus_ensure_buckets(struct bus *b, jsErrCode *jerr);
+/* Bucket name into *kv (left as it is when already open): created with one
+ * history entry, entries living ttl_ms (0: for ever), at most max_bytes on
+ * file; made by another replica with other settings, it is used as it is. */
+natsStatus bus_kv_bucket(struct bus *b, kvStore **kv, const char *name, int64_t ttl_ms,
+			 int64_t max_bytes);
 /* rlock held: is replica id known to have stopped heartbeating? */
 int bus_replica_gone(struct bus *b, const char *id);
 /* The reader thread (arg: the bus). */

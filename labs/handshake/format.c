@@ -1,5 +1,4 @@
 /* format.c: the handshake lab's readable CLI lines (lab_desc.format), in the spirit of tcpdump and ss. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,23 +15,6 @@ static long long ji(const json_t *o, const char *k)
 	return (long long)json_integer_value(json_object_get(o, k));
 }
 
-/* Append printf-style text to buf at *off, never past len. */
-static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
-{
-	va_list ap;
-	int w;
-
-	if (*off >= len)
-		return;
-	va_start(ap, fmt);
-	w = vsnprintf(buf + *off, len - *off, fmt, ap);
-	va_end(ap);
-	if (w > 0)
-		*off = *off + (size_t)w < len ? *off + (size_t)w : len - 1;
-}
 
 /* tcpdump's option list: "mss 65495,sackOK,TS val 1 ecr 0,nop,wscale 7". */
 static void fmt_options(const json_t *opts, char *buf, size_t len)
@@ -45,19 +27,19 @@ static void fmt_options(const json_t *opts, char *buf, size_t len)
 		const char *name = js(o, "name");
 		const json_t *v = json_object_get(o, "value");
 
-		put(buf, len, &off, "%s", i ? "," : "");
+		obs_put(buf, len, &off, "%s", i ? "," : "");
 		if (!strcmp(name, "mss") || !strcmp(name, "wscale"))
-			put(buf, len, &off, "%s %lld", name, (long long)json_integer_value(v));
+			obs_put(buf, len, &off, "%s %lld", name, (long long)json_integer_value(v));
 		else if (!strcmp(name, "sack_perm"))
-			put(buf, len, &off, "sackOK");
+			obs_put(buf, len, &off, "sackOK");
 		else if (!strcmp(name, "timestamp"))
-			put(buf, len, &off, "TS val %lld ecr %lld", ji(v, "val"), ji(v, "ecr"));
+			obs_put(buf, len, &off, "TS val %lld ecr %lld", ji(v, "val"), ji(v, "ecr"));
 		else if (!strcmp(name, "sack"))
-			put(buf, len, &off, "sack %zu", json_array_size(v));
+			obs_put(buf, len, &off, "sack %zu", json_array_size(v));
 		else if (!strcmp(name, "nop") || !strcmp(name, "eol"))
-			put(buf, len, &off, "%s", name);
+			obs_put(buf, len, &off, "%s", name);
 		else
-			put(buf, len, &off, "%s (kind %lld)", name, ji(o, "kind"));
+			obs_put(buf, len, &off, "%s (kind %lld)", name, ji(o, "kind"));
 	}
 }
 
@@ -74,31 +56,31 @@ int hs_format(const struct lab_params *p, const json_t *ev, char *buf, size_t le
 		char opts[400];
 
 		fmt_options(json_object_get(ev, "options"), opts, sizeof opts);
-		put(buf, len, &off, "%10.3f  %-10s #%lld %s > %s  Flags [%s], seq %lld", ms, "packet",
+		obs_put(buf, len, &off, "%10.3f  %-10s #%lld %s > %s  Flags [%s], seq %lld", ms, "packet",
 		    ji(ev, "n"), js(ev, "from"), js(ev, "to"), js(ev, "flags_short"), ji(ev, "rel_seq"));
 		if (json_is_integer(ra))
-			put(buf, len, &off, ", ack %lld", (long long)json_integer_value(ra));
-		put(buf, len, &off, ", win %lld", ji(ev, "win"));
+			obs_put(buf, len, &off, ", ack %lld", (long long)json_integer_value(ra));
+		obs_put(buf, len, &off, ", win %lld", ji(ev, "win"));
 		if (opts[0])
-			put(buf, len, &off, ", options [%s]", opts);
-		put(buf, len, &off, ", length %lld", ji(ev, "len"));
+			obs_put(buf, len, &off, ", options [%s]", opts);
+		obs_put(buf, len, &off, ", length %lld", ji(ev, "len"));
 		if (strcmp(js(ev, "status"), "ok") != 0)
-			put(buf, len, &off, "  [%s: %s]", js(ev, "status"), js(ev, "why"));
+			obs_put(buf, len, &off, "  [%s: %s]", js(ev, "status"), js(ev, "why"));
 		if (dec_checksums_text(json_object_get(ev, "checksums"), opts, sizeof opts)[0])
-			put(buf, len, &off, "  [%s]", opts);
-		put(buf, len, &off, "\n");
+			obs_put(buf, len, &off, "  [%s]", opts);
+		obs_put(buf, len, &off, "\n");
 	} else if (!strcmp(type, "state") && !strcmp(js(ev, "source"), "rfc-model")) {
-		put(buf, len, &off, "%10.3f  %-10s   rfc 9293: %s -> %s  (segment #%lld: %s)\n", ms,
+		obs_put(buf, len, &off, "%10.3f  %-10s   rfc 9293: %s -> %s  (segment #%lld: %s)\n", ms,
 		    js(ev, "who"), js(ev, "from"), js(ev, "to"), ji(ev, "seg"), js(ev, "why"));
 	} else if (obs_state_text(ev, kt, sizeof kt) >= 0) {
-		put(buf, len, &off, "%10.3f  %-10s %s\n", ms, js(ev, "who"), kt);
+		obs_put(buf, len, &off, "%10.3f  %-10s %s\n", ms, js(ev, "who"), kt);
 	} else if (!strcmp(type, "capture")) {
-		put(buf, len, &off, "%10.3f  capturing on %s%s: %s\n", (double)ji(ev, "t_us") / 1000.0,
+		obs_put(buf, len, &off, "%10.3f  capturing on %s%s: %s\n", (double)ji(ev, "t_us") / 1000.0,
 		    js(ev, "interface"),
 		    json_array_size(json_object_get(ev, "hosts")) > 1 ? " of both hosts" : "",
 		    js(ev, "filter"));
 	} else if (!strcmp(type, "arrival")) {
-		put(buf, len, &off, "%10.3f  %-10s #%lld reached the %s after %.3f ms on the wire%s\n", ms,
+		obs_put(buf, len, &off, "%10.3f  %-10s #%lld reached the %s after %.3f ms on the wire%s\n", ms,
 		    "packet", ji(ev, "n"), js(ev, "who"), (double)ji(ev, "wire_us") / 1000.0,
 		    json_is_true(json_object_get(ev, "duplicate")) ? " (a duplicate)" : "");
 	} else if (!strcmp(type, "wire") && !strcmp(js(ev, "action"), "delay")) {
@@ -107,7 +89,7 @@ int hs_format(const struct lab_params *p, const json_t *ev, char *buf, size_t le
 		size_t i;
 		const json_t *row;
 
-		put(buf, len, &off, "            %s: kernel (transitions: %s) vs RFC 9293 from the packets: %s\n",
+		obs_put(buf, len, &off, "            %s: kernel (transitions: %s) vs RFC 9293 from the packets: %s\n",
 		    js(ev, "who"), js(ev, "kernel_source"),
 		    json_is_true(json_object_get(ev, "agree")) ? "they agree" : "they differ");
 		json_array_foreach(json_object_get(ev, "rows"), i, row) {
@@ -126,7 +108,7 @@ int hs_format(const struct lab_params *p, const json_t *ev, char *buf, size_t le
 				snprintf(kc, sizeof kc, "%s -> %s", js(k, "from"), js(k, "to"));
 			if (f)
 				snprintf(ft, sizeof ft, "%s -> %s", js(f, "from"), js(f, "to"));
-			put(buf, len, &off, "              %-28s %-28s %s\n", kc, ft, js(row, "match"));
+			obs_put(buf, len, &off, "              %-28s %-28s %s\n", kc, ft, js(row, "match"));
 		}
 	} else {
 		return -1;

@@ -345,4 +345,9 @@ int64_t obs_now_ns(void);
  * 59.9 s)", "gone: ...". Its length, or -1 for any other event. */
 int obs_state_text(const json_t *ev, char *buf, size_t len);
 
+/* Append printf-style text to buf at *off, never past len (the labs' CLI
+ * formatters build their lines with it). */
+void obs_put(char *buf, size_t len, size_t *off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 #endif

@@ -16,10 +16,7 @@ static long long ji(const json_t *o, const char *k)
 	return (long long)json_integer_value(json_object_get(o, k));
 }
 
-static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
+void obs_put(char *buf, size_t len, size_t *off, const char *fmt, ...)
 {
 	va_list ap;
 	int w;
@@ -44,26 +41,26 @@ int obs_state_text(const json_t *ev, char *buf, size_t len)
 	if (!type)
 		return -1;
 	if (!strcmp(type, "state") && strcmp(js(ev, "source"), "rfc-model") != 0) {
-		put(buf, len, &off, "state %s -> %s  (kernel: %s)", js(ev, "from"), js(ev, "to"),
+		obs_put(buf, len, &off, "state %s -> %s  (kernel: %s)", js(ev, "from"), js(ev, "to"),
 		    js(ev, "source"));
 	} else if (!strcmp(type, "observation") && json_is_false(json_object_get(ev, "listed"))) {
-		put(buf, len, &off, "gone: %s no longer lists it (last seen in %s; %s", js(ev, "source"),
+		obs_put(buf, len, &off, "gone: %s no longer lists it (last seen in %s; %s", js(ev, "source"),
 		    js(ev, "last_state"), js(ev, "reason"));
 		if (json_object_get(ev, "evidence"))
-			put(buf, len, &off, ": the RST #%lld, seq %lld", ji(ev, "evidence_seg"),
+			obs_put(buf, len, &off, ": the RST #%lld, seq %lld", ji(ev, "evidence_seg"),
 			    ji(json_object_get(ev, "evidence"), "seq_raw"));
-		put(buf, len, &off, ")");
+		obs_put(buf, len, &off, ")");
 	} else if (!strcmp(type, "observation")) {
-		put(buf, len, &off, "seen in %s  (%s sample", js(ev, "state"), js(ev, "source"));
+		obs_put(buf, len, &off, "seen in %s  (%s sample", js(ev, "state"), js(ev, "source"));
 		if (json_object_get(ev, "timer_ms"))
-			put(buf, len, &off, ", timer %s %.1f s", js(ev, "timer"),
+			obs_put(buf, len, &off, ", timer %s %.1f s", js(ev, "timer"),
 			    (double)ji(ev, "timer_ms") / 1000.0);
-		put(buf, len, &off, ")");
+		obs_put(buf, len, &off, ")");
 	} else if (!strcmp(type, "timer") && json_is_true(json_object_get(ev, "stopped"))) {
-		put(buf, len, &off, "%s: the kernel's timer stopped (%s)", js(ev, "state"),
+		obs_put(buf, len, &off, "%s: the kernel's timer stopped (%s)", js(ev, "state"),
 		    js(ev, "reason"));
 	} else if (!strcmp(type, "timer")) {
-		put(buf, len, &off, "%s: %.1f s left on the kernel's timer (%s)", js(ev, "state"),
+		obs_put(buf, len, &off, "%s: %.1f s left on the kernel's timer (%s)", js(ev, "state"),
 		    (double)ji(ev, "ms_left") / 1000.0, js(ev, "source"));
 	} else {
 		return -1;
