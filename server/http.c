@@ -709,13 +709,29 @@ static enum MHD_Result api_run_events(struct http_server *h, struct MHD_Connecti
 	return respond(h, c, MHD_HTTP_OK, r, "application/x-ndjson");
 }
 
+/* A run's capture as a download, from fd (of size bytes): MHD owns fd from
+ * here and closes it. */
+static enum MHD_Result respond_capture(struct http_server *h, struct MHD_Connection *c, int fd,
+				       off_t size, const char *id, const char *type)
+{
+	struct MHD_Response *r = MHD_create_response_from_fd64((uint64_t)size, fd);
+	char disp[96];
+
+	if (!r) {
+		close(fd);
+		return MHD_NO;
+	}
+	snprintf(disp, sizeof disp, "attachment; filename=\"socklab-%s.pcap\"", id);
+	MHD_add_response_header(r, "Content-Disposition", disp);
+	return respond(h, c, MHD_HTTP_OK, r, type);
+}
+
 /* The run's packet capture (labs that capture write DATA/runs/ID/capture.pcap).
  * Served once the run has ended: while it runs, the file is still growing. */
 static enum MHD_Result api_run_capture(struct http_server *h, struct MHD_Connection *c,
 				       const char *id, const json_t *meta)
 {
-	char path[PATH_MAX], disp[96];
-	struct MHD_Response *r;
+	char path[PATH_MAX];
 	struct stat st;
 	int fd = -1;
 
@@ -735,15 +751,7 @@ static enum MHD_Result api_run_capture(struct http_server *h, struct MHD_Connect
 		return respond_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
 				     "cannot read the run's capture");
 	}
-	/* MHD owns fd from here and closes it. */
-	r = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
-	if (!r) {
-		close(fd);
-		return MHD_NO;
-	}
-	snprintf(disp, sizeof disp, "attachment; filename=\"socklab-%s.pcap\"", id);
-	MHD_add_response_header(r, "Content-Disposition", disp);
-	return respond(h, c, MHD_HTTP_OK, r, "application/vnd.tcpdump.pcap");
+	return respond_capture(h, c, fd, st.st_size, id, "application/vnd.tcpdump.pcap");
 }
 
 /* Another replica's run file (--nats): reassembled from the stream by this
@@ -756,8 +764,7 @@ static enum MHD_Result api_remote_file(struct http_server *h, struct MHD_Connect
 	const json_t *files = json_object_get(meta, "files");
 	const char *status = str_field(meta, "status");
 	const char *replica = str_field(meta, "replica");
-	char path[PATH_MAX], err[400], m[600], disp[96];
-	struct MHD_Response *r;
+	char path[PATH_MAX], err[400], m[600];
 	struct stat st;
 	int rc, fd;
 
@@ -817,15 +824,7 @@ static enum MHD_Result api_remote_file(struct http_server *h, struct MHD_Connect
 		return respond_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "limit",
 				     "the copy of the file was given up for another; try again");
 	}
-	/* MHD owns fd from here and closes it. */
-	r = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
-	if (!r) {
-		close(fd);
-		return MHD_NO;
-	}
-	snprintf(disp, sizeof disp, "attachment; filename=\"socklab-%s.pcap\"", id);
-	MHD_add_response_header(r, "Content-Disposition", disp);
-	return respond(h, c, MHD_HTTP_OK, r, type);
+	return respond_capture(h, c, fd, st.st_size, id, type);
 }
 
 /* GET /api/runs/ID/grade?QUESTION=ANSWER...[&lang=L]: the answers graded
