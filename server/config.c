@@ -38,6 +38,8 @@ const char config_usage[] =
 	"                           [SOCKLAB_MAX_RUNS_PER_CONN] (3)\n"
 	"  --max-byo N              bring-your-own-client runs at once, 0-1000 [SOCKLAB_MAX_BYO] (8)\n"
 	"  --max-byo-per-conn N     ... per connection, 0-64 [SOCKLAB_MAX_BYO_PER_CONN] (1)\n"
+	"  --byo-url URL            with --max-byo 0: the http(s) page of the server that runs\n"
+	"                           them, shown to students instead [SOCKLAB_BYO_URL]\n"
 	"  --run-timeout SEC        wall-clock limit of one run, 1-3600 [SOCKLAB_RUN_TIMEOUT] (120)\n"
 	"  --public-ws-url URL      WebSocket URL browsers should use (behind a proxy)\n"
 	"                           [SOCKLAB_PUBLIC_WS_URL]\n"
@@ -89,6 +91,7 @@ enum opt_kind {
 	OPT_RANGE,
 	OPT_WSURL,
 	OPT_NATSURL,
+	OPT_PAGEURL,
 	OPT_EXE,
 	OPT_SECRET,
 	OPT_BYTES,
@@ -123,6 +126,7 @@ static const struct opt_def opts[] = {
 	{"--run-timeout", "SOCKLAB_RUN_TIMEOUT", OPT_INT, F(run_timeout_s), 1, 3600},
 	{"--public-ws-url", "SOCKLAB_PUBLIC_WS_URL", OPT_WSURL, F(public_ws_url), 0, 0},
 	{"--nats", "SOCKLAB_NATS", OPT_NATSURL, F(nats_url), 0, 0},
+	{"--byo-url", "SOCKLAB_BYO_URL", OPT_PAGEURL, F(byo_url), 0, 0},
 	{"--nats-max-bytes", "SOCKLAB_NATS_MAX_BYTES", OPT_BYTES, F(nats_max_bytes), 1L << 20,
 	 1L << 50},
 	{"--keep-runs", "SOCKLAB_KEEP_RUNS", OPT_INT, F(keep_runs), 10, 100000},
@@ -496,6 +500,16 @@ static int apply(struct serve_config *c, const struct opt_def *d, const char *v,
 		}
 		snprintf(field, d->size, "%s", v);
 		return 0;
+	case OPT_PAGEURL:
+		if (strlen(v) >= d->size || !url_ok(v, origin_schemes, 1)) {
+			snprintf(err, errlen,
+				 "%s: must be an http:// or https:// URL such as "
+				 "https://byo.lab.example.org/ (at most %zu bytes; got \"%.60s\")",
+				 who, d->size - 1, v);
+			return -EINVAL;
+		}
+		snprintf(field, d->size, "%s", v);
+		return 0;
 	case OPT_EXE:
 		if (v[0] != '/' || strlen(v) >= d->size) {
 			snprintf(err, errlen,
@@ -597,6 +611,15 @@ int config_parse(struct serve_config *c, int argc, char **argv,
 	}
 	if (!byo_bind_set)
 		snprintf(c->byo_bind, sizeof c->byo_bind, "%s", c->listen);
+	if (c->byo_url[0] && c->max_byo > 0 && c->max_byo_per_conn > 0) {
+		/* Pointing students elsewhere only makes sense where they cannot
+		 * run such a lab here. */
+		snprintf(err, errlen,
+			 "--byo-url: only with --max-byo 0 (this server runs up to %d "
+			 "bring-your-own-client runs itself)",
+			 c->max_byo);
+		return -EINVAL;
+	}
 	if (c->max_runs == 0) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
 		long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);

@@ -44,6 +44,8 @@ struct serve_config {
 	long long max_run_data;         /* bytes of events one run may record; 0: derived */
 	char public_ws_url[CONFIG_URL_MAX]; /* "" when not set */
 	char nats_url[CONFIG_URL_MAX];  /* --nats; "" when not set */
+	char byo_url[CONFIG_URL_MAX];   /* --byo-url: the page that hosts BYO runs when
+					 * this server has none; "" when not set */
 	long long nats_max_bytes;       /* the stream's size limit (oldest discarded) */
 	/* The program each run executes as `PROGRAM run LAB --json ...`:
 	 * /proc/self/exe (this binary) unless --lab-exe names another, such

@@ -529,12 +529,13 @@ static enum MHD_Result api_config(struct http_server *h, struct MHD_Connection *
 	/* ws_same_port: the page connects to its own origin (scheme, host and
 	 * port, whatever proxy it came through) at ws_path. */
 	return respond_json(h, c, MHD_HTTP_OK,
-			    json_pack("{s:s, s:i, s:s, s:b, s:s, s:s?, s:o, s:s, s:{s:b}}",
+			    json_pack("{s:s, s:i, s:s, s:b, s:s, s:s?, s:o, s:s, s:s?, s:{s:b}}",
 				      "version", SOCKLAB_VERSION, "ws_port", h->ws_port, "ws_path",
 				      WS_PATH, "ws_same_port", cfg->ws_port < 0, "ws_protocol",
 				      WS_PROTOCOL, "ws_url",
 				      cfg->public_ws_url[0] ? cfg->public_ws_url : NULL, "limits",
-				      limits, "byo_host", cfg->byo_bind, "classroom",
+				      limits, "byo_host", cfg->byo_bind, "byo_url",
+				      cfg->byo_url[0] ? cfg->byo_url : NULL, "classroom",
 				      "secret_required", cfg->instructor_secret[0] != '\0'));
 }
 

@@ -1110,6 +1110,11 @@ static int check_request(struct run_mgr *m, uint64_t owner, const struct lab_des
 			      "this connection already has %d runs in progress (the limit is %d)",
 			      n_runs, c->max_runs_per_conn);
 	if (*byo) {
+		if ((c->max_byo == 0 || c->max_byo_per_conn == 0) && c->byo_url[0])
+			return refuse(e, "limit", NULL,
+				      "bring-your-own-client runs are disabled on this server; "
+				      "open %s to run them",
+				      c->byo_url);
 		if (c->max_byo == 0 || c->max_byo_per_conn == 0)
 			return refuse(e, "limit", NULL,
 				      "bring-your-own-client runs are disabled on this server");

@@ -58,6 +58,17 @@ function setStatus(text, kind = '') {
 	el.dataset.kind = kind;
 }
 
+// A lab's form hints, with what this server says of bring-your-own-client
+// runs: none here (--max-byo 0), and where they are (--byo-url).
+function formHints(mod) {
+	const hints = { ...(mod.formHints || {}) };
+	const cfg = state.config || {};
+	const lim = cfg.limits || {};
+	if (hints.byo && (lim.max_byo === 0 || lim.max_byo_per_conn === 0))
+		hints.byo = { ...hints.byo, off: true, url: cfg.byo_url || null };
+	return hints;
+}
+
 function byoHost() {
 	const b = state.config && state.config.byo_host;
 	if (!b || b === '0.0.0.0' || b === '::' || b === '[::]') return location.hostname;
@@ -541,7 +552,7 @@ function selectLab(name, userAction) {
 	showLesson(lab.name);
 	$('lab-card').hidden = false;
 	const mod = rendererFor(lab.name);
-	state.form = buildForm($('form-fields'), lab, mod.formHints || {});
+	state.form = buildForm($('form-fields'), lab, formHints(mod));
 	state.form.setDisabled(!!state.live);
 	quiz.setLab(lab, state.form);
 	classquiz.rerender();

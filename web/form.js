@@ -42,11 +42,21 @@ export function buildForm(container, lab, { byo, upload, editor, main } = {}) {
 		&& (p.choices || []).includes(byo.value));
 	if (byoDef) {
 		byoBox = h('input', { attrs: { type: 'checkbox', id: 'byo', name: 'byo' } });
+		// byo.off: this server runs no such labs (--max-byo 0); byo.url is
+		// the page of the one that does (--byo-url), when the operator said.
+		let help = h('p', { class: 'help', text: t('form.byo_help') });
+		if (byo.off) {
+			byoBox.disabled = true;
+			help = byo.url
+				? h('p', { class: 'help byo-elsewhere' }, t('form.byo_elsewhere') + ' ',
+					h('a', { attrs: { href: byo.url, rel: 'noopener', id: 'byo-url' }, text: byo.url }))
+				: h('p', { class: 'help byo-elsewhere', text: t('form.byo_off') });
+		}
 		const wrap = h('div', { class: 'byo-toggle' },
 			byoBox,
 			h('div', {},
 				h('label', { attrs: { for: 'byo' }, text: t('form.byo') }),
-				h('p', { class: 'help', text: t('form.byo_help') })));
+				help));
 		container.appendChild(wrap);
 	}
 
@@ -277,6 +287,7 @@ export function buildForm(container, lab, { byo, upload, editor, main } = {}) {
 	function setDisabled(disabled) {
 		formDisabled = disabled;
 		for (const el of container.querySelectorAll('input, select, textarea, button')) el.disabled = disabled;
+		if (byoBox && byo.off) byoBox.disabled = true;
 		applyRules();
 	}
 

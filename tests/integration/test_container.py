@@ -1222,6 +1222,9 @@ def kubernetes_manifests_agree_with_each_other():
     eq(sorted(hosts), ["socklab", "socklab-byo"], "the Ingress's Services")
     eq(env["SOCKLAB_ORIGINS"], f"https://{hosts['socklab']}", "socklab's page origin")
     eq(byo_env["SOCKLAB_ORIGINS"], f"https://{hosts['socklab-byo']}", "socklab-byo's origin")
+    eq(env["SOCKLAB_BYO_URL"], f"https://{hosts['socklab-byo']}/",
+       "the balanced replicas send students to socklab-byo's page for their own clients")
+    check("SOCKLAB_BYO_URL" not in byo_env, "socklab-byo hosts them itself: no SOCKLAB_BYO_URL")
     eq(sorted(h for t in ing["spec"]["tls"] for h in t["hosts"]), sorted(hosts.values()),
        "TLS hosts")
     for cm in ("tcp-services", "udp-services"):

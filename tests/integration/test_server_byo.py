@@ -179,10 +179,59 @@ def crashed_server_bundles_are_repaired_at_start():
 
 
 @test
+def a_server_without_byo_runs_names_the_page_that_has_them():
+    """--max-byo 0 with --byo-url (the balanced replicas of docker/k8s): the
+    config gives the page the URL, and a request for such a run is refused
+    with a message that names it; nothing is started."""
+    url = "https://byo.lab.example.org/"
+    s = Server("--max-byo", "0", "--byo-url", url)
+    try:
+        c = s.get_json("/api/config")
+        eq(c["byo_url"], url, "byo_url in /api/config")
+        eq(c["limits"]["max_byo"], 0, "max_byo in /api/config")
+
+        async def go():
+            async with s.connect() as ws:
+                for lab in ("tcp-echo", "udp-ping"):
+                    reply = await request(ws, {"op": "run", "lab": lab,
+                                               "params": {"mode": "server"}})
+                    eq(reply.get("code"), "limit", f"{lab}: reply {reply}")
+                    eq(reply["message"], "bring-your-own-client runs are disabled on this "
+                       f"server; open {url} to run them", f"{lab}: message")
+                # A run of the lab's own client is not affected.
+                rid = await start_run(ws, {"messages": 1})
+                ev = await events_until_end(ws, rid)
+                eq(ev[-1]["status"], "ok", "tcp-echo with its own client")
+
+        arun(go())
+        eq(s.get_json("/api/health")["runs_active"], 0, "no run left going")
+        s.stop()
+    finally:
+        s.cleanup()
+    # Without --byo-url the config has none and the message names no page.
+    s = Server("--max-byo", "0")
+    try:
+        eq(s.get_json("/api/config").get("byo_url"), None, "byo_url without --byo-url")
+        s.stop()
+    finally:
+        s.cleanup()
+
+
+@test
 def serve_flag_errors_exit_2():
     for args, want in ((["--http-port", "70000"], "--http-port: must be an integer from 0 to 65535"),
                        (["--max-runs", "0"], "--max-runs: must be an integer from 1 to 1024"),
                        (["--byo-ports", "9-1"], "--byo-ports: must be LO-HI"),
+                       (["--max-byo", "0", "--byo-url", "ftp://x/"],
+                        "--byo-url: must be an http:// or https:// URL such as "
+                        "https://byo.lab.example.org/ (at most 255 bytes; got \"ftp://x/\")"),
+                       (["--max-byo", "0", "--byo-url", "https://a b/"],
+                        "--byo-url: must be an http:// or https:// URL"),
+                       (["--max-byo", "0", "--byo-url", "https://x/" + "a" * 300],
+                        "--byo-url: must be an http:// or https:// URL"),
+                       (["--byo-url", "https://byo.example/"],
+                        "--byo-url: only with --max-byo 0 (this server runs up to 8 "
+                        "bring-your-own-client runs itself)"),
                        (["--nope"], "unknown option '--nope'")):
         r = subprocess.run([binary(), "serve", *args], capture_output=True, text=True,
                            timeout=30)
