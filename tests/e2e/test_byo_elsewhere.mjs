@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, runTap, startServer, test,
+	LOGS, RUN_WAIT, assert, assertEq, launchBrowser, runTap, startServer, test, watchPage,
 } from './lib.mjs';
 
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
@@ -28,11 +28,7 @@ async function newPage(w, hgt, lang) {
 	const ctx = await browser.newContext({ viewport: { width: w, height: hgt } });
 	await ctx.addInitScript((l) => localStorage.setItem('socklab.lang', l), lang);
 	page = await ctx.newPage();
-	page.setDefaultTimeout(WAIT);
-	page.on('console', (m) => {
-		if (m.type() === 'error' || /Content[- ]Security[- ]Policy/i.test(m.text())) problems.push(`console ${m.type()}: ${m.text()}`);
-	});
-	page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+	watchPage(page, `${w}x${hgt} ${lang}`, problems);
 	return page;
 }
 
