@@ -585,6 +585,33 @@ static int remote_events(struct http_server *h, struct MHD_Connection *c, const 
 	return -1;
 }
 
+/* remote_events() for a request: 0 with path once this replica's copy is
+ * ready; otherwise 1 with *ret the answer (an error, or the request
+ * suspended until the copy is ready, when MHD calls the handler again). */
+static int remote_events_ready(struct http_server *h, struct MHD_Connection *c, const char *id,
+			       char *path, size_t pathlen, void **con_cls, enum MHD_Result *ret)
+{
+	int rc = remote_events(h, c, id, path, pathlen, ret);
+
+	if (rc == 2)
+		return 1;
+	if (rc == 0)
+		return 0;
+	if (*con_cls == &req_waited) {
+		*ret = respond_error(h, c, MHD_HTTP_GATEWAY_TIMEOUT, "nats_timeout",
+				     "this run is another replica's, and NATS did not give "
+				     "its events within 10 s (BUS_FETCH_WAIT_MS); see "
+				     "/api/health nats.replicas");
+		return 1;
+	}
+	/* Suspended first, so a resume can never come before it. */
+	*con_cls = &req_waited;
+	MHD_suspend_connection(c);
+	if (bus_mirror_wait(h->bus, id, resume_request, c) != 0)
+		MHD_resume_connection(c);
+	*ret = MHD_YES;
+	return 1;
+}
 
 static int newest_first(const void *x, const void *y)
 {
@@ -670,23 +697,8 @@ static enum MHD_Result api_run_events(struct http_server *h, struct MHD_Connecti
 
 	if (remote) {
 		enum MHD_Result ret = MHD_NO;
-		int rc = remote_events(h, c, id, path, sizeof path, &ret);
-		if (rc == 2)
+		if (remote_events_ready(h, c, id, path, sizeof path, con_cls, &ret) != 0)
 			return ret;
-		if (rc < 0 && *con_cls == &req_waited)
-			return respond_error(h, c, MHD_HTTP_GATEWAY_TIMEOUT, "nats_timeout",
-					     "this run is another replica's, and NATS did not give "
-					     "its events within 10 s (BUS_FETCH_WAIT_MS); see "
-					     "/api/health nats.replicas");
-		if (rc < 0) {
-			/* Suspended first, so a resume can never come before it. */
-			*con_cls = &req_waited;
-			MHD_suspend_connection(c);
-			rc = bus_mirror_wait(h->bus, id, resume_request, c);
-			if (rc != 0)
-				MHD_resume_connection(c);
-			return MHD_YES;
-		}
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 	} else if (runs_bundle_path(h->cfg->data, id, "events.jsonl", path, sizeof path) == 0)
 		fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -875,11 +887,14 @@ static enum MHD_Result grade_arg(void *cls, enum MHD_ValueKind kind, const char 
 	return MHD_YES;
 }
 
+/* GET /api/runs/ID/grade: the answers in the query graded on the run's
+ * events, read from path (this replica's bundle, or its copy of another
+ * replica's run from the stream). */
 static enum MHD_Result api_run_grade(struct http_server *h, struct MHD_Connection *c,
-				     const char *id, const json_t *meta)
+				     const char *id, const json_t *meta, const char *path)
 {
 	struct grade_args g = {.lab = str_field(meta, "lab"), .lang = "en"};
-	char path[PATH_MAX], err[300];
+	char err[300];
 	json_t *events, *verdicts;
 	struct stat st;
 
@@ -897,8 +912,7 @@ static enum MHD_Result api_run_grade(struct http_server *h, struct MHD_Connectio
 				    json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "bad_param",
 					      "message", g.err, "param", g.param));
 	}
-	if (runs_bundle_path(h->cfg->data, id, "events.jsonl", path, sizeof path) < 0 ||
-	    stat(path, &st) < 0) {
+	if (!path || stat(path, &st) < 0) {
 		json_decref(g.answers);
 		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "not_found", "the run has no events");
 	}
@@ -1079,22 +1093,23 @@ static enum MHD_Result api_run(struct http_server *h, struct MHD_Connection *c, 
 		json_decref(meta);
 		return ret;
 	}
-	if (remote && strcmp(sub, "/events") != 0) {
-		char m[300];
-		snprintf(m, sizeof m,
-			 "this run ran on another replica (%s): its events and capture are served "
-			 "here, its grading not yet",
-			 str_field(meta, "replica"));
-		json_decref(meta);
-		return respond_error(h, c, MHD_HTTP_NOT_FOUND, "remote_run", m);
-	}
 	if (!strcmp(sub, "/capture.pcap")) {
 		enum MHD_Result ret = api_run_capture(h, c, id, meta);
 		json_decref(meta);
 		return ret;
 	}
 	if (!strcmp(sub, "/grade")) {
-		enum MHD_Result ret = api_run_grade(h, c, id, meta);
+		char path[PATH_MAX] = "";
+		enum MHD_Result ret = MHD_NO;
+		int rc = 0;
+
+		if (remote && strcmp(str_field(meta, "status"), "running") != 0)
+			rc = remote_events_ready(h, c, id, path, sizeof path, con_cls, &ret);
+		else if (!remote && runs_bundle_path(h->cfg->data, id, "events.jsonl", path,
+						     sizeof path) < 0)
+			path[0] = '\0';
+		if (rc == 0)
+			ret = api_run_grade(h, c, id, meta, path[0] ? path : NULL);
 		json_decref(meta);
 		return ret;
 	}

@@ -198,6 +198,13 @@ def a_live_run_on_one_replica_is_followed_live_on_another():
     wait_for(lambda: any(r["status"] == "running" for r in b.get_json("/api/runs")), 30,
              "B to list A's run as running")
     rid = [r["id"] for r in b.get_json("/api/runs") if r["status"] == "running"][0]
+    # Grading waits for the end, on B as on A: a 409 seen while B's index
+    # says "running" both before and after the request.
+    g = b.get(f"/api/runs/{rid}/grade")
+    check(b.get_json(f"/api/runs/{rid}")["status"] == "running",
+          "the 4 s run still going after one request (the check below needs it)")
+    eq((g.status, g.json()["error"]["code"]), (409, "run_in_progress"),
+       "grading A's run on B while it goes on")
     accepted, lines, last = raw_watch(b, rid)
     t.join(120)
     eq(result.get("rid"), rid, "the run B followed is A's")
@@ -389,6 +396,39 @@ def a_replica_stops_within_its_grace_period_while_nats_is_down():
 # ---- run files across replicas: chunks in SOCKLAB_RUN_FILES ----
 
 CHUNKER = os.path.join(ROOT, "build", "tests", "nats_chunk")
+
+
+@test
+def a_run_on_one_replica_is_graded_on_another():
+    """The dashboard grades a student's answers with GET /api/runs/ID/grade;
+    behind a balancer with no affinity that request may reach any replica.
+    B grades A's run from its copy of the stream, exactly as A does; bad
+    answers are refused naming the question on B (a run still going: a_live_run_on_one_replica_...)."""
+    n, a, b = two_replicas()
+    rid, count = one_run(a, messages=5)
+    wait_for(lambda: listed(b, rid), 30, "B to list A's run")
+    q = "/grade?server_recvs=6&eof_side=client&lang=zh-CN"
+    on_a = a.get(f"/api/runs/{rid}{q}")
+    on_b = b.get(f"/api/runs/{rid}{q}")
+    eq((on_a.status, on_b.status), (200, 200), f"grading on A and B: {on_b.body[:300]!r}")
+    eq(on_b.json(), on_a.json(), "B's verdicts are A's, field for field")
+    v = {x["q"]: x for x in on_b.json()["verdicts"]}
+    # 5 messages and the FIN: six recv() calls on the server (the calls in A's
+    # bundle, counted here independently of the grader).
+    recvs = [e for e in map(json.loads, bundle_bytes(a, rid).splitlines())
+             if e["type"] == "syscall" and e.get("who", "").startswith("server")
+             and e["call"] == "recv"]
+    eq((v["server_recvs"]["truth"], v["server_recvs"]["result"]), (len(recvs), "right"
+       if len(recvs) == 6 else "wrong"), "server_recvs graded on B")
+    eq(v["eof_side"]["result"], "wrong", "eof_side: the server reads the end of the stream")
+    check(v["eof_side"]["why"]["text"] and not v["eof_side"]["why"]["text"].isascii(),
+          "lang=zh-CN explanations on B")
+    bad = b.get(f"/api/runs/{rid}/grade?server_recvs=x")
+    eq((bad.status, bad.json()["error"]["param"]), (400, "server_recvs"), "a bad answer on B")
+    eq(b.get(f"/api/runs/{'0' * 16}/grade").status, 404, "an unknown run")
+    done(b)
+    done(a)
+    n.stop()
 
 
 def sha256_of(data):
