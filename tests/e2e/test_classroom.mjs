@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, runTap, startServer, test, until,
+	LOGS, RUN_WAIT, WAIT, assert, assertEq, launchBrowser, rowsOf, runTap, startServer, test, until,
 } from './lib.mjs';
 
 const SECRET = 'e2e-instructor-secret';
@@ -162,6 +162,7 @@ test('the student view follows the instructor stepping backwards, forwards and j
 		// (A resize does not scroll again: bring the current event back for the picture.)
 		await student.evaluate(() => document.querySelector('#pane-main .pl-current')?.scrollIntoView({ block: 'center' }));
 		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-${w}x${hgt}-en.png`) });
+		assertEq(await barRows(student), 1, `the student's read-only replay bar at ${w}x${hgt} in English: rows`);
 		await student.selectOption('#lang-select', 'zh-CN');
 		await student.waitForFunction(() => document.getElementById('run-btn').textContent === '运行');
 		// The class run's title and the banner are in Chinese too.
@@ -170,6 +171,7 @@ test('the student view follows the instructor stepping backwards, forwards and j
 		assertEq(await student.textContent('#class-banner .class-code-label'), '课堂代码', 'banner label');
 		assertEq(await student.textContent('#class-state'), `教师暂停在第 ${total - 3} 个事件`, 'banner state');
 		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-${w}x${hgt}-zh.png`) });
+		assertEq(await barRows(student), 1, `the student's read-only replay bar at ${w}x${hgt} in Chinese: rows`);
 		await student.evaluate(() => window.scrollTo(0, 0));
 		await student.screenshot({ path: path.join(LOGS, `e2e-class-student-top-${w}x${hgt}-zh.png`) });
 		await student.selectOption('#lang-select', 'en');
@@ -213,6 +215,13 @@ test('presenter mode: only the lab view, large; keys drive the player (and the c
 		await teacher.evaluate(() => document.body.classList.remove('presenter'));
 	}
 });
+
+// Rows of controls in a page's replay bar (lib's rowsOf).
+async function barRows(page) {
+	const boxes = await page.$$eval('#pane-main .player-bar > *', (els) => els.filter((e) => e.offsetParent)
+		.map((e) => { const r = e.getBoundingClientRect(); return { top: r.top, bottom: r.bottom }; }));
+	return rowsOf(boxes);
+}
 
 async function presenter() {
 	const rowBefore = await teacher.$eval('#pane-main .trace-body .trow', (el) => el.getBoundingClientRect().height);
