@@ -6,6 +6,7 @@
 #include "cli_quiz.h"
 #include "health.h"
 #include "serve.h"
+#include "tcpstate/tcpstate.h"
 #include "version.h"
 
 static void usage(FILE *out)
@@ -21,6 +22,8 @@ static void usage(FILE *out)
 		"  serve [--listen ADDR] [--http-port N] [--ws-port N] [--data DIR] ...\n"
 		"                                     serve the dashboard and the API\n"
 		"  health [URL]                       is the server healthy? (exit 0 yes, 1 no)\n"
+		"  cleanup                            remove the idle tracefs instances runs keep\n"
+		"                                     for reuse (root)\n"
 		"  version                            print the version\n"
 		"\n"
 		"`socklab COMMAND --help` explains each command's options.\n");
@@ -44,6 +47,15 @@ int main(int argc, char **argv)
 		return serve_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "health"))
 		return health_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "cleanup")) {
+		if (argc > 2) {
+			fprintf(stderr, "socklab cleanup: takes no arguments (got '%s')\n", argv[2]);
+			return 2;
+		}
+		printf("socklab cleanup: removed %d idle tracefs instance(s)\n",
+		       tcpst_trace_cleanup(1));
+		return 0;
+	}
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("socklab %s\n", SOCKLAB_VERSION);
 		return 0;
@@ -52,7 +64,7 @@ int main(int argc, char **argv)
 		printf("%s\n", socklab_build_id);
 		return 0;
 	}
-	fprintf(stderr, "socklab: unknown command '%s' (expected labs, run, grade, serve, health or version)\n", cmd);
+	fprintf(stderr, "socklab: unknown command '%s' (expected labs, run, grade, serve, health, cleanup or version)\n", cmd);
 	usage(stderr);
 	return 2;
 }

@@ -273,8 +273,9 @@ int serve_main(int argc, char **argv)
 	/* Within --keep-runs and --max-data from the start (either may have
 	 * been lowered since the bundles were written). */
 	bundle_store_prune(store, 0);
-	/* Tracefs instances of runs that were killed (harmless without root). */
-	tcpst_trace_cleanup_stale();
+	/* Tracefs instances of runs that were killed beyond the kept pool, and
+	 * of builds before it (harmless without root). */
+	tcpst_trace_cleanup(0);
 
 	/* Signals are read in the lws loop through a signalfd; block them
 	 * before any thread exists so every thread inherits the mask. */
@@ -365,5 +366,8 @@ out:
 	bus_stop(bus);
 	bundle_store_close(store);
 	http_counters_cleanup(&counters);
+	/* Every run has ended (ws_destroy waits for them): the tracefs pool's
+	 * idle slots go (those a CLI run holds now stay). */
+	tcpst_trace_cleanup(1);
 	return status;
 }

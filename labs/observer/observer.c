@@ -1025,8 +1025,7 @@ int obs_start(struct obs **out, const struct obs_config *cfg)
 		}
 	}
 	if (cfg->trace_filter) {
-		tcpst_trace_cleanup_stale();
-		rc = tcpst_trace_open(&o->trace, ctx->em->run_id, cfg->trace_filter, o->trace_err,
+		rc = tcpst_trace_open(&o->trace, cfg->trace_filter, o->trace_err,
 				      sizeof o->trace_err);
 		if (rc < 0)
 			o->trace = NULL;

@@ -8,8 +8,8 @@
 /*
  * Four sources, each honest about what it can see:
  *  - the sock:inet_sock_set_state tracepoint, read from a private tracefs
- *    instance: every state change of a full socket with the kernel's
- *    timestamp. Never TIME_WAIT: the kernel replaces a socket that enters
+ *    instance (one of a pool, reused run after run): every state change of
+ *    a full socket with the kernel's timestamp. Never TIME_WAIT: the kernel replaces a socket that enters
  *    TIME_WAIT with a small timewait socket and reports the full socket's
  *    end as FIN_WAIT2 (or CLOSING) -> CLOSE. The tracepoint is global across
  *    network namespaces: a reader filters by its own addresses and ports.
@@ -92,17 +92,27 @@ int tcpst_trace_parse(const char *line, size_t len, struct tcpst_trace_ev *ev);
 
 struct tcpst_trace;
 
-/* Create the tracefs instance instances/socklab-TAG-PID-START (mounting
- * tracefs at /sys/kernel/tracing first if it is not there), set its clock
- * to mono, wake readers on every event, filter the event by filter (ftrace
- * syntax, e.g. "sport == 40000 || dport == 40000"), enable it and open
- * trace_pipe. On failure returns -errno and the reason in err (-EACCES or
+/* Slots kept for reuse when released; beyond them a slot is removed when its
+ * owner ends. */
+#define TCPST_TRACE_POOL_KEEP 16
+
+/* Take a tracefs instance from the pool instances/socklab-slot-K (the
+ * prefix is SOCKLAB_TRACE_POOL's when set: a separate pool, for tests; it
+ * must start with socklab-slot-), mounting tracefs at /sys/kernel/tracing
+ * first if it is not there, and making a slot (clock mono, 128 KiB per
+ * CPU) when every existing one is taken. Then: wake readers on every event,
+ * filter the event by filter (ftrace syntax, e.g. "sport == 40000 ||
+ * dport == 40000"), throw away what a previous owner left, enable the
+ * event and open trace_pipe. Events stamped before this call are never
+ * delivered. On failure returns -errno and the reason in err (-EACCES or
  * -EPERM: not privileged; -ENOENT: no tracefs or no such tracepoint). */
-int tcpst_trace_open(struct tcpst_trace **out, const char *tag, const char *filter, char *err,
-		     size_t errlen);
+int tcpst_trace_open(struct tcpst_trace **out, const char *filter, char *err, size_t errlen);
 
 /* The trace_pipe descriptor to poll for POLLIN. */
 int tcpst_trace_fd(const struct tcpst_trace *t);
+
+/* The instance's directory (for messages and tests). */
+const char *tcpst_trace_dir(const struct tcpst_trace *t);
 
 typedef void (*tcpst_trace_fn)(void *arg, const struct tcpst_trace_ev *ev);
 
@@ -110,12 +120,16 @@ typedef void (*tcpst_trace_fn)(void *arg, const struct tcpst_trace_ev *ev);
  * Returns the number of events, or -errno. */
 int tcpst_trace_read(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg);
 
-/* Disable the event, close the pipe and remove the instance. NULL is fine. */
+/* Disable the event, close the pipe and give the slot back (a slot beyond
+ * the TCPST_TRACE_POOL_KEEP kept is removed). NULL is fine. */
 void tcpst_trace_close(struct tcpst_trace *t);
 
-/* Remove socklab instances left by runs that were killed (their process is
- * gone). Returns how many were removed. Harmless without privileges. */
-int tcpst_trace_cleanup_stale(void);
+/* Remove the slots no process holds: with all, every one (`socklab serve`
+ * at exit, `socklab cleanup`); without, only those beyond the kept ones (a
+ * killed run's). Also removes instances named socklab-RUNID-PID-START that
+ * builds before the pool left when killed. Returns how many were removed.
+ * Harmless without privileges. */
+int tcpst_trace_cleanup(int all);
 
 /* ---- socket diagnostics (NETLINK_SOCK_DIAG) and TCP_INFO ---- */
 

@@ -1,4 +1,4 @@
-/* trace.c: the sock:inet_sock_set_state tracepoint through a private tracefs instance. */
+/* trace.c: the sock:inet_sock_set_state tracepoint through a pool of private tracefs instances. */
 #include "tcpstate.h"
 
 #include <dirent.h>
@@ -8,31 +8,88 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
- * Each run makes its own instance under instances/ so that it never touches
- * the global trace buffer or another run's settings: its own clock (mono,
- * the clock of every socklab event), its own filter and its own buffer. The
- * instance's name carries the owner's pid and start time, so a run that was
- * killed before it could remove its instance is recognised later as gone
- * (tcpst_trace_cleanup_stale). The kernel refuses to remove an instance
- * whose trace_pipe is open, so a live run's instance cannot be taken away.
+ * A run reads the tracepoint through a private instance under instances/,
+ * so that it never touches the global trace buffer or another run's
+ * settings: its own clock (mono, the clock of every socklab event), its own
+ * filter and its own buffer.
+ *
+ * Making an instance ready costs about 80 ms of waiting on this machine,
+ * almost all of it RCU grace periods: setting its buffer size and its clock
+ * each reset the ring buffer, and removing it frees the buffer. So the
+ * instances are a pool of slots, instances/socklab-slot-K, made ready once
+ * and reused run after run. A slot is owned by whoever holds an exclusive
+ * flock on its directory: the kernel releases the lock when the owner's
+ * last descriptor closes, however it ends (SIGKILL included), so a killed
+ * run's slot is free again at once, and no name carries a pid. Taking a slot:
+ * the event is disabled (a killed owner left it enabled), the new filter
+ * written, whatever the ring still holds read and thrown away, and only then
+ * is the event enabled; an event stamped before that moment (a previous
+ * owner's, committed on another CPU while it was being disabled) is dropped
+ * when read. Slots 0..TCPST_TRACE_POOL_KEEP-1 (128 KiB per CPU each) are
+ * kept when released; a run that finds them all taken makes a slot beyond
+ * them and removes it when it ends (if it was killed, the next run that
+ * takes that slot does, or tcpst_trace_cleanup). Idle slots are
+ * removed by tcpst_trace_cleanup(1): `socklab serve` at exit, `socklab
+ * cleanup` by hand. The kernel refuses to remove an instance whose
+ * trace_pipe is open, and cleanup only removes a slot it has locked, so a
+ * live run's slot cannot be taken away.
  */
 
 #define TRACEFS "/sys/kernel/tracing"
 #define EVENT "events/sock/inet_sock_set_state"
 #define PREFIX "socklab-"
+#define SLOT_PREFIX "socklab-slot-"
+#define TRACE_POOL_MAX 1024
+#define BUFFER_KB 128
+#define BUFFER_KB_TEXT "128"
 #define READ_BUF 65536
 
 struct tcpst_trace {
 	char dir[PATH_MAX];
-	int fd;
-	char *buf;      /* READ_BUF bytes; a partial last line is kept at the start */
+	int slot;        /* K of the slot's name */
+	int dfd;         /* the slot's directory, flocked: owning the slot */
+	int fd;          /* its trace_pipe */
+	int64_t since_ns; /* when the event was enabled for this owner (CLOCK_MONOTONIC) */
+	char *buf;       /* READ_BUF bytes; a partial last line is kept at the start */
 	size_t have;
 };
+
+/* The slots' name prefix: SOCKLAB_TRACE_POOL when set (tests keep a pool of
+ * their own), else SLOT_PREFIX. NULL, with a message, when it is not a
+ * name cleanup would see. */
+static const char *pool_prefix(char *err, size_t errlen)
+{
+	const char *p = getenv("SOCKLAB_TRACE_POOL");
+	size_t i;
+
+	if (!p || !*p)
+		return SLOT_PREFIX;
+	for (i = 0; p[i]; i++)
+		if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '-'))
+			break;
+	if (p[i] || i > 60 || strncmp(p, SLOT_PREFIX, strlen(SLOT_PREFIX)) != 0) {
+		snprintf(err, errlen,
+			 "SOCKLAB_TRACE_POOL must start with " SLOT_PREFIX
+			 " and hold at most 60 of a-z, 0-9 and -");
+		return NULL;
+	}
+	return p;
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Field 22 of /proc/PID/stat: the process's start time in clock ticks since
  * boot; 0 when the process does not exist. */
@@ -63,19 +120,19 @@ static unsigned long long proc_start_time(long pid)
 	return strtoull(p, NULL, 10);
 }
 
-static int write_file(const char *dir, const char *file, const char *text, char *err,
+/* Write text to file, relative to the slot's directory (dir names it in
+ * messages). */
+static int write_file(int dfd, const char *dir, const char *file, const char *text, char *err,
 		      size_t errlen)
 {
-	char path[PATH_MAX + 64];
 	size_t len = strlen(text);
 	ssize_t n;
 	int fd, e;
 
-	snprintf(path, sizeof path, "%s/%s", dir, file);
-	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	fd = openat(dfd, file, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	if (fd < 0) {
 		e = errno;
-		snprintf(err, errlen, "cannot open %.200s: %s", path, strerror(e));
+		snprintf(err, errlen, "cannot open %.200s/%.100s: %s", dir, file, strerror(e));
 		return -e;
 	}
 	do {
@@ -84,11 +141,28 @@ static int write_file(const char *dir, const char *file, const char *text, char 
 	e = errno;
 	close(fd);
 	if (n != (ssize_t)len) {
-		snprintf(err, errlen, "writing \"%.100s\" to %.200s: %s", text, path,
+		snprintf(err, errlen, "writing \"%.100s\" to %.200s/%.100s: %s", text, dir, file,
 			 n < 0 ? strerror(e) : "short write");
 		return n < 0 ? -e : -EIO;
 	}
 	return 0;
+}
+
+/* The start of file (relative to dfd), NUL-terminated; "" when unreadable. */
+static void read_file(int dfd, const char *file, char *out, size_t outlen)
+{
+	ssize_t n;
+	int fd = openat(dfd, file, O_RDONLY | O_CLOEXEC);
+
+	out[0] = '\0';
+	if (fd < 0)
+		return;
+	do {
+		n = read(fd, out, outlen - 1);
+	} while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n > 0)
+		out[n] = '\0';
 }
 
 /* Make sure tracefs is mounted at TRACEFS; mount it if it is not. */
@@ -115,14 +189,124 @@ static int ensure_tracefs(char *err, size_t errlen)
 	return 0;
 }
 
-int tcpst_trace_open(struct tcpst_trace **out, const char *tag, const char *filter, char *err,
-		     size_t errlen)
+/* Lock the instance at path: its directory's descriptor, flocked, when the
+ * lock was free and path still names the locked directory (a cleanup may
+ * have removed it, or removed and remade it, since it was opened); -EAGAIN
+ * when another process holds it or it went away; another -errno when it
+ * cannot be opened. */
+static int lock_instance(const char *path)
 {
-	struct tcpst_trace *t;
-	char path[PATH_MAX + 64];
+	struct stat a, b;
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd < 0)
+		return -errno;
+	if (flock(dfd, LOCK_EX | LOCK_NB) < 0 || fstat(dfd, &a) < 0 || stat(path, &b) < 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		close(dfd);
+		return -EAGAIN;
+	}
+	return dfd;
+}
+
+/* Take slot k: 1 when it is ours (t->dfd), 0 when someone else has it, or
+ * -errno with a message. Makes the slot when it does not exist. */
+static int slot_take(struct tcpst_trace *t, const char *prefix, int k, char *err, size_t errlen)
+{
 	int rc;
 
+	snprintf(t->dir, sizeof t->dir, TRACEFS "/instances/%.60s%d", prefix, k);
+	rc = lock_instance(t->dir);
+	if (rc == -ENOENT) {
+		if (mkdir(t->dir, 0700) < 0 && errno != EEXIST) {
+			rc = -errno;
+			if (rc == -EACCES || rc == -EPERM)
+				snprintf(err, errlen,
+					 "reading the kernel's TCP state tracepoint needs root "
+					 "(CAP_SYS_ADMIN) to create a tracefs instance");
+			else
+				snprintf(err, errlen, "creating the tracefs instance %.200s: %s",
+					 t->dir, strerror(-rc));
+			return rc;
+		}
+		rc = lock_instance(t->dir);
+	}
+	if (rc == -EAGAIN || rc == -ENOENT)
+		return 0;
+	if (rc < 0) {
+		snprintf(err, errlen, "opening the tracefs instance %.200s: %s", t->dir,
+			 strerror(-rc));
+		return rc;
+	}
+	t->dfd = rc;
+	t->slot = k;
+	return 1;
+}
+
+/* Make the slot we own ready for a new owner: its settings as we need them
+ * (written only when they differ: each write resets the ring), the event off
+ * and filtered, the ring emptied, the pipe open, then the event on. */
+static int slot_prepare(struct tcpst_trace *t, const char *filter, char *err, size_t errlen)
+{
+	char now[512], ignored[128];
+	long kb;
+	int rc;
+
+	read_file(t->dfd, EVENT "/enable", now, sizeof now);
+	if (now[0] != '0') {
+		rc = write_file(t->dfd, t->dir, EVENT "/enable", "0", err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	/* Small per-CPU buffers: a handshake run makes a few dozen events. The
+	 * kernel reports the size it rounded to whole pages (131 for 128); a
+	 * new instance has 1410 or more. */
+	read_file(t->dfd, "buffer_size_kb", now, sizeof now);
+	kb = strtol(now, NULL, 10);
+	if (kb < BUFFER_KB || kb >= 2 * BUFFER_KB) {
+		rc = write_file(t->dfd, t->dir, "buffer_size_kb", BUFFER_KB_TEXT, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	read_file(t->dfd, "trace_clock", now, sizeof now);
+	if (!strstr(now, "[mono]")) {
+		rc = write_file(t->dfd, t->dir, "trace_clock", "mono", err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	/* Wake a reader on the first byte (the file is absent on old kernels). */
+	write_file(t->dfd, t->dir, "buffer_percent", "0", ignored, sizeof ignored);
+	rc = write_file(t->dfd, t->dir, EVENT "/filter", filter && *filter ? filter : "0", err,
+			errlen);
+	if (rc < 0)
+		return rc;
+	t->fd = openat(t->dfd, "trace_pipe", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (t->fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "opening %.200s/trace_pipe: %s", t->dir, strerror(-rc));
+		return rc;
+	}
+	/* What a previous owner left: read and thrown away. */
+	for (;;) {
+		ssize_t n = read(t->fd, t->buf, READ_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+	}
+	t->since_ns = mono_ns();
+	return write_file(t->dfd, t->dir, EVENT "/enable", "1", err, errlen);
+}
+
+int tcpst_trace_open(struct tcpst_trace **out, const char *filter, char *err, size_t errlen)
+{
+	const char *prefix = pool_prefix(err, errlen);
+	struct tcpst_trace *t;
+	int rc = 0, k;
+
 	*out = NULL;
+	if (!prefix)
+		return -EINVAL;
 	rc = ensure_tracefs(err, errlen);
 	if (rc < 0)
 		return rc;
@@ -130,59 +314,33 @@ int tcpst_trace_open(struct tcpst_trace **out, const char *tag, const char *filt
 	if (!t)
 		return -ENOMEM;
 	t->fd = -1;
+	t->dfd = -1;
 	t->buf = malloc(READ_BUF);
 	if (!t->buf) {
 		free(t);
 		return -ENOMEM;
 	}
-	snprintf(t->dir, sizeof t->dir, TRACEFS "/instances/" PREFIX "%.40s-%ld-%llu", tag,
-		 (long)getpid(), proc_start_time((long)getpid()));
-	if (mkdir(t->dir, 0700) < 0) {
-		rc = -errno;
-		if (rc == -EACCES || rc == -EPERM)
-			snprintf(err, errlen,
-				 "reading the kernel's TCP state tracepoint needs root "
-				 "(CAP_SYS_ADMIN) to create a tracefs instance");
-		else
-			snprintf(err, errlen, "creating the tracefs instance %.200s: %s", t->dir,
-				 strerror(-rc));
-		t->dir[0] = '\0';
-		goto out;
-	}
-	/* Small per-CPU buffers: a handshake run makes a few dozen events. */
-	rc = write_file(t->dir, "buffer_size_kb", "128", err, errlen);
-	if (rc == 0)
-		rc = write_file(t->dir, "trace_clock", "mono", err, errlen);
+	for (k = 0; k < TRACE_POOL_MAX && rc == 0; k++)
+		rc = slot_take(t, prefix, k, err, errlen);
 	if (rc == 0) {
-		/* Wake a reader on the first byte (the file is absent on old kernels). */
-		char ignored[64];
-		write_file(t->dir, "buffer_percent", "0", ignored, sizeof ignored);
-		rc = write_file(t->dir, EVENT "/filter", filter && *filter ? filter : "0", err,
-				errlen);
+		snprintf(err, errlen, "all %d tracefs instances are taken", TRACE_POOL_MAX);
+		rc = -EBUSY;
 	}
-	if (rc == 0)
-		rc = write_file(t->dir, EVENT "/enable", "1", err, errlen);
-	if (rc < 0) {
-		if (rc == -ENOENT)
-			snprintf(err, errlen,
-				 "this kernel has no sock:inet_sock_set_state tracepoint");
-		goto out;
-	}
-	snprintf(path, sizeof path, "%s/trace_pipe", t->dir);
-	t->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (t->fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "opening %.200s: %s", path, strerror(-rc));
-		goto out;
-	}
-	rc = 0;
-out:
+	if (rc > 0)
+		rc = slot_prepare(t, filter, err, errlen);
+	if (rc == -ENOENT)
+		snprintf(err, errlen, "this kernel has no sock:inet_sock_set_state tracepoint");
 	if (rc < 0) {
 		tcpst_trace_close(t);
 		return rc;
 	}
 	*out = t;
 	return 0;
+}
+
+const char *tcpst_trace_dir(const struct tcpst_trace *t)
+{
+	return t->dir;
 }
 
 int tcpst_trace_fd(const struct tcpst_trace *t)
@@ -214,7 +372,10 @@ int tcpst_trace_read(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg)
 		p = t->buf;
 		while ((nl = memchr(p, '\n', t->have - (size_t)(p - t->buf)))) {
 			struct tcpst_trace_ev ev;
-			if (tcpst_trace_parse(p, (size_t)(nl - p), &ev) == 1) {
+			/* An event stamped before this owner enabled it is a
+			 * previous owner's. */
+			if (tcpst_trace_parse(p, (size_t)(nl - p), &ev) == 1 &&
+			    ev.t_mono_ns >= t->since_ns) {
 				fn(arg, &ev);
 				events++;
 			}
@@ -231,17 +392,47 @@ void tcpst_trace_close(struct tcpst_trace *t)
 
 	if (!t)
 		return;
-	if (t->dir[0])
-		write_file(t->dir, EVENT "/enable", "0", ignored, sizeof ignored);
-	if (t->fd >= 0)
-		close(t->fd);
-	if (t->dir[0])
-		rmdir(t->dir);
+	if (t->dfd >= 0) {
+		write_file(t->dfd, t->dir, EVENT "/enable", "0", ignored, sizeof ignored);
+		if (t->fd >= 0)
+			close(t->fd);
+		/* Beyond the kept slots: removed while still ours. */
+		if (t->slot >= TCPST_TRACE_POOL_KEEP)
+			rmdir(t->dir);
+		close(t->dfd); /* releases the slot */
+	}
 	free(t->buf);
 	free(t);
 }
 
-int tcpst_trace_cleanup_stale(void)
+/* An instance named socklab-RUNID-PID-START by a build before the pool,
+ * whose process is gone. */
+static int legacy_stale(const char *name)
+{
+	const char *dash2, *dash1;
+	char *end;
+	long pid;
+	unsigned long long start;
+
+	if (strncmp(name, PREFIX, strlen(PREFIX)) != 0 ||
+	    strncmp(name, SLOT_PREFIX, strlen(SLOT_PREFIX)) == 0)
+		return 0;
+	dash2 = strrchr(name, '-');
+	if (!dash2 || dash2 == name)
+		return 0;
+	dash1 = dash2 - 1;
+	while (dash1 > name && *dash1 != '-')
+		dash1--;
+	pid = strtol(dash1 + 1, &end, 10);
+	if (end != dash2 || pid <= 0)
+		return 0;
+	start = strtoull(dash2 + 1, &end, 10);
+	if (*end)
+		return 0;
+	return !(proc_start_time(pid) == start && start != 0);
+}
+
+int tcpst_trace_cleanup(int all)
 {
 	DIR *d = opendir(TRACEFS "/instances");
 	struct dirent *de;
@@ -251,31 +442,30 @@ int tcpst_trace_cleanup_stale(void)
 		return 0;
 	while ((de = readdir(d))) {
 		char path[PATH_MAX];
-		const char *dash2, *dash1;
+		const char *dash;
 		char *end;
-		long pid;
-		unsigned long long start;
+		long k;
+		int dfd;
 
-		if (strncmp(de->d_name, PREFIX, strlen(PREFIX)) != 0)
+		snprintf(path, sizeof path, TRACEFS "/instances/%.200s", de->d_name);
+		if (legacy_stale(de->d_name)) {
+			if (rmdir(path) == 0)
+				removed++;
 			continue;
-		/* ...-PID-START */
-		dash2 = strrchr(de->d_name, '-');
-		if (!dash2 || dash2 == de->d_name)
+		}
+		if (strncmp(de->d_name, SLOT_PREFIX, strlen(SLOT_PREFIX)) != 0)
 			continue;
-		dash1 = dash2 - 1;
-		while (dash1 > de->d_name && *dash1 != '-')
-			dash1--;
-		pid = strtol(dash1 + 1, &end, 10);
-		if (end != dash2 || pid <= 0)
+		dash = strrchr(de->d_name, '-');
+		k = strtol(dash + 1, &end, 10);
+		if (*end || end == dash + 1 || (!all && k < TCPST_TRACE_POOL_KEEP))
 			continue;
-		start = strtoull(dash2 + 1, &end, 10);
-		if (*end)
+		/* Only a slot nobody holds, and removed while we hold it. */
+		dfd = lock_instance(path);
+		if (dfd < 0)
 			continue;
-		if (proc_start_time(pid) == start && start != 0)
-			continue; /* its run is alive */
-		snprintf(path, sizeof path, TRACEFS "/instances/%s", de->d_name);
 		if (rmdir(path) == 0)
 			removed++;
+		close(dfd);
 	}
 	closedir(d);
 	return removed;

@@ -33,12 +33,12 @@ def sanitizer_clean(stderr, what):
         check(bad not in stderr, f"sanitizer report from {what}: {stderr[-800:]}")
 
 
-def hs(*params, extra=(), prefix=(), timeout=60):
+def hs(*params, extra=(), prefix=(), timeout=60, env=None):
     """Run the lab with --json; return (process result, events)."""
     args = [*prefix, BIN, "run", "handshake", "--json", *extra]
     for p in params:
         args += ["-p", p]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     sanitizer_clean(r.stderr, args)
     events = [json.loads(line) for line in r.stdout.splitlines()]
     if events:
@@ -534,11 +534,11 @@ def human_trace_is_in_time_order():
     check(os.path.getsize(pcap) > 24, "the pcap has packets")
 
 
-def run_json_popen(*params, extra=()):
+def run_json_popen(*params, extra=(), env=None):
     args = [BIN, "run", "handshake", "--json", *extra]
     for p in params:
         args += ["-p", p]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def own_only(ev):
@@ -574,40 +574,95 @@ def two_runs_at_once_see_only_their_own():
             check(len(segs(ev)) in (10, 11), f"segment count {len(segs(ev))}")
 
 
-def socklab_instances():
-    try:
-        return {d for d in os.listdir(TRACEFS) if d.startswith("socklab-")}
-    except OSError:
-        return set()
+def flock_holders():
+    """{inode: pid} of every flock the kernel holds now (/proc/locks)."""
+    out = {}
+    with open("/proc/locks") as f:
+        for line in f:
+            # "1: FLOCK  ADVISORY  WRITE 1234 00:0e:9512174 0 EOF" ("->" marks a waiter)
+            parts = line.split()
+            if len(parts) > 5 and parts[1] == "FLOCK":
+                out[int(parts[5].split(":")[2])] = int(parts[4])
+    return out
+
+
+def slot_holder(path):
+    """The pid holding slot path's lock, or None (free)."""
+    return flock_holders().get(os.stat(path).st_ino)
 
 
 @test
-def tracefs_instances_never_outlive_their_run():
+def tracefs_slots_are_given_back_on_every_exit_path():
+    """The tracepoint's tracefs instances are a pool of slots reused run after
+    run; a slot is a run's while it holds the flock on its directory. A pool
+    of this test's own (SOCKLAB_TRACE_POOL), so that no other run on the
+    machine takes or makes its slots."""
+    from harness import Server, events_until_end, start_run
     root()
     if not os.path.isdir(TRACEFS):
         raise Skip("tracefs is not mounted")
-    before = socklab_instances()
-    p = run_json_popen("observe_ms=20000")
-    run_id = None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        check(line, "the run ended early")
-        ev = json.loads(line)
-        run_id = ev["run"]
-        if ev["type"] == "state" and ev.get("to") == "TIME_WAIT":
-            break
-    mine = [d for d in socklab_instances() if d.startswith(f"socklab-{run_id}-")]
-    eq(len(mine), 1, "the running lab's own instance")
-    p.send_signal(signal.SIGKILL)
-    p.communicate(timeout=30)
-    check(mine[0] in socklab_instances(), "a killed run cannot remove its instance")
-    r, ev = hs("scenario=refused")
-    eq(r.returncode, 0, "the next run")
-    # Only this test's runs: other runs on the machine may hold instances now.
-    ours = {d for d in socklab_instances() - before
-            if d.startswith(f"socklab-{run_id}-") or d.startswith(f"socklab-{ev[0]['run']}-")}
-    eq(ours, set(), "the next run removed the leftover and its own")
+    pool = f"socklab-slot-hs{os.getpid()}-"
+    env = dict(os.environ, SOCKLAB_TRACE_POOL=pool)
+    slot0 = os.path.join(TRACEFS, pool + "0")
+
+    def mine():
+        return sorted(d for d in os.listdir(TRACEFS) if d.startswith(pool))
+
+    def refused(what):
+        r, ev = hs("scenario=refused", env=env)
+        eq(r.returncode, 0, f"{what} ({r.stderr[-300:]})")
+        eq(kstates(ev, "client"), ["CLOSED>SYN_SENT", "SYN_SENT>CLOSED"], f"{what}: its own states")
+        eq(kstates(ev, "server"), [], f"{what}: nobody listens")
+
+    srv = None
+    try:
+        refused("the first run")
+        eq(mine(), [pool + "0"], "one slot, made by the first run and kept")
+        eq(slot_holder(slot0), None, "a run that ended gave its slot back")
+
+        # SIGKILL while it holds the slot: the kernel drops the lock with the process.
+        p = run_json_popen("observe_ms=20000", env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            check(line, "the run ended early")
+            ev = json.loads(line)
+            if ev["type"] == "state" and ev.get("to") == "TIME_WAIT":
+                break
+        eq(slot_holder(slot0), p.pid, "the running lab holds slot 0")
+        p.send_signal(signal.SIGKILL)
+        p.communicate(timeout=30)
+        eq(mine(), [pool + "0"], "the killed run's slot is still there")
+        eq(slot_holder(slot0), None, "and free")
+        refused("the run after the killed one")
+        eq(mine(), [pool + "0"], "it reused the slot (the killed run's events were not its)")
+
+        r = subprocess.run([BIN, "cleanup"], capture_output=True, text=True, timeout=60)
+        eq(r.returncode, 0, f"socklab cleanup ({r.stderr})")
+        check(re.match(r"socklab cleanup: removed [1-9][0-9]* idle tracefs instance", r.stdout),
+              f"cleanup says how many it removed: {r.stdout!r}")
+        eq(mine(), [], "socklab cleanup removed the idle slot")
+
+        # The server: its runs' slots are kept while it serves, removed when it exits.
+        srv = Server(env=env)
+
+        async def one_run():
+            async with srv.connect() as ws:
+                run_id = await start_run(ws, {"scenario": "refused"}, lab="handshake")
+                return await events_until_end(ws, run_id)
+        ev = asyncio.run(one_run())
+        eq(ev[-1]["status"], "ok", "the server's run")
+        eq(mine(), [pool + "0"], "kept while the server serves")
+        srv.stop()
+        eq(mine(), [], "socklab serve removed its idle slots at exit")
+    finally:
+        if srv:
+            srv.cleanup()
+        for d in mine():
+            try:
+                os.rmdir(os.path.join(TRACEFS, d))
+            except OSError:
+                pass
 
 
 @test

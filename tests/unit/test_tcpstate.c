@@ -1,16 +1,20 @@
-/* test_tcpstate.c: state names, the RFC 9293 inference per close pattern, recorded tracepoint text, live tracefs and sock_diag. */
+/* test_tcpstate.c: state names, the RFC 9293 inference per close pattern, recorded tracepoint text, live tracefs (the pool of instances) and sock_diag. */
 #include "unit.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "decode/decode.h"
@@ -24,6 +28,11 @@
 #define P DEC_TCP_PSH
 
 static int privileged;
+/* This binary's own pool of tracefs slots (SOCKLAB_TRACE_POOL), so
+ * that no run on the machine takes the slots it reuses. */
+static char pool[64];
+
+#define INSTANCES "/sys/kernel/tracing/instances/"
 
 /* One segment of a scripted exchange: who sent it and its header. */
 struct seg {
@@ -246,12 +255,16 @@ struct collect {
 	int n;
 	char text[1024];
 	uint16_t port;
+	uint16_t other_port; /* events of this port (either end) are counted in other */
+	int other;
 };
 
 static void on_trace(void *arg, const struct tcpst_trace_ev *ev)
 {
 	struct collect *c = arg;
 
+	if (c->other_port && (ev->sport == c->other_port || ev->dport == c->other_port))
+		c->other++;
 	if (ev->sport != c->port)
 		return;
 	snprintf(c->text + strlen(c->text), sizeof c->text - strlen(c->text), "%s%s>%s",
@@ -283,76 +296,280 @@ static int count_instances(const char *prefix)
 	return n;
 }
 
-/* A real connection in a private namespace, watched through a tracefs
- * instance; the instance disappears on close; sock_diag shows TIME_WAIT. */
-static void live_tracepoint_and_diag(void **state)
+/* Whether a process holds the flock of instance dir (0 or 1). */
+static int instance_locked(const char *dir)
 {
-	struct tcpst_trace *t;
-	struct collect col;
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t al = sizeof a;
-	char err[256] = "", dir[128];
-	int l, c, s, i;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), locked;
 
-	if (!privileged)
-		skip();
-	memset(&col, 0, sizeof col);
+	assert_true(fd >= 0);
+	locked = flock(fd, LOCK_EX | LOCK_NB) < 0;
+	close(fd);
+	return locked;
+}
+
+/* Bind a TCP socket to 127.0.0.1 port 0; the port it got in *port. */
+static int bound_socket(uint16_t *port)
+{
+	struct sockaddr_in b = {.sin_family = AF_INET};
+	socklen_t bl = sizeof b;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	inet_pton(AF_INET, "127.0.0.1", &b.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&b, sizeof b), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&b, &bl), 0);
+	*port = ntohs(b.sin_port);
+	return fd;
+}
+
+/* Client c (bound) connects to a new listener and closes first: five
+ * transitions of c on the tracepoint. */
+static void connect_and_close(int c)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	uint16_t lport;
+	int l = bound_socket(&lport), s;
+	char b;
+
+	a.sin_port = htons(lport);
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-	getsockname(l, (struct sockaddr *)&a, &al);
-	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	{
-		struct sockaddr_in b = {.sin_family = AF_INET};
-		socklen_t bl = sizeof b;
-		inet_pton(AF_INET, "127.0.0.1", &b.sin_addr);
-		assert_int_equal(bind(c, (struct sockaddr *)&b, sizeof b), 0);
-		getsockname(c, (struct sockaddr *)&b, &bl);
-		col.port = ntohs(b.sin_port);
-	}
-	snprintf(dir, sizeof dir, "sport == %u || dport == %u", col.port, col.port);
-	if (tcpst_trace_open(&t, "unittest", dir, err, sizeof err) < 0)
-		fail_msg("tcpst_trace_open: %s", err);
 	assert_int_equal(listen(l, 1), 0);
 	assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof a), 0);
 	s = accept(l, NULL, NULL);
 	assert_true(s >= 0);
 	close(c);
-	{
-		char b;
-		assert_int_equal(recv(s, &b, 1, 0), 0);
-	}
+	assert_int_equal(recv(s, &b, 1, 0), 0);
 	close(s);
 	close(l);
-	for (i = 0; i < 100 && col.n < 5; i++) {
+}
+
+static void read_until(struct tcpst_trace *t, struct collect *col, int n)
+{
+	int i;
+
+	for (i = 0; i < 100 && col->n < n; i++) {
 		struct pollfd p = {tcpst_trace_fd(t), POLLIN, 0};
 		poll(&p, 1, 20);
-		assert_true(tcpst_trace_read(t, on_trace, &col) >= 0);
+		assert_true(tcpst_trace_read(t, on_trace, col) >= 0);
 	}
+}
+
+/* A real connection in a private namespace, watched through a tracefs
+ * instance of the pool; the slot stays, given back, on close; sock_diag
+ * shows TIME_WAIT. */
+static void live_tracepoint_and_diag(void **state)
+{
+	struct tcpst_trace *t;
+	struct collect col;
+	char err[256] = "", filter[128], dir[256];
+	struct stat st;
+	int c;
+
+	if (!privileged)
+		skip();
+	memset(&col, 0, sizeof col);
+	c = bound_socket(&col.port);
+	snprintf(filter, sizeof filter, "sport == %u || dport == %u", col.port, col.port);
+	if (tcpst_trace_open(&t, filter, err, sizeof err) < 0)
+		fail_msg("tcpst_trace_open: %s", err);
+	snprintf(dir, sizeof dir, INSTANCES "%s0", pool);
+	assert_string_equal(tcpst_trace_dir(t), dir);
+	assert_int_equal(instance_locked(dir), 1);
+	connect_and_close(c);
+	read_until(t, &col, 5);
 	assert_string_equal(col.text, "CLOSED>SYN_SENT SYN_SENT>ESTABLISHED ESTABLISHED>FIN_WAIT_1 "
 				      "FIN_WAIT_1>FIN_WAIT_2 FIN_WAIT_2>CLOSED");
-	snprintf(dir, sizeof dir, "socklab-unittest-%ld-", (long)getpid());
-	assert_int_equal(count_instances(dir), 1);
 	tcpst_trace_close(t);
-	assert_int_equal(count_instances(dir), 0);
+	/* Kept for the next owner, and free. */
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(instance_locked(dir), 0);
 	/* The closed client sits in TIME_WAIT with the kernel's timer running. */
 	col.n = 0;
 	assert_true(tcpst_diag_dump(AF_INET, on_diag, &col, err, sizeof err) >= 1);
 	assert_int_equal(col.n, 1);
 }
 
-/* An instance whose owner is gone is removed; the tracepoint stays usable. */
-static void stale_instances_are_removed(void **state)
+/* Entries a slot's ring holds now, over every CPU. */
+static long ring_entries(const char *dir)
 {
-	const char *stale = "/sys/kernel/tracing/instances/socklab-deadbeef-999999999-12345";
+	char path[512], line[256];
+	long n = 0;
+	int cpu;
+
+	for (cpu = 0; cpu < 4096; cpu++) {
+		FILE *f;
+		snprintf(path, sizeof path, "%s/per_cpu/cpu%d/stats", dir, cpu);
+		f = fopen(path, "r");
+		if (!f)
+			break;
+		while (fgets(line, sizeof line, f))
+			if (!strncmp(line, "entries: ", 9))
+				n += strtol(line + 9, NULL, 10);
+		fclose(f);
+	}
+	return n;
+}
+
+/* A run killed while it owns a slot leaves its event enabled and its
+ * transitions unread in the ring. The next owner of the slot, even asking
+ * for the very same ports, is given none of them: only its own. */
+static void a_killed_owners_events_never_reach_the_next(void **state)
+{
+	int attempt;
+
+	if (!privileged)
+		skip();
+	for (attempt = 0; attempt < 3; attempt++) {
+		struct tcpst_trace *t;
+		struct collect col;
+		char err[256] = "", filter[256], dir[256], path[512], enabled[8] = "";
+		struct stat before, after;
+		uint16_t old_port;
+		int pp[2], status, c, fd;
+		pid_t pid;
+
+		assert_int_equal(pipe(pp), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			/* The run that is killed: it never reads, never closes. */
+			uint16_t port;
+			int cc = bound_socket(&port), i;
+			struct tcpst_trace *ct;
+
+			snprintf(filter, sizeof filter, "sport == %u || dport == %u", port, port);
+			if (tcpst_trace_open(&ct, filter, err, sizeof err) < 0)
+				_exit(2);
+			connect_and_close(cc);
+			for (i = 0; i < 100 && ring_entries(tcpst_trace_dir(ct)) < 5; i++)
+				usleep(10000);
+			if (write(pp[1], &port, sizeof port) != sizeof port)
+				_exit(3);
+			raise(SIGKILL);
+		}
+		close(pp[1]);
+		assert_int_equal(read(pp[0], &old_port, sizeof old_port), (ssize_t)sizeof old_port);
+		close(pp[0]);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+		snprintf(dir, sizeof dir, INSTANCES "%s0", pool);
+		assert_int_equal(stat(dir, &before), 0);
+		assert_int_equal(instance_locked(dir), 0); /* the kernel let go of it */
+		assert_true(ring_entries(dir) >= 5);       /* the dead run's transitions */
+		snprintf(path, sizeof path, "%s/events/sock/inet_sock_set_state/enable", dir);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		assert_true(fd >= 0);
+		assert_int_equal(read(fd, enabled, 1), 1);
+		close(fd);
+		assert_string_equal(enabled, "1");
+
+		memset(&col, 0, sizeof col);
+		c = bound_socket(&col.port);
+		col.other_port = old_port;
+		snprintf(filter, sizeof filter,
+			 "sport == %u || dport == %u || sport == %u || dport == %u", old_port,
+			 old_port, col.port, col.port);
+		if (tcpst_trace_open(&t, filter, err, sizeof err) < 0)
+			fail_msg("tcpst_trace_open: %s", err);
+		assert_int_equal(stat(tcpst_trace_dir(t), &after), 0);
+		if (strcmp(tcpst_trace_dir(t), dir) || after.st_ino != before.st_ino) {
+			/* A cleanup elsewhere removed the idle slot: not the
+			 * reuse this test is about. Again. */
+			tcpst_trace_close(t);
+			close(c);
+			continue;
+		}
+		connect_and_close(c);
+		read_until(t, &col, 5);
+		assert_string_equal(col.text,
+				    "CLOSED>SYN_SENT SYN_SENT>ESTABLISHED ESTABLISHED>FIN_WAIT_1 "
+				    "FIN_WAIT_1>FIN_WAIT_2 FIN_WAIT_2>CLOSED");
+		/* Everything the pipe delivered was read: none of the dead run's. */
+		assert_true(tcpst_trace_read(t, on_trace, &col) >= 0);
+		assert_int_equal(col.other, 0);
+		tcpst_trace_close(t);
+		return;
+	}
+	fail_msg("the slot was removed under the test three times");
+}
+
+/* Runs at once beyond the 16 kept slots get slots of their own, removed when
+ * they end; the kept ones stay for the next runs. */
+static void slots_beyond_the_kept_ones_are_removed(void **state)
+{
+	struct tcpst_trace *t[TCPST_TRACE_POOL_KEEP + 1];
+	char err[256] = "", dir[256];
+	struct stat st;
+	int i;
+
+	if (!privileged)
+		skip();
+	for (i = 0; i <= TCPST_TRACE_POOL_KEEP; i++)
+		if (tcpst_trace_open(&t[i], "sport == 1", err, sizeof err) < 0)
+			fail_msg("tcpst_trace_open %d: %s", i, err);
+	snprintf(dir, sizeof dir, INSTANCES "%s%d", pool, TCPST_TRACE_POOL_KEEP);
+	assert_string_equal(tcpst_trace_dir(t[TCPST_TRACE_POOL_KEEP]), dir);
+	assert_int_equal(count_instances(pool), TCPST_TRACE_POOL_KEEP + 1);
+	for (i = 0; i <= TCPST_TRACE_POOL_KEEP; i++)
+		tcpst_trace_close(t[i]);
+	assert_int_equal(stat(dir, &st), -1);
+	assert_int_equal(count_instances(pool), TCPST_TRACE_POOL_KEEP);
+}
+
+/* Cleanup: an instance of a build before the pool whose owner is gone, and
+ * an idle slot beyond the kept ones (a killed run's), always; idle kept
+ * slots only when asked for all; a slot in use never. */
+static void cleanup_removes_only_idle_instances(void **state)
+{
+	const char *stale = INSTANCES "socklab-deadbeef-999999999-12345";
+	struct tcpst_trace *t;
+	char err[256] = "", beyond[256], kept[256], used[256];
 	struct stat st;
 
 	if (!privileged)
 		skip();
-	if (mkdir(stale, 0700) < 0)
-		fail_msg("mkdir %s: %s", stale, strerror(errno));
-	assert_true(tcpst_trace_cleanup_stale() >= 1);
+	snprintf(beyond, sizeof beyond, INSTANCES "%s%d", pool, TCPST_TRACE_POOL_KEEP + 3);
+	snprintf(kept, sizeof kept, INSTANCES "%s1", pool);
+	if (mkdir(stale, 0700) < 0 || mkdir(beyond, 0700) < 0)
+		fail_msg("mkdir: %s", strerror(errno));
+	if (stat(kept, &st) < 0 && mkdir(kept, 0700) < 0)
+		fail_msg("mkdir %s: %s", kept, strerror(errno));
+	if (tcpst_trace_open(&t, "sport == 1", err, sizeof err) < 0)
+		fail_msg("tcpst_trace_open: %s", err);
+	snprintf(used, sizeof used, "%s", tcpst_trace_dir(t));
+	assert_true(strcmp(used, kept) != 0);
+	assert_true(tcpst_trace_cleanup(0) >= 2);
 	assert_int_equal(stat(stale, &st), -1);
+	assert_int_equal(stat(beyond, &st), -1);
+	assert_int_equal(stat(kept, &st), 0);
+	/* All: other idle slots on this machine go too, and are made again by
+	 * the runs that need them. */
+	assert_true(tcpst_trace_cleanup(1) >= 1);
+	assert_int_equal(stat(kept, &st), -1);
+	assert_int_equal(stat(used, &st), 0);
+	tcpst_trace_close(t);
+}
+
+/* This binary's slots, removed at the end. */
+static int remove_pool(void **state)
+{
+	DIR *d;
+	struct dirent *de;
+	char path[512];
+
+	if (!privileged)
+		return 0;
+	d = opendir(INSTANCES);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, pool, strlen(pool))) {
+			snprintf(path, sizeof path, INSTANCES "%s", de->d_name);
+			rmdir(path);
+		}
+	closedir(d);
+	return 0;
 }
 
 int main(void)
@@ -367,12 +584,16 @@ int main(void)
 		cmocka_unit_test(sequence_numbers_wrap),
 		cmocka_unit_test(recorded_trace_pipe),
 		cmocka_unit_test(live_tracepoint_and_diag),
-		cmocka_unit_test(stale_instances_are_removed),
+		cmocka_unit_test(a_killed_owners_events_never_reach_the_next),
+		cmocka_unit_test(slots_beyond_the_kept_ones_are_removed),
+		cmocka_unit_test(cleanup_removes_only_idle_instances),
 	};
 	char err[256];
 
 	privileged = geteuid() == 0 && sandbox_netns_enter(err, sizeof err) == 0;
 	if (!privileged)
 		fprintf(stderr, "# live tracepoint tests skipped: they need root\n");
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	snprintf(pool, sizeof pool, "socklab-slot-unit%ld-", (long)getpid());
+	setenv("SOCKLAB_TRACE_POOL", pool, 1);
+	return cmocka_run_group_tests(tests, NULL, remove_pool);
 }
