@@ -294,7 +294,8 @@ static int slot_prepare(struct tcpst_trace *t, const char *filter, char *err, si
 		if (n <= 0)
 			break;
 	}
-	t->since_ns = mono_ns();
+	/* trace_pipe prints stamps in microseconds: compare in whole ones. */
+	t->since_ns = mono_ns() / 1000 * 1000;
 	return write_file(t->dfd, t->dir, EVENT "/enable", "1", err, errlen);
 }
 
