@@ -638,6 +638,7 @@ def tracefs_slots_are_given_back_on_every_exit_path():
         eq(mine(), [pool + "0"], "it reused the slot (the killed run's events were not its)")
 
         r = subprocess.run([BIN, "cleanup"], capture_output=True, text=True, timeout=60)
+        sanitizer_clean(r.stderr, "socklab cleanup")
         eq(r.returncode, 0, f"socklab cleanup ({r.stderr})")
         check(re.match(r"socklab cleanup: removed [1-9][0-9]* idle tracefs instance", r.stdout),
               f"cleanup says how many it removed: {r.stdout!r}")
