@@ -22,6 +22,16 @@
  * hands frames over a ring block at a time, up to CAP_DELAY_MS late). */
 #define OBS_HORIZON_NS ((int64_t)CAP_DELAY_MS * 1000000)
 #define OBS_MAX_PENDING 65536
+/* A lab's own records (obs_record: a program's calls, output and exit) are
+ * its evidence and are never refused for want of room while the observer
+ * runs: the lab thread that queues one waits for room instead (the program
+ * behind it then waits for the lab), at most OBS_RECORD_WAIT_NS at a time;
+ * after such a wait it may use OBS_RECORD_SPARE items beyond the bound
+ * (a lab holding delivery back itself, obs_hold, must not wait forever).
+ * Only past that is a record refused, and counted apart from frames
+ * (obs_records_lost). */
+#define OBS_RECORD_WAIT_NS (2000 * 1000000LL)
+#define OBS_RECORD_SPARE 65536
 /* How far behind real time a lab that has not caught up (obs_caught_up) may
  * hold delivery back. */
 #define OBS_LAB_LAG_MAX_NS (500 * 1000000LL)
@@ -150,11 +160,15 @@ struct obs {
 	int diag_due; /* sample now: a socket may have just become a timewait socket */
 	int64_t dump_from_ns; /* when the sock_diag dump running now began */
 
-	pthread_mutex_t lock; /* guards pend, n_pend, cap_pend, order, dropped, holds */
+	pthread_mutex_t lock; /* guards pend, n_pend, cap_pend, order, dropped, holds,
+			       * records_lost, closing */
+	pthread_cond_t room;  /* signalled when delivery takes items from pend */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	uint64_t order;
-	uint64_t dropped; /* items refused because the queue was full */
+	uint64_t dropped;      /* frames, states or samples refused: the queue was full */
+	uint64_t records_lost; /* lab records refused even after waiting (see above) */
+	int closing;           /* the thread is being stopped: nobody waits for room */
 };
 
 int64_t obs_now_ns(void)
@@ -184,16 +198,39 @@ static void pend_free(struct obs *o, struct pending *p)
 		o->cfg.free_rec(p->u.rec);
 }
 
+/* Wait, with o->lock held, until the queue has room for a record or
+ * OBS_RECORD_WAIT_NS has passed; 1 when it has room. Never on the
+ * observer's own thread (it is what makes room), nor once it is stopping. */
+static int wait_for_room(struct obs *o)
+{
+	struct timespec until;
+
+	if (!o->running || o->closing || pthread_equal(pthread_self(), o->tid))
+		return o->n_pend < OBS_MAX_PENDING;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += OBS_RECORD_WAIT_NS / 1000000000;
+	while (o->n_pend >= OBS_MAX_PENDING && !o->closing)
+		if (pthread_cond_timedwait(&o->room, &o->lock, &until) == ETIMEDOUT)
+			break;
+	return o->n_pend < OBS_MAX_PENDING;
+}
+
 static int pend_push(struct obs *o, struct pending *p)
 {
 	int rc = 0;
+	size_t bound = OBS_MAX_PENDING;
 
 	pthread_mutex_lock(&o->lock);
+	if (p->kind == OBS_RECORD && o->n_pend >= OBS_MAX_PENDING && !wait_for_room(o))
+		bound += OBS_RECORD_SPARE;
 	if (o->n_pend == o->cap_pend) {
 		size_t cap = o->cap_pend ? o->cap_pend * 2 : 256;
-		struct pending *n = cap > OBS_MAX_PENDING ? NULL : realloc(o->pend, cap * sizeof *n);
+		struct pending *n = cap > bound ? NULL : realloc(o->pend, cap * sizeof *n);
 		if (!n) {
-			o->dropped++;
+			if (p->kind == OBS_RECORD)
+				o->records_lost++;
+			else
+				o->dropped++;
 			rc = -ENOMEM;
 			goto out;
 		}
@@ -681,6 +718,8 @@ static void deliver_until(struct obs *o, int64_t horizon)
 					o->pend[keep++] = o->pend[i];
 			}
 			o->n_pend = keep;
+			if (n)
+				pthread_cond_broadcast(&o->room);
 		}
 	}
 	pthread_mutex_unlock(&o->lock);
@@ -958,6 +997,14 @@ static struct obs *obs_alloc(const struct obs_config *cfg)
 	o->stop_fd = -1;
 	o->kick_fd = -1;
 	pthread_mutex_init(&o->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&o->room, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	o->n_w = (int)cfg->n_socks;
 	for (i = 0; i < o->n_w; i++)
 		sockw_init(&o->w[i], &cfg->socks[i], NULL);
@@ -1058,6 +1105,15 @@ fail:
 	return rc;
 }
 
+/* No lab thread waits for room once the observer's thread is stopping. */
+static void stop_waiters(struct obs *o)
+{
+	pthread_mutex_lock(&o->lock);
+	o->closing = 1;
+	pthread_cond_broadcast(&o->room);
+	pthread_mutex_unlock(&o->lock);
+}
+
 void obs_stop(struct obs *o)
 {
 	uint64_t one = 1;
@@ -1071,6 +1127,7 @@ void obs_stop(struct obs *o)
 	if (o->stopped)
 		return;
 	if (o->running) {
+		stop_waiters(o);
 		if (write(o->stop_fd, &one, sizeof one) < 0) {
 			/* eventfd writes do not fail with a counter this small */
 		}
@@ -1098,6 +1155,7 @@ void obs_destroy(struct obs *o)
 		return;
 	if (o->running) {
 		uint64_t one = 1;
+		stop_waiters(o);
 		if (write(o->stop_fd, &one, sizeof one) < 0) {
 			/* as above */
 		}
@@ -1120,6 +1178,7 @@ void obs_destroy(struct obs *o)
 	for (i = 0; i < o->n_pend; i++)
 		pend_free(o, &o->pend[i]);
 	free(o->pend);
+	pthread_cond_destroy(&o->room);
 	pthread_mutex_destroy(&o->lock);
 	free(o);
 }
@@ -1191,6 +1250,18 @@ void obs_tcp_info(struct obs *o, int sock, int fd)
 	p.u.seen.src = OBS_SRC_TCP_INFO;
 	p.u.seen.listed_from_ns = p.t_ns;
 	pend_push(o, &p);
+}
+
+uint64_t obs_records_lost(struct obs *o)
+{
+	uint64_t n;
+
+	if (!o)
+		return 0;
+	pthread_mutex_lock(&o->lock);
+	n = o->records_lost;
+	pthread_mutex_unlock(&o->lock);
+	return n;
 }
 
 int obs_record(struct obs *o, int64_t t_ns, void *rec)

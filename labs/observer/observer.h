@@ -241,8 +241,15 @@ int obs_capture_report(struct obs *o, struct ev_emitter *em, json_t *summary);
 void obs_tcp_info(struct obs *o, int sock, int fd);
 
 /* Queue rec, stamped t_ns, to be delivered in time order (OBS_RECORD). The
- * observer owns rec from now on. 0 or -ENOMEM (rec freed). */
+ * observer owns rec from now on. A record is the lab's own evidence: when the
+ * queue is full the calling thread waits for room (so whatever feeds the lab
+ * waits too) rather than lose it. 0, or -ENOMEM (rec freed, counted in
+ * obs_records_lost) only when even a wait of seconds and a spare allowance
+ * did not make room. */
 int obs_record(struct obs *o, int64_t t_ns, void *rec);
+
+/* Records obs_record refused (see there): 0 unless the observer was stuck. */
+uint64_t obs_records_lost(struct obs *o);
 
 /* Watch one more socket, from now on, like one of cfg.socks (opts may be NULL;
  * cfg.watch_later
