@@ -229,7 +229,7 @@ static int pend_push(struct obs *o, struct pending *p)
 		if (!n) {
 			if (p->kind == OBS_RECORD)
 				o->records_lost++;
-			else
+			else if (p->kind != OBS_CALL) /* a call is emitted at once instead */
 				o->dropped++;
 			rc = -ENOMEM;
 			goto out;
