@@ -242,3 +242,23 @@ const struct class_msg *class_ring_get(const struct class_ring *r, uint64_t pos)
 		return NULL;
 	return r->slot[pos % r->cap];
 }
+
+int class_msg_event(const unsigned char *msg, size_t len, const char *run, long long *seq)
+{
+	static const char head[] = "{\"v\":1,\"run\":\"", mid[] = "\",\"seq\":";
+	size_t rl = strlen(run), at = sizeof head - 1, n = 0;
+	long long v = 0;
+
+	if (len < at + rl + sizeof mid || memcmp(msg, head, at) || memcmp(msg + at, run, rl) ||
+	    memcmp(msg + at + rl, mid, sizeof mid - 1))
+		return 0;
+	for (at += rl + sizeof mid - 1; at < len && msg[at] >= '0' && msg[at] <= '9'; at++) {
+		if (++n > 15)
+			return 0;
+		v = v * 10 + (msg[at] - '0');
+	}
+	if (!n || at >= len || (msg[at] != ',' && msg[at] != '}'))
+		return 0;
+	*seq = v;
+	return 1;
+}

@@ -85,4 +85,10 @@ const struct class_msg *class_ring_get(const struct class_ring *r, uint64_t pos)
 /* Drop every entry (a new class run starts); indices keep counting up. */
 void class_ring_clear(struct class_ring *r);
 
+/* Whether the message (len bytes, not NUL-terminated) is an event line of
+ * run (EV_RUN_ID_LEN hex digits): our emitter starts every line with
+ * {"v":1,"run":"ID","seq":N (labs/event.h). 1 with its seq in *seq, else 0.
+ * The class ring holds a class run's events as those lines. */
+int class_msg_event(const unsigned char *msg, size_t len, const char *run, long long *seq);
+
 #endif

@@ -96,6 +96,21 @@ static int write_json_now(struct ws_session *s, json_t *o)
 	return n < 0 ? -1 : 1;
 }
 
+/* A student that rejoined has this event already (skip_run up to
+ * skip_seq): 1 to pass over it. The first newer event of that run ends the
+ * skipping: a run's events are in the ring in seq order. */
+static int ring_skip(struct ws_session *s, const struct class_msg *m, size_t pre)
+{
+	long long seq;
+
+	if (!class_msg_event(m->buf + pre, m->len, s->skip_run, &seq))
+		return 0;
+	if (seq <= s->skip_seq)
+		return 1;
+	s->skipping = 0;
+	return 0;
+}
+
 /* One class message for s, in the writeable callback (one message per
  * callback). Returns 1 after writing, 0 when nothing was due, -1 to close. */
 int ws_class_write(struct ws_session *s)
@@ -108,6 +123,7 @@ int ws_class_write(struct ws_session *s)
 
 	if (s->need_resync || s->ring_pos < c->ring.tail) {
 		s->need_resync = 0;
+		s->skipping = 0;
 		s->ring_pos = c->ring.head;
 		return write_json_now(s, json_pack("{s:s, s:s, s:s?, s:b}", "type", "class.resync",
 						   "class", c->code, "run",
@@ -132,12 +148,14 @@ int ws_class_write(struct ws_session *s)
 			ws_cluster_names(c, json_object_get(o, "names"), WS_MEMBERS_LISTED);
 		return write_json_now(s, o);
 	}
-	m = class_ring_get(&c->ring, s->ring_pos);
+	while ((m = class_ring_get(&c->ring, s->ring_pos)) != NULL && s->skipping &&
+	       ring_skip(s, m, c->ring.pre))
+		s->ring_pos++;
 	if (!m)
 		return 0;
 	s->ring_pos++;
 	next = class_ring_get(&c->ring, s->ring_pos);
-	if (!next || m->len + next->len + 3 > WS_BATCH_BYTES) {
+	if (!next || s->skipping || m->len + next->len + 3 > WS_BATCH_BYTES) {
 		/* The usual case: one message. The entry is shared by every
 		 * reader: lws writes the frame header into the headroom in front
 		 * of it and sends it at once (or keeps its own copy of what the
@@ -471,15 +489,62 @@ static int member_valid(const json_t *v)
 	return 1;
 }
 
+/* The highest "seq" a rejoining page may name (as class.view's pos). */
+#define WS_AFTER_SEQ_MAX 100000000
+
+/* A student that rejoins with "after" (the last event of a class run its
+ * page has: after a reload, or when its replica went and the balancer sent
+ * it to another) continues right after that event, from the ring, missing
+ * none and sent none twice. 1 when it does; 0 when the ring no longer holds
+ * what follows (the page reads the run from its bundle and drops what it
+ * has by seq, as a late joiner does). */
+static int class_resume(struct ws_class *c, struct ws_session *s, const char *run, long long seq)
+{
+	/* The ring has held the class run since its notice: every event of
+	 * it is there, or still to come, in seq order. */
+	int whole = !strcmp(run, c->run) && c->run_pos >= c->ring.tail;
+	uint64_t p = whole ? c->run_pos : c->ring.tail, next = 0;
+	const struct class_msg *m;
+	long long q;
+
+	for (; p < c->ring.head; p++) {
+		m = class_ring_get(&c->ring, p);
+		if (!m || !class_msg_event(m->buf + c->ring.pre, m->len, run, &q))
+			continue;
+		if (q == seq) {
+			s->ring_pos = p + 1;
+			return 1;
+		}
+		if (q > seq)
+			return 0; /* the ring starts after it: what lies between is gone */
+		next = p + 1;
+	}
+	if (!whole)
+		return 0;
+	/* This replica has not had that event yet (a follower reads the run
+	 * from the stream, behind the replica the page came from): it goes on
+	 * after the last event it has, passing over those the page has. */
+	s->ring_pos = next ? next : c->run_pos;
+	s->skipping = 1;
+	s->skip_seq = seq;
+	memcpy(s->skip_run, run, sizeof s->skip_run);
+	return 1;
+}
+
 void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 {
 	struct ws_server *srv = s->srv;
 	const char *code_in = json_string_value(json_object_get(msg, "class"));
 	const char *name_in = json_string_value(json_object_get(msg, "name"));
 	const json_t *member_in = json_object_get(msg, "member");
+	const json_t *after = json_object_get(msg, "after");
+	const char *after_run = NULL;
+	long long after_seq = 0;
 	char code[CLASS_CODE_LEN + 1], m[200];
 	struct ws_class *c;
 	uint64_t *mem;
+	json_t *o;
+	int resumed = 0;
 
 	if (s->cls) {
 		ws_send_error(s, "bad_request", NULL,
@@ -512,6 +577,21 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 			 WS_MEMBER_LEN, MEMBER_ALPHABET);
 		ws_send_error(s, "bad_param", "member", m, tag, NULL);
 		return;
+	}
+	if (after && !json_is_null(after)) {
+		const json_t *run = json_object_get(after, "run"), *seq = json_object_get(after, "seq");
+		if (!json_is_object(after) || !json_is_string(run) ||
+		    !ev_valid_run_id(json_string_value(run)) || !json_is_integer(seq) ||
+		    json_integer_value(seq) < 0 || json_integer_value(seq) > WS_AFTER_SEQ_MAX) {
+			snprintf(m, sizeof m,
+				 "'after' must be {\"run\": a run id (%d hex digits), \"seq\": the "
+				 "last event of it this page has (0 to %d)}, or left out",
+				 EV_RUN_ID_LEN, WS_AFTER_SEQ_MAX);
+			ws_send_error(s, "bad_param", "after", m, tag, NULL);
+			return;
+		}
+		after_run = json_string_value(run);
+		after_seq = (long long)json_integer_value(seq);
 	}
 	c = ws_class_find(srv, code);
 	/* --nats: a class another replica holds is followed from here. */
@@ -561,13 +641,25 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	s->ring_pos = c->ring.head;
 	s->view_sent = c->view_ver;
 	s->need_resync = 0;
+	s->skipping = 0;
+	if (after_run)
+		resumed = class_resume(c, s, after_run, after_seq);
 	http_count(srv->ctr, HTTP_C_CLASS_VIEWERS, 1);
 	ws_class_members_changed(c);
-	ws_send_json(s, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:O?, s:o, s:s?}", "type",
-				  "class.joined", "class", c->code, "name", s->name, "member",
-				  s->member, "instructor", c->teacher[0] ? c->teacher : NULL, "run",
-				  c->run[0] ? c->run : NULL, "live", c->run_live, "run_info",
-				  c->run_msg, "view", ws_class_view_json(c), "tag", tag));
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:O?, s:o, s:s?}", "type",
+		      "class.joined", "class", c->code, "name", s->name, "member", s->member,
+		      "instructor", c->teacher[0] ? c->teacher : NULL, "run",
+		      c->run[0] ? c->run : NULL, "live", c->run_live, "run_info", c->run_msg, "view",
+		      ws_class_view_json(c), "tag", tag);
+	/* "resumed": the events after "after" follow from here (else the page
+	 * reads the run from its bundle); "replica": --nats, which one this is. */
+	if (o && after_run)
+		json_object_set_new(o, "resumed", json_boolean(resumed));
+	if (o && ws_cluster_replica(srv))
+		json_object_set_new(o, "replica", json_string(ws_cluster_replica(srv)));
+	ws_send_json(s, o);
+	if (resumed)
+		ws_want_write(s->wsi);
 	if (c->remote) {
 		/* The question that is up, as the class's home said. */
 		json_t *q = c->quiz_notice;
@@ -649,6 +741,7 @@ void ws_class_run_started(struct ws_class *c, const char *id, const char *lab,
 	ws_class_bump_view(c);
 	if (c->run_msg)
 		ws_class_push_json(c, c->run_msg);
+	c->run_pos = c->ring.head;
 	if (s)
 		ws_send_json(s, json_pack("{s:s, s:s, s:s?, s:s, s:s}", "type", "run.accepted", "run",
 					  id, "tag", tag, "lab", lab, "class", c->code));

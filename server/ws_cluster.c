@@ -292,6 +292,7 @@ static void apply_state(struct ws_class *c, const json_t *st)
 		c->run_msg = json_deep_copy(json_object_get(st, "run_info"));
 		if (c->run_msg)
 			ws_class_push_json(c, c->run_msg);
+		c->run_pos = c->ring.head;
 		open_run(c);
 		bump = 1;
 	}
@@ -403,6 +404,11 @@ void ws_cluster_free(struct ws_class *c)
 	json_decref(c->quiz_notice);
 	json_decref(c->others);
 	c->quiz_notice = c->others = NULL;
+}
+
+const char *ws_cluster_replica(const struct ws_server *srv)
+{
+	return srv->bclass ? bus_class_replica(srv->bclass) : NULL;
 }
 
 /* ---- what the bus brought ---- */

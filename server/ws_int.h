@@ -87,6 +87,7 @@ struct ws_class {
 	char run[EV_RUN_ID_LEN + 1];        /* the latest class run, "" before the first */
 	int run_live;                       /* it has not ended yet */
 	json_t *run_msg;                    /* its class.run notice (lab, params) */
+	uint64_t run_pos;                   /* the ring index its first event went (or goes) to */
 	int paused;                         /* the view: paused or playing */
 	json_int_t pos;                     /* events shown; -1: follow live */
 	double speed;                       /* events per second; 0: as they come */
@@ -150,6 +151,11 @@ struct ws_session {
 	uint64_t ring_pos;  /* next cls->ring entry to send */
 	unsigned view_sent; /* cls->view_ver last sent */
 	int need_resync;    /* it fell behind the ring: send class.resync */
+	/* A student that rejoined with "after" (ws_class_resume): events of
+	 * skip_run up to skip_seq, which it has, are passed over in the ring. */
+	int skipping;
+	long long skip_seq;
+	char skip_run[EV_RUN_ID_LEN + 1];
 	int members_dirty;  /* teaching: send class.members */
 	struct class_bucket rate;
 	int rate_told;      /* the client was told it is over --msg-rate */
@@ -343,6 +349,8 @@ void ws_cluster_hello(struct ws_session *s);
 void ws_cluster_answer(struct ws_session *s, json_t *msg, const char *tag);
 /* Free what a followed class holds (class_end). */
 void ws_cluster_free(struct ws_class *c);
+/* This replica's id in the cluster (nats.replica in health), NULL without --nats. */
+const char *ws_cluster_replica(const struct ws_server *srv);
 
 /* ---- ws_quiz.c: class questions ---- */
 struct ws_quiz;

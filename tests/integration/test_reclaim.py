@@ -1,4 +1,4 @@
-"""test_reclaim.py: the instructor can come back: sign-in lockout with the time left, and a class that survives its instructor's reload for --class-grace."""
+"""test_reclaim.py: the instructor can come back: sign-in lockout with the time left, and a class that survives its instructor's reload for --class-grace; a student can come back too, right after the last event it had (class.join "after")."""
 import asyncio
 import atexit
 import json
@@ -211,6 +211,102 @@ def a_class_ends_when_its_instructor_does_not_return_in_time():
         s.stop()
     finally:
         s.cleanup()
+
+
+async def seqs_to_end(ws, run_id, what):
+    """The seq of every event of run_id from here to its run.end."""
+    got = []
+    while True:
+        m = await until(ws, lambda m: m.get("run") == run_id and "seq" in m, what)
+        got.append(m["seq"])
+        if m["type"] == "run.end":
+            return got
+
+
+@test
+def a_student_that_rejoins_after_its_last_event_misses_none_and_gets_none_twice():
+    s = Server("--instructor-secret", SECRET)
+    small = Server("--instructor-secret", SECRET, "--class-buffer", "16")
+    atexit.register(s.cleanup)
+    atexit.register(small.cleanup)
+    params = {"messages": 40, "interval_ms": 20}
+
+    async def join(srv, code, name, **extra):
+        ws = await srv.connect()
+        r = await ask(ws, {"op": "class.join", "class": code, "name": name, **extra})
+        return ws, r
+
+    async def go():
+        t, opened = await teacher(s)
+        code = opened["class"]
+        ana, joined = await join(s, code, "ana")
+        eq(("resumed" in joined, "replica" in joined), (False, False),
+           f"a plain join (no --nats) says neither: {joined}")
+        member = joined["member"]
+        acc = await ask(t, {"op": "class.run", "lab": "tcp-echo", "params": params})
+        run_id = acc["run"]
+        # Ana's page goes away mid-run, with events up to seq 10.
+        had = []
+        while not had or had[-1] < 10:
+            m = await until(ana, lambda m: m.get("run") == run_id and "seq" in m, "events")
+            had.append(m["seq"])
+        await ana.close()
+        ana, joined = await join(s, code, "ana", member=member,
+                                 after={"run": run_id, "seq": had[-1]})
+        eq((joined["type"], joined["member"], joined["resumed"]),
+           ("class.joined", member, True), f"the rejoin: {joined}")
+        rest = await seqs_to_end(ana, run_id, "the rest of the run")
+        bundle1 = [json.loads(x) for x in s.get(f"/api/runs/{run_id}/events").body.splitlines()]
+        eq(had + rest, [e["seq"] for e in bundle1], "what ana had and what came after the rejoin")
+        # Ahead of the ring (a replica behind the one the page came from):
+        # events up to the page's seq are passed over, live.
+        acc = await ask(t, {"op": "class.run", "lab": "tcp-echo", "params": params})
+        run2 = acc["run"]
+        await until(ana, lambda m: m.get("run") == run2 and m.get("seq") == 0, "the next run")
+        bo, joined = await join(s, code, "bo", after={"run": run2, "seq": 60})
+        eq(joined.get("resumed"), True, f"resumed ahead of the ring: {joined}")
+        rest = await seqs_to_end(bo, run2, "bo's events")
+        await seqs_to_end(ana, run2, "ana's events")
+        bundle = [json.loads(x) for x in s.get(f"/api/runs/{run2}/events").body.splitlines()]
+        eq(rest, [e["seq"] for e in bundle][61:], "events after seq 60 only")
+        # After the run: an earlier run's events, from the ring, then the newer run's.
+        cy, joined = await join(s, code, "cy", after={"run": run_id, "seq": 5})
+        eq(joined.get("resumed"), True, f"an ended run: {joined}")
+        first = await seqs_to_end(cy, run_id, "cy's events of the first run")
+        eq(first, [e["seq"] for e in bundle1][6:], "the first run after seq 5")
+        # A run the class never had in its ring: not resumed (the page reads the bundle).
+        dee, joined = await join(s, code, "dee", after={"run": "0" * 16, "seq": 3})
+        eq(joined.get("resumed"), False, f"an unknown run: {joined}")
+        for bad in ({"run": run_id}, {"run": "xyz", "seq": 1}, {"run": run_id, "seq": -1},
+                    {"run": run_id, "seq": 100000001}, [run_id, 1], "x"):
+            ws, r = await join(s, code, "eve", after=bad)
+            eq((r["type"], r.get("code"), r.get("param")), ("error", "bad_param", "after"),
+               f"after={bad!r}: {r}")
+            check("0 to 100000000" in r["message"], f"the message names the range: {r}")
+            await ws.close()
+        for ws in (t, ana, bo, cy, dee):
+            await ws.close()
+
+        # A ring that no longer holds what follows: not resumed.
+        t, opened = await teacher(small)
+        fay, joined = await join(small, opened["class"], "fay")
+        acc = await ask(t, {"op": "class.run", "lab": "tcp-echo", "params": params})
+        await seqs_to_end(fay, acc["run"], "fay's events")
+        await fay.close()
+        fay, joined = await join(small, opened["class"], "fay", member=joined["member"],
+                                 after={"run": acc["run"], "seq": 2})
+        eq(joined.get("resumed"), False, f"fell off a 16-message ring: {joined}")
+        for ws in (t, fay):
+            await ws.close()
+
+    try:
+        arun(go())
+        for srv in (s, small):
+            srv.wait_no_children()
+            srv.stop()
+    finally:
+        s.cleanup()
+        small.cleanup()
 
 
 if __name__ == "__main__":

@@ -148,12 +148,47 @@ static void test_ring(void **state)
 	class_ring_cleanup(&r);
 }
 
+/* An event line of a run is told from every other class message, and its
+ * seq read; anything else (another run, a notice, a damaged line) is not. */
+static void test_msg_event(void **state)
+{
+	static const char run[] = "0123456789abcdef";
+	static const struct {
+		const char *msg;
+		int want;
+		long long seq;
+	} cases[] = {
+		{"{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":0,\"t_us\":1}", 1, 0},
+		{"{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":1234567,\"type\":\"x\"}", 1, 1234567},
+		{"{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":42}", 1, 42},
+		{"{\"v\":1,\"run\":\"0123456789abcdee\",\"seq\":1,\"t_us\":1}", 0, 0},
+		{"{\"type\":\"class.run\",\"run\":\"0123456789abcdef\"}", 0, 0},
+		{"{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":,\"t_us\":1}", 0, 0},
+		{"{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":-1,\"t_us\":1}", 0, 0},
+		{"{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":12", 0, 0}, /* cut short */
+		{"{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":1234567890123456,\"t\":1}", 0, 0},
+		{"{\"v\":1,\"run\":\"0123456789abcdef", 0, 0},
+		{"", 0, 0},
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		long long seq = -7;
+		int got = class_msg_event((const unsigned char *)cases[i].msg, strlen(cases[i].msg),
+					  run, &seq);
+		if (got != cases[i].want)
+			fail_msg("case %zu (%s): got %d, want %d", i, cases[i].msg, got, cases[i].want);
+		assert_int_equal(seq, cases[i].want ? cases[i].seq : -7);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_codes),   cmocka_unit_test(test_names),
 		cmocka_unit_test(test_secret),  cmocka_unit_test(test_bucket),
-		cmocka_unit_test(test_ring),
+		cmocka_unit_test(test_ring),    cmocka_unit_test(test_msg_event),
 	};
 
 	return cmocka_run_group_tests_name("class", tests, NULL, NULL);
