@@ -22,8 +22,10 @@ that was killed are removed by the next one.
 import asyncio
 import atexit
 import ctypes
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +41,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import websockets  # noqa: E402
 import yaml  # noqa: E402
 
+from classlib import ask  # noqa: E402
+from classlib import recv as class_recv  # noqa: E402
 from harness import (check_stream, events_until_end, free_port_range, request,  # noqa: E402
                      start_run, wait_for)
 from tap import Skip, check, eq, run, test  # noqa: E402
@@ -107,7 +111,8 @@ def remove_stale():
     # Networks docker-compose made for a project socklabtestPID.
     r = podman("network", "ls", "--format", "{{.Name}}", check_rc=False)
     for net in r.stdout.split():
-        if net.startswith("socklabtest") and not owner_alive(net[11:].split("_")[0]):
+        owner = re.match(r"socklabtest(\d+)", net)
+        if owner and not owner_alive(owner.group(1)):
             podman("network", "rm", "-f", net, check_rc=False)
     remove_build_leftovers()
     tmp = tempfile.gettempdir()
@@ -148,12 +153,23 @@ def cleanup():
     if state.get("cleaned"):
         return
     state["cleaned"] = True
+    if state.get("infra_build"):
+        proc, log, _ = state["infra_build"]
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
     if state["tmp"]:
         subprocess.run(["rm", "-rf", state["tmp"]], check=False)
     if state["skip"] or not shutil.which("podman"):
         return
-    if state["compose"]:
-        compose("down", "-v", "--timeout", "5", check_rc=False)
+    for key in ("compose", "replicas"):
+        if state.get(key):
+            compose("down", "-v", "--timeout", "5", check_rc=False, project=state[key])
     for pod in state["pods"]:
         podman("pod", "rm", "-f", pod, check_rc=False)
     for name in state["containers"]:
@@ -623,6 +639,10 @@ def every_lab(box, expect):
 
 def start_service():
     sock = os.path.join(state["tmp"], "podman.sock")
+    if state["service"] and state["service"].poll() is None:
+        return f"unix://{sock}"
+    if os.path.exists(sock):
+        os.unlink(sock)  # a stopped service's: it would pass for the new one
     # It ends with this test however the test ends: a parent-death signal, and
     # 30 s without a request.
     proc = subprocess.Popen(["podman", "system", "service", "--time=30", f"unix://{sock}"],
@@ -647,8 +667,8 @@ def stop_service():
     state["service"] = None
 
 
-def compose(*args, check_rc=True, file=None, env=None):
-    c = state["compose"]
+def compose(*args, check_rc=True, file=None, env=None, project=None):
+    c = project or state["compose"]
     r = subprocess.run(["docker-compose", "-p", c["project"], "-f", file or c["file"], *args],
                        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
                        env=env or c["env"])
@@ -674,6 +694,9 @@ def image_builds_from_the_base_image_in_podman():
         diag(f"base image: {r.stdout.strip().splitlines()[-1]} in "
              f"{time.monotonic() - t0:.0f} s")
     t0 = time.monotonic()
+    # The infra image (later tests) builds meanwhile: it spends its time in
+    # apt (network and disk) while this one compiles.
+    infra_start()
     # --layers=false: no intermediate images to leave behind.
     podman("build", "--format", "docker", "--pull=never", "--layers=false", "--force-rm",
            "--label", f"{LABEL}={ME}", "-f", "docker/Dockerfile", "-t", IMAGE, REPO,
@@ -1047,6 +1070,35 @@ K8S_OBJECTS = sorted([
     ("Ingress", "socklab"), ("ConfigMap", "tcp-services"), ("ConfigMap", "udp-services")])
 
 
+def infra_start():
+    """Start building docker/Dockerfile.infra (nats-server, nginx) in the
+    background, once; infra_image() waits for it."""
+    if state.get("infra_build"):
+        return
+    log = open(os.path.join(state["tmp"], "infra-build.log"), "w+")
+    proc = subprocess.Popen(["podman", "build", "--format", "docker", "--pull=never",
+                             "--layers=false", "--force-rm", "--label", f"{LABEL}={ME}",
+                             "-f", "docker/Dockerfile.infra", "-t", INFRA, REPO],
+                            env=ENV, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM))
+    state["infra_build"] = (proc, log, time.monotonic())
+
+
+def infra_image():
+    """The infra image, built once for every test that needs it."""
+    if state.get("infra"):
+        return
+    infra_start()
+    proc, log, t0 = state["infra_build"]
+    rc = proc.wait(timeout=600)
+    log.seek(0)
+    eq(rc, 0, f"podman build docker/Dockerfile.infra: {log.read()[-800:]}")
+    state["infra"] = True
+    diag(f"infra image (nats-server, nginx) ready {time.monotonic() - t0:.1f} s after "
+         f"its build started")
+
+
 def k8s_docs():
     """Every document of docker/k8s/*.yaml by (kind, name)."""
     docs = {}
@@ -1393,11 +1445,7 @@ def kubernetes_scale_out_runs_with_podman_kube_play():
     the others, directly and through a round-robin stand-in for the Service;
     a bring-your-own-client run reached at its pod's address."""
     need_podman()
-    t0 = time.monotonic()
-    podman("build", "--format", "docker", "--pull=never", "--layers=false", "--force-rm",
-           "--label", f"{LABEL}={ME}", "-f", "docker/Dockerfile.infra", "-t", INFRA, REPO,
-           timeout=600)
-    diag(f"infra image (nats-server, nginx) built in {time.monotonic() - t0:.1f} s")
+    infra_image()
     t0 = time.monotonic()
     docs = k8s_docs()
     prefix = f"socklab-test-{ME}"
@@ -1543,6 +1591,423 @@ def kubernetes_scale_out_runs_with_podman_kube_play():
         state["pods"].remove(pod)
     podman("volume", "rm", "-f", claim)
     state["volumes"].remove(claim)
+
+
+# ---------------------------------------------------------------------------
+# docker/compose-replicas.yaml: NATS, three replicas and the round-robin front
+# ---------------------------------------------------------------------------
+
+STUDENTS = 60
+REPLICAS = ("socklab-a", "socklab-b", "socklab-c")
+
+
+def health_of(base):
+    h = json_or_none(base + "/api/health")
+    return h if h and h.get("status") == "ok" else None
+
+
+def classes_state(base):
+    return ((health_of(base) or {}).get("nats") or {}).get("classes", {}).get("state")
+
+
+def lab_pids(run_id):
+    """The processes of a run (its lab program, `--run-id ID` in its argv),
+    seen from the host: rootful podman's containers are the host's processes."""
+    want = b"--run-id\0" + run_id.encode() + b"\0"
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if want in f.read():
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def ctr_ip(name):
+    """A container's address on its (one) network."""
+    nets = json.loads(podman("inspect", name, "--format",
+                             "{{json .NetworkSettings.Networks}}").stdout)
+    return next(iter(nets.values()))["IPAddress"]
+
+
+class Student:
+    """One student's page: a WebSocket through the front, its class.joined
+    answers (and the replica each came from), and every event it received, by
+    run, in the order received."""
+
+    def __init__(self, i):
+        self.name = f"s{i:02d}"
+        self.member = None
+        self.replicas = []
+        self.events = {}
+        self.notices = []
+        self.ws = None
+        self.reader = None
+        self.closed = False
+
+    async def join(self, front, code, after=None):
+        self.closed = False
+        self.ws = await front.connect()
+        msg = {"op": "class.join", "class": code, "name": self.name}
+        if self.member:
+            msg["member"] = self.member
+        if after:
+            msg["after"] = after
+        r = await ask(self.ws, msg)
+        eq(r.get("type"), "class.joined", f"{self.name} joins through the front: {r}")
+        self.member = r["member"]
+        self.replicas.append(r.get("replica"))
+        self.reader = asyncio.ensure_future(self.read())
+        return r
+
+    async def read(self):
+        try:
+            while True:
+                m = await class_recv(self.ws, 3600)
+                if "seq" in m:
+                    self.events.setdefault(m["run"], []).append(m)
+                elif m.get("type") == "class.run":
+                    self.notices.append(m["run"])
+        except websockets.ConnectionClosed:
+            self.closed = True
+
+    def last(self, run_id):
+        got = self.events.get(run_id) or []
+        return got[-1]["seq"] if got else None
+
+    def ended(self, run_id):
+        got = self.events.get(run_id) or []
+        return bool(got) and got[-1]["type"] == "run.end"
+
+    async def close(self):
+        if self.ws:
+            await self.ws.close()
+        if self.reader:
+            self.reader.cancel()
+
+
+async def until_true(cond, timeout, what):
+    """Poll cond (no I/O of its own: the readers run meanwhile) until it holds;
+    the deadline only catches a hang."""
+    end = time.monotonic() + timeout
+    while not cond():
+        check(time.monotonic() < end, f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+async def poll_http(cond, timeout, what):
+    """cond does blocking HTTP: run it off the event loop, so the readers
+    keep reading."""
+    loop = asyncio.get_running_loop()
+    end = time.monotonic() + timeout
+    while True:
+        got = await loop.run_in_executor(None, cond)
+        if got:
+            return got
+        check(time.monotonic() < end, f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+class Front:
+    """The front's one port, as a browser reaches it."""
+
+    def __init__(self, port):
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+
+    def connect(self, base=None):
+        url = (base or self.base).replace("http", "ws", 1) + "/ws"
+        return websockets.connect(url, subprotocols=["socklab.v1"], max_size=None,
+                                  origin=self.base if base is None else None,
+                                  open_timeout=30, close_timeout=5, ping_interval=None)
+
+
+@test
+def compose_replicas_teach_a_class_of_60_through_one_port():
+    """docker/compose-replicas.yaml as written (images, names, NATS URL,
+    nginx), through the front's one port: 60 students spread by the
+    balancer over the three replicas get every event of a class run in order;
+    a run on one replica is watched and its capture downloaded through the
+    others; one replica SIGKILLed mid-run: its students come back through the
+    front to the others and continue after their last event; NATS stopped
+    and started mid-class: degraded, then ok, and the next class run reaches
+    every student."""
+    need_podman()
+    infra_image()
+    t_all = time.monotonic()
+    src = os.path.join(REPO, "docker", "compose-replicas.yaml")
+    secret = f"s3cret-{ME}-{time.time_ns()}"
+    port = free_port_range(1)[0]
+    front = Front(port)
+    env = dict(ENV, SOCKLAB_INSTRUCTOR_SECRET=secret, SOCKLAB_IMAGE=IMAGE,
+               SOCKLAB_INFRA_IMAGE=INFRA, SOCKLAB_PORT=str(port),
+               SOCKLAB_ORIGINS=front.base)
+    env.pop("DOCKER_HOST", None)
+    r = subprocess.run(["docker-compose", "-f", src, "config", "-q"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    eq(r.returncode, 0, f"docker-compose config -q: {r.stderr}")
+    cfg = yaml.safe_load(subprocess.run(["docker-compose", "-f", src, "config"],
+                                        capture_output=True, text=True, env=env, timeout=60,
+                                        check=True).stdout)
+    eq(sorted(cfg["services"]), sorted(["nats", "front", *REPLICAS]), "the services")
+    for name in REPLICAS:
+        svc = cfg["services"][name]
+        eq(svc["environment"]["SOCKLAB_NATS"], "nats://nats:4222", f"{name}: NATS")
+        eq(svc["image"], IMAGE, f"{name}: image")
+        check(int(svc["environment"]["SOCKLAB_MAX_CONNS_PER_ADDR"]) >= 1000,
+              f"{name}: every student arrives from the front's address: "
+              f"SOCKLAB_MAX_CONNS_PER_ADDR {svc['environment'].get('SOCKLAB_MAX_CONNS_PER_ADDR')}")
+    # Only what a test must change: the published address (127.0.0.1 and a
+    # free port), labels for the leftover sweep, no build (the images exist).
+    cfg["services"]["front"]["ports"] = [f"127.0.0.1:{port}:8080"]
+    for svc in cfg["services"].values():
+        svc.pop("build", None)
+        svc["labels"] = {LABEL: ME}
+    for vol in cfg["volumes"]:
+        cfg["volumes"][vol] = {"labels": {LABEL: ME}}
+    path = os.path.join(state["tmp"], "compose-replicas.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    project = f"socklabtest{ME}replicas"
+    proj = {"project": project, "file": path, "env": dict(env, DOCKER_HOST=start_service())}
+    state["replicas"] = proj
+    frozen = []
+    try:
+        compose("up", "-d", "--no-build", project=proj)
+        ctr = {svc: f"{project}_{svc}_1" for svc in cfg["services"]}
+        bases = {svc: f"http://{ctr_ip(ctr[svc])}:8080" for svc in REPLICAS}
+        health = {svc: wait_for(lambda: replica_ready(b), 60, f"{svc} ok and connected to NATS",
+                                interval=0.05) for svc, b in bases.items()}
+        rid_of = {svc: h["nats"]["replica"] for svc, h in health.items()}
+        svc_of = {v: k for k, v in rid_of.items()}
+        eq(len(svc_of), 3, f"three replicas with their own ids: {rid_of}")
+        wait_for(lambda: health_of(front.base), 30, "the front's /api/health", interval=0.05)
+        diag(f"compose up: nats, 3 replicas and the front ready in "
+             f"{time.monotonic() - t_all:.1f} s")
+        arun(class_through_the_front(front, bases, rid_of, svc_of, ctr, frozen))
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        t0 = time.monotonic()
+        compose("down", "-v", "--timeout", "5", project=proj, check_rc=False)
+        state["replicas"] = None
+        diag(f"compose down in {time.monotonic() - t0:.1f} s")
+    left = podman("ps", "-a", "--filter", f"label=com.docker.compose.project={project}",
+                  "--format", "{{.Names}}").stdout.split()
+    eq(left, [], "containers left after compose down")
+    nets = [n for n in podman("network", "ls", "--format", "{{.Name}}").stdout.split()
+            if n.startswith(project)]
+    eq(nets, [], "networks left after compose down")
+    vols = [v for v in podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
+            if v.startswith(project)]
+    eq(vols, [], "volumes left after compose down")
+    diag(f"compose replicas test: {time.monotonic() - t_all:.1f} s in all")
+
+
+async def class_through_the_front(front, bases, rid_of, svc_of, ctr, frozen):
+    def viewers(svc):
+        return (health_of(bases[svc]) or {}).get("counters", {}).get("class_viewers")
+
+    async def bundle(run_id):
+        raw = await asyncio.get_running_loop().run_in_executor(
+            None, http_get, f"{front.base}/api/runs/{run_id}/events")
+        events = [json.loads(x) for x in raw.decode().splitlines()]
+        check_stream(events)
+        return events
+
+    async def class_run(params):
+        acc = await ask(teacher, {"op": "class.run", "lab": "tcp-echo", "params": params})
+        eq(acc.get("type"), "run.accepted", f"class.run: {acc}")
+        return acc["run"]
+
+    async def everyone_gets(run_id, who, status="ok"):
+        await until_true(lambda: all(s.ended(run_id) for s in who), 120,
+                         f"every student's run.end of {run_id}")
+        want = await bundle(run_id)
+        eq(want[-1]["status"], status, f"the class run: {want[-1]}")
+        for s in who:
+            eq([e["seq"] for e in s.events[run_id]], list(range(len(want))),
+               f"{s.name}: every seq of the class run, in order, once")
+            eq(s.events[run_id], want, f"{s.name}: every event as the run's /events says")
+            check(run_id in s.notices, f"{s.name}: the class.run notice")
+        return want
+
+    # The instructor, through the front, opens a class on whichever replica
+    # the balancer gave it: that one is the class's home.
+    teacher = await front.connect()
+    r = await ask(teacher, {"op": "signin", "secret": state["replicas"]["env"]
+                            ["SOCKLAB_INSTRUCTOR_SECRET"]})
+    eq(r["type"], "signin.accepted", f"sign-in through the front: {r}")
+    opened = await ask(teacher, {"op": "class.open", "name": "Dr. Wu"})
+    eq(opened["type"], "class.opened", f"class.open: {opened}")
+    code = opened["class"]
+    home = await poll_http(lambda: next((svc for svc, b in bases.items() if
+                                         (health_of(b) or {}).get("counters", {})
+                                         .get("classes_open") == 1), None),
+                           30, "the replica that holds the class")
+    for svc, b in bases.items():
+        await poll_http(lambda: (health_of(b) or {}).get("nats", {}).get("classes", {})
+                        .get("classes_known", 0) >= 1, 30, f"{svc} to know the class")
+
+    # 1. Sixty students join through the front: the balancer spreads them.
+    students = [Student(i) for i in range(STUDENTS)]
+    try:
+        t0 = time.monotonic()
+        for s in students:
+            await s.join(front, code)
+        per = {svc: sum(1 for s in students if s.replicas[-1] == rid_of[svc])
+               for svc in bases}
+        eq(sum(per.values()), STUDENTS, f"students on the three replicas: {per}")
+        check(all(per.values()), f"the balancer left a replica without students: {per}")
+        for svc in bases:
+            eq(await poll_http(lambda: viewers(svc) == per[svc] or None, 30,
+                               f"{svc}'s class_viewers"), True, f"{svc}'s class_viewers")
+        m = await poll_teacher(teacher, lambda m: m.get("type") == "class.members"
+                               and m["count"] == STUDENTS, "class.members counting all 60")
+        eq(len(m["names"]), STUDENTS, "the instructor sees every student's name")
+        diag(f"{STUDENTS} students joined through the front in "
+             f"{time.monotonic() - t0:.1f} s: {', '.join(f'{k} {v}' for k, v in per.items())}"
+             f" (home: {home})")
+
+        # 2. A class run: every student, on every replica, every event in order.
+        t0 = time.monotonic()
+        run1 = await class_run({"messages": 20, "interval_ms": 10})
+        want1 = await everyone_gets(run1, students)
+        diag(f"class run 1: {len(want1)} events to all {STUDENTS} in "
+             f"{time.monotonic() - t0:.1f} s")
+
+        # 3. A run on one replica (a student's own run with a capture, through
+        # the front), watched and its capture downloaded through the others.
+        await run_watched_and_downloaded_elsewhere(front, bases)
+
+        # 4. A replica other than the class's home is SIGKILLed mid-run.
+        victim = next(svc for svc in bases if svc != home and per[svc])
+        gone = [s for s in students if s.replicas[-1] == rid_of[victim]]
+        # A run of 20 s at least, held still (its lab process stopped) once
+        # every student has events of it: the kill lands mid-run and the
+        # students come back while it is still going, whatever the load.
+        run2 = await class_run({"messages": 1000, "interval_ms": 20})
+        await until_true(lambda: all((s.last(run2) or 0) >= 5 for s in students), 60,
+                         "every student's first events of run 2")
+        pids = lab_pids(run2)
+        check(pids, f"run 2's lab process on the host ({run2})")
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+            frozen.append(pid)
+        t0 = time.monotonic()
+        podman("kill", "-s", "KILL", ctr[victim])
+        await until_true(lambda: all(s.closed for s in gone), 30,
+                         f"the students of {victim} to see their connection close")
+        had = {s.name: s.last(run2) for s in gone}
+        check(not any(s.ended(run2) for s in students), "run 2 ended before the kill")
+        for s in gone:
+            r = await s.join(front, code, after={"run": run2, "seq": had[s.name]})
+            eq(r.get("resumed"), True, f"{s.name} resumes after seq {had[s.name]}: {r}")
+            check(r["replica"] in rid_of.values() and r["replica"] != rid_of[victim],
+                  f"{s.name} came back to {r['replica']}, not to {victim}")
+        back = {svc: sum(1 for s in gone if s.replicas[-1] == rid_of[svc]) for svc in bases}
+        diag(f"{victim} SIGKILLed with {len(gone)} students: back through the front in "
+             f"{time.monotonic() - t0:.1f} s ({', '.join(f'{k} {v}' for k, v in back.items() if v)})")
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen.clear()
+        # It goes on live for everyone, those who came back too; then the
+        # instructor stops it.
+        target = max(s.last(run2) for s in students) + 25
+        await until_true(lambda: all(s.last(run2) >= target for s in students), 60,
+                         f"every student's events of run 2 up to seq {target}")
+        r = await ask(teacher, {"op": "cancel", "run": run2})
+        eq(r.get("type"), "cancel.accepted", f"the instructor stops run 2: {r}")
+        await everyone_gets(run2, students, status="cancelled")
+        live = {svc: b for svc, b in bases.items() if svc != victim}
+
+        # 5. NATS stopped mid-class: degraded; started again: ok, and the
+        # next class run reaches every student.
+        t0 = time.monotonic()
+        nats_ip = ctr_ip(ctr["nats"])
+        podman("stop", "-t", "5", ctr["nats"])
+        for svc, b in live.items():
+            await poll_http(lambda: classes_state(b) == "degraded", 30, f"{svc} degraded")
+        podman("start", ctr["nats"])
+        for svc, b in live.items():
+            await poll_http(lambda: replica_ready(b) and classes_state(b) == "ok", 60,
+                            f"{svc} ok again after NATS came back")
+        diag(f"NATS stopped and started: degraded, then ok on both replicas in "
+             f"{time.monotonic() - t0:.1f} s (its address {nats_ip}, then "
+             f"{ctr_ip(ctr['nats'])})")
+        t0 = time.monotonic()
+        run3 = await class_run({"messages": 10, "interval_ms": 10})
+        want3 = await everyone_gets(run3, students)
+        diag(f"class run 3 after NATS came back: {len(want3)} events to all {STUDENTS} in "
+             f"{time.monotonic() - t0:.1f} s")
+    finally:
+        for s in students:
+            await s.close()
+        await teacher.close()
+
+
+async def poll_teacher(ws, pred, what, timeout=60):
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        check(left > 0, f"{what}: not within {timeout} s")
+        m = await class_recv(ws, left)
+        if pred(m):
+            return m
+
+
+async def run_watched_and_downloaded_elsewhere(front, bases):
+    """A run with a capture started through the front runs on one replica;
+    the other two serve its events to a watch and its capture byte for byte."""
+    t0 = time.monotonic()
+    async with front.connect() as ws:
+        run_id = await start_run(ws, {"capture": True, "messages": 20, "size": 16000})
+        events = await events_until_end(ws, run_id, timeout=90)
+    check_stream(events)
+    eq(events[-1]["status"], "ok", f"the captured run: {error_messages(events)}")
+    loop = asyncio.get_running_loop()
+
+    def own(b):
+        m = json_or_none(f"{b}/api/runs/{run_id}")
+        return bool(m) and not m.get("remote")
+    owner = await poll_http(lambda: next((svc for svc, b in bases.items() if own(b)), None),
+                            30, "the replica that ran it")
+    stored(bases[owner], owner)
+    mine = await loop.run_in_executor(None, http_get, f"{bases[owner]}/api/runs/{run_id}/events")
+    eq(mine.count(b"\n"), len(events), "the owner's /events")
+    pcap = await loop.run_in_executor(None, http_get,
+                                      f"{bases[owner]}/api/runs/{run_id}/capture.pcap")
+    check(len(pcap) > 24, f"the owner's capture ({len(pcap)} bytes)")
+
+    def download(b):
+        try:
+            return http_get(f"{b}/api/runs/{run_id}/capture.pcap")
+        except urllib.error.HTTPError as e:
+            if e.code == 503:  # files_pending: the chunks are on their way to NATS
+                return None
+            raise
+    for svc, b in bases.items():
+        if svc == owner:
+            continue
+        await poll_http(lambda: listed(b, run_id), 30, f"{svc} to list {owner}'s run")
+        async with front.connect(b) as ws:
+            reply = await request(ws, {"op": "watch", "run": run_id})
+            eq((reply.get("type"), reply.get("source")), ("watch.accepted", "stream"),
+               f"{svc}'s watch of {owner}'s run: {reply}")
+            watched = await events_until_end(ws, run_id, timeout=60)
+        eq(watched, events, f"{svc}'s watch of {owner}'s run")
+        got = await poll_http(lambda: download(b), 60, f"{svc}'s capture.pcap")
+        eq((len(got), hashlib.sha256(got).hexdigest()),
+           (len(pcap), hashlib.sha256(pcap).hexdigest()),
+           f"{svc}'s capture.pcap of {owner}'s run")
+    diag(f"a run on {owner} watched and its capture ({len(pcap)} bytes) downloaded "
+         f"byte-identical through the two others in {time.monotonic() - t0:.1f} s")
 
 
 if __name__ == "__main__":

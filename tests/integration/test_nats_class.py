@@ -66,6 +66,7 @@ async def join(s, code, name):
     ws = await s.connect()
     r = await ask(ws, {"op": "class.join", "class": code, "name": name})
     eq(r.get("type"), "class.joined", f"{name} joins on {s.base}: {r}")
+    ws.socklab_member = r["member"]
     eq(r.get("instructor"), "Dr. Wu", f"{name}: the instructor's name")
     return ws
 
@@ -129,6 +130,56 @@ def a_class_on_one_replica_is_followed_live_from_the_others():
             eq(e["reason"], "ended by the instructor", f"student {i}: why")
         for w in (teacher, *students[:3]):
             await w.close()
+
+    asyncio.run(go())
+    for s in (c, b, a):
+        done(s)
+    n.stop()
+
+
+@test
+def a_student_whose_replica_went_continues_on_another_after_its_last_event():
+    """A student of follower B comes back on C (as through a balancer when B
+    is gone) with "after": C continues right after the last event it had,
+    from C's own ring of the class run; one that names a seq C has not had
+    yet gets only what comes after it."""
+    n = Nats()
+    a, b, c = home(n), replica(n), replica(n)
+
+    async def go():
+        teacher, code = await open_class(a)
+        for s in (b, c):
+            wait_for(lambda: knows(s, code), 30, f"{s.base} to know the class")
+        on_b = await join(b, code, "bo")
+        on_c = await join(c, code, "cy")  # C follows the class from the start
+        acc = await ask(teacher, {"op": "class.run", "lab": "tcp-echo",
+                                  "params": {"messages": 40, "interval_ms": 20}})
+        rid = acc["run"]
+        had = []
+        while not had or had[-1] < 10:
+            m, _ = await until(on_b, lambda m: m.get("run") == rid and "seq" in m, "B's events")
+            had.append(m["seq"])
+        member = on_b.__dict__.get("socklab_member")
+        await on_b.close()
+        back = await c.connect()
+        r = await ask(back, {"op": "class.join", "class": code, "name": "bo", "member": member,
+                             "after": {"run": rid, "seq": had[-1]}})
+        eq((r.get("type"), r.get("resumed"), r.get("replica")),
+           ("class.joined", True, nats_health(c)["replica"]), f"bo back on C: {r}")
+        ahead = await c.connect()
+        r = await ask(ahead, {"op": "class.join", "class": code, "name": "al",
+                              "after": {"run": rid, "seq": had[-1] + 30}})
+        eq(r.get("resumed"), True, f"a seq C may not have had yet: {r}")
+        got = []
+        for ws in (back, ahead, on_c):
+            msgs = await until_end(ws, rid)
+            got.append([e["seq"] for e in events_of(msgs, rid)])
+        a.wait_run_status(rid)
+        want = [e["seq"] for e in bundle_events(a, rid)]
+        eq(had + got[0], want, "bo: what it had on B and what C sent after it")
+        eq(got[1], want[had[-1] + 31:], "al: only the events after its seq")
+        for ws in (teacher, back, ahead, on_c):
+            await ws.close()
 
     asyncio.run(go())
     for s in (c, b, a):
