@@ -8,9 +8,11 @@ NET_RAW; unprivileged: no capability, no device) on random free ports of
 does not know still runs with its defaults), bring-your-own-client runs through
 the published TCP and UDP pool ports, checks the server is neither root nor holding a capability, stops it with
 SIGTERM (timed), and runs docker/compose.yaml (docker-compose against podman's
-Docker API) and docker/k8s/ (podman kube play: NATS from docker/Dockerfile.infra's
+Docker API), docker/k8s/ (podman kube play: NATS from docker/Dockerfile.infra's
 image, the three replicas and the bring-your-own-client host, a run on one replica
-served byte for byte by the others).
+served byte for byte by the others) and docker/compose-replicas.yaml (NATS, three
+replicas and the round-robin front: a class of 60 students through its one port,
+a replica SIGKILLed mid-run, NATS restarted mid-class). Each image is built once.
 
 Needs root and podman (server/tools/install-deps.sh test installs them); skips,
 saying why, where podman cannot run. podman reads docker/containers.conf
