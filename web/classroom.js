@@ -16,6 +16,7 @@ import { getRunEvents } from './api.js';
 let app = null;
 let tagSeq = 0;
 let lockTimer = null;
+let sayKey = null; // the message last said by its id (sayT), to say again in another language
 
 // The instructor's page keeps its class's reclaim token for this tab only
 // (sessionStorage survives a reload, not a closed tab): after a reload or a
@@ -102,9 +103,16 @@ function send(op) {
 
 function say(text, kind = '') {
 	const el = $('class-msg');
+	sayKey = null;
 	if (!el) return;
 	el.textContent = text;
 	el.dataset.kind = kind;
+}
+
+// A message by its id, said again in the new language when it changes.
+function sayT(key, params, kind = '') {
+	say(t(key, params), kind);
+	sayKey = { key, params };
 }
 
 // ---- what the rest of the page asks ----
@@ -142,6 +150,15 @@ export function onEvent(ev) {
 
 export function onError(m) {
 	if (!(typeof m.tag === 'string' && m.tag.startsWith('c'))) return false;
+	const c = st().cls;
+	if (c && c.rejoining && m.tag === c.rejoinTag) {
+		// The class could not be joined again (it ended meanwhile): the run
+		// stays on the page, the student's own to replay.
+		const v = c.run && app.viewOf(c.run);
+		if (v) v.player.setReadOnly(false);
+		st().cls = null;
+		render();
+	}
 	if (m.param === 'reclaim') {
 		// The class is gone (ended, or the grace period passed): forget it.
 		keepReclaim(null);
@@ -195,13 +212,25 @@ export function onMessage(m) {
 			render();
 		}
 		return true;
-	case 'class.joined':
+	case 'class.joined': {
 		if (m.member) keepMember(m.class, m.member);
+		const was = s.cls && s.cls.rejoining && m.tag === s.cls.rejoinTag ? s.cls : null;
+		const v = was && m.run && m.run === was.run ? app.viewOf(m.run) : null;
 		s.cls = { role: 'student', code: m.class, name: m.name, instructor: m.instructor || null, run: null, view: m.view };
-		say('');
+		if (was) sayT('class.rejoined', { code: m.class }, 'ok');
+		else say('');
+		if (v && m.resumed) {
+			// Joined again after a lost connection: the server sends what
+			// follows the last event this page has, so the view goes on.
+			Object.assign(s.cls, { run: was.run, lab: was.lab, params: was.params, files: was.files });
+			if (m.view) v.player.setView(m.view);
+			render();
+			return true;
+		}
 		render();
 		if (m.run && m.run_info) showClassRun(m.run_info, m.live, m.view, true);
 		return true;
+	}
 	case 'class.run':
 		if (!s.cls) return true;
 		s.cls.run = m.run;
@@ -257,10 +286,28 @@ export function onSocketState(state) {
 			say(t('class.reclaiming', { code: r.code }));
 			send({ op: 'class.reclaim', class: r.code, reclaim: r.token });
 		}
+		// A student joins again as the same member, after the last event
+		// of the class run it has (the server continues from there; on
+		// another replica behind a balancer too).
+		const c = s.cls;
+		if (c && c.role === 'student' && c.rejoining) {
+			const v = c.run && app.viewOf(c.run);
+			const have = v ? v.player.expected : 0;
+			const op = { op: 'class.join', class: c.code, name: c.name, member: keptMember(c.code) };
+			if (have > 0) op.after = { run: c.run, seq: have - 1 };
+			c.rejoinTag = send(op);
+		}
 		return;
 	}
 	if (state !== 'closed') return;
 	if (!s.cls && !s.instructor) return;
+	if (s.cls && s.cls.role === 'student') {
+		// The class stays on the page, read-only, until it is joined again.
+		s.cls.rejoining = true;
+		sayT('class.rejoin_wait', {}, 'error');
+		renderBanner();
+		return;
+	}
 	if (s.cls && s.cls.role === 'teacher' && keptReclaim()) say(t('class.instructor_lost'), 'error');
 	else if (s.cls) say(t('class.lost'), 'error');
 	if (s.cls && s.cls.run) {
@@ -315,14 +362,15 @@ function renderBanner() {
 	const banner = $('class-banner');
 	if (!banner || !c || c.role !== 'student') return;
 	let state;
-	if (c.away) state = t('class.instructor_away');
+	if (c.rejoining) state = t('class.reconnecting');
+	else if (c.away) state = t('class.instructor_away');
 	else if (c.view && c.view.paused) {
 		const v = c.run && app.viewOf(c.run);
 		const n = c.view.pos !== null && c.view.pos !== undefined ? c.view.pos : v ? v.player.shown : 0;
 		state = t('class.paused_at', { n });
 	} else state = c.run ? t('class.following') : t('class.waiting_run');
 	replace(banner, ...bannerHead(c, true),
-		h('span', { class: c.away ? 'class-state class-state-away' : 'class-state', attrs: { id: 'class-state' }, text: state }));
+		h('span', { class: c.away || c.rejoining ? 'class-state class-state-away' : 'class-state', attrs: { id: 'class-state' }, text: state }));
 	banner.hidden = false;
 }
 
@@ -363,6 +411,8 @@ function lockedOut(seconds) {
 // Draw the panel again (the language changed).
 export function rerender() {
 	render();
+	const el = $('class-msg');
+	if (el && sayKey) el.textContent = t(sayKey.key, sayKey.params);
 }
 
 function render() {

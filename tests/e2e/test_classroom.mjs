@@ -344,6 +344,64 @@ test('the instructor reloads the page and keeps the class and its students', asy
 	await teacher.screenshot({ path: path.join(LOGS, 'e2e-class-reclaimed.png') });
 });
 
+test('a student whose connection drops joins again by itself and misses no event', async () => {
+	await teacher.click('.lab-item[data-lab="tcp-echo"]');
+	await teacher.fill('#p-messages', '40');
+	if (!(await teacher.$eval('details.advanced', (d) => d.open))) await teacher.click('details.advanced summary');
+	await teacher.fill('#p-interval_ms', '100');
+	await teacher.click('#run-btn');
+	const run = await until(async () => {
+		const r = await student.$eval('#pane-main .player', (el) => el.dataset.run).catch(() => null);
+		return r && r !== classRun && r;
+	}, WAIT, 'the student on the new class run');
+	await until(async () => (await playerState(student)).total >= 10, WAIT, 'ten events on the student');
+	// The connection drops, and stays down while the page is looked at (the
+	// page's socket is wrapped by the init script: window.__block).
+	await student.evaluate(() => {
+		window.__block = true;
+		window.__sockets[window.__sockets.length - 1].close();
+	});
+	await student.waitForFunction(() => /joins the class again by itself/.test(document.getElementById('class-msg').textContent));
+	assertEq(await student.textContent('#class-state'), 'Reconnecting to the class…', 'the banner while the connection is down');
+	assert(await student.$eval('#pane-main .pl-back', (b) => b.disabled), 'the class run stays read-only meanwhile');
+	for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
+		await student.setViewportSize({ width: w, height: hgt });
+		await student.evaluate(() => window.scrollTo(0, 0));
+		await student.screenshot({ path: path.join(LOGS, `e2e-class-rejoining-${w}x${hgt}-en.png`) });
+		await student.selectOption('#lang-select', 'zh-CN');
+		await student.waitForFunction(() => document.getElementById('class-state')?.textContent === '正在重新连接课堂……');
+		assert(/连接恢复后，本页会自动重新加入课堂/.test(await student.textContent('#class-msg')), 'the message in Chinese');
+		await student.screenshot({ path: path.join(LOGS, `e2e-class-rejoining-${w}x${hgt}-zh.png`) });
+		await student.selectOption('#lang-select', 'en');
+		await student.waitForFunction(() => document.getElementById('class-state')?.textContent === 'Reconnecting to the class…');
+	}
+	await student.setViewportSize({ width: 1280, height: 720 });
+	const had = (await playerState(student)).total;
+	await student.evaluate(() => { window.__block = false; });
+	// Back, as the same member, right after the last event it had.
+	await student.waitForFunction((c) => document.getElementById('class-msg').textContent === `Back in class ${c}: the class run continues where this page left off.`, classCode, { timeout: RUN_WAIT });
+	const joined = await student.evaluate(() => window.__joined[window.__joined.length - 1]);
+	assertEq([joined.run, joined.resumed], [run, true], 'class.joined after the drop: the run, resumed');
+	await student.waitForSelector('#pane-main .pill[data-status="ok"]', { timeout: RUN_WAIT });
+	const server = (await (await fetch(`${srv.base}/api/runs/${run}/events`)).text()).split('\n').filter(Boolean).length;
+	await until(async () => (await playerState(student)).total === server, WAIT, `the student's view holding all ${server} events`);
+	assert(had >= 10 && had < server, `the drop came mid-run (${had} of ${server} events)`);
+	assertEq(await student.$eval('#pane-main .player', (el) => el.dataset.run), run, 'the same view went on');
+	assertEq(await student.textContent('#class-state'), 'Following the instructor', 'the banner after the rejoin');
+	await teacher.waitForFunction(() => document.getElementById('class-count').textContent === '1 student(s)');
+	for (const [w, hgt] of [[1280, 720], [1440, 900]]) {
+		await student.setViewportSize({ width: w, height: hgt });
+		await student.evaluate(() => window.scrollTo(0, 0));
+		await student.screenshot({ path: path.join(LOGS, `e2e-class-rejoined-${w}x${hgt}-en.png`) });
+		await student.selectOption('#lang-select', 'zh-CN');
+		await student.waitForFunction(() => document.getElementById('class-state')?.textContent === '正在跟随教师');
+		await student.screenshot({ path: path.join(LOGS, `e2e-class-rejoined-${w}x${hgt}-zh.png`) });
+		await student.selectOption('#lang-select', 'en');
+		await student.waitForFunction(() => document.getElementById('run-btn').textContent === 'Run');
+	}
+	await student.setViewportSize({ width: 1280, height: 720 });
+});
+
 test('the instructor ends the class: the student is told', async () => {
 	await teacher.click('#class-end');
 	await student.waitForFunction(() => /The class has ended/.test(document.getElementById('class-msg').textContent));
@@ -454,6 +512,26 @@ runTap({
 		const opts = { viewport: { width: 1280, height: 720 }, locale: 'en-US', acceptDownloads: true };
 		teacher = await (await browser.newContext(opts)).newPage();
 		student = await (await browser.newContext(opts)).newPage();
+		// The student's sockets, to drop one on purpose, hold the next ones
+		// off while __block is set, and read what class.join answered.
+		await student.addInitScript(() => {
+			const Native = window.WebSocket;
+			window.__sockets = [];
+			window.__joined = [];
+			window.__block = false;
+			window.WebSocket = class extends Native {
+				constructor(...args) {
+					if (window.__block) throw new Error('blocked by the test');
+					super(...args);
+					window.__sockets.push(this);
+					this.addEventListener('message', (m) => {
+						let o;
+						try { o = JSON.parse(m.data); } catch (e) { return; }
+						for (const x of Array.isArray(o) ? o : [o]) if (x && x.type === 'class.joined') window.__joined.push(x);
+					});
+				}
+			};
+		});
 		watch(teacher, 'instructor');
 		watch(student, 'student');
 		return 'socklab serve with an instructor secret, two browser contexts';
