@@ -120,6 +120,57 @@ typedef void (*tcpst_trace_fn)(void *arg, const struct tcpst_trace_ev *ev);
  * Returns the number of events, or -errno. */
 int tcpst_trace_read(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg);
 
+/* The kernel's counters of one CPU's ring (per_cpu/cpuN/stats). */
+struct tcpst_ring_stats {
+	uint64_t entries;        /* events in the ring now, unread */
+	uint64_t overrun;        /* events overwritten before they were read (overwrite mode) */
+	uint64_t commit_overrun; /* events lost while writes nested (an interrupt's) */
+	uint64_t dropped;        /* "dropped events": refused, the ring full (no-overwrite mode) */
+	uint64_t read;           /* "read events": events a reader consumed */
+};
+
+/* Parse the text of a per_cpu/cpuN/stats file ("entries: 0\noverrun:
+ * 26\ncommit overrun: 0\n...dropped events: 0\nread events: 12\n", as
+ * kernel 6.18 prints it) into st. 0 when it holds the "overrun" line (the
+ * one every kernel has; an absent line counts 0), -1 otherwise. Pure. */
+int tcpst_trace_parse_stats(const char *text, struct tcpst_ring_stats *st);
+
+/* Parse one trace_pipe line saying the ring lost events: "CPU:3 [LOST 17
+ * EVENTS]" (1, *n = 17) or "CPU:3 [LOST EVENTS]" (2: a number the kernel
+ * did not know, *n = 0). 0 for any other line. Pure. */
+int tcpst_trace_parse_lost(const char *line, size_t len, uint64_t *n);
+
+/* What the tracepoint lost while this owner had the slot: the rings'
+ * counters read when the slot was taken and now, summed over CPUs (a slot
+ * is reused, so only the difference is this owner's), the LOST lines
+ * trace_pipe printed, and the lines the reader could not parse. */
+struct tcpst_trace_loss {
+	uint64_t events;     /* inet_sock_set_state events read and delivered */
+	uint64_t overrun;    /* overrun + commit overrun since the slot was taken */
+	uint64_t dropped;    /* dropped events since then */
+	uint64_t lost_lines; /* the sum of trace_pipe's "[LOST n EVENTS]" lines */
+	uint64_t unreadable; /* inet_sock_set_state lines the parser rejected */
+	uint64_t lost;       /* max(overrun + dropped, lost_lines) + unreadable */
+	int uncounted;       /* a loss of unknown size: a "[LOST EVENTS]" line, or
+			      * counters that went back (the ring was reset) */
+	int stats;           /* 1: the counters were read both times */
+	int ring_kib;        /* the ring's size per CPU (buffer_size_kb) */
+};
+
+/* Read the counters now and fill out. Call after the last tcpst_trace_read. */
+void tcpst_trace_loss(struct tcpst_trace *t, struct tcpst_trace_loss *out);
+
+/* A test knob, SOCKLAB_TRACE_TEST_FLOOD_KB (1..65536): the owner reads
+ * nothing until tcpst_trace_read_last, which first writes that many KiB of
+ * trace_marker text into the slot's ring on every CPU the process may run
+ * on, overwriting the run's unread events: a real overrun the counters
+ * report, made on purpose. 1 while reading is held back. */
+int tcpst_trace_stalled(const struct tcpst_trace *t);
+
+/* The owner's last read: the flood of the test knob (when set), then
+ * tcpst_trace_read. */
+int tcpst_trace_read_last(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg);
+
 /* Disable the event, close the pipe and give the slot back (a slot beyond
  * the TCPST_TRACE_POOL_KEEP kept is removed). NULL is fine. */
 void tcpst_trace_close(struct tcpst_trace *t);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,15 @@
 #define BUFFER_KB 128
 #define BUFFER_KB_TEXT "128"
 #define READ_BUF 65536
+#define FLOOD_ENV "SOCKLAB_TRACE_TEST_FLOOD_KB"
+#define FLOOD_MAX_KB 65536
+#define MAX_CPUS 4096
+
+/* The rings' counters summed over every CPU. */
+struct ring_sum {
+	uint64_t overrun, dropped;
+	int ok; /* at least one CPU's stats were read */
+};
 
 struct tcpst_trace {
 	char dir[PATH_MAX];
@@ -59,6 +69,12 @@ struct tcpst_trace {
 	int64_t since_ns; /* when the event was enabled for this owner (CLOCK_MONOTONIC) */
 	char *buf;       /* READ_BUF bytes; a partial last line is kept at the start */
 	size_t have;
+	/* Losses (see tcpst_trace_loss): the counters when the slot was taken,
+	 * and what the reader itself saw. */
+	struct ring_sum at_start;
+	uint64_t events, lost_lines, unreadable;
+	int lost_uncounted;
+	long flood_kb; /* SOCKLAB_TRACE_TEST_FLOOD_KB; 0: not set */
 };
 
 /* The slots' name prefix: SOCKLAB_TRACE_POOL when set (tests keep a pool of
@@ -243,6 +259,109 @@ static int slot_take(struct tcpst_trace *t, const char *prefix, int k, char *err
 	return 1;
 }
 
+/* The number after "name:" on a line of text, or 0 when no line has it. */
+static uint64_t stats_field(const char *text, const char *name, int *found)
+{
+	size_t n = strlen(name);
+	const char *p = text;
+
+	while (p && *p) {
+		if (!strncmp(p, name, n) && p[n] == ':') {
+			*found = 1;
+			return strtoull(p + n + 1, NULL, 10);
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return 0;
+}
+
+int tcpst_trace_parse_stats(const char *text, struct tcpst_ring_stats *st)
+{
+	int found = 0, other = 0;
+
+	memset(st, 0, sizeof *st);
+	st->overrun = stats_field(text, "overrun", &found);
+	st->entries = stats_field(text, "entries", &other);
+	st->commit_overrun = stats_field(text, "commit overrun", &other);
+	st->dropped = stats_field(text, "dropped events", &other);
+	st->read = stats_field(text, "read events", &other);
+	return found ? 0 : -1;
+}
+
+int tcpst_trace_parse_lost(const char *line, size_t len, uint64_t *n)
+{
+	char buf[128], *p, *end;
+
+	*n = 0;
+	if (len >= sizeof buf)
+		return 0;
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+	if (strncmp(buf, "CPU:", 4) != 0)
+		return 0;
+	p = buf + 4;
+	if (*p < '0' || *p > '9')
+		return 0;
+	strtoul(p, &end, 10);
+	if (!strcmp(end, " [LOST EVENTS]"))
+		return 2;
+	if (strncmp(end, " [LOST ", 7) != 0)
+		return 0;
+	p = end + 7;
+	if (*p < '0' || *p > '9')
+		return 0;
+	*n = strtoull(p, &end, 10);
+	return !strcmp(end, " EVENTS]") ? 1 : 0;
+}
+
+/* Every CPU's ring counters of the slot, summed. */
+static void ring_sum_read(const struct tcpst_trace *t, struct ring_sum *sum)
+{
+	int cpu;
+
+	memset(sum, 0, sizeof *sum);
+	for (cpu = 0; cpu < MAX_CPUS; cpu++) {
+		char file[64], text[512];
+		struct tcpst_ring_stats st;
+		struct stat sb;
+
+		snprintf(file, sizeof file, "per_cpu/cpu%d/stats", cpu);
+		if (fstatat(t->dfd, file, &sb, 0) < 0)
+			break;
+		read_file(t->dfd, file, text, sizeof text);
+		if (tcpst_trace_parse_stats(text, &st) < 0)
+			continue;
+		sum->overrun += st.overrun + st.commit_overrun;
+		sum->dropped += st.dropped;
+		sum->ok = 1;
+	}
+}
+
+/* The test knob's value: 0 when unset, -1 (with a message) when invalid. */
+static long flood_knob(char *err, size_t errlen)
+{
+	const char *env = getenv(FLOOD_ENV);
+	char *end = NULL;
+	long kb;
+
+	if (!env || !*env)
+		return 0;
+	errno = 0;
+	kb = strtol(env, &end, 10);
+	if (errno || !end || *end || kb < 1 || kb > FLOOD_MAX_KB) {
+		snprintf(err, errlen,
+			 FLOOD_ENV "=\"%.40s\": the test flood must be a whole number of KiB "
+			 "from 1 to %d",
+			 env, FLOOD_MAX_KB);
+		return -1;
+	}
+	return kb;
+}
+
 /* Make the slot we own ready for a new owner: its settings as we need them
  * (written only when they differ: each write resets the ring), the event off
  * and filtered, the ring emptied, the pipe open, then the event on. */
@@ -296,6 +415,10 @@ static int slot_prepare(struct tcpst_trace *t, const char *filter, char *err, si
 	}
 	/* trace_pipe prints stamps in microseconds: compare in whole ones. */
 	t->since_ns = mono_ns() / 1000 * 1000;
+	/* The counters go on from the previous owners (and a killed one's
+	 * overruns): what this owner loses is the difference from here, where
+	 * the ring is empty and the event not yet on. */
+	ring_sum_read(t, &t->at_start);
 	return write_file(t->dfd, t->dir, EVENT "/enable", "1", err, errlen);
 }
 
@@ -308,6 +431,8 @@ int tcpst_trace_open(struct tcpst_trace **out, const char *filter, char *err, si
 	*out = NULL;
 	if (!prefix)
 		return -EINVAL;
+	if (flood_knob(err, errlen) < 0)
+		return -EINVAL;
 	rc = ensure_tracefs(err, errlen);
 	if (rc < 0)
 		return rc;
@@ -316,6 +441,7 @@ int tcpst_trace_open(struct tcpst_trace **out, const char *filter, char *err, si
 		return -ENOMEM;
 	t->fd = -1;
 	t->dfd = -1;
+	t->flood_kb = flood_knob(err, errlen);
 	t->buf = malloc(READ_BUF);
 	if (!t->buf) {
 		free(t);
@@ -349,7 +475,8 @@ int tcpst_trace_fd(const struct tcpst_trace *t)
 	return t->fd;
 }
 
-int tcpst_trace_read(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg)
+/* Read what the pipe holds now; the work of tcpst_trace_read. */
+static int trace_read(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg)
 {
 	int events = 0;
 
@@ -373,18 +500,113 @@ int tcpst_trace_read(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg)
 		p = t->buf;
 		while ((nl = memchr(p, '\n', t->have - (size_t)(p - t->buf)))) {
 			struct tcpst_trace_ev ev;
+			uint64_t lost;
+			int rc = tcpst_trace_parse(p, (size_t)(nl - p), &ev), lr;
+
 			/* An event stamped before this owner enabled it is a
 			 * previous owner's. */
-			if (tcpst_trace_parse(p, (size_t)(nl - p), &ev) == 1 &&
-			    ev.t_mono_ns >= t->since_ns) {
+			if (rc == 1 && ev.t_mono_ns >= t->since_ns) {
 				fn(arg, &ev);
 				events++;
+				t->events++;
+			} else if (rc < 0) {
+				/* Our event, unreadable: a transition lost here. */
+				t->unreadable++;
+			} else if (rc == 0 && (lr = tcpst_trace_parse_lost(p, (size_t)(nl - p), &lost))) {
+				/* The kernel says its ring lost events since the
+				 * last read (everything before the slot was
+				 * taken was read then and thrown away). */
+				t->lost_lines += lost;
+				if (lr == 2)
+					t->lost_uncounted = 1;
 			}
 			p = nl + 1;
 		}
 		t->have -= (size_t)(p - t->buf);
 		memmove(t->buf, p, t->have);
 	}
+}
+
+int tcpst_trace_read(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg)
+{
+	return t->flood_kb ? 0 : trace_read(t, fn, arg);
+}
+
+int tcpst_trace_stalled(const struct tcpst_trace *t)
+{
+	return t && t->flood_kb > 0;
+}
+
+/* The test knob: flood_kb KiB of trace_marker text into the slot's ring on
+ * every CPU this thread may run on (a marker lands in the ring of the CPU
+ * that writes it), then the thread's CPUs as they were. */
+static void flood(struct tcpst_trace *t)
+{
+	static const char line[] = "socklab test flood: overwriting this slot's unread events "
+				   "on purpose (" FLOOD_ENV ")";
+	cpu_set_t was, one;
+	long i, n = t->flood_kb * 1024 / (long)(sizeof line - 1) + 1;
+	int fd, cpu;
+
+	fd = openat(t->dfd, "trace_marker", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || sched_getaffinity(0, sizeof was, &was) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &was))
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(0, sizeof one, &one) < 0)
+			continue;
+		for (i = 0; i < n; i++)
+			if (write(fd, line, sizeof line - 1) < 0)
+				break;
+	}
+	sched_setaffinity(0, sizeof was, &was);
+	close(fd);
+}
+
+int tcpst_trace_read_last(struct tcpst_trace *t, tcpst_trace_fn fn, void *arg)
+{
+	if (t->flood_kb)
+		flood(t);
+	return trace_read(t, fn, arg);
+}
+
+void tcpst_trace_loss(struct tcpst_trace *t, struct tcpst_trace_loss *out)
+{
+	struct ring_sum now;
+	char kb[64];
+	uint64_t ring;
+
+	memset(out, 0, sizeof *out);
+	ring_sum_read(t, &now);
+	out->events = t->events;
+	out->lost_lines = t->lost_lines;
+	out->unreadable = t->unreadable;
+	out->uncounted = t->lost_uncounted;
+	if (now.ok && t->at_start.ok) {
+		out->stats = 1;
+		/* Counters only grow while the ring lives: less than before means
+		 * it was reset (and what it held is gone, uncounted). */
+		if (now.overrun < t->at_start.overrun || now.dropped < t->at_start.dropped) {
+			out->uncounted = 1;
+			out->overrun = now.overrun;
+			out->dropped = now.dropped;
+		} else {
+			out->overrun = now.overrun - t->at_start.overrun;
+			out->dropped = now.dropped - t->at_start.dropped;
+		}
+	}
+	ring = out->overrun + out->dropped;
+	out->lost = (ring > out->lost_lines ? ring : out->lost_lines) + out->unreadable;
+	if (out->uncounted && !out->lost)
+		out->lost = 1; /* at least one */
+	read_file(t->dfd, "buffer_size_kb", kb, sizeof kb);
+	out->ring_kib = (int)strtol(kb, NULL, 10);
 }
 
 void tcpst_trace_close(struct tcpst_trace *t)

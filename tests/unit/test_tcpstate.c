@@ -251,6 +251,49 @@ static void recorded_trace_pipe(void **state)
 					   "protocol=IPPROTO_SCTP sport=1", 71, &ev), 0);
 }
 
+/* A per_cpu/cpuN/stats file as kernel 6.18 prints it, and the lines
+ * trace_pipe prints when the ring lost events. */
+static void ring_stats_and_lost_lines(void **state)
+{
+	static const char text[] = "entries: 66\n"
+				   "overrun: 234\n"
+				   "commit overrun: 3\n"
+				   "bytes: 8064\n"
+				   "oldest event ts: 56343.946797\n"
+				   "now ts: 56343.980000\n"
+				   "dropped events: 7\n"
+				   "read events: 12\n";
+	struct tcpst_ring_stats st;
+	uint64_t n;
+
+	assert_int_equal(tcpst_trace_parse_stats(text, &st), 0);
+	assert_int_equal(st.entries, 66);
+	assert_int_equal(st.overrun, 234);
+	assert_int_equal(st.commit_overrun, 3);
+	assert_int_equal(st.dropped, 7);
+	assert_int_equal(st.read, 12);
+	/* An older kernel's file without the later lines: they count 0. */
+	assert_int_equal(tcpst_trace_parse_stats("entries: 1\noverrun: 5\n", &st), 0);
+	assert_int_equal(st.overrun, 5);
+	assert_int_equal(st.dropped, 0);
+	assert_int_equal(st.commit_overrun, 0);
+	/* No overrun line: not a stats file. */
+	assert_int_equal(tcpst_trace_parse_stats("entries: 1\ncommit overrun: 5\n", &st), -1);
+	assert_int_equal(tcpst_trace_parse_stats("", &st), -1);
+
+	assert_int_equal(tcpst_trace_parse_lost("CPU:0 [LOST 234 EVENTS]\n", 24, &n), 1);
+	assert_int_equal(n, 234);
+	assert_int_equal(tcpst_trace_parse_lost("CPU:13 [LOST 1 EVENTS]", 22, &n), 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(tcpst_trace_parse_lost("CPU:1 [LOST EVENTS]", 19, &n), 2);
+	assert_int_equal(n, 0);
+	assert_int_equal(tcpst_trace_parse_lost("CPU:1 [LOST x EVENTS]", 21, &n), 0);
+	assert_int_equal(tcpst_trace_parse_lost("CPU:1 [LOST 3 EVENTS] more", 26, &n), 0);
+	assert_int_equal(tcpst_trace_parse_lost("CPU: [LOST 3 EVENTS]", 20, &n), 0);
+	assert_int_equal(tcpst_trace_parse_lost("  bash-1 [000] 1.5: tracing_mark_write: CPU:0 [LOST 3 EVENTS]",
+						61, &n), 0);
+}
+
 struct collect {
 	int n;
 	char text[1024];
@@ -379,6 +422,18 @@ static void live_tracepoint_and_diag(void **state)
 	read_until(t, &col, 5);
 	assert_string_equal(col.text, "CLOSED>SYN_SENT SYN_SENT>ESTABLISHED ESTABLISHED>FIN_WAIT_1 "
 				      "FIN_WAIT_1>FIN_WAIT_2 FIN_WAIT_2>CLOSED");
+	{
+		struct tcpst_trace_loss l;
+
+		tcpst_trace_loss(t, &l);
+		assert_int_equal(l.stats, 1);
+		assert_int_equal(l.lost, 0);
+		assert_int_equal(l.overrun, 0);
+		assert_int_equal(l.unreadable, 0);
+		assert_int_equal(l.uncounted, 0);
+		assert_true(l.events >= 5);
+		assert_true(l.ring_kib >= 128);
+	}
 	tcpst_trace_close(t);
 	/* Kept for the next owner, and free. */
 	assert_int_equal(stat(dir, &st), 0);
@@ -387,6 +442,58 @@ static void live_tracepoint_and_diag(void **state)
 	col.n = 0;
 	assert_true(tcpst_diag_dump(AF_INET, on_diag, &col, err, sizeof err) >= 1);
 	assert_int_equal(col.n, 1);
+}
+
+/* The test knob holds reading back and overwrites the ring on every CPU
+ * before the last read: the run's transitions are gone, the counters say
+ * how many events were; the next owner of the slot starts from 0. */
+static void a_flooded_ring_counts_what_it_lost(void **state)
+{
+	struct tcpst_trace *t;
+	struct tcpst_trace_loss l;
+	struct collect col;
+	char err[256] = "", filter[128];
+	int c;
+
+	if (!privileged)
+		skip();
+	memset(&col, 0, sizeof col);
+	c = bound_socket(&col.port);
+	snprintf(filter, sizeof filter, "sport == %u || dport == %u", col.port, col.port);
+	setenv("SOCKLAB_TRACE_TEST_FLOOD_KB", "1024", 1);
+	if (tcpst_trace_open(&t, filter, err, sizeof err) < 0)
+		fail_msg("tcpst_trace_open: %s", err);
+	assert_int_equal(tcpst_trace_stalled(t), 1);
+	connect_and_close(c);
+	assert_int_equal(tcpst_trace_read(t, on_trace, &col), 0); /* held back */
+	assert_true(tcpst_trace_read_last(t, on_trace, &col) >= 0);
+	tcpst_trace_loss(t, &l);
+	unsetenv("SOCKLAB_TRACE_TEST_FLOOD_KB");
+	/* 1 MiB of ~100-byte markers a CPU over a ring of 131 KiB. */
+	assert_true(l.overrun > 5000);
+	assert_true(l.lost_lines > 0);
+	assert_true(l.lost_lines <= l.overrun);
+	assert_int_equal(l.lost, l.overrun + l.dropped + l.unreadable);
+	assert_true(l.events >= (uint64_t)col.n);
+	tcpst_trace_close(t);
+
+	/* Invalid values are refused, naming the knob and its range. */
+	setenv("SOCKLAB_TRACE_TEST_FLOOD_KB", "70000", 1);
+	assert_int_equal(tcpst_trace_open(&t, filter, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "SOCKLAB_TRACE_TEST_FLOOD_KB=\"70000\""));
+	assert_non_null(strstr(err, "from 1 to 65536"));
+	unsetenv("SOCKLAB_TRACE_TEST_FLOOD_KB");
+
+	/* The same slot, next owner: its counters carry the overrun, the
+	 * difference is 0. */
+	if (tcpst_trace_open(&t, filter, err, sizeof err) < 0)
+		fail_msg("tcpst_trace_open: %s", err);
+	assert_int_equal(tcpst_trace_stalled(t), 0);
+	assert_true(tcpst_trace_read_last(t, on_trace, &col) >= 0);
+	tcpst_trace_loss(t, &l);
+	assert_int_equal(l.stats, 1);
+	assert_int_equal(l.lost, 0);
+	tcpst_trace_close(t);
 }
 
 /* Entries a slot's ring holds now, over every CPU. */
@@ -583,7 +690,9 @@ int main(void)
 		cmocka_unit_test(half_close_keeps_receiving),
 		cmocka_unit_test(sequence_numbers_wrap),
 		cmocka_unit_test(recorded_trace_pipe),
+		cmocka_unit_test(ring_stats_and_lost_lines),
 		cmocka_unit_test(live_tracepoint_and_diag),
+		cmocka_unit_test(a_flooded_ring_counts_what_it_lost),
 		cmocka_unit_test(a_killed_owners_events_never_reach_the_next),
 		cmocka_unit_test(slots_beyond_the_kept_ones_are_removed),
 		cmocka_unit_test(cleanup_removes_only_idle_instances),
