@@ -694,6 +694,7 @@ static json_t *on_obs(void *arg, const struct obs_event *ev)
 static void open_observer(struct own_run *r)
 {
 	struct obs_config cfg;
+	char trace[160];
 	int probe = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
 
 	if (probe < 0) {
@@ -709,10 +710,27 @@ static void open_observer(struct own_run *r)
 	cfg.free_rec = item_free;
 	cfg.pcap_path = r->ctx->pcap_path;
 	cfg.horizon_ms = 50; /* records cross a socket and this thread's loop first */
-	/* Every IPv4 TCP socket's changes on the machine: the lab learns its
-	 * programs' ports only from their records, and the tracepoint's
-	 * events are matched to them when delivered. */
-	cfg.trace_filter = "family == 2";
+	/* The lab learns its programs' ports only from their records, and the
+	 * tracepoint's events are matched to them when delivered; it traces
+	 * only sockets with one of the run's own addresses at either end
+	 * (watch_sock). So the filter takes every IPv4 TCP change with one of
+	 * them as source or destination (saddr and daddr are 4-byte arrays the
+	 * filter compares as a number: the address's bytes as the kernel
+	 * stores them, which is s_addr read natively), and nothing of the rest
+	 * of the machine, whose changes would only crowd the slot's ring.
+	 * Should the kernel refuse that, every IPv4 change, as before. */
+	if (r->own_addr[1])
+		snprintf(trace, sizeof trace,
+			 "family == 2 && (saddr == 0x%08x || daddr == 0x%08x || saddr == 0x%08x || "
+			 "daddr == 0x%08x)",
+			 r->own_addr[0], r->own_addr[0], r->own_addr[1], r->own_addr[1]);
+	else if (r->own_addr[0])
+		snprintf(trace, sizeof trace, "family == 2 && (saddr == 0x%08x || daddr == 0x%08x)",
+			 r->own_addr[0], r->own_addr[0]);
+	else
+		snprintf(trace, sizeof trace, "family == 2");
+	cfg.trace_filter = trace;
+	cfg.trace_filter_wide = "family == 2";
 	cfg.watch_later = 1;
 	if (obs_start(&r->obs, &cfg) < 0) {
 		r->obs = NULL; /* its error event says why */
@@ -1202,8 +1220,11 @@ static json_t *tw_params(struct own_run *r, const struct own_bindfail *b,
 
 /* After obs_stop: which socket held a port a bind() could not have, and
  * how each connection's TIME_WAIT ended or that it still runs, by the
- * kernel's own reports (as handshake says them). */
-static void own_end_notes(struct own_run *r)
+ * kernel's own reports (as handshake says them). When the tracepoint lost
+ * events (trace_incomplete), what held a port is not said of a socket it
+ * watched: the state before the bind() rests on its transitions, and the
+ * one that would change it may be the one lost. */
+static void own_end_notes(struct own_run *r, int trace_incomplete)
 {
 	struct ev_emitter *em = r->ctx->em;
 	int i, k, notes = 0;
@@ -1217,7 +1238,8 @@ static void own_end_notes(struct own_run *r)
 
 			/* A connection's socket still open, or still closing, at
 			 * the bind(): listeners are told by their close() calls. */
-			if (w->lport != b->port || !strcmp(w->role, "listener") || h < 0)
+			if (w->lport != b->port || !strcmp(w->role, "listener") || h < 0 ||
+			    (trace_incomplete && w->traced))
 				continue;
 			if (w->hist[h].state != TCPST_CLOSE) {
 				ev_note(em, "own.eaddrinuse_held", held_params(r, b, w, h), NULL);
@@ -1396,13 +1418,15 @@ out:
 	/* Everything queued is delivered; the handler runs on this thread now. */
 	if (r.obs) {
 		obs_stop(r.obs);
-		own_end_notes(&r);
 		/* The capture's counters (and capture.incomplete when frames were
 		 * missed), with the segments this lab showed. */
 		if (obs_capture_report(r.obs, ctx->em, ctx->summary) < 0)
 			json_object_set_new(ctx->summary, "capture", json_object());
 		json_object_set_new(json_object_get(ctx->summary, "capture"), "segments",
 				    json_integer(r.segments));
+		/* The tracepoint's losses (and tracepoint.incomplete), before the
+		 * notes that would rest on its transitions. */
+		own_end_notes(&r, obs_trace_report(r.obs, ctx->em, ctx->summary) == 0);
 		records_lost = obs_records_lost(r.obs);
 		if (records_lost)
 			ev_note(ctx->em, "own.records_lost",

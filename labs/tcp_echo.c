@@ -769,10 +769,11 @@ static void note_capture_cost(struct echo_run *r, int64_t cpu_ns, int64_t rtt_us
  * state as the kernel gave it, with its source. After obs_stop. */
 static void capture_summary(struct echo_run *r, json_t *s)
 {
-	json_t *conns = json_array(), *states = json_array();
+	json_t *conns = json_array(), *states = json_array(), *st;
 	int k, i;
 
 	obs_capture_report(r->obs, r->ctx->em, s);
+	obs_trace_report(r->obs, r->ctx->em, s);
 	pthread_mutex_lock(&r->lock);
 	for (k = 1; k <= r->clients; k++) {
 		const struct echo_wire *w = &r->wire[k];
@@ -793,12 +794,16 @@ static void capture_summary(struct echo_run *r, json_t *s)
 		if (!r->sock_conn[i])
 			continue;
 		obs_final_state(r->obs, i, &fin);
-		json_array_append_new(states,
-				      json_pack("{s:s, s:i, s:s, s:s, s:b}", "who",
-						r->sock_who[i], "conn", r->sock_conn[i],
-						"state", fin.src < 0 ? "unknown" : tcpst_name(fin.state),
-						"source", fin.src < 0 ? "none" : obs_src_name(fin.src),
-						"listed_at_end", fin.listed_at_end));
+		st = json_pack("{s:s, s:i, s:s, s:s, s:b}", "who", r->sock_who[i], "conn",
+			       r->sock_conn[i], "state",
+			       fin.src < 0 ? "unknown" : tcpst_name(fin.state), "source",
+			       fin.src < 0 ? "none" : obs_src_name(fin.src), "listed_at_end",
+			       fin.listed_at_end);
+		/* The tracepoint's last word, from a lane with gaps: a later
+		 * transition may be the one lost. */
+		if (fin.trace_incomplete)
+			json_object_set_new(st, "complete", json_false());
+		json_array_append_new(states, st);
 	}
 	json_object_set_new(s, "segments", json_integer(r->segments));
 	json_object_set_new(s, "retransmitted_segments", json_integer(r->seg_retrans));

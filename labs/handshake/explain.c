@@ -399,6 +399,9 @@ static json_t *final_json(const struct hs_run *r, int side)
 			k = json_pack("{s:s, s:s, s:I}", "state", tcpst_name(fin.state), "source",
 				      obs_src_name(fin.src), "t_kernel_us", obs_run_us(r->ctx, fin.t_ns));
 			json_object_set_new(k, "listed_at_end", json_boolean(fin.listed_at_end));
+			/* The tracepoint's last word, from a lane with gaps. */
+			if (fin.trace_incomplete)
+				json_object_set_new(k, "complete", json_false());
 			if (fin.reason)
 				json_object_set_new(k, "reason", json_string(fin.reason));
 			if (fin.listed_at_end && fin.timer)
@@ -457,7 +460,7 @@ void hs_summary(struct hs_run *r, const int diffs[2])
 				    json_string(r->trace ? "tracepoint" : "none"));
 		json_object_set_new(s, "kernel_samples", samples);
 		json_object_set_new(s, "disagreements",
-				    r->wire_incomplete ? json_null()
+				    r->wire_incomplete || r->trace_incomplete ? json_null()
 						       : json_pack("{s:i, s:i}", "client", diffs[0],
 								   "server", diffs[1]));
 		for (i = SIDE_CLIENT; i <= SIDE_SERVER; i++) {

@@ -81,6 +81,7 @@ struct hs_run {
 	int close_delay_ms, observe_ms;
 	int replay;
 	int wire_incomplete; /* the capture missed frames: no comparison from segments */
+	int trace_incomplete; /* the tracepoint lost events: no comparison of transitions */
 
 	/* The connection's endpoints (network byte order in the sockaddrs). */
 	struct sockaddr_in cli, srv;

@@ -141,6 +141,8 @@ struct obs {
 	struct cap_pcap *pcap;
 	struct tcpst_trace *trace;
 	char trace_err[256];
+	struct tcpst_trace_loss trace_loss; /* filled by obs_stop */
+	int trace_lossed;                   /* trace_loss is filled */
 
 	/* w[0, n_w) are watched. obs_watch fills w[n_w] and then publishes it
 	 * by raising n_w (release; readers load it with acquire): an entry is
@@ -160,13 +162,14 @@ struct obs {
 	int diag_due; /* sample now: a socket may have just become a timewait socket */
 	int64_t dump_from_ns; /* when the sock_diag dump running now began */
 
-	pthread_mutex_t lock; /* guards pend, n_pend, cap_pend, order, dropped, holds,
-			       * records_lost, closing */
+	pthread_mutex_t lock; /* guards pend, n_pend, cap_pend, order, dropped,
+			       * trans_refused, holds, records_lost, closing */
 	pthread_cond_t room;  /* signalled when delivery takes items from pend */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	uint64_t order;
-	uint64_t dropped;      /* frames, states or samples refused: the queue was full */
+	uint64_t dropped;      /* frames or samples refused: the queue was full */
+	uint64_t trans_refused; /* tracepoint transitions refused: the queue was full */
 	uint64_t records_lost; /* lab records refused even after waiting (see above) */
 	int closing;           /* the thread is being stopped: nobody waits for room */
 };
@@ -229,6 +232,8 @@ static int pend_push(struct obs *o, struct pending *p)
 		if (!n) {
 			if (p->kind == OBS_RECORD)
 				o->records_lost++;
+			else if (p->kind == OBS_TRANSITION) /* the tracepoint's lane */
+				o->trans_refused++;
 			else if (p->kind != OBS_CALL) /* a call is emitted at once instead */
 				o->dropped++;
 			rc = -ENOMEM;
@@ -915,8 +920,12 @@ static void read_sources(struct obs *o, int flush)
 		else
 			cap_read(o->caps[i].cap, on_frame, &o->caps[i]);
 	}
-	if (o->trace)
-		tcpst_trace_read(o->trace, on_trace, o);
+	if (o->trace) {
+		if (flush)
+			tcpst_trace_read_last(o->trace, on_trace, o);
+		else
+			tcpst_trace_read(o->trace, on_trace, o);
+	}
 }
 
 static void *obs_thread(void *arg)
@@ -936,7 +945,8 @@ static void *obs_thread(void *arg)
 			p[n++] = (struct pollfd){o->kick_fd, POLLIN, 0};
 		for (i = 0; i < o->n_caps; i++)
 			p[n++] = (struct pollfd){cap_fd(o->caps[i].cap), POLLIN, 0};
-		if (o->trace)
+		/* Held back by the test knob: nothing is read, so not polled. */
+		if (o->trace && !tcpst_trace_stalled(o->trace))
 			p[n++] = (struct pollfd){tcpst_trace_fd(o->trace), POLLIN, 0};
 		poll(p, n, OBS_POLL_MS);
 		read_sources(o, 0);
@@ -1074,6 +1084,9 @@ int obs_start(struct obs **out, const struct obs_config *cfg)
 	if (cfg->trace_filter) {
 		rc = tcpst_trace_open(&o->trace, cfg->trace_filter, o->trace_err,
 				      sizeof o->trace_err);
+		if (rc == -EINVAL && cfg->trace_filter_wide)
+			rc = tcpst_trace_open(&o->trace, cfg->trace_filter_wide, o->trace_err,
+					      sizeof o->trace_err);
 		if (rc < 0)
 			o->trace = NULL;
 	} else {
@@ -1135,6 +1148,11 @@ void obs_stop(struct obs *o)
 		o->running = 0;
 	}
 	read_sources(o, 1);
+	/* Every transition has been read: what the tracepoint lost is known. */
+	if (o->trace) {
+		tcpst_trace_loss(o->trace, &o->trace_loss);
+		o->trace_lossed = 1;
+	}
 	if (n_watched(o))
 		sample_diag(o);
 	/* The calls still held, then calls go to the stream directly again. */
@@ -1230,6 +1248,66 @@ int obs_capture_report(struct obs *o, struct ev_emitter *em, json_t *summary)
 	lost = o->dropped;
 	pthread_mutex_unlock(&o->lock);
 	return cap_report(caps, i, lost, em, summary);
+}
+
+/* 1 when the tracepoint ran and lost nothing, 0 when it lost events, -1
+ * when there was none (or obs_stop has not read it to the end). */
+int obs_trace_complete(struct obs *o)
+{
+	uint64_t refused;
+
+	if (!o || !o->trace || !o->trace_lossed)
+		return -1;
+	pthread_mutex_lock(&o->lock);
+	refused = o->trans_refused;
+	pthread_mutex_unlock(&o->lock);
+	return o->trace_loss.lost == 0 && !o->trace_loss.uncounted && refused == 0;
+}
+
+int obs_trace_report(struct obs *o, struct ev_emitter *em, json_t *summary)
+{
+	const struct tcpst_trace_loss *l;
+	uint64_t refused, lost;
+	int complete = obs_trace_complete(o);
+	json_t *params;
+
+	if (!o)
+		return -1;
+	if (complete < 0) {
+		if (summary && !o->offline)
+			json_object_set_new(summary, "tracepoint",
+					    json_pack("{s:b, s:s, s:n, s:n}", "available", 0, "reason",
+						      o->trace ? "not read to the end" : o->trace_err,
+						      "lost", "complete"));
+		return -1;
+	}
+	l = &o->trace_loss;
+	pthread_mutex_lock(&o->lock);
+	refused = o->trans_refused;
+	pthread_mutex_unlock(&o->lock);
+	lost = l->lost + refused;
+	if (summary)
+		json_object_set_new(summary, "tracepoint",
+				    json_pack("{s:b, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:b, s:i, s:b}",
+					      "available", 1, "events", (json_int_t)l->events,
+					      "lost", (json_int_t)lost, "counted", !l->uncounted,
+					      "overrun", (json_int_t)l->overrun, "dropped",
+					      (json_int_t)l->dropped, "unreadable",
+					      (json_int_t)l->unreadable, "refused", (json_int_t)refused,
+					      "ring_stats", l->stats, "ring_kib", l->ring_kib,
+					      "complete", complete == 1));
+	if (complete == 1)
+		return 1;
+	params = json_pack("{s:I, s:I, s:I, s:I, s:I, s:i, s:I}", "lost", (json_int_t)lost,
+			   "overrun", (json_int_t)(l->overrun + l->dropped), "unreadable",
+			   (json_int_t)l->unreadable, "refused", (json_int_t)refused, "events",
+			   (json_int_t)l->events, "ring_kib", l->ring_kib, "lost_lines",
+			   (json_int_t)l->lost_lines);
+	if (l->uncounted)
+		ev_note(em, "tracepoint.incomplete_uncounted", params, NULL);
+	else
+		ev_note(em, "tracepoint.incomplete", params, NULL);
+	return 0;
 }
 
 void obs_tcp_info(struct obs *o, int sock, int fd)
@@ -1351,6 +1429,8 @@ void obs_final_state(const struct obs *o, int sock, struct obs_final *out)
 	out->reason = w->d_listed == 0 ? w->gone_reason : NULL;
 	out->timer = w->d_timer;
 	out->timer_ms = w->d_timer_ms;
+	out->trace_incomplete = w->known_src == OBS_SRC_TRACEPOINT &&
+				obs_trace_complete((struct obs *)o) == 0;
 }
 
 /* ---- the offline seam ---- */

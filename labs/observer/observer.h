@@ -179,6 +179,7 @@ struct obs_config {
 	struct lab_ctx *ctx;     /* the run: its emitter, its network (ctx->net: two hosts) */
 	const char *filter;      /* capture filter, tcpdump syntax */
 	const char *trace_filter; /* tracepoint filter, ftrace syntax; NULL: no tracepoint */
+	const char *trace_filter_wide; /* tried when the kernel refuses trace_filter; may be NULL */
 	const struct obs_sock *socks; /* copied */
 	size_t n_socks;          /* at most OBS_MAX_SOCKS */
 	obs_fn fn;
@@ -235,6 +236,21 @@ uint64_t obs_capture_drops(struct obs *o);
  * obs_stop(). 1 complete, 0 frames missed (draw no verdict from the
  * segments), -1 no capture (a replay). */
 int obs_capture_report(struct obs *o, struct ev_emitter *em, json_t *summary);
+
+/* The tracepoint's lane, after obs_stop: 1 complete (it lost nothing), 0
+ * incomplete (the kernel overwrote or dropped events in the slot's ring
+ * before they were read, the reader could not parse some, or the
+ * observer's full queue refused some: a transition may be missing, so
+ * draw no conclusion from the transitions), -1 no tracepoint. */
+int obs_trace_complete(struct obs *o);
+
+/* run.end's summary field "tracepoint" ({available, events, lost, counted,
+ * overrun, dropped, unreadable, refused, ring_stats, ring_kib, complete};
+ * without the tracepoint {available: false, reason, lost: null, complete:
+ * null}) and, when it lost events, the note tracepoint.incomplete (or
+ * tracepoint.incomplete_uncounted when the kernel could not say how many).
+ * After obs_stop. Returns what obs_trace_complete does. */
+int obs_trace_report(struct obs *o, struct ev_emitter *em, json_t *summary);
 
 /* Sample socket `sock` (open descriptor fd) with TCP_INFO now. Only without
  * the tracepoint (it is the fallback): a no-op when the tracepoint runs. */
@@ -298,6 +314,8 @@ struct obs_final {
 	const char *reason; /* gone: "rst", "timer_expired", "reused", "not_listed"; else NULL */
 	int timer;          /* its last timer seen by sock_diag (TCPST_TIMER_*) */
 	uint32_t timer_ms;
+	int trace_incomplete; /* state came from the tracepoint, which lost events in
+			       * this run: a later transition may be missing */
 };
 void obs_final_state(const struct obs *o, int sock, struct obs_final *out);
 

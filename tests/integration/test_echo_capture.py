@@ -19,13 +19,13 @@ def need_root():
         raise Skip("needs root (a network namespace per run and CAP_NET_RAW)")
 
 
-def echo(*params, pcap=None):
+def echo(*params, pcap=None, env=None):
     args = [binary(), "run", "tcp-echo", "--json", "--timeout", "60"]
     for p in params:
         args += ["-p", p]
     if pcap:
         args += ["--pcap", pcap]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=90)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=90, env=env)
     eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
     events = [json.loads(line) for line in r.stdout.splitlines()]
     check_stream(events)
@@ -129,6 +129,34 @@ def segments_match_the_calls_on_both_networks():
             eq((final[("client", k)]["state"], final[("client", k)]["source"], final[("client", k)]["listed_at_end"]),
                ("TIME_WAIT", "sock_diag", True), f"{net} #{k}: the client ends in TIME_WAIT (sock_diag)")
         check("echo.capture_cost" in notes(events), f"{net}: the run says what capturing cost")
+        if "echo.no_tracepoint" not in notes(events):
+            tp = s["tracepoint"]
+            eq((tp["lost"], tp["complete"]), (0, True), f"{net}: the tracepoint lost nothing: {tp}")
+            check("tracepoint.incomplete" not in notes(events), f"{net}: no incomplete note")
+            check(all("complete" not in e for e in s["kernel_states"]), f"{net}: no state marked")
+
+
+@test
+def a_tracepoint_that_lost_events_says_so():
+    """The test knob overwrites the slot's ring before the run's
+    transitions are read (see test_handshake): the summary counts the loss,
+    the note says no conclusion is drawn from the transitions, and a final
+    state the tracepoint gave is marked as from a lane with gaps."""
+    need_root()
+    env = dict(os.environ, SOCKLAB_TRACE_TEST_FLOOD_KB="1024")
+    events, s = echo("capture=on", "clients=2", env=env)
+    if "echo.no_tracepoint" in notes(events):
+        raise Skip("no tracepoint here")
+    tp = s["tracepoint"]
+    eq((tp["complete"], tp["counted"]), (False, True), f"tracepoint {tp}")
+    check(tp["overrun"] > 1000, f"the kernel counted the overrun: {tp}")
+    inc = [e for e in events if e["type"] == "note" and e["key"] == "tracepoint.incomplete"]
+    eq(len(inc), 1, "one tracepoint.incomplete note")
+    eq(inc[0]["params"]["lost"], tp["lost"], "the note's count is the summary's")
+    check("No conclusion is drawn from this run's transitions" in inc[0]["text"], inc[0]["text"])
+    for e in s["kernel_states"]:
+        eq(e.get("complete", True), e["source"] != "tracepoint", f"marked iff the tracepoint's: {e}")
+    eq(s["capture"]["complete"], True, "the capture's lane is whole")
 
 
 @test

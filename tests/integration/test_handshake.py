@@ -183,6 +183,14 @@ def client_closes_first_on(net):
     summ = ev[-1]["summary"]
     eq(summ["client_state"]["rfc_model"], {"state": "TIME_WAIT", "source": "rfc-model"}, "model's final state")
     eq(summ["kernel_transitions"], "tracepoint", "summary names the transitions' source")
+    # The tracepoint's lane is whole: nothing overwritten in the slot's
+    # ring, nothing unreadable, nothing refused.
+    tp = summ["tracepoint"]
+    eq((tp["available"], tp["lost"], tp["overrun"], tp["dropped"], tp["unreadable"], tp["refused"],
+        tp["complete"], tp["ring_stats"]), (True, 0, 0, 0, 0, 0, True, True), f"tracepoint {tp}")
+    shown = [e for e in ev if e["type"] == "state" and e["source"] == "tracepoint"]
+    check(tp["events"] >= len(shown) > 0, f"events read {tp['events']}, shown {len(shown)}")
+    check("tracepoint.incomplete" not in notes, "no incomplete note")
     eq(rows["CLOSED"]["match"], "kernel_only", "tracepoint's FIN_WAIT_2 > CLOSED")
     eq(rows["CLOSED"]["key"], "handshake.diff.time_wait", "explained")
     check("handshake.diff.time_wait" in notes, "the TIME_WAIT note")
@@ -589,6 +597,72 @@ def flock_holders():
 def slot_holder(path):
     """The pid holding slot path's lock, or None (free)."""
     return flock_holders().get(os.stat(path).st_ino)
+
+
+FLOOD = "SOCKLAB_TRACE_TEST_FLOOD_KB"
+
+
+@test
+def a_tracepoint_that_lost_events_says_so_and_compares_nothing():
+    """The test knob holds the reader back and then overwrites the slot's
+    ring (128 KiB per CPU) with 1 MiB of trace_marker text on every CPU: a
+    real overrun, which the kernel's counters report. The run says how many
+    events were lost and draws no conclusion from the transitions; the
+    segments' lane is whole and still speaks. The next run in the same slot
+    (whose counters carry the overrun) reports 0 lost."""
+    root()
+    pool = f"socklab-slot-hsloss{os.getpid()}-"
+    slot = os.path.join(TRACEFS, pool + "0")
+    env = dict(os.environ, SOCKLAB_TRACE_POOL=pool)
+    try:
+        r, ev = hs("network=loopback", "observe_ms=0", env=dict(env, **{FLOOD: "1024"}))
+        eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+        s = ev[-1]["summary"]
+        tp = s["tracepoint"]
+        eq((tp["available"], tp["complete"], tp["counted"], tp["ring_stats"]), (True, False, True, True),
+           f"tracepoint {tp}")
+        # 1 MiB of markers over a ring of 131 KiB per CPU: thousands overwritten.
+        check(tp["overrun"] > 1000, f"the kernel counted the overrun: {tp}")
+        eq(tp["lost"], tp["overrun"] + tp["dropped"] + tp["unreadable"] + tp["refused"], "lost")
+        shown = [e for e in ev if e["type"] == "state" and e["source"] == "tracepoint"]
+        check(len(shown) <= tp["events"], f"shown {len(shown)}, read {tp['events']}")
+        inc = [e for e in ev if e["type"] == "note" and e["key"] == "tracepoint.incomplete"]
+        eq(len(inc), 1, "one tracepoint.incomplete note")
+        eq(inc[0]["params"]["lost"], tp["lost"], "the note's count is the summary's")
+        check(f"{tp['lost']} of the tracepoint's events were lost" in inc[0]["text"], inc[0]["text"])
+        check("No conclusion is drawn from this run's transitions" in inc[0]["text"], inc[0]["text"])
+        # Withheld: the comparison with the RFC model and its explanations.
+        eq([e for e in ev if e["type"] == "state.compare"], [], "comparisons drawn from transitions")
+        eq(s["disagreements"], None, "disagreements")
+        keys = [e["key"] for e in ev if e["type"] == "note"]
+        eq([k for k in keys if k.startswith("handshake.diff.")], [], "disagreement notes")
+        # The capture lost nothing: what the segments show still stands.
+        eq(s["capture"]["complete"], True, "capture complete")
+        check(s["close"] in ("three segments", "four segments"), f"close pattern {s['close']}")
+        k = s["client_state"]["kernel"]
+        if k and k["source"] == "tracepoint":
+            eq(k.get("complete"), False, f"the tracepoint's last word is marked: {k}")
+
+        r, ev = hs("network=loopback", "observe_ms=0", env=env)
+        eq(r.returncode, 0, f"exit ({r.stderr[-300:]})")
+        tp = ev[-1]["summary"]["tracepoint"]
+        eq((tp["lost"], tp["overrun"], tp["complete"]), (0, 0, True), f"the next run in the slot: {tp}")
+        check(any(e["type"] == "state.compare" for e in ev), "the next run compares")
+    finally:
+        if os.path.isdir(slot):
+            os.rmdir(slot)
+
+
+@test
+def a_bad_flood_knob_is_named():
+    root()
+    r, ev = hs("network=loopback", "observe_ms=0", env=dict(os.environ, **{FLOOD: "0"}))
+    eq(r.returncode, 0, f"the run goes on without the tracepoint ({r.stderr[-300:]})")
+    p = [e["params"] for e in ev if e["type"] == "note" and e["key"] == "handshake.no_tracepoint"]
+    eq(len(p), 1, "the no-tracepoint note")
+    check(FLOOD in p[0]["reason"] and "from 1 to 65536" in p[0]["reason"], p[0]["reason"])
+    eq(ev[-1]["summary"]["tracepoint"]["available"], False, "summary")
+    eq(ev[-1]["summary"]["tracepoint"]["complete"], None, "no completeness without the lane")
 
 
 @test
