@@ -274,7 +274,8 @@ static void on_event(struct conn *c, uint32_t events)
 		return;
 	}
 	for (;;) {
-		ssize_t r = recv(c->fd, c->buf + c->len, BUF - c->len, 0);
+		size_t room = BUF - c->len;
+		ssize_t r = recv(c->fd, c->buf + c->len, room, 0);
 		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
 			kill_conn(c);
 			open_next();
@@ -313,6 +314,10 @@ static void on_event(struct conn *c, uint32_t events)
 		}
 		parse(c);
 		if (c->state == C_DEAD)
+			return;
+		/* A short read took all there was: epoll (level-triggered) says
+		 * when more comes, so no second recv() only to hear EAGAIN. */
+		if ((size_t)r < room)
 			return;
 	}
 }
