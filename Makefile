@@ -2,7 +2,7 @@
 # on a fresh Debian 12 machine (they install what is missing first).
 
 CC      ?= cc
-PKGS    := libmicrohttpd libwebsockets jansson libmnl libpcap libnats libcrypto
+PKGS    := libmicrohttpd libwebsockets jansson libmnl libpcap libnats libcrypto liburing
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g

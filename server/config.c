@@ -76,6 +76,10 @@ const char config_usage[] =
 	"                           [SOCKLAB_HEADER_TIMEOUT] (10)\n"
 	"  --queue-total MIB        outgoing WebSocket messages queued for all connections\n"
 	"                           together, 1-4096 MiB [SOCKLAB_QUEUE_TOTAL] (64)\n"
+	"  --fanout MODE            how class messages reach viewers: io_uring (one system\n"
+	"                           call for all of them), send (one per viewer), lws (each\n"
+	"                           viewer's writeable callback), or auto: io_uring when the\n"
+	"                           kernel allows it, else send [SOCKLAB_FANOUT] (auto)\n"
 	"  --nats URL               append every run event to the NATS JetStream stream\n"
 	"                           SOCKLAB_RUNS (nats://HOST:PORT) [SOCKLAB_NATS] (none)\n"
 	"  --nats-max-bytes N       the stream's size; the oldest events go first, 1M-1P\n"
@@ -95,6 +99,7 @@ enum opt_kind {
 	OPT_EXE,
 	OPT_SECRET,
 	OPT_BYTES,
+	OPT_FANOUT,
 };
 
 struct opt_def {
@@ -148,6 +153,7 @@ static const struct opt_def opts[] = {
 	 60000},
 	{"--header-timeout", "SOCKLAB_HEADER_TIMEOUT", OPT_INT, F(header_timeout_s), 1, 300},
 	{"--queue-total", "SOCKLAB_QUEUE_TOTAL", OPT_INT, F(queue_total_mib), 1, 4096},
+	{"--fanout", "SOCKLAB_FANOUT", OPT_FANOUT, F(fanout), 0, 0},
 	{NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -334,6 +340,14 @@ static int url_ok(const char *u, const char *const *schemes, int allow_path)
 	return 1;
 }
 
+const char *const config_fanout_names[] = {
+	[CONFIG_FANOUT_AUTO] = "auto",
+	[CONFIG_FANOUT_IO_URING] = "io_uring",
+	[CONFIG_FANOUT_SEND] = "send",
+	[CONFIG_FANOUT_LWS] = "lws",
+	NULL,
+};
+
 static const char *const origin_schemes[] = {"http", "https", NULL};
 static const char *const ws_schemes[] = {"ws", "wss", NULL};
 static const char *const nats_schemes[] = {"nats", NULL};
@@ -510,6 +524,15 @@ static int apply(struct serve_config *c, const struct opt_def *d, const char *v,
 		}
 		snprintf(field, d->size, "%s", v);
 		return 0;
+	case OPT_FANOUT:
+		for (n = 0; config_fanout_names[n]; n++)
+			if (!strcmp(v, config_fanout_names[n])) {
+				*(int *)(void *)field = (int)n;
+				return 0;
+			}
+		snprintf(err, errlen, "%s: must be auto, io_uring, send or lws (got \"%.40s\")", who,
+			 v);
+		return -EINVAL;
 	case OPT_EXE:
 		if (v[0] != '/' || strlen(v) >= d->size) {
 			snprintf(err, errlen,

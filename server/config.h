@@ -71,7 +71,19 @@ struct serve_config {
 	int max_conns_per_addr;         /* HTTP, and WebSocket, connections per client address */
 	int header_timeout_s;           /* a whole request must arrive within this */
 	int queue_total_mib;            /* WebSocket bytes queued for all connections */
+	int fanout;                     /* enum config_fanout: how class messages are written */
 };
+
+/* How a class's messages are written to its viewers (--fanout, ws_fanout.c). */
+enum config_fanout {
+	CONFIG_FANOUT_AUTO,     /* io_uring when the kernel allows it, else send */
+	CONFIG_FANOUT_IO_URING, /* one io_uring submission per sweep; no start without it */
+	CONFIG_FANOUT_SEND,     /* one send() per viewer from the sweep */
+	CONFIG_FANOUT_LWS,      /* every message from each viewer's lws writeable callback */
+};
+
+/* Their names, indexed by enum config_fanout, then NULL. */
+extern const char *const config_fanout_names[];
 
 /* config_parse() returns this when --help was given (usage is not an error). */
 #define CONFIG_HELP 1

@@ -468,6 +468,10 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 			    json_integer(http_counters_get(k, HTTP_C_QUEUED_BYTES)));
 	json_object_set_new(counters, "ws_memory_closes",
 			    json_integer(http_counters_get(k, HTTP_C_MEMORY_CLOSES)));
+	json_object_set_new(counters, "class_frames_direct",
+			    json_integer(http_counters_get(k, HTTP_C_CLASS_FRAMES_DIRECT)));
+	json_object_set_new(counters, "class_frames_deferred",
+			    json_integer(http_counters_get(k, HTTP_C_CLASS_FRAMES_DEFERRED)));
 	json_object_set_new(counters, "runs_throttled",
 			    json_integer(http_counters_get(k, HTTP_C_RUNS_THROTTLED)));
 	json_object_set_new(counters, "run_pauses",
@@ -497,6 +501,14 @@ static enum MHD_Result api_health(struct http_server *h, struct MHD_Connection *
 			  (json_int_t)bs.bundles, "bytes", (json_int_t)bs.bytes, "max_bytes",
 			  (json_int_t)bs.max_bytes, "pruned", (json_int_t)bs.pruned, "unsaved",
 			  (json_int_t)bs.unsaved);
+	/* How class messages reach viewers (--fanout, as the kernel allowed it). */
+	if (body) {
+		long mode = http_counters_get(k, HTTP_C_FANOUT_MODE);
+		json_object_set_new(body, "class_fanout",
+				    json_string(mode > CONFIG_FANOUT_AUTO && mode <= CONFIG_FANOUT_LWS
+							? config_fanout_names[mode]
+							: "lws"));
+	}
 	/* --nats: whether run events reach the stream. A NATS that is down
 	 * is reported here, and the server stays "ok": it still serves its
 	 * own runs. */

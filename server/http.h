@@ -42,6 +42,9 @@ enum http_counter {
 	HTTP_C_QUEUE_WAIT_MS_MAX,/* the longest wait of an admitted run */
 	HTTP_C_FRONT_REFUSED,    /* connections refused before their first bytes: too many from one address */
 	HTTP_C_FRONT_EVICTED,    /* connections closed before their first bytes to make room (408) */
+	HTTP_C_FANOUT_MODE,      /* how class messages are written now: enum config_fanout, never auto */
+	HTTP_C_CLASS_FRAMES_DIRECT,   /* class frames the fan-out sweep wrote (ws_fanout.c) */
+	HTTP_C_CLASS_FRAMES_DEFERRED, /* ... it left to the viewer's writeable callback */
 	HTTP_C_COUNT
 };
 

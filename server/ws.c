@@ -372,6 +372,9 @@ static int on_writeable(struct ws_session *s)
 				 strlen(why));
 		return -1;
 	}
+	/* A write of the fan-out sweep failed (ws_fanout.c): the connection is broken. */
+	if (s->tx_failed)
+		return -1;
 	if (s->q_count == 0)
 		ws_pump_replays(s);
 	if (s->q_count > 0) {
@@ -713,6 +716,10 @@ int ws_create(struct ws_server **out_srv, const struct serve_config *cfg,
 		goto out;
 	}
 
+	rc = ws_fanout_init(srv, err, errlen);
+	if (rc < 0)
+		goto out;
+
 	hooks.line = ws_hook_line;
 	hooks.finished = ws_hook_finished;
 	hooks.queued = ws_hook_queued;
@@ -826,6 +833,7 @@ void ws_destroy(struct ws_server *w)
 		lws_sul_cancel(&w->sul_stop);
 	if (w->classes)
 		ws_classes_end_all(w, "the server stopped");
+	ws_fanout_cleanup(w);
 	runs_destroy(w->runs);
 	w->runs = NULL;
 	if (w->ctx)

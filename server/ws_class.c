@@ -9,8 +9,10 @@
 
 #include "ws_int.h"
 
-/* A session reading the class ring: its students and its instructor. */
-static void ring_reader_wake(struct ws_class *c, struct ws_session *s, uint64_t old_head)
+/* A session reading the class ring: its students and its instructor.
+ * direct: the fan-out sweep (ws_fanout.c) writes what it waits for. */
+static void ring_reader_wake(struct ws_class *c, struct ws_session *s, uint64_t old_head,
+			     int direct)
 {
 	if (!s)
 		return;
@@ -22,7 +24,7 @@ static void ring_reader_wake(struct ws_class *c, struct ws_session *s, uint64_t 
 			http_count(c->srv->ctr, HTTP_C_CLASS_RESYNCS, 1);
 		}
 		ws_want_write(s->wsi);
-	} else if (s->ring_pos == old_head) {
+	} else if (s->ring_pos == old_head && !direct) {
 		/* It was waiting for exactly this message; the others already
 		 * have a write pending. */
 		ws_want_write(s->wsi);
@@ -33,8 +35,9 @@ static void ring_reader_wake(struct ws_class *c, struct ws_session *s, uint64_t 
 void ws_class_push(struct ws_class *c, const char *data, size_t len)
 {
 	struct ws_server *srv = c->srv;
-	uint64_t old_head = c->ring.head;
+	uint64_t old_head = c->ring.head, old_tail = c->ring.tail;
 	size_t i;
+	int direct;
 
 	if (class_ring_push(&c->ring, data, len) < 0) {
 		/* Out of memory or a message larger than the ring: everyone
@@ -43,9 +46,14 @@ void ws_class_push(struct ws_class *c, const char *data, size_t len)
 		c->ring.head++;
 		c->ring.tail = c->ring.head;
 	}
-	ring_reader_wake(c, ws_session_find(srv, c->instructor), old_head);
+	direct = ws_fanout_due(c);
+	/* With the sweep, only a ring that dropped messages can leave a
+	 * reader behind its tail: otherwise there is nobody to look at. */
+	if (direct && c->ring.tail == old_tail)
+		return;
+	ring_reader_wake(c, ws_session_find(srv, c->instructor), old_head, direct);
 	for (i = 0; i < c->n_members; i++)
-		ring_reader_wake(c, ws_session_find(srv, c->members[i]), old_head);
+		ring_reader_wake(c, ws_session_find(srv, c->members[i]), old_head, direct);
 }
 
 void ws_class_push_json(struct ws_class *c, json_t *o)
@@ -116,10 +124,11 @@ static int ring_skip(struct ws_session *s, const struct class_msg *m, size_t pre
 int ws_class_write(struct ws_session *s)
 {
 	struct ws_class *c = s->cls;
-	const struct class_msg *m, *next;
-	unsigned char *batch;
+	const struct class_msg *m;
+	const unsigned char *p;
 	json_t *o;
 	size_t i, len;
+	uint64_t end;
 
 	if (s->need_resync || s->ring_pos < c->ring.tail) {
 		s->need_resync = 0;
@@ -153,35 +162,56 @@ int ws_class_write(struct ws_session *s)
 		s->ring_pos++;
 	if (!m)
 		return 0;
-	s->ring_pos++;
-	next = class_ring_get(&c->ring, s->ring_pos);
-	if (!next || s->skipping || m->len + next->len + 3 > WS_BATCH_BYTES) {
-		/* The usual case: one message. The entry is shared by every
-		 * reader: lws writes the frame header into the headroom in front
-		 * of it and sends it at once (or keeps its own copy of what the
-		 * socket did not take). */
+	if (s->skipping) {
+		/* Not an event of the run it rejoined (a notice): alone, so
+		 * what follows is looked at one by one too. */
+		s->ring_pos++;
 		return lws_write(s->wsi, (unsigned char *)m->buf + LWS_PRE, m->len,
 				 LWS_WRITE_TEXT) < 0
 			       ? -1
 			       : 1;
 	}
-	/* A reader that is behind is sent what it lacks as one JSON array (up to
-	 * WS_BATCH_BYTES): one frame and one send instead of one per message,
-	 * so it catches up instead of falling further behind. */
-	batch = s->srv->batch + LWS_PRE;
-	len = 0;
-	batch[len++] = '[';
-	for (;;) {
-		memcpy(batch + len, m->buf + LWS_PRE, m->len);
-		len += m->len;
-		m = class_ring_get(&c->ring, s->ring_pos);
-		if (!m || len + m->len + 2 > WS_BATCH_BYTES)
-			break;
-		batch[len++] = ',';
-		s->ring_pos++;
+	p = ws_class_next(c, s->ring_pos, s->srv->batch + LWS_PRE, &len, &end);
+	if (!p)
+		return 0;
+	s->ring_pos = end;
+	/* A single entry is shared by every reader: lws writes the frame
+	 * header into the headroom in front of it and sends it at once (or
+	 * keeps its own copy of what the socket did not take). */
+	return lws_write(s->wsi, (unsigned char *)p, len, LWS_WRITE_TEXT) < 0 ? -1 : 1;
+}
+
+const unsigned char *ws_class_next(const struct ws_class *c, uint64_t pos, unsigned char *batch,
+				   size_t *len, uint64_t *end)
+{
+	const struct class_msg *m = class_ring_get(&c->ring, pos), *next;
+	size_t n = 0;
+
+	if (!m)
+		return NULL;
+	next = class_ring_get(&c->ring, pos + 1);
+	if (!next || m->len + next->len + 3 > WS_BATCH_BYTES) {
+		/* The usual case: one message, the ring's own copy. */
+		*len = m->len;
+		*end = pos + 1;
+		return m->buf + c->ring.pre;
 	}
-	batch[len++] = ']';
-	return lws_write(s->wsi, batch, len, LWS_WRITE_TEXT) < 0 ? -1 : 1;
+	/* A reader that is behind is sent what it lacks as one JSON array (up
+	 * to WS_BATCH_BYTES): one frame and one send instead of one per
+	 * message, so it catches up instead of falling further behind. */
+	batch[n++] = '[';
+	for (;;) {
+		memcpy(batch + n, m->buf + c->ring.pre, m->len);
+		n += m->len;
+		m = class_ring_get(&c->ring, ++pos);
+		if (!m || n + m->len + 2 > WS_BATCH_BYTES)
+			break;
+		batch[n++] = ',';
+	}
+	batch[n++] = ']';
+	*len = n;
+	*end = pos;
+	return batch;
 }
 
 void ws_class_bump_view(struct ws_class *c)

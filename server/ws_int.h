@@ -16,6 +16,8 @@
 #include "ws.h"
 #include "ws_addr.h"
 
+struct ws_fanout;
+
 /* Queue refills from a watch replay happen when fewer than this are queued. */
 #define WS_REPLAY_LOW 64
 /* Lines read from a replay file per refill. */
@@ -114,6 +116,7 @@ struct ws_class {
 	json_t *others;                /* home: replica -> {"count","names"} of its students elsewhere */
 	FILE *rf;                      /* remote: the class run, from this replica's copy of the stream */
 	int rf_want, rf_last_look;     /* remote: the copy is still to be opened; one more read is due */
+	int fanout_due;                /* messages were pushed since the last sweep (ws_fanout.c) */
 };
 
 /*
@@ -164,6 +167,7 @@ struct ws_session {
 	int addr_counted;   /* it is counted in that entry's sessions */
 	char name[CLASS_NAME_BYTES + 1];
 	char member[WS_MEMBER_LEN + 1]; /* attending: its identity in the class */
+	int tx_failed;      /* a write of the fan-out sweep failed: close it */
 };
 
 /* Owned by the service thread. */
@@ -199,6 +203,8 @@ struct ws_server {
 	int cluster_degraded;     /* bclass says classes across replicas are degraded */
 	char cluster_reason[300];
 	lws_sorted_usec_list_t sul_cluster; /* retries of class runs not yet in the run index */
+	struct ws_fanout *fanout;           /* the class fan-out sweep (ws_fanout.c); NULL: lws path */
+	lws_sorted_usec_list_t sul_fanout;  /* the next sweep, on the next loop turn */
 };
 
 /*
@@ -209,7 +215,9 @@ struct ws_server {
  *               as HTTP answers) and the instructor sign-in;
  *   ws_ops.c    the socklab.v1 ops, watch replay and the run hooks (fan-out of
  *               a run's events to its owner and watchers, backpressure);
- *   ws_class.c  classes: the ring fan-out and the class ops.
+ *   ws_class.c  classes: the ring fan-out and the class ops;
+ *   ws_fanout.c the ring's fast path: each message framed once and written to
+ *               every viewer waiting for it in one sweep (io_uring or send()).
  */
 
 /* ---- ws.c ---- */
@@ -302,6 +310,14 @@ int ws_class_pending(const struct ws_session *s);
 /* One class message for s, in its writeable callback: 1 written, 0 nothing due, -1 close. */
 int ws_class_write(struct ws_session *s);
 
+/* The next frame's payload from c's ring for a reader at pos: the entry
+ * itself when it goes alone, or (a reader that is behind) a JSON array of
+ * the entries from pos, up to WS_BATCH_BYTES, built into batch (which has
+ * that many bytes). *len is its length, *end the reader's position after it.
+ * NULL when nothing is there (pos is at the head, or below the tail). */
+const unsigned char *ws_class_next(const struct ws_class *c, uint64_t pos, unsigned char *batch,
+				   size_t *len, uint64_t *end);
+
 /* s is going: end the class it teaches, or leave the one it attends. */
 void ws_class_detach(struct ws_session *s, const char *why);
 
@@ -351,6 +367,24 @@ void ws_cluster_answer(struct ws_session *s, json_t *msg, const char *tag);
 void ws_cluster_free(struct ws_class *c);
 /* This replica's id in the cluster (nats.replica in health), NULL without --nats. */
 const char *ws_cluster_replica(const struct ws_server *srv);
+
+/* ---- ws_fanout.c: the class ring's fast path ---- */
+
+/* Pick the mode (cfg->fanout; auto: io_uring when the kernel allows it,
+ * else send) and set up what it needs. 0, or -errno with err (io_uring
+ * asked for and refused). LWS mode leaves srv->fanout NULL. */
+int ws_fanout_init(struct ws_server *srv, char *err, size_t errlen);
+void ws_fanout_cleanup(struct ws_server *srv);
+/* The mode in use: "io_uring", "send" or "lws". */
+const char *ws_fanout_mode(const struct ws_server *srv);
+/* Messages were pushed to c's ring: sweep it on the next loop turn. 1 when
+ * the sweep will write to the readers, 0 when they must be woken as before
+ * (lws mode, or no lws context). */
+int ws_fanout_due(struct ws_class *c);
+/* RFC 6455 5.2: the header of a final, unmasked text frame of len bytes,
+ * into out (WS_FRAME_HEADER_MAX bytes); returns its length (2, 4 or 10). */
+#define WS_FRAME_HEADER_MAX 10
+size_t ws_frame_header(unsigned char *out, uint64_t len);
 
 /* ---- ws_quiz.c: class questions ---- */
 struct ws_quiz;

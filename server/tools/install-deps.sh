@@ -8,7 +8,8 @@ set -euo pipefail
 
 mode=${1:-build}
 build_pkgs=(gcc make pkg-config libc6-dev libmicrohttpd-dev libwebsockets-dev libjansson-dev
-	libnats-dev libssl-dev libpcap-dev libmnl-dev iproute2 procps libseccomp-dev bubblewrap python3)
+	libnats-dev libssl-dev libpcap-dev libmnl-dev liburing-dev iproute2 procps libseccomp-dev bubblewrap
+	python3)
 test_pkgs=(libcmocka-dev netcat-openbsd python3 python3-websockets chromium curl
 	podman runc catatonit debootstrap docker-compose python3-yaml clang libclang-rt-14-dev tshark
 	nats-server golang-github-containernetworking-plugin-dnsname)

@@ -363,6 +363,19 @@ def small_rcvbuf_socket(port):
 
 @test
 def stalled_student_is_resynced_and_does_not_hold_back_the_others():
+    stalled_student(None)
+
+
+@test
+def stalled_student_with_each_fanout_mode():
+    # The same with each way class messages are written: a stalled reader is
+    # where the fan-out sweep's sends come back partial or with nothing
+    # written, and where lws takes over what is left.
+    stalled_student("send")
+    stalled_student("lws")
+
+
+def stalled_student(fanout):
     # Built so that no outcome depends on how fast anything runs. The ring
     # keeps 2048 messages; run A (350 messages of 400 bytes: 1766 events,
     # exactly, with its class.run notice 1767 messages) fits in it whole, so
@@ -373,9 +386,12 @@ def stalled_student_is_resynced_and_does_not_hold_back_the_others():
     # read at all. The stalled reader stopped within A (what its kernel
     # buffers took, some hundred messages at most): B pushes the ring's tail
     # past it (3534 messages in a ring of 2048), so it must be resynced.
-    s = Server("--instructor-secret", SECRET, "--class-buffer", "2048")
+    s = Server("--instructor-secret", SECRET, "--class-buffer", "2048",
+               *(("--fanout", fanout) if fanout else ()))
     atexit.register(s.cleanup)
     params = {"messages": 350, "text": "x" * 400}
+    if fanout:
+        eq(s.get_json("/api/health")["class_fanout"], fanout, "the fan-out in use")
 
     async def go():
         teacher, code = await open_class(s)
@@ -425,6 +441,59 @@ def stalled_student_is_resynced_and_does_not_hold_back_the_others():
         s.stop()
     finally:
         s.cleanup()
+
+
+@test
+def each_fanout_mode_says_so_and_writes_the_way_it_says():
+    import subprocess
+    from harness import binary
+    # auto: io_uring where the kernel allows it (not in every container), else send.
+    s = Server("--fanout", "auto")
+    atexit.register(s.cleanup)
+    auto = s.get_json("/api/health")["class_fanout"]
+    check(auto in ("io_uring", "send"), f"auto chose {auto}")
+    s.stop()
+    s.cleanup()
+    modes = ["send", "lws"]
+    if auto == "io_uring":
+        modes.append("io_uring")
+    else:
+        # Asked for by name where the kernel refuses it: no start, and why.
+        p = subprocess.run([binary(), "serve", "--fanout", "io_uring", "--http-port", "0"],
+                           capture_output=True, text=True, timeout=20)
+        eq(p.returncode, 1, f"exit status ({p.stderr})")
+        check("--fanout io_uring: the kernel refused io_uring" in p.stderr, p.stderr)
+    for mode in modes:
+        s = Server("--instructor-secret", SECRET, "--fanout", mode)
+        atexit.register(s.cleanup)
+        try:
+            eq(s.get_json("/api/health")["class_fanout"], mode, "/api/health says which")
+
+            async def go():
+                teacher, code = await open_class(s)
+                students = await asyncio.gather(*(join(s, code, f"s{i}") for i in range(10)))
+                run_id = await class_run(teacher, {"messages": 10})
+                results = await asyncio.gather(*(collect_class_run(w, run_id)
+                                                 for w in students + [teacher]))
+                bundle = bundle_events(s, run_id)
+                check_stream(bundle)
+                for i, msgs in enumerate(results):
+                    same_events(events_of(msgs, run_id), bundle, f"{mode}: reader {i}")
+                for w in students + [teacher]:
+                    await w.close()
+                return len(bundle)
+            n = arun(go())
+            c = s.get_json("/api/health")["counters"]
+            if mode == "lws":
+                eq(c["class_frames_direct"], 0, "lws: every frame from the callbacks")
+            else:
+                # Every event reached 11 readers; a frame may carry several.
+                check(c["class_frames_direct"] > 0, f"{mode}: frames written by the sweep {c}")
+                check(c["class_frames_direct"] <= 11 * (n + 2), f"{mode}: at most one per "
+                      f"message per reader {c}")
+            s.stop()
+        finally:
+            s.cleanup()
 
 
 @test

@@ -73,6 +73,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c.lab_exe, "/proc/self/exe");
 	assert_string_equal(c.lab_exe_from, "");
 	assert_int_equal(config_check_lab_exe(&c, err, sizeof err), 0);
+	assert_int_equal(c.fanout, CONFIG_FANOUT_AUTO);
 }
 
 static void test_flags(void **state)
@@ -178,6 +179,8 @@ static void test_bad_values_name_the_flag(void **state)
 		{"--nats", "nats://x:4222/path", "--nats: must be a nats:// URL"},
 		{"--nats", "nats://user:pw@x:4222", "--nats: must be a nats:// URL"},
 		{"--nats-max-bytes", "1K", "--nats-max-bytes: must be a byte count"},
+		{"--fanout", "uring", "--fanout: must be auto, io_uring, send or lws (got \"uring\")"},
+		{"--fanout", "", "--fanout: must be auto, io_uring, send or lws"},
 	};
 	struct serve_config c;
 	char err[256];
@@ -190,6 +193,36 @@ static void test_bad_values_name_the_flag(void **state)
 			fail_msg("%s %s: rc %d, err \"%s\", want \"%s\"", cases[i].flag,
 				 cases[i].value, rc, err, cases[i].want);
 	}
+}
+
+static void test_fanout(void **state)
+{
+	static const char *const env[] = {"SOCKLAB_FANOUT=send", NULL};
+	static const struct {
+		const char *value;
+		int want;
+	} cases[] = {
+		{"auto", CONFIG_FANOUT_AUTO},
+		{"io_uring", CONFIG_FANOUT_IO_URING},
+		{"send", CONFIG_FANOUT_SEND},
+		{"lws", CONFIG_FANOUT_LWS},
+	};
+	struct serve_config c;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(parse(&c, NULL, err, sizeof err, "--fanout", cases[i].value, NULL), 0);
+		assert_int_equal(c.fanout, cases[i].want);
+		assert_string_equal(config_fanout_names[c.fanout], cases[i].value);
+	}
+	assert_int_equal(parse(&c, env, err, sizeof err, NULL), 0);
+	assert_int_equal(c.fanout, CONFIG_FANOUT_SEND);
+	/* The flag wins over the variable. */
+	assert_int_equal(parse(&c, env, err, sizeof err, "--fanout", "lws", NULL), 0);
+	assert_int_equal(c.fanout, CONFIG_FANOUT_LWS);
+	assert_non_null(strstr(config_usage, "--fanout MODE"));
 }
 
 static void test_bad_env_names_the_variable(void **state)
@@ -473,6 +506,7 @@ int main(void)
 		cmocka_unit_test(test_env_and_precedence),
 		cmocka_unit_test(test_nats),
 		cmocka_unit_test(test_bad_values_name_the_flag),
+		cmocka_unit_test(test_fanout),
 		cmocka_unit_test(test_bad_env_names_the_variable),
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_lab_exe),
