@@ -77,7 +77,8 @@ static void test_next_single_and_batch(void **state)
 
 	(void)state;
 	memset(&c, 0, sizeof c);
-	assert_int_equal(class_ring_init(&c.ring, 16, 1 << 20, LWS_PRE), 0);
+	/* Two entries at most: a third drops the first. */
+	assert_int_equal(class_ring_init(&c.ring, 2, 1 << 20, LWS_PRE), 0);
 	assert_null(ws_class_next(&c, 0, batch, &len, &end));
 	push(&c, "{\"seq\":0}");
 	/* One entry: the ring's own copy, with LWS_PRE bytes of headroom. */
@@ -88,7 +89,7 @@ static void test_next_single_and_batch(void **state)
 	assert_memory_equal(p, "{\"seq\":0}", 9);
 	assert_int_equal(end, 1);
 	assert_null(ws_class_next(&c, 1, batch, &len, &end));
-	/* A reader two behind gets both as one JSON array. */
+	/* A reader two behind is sent both as one JSON array. */
 	push(&c, "{\"seq\":1}");
 	p = ws_class_next(&c, 0, batch, &len, &end);
 	assert_ptr_equal(p, batch);
@@ -96,8 +97,13 @@ static void test_next_single_and_batch(void **state)
 	assert_memory_equal(p, "[{\"seq\":0},{\"seq\":1}]", 21);
 	assert_int_equal(end, 2);
 	/* Below the tail: nothing (the reader must resync). */
-	c.ring.tail = 1;
+	push(&c, "{\"seq\":2}");
+	assert_int_equal(c.ring.tail, 1);
 	assert_null(ws_class_next(&c, 0, batch, &len, &end));
+	p = ws_class_next(&c, 1, batch, &len, &end);
+	assert_int_equal(len, 21);
+	assert_memory_equal(p, "[{\"seq\":1},{\"seq\":2}]", 21);
+	assert_int_equal(end, 3);
 	class_ring_cleanup(&c.ring);
 }
 
