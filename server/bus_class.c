@@ -15,13 +15,16 @@
 #include "http.h"
 
 /* What the lws thread asks the NATS thread to do, in order. */
-enum bc_kind { BC_PUT, BC_DEL, BC_PUB, BC_UP, BC_FOLLOW, BC_UNFOLLOW, BC_HOME, BC_UNHOME };
+enum bc_kind {
+	BC_PUT, BC_DEL, BC_PUB, BC_UP, BC_FOLLOW, BC_UNFOLLOW, BC_HOME, BC_UNHOME, BC_CLAIM,
+	BC_KEEP, BC_UNKEEP
+};
 
 struct bc_out {
 	struct bc_out *next;
 	enum bc_kind kind;
 	char code[CLASS_CODE_LEN + 1];
-	char *data; /* JSON text (PUT, PUB, UP); NULL otherwise */
+	char *data; /* JSON text (PUT, PUB, UP, CLAIM); NULL otherwise */
 	int tries;  /* failed attempts while connected */
 };
 
@@ -59,6 +62,8 @@ struct bus_class {
 	int connected, synced, told_ok;
 	int posted; /* something was posted since the lws thread was last woken */
 	long published, failed, dropped;
+	long moved_in, moved_out; /* classes claimed here / taken by another replica */
+	long answers_resent;      /* students' answers sent to a home again */
 	int stop;
 	/* The NATS thread's own. */
 	pthread_t thread;
@@ -68,8 +73,13 @@ struct bus_class {
 	unsigned gen;
 	struct bc_sub *subs;
 	size_t n_subs, cap_subs;
-	json_t *homes;       /* code -> state text, put again every BC_TOUCH_MS */
-	int64_t touched_us, load_us, swept_us;
+	/* code -> {"text","rev"}: the classes this replica is home to, their
+	 * latest state (put again every BC_TOUCH_MS) and the revision of the
+	 * entry it last wrote ("rev" 0: none yet). */
+	json_t *homes;
+	json_t *kept;      /* code -> true: followed classes whose home stopped (kept alive) */
+	json_t *home_seen; /* code -> "replica" or "replica gone": what heartbeats last said */
+	int64_t touched_us, load_us, swept_us, beat_us;
 };
 
 static int64_t now_us(void)
@@ -170,9 +180,11 @@ void bus_class_send(struct bus_class *bc, const char *code, json_t *msg)
 	queue(bc, BC_PUB, code, msg);
 }
 
-void bus_class_gone(struct bus_class *bc, const char *code)
+void bus_class_gone(struct bus_class *bc, const char *code, const char *why)
 {
-	queue(bc, BC_DEL, code, NULL);
+	queue(bc, BC_DEL, code,
+	      json_pack("{s:s, s:s, s:s}", "code", code, "replica", bus_replica(bc->bus), "ended",
+			why));
 }
 
 void bus_class_home(struct bus_class *bc, const char *code, int on)
@@ -190,18 +202,38 @@ void bus_class_follow(struct bus_class *bc, const char *code, int on)
 	queue(bc, on ? BC_FOLLOW : BC_UNFOLLOW, code, NULL);
 }
 
+void bus_class_keep(struct bus_class *bc, const char *code, int on)
+{
+	queue(bc, on ? BC_KEEP : BC_UNKEEP, code, NULL);
+}
+
+void bus_class_claim(struct bus_class *bc, const char *code, const char *from, const char *hash)
+{
+	queue(bc, BC_CLAIM, code, json_pack("{s:s, s:s}", "from", from, "reclaim_sha256", hash));
+}
+
+void bus_class_answer_resent(struct bus_class *bc)
+{
+	pthread_mutex_lock(&bc->lock);
+	bc->answers_resent++;
+	pthread_mutex_unlock(&bc->lock);
+}
+
 const char *bus_class_replica(const struct bus_class *bc)
 {
 	return bus_replica(bc->bus);
 }
 
-json_t *bus_class_lookup(struct bus_class *bc, const char *code)
+json_t *bus_class_lookup(struct bus_class *bc, const char *code, uint64_t *rev)
 {
-	json_t *st;
+	json_t *k, *st;
 
 	pthread_mutex_lock(&bc->lock);
-	st = json_object_get(json_object_get(bc->known, code), "state");
+	k = json_object_get(bc->known, code);
+	st = json_object_get(k, "state");
 	json_incref(st);
+	if (rev)
+		*rev = (uint64_t)json_integer_value(json_object_get(k, "rev"));
 	pthread_mutex_unlock(&bc->lock);
 	return st;
 }
@@ -285,11 +317,14 @@ json_t *bus_class_health(struct bus_class *bc)
 
 	pthread_mutex_lock(&bc->lock);
 	why = degraded_why(bc);
-	o = json_pack("{s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:o}", "state", why ? "degraded" : "ok",
-		      "reason", why, "classes_known", (json_int_t)json_object_size(bc->known),
-		      "following", (json_int_t)json_object_size(bc->following), "published",
+	o = json_pack("{s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "state",
+		      why ? "degraded" : "ok", "reason", why, "classes_known",
+		      (json_int_t)json_object_size(bc->known), "following",
+		      (json_int_t)json_object_size(bc->following), "published",
 		      (json_int_t)bc->published, "failed", (json_int_t)bc->failed, "dropped",
-		      (json_int_t)bc->dropped, "queues", queues_locked(bc));
+		      (json_int_t)bc->dropped, "moved_in", (json_int_t)bc->moved_in, "moved_out",
+		      (json_int_t)bc->moved_out, "answers_resent", (json_int_t)bc->answers_resent,
+		      "queues", queues_locked(bc));
 	pthread_mutex_unlock(&bc->lock);
 	return o;
 }
@@ -382,6 +417,158 @@ static void post_state(struct bus_class *bc, const char *code)
 		post(bc, json_pack("{s:s, s:s, s:O}", "kind", "state", "code", code, "state", st));
 }
 
+/* The replica named by an entry of the class bucket (into rep), "" when
+ * none. */
+static void entry_replica(kvEntry *e, char *rep, size_t len)
+{
+	json_t *st = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+
+	snprintf(rep, len, "%s", json_string_value(json_object_get(st, "replica")) ?: "");
+	json_decref(st);
+}
+
+/* This replica is no longer code's home: another took the class (its
+ * instructor reclaimed it there). The lws thread makes it a follower. */
+static void deposed(struct bus_class *bc, const char *code, const char *by)
+{
+	json_object_del(bc->homes, code);
+	unsubscribe(bc, code, 1);
+	pthread_mutex_lock(&bc->lock);
+	bc->moved_out++;
+	post(bc, json_pack("{s:s, s:s, s:s}", "kind", "deposed", "code", code, "replica", by));
+	pthread_mutex_unlock(&bc->lock);
+}
+
+/*
+ * Put code's state as its home, revision-checked, so that two replicas can
+ * never both be home: an update of the revision this replica last wrote,
+ * or a create when it has written none. Refused, the entry is read: another
+ * replica's (it claimed the class) -> this one is deposed; this replica's
+ * own (a follower kept it alive while this one was away, or an
+ * acknowledgement was lost) -> its revision, and again; none (expired or
+ * deleted) -> a create. NATS_OK when done (or deposed).
+ */
+static natsStatus home_put(struct bus_class *bc, const char *code, const char *text)
+{
+	json_t *h = json_object_get(bc->homes, code);
+	uint64_t rev, nrev = 0;
+	natsStatus s = NATS_OK;
+	int tries, len = (int)strlen(text);
+
+	if (!h)
+		return NATS_OK; /* not (or no longer) home: nothing to put */
+	rev = (uint64_t)json_integer_value(json_object_get(h, "rev"));
+	for (tries = 0; tries < 3; tries++) {
+		kvEntry *e = NULL;
+		natsStatus g;
+		char rep[EV_RUN_ID_LEN + 8];
+
+		s = rev ? kvStore_Update(&nrev, bc->kv, code, text, len, rev)
+			: kvStore_Create(&nrev, bc->kv, code, text, len);
+		if (s == NATS_OK) {
+			json_object_set_new(bc->homes, code,
+					    json_pack("{s:s, s:I}", "text", text, "rev", (json_int_t)nrev));
+			return NATS_OK;
+		}
+		g = kvStore_Get(&e, bc->kv, code);
+		if (g == NATS_NOT_FOUND) {
+			rev = 0;
+			continue;
+		}
+		if (g != NATS_OK)
+			return s; /* the connection: again later */
+		entry_replica(e, rep, sizeof rep);
+		rev = kvEntry_Revision(e);
+		kvEntry_Destroy(e);
+		if (strcmp(rep, bus_replica(bc->bus))) {
+			deposed(bc, code, rep);
+			return NATS_OK;
+		}
+	}
+	return s;
+}
+
+/*
+ * A claim (o->data: {"from","reclaim_sha256"}): code's entry becomes this
+ * replica's. It is read fresh and replaced at its revision, by the same
+ * state naming this replica, a version above and its instructor here, if
+ * it is still the class whose token was checked (same hash) and still held
+ * by the replica the lws thread saw as its home ("from"), or by this one.
+ * An entry another replica rewrote since (a step, an answer) is read
+ * again; one that names a third replica was claimed there first. The lws
+ * thread is told {"kind":"claimed","code","ok","state" or "reason"}.
+ */
+static natsStatus claim(struct bus_class *bc, struct bc_out *o)
+{
+	json_t *want = json_loads(o->data, 0, NULL), *st = NULL;
+	const char *from = json_string_value(json_object_get(want, "from"));
+	const char *hash = json_string_value(json_object_get(want, "reclaim_sha256"));
+	const char *self = bus_replica(bc->bus);
+	const char *why = NULL;
+	natsStatus s = NATS_ERR;
+	int tries;
+
+	for (tries = 0; tries < 5 && !why; tries++) {
+		kvEntry *e = NULL;
+		natsStatus g = kvStore_Get(&e, bc->kv, o->code);
+		const char *rep, *h;
+		char *text;
+		uint64_t nrev = 0;
+
+		if (g == NATS_NOT_FOUND) {
+			why = "the class has ended";
+			break;
+		}
+		if (g != NATS_OK) {
+			json_decref(want);
+			if (o->tries + 1 < BC_TRIES && bc->connected)
+				return g; /* the connection: again soon */
+			why = "NATS did not answer";
+			break;
+		}
+		json_decref(st);
+		st = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+		rep = json_string_value(json_object_get(st, "replica"));
+		h = json_string_value(json_object_get(st, "reclaim_sha256"));
+		if (!json_is_object(st) || !rep || !h || !hash || strcmp(h, hash)) {
+			why = "the class has ended";
+		} else if (strcmp(rep, self) && (!from || strcmp(rep, from))) {
+			why = "another page of the class's instructor took it back on another server "
+			      "first";
+		} else {
+			json_object_set_new(st, "replica", json_string(self));
+			json_object_set_new(st, "cver",
+					    json_integer(json_integer_value(json_object_get(st, "cver")) + 1));
+			json_object_set_new(st, "teacher", json_string("here"));
+			text = json_dumps(st, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			s = text ? kvStore_Update(&nrev, bc->kv, o->code, text, (int)strlen(text),
+						  kvEntry_Revision(e))
+				 : NATS_NO_MEMORY;
+			if (s == NATS_OK) {
+				json_object_set_new(bc->homes, o->code,
+						    json_pack("{s:s, s:I}", "text", text, "rev",
+							      (json_int_t)nrev));
+				subscribe(bc, o->code, 1);
+			}
+			free(text);
+		}
+		kvEntry_Destroy(e);
+		if (s == NATS_OK)
+			break;
+	}
+	if (s != NATS_OK && !why)
+		why = "the class kept changing while it was being moved: try again";
+	pthread_mutex_lock(&bc->lock);
+	if (s == NATS_OK)
+		bc->moved_in++;
+	post(bc, json_pack("{s:s, s:s, s:b, s:O?, s:s?}", "kind", "claimed", "code", o->code, "ok",
+			   s == NATS_OK, "state", s == NATS_OK ? st : NULL, "reason", why));
+	pthread_mutex_unlock(&bc->lock);
+	json_decref(st);
+	json_decref(want);
+	return NATS_OK;
+}
+
 /* One queued job. NATS_OK when done (or given up: counted), else the job
  * waits for the connection. */
 static natsStatus do_job(struct bus_class *bc, struct bc_out *o)
@@ -394,10 +581,20 @@ static natsStatus do_job(struct bus_class *bc, struct bc_out *o)
 	case BC_PUT:
 		/* The latest state is what the periodic put repeats, whether
 		 * or not this put goes through. */
-		json_object_set_new(bc->homes, o->code, json_string(o->data));
-		s = kvStore_Put(NULL, bc->kv, o->code, o->data, len);
+		if (json_object_get(bc->homes, o->code))
+			json_object_set_new(json_object_get(bc->homes, o->code), "text",
+					    json_string(o->data));
+		s = home_put(bc, o->code, o->data);
 		break;
 	case BC_DEL:
+		/* The end with its reason first (a follower may read the bucket
+		 * before the subject's "ended"), then the delete. Not home any
+		 * more (deposed): the class is another replica's to end. */
+		if (json_object_get(bc->homes, o->code) && o->data &&
+		    (s = home_put(bc, o->code, o->data)) != NATS_OK)
+			break;
+		if (!json_object_get(bc->homes, o->code))
+			break;
 		json_object_del(bc->homes, o->code);
 		s = kvStore_Delete(bc->kv, o->code);
 		break;
@@ -415,22 +612,37 @@ static natsStatus do_job(struct bus_class *bc, struct bc_out *o)
 		break;
 	case BC_UNFOLLOW:
 		unsubscribe(bc, o->code, 0);
+		json_object_del(bc->kept, o->code);
+		json_object_del(bc->home_seen, o->code);
 		break;
 	case BC_HOME:
+		/* A class opened here: its first put creates its entry. */
+		if (!json_object_get(bc->homes, o->code))
+			json_object_set_new(bc->homes, o->code, json_pack("{s:I}", "rev", (json_int_t)0));
 		subscribe(bc, o->code, 1);
 		break;
 	case BC_UNHOME:
 		unsubscribe(bc, o->code, 1);
+		break;
+	case BC_CLAIM:
+		s = claim(bc, o);
+		break;
+	case BC_KEEP:
+		json_object_set_new(bc->kept, o->code, json_true());
+		bc->touched_us = 0; /* at once */
+		break;
+	case BC_UNKEEP:
+		json_object_del(bc->kept, o->code);
 		break;
 	}
 	pthread_mutex_lock(&bc->lock);
 	if (s == NATS_OK && (o->kind == BC_PUT || o->kind == BC_PUB || o->kind == BC_UP))
 		bc->published++;
 	if (s != NATS_OK) {
-		/* Again once connected, or soon (a put or delete that a
+		/* Again once connected, or soon (a put, delete or claim that a
 		 * working connection refused). */
-		if (!bc->connected ||
-		    ((o->kind == BC_PUT || o->kind == BC_DEL) && ++o->tries < BC_TRIES)) {
+		if (!bc->connected || ((o->kind == BC_PUT || o->kind == BC_DEL || o->kind == BC_CLAIM) &&
+				       ++o->tries < BC_TRIES)) {
 			pthread_mutex_unlock(&bc->lock);
 			return s;
 		}
@@ -445,6 +657,7 @@ static void class_entry(struct bus_class *bc, kvEntry *e)
 {
 	const char *key = kvEntry_Key(e);
 	char code[CLASS_CODE_LEN + 1];
+	const char *rep;
 	json_t *st;
 
 	if (!key || class_code_parse(key, code) < 0 || strcmp(code, key))
@@ -459,16 +672,31 @@ static void class_entry(struct bus_class *bc, kvEntry *e)
 		return;
 	}
 	st = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+	rep = json_string_value(json_object_get(st, "replica"));
+	if (json_is_string(json_object_get(st, "ended"))) {
+		/* Its home ended it (the delete follows). */
+		json_object_del(bc->known, code);
+		if (json_object_get(bc->following, code))
+			post(bc, json_pack("{s:s, s:s, s:O}", "kind", "gone", "code", code, "reason",
+					   json_object_get(st, "ended")));
+		pthread_mutex_unlock(&bc->lock);
+		json_decref(st);
+		return;
+	}
 	if (json_is_object(st) &&
 	    (json_object_get(bc->known, code) || json_object_size(bc->known) < BC_KNOWN_MAX)) {
 		json_object_set_new(bc->known, code,
-				    json_pack("{s:o, s:I}", "state", st, "seen_us",
-					      (json_int_t)now_us()));
+				    json_pack("{s:O, s:I, s:I}", "state", st, "seen_us",
+					      (json_int_t)now_us(), "rev",
+					      (json_int_t)kvEntry_Revision(e)));
 		post_state(bc, code);
-	} else {
-		json_decref(st);
 	}
 	pthread_mutex_unlock(&bc->lock);
+	/* Another replica wrote the entry of a class this one is home to: it
+	 * claimed the class (its instructor reclaimed it there). */
+	if (rep && json_object_get(bc->homes, code) && strcmp(rep, bus_replica(bc->bus)))
+		deposed(bc, code, rep);
+	json_decref(st);
 }
 
 static void load_entry(struct bus_class *bc, kvEntry *e)
@@ -514,6 +742,83 @@ static void drain(struct bus_class *bc, kvWatcher *w, int classes)
 	kvEntry_Destroy(e);
 }
 
+/* A followed class whose home stopped: its entry is put again as it is
+ * (the revision it had), so it does not expire while the followers wait for
+ * its instructor to reclaim it elsewhere. Refused (another follower kept it
+ * first, or a replica claimed it): nothing to do. */
+static void keep_alive(struct bus_class *bc, const char *code)
+{
+	json_t *k;
+	char *text = NULL;
+	uint64_t rev = 0;
+
+	pthread_mutex_lock(&bc->lock);
+	k = json_object_get(bc->known, code);
+	if (k) {
+		text = json_dumps(json_object_get(k, "state"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+		rev = (uint64_t)json_integer_value(json_object_get(k, "rev"));
+	}
+	pthread_mutex_unlock(&bc->lock);
+	if (text && rev)
+		kvStore_Update(NULL, bc->kv, code, text, (int)strlen(text), rev);
+	free(text);
+}
+
+/* The homes of the classes followed here: is each still heartbeating (its
+ * entry in BUS_REPLICAS, which expires BUS_REPLICA_TTL_MS after its last
+ * beat)? A change is told to the lws thread: {"kind":"home_gone"} or
+ * {"kind":"home_back"}, with "code" and "replica". A lookup that fails for
+ * another reason says nothing. */
+static void check_homes(struct bus_class *bc)
+{
+	kvStore *reps;
+	json_t *look = json_object(), *v;
+	const char *code;
+	void *tmp;
+
+	pthread_mutex_lock(&bc->bus->setup_lock);
+	reps = bc->bus->kv_replicas;
+	pthread_mutex_unlock(&bc->bus->setup_lock);
+	if (!reps || !look) {
+		json_decref(look);
+		return;
+	}
+	pthread_mutex_lock(&bc->lock);
+	json_object_foreach(bc->following, code, v) {
+		const char *rep = json_string_value(
+			json_object_get(json_object_get(json_object_get(bc->known, code), "state"),
+					"replica"));
+		if (rep && strcmp(rep, bus_replica(bc->bus)))
+			json_object_set_new(look, code, json_string(rep));
+	}
+	pthread_mutex_unlock(&bc->lock);
+	json_object_foreach_safe(look, tmp, code, v) {
+		const char *rep = json_string_value(v);
+		const char *was = json_string_value(json_object_get(bc->home_seen, code));
+		kvEntry *e = NULL;
+		natsStatus s = kvStore_Get(&e, reps, rep);
+		char now_is[EV_RUN_ID_LEN + 8];
+		int gone;
+
+		kvEntry_Destroy(e);
+		if (s != NATS_OK && s != NATS_NOT_FOUND)
+			continue;
+		gone = s == NATS_NOT_FOUND;
+		snprintf(now_is, sizeof now_is, "%s%s", rep, gone ? " gone" : "");
+		if (was && !strcmp(was, now_is))
+			continue;
+		json_object_set_new(bc->home_seen, code, json_string(now_is));
+		/* A home first seen alive is nothing to tell. */
+		if (!was && !gone)
+			continue;
+		pthread_mutex_lock(&bc->lock);
+		post(bc, json_pack("{s:s, s:s, s:s}", "kind", gone ? "home_gone" : "home_back", "code",
+				   code, "replica", rep));
+		pthread_mutex_unlock(&bc->lock);
+	}
+	json_decref(look);
+}
+
 /* Every BC_TOUCH_MS: the home's classes again (their entries expire
  * otherwise); every BC_LOAD_MS: this replica's queue. */
 static void periodic(struct bus_class *bc, int64_t now)
@@ -524,11 +829,22 @@ static void periodic(struct bus_class *bc, int64_t now)
 	int n;
 
 	if (now - bc->touched_us >= (int64_t)BC_TOUCH_MS * 1000) {
+		void *tmp;
+
 		bc->touched_us = now;
-		json_object_foreach(bc->homes, key, v)
-			if (kvStore_PutString(NULL, bc->kv, key, json_string_value(v)) != NATS_OK)
+		json_object_foreach_safe(bc->homes, tmp, key, v) {
+			json_t *text = json_incref(json_object_get(v, "text"));
+			if (text && home_put(bc, key, json_string_value(text)) != NATS_OK)
 				/* Not now (JetStream recovering): again in a second. */
 				bc->touched_us = now - (int64_t)BC_TOUCH_MS * 1000 + 1000000;
+			json_decref(text);
+		}
+		json_object_foreach(bc->kept, key, v)
+			keep_alive(bc, key);
+	}
+	if (now - bc->beat_us >= (int64_t)BC_BEAT_CHECK_MS * 1000) {
+		bc->beat_us = now;
+		check_homes(bc);
 	}
 	if (now - bc->load_us >= (int64_t)BC_LOAD_MS * 1000) {
 		bc->load_us = now;
@@ -677,7 +993,10 @@ int bus_class_start(struct bus_class **out, struct bus *b, const struct serve_co
 	bc->following = json_object();
 	bc->loads = json_object();
 	bc->homes = json_object();
-	if (!bc->inbox || !bc->known || !bc->following || !bc->loads || !bc->homes) {
+	bc->kept = json_object();
+	bc->home_seen = json_object();
+	if (!bc->inbox || !bc->known || !bc->following || !bc->loads || !bc->homes || !bc->kept ||
+	    !bc->home_seen) {
 		snprintf(err, errlen, "out of memory");
 		bus_class_stop(bc);
 		return -ENOMEM;
@@ -731,6 +1050,8 @@ void bus_class_stop(struct bus_class *bc)
 	json_decref(bc->following);
 	json_decref(bc->loads);
 	json_decref(bc->homes);
+	json_decref(bc->kept);
+	json_decref(bc->home_seen);
 	pthread_cond_destroy(&bc->cond);
 	pthread_mutex_destroy(&bc->lock);
 	pthread_mutex_destroy(&bc->wake_lock);

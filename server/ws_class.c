@@ -292,9 +292,10 @@ void ws_class_end(struct ws_class *c, const char *why)
 	 * following a class of another. */
 	ws_cluster_ended(c, why);
 	lws_sul_cancel(&c->sul_grace);
+	lws_sul_cancel(&c->sul_put);
 	/* A class run nobody owns (its instructor went and did not come back)
 	 * ends with the class. */
-	if (c->orphaned && c->run_live && srv->runs) {
+	if (c->orphaned && c->run_live && !c->run_remote && srv->runs) {
 		struct run_error e;
 		runs_cancel(srv->runs, 0, c->run, &e);
 	}
@@ -364,13 +365,18 @@ static void class_orphan(struct ws_class *c, struct ws_session *t)
 	t->cls = NULL;
 	t->teaching = 0;
 	t->members_dirty = 0;
+	if (c->run_live && !c->run_remote && srv->runs)
+		runs_set_owner(srv->runs, c->run, 0);
+	ws_class_orphaned(c);
+}
+
+void ws_class_orphaned(struct ws_class *c)
+{
 	c->instructor = 0;
 	c->orphaned = 1;
-	if (c->run_live && srv->runs)
-		runs_set_owner(srv->runs, c->run, 0);
 	push_instructor_state(c, "reconnecting");
-	lws_sul_schedule(srv->ctx, 0, &c->sul_grace, grace_cb,
-			 (lws_usec_t)srv->cfg->class_grace_s * LWS_US_PER_SEC);
+	lws_sul_schedule(c->srv->ctx, 0, &c->sul_grace, grace_cb,
+			 (lws_usec_t)c->srv->cfg->class_grace_s * LWS_US_PER_SEC);
 }
 
 /* The session is going: its class waits for its instructor (or ends, when
@@ -479,7 +485,8 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 		ws_send_error(s, "internal", NULL, "could not make a class code", tag, NULL);
 		return;
 	}
-	if (config_random_text(c->reclaim, WS_RECLAIM_LEN) < 0) {
+	if (config_random_text(c->reclaim, WS_RECLAIM_LEN) < 0 ||
+	    ws_cluster_token_hash(c->reclaim, c->reclaim_sha256) < 0) {
 		class_ring_cleanup(&c->ring);
 		free(c);
 		ws_send_error(s, "internal", NULL, "could not make a reclaim token", tag, NULL);
@@ -756,6 +763,7 @@ void ws_class_run_started(struct ws_class *c, const char *id, const char *lab,
 	/* Its events start arriving on a later loop turn, after this notice. */
 	memcpy(c->run, id, sizeof c->run);
 	c->run_live = 1;
+	c->run_remote = 0;
 	json_decref(c->run_msg);
 	/* "o" steals: a fresh object when the request had no params (with "O" it
 	 * would keep a second reference and leak). */
@@ -831,7 +839,6 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 	const char *token = json_string_value(json_object_get(msg, "reclaim"));
 	char code[CLASS_CODE_LEN + 1];
 	struct ws_class *c;
-	struct ws_session *old;
 
 	if (s->cls) {
 		ws_send_error(s, "bad_request", NULL,
@@ -851,6 +858,12 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 	if (!ws_signin_may_try(s, tag))
 		return;
 	c = ws_class_find(srv, code);
+	/* --nats: a class another replica holds (or held, until it stopped)
+	 * moves here. */
+	if ((!c || c->remote) && srv->bclass) {
+		ws_cluster_reclaim(s, code, token, tag);
+		return;
+	}
 	if (!c || c->remote || !class_secret_equal(c->reclaim, token)) {
 		ws_signin_failed(s);
 		ws_send_error(s, "forbidden", "reclaim",
@@ -859,6 +872,14 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 			      tag, NULL);
 		return;
 	}
+	ws_class_reclaimed(c, s, tag);
+}
+
+void ws_class_reclaimed(struct ws_class *c, struct ws_session *s, const char *tag)
+{
+	struct ws_server *srv = c->srv;
+	struct ws_session *old;
+
 	/* Another page of the instructor still holds it (a dropped network the
 	 * server has not noticed yet): this one takes over. */
 	old = ws_session_find(srv, c->instructor);
@@ -872,7 +893,7 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 	lws_sul_cancel(&c->sul_grace);
 	c->orphaned = 0;
 	c->instructor = s->id;
-	if (c->run_live && srv->runs)
+	if (c->run_live && !c->run_remote && srv->runs)
 		runs_set_owner(srv->runs, c->run, s->id);
 	s->instructor = 1;
 	s->cls = c;

@@ -53,6 +53,9 @@ struct ws_fanout;
  * the page, sent again when it rejoins, so a reconnected student is the same
  * member for the class's questions. */
 #define WS_MEMBER_LEN 24
+/* Characters of the nonce a follower gives each answer it sends its
+ * class's home (resent with the same nonce until the home replies). */
+#define WS_NONCE_LEN 24
 /* Bytes a class ring may hold per entry allowed (--class-buffer). */
 #define WS_RING_BYTES_PER_ENTRY 2048
 
@@ -114,9 +117,41 @@ struct ws_class {
 	int away;                      /* remote: its instructor is reconnecting */
 	json_t *quiz_notice;           /* remote: the question that is up (class.quiz) */
 	json_t *others;                /* home: replica -> {"count","names"} of its students elsewhere */
-	FILE *rf;                      /* remote: the class run, from this replica's copy of the stream */
-	int rf_want, rf_last_look;     /* remote: the copy is still to be opened; one more read is due */
+	FILE *rf;                      /* the class run, from this replica's copy of the stream */
+	int rf_want, rf_last_look;     /* the copy is still to be opened; one more read is due */
 	int fanout_due;                /* messages were pushed since the last sweep (ws_fanout.c) */
+	/* The class run is another replica's (a class that moved here while
+	 * its run went on where it was): its events come from the stream as
+	 * for a follower (rf), and it cannot be cancelled from here. */
+	int run_remote;
+	char reclaim_sha256[65];       /* SHA-256 (hex) of reclaim: in the bucket, never the token */
+	int teacher_away;              /* remote: the home says its instructor is reconnecting */
+	int home_gone;                 /* remote: the home stopped heartbeating (bus_class.h) */
+	lws_sorted_usec_list_t sul_put; /* home: the answers changed: put the state soon */
+	int put_due;
+	/* remote: its students' answers sent to the home and not yet replied
+	 * to: member -> {"up" (the message, sent again), "nonce", "sent_us",
+	 * "sid"}. At most --max-class-viewers. */
+	json_t *pending;
+	json_int_t revealed_id;        /* remote: the question whose reveal reached here */
+};
+
+/* Reclaims of classes held elsewhere waiting for their claim (bus_class.h)
+ * at most, per replica. */
+#define WS_CLAIMS_MAX 16
+/* How long a follower waits for the reply to an answer before it sends the
+ * answer again. */
+#define WS_ANSWER_RETRY_US (2 * LWS_US_PER_SEC)
+/* How soon a home puts its state after an answer (answers coalesce). */
+#define WS_PUT_ANSWERS_US (200 * LWS_US_PER_MS)
+
+/* A class.reclaim of a class another replica holds, waiting for the claim. */
+struct ws_claim {
+	char code[CLASS_CODE_LEN + 1]; /* "" when the slot is free */
+	uint64_t sid;                  /* the reclaiming session */
+	char tag[RUN_TAG_MAX + 1];
+	int has_tag;
+	char token[WS_RECLAIM_LEN + 1];
 };
 
 /*
@@ -205,6 +240,8 @@ struct ws_server {
 	lws_sorted_usec_list_t sul_cluster; /* retries of class runs not yet in the run index */
 	struct ws_fanout *fanout;           /* the class fan-out sweep (ws_fanout.c); NULL: lws path */
 	lws_sorted_usec_list_t sul_fanout;  /* the next sweep, on the next loop turn */
+	struct ws_claim claims[WS_CLAIMS_MAX];
+	lws_sorted_usec_list_t sul_answers; /* answers waiting for their class's home */
 };
 
 /*
@@ -367,6 +404,21 @@ void ws_cluster_answer(struct ws_session *s, json_t *msg, const char *tag);
 void ws_cluster_free(struct ws_class *c);
 /* This replica's id in the cluster (nats.replica in health), NULL without --nats. */
 const char *ws_cluster_replica(const struct ws_server *srv);
+/* Home: c's answers changed: its state is put (to the bucket) soon. */
+void ws_cluster_answers_changed(struct ws_class *c);
+/* class.reclaim of a class this replica is not home to: checked against
+ * the bucket's state and claimed (the reply comes once the claim is
+ * decided). */
+void ws_cluster_reclaim(struct ws_session *s, const char *code, const char *token,
+			const char *tag);
+/* SHA-256 of a reclaim token, in hex, into out (65 bytes). 0 or -1. */
+int ws_cluster_token_hash(const char *token, char *out);
+
+/* ws_class.c: s becomes c's instructor (class.reclaim succeeded). */
+void ws_class_reclaimed(struct ws_class *c, struct ws_session *s, const char *tag);
+/* ws_class.c: c has no instructor now: it waits --class-grace seconds for
+ * one to reclaim it, its students told. */
+void ws_class_orphaned(struct ws_class *c);
 
 /* ---- ws_fanout.c: the class ring's fast path ---- */
 
@@ -394,8 +446,18 @@ json_t *ws_quiz_notice(const struct ws_class *c);
 /* Home: a student of another replica answers (member, name, id, answer,
  * tag): the reply for that student (class.quiz.answered or an error). */
 json_t *ws_quiz_remote_answer(struct ws_class *c, const json_t *in);
+/* Home: a replica's students may have missed the reveal's results (NATS
+ * was away, or the class moved): send them again. */
+void ws_quiz_resend(struct ws_class *c);
 /* Home: the students elsewhere count (class.quiz.tally). */
 void ws_quiz_members_changed(struct ws_class *c);
+/* Home: the answers as the bucket keeps them ([{"member","name","answer",
+ * "nonce"}]): a new reference, NULL without a question. */
+json_t *ws_quiz_answers(const struct ws_class *c);
+/* A class that moved here: its question (the class.quiz notice) and its
+ * answers as the bucket held them. 0, or -1 when the question cannot be
+ * rebuilt (the class goes on without it). */
+int ws_quiz_restore(struct ws_class *c, const json_t *notice, const json_t *answers);
 /* Student s joined class c: show it the question that is up. */
 void ws_quiz_joined(struct ws_class *c, struct ws_session *s);
 void ws_quiz_free(struct ws_quiz *q);

@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bundle.h"
+#include "bus.h"
 #include "bus_class.h"
 #include "config.h"
 #include "quiz/quiz.h"
@@ -43,6 +45,10 @@ static const char *const free_ids[] = {"a", "b", "c", "d", "e", "f", NULL};
 struct qz_answer {
 	uint64_t sid;
 	char member[WS_MEMBER_LEN + 1];
+	/* --nats: the answer's nonce when it came from another replica (which
+	 * sends it again until it hears back): the same nonce again is the
+	 * same answer, replied to and not counted twice. "" when local. */
+	char nonce[WS_NONCE_LEN + 1];
 	char name[CLASS_NAME_BYTES + 1];
 	json_t *answer;
 	json_t *verdict; /* after the reveal */
@@ -145,6 +151,24 @@ static void send_tally(struct ws_class *c)
 
 	if (t && c->quiz)
 		ws_send_json(t, tally(c->quiz, c));
+}
+
+/* The session of answer a's student on this replica, or NULL: the one
+ * that answered, or (an answer given elsewhere, before the class moved
+ * here) a student here with its member identity. */
+static struct ws_session *answer_session(struct ws_class *c, struct qz_answer *a)
+{
+	struct ws_session *s = ws_session_find(c->srv, a->sid);
+	size_t i;
+
+	for (i = 0; !s && i < c->n_members; i++) {
+		struct ws_session *m = ws_session_find(c->srv, c->members[i]);
+		if (m && !strcmp(m->member, a->member)) {
+			a->sid = m->id;
+			s = m;
+		}
+	}
+	return s;
 }
 
 /* A student who joins while a question is up is shown it. */
@@ -347,7 +371,8 @@ static json_t *err_json(const char *code, const char *param, const char *message
  * (sid 0): kept once per member identity, its latest answer counting. The
  * reply for the student: class.quiz.answered or an error. */
 static json_t *take_answer(struct ws_class *c, const char *member, const char *name,
-			   uint64_t sid, const json_t *id, const json_t *answer, const char *tag)
+			   uint64_t sid, const json_t *id, const json_t *answer, const char *nonce,
+			   const char *tag)
 {
 	struct ws_quiz *q = c->quiz;
 	char err[200];
@@ -356,6 +381,11 @@ static json_t *take_answer(struct ws_class *c, const char *member, const char *n
 
 	if (!q || !q->question)
 		return err_json("bad_request", NULL, "no question has been posed in this class", tag);
+	/* The same answer sent again (its reply was lost): counted already. */
+	for (i = 0; nonce && nonce[0] && i < q->n; i++)
+		if (!strcmp(q->a[i].member, member) && !strcmp(q->a[i].nonce, nonce))
+			return json_pack("{s:s, s:i, s:O, s:s?}", "type", "class.quiz.answered", "id",
+					 (int)q->id, "answer", q->a[i].answer, "tag", tag);
 	if (!json_is_integer(id) || json_integer_value(id) != q->id) {
 		snprintf(err, sizeof err, "'id' must be the current question's, %u", q->id);
 		return err_json("bad_request", "id", err, tag);
@@ -384,9 +414,11 @@ static json_t *take_answer(struct ws_class *c, const char *member, const char *n
 	}
 	q->a[i].sid = sid;
 	snprintf(q->a[i].name, sizeof q->a[i].name, "%s", name);
+	snprintf(q->a[i].nonce, sizeof q->a[i].nonce, "%s", nonce ? nonce : "");
 	json_decref(q->a[i].answer);
 	q->a[i].answer = a;
 	send_tally(c);
+	ws_cluster_answers_changed(c);
 	return json_pack("{s:s, s:i, s:O, s:s?}", "type", "class.quiz.answered", "id", (int)q->id,
 			 "answer", a, "tag", tag);
 }
@@ -400,7 +432,7 @@ static void quiz_answer(struct ws_session *s, struct ws_class *c, json_t *msg, c
 	if (!require_question(s, c, tag))
 		return;
 	ws_send_json(s, take_answer(c, s->member, s->name, s->id, json_object_get(msg, "id"),
-				    json_object_get(msg, "answer"), tag));
+				    json_object_get(msg, "answer"), NULL, tag));
 }
 
 json_t *ws_quiz_remote_answer(struct ws_class *c, const json_t *in)
@@ -408,11 +440,114 @@ json_t *ws_quiz_remote_answer(struct ws_class *c, const json_t *in)
 	const char *member = json_string_value(json_object_get(in, "member"));
 	const char *name = json_string_value(json_object_get(in, "name"));
 	const char *tag = json_string_value(json_object_get(in, "tag"));
+	const char *nonce = json_string_value(json_object_get(in, "nonce"));
 
-	if (!member || strlen(member) != WS_MEMBER_LEN || !name || strlen(name) > CLASS_NAME_BYTES)
+	if (!member || strlen(member) != WS_MEMBER_LEN || !name || strlen(name) > CLASS_NAME_BYTES ||
+	    (nonce && strlen(nonce) > WS_NONCE_LEN))
 		return NULL;
 	return take_answer(c, member, name, 0, json_object_get(in, "id"),
-			   json_object_get(in, "answer"), tag);
+			   json_object_get(in, "answer"), nonce, tag);
+}
+
+json_t *ws_quiz_answers(const struct ws_class *c)
+{
+	const struct ws_quiz *q = c->quiz;
+	json_t *out;
+	size_t i;
+
+	if (!q || !q->question)
+		return NULL;
+	out = json_array();
+	for (i = 0; out && i < q->n; i++)
+		json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:s}", "member", q->a[i].member,
+						     "name", q->a[i].name, "answer", q->a[i].answer,
+						     "nonce", q->a[i].nonce));
+	return out;
+}
+
+int ws_quiz_restore(struct ws_class *c, const json_t *notice, const json_t *answers)
+{
+	const json_t *qn = json_object_get(notice, "question"), *x;
+	const char *src = json_string_value(json_object_get(qn, "source"));
+	const char *kind = json_string_value(json_object_get(qn, "kind"));
+	const char *st = json_string_value(json_object_get(notice, "state"));
+	json_int_t id = json_integer_value(json_object_get(notice, "id"));
+	struct ws_quiz *q;
+	size_t i, n;
+	int k;
+
+	ws_quiz_free(c->quiz);
+	c->quiz = NULL;
+	if (!json_is_object(qn) || !src || !st || id < 1 || id > INT_MAX)
+		return -1;
+	q = calloc(1, sizeof *q);
+	if (!q)
+		return -1;
+	q->question = json_deep_copy(qn);
+	q->id = (unsigned)id;
+	for (k = 0; k < 3 && strcmp(state_names[k], st); k++)
+		;
+	q->state = k < 3 ? k : QZ_CLOSED;
+	q->free_q.id = "question";
+	if (!strcmp(src, "bank")) {
+		const char *lab = json_string_value(json_object_get(qn, "lab"));
+		q->bank = quiz_find(lab, json_string_value(json_object_get(qn, "q")));
+		if (q->bank)
+			snprintf(q->lab, sizeof q->lab, "%s", lab);
+	} else if (kind && !strcmp(kind, "choice")) {
+		n = json_array_size(json_object_get(qn, "labels"));
+		for (i = 0; i < n && i < QZ_CHOICES_MAX; i++)
+			q->free_choices[i] = free_ids[i];
+		q->free_choices[i] = NULL;
+		q->free_q.kind = QUIZ_CHOICE;
+		q->free_q.choices = q->free_choices;
+		if (n < 2) {
+			json_decref(q->question);
+			q->question = NULL;
+		}
+	} else if (kind && !strcmp(kind, "number")) {
+		q->free_q.kind = QUIZ_NUMBER;
+		q->free_q.min = json_integer_value(json_object_get(qn, "min"));
+		q->free_q.max = json_integer_value(json_object_get(qn, "max"));
+	} else {
+		json_decref(q->question);
+		q->question = NULL;
+	}
+	if (!q->question || (!strcmp(src, "bank") && !q->bank)) {
+		ws_quiz_free(q);
+		return -1;
+	}
+	json_array_foreach(answers, i, x) {
+		const char *member = json_string_value(json_object_get(x, "member"));
+		const char *name = json_string_value(json_object_get(x, "name"));
+		const char *nonce = json_string_value(json_object_get(x, "nonce"));
+		char err[200];
+		json_t *a;
+
+		if (!member || strlen(member) != WS_MEMBER_LEN || !name ||
+		    strlen(name) > CLASS_NAME_BYTES || (nonce && strlen(nonce) > WS_NONCE_LEN))
+			continue;
+		a = quiz_answer_from_json(current_q(q), json_object_get(x, "answer"), err, sizeof err);
+		if (!a)
+			continue;
+		if (q->n == q->cap) {
+			size_t cap = q->cap ? q->cap * 2 : 16;
+			struct qz_answer *na = realloc(q->a, cap * sizeof *na);
+			if (!na) {
+				json_decref(a);
+				break;
+			}
+			q->a = na;
+			q->cap = cap;
+		}
+		memset(&q->a[q->n], 0, sizeof q->a[q->n]);
+		snprintf(q->a[q->n].member, sizeof q->a[q->n].member, "%s", member);
+		snprintf(q->a[q->n].name, sizeof q->a[q->n].name, "%s", name);
+		snprintf(q->a[q->n].nonce, sizeof q->a[q->n].nonce, "%s", nonce ? nonce : "");
+		q->a[q->n++].answer = a;
+	}
+	c->quiz = q;
+	return 0;
 }
 
 void ws_quiz_members_changed(struct ws_class *c)
@@ -474,6 +609,19 @@ static int find_truth(struct ws_session *s, struct ws_class *c, json_t *msg, str
 		ws_send_error(s, "internal", NULL, "the class run's events cannot be found", tag, NULL);
 		return -1;
 	}
+	/* --nats: a class that moved here after its run: the run's events as
+	 * this replica copied them from the stream, once they are whole. */
+	if (access(path, F_OK) < 0 && c->srv->bus) {
+		long long n = 0;
+		if (bus_mirror_open(c->srv->bus, c->run, path, sizeof path, err, sizeof err) < 0 ||
+		    bus_mirror_state(c->srv->bus, c->run, &n, NULL, 0) != BUS_M_ENDED) {
+			ws_send_error(s, "unavailable", NULL,
+				      "the class run was made on another server and is still being "
+				      "read from NATS (or is incomplete): try the reveal again",
+				      tag, c->run);
+			return -1;
+		}
+	}
 	events = quiz_load_events(path, QZ_EVENTS_MAX, err, sizeof err);
 	if (!events) {
 		ws_send_error(s, "run_too_large", NULL, err, tag, c->run);
@@ -513,7 +661,7 @@ static void quiz_reveal(struct ws_session *s, struct ws_class *c, json_t *msg, c
 	rows = json_array();
 	elsewhere = json_object();
 	for (i = 0; i < q->n; i++) {
-		struct ws_session *m = ws_session_find(c->srv, q->a[i].sid);
+		struct ws_session *m = answer_session(c, &q->a[i]);
 		const char *res;
 
 		json_decref(q->a[i].verdict);
@@ -572,6 +720,31 @@ static void quiz_reveal(struct ws_session *s, struct ws_class *c, json_t *msg, c
 	}
 	json_decref(elsewhere);
 	ack(s, "reveal", q->id, tag);
+}
+
+void ws_quiz_resend(struct ws_class *c)
+{
+	struct ws_quiz *q = c->quiz;
+	json_t *elsewhere, *pub;
+	size_t i;
+
+	if (!q || q->state != QZ_REVEALED || !q->reveal || !c->srv->bclass)
+		return;
+	elsewhere = json_object();
+	for (i = 0; i < q->n; i++)
+		if (q->a[i].verdict && !answer_session(c, &q->a[i]))
+			json_object_set_new(elsewhere, q->a[i].member,
+					    json_pack("{s:s, s:i, s:s?, s:O}", "type",
+						      "class.quiz.result", "id", (int)q->id, "run",
+						      q->bank ? c->run : NULL, "verdict",
+						      q->a[i].verdict));
+	if (json_object_size(elsewhere))
+		bus_class_send(c->srv->bclass, c->code,
+			       json_pack("{s:s, s:O}", "kind", "to_many", "msgs", elsewhere));
+	json_decref(elsewhere);
+	pub = json_deep_copy(q->reveal);
+	json_object_del(pub, "answers");
+	bus_class_send(c->srv->bclass, c->code, json_pack("{s:s, s:o}", "kind", "all", "msg", pub));
 }
 
 /* A CSV field: quoted when it holds a comma, quote or line break; a leading
