@@ -17,7 +17,7 @@
 /* What the lws thread asks the NATS thread to do, in order. */
 enum bc_kind {
 	BC_PUT, BC_DEL, BC_PUB, BC_UP, BC_FOLLOW, BC_UNFOLLOW, BC_HOME, BC_UNHOME, BC_CLAIM,
-	BC_KEEP, BC_UNKEEP
+	BC_KEEP, BC_UNKEEP, BC_SEAT, BC_SEATS
 };
 
 struct bc_out {
@@ -68,7 +68,7 @@ struct bus_class {
 	/* The NATS thread's own. */
 	pthread_t thread;
 	int started;
-	kvStore *kv, *kv_load;
+	kvStore *kv, *kv_load, *kv_seats;
 	kvWatcher *w, *w_load;
 	unsigned gen;
 	struct bc_sub *subs;
@@ -207,9 +207,34 @@ void bus_class_keep(struct bus_class *bc, const char *code, int on)
 	queue(bc, on ? BC_KEEP : BC_UNKEEP, code, NULL);
 }
 
+void bus_class_seat(struct bus_class *bc, const char *code, long want, long max, uint64_t sid)
+{
+	queue(bc, BC_SEAT, code,
+	      json_pack("{s:I, s:I, s:I}", "want", (json_int_t)want, "max", (json_int_t)max, "sid",
+			(json_int_t)sid));
+}
+
+void bus_class_seats(struct bus_class *bc, const char *code, long count)
+{
+	queue(bc, BC_SEATS, code, json_pack("{s:I}", "count", (json_int_t)count));
+}
+
 void bus_class_claim(struct bus_class *bc, const char *code, const char *from, const char *hash)
 {
 	queue(bc, BC_CLAIM, code, json_pack("{s:s, s:s}", "from", from, "reclaim_sha256", hash));
+}
+
+int bus_class_replica_live(struct bus_class *bc, const char *id)
+{
+	json_t *v;
+	int live;
+
+	pthread_mutex_lock(&bc->lock);
+	v = json_object_get(bc->loads, id);
+	live = v && now_us() - json_integer_value(json_object_get(v, "seen_us")) <=
+			    (int64_t)BC_LOAD_TTL_MS * 1000;
+	pthread_mutex_unlock(&bc->lock);
+	return live;
 }
 
 void bus_class_answer_resent(struct bus_class *bc)
@@ -569,6 +594,101 @@ static natsStatus claim(struct bus_class *bc, struct bc_out *o)
 	return NATS_OK;
 }
 
+/*
+ * The seats of a class (BC_SEATS bucket, key: the code): {"REPLICA": n,...},
+ * each replica's students of it (those joining included). A join asks for
+ * this replica's count to become want (o->data {"want","max","sid"}): the
+ * entry is read, the counts of replicas whose heartbeat has expired are
+ * dropped (a dead replica holds no seat), and the update, revision-checked,
+ * is made only when the other replicas' seats and want fit in max; the lws
+ * thread is told {"kind":"seat","code","sid","ok","total"} (total: the
+ * seats taken on every replica as read). A count set without a limit (a
+ * student left, NATS came back) is BC_SEATS {"count"}. NATS_OK when done.
+ */
+static natsStatus seat(struct bus_class *bc, struct bc_out *o, int limited)
+{
+	json_t *req = json_loads(o->data, 0, NULL), *map = NULL, *v;
+	json_int_t want = json_integer_value(json_object_get(req, limited ? "want" : "count"));
+	json_int_t max = json_integer_value(json_object_get(req, "max"));
+	const char *self = bus_replica(bc->bus), *key;
+	kvStore *reps;
+	natsStatus s = NATS_ERR;
+	json_int_t others = 0;
+	int tries, ok = 0, refused = 0;
+	void *tmp;
+
+	pthread_mutex_lock(&bc->bus->setup_lock);
+	reps = bc->bus->kv_replicas;
+	pthread_mutex_unlock(&bc->bus->setup_lock);
+	for (tries = 0; tries < 8 && !ok && !refused; tries++) {
+		kvEntry *e = NULL;
+		uint64_t rev = 0;
+		natsStatus g = kvStore_Get(&e, bc->kv_seats, o->code);
+		char *text;
+
+		if (g != NATS_OK && g != NATS_NOT_FOUND) {
+			s = g;
+			break;
+		}
+		if (g == NATS_NOT_FOUND && !limited && want == 0) {
+			ok = 1; /* nothing held (the class ended: its entry went) */
+			break;
+		}
+		json_decref(map);
+		map = NULL;
+		if (g == NATS_OK) {
+			map = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+			rev = kvEntry_Revision(e);
+		}
+		kvEntry_Destroy(e);
+		if (!json_is_object(map)) {
+			json_decref(map);
+			map = json_object();
+		}
+		others = 0;
+		json_object_foreach_safe(map, tmp, key, v) {
+			kvEntry *r = NULL;
+			if (!strcmp(key, self))
+				continue;
+			if (reps && kvStore_Get(&r, reps, key) == NATS_NOT_FOUND) {
+				json_object_del(map, key); /* its replica is dead */
+				continue;
+			}
+			kvEntry_Destroy(r);
+			others += json_integer_value(v);
+		}
+		if (limited && others + want > max) {
+			refused = 1;
+			break;
+		}
+		if (want > 0)
+			json_object_set_new(map, self, json_integer(want));
+		else
+			json_object_del(map, self);
+		text = json_dumps(map, JSON_COMPACT);
+		s = !text ? NATS_NO_MEMORY
+		    : rev ? kvStore_Update(NULL, bc->kv_seats, o->code, text, (int)strlen(text), rev)
+			  : kvStore_Create(NULL, bc->kv_seats, o->code, text, (int)strlen(text));
+		free(text);
+		ok = s == NATS_OK;
+	}
+	json_decref(map);
+	if (!ok && !refused && !bc->connected) {
+		json_decref(req);
+		return s; /* again once connected */
+	}
+	if (limited) {
+		pthread_mutex_lock(&bc->lock);
+		post(bc, json_pack("{s:s, s:s, s:O, s:b, s:I, s:s?}", "kind", "seat", "code", o->code,
+				   "sid", json_object_get(req, "sid"), "ok", ok, "total",
+				   others + (ok ? want : want - 1), "reason",
+				   ok || refused ? NULL : "NATS did not take the seat"));
+		pthread_mutex_unlock(&bc->lock);
+	}
+	json_decref(req);
+	return NATS_OK;
+}
+
 /* One queued job. NATS_OK when done (or given up: counted), else the job
  * waits for the connection. */
 static natsStatus do_job(struct bus_class *bc, struct bc_out *o)
@@ -597,6 +717,8 @@ static natsStatus do_job(struct bus_class *bc, struct bc_out *o)
 			break;
 		json_object_del(bc->homes, o->code);
 		s = kvStore_Delete(bc->kv, o->code);
+		if (s == NATS_OK)
+			kvStore_Delete(bc->kv_seats, o->code);
 		break;
 	case BC_PUB:
 	case BC_UP:
@@ -627,6 +749,10 @@ static natsStatus do_job(struct bus_class *bc, struct bc_out *o)
 	case BC_CLAIM:
 		s = claim(bc, o);
 		break;
+	case BC_SEAT:
+	case BC_SEATS:
+		s = seat(bc, o, o->kind == BC_SEAT);
+		break;
 	case BC_KEEP:
 		json_object_set_new(bc->kept, o->code, json_true());
 		bc->touched_us = 0; /* at once */
@@ -641,7 +767,8 @@ static natsStatus do_job(struct bus_class *bc, struct bc_out *o)
 	if (s != NATS_OK) {
 		/* Again once connected, or soon (a put, delete or claim that a
 		 * working connection refused). */
-		if (!bc->connected || ((o->kind == BC_PUT || o->kind == BC_DEL || o->kind == BC_CLAIM) &&
+		if (!bc->connected || ((o->kind == BC_PUT || o->kind == BC_DEL || o->kind == BC_CLAIM ||
+					o->kind == BC_SEAT || o->kind == BC_SEATS) &&
 				       ++o->tries < BC_TRIES)) {
 			pthread_mutex_unlock(&bc->lock);
 			return s;
@@ -909,9 +1036,10 @@ static void *thread_main(void *arg)
 		pthread_mutex_lock(&bc->bus->lock);
 		gen = bc->bus->conn_gen;
 		pthread_mutex_unlock(&bc->bus->lock);
-		if (connected && (!bc->kv || !bc->kv_load)) {
+		if (connected && (!bc->kv || !bc->kv_load || !bc->kv_seats)) {
 			if (bus_kv_bucket(bc->bus, &bc->kv, BC_BUCKET, BC_TTL_MS, 64 << 20) != NATS_OK ||
-			    bus_kv_bucket(bc->bus, &bc->kv_load, BC_LOAD, BC_LOAD_TTL_MS, 64 << 20) != NATS_OK)
+			    bus_kv_bucket(bc->bus, &bc->kv_load, BC_LOAD, BC_LOAD_TTL_MS, 64 << 20) != NATS_OK ||
+			    bus_kv_bucket(bc->bus, &bc->kv_seats, BC_SEATS_BUCKET, 0, 16 << 20) != NATS_OK)
 				connected = 0;
 		}
 		if (connected && (gen != bc->gen || !bc->w)) {
@@ -1039,6 +1167,7 @@ void bus_class_stop(struct bus_class *bc)
 	kvWatcher_Destroy(bc->w_load);
 	kvStore_Destroy(bc->kv);
 	kvStore_Destroy(bc->kv_load);
+	kvStore_Destroy(bc->kv_seats);
 	while (bc->oh) {
 		struct bc_out *o = bc->oh;
 		bc->oh = o->next;

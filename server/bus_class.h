@@ -53,6 +53,9 @@
  */
 
 #define BC_BUCKET "SOCKLAB_CLASSES"
+/* Each class's seats: {"REPLICA": students there} (no expiry: removed with
+ * the class; a dead replica's count is dropped by the next join). */
+#define BC_SEATS_BUCKET "SOCKLAB_CLASS_SEATS"
 #define BC_LOAD "SOCKLAB_LOAD"
 #define BC_SUBJECT "socklab.class."
 #define BC_TTL_MS 90000
@@ -99,6 +102,9 @@ void bus_class_send(struct bus_class *bc, const char *code, json_t *msg);
 void bus_class_gone(struct bus_class *bc, const char *code, const char *why);
 /* Home: listen for the class's students on other replicas (on) or stop. */
 void bus_class_home(struct bus_class *bc, const char *code, int on);
+/* Replica id has put its admission queue in BC_LOAD within BC_LOAD_TTL_MS
+ * (it is alive, as far as this replica can tell). */
+int bus_class_replica_live(struct bus_class *bc, const char *id);
 /* A follower sent a student's answer again (counted for health). */
 void bus_class_answer_resent(struct bus_class *bc);
 /* A follower: a message for the class's home (stolen). */
@@ -115,6 +121,14 @@ void bus_class_keep(struct bus_class *bc, const char *code, int on);
  * replica. {"kind":"claimed","code","ok","state" (as put) or "reason"}
  * says whether it was. */
 void bus_class_claim(struct bus_class *bc, const char *code, const char *from, const char *hash);
+
+/* A student joins code on this replica: its count there would become want;
+ * {"kind":"seat","code","sid","ok","total"} says whether that fits in max
+ * with every other live replica's (--max-class-viewers across replicas). */
+void bus_class_seat(struct bus_class *bc, const char *code, long want, long max, uint64_t sid);
+/* This replica's count of code's students is count now (no limit: a
+ * student left, or NATS came back). */
+void bus_class_seats(struct bus_class *bc, const char *code, long count);
 
 /* The class's state as the bucket last said (a new reference), NULL when
  * no replica has such a class; *rev (may be NULL): its entry's revision.

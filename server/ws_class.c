@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "bus_class.h"
 #include "ws_int.h"
 
 /* A session reading the class ring: its students and its instructor.
@@ -263,8 +264,11 @@ static void member_remove(struct ws_session *s)
 	s->cls = NULL;
 	s->need_resync = 0;
 	ws_class_members_changed(c);
+	/* --nats: its seat is given back. */
+	if (s->srv->bclass)
+		bus_class_seats(s->srv->bclass, c->code, (long)(c->n_members + c->joins));
 	/* A class of another replica is followed only for students here. */
-	if (c->remote && c->n_members == 0)
+	if (c->remote && c->n_members == 0 && c->joins == 0)
 		ws_class_end(c, "no student here follows it");
 }
 
@@ -511,6 +515,10 @@ void ws_op_class_open(struct ws_session *s, json_t *msg, const char *tag)
 				  "grace_s", srv->cfg->class_grace_s, "tag", tag));
 }
 
+static void full_error(struct ws_session *s, struct ws_class *c, const char *tag);
+static int join_finish(struct ws_session *s, struct ws_class *c, const char *member_in,
+		       const char *after_run, long long after_seq, const char *tag);
+
 /* The symbols config_random_text() draws from. */
 #define MEMBER_ALPHABET "23456789ABCDEFGHJKMNPQRSTUVWXYZa"
 
@@ -579,9 +587,6 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	long long after_seq = 0;
 	char code[CLASS_CODE_LEN + 1], m[200];
 	struct ws_class *c;
-	uint64_t *mem;
-	json_t *o;
-	int resumed = 0;
 
 	if (s->cls) {
 		ws_send_error(s, "bad_request", NULL,
@@ -648,25 +653,111 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 		ws_send_error(s, "unknown_class", "class", "no class with that code is open", tag, NULL);
 		return;
 	}
-	if (c->n_members >= (size_t)srv->cfg->max_class_viewers) {
-		snprintf(m, sizeof m, "the class is full (at most %d students)",
-			 srv->cfg->max_class_viewers);
-		ws_send_error(s, "limit", "class", m, tag, NULL);
+	if (c->n_members + c->joins >= (size_t)srv->cfg->max_class_viewers) {
+		full_error(s, c, tag);
 		return;
 	}
+	/* --nats: the limit is the class's students on every replica: a seat
+	 * is taken in the bucket (revision-checked) before the student is in.
+	 * With NATS away, this replica's own count only. */
+	if (srv->bclass && !srv->cluster_degraded) {
+		if (s->joining) {
+			ws_send_error(s, "bad_request", NULL,
+				      "a class.join of this connection is already under way", tag, NULL);
+			return;
+		}
+		s->joining = 1;
+		s->join_has_tag = tag != NULL;
+		snprintf(s->join_tag, sizeof s->join_tag, "%s", tag ? tag : "");
+		snprintf(s->join_member, sizeof s->join_member, "%s",
+			 member_in ? json_string_value(member_in) : "");
+		snprintf(s->join_after, sizeof s->join_after, "%s", after_run ? after_run : "");
+		s->join_after_seq = after_seq;
+		c->joins++;
+		bus_class_seat(srv->bclass, c->code, (long)(c->n_members + c->joins),
+			       srv->cfg->max_class_viewers, s->id);
+		return;
+	}
+	join_finish(s, c, member_in ? json_string_value(member_in) : NULL, after_run, after_seq, tag);
+}
+
+/* The class is full: at most --max-class-viewers students (on every
+ * replica, with --nats). */
+static void full_error(struct ws_session *s, struct ws_class *c, const char *tag)
+{
+	char m[300];
+
+	snprintf(m, sizeof m,
+		 "the class is full: at most %d students%s (--max-class-viewers, 1 to 20000)",
+		 s->srv->cfg->max_class_viewers, s->srv->bclass ? " on every server together" : "");
+	ws_send_error(s, "limit", "class", m, tag, NULL);
+}
+
+void ws_class_seated(struct ws_server *srv, const char *code, uint64_t sid, int ok,
+		     const char *why)
+{
+	struct ws_class *c = ws_class_find(srv, code);
+	struct ws_session *s = ws_session_find(srv, sid);
+	char tag[RUN_TAG_MAX + 1], m[400];
+	const char *t = NULL;
+
+	if (c && c->joins)
+		c->joins--;
+	if (s && s->joining) {
+		s->joining = 0;
+		memcpy(tag, s->join_tag, sizeof tag);
+		t = s->join_has_tag ? tag : NULL;
+	} else {
+		s = NULL;
+	}
+	if (ok && s && c && !s->cls &&
+	    join_finish(s, c, s->join_member[0] ? s->join_member : NULL,
+			s->join_after[0] ? s->join_after : NULL, s->join_after_seq, t) == 0)
+		return;
+	if (s && !ok && c) {
+		if (why) {
+			snprintf(m, sizeof m, "could not join the class now: %s; try again", why);
+			ws_send_error(s, "unavailable", "class", m, t, NULL);
+		} else {
+			full_error(s, c, t);
+		}
+	} else if (s && !c) {
+		ws_send_error(s, "unknown_class", "class", "the class has ended", t, NULL);
+	}
+	if (!c)
+		return;
+	/* A seat taken for no one (the page went, or joined elsewhere): given
+	 * back. */
+	if (ok)
+		bus_class_seats(srv->bclass, c->code, (long)(c->n_members + c->joins));
+	/* A class of another replica is followed only for students here. */
+	if (c->remote && c->n_members == 0 && c->joins == 0)
+		ws_class_end(c, "no student here follows it");
+}
+
+/* s joins c (its seat taken): 0, or -1 after telling it why not. */
+static int join_finish(struct ws_session *s, struct ws_class *c, const char *member_in,
+		       const char *after_run, long long after_seq, const char *tag)
+{
+	struct ws_server *srv = s->srv;
+	uint64_t *mem;
+	json_t *o;
+	int resumed = 0;
+
 	mem = realloc(c->members, (c->n_members + 1) * sizeof *mem);
 	if (!mem) {
 		ws_send_error(s, "internal", NULL, "out of memory", tag, NULL);
-		return;
+		return -1;
 	}
 	/* The identity: the one the page had (a student who rejoins, after a
 	 * reload or a dropped connection), or a new one. It is a random token
 	 * only that page received, so no one takes another student's place. */
 	if (member_in) {
-		snprintf(s->member, sizeof s->member, "%s", json_string_value(member_in));
+		snprintf(s->member, sizeof s->member, "%s", member_in);
 	} else if (config_random_text(s->member, WS_MEMBER_LEN) < 0) {
+		c->members = mem;
 		ws_send_error(s, "internal", NULL, "could not make a member identity", tag, NULL);
-		return;
+		return -1;
 	}
 	c->members = mem;
 	s->member_idx = c->n_members;
@@ -702,9 +793,10 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 		json_t *q = c->quiz_notice;
 		if (q && strcmp(json_string_value(json_object_get(q, "state")) ?: "", "revealed"))
 			ws_send_json(s, json_incref(q));
-		return;
+		return 0;
 	}
 	ws_quiz_joined(c, s);
+	return 0;
 }
 
 void ws_op_class_leave(struct ws_session *s, json_t *msg, const char *tag)

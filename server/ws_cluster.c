@@ -160,6 +160,41 @@ void ws_cluster_names(const struct ws_class *c, json_t *names, size_t max)
 				json_array_append(names, name);
 }
 
+/* Every WS_OTHERS_CHECK_US while a home counts students elsewhere: those
+ * of a replica that no longer puts its load (BC_LOAD: it died) are not
+ * counted any more. Not judged while NATS is away (every replica would
+ * look dead); they are counted again when their replica says so. */
+static void others_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ws_server *srv = lws_container_of(sul, struct ws_server, sul_others);
+	int k, more = 0;
+
+	for (k = 0; k < srv->cfg->max_classes; k++) {
+		struct ws_class *c = srv->classes[k];
+		const char *rep;
+		json_t *v;
+		void *tmp;
+		int changed = 0;
+
+		if (!c || c->remote || !json_object_size(c->others))
+			continue;
+		more = 1;
+		if (srv->cluster_degraded)
+			continue;
+		json_object_foreach_safe(c->others, tmp, rep, v)
+			if (!bus_class_replica_live(srv->bclass, rep)) {
+				json_object_del(c->others, rep);
+				changed = 1;
+			}
+		if (changed) {
+			ws_class_members_changed(c);
+			ws_quiz_members_changed(c);
+		}
+	}
+	if (more)
+		lws_sul_schedule(srv->ctx, 0, &srv->sul_others, others_cb, WS_OTHERS_CHECK_US);
+}
+
 /* A message from a student elsewhere (socklab.class.CODE.up). */
 static void home_up(struct ws_class *c, json_t *m)
 {
@@ -180,6 +215,10 @@ static void home_up(struct ws_class *c, json_t *m)
 		else
 			json_object_set_new(c->others, replica,
 					    json_pack("{s:O, s:O}", "count", count, "names", names));
+		/* Looked at again while it counts students elsewhere. */
+		if (json_object_size(c->others) && lws_dll2_is_detached(&c->srv->sul_others.list))
+			lws_sul_schedule(c->srv->ctx, 0, &c->srv->sul_others, others_cb,
+					 WS_OTHERS_CHECK_US);
 		ws_class_members_changed(c);
 		ws_quiz_members_changed(c);
 		if (json_is_true(json_object_get(m, "resync")))
@@ -691,11 +730,17 @@ static void cluster_state(struct ws_server *srv, json_t *m)
 		if (s && s->wsi)
 			ws_send_json(s, json_pack("{s:s, s:s}", "type", "cluster", "state", "ok"));
 	}
-	for (k = 0; k < srv->cfg->max_classes; k++)
-		if (srv->classes[k] && srv->classes[k]->remote) {
-			members_up(srv->classes[k], 1);
-			answers_resend(srv->classes[k], 1);
+	for (k = 0; k < srv->cfg->max_classes; k++) {
+		struct ws_class *c = srv->classes[k];
+		if (!c)
+			continue;
+		/* Students admitted while NATS was away hold seats now. */
+		bus_class_seats(srv->bclass, c->code, (long)(c->n_members + c->joins));
+		if (c->remote) {
+			members_up(c, 1);
+			answers_resend(c, 1);
 		}
+	}
 }
 
 /* ---- moving a class between replicas ---- */
@@ -996,6 +1041,12 @@ static void one(struct ws_server *srv, json_t *m)
 	}
 	if (!code)
 		return;
+	if (!strcmp(kind, "seat")) {
+		ws_class_seated(srv, code, (uint64_t)json_integer_value(json_object_get(m, "sid")),
+				json_is_true(json_object_get(m, "ok")),
+				json_string_value(json_object_get(m, "reason")));
+		return;
+	}
 	if (!strcmp(kind, "claimed")) {
 		claimed(srv, code, json_is_true(json_object_get(m, "ok")), json_object_get(m, "state"),
 			json_string_value(json_object_get(m, "reason")));

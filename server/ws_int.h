@@ -134,6 +134,7 @@ struct ws_class {
 	 * "sid"}. At most --max-class-viewers. */
 	json_t *pending;
 	json_int_t revealed_id;        /* remote: the question whose reveal reached here */
+	size_t joins;                  /* --nats: students whose seat is being taken */
 };
 
 /* Reclaims of classes held elsewhere waiting for their claim (bus_class.h)
@@ -142,6 +143,9 @@ struct ws_class {
 /* How long a follower waits for the reply to an answer before it sends the
  * answer again. */
 #define WS_ANSWER_RETRY_US (2 * LWS_US_PER_SEC)
+/* How often a home looks whether the replicas its students elsewhere are on
+ * still live. */
+#define WS_OTHERS_CHECK_US (2 * LWS_US_PER_SEC)
 /* How soon a home puts its state after an answer (answers coalesce). */
 #define WS_PUT_ANSWERS_US (200 * LWS_US_PER_MS)
 
@@ -203,6 +207,12 @@ struct ws_session {
 	char name[CLASS_NAME_BYTES + 1];
 	char member[WS_MEMBER_LEN + 1]; /* attending: its identity in the class */
 	int tx_failed;      /* a write of the fan-out sweep failed: close it */
+	/* --nats: a class.join waiting for its seat (bus_class_seat). */
+	int joining, join_has_tag;
+	char join_tag[RUN_TAG_MAX + 1];
+	char join_member[WS_MEMBER_LEN + 1];
+	char join_after[EV_RUN_ID_LEN + 1]; /* its "after" run ("": none) and seq */
+	long long join_after_seq;
 };
 
 /* Owned by the service thread. */
@@ -242,6 +252,7 @@ struct ws_server {
 	lws_sorted_usec_list_t sul_fanout;  /* the next sweep, on the next loop turn */
 	struct ws_claim claims[WS_CLAIMS_MAX];
 	lws_sorted_usec_list_t sul_answers; /* answers waiting for their class's home */
+	lws_sorted_usec_list_t sul_others;  /* homes: forget the students of dead replicas */
 };
 
 /*
@@ -416,6 +427,10 @@ int ws_cluster_token_hash(const char *token, char *out);
 
 /* ws_class.c: s becomes c's instructor (class.reclaim succeeded). */
 void ws_class_reclaimed(struct ws_class *c, struct ws_session *s, const char *tag);
+/* ws_class.c: the seat asked for by session sid's class.join of code was
+ * taken (ok) or not (why: NATS trouble; NULL: the class is full). */
+void ws_class_seated(struct ws_server *srv, const char *code, uint64_t sid, int ok,
+		     const char *why);
 /* ws_class.c: c has no instructor now: it waits --class-grace seconds for
  * one to reclaim it, its students told. */
 void ws_class_orphaned(struct ws_class *c);

@@ -343,5 +343,73 @@ def an_answer_and_a_reveal_in_flight_when_nats_dies_are_not_lost():
     n3.stop()
 
 
+async def join_when_a_seat_frees(s, code, name, timeout=90):
+    """Join code on s, asking again while the class is full: a poll whose
+    deadline only catches a seat that never frees."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        ws = await s.connect()
+        r = await ask(ws, {"op": "class.join", "class": code, "name": name})
+        if r.get("type") == "class.joined":
+            return ws
+        await ws.close()
+        eq((r.get("code"), r.get("param")), ("limit", "class"), f"only 'full' while waiting: {r}")
+        check(loop.time() < end, f"{name}: no seat freed within {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+@test
+def max_class_viewers_counts_every_replica_and_a_dead_replica_holds_no_seat():
+    n = Nats()
+    a, b, c = (replica(n, "--max-class-viewers", "3") for _ in range(3))
+
+    async def go():
+        t1, opened = await open_class(a)
+        code = opened["class"]
+        for s in (b, c):
+            wait_for(lambda: knows(s), 30, f"{s.base} to know the class")
+        s1, s2, s3 = (await join(a, code, "a1"), await join(b, code, "b1"),
+                      await join(b, code, "b2"))
+        for s in (c, a):
+            ws = await s.connect()
+            r = await ask(ws, {"op": "class.join", "class": code, "name": "late"})
+            eq((r.get("type"), r.get("code"), r.get("param")), ("error", "limit", "class"),
+               f"a fourth student on {s.base}: {r}")
+            eq(r["message"], "the class is full: at most 3 students on every server together "
+               "(--max-class-viewers, 1 to 20000)", "the error names the limit")
+            await ws.close()
+        eq(classes(c)["following"], 0, "C follows no class for a student it refused")
+        # A student of B leaves: the seat goes to C.
+        await s3.close()
+        s4 = await join_when_a_seat_frees(c, code, "c1")
+        ws = await a.connect()
+        r = await ask(ws, {"op": "class.join", "class": code, "name": "late"})
+        eq(r.get("code"), "limit", f"full again: {r}")
+        await ws.close()
+        # B dies with its student: once its heartbeat has expired its seat is
+        # taken by the next join, and the class is full again at three.
+        b.proc.kill()
+        b.proc.wait()
+        b.stopped = True
+        await s2.close()
+        s5 = await join_when_a_seat_frees(a, code, "a2")
+        ws = await c.connect()
+        r = await ask(ws, {"op": "class.join", "class": code, "name": "late"})
+        eq(r.get("code"), "limit", f"full again without B: {r}")
+        await ws.close()
+        m, _ = await until(t1, lambda m: m.get("type") == "class.members" and m["count"] == 3
+                           and "a2" in m["names"], "the instructor counts a1, c1 and a2")
+        eq(sorted(m["names"]), ["a1", "a2", "c1"], "the three students")
+        for w in (t1, s1, s4, s5):
+            await w.close()
+
+    asyncio.run(go())
+    done(c)
+    b.cleanup()
+    done(a)
+    n.stop()
+
+
 if __name__ == "__main__":
-    run(timeout=400)
+    run(timeout=300)
