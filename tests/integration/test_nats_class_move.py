@@ -73,6 +73,17 @@ async def poll(pred, timeout, what):
     return await asyncio.to_thread(wait_for, pred, timeout, what)
 
 
+def freeze(n):
+    """SIGSTOP nats-server and wait until the kernel says it is stopped, so
+    that nothing sent from now on is read."""
+    n.proc.send_signal(signal.SIGSTOP)
+
+    def stopped():
+        with open(f"/proc/{n.proc.pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    wait_for(stopped, 30, "nats-server to be stopped")
+
+
 def is_type(t, **kw):
     return lambda m: m.get("type") == t and all(m.get(k) == v for k, v in kw.items())
 
@@ -302,7 +313,7 @@ def an_answer_and_a_reveal_in_flight_when_nats_dies_are_not_lost():
                     "B's student counted")
         qid = await question(t1, [sb])
         # NATS freezes: B's answer goes into a connection nobody reads.
-        n.proc.send_signal(signal.SIGSTOP)
+        freeze(n)
         await send(sb, {"op": "class.quiz", "action": "answer", "id": qid, "answer": "b",
                         "tag": "mine"})
         await poll(lambda: classes(b)["answers_resent"] >= 1, 60,
@@ -318,7 +329,7 @@ def an_answer_and_a_reveal_in_flight_when_nats_dies_are_not_lost():
         # The reveal goes out while NATS is frozen; its result comes later.
         await poll(lambda: classes(b)["state"] == "ok" and classes(a)["state"] == "ok", 60,
                    "both replicas back on NATS")
-        n2.proc.send_signal(signal.SIGSTOP)
+        freeze(n2)
         await send(t1, {"op": "class.view", "paused": True, "pos": 7, "speed": 0})
         rv = await ask(t1, {"op": "class.quiz", "action": "reveal", "correct": "b"})
         eq(rv.get("type"), "class.quiz.done", f"reveal {rv}")
