@@ -819,9 +819,14 @@ static void class_entry(struct bus_class *bc, kvEntry *e)
 		post_state(bc, code);
 	}
 	pthread_mutex_unlock(&bc->lock);
-	/* Another replica wrote the entry of a class this one is home to: it
-	 * claimed the class (its instructor reclaimed it there). */
-	if (rep && json_object_get(bc->homes, code) && strcmp(rep, bus_replica(bc->bus)))
+	/* Another replica wrote the entry of a class this one is home to, after
+	 * this one last did: it claimed the class (its instructor reclaimed it
+	 * there). An older entry the watcher delivers late (one a follower
+	 * kept alive before this replica claimed the class) says nothing. */
+	if (rep && json_object_get(bc->homes, code) && strcmp(rep, bus_replica(bc->bus)) &&
+	    kvEntry_Revision(e) >
+		    (uint64_t)json_integer_value(json_object_get(json_object_get(bc->homes, code),
+								 "rev")))
 		deposed(bc, code, rep);
 	json_decref(st);
 }

@@ -1081,9 +1081,14 @@ static void one(struct ws_server *srv, json_t *m)
 	} else if (!strcmp(kind, "to_many")) {
 		const char *member;
 		json_t *msg;
-		json_object_foreach(json_object_get(m, "msgs"), member, msg)
+		json_object_foreach(json_object_get(m, "msgs"), member, msg) {
+			/* The results of a reveal that reached here already, sent
+			 * again for another replica's students. */
+			if (json_integer_value(json_object_get(msg, "id")) == c->revealed_id)
+				break;
 			if (json_is_object(msg))
 				to_members(c, msg, member);
+		}
 	} else if (!strcmp(kind, "all")) {
 		json_t *msg = json_object_get(m, "msg");
 		const char *type = json_string_value(json_object_get(msg, "type"));

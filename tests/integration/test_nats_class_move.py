@@ -23,6 +23,8 @@ from classlib import ask, events_of, recv, until_end  # noqa: E402
 from harness import check_stream, send, wait_for  # noqa: E402
 from tap import check, eq, run, test  # noqa: E402
 from natslib import Nats, bundle_bytes, done, nats_health, server  # noqa: E402
+from natslib import READER  # noqa: E402
+import subprocess  # noqa: E402
 
 SECRET = "correct-horse-battery"
 LONG = {"messages": 1000, "interval_ms": 100}  # a class run still going when its home dies
@@ -354,6 +356,13 @@ def an_answer_and_a_reveal_in_flight_when_nats_dies_are_not_lost():
     n3.stop()
 
 
+def seats(n, code):
+    """The history of the class's entry in SOCKLAB_CLASS_SEATS."""
+    r = subprocess.run([READER, n.url, "KV_SOCKLAB_CLASS_SEATS",
+                        f"$KV.SOCKLAB_CLASS_SEATS.{code}"], capture_output=True, timeout=60)
+    return r.stdout.decode() + r.stderr.decode()
+
+
 async def join_when_a_seat_frees(s, code, name, timeout=90):
     """Join code on s, asking again while the class is full: a poll whose
     deadline only catches a seat that never frees."""
@@ -386,7 +395,8 @@ def max_class_viewers_counts_every_replica_and_a_dead_replica_holds_no_seat():
             ws = await s.connect()
             r = await ask(ws, {"op": "class.join", "class": code, "name": "late"})
             eq((r.get("type"), r.get("code"), r.get("param")), ("error", "limit", "class"),
-               f"a fourth student on {s.base}: {r}")
+               f"a fourth student on {s.base}: {r}; seats {seats(n, code)}; "
+               f"replicas {[(x.base, nats_health(x)['replica']) for x in (a, b, c)]}")
             eq(r["message"], "the class is full: at most 3 students on every server together "
                "(--max-class-viewers, 1 to 20000)", "the error names the limit")
             await ws.close()
