@@ -33,6 +33,10 @@ struct bc_out {
  * most this many times; then it is counted as failed. */
 #define BC_RETRY_MS 250
 #define BC_TRIES 120
+/* Reads and revision-checked writes of a class's seats one join makes at
+ * most while other replicas write them too (each try: one read, one write;
+ * losing one means another replica's join or leave went through). */
+#define BC_SEAT_TRIES 64
 
 /* A subscription of the NATS thread: a class it follows (socklab.class.CODE)
  * or a class it is home to (socklab.class.CODE.up). */
@@ -80,6 +84,7 @@ struct bus_class {
 	json_t *kept;      /* code -> true: followed classes whose home stopped (kept alive) */
 	json_t *home_seen; /* code -> "replica" or "replica gone": what heartbeats last said */
 	int64_t touched_us, load_us, swept_us, beat_us;
+	int64_t watch_us; /* when the buckets were last read whole (a new connection) */
 };
 
 static int64_t now_us(void)
@@ -594,6 +599,16 @@ static natsStatus claim(struct bus_class *bc, struct bc_out *o)
 	return NATS_OK;
 }
 
+/* Heartbeats can be judged: NATS has been reachable for a whole heartbeat
+ * lifetime. Right after NATS restarts its bucket may have let every entry
+ * expire while it was away, and a live replica puts its own again only
+ * within BUS_HEARTBEAT_MS of reconnecting: until then a missing entry
+ * proves nothing. */
+static int beats_judged(const struct bus_class *bc)
+{
+	return bc->watch_us && now_us() - bc->watch_us >= (int64_t)BUS_REPLICA_TTL_MS * 1000;
+}
+
 /*
  * The seats of a class (BC_SEATS bucket, key: the code): {"REPLICA": n,...},
  * each replica's students of it (those joining included). A join asks for
@@ -620,7 +635,7 @@ static natsStatus seat(struct bus_class *bc, struct bc_out *o, int limited)
 	pthread_mutex_lock(&bc->bus->setup_lock);
 	reps = bc->bus->kv_replicas;
 	pthread_mutex_unlock(&bc->bus->setup_lock);
-	for (tries = 0; tries < 8 && !ok && !refused; tries++) {
+	for (tries = 0; tries < BC_SEAT_TRIES && !ok && !refused; tries++) {
 		kvEntry *e = NULL;
 		uint64_t rev = 0;
 		natsStatus g = kvStore_Get(&e, bc->kv_seats, o->code);
@@ -650,7 +665,7 @@ static natsStatus seat(struct bus_class *bc, struct bc_out *o, int limited)
 			kvEntry *r = NULL;
 			if (!strcmp(key, self))
 				continue;
-			if (reps && kvStore_Get(&r, reps, key) == NATS_NOT_FOUND) {
+			if (reps && beats_judged(bc) && kvStore_Get(&r, reps, key) == NATS_NOT_FOUND) {
 				json_object_del(map, key); /* its replica is dead */
 				continue;
 			}
@@ -936,6 +951,8 @@ static void check_homes(struct bus_class *bc)
 		if (s != NATS_OK && s != NATS_NOT_FOUND)
 			continue;
 		gone = s == NATS_NOT_FOUND;
+		if (gone && !beats_judged(bc))
+			continue;
 		snprintf(now_is, sizeof now_is, "%s%s", rep, gone ? " gone" : "");
 		if (was && !strcmp(was, now_is))
 			continue;
@@ -1062,6 +1079,7 @@ static void *thread_main(void *arg)
 			    kvStore_WatchAll(&bc->w_load, bc->kv_load, NULL) == NATS_OK) {
 				bc->gen = gen;
 				bc->touched_us = 0; /* put the home's classes again */
+				bc->watch_us = now_us();
 			}
 		}
 		if (connected && bc->w) {

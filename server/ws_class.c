@@ -635,6 +635,9 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 		after_run = json_string_value(run);
 		after_seq = (long long)json_integer_value(seq);
 	}
+	/* --nats: what the bus brought is taken first (the classes, and
+	 * whether NATS is there), so the join sees the latest. */
+	ws_cluster_wake(srv);
 	c = ws_class_find(srv, code);
 	/* --nats: a class another replica holds is followed from here. */
 	if (!c) {
@@ -660,7 +663,7 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	/* --nats: the limit is the class's students on every replica: a seat
 	 * is taken in the bucket (revision-checked) before the student is in.
 	 * With NATS away, this replica's own count only. */
-	if (srv->bclass && !srv->cluster_degraded) {
+	if (srv->bclass && bus_class_ok(srv->bclass, NULL, 0)) {
 		if (s->joining) {
 			ws_send_error(s, "bad_request", NULL,
 				      "a class.join of this connection is already under way", tag, NULL);
