@@ -208,19 +208,29 @@ static void home_up(struct ws_class *c, json_t *m)
 		if (!json_is_integer(count) || json_integer_value(count) < 0 ||
 		    json_integer_value(count) > c->srv->cfg->max_class_viewers || !json_is_array(names))
 			return;
+		json_t *now = json_integer_value(count) == 0
+				      ? NULL
+				      : json_pack("{s:O, s:O}", "count", count, "names", names);
+		int same;
+
 		if (!c->others)
 			c->others = json_object();
-		if (json_integer_value(count) == 0)
+		same = now ? json_equal(now, json_object_get(c->others, replica))
+			   : !json_object_get(c->others, replica);
+		if (!now)
 			json_object_del(c->others, replica);
 		else
-			json_object_set_new(c->others, replica,
-					    json_pack("{s:O, s:O}", "count", count, "names", names));
+			json_object_set_new(c->others, replica, now);
 		/* Looked at again while it counts students elsewhere. */
 		if (json_object_size(c->others) && lws_dll2_is_detached(&c->srv->sul_others.list))
 			lws_sul_schedule(c->srv->ctx, 0, &c->srv->sul_others, others_cb,
 					 WS_OTHERS_CHECK_US);
-		ws_class_members_changed(c);
-		ws_quiz_members_changed(c);
+		/* The instructor is told only of a change (a resync repeats
+		 * what the home may already have). */
+		if (!same) {
+			ws_class_members_changed(c);
+			ws_quiz_members_changed(c);
+		}
 		if (json_is_true(json_object_get(m, "resync")))
 			ws_quiz_resend(c);
 	} else if (!strcmp(kind, "answer")) {

@@ -487,7 +487,9 @@ int ws_quiz_restore(struct ws_class *c, const json_t *notice, const json_t *answ
 	q->id = (unsigned)id;
 	for (k = 0; k < 3 && strcmp(state_names[k], st); k++)
 		;
-	q->state = k < 3 ? k : QZ_CLOSED;
+	/* A revealed question comes back closed: its verdicts stayed where it
+	 * was revealed; the instructor reveals it again here. */
+	q->state = k == QZ_OPEN ? QZ_OPEN : QZ_CLOSED;
 	q->free_q.id = "question";
 	if (!strcmp(src, "bank")) {
 		const char *lab = json_string_value(json_object_get(qn, "lab"));
