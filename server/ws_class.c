@@ -588,6 +588,16 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	char code[CLASS_CODE_LEN + 1], m[200];
 	struct ws_class *c;
 
+	/* --nats: what the bus brought is taken first (the classes, whether
+	 * NATS is there, the seat of a join of this connection), so the join
+	 * sees the latest. */
+	if (srv->bclass)
+		ws_cluster_wake(srv);
+	if (s->joining) {
+		ws_send_error(s, "bad_request", NULL,
+			      "a class.join of this connection is already under way", tag, NULL);
+		return;
+	}
 	if (s->cls) {
 		ws_send_error(s, "bad_request", NULL,
 			   s->teaching ? "an instructor cannot join a class"
@@ -635,9 +645,6 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 		after_run = json_string_value(run);
 		after_seq = (long long)json_integer_value(seq);
 	}
-	/* --nats: what the bus brought is taken first (the classes, and
-	 * whether NATS is there), so the join sees the latest. */
-	ws_cluster_wake(srv);
 	c = ws_class_find(srv, code);
 	/* --nats: a class another replica holds is followed from here. */
 	if (!c) {
@@ -664,11 +671,6 @@ void ws_op_class_join(struct ws_session *s, json_t *msg, const char *tag)
 	 * is taken in the bucket (revision-checked) before the student is in.
 	 * With NATS away, this replica's own count only. */
 	if (srv->bclass && bus_class_ok(srv->bclass, NULL, 0)) {
-		if (s->joining) {
-			ws_send_error(s, "bad_request", NULL,
-				      "a class.join of this connection is already under way", tag, NULL);
-			return;
-		}
 		s->joining = 1;
 		s->join_has_tag = tag != NULL;
 		snprintf(s->join_tag, sizeof s->join_tag, "%s", tag ? tag : "");
