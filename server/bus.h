@@ -46,8 +46,7 @@
  * DATA/remote/ID.NAME and serves it only when every chunk is there and the
  * length and SHA-256 match: never a truncated file.
  *
- * Not built yet (issue 16): classes and the admission queue across
- * replicas.
+ * Classes and the admission queue across replicas: bus_class.h.
  */
 
 #define BUS_STREAM "SOCKLAB_RUNS"

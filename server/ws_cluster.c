@@ -870,8 +870,8 @@ static void home_gone(struct ws_class *c, const char *replica, int gone)
 				 (lws_usec_t)c->srv->cfg->class_grace_s * LWS_US_PER_SEC);
 	else
 		lws_sul_cancel(&c->sul_grace);
-	set_away(c, "the server that held the class stopped; the class goes on when its "
-		    "instructor takes it back on another server");
+	set_away(c, "the server that held the class stopped (or lost its link to the others); "
+		    "the class goes on when its instructor takes it back on another server");
 }
 
 /* The claim of a class (ws_cluster_reclaim) was decided. */
