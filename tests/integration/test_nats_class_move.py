@@ -363,6 +363,43 @@ def seats(n, code):
     return r.stdout.decode() + r.stderr.decode()
 
 
+@test
+def two_pages_reclaiming_at_once_on_two_replicas_one_wins():
+    n = Nats()
+    a, b, c = replica(n), replica(n), replica(n)
+
+    async def go():
+        t1, opened = await open_class(a)
+        code = opened["class"]
+        for s in (b, c):
+            wait_for(lambda: knows(s), 30, f"{s.base} to know the class")
+        sb = await join(b, code, "on-b")
+        await t1.close()
+        await until(sb, is_type("class.instructor", state="reconnecting"), "the instructor away")
+        pages = [await s.connect() for s in (b, c)]
+        replies = await asyncio.gather(*(ask(p, {"op": "class.reclaim", "class": code,
+                                                 "reclaim": opened["reclaim"]})
+                                         for p in pages))
+        kinds = sorted(r["type"] for r in replies)
+        eq(kinds, ["class.reclaimed", "error"], f"one page wins, the other is told: {replies}")
+        lost = next(r for r in replies if r["type"] == "error")
+        eq((lost["code"], lost["param"]), ("conflict", "class"), f"the loser: {lost}")
+        check("took it back on another server first" in lost["message"], lost["message"])
+        won = [s for s, r in zip((b, c), replies) if r["type"] == "class.reclaimed"][0]
+        eq([classes(s)["moved_in"] for s in (b, c)].count(1), 1, "one replica is home")
+        eq(classes(won)["moved_in"], 1, "the winner's replica is home")
+        # A learns it from the bucket, when its watcher delivers the claim.
+        await poll(lambda: classes(a)["moved_out"] == 1, 60, "A to hand the class over")
+        await until(sb, is_type("class.instructor", state="back"), "the instructor back")
+        for w in (sb, *pages):
+            await w.close()
+
+    asyncio.run(go())
+    for s in (c, b, a):
+        done(s)
+    n.stop()
+
+
 async def join_when_a_seat_frees(s, code, name, timeout=90):
     """Join code on s, asking again while the class is full: a poll whose
     deadline only catches a seat that never frees."""
