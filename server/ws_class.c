@@ -962,14 +962,19 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 		return;
 	}
 	if (!c || c->remote || !class_secret_equal(c->reclaim, token)) {
-		ws_signin_failed(s);
-		ws_send_error(s, "forbidden", "reclaim",
-			      "no open class with that code and reclaim token (it may have ended: "
-			      "a class waits for its instructor for --class-grace seconds)",
-			      tag, NULL);
+		ws_class_reclaim_refused(s, tag);
 		return;
 	}
 	ws_class_reclaimed(c, s, tag);
+}
+
+void ws_class_reclaim_refused(struct ws_session *s, const char *tag)
+{
+	ws_signin_failed(s);
+	ws_send_error(s, "forbidden", "reclaim",
+		      "no open class with that code and reclaim token (it may have ended: "
+		      "a class waits for its instructor for --class-grace seconds)",
+		      tag, NULL);
 }
 
 void ws_class_reclaimed(struct ws_class *c, struct ws_session *s, const char *tag)

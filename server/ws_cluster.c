@@ -788,11 +788,7 @@ void ws_cluster_reclaim(struct ws_session *s, const char *code, const char *toke
 	if (!st || !want || ws_cluster_token_hash(token, hash) < 0 ||
 	    !class_secret_equal(want, hash)) {
 		json_decref(st);
-		ws_signin_failed(s);
-		ws_send_error(s, "forbidden", "reclaim",
-			      "no open class with that code and reclaim token (it may have ended: "
-			      "a class waits for its instructor for --class-grace seconds)",
-			      tag, NULL);
+		ws_class_reclaim_refused(s, tag);
 		return;
 	}
 	if (srv->cluster_degraded) {

@@ -427,6 +427,9 @@ int ws_cluster_token_hash(const char *token, char *out);
 
 /* ws_class.c: s becomes c's instructor (class.reclaim succeeded). */
 void ws_class_reclaimed(struct ws_class *c, struct ws_session *s, const char *tag);
+/* ws_class.c: class.reclaim refused (no such class, or the wrong token):
+ * counted as a failed sign-in, and the same answer whichever it was. */
+void ws_class_reclaim_refused(struct ws_session *s, const char *tag);
 /* ws_class.c: the seat asked for by session sid's class.join of code was
  * taken (ok) or not (why: NATS trouble; NULL: the class is full). */
 void ws_class_seated(struct ws_server *srv, const char *code, uint64_t sid, int ok,
