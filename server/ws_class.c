@@ -954,6 +954,9 @@ void ws_op_class_reclaim(struct ws_session *s, json_t *msg, const char *tag)
 	/* A token is as good as the secret: guesses are limited the same way. */
 	if (!ws_signin_may_try(s, tag))
 		return;
+	/* --nats: what the bus brought is taken first, as for a join. */
+	if (srv->bclass)
+		ws_cluster_wake(srv);
 	c = ws_class_find(srv, code);
 	/* --nats: a class another replica holds (or held, until it stopped)
 	 * moves here. */

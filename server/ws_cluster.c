@@ -779,7 +779,7 @@ void ws_cluster_reclaim(struct ws_session *s, const char *code, const char *toke
 	struct ws_claim *cl = NULL;
 	json_t *st = NULL;
 	const char *want;
-	char hash[65], m[400];
+	char hash[65], m[400], why[200];
 	int i, k, slot = c ? 0 : -1;
 
 	if (bc)
@@ -791,11 +791,12 @@ void ws_cluster_reclaim(struct ws_session *s, const char *code, const char *toke
 		ws_class_reclaim_refused(s, tag);
 		return;
 	}
-	if (srv->cluster_degraded) {
+	/* Asked of the bus itself, as a join does: this thread hears of NATS
+	 * being back (its "cluster" news) a turn of the bus's loop later. */
+	if (!bus_class_ok(bc, why, sizeof why)) {
 		json_decref(st);
 		snprintf(m, sizeof m,
-			 "the class is held by another server and cannot move here now: %s",
-			 srv->cluster_reason);
+			 "the class is held by another server and cannot move here now: %s", why);
 		ws_send_error(s, "unavailable", "class", m, tag, NULL);
 		return;
 	}

@@ -13,7 +13,7 @@ import tempfile
 
 from harness import check_stream, send
 from harness import recv as harness_recv
-from tap import eq
+from tap import check, eq
 
 _tags = iter(range(1, 1 << 30))
 
@@ -43,6 +43,21 @@ async def ask(ws, obj, timeout=30):
         if isinstance(m, dict) and m.get("tag") == tag:
             return m
         held.append(m)
+
+
+async def until(ws, pred, what, timeout=90):
+    """Messages until one satisfies pred; returns (that one, all before it).
+    The deadline only catches a hang."""
+    seen = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        left = end - loop.time()
+        check(left > 0, f"{what}: not within {timeout}s; got {[m.get('type') for m in seen][-12:]}")
+        m = await recv(ws, left)
+        if pred(m):
+            return m, seen
+        seen.append(m)
 
 
 async def until_end(ws, run_id):

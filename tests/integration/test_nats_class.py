@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from classlib import ask, events_of, recv, until_end  # noqa: E402
+from classlib import ask, events_of, recv, until, until_end  # noqa: E402
 from harness import check_stream, send, wait_for  # noqa: E402
 from tap import check, eq, run, test  # noqa: E402
 from natslib import Nats, bundle_bytes, done, nats_health, server  # noqa: E402
@@ -38,20 +38,6 @@ def classes(s):
 def knows(s, code):
     """s can let a student join code (its bucket watcher has it)."""
     return classes(s)["state"] == "ok" and classes(s)["classes_known"] >= 1
-
-
-async def until(ws, pred, what, timeout=60):
-    """Messages until one satisfies pred; returns (that one, all before it)."""
-    seen = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        left = end - loop.time()
-        check(left > 0, f"{what}: not within {timeout}s; got {[m.get('type') for m in seen][-12:]}")
-        m = await recv(ws, left)
-        if pred(m):
-            return m, seen
-        seen.append(m)
 
 
 async def open_class(s):

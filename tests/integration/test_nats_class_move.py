@@ -19,7 +19,7 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from classlib import ask, events_of, recv, until_end  # noqa: E402
+from classlib import ask, events_of, until, until_end  # noqa: E402
 from harness import check_stream, send, wait_for  # noqa: E402
 from tap import check, eq, run, test  # noqa: E402
 from natslib import Nats, bundle_bytes, done, nats_health, server  # noqa: E402
@@ -41,20 +41,6 @@ def classes(s):
 
 def knows(s, n=1):
     return classes(s)["state"] == "ok" and classes(s)["classes_known"] >= n
-
-
-async def until(ws, pred, what, timeout=90):
-    """Messages until one satisfies pred; returns (that one, all before it)."""
-    seen = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        left = end - loop.time()
-        check(left > 0, f"{what}: not within {timeout}s; got {[m.get('type') for m in seen][-12:]}")
-        m = await recv(ws, left)
-        if pred(m):
-            return m, seen
-        seen.append(m)
 
 
 async def until_all(ws, preds, what, timeout=90):
