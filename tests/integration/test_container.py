@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import websockets  # noqa: E402
 import yaml  # noqa: E402
 
-from classlib import ask  # noqa: E402
+from classlib import ask, until  # noqa: E402
 from classlib import recv as class_recv  # noqa: E402
 from harness import (check_stream, events_until_end, free_port_range, request,  # noqa: E402
                      start_run, wait_for)
@@ -1888,8 +1888,8 @@ async def class_through_the_front(front, bases, rid_of, svc_of, ctr, frozen):
         for svc in bases:
             eq(await poll_http(lambda: viewers(svc) == per[svc] or None, 30,
                                f"{svc}'s class_viewers"), True, f"{svc}'s class_viewers")
-        m = await poll_teacher(teacher, lambda m: m.get("type") == "class.members"
-                               and m["count"] == STUDENTS, "class.members counting all 60")
+        m, _ = await until(teacher, lambda m: m.get("type") == "class.members"
+                           and m["count"] == STUDENTS, "class.members counting all 60", 60)
         eq(len(m["names"]), STUDENTS, "the instructor sees every student's name")
         diag(f"{STUDENTS} students joined through the front in "
              f"{time.monotonic() - t0:.1f} s: {', '.join(f'{k} {v}' for k, v in per.items())}"
@@ -1977,16 +1977,6 @@ async def class_through_the_front(front, bases, rid_of, svc_of, ctr, frozen):
         for s in students:
             await s.close()
         await teacher.close()
-
-
-async def poll_teacher(ws, pred, what, timeout=60):
-    end = time.monotonic() + timeout
-    while True:
-        left = end - time.monotonic()
-        check(left > 0, f"{what}: not within {timeout} s")
-        m = await class_recv(ws, left)
-        if pred(m):
-            return m
 
 
 async def run_watched_and_downloaded_elsewhere(front, bases):
